@@ -1,0 +1,141 @@
+//! The permission matrix of SPEC section 3, in one table.
+
+use crate::error::{Error, Result};
+use crate::model::role::Role;
+use crate::store::{OrgRecord, Reads};
+
+/// Who acts: a user (checked against their role in the organization) or the trusted host.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Actor {
+    /// A user, by id; checked against the matrix.
+    User(String),
+    /// The trusted host (billing, admin tools, migrations): never checked against the matrix,
+    /// but invariants (last owner, seats) still hold.
+    System,
+}
+
+impl Actor {
+    /// Shorthand for `Actor::User(id.into())`.
+    pub fn user(id: impl Into<String>) -> Actor {
+        Actor::User(id.into())
+    }
+
+    /// `user_…` or `system`, as the audit log names actors.
+    pub fn label(&self) -> &str {
+        match self {
+            Actor::User(id) => id,
+            Actor::System => "system",
+        }
+    }
+}
+
+/// Everything the matrix governs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Action {
+    ReadOrganization,
+    UpdateOrganization,
+    ManageInvitations,
+    AddMember,
+    ChangeRole,
+    RemoveMember,
+    ManageProjects,
+    ManageResources,
+    ReadAudit,
+    TransferOwnership,
+    ChangePlan,
+    DeleteOrganization,
+}
+
+/// The lowest role allowed each action. Relational rules (no escalation, admins never touch an
+/// owner) are in [`may_grant`] and [`may_manage`].
+const MATRIX: [(Action, Role); 12] = [
+    (Action::ReadOrganization, Role::Viewer),
+    (Action::UpdateOrganization, Role::Admin),
+    (Action::ManageInvitations, Role::Admin),
+    (Action::AddMember, Role::Admin),
+    (Action::ChangeRole, Role::Admin),
+    (Action::RemoveMember, Role::Admin),
+    (Action::ManageProjects, Role::Admin),
+    (Action::ManageResources, Role::Admin),
+    (Action::ReadAudit, Role::Admin),
+    (Action::TransferOwnership, Role::Owner),
+    (Action::ChangePlan, Role::Owner),
+    (Action::DeleteOrganization, Role::Owner),
+];
+
+pub(crate) fn lowest_role(action: Action) -> Role {
+    MATRIX
+        .iter()
+        .find(|(a, _)| *a == action)
+        .map_or(Role::Owner, |(_, r)| *r)
+}
+
+/// An actor cleared for an action in one organization.
+pub(crate) struct Cleared {
+    pub(crate) org: OrgRecord,
+    /// The actor's role; `None` for `Actor::System`.
+    pub(crate) role: Option<Role>,
+}
+
+/// Loads the organization (`not_found`) and checks the actor's role against the matrix
+/// (`forbidden`). Runs before any input is validated.
+pub(crate) fn authorize(
+    tx: &(impl Reads + ?Sized),
+    actor: &Actor,
+    org_id: &str,
+    action: Action,
+) -> Result<Cleared> {
+    let org = tx
+        .org(org_id)?
+        .ok_or_else(|| Error::not_found("Organization"))?;
+    match actor {
+        Actor::System => Ok(Cleared { org, role: None }),
+        Actor::User(user) => {
+            let role = tx
+                .membership(org_id, user)?
+                .map(|m| m.role)
+                .ok_or_else(Error::forbidden)?;
+            if role >= lowest_role(action) {
+                Ok(Cleared {
+                    org,
+                    role: Some(role),
+                })
+            } else {
+                Err(Error::forbidden())
+            }
+        }
+    }
+}
+
+/// No escalation: nobody grants a role above their own, and only owners grant `owner`.
+pub(crate) fn may_grant(actor_role: Option<Role>, granted: Role) -> bool {
+    match actor_role {
+        None => true,
+        Some(Role::Owner) => true,
+        Some(role) => granted <= role && granted != Role::Owner,
+    }
+}
+
+/// Admins never act on an owner (change their role, remove them).
+pub(crate) fn may_manage(actor_role: Option<Role>, target: Role) -> bool {
+    match actor_role {
+        None | Some(Role::Owner) => true,
+        Some(_) => target != Role::Owner,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escalation_rules() {
+        assert!(may_grant(Some(Role::Admin), Role::Admin));
+        assert!(!may_grant(Some(Role::Admin), Role::Owner));
+        assert!(!may_grant(Some(Role::Member), Role::Admin));
+        assert!(may_grant(Some(Role::Owner), Role::Owner));
+        assert!(may_grant(None, Role::Owner));
+        assert!(!may_manage(Some(Role::Admin), Role::Owner));
+        assert!(may_manage(Some(Role::Owner), Role::Owner));
+    }
+}

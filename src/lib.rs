@@ -1,0 +1,72 @@
+//! orgdb: an embedded, transactional engine for multi-tenant SaaS state.
+//!
+//! Organizations, users, memberships and roles, invitations, projects, plans with limits and
+//! usage quotas, in one database file. Every method of [`Db`] is one ACID transaction that
+//! checks permissions, input, invariants and quotas before it writes, and appends an audit
+//! event with the change.
+//!
+//! ```
+//! use orgdb::{Actor, Db, MemberQuery, NewOrganization, NewUser};
+//!
+//! # fn main() -> Result<(), orgdb::Error> {
+//! let db = Db::in_memory()?;
+//! let alice = db.create_user(&NewUser { email: "Alice@Example.com".into(), name: "Alice".into() })?;
+//! let bob = db.create_user(&NewUser { email: "bob@example.com".into(), name: "Bob".into() })?;
+//!
+//! let created = db.create_organization(&alice.id, &NewOrganization {
+//!     name: "My Company".into(),
+//!     plan: Some("pro".into()),
+//!     ..Default::default()
+//! })?;
+//! let org = created.organization.id;
+//! assert_eq!(created.organization.slug, "my-company");
+//!
+//! let owner = Actor::user(&alice.id);
+//! db.add_member(&owner, &org, &bob.id, "ADMIN")?;
+//! let page = db.list_members(&owner, &org, &MemberQuery::default())?;
+//! assert_eq!(page.pagination.total, 2);
+//!
+//! // Bob is an admin: he may not make himself an owner.
+//! let err = db.update_member_role(&Actor::user(&bob.id), &org, &bob.id.as_str().into(), "owner")
+//!     .unwrap_err();
+//! assert_eq!(err.code(), "forbidden");
+//!
+//! let details = db.get_organization(&owner, &org)?;
+//! assert_eq!(details.limits.team_members, Some(5));
+//! assert_eq!(details.usage.team_members, 2);
+//! # Ok(())
+//! # }
+//! ```
+
+mod authz;
+mod db;
+mod error;
+mod ids;
+#[cfg(feature = "json")]
+pub mod json;
+pub mod model;
+mod ops;
+mod store;
+mod validate;
+
+pub use authz::Actor;
+pub use db::{Clock, Db, Durability, ManualClock, Options, SystemClock};
+pub use error::{Details, Error, Result};
+pub use model::audit::AuditEvent;
+pub use model::invitation::{
+    CreatedInvitation, Invitation, InvitationPreview, InvitationQuery, InvitationStatus,
+    NewInvitation, PendingInvitation,
+};
+pub use model::membership::{Member, MemberQuery, MemberRef, Membership, RemovedMember};
+pub use model::org::{
+    Address, Limit, LimitOverrides, Limits, NewOrganization, Organization, OrganizationDetails,
+    OrganizationPatch, OrganizationSettings, OrganizationWithMembership, SlugCheck, Usage,
+};
+pub use model::page::{Page, Pagination};
+pub use model::plan::PlanCatalog;
+pub use model::project::{NewProject, Project, ProjectMember, ProjectMembership, ProjectPatch};
+pub use model::resource::{Resource, ResourceKind};
+pub use model::role::Role;
+pub use model::user::{NewUser, User, UserPatch};
+pub use store::CheckReport;
+pub use validate::normalize_email;

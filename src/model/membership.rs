@@ -1,0 +1,105 @@
+//! Memberships and member list rows.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::role::Role;
+
+/// A user's membership in an organization (seed 001's membership object).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    /// `mem_…`
+    pub id: String,
+    /// The organization.
+    pub organization_id: String,
+    /// The member.
+    pub user_id: String,
+    /// Organization role.
+    pub role: Role,
+    /// When the user joined.
+    #[serde(with = "crate::model::time")]
+    pub joined_at: DateTime<Utc>,
+    /// Last role change (or `joined_at`).
+    #[serde(with = "crate::model::time")]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One row of a member list: seed 000's member object, plus the membership id of seed 001.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The user's id.
+    pub id: String,
+    /// The membership's id (`mem_…`).
+    pub membership_id: String,
+    /// The user's email.
+    pub email: String,
+    /// The user's name.
+    pub name: String,
+    /// Organization role.
+    pub role: Role,
+    /// When the user joined.
+    #[serde(with = "crate::model::time")]
+    pub joined_at: DateTime<Utc>,
+    /// Last role change (or `joined_at`).
+    #[serde(with = "crate::model::time")]
+    pub updated_at: DateTime<Utc>,
+    /// Last activity (`touch_user`); null until then.
+    #[serde(with = "crate::model::time::option")]
+    pub last_active: Option<DateTime<Utc>>,
+}
+
+/// Which member an operation addresses: by user id (seed 000) or by membership id (seed 001).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberRef {
+    /// A user id (`user_…`).
+    User(String),
+    /// A membership id (`mem_…`).
+    Membership(String),
+}
+
+impl MemberRef {
+    /// Guesses the kind from the id's prefix: `mem_…` is a membership, anything else a user.
+    pub fn parse(id: &str) -> MemberRef {
+        if id.starts_with("mem_") {
+            MemberRef::Membership(id.to_owned())
+        } else {
+            MemberRef::User(id.to_owned())
+        }
+    }
+}
+
+impl From<&str> for MemberRef {
+    fn from(id: &str) -> MemberRef {
+        MemberRef::parse(id)
+    }
+}
+
+/// Query of `list_members`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberQuery {
+    /// Page number, from 1 (default 1).
+    #[serde(default)]
+    pub page: Option<u32>,
+    /// Rows per page, 1–100 (default 20).
+    #[serde(default)]
+    pub per_page: Option<u32>,
+    /// Role filter, case-insensitive.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// Keyset cursor from a previous page's `next_cursor`; when given, the page starts right
+    /// after it and `page` only labels the result.
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+/// Result of `remove_member` (seed 000's response).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovedMember {
+    /// Always true.
+    pub removed: bool,
+    /// The removed user.
+    pub user_id: String,
+    /// The removed membership.
+    pub membership_id: String,
+}

@@ -1,0 +1,13 @@
+//! Plain data types. Their serde names are the seeds' JSON names.
+
+pub mod audit;
+pub mod invitation;
+pub mod membership;
+pub mod org;
+pub mod page;
+pub mod plan;
+pub mod project;
+pub mod resource;
+pub mod role;
+pub mod time;
+pub mod user;

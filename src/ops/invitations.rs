@@ -1,0 +1,646 @@
+//! Invitations: create (one or many), list, get, accept, decline, revoke, resend.
+
+use chrono::TimeDelta;
+use serde_json::json;
+
+use super::{members, record, Ctx};
+use crate::authz::{authorize, may_grant, Action, Actor, Cleared};
+use crate::error::{Error, Result};
+use crate::ids;
+use crate::model::invitation::{
+    CreatedInvitation, Invitation, InvitationPreview, InvitationQuery, InvitationStatus,
+    NewInvitation, PendingInvitation,
+};
+use crate::model::membership::Membership;
+use crate::model::page::{Page, Pagination};
+use crate::model::project::ProjectMembership;
+use crate::model::role::Role;
+use crate::store::{InvitationRecord, KvRead, KvWrite, Reads, Writes};
+use crate::validate::{normalize_email, Checks};
+
+/// Bounds of one invitation's lifetime.
+pub(crate) const MIN_LIFETIME: TimeDelta = TimeDelta::hours(1);
+pub(crate) const MAX_LIFETIME: TimeDelta = TimeDelta::days(30);
+
+fn invitation_not_found() -> Error {
+    Error::not_found("Invitation")
+}
+
+/// The invitation as of now (expiry applied to its status).
+fn view(ctx: &Ctx, rec: &InvitationRecord) -> Invitation {
+    let mut inv = rec.invitation.clone();
+    inv.status = inv.status_at(ctx.now);
+    inv
+}
+
+fn invite_url(ctx: &Ctx, token: &str) -> String {
+    ctx.opts.invite_url_template.replace("{token}", token)
+}
+
+/// The pending, unexpired invitation of `email` in `org`, if any.
+pub(crate) fn pending_for_email(
+    tx: &dyn KvRead,
+    ctx: &Ctx,
+    org: &str,
+    email: &str,
+) -> Result<Option<InvitationRecord>> {
+    let Some(id) = tx.pending_invitation_id(org, email)? else {
+        return Ok(None);
+    };
+    let rec = tx
+        .invitation(&id)?
+        .ok_or_else(|| Error::corrupted("pending index names a missing invitation"))?;
+    Ok((rec.invitation.status_at(ctx.now) == InvitationStatus::Pending).then_some(rec))
+}
+
+/// Marks an invitation accepted (used by accept and by a direct add of the invitee).
+pub(crate) fn mark_accepted(
+    tx: &mut dyn KvWrite,
+    ctx: &Ctx,
+    actor: &Actor,
+    old: InvitationRecord,
+) -> Result<()> {
+    let mut new = old.clone();
+    new.invitation.status = InvitationStatus::Accepted;
+    new.invitation.accepted_at = Some(ctx.now);
+    tx.replace_invitation(&old, &new)?;
+    let inv = &new.invitation;
+    let details = json!({ "email": inv.email, "role": inv.role, "project_id": inv.project_id });
+    record(
+        tx,
+        ctx,
+        actor.label(),
+        Some(&inv.organization_id),
+        "invitation.accepted",
+        &inv.id,
+        details,
+    )
+}
+
+/// If an expired invitation still sits in the pending index for this email, stores it as
+/// `expired` so a new invitation can take its place (it holds no seat and blocks nothing).
+fn retire_expired(tx: &mut dyn KvWrite, ctx: &Ctx, org: &str, email: &str) -> Result<()> {
+    if let Some(id) = tx.pending_invitation_id(org, email)? {
+        let old = tx
+            .invitation(&id)?
+            .ok_or_else(|| Error::corrupted("pending index names a missing invitation"))?;
+        if old.invitation.status_at(ctx.now) == InvitationStatus::Expired {
+            let mut new = old.clone();
+            new.invitation.status = InvitationStatus::Expired;
+            tx.replace_invitation(&old, &new)?;
+        }
+    }
+    Ok(())
+}
+
+fn lifetime(ctx: &Ctx, checks: &mut Checks, secs: Option<u64>) -> TimeDelta {
+    match secs {
+        None => ctx.opts.invitation_lifetime,
+        Some(secs) => {
+            let lifetime = i64::try_from(secs).ok().and_then(TimeDelta::try_seconds);
+            match lifetime {
+                Some(l) if (MIN_LIFETIME..=MAX_LIFETIME).contains(&l) => l,
+                _ => {
+                    checks.fail("expires_in_secs", "Must be between 1 hour and 30 days");
+                    ctx.opts.invitation_lifetime
+                }
+            }
+        }
+    }
+}
+
+/// Validated input of one invitation.
+struct Checked {
+    email: String,
+    role: Role,
+    project: Option<(String, Role)>,
+    lifetime: TimeDelta,
+}
+
+fn check_new(ctx: &Ctx, cleared: &Cleared, new: &NewInvitation) -> Result<Checked> {
+    let mut checks = Checks::new();
+    let email = checks.email("email", &new.email);
+    let role = match new.role.as_deref() {
+        None => Role::Member,
+        Some(text) => {
+            let parsed = Role::parse_field(text, "role");
+            checks.absorb(parsed.clone().map(|_| ()))?;
+            parsed.unwrap_or(Role::Member)
+        }
+    };
+    let project_role = match new.project_role.as_deref() {
+        None => Role::Member,
+        Some(text) => {
+            let parsed = Role::parse_field(text, "project_role");
+            checks.absorb(parsed.clone().map(|_| ()))?;
+            parsed.unwrap_or(Role::Member)
+        }
+    };
+    if new.project_role.is_some() && new.project_id.is_none() {
+        checks.fail("project_id", "Is required when project_role is given");
+    }
+    let lifetime = lifetime(ctx, &mut checks, new.expires_in_secs);
+    checks.finish()?;
+    if !may_grant(cleared.role, role) || !may_grant(cleared.role, project_role) {
+        return Err(Error::forbidden_because(
+            "You cannot grant a role above your own",
+        ));
+    }
+    let project = new
+        .project_id
+        .as_ref()
+        .map(|p| (p.trim().to_owned(), project_role));
+    Ok(Checked {
+        email,
+        role,
+        project,
+        lifetime,
+    })
+}
+
+/// Creates one invitation inside the caller's (already authorized) transaction.
+fn create_one(
+    tx: &mut dyn KvWrite,
+    ctx: &Ctx,
+    actor: &Actor,
+    cleared: &Cleared,
+    input: Checked,
+) -> Result<CreatedInvitation> {
+    let org = cleared.org.org.id.as_str();
+    if let Some((project, _)) = &input.project {
+        match tx.project(project)? {
+            Some(p) if p.organization_id == org => {}
+            _ => return Err(Error::not_found("Project")),
+        }
+    }
+    if let Some(user) = tx.user_id_by_email(&input.email)? {
+        if tx.membership(org, &user)?.is_some() {
+            return Err(Error::conflict_with(
+                "User is already a member",
+                "email",
+                input.email.as_str(),
+            ));
+        }
+    }
+    if let Some(existing) = pending_for_email(tx, ctx, org, &input.email)? {
+        return Err(Error::Conflict {
+            message: "A pending invitation already exists for this email".to_owned(),
+            details: crate::error::Details::from([
+                ("invitation_id".to_owned(), existing.invitation.id.into()),
+                ("email".to_owned(), input.email.into()),
+            ]),
+        });
+    }
+    retire_expired(tx, ctx, org, &input.email)?;
+    let used = members::seats_used(tx, ctx, org)?;
+    members::check_seats(ctx, cleared, used, 1)?;
+
+    let token = ids::new_token()?;
+    let (project_id, project_role) = match input.project {
+        Some((p, r)) => (Some(p), Some(r)),
+        None => (None, None),
+    };
+    let invitation = Invitation {
+        id: ctx.id("inv"),
+        organization_id: org.to_owned(),
+        email: input.email,
+        role: input.role,
+        project_id,
+        project_role,
+        status: InvitationStatus::Pending,
+        invited_by: actor.label().to_owned(),
+        created_at: ctx.now,
+        expires_at: ctx.now + input.lifetime,
+        accepted_at: None,
+    };
+    tx.insert_invitation(&InvitationRecord {
+        invitation: invitation.clone(),
+        token_hash: ids::token_hash(&token),
+    })?;
+    let details = json!({
+        "email": invitation.email, "role": invitation.role,
+        "project_id": invitation.project_id, "expires_at": crate::model::time::format(&invitation.expires_at),
+    });
+    record(
+        tx,
+        ctx,
+        actor.label(),
+        Some(org),
+        "invitation.created",
+        &invitation.id,
+        details,
+    )?;
+    Ok(CreatedInvitation {
+        invite_id: invitation.id.clone(),
+        invite_url: invite_url(ctx, &token),
+        invitation,
+        token,
+    })
+}
+
+pub(crate) fn create(
+    tx: &mut dyn KvWrite,
+    ctx: &Ctx,
+    actor: &Actor,
+    org: &str,
+    new: &NewInvitation,
+) -> Result<CreatedInvitation> {
+    let cleared = authorize(tx, actor, org, Action::ManageInvitations)?;
+    let input = check_new(ctx, &cleared, new)?;
+    create_one(tx, ctx, actor, &cleared, input)
+}
+
+/// All or nothing: the first bad, duplicate or over-seat email refuses the whole batch, and
+/// the error names it in `details.email`.
+pub(crate) fn create_many(
+    tx: &mut dyn KvWrite,
+    ctx: &Ctx,
+    actor: &Actor,
+    org: &str,
+    batch: &[NewInvitation],
+) -> Result<Vec<CreatedInvitation>> {
+    let cleared = authorize(tx, actor, org, Action::ManageInvitations)?;
+    let mut out = Vec::with_capacity(batch.len());
+    for new in batch {
+        let created = check_new(ctx, &cleared, new)
+            .and_then(|input| create_one(tx, ctx, actor, &cleared, input));
+        out.push(created.map_err(|e| name_email(e, &new.email))?);
+    }
+    Ok(out)
+}
+
+fn name_email(err: Error, email: &str) -> Error {
+    let email = serde_json::Value::from(normalize_email(email));
+    match err {
+        Error::Validation {
+            message,
+            mut details,
+        } => {
+            details.entry("email".to_owned()).or_insert(email);
+            Error::Validation { message, details }
+        }
+        Error::Conflict {
+            message,
+            mut details,
+        } => {
+            details.entry("email".to_owned()).or_insert(email);
+            Error::Conflict { message, details }
+        }
+        other => other,
+    }
+}
+
+pub(crate) fn list(
+    tx: &dyn KvRead,
+    ctx: &Ctx,
+    actor: &Actor,
+    org: &str,
+    query: &InvitationQuery,
+) -> Result<Page<Invitation>> {
+    authorize(tx, actor, org, Action::ManageInvitations)?;
+    let mut checks = Checks::new();
+    let (page, per_page) = checks.paging(query.page, query.per_page);
+    let status = match query.status.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(text) => {
+            let parsed = InvitationStatus::parse(text);
+            if parsed.is_none() {
+                checks.fail(
+                    "status",
+                    "Must be one of: pending, accepted, declined, revoked, expired",
+                );
+            }
+            parsed
+        }
+    };
+    checks.finish()?;
+    let mut matching = Vec::new();
+    for id in tx.invitation_ids_of_org(org)? {
+        let rec = tx
+            .invitation(&id)?
+            .ok_or_else(|| Error::corrupted("invitation index names a missing invitation"))?;
+        let inv = view(ctx, &rec);
+        if status.is_none_or(|s| s == inv.status) {
+            matching.push(inv);
+        }
+    }
+    let total = matching.len() as u64;
+    let start = (u64::from(page - 1) * u64::from(per_page)).min(total) as usize;
+    let data: Vec<Invitation> = matching
+        .into_iter()
+        .skip(start)
+        .take(per_page as usize)
+        .collect();
+    Ok(Page {
+        data,
+        pagination: Pagination::new(page, per_page, total),
+        next_cursor: None,
+    })
+}
+
+fn load_in_org(tx: &dyn KvRead, org: &str, id: &str) -> Result<InvitationRecord> {
+    tx.invitation(id.trim())?
+        .filter(|r| r.invitation.organization_id == org)
+        .ok_or_else(invitation_not_found)
+}
+
+pub(crate) fn get(
+    tx: &dyn KvRead,
+    ctx: &Ctx,
+    actor: &Actor,
+    org: &str,
+    id: &str,
+) -> Result<Invitation> {
+    authorize(tx, actor, org, Action::ManageInvitations)?;
+    Ok(view(ctx, &load_in_org(tx, org, id)?))
+}
+
+/// Finds an invitation by its secret token (an unknown token, or an id, is `not_found`).
+fn by_token(tx: &dyn KvRead, token: &str) -> Result<InvitationRecord> {
+    let hash = ids::token_hash(token.trim());
+    let id = tx
+        .invitation_id_by_token_hash(&hash)?
+        .ok_or_else(invitation_not_found)?;
+    let rec = tx.invitation(&id)?.ok_or_else(invitation_not_found)?;
+    if !ids::hashes_equal(&rec.token_hash, &hash) {
+        return Err(invitation_not_found());
+    }
+    Ok(rec)
+}
+
+pub(crate) fn preview(tx: &dyn KvRead, ctx: &Ctx, token: &str) -> Result<InvitationPreview> {
+    let rec = by_token(tx, token)?;
+    let inv = view(ctx, &rec);
+    let org = tx
+        .org(&inv.organization_id)?
+        .ok_or_else(|| Error::corrupted("invitation names a missing organization"))?
+        .org;
+    let project_name = match &inv.project_id {
+        Some(p) => tx.project(p)?.map(|p| p.name),
+        None => None,
+    };
+    let inviter = tx.user(&inv.invited_by)?;
+    Ok(InvitationPreview {
+        id: inv.id,
+        status: inv.status,
+        email: inv.email,
+        role: inv.role,
+        project_id: inv.project_id,
+        project_name,
+        project_role: inv.project_role,
+        expires_at: inv.expires_at,
+        organization_id: org.id,
+        organization_name: org.name,
+        organization_slug: org.slug,
+        inviter_name: inviter.as_ref().map(|u| u.name.clone()),
+        inviter_email: inviter.map(|u| u.email),
+    })
+}
+
+/// Accepts an invitation for `user_id`, whose email must match. Creates the membership and the
+/// project membership in one transaction; a retry by the same user returns the membership.
+pub(crate) fn accept(
+    tx: &mut dyn KvWrite,
+    ctx: &Ctx,
+    token: &str,
+    user_id: &str,
+) -> Result<Membership> {
+    let rec = by_token(tx, token)?;
+    let user = super::users::load(tx, user_id.trim())?;
+    let inv = view(ctx, &rec);
+    let org = inv.organization_id.clone();
+    let existing = tx.membership(&org, &user.id)?;
+    match inv.status {
+        InvitationStatus::Pending => {}
+        InvitationStatus::Accepted if inv.email == user.email => {
+            return existing.ok_or_else(|| Error::conflict("Invitation was already accepted"));
+        }
+        InvitationStatus::Expired => {
+            return Err(Error::InvitationExpired {
+                invitation_id: inv.id,
+            })
+        }
+        other => {
+            return Err(Error::conflict_with(
+                format!("Invitation is {}", other.as_str()),
+                "status",
+                other.as_str(),
+            ))
+        }
+    }
+    if inv.email != user.email {
+        return Err(Error::forbidden_because(
+            "This invitation was sent to another email address",
+        ));
+    }
+    let actor = Actor::User(user.id.clone());
+    let membership = match existing {
+        Some(m) => m,
+        None => {
+            let cleared = authorize(tx, &Actor::System, &org, Action::AddMember)?;
+            // Members after the accept must fit; this invitation's own seat turns into the
+            // member's, so it is not counted twice.
+            let members = tx.org_stats(&org)?.members;
+            members::check_seats(ctx, &cleared, members, 1)?;
+            let m = Membership {
+                id: ctx.id("mem"),
+                organization_id: org.clone(),
+                user_id: user.id.clone(),
+                role: inv.role,
+                joined_at: ctx.now,
+                updated_at: ctx.now,
+            };
+            tx.insert_membership(&m)?;
+            let details = json!({ "user_id": user.id, "role": m.role, "invitation_id": inv.id });
+            record(
+                tx,
+                ctx,
+                actor.label(),
+                Some(&org),
+                "member.added",
+                &m.id,
+                details,
+            )?;
+            m
+        }
+    };
+    if let (Some(project), Some(role)) = (&inv.project_id, inv.project_role) {
+        let live = tx
+            .project(project)?
+            .is_some_and(|p| p.organization_id == org);
+        if live && tx.project_membership(project, &user.id)?.is_none() {
+            let pm = ProjectMembership {
+                project_id: project.clone(),
+                user_id: user.id.clone(),
+                role,
+                added_at: ctx.now,
+                updated_at: ctx.now,
+            };
+            tx.put_project_membership(&org, &pm)?;
+        }
+    }
+    mark_accepted(tx, ctx, &actor, rec)?;
+    Ok(membership)
+}
+
+/// Moves a pending or expired invitation to `to`; anything else is `conflict`.
+fn close(
+    tx: &mut dyn KvWrite,
+    ctx: &Ctx,
+    actor: &Actor,
+    rec: InvitationRecord,
+    to: InvitationStatus,
+    action: &str,
+) -> Result<Invitation> {
+    let status = rec.invitation.status_at(ctx.now);
+    if !matches!(
+        status,
+        InvitationStatus::Pending | InvitationStatus::Expired
+    ) {
+        return Err(Error::conflict_with(
+            format!("Invitation is {}", status.as_str()),
+            "status",
+            status.as_str(),
+        ));
+    }
+    let mut new = rec.clone();
+    new.invitation.status = to;
+    tx.replace_invitation(&rec, &new)?;
+    let inv = new.invitation;
+    let details = json!({ "email": inv.email, "status": { "before": status, "after": to } });
+    record(
+        tx,
+        ctx,
+        actor.label(),
+        Some(&inv.organization_id),
+        action,
+        &inv.id,
+        details,
+    )?;
+    Ok(inv)
+}
+
+pub(crate) fn decline(tx: &mut dyn KvWrite, ctx: &Ctx, token: &str) -> Result<Invitation> {
+    let rec = by_token(tx, token)?;
+    let actor = match tx.user_id_by_email(&rec.invitation.email)? {
+        Some(user) => Actor::User(user),
+        None => Actor::System,
+    };
+    close(
+        tx,
+        ctx,
+        &actor,
+        rec,
+        InvitationStatus::Declined,
+        "invitation.declined",
+    )
+}
+
+pub(crate) fn revoke(
+    tx: &mut dyn KvWrite,
+    ctx: &Ctx,
+    actor: &Actor,
+    org: &str,
+    id: &str,
+) -> Result<Invitation> {
+    authorize(tx, actor, org, Action::ManageInvitations)?;
+    let rec = load_in_org(tx, org, id)?;
+    close(
+        tx,
+        ctx,
+        actor,
+        rec,
+        InvitationStatus::Revoked,
+        "invitation.revoked",
+    )
+}
+
+/// New token (the old one stops working) and a new expiry of the invitation's own lifetime.
+pub(crate) fn resend(
+    tx: &mut dyn KvWrite,
+    ctx: &Ctx,
+    actor: &Actor,
+    org: &str,
+    id: &str,
+) -> Result<CreatedInvitation> {
+    let cleared = authorize(tx, actor, org, Action::ManageInvitations)?;
+    let rec = load_in_org(tx, org, id)?;
+    let old = &rec.invitation;
+    let status = old.status_at(ctx.now);
+    match status {
+        InvitationStatus::Pending => {}
+        InvitationStatus::Expired => {
+            // An expired invitation holds no seat and may have been superseded.
+            if let Some(other) = pending_for_email(tx, ctx, org, &old.email)? {
+                return Err(Error::conflict_with(
+                    "A pending invitation already exists for this email",
+                    "invitation_id",
+                    other.invitation.id,
+                ));
+            }
+            let used = members::seats_used(tx, ctx, org)?;
+            members::check_seats(ctx, &cleared, used, 1)?;
+            retire_expired(tx, ctx, org, &old.email)?;
+        }
+        other => {
+            return Err(Error::conflict_with(
+                format!("Invitation is {}", other.as_str()),
+                "status",
+                other.as_str(),
+            ))
+        }
+    }
+    // Re-read: retire_expired may have rewritten this very record.
+    let rec = load_in_org(tx, org, id)?;
+    let lifetime =
+        (rec.invitation.expires_at - rec.invitation.created_at).clamp(MIN_LIFETIME, MAX_LIFETIME);
+    let token = ids::new_token()?;
+    let mut new = rec.clone();
+    new.token_hash = ids::token_hash(&token);
+    new.invitation.status = InvitationStatus::Pending;
+    new.invitation.expires_at = ctx.now + lifetime;
+    tx.replace_invitation(&rec, &new)?;
+    let inv = new.invitation;
+    let details =
+        json!({ "email": inv.email, "expires_at": crate::model::time::format(&inv.expires_at) });
+    record(
+        tx,
+        ctx,
+        actor.label(),
+        Some(org),
+        "invitation.resent",
+        &inv.id,
+        details,
+    )?;
+    Ok(CreatedInvitation {
+        invite_id: inv.id.clone(),
+        invite_url: invite_url(ctx, &token),
+        invitation: inv,
+        token,
+    })
+}
+
+/// Pending, unexpired invitations of an email across organizations.
+pub(crate) fn for_email(tx: &dyn KvRead, ctx: &Ctx, email: &str) -> Result<Vec<PendingInvitation>> {
+    let email = normalize_email(email);
+    let mut out = Vec::new();
+    for id in tx.pending_invitation_ids_for_email(&email)? {
+        let rec = tx
+            .invitation(&id)?
+            .ok_or_else(|| Error::corrupted("email index names a missing invitation"))?;
+        let inv = view(ctx, &rec);
+        if inv.status != InvitationStatus::Pending {
+            continue;
+        }
+        let org = tx
+            .org(&inv.organization_id)?
+            .ok_or_else(|| Error::corrupted("invitation names a missing organization"))?
+            .org;
+        out.push(PendingInvitation {
+            invitation: inv,
+            organization_name: org.name,
+            organization_slug: org.slug,
+        });
+    }
+    Ok(out)
+}

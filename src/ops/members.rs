@@ -1,0 +1,345 @@
+//! Memberships: list, get, add, change role, remove, leave, transfer ownership.
+
+use serde_json::json;
+
+use super::{record, Ctx};
+use crate::authz::{authorize, may_grant, may_manage, Action, Actor, Cleared};
+use crate::error::{Error, Result};
+use crate::model::membership::{Member, MemberQuery, MemberRef, Membership, RemovedMember};
+use crate::model::page::{Page, Pagination};
+use crate::model::role::Role;
+use crate::model::time;
+use crate::store::{KvRead, KvWrite, MemberPos, Reads, Writes};
+use crate::validate::Checks;
+
+/// Members plus pending, unexpired invitations: what the `team_members` limit counts.
+pub(crate) fn seats_used(tx: &dyn KvRead, ctx: &Ctx, org: &str) -> Result<u64> {
+    Ok(tx.org_stats(org)?.members + tx.pending_unexpired(org, ctx.now)?.len() as u64)
+}
+
+/// Refuses when `adding` more seats would pass the `team_members` limit.
+pub(crate) fn check_seats(ctx: &Ctx, cleared: &Cleared, used: u64, adding: u64) -> Result<()> {
+    if let Some(limit) = super::orgs::limits(ctx, &cleared.org).team_members {
+        if used.saturating_add(adding) > limit {
+            return Err(Error::quota("team_members", limit, used, adding));
+        }
+    }
+    Ok(())
+}
+
+fn member_not_found() -> Error {
+    Error::not_found("Member")
+}
+
+/// Resolves a member reference inside one organization (a membership of another organization
+/// is `not_found` here).
+pub(crate) fn resolve(tx: &dyn KvRead, org: &str, who: &MemberRef) -> Result<Membership> {
+    let found = match who {
+        MemberRef::User(user) => tx.membership(org, user.trim())?,
+        MemberRef::Membership(id) => tx
+            .membership_by_id(id.trim())?
+            .filter(|m| m.organization_id == org),
+    };
+    found.ok_or_else(member_not_found)
+}
+
+fn row(tx: &dyn KvRead, m: Membership) -> Result<Member> {
+    let user = tx
+        .user(&m.user_id)?
+        .ok_or_else(|| Error::corrupted("membership names a missing user"))?;
+    Ok(Member {
+        id: user.id,
+        membership_id: m.id,
+        email: user.email,
+        name: user.name,
+        role: m.role,
+        joined_at: m.joined_at,
+        updated_at: m.updated_at,
+        last_active: user.last_active,
+    })
+}
+
+fn encode_cursor((at, user): &MemberPos) -> String {
+    format!("{}.{}", at.timestamp_micros(), user)
+}
+
+fn decode_cursor(cursor: &str) -> Option<MemberPos> {
+    let (micros, user) = cursor.split_once('.')?;
+    let at = time::from_micros(micros.parse().ok()?)?;
+    (!user.is_empty() && !user.contains('\0')).then(|| (at, user.to_owned()))
+}
+
+pub(crate) fn list(
+    tx: &dyn KvRead,
+    actor: &Actor,
+    org: &str,
+    query: &MemberQuery,
+) -> Result<Page<Member>> {
+    authorize(tx, actor, org, Action::ReadOrganization)?;
+    let mut checks = Checks::new();
+    let (page, per_page) = checks.paging(query.page, query.per_page);
+    let role = match query.role.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(text) => match text.parse::<Role>() {
+            Ok(role) => Some(role),
+            Err(_) => {
+                checks.fail("role", "Must be one of: viewer, member, admin, owner");
+                None
+            }
+        },
+    };
+    let cursor = match query.cursor.as_deref() {
+        None => None,
+        Some(text) => {
+            let pos = decode_cursor(text);
+            if pos.is_none() {
+                checks.fail("cursor", "Is not a cursor returned by a previous page");
+            }
+            pos
+        }
+    };
+    checks.finish()?;
+
+    let stats = tx.org_stats(org)?;
+    let total = role.map_or(stats.members, |r| stats.with_role(r));
+    let skip = if cursor.is_some() {
+        0
+    } else {
+        u64::from(page - 1) * u64::from(per_page)
+    };
+    // One row more than the page tells whether a next page exists.
+    let want = per_page as usize + 1;
+    let mut positions = tx.member_positions(org, role, cursor.as_ref(), skip, want)?;
+    let more = positions.len() > per_page as usize;
+    positions.truncate(per_page as usize);
+    let next_cursor = if more {
+        positions.last().map(encode_cursor)
+    } else {
+        None
+    };
+    let mut data = Vec::with_capacity(positions.len());
+    for (_, user) in positions {
+        let m = tx
+            .membership(org, &user)?
+            .ok_or_else(|| Error::corrupted("member index names a missing membership"))?;
+        data.push(row(tx, m)?);
+    }
+    Ok(Page {
+        data,
+        pagination: Pagination::new(page, per_page, total),
+        next_cursor,
+    })
+}
+
+pub(crate) fn get(tx: &dyn KvRead, actor: &Actor, org: &str, who: &MemberRef) -> Result<Member> {
+    authorize(tx, actor, org, Action::ReadOrganization)?;
+    let m = resolve(tx, org, who)?;
+    row(tx, m)
+}
+
+/// Adds a user directly (seat-checked). A pending invitation of that user in this organization
+/// is marked accepted in the same transaction, so it neither blocks nor counts twice.
+pub(crate) fn add(
+    tx: &mut dyn KvWrite,
+    ctx: &Ctx,
+    actor: &Actor,
+    org: &str,
+    user_id: &str,
+    role: &str,
+) -> Result<Member> {
+    let cleared = authorize(tx, actor, org, Action::AddMember)?;
+    let role = Role::parse_field(role, "role")?;
+    if !may_grant(cleared.role, role) {
+        return Err(Error::forbidden_because(
+            "You cannot grant a role above your own",
+        ));
+    }
+    let user = super::users::load(tx, user_id.trim())?;
+    if tx.membership(org, &user.id)?.is_some() {
+        return Err(Error::conflict_with(
+            "User is already a member",
+            "user_id",
+            user.id.as_str(),
+        ));
+    }
+    let pending = super::invitations::pending_for_email(tx, ctx, org, &user.email)?;
+    let used = seats_used(tx, ctx, org)? - u64::from(pending.is_some());
+    check_seats(ctx, &cleared, used, 1)?;
+    let m = Membership {
+        id: ctx.id("mem"),
+        organization_id: org.to_owned(),
+        user_id: user.id.clone(),
+        role,
+        joined_at: ctx.now,
+        updated_at: ctx.now,
+    };
+    tx.insert_membership(&m)?;
+    if let Some(inv) = pending {
+        super::invitations::mark_accepted(tx, ctx, actor, inv)?;
+    }
+    let details = json!({ "user_id": user.id, "role": role });
+    record(
+        tx,
+        ctx,
+        actor.label(),
+        Some(org),
+        "member.added",
+        &m.id,
+        details,
+    )?;
+    row(tx, m)
+}
+
+/// Refuses a change that would leave the organization without an owner.
+fn keep_an_owner(tx: &dyn KvRead, m: &Membership, new_role: Option<Role>) -> Result<()> {
+    let losing_owner = m.role == Role::Owner && new_role != Some(Role::Owner);
+    if losing_owner && tx.org_stats(&m.organization_id)?.owners() <= 1 {
+        return Err(Error::conflict_with(
+            "An organization must keep at least one owner",
+            "organization_id",
+            m.organization_id.as_str(),
+        ));
+    }
+    Ok(())
+}
+
+fn set_role(tx: &mut dyn KvWrite, ctx: &Ctx, old: &Membership, role: Role) -> Result<Membership> {
+    let new = Membership {
+        role,
+        updated_at: ctx.now,
+        ..old.clone()
+    };
+    tx.replace_membership(old, &new)?;
+    Ok(new)
+}
+
+pub(crate) fn update_role(
+    tx: &mut dyn KvWrite,
+    ctx: &Ctx,
+    actor: &Actor,
+    org: &str,
+    who: &MemberRef,
+    role: &str,
+) -> Result<Member> {
+    let cleared = authorize(tx, actor, org, Action::ChangeRole)?;
+    let role = Role::parse_field(role, "role")?;
+    let old = resolve(tx, org, who)?;
+    if !may_manage(cleared.role, old.role) || !may_grant(cleared.role, role) {
+        return Err(Error::forbidden());
+    }
+    if old.role == role {
+        return row(tx, old);
+    }
+    keep_an_owner(tx, &old, Some(role))?;
+    let new = set_role(tx, ctx, &old, role)?;
+    let details = json!({ "user_id": old.user_id, "role": { "before": old.role, "after": role } });
+    record(
+        tx,
+        ctx,
+        actor.label(),
+        Some(org),
+        "member.role_changed",
+        &old.id,
+        details,
+    )?;
+    row(tx, new)
+}
+
+/// Removes a membership with its project memberships (no audit; callers audit).
+pub(crate) fn remove_membership_everywhere(tx: &mut dyn KvWrite, m: &Membership) -> Result<()> {
+    tx.remove_project_memberships_of(&m.organization_id, &m.user_id)?;
+    tx.remove_membership(m)
+}
+
+pub(crate) fn remove(
+    tx: &mut dyn KvWrite,
+    ctx: &Ctx,
+    actor: &Actor,
+    org: &str,
+    who: &MemberRef,
+) -> Result<RemovedMember> {
+    let cleared = authorize(tx, actor, org, Action::RemoveMember)?;
+    let m = resolve(tx, org, who)?;
+    if !may_manage(cleared.role, m.role) {
+        return Err(Error::forbidden());
+    }
+    keep_an_owner(tx, &m, None)?;
+    remove_membership_everywhere(tx, &m)?;
+    let details = json!({ "user_id": m.user_id, "role": m.role });
+    record(
+        tx,
+        ctx,
+        actor.label(),
+        Some(org),
+        "member.removed",
+        &m.id,
+        details,
+    )?;
+    Ok(RemovedMember {
+        removed: true,
+        user_id: m.user_id,
+        membership_id: m.id,
+    })
+}
+
+pub(crate) fn leave(
+    tx: &mut dyn KvWrite,
+    ctx: &Ctx,
+    user: &str,
+    org: &str,
+) -> Result<RemovedMember> {
+    if tx.org(org)?.is_none() {
+        return Err(Error::not_found("Organization"));
+    }
+    let m = tx.membership(org, user)?.ok_or_else(member_not_found)?;
+    keep_an_owner(tx, &m, None)?;
+    remove_membership_everywhere(tx, &m)?;
+    let details = json!({ "user_id": m.user_id, "role": m.role });
+    record(tx, ctx, user, Some(org), "member.left", &m.id, details)?;
+    Ok(RemovedMember {
+        removed: true,
+        user_id: m.user_id,
+        membership_id: m.id,
+    })
+}
+
+/// Makes `to` an owner; the calling owner becomes `admin`. `Actor::System` only promotes.
+pub(crate) fn transfer_ownership(
+    tx: &mut dyn KvWrite,
+    ctx: &Ctx,
+    actor: &Actor,
+    org: &str,
+    to: &str,
+) -> Result<Member> {
+    authorize(tx, actor, org, Action::TransferOwnership)?;
+    let to = to.trim();
+    if let Actor::User(me) = actor {
+        if me == to {
+            return Err(Error::invalid("to_user_id", "Must be another member"));
+        }
+    }
+    let target = tx.membership(org, to)?.ok_or_else(member_not_found)?;
+    if target.role == Role::Owner {
+        return Err(Error::conflict_with(
+            "User is already an owner",
+            "user_id",
+            to,
+        ));
+    }
+    let new_owner = set_role(tx, ctx, &target, Role::Owner)?;
+    if let Actor::User(me) = actor {
+        let mine = tx.membership(org, me)?.ok_or_else(Error::forbidden)?;
+        set_role(tx, ctx, &mine, Role::Admin)?;
+    }
+    let details = json!({ "from": actor.label(), "to": to, "previous_role": target.role });
+    record(
+        tx,
+        ctx,
+        actor.label(),
+        Some(org),
+        "organization.ownership_transferred",
+        org,
+        details,
+    )?;
+    row(tx, new_owner)
+}

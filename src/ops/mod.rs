@@ -1,0 +1,85 @@
+//! The operations, one file per area. Each is a function over a backend transaction
+//! (`&mut dyn KvWrite` or `&dyn KvRead`) and a [`Ctx`]; none names a storage type or opens a
+//! table.
+
+pub(crate) mod audit;
+pub(crate) mod invitations;
+pub(crate) mod members;
+pub(crate) mod orgs;
+pub(crate) mod projects;
+pub(crate) mod resources;
+pub(crate) mod users;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::db::Options;
+use crate::error::Result;
+use crate::ids::IdGen;
+use crate::model::audit::AuditEvent;
+use crate::store::{KvWrite, Writes};
+
+/// What every operation may use besides its transaction: one clock reading (so every timestamp
+/// a call writes is the same instant), the options, and the id generator.
+pub(crate) struct Ctx<'a> {
+    pub(crate) now: DateTime<Utc>,
+    pub(crate) opts: &'a Options,
+    pub(crate) ids: &'a IdGen,
+}
+
+impl Ctx<'_> {
+    pub(crate) fn id(&self, prefix: &str) -> String {
+        self.ids.next(prefix, self.now)
+    }
+}
+
+/// Appends an audit event in the caller's transaction.
+pub(crate) fn record(
+    tx: &mut dyn KvWrite,
+    ctx: &Ctx,
+    actor: &str,
+    org: Option<&str>,
+    action: &str,
+    target: &str,
+    details: Value,
+) -> Result<()> {
+    tx.append_audit(AuditEvent {
+        id: ctx.id("evt"),
+        seq: 0,
+        at: ctx.now,
+        actor: actor.to_owned(),
+        organization_id: org.map(str::to_owned),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        details,
+    })?;
+    Ok(())
+}
+
+/// `{"field": {"before": a, "after": b}}` for each field that changed.
+#[derive(Default)]
+pub(crate) struct Changes(serde_json::Map<String, Value>);
+
+impl Changes {
+    pub(crate) fn diff<T: serde::Serialize + PartialEq>(
+        &mut self,
+        field: &str,
+        before: &T,
+        after: &T,
+    ) {
+        if before != after {
+            self.0.insert(
+                field.to_owned(),
+                serde_json::json!({ "before": before, "after": after }),
+            );
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(crate) fn into_value(self) -> Value {
+        Value::Object(self.0)
+    }
+}

@@ -1,0 +1,440 @@
+//! Organizations.
+
+use chrono::Datelike;
+use serde_json::json;
+
+use super::{members, record, Changes, Ctx};
+use crate::authz::{authorize, Action, Actor};
+use crate::error::{Error, Result};
+use crate::model::membership::Membership;
+use crate::model::org::{
+    LimitOverrides, Limits, NewOrganization, Organization, OrganizationDetails, OrganizationPatch,
+    OrganizationSettings, OrganizationWithMembership, SlugCheck, Usage,
+};
+use crate::model::role::Role;
+use crate::store::{KvRead, KvWrite, OrgRecord, Reads, Writes};
+use crate::validate::{self, Checks, EXTERNAL_ID_MAX, NAME_MAX, TEXT_MAX};
+
+/// Suffixes tried before giving up on a derived slug.
+const SLUG_ATTEMPTS: u32 = 10_000;
+
+fn is_reserved(ctx: &Ctx, slug: &str) -> bool {
+    ctx.opts.reserved_slugs.iter().any(|r| r == slug)
+}
+
+/// `validation_error` for a reserved explicit slug (it is never available, unlike a taken one).
+fn check_reserved(ctx: &Ctx, checks: &mut Checks, slug: &str) {
+    if is_reserved(ctx, slug) {
+        checks.fail("slug", "Is reserved");
+    }
+}
+
+fn slug_taken(slug: &str) -> Error {
+    Error::conflict_with("Slug already taken", "slug", slug)
+}
+
+fn external_taken(external_id: &str) -> Error {
+    Error::conflict_with("External id already in use", "external_id", external_id)
+}
+
+/// The derived slug, made unique with `-2`, `-3`… (shortening the base to keep ≤ 64).
+fn unique_slug(tx: &dyn KvRead, ctx: &Ctx, name: &str) -> Result<String> {
+    let base = validate::derive_slug(name);
+    for n in 1..=SLUG_ATTEMPTS {
+        let candidate = if n == 1 {
+            base.clone()
+        } else {
+            let suffix = format!("-{n}");
+            let keep = validate::SLUG_MAX - suffix.len();
+            let stem = base[..base.len().min(keep)].trim_end_matches('-');
+            format!("{stem}{suffix}")
+        };
+        if !is_reserved(ctx, &candidate) && tx.org_id_by_slug(&candidate)?.is_none() {
+            return Ok(candidate);
+        }
+    }
+    Err(Error::conflict(
+        "No free slug could be derived from the name",
+    ))
+}
+
+pub(crate) fn create(
+    tx: &mut dyn KvWrite,
+    ctx: &Ctx,
+    owner: &str,
+    new: &NewOrganization,
+) -> Result<OrganizationWithMembership> {
+    let mut checks = Checks::new();
+    let name = checks.name("name", &new.name);
+    let slug = new.slug.as_deref().map(|s| checks.slug("slug", s));
+    if let Some(slug) = &slug {
+        check_reserved(ctx, &mut checks, slug);
+    }
+    let external_id = new
+        .external_id
+        .as_deref()
+        .map(|e| checks.token_text("external_id", e, EXTERNAL_ID_MAX));
+    let description = checks.text("description", new.description.as_deref(), TEXT_MAX);
+    let plan = new
+        .plan
+        .clone()
+        .unwrap_or_else(|| ctx.opts.plans.default_plan.clone());
+    check_plan(ctx, &mut checks, &plan);
+    let a = &new.address;
+    let mut line = |field: &str, v: &Option<String>| checks.text(field, v.as_deref(), NAME_MAX);
+    let address = [
+        line("address_line1", &a.address_line1),
+        line("address_line2", &a.address_line2),
+        line("city", &a.city),
+        line("state", &a.state),
+        line("zipcode", &a.zipcode),
+        line("country", &a.country),
+    ];
+    checks.metadata("metadata", &new.metadata);
+    if let Some(settings) = &new.settings {
+        checks.metadata("settings", &settings.extra);
+    }
+    checks.finish()?;
+
+    let user = super::users::load(tx, owner)?;
+    let slug = match slug {
+        Some(slug) if tx.org_id_by_slug(&slug)?.is_some() => return Err(slug_taken(&slug)),
+        Some(slug) => slug,
+        None => unique_slug(tx, ctx, &name)?,
+    };
+    if let Some(ext) = &external_id {
+        if tx.org_id_by_external(ext)?.is_some() {
+            return Err(external_taken(ext));
+        }
+    }
+    let [address_line1, address_line2, city, state, zipcode, country] = address;
+    let org = Organization {
+        id: ctx.id("org"),
+        name,
+        slug,
+        external_id,
+        description,
+        plan,
+        address_line1,
+        address_line2,
+        city,
+        state,
+        zipcode,
+        country,
+        settings: new.settings.clone().unwrap_or_default(),
+        metadata: new.metadata.clone(),
+        created_at: ctx.now,
+        updated_at: ctx.now,
+    };
+    tx.insert_org(&OrgRecord {
+        org: org.clone(),
+        overrides: LimitOverrides::default(),
+    })?;
+    let membership = Membership {
+        id: ctx.id("mem"),
+        organization_id: org.id.clone(),
+        user_id: user.id.clone(),
+        role: Role::Owner,
+        joined_at: ctx.now,
+        updated_at: ctx.now,
+    };
+    tx.insert_membership(&membership)?;
+    let details = json!({ "name": org.name, "slug": org.slug, "plan": org.plan, "owner": user.id });
+    record(
+        tx,
+        ctx,
+        &user.id,
+        Some(&org.id),
+        "organization.created",
+        &org.id,
+        details,
+    )?;
+    Ok(OrganizationWithMembership {
+        organization: org,
+        membership,
+    })
+}
+
+fn check_plan(ctx: &Ctx, checks: &mut Checks, plan: &str) {
+    if ctx.opts.plans.limits(plan).is_none() {
+        checks.fail(
+            "plan",
+            format!("Must be one of: {}", ctx.opts.plans.names().join(", ")),
+        );
+    }
+}
+
+/// Effective limits: the plan's (none when the catalog lost the plan), then the overrides.
+pub(crate) fn limits(ctx: &Ctx, rec: &OrgRecord) -> Limits {
+    let plan = ctx.opts.plans.limits(&rec.org.plan).unwrap_or_default();
+    rec.overrides.apply(plan)
+}
+
+/// `yyyymm` of a date: the month key of usage counters.
+pub(crate) fn month_of(date: chrono::NaiveDate) -> u32 {
+    date.year() as u32 * 100 + date.month()
+}
+
+pub(crate) fn usage(tx: &dyn KvRead, ctx: &Ctx, org: &str) -> Result<Usage> {
+    let stats = tx.org_stats(org)?;
+    Ok(Usage {
+        mcps: stats.mcps,
+        api_keys: stats.api_keys,
+        team_members: members::seats_used(tx, ctx, org)?,
+        monthly_requests: tx.month_usage(org, month_of(ctx.now.date_naive()))?,
+    })
+}
+
+pub(crate) fn details(tx: &dyn KvRead, ctx: &Ctx, rec: OrgRecord) -> Result<OrganizationDetails> {
+    let usage = usage(tx, ctx, &rec.org.id)?;
+    Ok(OrganizationDetails {
+        limits: limits(ctx, &rec),
+        organization: rec.org,
+        usage,
+    })
+}
+
+pub(crate) fn get(
+    tx: &dyn KvRead,
+    ctx: &Ctx,
+    actor: &Actor,
+    org: &str,
+) -> Result<OrganizationDetails> {
+    let cleared = authorize(tx, actor, org, Action::ReadOrganization)?;
+    details(tx, ctx, cleared.org)
+}
+
+pub(crate) fn id_by_slug(tx: &dyn KvRead, slug: &str) -> Result<String> {
+    tx.org_id_by_slug(slug.trim())?
+        .ok_or_else(|| Error::not_found("Organization"))
+}
+
+pub(crate) fn id_by_external(tx: &dyn KvRead, external_id: &str) -> Result<String> {
+    tx.org_id_by_external(external_id)?
+        .ok_or_else(|| Error::not_found("Organization"))
+}
+
+pub(crate) fn list_for_user(
+    tx: &dyn KvRead,
+    user: &str,
+) -> Result<Vec<OrganizationWithMembership>> {
+    super::users::load(tx, user)?;
+    let mut out = Vec::new();
+    for org_id in tx.user_org_ids(user)? {
+        let rec = tx
+            .org(&org_id)?
+            .ok_or_else(|| Error::corrupted("user_orgs names a missing organization"))?;
+        let membership = tx
+            .membership(&org_id, user)?
+            .ok_or_else(|| Error::corrupted("user_orgs names a missing membership"))?;
+        out.push(OrganizationWithMembership {
+            organization: rec.org,
+            membership,
+        });
+    }
+    out.sort_by_key(|o| o.membership.joined_at);
+    Ok(out)
+}
+
+/// Writes a changed organization record with `updated_at` and an audit event of the changes.
+fn save(
+    tx: &mut dyn KvWrite,
+    ctx: &Ctx,
+    actor: &Actor,
+    old: &OrgRecord,
+    mut new: OrgRecord,
+    action: &str,
+) -> Result<Organization> {
+    let mut changes = Changes::default();
+    let (o, n) = (&old.org, &new.org);
+    changes.diff("name", &o.name, &n.name);
+    changes.diff("slug", &o.slug, &n.slug);
+    changes.diff("external_id", &o.external_id, &n.external_id);
+    changes.diff("description", &o.description, &n.description);
+    changes.diff("plan", &o.plan, &n.plan);
+    changes.diff("address", &o.address(), &n.address());
+    changes.diff("settings", &o.settings, &n.settings);
+    changes.diff("metadata", &o.metadata, &n.metadata);
+    changes.diff("limit_overrides", &old.overrides, &new.overrides);
+    if changes.is_empty() {
+        return Ok(old.org.clone());
+    }
+    new.org.updated_at = ctx.now;
+    tx.replace_org(old, &new)?;
+    let id = new.org.id.clone();
+    record(
+        tx,
+        ctx,
+        actor.label(),
+        Some(&id),
+        action,
+        &id,
+        changes.into_value(),
+    )?;
+    Ok(new.org)
+}
+
+pub(crate) fn update(
+    tx: &mut dyn KvWrite,
+    ctx: &Ctx,
+    actor: &Actor,
+    org: &str,
+    patch: &OrganizationPatch,
+) -> Result<Organization> {
+    let old = authorize(tx, actor, org, Action::UpdateOrganization)?.org;
+    let mut checks = Checks::new();
+    let mut new = old.clone();
+    let n = &mut new.org;
+    if let Some(name) = &patch.name {
+        n.name = checks.name("name", name);
+    }
+    if let Some(slug) = &patch.slug {
+        n.slug = checks.slug("slug", slug);
+        if n.slug != old.org.slug {
+            check_reserved(ctx, &mut checks, &n.slug);
+        }
+    }
+    if let Some(ext) = &patch.external_id {
+        n.external_id = ext
+            .as_deref()
+            .map(|e| checks.token_text("external_id", e, EXTERNAL_ID_MAX));
+    }
+    if let Some(d) = &patch.description {
+        n.description = checks.text("description", d.as_deref(), TEXT_MAX);
+    }
+    let lines = [
+        ("address_line1", &patch.address_line1, &mut n.address_line1),
+        ("address_line2", &patch.address_line2, &mut n.address_line2),
+        ("city", &patch.city, &mut n.city),
+        ("state", &patch.state, &mut n.state),
+        ("zipcode", &patch.zipcode, &mut n.zipcode),
+        ("country", &patch.country, &mut n.country),
+    ];
+    for (field, given, slot) in lines {
+        if let Some(value) = given {
+            *slot = checks.text(field, value.as_deref(), NAME_MAX);
+        }
+    }
+    if let Some(settings) = &patch.settings {
+        checks.metadata("settings", &settings.extra);
+        n.settings = settings.clone();
+    }
+    if let Some(metadata) = &patch.metadata {
+        checks.metadata("metadata", metadata);
+        n.metadata = metadata.clone();
+    }
+    checks.finish()?;
+    if n.slug != old.org.slug && tx.org_id_by_slug(&n.slug)?.is_some() {
+        return Err(slug_taken(&n.slug));
+    }
+    if n.external_id != old.org.external_id {
+        if let Some(ext) = &n.external_id {
+            if tx.org_id_by_external(ext)?.is_some() {
+                return Err(external_taken(ext));
+            }
+        }
+    }
+    save(tx, ctx, actor, &old, new, "organization.updated")
+}
+
+pub(crate) fn update_settings(
+    tx: &mut dyn KvWrite,
+    ctx: &Ctx,
+    actor: &Actor,
+    org: &str,
+    settings: &OrganizationSettings,
+) -> Result<Organization> {
+    let patch = OrganizationPatch {
+        settings: Some(settings.clone()),
+        ..OrganizationPatch::default()
+    };
+    update(tx, ctx, actor, org, &patch)
+}
+
+pub(crate) fn set_plan(
+    tx: &mut dyn KvWrite,
+    ctx: &Ctx,
+    actor: &Actor,
+    org: &str,
+    plan: &str,
+) -> Result<Organization> {
+    let old = authorize(tx, actor, org, Action::ChangePlan)?.org;
+    let mut checks = Checks::new();
+    let plan = plan.trim();
+    check_plan(ctx, &mut checks, plan);
+    checks.finish()?;
+    let mut new = old.clone();
+    new.org.plan = plan.to_owned();
+    save(tx, ctx, actor, &old, new, "organization.plan_changed")
+}
+
+pub(crate) fn set_limit_overrides(
+    tx: &mut dyn KvWrite,
+    ctx: &Ctx,
+    actor: &Actor,
+    org: &str,
+    overrides: &LimitOverrides,
+) -> Result<OrganizationDetails> {
+    // Overrides are the host's (billing's) business alone.
+    if *actor != Actor::System {
+        return Err(Error::forbidden());
+    }
+    let old = authorize(tx, actor, org, Action::ChangePlan)?.org;
+    let mut new = old.clone();
+    new.overrides = *overrides;
+    save(
+        tx,
+        ctx,
+        actor,
+        &old,
+        new.clone(),
+        "organization.limits_changed",
+    )?;
+    let rec = tx
+        .org(org)?
+        .ok_or_else(|| Error::not_found("Organization"))?;
+    details(tx, ctx, rec)
+}
+
+/// One transaction removes the organization and everything scoped to it. Its audit history
+/// stays, ending with `organization.deleted`.
+pub(crate) fn delete(tx: &mut dyn KvWrite, ctx: &Ctx, actor: &Actor, org: &str) -> Result<()> {
+    let rec = authorize(tx, actor, org, Action::DeleteOrganization)?.org;
+    let stats = tx.org_stats(org)?;
+    for user in tx.member_user_ids(org)? {
+        let m = tx
+            .membership(org, &user)?
+            .ok_or_else(|| Error::corrupted("member index names a missing membership"))?;
+        tx.remove_membership(&m)?;
+    }
+    tx.remove_org_scoped(org)?;
+    tx.remove_org(&rec)?;
+    let details = json!({ "name": rec.org.name, "slug": rec.org.slug, "members": stats.members });
+    record(
+        tx,
+        ctx,
+        actor.label(),
+        Some(org),
+        "organization.deleted",
+        org,
+        details,
+    )
+}
+
+pub(crate) fn check_slug(tx: &dyn KvRead, ctx: &Ctx, slug: &str) -> Result<SlugCheck> {
+    let slug = slug.trim().to_owned();
+    let reason = if validate::slug_problem(&slug).is_some() {
+        Some("invalid")
+    } else if is_reserved(ctx, &slug) {
+        Some("reserved")
+    } else if tx.org_id_by_slug(&slug)?.is_some() {
+        Some("taken")
+    } else {
+        None
+    };
+    Ok(SlugCheck {
+        available: reason.is_none(),
+        reason: reason.map(str::to_owned),
+        slug,
+    })
+}

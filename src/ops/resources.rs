@@ -1,0 +1,138 @@
+//! Resources (MCP servers and API keys), counted by the `mcps` / `api_keys` limits.
+
+use serde_json::json;
+
+use super::{record, Ctx};
+use crate::authz::{authorize, Action, Actor};
+use crate::error::{Error, Result};
+use crate::model::resource::{Resource, ResourceKind};
+use crate::store::{KvRead, KvWrite, Reads, Writes};
+use crate::validate::Checks;
+
+fn load_live(tx: &dyn KvRead, org: &str, id: &str) -> Result<Resource> {
+    tx.resource(id.trim())?
+        .filter(|r| r.organization_id == org && r.removed_at.is_none())
+        .ok_or_else(|| Error::not_found("Resource"))
+}
+
+pub(crate) fn register(
+    tx: &mut dyn KvWrite,
+    ctx: &Ctx,
+    actor: &Actor,
+    org: &str,
+    kind: ResourceKind,
+    name: &str,
+) -> Result<Resource> {
+    let cleared = authorize(tx, actor, org, Action::ManageResources)?;
+    let mut checks = Checks::new();
+    let name = checks.name("name", name);
+    checks.finish()?;
+    let used = tx.org_stats(org)?.resource_count(kind);
+    let limits = super::orgs::limits(ctx, &cleared.org);
+    let limit = match kind {
+        ResourceKind::Mcp => limits.mcps,
+        ResourceKind::ApiKey => limits.api_keys,
+    };
+    if let Some(limit) = limit {
+        if used >= limit {
+            return Err(Error::quota(kind.limit_name(), limit, used, 1));
+        }
+    }
+    let res = Resource {
+        id: ctx.id("res"),
+        organization_id: org.to_owned(),
+        kind,
+        name,
+        created_at: ctx.now,
+        removed_at: None,
+    };
+    tx.insert_resource(&res)?;
+    let details = json!({ "kind": kind, "name": res.name });
+    record(
+        tx,
+        ctx,
+        actor.label(),
+        Some(org),
+        "resource.registered",
+        &res.id,
+        details,
+    )?;
+    Ok(res)
+}
+
+pub(crate) fn rename(
+    tx: &mut dyn KvWrite,
+    ctx: &Ctx,
+    actor: &Actor,
+    org: &str,
+    id: &str,
+    name: &str,
+) -> Result<Resource> {
+    authorize(tx, actor, org, Action::ManageResources)?;
+    let mut checks = Checks::new();
+    let name = checks.name("name", name);
+    checks.finish()?;
+    let old = load_live(tx, org, id)?;
+    if old.name == name {
+        return Ok(old);
+    }
+    let new = Resource {
+        name,
+        ..old.clone()
+    };
+    tx.put_resource(&new)?;
+    let details = json!({ "name": { "before": old.name, "after": new.name } });
+    record(
+        tx,
+        ctx,
+        actor.label(),
+        Some(org),
+        "resource.renamed",
+        &new.id,
+        details,
+    )?;
+    Ok(new)
+}
+
+pub(crate) fn remove(
+    tx: &mut dyn KvWrite,
+    ctx: &Ctx,
+    actor: &Actor,
+    org: &str,
+    id: &str,
+) -> Result<Resource> {
+    authorize(tx, actor, org, Action::ManageResources)?;
+    let old = load_live(tx, org, id)?;
+    let new = Resource {
+        removed_at: Some(ctx.now),
+        ..old
+    };
+    tx.retire_resource(&new)?;
+    let details = json!({ "kind": new.kind, "name": new.name });
+    record(
+        tx,
+        ctx,
+        actor.label(),
+        Some(org),
+        "resource.removed",
+        &new.id,
+        details,
+    )?;
+    Ok(new)
+}
+
+pub(crate) fn list(
+    tx: &dyn KvRead,
+    actor: &Actor,
+    org: &str,
+    kind: Option<ResourceKind>,
+) -> Result<Vec<Resource>> {
+    authorize(tx, actor, org, Action::ReadOrganization)?;
+    tx.resource_ids_of_org(org, kind, false)?
+        .iter()
+        .map(|id| {
+            tx.resource(id)?
+                .ok_or_else(|| Error::corrupted("resource index names a missing resource"))
+        })
+        .collect()
+}

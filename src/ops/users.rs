@@ -1,0 +1,115 @@
+//! Users.
+
+use serde_json::json;
+
+use super::{members, record, Changes, Ctx};
+use crate::error::{Error, Result};
+use crate::model::role::Role;
+use crate::model::user::{NewUser, User, UserPatch};
+use crate::store::{KvRead, KvWrite, Reads, Writes};
+use crate::validate::{normalize_email, Checks};
+
+pub(crate) fn load(tx: &dyn KvRead, id: &str) -> Result<User> {
+    tx.user(id)?.ok_or_else(|| Error::not_found("User"))
+}
+
+fn email_taken(email: &str) -> Error {
+    Error::conflict_with("Email already in use", "email", email)
+}
+
+pub(crate) fn create(tx: &mut dyn KvWrite, ctx: &Ctx, new: &NewUser) -> Result<User> {
+    let mut checks = Checks::new();
+    let email = checks.email("email", &new.email);
+    let name = checks.name("name", &new.name);
+    checks.finish()?;
+    if tx.user_id_by_email(&email)?.is_some() {
+        return Err(email_taken(&email));
+    }
+    let user = User {
+        id: ctx.id("user"),
+        email,
+        name,
+        created_at: ctx.now,
+        last_active: None,
+    };
+    tx.insert_user(&user)?;
+    let details = json!({ "email": user.email, "name": user.name });
+    record(tx, ctx, "system", None, "user.created", &user.id, details)?;
+    Ok(user)
+}
+
+pub(crate) fn find_by_email(tx: &dyn KvRead, email: &str) -> Result<User> {
+    let id = tx
+        .user_id_by_email(&normalize_email(email))?
+        .ok_or_else(|| Error::not_found("User"))?;
+    load(tx, &id)
+}
+
+pub(crate) fn update(tx: &mut dyn KvWrite, ctx: &Ctx, id: &str, patch: &UserPatch) -> Result<User> {
+    let old = load(tx, id)?;
+    let mut checks = Checks::new();
+    let email = patch.email.as_deref().map(|e| checks.email("email", e));
+    let name = patch.name.as_deref().map(|n| checks.name("name", n));
+    checks.finish()?;
+    let mut new = old.clone();
+    if let Some(email) = email {
+        if email != old.email && tx.user_id_by_email(&email)?.is_some() {
+            return Err(email_taken(&email));
+        }
+        new.email = email;
+    }
+    if let Some(name) = name {
+        new.name = name;
+    }
+    let mut changes = Changes::default();
+    changes.diff("email", &old.email, &new.email);
+    changes.diff("name", &old.name, &new.name);
+    if changes.is_empty() {
+        return Ok(old);
+    }
+    tx.replace_user(&old, &new)?;
+    record(tx, ctx, id, None, "user.updated", id, changes.into_value())?;
+    Ok(new)
+}
+
+/// Sets `last_active`. Activity is not audited: it is not a change of state a host ships.
+pub(crate) fn touch(tx: &mut dyn KvWrite, ctx: &Ctx, id: &str) -> Result<User> {
+    let old = load(tx, id)?;
+    let new = User {
+        last_active: Some(ctx.now),
+        ..old.clone()
+    };
+    tx.replace_user(&old, &new)?;
+    Ok(new)
+}
+
+/// Refused while the user is the only owner of any organization; otherwise removes every
+/// membership (and project membership) with the user.
+pub(crate) fn delete(tx: &mut dyn KvWrite, ctx: &Ctx, id: &str) -> Result<()> {
+    let user = load(tx, id)?;
+    let org_ids = tx.user_org_ids(id)?;
+    let mut sole_owner_of = Vec::new();
+    let mut memberships = Vec::new();
+    for org in &org_ids {
+        let m = tx
+            .membership(org, id)?
+            .ok_or_else(|| Error::corrupted("user_orgs names a missing membership"))?;
+        if m.role == Role::Owner && tx.org_stats(org)?.owners() <= 1 {
+            sole_owner_of.push(org.clone());
+        }
+        memberships.push(m);
+    }
+    if !sole_owner_of.is_empty() {
+        return Err(Error::conflict_with(
+            "User is the only owner of an organization; transfer ownership first",
+            "organizations",
+            sole_owner_of,
+        ));
+    }
+    for m in &memberships {
+        members::remove_membership_everywhere(tx, m)?;
+    }
+    tx.remove_user(&user)?;
+    let details = json!({ "email": user.email, "organizations": org_ids });
+    record(tx, ctx, "system", None, "user.deleted", id, details)
+}

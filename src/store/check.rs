@@ -1,0 +1,361 @@
+//! `Db::check()`: recomputes every index and counter from the rows and compares, both ways.
+//! It reads through the raw traits, so it checks what is on disk, not what the typed layer
+//! believes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::codec::{self, Tag};
+use super::keys::{self, Key};
+use super::{
+    member_join_key, member_role_key, resource_org_key, schema, InvitationRecord, KvRead,
+    OrgRecord, OrgStats, Reads, Table, RESOURCE_LIVE, RESOURCE_REMOVED,
+};
+use crate::error::Result;
+use crate::model::audit::AuditEvent;
+use crate::model::invitation::InvitationStatus;
+use crate::model::membership::Membership;
+use crate::model::project::{Project, ProjectMembership};
+use crate::model::resource::{Resource, ResourceKind};
+use crate::model::role::Role;
+use crate::model::user::User;
+
+/// What `Db::check()` found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CheckReport {
+    /// Every violation found; empty when the database is sound.
+    pub problems: Vec<String>,
+    /// Users checked.
+    pub users: u64,
+    /// Organizations checked.
+    pub organizations: u64,
+    /// Memberships checked.
+    pub memberships: u64,
+    /// Invitations checked.
+    pub invitations: u64,
+    /// Projects checked.
+    pub projects: u64,
+    /// Resources checked.
+    pub resources: u64,
+    /// Audit events checked.
+    pub audit_events: u64,
+}
+
+impl CheckReport {
+    /// Whether no violation was found.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Every (key, value) of a table.
+fn all(tx: &dyn KvRead, table: Table) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut out = Vec::new();
+    tx.scan(table, &[], None, false, &mut |k, v| {
+        out.push((k.to_vec(), v.to_vec()));
+        Ok(true)
+    })?;
+    Ok(out)
+}
+
+fn keyset(tx: &dyn KvRead, table: Table) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
+    Ok(all(tx, table)?.into_iter().collect())
+}
+
+struct Checker<'a> {
+    tx: &'a dyn KvRead,
+    report: CheckReport,
+}
+
+impl Checker<'_> {
+    fn problem(&mut self, text: String) {
+        // A badly broken file could list millions; the first thousand tell the story.
+        if self.report.problems.len() < 1_000 {
+            self.report.problems.push(text);
+        }
+    }
+
+    fn records<T: DeserializeOwned>(
+        &mut self,
+        table: Table,
+        tag: Tag,
+    ) -> Result<Vec<(Vec<u8>, T)>> {
+        let mut out = Vec::new();
+        for (k, v) in all(self.tx, table)? {
+            match codec::decode::<T>(tag, &v) {
+                Ok(value) => out.push((k, value)),
+                Err(e) => self.problem(format!("{}: undecodable row: {e}", table.name())),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The index must hold exactly `expected` (key → value).
+    fn index(&mut self, table: Table, expected: BTreeMap<Vec<u8>, Vec<u8>>) -> Result<()> {
+        let actual = keyset(self.tx, table)?;
+        for (k, v) in &expected {
+            match actual.get(k) {
+                None => self.problem(format!("{}: missing entry {}", table.name(), show(k))),
+                Some(found) if found != v => {
+                    self.problem(format!("{}: wrong value at {}", table.name(), show(k)))
+                }
+                Some(_) => {}
+            }
+        }
+        for k in actual.keys() {
+            if !expected.contains_key(k) {
+                self.problem(format!("{}: stray entry {}", table.name(), show(k)));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn show(key: &[u8]) -> String {
+    String::from_utf8_lossy(key).replace('\0', "/")
+}
+
+pub(crate) fn check(tx: &dyn KvRead, _now: DateTime<Utc>) -> Result<CheckReport> {
+    let mut c = Checker {
+        tx,
+        report: CheckReport::default(),
+    };
+
+    // Users and their email index.
+    let users: Vec<(Vec<u8>, User)> = c.records(Table::Users, Tag::User)?;
+    c.report.users = users.len() as u64;
+    let user_ids: BTreeSet<String> = users.iter().map(|(_, u)| u.id.clone()).collect();
+    c.index(
+        Table::UserEmail,
+        users
+            .iter()
+            .map(|(_, u)| (keys::one(&u.email), u.id.clone().into_bytes()))
+            .collect(),
+    )?;
+
+    // Organizations, slugs, external ids.
+    let orgs: Vec<(Vec<u8>, OrgRecord)> = c.records(Table::Orgs, Tag::Org)?;
+    c.report.organizations = orgs.len() as u64;
+    let org_ids: BTreeSet<String> = orgs.iter().map(|(_, o)| o.org.id.clone()).collect();
+    c.index(
+        Table::OrgSlug,
+        orgs.iter()
+            .map(|(_, o)| (keys::one(&o.org.slug), o.org.id.clone().into_bytes()))
+            .collect(),
+    )?;
+    c.index(
+        Table::OrgExternal,
+        orgs.iter()
+            .filter_map(|(_, o)| {
+                o.org
+                    .external_id
+                    .as_ref()
+                    .map(|e| (keys::one(e), o.org.id.clone().into_bytes()))
+            })
+            .collect(),
+    )?;
+
+    // Memberships and their four indexes; counts per organization.
+    let memberships: Vec<(Vec<u8>, Membership)> = c.records(Table::Memberships, Tag::Membership)?;
+    c.report.memberships = memberships.len() as u64;
+    let mut expected_stats: BTreeMap<String, OrgStats> = org_ids
+        .iter()
+        .map(|id| (id.clone(), OrgStats::default()))
+        .collect();
+    let (mut ids, mut by_join, mut by_role, mut user_orgs) = (
+        BTreeMap::new(),
+        BTreeMap::new(),
+        BTreeMap::new(),
+        BTreeMap::new(),
+    );
+    let mut member_pairs = BTreeSet::new();
+    for (key, m) in &memberships {
+        if *key != keys::two(&m.organization_id, &m.user_id) {
+            c.problem(format!("memberships: {} stored under a foreign key", m.id));
+        }
+        if !user_ids.contains(&m.user_id) {
+            c.problem(format!(
+                "memberships: {} names missing user {}",
+                m.id, m.user_id
+            ));
+        }
+        match expected_stats.get_mut(&m.organization_id) {
+            Some(stats) => {
+                stats.members += 1;
+                stats.by_role[m.role.rank() as usize] += 1;
+            }
+            None => c.problem(format!(
+                "memberships: {} names missing organization {}",
+                m.id, m.organization_id
+            )),
+        }
+        member_pairs.insert((m.organization_id.clone(), m.user_id.clone()));
+        ids.insert(keys::one(&m.id), key.clone());
+        by_join.insert(
+            member_join_key(&m.organization_id, m.joined_at, &m.user_id),
+            vec![],
+        );
+        by_role.insert(
+            member_role_key(&m.organization_id, m.role, m.joined_at, &m.user_id),
+            vec![],
+        );
+        user_orgs.insert(keys::two(&m.user_id, &m.organization_id), vec![]);
+    }
+    c.index(Table::MembershipIds, ids)?;
+    c.index(Table::MembersByJoin, by_join)?;
+    c.index(Table::MembersByRole, by_role)?;
+    c.index(Table::UserOrgs, user_orgs)?;
+
+    // Resources, their org index and counts.
+    let resources: Vec<(Vec<u8>, Resource)> = c.records(Table::Resources, Tag::Resource)?;
+    c.report.resources = resources.len() as u64;
+    let mut res_index = BTreeMap::new();
+    for (_, r) in &resources {
+        let live = r.removed_at.is_none();
+        res_index.insert(
+            resource_org_key(r),
+            vec![if live {
+                RESOURCE_LIVE
+            } else {
+                RESOURCE_REMOVED
+            }],
+        );
+        match expected_stats.get_mut(&r.organization_id) {
+            Some(stats) if live => match r.kind {
+                ResourceKind::Mcp => stats.mcps += 1,
+                ResourceKind::ApiKey => stats.api_keys += 1,
+            },
+            Some(_) => {}
+            None => c.problem(format!("resources: {} names a missing organization", r.id)),
+        }
+    }
+    c.index(Table::ResourcesByOrg, res_index)?;
+
+    // Stored counters equal recomputed ones; every organization keeps an owner.
+    let stored: Vec<(Vec<u8>, OrgStats)> = c.records(Table::OrgStats, Tag::OrgStats)?;
+    let stored: BTreeMap<Vec<u8>, OrgStats> = stored.into_iter().collect();
+    for (org, expected) in &expected_stats {
+        let found = stored.get(&keys::one(org)).copied().unwrap_or_default();
+        if found != *expected {
+            c.problem(format!(
+                "org_stats: {org} holds {found:?}, rows say {expected:?}"
+            ));
+        }
+        if expected.by_role[Role::Owner.rank() as usize] == 0 {
+            c.problem(format!("organization {org} has no owner"));
+        }
+    }
+    for key in stored.keys() {
+        if !expected_stats.keys().any(|org| keys::one(org) == *key) {
+            c.problem(format!("org_stats: stray counters {}", show(key)));
+        }
+    }
+
+    // Invitations and their indexes.
+    let invitations: Vec<(Vec<u8>, InvitationRecord)> =
+        c.records(Table::Invitations, Tag::Invitation)?;
+    c.report.invitations = invitations.len() as u64;
+    let (mut tokens, mut by_org, mut pending, mut by_email) = (
+        BTreeMap::new(),
+        BTreeMap::new(),
+        BTreeMap::new(),
+        BTreeMap::new(),
+    );
+    for (_, rec) in &invitations {
+        let inv = &rec.invitation;
+        if !org_ids.contains(&inv.organization_id) {
+            c.problem(format!(
+                "invitations: {} names a missing organization",
+                inv.id
+            ));
+        }
+        tokens.insert(rec.token_hash.to_vec(), inv.id.clone().into_bytes());
+        by_org.insert(keys::two(&inv.organization_id, &inv.id), vec![]);
+        if inv.status == InvitationStatus::Pending {
+            let slot = keys::two(&inv.organization_id, &inv.email);
+            if pending.insert(slot, inv.id.clone().into_bytes()).is_some() {
+                c.problem(format!(
+                    "invitations: two pending invitations for {}",
+                    inv.email
+                ));
+            }
+            by_email.insert(keys::two(&inv.email, &inv.id), vec![]);
+        }
+    }
+    c.index(Table::InvitationTokens, tokens)?;
+    c.index(Table::InvitationsByOrg, by_org)?;
+    c.index(Table::PendingInvitations, pending)?;
+    c.index(Table::InvitationsByEmail, by_email)?;
+
+    // Projects and project members (always organization members).
+    let projects: Vec<(Vec<u8>, Project)> = c.records(Table::Projects, Tag::Project)?;
+    c.report.projects = projects.len() as u64;
+    let project_org: BTreeMap<String, String> = projects
+        .iter()
+        .map(|(_, p)| (p.id.clone(), p.organization_id.clone()))
+        .collect();
+    c.index(
+        Table::ProjectsByOrg,
+        projects
+            .iter()
+            .map(|(_, p)| (keys::two(&p.organization_id, &p.id), vec![]))
+            .collect(),
+    )?;
+    let pms: Vec<(Vec<u8>, ProjectMembership)> =
+        c.records(Table::ProjectMembers, Tag::ProjectMember)?;
+    let mut pm_by_user = BTreeMap::new();
+    for (_, pm) in &pms {
+        let Some(org) = project_org.get(&pm.project_id) else {
+            c.problem(format!(
+                "project_members: {} in missing project",
+                pm.user_id
+            ));
+            continue;
+        };
+        if !member_pairs.contains(&(org.clone(), pm.user_id.clone())) {
+            c.problem(format!(
+                "project_members: {} in {} is not an organization member",
+                pm.user_id, pm.project_id
+            ));
+        }
+        pm_by_user.insert(
+            Key::new()
+                .str(org)
+                .str(&pm.user_id)
+                .str(&pm.project_id)
+                .into_vec(),
+            vec![],
+        );
+    }
+    c.index(Table::ProjectMembersByUser, pm_by_user)?;
+
+    // Audit: gap-free sequence, org index.
+    let events: Vec<(Vec<u8>, AuditEvent)> = c.records(Table::Audit, Tag::Audit)?;
+    c.report.audit_events = events.len() as u64;
+    let last = tx.meta_u64(schema::AUDIT_SEQ)?.unwrap_or(0);
+    let mut audit_index = BTreeMap::new();
+    for (i, (key, e)) in events.iter().enumerate() {
+        let want = i as u64 + 1;
+        if e.seq != want || *key != Key::new().u64(e.seq).into_vec() {
+            c.problem(format!(
+                "audit: event {} found where seq {want} belongs",
+                e.seq
+            ));
+        }
+        if let Some(org) = &e.organization_id {
+            audit_index.insert(Key::new().str(org).u64(e.seq).into_vec(), vec![]);
+        }
+    }
+    if events.len() as u64 != last {
+        c.problem(format!(
+            "audit: {} events but the sequence is at {last}",
+            events.len()
+        ));
+    }
+    c.index(Table::AuditByOrg, audit_index)?;
+
+    Ok(c.report)
+}

@@ -1,0 +1,147 @@
+//! Byte keys whose order is the logical order.
+//!
+//! Strings are their UTF-8 bytes followed by `0x00` (validation keeps NUL out of every id,
+//! email, slug and idempotency key); integers are fixed-width big-endian. So a key built from a
+//! prefix of components is a byte prefix of every key that extends it, and [`prefix_end`] bounds
+//! the range of all of them.
+
+use chrono::{DateTime, Utc};
+
+/// A key under construction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Key(Vec<u8>);
+
+impl Key {
+    pub(crate) fn new() -> Key {
+        Key(Vec::with_capacity(48))
+    }
+
+    /// Appends a string component and its terminator.
+    pub(crate) fn str(mut self, s: &str) -> Key {
+        self.0.extend_from_slice(s.as_bytes());
+        self.0.push(0);
+        self
+    }
+
+    pub(crate) fn u8(mut self, v: u8) -> Key {
+        self.0.push(v);
+        self
+    }
+
+    pub(crate) fn u32(mut self, v: u32) -> Key {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+
+    pub(crate) fn u64(mut self, v: u64) -> Key {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+
+    /// Microseconds since the epoch, clamped at zero (orgdb never stores earlier times).
+    pub(crate) fn time(self, at: DateTime<Utc>) -> Key {
+        self.u64(at.timestamp_micros().max(0) as u64)
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<u8> {
+        self.0
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// A string key with one component (`Key::new().str(s)`).
+pub(crate) fn one(s: &str) -> Vec<u8> {
+    Key::new().str(s).into_vec()
+}
+
+/// Two string components.
+pub(crate) fn two(a: &str, b: &str) -> Vec<u8> {
+    Key::new().str(a).str(b).into_vec()
+}
+
+/// The smallest key greater than every key that starts with `prefix`, or `None` when there is
+/// none (all `0xff`).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// Reads string components and integers back out of a key.
+pub(crate) struct KeyReader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> KeyReader<'a> {
+    pub(crate) fn new(key: &'a [u8]) -> KeyReader<'a> {
+        KeyReader { rest: key }
+    }
+
+    pub(crate) fn str(&mut self) -> Option<&'a str> {
+        let end = self.rest.iter().position(|&b| b == 0)?;
+        let (s, rest) = self.rest.split_at(end);
+        self.rest = &rest[1..];
+        std::str::from_utf8(s).ok()
+    }
+
+    pub(crate) fn u8(&mut self) -> Option<u8> {
+        let (&b, rest) = self.rest.split_first()?;
+        self.rest = rest;
+        Some(b)
+    }
+
+    pub(crate) fn u64(&mut self) -> Option<u64> {
+        if self.rest.len() < 8 {
+            return None;
+        }
+        let (b, rest) = self.rest.split_at(8);
+        self.rest = rest;
+        Some(u64::from_be_bytes(b.try_into().ok()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_components_keep_prefix_order() {
+        let a = Key::new().str("org_1").str("a").into_vec();
+        let b = Key::new().str("org_1").str("ab").into_vec();
+        let other = Key::new().str("org_10").str("a").into_vec();
+        let prefix = one("org_1");
+        assert!(a < b);
+        assert!(a.starts_with(&prefix) && b.starts_with(&prefix));
+        assert!(
+            !other.starts_with(&prefix),
+            "org_10 must not fall under org_1"
+        );
+        let end = prefix_end(&prefix).unwrap();
+        assert!(b < end && other > end);
+    }
+
+    #[test]
+    fn prefix_end_of_all_ff_is_none() {
+        assert_eq!(prefix_end(&[0xff, 0xff]), None);
+        assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
+    }
+
+    #[test]
+    fn reader_round_trips() {
+        let k = Key::new().str("org").u8(3).u64(42).str("user").into_vec();
+        let mut r = KeyReader::new(&k);
+        assert_eq!(r.str(), Some("org"));
+        assert_eq!(r.u8(), Some(3));
+        assert_eq!(r.u64(), Some(42));
+        assert_eq!(r.str(), Some("user"));
+        assert_eq!(r.u8(), None);
+    }
+}

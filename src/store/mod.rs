@@ -1,0 +1,888 @@
+//! Storage: the only module that knows how data is laid out.
+//!
+//! Two layers:
+//! - [`KvRead`] / [`KvWrite`]: the backend contract (ordered byte tables, get, scan, put,
+//!   delete). `redb_backend` implements it; a second backend implements only this.
+//! - [`Reads`] / [`Writes`]: the typed interface the operations use, written once on top of the
+//!   raw traits. It keeps every secondary index and stored counter in step with its rows, so an
+//!   operation cannot forget one.
+
+mod check;
+mod codec;
+mod keys;
+mod redb_backend;
+mod schema;
+mod tables;
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+pub(crate) use check::check;
+pub use check::CheckReport;
+pub(crate) use codec::Tag;
+pub(crate) use keys::{prefix_end, Key, KeyReader};
+pub(crate) use redb_backend::{CommitDurability, RedbStore};
+pub(crate) use schema::ensure_schema;
+pub(crate) use tables::Table;
+
+use crate::error::{Error, Result};
+use crate::model::audit::AuditEvent;
+use crate::model::invitation::{Invitation, InvitationStatus};
+use crate::model::membership::Membership;
+use crate::model::org::{LimitOverrides, Organization};
+use crate::model::project::{Project, ProjectMembership};
+use crate::model::resource::{Resource, ResourceKind};
+use crate::model::role::Role;
+use crate::model::user::User;
+
+/// A scan visitor: gets each (key, value) in order and returns whether to go on.
+pub(crate) type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> Result<bool>;
+
+/// Reading side of a backend transaction.
+pub(crate) trait KvRead {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Visits keys in `[start, end)` (`end` None = to the end), ascending or descending.
+    fn scan(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        reverse: bool,
+        visit: Visit<'_>,
+    ) -> Result<()>;
+}
+
+/// Writing side of a backend transaction.
+pub(crate) trait KvWrite: KvRead {
+    fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<()>;
+    /// Removes a key; says whether it existed.
+    fn delete(&mut self, table: Table, key: &[u8]) -> Result<bool>;
+    /// Makes sure the table exists.
+    fn touch(&mut self, table: Table) -> Result<()>;
+}
+
+/// The stored form of an organization: the public fields plus what only orgdb reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct OrgRecord {
+    pub(crate) org: Organization,
+    pub(crate) overrides: LimitOverrides,
+}
+
+/// Stored counters of one organization, kept in step by the membership and resource writers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct OrgStats {
+    pub(crate) members: u64,
+    /// Members per role, indexed by `Role::rank`.
+    pub(crate) by_role: [u64; 4],
+    pub(crate) mcps: u64,
+    pub(crate) api_keys: u64,
+}
+
+impl OrgStats {
+    pub(crate) fn owners(&self) -> u64 {
+        self.by_role[Role::Owner.rank() as usize]
+    }
+
+    pub(crate) fn with_role(&self, role: Role) -> u64 {
+        self.by_role[role.rank() as usize]
+    }
+
+    pub(crate) fn resource_count(&self, kind: ResourceKind) -> u64 {
+        match kind {
+            ResourceKind::Mcp => self.mcps,
+            ResourceKind::ApiKey => self.api_keys,
+        }
+    }
+
+    fn resource_count_mut(&mut self, kind: ResourceKind) -> &mut u64 {
+        match kind {
+            ResourceKind::Mcp => &mut self.mcps,
+            ResourceKind::ApiKey => &mut self.api_keys,
+        }
+    }
+}
+
+/// The stored form of an invitation: the public fields plus the hash of its token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct InvitationRecord {
+    pub(crate) invitation: Invitation,
+    pub(crate) token_hash: [u8; 32],
+}
+
+/// Position in a member list: (`joined_at`, user id).
+pub(crate) type MemberPos = (DateTime<Utc>, String);
+
+/// Values of `resources_by_org`: whether the resource still counts.
+const RESOURCE_LIVE: u8 = 1;
+const RESOURCE_REMOVED: u8 = 0;
+
+fn resource_org_key(res: &Resource) -> Vec<u8> {
+    Key::new()
+        .str(&res.organization_id)
+        .u8(res.kind.code())
+        .str(&res.id)
+        .into_vec()
+}
+
+fn meta_key(name: &str) -> Vec<u8> {
+    keys::one(name)
+}
+
+fn member_join_key(org: &str, joined_at: DateTime<Utc>, user: &str) -> Vec<u8> {
+    Key::new().str(org).time(joined_at).str(user).into_vec()
+}
+
+fn member_role_key(org: &str, role: Role, joined_at: DateTime<Utc>, user: &str) -> Vec<u8> {
+    Key::new()
+        .str(org)
+        .u8(role.rank())
+        .time(joined_at)
+        .str(user)
+        .into_vec()
+}
+
+/// The typed reading interface, available on every backend transaction.
+pub(crate) trait Reads: KvRead {
+    fn get_record<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        tag: Tag,
+        key: &[u8],
+    ) -> Result<Option<T>> {
+        match self.get(table, key)? {
+            Some(bytes) => codec::decode(tag, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn get_string(&self, table: Table, key: &[u8]) -> Result<Option<String>> {
+        match self.get(table, key)? {
+            Some(bytes) => String::from_utf8(bytes)
+                .map(Some)
+                .map_err(|_| Error::corrupted(format!("{} holds a non-UTF-8 id", table.name()))),
+            None => Ok(None),
+        }
+    }
+
+    fn get_u64(&self, table: Table, key: &[u8]) -> Result<Option<u64>> {
+        self.get(table, key)?
+            .map(|b| codec::decode_u64(&b))
+            .transpose()
+    }
+
+    fn meta_u64(&self, name: &str) -> Result<Option<u64>> {
+        self.get_u64(Table::Meta, &meta_key(name))
+    }
+
+    /// Visits every key under `prefix`, in order.
+    fn scan_prefix(&self, table: Table, prefix: &[u8], visit: Visit<'_>) -> Result<()> {
+        let end = prefix_end(prefix);
+        self.scan(table, prefix, end.as_deref(), false, visit)
+    }
+
+    /// Collects the string component that follows `prefix` in each key under it.
+    fn ids_under(&self, table: Table, prefix: &[u8]) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        self.scan_prefix(table, prefix, &mut |k, _| {
+            let mut r = KeyReader::new(&k[prefix.len()..]);
+            let id = r
+                .str()
+                .ok_or_else(|| Error::corrupted(format!("bad key in {}", table.name())))?;
+            out.push(id.to_owned());
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    // Users.
+
+    fn user(&self, id: &str) -> Result<Option<User>> {
+        self.get_record(Table::Users, Tag::User, &keys::one(id))
+    }
+
+    fn user_id_by_email(&self, email: &str) -> Result<Option<String>> {
+        self.get_string(Table::UserEmail, &keys::one(email))
+    }
+
+    // Organizations.
+
+    fn org(&self, id: &str) -> Result<Option<OrgRecord>> {
+        self.get_record(Table::Orgs, Tag::Org, &keys::one(id))
+    }
+
+    fn org_id_by_slug(&self, slug: &str) -> Result<Option<String>> {
+        self.get_string(Table::OrgSlug, &keys::one(slug))
+    }
+
+    fn org_id_by_external(&self, external_id: &str) -> Result<Option<String>> {
+        self.get_string(Table::OrgExternal, &keys::one(external_id))
+    }
+
+    fn org_stats(&self, org: &str) -> Result<OrgStats> {
+        Ok(self
+            .get_record(Table::OrgStats, Tag::OrgStats, &keys::one(org))?
+            .unwrap_or_default())
+    }
+
+    // Memberships.
+
+    fn membership(&self, org: &str, user: &str) -> Result<Option<Membership>> {
+        self.get_record(Table::Memberships, Tag::Membership, &keys::two(org, user))
+    }
+
+    fn membership_by_id(&self, membership_id: &str) -> Result<Option<Membership>> {
+        let Some(key) = self.get(Table::MembershipIds, &keys::one(membership_id))? else {
+            return Ok(None);
+        };
+        self.get_record(Table::Memberships, Tag::Membership, &key)
+    }
+
+    /// Member positions of one organization in list order (optionally one role), starting
+    /// strictly after `after`, skipping `skip` rows, at most `limit` rows.
+    fn member_positions(
+        &self,
+        org: &str,
+        role: Option<Role>,
+        after: Option<&MemberPos>,
+        skip: u64,
+        limit: usize,
+    ) -> Result<Vec<MemberPos>> {
+        let (table, prefix) = match role {
+            Some(role) => (Table::MembersByRole, Key::new().str(org).u8(role.rank())),
+            None => (Table::MembersByJoin, Key::new().str(org)),
+        };
+        let end = prefix_end(prefix.as_slice());
+        let start = match after {
+            // The smallest key greater than the cursor's own key.
+            Some((at, user)) => {
+                let mut k = prefix.clone().time(*at).str(user).into_vec();
+                k.push(0);
+                k
+            }
+            None => prefix.as_slice().to_vec(),
+        };
+        let prefix_len = prefix.as_slice().len();
+        let mut skipped = 0u64;
+        let mut out = Vec::with_capacity(limit.min(128));
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.scan(table, &start, end.as_deref(), false, &mut |k, _| {
+            if skipped < skip {
+                skipped += 1;
+                return Ok(true);
+            }
+            let mut r = KeyReader::new(&k[prefix_len..]);
+            let pos = r.u64().zip(r.str()).and_then(|(micros, user)| {
+                crate::model::time::from_micros(micros as i64).map(|t| (t, user.to_owned()))
+            });
+            let pos = pos.ok_or_else(|| Error::corrupted("bad member index key"))?;
+            out.push(pos);
+            Ok(out.len() < limit)
+        })?;
+        Ok(out)
+    }
+
+    /// Every member's user id, in list order.
+    fn member_user_ids(&self, org: &str) -> Result<Vec<String>> {
+        Ok(self
+            .member_positions(org, None, None, 0, usize::MAX)?
+            .into_iter()
+            .map(|(_, user)| user)
+            .collect())
+    }
+
+    /// The organizations a user belongs to, by id.
+    fn user_org_ids(&self, user: &str) -> Result<Vec<String>> {
+        self.ids_under(Table::UserOrgs, &keys::one(user))
+    }
+
+    // Invitations.
+
+    fn invitation(&self, id: &str) -> Result<Option<InvitationRecord>> {
+        self.get_record(Table::Invitations, Tag::Invitation, &keys::one(id))
+    }
+
+    fn invitation_id_by_token_hash(&self, hash: &[u8; 32]) -> Result<Option<String>> {
+        self.get_string(Table::InvitationTokens, hash)
+    }
+
+    /// The invitation stored as pending for (org, email), expired or not.
+    fn pending_invitation_id(&self, org: &str, email: &str) -> Result<Option<String>> {
+        self.get_string(Table::PendingInvitations, &keys::two(org, email))
+    }
+
+    /// Pending invitations of an organization whose expiry is still ahead of `now`.
+    fn pending_unexpired(&self, org: &str, now: DateTime<Utc>) -> Result<Vec<InvitationRecord>> {
+        let mut ids = Vec::new();
+        self.scan_prefix(Table::PendingInvitations, &keys::one(org), &mut |_, v| {
+            ids.push(
+                String::from_utf8(v.to_vec()).map_err(|_| Error::corrupted("bad invitation id"))?,
+            );
+            Ok(true)
+        })?;
+        let mut out = Vec::new();
+        for id in ids {
+            let rec = self
+                .invitation(&id)?
+                .ok_or_else(|| Error::corrupted("pending index names a missing invitation"))?;
+            if rec.invitation.status_at(now) == InvitationStatus::Pending {
+                out.push(rec);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every invitation id of an organization, oldest first.
+    fn invitation_ids_of_org(&self, org: &str) -> Result<Vec<String>> {
+        self.ids_under(Table::InvitationsByOrg, &keys::one(org))
+    }
+
+    /// Ids of invitations stored as pending for an email, across organizations.
+    fn pending_invitation_ids_for_email(&self, email: &str) -> Result<Vec<String>> {
+        self.ids_under(Table::InvitationsByEmail, &keys::one(email))
+    }
+
+    // Projects.
+
+    fn project(&self, id: &str) -> Result<Option<Project>> {
+        self.get_record(Table::Projects, Tag::Project, &keys::one(id))
+    }
+
+    fn project_ids_of_org(&self, org: &str) -> Result<Vec<String>> {
+        self.ids_under(Table::ProjectsByOrg, &keys::one(org))
+    }
+
+    fn project_membership(&self, project: &str, user: &str) -> Result<Option<ProjectMembership>> {
+        self.get_record(
+            Table::ProjectMembers,
+            Tag::ProjectMember,
+            &keys::two(project, user),
+        )
+    }
+
+    fn project_member_ids(&self, project: &str) -> Result<Vec<String>> {
+        self.ids_under(Table::ProjectMembers, &keys::one(project))
+    }
+
+    /// Projects of one organization that a user belongs to.
+    fn project_ids_of_member(&self, org: &str, user: &str) -> Result<Vec<String>> {
+        self.ids_under(Table::ProjectMembersByUser, &keys::two(org, user))
+    }
+
+    // Resources.
+
+    fn resource(&self, id: &str) -> Result<Option<Resource>> {
+        self.get_record(Table::Resources, Tag::Resource, &keys::one(id))
+    }
+
+    /// Resource ids of an organization, of one kind or all, oldest first; removed ones only
+    /// when `include_removed`.
+    fn resource_ids_of_org(
+        &self,
+        org: &str,
+        kind: Option<ResourceKind>,
+        include_removed: bool,
+    ) -> Result<Vec<String>> {
+        let prefix = match kind {
+            Some(kind) => Key::new().str(org).u8(kind.code()).into_vec(),
+            None => keys::one(org),
+        };
+        let mut out = Vec::new();
+        self.scan_prefix(Table::ResourcesByOrg, &prefix, &mut |k, live| {
+            if !include_removed && live != [RESOURCE_LIVE] {
+                return Ok(true);
+            }
+            let mut r = KeyReader::new(k);
+            let id = r
+                .str()
+                .and_then(|_| r.u8())
+                .and_then(|_| r.str())
+                .ok_or_else(|| Error::corrupted("bad resource index key"))?;
+            out.push(id.to_owned());
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    // Usage counters.
+
+    fn month_usage(&self, org: &str, month: u32) -> Result<u64> {
+        Ok(self
+            .get_u64(
+                Table::UsageMonth,
+                &Key::new().str(org).u32(month).into_vec(),
+            )?
+            .unwrap_or(0))
+    }
+
+    // Audit.
+
+    fn audit_event(&self, seq: u64) -> Result<Option<AuditEvent>> {
+        self.get_record(Table::Audit, Tag::Audit, &Key::new().u64(seq).into_vec())
+    }
+
+    /// Events after `after_seq`, in order, at most `limit`; one organization's or all.
+    fn audit_events(
+        &self,
+        org: Option<&str>,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>> {
+        let mut seqs = Vec::new();
+        match org {
+            Some(org) => {
+                let prefix = keys::one(org);
+                let start = Key::new()
+                    .str(org)
+                    .u64(after_seq.saturating_add(1))
+                    .into_vec();
+                let end = prefix_end(&prefix);
+                self.scan(
+                    Table::AuditByOrg,
+                    &start,
+                    end.as_deref(),
+                    false,
+                    &mut |k, _| {
+                        let seq = KeyReader::new(&k[prefix.len()..])
+                            .u64()
+                            .ok_or_else(|| Error::corrupted("bad audit index key"))?;
+                        seqs.push(seq);
+                        Ok(seqs.len() < limit)
+                    },
+                )?;
+            }
+            None => {
+                let start = Key::new().u64(after_seq.saturating_add(1)).into_vec();
+                self.scan(Table::Audit, &start, None, false, &mut |k, _| {
+                    let seq = KeyReader::new(k)
+                        .u64()
+                        .ok_or_else(|| Error::corrupted("bad audit key"))?;
+                    seqs.push(seq);
+                    Ok(seqs.len() < limit)
+                })?;
+            }
+        }
+        seqs.into_iter()
+            .map(|seq| {
+                self.audit_event(seq)?.ok_or_else(|| {
+                    Error::corrupted(format!("audit index names missing event {seq}"))
+                })
+            })
+            .collect()
+    }
+}
+
+impl<T: KvRead + ?Sized> Reads for T {}
+
+/// The typed writing interface. Every writer keeps its row's indexes and counters in step.
+pub(crate) trait Writes: KvWrite + Reads {
+    fn put_record<T: Serialize>(
+        &mut self,
+        table: Table,
+        tag: Tag,
+        key: &[u8],
+        value: &T,
+    ) -> Result<()> {
+        let bytes = codec::encode(tag, value)?;
+        self.put(table, key, &bytes)
+    }
+
+    fn put_u64(&mut self, table: Table, key: &[u8], value: u64) -> Result<()> {
+        self.put(table, key, &value.to_be_bytes())
+    }
+
+    fn set_meta_u64(&mut self, name: &str, value: u64) -> Result<()> {
+        self.put_u64(Table::Meta, &meta_key(name), value)
+    }
+
+    /// Deletes every key under `prefix`; returns how many.
+    fn delete_prefix(&mut self, table: Table, prefix: &[u8]) -> Result<u64> {
+        let mut doomed = Vec::new();
+        self.scan_prefix(table, prefix, &mut |k, _| {
+            doomed.push(k.to_vec());
+            Ok(true)
+        })?;
+        for k in &doomed {
+            self.delete(table, k)?;
+        }
+        Ok(doomed.len() as u64)
+    }
+
+    // Users.
+
+    fn insert_user(&mut self, user: &User) -> Result<()> {
+        self.put_record(Table::Users, Tag::User, &keys::one(&user.id), user)?;
+        self.put(
+            Table::UserEmail,
+            &keys::one(&user.email),
+            user.id.as_bytes(),
+        )
+    }
+
+    fn replace_user(&mut self, old: &User, new: &User) -> Result<()> {
+        if old.email != new.email {
+            self.delete(Table::UserEmail, &keys::one(&old.email))?;
+            self.put(Table::UserEmail, &keys::one(&new.email), new.id.as_bytes())?;
+        }
+        self.put_record(Table::Users, Tag::User, &keys::one(&new.id), new)
+    }
+
+    fn remove_user(&mut self, user: &User) -> Result<()> {
+        self.delete(Table::Users, &keys::one(&user.id))?;
+        self.delete(Table::UserEmail, &keys::one(&user.email))?;
+        Ok(())
+    }
+
+    // Organizations.
+
+    fn insert_org(&mut self, rec: &OrgRecord) -> Result<()> {
+        let org = &rec.org;
+        self.put_record(Table::Orgs, Tag::Org, &keys::one(&org.id), rec)?;
+        self.put(Table::OrgSlug, &keys::one(&org.slug), org.id.as_bytes())?;
+        if let Some(ext) = &org.external_id {
+            self.put(Table::OrgExternal, &keys::one(ext), org.id.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn replace_org(&mut self, old: &OrgRecord, new: &OrgRecord) -> Result<()> {
+        let (o, n) = (&old.org, &new.org);
+        if o.slug != n.slug {
+            self.delete(Table::OrgSlug, &keys::one(&o.slug))?;
+            self.put(Table::OrgSlug, &keys::one(&n.slug), n.id.as_bytes())?;
+        }
+        if o.external_id != n.external_id {
+            if let Some(ext) = &o.external_id {
+                self.delete(Table::OrgExternal, &keys::one(ext))?;
+            }
+            if let Some(ext) = &n.external_id {
+                self.put(Table::OrgExternal, &keys::one(ext), n.id.as_bytes())?;
+            }
+        }
+        self.put_record(Table::Orgs, Tag::Org, &keys::one(&n.id), new)
+    }
+
+    /// Removes the organization row, its unique names and its counters (not its members:
+    /// the caller removes those first).
+    fn remove_org(&mut self, rec: &OrgRecord) -> Result<()> {
+        let org = &rec.org;
+        self.delete(Table::Orgs, &keys::one(&org.id))?;
+        self.delete(Table::OrgSlug, &keys::one(&org.slug))?;
+        if let Some(ext) = &org.external_id {
+            self.delete(Table::OrgExternal, &keys::one(ext))?;
+        }
+        self.delete(Table::OrgStats, &keys::one(&org.id))?;
+        Ok(())
+    }
+
+    fn put_org_stats(&mut self, org: &str, stats: &OrgStats) -> Result<()> {
+        self.put_record(Table::OrgStats, Tag::OrgStats, &keys::one(org), stats)
+    }
+
+    // Memberships.
+
+    fn insert_membership(&mut self, m: &Membership) -> Result<()> {
+        let (org, user) = (&m.organization_id, &m.user_id);
+        let key = keys::two(org, user);
+        self.put_record(Table::Memberships, Tag::Membership, &key, m)?;
+        self.put(Table::MembershipIds, &keys::one(&m.id), &key)?;
+        self.put(
+            Table::MembersByJoin,
+            &member_join_key(org, m.joined_at, user),
+            &[],
+        )?;
+        self.put(
+            Table::MembersByRole,
+            &member_role_key(org, m.role, m.joined_at, user),
+            &[],
+        )?;
+        self.put(Table::UserOrgs, &keys::two(user, org), &[])?;
+        let mut stats = self.org_stats(org)?;
+        stats.members += 1;
+        stats.by_role[m.role.rank() as usize] += 1;
+        self.put_org_stats(org, &stats)
+    }
+
+    /// Rewrites a membership whose role (and `updated_at`) changed.
+    fn replace_membership(&mut self, old: &Membership, new: &Membership) -> Result<()> {
+        let (org, user) = (&new.organization_id, &new.user_id);
+        self.put_record(
+            Table::Memberships,
+            Tag::Membership,
+            &keys::two(org, user),
+            new,
+        )?;
+        if old.role != new.role {
+            self.delete(
+                Table::MembersByRole,
+                &member_role_key(org, old.role, old.joined_at, user),
+            )?;
+            self.put(
+                Table::MembersByRole,
+                &member_role_key(org, new.role, new.joined_at, user),
+                &[],
+            )?;
+            let mut stats = self.org_stats(org)?;
+            stats.by_role[old.role.rank() as usize] -= 1;
+            stats.by_role[new.role.rank() as usize] += 1;
+            self.put_org_stats(org, &stats)?;
+        }
+        Ok(())
+    }
+
+    fn remove_membership(&mut self, m: &Membership) -> Result<()> {
+        let (org, user) = (&m.organization_id, &m.user_id);
+        self.delete(Table::Memberships, &keys::two(org, user))?;
+        self.delete(Table::MembershipIds, &keys::one(&m.id))?;
+        self.delete(
+            Table::MembersByJoin,
+            &member_join_key(org, m.joined_at, user),
+        )?;
+        self.delete(
+            Table::MembersByRole,
+            &member_role_key(org, m.role, m.joined_at, user),
+        )?;
+        self.delete(Table::UserOrgs, &keys::two(user, org))?;
+        let mut stats = self.org_stats(org)?;
+        stats.members = stats.members.saturating_sub(1);
+        let slot = &mut stats.by_role[m.role.rank() as usize];
+        *slot = slot.saturating_sub(1);
+        self.put_org_stats(org, &stats)
+    }
+
+    // Invitations.
+
+    fn insert_invitation(&mut self, rec: &InvitationRecord) -> Result<()> {
+        let inv = &rec.invitation;
+        self.put_record(
+            Table::Invitations,
+            Tag::Invitation,
+            &keys::one(&inv.id),
+            rec,
+        )?;
+        self.put(Table::InvitationTokens, &rec.token_hash, inv.id.as_bytes())?;
+        self.put(
+            Table::InvitationsByOrg,
+            &keys::two(&inv.organization_id, &inv.id),
+            &[],
+        )?;
+        if inv.status == InvitationStatus::Pending {
+            self.put(
+                Table::PendingInvitations,
+                &keys::two(&inv.organization_id, &inv.email),
+                inv.id.as_bytes(),
+            )?;
+            self.put(
+                Table::InvitationsByEmail,
+                &keys::two(&inv.email, &inv.id),
+                &[],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites an invitation, moving its token and pending-index entries as they changed.
+    fn replace_invitation(&mut self, old: &InvitationRecord, new: &InvitationRecord) -> Result<()> {
+        let (o, n) = (&old.invitation, &new.invitation);
+        if old.token_hash != new.token_hash {
+            self.delete(Table::InvitationTokens, &old.token_hash)?;
+            self.put(Table::InvitationTokens, &new.token_hash, n.id.as_bytes())?;
+        }
+        let was = o.status == InvitationStatus::Pending;
+        let is = n.status == InvitationStatus::Pending;
+        if was && !is {
+            self.delete(
+                Table::PendingInvitations,
+                &keys::two(&o.organization_id, &o.email),
+            )?;
+            self.delete(Table::InvitationsByEmail, &keys::two(&o.email, &o.id))?;
+        } else if is && !was {
+            self.put(
+                Table::PendingInvitations,
+                &keys::two(&n.organization_id, &n.email),
+                n.id.as_bytes(),
+            )?;
+            self.put(Table::InvitationsByEmail, &keys::two(&n.email, &n.id), &[])?;
+        }
+        self.put_record(Table::Invitations, Tag::Invitation, &keys::one(&n.id), new)
+    }
+
+    fn remove_invitation(&mut self, rec: &InvitationRecord) -> Result<()> {
+        let inv = &rec.invitation;
+        if inv.status == InvitationStatus::Pending {
+            self.delete(
+                Table::PendingInvitations,
+                &keys::two(&inv.organization_id, &inv.email),
+            )?;
+            self.delete(Table::InvitationsByEmail, &keys::two(&inv.email, &inv.id))?;
+        }
+        self.delete(Table::InvitationTokens, &rec.token_hash)?;
+        self.delete(
+            Table::InvitationsByOrg,
+            &keys::two(&inv.organization_id, &inv.id),
+        )?;
+        self.delete(Table::Invitations, &keys::one(&inv.id))?;
+        Ok(())
+    }
+
+    // Projects.
+
+    fn put_project(&mut self, project: &Project) -> Result<()> {
+        self.put_record(
+            Table::Projects,
+            Tag::Project,
+            &keys::one(&project.id),
+            project,
+        )?;
+        self.put(
+            Table::ProjectsByOrg,
+            &keys::two(&project.organization_id, &project.id),
+            &[],
+        )
+    }
+
+    /// Removes a project with all its project memberships.
+    fn remove_project(&mut self, project: &Project) -> Result<()> {
+        for user in self.project_member_ids(&project.id)? {
+            self.delete(Table::ProjectMembers, &keys::two(&project.id, &user))?;
+            self.delete(
+                Table::ProjectMembersByUser,
+                &Key::new()
+                    .str(&project.organization_id)
+                    .str(&user)
+                    .str(&project.id)
+                    .into_vec(),
+            )?;
+        }
+        self.delete(
+            Table::ProjectsByOrg,
+            &keys::two(&project.organization_id, &project.id),
+        )?;
+        self.delete(Table::Projects, &keys::one(&project.id))?;
+        Ok(())
+    }
+
+    fn put_project_membership(&mut self, org: &str, pm: &ProjectMembership) -> Result<()> {
+        self.put_record(
+            Table::ProjectMembers,
+            Tag::ProjectMember,
+            &keys::two(&pm.project_id, &pm.user_id),
+            pm,
+        )?;
+        self.put(
+            Table::ProjectMembersByUser,
+            &Key::new()
+                .str(org)
+                .str(&pm.user_id)
+                .str(&pm.project_id)
+                .into_vec(),
+            &[],
+        )
+    }
+
+    fn remove_project_membership(&mut self, org: &str, project: &str, user: &str) -> Result<bool> {
+        let existed = self.delete(Table::ProjectMembers, &keys::two(project, user))?;
+        self.delete(
+            Table::ProjectMembersByUser,
+            &Key::new().str(org).str(user).str(project).into_vec(),
+        )?;
+        Ok(existed)
+    }
+
+    /// Removes a user from every project of an organization.
+    fn remove_project_memberships_of(&mut self, org: &str, user: &str) -> Result<()> {
+        for project in self.project_ids_of_member(org, user)? {
+            self.remove_project_membership(org, &project, user)?;
+        }
+        Ok(())
+    }
+
+    // Resources.
+
+    /// Registers a new resource and counts it.
+    fn insert_resource(&mut self, res: &Resource) -> Result<()> {
+        self.put_record(Table::Resources, Tag::Resource, &keys::one(&res.id), res)?;
+        self.put(
+            Table::ResourcesByOrg,
+            &resource_org_key(res),
+            &[RESOURCE_LIVE],
+        )?;
+        let mut stats = self.org_stats(&res.organization_id)?;
+        *stats.resource_count_mut(res.kind) += 1;
+        self.put_org_stats(&res.organization_id, &stats)
+    }
+
+    fn put_resource(&mut self, res: &Resource) -> Result<()> {
+        self.put_record(Table::Resources, Tag::Resource, &keys::one(&res.id), res)
+    }
+
+    /// Marks a resource removed: it stops counting, its row stays (reports still name it).
+    fn retire_resource(&mut self, res: &Resource) -> Result<()> {
+        self.put_resource(res)?;
+        self.put(
+            Table::ResourcesByOrg,
+            &resource_org_key(res),
+            &[RESOURCE_REMOVED],
+        )?;
+        let mut stats = self.org_stats(&res.organization_id)?;
+        let count = stats.resource_count_mut(res.kind);
+        *count = count.saturating_sub(1);
+        self.put_org_stats(&res.organization_id, &stats)
+    }
+
+    /// Removes everything scoped to an organization except its memberships, its own row and
+    /// its audit history: invitations, projects, resources, usage and idempotency records.
+    fn remove_org_scoped(&mut self, org: &str) -> Result<()> {
+        for id in self.invitation_ids_of_org(org)? {
+            if let Some(rec) = self.invitation(&id)? {
+                self.remove_invitation(&rec)?;
+            }
+        }
+        for id in self.project_ids_of_org(org)? {
+            if let Some(project) = self.project(&id)? {
+                self.remove_project(&project)?;
+            }
+        }
+        for id in self.resource_ids_of_org(org, None, true)? {
+            self.delete(Table::Resources, &keys::one(&id))?;
+        }
+        let prefix = keys::one(org);
+        for table in [
+            Table::ResourcesByOrg,
+            Table::ProjectMembersByUser,
+            Table::UsageMonth,
+            Table::UsageDay,
+            Table::Idempotency,
+        ] {
+            self.delete_prefix(table, &prefix)?;
+        }
+        Ok(())
+    }
+
+    // Audit.
+
+    /// Appends an event, giving it the next sequence number.
+    fn append_audit(&mut self, mut event: AuditEvent) -> Result<AuditEvent> {
+        let seq = self.meta_u64(schema::AUDIT_SEQ)?.unwrap_or(0) + 1;
+        event.seq = seq;
+        self.put_record(
+            Table::Audit,
+            Tag::Audit,
+            &Key::new().u64(seq).into_vec(),
+            &event,
+        )?;
+        if let Some(org) = &event.organization_id {
+            self.put(
+                Table::AuditByOrg,
+                &Key::new().str(org).u64(seq).into_vec(),
+                &[],
+            )?;
+        }
+        self.set_meta_u64(schema::AUDIT_SEQ, seq)?;
+        Ok(event)
+    }
+}
+
+impl<T: KvWrite + ?Sized> Writes for T {}
