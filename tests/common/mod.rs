@@ -47,11 +47,18 @@ pub fn actor(user: &User) -> Actor {
 
 /// Asserts an error's code and (when given) that `details` names `field`.
 #[track_caller]
-pub fn assert_err<T: std::fmt::Debug>(result: orgdb::Result<T>, code: &str, field: Option<&str>) -> orgdb::Error {
+pub fn assert_err<T: std::fmt::Debug>(
+    result: orgdb::Result<T>,
+    code: &str,
+    field: Option<&str>,
+) -> orgdb::Error {
     let err = result.expect_err("expected an error");
     assert_eq!(err.code(), code, "wrong code: {err:?}");
     if let Some(field) = field {
-        assert!(err.details().contains_key(field), "details lack {field:?}: {err:?}");
+        assert!(
+            err.details().contains_key(field),
+            "details lack {field:?}: {err:?}"
+        );
     }
     err
 }

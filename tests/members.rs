@@ -1,0 +1,432 @@
+//! Members: paging, role filter, cursor, get, add, role changes, removal, leave, transfer,
+//! and users (touch, delete).
+
+mod common;
+
+use common::*;
+use orgdb::{Actor, MemberQuery, MemberRef, NewInvitation, Role, UserPatch};
+
+fn query(page: u32, per_page: u32, role: Option<&str>) -> MemberQuery {
+    MemberQuery {
+        page: Some(page),
+        per_page: Some(per_page),
+        role: role.map(str::to_owned),
+        cursor: None,
+    }
+}
+
+#[test]
+fn paging_filters_and_cursors_agree() {
+    let (db, clock) = db();
+    let (org, owner) = org(&db, "Big", "enterprise");
+    let a = actor(&owner);
+    let mut expected = vec![owner.id.clone()];
+    for i in 0..45 {
+        clock.advance(chrono::TimeDelta::seconds(1));
+        let u = user(&db, &format!("User {i}"));
+        let role = if i % 3 == 0 { "admin" } else { "member" };
+        db.add_member(&a, &org, &u.id, role).unwrap();
+        expected.push(u.id);
+    }
+
+    let first = db.list_members(&a, &org, &MemberQuery::default()).unwrap();
+    assert_eq!(first.pagination.page, 1);
+    assert_eq!(first.pagination.per_page, 20);
+    assert_eq!(first.pagination.total, 46);
+    assert_eq!(first.pagination.total_pages, 3);
+    assert_eq!(first.data.len(), 20);
+
+    // Offset pages, in joined_at order.
+    let mut by_offset = Vec::new();
+    for page in 1..=3 {
+        let p = db.list_members(&a, &org, &query(page, 20, None)).unwrap();
+        by_offset.extend(p.data.into_iter().map(|m| m.id));
+    }
+    assert_eq!(by_offset, expected);
+    assert!(db
+        .list_members(&a, &org, &query(4, 20, None))
+        .unwrap()
+        .data
+        .is_empty());
+
+    // Keyset cursor walk gives the same order and ends with no cursor.
+    let mut by_cursor = Vec::new();
+    let mut q = query(1, 7, None);
+    loop {
+        let p = db.list_members(&a, &org, &q).unwrap();
+        by_cursor.extend(p.data.iter().map(|m| m.id.clone()));
+        match p.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(by_cursor, expected);
+
+    // Role filter, case-insensitive; total counts only matches.
+    let admins = db
+        .list_members(&a, &org, &query(1, 100, Some("ADMIN")))
+        .unwrap();
+    assert_eq!(admins.pagination.total, 15);
+    assert!(admins.data.iter().all(|m| m.role == Role::Admin));
+    let owners = db
+        .list_members(&a, &org, &query(1, 100, Some("owner")))
+        .unwrap();
+    assert_eq!(owners.data.len(), 1);
+    assert_err(
+        db.list_members(&a, &org, &query(1, 100, Some("root"))),
+        "validation_error",
+        Some("role"),
+    );
+    let bad_cursor = MemberQuery {
+        cursor: Some("garbage".into()),
+        ..Default::default()
+    };
+    assert_err(
+        db.list_members(&a, &org, &bad_cursor),
+        "validation_error",
+        Some("cursor"),
+    );
+}
+
+#[test]
+fn get_member_by_user_or_membership_id_and_scoping() {
+    let (db, _) = db();
+    let (org, owner) = org(&db, "Acme", "pro");
+    let (other, other_owner) = common::org(&db, "Other", "pro");
+    let a = actor(&owner);
+    let by_user = db
+        .get_member(&a, &org, &MemberRef::User(owner.id.clone()))
+        .unwrap();
+    let by_mem = db
+        .get_member(
+            &a,
+            &org,
+            &MemberRef::Membership(by_user.membership_id.clone()),
+        )
+        .unwrap();
+    assert_eq!(by_user, by_mem);
+    assert_eq!(by_user.email, owner.email);
+    assert_eq!(by_user.last_active, None);
+    // A membership of another organization is not found here.
+    let foreign = db
+        .get_member(
+            &actor(&other_owner),
+            &other,
+            &MemberRef::User(other_owner.id.clone()),
+        )
+        .unwrap();
+    assert_err(
+        db.get_member(&a, &org, &MemberRef::Membership(foreign.membership_id)),
+        "not_found",
+        None,
+    );
+    assert_err(
+        db.get_member(&a, &org, &"user_nobody".into()),
+        "not_found",
+        None,
+    );
+
+    db.touch_user(&owner.id).unwrap();
+    let touched = db.get_member(&a, &org, &owner.id.as_str().into()).unwrap();
+    assert_eq!(touched.last_active, Some(db.now()));
+}
+
+#[test]
+fn add_member_checks_user_duplicates_and_seats() {
+    let (db, _) = db();
+    let (org, owner) = org(&db, "Small", "free"); // team_members 3
+    let a = actor(&owner);
+    let b = user(&db, "B");
+    let c = user(&db, "C");
+    let d = user(&db, "D");
+    assert_err(
+        db.add_member(&a, &org, "user_nobody", "member"),
+        "not_found",
+        None,
+    );
+    db.add_member(&a, &org, &b.id, "member").unwrap();
+    assert_err(
+        db.add_member(&a, &org, &b.id, "member"),
+        "conflict",
+        Some("user_id"),
+    );
+    db.add_member(&a, &org, &c.id, "viewer").unwrap();
+    let err = assert_err(
+        db.add_member(&a, &org, &d.id, "member"),
+        "quota_exceeded",
+        Some("limit"),
+    );
+    let details = err.details();
+    assert_eq!(details["quota"], "team_members");
+    assert_eq!(details["limit"], 3);
+    assert_eq!(details["used"], 3);
+    assert_eq!(details["requested"], 1);
+    assert_eq!(err.http_status(), 403);
+    // System is not exempt from seats.
+    assert_err(
+        db.add_member(&Actor::System, &org, &d.id, "member"),
+        "quota_exceeded",
+        None,
+    );
+    assert_sound(&db);
+}
+
+#[test]
+fn adding_an_invited_user_accepts_the_invitation_and_counts_once() {
+    let (db, _) = db();
+    let (org, owner) = org(&db, "Small", "free");
+    let a = actor(&owner);
+    let b = user(&db, "B");
+    let c = user(&db, "C");
+    let inv_b = db
+        .create_invitation(
+            &a,
+            &org,
+            &NewInvitation {
+                email: b.email.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    db.create_invitation(
+        &a,
+        &org,
+        &NewInvitation {
+            email: c.email.clone(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // 1 member + 2 pending = 3 = limit: B's own pending seat turns into B's membership.
+    db.add_member(&a, &org, &b.id, "member").unwrap();
+    let inv = db.get_invitation(&a, &org, &inv_b.invite_id).unwrap();
+    assert_eq!(inv.status, orgdb::InvitationStatus::Accepted);
+    assert_eq!(db.get_organization(&a, &org).unwrap().usage.team_members, 3);
+    // A later accept by the same user is a safe retry: the same membership comes back.
+    let again = db.accept_invitation(&inv_b.token, &b.id).unwrap();
+    assert_eq!(again.user_id, b.id);
+    assert_eq!(again.role, Role::Member);
+    assert_sound(&db);
+}
+
+#[test]
+fn role_changes_respect_owners_and_escalation() {
+    let (db, clock) = db();
+    let (org, owner) = org(&db, "Acme", "team");
+    let a = actor(&owner);
+    let admin = user(&db, "Admin");
+    let member = user(&db, "Member");
+    db.add_member(&a, &org, &admin.id, "admin").unwrap();
+    let m = db.add_member(&a, &org, &member.id, "member").unwrap();
+    clock.advance(chrono::TimeDelta::minutes(5));
+
+    let changed = db
+        .update_member_role(
+            &actor(&admin),
+            &org,
+            &MemberRef::Membership(m.membership_id.clone()),
+            "VIEWER",
+        )
+        .unwrap();
+    assert_eq!(changed.role, Role::Viewer);
+    assert_eq!(changed.updated_at, db.now());
+    assert!(changed.updated_at > changed.joined_at);
+    assert_err(
+        db.update_member_role(&actor(&admin), &org, &member.id.as_str().into(), "owner"),
+        "forbidden",
+        None,
+    );
+    assert_err(
+        db.update_member_role(&actor(&admin), &org, &owner.id.as_str().into(), "member"),
+        "forbidden",
+        None,
+    );
+    // The last owner cannot step down, even for the system.
+    assert_err(
+        db.update_member_role(&a, &org, &owner.id.as_str().into(), "admin"),
+        "conflict",
+        None,
+    );
+    assert_err(
+        db.update_member_role(&Actor::System, &org, &owner.id.as_str().into(), "admin"),
+        "conflict",
+        None,
+    );
+    // An owner may promote another owner, then step down.
+    db.update_member_role(&a, &org, &admin.id.as_str().into(), "owner")
+        .unwrap();
+    db.update_member_role(&a, &org, &owner.id.as_str().into(), "member")
+        .unwrap();
+    let owners = db
+        .list_members(
+            &actor(&admin),
+            &org,
+            &MemberQuery {
+                role: Some("owner".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        owners
+            .data
+            .iter()
+            .map(|m| m.id.as_str())
+            .collect::<Vec<_>>(),
+        [admin.id.as_str()]
+    );
+
+    let log = db.audit_log(&actor(&admin), &org, 0, 100).unwrap();
+    let last = log.last().unwrap();
+    assert_eq!(last.action, "member.role_changed");
+    assert_eq!(last.actor, owner.id);
+    assert_eq!(last.details["role"]["before"], "owner");
+    assert_eq!(last.details["role"]["after"], "member");
+    assert_sound(&db);
+}
+
+#[test]
+fn remove_leave_and_reruns() {
+    let (db, _) = db();
+    let (org, owner) = org(&db, "Acme", "team");
+    let a = actor(&owner);
+    let admin = user(&db, "Admin");
+    let member = user(&db, "Member");
+    db.add_member(&a, &org, &admin.id, "admin").unwrap();
+    db.add_member(&a, &org, &member.id, "member").unwrap();
+
+    assert_err(
+        db.remove_member(&actor(&admin), &org, &owner.id.as_str().into()),
+        "forbidden",
+        None,
+    );
+    let removed = db
+        .remove_member(&actor(&admin), &org, &member.id.as_str().into())
+        .unwrap();
+    assert!(removed.removed);
+    assert_eq!(removed.user_id, member.id);
+    assert_err(
+        db.remove_member(&actor(&admin), &org, &member.id.as_str().into()),
+        "not_found",
+        None,
+    );
+
+    assert_err(db.leave_organization(&owner.id, &org), "conflict", None);
+    assert_err(
+        db.remove_member(&Actor::System, &org, &owner.id.as_str().into()),
+        "conflict",
+        None,
+    );
+    db.leave_organization(&admin.id, &org).unwrap();
+    assert_err(db.leave_organization(&admin.id, &org), "not_found", None);
+    assert_err(
+        db.leave_organization(&admin.id, "org_nothing"),
+        "not_found",
+        None,
+    );
+    assert_eq!(
+        db.list_members(&a, &org, &MemberQuery::default())
+            .unwrap()
+            .pagination
+            .total,
+        1
+    );
+    assert_sound(&db);
+}
+
+#[test]
+fn transfer_ownership_rules() {
+    let (db, _) = db();
+    let (org, owner) = org(&db, "Acme", "team");
+    let a = actor(&owner);
+    let bob = user(&db, "Bob");
+    let stranger = user(&db, "Stranger");
+    db.add_member(&a, &org, &bob.id, "member").unwrap();
+
+    assert_err(
+        db.transfer_ownership(&actor(&bob), &org, &bob.id),
+        "forbidden",
+        None,
+    );
+    assert_err(
+        db.transfer_ownership(&a, &org, &stranger.id),
+        "not_found",
+        None,
+    );
+    assert_err(
+        db.transfer_ownership(&a, &org, &owner.id),
+        "validation_error",
+        None,
+    );
+    let new_owner = db.transfer_ownership(&a, &org, &bob.id).unwrap();
+    assert_eq!(new_owner.role, Role::Owner);
+    let me = db
+        .get_member(&actor(&bob), &org, &owner.id.as_str().into())
+        .unwrap();
+    assert_eq!(me.role, Role::Admin, "the old owner becomes admin");
+    // The former owner is an admin now: transferring is no longer theirs to do.
+    assert_err(db.transfer_ownership(&a, &org, &bob.id), "forbidden", None);
+    db.update_member_role(&actor(&bob), &org, &owner.id.as_str().into(), "owner")
+        .unwrap();
+    assert_err(
+        db.transfer_ownership(&actor(&bob), &org, &owner.id),
+        "conflict",
+        None,
+    );
+    assert_sound(&db);
+}
+
+#[test]
+fn users_update_touch_and_delete() {
+    let (db, _) = db();
+    let (org, owner) = org(&db, "Acme", "team");
+    let a = actor(&owner);
+    let bob = user(&db, "Bob");
+    db.add_member(&a, &org, &bob.id, "admin").unwrap();
+
+    let updated = db
+        .update_user(
+            &bob.id,
+            &UserPatch {
+                email: Some("  BOB2@Example.com ".into()),
+                name: None,
+            },
+        )
+        .unwrap();
+    assert_eq!(updated.email, "bob2@example.com");
+    assert_eq!(
+        db.find_user_by_email("Bob2@example.com").unwrap().id,
+        bob.id
+    );
+    assert_err(db.find_user_by_email(&bob.email), "not_found", None);
+    assert_err(
+        db.update_user(
+            &bob.id,
+            &UserPatch {
+                email: Some(owner.email.clone()),
+                name: None,
+            },
+        ),
+        "conflict",
+        Some("email"),
+    );
+
+    // The sole owner cannot be deleted; the error names the organization.
+    let err = assert_err(db.delete_user(&owner.id), "conflict", Some("organizations"));
+    assert_eq!(err.details()["organizations"][0], org.as_str());
+    db.delete_user(&bob.id).unwrap();
+    assert_err(db.get_user(&bob.id), "not_found", None);
+    assert_err(db.delete_user(&bob.id), "not_found", None);
+    assert_eq!(
+        db.list_members(&a, &org, &MemberQuery::default())
+            .unwrap()
+            .pagination
+            .total,
+        1
+    );
+    // With a second owner the first can go.
+    let carol = user(&db, "Carol");
+    db.add_member(&a, &org, &carol.id, "owner").unwrap();
+    db.delete_user(&owner.id).unwrap();
+    assert_sound(&db);
+}

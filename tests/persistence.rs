@@ -1,0 +1,120 @@
+//! File databases: reopening keeps everything, a newer schema is refused, a second handle on
+//! the same file is told the database is in use.
+
+mod common;
+
+use common::*;
+use orgdb::{Actor, Db, MemberQuery, NewOrganization, NewUser};
+
+#[test]
+fn reopen_keeps_every_row_and_the_audit_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("org.redb");
+    let (org, owner, seq) = {
+        let db = Db::open(&path).unwrap();
+        let owner = db
+            .create_user(&NewUser {
+                email: "a@example.com".into(),
+                name: "A".into(),
+            })
+            .unwrap();
+        let org = db
+            .create_organization(
+                &owner.id,
+                &NewOrganization {
+                    name: "Acme".into(),
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+            .organization;
+        let log = db
+            .audit_log(&Actor::user(&owner.id), &org.id, 0, 100)
+            .unwrap();
+        (org, owner, log.last().unwrap().seq)
+    };
+    let db = Db::open(&path).unwrap();
+    let details = db
+        .get_organization(&Actor::user(&owner.id), &org.id)
+        .unwrap();
+    assert_eq!(details.organization, org);
+    assert_eq!(db.find_user_by_email("A@example.com").unwrap(), owner);
+    let bob = db
+        .create_user(&NewUser {
+            email: "b@example.com".into(),
+            name: "B".into(),
+        })
+        .unwrap();
+    db.add_member(&Actor::user(&owner.id), &org.id, &bob.id, "member")
+        .unwrap();
+    let log = db.audit_log(&Actor::System, &org.id, seq, 100).unwrap();
+    assert_eq!(
+        log.first().unwrap().seq,
+        seq + 2,
+        "user.created took seq+1; no gap, no reuse"
+    );
+    assert_eq!(
+        db.list_members(&Actor::System, &org.id, &MemberQuery::default())
+            .unwrap()
+            .pagination
+            .total,
+        2
+    );
+    assert_sound(&db);
+}
+
+#[test]
+fn a_second_handle_on_the_same_file_is_told_it_is_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("org.redb");
+    let _first = Db::open(&path).unwrap();
+    let err = Db::open(&path).unwrap_err();
+    assert_eq!(err.code(), "storage_error");
+    assert!(err.message().contains("in use"), "{err}");
+}
+
+#[test]
+fn a_newer_schema_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("org.redb");
+    drop(Db::open(&path).unwrap());
+    {
+        // Write what a future orgdb would: meta["schema_version"] = 99 (key: name + NUL,
+        // value: u64 big-endian).
+        let raw = redb::Database::open(&path).unwrap();
+        let txn = raw.begin_write().unwrap();
+        {
+            let def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("meta");
+            let mut meta = txn.open_table(def).unwrap();
+            meta.insert(&b"schema_version\0"[..], &99u64.to_be_bytes()[..])
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let err = Db::open(&path).unwrap_err();
+    assert_eq!(err.code(), "incompatible_version");
+    assert_eq!(err.details()["found"], 99);
+    assert_eq!(err.http_status(), 500);
+}
+
+#[test]
+fn bad_options_are_refused_at_open() {
+    let opts = orgdb::Options {
+        invitation_lifetime: chrono::TimeDelta::minutes(5),
+        ..Default::default()
+    };
+    assert_err(
+        Db::in_memory_with(opts),
+        "validation_error",
+        Some("invitation_lifetime"),
+    );
+    let opts = orgdb::Options {
+        invite_url_template: "https://x/".into(),
+        ..Default::default()
+    };
+    assert_err(
+        Db::in_memory_with(opts),
+        "validation_error",
+        Some("invite_url_template"),
+    );
+}
