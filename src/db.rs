@@ -2,13 +2,15 @@
 
 use std::fmt;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::authz::Actor;
 use crate::error::{Error, Result};
 use crate::ids::IdGen;
+use crate::ledger::{Ledger, Mode};
 use crate::model::audit::AuditEvent;
 use crate::model::invitation::{
     CreatedInvitation, Invitation, InvitationPreview, InvitationQuery, NewInvitation,
@@ -23,8 +25,11 @@ use crate::model::page::Page;
 use crate::model::plan::PlanCatalog;
 use crate::model::project::{NewProject, Project, ProjectMember, ProjectPatch};
 use crate::model::resource::{Resource, ResourceKind};
+use crate::model::usage::{UsageEvent, UsageQuery, UsageReceipt, UsageReport};
 use crate::model::user::{NewUser, User, UserPatch};
+use crate::ops::usage::PruneReport;
 use crate::ops::{self, Ctx};
+use crate::store::journal::Journal;
 use crate::store::{ensure_schema, CheckReport, CommitDurability, KvRead, KvWrite, RedbStore};
 
 /// A source of the current time. Every timestamp orgdb writes comes from the clock in
@@ -102,6 +107,11 @@ pub struct Options {
     pub reserved_slugs: Vec<String>,
     /// Commit durability of file databases.
     pub durability: Durability,
+    /// How often buffered and journaled usage is checkpointed into the database (1 s).
+    pub usage_flush_interval: Duration,
+    /// Size of the usage journal file beside the database (32 MiB, at least 64 KiB). A larger
+    /// journal checkpoints less often.
+    pub journal_size: u64,
 }
 
 impl Default for Options {
@@ -115,6 +125,8 @@ impl Default for Options {
                 .map(str::to_owned)
                 .to_vec(),
             durability: Durability::Immediate,
+            usage_flush_interval: Duration::from_secs(1),
+            journal_size: 32 << 20,
         }
     }
 }
@@ -156,6 +168,71 @@ struct Inner {
     store: RedbStore,
     opts: Options,
     ids: IdGen,
+    ledger: Ledger,
+    flusher: Arc<FlusherSignal>,
+}
+
+/// Stops the background checkpoint thread.
+#[derive(Default)]
+struct FlusherSignal {
+    stopped: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Inner {
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            now: crate::model::time::truncate(self.opts.clock.now()),
+            opts: &self.opts,
+            ids: &self.ids,
+            ledger: Some(&self.ledger),
+        }
+    }
+
+    /// A durable checkpoint of the usage ledger, restarting the journal when half full.
+    fn checkpoint(&self) -> Result<()> {
+        let reset = self.ledger.journal_fill() > 0.5;
+        self.ledger.fold(&self.store, &self.ctx(), true, reset)
+    }
+}
+
+impl Drop for Inner {
+    /// The last handle is gone: stop the checkpoint thread and make buffered usage durable.
+    fn drop(&mut self) {
+        *self
+            .flusher
+            .stopped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = true;
+        self.flusher.wake.notify_all();
+        if self.ledger.needs_checkpoint() {
+            let _ = self.checkpoint();
+        }
+    }
+}
+
+/// Checkpoints every `interval` while the database is open; ends when it closes.
+fn spawn_flusher(inner: Weak<Inner>, signal: Arc<FlusherSignal>, interval: Duration) {
+    let _ = std::thread::Builder::new()
+        .name("orgdb-usage-flush".to_owned())
+        .spawn(move || loop {
+            {
+                let stopped = signal.stopped.lock().unwrap_or_else(|p| p.into_inner());
+                let (stopped, _) = signal
+                    .wake
+                    .wait_timeout_while(stopped, interval, |s| !*s)
+                    .unwrap_or_else(|p| p.into_inner());
+                if *stopped {
+                    return;
+                }
+            }
+            let Some(inner) = inner.upgrade() else { return };
+            if inner.ledger.needs_checkpoint() {
+                // A failure leaves the changes queued for the next try; callers meet the
+                // underlying storage error on their own next write.
+                let _ = inner.checkpoint();
+            }
+        });
 }
 
 /// A handle to one orgdb database. Cheap to clone; clones share the database and may be used
@@ -192,7 +269,12 @@ impl Db {
             Durability::Immediate => CommitDurability::Immediate,
             Durability::Eventual => CommitDurability::Eventual,
         };
-        Db::start(RedbStore::open(path.as_ref(), durability)?, opts)
+        let path = path.as_ref();
+        let store = RedbStore::open(path, durability)?;
+        let mut journal_path = path.as_os_str().to_owned();
+        journal_path.push(".journal");
+        let journal = Journal::open(Path::new(&journal_path), opts.journal_size)?;
+        Db::start(store, opts, Some(journal))
     }
 
     /// A throw-away database in memory, with default options.
@@ -209,18 +291,38 @@ impl Db {
     /// `validation_error` for invalid options.
     pub fn in_memory_with(opts: Options) -> Result<Db> {
         opts.validate()?;
-        Db::start(RedbStore::in_memory()?, opts)
+        Db::start(RedbStore::in_memory()?, opts, None)
     }
 
-    fn start(store: RedbStore, opts: Options) -> Result<Db> {
+    fn start(store: RedbStore, opts: Options, journal: Option<Journal>) -> Result<Db> {
         store.write(ensure_schema)?;
-        Ok(Db {
-            inner: Arc::new(Inner {
-                store,
-                opts,
-                ids: IdGen::default(),
-            }),
-        })
+        let ids = IdGen::default();
+        let ledger = match journal {
+            Some(journal) => {
+                let ctx = Ctx {
+                    now: crate::model::time::truncate(opts.clock.now()),
+                    opts: &opts,
+                    ids: &ids,
+                    ledger: None,
+                };
+                Ledger::open(&store, &ctx, journal)?
+            }
+            None => Ledger::in_memory(),
+        };
+        let file_backed = !store.is_memory();
+        let interval = opts.usage_flush_interval;
+        let flusher = Arc::new(FlusherSignal::default());
+        let inner = Arc::new(Inner {
+            store,
+            opts,
+            ids,
+            ledger,
+            flusher: flusher.clone(),
+        });
+        if file_backed {
+            spawn_flusher(Arc::downgrade(&inner), flusher, interval);
+        }
+        Ok(Db { inner })
     }
 
     /// The options this handle was opened with.
@@ -234,11 +336,7 @@ impl Db {
     }
 
     fn ctx(&self) -> Ctx<'_> {
-        Ctx {
-            now: self.now(),
-            opts: &self.inner.opts,
-            ids: &self.inner.ids,
-        }
+        self.inner.ctx()
     }
 
     pub(crate) fn write<T>(
@@ -254,14 +352,140 @@ impl Db {
         self.inner.store.read(|tx| f(tx, &ctx))
     }
 
+    // Usage.
+
+    /// Records usage, durable when it returns. Refused whole (nothing recorded) with
+    /// `quota_exceeded` when the month's total would pass `monthly_requests`; a repeated
+    /// idempotency key is acknowledged with `duplicate: true` and counts nothing.
+    ///
+    /// Concurrent callers share journal syncs (group commit), so throughput grows with the
+    /// number of callers.
+    ///
+    /// # Errors
+    /// `validation_error` (`count`, `at`, `idempotency_key`, `resource_id`), `not_found`
+    /// (organization, or a resource not live in it), `quota_exceeded`, `storage_error`.
+    pub fn record_usage(&self, org: &str, event: &UsageEvent) -> Result<UsageReceipt> {
+        let ctx = self.ctx();
+        let admit = ops::usage::check_one(&ctx, event)?;
+        self.admit(&ctx, org, &[admit], Mode::Durable)
+            .map(|mut r| r.remove(0))
+    }
+
+    /// Records many events of one organization as one unit: all counted or none. Duplicates
+    /// inside the batch count once. Returns one receipt per event.
+    ///
+    /// # Errors
+    /// As [`Db::record_usage`]; field names carry the index (`events[3].count`).
+    pub fn record_usage_batch(
+        &self,
+        org: &str,
+        events: &[UsageEvent],
+    ) -> Result<Vec<UsageReceipt>> {
+        let ctx = self.ctx();
+        let admits = ops::usage::check_batch(&ctx, events)?;
+        self.admit(&ctx, org, &admits, Mode::Durable)
+    }
+
+    /// Admits an event in memory against the same exact quota and returns at once; it
+    /// becomes durable within `Options::usage_flush_interval`, on [`Db::flush`], or when the
+    /// last handle is dropped. A crash before then loses it (never half of it).
+    ///
+    /// # Errors
+    /// As [`Db::record_usage`].
+    pub fn record_usage_buffered(&self, org: &str, event: &UsageEvent) -> Result<UsageReceipt> {
+        let ctx = self.ctx();
+        let admit = ops::usage::check_one(&ctx, event)?;
+        self.admit(&ctx, org, &[admit], Mode::Buffered)
+            .map(|mut r| r.remove(0))
+    }
+
+    /// Whether `count` more requests fit in this month now, without recording anything.
+    ///
+    /// # Errors
+    /// `quota_exceeded` when they would not fit; `validation_error`, `not_found`.
+    pub fn check_quota(&self, org: &str, count: u64) -> Result<UsageReceipt> {
+        ops::usage::check_count(count)?;
+        let ctx = self.ctx();
+        let event = UsageEvent::new(count);
+        let admit = ops::usage::check_one(&ctx, &event)?;
+        self.admit(&ctx, org, &[admit], Mode::Check)
+            .map(|mut r| r.remove(0))
+    }
+
+    fn admit(
+        &self,
+        ctx: &Ctx,
+        org: &str,
+        admits: &[crate::ledger::Admit<'_>],
+        mode: Mode,
+    ) -> Result<Vec<UsageReceipt>> {
+        let ledger = &self.inner.ledger;
+        let outcome = ledger.admit(&self.inner.store, ctx, org.trim(), admits, mode)?;
+        ledger.wait(&outcome)?;
+        Ok(outcome.receipts)
+    }
+
+    /// Makes every admitted usage event durable now (a checkpoint).
+    ///
+    /// # Errors
+    /// `storage_error`.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.checkpoint()
+    }
+
+    /// Seed 000's usage report: totals, limit, percentage, per MCP server and per day (zero
+    /// days included) over a day, ISO week or month, or an explicit date range.
+    ///
+    /// # Errors
+    /// `forbidden`, `not_found`, `validation_error` (`end_date`: before the start, or a range
+    /// over 366 days).
+    pub fn usage_report(
+        &self,
+        actor: &Actor,
+        org: &str,
+        query: &UsageQuery,
+    ) -> Result<UsageReport> {
+        let ctx = self.ctx();
+        self.inner
+            .ledger
+            .fold(&self.inner.store, &ctx, false, false)?;
+        self.inner
+            .store
+            .read(|tx| ops::usage::report(tx, &ctx, actor, org, query))
+    }
+
+    /// Removes usage day rows before `before`, month totals that can no longer change, and
+    /// idempotency keys past their 48-hour retention. Monthly totals still needed for quotas
+    /// are kept.
+    ///
+    /// # Errors
+    /// `storage_error`.
+    pub fn prune_usage(&self, before: chrono::NaiveDate) -> Result<PruneReport> {
+        let ctx = self.ctx();
+        self.inner
+            .ledger
+            .fold(&self.inner.store, &ctx, false, false)?;
+        let (report, month, keys) = self
+            .inner
+            .store
+            .write(|tx| ops::usage::prune(tx, &ctx, before))?;
+        self.inner.ledger.forget_before(month, keys);
+        Ok(report)
+    }
+
     // Maintenance.
 
-    /// Verifies every invariant, index and stored counter against the rows.
+    /// Verifies every invariant, index and stored counter against the rows (after folding
+    /// admitted usage into them).
     ///
     /// # Errors
     /// Only storage errors; violations are listed in the report.
     pub fn check(&self) -> Result<CheckReport> {
-        self.read(|tx, ctx| crate::store::check(tx, ctx.now))
+        let ctx = self.ctx();
+        self.inner
+            .ledger
+            .fold(&self.inner.store, &ctx, false, false)?;
+        self.inner.store.read(|tx| crate::store::check(tx, ctx.now))
     }
 
     /// Rows per table.
@@ -427,7 +651,9 @@ impl Db {
     /// # Errors
     /// `forbidden` below owner, `validation_error` (`plan`) for a plan not in the catalog.
     pub fn set_plan(&self, actor: &Actor, org: &str, plan: &str) -> Result<Organization> {
-        self.write(|tx, ctx| ops::orgs::set_plan(tx, ctx, actor, org, plan))
+        let org_row = self.write(|tx, ctx| ops::orgs::set_plan(tx, ctx, actor, org, plan))?;
+        self.inner.ledger.refresh_limit(org);
+        Ok(org_row)
     }
 
     /// Sets per-organization limit overrides (`Actor::System` only).
@@ -440,7 +666,10 @@ impl Db {
         org: &str,
         overrides: &LimitOverrides,
     ) -> Result<OrganizationDetails> {
-        self.write(|tx, ctx| ops::orgs::set_limit_overrides(tx, ctx, actor, org, overrides))
+        let details =
+            self.write(|tx, ctx| ops::orgs::set_limit_overrides(tx, ctx, actor, org, overrides))?;
+        self.inner.ledger.refresh_limit(org);
+        Ok(details)
     }
 
     /// Deletes the organization with its memberships, invitations, projects, resources and
@@ -449,7 +678,9 @@ impl Db {
     /// # Errors
     /// `forbidden` below owner, `not_found`.
     pub fn delete_organization(&self, actor: &Actor, org: &str) -> Result<()> {
-        self.write(|tx, ctx| ops::orgs::delete(tx, ctx, actor, org))
+        self.write(|tx, ctx| ops::orgs::delete(tx, ctx, actor, org))?;
+        self.inner.ledger.forget_org(org);
+        Ok(())
     }
 
     /// Whether an organization could take `slug` now, and why not.
@@ -786,7 +1017,9 @@ impl Db {
     /// # Errors
     /// `forbidden`, `not_found` (also when already removed).
     pub fn remove_resource(&self, actor: &Actor, org: &str, id: &str) -> Result<Resource> {
-        self.write(|tx, ctx| ops::resources::remove(tx, ctx, actor, org, id))
+        let removed = self.write(|tx, ctx| ops::resources::remove(tx, ctx, actor, org, id))?;
+        self.inner.ledger.forget_resource(&removed.id);
+        Ok(removed)
     }
 
     /// Live resources of an organization, of one kind or all.

@@ -44,6 +44,7 @@ mod error;
 mod ids;
 #[cfg(feature = "json")]
 pub mod json;
+mod ledger;
 pub mod model;
 mod ops;
 mod store;
@@ -67,6 +68,11 @@ pub use model::plan::PlanCatalog;
 pub use model::project::{NewProject, Project, ProjectMember, ProjectMembership, ProjectPatch};
 pub use model::resource::{Resource, ResourceKind};
 pub use model::role::Role;
+pub use model::usage::{
+    DayUsage, Period, RequestTotals, ResourceUsage, UsageEvent, UsageQuery, UsageReceipt,
+    UsageReport,
+};
 pub use model::user::{NewUser, User, UserPatch};
+pub use ops::usage::PruneReport;
 pub use store::CheckReport;
 pub use validate::normalize_email;

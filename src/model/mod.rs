@@ -10,4 +10,5 @@ pub mod project;
 pub mod resource;
 pub mod role;
 pub mod time;
+pub mod usage;
 pub mod user;

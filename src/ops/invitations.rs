@@ -109,6 +109,21 @@ fn lifetime(ctx: &Ctx, checks: &mut Checks, secs: Option<u64>) -> TimeDelta {
     }
 }
 
+/// An invitation for someone who is already a member is a `conflict`: they would be counted
+/// twice.
+fn refuse_member(tx: &dyn KvRead, org: &str, email: &str) -> Result<()> {
+    if let Some(user) = tx.user_id_by_email(email)? {
+        if tx.membership(org, &user)?.is_some() {
+            return Err(Error::conflict_with(
+                "User is already a member",
+                "email",
+                email,
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Validated input of one invitation.
 struct Checked {
     email: String,
@@ -173,15 +188,7 @@ fn create_one(
             _ => return Err(Error::not_found("Project")),
         }
     }
-    if let Some(user) = tx.user_id_by_email(&input.email)? {
-        if tx.membership(org, &user)?.is_some() {
-            return Err(Error::conflict_with(
-                "User is already a member",
-                "email",
-                input.email.as_str(),
-            ));
-        }
-    }
+    refuse_member(tx, org, &input.email)?;
     if let Some(existing) = pending_for_email(tx, ctx, org, &input.email)? {
         return Err(Error::Conflict {
             message: "A pending invitation already exists for this email".to_owned(),
@@ -216,6 +223,7 @@ fn create_one(
     tx.insert_invitation(&InvitationRecord {
         invitation: invitation.clone(),
         token_hash: ids::token_hash(&token),
+        lifetime_secs: input.lifetime.num_seconds(),
     })?;
     let details = json!({
         "email": invitation.email, "role": invitation.role,
@@ -567,6 +575,12 @@ pub(crate) fn resend(
     let rec = load_in_org(tx, org, id)?;
     let old = &rec.invitation;
     let status = old.status_at(ctx.now);
+    if matches!(
+        status,
+        InvitationStatus::Pending | InvitationStatus::Expired
+    ) {
+        refuse_member(tx, org, &old.email)?;
+    }
     match status {
         InvitationStatus::Pending => {}
         InvitationStatus::Expired => {
@@ -592,8 +606,9 @@ pub(crate) fn resend(
     }
     // Re-read: retire_expired may have rewritten this very record.
     let rec = load_in_org(tx, org, id)?;
-    let lifetime =
-        (rec.invitation.expires_at - rec.invitation.created_at).clamp(MIN_LIFETIME, MAX_LIFETIME);
+    let lifetime = TimeDelta::try_seconds(rec.lifetime_secs)
+        .unwrap_or(ctx.opts.invitation_lifetime)
+        .clamp(MIN_LIFETIME, MAX_LIFETIME);
     let token = ids::new_token()?;
     let mut new = rec.clone();
     new.token_hash = ids::token_hash(&token);

@@ -8,6 +8,7 @@ pub(crate) mod members;
 pub(crate) mod orgs;
 pub(crate) mod projects;
 pub(crate) mod resources;
+pub(crate) mod usage;
 pub(crate) mod users;
 
 use chrono::{DateTime, Utc};
@@ -25,6 +26,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) now: DateTime<Utc>,
     pub(crate) opts: &'a Options,
     pub(crate) ids: &'a IdGen,
+    /// The usage ledger, whose month totals are ahead of the stored ones until folded.
+    pub(crate) ledger: Option<&'a crate::ledger::Ledger>,
 }
 
 impl Ctx<'_> {

@@ -181,7 +181,13 @@ pub(crate) fn usage(tx: &dyn KvRead, ctx: &Ctx, org: &str) -> Result<Usage> {
         mcps: stats.mcps,
         api_keys: stats.api_keys,
         team_members: members::seats_used(tx, ctx, org)?,
-        monthly_requests: tx.month_usage(org, month_of(ctx.now.date_naive()))?,
+        monthly_requests: {
+            let month = month_of(ctx.now.date_naive());
+            match ctx.ledger.and_then(|l| l.month_total(org, month)) {
+                Some(total) => total,
+                None => tx.month_usage(org, month)?,
+            }
+        },
     })
 }
 

@@ -12,14 +12,14 @@ use super::codec::{self, Tag};
 use super::keys::{self, Key};
 use super::{
     member_join_key, member_role_key, resource_org_key, schema, InvitationRecord, KvRead,
-    OrgRecord, OrgStats, Reads, Table, RESOURCE_LIVE, RESOURCE_REMOVED,
+    OrgRecord, OrgStats, Reads, ResourceRecord, Table, RESOURCE_LIVE, RESOURCE_REMOVED,
 };
 use crate::error::Result;
 use crate::model::audit::AuditEvent;
 use crate::model::invitation::InvitationStatus;
 use crate::model::membership::Membership;
 use crate::model::project::{Project, ProjectMembership};
-use crate::model::resource::{Resource, ResourceKind};
+use crate::model::resource::ResourceKind;
 use crate::model::role::Role;
 use crate::model::user::User;
 
@@ -210,10 +210,25 @@ pub(crate) fn check(tx: &dyn KvRead, _now: DateTime<Utc>) -> Result<CheckReport>
     c.index(Table::UserOrgs, user_orgs)?;
 
     // Resources, their org index and counts.
-    let resources: Vec<(Vec<u8>, Resource)> = c.records(Table::Resources, Tag::Resource)?;
+    let resources: Vec<(Vec<u8>, ResourceRecord)> = c.records(Table::Resources, Tag::Resource)?;
     c.report.resources = resources.len() as u64;
     let mut res_index = BTreeMap::new();
-    for (_, r) in &resources {
+    let mut slots: BTreeMap<&str, BTreeSet<u32>> = BTreeMap::new();
+    for (_, rec) in &resources {
+        let r = &rec.resource;
+        if !slots
+            .entry(r.organization_id.as_str())
+            .or_default()
+            .insert(rec.slot)
+        {
+            c.problem(format!(
+                "resources: slot {} used twice in {}",
+                rec.slot, r.organization_id
+            ));
+        }
+        if let Some(stats) = expected_stats.get_mut(&r.organization_id) {
+            stats.resource_slots = stats.resource_slots.max(rec.slot + 1);
+        }
         let live = r.removed_at.is_none();
         res_index.insert(
             resource_org_key(r),

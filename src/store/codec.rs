@@ -13,8 +13,7 @@ use crate::error::{Error, Result};
 /// Largest value the decoder accepts.
 const DECODE_LIMIT: usize = 16 << 20;
 
-/// Format tags, one per stored record type and layout. Never reuse a number (9 and 11 are
-/// held for the usage ledger's idempotency records and day rows).
+/// Format tags, one per stored record type and layout. Never reuse a number (9 is retired).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum Tag {
@@ -27,6 +26,7 @@ pub(crate) enum Tag {
     ProjectMember = 7,
     Resource = 8,
     Audit = 10,
+    UsageDay = 11,
 }
 
 pub(crate) fn encode<T: Serialize>(tag: Tag, value: &T) -> Result<Vec<u8>> {

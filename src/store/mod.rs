@@ -9,6 +9,7 @@
 
 mod check;
 mod codec;
+pub(crate) mod journal;
 mod keys;
 mod redb_backend;
 mod schema;
@@ -77,6 +78,8 @@ pub(crate) struct OrgStats {
     pub(crate) by_role: [u64; 4],
     pub(crate) mcps: u64,
     pub(crate) api_keys: u64,
+    /// Resource slots handed out (live and removed resources).
+    pub(crate) resource_slots: u32,
 }
 
 impl OrgStats {
@@ -108,6 +111,65 @@ impl OrgStats {
 pub(crate) struct InvitationRecord {
     pub(crate) invitation: Invitation,
     pub(crate) token_hash: [u8; 32],
+    /// The lifetime it was created with (seconds): a resend grants the same again.
+    pub(crate) lifetime_secs: i64,
+}
+
+/// The stored form of a resource: the public fields plus its slot in the organization's
+/// packed usage rows (assigned once, never reused).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ResourceRecord {
+    pub(crate) resource: Resource,
+    pub(crate) slot: u32,
+}
+
+/// One organization's usage on one day: the total, and the count of each resource slot
+/// (dense; events without a resource are `total - sum(slots)`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DayRow {
+    pub(crate) total: u64,
+    pub(crate) slots: Vec<u64>,
+}
+
+impl DayRow {
+    pub(crate) fn add(&mut self, slot: Option<u32>, count: u64) {
+        self.total = self.total.saturating_add(count);
+        if let Some(slot) = slot {
+            let i = slot as usize;
+            if self.slots.len() <= i {
+                self.slots.resize(i + 1, 0);
+            }
+            self.slots[i] = self.slots[i].saturating_add(count);
+        }
+    }
+
+    pub(crate) fn merge(&mut self, other: &DayRow) {
+        self.total = self.total.saturating_add(other.total);
+        if self.slots.len() < other.slots.len() {
+            self.slots.resize(other.slots.len(), 0);
+        }
+        for (mine, theirs) in self.slots.iter_mut().zip(&other.slots) {
+            *mine = mine.saturating_add(*theirs);
+        }
+    }
+}
+
+/// Day number used in usage keys: days since 0001-01-01 (always positive, ordered).
+pub(crate) fn day_number(date: chrono::NaiveDate) -> u32 {
+    use chrono::Datelike;
+    date.num_days_from_ce().max(0) as u32
+}
+
+pub(crate) fn day_from_number(n: u32) -> Option<chrono::NaiveDate> {
+    chrono::NaiveDate::from_num_days_from_ce_opt(i32::try_from(n).ok()?)
+}
+
+fn month_key(org: &str, month: u32) -> Vec<u8> {
+    Key::new().str(org).u32(month).into_vec()
+}
+
+fn day_key(org: &str, day: u32) -> Vec<u8> {
+    Key::new().str(org).u32(day).into_vec()
 }
 
 /// Position in a member list: (`joined_at`, user id).
@@ -374,6 +436,10 @@ pub(crate) trait Reads: KvRead {
     // Resources.
 
     fn resource(&self, id: &str) -> Result<Option<Resource>> {
+        Ok(self.resource_record(id)?.map(|r| r.resource))
+    }
+
+    fn resource_record(&self, id: &str) -> Result<Option<ResourceRecord>> {
         self.get_record(Table::Resources, Tag::Resource, &keys::one(id))
     }
 
@@ -410,11 +476,43 @@ pub(crate) trait Reads: KvRead {
 
     fn month_usage(&self, org: &str, month: u32) -> Result<u64> {
         Ok(self
-            .get_u64(
-                Table::UsageMonth,
-                &Key::new().str(org).u32(month).into_vec(),
-            )?
+            .get_u64(Table::UsageMonth, &month_key(org, month))?
             .unwrap_or(0))
+    }
+
+    fn day_row(&self, org: &str, day: u32) -> Result<Option<DayRow>> {
+        self.get_record(Table::UsageDay, Tag::UsageDay, &day_key(org, day))
+    }
+
+    /// Day rows of `first..=last` (day numbers), in order.
+    fn day_rows(&self, org: &str, first: u32, last: u32) -> Result<Vec<(u32, DayRow)>> {
+        let prefix_len = keys::one(org).len();
+        let start = day_key(org, first);
+        let end = day_key(org, last.saturating_add(1));
+        let mut out = Vec::new();
+        self.scan(Table::UsageDay, &start, Some(&end), false, &mut |k, v| {
+            let day = k[prefix_len..]
+                .try_into()
+                .map(u32::from_be_bytes)
+                .map_err(|_| Error::corrupted("bad usage day key"))?;
+            out.push((day, codec::decode(Tag::UsageDay, v)?));
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// Idempotency keys of an organization with the time each was recorded (micros).
+    fn idempotency_keys(&self, org: &str) -> Result<Vec<(String, i64)>> {
+        let prefix = keys::one(org);
+        let mut out = Vec::new();
+        self.scan_prefix(Table::Idempotency, &prefix, &mut |k, v| {
+            let key = KeyReader::new(&k[prefix.len()..])
+                .str()
+                .ok_or_else(|| Error::corrupted("bad idempotency key"))?;
+            out.push((key.to_owned(), codec::decode_u64(v)? as i64));
+            Ok(true)
+        })?;
+        Ok(out)
     }
 
     // Audit.
@@ -801,21 +899,31 @@ pub(crate) trait Writes: KvWrite + Reads {
 
     // Resources.
 
-    /// Registers a new resource and counts it.
+    /// Registers a new resource, counts it and gives it the next usage slot.
     fn insert_resource(&mut self, res: &Resource) -> Result<()> {
-        self.put_record(Table::Resources, Tag::Resource, &keys::one(&res.id), res)?;
+        let mut stats = self.org_stats(&res.organization_id)?;
+        let rec = ResourceRecord {
+            resource: res.clone(),
+            slot: stats.resource_slots,
+        };
+        self.put_record(Table::Resources, Tag::Resource, &keys::one(&res.id), &rec)?;
         self.put(
             Table::ResourcesByOrg,
             &resource_org_key(res),
             &[RESOURCE_LIVE],
         )?;
-        let mut stats = self.org_stats(&res.organization_id)?;
         *stats.resource_count_mut(res.kind) += 1;
+        stats.resource_slots += 1;
         self.put_org_stats(&res.organization_id, &stats)
     }
 
+    /// Rewrites a resource's public fields (its slot stays).
     fn put_resource(&mut self, res: &Resource) -> Result<()> {
-        self.put_record(Table::Resources, Tag::Resource, &keys::one(&res.id), res)
+        let mut rec = self
+            .resource_record(&res.id)?
+            .ok_or_else(|| Error::corrupted("rewriting a missing resource"))?;
+        rec.resource = res.clone();
+        self.put_record(Table::Resources, Tag::Resource, &keys::one(&res.id), &rec)
     }
 
     /// Marks a resource removed: it stops counting, its row stays (reports still name it).
@@ -830,6 +938,78 @@ pub(crate) trait Writes: KvWrite + Reads {
         let count = stats.resource_count_mut(res.kind);
         *count = count.saturating_sub(1);
         self.put_org_stats(&res.organization_id, &stats)
+    }
+
+    // Usage.
+
+    fn put_month_usage(&mut self, org: &str, month: u32, total: u64) -> Result<()> {
+        self.put_u64(Table::UsageMonth, &month_key(org, month), total)
+    }
+
+    fn put_day_row(&mut self, org: &str, day: u32, row: &DayRow) -> Result<()> {
+        self.put_record(Table::UsageDay, Tag::UsageDay, &day_key(org, day), row)
+    }
+
+    fn put_idempotency(&mut self, org: &str, key: &str, at_micros: i64) -> Result<()> {
+        self.put_u64(Table::Idempotency, &keys::two(org, key), at_micros as u64)
+    }
+
+    fn delete_idempotency(&mut self, org: &str, key: &str) -> Result<bool> {
+        self.delete(Table::Idempotency, &keys::two(org, key))
+    }
+
+    /// Deletes day rows before `day`, month totals before `month` and idempotency records
+    /// older than `key_cutoff` (micros), across organizations.
+    fn prune_usage_rows(
+        &mut self,
+        day: u32,
+        month: u32,
+        key_cutoff: i64,
+    ) -> Result<(u64, u64, u64)> {
+        // Keys are org ∅ + 4-byte number: the number is the last 4 bytes.
+        let mut doomed_days = Vec::new();
+        self.scan(Table::UsageDay, &[], None, false, &mut |k, _| {
+            let n = k
+                .len()
+                .checked_sub(4)
+                .map(|i| u32::from_be_bytes(k[i..].try_into().unwrap_or_default()));
+            if n.is_some_and(|n| n < day) {
+                doomed_days.push(k.to_vec());
+            }
+            Ok(true)
+        })?;
+        let mut doomed_months = Vec::new();
+        self.scan(Table::UsageMonth, &[], None, false, &mut |k, _| {
+            let n = k
+                .len()
+                .checked_sub(4)
+                .map(|i| u32::from_be_bytes(k[i..].try_into().unwrap_or_default()));
+            if n.is_some_and(|n| n < month) {
+                doomed_months.push(k.to_vec());
+            }
+            Ok(true)
+        })?;
+        let mut doomed_keys = Vec::new();
+        self.scan(Table::Idempotency, &[], None, false, &mut |k, v| {
+            if (codec::decode_u64(v)? as i64) < key_cutoff {
+                doomed_keys.push(k.to_vec());
+            }
+            Ok(true)
+        })?;
+        for k in &doomed_days {
+            self.delete(Table::UsageDay, k)?;
+        }
+        for k in &doomed_months {
+            self.delete(Table::UsageMonth, k)?;
+        }
+        for k in &doomed_keys {
+            self.delete(Table::Idempotency, k)?;
+        }
+        Ok((
+            doomed_days.len() as u64,
+            doomed_months.len() as u64,
+            doomed_keys.len() as u64,
+        ))
     }
 
     /// Removes everything scoped to an organization except its memberships, its own row and

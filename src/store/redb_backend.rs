@@ -44,12 +44,17 @@ pub(crate) enum CommitDurability {
 pub(crate) struct RedbStore {
     db: Database,
     durability: CommitDurability,
+    memory: bool,
 }
 
 impl RedbStore {
     pub(crate) fn open(path: &Path, durability: CommitDurability) -> Result<RedbStore> {
         let db = Database::builder().create(path).map_err(storage_err)?;
-        Ok(RedbStore { db, durability })
+        Ok(RedbStore {
+            db,
+            durability,
+            memory: false,
+        })
     }
 
     pub(crate) fn in_memory() -> Result<RedbStore> {
@@ -59,6 +64,7 @@ impl RedbStore {
         Ok(RedbStore {
             db,
             durability: CommitDurability::Eventual,
+            memory: true,
         })
     }
 
@@ -69,10 +75,28 @@ impl RedbStore {
 
     /// Runs `f` in one write transaction; commits only when it returns `Ok`.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&mut dyn KvWrite) -> Result<T>) -> Result<T> {
+        self.write_with(self.durability == CommitDurability::Immediate, f)
+    }
+
+    /// As [`RedbStore::write`], with a commit that is durable when it returns.
+    pub(crate) fn write_durable<T>(
+        &self,
+        f: impl FnOnce(&mut dyn KvWrite) -> Result<T>,
+    ) -> Result<T> {
+        self.write_with(true, f)
+    }
+
+    /// As [`RedbStore::write`], choosing the commit's durability (in-memory stores ignore it).
+    pub(crate) fn write_with<T>(
+        &self,
+        durable: bool,
+        f: impl FnOnce(&mut dyn KvWrite) -> Result<T>,
+    ) -> Result<T> {
         let mut txn = self.db.begin_write().map_err(storage_err)?;
-        let durability = match self.durability {
-            CommitDurability::Immediate => redb::Durability::Immediate,
-            CommitDurability::Eventual => redb::Durability::None,
+        let durability = if durable && !self.memory {
+            redb::Durability::Immediate
+        } else {
+            redb::Durability::None
         };
         txn.set_durability(durability).map_err(storage_err)?;
         let mut tx = RedbWrite { txn };
@@ -86,6 +110,11 @@ impl RedbStore {
                 Err(e)
             }
         }
+    }
+
+    /// Whether this is an in-memory database.
+    pub(crate) fn is_memory(&self) -> bool {
+        self.memory
     }
 
     /// Creates every table, so readers never meet a missing one.

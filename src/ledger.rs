@@ -1,0 +1,655 @@
+//! The usage ledger: exact monthly counters in memory, the journal that makes admitted usage
+//! durable, and the folds and checkpoints that carry it into the database.
+//!
+//! Invariants:
+//! - Admission (check and count) happens under one lock against in-memory month totals that
+//!   equal the database's totals plus every unfolded admitted event, so the limit holds under
+//!   any concurrency.
+//! - A durable event is acknowledged only once its journal record is on disk (group commit),
+//!   or a durable checkpoint covers it. A refusal or a duplicate waits until the state it saw
+//!   is durable, so a crash can never make a refusal wrong.
+//! - Every fold writes, in the same transaction as the counters, the last journal sequence it
+//!   covers; replay after a crash applies only later records, so nothing counts twice even
+//!   when an unrelated durable commit persisted a fold.
+//! - The journal restarts at offset 0 under a new generation only after a durable checkpoint
+//!   covering everything written before, taken while admissions wait.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use chrono::{DateTime, Datelike, TimeDelta, Utc};
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::model::usage::UsageReceipt;
+use crate::ops::{self, Ctx};
+use crate::store::journal::{self, Cursor, Journal, JournalBatch, JournalEvent};
+use crate::store::{day_number, DayRow, KvRead, KvWrite, Reads, RedbStore, Writes};
+
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Idempotency keys are remembered at least this long.
+pub(crate) const KEY_RETENTION: TimeDelta = TimeDelta::hours(48);
+const META_GENERATION: &str = "journal_generation";
+const META_SEQ: &str = "journal_seq";
+
+/// One event, validated, with its day and month worked out.
+#[derive(Debug, Clone)]
+pub(crate) struct Admit<'a> {
+    pub(crate) resource: Option<&'a str>,
+    pub(crate) count: u64,
+    pub(crate) day: u32,
+    pub(crate) month: u32,
+    pub(crate) key: Option<&'a str>,
+    pub(crate) at_micros: i64,
+}
+
+/// How an admitted call is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Journaled; the call returns once it is on disk.
+    Durable,
+    /// In memory; durable at the next checkpoint.
+    Buffered,
+    /// Answer only; nothing is counted.
+    Check,
+}
+
+#[derive(Debug, Clone)]
+struct ResourceSlot {
+    org: String,
+    slot: u32,
+}
+
+/// Unfolded changes of one organization.
+#[derive(Debug, Clone, Default)]
+struct OrgDelta {
+    months: Map<u32, u64>,
+    days: Map<u32, DayRow>,
+    keys: Vec<(String, i64)>,
+    expired_keys: Vec<String>,
+}
+
+impl OrgDelta {
+    fn is_empty(&self) -> bool {
+        self.months.is_empty()
+            && self.days.is_empty()
+            && self.keys.is_empty()
+            && self.expired_keys.is_empty()
+    }
+
+    fn merge(&mut self, other: OrgDelta) {
+        for (m, n) in other.months {
+            *self.months.entry(m).or_default() += n;
+        }
+        for (d, row) in other.days {
+            self.days.entry(d).or_default().merge(&row);
+        }
+        self.keys.extend(other.keys);
+        self.expired_keys.extend(other.expired_keys);
+    }
+}
+
+#[derive(Debug, Default)]
+struct OrgUsage {
+    /// `monthly_requests`; reloaded when `limit_known` is false.
+    limit: Option<u64>,
+    limit_known: bool,
+    /// Absolute totals (database + unfolded), per month touched since load.
+    months: Map<u32, u64>,
+    keys: Map<String, i64>,
+    oldest_key: i64,
+    delta: OrgDelta,
+}
+
+#[derive(Default)]
+struct State {
+    orgs: Map<String, OrgUsage>,
+    resources: Map<String, ResourceSlot>,
+    seq: u64,
+    cursor: Option<Cursor>,
+    /// Admitted changes not yet folded.
+    dirty: bool,
+    /// Folded with a non-durable commit since the last checkpoint.
+    undurable: bool,
+}
+
+/// What admission decided.
+pub(crate) struct Outcome {
+    pub(crate) receipts: Vec<UsageReceipt>,
+    /// The journal sequence to wait for before answering.
+    pub(crate) wait_for: Option<u64>,
+}
+
+pub(crate) struct Ledger {
+    state: Mutex<State>,
+    fold_lock: Mutex<()>,
+    journal: Option<Journal>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `yyyymm` of a day number.
+pub(crate) fn month_of_day(day: u32) -> u32 {
+    crate::store::day_from_number(day).map_or(0, ops::orgs::month_of)
+}
+
+fn receipt(duplicate: bool, used: u64, limit: Option<u64>) -> UsageReceipt {
+    UsageReceipt {
+        duplicate,
+        used,
+        limit,
+        remaining: limit.map(|l| l.saturating_sub(used)),
+    }
+}
+
+impl Ledger {
+    /// A ledger without a journal (in-memory databases).
+    pub(crate) fn in_memory() -> Ledger {
+        Ledger {
+            state: Mutex::new(State::default()),
+            fold_lock: Mutex::new(()),
+            journal: None,
+        }
+    }
+
+    /// Opens the journal, replays what the last fold did not cover, and starts a new
+    /// generation.
+    pub(crate) fn open(store: &RedbStore, ctx: &Ctx, journal: Journal) -> Result<Ledger> {
+        let (generation, folded) = store.read(|tx| {
+            Ok((
+                tx.meta_u64(META_GENERATION)?.unwrap_or(1) as u32,
+                tx.meta_u64(META_SEQ)?.unwrap_or(0),
+            ))
+        })?;
+        let (batches, _) = journal.read_generation(generation)?;
+        let replay: Vec<JournalBatch> = batches.into_iter().filter(|b| b.seq > folded).collect();
+        let last = replay.last().map_or(folded, |b| b.seq);
+        let next = generation.wrapping_add(1).max(1);
+        store.write_durable(|tx| {
+            let mut deltas: Map<String, OrgDelta> = Map::default();
+            for batch in &replay {
+                let delta = delta_of_batch(tx, batch)?;
+                deltas.entry(batch.org.clone()).or_default().merge(delta);
+            }
+            apply_deltas(tx, ctx, deltas)?;
+            tx.set_meta_u64(META_GENERATION, u64::from(next))?;
+            tx.set_meta_u64(META_SEQ, last)
+        })?;
+        journal.mark_durable(last);
+        Ok(Ledger {
+            state: Mutex::new(State {
+                seq: last,
+                cursor: Some(Cursor {
+                    generation: next,
+                    offset: 0,
+                }),
+                ..State::default()
+            }),
+            fold_lock: Mutex::new(()),
+            journal: Some(journal),
+        })
+    }
+
+    /// The month's total as the ledger knows it, when it has the organization loaded.
+    pub(crate) fn month_total(&self, org: &str, month: u32) -> Option<u64> {
+        let st = lock(&self.state);
+        st.orgs.get(org).and_then(|o| o.months.get(&month).copied())
+    }
+
+    /// The plan or overrides changed: read the limit again on next use.
+    pub(crate) fn refresh_limit(&self, org: &str) {
+        if let Some(o) = lock(&self.state).orgs.get_mut(org) {
+            o.limit_known = false;
+        }
+    }
+
+    /// The organization is gone: drop its counters (its rows were deleted with it).
+    pub(crate) fn forget_org(&self, org: &str) {
+        let mut st = lock(&self.state);
+        st.orgs.remove(org);
+        st.resources.retain(|_, r| r.org != org);
+    }
+
+    /// The resource was removed: later events naming it are refused.
+    pub(crate) fn forget_resource(&self, id: &str) {
+        lock(&self.state).resources.remove(id);
+    }
+
+    /// Whether a checkpoint has work: unfolded changes, or folds not yet durable.
+    pub(crate) fn needs_checkpoint(&self) -> bool {
+        let st = lock(&self.state);
+        st.dirty || st.undurable
+    }
+
+    /// Fraction of the journal in use (0 without a journal).
+    pub(crate) fn journal_fill(&self) -> f64 {
+        match (&self.journal, lock(&self.state).cursor) {
+            (Some(j), Some(c)) => c.offset as f64 / j.size() as f64,
+            _ => 0.0,
+        }
+    }
+
+    /// Checks and (unless `Mode::Check`) counts one call's events for `org`.
+    pub(crate) fn admit(
+        &self,
+        store: &RedbStore,
+        ctx: &Ctx,
+        org: &str,
+        events: &[Admit<'_>],
+        mode: Mode,
+    ) -> Result<Outcome> {
+        loop {
+            let mut st = lock(&self.state);
+            match self.admit_locked(&mut st, store, ctx, org, events, mode)? {
+                Some(outcome) => return Ok(outcome),
+                None => {
+                    // The journal is full: checkpoint, start a new generation, try again.
+                    drop(st);
+                    self.fold(store, ctx, true, true)?;
+                }
+            }
+        }
+    }
+
+    fn admit_locked(
+        &self,
+        st: &mut State,
+        store: &RedbStore,
+        ctx: &Ctx,
+        org: &str,
+        events: &[Admit<'_>],
+        mode: Mode,
+    ) -> Result<Option<Outcome>> {
+        let seen_seq = st.seq;
+        let durable = mode == Mode::Durable && self.journal.is_some();
+        let refuse = |e: Error| -> Result<Option<Outcome>> {
+            // A refusal waits until the state it saw is durable.
+            if durable {
+                if let Some(j) = &self.journal {
+                    j.wait_durable(seen_seq)?;
+                }
+            }
+            Err(e)
+        };
+
+        // Resolve resources first (they live beside the organizations in the state).
+        let mut slots: Vec<Option<u32>> = Vec::with_capacity(events.len());
+        for e in events {
+            let slot = match e.resource {
+                None => None,
+                Some(id) => match resolve_resource(st, store, org, id) {
+                    Ok(slot) => Some(slot),
+                    Err(err) => return refuse(err),
+                },
+            };
+            slots.push(slot);
+        }
+        if let Err(err) = ensure_org(st, store, ctx, org) {
+            return refuse(err);
+        }
+        let usage = st.orgs.get_mut(org).expect("ensure_org inserted it");
+
+        // Duplicates: keys already recorded, and repeats inside this call.
+        let mut duplicate = vec![false; events.len()];
+        let mut batch_keys: Vec<&str> = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            if let Some(k) = e.key {
+                if usage.keys.contains_key(k) || batch_keys.contains(&k) {
+                    duplicate[i] = true;
+                } else {
+                    batch_keys.push(k);
+                }
+            }
+        }
+
+        // Sums per month of what would be counted; every month's total must be loaded.
+        let mut sums: Vec<(u32, u64)> = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            if let std::collections::hash_map::Entry::Vacant(slot) = usage.months.entry(e.month) {
+                slot.insert(store.read(|tx| tx.month_usage(org, e.month))?);
+            }
+            if duplicate[i] {
+                continue;
+            }
+            match sums.iter_mut().find(|(m, _)| *m == e.month) {
+                Some((_, sum)) => match sum.checked_add(e.count) {
+                    Some(s) => *sum = s,
+                    None => return refuse(overflow(usage.limit, usage.months[&e.month], e.count)),
+                },
+                None => sums.push((e.month, e.count)),
+            }
+        }
+        for &(month, add) in &sums {
+            let used = usage.months[&month];
+            match (used.checked_add(add), usage.limit) {
+                (Some(total), Some(limit)) if total > limit => {
+                    return refuse(Error::quota("monthly_requests", limit, used, add));
+                }
+                (None, limit) => return refuse(overflow(limit, used, add)),
+                _ => {}
+            }
+        }
+
+        let counted = duplicate.iter().any(|d| !d);
+        let mut wait_for = durable.then_some(seen_seq);
+        if mode != Mode::Check && counted {
+            if durable {
+                let journal = self.journal.as_ref().expect("durable implies a journal");
+                let seq = st.seq + 1;
+                let batch = JournalBatch {
+                    seq,
+                    org: org.to_owned(),
+                    events: events
+                        .iter()
+                        .zip(&duplicate)
+                        .filter(|(_, dup)| !**dup)
+                        .map(|(e, _)| JournalEvent {
+                            resource: e.resource.map(str::to_owned),
+                            day: e.day,
+                            count: e.count,
+                            key: e.key.map(str::to_owned),
+                            at_micros: e.at_micros,
+                        })
+                        .collect(),
+                };
+                let Some(cursor) = st.cursor.as_mut() else {
+                    return Err(Error::storage("usage journal has no cursor"));
+                };
+                let record = journal::encode(cursor.generation, &batch);
+                if record.len() as u64 > journal.size() / 2 {
+                    return Err(Error::invalid("events", "Too many events in one call"));
+                }
+                if journal.append(cursor, &record, seq)?.is_err() {
+                    return Ok(None);
+                }
+                st.seq = seq;
+                wait_for = Some(seq);
+            }
+            let usage = st.orgs.get_mut(org).expect("loaded above");
+            for ((e, dup), slot) in events.iter().zip(&duplicate).zip(&slots) {
+                if *dup {
+                    continue;
+                }
+                *usage.months.get_mut(&e.month).expect("loaded above") += e.count;
+                *usage.delta.months.entry(e.month).or_default() += e.count;
+                usage
+                    .delta
+                    .days
+                    .entry(e.day)
+                    .or_default()
+                    .add(*slot, e.count);
+                if let Some(k) = e.key {
+                    usage.keys.insert(k.to_owned(), e.at_micros);
+                    usage.oldest_key = usage.oldest_key.min(e.at_micros);
+                    usage.delta.keys.push((k.to_owned(), e.at_micros));
+                }
+            }
+            st.dirty = true;
+        }
+
+        let usage = &st.orgs[org];
+        let limit = usage.limit;
+        let receipts = events
+            .iter()
+            .zip(&duplicate)
+            .map(|(e, dup)| {
+                let used = usage.months[&e.month];
+                if mode == Mode::Check && !dup {
+                    let after = sums.iter().find(|(m, _)| *m == e.month).map_or(0, |s| s.1);
+                    receipt(false, used.saturating_add(after), limit)
+                } else {
+                    receipt(*dup, used, limit)
+                }
+            })
+            .collect();
+        Ok(Some(Outcome { receipts, wait_for }))
+    }
+
+    /// Waits until an outcome's journal record is durable.
+    pub(crate) fn wait(&self, outcome: &Outcome) -> Result<()> {
+        match (&self.journal, outcome.wait_for) {
+            (Some(j), Some(seq)) => j.wait_durable(seq),
+            _ => Ok(()),
+        }
+    }
+
+    /// Carries every unfolded change into the database in one transaction, with the journal
+    /// position it covers. `durable` makes it a checkpoint; `reset` also restarts the journal
+    /// under a new generation (admissions wait meanwhile).
+    pub(crate) fn fold(
+        &self,
+        store: &RedbStore,
+        ctx: &Ctx,
+        durable: bool,
+        reset: bool,
+    ) -> Result<()> {
+        let _one_fold_at_a_time = lock(&self.fold_lock);
+        let mut st = lock(&self.state);
+        let reset = reset && self.journal.is_some();
+        if !st.dirty && !reset && (!durable || !st.undurable) {
+            return Ok(());
+        }
+        let cutoff = (ctx.now - KEY_RETENTION).timestamp_micros();
+        let mut deltas: Map<String, OrgDelta> = Map::default();
+        for (org, usage) in st.orgs.iter_mut() {
+            if usage.oldest_key < cutoff && !usage.keys.is_empty() {
+                let mut oldest = i64::MAX;
+                usage.keys.retain(|k, at| {
+                    let keep = *at >= cutoff;
+                    if keep {
+                        oldest = oldest.min(*at);
+                    } else {
+                        usage.delta.expired_keys.push(k.clone());
+                    }
+                    keep
+                });
+                usage.oldest_key = oldest;
+            }
+            if !usage.delta.is_empty() {
+                deltas.insert(org.clone(), std::mem::take(&mut usage.delta));
+            }
+        }
+        st.dirty = false;
+        let seq = st.seq;
+        let generation = st.cursor.map_or(1, |c| c.generation);
+        let next = if reset {
+            generation.wrapping_add(1).max(1)
+        } else {
+            generation
+        };
+        let guard = if reset {
+            Some(st)
+        } else {
+            drop(st);
+            None
+        };
+        let has_journal = self.journal.is_some();
+        let result = store.write_with(durable || reset, |tx| {
+            apply_deltas(tx, ctx, deltas.clone())?;
+            if has_journal {
+                tx.set_meta_u64(META_GENERATION, u64::from(next))?;
+                tx.set_meta_u64(META_SEQ, seq)?;
+            }
+            Ok(())
+        });
+        let mut st = guard.unwrap_or_else(|| lock(&self.state));
+        if let Err(e) = result {
+            // Nothing was written: put the changes back so the next fold carries them.
+            for (org, delta) in deltas {
+                st.orgs.entry(org).or_default().delta.merge(delta);
+            }
+            st.dirty = true;
+            return Err(e);
+        }
+        st.undurable = !(durable || reset);
+        if let Some(journal) = &self.journal {
+            if reset {
+                st.cursor = Some(Cursor {
+                    generation: next,
+                    offset: 0,
+                });
+            }
+            if durable || reset {
+                journal.mark_durable(seq);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops in-memory months and keys that `prune_usage` removed from the database.
+    pub(crate) fn forget_before(&self, month: u32, key_cutoff: i64) {
+        let mut st = lock(&self.state);
+        for usage in st.orgs.values_mut() {
+            usage.months.retain(|m, _| *m >= month);
+            usage.keys.retain(|_, at| *at >= key_cutoff);
+        }
+    }
+}
+
+fn overflow(limit: Option<u64>, used: u64, add: u64) -> Error {
+    match limit {
+        Some(limit) => Error::quota("monthly_requests", limit, used, add),
+        None => Error::invalid("count", "Would overflow the month's total"),
+    }
+}
+
+/// Loads an organization's limit and idempotency keys on first use (or the limit after a
+/// plan change). `not_found` when the organization does not exist.
+fn ensure_org(st: &mut State, store: &RedbStore, ctx: &Ctx, org: &str) -> Result<()> {
+    if st.orgs.get(org).is_some_and(|o| o.limit_known) {
+        return Ok(());
+    }
+    let fresh = !st.orgs.contains_key(org);
+    let cutoff = (ctx.now - KEY_RETENTION).timestamp_micros();
+    let (limit, keys) = store.read(|tx| {
+        let rec = tx
+            .org(org)?
+            .ok_or_else(|| Error::not_found("Organization"))?;
+        let limit = ops::orgs::limits(ctx, &rec).monthly_requests;
+        let keys = if fresh {
+            tx.idempotency_keys(org)?
+        } else {
+            Vec::new()
+        };
+        Ok((limit, keys))
+    })?;
+    let usage = st.orgs.entry(org.to_owned()).or_default();
+    usage.limit = limit;
+    usage.limit_known = true;
+    if fresh {
+        usage.oldest_key = i64::MAX;
+        for (k, at) in keys.into_iter().filter(|(_, at)| *at >= cutoff) {
+            usage.oldest_key = usage.oldest_key.min(at);
+            usage.keys.insert(k, at);
+        }
+    }
+    Ok(())
+}
+
+/// A resource's slot; `not_found` unless it is a live resource of `org`.
+fn resolve_resource(st: &mut State, store: &RedbStore, org: &str, id: &str) -> Result<u32> {
+    if let Some(r) = st.resources.get(id) {
+        return if r.org == org {
+            Ok(r.slot)
+        } else {
+            Err(Error::not_found("Resource"))
+        };
+    }
+    let rec = store
+        .read(|tx| tx.resource_record(id))?
+        .filter(|r| r.resource.removed_at.is_none())
+        .ok_or_else(|| Error::not_found("Resource"))?;
+    let slot = rec.slot;
+    let owner = rec.resource.organization_id;
+    let found = owner == org;
+    st.resources
+        .insert(id.to_owned(), ResourceSlot { org: owner, slot });
+    if found {
+        Ok(slot)
+    } else {
+        Err(Error::not_found("Resource"))
+    }
+}
+
+/// The changes a replayed journal record makes.
+fn delta_of_batch(tx: &dyn KvRead, batch: &JournalBatch) -> Result<OrgDelta> {
+    let mut delta = OrgDelta::default();
+    for e in &batch.events {
+        let slot = match &e.resource {
+            Some(id) => tx
+                .resource_record(id)?
+                .filter(|r| r.resource.organization_id == batch.org)
+                .map(|r| r.slot),
+            None => None,
+        };
+        *delta.months.entry(month_of_day(e.day)).or_default() += e.count;
+        delta.days.entry(e.day).or_default().add(slot, e.count);
+        if let Some(k) = &e.key {
+            delta.keys.push((k.clone(), e.at_micros));
+        }
+    }
+    Ok(delta)
+}
+
+/// Adds the deltas to the stored rows (skipping deleted organizations) and appends one
+/// `usage.threshold` audit event per 80 % / 100 % crossing of `monthly_requests`.
+fn apply_deltas(tx: &mut dyn KvWrite, ctx: &Ctx, deltas: Map<String, OrgDelta>) -> Result<()> {
+    let mut orgs: Vec<(String, OrgDelta)> = deltas.into_iter().collect();
+    orgs.sort_by(|a, b| a.0.cmp(&b.0));
+    for (org, delta) in orgs {
+        let Some(rec) = tx.org(&org)? else {
+            continue;
+        };
+        let limit = ops::orgs::limits(ctx, &rec).monthly_requests;
+        let mut months: Vec<(u32, u64)> = delta.months.into_iter().collect();
+        months.sort_unstable();
+        for (month, add) in months {
+            let before = tx.month_usage(&org, month)?;
+            let after = before.saturating_add(add);
+            tx.put_month_usage(&org, month, after)?;
+            if let Some(limit) = limit.filter(|l| *l > 0) {
+                for percent in [80u64, 100] {
+                    let mark = (u128::from(limit) * u128::from(percent)).div_ceil(100) as u64;
+                    if before < mark && after >= mark {
+                        let details = json!({
+                            "month": format!("{}-{:02}", month / 100, month % 100),
+                            "threshold_percent": percent, "used": after, "limit": limit,
+                        });
+                        ops::record(
+                            tx,
+                            ctx,
+                            "system",
+                            Some(&org),
+                            "usage.threshold",
+                            &org,
+                            details,
+                        )?;
+                    }
+                }
+            }
+        }
+        let mut days: Vec<(u32, DayRow)> = delta.days.into_iter().collect();
+        days.sort_unstable_by_key(|d| d.0);
+        for (day, add) in days {
+            let mut row = tx.day_row(&org, day)?.unwrap_or_default();
+            row.merge(&add);
+            tx.put_day_row(&org, day, &row)?;
+        }
+        for (key, at) in &delta.keys {
+            tx.put_idempotency(&org, key, *at)?;
+        }
+        for key in &delta.expired_keys {
+            tx.delete_idempotency(&org, key)?;
+        }
+    }
+    Ok(())
+}
+
+/// Day and month of a timestamp.
+pub(crate) fn day_and_month(at: DateTime<Utc>) -> (u32, u32) {
+    let date = at.date_naive();
+    (day_number(date), date.year() as u32 * 100 + date.month())
+}

@@ -1,0 +1,160 @@
+//! Usage events, receipts and reports.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+/// One usage event of `record_usage`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageEvent {
+    /// The resource (MCP server or API key) used, if any; it must belong to the organization.
+    /// Events without one count in totals and `by_day` only.
+    #[serde(default)]
+    pub resource_id: Option<String>,
+    /// How many requests, 1 to 2^53.
+    pub count: u64,
+    /// When it happened (default now): at most 5 minutes ahead of the clock and 35 days
+    /// behind. A late event counts in its own day and month, against that month's limit.
+    #[serde(default, with = "crate::model::time::option")]
+    pub at: Option<DateTime<Utc>>,
+    /// Retry key, 1–255 characters, scoped to the organization and remembered for at least
+    /// 48 hours: a repeat is acknowledged with `duplicate: true` and counts nothing.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+impl UsageEvent {
+    /// `count` requests now, without a resource or key.
+    pub fn new(count: u64) -> UsageEvent {
+        UsageEvent {
+            count,
+            ..UsageEvent::default()
+        }
+    }
+
+    /// Sets the resource.
+    pub fn resource(mut self, id: impl Into<String>) -> UsageEvent {
+        self.resource_id = Some(id.into());
+        self
+    }
+
+    /// Sets the idempotency key.
+    pub fn key(mut self, key: impl Into<String>) -> UsageEvent {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Sets the time.
+    pub fn at(mut self, at: DateTime<Utc>) -> UsageEvent {
+        self.at = Some(at);
+        self
+    }
+}
+
+/// The answer to a recorded (or checked) event: the month's figures after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageReceipt {
+    /// The event's idempotency key had already been recorded: nothing was counted.
+    pub duplicate: bool,
+    /// Usage of the event's month after it.
+    pub used: u64,
+    /// The `monthly_requests` limit (null when unlimited).
+    pub limit: Option<u64>,
+    /// `limit - used` (null when unlimited).
+    pub remaining: Option<u64>,
+}
+
+/// Report granularity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Period {
+    /// One UTC day.
+    Day,
+    /// One ISO week, Monday first.
+    Week,
+    /// One UTC calendar month (default).
+    #[default]
+    Month,
+}
+
+impl Period {
+    /// `day`, `week` or `month`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Period::Day => "day",
+            Period::Week => "week",
+            Period::Month => "month",
+        }
+    }
+
+    /// Parses a period name case-insensitively.
+    pub fn parse(text: &str) -> Option<Period> {
+        [Period::Day, Period::Week, Period::Month]
+            .into_iter()
+            .find(|p| p.as_str().eq_ignore_ascii_case(text.trim()))
+    }
+}
+
+/// Query of `usage_report`. Without dates, the period containing today (or containing
+/// `start_date` when only it is given); with both dates, exactly that range (at most 366 days).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageQuery {
+    /// Granularity of the default range.
+    #[serde(default)]
+    pub period: Option<Period>,
+    /// First day (inclusive).
+    #[serde(default)]
+    pub start_date: Option<NaiveDate>,
+    /// Last day (inclusive).
+    #[serde(default)]
+    pub end_date: Option<NaiveDate>,
+}
+
+/// Totals of a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestTotals {
+    /// Requests in the range.
+    pub total: u64,
+    /// The `monthly_requests` limit (null when unlimited).
+    pub limit: Option<u64>,
+    /// `total * 100 / limit`, rounded down; null when unlimited or the limit is 0.
+    pub percentage: Option<u64>,
+}
+
+/// One resource's requests in the range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceUsage {
+    /// The resource's id.
+    pub mcp_id: String,
+    /// Its name (kept after removal).
+    pub name: String,
+    /// Requests in the range.
+    pub requests: u64,
+}
+
+/// One day's requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayUsage {
+    /// The day.
+    pub date: NaiveDate,
+    /// Requests that day.
+    pub requests: u64,
+}
+
+/// Seed 000's usage response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageReport {
+    /// `day`, `week` or `month`.
+    pub period: Period,
+    /// Start of the first day.
+    #[serde(with = "crate::model::time")]
+    pub start_date: DateTime<Utc>,
+    /// Last second of the last day.
+    #[serde(with = "crate::model::time")]
+    pub end_date: DateTime<Utc>,
+    /// Totals.
+    pub requests: RequestTotals,
+    /// Per MCP server with usage in the range, most used first.
+    pub by_mcp: Vec<ResourceUsage>,
+    /// Every day of the range, zero days included.
+    pub by_day: Vec<DayUsage>,
+}

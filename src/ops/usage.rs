@@ -1,0 +1,246 @@
+//! Usage: event validation, the report, pruning. Counting itself is the ledger's.
+
+use chrono::{DateTime, Datelike, Days, NaiveDate, NaiveTime, TimeDelta, Utc};
+use serde_json::json;
+
+use super::{record, Ctx};
+use crate::authz::{authorize, Action, Actor};
+use crate::error::{Error, Result};
+use crate::ledger::{day_and_month, Admit, KEY_RETENTION};
+use crate::model::resource::ResourceKind;
+use crate::model::usage::{
+    DayUsage, Period, RequestTotals, ResourceUsage, UsageEvent, UsageQuery, UsageReport,
+};
+use crate::store::{day_number, KvRead, KvWrite, Reads, Writes};
+use crate::validate::Checks;
+
+/// Largest count of one event: 2^53, the largest integer JSON carries exactly.
+pub(crate) const COUNT_MAX: u64 = 1 << 53;
+/// How far ahead of the clock an event may be.
+pub(crate) const FUTURE_SLACK: TimeDelta = TimeDelta::minutes(5);
+/// How late an event may arrive.
+pub(crate) const LATE_WINDOW: TimeDelta = TimeDelta::days(35);
+/// Largest batch.
+pub(crate) const BATCH_MAX: usize = 10_000;
+/// Longest report range.
+pub(crate) const RANGE_MAX_DAYS: i64 = 366;
+const KEY_MAX: usize = 255;
+
+/// Validates one event; field names get `prefix` (`events[3].`) in batches.
+fn check_event<'a>(checks: &mut Checks, ctx: &Ctx, prefix: &str, e: &'a UsageEvent) -> Admit<'a> {
+    if e.count == 0 || e.count > COUNT_MAX {
+        checks.fail(&format!("{prefix}count"), "Must be between 1 and 2^53");
+    }
+    let at = e.at.map(crate::model::time::truncate).unwrap_or(ctx.now);
+    if at > ctx.now + FUTURE_SLACK {
+        checks.fail(
+            &format!("{prefix}at"),
+            "Must be at most 5 minutes ahead of now",
+        );
+    } else if at < ctx.now - LATE_WINDOW {
+        checks.fail(&format!("{prefix}at"), "Must be at most 35 days ago");
+    }
+    if let Some(k) = &e.idempotency_key {
+        checks.token_text(&format!("{prefix}idempotency_key"), k, KEY_MAX);
+    }
+    let resource = e.resource_id.as_deref().map(str::trim);
+    if resource == Some("") {
+        checks.fail(&format!("{prefix}resource_id"), "Must not be empty");
+    }
+    let (day, month) = day_and_month(at);
+    Admit {
+        resource,
+        count: e.count,
+        day,
+        month,
+        key: e.idempotency_key.as_deref(),
+        at_micros: ctx.now.timestamp_micros(),
+    }
+}
+
+pub(crate) fn check_one<'a>(ctx: &Ctx, e: &'a UsageEvent) -> Result<Admit<'a>> {
+    let mut checks = Checks::new();
+    let admit = check_event(&mut checks, ctx, "", e);
+    checks.finish()?;
+    Ok(admit)
+}
+
+pub(crate) fn check_batch<'a>(ctx: &Ctx, events: &'a [UsageEvent]) -> Result<Vec<Admit<'a>>> {
+    let mut checks = Checks::new();
+    if events.is_empty() || events.len() > BATCH_MAX {
+        checks.fail("events", format!("Must hold 1 to {BATCH_MAX} events"));
+    }
+    let admits = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| check_event(&mut checks, ctx, &format!("events[{i}]."), e))
+        .collect();
+    checks.finish()?;
+    Ok(admits)
+}
+
+pub(crate) fn check_count(count: u64) -> Result<()> {
+    if count == 0 || count > COUNT_MAX {
+        return Err(Error::invalid("count", "Must be between 1 and 2^53"));
+    }
+    Ok(())
+}
+
+/// The first and last day of a report and its period label.
+fn range(ctx: &Ctx, q: &UsageQuery) -> Result<(Period, NaiveDate, NaiveDate)> {
+    let period = q.period.unwrap_or_default();
+    let around = |d: NaiveDate| -> (NaiveDate, NaiveDate) {
+        match period {
+            Period::Day => (d, d),
+            Period::Week => {
+                let monday = d - Days::new(u64::from(d.weekday().num_days_from_monday()));
+                (monday, monday + Days::new(6))
+            }
+            Period::Month => {
+                let first = d.with_day(1).unwrap_or(d);
+                let next = first
+                    .checked_add_months(chrono::Months::new(1))
+                    .unwrap_or(first);
+                (first, next.pred_opt().unwrap_or(first))
+            }
+        }
+    };
+    let (first, last) = match (q.start_date, q.end_date) {
+        (Some(s), Some(e)) => (s, e),
+        (Some(d), None) | (None, Some(d)) => around(d),
+        (None, None) => around(ctx.now.date_naive()),
+    };
+    let mut checks = Checks::new();
+    if last < first {
+        checks.fail("end_date", "Must not be before start_date");
+    } else if (last - first).num_days() + 1 > RANGE_MAX_DAYS {
+        checks.fail(
+            "end_date",
+            format!("The range must be at most {RANGE_MAX_DAYS} days"),
+        );
+    }
+    checks.finish()?;
+    Ok((period, first, last))
+}
+
+fn day_start(d: NaiveDate) -> DateTime<Utc> {
+    d.and_time(NaiveTime::MIN).and_utc()
+}
+
+pub(crate) fn report(
+    tx: &dyn KvRead,
+    ctx: &Ctx,
+    actor: &Actor,
+    org: &str,
+    q: &UsageQuery,
+) -> Result<UsageReport> {
+    let cleared = authorize(tx, actor, org, Action::ReadOrganization)?;
+    let (period, first, last) = range(ctx, q)?;
+    let rows = tx.day_rows(org, day_number(first), day_number(last))?;
+
+    let mut total = 0u64;
+    let mut by_slot: Vec<u64> = Vec::new();
+    for (_, row) in &rows {
+        total = total.saturating_add(row.total);
+        if by_slot.len() < row.slots.len() {
+            by_slot.resize(row.slots.len(), 0);
+        }
+        for (sum, n) in by_slot.iter_mut().zip(&row.slots) {
+            *sum = sum.saturating_add(*n);
+        }
+    }
+    let mut by_mcp = Vec::new();
+    if by_slot.iter().any(|n| *n > 0) {
+        for id in tx.resource_ids_of_org(org, Some(ResourceKind::Mcp), true)? {
+            let Some(rec) = tx.resource_record(&id)? else {
+                continue;
+            };
+            let requests = by_slot.get(rec.slot as usize).copied().unwrap_or(0);
+            if requests > 0 {
+                by_mcp.push(ResourceUsage {
+                    mcp_id: rec.resource.id,
+                    name: rec.resource.name,
+                    requests,
+                });
+            }
+        }
+    }
+    by_mcp.sort_by(|a, b| {
+        b.requests
+            .cmp(&a.requests)
+            .then_with(|| a.mcp_id.cmp(&b.mcp_id))
+    });
+
+    let mut by_day = Vec::with_capacity(rows.len().max(31));
+    let mut rows = rows.into_iter().peekable();
+    let mut day = first;
+    while day <= last {
+        let n = day_number(day);
+        let requests = match rows.peek() {
+            Some((d, row)) if *d == n => {
+                let r = row.total;
+                rows.next();
+                r
+            }
+            _ => 0,
+        };
+        by_day.push(DayUsage {
+            date: day,
+            requests,
+        });
+        day = match day.succ_opt() {
+            Some(d) => d,
+            None => break,
+        };
+    }
+
+    let limit = super::orgs::limits(ctx, &cleared.org).monthly_requests;
+    let percentage = limit
+        .filter(|l| *l > 0)
+        .map(|l| (u128::from(total) * 100 / u128::from(l)) as u64);
+    Ok(UsageReport {
+        period,
+        start_date: day_start(first),
+        end_date: day_start(last) + TimeDelta::seconds(86_399),
+        requests: RequestTotals {
+            total,
+            limit,
+            percentage,
+        },
+        by_mcp,
+        by_day,
+    })
+}
+
+/// What `prune_usage` removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PruneReport {
+    /// Day rows (one per organization and day) removed.
+    pub day_rows: u64,
+    /// Month totals removed.
+    pub month_rows: u64,
+    /// Idempotency keys older than the retention removed.
+    pub idempotency_keys: u64,
+}
+
+/// Removes day rows before `before`, month totals of months that ended before it and can no
+/// longer receive late events, and idempotency keys past their retention.
+pub(crate) fn prune(
+    tx: &mut dyn KvWrite,
+    ctx: &Ctx,
+    before: NaiveDate,
+) -> Result<(PruneReport, u32, i64)> {
+    let oldest_open = (ctx.now - LATE_WINDOW).date_naive();
+    let month_cutoff = super::orgs::month_of(before.min(oldest_open).with_day(1).unwrap_or(before));
+    let key_cutoff = (ctx.now - KEY_RETENTION).timestamp_micros();
+    let (day_rows, month_rows, idempotency_keys) =
+        tx.prune_usage_rows(day_number(before), month_cutoff, key_cutoff)?;
+    let report = PruneReport {
+        day_rows,
+        month_rows,
+        idempotency_keys,
+    };
+    let details = json!({ "before": before.to_string(), "removed": report });
+    record(tx, ctx, "system", None, "usage.pruned", "usage", details)?;
+    Ok((report, month_cutoff, key_cutoff))
+}

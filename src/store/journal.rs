@@ -1,0 +1,407 @@
+//! The usage journal: the durable record of admitted usage between checkpoints.
+//!
+//! A pre-zeroed file of fixed size, overwritten in place (no size change, so an fdatasync
+//! flushes data only). Each record is `[crc32][len][generation][0][seq][payload]`, 8-byte
+//! aligned; the crc covers everything after itself. Records of one generation start at
+//! offset 0 with contiguous sequence numbers. A checkpoint folds everything into the database
+//! with a durable commit that names the next generation; only then does writing restart at
+//! offset 0 under it, so stale records of older generations are never replayed.
+//!
+//! Durability is group commit: a writer returns once an fdatasync that started after its
+//! record was written has finished. Whoever finds no sync running issues it for every record
+//! written so far; the others wait for it.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+
+use crate::error::{Error, Result};
+
+const HEADER: usize = 24;
+const ZERO_CHUNK: usize = 1 << 20;
+/// Smallest journal; a larger one checkpoints less often.
+pub(crate) const MIN_SIZE: u64 = 64 * 1024;
+
+/// One admitted call: events of one organization, applied whole or not at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct JournalBatch {
+    pub(crate) seq: u64,
+    pub(crate) org: String,
+    pub(crate) events: Vec<JournalEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct JournalEvent {
+    pub(crate) resource: Option<String>,
+    /// Day number (`store::day_number`).
+    pub(crate) day: u32,
+    pub(crate) count: u64,
+    pub(crate) key: Option<String>,
+    /// When the event was admitted, for the idempotency record (micros).
+    pub(crate) at_micros: i64,
+}
+
+/// Where the next record goes (owned by the ledger, under its lock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cursor {
+    pub(crate) generation: u32,
+    pub(crate) offset: u64,
+}
+
+#[derive(Debug, Default)]
+struct SyncState {
+    synced: u64,
+    syncing: bool,
+    failed: Option<String>,
+}
+
+pub(crate) struct Journal {
+    file: File,
+    size: u64,
+    written: AtomicU64,
+    sync: Mutex<SyncState>,
+    synced_cv: Condvar,
+}
+
+/// The record did not fit before the end of the file: checkpoint and restart at offset 0.
+#[derive(Debug)]
+pub(crate) struct Full;
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u16).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+pub(crate) fn encode(generation: u32, batch: &JournalBatch) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER + 64 + batch.events.len() * 48);
+    out.extend_from_slice(&[0u8; HEADER]);
+    put_str(&mut out, &batch.org);
+    out.extend_from_slice(&(batch.events.len() as u32).to_le_bytes());
+    for e in &batch.events {
+        put_str(&mut out, e.resource.as_deref().unwrap_or(""));
+        out.extend_from_slice(&e.day.to_le_bytes());
+        out.extend_from_slice(&e.count.to_le_bytes());
+        out.extend_from_slice(&e.at_micros.to_le_bytes());
+        match &e.key {
+            Some(k) => {
+                out.push(1);
+                put_str(&mut out, k);
+            }
+            None => out.push(0),
+        }
+    }
+    out.resize(out.len().div_ceil(8) * 8, 0);
+    let len = out.len() as u32;
+    out[4..8].copy_from_slice(&len.to_le_bytes());
+    out[8..12].copy_from_slice(&generation.to_le_bytes());
+    out[16..24].copy_from_slice(&batch.seq.to_le_bytes());
+    let crc = crc32fast::hash(&out[4..]);
+    out[0..4].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+    fn u16(&mut self) -> Option<u16> {
+        Some(u16::from_le_bytes(self.take(2)?.try_into().ok()?))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn str(&mut self) -> Option<String> {
+        let n = self.u16()? as usize;
+        String::from_utf8(self.take(n)?.to_vec()).ok()
+    }
+}
+
+/// Decodes the record at the start of `bytes` if it is whole, of `generation`, and its
+/// checksum holds. Returns the batch and the record's length.
+pub(crate) fn decode(generation: u32, bytes: &[u8]) -> Option<(JournalBatch, usize)> {
+    let mut head = Reader(bytes.get(..HEADER)?);
+    let crc = head.u32()?;
+    let len = head.u32()? as usize;
+    let gen = head.u32()?;
+    head.u32()?;
+    let seq = head.u64()?;
+    if gen != generation || len < HEADER || !len.is_multiple_of(8) || len > bytes.len() {
+        return None;
+    }
+    if crc32fast::hash(&bytes[4..len]) != crc {
+        return None;
+    }
+    let mut r = Reader(&bytes[HEADER..len]);
+    let org = r.str()?;
+    let n = r.u32()? as usize;
+    let mut events = Vec::with_capacity(n.min(1 << 16));
+    for _ in 0..n {
+        let resource = r.str()?;
+        let day = r.u32()?;
+        let count = r.u64()?;
+        let at_micros = r.u64()? as i64;
+        let key = match r.take(1)?[0] {
+            0 => None,
+            1 => Some(r.str()?),
+            _ => return None,
+        };
+        events.push(JournalEvent {
+            resource: (!resource.is_empty()).then_some(resource),
+            day,
+            count,
+            key,
+            at_micros,
+        });
+    }
+    Some((JournalBatch { seq, org, events }, len))
+}
+
+fn io_err(what: &str, e: std::io::Error) -> Error {
+    Error::storage(format!("usage journal: {what}: {e}"))
+}
+
+impl Journal {
+    /// Opens the journal, creating and zero-filling it (then syncing) when missing. A file
+    /// shorter than [`MIN_SIZE`] was never fully created (records are written only after the
+    /// fill is durable), so it is filled again.
+    pub(crate) fn open(path: &Path, size: u64) -> Result<Journal> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| io_err("open", e))?;
+        let existing = file.metadata().map_err(|e| io_err("stat", e))?.len();
+        let size = if existing >= MIN_SIZE {
+            existing
+        } else {
+            // Real zeros, not a sparse file: writing into holes would allocate blocks and make
+            // every fdatasync flush metadata as well.
+            let want = size.max(MIN_SIZE).div_ceil(8) * 8;
+            let zeros = vec![0u8; ZERO_CHUNK];
+            let mut at = 0;
+            while at < want {
+                let n = ZERO_CHUNK.min((want - at) as usize);
+                file.write_all_at(&zeros[..n], at)
+                    .map_err(|e| io_err("zero-fill", e))?;
+                at += n as u64;
+            }
+            file.sync_all().map_err(|e| io_err("sync", e))?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                if let Ok(d) = File::open(dir) {
+                    let _ = d.sync_all();
+                }
+            }
+            want
+        };
+        Ok(Journal {
+            file,
+            size,
+            written: AtomicU64::new(0),
+            sync: Mutex::new(SyncState::default()),
+            synced_cv: Condvar::new(),
+        })
+    }
+
+    /// The journal's size in bytes.
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Every record of `generation`, in order, from offset 0; stops at the first record that is
+    /// missing, torn, of another generation, or out of sequence.
+    pub(crate) fn read_generation(&self, generation: u32) -> Result<(Vec<JournalBatch>, u64)> {
+        // Positional read: the file's own cursor is shared and must not matter.
+        let mut bytes = vec![0u8; self.size as usize];
+        self.file
+            .read_exact_at(&mut bytes, 0)
+            .map_err(|e| io_err("read", e))?;
+        let mut out: Vec<JournalBatch> = Vec::new();
+        let mut at = 0usize;
+        while let Some((batch, len)) = decode(generation, &bytes[at..]) {
+            if let Some(last) = out.last() {
+                if batch.seq != last.seq + 1 {
+                    break;
+                }
+            }
+            out.push(batch);
+            at += len;
+        }
+        Ok((out, at as u64))
+    }
+
+    /// Writes a record at the cursor. The caller holds the ledger lock, so records are
+    /// written in sequence order.
+    pub(crate) fn append(
+        &self,
+        cursor: &mut Cursor,
+        record: &[u8],
+        seq: u64,
+    ) -> Result<Result<(), Full>> {
+        self.check_failed()?;
+        let len = record.len() as u64;
+        if cursor.offset + len > self.size {
+            return Ok(Err(Full));
+        }
+        if let Err(e) = self.file.write_all_at(record, cursor.offset) {
+            let err = io_err("write", e);
+            self.fail(&err);
+            return Err(err);
+        }
+        cursor.offset += len;
+        self.written.store(seq, Ordering::Release);
+        Ok(Ok(()))
+    }
+
+    fn check_failed(&self) -> Result<()> {
+        let state = self.sync.lock().unwrap_or_else(|p| p.into_inner());
+        match &state.failed {
+            Some(msg) => Err(Error::storage(msg.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// After a journal I/O error nothing more is admitted: the state in memory may be ahead of
+    /// what the disk holds.
+    fn fail(&self, err: &Error) {
+        let mut state = self.sync.lock().unwrap_or_else(|p| p.into_inner());
+        state.failed.get_or_insert_with(|| err.to_string());
+        self.synced_cv.notify_all();
+    }
+
+    /// Returns once record `seq` is on disk (or covered by a durable checkpoint).
+    pub(crate) fn wait_durable(&self, seq: u64) -> Result<()> {
+        let mut state = self.sync.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(msg) = &state.failed {
+                return Err(Error::storage(msg.clone()));
+            }
+            if state.synced >= seq {
+                return Ok(());
+            }
+            if state.syncing {
+                state = self
+                    .synced_cv
+                    .wait(state)
+                    .unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            // Lead a sync for everything written so far.
+            state.syncing = true;
+            let target = self.written.load(Ordering::Acquire);
+            drop(state);
+            let result = self.file.sync_data();
+            state = self.sync.lock().unwrap_or_else(|p| p.into_inner());
+            state.syncing = false;
+            match result {
+                Ok(()) => state.synced = state.synced.max(target),
+                Err(e) => {
+                    let msg = io_err("fdatasync", e).to_string();
+                    state.failed.get_or_insert(msg);
+                }
+            }
+            self.synced_cv.notify_all();
+        }
+    }
+
+    /// Records up to `seq` are durable through a checkpoint.
+    pub(crate) fn mark_durable(&self, seq: u64) {
+        let mut state = self.sync.lock().unwrap_or_else(|p| p.into_inner());
+        state.synced = state.synced.max(seq);
+        self.written.fetch_max(seq, Ordering::AcqRel);
+        self.synced_cv.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(seq: u64) -> JournalBatch {
+        JournalBatch {
+            seq,
+            org: "org_1".into(),
+            events: vec![
+                JournalEvent {
+                    resource: Some("res_1".into()),
+                    day: 738_900,
+                    count: 5,
+                    key: Some("k".into()),
+                    at_micros: 42,
+                },
+                JournalEvent {
+                    resource: None,
+                    day: 738_901,
+                    count: 1,
+                    key: None,
+                    at_micros: 43,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_reject_damage() {
+        let rec = encode(3, &batch(7));
+        assert_eq!(rec.len() % 8, 0);
+        let (back, len) = decode(3, &rec).unwrap();
+        assert_eq!((back, len), (batch(7), rec.len()));
+        assert!(decode(4, &rec).is_none(), "another generation");
+        for i in [0, 5, 20, rec.len() - 1] {
+            let mut bad = rec.clone();
+            bad[i] ^= 0x40;
+            assert!(decode(3, &bad).is_none(), "flipped byte {i}");
+        }
+        assert!(decode(3, &rec[..rec.len() - 8]).is_none(), "torn");
+        assert!(decode(0, &[0u8; 64]).is_none(), "zeros are no record");
+    }
+
+    #[test]
+    fn replay_reads_one_generation_in_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j"), 0).unwrap();
+        assert_eq!(journal.size(), MIN_SIZE);
+        let mut cursor = Cursor {
+            generation: 2,
+            offset: 0,
+        };
+        for seq in 10..13 {
+            journal
+                .append(&mut cursor, &encode(2, &batch(seq)), seq)
+                .unwrap()
+                .unwrap();
+        }
+        journal.wait_durable(12).unwrap();
+        let (read, end) = journal.read_generation(2).unwrap();
+        assert_eq!(read.iter().map(|b| b.seq).collect::<Vec<_>>(), [10, 11, 12]);
+        assert_eq!(end, cursor.offset);
+        // A new generation over the old records: only the new one is read.
+        let mut cursor = Cursor {
+            generation: 3,
+            offset: 0,
+        };
+        journal
+            .append(&mut cursor, &encode(3, &batch(13)), 13)
+            .unwrap()
+            .unwrap();
+        assert_eq!(journal.read_generation(3).unwrap().0.len(), 1);
+        assert_eq!(
+            journal.read_generation(2).unwrap().0.len(),
+            0,
+            "first record overwritten"
+        );
+    }
+}
