@@ -41,6 +41,7 @@
 mod authz;
 mod db;
 mod error;
+mod ffi;
 mod ids;
 #[cfg(feature = "json")]
 pub mod json;
@@ -49,6 +50,8 @@ pub mod model;
 mod ops;
 mod store;
 mod validate;
+
+uniffi::setup_scaffolding!("orgdb");
 
 pub use authz::Actor;
 pub use db::{Clock, Db, Durability, ManualClock, Options, SystemClock};

@@ -1,0 +1,2 @@
+//! Placeholder replaced by the comparison harness.
+fn main() {}
