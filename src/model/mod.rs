@@ -10,5 +10,6 @@ pub mod project;
 pub mod resource;
 pub mod role;
 pub mod time;
+pub mod transfer;
 pub mod usage;
 pub mod user;

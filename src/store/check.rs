@@ -347,6 +347,72 @@ pub(crate) fn check(tx: &dyn KvRead, _now: DateTime<Utc>) -> Result<CheckReport>
     }
     c.index(Table::ProjectMembersByUser, pm_by_user)?;
 
+    // Usage: rows of live organizations; a day's resource counts fit in its total and in the
+    // organization's slots; a month's total covers its days (equal unless days were pruned).
+    let slots_of: BTreeMap<String, u32> = expected_stats
+        .iter()
+        .map(|(org, s)| (org.clone(), s.resource_slots))
+        .collect();
+    let mut month_days: BTreeMap<(String, u32), u64> = BTreeMap::new();
+    for (key, value) in all(tx, Table::UsageDay)? {
+        let Some((org, day)) = split_org_number(&key) else {
+            c.problem(format!("usage_day: bad key {}", show(&key)));
+            continue;
+        };
+        let row: super::DayRow = match codec::decode(Tag::UsageDay, &value) {
+            Ok(row) => row,
+            Err(e) => {
+                c.problem(format!("usage_day: undecodable row: {e}"));
+                continue;
+            }
+        };
+        match slots_of.get(&org) {
+            None => c.problem(format!("usage_day: row of missing organization {org}")),
+            Some(slots) if row.slots.len() > *slots as usize => c.problem(format!(
+                "usage_day: {org} row names slots it never handed out"
+            )),
+            Some(_) => {}
+        }
+        let attributed = row.slots.iter().fold(0u64, |a, n| a.saturating_add(*n));
+        if attributed > row.total {
+            c.problem(format!(
+                "usage_day: {org} day {day}: resources sum past the total"
+            ));
+        }
+        let month = super::day_from_number(day).map_or(0, crate::ops::orgs::month_of);
+        let sum = month_days.entry((org, month)).or_default();
+        *sum = sum.saturating_add(row.total);
+    }
+    let mut months: BTreeMap<(String, u32), u64> = BTreeMap::new();
+    for (key, value) in all(tx, Table::UsageMonth)? {
+        match (split_org_number(&key), codec::decode_u64(&value)) {
+            (Some((org, month)), Ok(total)) => {
+                if !org_ids.contains(&org) {
+                    c.problem(format!("usage_month: row of missing organization {org}"));
+                }
+                months.insert((org, month), total);
+            }
+            _ => c.problem(format!("usage_month: bad row {}", show(&key))),
+        }
+    }
+    for ((org, month), days) in &month_days {
+        let total = months.get(&(org.clone(), *month)).copied().unwrap_or(0);
+        if total < *days {
+            c.problem(format!(
+                "usage_month: {org} {month} holds {total}, its days sum to {days}"
+            ));
+        }
+    }
+    for (key, _) in all(tx, Table::Idempotency)? {
+        let org = keys::KeyReader::new(&key).str().map(str::to_owned);
+        if !org.is_some_and(|o| org_ids.contains(&o)) {
+            c.problem(format!(
+                "idempotency: key of a missing organization {}",
+                show(&key)
+            ));
+        }
+    }
+
     // Audit: gap-free sequence, org index.
     let events: Vec<(Vec<u8>, AuditEvent)> = c.records(Table::Audit, Tag::Audit)?;
     c.report.audit_events = events.len() as u64;
@@ -373,4 +439,11 @@ pub(crate) fn check(tx: &dyn KvRead, _now: DateTime<Utc>) -> Result<CheckReport>
     c.index(Table::AuditByOrg, audit_index)?;
 
     Ok(c.report)
+}
+
+/// (org, number) of a usage key: the org id, its terminator, then a 4-byte number.
+fn split_org_number(key: &[u8]) -> Option<(String, u32)> {
+    let org = keys::KeyReader::new(key).str()?.to_owned();
+    let rest = key.get(org.len() + 1..)?;
+    Some((org, u32::from_be_bytes(rest.try_into().ok()?)))
 }

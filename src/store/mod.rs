@@ -14,6 +14,7 @@ mod keys;
 mod redb_backend;
 mod schema;
 mod tables;
+pub(crate) mod transfer;
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;

@@ -3,6 +3,7 @@
 
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::{RwLock, RwLockReadGuard};
 
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableError,
@@ -42,7 +43,8 @@ pub(crate) enum CommitDurability {
 }
 
 pub(crate) struct RedbStore {
-    db: Database,
+    /// Shared by every transaction; `compact` takes it exclusively.
+    db: RwLock<Database>,
     durability: CommitDurability,
     memory: bool,
 }
@@ -51,7 +53,7 @@ impl RedbStore {
     pub(crate) fn open(path: &Path, durability: CommitDurability) -> Result<RedbStore> {
         let db = Database::builder().create(path).map_err(storage_err)?;
         Ok(RedbStore {
-            db,
+            db: RwLock::new(db),
             durability,
             memory: false,
         })
@@ -62,14 +64,19 @@ impl RedbStore {
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(storage_err)?;
         Ok(RedbStore {
-            db,
+            db: RwLock::new(db),
             durability: CommitDurability::Eventual,
             memory: true,
         })
     }
 
+    fn db(&self) -> RwLockReadGuard<'_, Database> {
+        self.db.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub(crate) fn read<T>(&self, f: impl FnOnce(&dyn KvRead) -> Result<T>) -> Result<T> {
-        let txn = self.db.begin_read().map_err(storage_err)?;
+        let db = self.db();
+        let txn = db.begin_read().map_err(storage_err)?;
         f(&RedbRead { txn })
     }
 
@@ -92,7 +99,8 @@ impl RedbStore {
         durable: bool,
         f: impl FnOnce(&mut dyn KvWrite) -> Result<T>,
     ) -> Result<T> {
-        let mut txn = self.db.begin_write().map_err(storage_err)?;
+        let db = self.db();
+        let mut txn = db.begin_write().map_err(storage_err)?;
         let durability = if durable && !self.memory {
             redb::Durability::Immediate
         } else {
@@ -112,6 +120,40 @@ impl RedbStore {
         }
     }
 
+    /// Rewrites the file without its free pages; waits for running transactions first.
+    pub(crate) fn compact(&self) -> Result<bool> {
+        let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
+        db.compact().map_err(storage_err)
+    }
+
+    /// Copies every table, as of one snapshot, into a new database file at `path`.
+    pub(crate) fn backup_to(&self, path: &Path) -> Result<()> {
+        if path.exists() {
+            return Err(crate::error::Error::invalid(
+                "path",
+                "A file already exists there",
+            ));
+        }
+        let target = Database::builder().create(path).map_err(storage_err)?;
+        let db = self.db();
+        let source = db.begin_read().map_err(storage_err)?;
+        let out = target.begin_write().map_err(storage_err)?;
+        for table in Table::ALL {
+            let mut dst = out.open_table(def(table)).map_err(storage_err)?;
+            let src = match source.open_table(def(table)) {
+                Ok(t) => t,
+                Err(TableError::TableDoesNotExist(_)) => continue,
+                Err(e) => return Err(storage_err(e)),
+            };
+            for item in src.range::<&[u8]>(..).map_err(storage_err)? {
+                let (k, v) = item.map_err(storage_err)?;
+                dst.insert(k.value(), v.value()).map_err(storage_err)?;
+            }
+        }
+        out.commit().map_err(storage_err)?;
+        Ok(())
+    }
+
     /// Whether this is an in-memory database.
     pub(crate) fn is_memory(&self) -> bool {
         self.memory
@@ -127,7 +169,8 @@ impl RedbStore {
 
     /// Rows per table (for `stats`).
     pub(crate) fn table_lens(&self) -> Result<Vec<(&'static str, u64)>> {
-        let txn = self.db.begin_read().map_err(storage_err)?;
+        let db = self.db();
+        let txn = db.begin_read().map_err(storage_err)?;
         let mut out = Vec::new();
         for table in Table::ALL {
             let len = match txn.open_table(def(table)) {

@@ -1,0 +1,398 @@
+//! Export and import of a whole database as [`Record`]s.
+//!
+//! Export walks every table in key order, so two databases with the same content export the
+//! same lines. Import writes through the typed writers (so every index and counter is rebuilt,
+//! not copied) and refuses records that reference something not imported before them.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::de::DeserializeOwned;
+
+use super::codec::{self, Tag};
+use super::keys::{Key, KeyReader};
+use super::{
+    day_from_number, day_number, schema, DayRow, InvitationRecord, KvRead, KvWrite, OrgRecord,
+    Reads, ResourceRecord, Table, Writes,
+};
+use crate::error::{Error, Result};
+use crate::ids;
+use crate::model::audit::AuditEvent;
+use crate::model::membership::Membership;
+use crate::model::project::{Project, ProjectMembership};
+use crate::model::transfer::Record;
+use crate::model::user::User;
+
+fn each<T: DeserializeOwned>(
+    tx: &dyn KvRead,
+    table: Table,
+    tag: Tag,
+    mut f: impl FnMut(&[u8], T) -> Result<()>,
+) -> Result<()> {
+    tx.scan(table, &[], None, false, &mut |k, v| {
+        f(k, codec::decode(tag, v)?)?;
+        Ok(true)
+    })
+}
+
+fn bad_key(table: Table) -> Error {
+    Error::corrupted(format!("bad key in {}", table.name()))
+}
+
+/// (org, number) keys of the usage tables.
+fn org_and_number(table: Table, key: &[u8]) -> Result<(String, u32)> {
+    let mut r = KeyReader::new(key);
+    let org = r.str().ok_or_else(|| bad_key(table))?.to_owned();
+    let rest = key.get(org.len() + 1..).ok_or_else(|| bad_key(table))?;
+    let n = rest
+        .try_into()
+        .map(u32::from_be_bytes)
+        .map_err(|_| bad_key(table))?;
+    Ok((org, n))
+}
+
+/// Visits every record of the database, header first.
+pub(crate) fn export(tx: &dyn KvRead, visit: &mut dyn FnMut(Record) -> Result<()>) -> Result<u64> {
+    let mut n = 0u64;
+    let mut out = |r: Record| -> Result<()> {
+        n += 1;
+        visit(r)
+    };
+    out(Record::Header {
+        schema_version: schema::SCHEMA_VERSION,
+        audit_seq: tx.meta_u64(schema::AUDIT_SEQ)?.unwrap_or(0),
+    })?;
+    each(tx, Table::Users, Tag::User, |_, u: User| {
+        out(Record::User(u))
+    })?;
+    each(tx, Table::Orgs, Tag::Org, |_, o: OrgRecord| {
+        out(Record::Organization {
+            organization: Box::new(o.org),
+            limit_overrides: o.overrides,
+        })
+    })?;
+    each(
+        tx,
+        Table::Memberships,
+        Tag::Membership,
+        |_, m: Membership| out(Record::Membership(m)),
+    )?;
+    each(tx, Table::Projects, Tag::Project, |_, p: Project| {
+        out(Record::Project(p))
+    })?;
+    each(
+        tx,
+        Table::ProjectMembers,
+        Tag::ProjectMember,
+        |_, pm: ProjectMembership| out(Record::ProjectMember(pm)),
+    )?;
+    let mut slot_ids: HashMap<(String, u32), String> = HashMap::new();
+    each(
+        tx,
+        Table::Resources,
+        Tag::Resource,
+        |_, r: ResourceRecord| {
+            slot_ids.insert(
+                (r.resource.organization_id.clone(), r.slot),
+                r.resource.id.clone(),
+            );
+            out(Record::Resource(r.resource))
+        },
+    )?;
+    each(
+        tx,
+        Table::Invitations,
+        Tag::Invitation,
+        |_, i: InvitationRecord| {
+            out(Record::Invitation {
+                invitation: i.invitation,
+                lifetime_secs: i.lifetime_secs,
+            })
+        },
+    )?;
+    let mut months = Vec::new();
+    tx.scan(Table::UsageMonth, &[], None, false, &mut |k, v| {
+        let (org, month) = org_and_number(Table::UsageMonth, k)?;
+        months.push((org, month, codec::decode_u64(v)?));
+        Ok(true)
+    })?;
+    for (organization_id, month, total) in months {
+        out(Record::UsageMonth {
+            organization_id,
+            month: format!("{:04}-{:02}", month / 100, month % 100),
+            total,
+        })?;
+    }
+    let mut days = Vec::new();
+    tx.scan(Table::UsageDay, &[], None, false, &mut |k, v| {
+        let (org, day) = org_and_number(Table::UsageDay, k)?;
+        days.push((org, day, codec::decode::<DayRow>(Tag::UsageDay, v)?));
+        Ok(true)
+    })?;
+    for (organization_id, day, row) in days {
+        let date = day_from_number(day).ok_or_else(|| bad_key(Table::UsageDay))?;
+        let mut by_resource = BTreeMap::new();
+        for (slot, count) in row.slots.iter().enumerate() {
+            if *count > 0 {
+                let id = slot_ids
+                    .get(&(organization_id.clone(), slot as u32))
+                    .ok_or_else(|| Error::corrupted("usage row names an unknown resource slot"))?;
+                by_resource.insert(id.clone(), *count);
+            }
+        }
+        out(Record::UsageDay {
+            organization_id,
+            date,
+            total: row.total,
+            by_resource,
+        })?;
+    }
+    let mut keys = Vec::new();
+    tx.scan(Table::Idempotency, &[], None, false, &mut |k, v| {
+        let mut r = KeyReader::new(k);
+        let org = r
+            .str()
+            .ok_or_else(|| bad_key(Table::Idempotency))?
+            .to_owned();
+        let key = r
+            .str()
+            .ok_or_else(|| bad_key(Table::Idempotency))?
+            .to_owned();
+        keys.push((org, key, codec::decode_u64(v)? as i64));
+        Ok(true)
+    })?;
+    for (organization_id, key, at) in keys {
+        let recorded_at = crate::model::time::from_micros(at)
+            .ok_or_else(|| Error::corrupted("idempotency time out of range"))?;
+        out(Record::IdempotencyKey {
+            organization_id,
+            key,
+            recorded_at,
+        })?;
+    }
+    each(tx, Table::Audit, Tag::Audit, |_, e: AuditEvent| {
+        out(Record::AuditEvent(e))
+    })?;
+    Ok(n)
+}
+
+/// Import bookkeeping carried across records (and batches).
+#[derive(Debug, Default)]
+pub(crate) struct ImportState {
+    header: bool,
+    audit_seq: u64,
+}
+
+fn refused(what: &str, reason: impl Into<String>) -> Error {
+    Error::invalid(what, reason)
+}
+
+/// Whether the database holds no data yet (imports go into empty databases only).
+pub(crate) fn is_empty(tx: &dyn KvRead) -> Result<bool> {
+    for table in [Table::Users, Table::Orgs, Table::Audit] {
+        let mut any = false;
+        tx.scan(table, &[], None, false, &mut |_, _| {
+            any = true;
+            Ok(false)
+        })?;
+        if any {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Writes one record. References must point at records imported before.
+pub(crate) fn import(tx: &mut dyn KvWrite, state: &mut ImportState, record: Record) -> Result<()> {
+    if !state.header && !matches!(record, Record::Header { .. }) {
+        return Err(refused("header", "The first record must be the header"));
+    }
+    match record {
+        Record::Header {
+            schema_version,
+            audit_seq,
+        } => {
+            if state.header {
+                return Err(refused("header", "Only one header is allowed"));
+            }
+            if schema_version > schema::SCHEMA_VERSION {
+                return Err(Error::IncompatibleVersion {
+                    found: schema_version,
+                    supported: schema::SCHEMA_VERSION,
+                });
+            }
+            state.header = true;
+            state.audit_seq = audit_seq;
+        }
+        Record::User(u) => {
+            if tx.user(&u.id)?.is_some() || tx.user_id_by_email(&u.email)?.is_some() {
+                return Err(refused("user", format!("{} is duplicated", u.id)));
+            }
+            tx.insert_user(&u)?;
+        }
+        Record::Organization {
+            organization,
+            limit_overrides,
+        } => {
+            if tx.org(&organization.id)?.is_some()
+                || tx.org_id_by_slug(&organization.slug)?.is_some()
+            {
+                return Err(refused(
+                    "organization",
+                    format!("{} is duplicated", organization.id),
+                ));
+            }
+            tx.insert_org(&OrgRecord {
+                org: *organization,
+                overrides: limit_overrides,
+            })?;
+        }
+        Record::Membership(m) => {
+            if tx.org(&m.organization_id)?.is_none() || tx.user(&m.user_id)?.is_none() {
+                return Err(refused(
+                    "membership",
+                    format!("{} names a missing user or organization", m.id),
+                ));
+            }
+            if tx.membership(&m.organization_id, &m.user_id)?.is_some() {
+                return Err(refused("membership", format!("{} is duplicated", m.id)));
+            }
+            tx.insert_membership(&m)?;
+        }
+        Record::Project(p) => {
+            if tx.org(&p.organization_id)?.is_none() {
+                return Err(refused(
+                    "project",
+                    format!("{} names a missing organization", p.id),
+                ));
+            }
+            tx.put_project(&p)?;
+        }
+        Record::ProjectMember(pm) => {
+            let project = tx
+                .project(&pm.project_id)?
+                .ok_or_else(|| refused("project_member", "Names a missing project"))?;
+            if tx
+                .membership(&project.organization_id, &pm.user_id)?
+                .is_none()
+            {
+                return Err(refused(
+                    "project_member",
+                    "Names someone who is not a member",
+                ));
+            }
+            tx.put_project_membership(&project.organization_id, &pm)?;
+        }
+        Record::Resource(r) => {
+            if tx.org(&r.organization_id)?.is_none() || tx.resource(&r.id)?.is_some() {
+                return Err(refused(
+                    "resource",
+                    format!("{} is duplicated or orphaned", r.id),
+                ));
+            }
+            tx.insert_resource(&r)?;
+            if r.removed_at.is_some() {
+                tx.retire_resource(&r)?;
+            }
+        }
+        Record::Invitation {
+            invitation,
+            lifetime_secs,
+        } => {
+            if tx.org(&invitation.organization_id)?.is_none() {
+                return Err(refused(
+                    "invitation",
+                    format!("{} names a missing organization", invitation.id),
+                ));
+            }
+            // The token is not exported: this one is random and unknown to anyone. A pending
+            // invitation needs a resend before it can be accepted.
+            let token = ids::new_token()?;
+            tx.insert_invitation(&InvitationRecord {
+                invitation,
+                token_hash: ids::token_hash(&token),
+                lifetime_secs,
+            })?;
+        }
+        Record::UsageMonth {
+            organization_id,
+            month,
+            total,
+        } => {
+            let parsed = month
+                .split_once('-')
+                .and_then(|(y, m)| Some((y.parse::<u32>().ok()?, m.parse::<u32>().ok()?)))
+                .filter(|(_, m)| (1..=12).contains(m))
+                .ok_or_else(|| refused("month", format!("{month:?} is not YYYY-MM")))?;
+            tx.put_month_usage(&organization_id, parsed.0 * 100 + parsed.1, total)?;
+        }
+        Record::UsageDay {
+            organization_id,
+            date,
+            total,
+            by_resource,
+        } => {
+            let mut row = DayRow {
+                total,
+                slots: Vec::new(),
+            };
+            let mut attributed = 0u64;
+            for (id, count) in by_resource {
+                let rec = tx
+                    .resource_record(&id)?
+                    .filter(|r| r.resource.organization_id == organization_id)
+                    .ok_or_else(|| {
+                        refused(
+                            "by_resource",
+                            format!("{id} is not a resource of {organization_id}"),
+                        )
+                    })?;
+                let i = rec.slot as usize;
+                if row.slots.len() <= i {
+                    row.slots.resize(i + 1, 0);
+                }
+                row.slots[i] = count;
+                attributed = attributed.saturating_add(count);
+            }
+            if attributed > total {
+                return Err(refused("total", "Is less than the sum of by_resource"));
+            }
+            tx.put_day_row(&organization_id, day_number(date), &row)?;
+        }
+        Record::IdempotencyKey {
+            organization_id,
+            key,
+            recorded_at,
+        } => {
+            tx.put_idempotency(&organization_id, &key, recorded_at.timestamp_micros())?;
+        }
+        Record::AuditEvent(e) => {
+            if e.seq == 0 || tx.audit_event(e.seq)?.is_some() {
+                return Err(refused(
+                    "audit_event",
+                    format!("seq {} is duplicated", e.seq),
+                ));
+            }
+            let seq = e.seq;
+            if let Some(org) = &e.organization_id {
+                tx.put(
+                    Table::AuditByOrg,
+                    &Key::new().str(org).u64(seq).into_vec(),
+                    &[],
+                )?;
+            }
+            tx.put_record(
+                Table::Audit,
+                Tag::Audit,
+                &Key::new().u64(seq).into_vec(),
+                &e,
+            )?;
+            state.audit_seq = state.audit_seq.max(seq);
+        }
+    }
+    Ok(())
+}
+
+/// Ends an import batch: the audit sequence continues after the imported events.
+pub(crate) fn finish_batch(tx: &mut dyn KvWrite, state: &ImportState) -> Result<()> {
+    tx.set_meta_u64(schema::AUDIT_SEQ, state.audit_seq)
+}
