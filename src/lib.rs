@@ -42,6 +42,8 @@ mod authz;
 mod db;
 mod error;
 mod ffi;
+#[doc(hidden)]
+pub mod fuzzing;
 mod ids;
 #[cfg(feature = "json")]
 pub mod json;

@@ -38,6 +38,38 @@ use crate::model::resource::{Resource, ResourceKind};
 use crate::model::role::Role;
 use crate::model::user::User;
 
+/// Every decoder of stored bytes, for the fuzz targets: record types, counters, keys, journal
+/// records. Returns how many accepted the bytes.
+pub(crate) fn fuzz_decode_all(bytes: &[u8]) -> usize {
+    fn ok<T>(r: Result<T>) -> usize {
+        usize::from(r.is_ok())
+    }
+    let mut n = 0;
+    n += ok(codec::decode::<User>(Tag::User, bytes));
+    n += ok(codec::decode::<OrgRecord>(Tag::Org, bytes));
+    n += ok(codec::decode::<OrgStats>(Tag::OrgStats, bytes));
+    n += ok(codec::decode::<Membership>(Tag::Membership, bytes));
+    n += ok(codec::decode::<InvitationRecord>(Tag::Invitation, bytes));
+    n += ok(codec::decode::<Project>(Tag::Project, bytes));
+    n += ok(codec::decode::<ProjectMembership>(
+        Tag::ProjectMember,
+        bytes,
+    ));
+    n += ok(codec::decode::<ResourceRecord>(Tag::Resource, bytes));
+    n += ok(codec::decode::<AuditEvent>(Tag::Audit, bytes));
+    n += ok(codec::decode::<DayRow>(Tag::UsageDay, bytes));
+    n += ok(codec::decode_u64(bytes));
+    let mut r = KeyReader::new(bytes);
+    while r.str().is_some() {
+        n += 1;
+    }
+    let generation = bytes
+        .get(8..12)
+        .map_or(0, |g| u32::from_le_bytes(g.try_into().unwrap_or_default()));
+    n += usize::from(journal::decode(generation, bytes).is_some());
+    n
+}
+
 /// A scan visitor: gets each (key, value) in order and returns whether to go on.
 pub(crate) type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> Result<bool>;
 
