@@ -160,12 +160,20 @@ impl Ledger {
     pub(crate) fn open(store: &RedbStore, ctx: &Ctx, journal: Journal) -> Result<Ledger> {
         let (generation, folded) = store.read(|tx| {
             Ok((
-                tx.meta_u64(META_GENERATION)?.unwrap_or(1) as u32,
+                tx.meta_u64(META_GENERATION)?.map(|g| g as u32),
                 tx.meta_u64(META_SEQ)?.unwrap_or(0),
             ))
         })?;
-        let (batches, _) = journal.read_generation(generation)?;
-        let replay: Vec<JournalBatch> = batches.into_iter().filter(|b| b.seq > folded).collect();
+        // A database that never opened its ledger owns nothing in a journal file that happens
+        // to lie beside it (left by a deleted database of the same name): skip it.
+        let replay: Vec<JournalBatch> = match generation {
+            Some(generation) => {
+                let (batches, _) = journal.read_generation(generation)?;
+                batches.into_iter().filter(|b| b.seq > folded).collect()
+            }
+            None => Vec::new(),
+        };
+        let generation = generation.unwrap_or(1);
         let last = replay.last().map_or(folded, |b| b.seq);
         let next = generation.wrapping_add(1).max(1);
         store.write_durable(|tx| {

@@ -693,3 +693,29 @@ fn acknowledged_usage_survives_an_exit_without_close() {
     );
     assert_sound(&db);
 }
+
+#[test]
+fn a_new_database_ignores_a_journal_left_by_a_deleted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("n.redb");
+    let org_a = Db::open(&path).unwrap();
+    let (org, _) = common::org(&org_a, "Acme", "enterprise");
+    org_a.record_usage(&org, &UsageEvent::new(5)).unwrap();
+    // Leave without a checkpoint (the records stay only in the journal), then delete the
+    // database file but not its journal.
+    std::mem::forget(org_a);
+    std::fs::remove_file(&path).unwrap();
+    // The forgotten handle still holds the old file's lock on its (now unlinked) inode only.
+    let fresh = Db::open(&path).unwrap();
+    assert_eq!(
+        fresh
+            .stats()
+            .unwrap()
+            .iter()
+            .find(|(t, _)| t == "usage_month")
+            .unwrap()
+            .1,
+        0
+    );
+    assert_sound(&fresh);
+}
