@@ -1,0 +1,219 @@
+//! The subcommands, one module per noun, and what they share: the open database, the actor,
+//! the printer, and parsing of the values clap leaves as text (so that bad values are the
+//! library's own `validation_error`, naming the field).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use orgdb::{Actor, Db, Details, Error, MemberRef, Result};
+use serde_json::Value;
+
+use crate::output::Out;
+
+pub(crate) mod audit;
+pub(crate) mod invitations;
+pub(crate) mod maintenance;
+pub(crate) mod members;
+pub(crate) mod orgs;
+pub(crate) mod projects;
+pub(crate) mod resources;
+pub(crate) mod usage;
+pub(crate) mod users;
+
+/// One command's context.
+pub(crate) struct App {
+    pub(crate) db: Db,
+    /// Who acts (`--as`); `Actor::System` by default.
+    pub(crate) actor: Actor,
+    pub(crate) out: Out,
+}
+
+impl App {
+    /// Opens the database and resolves `--as` (a user id, an email, or `system`).
+    pub(crate) fn new(db: Db, actor: Option<&str>, out: Out) -> Result<App> {
+        let actor = match actor.map(str::trim) {
+            None => Actor::System,
+            Some(s) if s.eq_ignore_ascii_case("system") => Actor::System,
+            // An unknown user is `not_found` here rather than `forbidden` everywhere.
+            Some(s) => Actor::User(db.get_user(&user_id(&db, s)?)?.id),
+        };
+        Ok(App { db, actor, out })
+    }
+
+    /// An organization by id (`org_…`) or slug.
+    pub(crate) fn org(&self, reference: &str) -> Result<String> {
+        let reference = reference.trim();
+        if reference.starts_with("org_") {
+            return Ok(reference.to_owned());
+        }
+        // Slugs never contain `_`, so an id and a slug cannot be mistaken for each other.
+        Ok(self
+            .db
+            .get_organization_by_slug(&Actor::System, reference)?
+            .organization
+            .id)
+    }
+
+    /// A user by id (`user_…`) or email.
+    pub(crate) fn user(&self, reference: &str) -> Result<String> {
+        user_id(&self.db, reference)
+    }
+
+    /// A member by user id, membership id (`mem_…`) or email.
+    pub(crate) fn member(&self, reference: &str) -> Result<MemberRef> {
+        let reference = reference.trim();
+        if reference.contains('@') {
+            return Ok(MemberRef::User(self.user(reference)?));
+        }
+        Ok(MemberRef::parse(reference))
+    }
+
+    /// The user a command is about: `--user` when given, else the `--as` user.
+    pub(crate) fn acting_user(&self, given: Option<&str>, flag: &str) -> Result<String> {
+        match (given, &self.actor) {
+            (Some(user), _) => self.user(user),
+            (None, Actor::User(id)) => Ok(id.clone()),
+            (None, Actor::System) => Err(invalid(
+                flag.trim_start_matches('-'),
+                format!("Required: give {flag} USER or --as USER"),
+            )),
+        }
+    }
+}
+
+fn user_id(db: &Db, reference: &str) -> Result<String> {
+    let reference = reference.trim();
+    if reference.contains('@') {
+        Ok(db.find_user_by_email(reference)?.id)
+    } else {
+        Ok(reference.to_owned())
+    }
+}
+
+/// A `validation_error` naming `field`, as the library words them.
+pub(crate) fn invalid(field: &str, reason: impl Into<String>) -> Error {
+    let reason = reason.into();
+    Error::Validation {
+        message: format!("Invalid {field}: {reason}"),
+        details: Details::from([(field.to_owned(), Value::from(reason))]),
+    }
+}
+
+pub(crate) fn storage(message: impl Into<String>) -> Error {
+    Error::Storage {
+        message: message.into(),
+    }
+}
+
+/// `KEY=VALUE` pairs into a map.
+pub(crate) fn key_values(field: &str, pairs: &[String]) -> Result<BTreeMap<String, String>> {
+    pairs
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+            _ => Err(invalid(field, format!("Expected KEY=VALUE, got {pair:?}"))),
+        })
+        .collect()
+}
+
+/// A calendar date, `YYYY-MM-DD`.
+pub(crate) fn date(field: &str, text: &str) -> Result<NaiveDate> {
+    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .map_err(|_| invalid(field, "Must be a date (YYYY-MM-DD)"))
+}
+
+/// An instant: RFC 3339 (`2024-01-15T10:30:00Z`) or a date (its midnight, UTC).
+pub(crate) fn instant(field: &str, text: &str) -> Result<DateTime<Utc>> {
+    let text = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+        .map_err(|_| {
+            invalid(
+                field,
+                "Must be an RFC 3339 time (2024-01-15T10:30:00Z) or a date",
+            )
+        })
+}
+
+/// A duration in seconds: `3600`, `90m`, `48h`, `7d`.
+pub(crate) fn seconds(field: &str, text: &str) -> Result<u64> {
+    let text = text.trim();
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, ""),
+    };
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => 0,
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .filter(|_| scale > 0)
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| invalid(field, "Must be a duration: 3600, 90m, 48h or 7d"))
+}
+
+/// `-` or nothing: stdin; otherwise the file.
+pub(crate) fn input(file: Option<&Path>) -> Result<Box<dyn BufRead>> {
+    match file {
+        None => Ok(Box::new(BufReader::new(std::io::stdin()))),
+        Some(p) if p.as_os_str() == "-" => Ok(Box::new(BufReader::new(std::io::stdin()))),
+        Some(p) => File::open(p)
+            .map(|f| Box::new(BufReader::new(f)) as Box<dyn BufRead>)
+            .map_err(|e| storage(format!("opening {}: {e}", p.display()))),
+    }
+}
+
+/// `{"deleted": true, "id": …}` for calls that return nothing.
+pub(crate) fn deleted(id: &str) -> Value {
+    serde_json::json!({ "deleted": true, "id": id })
+}
+
+/// Every export record of one type (`user`, `organization`), streamed: the library has no
+/// listing of all users or organizations, so these read a full export and keep only matches.
+pub(crate) fn records_of(db: &Db, kind: &str) -> Result<Vec<Value>> {
+    struct Pick<'a> {
+        prefix: String,
+        line: Vec<u8>,
+        found: &'a mut Vec<Value>,
+    }
+    impl Write for Pick<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            for part in buf.split_inclusive(|b| *b == b'\n') {
+                match part.strip_suffix(b"\n") {
+                    Some(rest) => {
+                        self.line.extend_from_slice(rest);
+                        if self.line.starts_with(self.prefix.as_bytes()) {
+                            if let Ok(mut v) = serde_json::from_slice::<Value>(&self.line) {
+                                self.found.push(v["data"].take());
+                            }
+                        }
+                        self.line.clear();
+                    }
+                    None => self.line.extend_from_slice(part),
+                }
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut found = Vec::new();
+    db.export_jsonl(Pick {
+        prefix: format!(r#"{{"type":"{kind}""#),
+        line: Vec::new(),
+        found: &mut found,
+    })?;
+    Ok(found)
+}

@@ -1,0 +1,326 @@
+//! `orgdb orgs …`
+
+use clap::{ArgGroup, Args, Subcommand};
+use orgdb::{
+    Address, Limit, LimitOverrides, NewOrganization, OrganizationPatch, OrganizationSettings,
+    Result,
+};
+
+use super::{deleted, invalid, key_values, records_of, App};
+use crate::output::View;
+
+/// Postal address flags (seed 001's fields).
+#[derive(Debug, Args, Default)]
+pub(crate) struct AddressArgs {
+    /// Address, first line.
+    #[arg(long)]
+    address_line1: Option<String>,
+    /// Address, second line.
+    #[arg(long)]
+    address_line2: Option<String>,
+    /// City.
+    #[arg(long)]
+    city: Option<String>,
+    /// State or province.
+    #[arg(long)]
+    state: Option<String>,
+    /// Postal code.
+    #[arg(long)]
+    zipcode: Option<String>,
+    /// Country.
+    #[arg(long)]
+    country: Option<String>,
+}
+
+/// Organizations (tenants), their plans and limits.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Cmd {
+    /// Create an organization; its owner becomes the first owner.
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// The first owner (user id or email); default: the --as user.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Explicit slug (derived from the name when absent).
+        #[arg(long)]
+        slug: Option<String>,
+        /// The host's own id for the organization.
+        #[arg(long)]
+        external_id: Option<String>,
+        /// Free text.
+        #[arg(long)]
+        description: Option<String>,
+        /// Plan name (free, pro, team, enterprise); default: free.
+        #[arg(long)]
+        plan: Option<String>,
+        #[command(flatten)]
+        address: AddressArgs,
+        /// Turn PIN protection on.
+        #[arg(long)]
+        pin_protection: bool,
+        /// A host-defined setting (repeatable).
+        #[arg(long = "setting", value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+        /// A metadata entry (repeatable).
+        #[arg(long = "meta", value_name = "KEY=VALUE")]
+        metadata: Vec<String>,
+    },
+    /// Show an organization with its limits and usage (seed 000's GET /v1/organization).
+    #[command(group(ArgGroup::new("which").required(true).args(["org", "external_id"])))]
+    Get {
+        /// Organization id (`org_…`) or slug.
+        org: Option<String>,
+        /// Look the organization up by the host's external id instead.
+        #[arg(long)]
+        external_id: Option<String>,
+    },
+    /// Organizations a user belongs to, with the user's membership.
+    ListForUser {
+        /// User id or email; default: the --as user.
+        user: Option<String>,
+    },
+    /// List every organization (reads a full export: slow on large databases).
+    List,
+    /// Change an organization's details (PATCH: only what is given changes; an empty value
+    /// clears an optional field).
+    Update {
+        /// Organization id or slug.
+        org: String,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+        /// New slug.
+        #[arg(long)]
+        slug: Option<String>,
+        /// New external id ('' clears it).
+        #[arg(long)]
+        external_id: Option<String>,
+        /// New description ('' clears it).
+        #[arg(long)]
+        description: Option<String>,
+        #[command(flatten)]
+        address: AddressArgs,
+        /// Turn PIN protection on or off.
+        #[arg(long, value_name = "BOOL")]
+        pin_protection: Option<bool>,
+        /// Set a host-defined setting (repeatable; an empty value removes it).
+        #[arg(long = "setting", value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+        /// Replace the metadata with these entries (repeatable).
+        #[arg(long = "meta", value_name = "KEY=VALUE")]
+        metadata: Vec<String>,
+        /// Remove all metadata.
+        #[arg(long, conflicts_with = "metadata")]
+        clear_metadata: bool,
+        /// A JSON PATCH body (seed field names, null clears); flags override it.
+        #[arg(long, value_name = "JSON")]
+        json: Option<String>,
+    },
+    /// Change the plan (owners).
+    SetPlan {
+        /// Organization id or slug.
+        org: String,
+        /// Plan name.
+        plan: String,
+    },
+    /// Replace the limit overrides (operator only). Each limit: a number, `unlimited`, or
+    /// `plan` (follow the plan; also what an omitted limit does).
+    SetLimits {
+        /// Organization id or slug.
+        org: String,
+        /// MCP servers.
+        #[arg(long, value_name = "N|unlimited|plan")]
+        mcps: Option<String>,
+        /// API keys.
+        #[arg(long, value_name = "N|unlimited|plan")]
+        api_keys: Option<String>,
+        /// Members plus pending invitations.
+        #[arg(long, value_name = "N|unlimited|plan")]
+        team_members: Option<String>,
+        /// Requests per calendar month.
+        #[arg(long, value_name = "N|unlimited|plan")]
+        monthly_requests: Option<String>,
+    },
+    /// Delete an organization with everything in it (owners); its audit log stays.
+    Delete {
+        /// Organization id or slug.
+        org: String,
+    },
+    /// Whether a slug is free, and why not.
+    CheckSlug {
+        /// The slug.
+        slug: String,
+    },
+}
+
+const LIST: &[&str] = &["id", "name", "slug", "plan", "created_at"];
+const FOR_USER: &[&str] = &[
+    "id",
+    "name",
+    "slug",
+    "plan",
+    "membership.role",
+    "membership.joined_at",
+];
+
+pub(crate) fn run(app: &App, cmd: Cmd) -> Result<()> {
+    let (db, out, actor) = (&app.db, &app.out, &app.actor);
+    match cmd {
+        Cmd::Create {
+            name,
+            owner,
+            slug,
+            external_id,
+            description,
+            plan,
+            address,
+            pin_protection,
+            settings,
+            metadata,
+        } => {
+            let owner = app.acting_user(owner.as_deref(), "--owner")?;
+            let new = NewOrganization {
+                name,
+                slug,
+                external_id,
+                description,
+                plan,
+                address: Address {
+                    address_line1: address.address_line1,
+                    address_line2: address.address_line2,
+                    city: address.city,
+                    state: address.state,
+                    zipcode: address.zipcode,
+                    country: address.country,
+                },
+                settings: Some(OrganizationSettings {
+                    pin_protection,
+                    extra: key_values("setting", &settings)?,
+                }),
+                metadata: key_values("meta", &metadata)?,
+            };
+            out.ok(&db.create_organization(&owner, &new)?, View::Record);
+        }
+        Cmd::Get { org, external_id } => {
+            let details = match (org, external_id) {
+                (_, Some(ext)) => db.get_organization_by_external_id(actor, &ext)?,
+                (Some(org), None) => db.get_organization(actor, &app.org(&org)?)?,
+                (None, None) => return Err(invalid("org", "Required")),
+            };
+            out.ok(&details, View::Record);
+        }
+        Cmd::ListForUser { user } => {
+            let user = app.acting_user(user.as_deref(), "USER")?;
+            out.ok(
+                &db.list_organizations_for_user(&user)?,
+                View::Rows(FOR_USER),
+            );
+        }
+        Cmd::List => {
+            let orgs: Vec<_> = records_of(db, "organization")?
+                .into_iter()
+                .map(|mut r| r["organization"].take())
+                .collect();
+            out.ok(&orgs, View::Rows(LIST));
+        }
+        Cmd::Update {
+            org,
+            name,
+            slug,
+            external_id,
+            description,
+            address,
+            pin_protection,
+            settings,
+            metadata,
+            clear_metadata,
+            json,
+        } => {
+            let org = app.org(&org)?;
+            let mut patch = match json {
+                Some(body) => serde_json::from_str::<OrganizationPatch>(&body)
+                    .map_err(|e| invalid("json", e.to_string()))?,
+                None => OrganizationPatch::default(),
+            };
+            let clearable = |v: Option<String>| v.map(|s| Some(s).filter(|s| !s.is_empty()));
+            patch.name = name.or(patch.name);
+            patch.slug = slug.or(patch.slug);
+            patch.external_id = clearable(external_id).or(patch.external_id);
+            patch.description = clearable(description).or(patch.description);
+            patch.address_line1 = clearable(address.address_line1).or(patch.address_line1);
+            patch.address_line2 = clearable(address.address_line2).or(patch.address_line2);
+            patch.city = clearable(address.city).or(patch.city);
+            patch.state = clearable(address.state).or(patch.state);
+            patch.zipcode = clearable(address.zipcode).or(patch.zipcode);
+            patch.country = clearable(address.country).or(patch.country);
+            if pin_protection.is_some() || !settings.is_empty() {
+                // Settings are replaced whole: start from what is stored.
+                let mut current = match patch.settings.take() {
+                    Some(s) => s,
+                    None => db.get_organization(actor, &org)?.organization.settings,
+                };
+                if let Some(on) = pin_protection {
+                    current.pin_protection = on;
+                }
+                for (k, v) in key_values("setting", &settings)? {
+                    if v.is_empty() {
+                        current.extra.remove(&k);
+                    } else {
+                        current.extra.insert(k, v);
+                    }
+                }
+                patch.settings = Some(current);
+            }
+            if clear_metadata {
+                patch.metadata = Some(Default::default());
+            } else if !metadata.is_empty() {
+                patch.metadata = Some(key_values("meta", &metadata)?);
+            }
+            out.ok(&db.update_organization(actor, &org, &patch)?, View::Record);
+        }
+        Cmd::SetPlan { org, plan } => {
+            out.ok(&db.set_plan(actor, &app.org(&org)?, &plan)?, View::Record);
+        }
+        Cmd::SetLimits {
+            org,
+            mcps,
+            api_keys,
+            team_members,
+            monthly_requests,
+        } => {
+            let overrides = LimitOverrides {
+                mcps: limit("mcps", mcps)?,
+                api_keys: limit("api_keys", api_keys)?,
+                team_members: limit("team_members", team_members)?,
+                monthly_requests: limit("monthly_requests", monthly_requests)?,
+            };
+            let org = app.org(&org)?;
+            out.ok(
+                &db.set_limit_overrides(actor, &org, &overrides)?,
+                View::Record,
+            );
+        }
+        Cmd::Delete { org } => {
+            let org = app.org(&org)?;
+            db.delete_organization(actor, &org)?;
+            out.ok(&deleted(&org), View::Record);
+        }
+        Cmd::CheckSlug { slug } => out.ok(&db.check_slug(&slug)?, View::Record),
+    }
+    Ok(())
+}
+
+/// `N`, `unlimited`, or `plan` (no override).
+fn limit(field: &str, text: Option<String>) -> Result<Option<Limit>> {
+    let Some(text) = text else { return Ok(None) };
+    match text.trim().to_ascii_lowercase().as_str() {
+        "plan" => Ok(None),
+        "unlimited" | "none" => Ok(Some(Limit::Unlimited)),
+        n => n
+            .parse::<u64>()
+            .map(|n| Some(Limit::Count(n)))
+            .map_err(|_| invalid(field, "Must be a number, `unlimited` or `plan`")),
+    }
+}

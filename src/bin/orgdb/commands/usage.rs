@@ -1,0 +1,154 @@
+//! `orgdb usage …`
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use orgdb::{Period, Result, UsageEvent, UsageQuery};
+
+use super::{date, input, instant, invalid, App};
+use crate::output::View;
+
+/// Usage counting against `monthly_requests`, and reports.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Cmd {
+    /// Record usage (durable when the command returns). Refused whole with quota_exceeded
+    /// when the month's total would pass the limit.
+    Record {
+        /// Organization id or slug.
+        org: String,
+        /// Number of requests.
+        #[arg(long, default_value_t = 1)]
+        count: u64,
+        /// The MCP server or API key used (`res_…`).
+        #[arg(long)]
+        resource: Option<String>,
+        /// When it happened: RFC 3339 or a date (default now; at most 35 days back).
+        #[arg(long)]
+        at: Option<String>,
+        /// Idempotency key: a repeat counts nothing and answers duplicate: true.
+        #[arg(long)]
+        key: Option<String>,
+        /// Record many events in one transaction from a file (`-`: stdin): a JSON array or
+        /// JSON lines of {"count", "resource_id", "at", "idempotency_key"}.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["resource", "at", "key"])]
+        batch: Option<PathBuf>,
+    },
+    /// Seed 000's usage report: totals, limit, percentage, per MCP server and per day.
+    Report {
+        /// Organization id or slug.
+        org: String,
+        /// day, week (ISO) or month (default).
+        #[arg(long)]
+        period: Option<String>,
+        /// First day (YYYY-MM-DD); alone: the period containing it.
+        #[arg(long, alias = "start-date")]
+        start: Option<String>,
+        /// Last day (YYYY-MM-DD), at most 366 days after the first.
+        #[arg(long, alias = "end-date")]
+        end: Option<String>,
+    },
+    /// Whether COUNT more requests fit this month, without recording anything.
+    CheckQuota {
+        /// Organization id or slug.
+        org: String,
+        /// Number of requests.
+        #[arg(long, default_value_t = 1)]
+        count: u64,
+    },
+    /// Remove usage day rows before a date, finished months and expired idempotency keys.
+    Prune {
+        /// First day to keep (YYYY-MM-DD).
+        #[arg(long)]
+        before: String,
+    },
+}
+
+pub(crate) fn run(app: &App, cmd: Cmd) -> Result<()> {
+    let (db, out, actor) = (&app.db, &app.out, &app.actor);
+    match cmd {
+        Cmd::Record {
+            org,
+            count,
+            resource,
+            at,
+            key,
+            batch,
+        } => {
+            let org = app.org(&org)?;
+            if let Some(file) = batch {
+                let events = read_events(&file)?;
+                out.ok(
+                    &db.record_usage_batch(&org, &events)?,
+                    View::Rows(&["duplicate", "used", "limit", "remaining"]),
+                );
+                return Ok(());
+            }
+            let event = UsageEvent {
+                resource_id: resource,
+                count,
+                at: at.as_deref().map(|t| instant("at", t)).transpose()?,
+                idempotency_key: key,
+            };
+            out.ok(&db.record_usage(&org, &event)?, View::Record);
+        }
+        Cmd::Report {
+            org,
+            period,
+            start,
+            end,
+        } => {
+            let org = app.org(&org)?;
+            let query = UsageQuery {
+                period: period
+                    .as_deref()
+                    .map(|p| {
+                        Period::parse(p)
+                            .ok_or_else(|| invalid("period", "Must be one of: day, week, month"))
+                    })
+                    .transpose()?,
+                start_date: start
+                    .as_deref()
+                    .map(|d| date("start_date", d))
+                    .transpose()?,
+                end_date: end.as_deref().map(|d| date("end_date", d)).transpose()?,
+            };
+            out.ok(&db.usage_report(actor, &org, &query)?, View::Record);
+        }
+        Cmd::CheckQuota { org, count } => {
+            let org = app.org(&org)?;
+            out.ok(&db.check_quota(&org, count)?, View::Record);
+        }
+        Cmd::Prune { before } => {
+            out.ok(&db.prune_usage(date("before", &before)?)?, View::Record);
+        }
+    }
+    Ok(())
+}
+
+/// A JSON array of events, or one event a line.
+fn read_events(file: &std::path::Path) -> Result<Vec<UsageEvent>> {
+    let mut text = String::new();
+    input(Some(file))?
+        .read_to_string(&mut text)
+        .map_err(|e| super::storage(format!("reading {}: {e}", file.display())))?;
+    let bad = |e: serde_json::Error| invalid("batch", e.to_string());
+    if text.trim_start().starts_with('[') {
+        return serde_json::from_str(&text).map_err(bad);
+    }
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, line)| {
+            serde_json::from_str::<UsageEvent>(line)
+                .map_err(|e| invalid("batch", format!("line {}: {e}", i + 1)))
+        })
+        .collect::<Result<Vec<_>>>()
+        .and_then(|events| {
+            if events.is_empty() {
+                Err(invalid("batch", "No events"))
+            } else {
+                Ok(events)
+            }
+        })
+}

@@ -1,0 +1,83 @@
+//! `orgdb users …`
+
+use clap::Subcommand;
+use orgdb::{NewUser, Result, UserPatch};
+
+use super::{deleted, records_of, App};
+use crate::output::View;
+
+const COLUMNS: &[&str] = &["id", "email", "name", "created_at", "last_active"];
+
+/// Users: people who can belong to organizations.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Cmd {
+    /// Create a user (the email is normalized and must be unique).
+    Create {
+        /// Email address.
+        #[arg(long)]
+        email: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Show a user by id (or email).
+    Get {
+        /// User id (`user_…`) or email.
+        user: String,
+    },
+    /// Find a user by email.
+    Find {
+        /// Email address (normalized before the look-up).
+        email: String,
+    },
+    /// Change a user's email or name.
+    Update {
+        /// User id or email.
+        user: String,
+        /// New email.
+        #[arg(long)]
+        email: Option<String>,
+        /// New display name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Set a user's last_active to now.
+    Touch {
+        /// User id or email.
+        user: String,
+    },
+    /// Delete a user and their memberships (refused while they are the only owner of an
+    /// organization).
+    Delete {
+        /// User id or email.
+        user: String,
+    },
+    /// List every user (reads a full export: slow on large databases).
+    List,
+}
+
+pub(crate) fn run(app: &App, cmd: Cmd) -> Result<()> {
+    let (db, out) = (&app.db, &app.out);
+    match cmd {
+        Cmd::Create { email, name } => {
+            out.ok(&db.create_user(&NewUser { email, name })?, View::Record)
+        }
+        Cmd::Get { user } => out.ok(&db.get_user(&app.user(&user)?)?, View::Record),
+        Cmd::Find { email } => out.ok(&db.find_user_by_email(&email)?, View::Record),
+        Cmd::Update { user, email, name } => {
+            let id = app.user(&user)?;
+            out.ok(
+                &db.update_user(&id, &UserPatch { email, name })?,
+                View::Record,
+            );
+        }
+        Cmd::Touch { user } => out.ok(&db.touch_user(&app.user(&user)?)?, View::Record),
+        Cmd::Delete { user } => {
+            let id = app.user(&user)?;
+            db.delete_user(&id)?;
+            out.ok(&deleted(&id), View::Record);
+        }
+        Cmd::List => out.ok(&records_of(db, "user")?, View::Rows(COLUMNS)),
+    }
+    Ok(())
+}
