@@ -791,6 +791,14 @@ impl Db {
         Ok(details)
     }
 
+    /// The organization's limit overrides (unset fields follow the plan).
+    ///
+    /// # Errors
+    /// `not_found`; `forbidden` for a non-member.
+    pub fn get_limit_overrides(&self, actor: &Actor, org: &str) -> Result<LimitOverrides> {
+        self.read(|tx, _| ops::orgs::limit_overrides(tx, actor, org))
+    }
+
     /// Deletes the organization with its memberships, invitations, projects, resources and
     /// usage, in one transaction. Its audit history stays readable by `Actor::System`.
     ///

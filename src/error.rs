@@ -191,6 +191,12 @@ impl Error {
         }
     }
 
+    /// A `validation_error` naming one field, for hosts that validate their own input before
+    /// calling orgdb and want the same error shape.
+    pub fn validation(field: &str, reason: impl Into<String>) -> Error {
+        Error::invalid(field, reason)
+    }
+
     /// A validation error naming one field.
     pub(crate) fn invalid(field: &str, reason: impl Into<String>) -> Error {
         let reason = reason.into();

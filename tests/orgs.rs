@@ -401,3 +401,37 @@ fn list_organizations_for_user_returns_each_membership() {
         .unwrap();
     assert_eq!(page.pagination.total, 0);
 }
+
+#[test]
+fn plan_names_match_in_any_case_and_overrides_can_be_read() {
+    let (db, _) = db();
+    let alice = user(&db, "Alice");
+    let new = NewOrganization {
+        plan: Some(" PRO ".into()),
+        ..named("Acme")
+    };
+    let org = db
+        .create_organization(&alice.id, &new)
+        .unwrap()
+        .organization;
+    assert_eq!(org.plan, "pro", "stored in the catalog's spelling");
+    let a = actor(&alice);
+    assert_eq!(db.set_plan(&a, &org.id, "Team").unwrap().plan, "team");
+    assert_eq!(
+        db.get_limit_overrides(&a, &org.id).unwrap(),
+        LimitOverrides::default()
+    );
+    let over = LimitOverrides {
+        api_keys: Some(Limit::Count(1)),
+        ..Default::default()
+    };
+    db.set_limit_overrides(&Actor::System, &org.id, &over)
+        .unwrap();
+    assert_eq!(db.get_limit_overrides(&a, &org.id).unwrap(), over);
+    let outsider = user(&db, "Outsider");
+    assert_err(
+        db.get_limit_overrides(&actor(&outsider), &org.id),
+        "forbidden",
+        None,
+    );
+}

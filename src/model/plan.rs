@@ -21,6 +21,15 @@ impl PlanCatalog {
         self.plans.get(plan).copied()
     }
 
+    /// The catalog's own spelling of a plan name given in any case (`PRO` → `pro`).
+    pub fn resolve(&self, name: &str) -> Option<&str> {
+        let name = name.trim();
+        self.plans
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case(name))
+            .map(String::as_str)
+    }
+
     /// Plan names, sorted, for error messages.
     pub fn names(&self) -> Vec<&str> {
         self.plans.keys().map(String::as_str).collect()

@@ -75,11 +75,10 @@ pub(crate) fn create(
         .as_deref()
         .map(|e| checks.token_text("external_id", e, EXTERNAL_ID_MAX));
     let description = checks.text("description", new.description.as_deref(), TEXT_MAX);
-    let plan = new
-        .plan
-        .clone()
-        .unwrap_or_else(|| ctx.opts.plans.default_plan.clone());
-    check_plan(ctx, &mut checks, &plan);
+    let plan = match &new.plan {
+        Some(plan) => check_plan(ctx, &mut checks, plan),
+        None => ctx.opts.plans.default_plan.clone(),
+    };
     let a = &new.address;
     let mut line = |field: &str, v: &Option<String>| checks.text(field, v.as_deref(), NAME_MAX);
     let address = [
@@ -155,12 +154,15 @@ pub(crate) fn create(
     })
 }
 
-fn check_plan(ctx: &Ctx, checks: &mut Checks, plan: &str) {
-    if ctx.opts.plans.limits(plan).is_none() {
-        checks.fail(
-            "plan",
-            format!("Must be one of: {}", ctx.opts.plans.names().join(", ")),
-        );
+/// The catalog's name of `plan` (matched case-insensitively), or a `plan` failure.
+fn check_plan(ctx: &Ctx, checks: &mut Checks, plan: &str) -> String {
+    match ctx.opts.plans.resolve(plan) {
+        Some(name) => name.to_owned(),
+        None => {
+            let names = ctx.opts.plans.names().join(", ");
+            checks.fail("plan", format!("Must be one of: {names}"));
+            plan.to_owned()
+        }
     }
 }
 
@@ -366,11 +368,10 @@ pub(crate) fn set_plan(
 ) -> Result<Organization> {
     let old = authorize(tx, actor, org, Action::ChangePlan)?.org;
     let mut checks = Checks::new();
-    let plan = plan.trim();
-    check_plan(ctx, &mut checks, plan);
+    let plan = check_plan(ctx, &mut checks, plan);
     checks.finish()?;
     let mut new = old.clone();
-    new.org.plan = plan.to_owned();
+    new.org.plan = plan;
     save(tx, ctx, actor, &old, new, "organization.plan_changed")
 }
 
@@ -400,6 +401,12 @@ pub(crate) fn set_limit_overrides(
         .org(org)?
         .ok_or_else(|| Error::not_found("Organization"))?;
     details(tx, ctx, rec)
+}
+
+pub(crate) fn limit_overrides(tx: &dyn KvRead, actor: &Actor, org: &str) -> Result<LimitOverrides> {
+    Ok(authorize(tx, actor, org, Action::ReadOrganization)?
+        .org
+        .overrides)
 }
 
 /// One transaction removes the organization and everything scoped to it. Its audit history

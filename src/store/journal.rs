@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 
 const HEADER: usize = 24;
 const ZERO_CHUNK: usize = 1 << 20;
+const READ_CHUNK: usize = 1 << 20;
 /// Smallest journal; a larger one checkpoints less often.
 pub(crate) const MIN_SIZE: u64 = 64 * 1024;
 
@@ -224,14 +225,42 @@ impl Journal {
     /// Every record of `generation`, in order, from offset 0; stops at the first record that is
     /// missing, torn, of another generation, or out of sequence.
     pub(crate) fn read_generation(&self, generation: u32) -> Result<(Vec<JournalBatch>, u64)> {
-        // Positional read: the file's own cursor is shared and must not matter.
-        let mut bytes = vec![0u8; self.size as usize];
-        self.file
-            .read_exact_at(&mut bytes, 0)
-            .map_err(|e| io_err("read", e))?;
+        // Read only as far as records go (an open must not read a 32 MiB journal whose first
+        // record is stale), in chunks, with positional reads: the file's cursor must not matter.
+        let mut bytes: Vec<u8> = Vec::new();
+        let load_to = |bytes: &mut Vec<u8>, want: usize| -> Result<()> {
+            let want = want.min(self.size as usize);
+            while bytes.len() < want {
+                let from = bytes.len();
+                let to = (from + READ_CHUNK).min(self.size as usize);
+                bytes.resize(to, 0);
+                self.file
+                    .read_exact_at(&mut bytes[from..], from as u64)
+                    .map_err(|e| io_err("read", e))?;
+            }
+            Ok(())
+        };
         let mut out: Vec<JournalBatch> = Vec::new();
         let mut at = 0usize;
-        while let Some((batch, len)) = decode(generation, &bytes[at..]) {
+        loop {
+            load_to(&mut bytes, at + HEADER)?;
+            let field = |from: usize| {
+                bytes
+                    .get(at + from..at + from + 4)
+                    .map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()))
+            };
+            // A record of another generation (or zeros) ends the log: stop before reading on.
+            let (Some(len), Some(gen)) = (field(4), field(8)) else {
+                break;
+            };
+            if gen != generation {
+                break;
+            }
+            let len = len as usize;
+            load_to(&mut bytes, at.saturating_add(len.max(HEADER)))?;
+            let Some((batch, len)) = decode(generation, &bytes[at..]) else {
+                break;
+            };
             if let Some(last) = out.last() {
                 if batch.seq != last.seq + 1 {
                     break;
