@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Builds liborgdb, generates the Kotlin bindings from it (UniFFI library mode), compiles them
+# with the Kotlin test program, and runs it against the native library.
+#
+# Needs: cargo, java (17+), npm (for the compiler, unless KOTLINC points at a Kotlin >= 2
+# kotlinc), and JNA at /usr/share/java/jna.jar (Debian: apt-get install libjna-java; or set
+# JNA_JAR). The npm package `kotlin-compiler` is installed into target/tools/kotlin when
+# missing. Build output goes to target/bindings/kotlin. Exits non-zero when a test fails.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+KOTLIN_VERSION=2.4.20
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+OUT="$TARGET_DIR/bindings/kotlin"
+TOOLS="$TARGET_DIR/tools/kotlin"
+JNA_JAR=${JNA_JAR:-/usr/share/java/jna.jar}
+
+if [ ! -f "$JNA_JAR" ]; then
+  echo "error: JNA not found at $JNA_JAR (apt-get install libjna-java, or set JNA_JAR)" >&2
+  exit 1
+fi
+
+if [ -z "${KOTLINC:-}" ]; then
+  KOTLINC="$TOOLS/node_modules/kotlin-compiler/bin/kotlinc"
+  if [ ! -f "$KOTLINC" ]; then
+    echo "-- installing kotlin-compiler@$KOTLIN_VERSION from npm into $TOOLS"
+    mkdir -p "$TOOLS"
+    npm install --silent --no-audit --no-fund --prefix "$TOOLS" "kotlin-compiler@$KOTLIN_VERSION"
+  fi
+  # The tarball's package.json lists only kotlinc-js as a bin: make sure the JVM compiler's
+  # scripts are executable.
+  chmod +x "$TOOLS/node_modules/kotlin-compiler/bin/"*
+fi
+
+echo "-- cargo build --lib"
+cargo build --quiet --lib
+LIB_DIR="$TARGET_DIR/debug"
+
+echo "-- generating Kotlin bindings"
+rm -rf "$OUT"
+mkdir -p "$OUT/generated"
+cargo run --quiet --bin uniffi-bindgen -- generate \
+  --library "$LIB_DIR/liborgdb.so" --language kotlin --out-dir "$OUT/generated" --no-format
+
+echo "-- compiling ($("$KOTLINC" -version 2>&1 | grep -o 'kotlinc-jvm [0-9.]*' || echo kotlinc))"
+"$KOTLINC" -nowarn -include-runtime -cp "$JNA_JAR" -d "$OUT/orgdb-tests.jar" \
+  "$OUT/generated/dev/orgdb/orgdb.kt" bindings/kotlin/src/*.kt
+
+echo "-- running"
+java -Djna.library.path="$LIB_DIR" -cp "$OUT/orgdb-tests.jar:$JNA_JAR" OrgDbTestKt

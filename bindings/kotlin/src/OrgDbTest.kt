@@ -1,0 +1,422 @@
+// The Kotlin binding tests: both seeds' flows end to end against the native library.
+// A plain main() runner (no JUnit on this machine): prints one line per test, then
+// "N passed, N failed", and exits non-zero on any failure.
+
+import dev.orgdb.*
+import java.time.Duration
+import java.time.Instant
+import kotlin.io.path.createTempDirectory
+import kotlin.system.exitProcess
+
+val START: Instant = Instant.parse("2024-01-15T10:30:00Z")
+
+// ---- a tiny test harness ----------------------------------------------------------------
+
+class Failure(message: String) : AssertionError(message)
+
+fun ensure(condition: Boolean, what: () -> String) {
+    if (!condition) throw Failure(what())
+}
+
+fun <T> eq(actual: T, expected: T, what: String = "value") {
+    if (actual != expected) throw Failure("$what: expected <$expected>, got <$actual>")
+}
+
+/** Runs [block], which must throw the orgdb error [E]; returns it. */
+inline fun <reified E : OrgDbException> expect(block: () -> Unit): E {
+    try {
+        block()
+    } catch (e: Throwable) {
+        if (e is E) return e
+        throw Failure("expected ${E::class.simpleName}, got $e")
+    }
+    throw Failure("expected ${E::class.simpleName}, nothing was thrown")
+}
+
+/** (code, message, details) of any orgdb error: the sealed hierarchy is exhaustive. */
+fun OrgDbException.parts(): Triple<String, String, Map<String, String>> = when (this) {
+    is OrgDbException.NotFound -> Triple(code, errorMessage, details)
+    is OrgDbException.Forbidden -> Triple(code, errorMessage, details)
+    is OrgDbException.Validation -> Triple(code, errorMessage, details)
+    is OrgDbException.Conflict -> Triple(code, errorMessage, details)
+    is OrgDbException.QuotaExceeded -> Triple(code, errorMessage, details)
+    is OrgDbException.InvitationExpired -> Triple(code, errorMessage, details)
+    is OrgDbException.Storage -> Triple(code, errorMessage, details)
+    is OrgDbException.IncompatibleVersion -> Triple(code, errorMessage, details)
+    is OrgDbException.Corrupted -> Triple(code, errorMessage, details)
+}
+
+// ---- fixtures -----------------------------------------------------------------------------
+
+class Env {
+    val clock = ManualClock(START)
+    val db: OrgDb = OrgDb.inMemoryWith(Options(clock = clock))
+
+    fun user(name: String): User =
+        db.createUser(NewUser(email = name.lowercase().replace(" ", ".") + "@example.com", name = name))
+
+    fun close() {
+        db.close()
+        clock.close()
+    }
+}
+
+fun actor(user: User): Actor = Actor.User(user.id)
+
+fun days(n: Long): Duration = Duration.ofDays(n)
+
+/** Alice's "My Company" on the pro plan, as in seed 000. */
+fun Env.company(): Pair<User, Organization> {
+    val alice = user("Alice Smith")
+    val created = db.createOrganization(
+        alice.id,
+        NewOrganization(
+            name = "My Company",
+            description = "Building cool stuff with AI",
+            plan = "pro",
+            settings = OrganizationSettings(pinProtection = true),
+        ),
+    )
+    return alice to created.organization
+}
+
+// ---- seed 000 -----------------------------------------------------------------------------
+
+fun createAndGetOrganization(env: Env) {
+    val (alice, org) = env.company()
+    ensure(org.id.startsWith("org_")) { "org id ${org.id}" }
+    eq(org.slug, "my-company", "slug")
+    eq(org.createdAt, START, "created_at")
+    val details = env.db.getOrganization(actor(alice), org.id)
+    eq(details.organization, org, "organization")
+    eq(details.organization.settings.pinProtection, true, "pin_protection")
+    eq(details.limits, Limits(mcps = 10uL, apiKeys = 10uL, teamMembers = 5uL, monthlyRequests = 50_000uL), "limits")
+    eq(details.usage, Usage(mcps = 0uL, apiKeys = 0uL, teamMembers = 1uL, monthlyRequests = 0uL), "usage")
+    eq(env.db.getOrganizationBySlug(actor(alice), "my-company").organization.id, org.id, "by slug")
+}
+
+fun inviteAcceptChangeRoleRemove(env: Env) {
+    val (alice, org) = env.company()
+    val owner = actor(alice)
+    val created = env.db.createInvitation(owner, org.id, NewInvitation(email = "Bob@Example.com ", role = "member"))
+    eq(created.inviteId, created.invitation.id, "invite_id")
+    eq(created.token.length, 64, "token length")
+    ensure(created.token in created.inviteUrl) { "invite url ${created.inviteUrl}" }
+    eq(created.invitation.email, "bob@example.com", "email")
+    eq(created.invitation.status, InvitationStatus.PENDING, "status")
+    eq(created.invitation.expiresAt, START + days(7), "expires_at")
+
+    val preview = env.db.getInvitationByToken(created.token)
+    eq(preview.organizationName, "My Company", "preview org")
+    eq(preview.inviterName, "Alice Smith", "inviter")
+
+    env.clock.advanceSeconds(3600)
+    val bob = env.user("Bob")
+    val membership = env.db.acceptInvitation(created.token, bob.id)
+    ensure(membership.id.startsWith("mem_")) { "membership id" }
+    eq(membership.role, Role.MEMBER, "role")
+    eq(membership.joinedAt, START + Duration.ofHours(1), "joined_at")
+    eq(env.db.getInvitation(owner, org.id, created.inviteId).status, InvitationStatus.ACCEPTED, "accepted")
+
+    val promoted = env.db.updateMemberRole(owner, org.id, bob.id, "admin")
+    eq(promoted.role, Role.ADMIN, "promoted")
+    env.db.touchUser(bob.id)
+    eq(env.db.getMember(owner, org.id, bob.id).lastActive, env.db.now(), "last_active")
+
+    val removed = env.db.removeMember(owner, org.id, bob.id)
+    eq(removed, RemovedMember(removed = true, userId = bob.id, membershipId = membership.id), "removed")
+    val err = expect<OrgDbException.NotFound> { env.db.getMember(owner, org.id, bob.id) }
+    eq(err.code, "not_found", "code")
+    eq(err.errorMessage, "Member not found", "message")
+}
+
+fun listMembersPagingAndRoleFilter(env: Env) {
+    val (alice, org) = env.company()
+    val owner = actor(alice)
+    val roles = linkedMapOf("Bob" to "ADMIN", "Carol" to "viewer", "Dave" to "Member", "Erin" to "member")
+    val users = mutableMapOf<String, User>()
+    for ((name, role) in roles) {
+        env.clock.advanceSeconds(60)
+        users[name] = env.user(name)
+        env.db.addMember(owner, org.id, users.getValue(name).id, role)
+    }
+    val all = env.db.listMembers(owner, org.id, MemberQuery())
+    eq(all.pagination, Pagination(page = 1u, perPage = 20u, total = 5uL, totalPages = 1uL), "pagination")
+    eq(all.data.map { it.name }, listOf("Alice Smith", "Bob", "Carol", "Dave", "Erin"), "order")
+    eq(all.data.map { it.role }, listOf(Role.OWNER, Role.ADMIN, Role.VIEWER, Role.MEMBER, Role.MEMBER), "roles")
+    eq(all.nextCursor, null, "last page cursor")
+
+    val page2 = env.db.listMembers(owner, org.id, MemberQuery(page = 2u, perPage = 2u))
+    eq(page2.pagination, Pagination(page = 2u, perPage = 2u, total = 5uL, totalPages = 3uL), "page 2")
+    eq(page2.data.map { it.name }, listOf("Carol", "Dave"), "page 2 rows")
+
+    val seen = mutableListOf<String>()
+    var cursor: String? = null
+    do {
+        val page = env.db.listMembers(owner, org.id, MemberQuery(perPage = 2u, cursor = cursor))
+        seen += page.data.map { it.id }
+        cursor = page.nextCursor
+    } while (cursor != null)
+    eq(seen, all.data.map { it.id }, "keyset walk")
+
+    val members = env.db.listMembers(owner, org.id, MemberQuery(role = "MEMBER"))
+    eq(members.data.map { it.name }, listOf("Dave", "Erin"), "role filter")
+    eq(members.pagination.total, 2uL, "filtered total")
+}
+
+fun seedErrors(env: Env) {
+    val (alice, org) = env.company()
+    val owner = actor(alice)
+    val viewer = env.user("Victor")
+    env.db.addMember(owner, org.id, viewer.id, "viewer")
+
+    val forbidden = expect<OrgDbException.Forbidden> {
+        env.db.updateOrganization(actor(viewer), org.id, OrganizationPatch(name = "Mine now"))
+    }
+    eq(forbidden.parts(), Triple("forbidden", "You don't have permission to perform this action", emptyMap()), "forbidden")
+    eq(forbidden.httpStatus(), 403.toUShort(), "403")
+
+    val notFound = expect<OrgDbException.NotFound> { env.db.getMember(owner, org.id, "user_nobody") }
+    eq(notFound.parts(), Triple("not_found", "Member not found", emptyMap()), "not found")
+
+    val invalid = expect<OrgDbException.Validation> { env.db.updateMemberRole(owner, org.id, viewer.id, "superuser") }
+    eq(invalid.code, "validation_error", "code")
+    eq(invalid.errorMessage, "Invalid role specified", "message")
+    eq(invalid.details, mapOf("role" to "Must be one of: viewer, member, admin, owner"), "details")
+    eq(invalid.httpStatus(), 422.toUShort(), "422")
+    // Caught as the common base type too.
+    try {
+        env.db.getUser("user_missing")
+        throw Failure("no error")
+    } catch (e: OrgDbException) {
+        eq(e.parts().first, "not_found", "base catch")
+    }
+    eq(env.db.getMember(owner, org.id, viewer.id).role, Role.VIEWER, "unchanged")
+}
+
+fun teamMembersQuota(env: Env) {
+    val (alice, org) = env.company()
+    val owner = actor(alice)
+    for (name in listOf("Bob", "Carol")) env.db.addMember(owner, org.id, env.user(name).id, "member")
+    for (email in listOf("dave@example.com", "erin@example.com")) {
+        env.db.createInvitation(owner, org.id, NewInvitation(email = email))
+    }
+    eq(env.db.getOrganization(owner, org.id).usage.teamMembers, 5uL, "seats used")
+    val err = expect<OrgDbException.QuotaExceeded> {
+        env.db.createInvitation(owner, org.id, NewInvitation(email = "frank@example.com"))
+    }
+    eq(err.code, "quota_exceeded", "code")
+    eq(err.details, mapOf("quota" to "team_members", "limit" to "5", "used" to "5", "requested" to "1"), "details")
+}
+
+fun usageReport(env: Env) {
+    val (alice, org) = env.company()
+    val owner = actor(alice)
+    val weather = env.db.registerResource(owner, org.id, ResourceKind.MCP, "Weather API")
+    val calculator = env.db.registerResource(owner, org.id, ResourceKind.MCP, "Calculator")
+    env.clock.set(Instant.parse("2024-01-20T12:00:00Z"))
+    val day15 = Instant.parse("2024-01-15T09:00:00Z")
+    val day16 = Instant.parse("2024-01-16T09:00:00Z")
+    val receipt = env.db.recordUsage(org.id, UsageEvent(count = 450uL, resourceId = weather.id, at = day15))
+    eq(receipt, UsageReceipt(duplicate = false, used = 450uL, limit = 50_000uL, remaining = 49_550uL), "receipt")
+    env.db.recordUsageBatch(
+        org.id,
+        listOf(
+            UsageEvent(count = 7_550uL, resourceId = weather.id, at = day16),
+            UsageEvent(count = 4_500uL, resourceId = calculator.id, at = day16),
+        ),
+    )
+    val report = env.db.usageReport(owner, org.id, UsageQuery())
+    eq(report.period, Period.MONTH, "period")
+    eq(report.startDate, Instant.parse("2024-01-01T00:00:00Z"), "start_date")
+    eq(report.endDate, Instant.parse("2024-01-31T23:59:59Z"), "end_date")
+    eq(report.requests, RequestTotals(total = 12_500uL, limit = 50_000uL, percentage = 25uL), "requests")
+    eq(report.byMcp.map { it.name to it.requests }, listOf("Weather API" to 8_000uL, "Calculator" to 4_500uL), "by_mcp")
+    eq(report.byDay.size, 31, "days")
+    val byDay = report.byDay.associate { it.date to it.requests }
+    eq(byDay["2024-01-15"], 450uL, "2024-01-15")
+    eq(byDay["2024-01-16"], 12_050uL, "2024-01-16")
+
+    val bad = expect<OrgDbException.Validation> {
+        env.db.usageReport(owner, org.id, UsageQuery(startDate = "2024-13-01"))
+    }
+    ensure("start_date" in bad.details) { "details ${bad.details}" }
+}
+
+fun monthlyQuotaAndIdempotency(env: Env) {
+    val (alice, org) = env.company()
+    env.db.setLimitOverrides(Actor.System, org.id, LimitOverrides(monthlyRequests = Limit.Count(100uL)))
+    eq(env.db.recordUsage(org.id, UsageEvent(count = 60uL, idempotencyKey = "req-1")).remaining, 40uL, "remaining")
+    eq(env.db.recordUsage(org.id, UsageEvent(count = 60uL, idempotencyKey = "req-1")).duplicate, true, "duplicate")
+    val err = expect<OrgDbException.QuotaExceeded> { env.db.recordUsage(org.id, UsageEvent(count = 50uL)) }
+    eq(err.details, mapOf("quota" to "monthly_requests", "limit" to "100", "used" to "60", "requested" to "50"), "details")
+    eq(err.httpStatus(), 429.toUShort(), "429")
+    eq(env.db.checkQuota(org.id, 40uL).remaining, 0uL, "check_quota")
+    val zero = expect<OrgDbException.Validation> { env.db.recordUsage(org.id, UsageEvent(count = 0uL)) }
+    ensure("count" in zero.details) { "details ${zero.details}" }
+    eq(env.db.getOrganization(actor(alice), org.id).usage.monthlyRequests, 60uL, "nothing recorded")
+}
+
+fun updateOrganizationPatch(env: Env) {
+    val (alice, org) = env.company()
+    env.clock.advanceSeconds(5 * 24 * 3600)
+    val updated = env.db.updateOrganization(
+        actor(alice),
+        org.id,
+        OrganizationPatch(name = "New Company Name", description = FieldUpdate.Set("Updated description")),
+    )
+    eq(updated.name, "New Company Name", "name")
+    eq(updated.description, "Updated description", "description")
+    eq(updated.slug, "my-company", "slug kept")
+    eq(updated.updatedAt, START + days(5), "updated_at")
+    val cleared = env.db.updateOrganization(actor(alice), org.id, OrganizationPatch(description = FieldUpdate.Clear))
+    eq(cleared.description, null, "cleared")
+}
+
+// ---- seed 001 -----------------------------------------------------------------------------
+
+fun organizationsWithAddressAndMemberships(env: Env) {
+    val owner = env.user("Olivia Owner")
+    val created = env.db.createOrganization(
+        owner.id,
+        NewOrganization(
+            name = "My Organization",
+            addressLine1 = "123 Main St",
+            city = "San Francisco",
+            state = "CA",
+            zipcode = "94105",
+            country = "USA",
+        ),
+    )
+    val org = created.organization
+    eq(listOf(org.addressLine1, org.city, org.state, org.zipcode, org.country), listOf("123 Main St", "San Francisco", "CA", "94105", "USA"), "address")
+    eq(created.membership.role, Role.OWNER, "owner")
+    val listed = env.db.listOrganizationsForUser(owner.id)
+    eq(listed.map { it.organization.id to it.membership.role }, listOf(org.id to Role.OWNER), "listed")
+
+    val ownerActor = actor(owner)
+    env.db.setPlan(ownerActor, org.id, "team")
+    val project = env.db.createProject(ownerActor, org.id, NewProject(name = "Website"))
+    val invited = env.db.createInvitation(
+        ownerActor,
+        org.id,
+        NewInvitation(email = "pat@example.com", role = "MEMBER", projectId = project.id, projectRole = "ADMIN"),
+    )
+    eq(invited.invitation.projectRole, Role.ADMIN, "project role")
+    val page = env.db.listInvitations(ownerActor, org.id, InvitationQuery(status = "PENDING"))
+    eq(page.data.map { it.id }, listOf(invited.inviteId), "pending list")
+
+    val pat = env.user("Pat")
+    val membership = env.db.acceptInvitation(invited.token, pat.id)
+    eq(env.db.listProjectMembers(ownerActor, org.id, project.id).map { it.id to it.role }, listOf(pat.id to Role.ADMIN), "project members")
+    val updated = env.db.updateMemberRole(ownerActor, org.id, membership.id, "ADMIN")
+    eq(updated.role, Role.ADMIN, "by membership id")
+    env.db.removeMember(ownerActor, org.id, membership.id)
+    expect<OrgDbException.NotFound> { env.db.removeMember(ownerActor, org.id, membership.id) }
+
+    val again = env.db.createInvitation(ownerActor, org.id, NewInvitation(email = "sam@example.com"))
+    val dup = expect<OrgDbException.Conflict> {
+        env.db.createInvitation(ownerActor, org.id, NewInvitation(email = "SAM@example.com"))
+    }
+    eq(dup.details["invitation_id"], again.inviteId, "duplicate names the invitation")
+    eq(env.db.revokeInvitation(ownerActor, org.id, again.inviteId).status, InvitationStatus.REVOKED, "revoked")
+
+    val patched = env.db.updateOrganization(
+        ownerActor,
+        org.id,
+        OrganizationPatch(addressLine1 = FieldUpdate.Clear, city = FieldUpdate.Set("Oakland")),
+    )
+    eq(patched.addressLine1, null, "cleared line 1")
+    eq(patched.city, "Oakland", "city")
+
+    env.db.deleteOrganization(ownerActor, org.id)
+    expect<OrgDbException.NotFound> { env.db.getOrganization(ownerActor, org.id) }
+    val log = env.db.auditLog(Actor.System, org.id, 0uL, 1000u)
+    eq(log.last().action, "organization.deleted", "last audit event")
+    eq(log.map { it.seq }, log.map { it.seq }.sorted(), "audit order")
+}
+
+// ---- the clock and files ------------------------------------------------------------------
+
+fun invitationExpiry(env: Env) {
+    val owner = env.user("Owner")
+    val org = env.db.createOrganization(owner.id, NewOrganization(name = "Expiring")).organization
+    val created = env.db.createInvitation(actor(owner), org.id, NewInvitation(email = "late@example.com", expiresInSecs = 3600uL))
+    eq(created.invitation.expiresAt, START + Duration.ofHours(1), "expires_at")
+    val late = env.user("Late")
+    env.clock.advanceSeconds(3599)
+    eq(env.db.getInvitationByToken(created.token).status, InvitationStatus.PENDING, "still pending")
+    env.clock.advanceSeconds(1)
+    eq(env.clock.now(), START + Duration.ofHours(1), "clock")
+    eq(env.db.getInvitationByToken(created.token).status, InvitationStatus.EXPIRED, "expired")
+    val err = expect<OrgDbException.InvitationExpired> { env.db.acceptInvitation(created.token, late.id) }
+    eq(err.parts().first, "invitation_expired", "code")
+    eq(err.details, mapOf("invitation_id" to created.inviteId), "details")
+    eq(err.httpStatus(), 410.toUShort(), "410")
+    val resent = env.db.resendInvitation(actor(owner), org.id, created.inviteId)
+    expect<OrgDbException.NotFound> { env.db.acceptInvitation(created.token, late.id) }
+    eq(env.db.acceptInvitation(resent.token, late.id).userId, late.id, "accepted after resend")
+}
+
+fun reopenFromFile(env: Env) {
+    val dir = createTempDirectory("orgdb-kotlin")
+    val path = dir.resolve("orgs.redb").toString()
+    val clock = env.clock
+    val (owner, org) = OrgDb.openWith(path, Options(clock = clock)).use { db ->
+        val owner = db.createUser(NewUser(email = "o@example.com", name = "Owner"))
+        val org = db.createOrganization(owner.id, NewOrganization(name = "Durable", plan = "pro")).organization
+        val member = db.createUser(NewUser(email = "m@example.com", name = "Member"))
+        db.addMember(actor(owner), org.id, member.id, "viewer")
+        db.recordUsage(org.id, UsageEvent(count = 1234uL, idempotencyKey = "once"))
+        val busy = expect<OrgDbException.Storage> { OrgDb.open(path) }
+        eq(busy.code, "storage_error", "in use")
+        owner to org
+    }
+    OrgDb.openWith(path, Options(clock = clock)).use { db ->
+        val details = db.getOrganization(actor(owner), org.id)
+        eq(details.organization, org, "organization survives")
+        eq(details.usage.teamMembers, 2uL, "members survive")
+        eq(details.usage.monthlyRequests, 1234uL, "usage survives")
+        eq(db.recordUsage(org.id, UsageEvent(count = 5uL, idempotencyKey = "once")).duplicate, true, "key survives")
+        val report = db.check()
+        ensure(report.ok) { "check: ${report.problems}" }
+    }
+    dir.toFile().deleteRecursively()
+}
+
+// ---- the runner ---------------------------------------------------------------------------
+
+fun main() {
+    val tests: List<Pair<String, (Env) -> Unit>> = listOf(
+        "seed 000: create and get organization" to ::createAndGetOrganization,
+        "seed 000: invite, accept, change role, remove" to ::inviteAcceptChangeRoleRemove,
+        "seed 000: list members, pages, cursor, role filter" to ::listMembersPagingAndRoleFilter,
+        "seed 000: forbidden, not_found, validation_error" to ::seedErrors,
+        "seed 000: team_members quota" to ::teamMembersQuota,
+        "seed 000: usage report" to ::usageReport,
+        "seed 000: update organization (PATCH)" to ::updateOrganizationPatch,
+        "usage: monthly quota and idempotency" to ::monthlyQuotaAndIdempotency,
+        "seed 001: address, memberships, project invitations, delete" to ::organizationsWithAddressAndMemberships,
+        "manual clock: invitation expiry and resend" to ::invitationExpiry,
+        "file: reopen a database" to ::reopenFromFile,
+    )
+    var passed = 0
+    var failed = 0
+    for ((name, test) in tests) {
+        var env: Env? = null
+        try {
+            env = Env()
+            test(env)
+            passed++
+            println("PASS  $name")
+        } catch (e: Throwable) {
+            failed++
+            println("FAIL  $name: $e")
+            e.printStackTrace(System.out)
+        } finally {
+            env?.close()
+        }
+    }
+    println("$passed passed, $failed failed")
+    exitProcess(if (failed == 0 && passed > 0) 0 else 1)
+}

@@ -1,0 +1,170 @@
+"""Usage: monthly quota, idempotency, batches, buffered admission, month rollover and the
+errors of bad events."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+import orgdb
+from conftest import START
+from helpers import as_user, raises
+
+
+@pytest.fixture
+def org(db, make_user):
+    """An organization whose monthly_requests limit is overridden to 100."""
+    owner = make_user("Owner")
+    org = db.create_organization(owner.id, orgdb.NewOrganization(name="Metered")).organization
+    details = db.set_limit_overrides(
+        orgdb.Actor.SYSTEM(),
+        org.id,
+        orgdb.LimitOverrides(monthly_requests=orgdb.Limit.COUNT(value=100)),
+    )
+    assert details.limits.monthly_requests == 100
+    return org
+
+
+def test_quota_exceeded_records_nothing(db, org):
+    assert db.record_usage(org.id, orgdb.UsageEvent(count=60)).remaining == 40
+    err = raises(orgdb.OrgDbError.QuotaExceeded, db.record_usage, org.id, orgdb.UsageEvent(count=50))
+    assert err.code == "quota_exceeded"
+    assert err.details == {
+        "quota": "monthly_requests",
+        "limit": "100",
+        "used": "60",
+        "requested": "50",
+    }
+    assert err.http_status() == 429
+    assert "monthly_requests" in err.message
+
+    # Nothing was recorded; exactly the rest still fits.
+    assert db.check_quota(org.id, 40) == orgdb.UsageReceipt(
+        duplicate=False, used=100, limit=100, remaining=0
+    )
+    raises(orgdb.OrgDbError.QuotaExceeded, db.check_quota, org.id, 41)
+    assert db.record_usage(org.id, orgdb.UsageEvent(count=40)).remaining == 0
+    raises(orgdb.OrgDbError.QuotaExceeded, db.record_usage, org.id, orgdb.UsageEvent(count=1))
+
+
+def test_idempotency_key_counts_once(db, org):
+    event = orgdb.UsageEvent(count=10, idempotency_key="req-1")
+    first = db.record_usage(org.id, event)
+    again = db.record_usage(org.id, orgdb.UsageEvent(count=99, idempotency_key="req-1"))
+    assert (first.duplicate, first.used) == (False, 10)
+    assert (again.duplicate, again.used) == (True, 10)
+
+
+def test_batch_is_all_or_nothing(db, org):
+    receipts = db.record_usage_batch(
+        org.id, [orgdb.UsageEvent(count=30), orgdb.UsageEvent(count=20, idempotency_key="k")]
+    )
+    assert [r.used for r in receipts][-1] == 50
+    raises(
+        orgdb.OrgDbError.QuotaExceeded,
+        db.record_usage_batch,
+        org.id,
+        [orgdb.UsageEvent(count=30), orgdb.UsageEvent(count=30)],
+    )
+    assert db.check_quota(org.id, 1).used == 51
+
+
+def test_buffered_usage_shares_the_quota(db, org):
+    assert db.record_usage_buffered(org.id, orgdb.UsageEvent(count=70)).used == 70
+    raises(
+        orgdb.OrgDbError.QuotaExceeded,
+        db.record_usage_buffered,
+        org.id,
+        orgdb.UsageEvent(count=31),
+    )
+    db.flush()
+    assert db.record_usage(org.id, orgdb.UsageEvent(count=30)).remaining == 0
+
+
+def test_month_rollover_with_the_manual_clock(db, clock, org):
+    db.record_usage(org.id, orgdb.UsageEvent(count=100))
+    raises(orgdb.OrgDbError.QuotaExceeded, db.record_usage, org.id, orgdb.UsageEvent(count=1))
+    clock.set(datetime(2024, 2, 1, tzinfo=timezone.utc))
+    assert db.record_usage(org.id, orgdb.UsageEvent(count=1)).used == 1
+    # A late event counts in its own month, against that month's limit.
+    late = datetime(2024, 1, 31, 23, tzinfo=timezone.utc)
+    raises(
+        orgdb.OrgDbError.QuotaExceeded,
+        db.record_usage,
+        org.id,
+        orgdb.UsageEvent(count=1, at=late),
+    )
+
+
+@pytest.mark.parametrize(
+    "event, field",
+    [
+        (orgdb.UsageEvent(count=0), "count"),
+        (orgdb.UsageEvent(count=2**53 + 1), "count"),
+        (orgdb.UsageEvent(count=1, at=START + timedelta(minutes=6)), "at"),
+        (orgdb.UsageEvent(count=1, at=START - timedelta(days=36)), "at"),
+        (orgdb.UsageEvent(count=1, idempotency_key=""), "idempotency_key"),
+    ],
+)
+def test_bad_events_name_the_field(db, org, event, field):
+    err = raises(orgdb.OrgDbError.Validation, db.record_usage, org.id, event)
+    assert err.code == "validation_error"
+    assert field in err.details, err.details
+
+
+def test_usage_of_unknown_things(db, org, make_user):
+    raises(orgdb.OrgDbError.NotFound, db.record_usage, "org_missing", orgdb.UsageEvent(count=1))
+    raises(
+        orgdb.OrgDbError.NotFound,
+        db.record_usage,
+        org.id,
+        orgdb.UsageEvent(count=1, resource_id="res_missing"),
+    )
+
+
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        (orgdb.UsageQuery(start_date="2024-13-01"), "start_date"),
+        (orgdb.UsageQuery(start_date="2024-01-01", end_date="01/31/2024"), "end_date"),
+        (orgdb.UsageQuery(start_date="2024-02-01", end_date="2024-01-01"), "end_date"),
+        (orgdb.UsageQuery(start_date="2023-01-01", end_date="2024-12-31"), "end_date"),
+    ],
+)
+def test_bad_report_ranges(db, org, query, field):
+    err = raises(orgdb.OrgDbError.Validation, db.usage_report, orgdb.Actor.SYSTEM(), org.id, query)
+    assert field in err.details
+
+
+def test_report_needs_membership_and_prune(db, clock, org, make_user):
+    stranger = make_user("Stranger")
+    raises(
+        orgdb.OrgDbError.Forbidden,
+        db.usage_report,
+        as_user(stranger),
+        org.id,
+        orgdb.UsageQuery(),
+    )
+    db.record_usage(org.id, orgdb.UsageEvent(count=5))
+    clock.set(datetime(2024, 6, 1, tzinfo=timezone.utc))
+    pruned = db.prune_usage("2024-05-01")
+    assert pruned.day_rows == 1
+    raises(orgdb.OrgDbError.Validation, db.prune_usage, "May 1st")
+
+
+def test_concurrent_callers_never_pass_the_limit(db, org):
+    """Threads share one handle; the quota check and the write are one step."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def record(_):
+        try:
+            db.record_usage(org.id, orgdb.UsageEvent(count=1))
+            return "ok"
+        except orgdb.OrgDbError.QuotaExceeded as err:
+            assert err.code == "quota_exceeded"
+            return "refused"
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(record, range(160)))
+    assert outcomes.count("ok") == 100
+    assert outcomes.count("refused") == 60
+    raises(orgdb.OrgDbError.QuotaExceeded, db.check_quota, org.id, 1)

@@ -1,0 +1,824 @@
+//! The exported database object: one method per [`crate::Db`] method, each converting its
+//! arguments, calling the Rust API and converting the answer.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::clock::Options;
+use super::convert::{date, system_time};
+use super::error::OrgDbError;
+use super::inputs::{
+    Actor, InvitationQuery, LimitOverrides, MemberQuery, NewInvitation, NewOrganization,
+    NewProject, NewUser, OrganizationPatch, ProjectPatch, UsageEvent, UsageQuery, UserPatch,
+};
+use super::records::{
+    AuditEvent, CheckReport, CreatedInvitation, ImportReport, Invitation, InvitationPage,
+    InvitationPreview, Member, MemberPage, Membership, Organization, OrganizationDetails,
+    OrganizationSettings, OrganizationWithMembership, PendingInvitation, Project, ProjectMember,
+    PruneReport, RemovedMember, Resource, ResourceKind, SlugCheck, TableStats, UsageReceipt,
+    UsageReport, User,
+};
+use crate::{Db, Error, MemberRef};
+
+type Result<T> = std::result::Result<T, OrgDbError>;
+
+fn list<T, U: From<T>>(items: Vec<T>) -> Vec<U> {
+    items.into_iter().map(U::from).collect()
+}
+
+/// A handle to one orgdb database (a file, or memory). Share it freely between threads;
+/// every method is one transaction.
+#[derive(Debug, uniffi::Object)]
+pub struct OrgDb {
+    db: Db,
+}
+
+impl OrgDb {
+    fn wrap(db: std::result::Result<Db, Error>) -> Result<Arc<OrgDb>> {
+        Ok(Arc::new(OrgDb { db: db? }))
+    }
+}
+
+#[uniffi::export]
+impl OrgDb {
+    /// Opens (creating if missing) the database file at `path` with default options.
+    ///
+    /// # Errors
+    /// `storage_error` (cannot open, or in use), `incompatible_version`, `corrupted`.
+    #[uniffi::constructor]
+    pub fn open(path: String) -> Result<Arc<OrgDb>> {
+        OrgDb::wrap(Db::open(path))
+    }
+
+    /// Opens (creating if missing) the database file at `path` with `options`.
+    ///
+    /// # Errors
+    /// As `open`, and `validation_error` for invalid options.
+    #[uniffi::constructor]
+    pub fn open_with(path: String, options: Options) -> Result<Arc<OrgDb>> {
+        OrgDb::wrap(Db::open_with(path, options.try_into()?))
+    }
+
+    /// A throw-away database in memory.
+    ///
+    /// # Errors
+    /// Only if memory cannot be had.
+    #[uniffi::constructor]
+    pub fn in_memory() -> Result<Arc<OrgDb>> {
+        OrgDb::wrap(Db::in_memory())
+    }
+
+    /// A throw-away database in memory with `options`.
+    ///
+    /// # Errors
+    /// `validation_error` for invalid options.
+    #[uniffi::constructor]
+    pub fn in_memory_with(options: Options) -> Result<Arc<OrgDb>> {
+        OrgDb::wrap(Db::in_memory_with(options.try_into()?))
+    }
+
+    /// The current time by this database's clock.
+    pub fn now(&self) -> SystemTime {
+        system_time(self.db.now())
+    }
+
+    // Users.
+
+    /// Creates a user; the email is normalized and must be unique.
+    ///
+    /// # Errors
+    /// `validation_error` (`email`, `name`), `conflict`.
+    pub fn create_user(&self, new: NewUser) -> Result<User> {
+        Ok(self.db.create_user(&new.into())?.into())
+    }
+
+    /// A user by id.
+    ///
+    /// # Errors
+    /// `not_found`.
+    pub fn get_user(&self, id: String) -> Result<User> {
+        Ok(self.db.get_user(&id)?.into())
+    }
+
+    /// A user by email (normalized first).
+    ///
+    /// # Errors
+    /// `not_found`.
+    pub fn find_user_by_email(&self, email: String) -> Result<User> {
+        Ok(self.db.find_user_by_email(&email)?.into())
+    }
+
+    /// Changes a user's email or name.
+    ///
+    /// # Errors
+    /// `not_found`, `validation_error`, `conflict`.
+    pub fn update_user(&self, id: String, patch: UserPatch) -> Result<User> {
+        Ok(self.db.update_user(&id, &patch.into())?.into())
+    }
+
+    /// Sets the user's `last_active` to now.
+    ///
+    /// # Errors
+    /// `not_found`.
+    pub fn touch_user(&self, id: String) -> Result<User> {
+        Ok(self.db.touch_user(&id)?.into())
+    }
+
+    /// Deletes a user with their memberships.
+    ///
+    /// # Errors
+    /// `not_found`; `conflict` while they are the only owner of an organization.
+    pub fn delete_user(&self, id: String) -> Result<()> {
+        Ok(self.db.delete_user(&id)?)
+    }
+
+    // Organizations.
+
+    /// Creates an organization; `owner` (a user id) becomes its first owner.
+    ///
+    /// # Errors
+    /// `validation_error`, `not_found` (owner), `conflict` (slug or external id taken).
+    pub fn create_organization(
+        &self,
+        owner: String,
+        new: NewOrganization,
+    ) -> Result<OrganizationWithMembership> {
+        Ok(self.db.create_organization(&owner, &new.into())?.into())
+    }
+
+    /// The organization with its limits and live usage.
+    ///
+    /// # Errors
+    /// `not_found`, `forbidden`.
+    pub fn get_organization(&self, actor: Actor, org: String) -> Result<OrganizationDetails> {
+        Ok(self.db.get_organization(&actor.into(), &org)?.into())
+    }
+
+    /// As `get_organization`, by slug.
+    ///
+    /// # Errors
+    /// `not_found`, `forbidden`.
+    pub fn get_organization_by_slug(
+        &self,
+        actor: Actor,
+        slug: String,
+    ) -> Result<OrganizationDetails> {
+        Ok(self
+            .db
+            .get_organization_by_slug(&actor.into(), &slug)?
+            .into())
+    }
+
+    /// As `get_organization`, by the host's external id.
+    ///
+    /// # Errors
+    /// `not_found`, `forbidden`.
+    pub fn get_organization_by_external_id(
+        &self,
+        actor: Actor,
+        external_id: String,
+    ) -> Result<OrganizationDetails> {
+        Ok(self
+            .db
+            .get_organization_by_external_id(&actor.into(), &external_id)?
+            .into())
+    }
+
+    /// Every organization the user belongs to, with the user's membership, oldest first.
+    ///
+    /// # Errors
+    /// `not_found` for an unknown user.
+    pub fn list_organizations_for_user(
+        &self,
+        user: String,
+    ) -> Result<Vec<OrganizationWithMembership>> {
+        Ok(list(self.db.list_organizations_for_user(&user)?))
+    }
+
+    /// PATCH of an organization.
+    ///
+    /// # Errors
+    /// `forbidden`, `validation_error`, `conflict`, `not_found`.
+    pub fn update_organization(
+        &self,
+        actor: Actor,
+        org: String,
+        patch: OrganizationPatch,
+    ) -> Result<Organization> {
+        Ok(self
+            .db
+            .update_organization(&actor.into(), &org, &patch.into())?
+            .into())
+    }
+
+    /// Replaces the organization's settings.
+    ///
+    /// # Errors
+    /// As `update_organization`.
+    pub fn update_settings(
+        &self,
+        actor: Actor,
+        org: String,
+        settings: OrganizationSettings,
+    ) -> Result<Organization> {
+        Ok(self
+            .db
+            .update_settings(&actor.into(), &org, &settings.into())?
+            .into())
+    }
+
+    /// Changes the plan (owners only).
+    ///
+    /// # Errors
+    /// `forbidden`, `validation_error` (`plan`), `not_found`.
+    pub fn set_plan(&self, actor: Actor, org: String, plan: String) -> Result<Organization> {
+        Ok(self.db.set_plan(&actor.into(), &org, &plan)?.into())
+    }
+
+    /// Sets per-organization limit overrides (`Actor.System` only).
+    ///
+    /// # Errors
+    /// `forbidden`, `not_found`.
+    pub fn set_limit_overrides(
+        &self,
+        actor: Actor,
+        org: String,
+        overrides: LimitOverrides,
+    ) -> Result<OrganizationDetails> {
+        Ok(self
+            .db
+            .set_limit_overrides(&actor.into(), &org, &overrides.into())?
+            .into())
+    }
+
+    /// Deletes the organization and everything in it, in one transaction.
+    ///
+    /// # Errors
+    /// `forbidden`, `not_found`.
+    pub fn delete_organization(&self, actor: Actor, org: String) -> Result<()> {
+        Ok(self.db.delete_organization(&actor.into(), &org)?)
+    }
+
+    /// Whether an organization could take `slug` now, and why not.
+    ///
+    /// # Errors
+    /// Only storage errors.
+    pub fn check_slug(&self, slug: String) -> Result<SlugCheck> {
+        Ok(self.db.check_slug(&slug)?.into())
+    }
+
+    // Members.
+
+    /// One page of members, by `joined_at` then id, optionally filtered by role.
+    ///
+    /// # Errors
+    /// `forbidden`, `not_found`, `validation_error` (`page`, `per_page`, `role`, `cursor`).
+    pub fn list_members(
+        &self,
+        actor: Actor,
+        org: String,
+        query: MemberQuery,
+    ) -> Result<MemberPage> {
+        Ok(self
+            .db
+            .list_members(&actor.into(), &org, &query.into())?
+            .into())
+    }
+
+    /// One member, by user id or membership id (`mem_…`).
+    ///
+    /// # Errors
+    /// `forbidden`, `not_found`.
+    pub fn get_member(&self, actor: Actor, org: String, who: String) -> Result<Member> {
+        Ok(self
+            .db
+            .get_member(&actor.into(), &org, &MemberRef::parse(&who))?
+            .into())
+    }
+
+    /// Adds a user directly (seat-checked).
+    ///
+    /// # Errors
+    /// `forbidden`, `validation_error` (`role`), `not_found`, `conflict`, `quota_exceeded`.
+    pub fn add_member(
+        &self,
+        actor: Actor,
+        org: String,
+        user: String,
+        role: String,
+    ) -> Result<Member> {
+        Ok(self
+            .db
+            .add_member(&actor.into(), &org, &user, &role)?
+            .into())
+    }
+
+    /// Changes a member's role; `who` is a user id or a membership id.
+    ///
+    /// # Errors
+    /// `forbidden`, `validation_error` (`role`), `not_found`, `conflict` (last owner).
+    pub fn update_member_role(
+        &self,
+        actor: Actor,
+        org: String,
+        who: String,
+        role: String,
+    ) -> Result<Member> {
+        Ok(self
+            .db
+            .update_member_role(&actor.into(), &org, &MemberRef::parse(&who), &role)?
+            .into())
+    }
+
+    /// Removes a member (user id or membership id) and their project memberships.
+    ///
+    /// # Errors
+    /// `forbidden`, `not_found`, `conflict` (last owner).
+    pub fn remove_member(&self, actor: Actor, org: String, who: String) -> Result<RemovedMember> {
+        Ok(self
+            .db
+            .remove_member(&actor.into(), &org, &MemberRef::parse(&who))?
+            .into())
+    }
+
+    /// The user leaves the organization.
+    ///
+    /// # Errors
+    /// `not_found`, `conflict` (last owner).
+    pub fn leave_organization(&self, user: String, org: String) -> Result<RemovedMember> {
+        Ok(self.db.leave_organization(&user, &org)?.into())
+    }
+
+    /// Makes `to` an owner; the calling owner becomes admin.
+    ///
+    /// # Errors
+    /// `forbidden`, `not_found`, `validation_error`, `conflict`.
+    pub fn transfer_ownership(&self, actor: Actor, org: String, to: String) -> Result<Member> {
+        Ok(self.db.transfer_ownership(&actor.into(), &org, &to)?.into())
+    }
+
+    // Invitations.
+
+    /// Invites an email; the token is in the result only.
+    ///
+    /// # Errors
+    /// `forbidden`, `validation_error`, `not_found`, `conflict`, `quota_exceeded`.
+    pub fn create_invitation(
+        &self,
+        actor: Actor,
+        org: String,
+        new: NewInvitation,
+    ) -> Result<CreatedInvitation> {
+        Ok(self
+            .db
+            .create_invitation(&actor.into(), &org, &new.into())?
+            .into())
+    }
+
+    /// Many invitations in one transaction: all or nothing.
+    ///
+    /// # Errors
+    /// As `create_invitation`, with `details["email"]`.
+    pub fn create_invitations(
+        &self,
+        actor: Actor,
+        org: String,
+        batch: Vec<NewInvitation>,
+    ) -> Result<Vec<CreatedInvitation>> {
+        let batch: Vec<crate::NewInvitation> = list(batch);
+        Ok(list(self.db.create_invitations(
+            &actor.into(),
+            &org,
+            &batch,
+        )?))
+    }
+
+    /// Invitations of an organization, oldest first, optionally filtered by status.
+    ///
+    /// # Errors
+    /// `forbidden`, `validation_error`.
+    pub fn list_invitations(
+        &self,
+        actor: Actor,
+        org: String,
+        query: InvitationQuery,
+    ) -> Result<InvitationPage> {
+        Ok(self
+            .db
+            .list_invitations(&actor.into(), &org, &query.into())?
+            .into())
+    }
+
+    /// One invitation (the admin view).
+    ///
+    /// # Errors
+    /// `forbidden`, `not_found`.
+    pub fn get_invitation(&self, actor: Actor, org: String, id: String) -> Result<Invitation> {
+        Ok(self.db.get_invitation(&actor.into(), &org, &id)?.into())
+    }
+
+    /// What an accept page shows for a token.
+    ///
+    /// # Errors
+    /// `not_found`.
+    pub fn get_invitation_by_token(&self, token: String) -> Result<InvitationPreview> {
+        Ok(self.db.get_invitation_by_token(&token)?.into())
+    }
+
+    /// Accepts an invitation for a user whose email matches it.
+    ///
+    /// # Errors
+    /// `not_found`, `forbidden`, `invitation_expired`, `conflict`, `quota_exceeded`.
+    pub fn accept_invitation(&self, token: String, user: String) -> Result<Membership> {
+        Ok(self.db.accept_invitation(&token, &user)?.into())
+    }
+
+    /// Declines a pending or expired invitation.
+    ///
+    /// # Errors
+    /// `not_found`, `conflict`.
+    pub fn decline_invitation(&self, token: String) -> Result<Invitation> {
+        Ok(self.db.decline_invitation(&token)?.into())
+    }
+
+    /// Revokes a pending or expired invitation.
+    ///
+    /// # Errors
+    /// `forbidden`, `not_found`, `conflict`.
+    pub fn revoke_invitation(&self, actor: Actor, org: String, id: String) -> Result<Invitation> {
+        Ok(self.db.revoke_invitation(&actor.into(), &org, &id)?.into())
+    }
+
+    /// New token and expiry for a pending or expired invitation (same id).
+    ///
+    /// # Errors
+    /// `forbidden`, `not_found`, `conflict`, `quota_exceeded`.
+    pub fn resend_invitation(
+        &self,
+        actor: Actor,
+        org: String,
+        id: String,
+    ) -> Result<CreatedInvitation> {
+        Ok(self.db.resend_invitation(&actor.into(), &org, &id)?.into())
+    }
+
+    /// Pending, unexpired invitations of an email across organizations.
+    ///
+    /// # Errors
+    /// Only storage errors.
+    pub fn list_invitations_for_email(&self, email: String) -> Result<Vec<PendingInvitation>> {
+        Ok(list(self.db.list_invitations_for_email(&email)?))
+    }
+
+    // Projects.
+
+    /// Creates a project.
+    ///
+    /// # Errors
+    /// `forbidden`, `validation_error`, `not_found`.
+    pub fn create_project(&self, actor: Actor, org: String, new: NewProject) -> Result<Project> {
+        Ok(self
+            .db
+            .create_project(&actor.into(), &org, &new.into())?
+            .into())
+    }
+
+    /// One project.
+    ///
+    /// # Errors
+    /// `forbidden`, `not_found`.
+    pub fn get_project(&self, actor: Actor, org: String, id: String) -> Result<Project> {
+        Ok(self.db.get_project(&actor.into(), &org, &id)?.into())
+    }
+
+    /// The organization's projects, oldest first.
+    ///
+    /// # Errors
+    /// `forbidden`, `not_found`.
+    pub fn list_projects(&self, actor: Actor, org: String) -> Result<Vec<Project>> {
+        Ok(list(self.db.list_projects(&actor.into(), &org)?))
+    }
+
+    /// PATCH of a project.
+    ///
+    /// # Errors
+    /// `forbidden`, `validation_error`, `not_found`.
+    pub fn update_project(
+        &self,
+        actor: Actor,
+        org: String,
+        id: String,
+        patch: ProjectPatch,
+    ) -> Result<Project> {
+        Ok(self
+            .db
+            .update_project(&actor.into(), &org, &id, &patch.into())?
+            .into())
+    }
+
+    /// Deletes a project and its memberships.
+    ///
+    /// # Errors
+    /// `forbidden`, `not_found`.
+    pub fn delete_project(&self, actor: Actor, org: String, id: String) -> Result<()> {
+        Ok(self.db.delete_project(&actor.into(), &org, &id)?)
+    }
+
+    /// Adds an organization member to a project.
+    ///
+    /// # Errors
+    /// `forbidden`, `validation_error`, `not_found`, `conflict`.
+    pub fn add_project_member(
+        &self,
+        actor: Actor,
+        org: String,
+        project: String,
+        user: String,
+        role: String,
+    ) -> Result<ProjectMember> {
+        Ok(self
+            .db
+            .add_project_member(&actor.into(), &org, &project, &user, &role)?
+            .into())
+    }
+
+    /// Changes a project member's role.
+    ///
+    /// # Errors
+    /// `forbidden`, `validation_error`, `not_found`.
+    pub fn update_project_member_role(
+        &self,
+        actor: Actor,
+        org: String,
+        project: String,
+        user: String,
+        role: String,
+    ) -> Result<ProjectMember> {
+        Ok(self
+            .db
+            .update_project_member_role(&actor.into(), &org, &project, &user, &role)?
+            .into())
+    }
+
+    /// Removes a user from a project (they stay in the organization).
+    ///
+    /// # Errors
+    /// `forbidden`, `not_found`.
+    pub fn remove_project_member(
+        &self,
+        actor: Actor,
+        org: String,
+        project: String,
+        user: String,
+    ) -> Result<()> {
+        Ok(self
+            .db
+            .remove_project_member(&actor.into(), &org, &project, &user)?)
+    }
+
+    /// Members of a project, by time added.
+    ///
+    /// # Errors
+    /// `forbidden`, `not_found`.
+    pub fn list_project_members(
+        &self,
+        actor: Actor,
+        org: String,
+        project: String,
+    ) -> Result<Vec<ProjectMember>> {
+        Ok(list(self.db.list_project_members(
+            &actor.into(),
+            &org,
+            &project,
+        )?))
+    }
+
+    // Resources.
+
+    /// Registers an MCP server or API key, checked against its limit.
+    ///
+    /// # Errors
+    /// `forbidden`, `validation_error`, `quota_exceeded`, `not_found`.
+    pub fn register_resource(
+        &self,
+        actor: Actor,
+        org: String,
+        kind: ResourceKind,
+        name: String,
+    ) -> Result<Resource> {
+        Ok(self
+            .db
+            .register_resource(&actor.into(), &org, kind.into(), &name)?
+            .into())
+    }
+
+    /// Renames a resource.
+    ///
+    /// # Errors
+    /// `forbidden`, `validation_error`, `not_found`.
+    pub fn rename_resource(
+        &self,
+        actor: Actor,
+        org: String,
+        id: String,
+        name: String,
+    ) -> Result<Resource> {
+        Ok(self
+            .db
+            .rename_resource(&actor.into(), &org, &id, &name)?
+            .into())
+    }
+
+    /// Removes a resource; it keeps its name in reports.
+    ///
+    /// # Errors
+    /// `forbidden`, `not_found`.
+    pub fn remove_resource(&self, actor: Actor, org: String, id: String) -> Result<Resource> {
+        Ok(self.db.remove_resource(&actor.into(), &org, &id)?.into())
+    }
+
+    /// Live resources of an organization, of one kind (or all when null).
+    ///
+    /// # Errors
+    /// `forbidden`, `not_found`.
+    pub fn list_resources(
+        &self,
+        actor: Actor,
+        org: String,
+        kind: Option<ResourceKind>,
+    ) -> Result<Vec<Resource>> {
+        Ok(list(self.db.list_resources(
+            &actor.into(),
+            &org,
+            kind.map(Into::into),
+        )?))
+    }
+
+    // Usage.
+
+    /// Records usage, durable when it returns; refused whole past `monthly_requests`.
+    ///
+    /// # Errors
+    /// `validation_error`, `not_found`, `quota_exceeded`, `storage_error`.
+    pub fn record_usage(&self, org: String, event: UsageEvent) -> Result<UsageReceipt> {
+        let event = event.into_model("at")?;
+        Ok(self.db.record_usage(&org, &event)?.into())
+    }
+
+    /// Records many events of one organization: all counted or none.
+    ///
+    /// # Errors
+    /// As `record_usage`; fields carry the index (`events[3].count`).
+    pub fn record_usage_batch(
+        &self,
+        org: String,
+        events: Vec<UsageEvent>,
+    ) -> Result<Vec<UsageReceipt>> {
+        let events = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| e.into_model(&format!("events[{i}].at")))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(list(self.db.record_usage_batch(&org, &events)?))
+    }
+
+    /// Admits an event in memory against the same quota; durable within the flush interval,
+    /// on `flush`, or when the database is closed.
+    ///
+    /// # Errors
+    /// As `record_usage`.
+    pub fn record_usage_buffered(&self, org: String, event: UsageEvent) -> Result<UsageReceipt> {
+        let event = event.into_model("at")?;
+        Ok(self.db.record_usage_buffered(&org, &event)?.into())
+    }
+
+    /// Whether `count` more requests fit this month, without recording anything.
+    ///
+    /// # Errors
+    /// `quota_exceeded`, `validation_error`, `not_found`.
+    pub fn check_quota(&self, org: String, count: u64) -> Result<UsageReceipt> {
+        Ok(self.db.check_quota(&org, count)?.into())
+    }
+
+    /// Makes every admitted usage event durable now.
+    ///
+    /// # Errors
+    /// `storage_error`.
+    pub fn flush(&self) -> Result<()> {
+        Ok(self.db.flush()?)
+    }
+
+    /// The usage report over a day, ISO week, month or date range.
+    ///
+    /// # Errors
+    /// `forbidden`, `not_found`, `validation_error` (`start_date`, `end_date`).
+    pub fn usage_report(
+        &self,
+        actor: Actor,
+        org: String,
+        query: UsageQuery,
+    ) -> Result<UsageReport> {
+        let query = query.try_into()?;
+        Ok(self.db.usage_report(&actor.into(), &org, &query)?.into())
+    }
+
+    /// Removes usage day rows before `before` (`YYYY-MM-DD`) and expired idempotency keys.
+    ///
+    /// # Errors
+    /// `validation_error` (`before`), `storage_error`.
+    pub fn prune_usage(&self, before: String) -> Result<PruneReport> {
+        let before = date(&before, "before")?;
+        Ok(self.db.prune_usage(before)?.into())
+    }
+
+    // Audit.
+
+    /// Audit events after `after_seq`, in order, at most `limit` (1–1 000).
+    ///
+    /// # Errors
+    /// `forbidden`, `not_found`, `validation_error` (`limit`).
+    pub fn audit_log(
+        &self,
+        actor: Actor,
+        org: String,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>> {
+        Ok(list(self.db.audit_log(
+            &actor.into(),
+            &org,
+            after_seq,
+            limit,
+        )?))
+    }
+
+    // Maintenance.
+
+    /// Verifies every invariant, index and counter.
+    ///
+    /// # Errors
+    /// Only storage errors; violations are in the report.
+    pub fn check(&self) -> Result<CheckReport> {
+        Ok(self.db.check()?.into())
+    }
+
+    /// Rows per table.
+    ///
+    /// # Errors
+    /// Only storage errors.
+    pub fn stats(&self) -> Result<Vec<TableStats>> {
+        Ok(self
+            .db
+            .stats()?
+            .into_iter()
+            .map(|(table, rows)| TableStats { table, rows })
+            .collect())
+    }
+
+    /// Rewrites the file without free space; returns whether it compacted anything.
+    ///
+    /// # Errors
+    /// `storage_error`.
+    pub fn compact(&self) -> Result<bool> {
+        Ok(self.db.compact()?)
+    }
+
+    /// Writes a consistent copy of the database to a new file at `path`.
+    ///
+    /// # Errors
+    /// `validation_error` when `path` exists, `storage_error`.
+    pub fn backup_to(&self, path: String) -> Result<()> {
+        Ok(self.db.backup_to(path)?)
+    }
+
+    /// Writes the whole database as JSON lines to the file at `path` (created or replaced);
+    /// returns the number of lines.
+    ///
+    /// # Errors
+    /// `storage_error`.
+    pub fn export_jsonl(&self, path: String) -> Result<u64> {
+        let file = File::create(&path).map_err(|e| Error::storage(format!("{path}: {e}")))?;
+        let mut out = BufWriter::new(file);
+        let lines = self.db.export_jsonl(&mut out)?;
+        out.flush()
+            .map_err(|e| Error::storage(format!("{path}: {e}")))?;
+        Ok(lines)
+    }
+
+    /// Loads an export (JSON lines at `path`) into this empty database; `batch_size` null is
+    /// one all-or-nothing transaction.
+    ///
+    /// # Errors
+    /// `conflict` (not empty), `validation_error` (naming the line), `incompatible_version`,
+    /// `storage_error`.
+    pub fn import_jsonl(&self, path: String, batch_size: Option<u64>) -> Result<ImportReport> {
+        let file = File::open(&path).map_err(|e| Error::storage(format!("{path}: {e}")))?;
+        let batch = batch_size.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        Ok(self
+            .db
+            .import_jsonl(BufReader::new(file), batch, &mut |_| {})?
+            .into())
+    }
+}
