@@ -1,2 +1,2780 @@
-//! Placeholder replaced by the comparison harness.
-fn main() {}
+//! orgdb against SQLite: the comparison harness of SPEC section 10.
+//!
+//! ```sh
+//! cargo bench --bench compare                       # every workload, 5 interleaved rounds
+//! cargo bench --bench compare -- --quick            # 2 short rounds, small bulk load
+//! cargo bench --bench compare -- --workload usage_report,get_organization
+//! cargo bench --bench compare -- --full-bulk        # bulk load at 100 000 orgs / 1 000 000 memberships
+//! cargo bench --bench compare -- --list             # workload names
+//! cargo bench --bench compare -- --keep             # keep the temporary files (path printed)
+//! ```
+//!
+//! `COMPARE_EXPLAIN=1` prints SQLite's plan of the member-page query after the read fixtures
+//! are built.
+//!
+//! One process, both engines, files in the same temporary directory (same disk). Every
+//! workload runs in repeated rounds; a round runs orgdb then SQLite (the order alternates
+//! between rounds) and the workloads are interleaved inside a round, so a change of the disk's
+//! flush speed (it is bimodal on this kind of machine) hits both sides alike. Durable rounds
+//! also measure the raw fdatasync rate before and after the pair and report the disk mode.
+//! The table shows medians over rounds; the ratio is the median of the per-round ratios.
+//! `BENCHMARKS.md` explains every workload and the latest table.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, TimeZone, Utc};
+use orgdb::model::transfer::Record;
+use orgdb::{
+    Actor, DayUsage, Db, Durability, Limit, LimitOverrides, Limits, ManualClock, Member,
+    MemberQuery, Membership, NewInvitation, NewOrganization, NewUser, Options, Organization,
+    OrganizationDetails, OrganizationSettings, Page, Pagination, Period, PlanCatalog,
+    RequestTotals, ResourceKind, ResourceUsage, Role, Usage, UsageEvent, UsageQuery, UsageReceipt,
+    UsageReport, User,
+};
+use rusqlite::{params, Connection, OptionalExtension};
+use sha2::{Digest, Sha256};
+
+// ---------------------------------------------------------------------------------------------
+// Command line
+
+const WORKLOADS: &[(&str, &str)] = &[
+    (
+        "fsync",
+        "raw pwrite + fdatasync into a pre-zeroed file: 1 thread, and 16 threads at once",
+    ),
+    (
+        "record_usage_1t",
+        "durable record_usage, 1 thread (orgdb Db::open journal vs SQLite WAL synchronous=FULL)",
+    ),
+    (
+        "record_usage_16t",
+        "durable record_usage, 16 threads (one Db clone / one SQLite connection per thread)",
+    ),
+    (
+        "buffered_usage",
+        "record_usage_buffered + final flush vs SQLite upserts, 1 000 events a transaction",
+    ),
+    (
+        "accept_invitation",
+        "durable accept_invitation (membership, counters, invitation, 2 audit rows)",
+    ),
+    (
+        "list_members_page1",
+        "list_members page 1 (20 rows + total) of a 10 000-member organization",
+    ),
+    (
+        "list_members_deep",
+        "list_members page 451 by offset (rows 9 001-9 020) of the same organization",
+    ),
+    (
+        "list_members_cursor",
+        "the same deep page by keyset cursor (next_cursor / row-value WHERE)",
+    ),
+    (
+        "usage_report",
+        "usage_report for a month, 100 MCP resources with usage every day",
+    ),
+    (
+        "get_organization",
+        "get_organization with limits and the four live usage counts",
+    ),
+    (
+        "bulk_load",
+        "bulk load through the normal calls (users, orgs, add_member), then flush; file sizes",
+    ),
+    (
+        "bulk_import",
+        "the same data as a JSON-lines export: Db::import_jsonl vs SQLite inserts",
+    ),
+];
+
+struct Config {
+    rounds: usize,
+    durable: Duration,
+    read: Duration,
+    buffered: Duration,
+    probe: Duration,
+    accept_per_round: usize,
+    bulk_orgs: usize,
+    only: Vec<String>,
+    dir: Option<PathBuf>,
+    keep: bool,
+}
+
+impl Config {
+    fn from_args() -> Config {
+        let mut cfg = Config {
+            rounds: 5,
+            durable: Duration::from_millis(1000),
+            read: Duration::from_millis(300),
+            buffered: Duration::from_millis(500),
+            probe: Duration::from_millis(200),
+            accept_per_round: 1500,
+            bulk_orgs: 10_000,
+            only: Vec::new(),
+            dir: None,
+            keep: false,
+        };
+        let mut rounds = None;
+        let mut bulk = None;
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let mut value = |name: &str| {
+                args.next()
+                    .unwrap_or_else(|| usage_exit(&format!("{name} needs a value")))
+            };
+            match arg.as_str() {
+                "--quick" => {
+                    cfg.rounds = 2;
+                    cfg.durable = Duration::from_millis(400);
+                    cfg.read = Duration::from_millis(150);
+                    cfg.buffered = Duration::from_millis(250);
+                    cfg.probe = Duration::from_millis(100);
+                    cfg.accept_per_round = 600;
+                    cfg.bulk_orgs = 2_000;
+                }
+                "--rounds" => {
+                    rounds = Some(
+                        value("--rounds")
+                            .parse()
+                            .unwrap_or_else(|_| usage_exit("--rounds needs a number")),
+                    )
+                }
+                "--workload" | "-w" => cfg.only.extend(
+                    value("--workload")
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned),
+                ),
+                "--full-bulk" => bulk = Some(100_000),
+                "--bulk-orgs" => {
+                    bulk = Some(
+                        value("--bulk-orgs")
+                            .parse()
+                            .unwrap_or_else(|_| usage_exit("--bulk-orgs needs a number")),
+                    )
+                }
+                "--dir" => cfg.dir = Some(PathBuf::from(value("--dir"))),
+                "--keep" => cfg.keep = true,
+                "--list" => {
+                    for (name, what) in WORKLOADS {
+                        println!("{name:<22} {what}");
+                    }
+                    std::process::exit(0);
+                }
+                "--help" | "-h" => usage_exit(""),
+                // `cargo bench` passes `--bench` to every bench binary.
+                "--bench" => {}
+                other => usage_exit(&format!("unknown argument {other}")),
+            }
+        }
+        if let Some(r) = rounds {
+            cfg.rounds = r;
+        }
+        if let Some(b) = bulk {
+            cfg.bulk_orgs = b;
+        }
+        cfg.rounds = cfg.rounds.max(1);
+        for w in &cfg.only {
+            if !WORKLOADS.iter().any(|(n, _)| n == w) {
+                usage_exit(&format!("unknown workload {w} (see --list)"));
+            }
+        }
+        cfg
+    }
+
+    fn wants(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|w| w == name)
+    }
+}
+
+fn usage_exit(problem: &str) -> ! {
+    if !problem.is_empty() {
+        eprintln!("compare: {problem}");
+    }
+    eprintln!(
+        "usage: cargo bench --bench compare -- [--quick] [--rounds N] [--workload NAME[,NAME]] \
+         [--full-bulk | --bulk-orgs N] [--dir PATH] [--keep] [--list]"
+    );
+    std::process::exit(if problem.is_empty() { 0 } else { 2 });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measuring
+
+/// Ops per second of `op` run repeatedly for `dur` (the clock is read every `every` calls).
+/// `op` returns false when it has no more work; the rate covers what ran.
+fn timed(dur: Duration, every: u64, mut op: impl FnMut(u64) -> bool) -> f64 {
+    let start = Instant::now();
+    let mut n = 0u64;
+    'outer: loop {
+        for _ in 0..every {
+            if !op(n) {
+                break 'outer;
+            }
+            n += 1;
+        }
+        if start.elapsed() >= dur {
+            break;
+        }
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Runs `op` on one thread per state until `dur` has passed. Returns the total rate and the
+/// smallest and largest per-thread count (fairness).
+fn threaded<S: Send>(dur: Duration, states: &mut [S], op: &(dyn Fn(&mut S) + Sync)) -> Threaded {
+    let stop = AtomicBool::new(false);
+    let barrier = Barrier::new(states.len() + 1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = states
+            .iter_mut()
+            .map(|state| {
+                let (stop, barrier) = (&stop, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        op(state);
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        std::thread::sleep(dur);
+        stop.store(true, Ordering::Relaxed);
+        let counts: Vec<u64> = handles
+            .into_iter()
+            .map(|h| h.join().expect("worker thread"))
+            .collect();
+        let secs = start.elapsed().as_secs_f64();
+        Threaded {
+            rate: counts.iter().sum::<u64>() as f64 / secs,
+            min: counts.iter().copied().min().unwrap_or(0),
+            max: counts.iter().copied().max().unwrap_or(0),
+        }
+    })
+}
+
+struct Threaded {
+    rate: f64,
+    min: u64,
+    max: u64,
+}
+
+/// The disk's raw flush rate: 512-byte pwrites into a pre-zeroed 1 MiB file, each followed by
+/// fdatasync (no size change, so no filesystem journal commit): the ceiling of a durable commit.
+struct Disk {
+    file: File,
+}
+
+/// One fdatasync faster than ~0.67 ms: the disk's fast mode.
+const FAST_FSYNC_PER_SEC: f64 = 1500.0;
+
+impl Disk {
+    fn new(dir: &Path) -> Disk {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.join("fsync.probe"))
+            .expect("probe file");
+        file.write_all_at(&vec![0u8; 1 << 20], 0)
+            .expect("zero fill");
+        file.sync_all().expect("sync");
+        Disk { file }
+    }
+
+    fn rate(&self, threads: usize, dur: Duration) -> f64 {
+        let block = [7u8; 512];
+        if threads <= 1 {
+            return timed(dur, 1, |i| {
+                self.file
+                    .write_all_at(&block, (i % 256) * 4096)
+                    .expect("pwrite");
+                self.file.sync_data().expect("fdatasync");
+                true
+            });
+        }
+        let mut slots: Vec<(u64, u64)> = (0..threads as u64).map(|t| (t, 0)).collect();
+        threaded(dur, &mut slots, &|(t, i)| {
+            let at = (*t * 16 + (*i % 16)) % 256 * 4096;
+            self.file.write_all_at(&block, at).expect("pwrite");
+            self.file.sync_data().expect("fdatasync");
+            *i += 1;
+        })
+        .rate
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Fast,
+    Slow,
+    Mixed,
+}
+
+fn mode_of(before: f64, after: f64) -> Mode {
+    match (before >= FAST_FSYNC_PER_SEC, after >= FAST_FSYNC_PER_SEC) {
+        (true, true) => Mode::Fast,
+        (false, false) => Mode::Slow,
+        _ => Mode::Mixed,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Results
+
+#[derive(Clone, Copy)]
+struct Sample {
+    orgdb: f64,
+    sqlite: f64,
+    fsync: Option<(f64, Mode)>,
+    /// Workload-specific second figure (buffered: orgdb admission alone).
+    extra: Option<f64>,
+}
+
+enum Target {
+    None,
+    Ratio(f64),
+    /// Buffered: absolute orgdb rate and ratio.
+    Both(f64, f64),
+}
+
+struct Row {
+    /// A disk measurement, not a comparison.
+    raw: bool,
+    name: &'static str,
+    unit: &'static str,
+    samples: Vec<Sample>,
+    target: Target,
+    note: String,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn fmt_rate(x: f64) -> String {
+    if !x.is_finite() {
+        "-".to_owned()
+    } else if x >= 1e6 {
+        format!("{:.2} M", x / 1e6)
+    } else if x >= 1e4 {
+        format!("{:.1} k", x / 1e3)
+    } else if x >= 1e3 {
+        format!("{:.2} k", x / 1e3)
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+fn fmt_bytes(n: u64) -> String {
+    format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0))
+}
+
+impl Row {
+    fn new(name: &'static str, unit: &'static str, target: Target) -> Row {
+        Row {
+            raw: name.starts_with("fsync"),
+            name,
+            unit,
+            samples: Vec::new(),
+            target,
+            note: String::new(),
+        }
+    }
+
+    fn push(&mut self, round: usize, s: Sample) {
+        let fsync = match s.fsync {
+            Some((rate, mode)) => format!(
+                "  fsync {}/s ({})",
+                fmt_rate(rate),
+                match mode {
+                    Mode::Fast => "fast",
+                    Mode::Slow => "slow",
+                    Mode::Mixed => "mixed",
+                }
+            ),
+            None => String::new(),
+        };
+        let extra = s
+            .extra
+            .map(|e| format!("  (admission alone {}/s)", fmt_rate(e)))
+            .unwrap_or_default();
+        println!(
+            "round {:>2}  {:<20} orgdb {:>9}/s  sqlite {:>9}/s  ratio {:>6.2}{fsync}{extra}",
+            round + 1,
+            self.name,
+            fmt_rate(s.orgdb),
+            fmt_rate(s.sqlite),
+            s.orgdb / s.sqlite,
+        );
+        let _ = std::io::stdout().flush();
+        self.samples.push(s);
+    }
+
+    fn orgdb(&self) -> f64 {
+        median(self.samples.iter().map(|s| s.orgdb).collect())
+    }
+
+    fn sqlite(&self) -> f64 {
+        median(self.samples.iter().map(|s| s.sqlite).collect())
+    }
+
+    fn ratio(&self) -> f64 {
+        median(self.samples.iter().map(|s| s.orgdb / s.sqlite).collect())
+    }
+
+    fn fsync(&self) -> String {
+        let rates: Vec<f64> = self
+            .samples
+            .iter()
+            .filter_map(|s| s.fsync.map(|f| f.0))
+            .collect();
+        if rates.is_empty() {
+            return "".to_owned();
+        }
+        fmt_rate(median(rates))
+    }
+
+    fn mode(&self) -> String {
+        let modes: Vec<Mode> = self
+            .samples
+            .iter()
+            .filter_map(|s| s.fsync.map(|f| f.1))
+            .collect();
+        if modes.is_empty() {
+            return "".to_owned();
+        }
+        let count = |m| modes.iter().filter(|x| **x == m).count();
+        let mut parts = Vec::new();
+        for (m, label) in [
+            (Mode::Fast, "fast"),
+            (Mode::Slow, "slow"),
+            (Mode::Mixed, "mixed"),
+        ] {
+            if count(m) > 0 {
+                parts.push(format!("{label} {}", count(m)));
+            }
+        }
+        parts.join(", ")
+    }
+
+    fn verdict(&self) -> String {
+        let ratio = self.ratio();
+        match self.target {
+            Target::None => "".to_owned(),
+            Target::Ratio(want) => {
+                let ok = if ratio >= want { "met" } else { "MISSED" };
+                format!("≥ {want}x: {ok}")
+            }
+            Target::Both(abs, want) => {
+                let ok_abs = self.orgdb() >= abs;
+                let ok_ratio = ratio >= want;
+                let ok = if ok_abs && ok_ratio { "met" } else { "MISSED" };
+                format!("≥ {} /s and ≥ {want}x: {ok}", fmt_rate(abs))
+            }
+        }
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!();
+    println!(
+        "| workload | unit | orgdb | SQLite | orgdb/SQLite | raw fdatasync/s | disk mode (rounds) | target |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---|---|");
+    for r in rows {
+        if r.samples.is_empty() {
+            continue;
+        }
+        if r.raw {
+            println!(
+                "| {} | {} | - | - | - | {} | {} | |",
+                r.name,
+                r.unit,
+                r.fsync(),
+                r.mode()
+            );
+            continue;
+        }
+        println!(
+            "| {} | {} | {} | {} | {:.2} | {} | {} | {} |",
+            r.name,
+            r.unit,
+            fmt_rate(r.orgdb()),
+            fmt_rate(r.sqlite()),
+            r.ratio(),
+            r.fsync(),
+            r.mode(),
+            r.verdict(),
+        );
+    }
+    let notes: Vec<&Row> = rows.iter().filter(|r| !r.note.is_empty()).collect();
+    if !notes.is_empty() {
+        println!();
+        for r in notes {
+            println!("- {}: {}", r.name, r.note);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SQLite: the schema a careful engineer would write for the same product
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users(
+  id TEXT PRIMARY KEY, email TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
+  created_at INTEGER NOT NULL, last_active INTEGER) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS orgs(
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, slug TEXT NOT NULL UNIQUE, external_id TEXT UNIQUE,
+  description TEXT, plan TEXT NOT NULL,
+  address_line1 TEXT, address_line2 TEXT, city TEXT, state TEXT, zipcode TEXT, country TEXT,
+  settings TEXT NOT NULL, metadata TEXT NOT NULL,
+  ov_mcps INTEGER, ov_api_keys INTEGER, ov_team_members INTEGER, ov_monthly_requests INTEGER,
+  member_count INTEGER NOT NULL DEFAULT 0, mcps INTEGER NOT NULL DEFAULT 0,
+  api_keys INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS memberships(
+  org_id TEXT NOT NULL, user_id TEXT NOT NULL, id TEXT NOT NULL UNIQUE, role TEXT NOT NULL,
+  joined_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+  PRIMARY KEY(org_id, user_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS members_by_join ON memberships(org_id, joined_at, user_id);
+CREATE INDEX IF NOT EXISTS members_by_role ON memberships(org_id, role, joined_at, user_id);
+CREATE INDEX IF NOT EXISTS memberships_by_user ON memberships(user_id, org_id);
+CREATE TABLE IF NOT EXISTS invitations(
+  id TEXT PRIMARY KEY, org_id TEXT NOT NULL, email TEXT NOT NULL, role TEXT NOT NULL,
+  project_id TEXT, project_role TEXT, status TEXT NOT NULL, invited_by TEXT NOT NULL,
+  created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, accepted_at INTEGER,
+  token_hash BLOB NOT NULL UNIQUE, lifetime_secs INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS invitations_by_org ON invitations(org_id, created_at);
+CREATE UNIQUE INDEX IF NOT EXISTS pending_by_org_email ON invitations(org_id, email)
+  WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS pending_by_email ON invitations(email) WHERE status = 'pending';
+CREATE TABLE IF NOT EXISTS resources(
+  id TEXT PRIMARY KEY, org_id TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
+  created_at INTEGER NOT NULL, removed_at INTEGER);
+CREATE INDEX IF NOT EXISTS resources_by_org ON resources(org_id, kind);
+CREATE TABLE IF NOT EXISTS usage_month(
+  org_id TEXT NOT NULL, month INTEGER NOT NULL, total INTEGER NOT NULL,
+  PRIMARY KEY(org_id, month)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS usage_day(
+  org_id TEXT NOT NULL, day INTEGER NOT NULL, resource_id TEXT NOT NULL, requests INTEGER NOT NULL,
+  PRIMARY KEY(org_id, day, resource_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit(
+  seq INTEGER PRIMARY KEY, id TEXT NOT NULL, at INTEGER NOT NULL, actor TEXT NOT NULL,
+  org_id TEXT, action TEXT NOT NULL, target TEXT NOT NULL, details TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_by_org ON audit(org_id, seq);
+";
+
+/// Opens a SQLite file the way a careful engineer would: WAL, the given `synchronous`, a 64 MiB
+/// page cache, a busy timeout, and a statement cache large enough for every statement here.
+fn lite_open(path: &Path, synchronous: &str) -> Connection {
+    let c = Connection::open(path).expect("sqlite open");
+    let mode: String = c
+        .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+        .expect("journal_mode");
+    assert_eq!(mode.to_lowercase(), "wal");
+    c.pragma_update(None, "synchronous", synchronous)
+        .expect("synchronous");
+    c.pragma_update(None, "cache_size", -65536)
+        .expect("cache_size");
+    c.pragma_update(None, "temp_store", "MEMORY")
+        .expect("temp_store");
+    c.busy_timeout(Duration::from_secs(10))
+        .expect("busy_timeout");
+    c.set_prepared_statement_cache_capacity(64);
+    c.execute_batch(SCHEMA).expect("schema");
+    c
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn from_micros(v: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(v).expect("timestamp")
+}
+
+fn month_of(t: DateTime<Utc>) -> i64 {
+    i64::from(t.year()) * 100 + i64::from(t.month())
+}
+
+fn day_of(d: NaiveDate) -> i64 {
+    i64::from(d.num_days_from_ce())
+}
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", ulid::Ulid::new())
+}
+
+fn token_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("randomness");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn begin(c: &Connection, immediate: bool) {
+    let sql = if immediate {
+        "BEGIN IMMEDIATE"
+    } else {
+        "BEGIN"
+    };
+    c.prepare_cached(sql)
+        .and_then(|mut s| s.execute([]))
+        .expect("begin");
+}
+
+fn commit(c: &Connection) {
+    c.prepare_cached("COMMIT")
+        .and_then(|mut s| s.execute([]))
+        .expect("commit");
+}
+
+fn rollback(c: &Connection) {
+    c.prepare_cached("ROLLBACK")
+        .and_then(|mut s| s.execute([]))
+        .expect("rollback");
+}
+
+fn audit(
+    c: &Connection,
+    at: DateTime<Utc>,
+    actor: &str,
+    org: Option<&str>,
+    action: &str,
+    target: &str,
+    details: serde_json::Value,
+) {
+    c.prepare_cached(
+        "INSERT INTO audit(id, at, actor, org_id, action, target, details)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            new_id("evt"),
+            micros(at),
+            actor,
+            org,
+            action,
+            target,
+            details.to_string()
+        ])
+    })
+    .expect("audit insert");
+}
+
+/// Plan limits with the per-organization overrides (NULL: the plan's; -1: unlimited).
+fn lite_limits(plans: &PlanCatalog, plan: &str, ov: [Option<i64>; 4]) -> Limits {
+    let base = plans.limits(plan).unwrap_or_default();
+    let pick = |o: Option<i64>, b: Option<u64>| match o {
+        None => b,
+        Some(-1) => None,
+        Some(n) => Some(n as u64),
+    };
+    Limits {
+        mcps: pick(ov[0], base.mcps),
+        api_keys: pick(ov[1], base.api_keys),
+        team_members: pick(ov[2], base.team_members),
+        monthly_requests: pick(ov[3], base.monthly_requests),
+    }
+}
+
+fn lite_role(c: &Connection, org: &str, user: &str) -> Option<Role> {
+    c.prepare_cached("SELECT role FROM memberships WHERE org_id = ?1 AND user_id = ?2")
+        .and_then(|mut s| {
+            s.query_row(params![org, user], |r| r.get::<_, String>(0))
+                .optional()
+        })
+        .expect("role")
+        .map(|r| r.parse().expect("role text"))
+}
+
+/// SQLite's `create_user`: insert (the UNIQUE index refuses a taken email) + audit.
+fn lite_create_user(c: &Connection, email: &str, name: &str, now: DateTime<Utc>) -> String {
+    let id = new_id("user");
+    c.prepare_cached("INSERT INTO users(id, email, name, created_at) VALUES(?1, ?2, ?3, ?4)")
+        .and_then(|mut s| s.execute(params![id, email, name, micros(now)]))
+        .expect("insert user");
+    let details = serde_json::json!({ "email": email, "name": name });
+    audit(c, now, "system", None, "user.created", &id, details);
+    id
+}
+
+/// SQLite's `create_organization`: org row, owner membership, counter, audit.
+fn lite_create_org(
+    c: &Connection,
+    owner: &str,
+    name: &str,
+    plan: &str,
+    now: DateTime<Utc>,
+) -> String {
+    let id = new_id("org");
+    let slug: String = name
+        .to_lowercase()
+        .chars()
+        .map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '-' })
+        .collect();
+    let exists: bool = c
+        .prepare_cached("SELECT EXISTS(SELECT 1 FROM users WHERE id = ?1)")
+        .and_then(|mut s| s.query_row([owner], |r| r.get(0)))
+        .expect("owner");
+    assert!(exists, "owner exists");
+    c.prepare_cached(
+        "INSERT INTO orgs(id, name, slug, plan, settings, metadata, member_count, created_at,
+                          updated_at)
+         VALUES(?1, ?2, ?3, ?4, '{\"pin_protection\":false}', '{}', 1, ?5, ?5)",
+    )
+    .and_then(|mut s| s.execute(params![id, name, slug, plan, micros(now)]))
+    .expect("insert org");
+    c.prepare_cached(
+        "INSERT INTO memberships(org_id, user_id, id, role, joined_at, updated_at)
+         VALUES(?1, ?2, ?3, 'owner', ?4, ?4)",
+    )
+    .and_then(|mut s| s.execute(params![id, owner, new_id("mem"), micros(now)]))
+    .expect("insert owner");
+    let details = serde_json::json!({ "name": name, "slug": slug, "plan": plan, "owner": owner });
+    audit(
+        c,
+        now,
+        owner,
+        Some(&id),
+        "organization.created",
+        &id,
+        details,
+    );
+    id
+}
+
+/// SQLite's `add_member` (by the system): user exists, not a member yet, pending invitation
+/// marked accepted, seats checked (members + pending unexpired), insert, counter, audit.
+fn lite_add_member(
+    c: &Connection,
+    plans: &PlanCatalog,
+    org: &str,
+    user: &str,
+    role: &str,
+    now: DateTime<Utc>,
+) {
+    let (plan, ov_team, members): (String, Option<i64>, i64) = c
+        .prepare_cached("SELECT plan, ov_team_members, member_count FROM orgs WHERE id = ?1")
+        .and_then(|mut s| s.query_row([org], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
+        .expect("org");
+    let email: String = c
+        .prepare_cached("SELECT email FROM users WHERE id = ?1")
+        .and_then(|mut s| s.query_row([user], |r| r.get(0)))
+        .expect("user");
+    assert!(lite_role(c, org, user).is_none(), "already a member");
+    let pending: Option<String> = c
+        .prepare_cached(
+            "SELECT id FROM invitations WHERE org_id = ?1 AND email = ?2 AND status = 'pending'
+               AND expires_at > ?3",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![org, email, micros(now)], |r| r.get(0))
+                .optional()
+        })
+        .expect("pending invitation");
+    let limits = lite_limits(plans, &plan, [None, None, ov_team, None]);
+    if let Some(limit) = limits.team_members {
+        let pending_seats: i64 = c
+            .prepare_cached(
+                "SELECT COUNT(*) FROM invitations WHERE org_id = ?1 AND status = 'pending'
+                   AND expires_at > ?2",
+            )
+            .and_then(|mut s| s.query_row(params![org, micros(now)], |r| r.get(0)))
+            .expect("pending count");
+        let used = members + pending_seats - i64::from(pending.is_some());
+        assert!((used as u64) < limit, "seats");
+    }
+    let mem_id = new_id("mem");
+    c.prepare_cached(
+        "INSERT INTO memberships(org_id, user_id, id, role, joined_at, updated_at)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?5)",
+    )
+    .and_then(|mut s| s.execute(params![org, user, mem_id, role, micros(now)]))
+    .expect("insert member");
+    c.prepare_cached("UPDATE orgs SET member_count = member_count + 1 WHERE id = ?1")
+        .and_then(|mut s| s.execute([org]))
+        .expect("member count");
+    if let Some(inv) = pending {
+        c.prepare_cached(
+            "UPDATE invitations SET status = 'accepted', accepted_at = ?2 WHERE id = ?1",
+        )
+        .and_then(|mut s| s.execute(params![inv, micros(now)]))
+        .expect("accept pending");
+    }
+    let details = serde_json::json!({ "user_id": user, "role": role });
+    audit(
+        c,
+        now,
+        "system",
+        Some(org),
+        "member.added",
+        &mem_id,
+        details,
+    );
+}
+
+fn lite_register_mcp(c: &Connection, org: &str, name: &str, now: DateTime<Utc>) -> String {
+    let id = new_id("res");
+    c.prepare_cached(
+        "INSERT INTO resources(id, org_id, kind, name, created_at) VALUES(?1, ?2, 'mcp', ?3, ?4)",
+    )
+    .and_then(|mut s| s.execute(params![id, org, name, micros(now)]))
+    .expect("insert resource");
+    c.prepare_cached("UPDATE orgs SET mcps = mcps + 1 WHERE id = ?1")
+        .and_then(|mut s| s.execute([org]))
+        .expect("mcps count");
+    let details = serde_json::json!({ "kind": "mcp", "name": name });
+    audit(
+        c,
+        now,
+        "system",
+        Some(org),
+        "resource.registered",
+        &id,
+        details,
+    );
+    id
+}
+
+/// SQLite's `create_invitation` (by the owner): not a member, no pending duplicate, seats,
+/// insert with the token's hash, audit. Returns the token.
+fn lite_create_invitation(
+    c: &Connection,
+    plans: &PlanCatalog,
+    org: &str,
+    inviter: &str,
+    email: &str,
+    now: DateTime<Utc>,
+) -> String {
+    let (plan, ov_team, members): (String, Option<i64>, i64) = c
+        .prepare_cached("SELECT plan, ov_team_members, member_count FROM orgs WHERE id = ?1")
+        .and_then(|mut s| s.query_row([org], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
+        .expect("org");
+    let is_member: bool = c
+        .prepare_cached(
+            "SELECT EXISTS(SELECT 1 FROM users u JOIN memberships m ON m.user_id = u.id
+                           WHERE u.email = ?1 AND m.org_id = ?2)",
+        )
+        .and_then(|mut s| s.query_row(params![email, org], |r| r.get(0)))
+        .expect("member check");
+    assert!(!is_member);
+    let dup: bool = c
+        .prepare_cached(
+            "SELECT EXISTS(SELECT 1 FROM invitations WHERE org_id = ?1 AND email = ?2
+                           AND status = 'pending' AND expires_at > ?3)",
+        )
+        .and_then(|mut s| s.query_row(params![org, email, micros(now)], |r| r.get(0)))
+        .expect("duplicate check");
+    assert!(!dup);
+    if let Some(limit) = lite_limits(plans, &plan, [None, None, ov_team, None]).team_members {
+        let pending: i64 = c
+            .prepare_cached(
+                "SELECT COUNT(*) FROM invitations WHERE org_id = ?1 AND status = 'pending'
+                   AND expires_at > ?2",
+            )
+            .and_then(|mut s| s.query_row(params![org, micros(now)], |r| r.get(0)))
+            .expect("pending count");
+        assert!(((members + pending) as u64) < limit, "seats");
+    }
+    let token = new_token();
+    let id = new_id("inv");
+    let lifetime = TimeDelta::days(7);
+    c.prepare_cached(
+        "INSERT INTO invitations(id, org_id, email, role, status, invited_by, created_at,
+                                 expires_at, token_hash, lifetime_secs)
+         VALUES(?1, ?2, ?3, 'member', 'pending', ?4, ?5, ?6, ?7, ?8)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            id,
+            org,
+            email,
+            inviter,
+            micros(now),
+            micros(now + lifetime),
+            token_hash(&token),
+            lifetime.num_seconds()
+        ])
+    })
+    .expect("insert invitation");
+    let details = serde_json::json!({ "email": email, "role": "member", "project_id": null,
+        "expires_at": (now + lifetime).to_rfc3339() });
+    audit(
+        c,
+        now,
+        inviter,
+        Some(org),
+        "invitation.created",
+        &id,
+        details,
+    );
+    token
+}
+
+/// SQLite's `accept_invitation`, one IMMEDIATE transaction: invitation by token hash, user,
+/// email match, status and expiry, existing membership, seats, insert membership, counter,
+/// invitation accepted, two audit rows.
+fn lite_accept(c: &Connection, plans: &PlanCatalog, token: &str, user: &str) -> Membership {
+    let now = Utc::now();
+    begin(c, true);
+    let (inv_id, org, email, role, status, expires_at): (
+        String,
+        String,
+        String,
+        String,
+        String,
+        i64,
+    ) = c
+        .prepare_cached(
+            "SELECT id, org_id, email, role, status, expires_at FROM invitations
+             WHERE token_hash = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_row([token_hash(token)], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+        })
+        .expect("invitation by token");
+    let user_email: String = c
+        .prepare_cached("SELECT email FROM users WHERE id = ?1")
+        .and_then(|mut s| s.query_row([user], |r| r.get(0)))
+        .expect("user");
+    assert!(status == "pending" && expires_at > micros(now) && email == user_email);
+    assert!(lite_role(c, &org, user).is_none(), "already a member");
+    let (plan, ov_team, members): (String, Option<i64>, i64) = c
+        .prepare_cached("SELECT plan, ov_team_members, member_count FROM orgs WHERE id = ?1")
+        .and_then(|mut s| s.query_row([&org], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
+        .expect("org");
+    if let Some(limit) = lite_limits(plans, &plan, [None, None, ov_team, None]).team_members {
+        if members as u64 + 1 > limit {
+            rollback(c);
+            panic!("seats");
+        }
+    }
+    let m = Membership {
+        id: new_id("mem"),
+        organization_id: org.clone(),
+        user_id: user.to_owned(),
+        role: role.parse().expect("role"),
+        joined_at: now,
+        updated_at: now,
+    };
+    c.prepare_cached(
+        "INSERT INTO memberships(org_id, user_id, id, role, joined_at, updated_at)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?5)",
+    )
+    .and_then(|mut s| s.execute(params![org, user, m.id, role, micros(now)]))
+    .expect("insert member");
+    c.prepare_cached("UPDATE orgs SET member_count = member_count + 1 WHERE id = ?1")
+        .and_then(|mut s| s.execute([&org]))
+        .expect("member count");
+    let details = serde_json::json!({ "user_id": user, "role": role, "invitation_id": inv_id });
+    audit(c, now, user, Some(&org), "member.added", &m.id, details);
+    c.prepare_cached("UPDATE invitations SET status = 'accepted', accepted_at = ?2 WHERE id = ?1")
+        .and_then(|mut s| s.execute(params![inv_id, micros(now)]))
+        .expect("accept");
+    let details = serde_json::json!({ "email": email, "role": role, "project_id": null });
+    audit(
+        c,
+        now,
+        user,
+        Some(&org),
+        "invitation.accepted",
+        &inv_id,
+        details,
+    );
+    commit(c);
+    m
+}
+
+/// The usage write inside the caller's transaction: limit (plan + override), resource of this
+/// organization, month total, refuse or add to the month row and the (org, day, resource) row.
+fn lite_usage(
+    c: &Connection,
+    plans: &PlanCatalog,
+    org: &str,
+    resource: Option<&str>,
+    count: i64,
+    now: DateTime<Utc>,
+) -> Result<UsageReceipt, &'static str> {
+    let (plan, ov): (String, Option<i64>) = c
+        .prepare_cached("SELECT plan, ov_monthly_requests FROM orgs WHERE id = ?1")
+        .and_then(|mut s| s.query_row([org], |r| Ok((r.get(0)?, r.get(1)?))))
+        .optional()
+        .expect("org")
+        .ok_or("not_found")?;
+    if let Some(res) = resource {
+        let owner: Option<String> = c
+            .prepare_cached("SELECT org_id FROM resources WHERE id = ?1 AND removed_at IS NULL")
+            .and_then(|mut s| s.query_row([res], |r| r.get(0)).optional())
+            .expect("resource");
+        if owner.as_deref() != Some(org) {
+            return Err("not_found");
+        }
+    }
+    let month = month_of(now);
+    let used: i64 = c
+        .prepare_cached("SELECT total FROM usage_month WHERE org_id = ?1 AND month = ?2")
+        .and_then(|mut s| s.query_row(params![org, month], |r| r.get(0)).optional())
+        .expect("month total")
+        .unwrap_or(0);
+    let limit = lite_limits(plans, &plan, [None, None, None, ov]).monthly_requests;
+    if limit.is_some_and(|l| (used + count) as u64 > l) {
+        return Err("quota_exceeded");
+    }
+    c.prepare_cached(
+        "INSERT INTO usage_month(org_id, month, total) VALUES(?1, ?2, ?3)
+         ON CONFLICT(org_id, month) DO UPDATE SET total = total + excluded.total",
+    )
+    .and_then(|mut s| s.execute(params![org, month, count]))
+    .expect("month upsert");
+    c.prepare_cached(
+        "INSERT INTO usage_day(org_id, day, resource_id, requests) VALUES(?1, ?2, ?3, ?4)
+         ON CONFLICT(org_id, day, resource_id) DO UPDATE SET requests = requests + excluded.requests",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            org,
+            day_of(now.date_naive()),
+            resource.unwrap_or(""),
+            count
+        ])
+    })
+    .expect("day upsert");
+    let used = (used + count) as u64;
+    Ok(UsageReceipt {
+        duplicate: false,
+        used,
+        limit,
+        remaining: limit.map(|l| l.saturating_sub(used)),
+    })
+}
+
+/// Durable `record_usage` on SQLite: one IMMEDIATE transaction per event.
+fn lite_record_usage(
+    c: &Connection,
+    plans: &PlanCatalog,
+    org: &str,
+    resource: Option<&str>,
+) -> UsageReceipt {
+    begin(c, true);
+    match lite_usage(c, plans, org, resource, 1, Utc::now()) {
+        Ok(r) => {
+            commit(c);
+            r
+        }
+        Err(e) => {
+            rollback(c);
+            panic!("sqlite usage refused: {e}");
+        }
+    }
+}
+
+fn member_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Member, i64)> {
+    let joined: i64 = r.get(5)?;
+    let role: String = r.get(4)?;
+    Ok((
+        Member {
+            id: r.get(0)?,
+            membership_id: r.get(1)?,
+            email: r.get(2)?,
+            name: r.get(3)?,
+            role: role.parse().expect("role text"),
+            joined_at: from_micros(joined),
+            updated_at: from_micros(r.get(6)?),
+            last_active: r.get::<_, Option<i64>>(7)?.map(from_micros),
+        },
+        joined,
+    ))
+}
+
+/// SQLite's `list_members`: role check, stored member count, then a deferred join: the page's
+/// user ids come from the covering (org_id, joined_at, user_id) index (OFFSET or row-value
+/// keyset), and only those rows are joined with memberships and users.
+fn lite_list_members(
+    c: &Connection,
+    actor: &str,
+    org: &str,
+    page: u32,
+    per_page: u32,
+    after: Option<&(i64, String)>,
+) -> Page<Member> {
+    begin(c, false);
+    lite_role(c, org, actor).expect("actor is a member");
+    let total: i64 = c
+        .prepare_cached("SELECT member_count FROM orgs WHERE id = ?1")
+        .and_then(|mut s| s.query_row([org], |r| r.get(0)))
+        .expect("member count");
+    let want = i64::from(per_page) + 1;
+    let mut rows: Vec<(Member, i64)> = match after {
+        None => c
+            .prepare_cached(
+                "SELECT m.user_id, m.id, u.email, u.name, m.role, m.joined_at, m.updated_at,
+                        u.last_active
+                 FROM (SELECT user_id FROM memberships WHERE org_id = ?1
+                       ORDER BY joined_at, user_id LIMIT ?2 OFFSET ?3) p
+                 JOIN memberships m ON m.org_id = ?1 AND m.user_id = p.user_id
+                 JOIN users u ON u.id = m.user_id
+                 ORDER BY m.joined_at, m.user_id",
+            )
+            .and_then(|mut s| {
+                let offset = i64::from(page - 1) * i64::from(per_page);
+                let rows = s
+                    .query_map(params![org, want, offset], member_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>();
+                rows
+            }),
+        Some((at, user)) => c
+            .prepare_cached(
+                "SELECT m.user_id, m.id, u.email, u.name, m.role, m.joined_at, m.updated_at,
+                        u.last_active
+                 FROM (SELECT user_id FROM memberships
+                       WHERE org_id = ?1 AND (joined_at, user_id) > (?3, ?4)
+                       ORDER BY joined_at, user_id LIMIT ?2) p
+                 JOIN memberships m ON m.org_id = ?1 AND m.user_id = p.user_id
+                 JOIN users u ON u.id = m.user_id
+                 ORDER BY m.joined_at, m.user_id",
+            )
+            .and_then(|mut s| {
+                let rows = s
+                    .query_map(params![org, want, at, user], member_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>();
+                rows
+            }),
+    }
+    .expect("member page");
+    commit(c);
+    let more = rows.len() > per_page as usize;
+    rows.truncate(per_page as usize);
+    let next_cursor = if more {
+        rows.last().map(|(m, at)| format!("{at}.{}", m.id))
+    } else {
+        None
+    };
+    let total = total as u64;
+    Page {
+        data: rows.into_iter().map(|(m, _)| m).collect(),
+        pagination: Pagination {
+            page,
+            per_page,
+            total,
+            total_pages: total.div_ceil(u64::from(per_page)),
+        },
+        next_cursor,
+    }
+}
+
+/// SQLite's `get_organization`: role check, org row (stored counters), pending unexpired
+/// invitations (seats), the month's usage row.
+fn lite_get_org(
+    c: &Connection,
+    plans: &PlanCatalog,
+    actor: &str,
+    org: &str,
+    now: DateTime<Utc>,
+) -> OrganizationDetails {
+    begin(c, false);
+    lite_role(c, org, actor).expect("actor is a member");
+    let (o, ov, counts) = c
+        .prepare_cached(
+            "SELECT id, name, slug, external_id, description, plan, address_line1, address_line2,
+                    city, state, zipcode, country, settings, metadata, ov_mcps, ov_api_keys,
+                    ov_team_members, ov_monthly_requests, member_count, mcps, api_keys,
+                    created_at, updated_at
+             FROM orgs WHERE id = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_row([org], |r| {
+                let settings: String = r.get(12)?;
+                let metadata: String = r.get(13)?;
+                let o = Organization {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    slug: r.get(2)?,
+                    external_id: r.get(3)?,
+                    description: r.get(4)?,
+                    plan: r.get(5)?,
+                    address_line1: r.get(6)?,
+                    address_line2: r.get(7)?,
+                    city: r.get(8)?,
+                    state: r.get(9)?,
+                    zipcode: r.get(10)?,
+                    country: r.get(11)?,
+                    settings: serde_json::from_str::<OrganizationSettings>(&settings)
+                        .expect("settings json"),
+                    metadata: serde_json::from_str(&metadata).expect("metadata json"),
+                    created_at: from_micros(r.get(21)?),
+                    updated_at: from_micros(r.get(22)?),
+                };
+                let ov: [Option<i64>; 4] = [r.get(14)?, r.get(15)?, r.get(16)?, r.get(17)?];
+                let counts: (i64, i64, i64) = (r.get(18)?, r.get(19)?, r.get(20)?);
+                Ok((o, ov, counts))
+            })
+        })
+        .expect("org row");
+    let pending: i64 = c
+        .prepare_cached(
+            "SELECT COUNT(*) FROM invitations WHERE org_id = ?1 AND status = 'pending'
+               AND expires_at > ?2",
+        )
+        .and_then(|mut s| s.query_row(params![org, micros(now)], |r| r.get(0)))
+        .expect("pending count");
+    let month_total: i64 = c
+        .prepare_cached("SELECT total FROM usage_month WHERE org_id = ?1 AND month = ?2")
+        .and_then(|mut s| {
+            s.query_row(params![org, month_of(now)], |r| r.get(0))
+                .optional()
+        })
+        .expect("month total")
+        .unwrap_or(0);
+    commit(c);
+    let limits = lite_limits(plans, &o.plan, ov);
+    OrganizationDetails {
+        organization: o,
+        limits,
+        usage: Usage {
+            mcps: counts.1 as u64,
+            api_keys: counts.2 as u64,
+            team_members: (counts.0 + pending) as u64,
+            monthly_requests: month_total as u64,
+        },
+    }
+}
+
+/// SQLite's month usage report: role check, limit, then one pass over the (org, day, resource)
+/// primary-key range aggregated per day and per resource, and the MCP resources' names.
+/// (Two GROUP BY queries instead were measured slower; see BENCHMARKS.md.)
+fn lite_usage_report(
+    c: &Connection,
+    plans: &PlanCatalog,
+    actor: &str,
+    org: &str,
+    first: NaiveDate,
+    last: NaiveDate,
+) -> UsageReport {
+    begin(c, false);
+    lite_role(c, org, actor).expect("actor is a member");
+    let (plan, ov): (String, Option<i64>) = c
+        .prepare_cached("SELECT plan, ov_monthly_requests FROM orgs WHERE id = ?1")
+        .and_then(|mut s| s.query_row([org], |r| Ok((r.get(0)?, r.get(1)?))))
+        .expect("org");
+    let (d0, d1) = (day_of(first), day_of(last));
+    let days = (d1 - d0 + 1) as usize;
+    let mut per_day = vec![0u64; days];
+    let mut per_res: HashMap<String, u64> = HashMap::new();
+    {
+        let mut s = c
+            .prepare_cached(
+                "SELECT day, resource_id, requests FROM usage_day
+                 WHERE org_id = ?1 AND day BETWEEN ?2 AND ?3",
+            )
+            .expect("day rows");
+        let mut rows = s.query(params![org, d0, d1]).expect("day rows");
+        while let Some(r) = rows.next().expect("row") {
+            let day: i64 = r.get(0).expect("day");
+            let n: i64 = r.get(2).expect("requests");
+            per_day[(day - d0) as usize] += n as u64;
+            let res = r.get_ref(1).expect("resource").as_str().expect("text");
+            if !res.is_empty() {
+                match per_res.get_mut(res) {
+                    Some(sum) => *sum += n as u64,
+                    None => {
+                        per_res.insert(res.to_owned(), n as u64);
+                    }
+                }
+            }
+        }
+    }
+    let mut by_mcp: Vec<ResourceUsage> = Vec::new();
+    if !per_res.is_empty() {
+        let mut s = c
+            .prepare_cached("SELECT id, name FROM resources WHERE org_id = ?1 AND kind = 'mcp'")
+            .expect("resources");
+        let mut rows = s.query([org]).expect("resources");
+        while let Some(r) = rows.next().expect("row") {
+            let id: String = r.get(0).expect("id");
+            if let Some(n) = per_res.get(&id) {
+                by_mcp.push(ResourceUsage {
+                    mcp_id: id,
+                    name: r.get(1).expect("name"),
+                    requests: *n,
+                });
+            }
+        }
+    }
+    commit(c);
+    by_mcp.sort_by(|a, b| {
+        b.requests
+            .cmp(&a.requests)
+            .then_with(|| a.mcp_id.cmp(&b.mcp_id))
+    });
+    let total: u64 = per_day.iter().sum();
+    let limit = lite_limits(plans, &plan, [None, None, None, ov]).monthly_requests;
+    let by_day = per_day
+        .iter()
+        .enumerate()
+        .map(|(i, n)| DayUsage {
+            date: first + TimeDelta::days(i as i64),
+            requests: *n,
+        })
+        .collect();
+    let start = first.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+    UsageReport {
+        period: Period::Month,
+        start_date: start,
+        end_date: last.and_hms_opt(23, 59, 59).expect("end").and_utc(),
+        requests: RequestTotals {
+            total,
+            limit,
+            percentage: limit.filter(|l| *l > 0).map(|l| total * 100 / l),
+        },
+        by_mcp,
+        by_day,
+    }
+}
+
+/// The same report written as two GROUP BY queries (kept to show why the one-pass version is
+/// SQLite's best here).
+fn lite_usage_report_group_by(
+    c: &Connection,
+    actor: &str,
+    org: &str,
+    first: NaiveDate,
+    last: NaiveDate,
+) -> (u64, usize, usize) {
+    begin(c, false);
+    lite_role(c, org, actor).expect("actor is a member");
+    let (d0, d1) = (day_of(first), day_of(last));
+    let by_day: Vec<(i64, i64)> = c
+        .prepare_cached(
+            "SELECT day, SUM(requests) FROM usage_day WHERE org_id = ?1 AND day BETWEEN ?2 AND ?3
+             GROUP BY day ORDER BY day",
+        )
+        .and_then(|mut s| {
+            let rows = s
+                .query_map(params![org, d0, d1], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect();
+            rows
+        })
+        .expect("by day");
+    let by_mcp: Vec<(String, String, i64)> = c
+        .prepare_cached(
+            "SELECT u.resource_id, r.name, SUM(u.requests) AS n
+             FROM usage_day u JOIN resources r ON r.id = u.resource_id
+             WHERE u.org_id = ?1 AND u.day BETWEEN ?2 AND ?3 AND r.kind = 'mcp'
+             GROUP BY u.resource_id ORDER BY n DESC, u.resource_id",
+        )
+        .and_then(|mut s| {
+            let rows = s
+                .query_map(params![org, d0, d1], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
+                .collect();
+            rows
+        })
+        .expect("by mcp");
+    commit(c);
+    let total = by_day.iter().map(|d| d.1 as u64).sum();
+    (total, by_day.len(), by_mcp.len())
+}
+
+// ---------------------------------------------------------------------------------------------
+// orgdb helpers
+
+fn odb_user(db: &Db, tag: &str, i: usize) -> User {
+    db.create_user(&NewUser {
+        email: format!("{tag}{i}@example.com"),
+        name: format!("{tag} user {i}"),
+    })
+    .expect("create_user")
+}
+
+fn odb_org(db: &Db, owner: &str, name: &str, plan: &str) -> String {
+    db.create_organization(
+        owner,
+        &NewOrganization {
+            name: name.to_owned(),
+            plan: Some(plan.to_owned()),
+            ..Default::default()
+        },
+    )
+    .expect("create_organization")
+    .organization
+    .id
+}
+
+fn odb_month_limit(db: &Db, org: &str, n: u64) {
+    let over = LimitOverrides {
+        monthly_requests: Some(Limit::Count(n)),
+        ..Default::default()
+    };
+    db.set_limit_overrides(&Actor::System, org, &over)
+        .expect("set_limit_overrides");
+}
+
+fn eventual(clock: Option<ManualClock>) -> Options {
+    let mut opts = match clock {
+        Some(c) => Options::with_clock(c),
+        None => Options::default(),
+    };
+    opts.durability = Durability::Eventual;
+    opts
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixture: the durable databases (usage, invitations)
+
+const USAGE_ORGS: usize = 64;
+const USAGE_RES: usize = 8;
+const MONTH_LIMIT: u64 = 1_000_000_000_000_000;
+const ACCEPT_PER_ORG: usize = 150;
+
+struct Durable {
+    odb: Db,
+    lite: Connection,
+    lite_buffered: Connection,
+    lite_threads: Vec<Mutex<Connection>>,
+    /// One connection shared by every thread (writers queue on a mutex, not in SQLite's
+    /// busy handler).
+    lite_shared: Mutex<Connection>,
+    /// (org, resource ids) on each side.
+    o_usage: Vec<(String, Vec<String>)>,
+    l_usage: Vec<(String, Vec<String>)>,
+    /// One (token, user) per invitation, consumed by the accept rounds.
+    o_accept: Vec<(String, String)>,
+    l_accept: Vec<(String, String)>,
+}
+
+fn build_durable(dir: &Path, plans: &PlanCatalog, invitations: usize) -> Durable {
+    let path = dir.join("durable.redb");
+    let accept_orgs = invitations.div_ceil(ACCEPT_PER_ORG).max(1);
+    let started = Instant::now();
+    // orgdb: built with eventual commits, closed (a clean close is durable), reopened with the
+    // default options (immediate durability, usage journal).
+    let (o_usage, o_accept) = {
+        let db = Db::open_with(&path, eventual(None)).expect("open durable (setup)");
+        let owner = odb_user(&db, "owner", 0);
+        let mut usage = Vec::new();
+        for i in 0..USAGE_ORGS {
+            let org = odb_org(&db, &owner.id, &format!("Usage Org {i}"), "enterprise");
+            odb_month_limit(&db, &org, MONTH_LIMIT);
+            let res = (0..USAGE_RES)
+                .map(|r| {
+                    db.register_resource(
+                        &Actor::System,
+                        &org,
+                        ResourceKind::Mcp,
+                        &format!("mcp {r}"),
+                    )
+                    .expect("register_resource")
+                    .id
+                })
+                .collect();
+            usage.push((org, res));
+        }
+        let mut accept = Vec::new();
+        let mut n = 0;
+        for i in 0..accept_orgs {
+            let org = odb_org(&db, &owner.id, &format!("Accept Org {i}"), "enterprise");
+            let mut users = Vec::new();
+            let mut batch = Vec::new();
+            for _ in 0..ACCEPT_PER_ORG.min(invitations - n) {
+                let u = odb_user(&db, "invitee", n);
+                batch.push(NewInvitation {
+                    email: u.email.clone(),
+                    role: Some("member".to_owned()),
+                    ..Default::default()
+                });
+                users.push(u.id);
+                n += 1;
+            }
+            let created = db
+                .create_invitations(&Actor::user(&owner.id), &org, &batch)
+                .expect("create_invitations");
+            accept.extend(created.into_iter().map(|c| c.token).zip(users));
+        }
+        db.flush().expect("flush");
+        (usage, accept)
+    };
+    let odb = Db::open(&path).expect("open durable");
+    // SQLite: the same rows in one transaction.
+    let lpath = dir.join("durable.sqlite");
+    let lite = lite_open(&lpath, "FULL");
+    let (l_usage, l_accept) = {
+        let now = Utc::now();
+        begin(&lite, true);
+        let owner = lite_create_user(&lite, "owner0@example.com", "owner user 0", now);
+        let mut usage = Vec::new();
+        for i in 0..USAGE_ORGS {
+            let org = lite_create_org(&lite, &owner, &format!("Usage Org {i}"), "enterprise", now);
+            lite.execute(
+                "UPDATE orgs SET ov_monthly_requests = ?2 WHERE id = ?1",
+                params![org, MONTH_LIMIT as i64],
+            )
+            .expect("override");
+            let res = (0..USAGE_RES)
+                .map(|r| lite_register_mcp(&lite, &org, &format!("mcp {r}"), now))
+                .collect();
+            usage.push((org, res));
+        }
+        let mut accept = Vec::new();
+        let mut n = 0;
+        for i in 0..accept_orgs {
+            let org = lite_create_org(&lite, &owner, &format!("Accept Org {i}"), "enterprise", now);
+            for _ in 0..ACCEPT_PER_ORG.min(invitations - n) {
+                let email = format!("invitee{n}@example.com");
+                let user = lite_create_user(&lite, &email, &format!("invitee user {n}"), now);
+                let token = lite_create_invitation(&lite, plans, &org, &owner, &email, now);
+                accept.push((token, user));
+                n += 1;
+            }
+        }
+        commit(&lite);
+        lite.execute_batch("ANALYZE").expect("analyze");
+        (usage, accept)
+    };
+    let lite_buffered = lite_open(&lpath, "NORMAL");
+    let lite_threads = (0..16)
+        .map(|_| Mutex::new(lite_open(&lpath, "FULL")))
+        .collect();
+    let lite_shared = Mutex::new(lite_open(&lpath, "FULL"));
+    println!(
+        "setup: durable fixtures ({USAGE_ORGS} usage orgs x {USAGE_RES} resources, {} invitations \
+         per engine) in {:.1} s",
+        invitations,
+        started.elapsed().as_secs_f64()
+    );
+    Durable {
+        odb,
+        lite,
+        lite_buffered,
+        lite_threads,
+        lite_shared,
+        o_usage,
+        l_usage,
+        o_accept,
+        l_accept,
+    }
+}
+
+/// Event `i` of the usage rotation: (org index, resource index).
+fn rotation(i: u64) -> (usize, usize) {
+    let i = i as usize;
+    (i % USAGE_ORGS, (i / USAGE_ORGS) % USAGE_RES)
+}
+
+fn usage_events(set: &[(String, Vec<String>)]) -> Vec<(String, UsageEvent)> {
+    (0..(USAGE_ORGS * USAGE_RES) as u64)
+        .map(|i| {
+            let (o, r) = rotation(i);
+            (set[o].0.clone(), UsageEvent::new(1).resource(&set[o].1[r]))
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixture: the read databases (10 000-member org, usage report org)
+
+const BIG_ORG_MEMBERS: usize = 10_000;
+const REPORT_RESOURCES: usize = 100;
+
+struct Reads {
+    odb: Db,
+    lite: Connection,
+    now: DateTime<Utc>,
+    o_owner: String,
+    l_owner: String,
+    o_big: String,
+    l_big: String,
+    o_report: String,
+    l_report: String,
+    o_report_owner: String,
+    l_report_owner: String,
+    /// Keyset position after row 9 000 of the big org.
+    o_cursor: String,
+    l_cursor: (i64, String),
+}
+
+fn report_count(day: usize, res: usize) -> u64 {
+    ((day * 7 + res * 13) % 50 + 1) as u64
+}
+
+fn build_reads(dir: &Path, plans: &PlanCatalog) -> Reads {
+    let started = Instant::now();
+    // A clock stopped late on 31 January 2026 so every day of January can take usage (events
+    // may be at most 35 days late); member joins advance it by 50 ms each.
+    let start = Utc.with_ymd_and_hms(2026, 1, 31, 22, 0, 0).unwrap();
+    let clock = ManualClock::new(start);
+    let db =
+        Db::open_with(dir.join("reads.redb"), eventual(Some(clock.clone()))).expect("open reads");
+    let owner = odb_user(&db, "bigowner", 0);
+    let o_big = odb_org(&db, &owner.id, "Big Org", "enterprise");
+    for i in 1..BIG_ORG_MEMBERS {
+        clock.advance(TimeDelta::milliseconds(50));
+        let u = odb_user(&db, "member", i);
+        let role = if i % 100 == 0 { "admin" } else { "member" };
+        db.add_member(&Actor::System, &o_big, &u.id, role)
+            .expect("add_member");
+    }
+    let rep_owner = odb_user(&db, "reportowner", 0);
+    let o_report = odb_org(&db, &rep_owner.id, "Report Org", "enterprise");
+    odb_month_limit(&db, &o_report, 10_000_000);
+    for i in 0..4 {
+        let u = odb_user(&db, "reportmember", i);
+        db.add_member(&Actor::System, &o_report, &u.id, "member")
+            .expect("add_member");
+    }
+    for i in 0..3 {
+        db.create_invitation(
+            &Actor::user(&rep_owner.id),
+            &o_report,
+            &NewInvitation {
+                email: format!("pending{i}@example.com"),
+                ..Default::default()
+            },
+        )
+        .expect("create_invitation");
+    }
+    let res: Vec<String> = (0..REPORT_RESOURCES)
+        .map(|r| {
+            db.register_resource(
+                &Actor::System,
+                &o_report,
+                ResourceKind::Mcp,
+                &format!("mcp server {r}"),
+            )
+            .expect("register_resource")
+            .id
+        })
+        .collect();
+    for day in 1..=31usize {
+        let at = Utc.with_ymd_and_hms(2026, 1, day as u32, 10, 0, 0).unwrap();
+        let events: Vec<UsageEvent> = res
+            .iter()
+            .enumerate()
+            .map(|(r, id)| UsageEvent::new(report_count(day, r)).resource(id).at(at))
+            .collect();
+        db.record_usage_batch(&o_report, &events)
+            .expect("record_usage_batch");
+    }
+    db.flush().expect("flush");
+    let now = orgdb::Clock::now(&clock);
+    let first = db
+        .list_members(
+            &Actor::user(&owner.id),
+            &o_big,
+            &MemberQuery {
+                page: Some(450),
+                per_page: Some(20),
+                ..Default::default()
+            },
+        )
+        .expect("list_members");
+    let o_cursor = first.next_cursor.expect("a cursor after row 9 000");
+
+    // SQLite: the same data, the same timestamps.
+    let lite = lite_open(&dir.join("reads.sqlite"), "FULL");
+    begin(&lite, true);
+    let mut t = start;
+    let l_owner = lite_create_user(&lite, "bigowner0@example.com", "bigowner user 0", t);
+    let l_big = lite_create_org(&lite, &l_owner, "Big Org", "enterprise", t);
+    for i in 1..BIG_ORG_MEMBERS {
+        t += TimeDelta::milliseconds(50);
+        let u = lite_create_user(
+            &lite,
+            &format!("member{i}@example.com"),
+            &format!("member user {i}"),
+            t,
+        );
+        let role = if i % 100 == 0 { "admin" } else { "member" };
+        lite_add_member(&lite, plans, &l_big, &u, role, t);
+    }
+    let l_rep_owner = lite_create_user(&lite, "reportowner0@example.com", "reportowner 0", t);
+    let l_report = lite_create_org(&lite, &l_rep_owner, "Report Org", "enterprise", t);
+    lite.execute(
+        "UPDATE orgs SET ov_monthly_requests = 10000000 WHERE id = ?1",
+        [&l_report],
+    )
+    .expect("override");
+    for i in 0..4 {
+        let u = lite_create_user(
+            &lite,
+            &format!("reportmember{i}@example.com"),
+            &format!("reportmember {i}"),
+            t,
+        );
+        lite_add_member(&lite, plans, &l_report, &u, "member", t);
+    }
+    for i in 0..3 {
+        lite_create_invitation(
+            &lite,
+            plans,
+            &l_report,
+            &l_rep_owner,
+            &format!("pending{i}@example.com"),
+            t,
+        );
+    }
+    let lres: Vec<String> = (0..REPORT_RESOURCES)
+        .map(|r| lite_register_mcp(&lite, &l_report, &format!("mcp server {r}"), t))
+        .collect();
+    for day in 1..=31usize {
+        let at = Utc.with_ymd_and_hms(2026, 1, day as u32, 10, 0, 0).unwrap();
+        for (r, id) in lres.iter().enumerate() {
+            lite_usage(
+                &lite,
+                plans,
+                &l_report,
+                Some(id),
+                report_count(day, r) as i64,
+                at,
+            )
+            .expect("usage");
+        }
+    }
+    commit(&lite);
+    // What a careful engineer runs after a load: statistics for the query planner.
+    lite.execute_batch("ANALYZE").expect("analyze");
+    if std::env::var_os("COMPARE_EXPLAIN").is_some() {
+        explain(&lite, &l_big, &l_owner);
+    }
+    let l_cursor: (i64, String) = lite
+        .query_row(
+            "SELECT joined_at, user_id FROM memberships WHERE org_id = ?1
+             ORDER BY joined_at, user_id LIMIT 1 OFFSET 8999",
+            [&l_big],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("keyset position");
+    println!(
+        "setup: read fixtures ({BIG_ORG_MEMBERS}-member org, {REPORT_RESOURCES}-resource usage \
+         org) in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Reads {
+        odb: db,
+        lite,
+        now,
+        o_owner: owner.id,
+        l_owner,
+        o_big,
+        l_big,
+        o_report,
+        l_report,
+        o_report_owner: rep_owner.id,
+        l_report_owner: l_rep_owner,
+        o_cursor,
+        l_cursor,
+    }
+}
+
+/// Prints SQLite's query plans of the read workloads (`COMPARE_EXPLAIN=1`).
+fn explain(c: &Connection, org: &str, owner: &str) {
+    let page = "SELECT m.user_id, m.id, u.email, u.name, m.role, m.joined_at, m.updated_at,
+                u.last_active
+         FROM (SELECT user_id FROM memberships WHERE org_id = ?1
+               ORDER BY joined_at, user_id LIMIT ?2 OFFSET ?3) p
+         JOIN memberships m ON m.org_id = ?1 AND m.user_id = p.user_id
+         JOIN users u ON u.id = m.user_id
+         ORDER BY m.joined_at, m.user_id";
+    let mut s = c
+        .prepare(&format!("EXPLAIN QUERY PLAN {page}"))
+        .expect("explain");
+    let rows: Vec<String> = s
+        .query_map(params![org, 21, 0], |r| r.get::<_, String>(3))
+        .expect("plan")
+        .collect::<rusqlite::Result<_>>()
+        .expect("plan rows");
+    println!("plan of a member page: {rows:?}");
+    let t = Instant::now();
+    for _ in 0..100 {
+        lite_list_members(c, owner, org, 1, 20, None);
+    }
+    println!("100 pages in {:?}", t.elapsed());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bulk load
+
+struct BulkShape {
+    orgs: usize,
+    users: usize,
+    per_org: usize,
+}
+
+impl BulkShape {
+    fn new(orgs: usize) -> BulkShape {
+        BulkShape {
+            orgs,
+            users: orgs * 5,
+            per_org: 10,
+        }
+    }
+
+    /// User index of member `k` of org `i` (k = 0 is the owner). Every user is in two orgs.
+    fn member(&self, i: usize, k: usize) -> usize {
+        (i * 5 + k) % self.users
+    }
+
+    fn calls(&self) -> usize {
+        self.users + self.orgs * self.per_org
+    }
+}
+
+struct BulkResult {
+    secs: f64,
+    size: u64,
+    compacted: u64,
+}
+
+fn bulk_orgdb(dir: &Path, shape: &BulkShape) -> BulkResult {
+    let path = dir.join("bulk.redb");
+    let start = Instant::now();
+    {
+        let db = Db::open_with(&path, eventual(None)).expect("open bulk");
+        let users: Vec<String> = (0..shape.users)
+            .map(|u| odb_user(&db, "bulk", u).id)
+            .collect();
+        for i in 0..shape.orgs {
+            let org = odb_org(
+                &db,
+                &users[shape.member(i, 0)],
+                &format!("Bulk Org {i}"),
+                "enterprise",
+            );
+            for k in 1..shape.per_org {
+                db.add_member(&Actor::System, &org, &users[shape.member(i, k)], "member")
+                    .expect("add_member");
+            }
+        }
+        db.flush().expect("flush");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let size = file_len(&path);
+    let db = Db::open(&path).expect("reopen bulk");
+    db.compact().expect("compact");
+    drop(db);
+    BulkResult {
+        secs,
+        size,
+        compacted: file_len(&path),
+    }
+}
+
+fn bulk_sqlite(dir: &Path, plans: &PlanCatalog, shape: &BulkShape) -> BulkResult {
+    let path = dir.join("bulk.sqlite");
+    let start = Instant::now();
+    {
+        let c = lite_open(&path, "NORMAL");
+        let mut ops = 0usize;
+        let mut step = |c: &Connection| {
+            ops += 1;
+            if ops.is_multiple_of(1000) {
+                commit(c);
+                begin(c, true);
+            }
+        };
+        begin(&c, true);
+        let mut users = Vec::with_capacity(shape.users);
+        for u in 0..shape.users {
+            let now = Utc::now();
+            users.push(lite_create_user(
+                &c,
+                &format!("bulk{u}@example.com"),
+                &format!("bulk user {u}"),
+                now,
+            ));
+            step(&c);
+        }
+        for i in 0..shape.orgs {
+            let org = lite_create_org(
+                &c,
+                &users[shape.member(i, 0)],
+                &format!("Bulk Org {i}"),
+                "enterprise",
+                Utc::now(),
+            );
+            step(&c);
+            for k in 1..shape.per_org {
+                lite_add_member(
+                    &c,
+                    plans,
+                    &org,
+                    &users[shape.member(i, k)],
+                    "member",
+                    Utc::now(),
+                );
+                step(&c);
+            }
+        }
+        commit(&c);
+        c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .expect("checkpoint");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let size = file_len(&path);
+    let c = Connection::open(&path).expect("reopen");
+    c.execute_batch("VACUUM").expect("vacuum");
+    drop(c);
+    BulkResult {
+        secs,
+        size,
+        compacted: file_len(&path),
+    }
+}
+
+/// The bulk data as an export (JSON lines) both engines load.
+fn bulk_export(shape: &BulkShape) -> Vec<u8> {
+    let now = Utc::now();
+    let mut out = Vec::new();
+    let mut line = |r: &Record| {
+        serde_json::to_writer(&mut out, r).expect("json");
+        out.push(b'\n');
+    };
+    line(&Record::Header {
+        schema_version: 1,
+        audit_seq: 0,
+    });
+    let user_id = |u: usize| format!("user_{:026}", u);
+    for u in 0..shape.users {
+        line(&Record::User(User {
+            id: user_id(u),
+            email: format!("bulk{u}@example.com"),
+            name: format!("bulk user {u}"),
+            created_at: now,
+            last_active: None,
+        }));
+    }
+    for i in 0..shape.orgs {
+        let org_id = format!("org_{i:026}");
+        line(&Record::Organization {
+            organization: Box::new(Organization {
+                id: org_id.clone(),
+                name: format!("Bulk Org {i}"),
+                slug: format!("bulk-org-{i}"),
+                external_id: None,
+                description: None,
+                plan: "enterprise".to_owned(),
+                address_line1: None,
+                address_line2: None,
+                city: None,
+                state: None,
+                zipcode: None,
+                country: None,
+                settings: OrganizationSettings::default(),
+                metadata: BTreeMap::new(),
+                created_at: now,
+                updated_at: now,
+            }),
+            limit_overrides: LimitOverrides::default(),
+        });
+        for k in 0..shape.per_org {
+            line(&Record::Membership(Membership {
+                id: format!("mem_{:020}{k:06}", i),
+                organization_id: org_id.clone(),
+                user_id: user_id(shape.member(i, k)),
+                role: if k == 0 { Role::Owner } else { Role::Member },
+                joined_at: now + TimeDelta::microseconds(k as i64),
+                updated_at: now,
+            }));
+        }
+    }
+    out
+}
+
+fn import_orgdb(dir: &Path, export: &[u8]) -> BulkResult {
+    let path = dir.join("import.redb");
+    let start = Instant::now();
+    {
+        let db = Db::open(&path).expect("open import");
+        db.import_jsonl(std::io::Cursor::new(export), Some(10_000), &mut |_| {})
+            .expect("import_jsonl");
+        db.flush().expect("flush");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let size = file_len(&path);
+    let db = Db::open(&path).expect("reopen import");
+    db.compact().expect("compact");
+    drop(db);
+    BulkResult {
+        secs,
+        size,
+        compacted: file_len(&path),
+    }
+}
+
+/// SQLite loading the same export: parse each line, insert, 10 000 records a transaction
+/// (synchronous=FULL, like orgdb's immediate commits), member counts set at the end.
+fn import_sqlite(dir: &Path, export: &[u8]) -> BulkResult {
+    let path = dir.join("import.sqlite");
+    let start = Instant::now();
+    {
+        let c = lite_open(&path, "FULL");
+        begin(&c, true);
+        for (n, line) in export.split(|b| *b == b'\n').enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            let record: Record = serde_json::from_slice(line).expect("record");
+            match record {
+                Record::User(u) => {
+                    c.prepare_cached(
+                        "INSERT INTO users(id, email, name, created_at, last_active)
+                         VALUES(?1, ?2, ?3, ?4, ?5)",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            u.id,
+                            u.email,
+                            u.name,
+                            micros(u.created_at),
+                            u.last_active.map(micros)
+                        ])
+                    })
+                    .expect("user");
+                }
+                Record::Organization {
+                    organization: o, ..
+                } => {
+                    c.prepare_cached(
+                        "INSERT INTO orgs(id, name, slug, plan, settings, metadata, created_at,
+                                          updated_at)
+                         VALUES(?1, ?2, ?3, ?4, '{\"pin_protection\":false}', '{}', ?5, ?6)",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            o.id,
+                            o.name,
+                            o.slug,
+                            o.plan,
+                            micros(o.created_at),
+                            micros(o.updated_at)
+                        ])
+                    })
+                    .expect("org");
+                }
+                Record::Membership(m) => {
+                    c.prepare_cached(
+                        "INSERT INTO memberships(org_id, user_id, id, role, joined_at, updated_at)
+                         VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            m.organization_id,
+                            m.user_id,
+                            m.id,
+                            m.role.as_str(),
+                            micros(m.joined_at),
+                            micros(m.updated_at)
+                        ])
+                    })
+                    .expect("membership");
+                }
+                _ => {}
+            }
+            if n % 10_000 == 9_999 {
+                commit(&c);
+                begin(&c, true);
+            }
+        }
+        c.execute_batch(
+            "UPDATE orgs SET member_count =
+               (SELECT COUNT(*) FROM memberships m WHERE m.org_id = orgs.id)",
+        )
+        .expect("member counts");
+        commit(&c);
+        c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .expect("checkpoint");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let size = file_len(&path);
+    let c = Connection::open(&path).expect("reopen");
+    c.execute_batch("VACUUM").expect("vacuum");
+    drop(c);
+    BulkResult {
+        secs,
+        size,
+        compacted: file_len(&path),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+/// Runs the two sides in this round's order; returns (orgdb, sqlite).
+fn pair(orgdb_first: bool, o: &mut dyn FnMut() -> f64, l: &mut dyn FnMut() -> f64) -> (f64, f64) {
+    if orgdb_first {
+        let a = o();
+        (a, l())
+    } else {
+        let b = l();
+        (o(), b)
+    }
+}
+
+fn machine() -> String {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpu = read("/proc/cpuinfo")
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    format!(
+        "{cpus} CPUs ({cpu}), Linux {}, SQLite {}, load average {}",
+        read("/proc/sys/kernel/osrelease"),
+        rusqlite::version(),
+        read("/proc/loadavg")
+    )
+}
+
+fn main() {
+    // `cargo test --all-targets` runs bench targets too (without `--bench`, in a debug build):
+    // the comparison only means something from `cargo bench`.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("compare: skipped outside `cargo bench --bench compare`");
+        return;
+    }
+    let cfg = Config::from_args();
+    let base = cfg.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let tmp = tempfile::Builder::new()
+        .prefix("orgdb-compare-")
+        .tempdir_in(&base)
+        .expect("temporary directory");
+    let dir = tmp.path();
+    println!("orgdb vs SQLite, {}", machine());
+    println!(
+        "files in {} (both engines); {} round(s); durable {} ms, read {} ms, buffered {} ms a side",
+        dir.display(),
+        cfg.rounds,
+        cfg.durable.as_millis(),
+        cfg.read.as_millis(),
+        cfg.buffered.as_millis()
+    );
+    let plans = PlanCatalog::default();
+    let disk = Disk::new(dir);
+
+    let want_durable = ["record_usage_1t", "record_usage_16t", "buffered_usage"]
+        .iter()
+        .any(|w| cfg.wants(w));
+    let want_accept = cfg.wants("accept_invitation");
+    let want_reads = [
+        "list_members_page1",
+        "list_members_deep",
+        "list_members_cursor",
+        "usage_report",
+        "get_organization",
+    ]
+    .iter()
+    .any(|w| cfg.wants(w));
+    let accept_total = if want_accept {
+        cfg.rounds * cfg.accept_per_round
+    } else {
+        0
+    };
+    let durable = (want_durable || want_accept).then(|| build_durable(dir, &plans, accept_total));
+    let reads = want_reads.then(|| build_reads(dir, &plans));
+
+    let mut rows: Vec<Row> = Vec::new();
+    let mut fsync1 = Row::new("fsync (1 thread)", "syncs/s", Target::None);
+    let mut fsync16 = Row::new("fsync (16 threads)", "syncs/s", Target::None);
+    let mut usage1 = Row::new("record_usage_1t", "events/s", Target::Ratio(1.0));
+    let mut usage16 = Row::new("record_usage_16t", "events/s", Target::Ratio(5.0));
+    let mut usage16s = Row::new("record_usage_16t_shared", "events/s", Target::Ratio(5.0));
+    let mut buffered = Row::new("buffered_usage", "events/s", Target::Both(5e6, 20.0));
+    let mut accept = Row::new("accept_invitation", "accepts/s", Target::None);
+    let mut page1 = Row::new("list_members_page1", "pages/s", Target::None);
+    let mut deep = Row::new("list_members_deep", "pages/s", Target::None);
+    let mut cursor = Row::new("list_members_cursor", "pages/s", Target::None);
+    let mut report = Row::new("usage_report", "reports/s", Target::Ratio(2.0));
+    let mut getorg = Row::new("get_organization", "reads/s", Target::None);
+    let mut group_by: Vec<f64> = Vec::new();
+    let mut fairness16 = String::new();
+
+    for round in 0..cfg.rounds {
+        let orgdb_first = round % 2 == 0;
+        let pair = |o: &mut dyn FnMut() -> f64, l: &mut dyn FnMut() -> f64| pair(orgdb_first, o, l);
+        println!(
+            "-- round {} ({} first)",
+            round + 1,
+            if orgdb_first { "orgdb" } else { "SQLite" }
+        );
+
+        if cfg.wants("fsync") {
+            let a = disk.rate(1, cfg.probe * 2);
+            let b = disk.rate(16, cfg.probe * 2);
+            let m = if a >= FAST_FSYNC_PER_SEC {
+                Mode::Fast
+            } else {
+                Mode::Slow
+            };
+            fsync1.push(
+                round,
+                Sample {
+                    orgdb: a,
+                    sqlite: a,
+                    fsync: Some((a, m)),
+                    extra: None,
+                },
+            );
+            fsync16.push(
+                round,
+                Sample {
+                    orgdb: b,
+                    sqlite: b,
+                    fsync: Some((b, m)),
+                    extra: None,
+                },
+            );
+        }
+
+        if let Some(d) = &durable {
+            if cfg.wants("record_usage_1t") {
+                let o_events = usage_events(&d.o_usage);
+                let before = disk.rate(1, cfg.probe);
+                let (o, l) = pair(
+                    &mut || {
+                        timed(cfg.durable, 1, |i| {
+                            let (org, e) = &o_events[i as usize % o_events.len()];
+                            d.odb.record_usage(org, e).expect("record_usage");
+                            true
+                        })
+                    },
+                    &mut || {
+                        timed(cfg.durable, 1, |i| {
+                            let (o, r) = rotation(i);
+                            let (org, res) = &d.l_usage[o];
+                            lite_record_usage(&d.lite, &plans, org, Some(&res[r]));
+                            true
+                        })
+                    },
+                );
+                let after = disk.rate(1, cfg.probe);
+                usage1.push(
+                    round,
+                    Sample {
+                        orgdb: o,
+                        sqlite: l,
+                        fsync: Some(((before + after) / 2.0, mode_of(before, after))),
+                        extra: None,
+                    },
+                );
+            }
+
+            if cfg.wants("record_usage_16t") {
+                let o_events = usage_events(&d.o_usage);
+                let before = disk.rate(16, cfg.probe);
+                let before1 = disk.rate(1, cfg.probe);
+                let mut o_fair = (0, 0);
+                let mut l_fair = (0, 0);
+                let mut lite_threads: Vec<(usize, u64, &Mutex<Connection>)> = d
+                    .lite_threads
+                    .iter()
+                    .enumerate()
+                    .map(|(t, c)| (t, 0u64, c))
+                    .collect();
+                let (o, l) = pair(
+                    &mut || {
+                        let mut states: Vec<(Db, u64)> =
+                            (0..16).map(|t| (d.odb.clone(), t * 37)).collect();
+                        let ev = &o_events;
+                        let r = threaded(cfg.durable, &mut states, &|(db, i)| {
+                            let (org, e) = &ev[*i as usize % ev.len()];
+                            db.record_usage(org, e).expect("record_usage");
+                            *i += 1;
+                        });
+                        o_fair = (r.min, r.max);
+                        r.rate
+                    },
+                    &mut || {
+                        let l_usage = &d.l_usage;
+                        let r = threaded(cfg.durable, &mut lite_threads, &|(t, i, c)| {
+                            let (o, r) = rotation(*t as u64 * 37 + *i);
+                            let (org, res) = &l_usage[o];
+                            let c = c.lock().expect("connection");
+                            lite_record_usage(&c, &plans, org, Some(&res[r]));
+                            *i += 1;
+                        });
+                        l_fair = (r.min, r.max);
+                        r.rate
+                    },
+                );
+                // The same 16 threads on SQLite sharing one connection behind a mutex.
+                let mut shared: Vec<(usize, u64)> = (0..16).map(|t| (t, 0u64)).collect();
+                let l_usage = &d.l_usage;
+                let conn = &d.lite_shared;
+                let s = threaded(cfg.durable, &mut shared, &|(t, i)| {
+                    let (o, r) = rotation(*t as u64 * 37 + *i);
+                    let (org, res) = &l_usage[o];
+                    let c = conn.lock().expect("connection");
+                    lite_record_usage(&c, &plans, org, Some(&res[r]));
+                    *i += 1;
+                });
+                let after = disk.rate(16, cfg.probe);
+                let after1 = disk.rate(1, cfg.probe);
+                usage16s.push(
+                    round,
+                    Sample {
+                        orgdb: o,
+                        sqlite: s.rate,
+                        fsync: Some(((before + after) / 2.0, mode_of(before1, after1))),
+                        extra: None,
+                    },
+                );
+                fairness16 = format!(
+                    "per-thread completed calls in the last round, min..max: orgdb {}..{}, \
+                     SQLite {}..{}",
+                    o_fair.0, o_fair.1, l_fair.0, l_fair.1
+                );
+                usage16.push(
+                    round,
+                    Sample {
+                        orgdb: o,
+                        sqlite: l,
+                        fsync: Some(((before + after) / 2.0, mode_of(before1, after1))),
+                        extra: None,
+                    },
+                );
+            }
+
+            if cfg.wants("buffered_usage") {
+                let o_events = usage_events(&d.o_usage);
+                let mut admit_only = 0.0;
+                let (o, l) = pair(
+                    &mut || {
+                        let start = Instant::now();
+                        let mut n = 0u64;
+                        while start.elapsed() < cfg.buffered {
+                            for _ in 0..1024 {
+                                let (org, e) = &o_events[n as usize % o_events.len()];
+                                d.odb
+                                    .record_usage_buffered(org, e)
+                                    .expect("record_usage_buffered");
+                                n += 1;
+                            }
+                        }
+                        admit_only = n as f64 / start.elapsed().as_secs_f64();
+                        d.odb.flush().expect("flush");
+                        n as f64 / start.elapsed().as_secs_f64()
+                    },
+                    &mut || {
+                        let c = &d.lite_buffered;
+                        let start = Instant::now();
+                        let mut n = 0u64;
+                        while start.elapsed() < cfg.buffered {
+                            begin(c, true);
+                            for _ in 0..1000 {
+                                let (o, r) = rotation(n);
+                                let (org, res) = &d.l_usage[o];
+                                lite_usage(c, &plans, org, Some(&res[r]), 1, Utc::now())
+                                    .expect("usage");
+                                n += 1;
+                            }
+                            commit(c);
+                        }
+                        n as f64 / start.elapsed().as_secs_f64()
+                    },
+                );
+                buffered.push(
+                    round,
+                    Sample {
+                        orgdb: o,
+                        sqlite: l,
+                        fsync: None,
+                        extra: Some(admit_only),
+                    },
+                );
+            }
+
+            if want_accept {
+                let range = round * cfg.accept_per_round..(round + 1) * cfg.accept_per_round;
+                let o_batch = &d.o_accept[range.clone()];
+                let l_batch = &d.l_accept[range];
+                let before = disk.rate(1, cfg.probe);
+                let (o, l) = pair(
+                    &mut || {
+                        timed(cfg.durable, 1, |i| match o_batch.get(i as usize) {
+                            Some((token, user)) => {
+                                d.odb
+                                    .accept_invitation(token, user)
+                                    .expect("accept_invitation");
+                                true
+                            }
+                            None => false,
+                        })
+                    },
+                    &mut || {
+                        timed(cfg.durable, 1, |i| match l_batch.get(i as usize) {
+                            Some((token, user)) => {
+                                lite_accept(&d.lite, &plans, token, user);
+                                true
+                            }
+                            None => false,
+                        })
+                    },
+                );
+                let after = disk.rate(1, cfg.probe);
+                accept.push(
+                    round,
+                    Sample {
+                        orgdb: o,
+                        sqlite: l,
+                        fsync: Some(((before + after) / 2.0, mode_of(before, after))),
+                        extra: None,
+                    },
+                );
+            }
+        }
+
+        if let Some(r) = &reads {
+            let o_actor = Actor::user(&r.o_owner);
+            let query = |page: u32, cursor: Option<&String>| MemberQuery {
+                page: Some(page),
+                per_page: Some(20),
+                role: None,
+                cursor: cursor.cloned(),
+            };
+            if cfg.wants("list_members_page1") {
+                let q = query(1, None);
+                let (o, l) = pair(
+                    &mut || {
+                        timed(cfg.read, 16, |_| {
+                            let p = r.odb.list_members(&o_actor, &r.o_big, &q).expect("list");
+                            assert_eq!(p.data.len(), 20);
+                            true
+                        })
+                    },
+                    &mut || {
+                        timed(cfg.read, 16, |_| {
+                            let p = lite_list_members(&r.lite, &r.l_owner, &r.l_big, 1, 20, None);
+                            assert_eq!(p.data.len(), 20);
+                            true
+                        })
+                    },
+                );
+                page1.push(
+                    round,
+                    Sample {
+                        orgdb: o,
+                        sqlite: l,
+                        fsync: None,
+                        extra: None,
+                    },
+                );
+            }
+            if cfg.wants("list_members_deep") {
+                let q = query(451, None);
+                let (o, l) = pair(
+                    &mut || {
+                        timed(cfg.read, 4, |_| {
+                            let p = r.odb.list_members(&o_actor, &r.o_big, &q).expect("list");
+                            assert_eq!(p.data.len(), 20);
+                            true
+                        })
+                    },
+                    &mut || {
+                        timed(cfg.read, 4, |_| {
+                            let p = lite_list_members(&r.lite, &r.l_owner, &r.l_big, 451, 20, None);
+                            assert_eq!(p.data.len(), 20);
+                            true
+                        })
+                    },
+                );
+                deep.push(
+                    round,
+                    Sample {
+                        orgdb: o,
+                        sqlite: l,
+                        fsync: None,
+                        extra: None,
+                    },
+                );
+            }
+            if cfg.wants("list_members_cursor") {
+                let q = query(451, Some(&r.o_cursor));
+                let (o, l) = pair(
+                    &mut || {
+                        timed(cfg.read, 16, |_| {
+                            let p = r.odb.list_members(&o_actor, &r.o_big, &q).expect("list");
+                            assert_eq!(p.data.len(), 20);
+                            true
+                        })
+                    },
+                    &mut || {
+                        timed(cfg.read, 16, |_| {
+                            let p = lite_list_members(
+                                &r.lite,
+                                &r.l_owner,
+                                &r.l_big,
+                                451,
+                                20,
+                                Some(&r.l_cursor),
+                            );
+                            assert_eq!(p.data.len(), 20);
+                            true
+                        })
+                    },
+                );
+                cursor.push(
+                    round,
+                    Sample {
+                        orgdb: o,
+                        sqlite: l,
+                        fsync: None,
+                        extra: None,
+                    },
+                );
+            }
+            if cfg.wants("usage_report") {
+                let q = UsageQuery {
+                    period: Some(Period::Month),
+                    ..Default::default()
+                };
+                let o_actor = Actor::user(&r.o_report_owner);
+                let first = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+                let last = NaiveDate::from_ymd_opt(2026, 1, 31).unwrap();
+                let (o, l) = pair(
+                    &mut || {
+                        timed(cfg.read, 8, |_| {
+                            let rep = r
+                                .odb
+                                .usage_report(&o_actor, &r.o_report, &q)
+                                .expect("report");
+                            assert_eq!(rep.by_mcp.len(), REPORT_RESOURCES);
+                            true
+                        })
+                    },
+                    &mut || {
+                        timed(cfg.read, 8, |_| {
+                            let rep = lite_usage_report(
+                                &r.lite,
+                                &plans,
+                                &r.l_report_owner,
+                                &r.l_report,
+                                first,
+                                last,
+                            );
+                            assert_eq!(rep.by_mcp.len(), REPORT_RESOURCES);
+                            true
+                        })
+                    },
+                );
+                group_by.push(timed(cfg.read / 2, 4, |_| {
+                    let (_, days, mcps) = lite_usage_report_group_by(
+                        &r.lite,
+                        &r.l_report_owner,
+                        &r.l_report,
+                        first,
+                        last,
+                    );
+                    assert_eq!((days, mcps), (31, REPORT_RESOURCES));
+                    true
+                }));
+                report.push(
+                    round,
+                    Sample {
+                        orgdb: o,
+                        sqlite: l,
+                        fsync: None,
+                        extra: None,
+                    },
+                );
+            }
+            if cfg.wants("get_organization") {
+                let o_actor = Actor::user(&r.o_report_owner);
+                let (o, l) = pair(
+                    &mut || {
+                        timed(cfg.read, 16, |_| {
+                            let d = r.odb.get_organization(&o_actor, &r.o_report).expect("get");
+                            assert_eq!(d.usage.team_members, 8);
+                            true
+                        })
+                    },
+                    &mut || {
+                        timed(cfg.read, 16, |_| {
+                            let d = lite_get_org(
+                                &r.lite,
+                                &plans,
+                                &r.l_report_owner,
+                                &r.l_report,
+                                r.now,
+                            );
+                            assert_eq!(d.usage.team_members, 8);
+                            true
+                        })
+                    },
+                );
+                getorg.push(
+                    round,
+                    Sample {
+                        orgdb: o,
+                        sqlite: l,
+                        fsync: None,
+                        extra: None,
+                    },
+                );
+            }
+        }
+    }
+
+    if !buffered.samples.is_empty() {
+        let admit = median(buffered.samples.iter().filter_map(|s| s.extra).collect());
+        buffered.note = format!(
+            "orgdb admission alone (without the final flush) {}/s; SQLite: WAL, \
+             synchronous=NORMAL, 1 000 events a transaction",
+            fmt_rate(admit)
+        );
+    }
+    if !usage16.samples.is_empty() {
+        usage16.note =
+            format!("SQLite: 16 connections, busy_timeout 10 s, BEGIN IMMEDIATE; {fairness16}");
+        usage16s.note = "the same orgdb figure against SQLite with the 16 threads sharing one \
+                         connection behind a mutex (measured right after, same round)"
+            .to_owned();
+    }
+    if !report.samples.is_empty() {
+        report.note = format!(
+            "SQLite as two GROUP BY queries instead: {}/s (slower; the table uses the one-pass \
+             version)",
+            fmt_rate(median(group_by))
+        );
+    }
+    if !deep.samples.is_empty() {
+        deep.note =
+            "orgdb walks the (org, joined_at, user) index to skip 9 000 keys; SQLite skips \
+                     them in its covering index"
+                .to_owned();
+    }
+
+    let mut bulk_rows = Vec::new();
+    let shape = BulkShape::new(cfg.bulk_orgs);
+    if cfg.wants("bulk_load") {
+        println!(
+            "-- bulk load: {} users, {} orgs, {} memberships ({} calls a side)",
+            shape.users,
+            shape.orgs,
+            shape.orgs * shape.per_org,
+            shape.calls()
+        );
+        let o = bulk_orgdb(dir, &shape);
+        let l = bulk_sqlite(dir, &plans, &shape);
+        let mut row = Row::new("bulk_load", "calls/s", Target::None);
+        row.push(
+            0,
+            Sample {
+                orgdb: shape.calls() as f64 / o.secs,
+                sqlite: shape.calls() as f64 / l.secs,
+                fsync: None,
+                extra: None,
+            },
+        );
+        row.note = format!(
+            "{} orgs / {} memberships / {} users: orgdb {:.1} s, file {} ({} after compact(), \
+             plus the fixed {} usage journal); SQLite {:.1} s, file {} ({} after VACUUM); \
+             size ratio {:.2} ({:.2} compacted)",
+            shape.orgs,
+            shape.orgs * shape.per_org,
+            shape.users,
+            o.secs,
+            fmt_bytes(o.size),
+            fmt_bytes(o.compacted),
+            fmt_bytes(file_len(&dir.join("bulk.redb.journal"))),
+            l.secs,
+            fmt_bytes(l.size),
+            fmt_bytes(l.compacted),
+            o.size as f64 / l.size as f64,
+            o.compacted as f64 / l.compacted as f64,
+        );
+        bulk_rows.push(row);
+    }
+    if cfg.wants("bulk_import") {
+        let export = bulk_export(&shape);
+        let records = export.iter().filter(|b| **b == b'\n').count();
+        println!(
+            "-- bulk import: {records} JSON lines ({})",
+            fmt_bytes(export.len() as u64)
+        );
+        let o = import_orgdb(dir, &export);
+        let l = import_sqlite(dir, &export);
+        let mut row = Row::new("bulk_import", "records/s", Target::None);
+        row.push(
+            0,
+            Sample {
+                orgdb: records as f64 / o.secs,
+                sqlite: records as f64 / l.secs,
+                fsync: None,
+                extra: None,
+            },
+        );
+        row.note = format!(
+            "{records} records: orgdb import_jsonl {:.1} s (includes its final check()), file {} \
+             ({} after compact()); SQLite {:.1} s, file {} ({} after VACUUM); size ratio {:.2} \
+             ({:.2} compacted)",
+            o.secs,
+            fmt_bytes(o.size),
+            fmt_bytes(o.compacted),
+            l.secs,
+            fmt_bytes(l.size),
+            fmt_bytes(l.compacted),
+            o.size as f64 / l.size as f64,
+            o.compacted as f64 / l.compacted as f64,
+        );
+        bulk_rows.push(row);
+    }
+
+    rows.extend([
+        fsync1, fsync16, usage1, usage16, usage16s, buffered, accept, page1, deep, cursor, report,
+        getorg,
+    ]);
+    rows.extend(bulk_rows);
+    println!();
+    println!("orgdb vs SQLite, {}", machine());
+    print_table(&rows);
+    if cfg.keep {
+        println!("kept {}", tmp.keep().display());
+    }
+}
