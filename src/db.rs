@@ -365,10 +365,7 @@ impl Db {
     /// `validation_error` (`count`, `at`, `idempotency_key`, `resource_id`), `not_found`
     /// (organization, or a resource not live in it), `quota_exceeded`, `storage_error`.
     pub fn record_usage(&self, org: &str, event: &UsageEvent) -> Result<UsageReceipt> {
-        let ctx = self.ctx();
-        let admit = ops::usage::check_one(&ctx, event)?;
-        self.admit(&ctx, org, &[admit], Mode::Durable)
-            .map(|mut r| r.remove(0))
+        self.admit_one(org, event, Mode::Durable)
     }
 
     /// Records many events of one organization as one unit: all counted or none. Duplicates
@@ -393,10 +390,7 @@ impl Db {
     /// # Errors
     /// As [`Db::record_usage`].
     pub fn record_usage_buffered(&self, org: &str, event: &UsageEvent) -> Result<UsageReceipt> {
-        let ctx = self.ctx();
-        let admit = ops::usage::check_one(&ctx, event)?;
-        self.admit(&ctx, org, &[admit], Mode::Buffered)
-            .map(|mut r| r.remove(0))
+        self.admit_one(org, event, Mode::Buffered)
     }
 
     /// Whether `count` more requests fit in this month now, without recording anything.
@@ -405,11 +399,17 @@ impl Db {
     /// `quota_exceeded` when they would not fit; `validation_error`, `not_found`.
     pub fn check_quota(&self, org: &str, count: u64) -> Result<UsageReceipt> {
         ops::usage::check_count(count)?;
+        self.admit_one(org, &UsageEvent::new(count), Mode::Check)
+    }
+
+    fn admit_one(&self, org: &str, event: &UsageEvent, mode: Mode) -> Result<UsageReceipt> {
         let ctx = self.ctx();
-        let event = UsageEvent::new(count);
-        let admit = ops::usage::check_one(&ctx, &event)?;
-        self.admit(&ctx, org, &[admit], Mode::Check)
-            .map(|mut r| r.remove(0))
+        let admit = ops::usage::check_one(&ctx, event)?;
+        let ledger = &self.inner.ledger;
+        let (receipt, wait_for) =
+            ledger.admit_one(&self.inner.store, &ctx, org.trim(), &admit, mode)?;
+        ledger.wait_for(wait_for)?;
+        Ok(receipt)
     }
 
     fn admit(

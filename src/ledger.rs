@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use chrono::{DateTime, Datelike, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 
 use crate::error::{Error, Result};
@@ -100,6 +100,35 @@ struct OrgUsage {
     keys: Map<String, i64>,
     oldest_key: i64,
     delta: OrgDelta,
+}
+
+impl OrgUsage {
+    /// Counts one admitted event: its month's total (already loaded), and the unfolded delta.
+    fn count(&mut self, e: &Admit<'_>, slot: Option<u32>) -> u64 {
+        let total = self.months.entry(e.month).or_default();
+        *total = total.saturating_add(e.count);
+        let total = *total;
+        *self.delta.months.entry(e.month).or_default() += e.count;
+        self.delta.days.entry(e.day).or_default().add(slot, e.count);
+        if let Some(k) = e.key {
+            self.keys.insert(k.to_owned(), e.at_micros);
+            self.oldest_key = self.oldest_key.min(e.at_micros);
+            self.delta.keys.push((k.to_owned(), e.at_micros));
+        }
+        total
+    }
+
+    /// The month's total, read from the database the first time.
+    fn month_total(&mut self, store: &RedbStore, org: &str, month: u32) -> Result<u64> {
+        match self.months.get(&month) {
+            Some(total) => Ok(*total),
+            None => {
+                let total = store.read(|tx| tx.month_usage(org, month))?;
+                self.months.insert(month, total);
+                Ok(total)
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -262,6 +291,124 @@ impl Ledger {
         }
     }
 
+    /// [`Ledger::admit`] for one event, without the batch bookkeeping: the gateway's hot path.
+    pub(crate) fn admit_one(
+        &self,
+        store: &RedbStore,
+        ctx: &Ctx,
+        org: &str,
+        event: &Admit<'_>,
+        mode: Mode,
+    ) -> Result<(UsageReceipt, Option<u64>)> {
+        loop {
+            let mut st = lock(&self.state);
+            match self.admit_one_locked(&mut st, store, ctx, org, event, mode)? {
+                Some(done) => return Ok(done),
+                None => {
+                    drop(st);
+                    self.fold(store, ctx, true, true)?;
+                }
+            }
+        }
+    }
+
+    fn admit_one_locked(
+        &self,
+        st: &mut State,
+        store: &RedbStore,
+        ctx: &Ctx,
+        org: &str,
+        e: &Admit<'_>,
+        mode: Mode,
+    ) -> Result<Option<(UsageReceipt, Option<u64>)>> {
+        let seen_seq = st.seq;
+        let durable = mode == Mode::Durable && self.journal.is_some();
+        let refuse = |err: Error| -> Result<Option<(UsageReceipt, Option<u64>)>> {
+            if durable {
+                if let Some(j) = &self.journal {
+                    j.wait_durable(seen_seq)?;
+                }
+            }
+            Err(err)
+        };
+        let slot = match e.resource {
+            None => None,
+            Some(id) => match resolve_resource(st, store, org, id) {
+                Ok(slot) => Some(slot),
+                Err(err) => return refuse(err),
+            },
+        };
+        if !st.orgs.get(org).is_some_and(|o| o.limit_known) {
+            if let Err(err) = ensure_org(st, store, ctx, org) {
+                return refuse(err);
+            }
+        }
+        let usage = st.orgs.get_mut(org).expect("ensure_org inserted it");
+        let used = usage.month_total(store, org, e.month)?;
+        let limit = usage.limit;
+        if e.key.is_some_and(|k| usage.keys.contains_key(k)) {
+            return Ok(Some((
+                receipt(true, used, limit),
+                durable.then_some(seen_seq),
+            )));
+        }
+        let total = match used.checked_add(e.count) {
+            Some(total) if limit.is_none_or(|l| total <= l) => total,
+            _ => return refuse(overflow(limit, used, e.count)),
+        };
+        if mode == Mode::Check {
+            return Ok(Some((receipt(false, total, limit), None)));
+        }
+        let mut wait_for = None;
+        if durable {
+            match self.journal_append(st, org, std::iter::once(e))? {
+                Some(seq) => wait_for = Some(seq),
+                None => return Ok(None),
+            }
+        }
+        let usage = st.orgs.get_mut(org).expect("loaded above");
+        usage.count(e, slot);
+        st.dirty = true;
+        Ok(Some((receipt(false, total, limit), wait_for)))
+    }
+
+    /// Writes the counted events of one call as one journal record; `None` when the journal
+    /// is full (checkpoint and retry).
+    fn journal_append<'e, 'a: 'e>(
+        &self,
+        st: &mut State,
+        org: &str,
+        events: impl Iterator<Item = &'e Admit<'a>>,
+    ) -> Result<Option<u64>> {
+        let journal = self.journal.as_ref().expect("durable implies a journal");
+        let seq = st.seq + 1;
+        let batch = JournalBatch {
+            seq,
+            org: org.to_owned(),
+            events: events
+                .map(|e| JournalEvent {
+                    resource: e.resource.map(str::to_owned),
+                    day: e.day,
+                    count: e.count,
+                    key: e.key.map(str::to_owned),
+                    at_micros: e.at_micros,
+                })
+                .collect(),
+        };
+        let Some(cursor) = st.cursor.as_mut() else {
+            return Err(Error::storage("usage journal has no cursor"));
+        };
+        let record = journal::encode(cursor.generation, &batch);
+        if record.len() as u64 > journal.size() / 2 {
+            return Err(Error::invalid("events", "Too many events in one call"));
+        }
+        if journal.append(cursor, &record, seq)?.is_err() {
+            return Ok(None);
+        }
+        st.seq = seq;
+        Ok(Some(seq))
+    }
+
     fn admit_locked(
         &self,
         st: &mut State,
@@ -345,55 +492,18 @@ impl Ledger {
         let mut wait_for = durable.then_some(seen_seq);
         if mode != Mode::Check && counted {
             if durable {
-                let journal = self.journal.as_ref().expect("durable implies a journal");
-                let seq = st.seq + 1;
-                let batch = JournalBatch {
-                    seq,
-                    org: org.to_owned(),
-                    events: events
-                        .iter()
-                        .zip(&duplicate)
-                        .filter(|(_, dup)| !**dup)
-                        .map(|(e, _)| JournalEvent {
-                            resource: e.resource.map(str::to_owned),
-                            day: e.day,
-                            count: e.count,
-                            key: e.key.map(str::to_owned),
-                            at_micros: e.at_micros,
-                        })
-                        .collect(),
-                };
-                let Some(cursor) = st.cursor.as_mut() else {
-                    return Err(Error::storage("usage journal has no cursor"));
-                };
-                let record = journal::encode(cursor.generation, &batch);
-                if record.len() as u64 > journal.size() / 2 {
-                    return Err(Error::invalid("events", "Too many events in one call"));
+                let counted = events.iter().zip(&duplicate).filter(|(_, dup)| !**dup);
+                match self.journal_append(st, org, counted.map(|(e, _)| e))? {
+                    Some(seq) => wait_for = Some(seq),
+                    None => return Ok(None),
                 }
-                if journal.append(cursor, &record, seq)?.is_err() {
-                    return Ok(None);
-                }
-                st.seq = seq;
-                wait_for = Some(seq);
             }
             let usage = st.orgs.get_mut(org).expect("loaded above");
             for ((e, dup), slot) in events.iter().zip(&duplicate).zip(&slots) {
                 if *dup {
                     continue;
                 }
-                *usage.months.get_mut(&e.month).expect("loaded above") += e.count;
-                *usage.delta.months.entry(e.month).or_default() += e.count;
-                usage
-                    .delta
-                    .days
-                    .entry(e.day)
-                    .or_default()
-                    .add(*slot, e.count);
-                if let Some(k) = e.key {
-                    usage.keys.insert(k.to_owned(), e.at_micros);
-                    usage.oldest_key = usage.oldest_key.min(e.at_micros);
-                    usage.delta.keys.push((k.to_owned(), e.at_micros));
-                }
+                usage.count(e, *slot);
             }
             st.dirty = true;
         }
@@ -418,7 +528,12 @@ impl Ledger {
 
     /// Waits until an outcome's journal record is durable.
     pub(crate) fn wait(&self, outcome: &Outcome) -> Result<()> {
-        match (&self.journal, outcome.wait_for) {
+        self.wait_for(outcome.wait_for)
+    }
+
+    /// Waits until journal record `seq` (if any) is durable.
+    pub(crate) fn wait_for(&self, seq: Option<u64>) -> Result<()> {
+        match (&self.journal, seq) {
             (Some(j), Some(seq)) => j.wait_durable(seq),
             _ => Ok(()),
         }
@@ -440,7 +555,7 @@ impl Ledger {
         if !st.dirty && !reset && (!durable || !st.undurable) {
             return Ok(());
         }
-        let cutoff = (ctx.now - KEY_RETENTION).timestamp_micros();
+        let cutoff = crate::model::time::minus(ctx.now, KEY_RETENTION).timestamp_micros();
         let mut deltas: Map<String, OrgDelta> = Map::default();
         for (org, usage) in st.orgs.iter_mut() {
             if usage.oldest_key < cutoff && !usage.keys.is_empty() {
@@ -531,7 +646,7 @@ fn ensure_org(st: &mut State, store: &RedbStore, ctx: &Ctx, org: &str) -> Result
         return Ok(());
     }
     let fresh = !st.orgs.contains_key(org);
-    let cutoff = (ctx.now - KEY_RETENTION).timestamp_micros();
+    let cutoff = crate::model::time::minus(ctx.now, KEY_RETENTION).timestamp_micros();
     let (limit, keys) = store.read(|tx| {
         let rec = tx
             .org(org)?
@@ -656,8 +771,21 @@ fn apply_deltas(tx: &mut dyn KvWrite, ctx: &Ctx, deltas: Map<String, OrgDelta>) 
     Ok(())
 }
 
-/// Day and month of a timestamp.
+/// Day and month of a timestamp. The calendar arithmetic runs once per UTC day and thread:
+/// the hot path asks for today's over and over.
 pub(crate) fn day_and_month(at: DateTime<Utc>) -> (u32, u32) {
-    let date = at.date_naive();
-    (day_number(date), date.year() as u32 * 100 + date.month())
+    thread_local! {
+        static LAST: std::cell::Cell<(i64, u32, u32)> = const { std::cell::Cell::new((i64::MIN, 0, 0)) };
+    }
+    let unix_day = at.timestamp().div_euclid(86_400);
+    LAST.with(|last| {
+        let (cached_day, day, month) = last.get();
+        if cached_day == unix_day {
+            return (day, month);
+        }
+        let date = at.date_naive();
+        let computed = (day_number(date), ops::orgs::month_of(date));
+        last.set((unix_day, computed.0, computed.1));
+        computed
+    })
 }

@@ -79,15 +79,16 @@ fn a_newer_schema_version_is_refused() {
     let path = dir.path().join("org.redb");
     drop(Db::open(&path).unwrap());
     {
-        // Write what a future orgdb would: meta["schema_version"] = 99 (key: name + NUL,
-        // value: u64 big-endian).
+        // Write what a future orgdb would: meta["schema_version"] = 99 (key: name + NUL).
         let raw = redb::Database::open(&path).unwrap();
         let txn = raw.begin_write().unwrap();
         {
             let def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("meta");
             let mut meta = txn.open_table(def).unwrap();
-            meta.insert(&b"schema_version\0"[..], &99u64.to_be_bytes()[..])
-                .unwrap();
+            // Counters are 8 bytes big-endian followed by their crc32 (little-endian).
+            let mut value = 99u64.to_be_bytes().to_vec();
+            value.extend_from_slice(&crc32fast::hash(&99u64.to_be_bytes()).to_le_bytes());
+            meta.insert(&b"schema_version\0"[..], &value[..]).unwrap();
         }
         txn.commit().unwrap();
     }

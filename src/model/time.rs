@@ -13,6 +13,18 @@ pub fn truncate(at: DateTime<Utc>) -> DateTime<Utc> {
     from_micros(at.timestamp_micros()).unwrap_or(at)
 }
 
+/// `at + by`, saturating at the end of the calendar (a clock set there must not panic).
+pub(crate) fn plus(at: DateTime<Utc>, by: chrono::TimeDelta) -> DateTime<Utc> {
+    at.checked_add_signed(by)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// `at - by`, saturating at the start of the calendar.
+pub(crate) fn minus(at: DateTime<Utc>, by: chrono::TimeDelta) -> DateTime<Utc> {
+    at.checked_sub_signed(by)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
 /// Microseconds since the epoch → timestamp (None when out of chrono's range).
 pub fn from_micros(micros: i64) -> Option<DateTime<Utc>> {
     Utc.timestamp_micros(micros).single()

@@ -217,7 +217,7 @@ fn create_one(
         status: InvitationStatus::Pending,
         invited_by: actor.label().to_owned(),
         created_at: ctx.now,
-        expires_at: ctx.now + input.lifetime,
+        expires_at: crate::model::time::plus(ctx.now, input.lifetime),
         accepted_at: None,
     };
     tx.insert_invitation(&InvitationRecord {
@@ -613,7 +613,7 @@ pub(crate) fn resend(
     let mut new = rec.clone();
     new.token_hash = ids::token_hash(&token);
     new.invitation.status = InvitationStatus::Pending;
-    new.invitation.expires_at = ctx.now + lifetime;
+    new.invitation.expires_at = crate::model::time::plus(ctx.now, lifetime);
     tx.replace_invitation(&rec, &new)?;
     let inv = new.invitation;
     let details =

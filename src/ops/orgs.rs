@@ -173,8 +173,10 @@ pub(crate) fn limits(ctx: &Ctx, rec: &OrgRecord) -> Limits {
 }
 
 /// `yyyymm` of a date: the month key of usage counters.
+/// Years before 0 (reachable only through a clock set there) share month keys with year 0;
+/// chrono's largest year (262 143) still fits.
 pub(crate) fn month_of(date: chrono::NaiveDate) -> u32 {
-    date.year() as u32 * 100 + date.month()
+    date.year().max(0) as u32 * 100 + date.month()
 }
 
 pub(crate) fn usage(tx: &dyn KvRead, ctx: &Ctx, org: &str) -> Result<Usage> {

@@ -8,6 +8,7 @@ use crate::authz::{authorize, Action, Actor};
 use crate::error::{Error, Result};
 use crate::ledger::{day_and_month, Admit, KEY_RETENTION};
 use crate::model::resource::ResourceKind;
+use crate::model::time;
 use crate::model::usage::{
     DayUsage, Period, RequestTotals, ResourceUsage, UsageEvent, UsageQuery, UsageReport,
 };
@@ -32,12 +33,12 @@ fn check_event<'a>(checks: &mut Checks, ctx: &Ctx, prefix: &str, e: &'a UsageEve
         checks.fail(&format!("{prefix}count"), "Must be between 1 and 2^53");
     }
     let at = e.at.map(crate::model::time::truncate).unwrap_or(ctx.now);
-    if at > ctx.now + FUTURE_SLACK {
+    if at > time::plus(ctx.now, FUTURE_SLACK) {
         checks.fail(
             &format!("{prefix}at"),
             "Must be at most 5 minutes ahead of now",
         );
-    } else if at < ctx.now - LATE_WINDOW {
+    } else if at < time::minus(ctx.now, LATE_WINDOW) {
         checks.fail(&format!("{prefix}at"), "Must be at most 35 days ago");
     }
     if let Some(k) = &e.idempotency_key {
@@ -89,26 +90,29 @@ pub(crate) fn check_count(count: u64) -> Result<()> {
 /// The first and last day of a report and its period label.
 fn range(ctx: &Ctx, q: &UsageQuery) -> Result<(Period, NaiveDate, NaiveDate)> {
     let period = q.period.unwrap_or_default();
-    let around = |d: NaiveDate| -> (NaiveDate, NaiveDate) {
+    // Checked calendar arithmetic: a date at the edge of the calendar has no whole week or
+    // month around it.
+    let around = |d: NaiveDate| -> Option<(NaiveDate, NaiveDate)> {
         match period {
-            Period::Day => (d, d),
+            Period::Day => Some((d, d)),
             Period::Week => {
-                let monday = d - Days::new(u64::from(d.weekday().num_days_from_monday()));
-                (monday, monday + Days::new(6))
+                let back = u64::from(d.weekday().num_days_from_monday());
+                let monday = d.checked_sub_days(Days::new(back))?;
+                Some((monday, monday.checked_add_days(Days::new(6))?))
             }
             Period::Month => {
-                let first = d.with_day(1).unwrap_or(d);
-                let next = first
-                    .checked_add_months(chrono::Months::new(1))
-                    .unwrap_or(first);
-                (first, next.pred_opt().unwrap_or(first))
+                let first = d.with_day(1)?;
+                let next = first.checked_add_months(chrono::Months::new(1))?;
+                Some((first, next.pred_opt()?))
             }
         }
     };
+    let out_of_range = |field: &str| Error::invalid(field, "Is out of the supported range");
     let (first, last) = match (q.start_date, q.end_date) {
         (Some(s), Some(e)) => (s, e),
-        (Some(d), None) | (None, Some(d)) => around(d),
-        (None, None) => around(ctx.now.date_naive()),
+        (Some(d), None) => around(d).ok_or_else(|| out_of_range("start_date"))?,
+        (None, Some(d)) => around(d).ok_or_else(|| out_of_range("end_date"))?,
+        (None, None) => around(ctx.now.date_naive()).ok_or_else(|| out_of_range("start_date"))?,
     };
     let mut checks = Checks::new();
     if last < first {
@@ -152,9 +156,9 @@ pub(crate) fn report(
     let mut by_mcp = Vec::new();
     if by_slot.iter().any(|n| *n > 0) {
         for id in tx.resource_ids_of_org(org, Some(ResourceKind::Mcp), true)? {
-            let Some(rec) = tx.resource_record(&id)? else {
-                continue;
-            };
+            let rec = tx
+                .resource_record(&id)?
+                .ok_or_else(|| Error::corrupted("resource index names a missing resource"))?;
             let requests = by_slot.get(rec.slot as usize).copied().unwrap_or(0);
             if requests > 0 {
                 by_mcp.push(ResourceUsage {
@@ -201,7 +205,7 @@ pub(crate) fn report(
     Ok(UsageReport {
         period,
         start_date: day_start(first),
-        end_date: day_start(last) + TimeDelta::seconds(86_399),
+        end_date: time::plus(day_start(last), TimeDelta::seconds(86_399)),
         requests: RequestTotals {
             total,
             limit,
@@ -230,9 +234,9 @@ pub(crate) fn prune(
     ctx: &Ctx,
     before: NaiveDate,
 ) -> Result<(PruneReport, u32, i64)> {
-    let oldest_open = (ctx.now - LATE_WINDOW).date_naive();
+    let oldest_open = time::minus(ctx.now, LATE_WINDOW).date_naive();
     let month_cutoff = super::orgs::month_of(before.min(oldest_open).with_day(1).unwrap_or(before));
-    let key_cutoff = (ctx.now - KEY_RETENTION).timestamp_micros();
+    let key_cutoff = time::minus(ctx.now, KEY_RETENTION).timestamp_micros();
     let (day_rows, month_rows, idempotency_keys) =
         tx.prune_usage_rows(day_number(before), month_cutoff, key_cutoff)?;
     let report = PruneReport {

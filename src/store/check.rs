@@ -132,7 +132,7 @@ pub(crate) fn check(tx: &dyn KvRead, _now: DateTime<Utc>) -> Result<CheckReport>
         Table::UserEmail,
         users
             .iter()
-            .map(|(_, u)| (keys::one(&u.email), u.id.clone().into_bytes()))
+            .map(|(_, u)| (keys::one(&u.email), codec::encode_id(&u.id)))
             .collect(),
     )?;
 
@@ -143,7 +143,7 @@ pub(crate) fn check(tx: &dyn KvRead, _now: DateTime<Utc>) -> Result<CheckReport>
     c.index(
         Table::OrgSlug,
         orgs.iter()
-            .map(|(_, o)| (keys::one(&o.org.slug), o.org.id.clone().into_bytes()))
+            .map(|(_, o)| (keys::one(&o.org.slug), codec::encode_id(&o.org.id)))
             .collect(),
     )?;
     c.index(
@@ -153,7 +153,7 @@ pub(crate) fn check(tx: &dyn KvRead, _now: DateTime<Utc>) -> Result<CheckReport>
                 o.org
                     .external_id
                     .as_ref()
-                    .map(|e| (keys::one(e), o.org.id.clone().into_bytes()))
+                    .map(|e| (keys::one(e), codec::encode_id(&o.org.id)))
             })
             .collect(),
     )?;
@@ -263,8 +263,9 @@ pub(crate) fn check(tx: &dyn KvRead, _now: DateTime<Utc>) -> Result<CheckReport>
             c.problem(format!("organization {org} has no owner"));
         }
     }
+    let org_keys: BTreeSet<Vec<u8>> = expected_stats.keys().map(|org| keys::one(org)).collect();
     for key in stored.keys() {
-        if !expected_stats.keys().any(|org| keys::one(org) == *key) {
+        if !org_keys.contains(key) {
             c.problem(format!("org_stats: stray counters {}", show(key)));
         }
     }
@@ -287,11 +288,11 @@ pub(crate) fn check(tx: &dyn KvRead, _now: DateTime<Utc>) -> Result<CheckReport>
                 inv.id
             ));
         }
-        tokens.insert(rec.token_hash.to_vec(), inv.id.clone().into_bytes());
+        tokens.insert(rec.token_hash.to_vec(), codec::encode_id(&inv.id));
         by_org.insert(keys::two(&inv.organization_id, &inv.id), vec![]);
         if inv.status == InvitationStatus::Pending {
             let slot = keys::two(&inv.organization_id, &inv.email);
-            if pending.insert(slot, inv.id.clone().into_bytes()).is_some() {
+            if pending.insert(slot, codec::encode_id(&inv.id)).is_some() {
                 c.problem(format!(
                     "invitations: two pending invitations for {}",
                     inv.email

@@ -1,9 +1,12 @@
 //! The only place that encodes and decodes stored values.
 //!
-//! A value is `[format tag][bincode 2, standard config]`. The tag names the record type and its
-//! format version, so a reader never misreads one record type as another or an old layout as a
-//! new one. Decoding has a size limit: stored bytes are untrusted (a damaged file must give
-//! `corrupted`, never an out-of-memory abort).
+//! A record is `[format tag][crc32 of the body][body: bincode 2, standard config]`; a counter is
+//! `[u64 big-endian][crc32]`; an id stored as an index value is `[UTF-8][crc32]`. The tag names
+//! the record type and its format version, so a reader never misreads one record type as
+//! another or an old layout as a new one. The checksum catches damaged bytes that the storage
+//! engine does not (it does not verify pages on every read): a damaged value reads as
+//! `corrupted`, never as different data. Decoding has a size limit: stored bytes are untrusted
+//! (a damaged file must give `corrupted`, never an out-of-memory abort).
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -29,21 +32,50 @@ pub(crate) enum Tag {
     UsageDay = 11,
 }
 
+const CRC: usize = 4;
+
+fn crc(bytes: &[u8]) -> [u8; CRC] {
+    crc32fast::hash(bytes).to_le_bytes()
+}
+
+/// Splits `[body][crc]` and verifies the checksum.
+fn checked<'a>(what: &str, bytes: &'a [u8]) -> Result<&'a [u8]> {
+    let split = bytes
+        .len()
+        .checked_sub(CRC)
+        .ok_or_else(|| Error::corrupted(format!("{what} is too short")))?;
+    let (body, sum) = bytes.split_at(split);
+    if crc(body) != sum {
+        return Err(Error::corrupted(format!("{what} fails its checksum")));
+    }
+    Ok(body)
+}
+
 pub(crate) fn encode<T: Serialize>(tag: Tag, value: &T) -> Result<Vec<u8>> {
-    let mut out = vec![tag as u8];
+    let mut out = vec![tag as u8, 0, 0, 0, 0];
     bincode::serde::encode_into_std_write(value, &mut out, bincode::config::standard())
         .map_err(|e| Error::storage(format!("encoding {tag:?}: {e}")))?;
+    let sum = crc(&out[1 + CRC..]);
+    out[1..1 + CRC].copy_from_slice(&sum);
     Ok(out)
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(tag: Tag, bytes: &[u8]) -> Result<T> {
-    let Some((&found, body)) = bytes.split_first() else {
+    let Some((&found, rest)) = bytes.split_first() else {
         return Err(Error::corrupted(format!("empty {tag:?} value")));
     };
     if found != tag as u8 {
         return Err(Error::corrupted(format!(
             "{tag:?} value has format tag {found}, expected {}",
             tag as u8
+        )));
+    }
+    let (sum, body) = rest
+        .split_at_checked(CRC)
+        .ok_or_else(|| Error::corrupted(format!("{tag:?} value is too short")))?;
+    if crc(body) != sum {
+        return Err(Error::corrupted(format!(
+            "{tag:?} value fails its checksum"
         )));
     }
     let config = bincode::config::standard().with_limit::<DECODE_LIMIT>();
@@ -58,8 +90,30 @@ pub(crate) fn decode<T: DeserializeOwned>(tag: Tag, bytes: &[u8]) -> Result<T> {
     Ok(value)
 }
 
-/// Counters are plain 8-byte big-endian integers.
+/// A counter: 8 bytes big-endian, then their checksum.
+pub(crate) fn encode_u64(value: u64) -> [u8; 8 + CRC] {
+    let mut out = [0u8; 8 + CRC];
+    out[..8].copy_from_slice(&value.to_be_bytes());
+    let sum = crc(&out[..8]);
+    out[8..].copy_from_slice(&sum);
+    out
+}
+
+/// An id kept as an index value: its UTF-8, then their checksum.
+pub(crate) fn encode_id(id: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(id.len() + CRC);
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(&crc(id.as_bytes()));
+    out
+}
+
+pub(crate) fn decode_id(bytes: &[u8]) -> Result<String> {
+    let body = checked("stored id", bytes)?;
+    String::from_utf8(body.to_vec()).map_err(|_| Error::corrupted("stored id is not UTF-8"))
+}
+
 pub(crate) fn decode_u64(bytes: &[u8]) -> Result<u64> {
+    let bytes = checked("counter", bytes)?;
     let arr: [u8; 8] = bytes
         .try_into()
         .map_err(|_| Error::corrupted(format!("counter has {} bytes, expected 8", bytes.len())))?;
@@ -71,38 +125,35 @@ mod tests {
     use super::*;
     use crate::model::user::User;
 
-    #[test]
-    fn round_trip_and_tag_check() {
-        let user = User {
+    fn user() -> User {
+        User {
             id: "user_1".into(),
             email: "a@b.c".into(),
             name: "A".into(),
             created_at: crate::model::time::from_micros(1_705_314_600_123_456).unwrap(),
             last_active: None,
-        };
-        let bytes = encode(Tag::User, &user).unwrap();
-        assert_eq!(decode::<User>(Tag::User, &bytes).unwrap(), user);
+        }
+    }
+
+    #[test]
+    fn round_trip_and_tag_check() {
+        let bytes = encode(Tag::User, &user()).unwrap();
+        assert_eq!(decode::<User>(Tag::User, &bytes).unwrap(), user());
         let err = decode::<User>(Tag::Org, &bytes).unwrap_err();
         assert_eq!(err.code(), "corrupted");
+        assert_eq!(decode_u64(&encode_u64(7)).unwrap(), 7);
+        assert_eq!(decode_id(&encode_id("org_1")).unwrap(), "org_1");
     }
 
     #[test]
     fn hostile_bytes_are_corrupted_not_a_panic() {
-        // A length prefix claiming ~2^64 bytes must hit the limit, not allocate.
-        let bytes = [
-            Tag::User as u8,
-            0xff,
-            0xff,
-            0xff,
-            0xff,
-            0xff,
-            0xff,
-            0xff,
-            0xff,
-            0xff,
-        ];
+        // A valid checksum over a length prefix claiming ~2^64 bytes must hit the limit.
+        let body = [0xfc, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+        let mut framed = vec![Tag::User as u8];
+        framed.extend_from_slice(&crc(&body));
+        framed.extend_from_slice(&body);
         assert_eq!(
-            decode::<User>(Tag::User, &bytes).unwrap_err().code(),
+            decode::<User>(Tag::User, &framed).unwrap_err().code(),
             "corrupted"
         );
         assert_eq!(
@@ -110,5 +161,33 @@ mod tests {
             "corrupted"
         );
         assert_eq!(decode_u64(&[1, 2]).unwrap_err().code(), "corrupted");
+        assert_eq!(decode_id(&[1]).unwrap_err().code(), "corrupted");
+    }
+
+    #[test]
+    fn any_flipped_bit_is_caught() {
+        let bytes = encode(Tag::User, &user()).unwrap();
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut bad = bytes.clone();
+                bad[i] ^= 1 << bit;
+                assert!(
+                    decode::<User>(Tag::User, &bad).is_err(),
+                    "byte {i} bit {bit}"
+                );
+            }
+        }
+        let id = encode_id("org_01");
+        for i in 0..id.len() {
+            let mut bad = id.clone();
+            bad[i] ^= 0x10;
+            assert!(decode_id(&bad).is_err());
+        }
+        let n = encode_u64(42);
+        for i in 0..n.len() {
+            let mut bad = n;
+            bad[i] ^= 0x01;
+            assert!(decode_u64(&bad).is_err());
+        }
     }
 }

@@ -253,9 +253,7 @@ pub(crate) trait Reads: KvRead {
 
     fn get_string(&self, table: Table, key: &[u8]) -> Result<Option<String>> {
         match self.get(table, key)? {
-            Some(bytes) => String::from_utf8(bytes)
-                .map(Some)
-                .map_err(|_| Error::corrupted(format!("{} holds a non-UTF-8 id", table.name()))),
+            Some(bytes) => codec::decode_id(&bytes).map(Some),
             None => Ok(None),
         }
     }
@@ -412,9 +410,7 @@ pub(crate) trait Reads: KvRead {
     fn pending_unexpired(&self, org: &str, now: DateTime<Utc>) -> Result<Vec<InvitationRecord>> {
         let mut ids = Vec::new();
         self.scan_prefix(Table::PendingInvitations, &keys::one(org), &mut |_, v| {
-            ids.push(
-                String::from_utf8(v.to_vec()).map_err(|_| Error::corrupted("bad invitation id"))?,
-            );
+            ids.push(codec::decode_id(v)?);
             Ok(true)
         })?;
         let mut out = Vec::new();
@@ -490,8 +486,11 @@ pub(crate) trait Reads: KvRead {
         };
         let mut out = Vec::new();
         self.scan_prefix(Table::ResourcesByOrg, &prefix, &mut |k, live| {
-            if !include_removed && live != [RESOURCE_LIVE] {
-                return Ok(true);
+            match live {
+                [RESOURCE_LIVE] => {}
+                [RESOURCE_REMOVED] if include_removed => {}
+                [RESOURCE_REMOVED] => return Ok(true),
+                _ => return Err(Error::corrupted("bad resource index flag")),
             }
             let mut r = KeyReader::new(k);
             let id = r
@@ -621,7 +620,12 @@ pub(crate) trait Writes: KvWrite + Reads {
     }
 
     fn put_u64(&mut self, table: Table, key: &[u8], value: u64) -> Result<()> {
-        self.put(table, key, &value.to_be_bytes())
+        self.put(table, key, &codec::encode_u64(value))
+    }
+
+    /// Stores an id as an index value (checksummed).
+    fn put_id(&mut self, table: Table, key: &[u8], id: &str) -> Result<()> {
+        self.put(table, key, &codec::encode_id(id))
     }
 
     fn set_meta_u64(&mut self, name: &str, value: u64) -> Result<()> {
@@ -645,17 +649,13 @@ pub(crate) trait Writes: KvWrite + Reads {
 
     fn insert_user(&mut self, user: &User) -> Result<()> {
         self.put_record(Table::Users, Tag::User, &keys::one(&user.id), user)?;
-        self.put(
-            Table::UserEmail,
-            &keys::one(&user.email),
-            user.id.as_bytes(),
-        )
+        self.put_id(Table::UserEmail, &keys::one(&user.email), &user.id)
     }
 
     fn replace_user(&mut self, old: &User, new: &User) -> Result<()> {
         if old.email != new.email {
             self.delete(Table::UserEmail, &keys::one(&old.email))?;
-            self.put(Table::UserEmail, &keys::one(&new.email), new.id.as_bytes())?;
+            self.put_id(Table::UserEmail, &keys::one(&new.email), &new.id)?;
         }
         self.put_record(Table::Users, Tag::User, &keys::one(&new.id), new)
     }
@@ -671,9 +671,9 @@ pub(crate) trait Writes: KvWrite + Reads {
     fn insert_org(&mut self, rec: &OrgRecord) -> Result<()> {
         let org = &rec.org;
         self.put_record(Table::Orgs, Tag::Org, &keys::one(&org.id), rec)?;
-        self.put(Table::OrgSlug, &keys::one(&org.slug), org.id.as_bytes())?;
+        self.put_id(Table::OrgSlug, &keys::one(&org.slug), &org.id)?;
         if let Some(ext) = &org.external_id {
-            self.put(Table::OrgExternal, &keys::one(ext), org.id.as_bytes())?;
+            self.put_id(Table::OrgExternal, &keys::one(ext), &org.id)?;
         }
         Ok(())
     }
@@ -682,14 +682,14 @@ pub(crate) trait Writes: KvWrite + Reads {
         let (o, n) = (&old.org, &new.org);
         if o.slug != n.slug {
             self.delete(Table::OrgSlug, &keys::one(&o.slug))?;
-            self.put(Table::OrgSlug, &keys::one(&n.slug), n.id.as_bytes())?;
+            self.put_id(Table::OrgSlug, &keys::one(&n.slug), &n.id)?;
         }
         if o.external_id != n.external_id {
             if let Some(ext) = &o.external_id {
                 self.delete(Table::OrgExternal, &keys::one(ext))?;
             }
             if let Some(ext) = &n.external_id {
-                self.put(Table::OrgExternal, &keys::one(ext), n.id.as_bytes())?;
+                self.put_id(Table::OrgExternal, &keys::one(ext), &n.id)?;
             }
         }
         self.put_record(Table::Orgs, Tag::Org, &keys::one(&n.id), new)
@@ -793,17 +793,17 @@ pub(crate) trait Writes: KvWrite + Reads {
             &keys::one(&inv.id),
             rec,
         )?;
-        self.put(Table::InvitationTokens, &rec.token_hash, inv.id.as_bytes())?;
+        self.put_id(Table::InvitationTokens, &rec.token_hash, &inv.id)?;
         self.put(
             Table::InvitationsByOrg,
             &keys::two(&inv.organization_id, &inv.id),
             &[],
         )?;
         if inv.status == InvitationStatus::Pending {
-            self.put(
+            self.put_id(
                 Table::PendingInvitations,
                 &keys::two(&inv.organization_id, &inv.email),
-                inv.id.as_bytes(),
+                &inv.id,
             )?;
             self.put(
                 Table::InvitationsByEmail,
@@ -819,7 +819,7 @@ pub(crate) trait Writes: KvWrite + Reads {
         let (o, n) = (&old.invitation, &new.invitation);
         if old.token_hash != new.token_hash {
             self.delete(Table::InvitationTokens, &old.token_hash)?;
-            self.put(Table::InvitationTokens, &new.token_hash, n.id.as_bytes())?;
+            self.put_id(Table::InvitationTokens, &new.token_hash, &n.id)?;
         }
         let was = o.status == InvitationStatus::Pending;
         let is = n.status == InvitationStatus::Pending;
@@ -830,10 +830,10 @@ pub(crate) trait Writes: KvWrite + Reads {
             )?;
             self.delete(Table::InvitationsByEmail, &keys::two(&o.email, &o.id))?;
         } else if is && !was {
-            self.put(
+            self.put_id(
                 Table::PendingInvitations,
                 &keys::two(&n.organization_id, &n.email),
-                n.id.as_bytes(),
+                &n.id,
             )?;
             self.put(Table::InvitationsByEmail, &keys::two(&n.email, &n.id), &[])?;
         }

@@ -1,6 +1,7 @@
 //! The redb implementation of the raw key-value traits. The only file that names redb types
 //! (with `schema.rs`'s open path in `mod.rs`).
 
+use std::cell::RefCell;
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::{RwLock, RwLockReadGuard};
@@ -33,6 +34,25 @@ fn storage_err(e: impl Into<redb::Error>) -> Error {
     }
 }
 
+/// Runs a call into redb; a panic inside it (redb panics on some damaged pages instead of
+/// reporting them) becomes `corrupted`, so no input file can panic the host. The transaction
+/// it was in is dropped unfinished; nothing was committed.
+fn guard<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown failure".to_owned());
+            Err(Error::corrupted(format!(
+                "the storage engine failed: {what}"
+            )))
+        }
+    }
+}
+
 /// How a write transaction reaches the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CommitDurability {
@@ -51,6 +71,10 @@ pub(crate) struct RedbStore {
 
 impl RedbStore {
     pub(crate) fn open(path: &Path, durability: CommitDurability) -> Result<RedbStore> {
+        guard(|| RedbStore::open_unguarded(path, durability))
+    }
+
+    fn open_unguarded(path: &Path, durability: CommitDurability) -> Result<RedbStore> {
         let db = Database::builder().create(path).map_err(storage_err)?;
         Ok(RedbStore {
             db: RwLock::new(db),
@@ -75,9 +99,16 @@ impl RedbStore {
     }
 
     pub(crate) fn read<T>(&self, f: impl FnOnce(&dyn KvRead) -> Result<T>) -> Result<T> {
+        guard(|| self.read_unguarded(f))
+    }
+
+    fn read_unguarded<T>(&self, f: impl FnOnce(&dyn KvRead) -> Result<T>) -> Result<T> {
         let db = self.db();
         let txn = db.begin_read().map_err(storage_err)?;
-        f(&RedbRead { txn })
+        f(&RedbRead {
+            txn,
+            tables: RefCell::new(Vec::new()),
+        })
     }
 
     /// Runs `f` in one write transaction; commits only when it returns `Ok`.
@@ -99,6 +130,14 @@ impl RedbStore {
         durable: bool,
         f: impl FnOnce(&mut dyn KvWrite) -> Result<T>,
     ) -> Result<T> {
+        guard(|| self.write_unguarded(durable, f))
+    }
+
+    fn write_unguarded<T>(
+        &self,
+        durable: bool,
+        f: impl FnOnce(&mut dyn KvWrite) -> Result<T>,
+    ) -> Result<T> {
         let db = self.db();
         let mut txn = db.begin_write().map_err(storage_err)?;
         let durability = if durable && !self.memory {
@@ -107,14 +146,16 @@ impl RedbStore {
             redb::Durability::None
         };
         txn.set_durability(durability).map_err(storage_err)?;
-        let mut tx = RedbWrite { txn };
-        match f(&mut tx) {
+        // The tables a call opens stay open until it returns (they borrow the transaction),
+        // then close before the commit.
+        let result = f(&mut RedbWrite::new(&txn));
+        match result {
             Ok(value) => {
-                tx.txn.commit().map_err(storage_err)?;
+                txn.commit().map_err(storage_err)?;
                 Ok(value)
             }
             Err(e) => {
-                tx.txn.abort().map_err(storage_err)?;
+                txn.abort().map_err(storage_err)?;
                 Err(e)
             }
         }
@@ -122,12 +163,20 @@ impl RedbStore {
 
     /// Rewrites the file without its free pages; waits for running transactions first.
     pub(crate) fn compact(&self) -> Result<bool> {
+        guard(|| self.compact_unguarded())
+    }
+
+    fn compact_unguarded(&self) -> Result<bool> {
         let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
         db.compact().map_err(storage_err)
     }
 
     /// Copies every table, as of one snapshot, into a new database file at `path`.
     pub(crate) fn backup_to(&self, path: &Path) -> Result<()> {
+        guard(|| self.backup_unguarded(path))
+    }
+
+    fn backup_unguarded(&self, path: &Path) -> Result<()> {
         if path.exists() {
             return Err(crate::error::Error::invalid(
                 "path",
@@ -169,6 +218,10 @@ impl RedbStore {
 
     /// Rows per table (for `stats`).
     pub(crate) fn table_lens(&self) -> Result<Vec<(&'static str, u64)>> {
+        guard(|| self.table_lens_unguarded())
+    }
+
+    fn table_lens_unguarded(&self) -> Result<Vec<(&'static str, u64)>> {
         let db = self.db();
         let txn = db.begin_read().map_err(storage_err)?;
         let mut out = Vec::new();
@@ -222,44 +275,51 @@ fn scan_table(
     Ok(())
 }
 
+type ReadTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+type WriteTable<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
+
+/// Opening a redb table costs a lookup in the table tree, and closing a written one costs
+/// more: a transaction keeps each table it opens until it ends. A scan takes its table out of
+/// the cache while it runs, so a visitor that reaches the same table again cannot hit a
+/// borrowed cell (in a write transaction it gets a `storage_error`: visitors only collect).
+fn slot<T>(cache: &mut Vec<Option<T>>, table: Table) -> &mut Option<T> {
+    let i = table as usize;
+    if cache.len() <= i {
+        cache.resize_with(Table::ALL.len().max(i + 1), || None);
+    }
+    &mut cache[i]
+}
+
 struct RedbRead {
     txn: redb::ReadTransaction,
+    tables: RefCell<Vec<Option<ReadTable>>>,
+}
+
+impl RedbRead {
+    /// The table, from the cache or opened now; `None` when it does not exist yet.
+    fn take(&self, table: Table) -> Result<Option<ReadTable>> {
+        if let Some(t) = slot(&mut self.tables.borrow_mut(), table).take() {
+            return Ok(Some(t));
+        }
+        match self.txn.open_table(def(table)) {
+            Ok(t) => Ok(Some(t)),
+            Err(TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(storage_err(e)),
+        }
+    }
+
+    fn put_back(&self, table: Table, t: ReadTable) {
+        *slot(&mut self.tables.borrow_mut(), table) = Some(t);
+    }
 }
 
 impl KvRead for RedbRead {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let t = match self.txn.open_table(def(table)) {
-            Ok(t) => t,
-            Err(TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(storage_err(e)),
+        let Some(t) = self.take(table)? else {
+            return Ok(None);
         };
-        Ok(t.get(key).map_err(storage_err)?.map(|v| v.value().to_vec()))
-    }
-
-    fn scan(
-        &self,
-        table: Table,
-        start: &[u8],
-        end: Option<&[u8]>,
-        reverse: bool,
-        visit: Visit<'_>,
-    ) -> Result<()> {
-        match self.txn.open_table(def(table)) {
-            Ok(t) => scan_table(&t, start, end, reverse, visit),
-            Err(TableError::TableDoesNotExist(_)) => Ok(()),
-            Err(e) => Err(storage_err(e)),
-        }
-    }
-}
-
-struct RedbWrite {
-    txn: redb::WriteTransaction,
-}
-
-impl KvRead for RedbWrite {
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let t = self.txn.open_table(def(table)).map_err(storage_err)?;
         let value = t.get(key).map_err(storage_err)?.map(|v| v.value().to_vec());
+        self.put_back(table, t);
         Ok(value)
     }
 
@@ -271,26 +331,81 @@ impl KvRead for RedbWrite {
         reverse: bool,
         visit: Visit<'_>,
     ) -> Result<()> {
-        let t = self.txn.open_table(def(table)).map_err(storage_err)?;
-        scan_table(&t, start, end, reverse, visit)
+        let Some(t) = self.take(table)? else {
+            return Ok(());
+        };
+        let result = scan_table(&t, start, end, reverse, visit);
+        self.put_back(table, t);
+        result
     }
 }
 
-impl KvWrite for RedbWrite {
+struct RedbWrite<'t> {
+    txn: &'t redb::WriteTransaction,
+    tables: RefCell<Vec<Option<WriteTable<'t>>>>,
+}
+
+impl<'t> RedbWrite<'t> {
+    fn new(txn: &'t redb::WriteTransaction) -> RedbWrite<'t> {
+        RedbWrite {
+            txn,
+            tables: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn take(&self, table: Table) -> Result<WriteTable<'t>> {
+        if let Some(t) = slot(&mut self.tables.borrow_mut(), table).take() {
+            return Ok(t);
+        }
+        self.txn.open_table(def(table)).map_err(storage_err)
+    }
+
+    fn put_back(&self, table: Table, t: WriteTable<'t>) {
+        *slot(&mut self.tables.borrow_mut(), table) = Some(t);
+    }
+}
+
+impl KvRead for RedbWrite<'_> {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let t = self.take(table)?;
+        let value = t.get(key).map_err(storage_err)?.map(|v| v.value().to_vec());
+        self.put_back(table, t);
+        Ok(value)
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        reverse: bool,
+        visit: Visit<'_>,
+    ) -> Result<()> {
+        let t = self.take(table)?;
+        let result = scan_table(&t, start, end, reverse, visit);
+        self.put_back(table, t);
+        result
+    }
+}
+
+impl KvWrite for RedbWrite<'_> {
     fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<()> {
-        let mut t = self.txn.open_table(def(table)).map_err(storage_err)?;
-        t.insert(key, value).map_err(storage_err)?;
-        Ok(())
+        let mut t = self.take(table)?;
+        let result = t.insert(key, value).map(|_| ()).map_err(storage_err);
+        self.put_back(table, t);
+        result
     }
 
     fn delete(&mut self, table: Table, key: &[u8]) -> Result<bool> {
-        let mut t = self.txn.open_table(def(table)).map_err(storage_err)?;
-        let existed = t.remove(key).map_err(storage_err)?.is_some();
-        Ok(existed)
+        let mut t = self.take(table)?;
+        let result = t.remove(key).map(|old| old.is_some()).map_err(storage_err);
+        self.put_back(table, t);
+        result
     }
 
     fn touch(&mut self, table: Table) -> Result<()> {
-        self.txn.open_table(def(table)).map_err(storage_err)?;
+        let t = self.take(table)?;
+        self.put_back(table, t);
         Ok(())
     }
 }
