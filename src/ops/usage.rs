@@ -32,17 +32,27 @@ fn check_event<'a>(checks: &mut Checks, ctx: &Ctx, prefix: &str, e: &'a UsageEve
     if e.count == 0 || e.count > COUNT_MAX {
         checks.fail(&format!("{prefix}count"), "Must be between 1 and 2^53");
     }
-    let at = e.at.map(crate::model::time::truncate).unwrap_or(ctx.now);
-    if at > time::plus(ctx.now, FUTURE_SLACK) {
-        checks.fail(
-            &format!("{prefix}at"),
-            "Must be at most 5 minutes ahead of now",
-        );
-    } else if at < time::minus(ctx.now, LATE_WINDOW) {
-        checks.fail(&format!("{prefix}at"), "Must be at most 35 days ago");
-    }
+    // Most events carry no time: they are now, and inside the window by definition.
+    let at = match e.at {
+        None => ctx.now,
+        Some(at) => {
+            let at = time::truncate(at);
+            if at > time::plus(ctx.now, FUTURE_SLACK) {
+                checks.fail(
+                    &format!("{prefix}at"),
+                    "Must be at most 5 minutes ahead of now",
+                );
+            } else if at < time::minus(ctx.now, LATE_WINDOW) {
+                checks.fail(&format!("{prefix}at"), "Must be at most 35 days ago");
+            }
+            at
+        }
+    };
     if let Some(k) = &e.idempotency_key {
-        checks.token_text(&format!("{prefix}idempotency_key"), k, KEY_MAX);
+        let len = k.chars().count();
+        if len == 0 || len > KEY_MAX || k.chars().any(char::is_control) {
+            checks.token_text(&format!("{prefix}idempotency_key"), k, KEY_MAX);
+        }
     }
     let resource = e.resource_id.as_deref().map(str::trim);
     if resource == Some("") {
