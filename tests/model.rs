@@ -1,4 +1,6 @@
-//! Model-based property test of memberships, roles, invitations, plans and seats.
+//! Model-based property test of memberships, roles, invitations, plans and seats, and of
+//! resources (mcps / api_keys limits), usage (monthly_requests per UTC month, idempotency keys,
+//! all-or-nothing batches, check_quota) and projects with their members.
 //!
 //! proptest generates random operation sequences over a small universe (5 users, up to 3
 //! organizations, plans `free` (3 seats) and `pro` (5 seats)). Each operation runs on the
@@ -11,10 +13,11 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use chrono::Datelike;
 use chrono::{DateTime, TimeDelta, Utc};
 use orgdb::{
     Actor, Db, InvitationQuery, InvitationStatus, ManualClock, MemberQuery, MemberRef,
-    NewInvitation, NewOrganization, NewUser, Role,
+    NewInvitation, NewOrganization, NewProject, NewUser, ResourceKind, Role, UsageEvent,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError};
@@ -44,6 +47,14 @@ const ADMIN_OF_ORG: usize = USERS + 2;
 const MISSING_ORG: &str = "org_01AAAAAAAAAAAAAAAAAAAAAAAA";
 const MISSING_MEM: &str = "mem_01AAAAAAAAAAAAAAAAAAAAAAAA";
 const MISSING_INV: &str = "inv_01AAAAAAAAAAAAAAAAAAAAAAAA";
+const MISSING_PROJ: &str = "proj_01AAAAAAAAAAAAAAAAAAAAAAAA";
+const MISSING_RES: &str = "res_01AAAAAAAAAAAAAAAAAAAAAAAA";
+/// Project roles given to `add_project_member` (all grantable by an admin).
+const PROJECT_ROLES: [&str; 3] = ["viewer", "member", "admin"];
+/// Idempotency keys are drawn from a pool this small, so repeats happen.
+const KEY_POOL: usize = 3;
+/// How long an idempotency key is remembered at least (SPEC: 48 hours).
+const KEY_HOURS: i64 = 48;
 const MISSING_TOKEN: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One operation. Indices are resolved against the run's state: `actor` 0–4 is a user slot,
@@ -128,6 +139,68 @@ enum Op {
     DeleteUser {
         user: usize,
     },
+    RegisterResource {
+        actor: usize,
+        org: usize,
+        api_key: bool,
+    },
+    RemoveResource {
+        actor: usize,
+        org: usize,
+        res: ResSel,
+    },
+    RecordUsage {
+        org: usize,
+        event: Ev,
+    },
+    RecordBatch {
+        org: usize,
+        events: Vec<Ev>,
+    },
+    CheckQuota {
+        org: usize,
+        count: u64,
+    },
+    CreateProject {
+        actor: usize,
+        org: usize,
+    },
+    DeleteProject {
+        actor: usize,
+        org: usize,
+        proj: usize,
+    },
+    AddProjectMember {
+        actor: usize,
+        org: usize,
+        proj: usize,
+        user: usize,
+        role: usize,
+    },
+    RemoveProjectMember {
+        actor: usize,
+        org: usize,
+        proj: usize,
+        user: usize,
+    },
+}
+
+/// A resource reference: `own` picks among the organization's own resources (live ones for
+/// usage; any for removal), else among all resources ever registered (counting back from the
+/// newest); with nothing to pick, an unknown id.
+#[derive(Debug, Clone, Copy)]
+struct ResSel {
+    own: bool,
+    idx: usize,
+}
+
+/// One usage event: a count, an optional resource and an optional idempotency key (a pool
+/// slot).
+#[derive(Debug, Clone)]
+struct Ev {
+    count: u64,
+    res: Option<ResSel>,
+    key: Option<usize>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -154,6 +227,19 @@ fn parse_rank(text: &str) -> Option<Rank> {
 
 fn same_role(role: Role, rank: Rank) -> bool {
     role.as_str() == rank_name(rank)
+}
+
+/// (mcps, api_keys, monthly_requests) of a plan.
+fn usage_limits(plan: &str) -> (u64, u64, u64) {
+    match plan {
+        "free" => (3, 2, 1000),
+        "pro" => (10, 10, 50_000),
+        other => panic!("no limits for plan {other}"),
+    }
+}
+
+fn month_of(t: DateTime<Utc>) -> (i32, u32) {
+    (t.year(), t.month())
 }
 
 fn seat_limit(plan: &str) -> u64 {
@@ -203,6 +289,28 @@ struct MOrg {
     members: BTreeMap<String, MMember>,
     /// user id → the id of a membership since removed (a stale reference).
     old_mem_ids: BTreeMap<String, String>,
+    /// Requests per UTC (year, month).
+    usage: BTreeMap<(i32, u32), u64>,
+    /// Idempotency-key pool slot → (generation, when recorded). A slot whose key is older
+    /// than 48 hours moves to a fresh generation (a new key string), since SPEC only says
+    /// keys are remembered *at least* 48 hours.
+    keys: BTreeMap<usize, (u32, Option<DateTime<Utc>>)>,
+}
+
+#[derive(Debug, Clone)]
+struct MRes {
+    id: String,
+    org: usize,
+    kind: ResourceKind,
+    live: bool,
+}
+
+#[derive(Debug, Clone)]
+struct MProj {
+    id: String,
+    org: usize,
+    alive: bool,
+    members: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,6 +343,8 @@ struct Model {
     users: Vec<MUser>,
     orgs: Vec<MOrg>,
     invs: Vec<MInv>,
+    res: Vec<MRes>,
+    projs: Vec<MProj>,
 }
 
 impl Model {
@@ -339,9 +449,44 @@ impl Model {
         MemberRef::Membership(elsewhere.unwrap_or_else(|| MISSING_MEM.to_owned()))
     }
 
+    /// Requests counted in organization `o` this UTC month.
+    fn used(&self, o: usize) -> u64 {
+        self.orgs[o]
+            .usage
+            .get(&month_of(self.now))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn live_resources(&self, o: usize, kind: Option<ResourceKind>) -> u64 {
+        self.res
+            .iter()
+            .filter(|r| r.org == o && r.live && kind.is_none_or(|k| r.kind == k))
+            .count() as u64
+    }
+
+    /// `not_found` unless `r` is a live resource of organization `o`.
+    fn live_res_in(&self, r: Option<usize>, o: Option<usize>) -> Result<usize, Code> {
+        match r {
+            Some(r) if self.res[r].live && Some(self.res[r].org) == o => Ok(r),
+            _ => Err("not_found"),
+        }
+    }
+
+    /// `not_found` unless `p` is a live project of organization `o`.
+    fn live_proj_in(&self, p: Option<usize>, o: Option<usize>) -> Result<usize, Code> {
+        match p {
+            Some(p) if self.projs[p].alive && Some(self.projs[p].org) == o => Ok(p),
+            _ => Err("not_found"),
+        }
+    }
+
     fn remove_member(&mut self, o: usize, uid: &str) {
         if let Some(m) = self.orgs[o].members.remove(uid) {
             self.orgs[o].old_mem_ids.insert(uid.to_owned(), m.mem_id);
+        }
+        for p in self.projs.iter_mut().filter(|p| p.org == o) {
+            p.members.remove(uid);
         }
     }
 }
@@ -416,9 +561,79 @@ impl Run {
                 users,
                 orgs: Vec::new(),
                 invs: Vec::new(),
+                res: Vec::new(),
+                projs: Vec::new(),
             },
             step: 0,
         }
+    }
+
+    /// A resource reference (see [`ResSel`]): the model's index, if any, and the id to send.
+    fn res_sel(&self, o: Option<usize>, sel: ResSel, live_only: bool) -> (Option<usize>, String) {
+        let own: Vec<usize> = (0..self.m.res.len())
+            .filter(|&r| Some(self.m.res[r].org) == o && (self.m.res[r].live || !live_only))
+            .collect();
+        let all: Vec<usize> = (0..self.m.res.len()).collect();
+        let pool = if sel.own && !own.is_empty() { own } else { all };
+        match pool.len() {
+            0 => (None, MISSING_RES.to_owned()),
+            n => {
+                let r = pool[n - 1 - sel.idx % n];
+                (Some(r), self.m.res[r].id.clone())
+            }
+        }
+    }
+
+    /// A project of the organization (any, also deleted), or every fifth choice any project;
+    /// with none, an unknown id.
+    fn proj_sel(&self, o: Option<usize>, idx: usize) -> (Option<usize>, String) {
+        let own: Vec<usize> = (0..self.m.projs.len())
+            .filter(|&p| Some(self.m.projs[p].org) == o)
+            .collect();
+        let all: Vec<usize> = (0..self.m.projs.len()).collect();
+        let pool = if idx % 5 != 4 && !own.is_empty() {
+            own
+        } else {
+            all
+        };
+        match pool.len() {
+            0 => (None, MISSING_PROJ.to_owned()),
+            n => {
+                let p = pool[n - 1 - (idx / 5) % n];
+                (Some(p), self.m.projs[p].id.clone())
+            }
+        }
+    }
+
+    /// The idempotency key of pool slot `slot` in organization `o`, and whether it is known
+    /// (recorded less than 48 hours ago). An older key is retired: the slot moves to a new key.
+    fn key_for(&mut self, o: Option<usize>, slot: usize) -> (String, bool) {
+        let Some(o) = o else {
+            return (format!("key-{slot}"), false);
+        };
+        let now = self.m.now;
+        let entry = self.m.orgs[o].keys.entry(slot).or_insert((0, None));
+        if entry
+            .1
+            .is_some_and(|at| now - at >= TimeDelta::hours(KEY_HOURS))
+        {
+            *entry = (entry.0 + 1, None);
+        }
+        (format!("key-{slot}-{}", entry.0), entry.1.is_some())
+    }
+
+    /// User slots 0–4 as they are; `USERS + k` the k-th member of the organization (by user
+    /// id), so project operations mostly name organization members.
+    fn pick_member(&self, user: usize, o: Option<usize>) -> String {
+        if user >= USERS {
+            if let Some(o) = o {
+                let members = &self.m.orgs[o].members;
+                if let Some(uid) = members.keys().nth((user - USERS) % members.len().max(1)) {
+                    return uid.clone();
+                }
+            }
+        }
+        self.m.users[user % USERS].id.clone()
     }
 
     fn actor(&self, a: usize) -> Actor {
@@ -527,6 +742,8 @@ impl Run {
                         plan: PLANS[plan],
                         members,
                         old_mem_ids: BTreeMap::new(),
+                        usage: BTreeMap::new(),
+                        keys: BTreeMap::new(),
                     });
                 }
             }
@@ -975,6 +1192,14 @@ impl Run {
                     let o = o.unwrap();
                     self.m.orgs[o].alive = false;
                     self.m.orgs[o].members.clear();
+                    self.m.orgs[o].usage.clear();
+                    for r in self.m.res.iter_mut().filter(|r| r.org == o) {
+                        r.live = false;
+                    }
+                    for p in self.m.projs.iter_mut().filter(|p| p.org == o) {
+                        p.alive = false;
+                        p.members.clear();
+                    }
                     for inv in self.m.invs.iter_mut().filter(|i| i.org == o) {
                         inv.gone = true;
                     }
@@ -1001,6 +1226,290 @@ impl Run {
                         self.m.remove_member(o, &uid);
                     }
                     self.m.users[user].alive = false;
+                }
+            }
+            Op::RegisterResource {
+                actor,
+                org,
+                api_key,
+            } => {
+                let (o, org_id) = self.org_sel(org);
+                let actor = self.pick_actor(actor, o);
+                let kind = if api_key {
+                    ResourceKind::ApiKey
+                } else {
+                    ResourceKind::Mcp
+                };
+                let expected = (|| {
+                    self.m.authorize(actor, o, ADMIN)?;
+                    let o = o.unwrap();
+                    let (mcps, keys, _) = usage_limits(self.m.orgs[o].plan);
+                    let limit = if api_key { keys } else { mcps };
+                    if self.m.live_resources(o, Some(kind)) >= limit {
+                        return Err("quota_exceeded");
+                    }
+                    Ok(())
+                })();
+                let name = format!("res {}", self.m.res.len());
+                let got = self
+                    .db
+                    .register_resource(&self.actor(actor), &org_id, kind, &name);
+                if let Some(r) = agree(op, expected, got)? {
+                    ensure!(r.kind == kind, "{op:?}: returned {r:?}");
+                    self.m.res.push(MRes {
+                        id: r.id,
+                        org: o.unwrap(),
+                        kind,
+                        live: true,
+                    });
+                }
+            }
+            Op::RemoveResource { actor, org, res } => {
+                let (o, org_id) = self.org_sel(org);
+                let actor = self.pick_actor(actor, o);
+                let (r, res_id) = self.res_sel(o, res, false);
+                let expected = (|| {
+                    self.m.authorize(actor, o, ADMIN)?;
+                    self.m.live_res_in(r, o)?;
+                    Ok(())
+                })();
+                let got = self
+                    .db
+                    .remove_resource(&self.actor(actor), &org_id, &res_id);
+                if agree(op, expected, got)?.is_some() {
+                    self.m.res[r.unwrap()].live = false;
+                }
+            }
+            Op::RecordUsage { org, ref event } => {
+                let (o, org_id) = self.org_sel(org);
+                let (r, res_id) = match event.res {
+                    Some(sel) => {
+                        let (r, id) = self.res_sel(o, sel, true);
+                        (Some(r), Some(id))
+                    }
+                    None => (None, None),
+                };
+                let key = event.key.map(|k| self.key_for(o, k));
+                let month = month_of(self.m.now);
+                let mut dup = false;
+                let expected = (|| {
+                    if let Some(r) = r {
+                        self.m.live_res_in(r, o)?;
+                    }
+                    let o = self.m.live_org(o)?;
+                    if key.as_ref().is_some_and(|k| k.1) {
+                        dup = true;
+                        return Ok(());
+                    }
+                    let used = self.m.used(o);
+                    if used + event.count > usage_limits(self.m.orgs[o].plan).2 {
+                        return Err("quota_exceeded");
+                    }
+                    Ok(())
+                })();
+                let mut ev = UsageEvent::new(event.count);
+                ev.resource_id = res_id;
+                ev.idempotency_key = key.as_ref().map(|k| k.0.clone());
+                let got = self.db.record_usage(&org_id, &ev);
+                if let Some(receipt) = agree(op, expected, got)? {
+                    let o = o.unwrap();
+                    if !dup {
+                        *self.m.orgs[o].usage.entry(month).or_default() += event.count;
+                        if let Some(k) = event.key {
+                            self.m.orgs[o].keys.get_mut(&k).unwrap().1 = Some(self.m.now);
+                        }
+                    }
+                    ensure!(
+                        receipt.duplicate == dup && receipt.used == self.m.used(o),
+                        "{op:?}: receipt {receipt:?}, model duplicate {dup} used {}",
+                        self.m.used(o)
+                    );
+                }
+            }
+            Op::RecordBatch { org, ref events } => {
+                let (o, org_id) = self.org_sel(org);
+                let month = month_of(self.m.now);
+                let mut evs = Vec::new();
+                let mut res = Vec::new();
+                let mut keys = Vec::new();
+                for e in events {
+                    let mut ev = UsageEvent::new(e.count);
+                    if let Some(sel) = e.res {
+                        let (r, id) = self.res_sel(o, sel, true);
+                        res.push(r);
+                        ev.resource_id = Some(id);
+                    }
+                    let key = e.key.map(|k| self.key_for(o, k));
+                    ev.idempotency_key = key.as_ref().map(|k| k.0.clone());
+                    keys.push(key);
+                    evs.push(ev);
+                }
+                // Which events are duplicates: keys already recorded, or repeated in the batch.
+                let mut dups = Vec::new();
+                let mut seen: Vec<usize> = Vec::new();
+                let mut add = 0;
+                for (e, key) in events.iter().zip(&keys) {
+                    let dup = match (e.key, key) {
+                        (Some(slot), Some((_, known))) => *known || seen.contains(&slot),
+                        _ => false,
+                    };
+                    if let Some(slot) = e.key {
+                        seen.push(slot);
+                    }
+                    if !dup {
+                        add += e.count;
+                    }
+                    dups.push(dup);
+                }
+                let expected = (|| {
+                    for &r in &res {
+                        self.m.live_res_in(r, o)?;
+                    }
+                    let o = self.m.live_org(o)?;
+                    if add > 0 && self.m.used(o) + add > usage_limits(self.m.orgs[o].plan).2 {
+                        return Err("quota_exceeded");
+                    }
+                    Ok(())
+                })();
+                let got = self.db.record_usage_batch(&org_id, &evs);
+                if let Some(receipts) = agree(op, expected, got)? {
+                    let o = o.unwrap();
+                    *self.m.orgs[o].usage.entry(month).or_default() += add;
+                    for (e, dup) in events.iter().zip(&dups) {
+                        if let (Some(k), false) = (e.key, dup) {
+                            self.m.orgs[o].keys.get_mut(&k).unwrap().1 = Some(self.m.now);
+                        }
+                    }
+                    let got: Vec<(bool, u64)> =
+                        receipts.iter().map(|r| (r.duplicate, r.used)).collect();
+                    let want: Vec<(bool, u64)> =
+                        dups.iter().map(|d| (*d, self.m.used(o))).collect();
+                    ensure!(
+                        got == want,
+                        "{op:?}: receipts (duplicate, used) {got:?}, model {want:?}"
+                    );
+                }
+            }
+            Op::CheckQuota { org, count } => {
+                let (o, org_id) = self.org_sel(org);
+                let expected = (|| {
+                    let o = self.m.live_org(o)?;
+                    if self.m.used(o) + count > usage_limits(self.m.orgs[o].plan).2 {
+                        return Err("quota_exceeded");
+                    }
+                    Ok(())
+                })();
+                let got = self.db.check_quota(&org_id, count);
+                if let Some(receipt) = agree(op, expected, got)? {
+                    let want = self.m.used(o.unwrap()) + count;
+                    ensure!(
+                        !receipt.duplicate && receipt.used == want,
+                        "{op:?}: receipt {receipt:?}, model used after {want}"
+                    );
+                }
+            }
+            Op::CreateProject { actor, org } => {
+                let (o, org_id) = self.org_sel(org);
+                let actor = self.pick_actor(actor, o);
+                let expected = self.m.authorize(actor, o, ADMIN).map(|_| ());
+                let got = self.db.create_project(
+                    &self.actor(actor),
+                    &org_id,
+                    &NewProject {
+                        name: format!("Project {}", self.m.projs.len()),
+                        description: None,
+                    },
+                );
+                if let Some(p) = agree(op, expected, got)? {
+                    self.m.projs.push(MProj {
+                        id: p.id,
+                        org: o.unwrap(),
+                        alive: true,
+                        members: BTreeSet::new(),
+                    });
+                }
+            }
+            Op::DeleteProject { actor, org, proj } => {
+                let (o, org_id) = self.org_sel(org);
+                let actor = self.pick_actor(actor, o);
+                let (p, proj_id) = self.proj_sel(o, proj);
+                let expected = (|| {
+                    self.m.authorize(actor, o, ADMIN)?;
+                    self.m.live_proj_in(p, o)?;
+                    Ok(())
+                })();
+                let got = self
+                    .db
+                    .delete_project(&self.actor(actor), &org_id, &proj_id);
+                if agree(op, expected, got)?.is_some() {
+                    let p = &mut self.m.projs[p.unwrap()];
+                    p.alive = false;
+                    p.members.clear();
+                }
+            }
+            Op::AddProjectMember {
+                actor,
+                org,
+                proj,
+                user,
+                role,
+            } => {
+                let (o, org_id) = self.org_sel(org);
+                let actor = self.pick_actor(actor, o);
+                let (p, proj_id) = self.proj_sel(o, proj);
+                let uid = self.pick_member(user, o);
+                let expected = (|| {
+                    let rank = self.m.authorize(actor, o, ADMIN)?;
+                    if !may_grant(rank, role as Rank) {
+                        return Err("forbidden");
+                    }
+                    let p = self.m.live_proj_in(p, o)?;
+                    if !self.m.orgs[o.unwrap()].members.contains_key(&uid) {
+                        return Err("not_found");
+                    }
+                    if self.m.projs[p].members.contains(&uid) {
+                        return Err("conflict");
+                    }
+                    Ok(())
+                })();
+                let got = self.db.add_project_member(
+                    &self.actor(actor),
+                    &org_id,
+                    &proj_id,
+                    &uid,
+                    PROJECT_ROLES[role],
+                );
+                if let Some(pm) = agree(op, expected, got)? {
+                    ensure!(
+                        pm.id == uid && pm.role.as_str() == PROJECT_ROLES[role],
+                        "{op:?}: returned {pm:?}"
+                    );
+                    self.m.projs[p.unwrap()].members.insert(uid);
+                }
+            }
+            Op::RemoveProjectMember {
+                actor,
+                org,
+                proj,
+                user,
+            } => {
+                let (o, org_id) = self.org_sel(org);
+                let actor = self.pick_actor(actor, o);
+                let (p, proj_id) = self.proj_sel(o, proj);
+                let uid = self.pick_member(user, o);
+                let expected = (|| {
+                    self.m.authorize(actor, o, ADMIN)?;
+                    let p = self.m.live_proj_in(p, o)?;
+                    if !self.m.projs[p].members.contains(&uid) {
+                        return Err("not_found");
+                    }
+                    Ok(())
+                })();
+                let got =
+                    self.db
+                        .remove_project_member(&self.actor(actor), &org_id, &proj_id, &uid);
+                if agree(op, expected, got)?.is_some() {
+                    self.m.projs[p.unwrap()].members.remove(&uid);
                 }
             }
         }
@@ -1080,6 +1589,78 @@ impl Run {
                 details.limits.team_members,
                 org.plan
             );
+
+            // Usage, resources and projects.
+            let (mcps, api_keys) = (
+                self.m.live_resources(o, Some(ResourceKind::Mcp)),
+                self.m.live_resources(o, Some(ResourceKind::ApiKey)),
+            );
+            let got = (
+                details.usage.monthly_requests,
+                details.usage.mcps,
+                details.usage.api_keys,
+            );
+            let want = (self.m.used(o), mcps, api_keys);
+            ensure!(
+                got == want,
+                "org {o}: usage (monthly_requests, mcps, api_keys) {got:?}, model {want:?}"
+            );
+            let mut got: Vec<String> = self
+                .db
+                .list_resources(&system, &org.id, None)
+                .map_err(|e| format!("list_resources {o}: {e:?}"))?
+                .into_iter()
+                .map(|r| r.id)
+                .collect();
+            got.sort();
+            let want: Vec<String> = self
+                .m
+                .res
+                .iter()
+                .filter(|r| r.org == o && r.live)
+                .map(|r| r.id.clone())
+                .collect();
+            let mut want_sorted = want.clone();
+            want_sorted.sort();
+            ensure!(
+                got == want_sorted,
+                "org {o}: resources differ\n  db:    {got:?}\n  model: {want_sorted:?}"
+            );
+            let mut got: Vec<String> = self
+                .db
+                .list_projects(&system, &org.id)
+                .map_err(|e| format!("list_projects {o}: {e:?}"))?
+                .into_iter()
+                .map(|p| p.id)
+                .collect();
+            got.sort();
+            let mut want: Vec<String> = self
+                .m
+                .projs
+                .iter()
+                .filter(|p| p.org == o && p.alive)
+                .map(|p| p.id.clone())
+                .collect();
+            want.sort();
+            ensure!(
+                got == want,
+                "org {o}: projects differ\n  db:    {got:?}\n  model: {want:?}"
+            );
+            for p in self.m.projs.iter().filter(|p| p.org == o && p.alive) {
+                let got: BTreeSet<String> = self
+                    .db
+                    .list_project_members(&system, &org.id, &p.id)
+                    .map_err(|e| format!("list_project_members {}: {e:?}", p.id))?
+                    .into_iter()
+                    .map(|m| m.id)
+                    .collect();
+                ensure!(
+                    got == p.members,
+                    "org {o} project {}: members differ\n  db:    {got:?}\n  model: {:?}",
+                    p.id,
+                    p.members
+                );
+            }
 
             // Invitation statuses.
             let listed = self
@@ -1219,13 +1800,56 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (0..STEPS.len()).prop_map(|step| Op::Advance { step }),
         2 => (actor.clone(), org.clone(), prop_oneof![4 => 0..2usize, 1 => Just(2usize)])
             .prop_map(|(actor, org, plan)| Op::SetPlan { actor, org, plan }),
-        1 => (actor, org.clone()).prop_map(|(actor, org)| Op::DeleteOrg { actor, org }),
+        1 => (actor.clone(), org.clone()).prop_map(|(actor, org)| Op::DeleteOrg { actor, org }),
         1 => user.prop_map(|user| Op::DeleteUser { user }),
+        4 => (actor.clone(), org.clone(), any::<bool>())
+            .prop_map(|(actor, org, api_key)| Op::RegisterResource { actor, org, api_key }),
+        2 => (actor.clone(), org.clone(), res_sel())
+            .prop_map(|(actor, org, res)| Op::RemoveResource { actor, org, res }),
+        9 => (org.clone(), ev(0.5)).prop_map(|(org, event)| Op::RecordUsage { org, event }),
+        4 => (org.clone(), prop::collection::vec(ev(0.2), 2..=5))
+            .prop_map(|(org, events)| Op::RecordBatch { org, events }),
+        2 => (org.clone(), 1..1200u64).prop_map(|(org, count)| Op::CheckQuota { org, count }),
+        3 => (actor.clone(), org.clone())
+            .prop_map(|(actor, org)| Op::CreateProject { actor, org }),
+        1 => (actor.clone(), org.clone(), 0..20usize)
+            .prop_map(|(actor, org, proj)| Op::DeleteProject { actor, org, proj }),
+        6 => (actor.clone(), org.clone(), 0..20usize, 0..2 * USERS, 0..PROJECT_ROLES.len()).prop_map(
+            |(actor, org, proj, user, role)| Op::AddProjectMember {
+                actor,
+                org,
+                proj,
+                user,
+                role
+            }
+        ),
+        3 => (actor, org, 0..20usize, 0..2 * USERS).prop_map(|(actor, org, proj, user)| {
+            Op::RemoveProjectMember {
+                actor,
+                org,
+                proj,
+                user,
+            }
+        }),
     ]
 }
 
+fn res_sel() -> impl Strategy<Value = ResSel> {
+    (prop::bool::weighted(0.8), 0..8usize).prop_map(|(own, idx)| ResSel { own, idx })
+}
+
+/// A usage event naming a resource with probability `with_res`.
+fn ev(with_res: f64) -> impl Strategy<Value = Ev> {
+    (
+        1..400u64,
+        prop::option::weighted(with_res, res_sel()),
+        prop::option::weighted(0.6, 0..KEY_POOL),
+    )
+        .prop_map(|(count, res, key)| Ev { count, res, key })
+}
+
 /// Sequences start with a free organization owned by user 0 and a pro one owned by user 1,
-/// so early operations have targets.
+/// each with a project and a resource, so early operations have targets.
 fn ops() -> impl Strategy<Value = Vec<Op>> {
     prop::collection::vec(op(), 1..60).prop_map(|mut ops| {
         ops.splice(
@@ -1233,6 +1857,24 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
             [
                 Op::CreateOrg { owner: 0, plan: 0 },
                 Op::CreateOrg { owner: 1, plan: 1 },
+                Op::CreateProject {
+                    actor: OWNER_OF_ORG,
+                    org: 0,
+                },
+                Op::CreateProject {
+                    actor: OWNER_OF_ORG,
+                    org: 1,
+                },
+                Op::RegisterResource {
+                    actor: OWNER_OF_ORG,
+                    org: 0,
+                    api_key: false,
+                },
+                Op::RegisterResource {
+                    actor: OWNER_OF_ORG,
+                    org: 1,
+                    api_key: true,
+                },
             ],
         );
         ops
