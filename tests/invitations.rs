@@ -74,7 +74,7 @@ fn accept_creates_membership_and_project_membership_in_one_go() {
                 role: Some("ADMIN".into()),
                 project_id: Some(project.id.clone()),
                 project_role: Some("VIEWER".into()),
-                expires_in_secs: None,
+                expires_in: None,
             },
         )
         .unwrap();
@@ -216,20 +216,20 @@ fn per_invitation_lifetime_bounds() {
     let (org, owner) = org(&db, "Acme", "pro");
     let a = actor(&owner);
     let short = NewInvitation {
-        expires_in_secs: Some(3600),
+        expires_in: Some(std::time::Duration::from_secs(3600)),
         ..invite("a@example.com")
     };
     let inv = db.create_invitation(&a, &org, &short).unwrap().invitation;
     assert_eq!(inv.expires_at - inv.created_at, TimeDelta::hours(1));
     for bad in [0, 3599, 30 * 86_400 + 1, u64::MAX] {
         let new = NewInvitation {
-            expires_in_secs: Some(bad),
+            expires_in: Some(std::time::Duration::from_secs(bad)),
             ..invite("b@example.com")
         };
         assert_err(
             db.create_invitation(&a, &org, &new),
             "validation_error",
-            Some("expires_in_secs"),
+            Some("expires_in"),
         );
     }
 }

@@ -178,7 +178,7 @@ fn invitation_matches_seed_000_and_001() {
                 role: Some("MEMBER".into()),
                 project_id: Some(p.id),
                 project_role: Some("MEMBER".into()),
-                expires_in_secs: None,
+                expires_in: None,
             },
         )
         .unwrap();

@@ -171,7 +171,7 @@ fn inv(email: &str) -> NewInvitation {
 
 fn inv_lifetime(secs: u64) -> NewInvitation {
     NewInvitation {
-        expires_in_secs: Some(secs),
+        expires_in: Some(std::time::Duration::from_secs(secs)),
         ..inv("new@example.com")
     }
 }
@@ -347,18 +347,18 @@ fn cases() -> Vec<Case> {
             db.add_project_member(&fx.owner(), &fx.org, &fx.project, &fx.target.id, "boss").map(|_| ())
         }),
         // Invitation lifetime: 1 hour to 30 days.
-        case("expires_in_secs 0", Invalid(&["expires_in_secs"]), |db, fx| invite(db, fx, &fx.owner(), inv_lifetime(0))),
-        case("expires_in_secs 1 hour - 1s", Invalid(&["expires_in_secs"]), |db, fx| {
+        case("expires_in 0", Invalid(&["expires_in"]), |db, fx| invite(db, fx, &fx.owner(), inv_lifetime(0))),
+        case("expires_in 1 hour - 1s", Invalid(&["expires_in"]), |db, fx| {
             invite(db, fx, &fx.owner(), inv_lifetime(HOUR - 1))
         }),
-        case("expires_in_secs 30 days + 1s", Invalid(&["expires_in_secs"]), |db, fx| {
+        case("expires_in 30 days + 1s", Invalid(&["expires_in"]), |db, fx| {
             invite(db, fx, &fx.owner(), inv_lifetime(30 * DAY + 1))
         }),
-        case("expires_in_secs u64::MAX", Invalid(&["expires_in_secs"]), |db, fx| {
+        case("expires_in u64::MAX", Invalid(&["expires_in"]), |db, fx| {
             invite(db, fx, &fx.owner(), inv_lifetime(u64::MAX))
         }),
-        case("expires_in_secs 1 hour", Accepted, |db, fx| invite(db, fx, &fx.owner(), inv_lifetime(HOUR))),
-        case("expires_in_secs 30 days", Accepted, |db, fx| invite(db, fx, &fx.owner(), inv_lifetime(30 * DAY))),
+        case("expires_in 1 hour", Accepted, |db, fx| invite(db, fx, &fx.owner(), inv_lifetime(HOUR))),
+        case("expires_in 30 days", Accepted, |db, fx| invite(db, fx, &fx.owner(), inv_lifetime(30 * DAY))),
         // Audit log limit: 1 to 1 000.
         case("audit_log limit 0", Invalid(&["limit"]), |db, fx| db.audit_log(&fx.owner(), &fx.org, 0, 0).map(|_| ())),
         case("audit_log limit 1001", Invalid(&["limit"]), |db, fx| db.audit_log(&fx.owner(), &fx.org, 0, 1001).map(|_| ())),
@@ -390,11 +390,11 @@ fn cases() -> Vec<Case> {
             };
             patch_org(db, fx, &fx.owner(), patch)
         }),
-        case("create_invitation: email, role, expires_in_secs", Invalid(&["email", "role", "expires_in_secs"]), |db, fx| {
+        case("create_invitation: email, role, expires_in", Invalid(&["email", "role", "expires_in"]), |db, fx| {
             let new = NewInvitation {
                 email: "x".into(),
                 role: Some("boss".into()),
-                expires_in_secs: Some(1),
+                expires_in: Some(std::time::Duration::from_secs(1)),
                 ..Default::default()
             };
             invite(db, fx, &fx.owner(), new)

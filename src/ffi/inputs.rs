@@ -318,7 +318,7 @@ impl From<NewInvitation> for model::invitation::NewInvitation {
             role: i.role,
             project_id: i.project_id,
             project_role: i.project_role,
-            expires_in_secs: i.expires_in_secs,
+            expires_in: i.expires_in_secs.map(std::time::Duration::from_secs),
         }
     }
 }

@@ -98,9 +98,10 @@ pub struct NewInvitation {
     /// Role in the project (default `member`).
     #[serde(default)]
     pub project_role: Option<String>,
-    /// Lifetime of this invitation in seconds, 1 hour to 30 days (default from Options).
-    #[serde(default)]
-    pub expires_in_secs: Option<u64>,
+    /// Lifetime of this invitation, 1 hour to 30 days (default from Options). Whole seconds
+    /// (an integer) in JSON.
+    #[serde(default, with = "seconds")]
+    pub expires_in: Option<std::time::Duration>,
 }
 
 /// A new (or re-sent) invitation with its secret token, shown this once.
@@ -171,4 +172,19 @@ pub struct PendingInvitation {
     pub organization_name: String,
     /// Organization slug.
     pub organization_slug: String,
+}
+
+/// `Option<Duration>` as whole seconds.
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        d.map(|d| d.as_secs()).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_secs))
+    }
 }

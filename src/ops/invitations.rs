@@ -93,19 +93,16 @@ fn retire_expired(tx: &mut dyn KvWrite, ctx: &Ctx, org: &str, email: &str) -> Re
     Ok(())
 }
 
-fn lifetime(ctx: &Ctx, checks: &mut Checks, secs: Option<u64>) -> TimeDelta {
-    match secs {
+fn lifetime(ctx: &Ctx, checks: &mut Checks, asked: Option<std::time::Duration>) -> TimeDelta {
+    match asked {
         None => ctx.opts.invitation_lifetime,
-        Some(secs) => {
-            let lifetime = i64::try_from(secs).ok().and_then(TimeDelta::try_seconds);
-            match lifetime {
-                Some(l) if (MIN_LIFETIME..=MAX_LIFETIME).contains(&l) => l,
-                _ => {
-                    checks.fail("expires_in_secs", "Must be between 1 hour and 30 days");
-                    ctx.opts.invitation_lifetime
-                }
+        Some(asked) => match TimeDelta::from_std(asked).ok() {
+            Some(l) if (MIN_LIFETIME..=MAX_LIFETIME).contains(&l) => l,
+            _ => {
+                checks.fail("expires_in", "Must be between 1 hour and 30 days");
+                ctx.opts.invitation_lifetime
             }
-        }
+        },
     }
 }
 
@@ -154,7 +151,7 @@ fn check_new(ctx: &Ctx, cleared: &Cleared, new: &NewInvitation) -> Result<Checke
     if new.project_role.is_some() && new.project_id.is_none() {
         checks.fail("project_id", "Is required when project_role is given");
     }
-    let lifetime = lifetime(ctx, &mut checks, new.expires_in_secs);
+    let lifetime = lifetime(ctx, &mut checks, new.expires_in);
     checks.finish()?;
     if !may_grant(cleared.role, role) || !may_grant(cleared.role, project_role) {
         return Err(Error::forbidden_because(

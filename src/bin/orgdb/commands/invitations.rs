@@ -122,8 +122,11 @@ pub(crate) fn run(app: &App, cmd: Cmd) -> Result<()> {
             expires_in,
         } => {
             let org = app.org(&org)?;
-            let expires_in_secs = match expires_in {
-                Some(text) => Some(seconds("expires_in", &text)?),
+            let expires_in = match expires_in {
+                Some(text) => Some(std::time::Duration::from_secs(seconds(
+                    "expires_in",
+                    &text,
+                )?)),
                 None => None,
             };
             let batch: Vec<NewInvitation> = emails
@@ -133,7 +136,7 @@ pub(crate) fn run(app: &App, cmd: Cmd) -> Result<()> {
                     role: role.clone(),
                     project_id: project.clone(),
                     project_role: project_role.clone(),
-                    expires_in_secs,
+                    expires_in,
                 })
                 .collect();
             if let [one] = &batch[..] {
