@@ -463,9 +463,7 @@ impl Ledger {
         // Sums per month of what would be counted; every month's total must be loaded.
         let mut sums: Vec<(u32, u64)> = Vec::new();
         for (i, e) in events.iter().enumerate() {
-            if let std::collections::hash_map::Entry::Vacant(slot) = usage.months.entry(e.month) {
-                slot.insert(store.read(|tx| tx.month_usage(org, e.month))?);
-            }
+            usage.month_total(store, org, e.month)?;
             if duplicate[i] {
                 continue;
             }
