@@ -10,7 +10,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::authz::Actor;
 use crate::error::{Error, Result};
 use crate::ids::IdGen;
-use crate::ledger::{Ledger, Mode};
+use crate::ledger::{day_and_month_micros, Ledger, Mode, OrgHandle};
 use crate::model::audit::AuditEvent;
 use crate::model::invitation::{
     CreatedInvitation, Invitation, InvitationPreview, InvitationQuery, NewInvitation,
@@ -29,6 +29,7 @@ use crate::model::usage::{UsageEvent, UsageQuery, UsageReceipt, UsageReport};
 use crate::model::user::{NewUser, User, UserPatch};
 use crate::ops::usage::PruneReport;
 use crate::ops::{self, Ctx};
+use crate::recorder::UsageRecorder;
 use crate::store::journal::Journal;
 use crate::store::{ensure_schema, CheckReport, CommitDurability, KvRead, KvWrite, RedbStore};
 
@@ -37,6 +38,12 @@ use crate::store::{ensure_schema, CheckReport, CommitDurability, KvRead, KvWrite
 pub trait Clock: Send + Sync + fmt::Debug {
     /// The current instant.
     fn now(&self) -> DateTime<Utc>;
+
+    /// The current instant in microseconds since the Unix epoch. A clock may answer this
+    /// without building a calendar date, for the usage hot path.
+    fn now_micros(&self) -> i64 {
+        self.now().timestamp_micros()
+    }
 }
 
 /// The system clock (default).
@@ -46,6 +53,14 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+
+    fn now_micros(&self) -> i64 {
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        match since {
+            Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+            Err(before) => i64::try_from(before.duration().as_micros()).map_or(i64::MIN, |m| -m),
+        }
     }
 }
 
@@ -409,6 +424,64 @@ impl Db {
         let (receipt, wait_for) =
             ledger.admit_one(&self.inner.store, &ctx, org.trim(), &admit, mode)?;
         ledger.wait_for(wait_for)?;
+        Ok(receipt)
+    }
+
+    /// A recorder of buffered usage for one organization: the gateway's hot path.
+    ///
+    /// ```
+    /// use orgdb::{Db, NewOrganization, NewUser};
+    ///
+    /// let db = Db::in_memory()?;
+    /// let ada = db.create_user(&NewUser { email: "ada@example.com".into(), name: "Ada".into() })?;
+    /// let org = db.create_organization(&ada.id, &NewOrganization {
+    ///     name: "Acme".into(),
+    ///     ..Default::default()
+    /// })?;
+    /// let usage = db.usage_recorder(&org.organization.id)?;
+    /// let receipt = usage.record(None, 3)?;
+    /// assert_eq!(receipt.used, 3);
+    /// db.flush()?; // durable now (also within the flush interval, and on the last drop)
+    /// # Ok::<(), orgdb::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `not_found` when the organization does not exist; `storage_error`.
+    pub fn usage_recorder(&self, org: &str) -> Result<UsageRecorder> {
+        let org = org.trim();
+        let handle = self
+            .inner
+            .ledger
+            .org_handle(&self.inner.store, &self.ctx(), org)?;
+        Ok(UsageRecorder::new(self.clone(), org.to_owned(), handle))
+    }
+
+    /// A recorder's event: admitted at once when the ledger has the organization and resource
+    /// loaded, else through the general path that loads them.
+    pub(crate) fn admit_recorded(
+        &self,
+        org: &str,
+        handle: OrgHandle,
+        resource: Option<&str>,
+        count: u64,
+    ) -> Result<UsageReceipt> {
+        let at_micros = self.inner.opts.clock.now_micros();
+        let (day, month) = day_and_month_micros(at_micros);
+        let admit = crate::ledger::Admit {
+            resource,
+            count,
+            day,
+            month,
+            key: None,
+            at_micros,
+        };
+        let ledger = &self.inner.ledger;
+        if let Some(done) = ledger.admit_buffered(&self.inner.store, handle, &admit) {
+            return done;
+        }
+        let ctx = self.ctx();
+        let (receipt, _) =
+            ledger.admit_one(&self.inner.store, &ctx, org, &admit, Mode::Buffered)?;
         Ok(receipt)
     }
 
@@ -1145,7 +1218,9 @@ impl Db {
     /// `forbidden`, `not_found` (also when already removed).
     pub fn remove_resource(&self, actor: &Actor, org: &str, id: &str) -> Result<Resource> {
         let removed = self.write(|tx, ctx| ops::resources::remove(tx, ctx, actor, org, id))?;
-        self.inner.ledger.forget_resource(&removed.id);
+        self.inner
+            .ledger
+            .forget_resource(&removed.organization_id, &removed.id);
         Ok(removed)
     }
 

@@ -55,12 +55,6 @@ pub(crate) enum Mode {
     Check,
 }
 
-#[derive(Debug, Clone)]
-struct ResourceSlot {
-    org: String,
-    slot: u32,
-}
-
 /// Unfolded changes of one organization.
 #[derive(Debug, Clone, Default)]
 struct OrgDelta {
@@ -90,11 +84,19 @@ impl OrgDelta {
     }
 }
 
+/// One organization's counters. Organizations live in a slab (`State::slots`) so a
+/// [`UsageRecorder`](crate::UsageRecorder) reaches its own by position, hashing no string.
 #[derive(Debug, Default)]
 struct OrgUsage {
+    /// The organization's id (empty in a vacant slot).
+    id: String,
+    /// Which occupant of the slot this is: unique in the ledger, 0 when vacant.
+    epoch: u64,
     /// `monthly_requests`; reloaded when `limit_known` is false.
     limit: Option<u64>,
     limit_known: bool,
+    /// Live resources of this organization seen so far: id → report slot.
+    resources: Map<String, u32>,
     /// Absolute totals (database + unfolded), per month touched since load.
     months: Map<u32, u64>,
     keys: Map<String, i64>,
@@ -119,11 +121,11 @@ impl OrgUsage {
     }
 
     /// The month's total, read from the database the first time.
-    fn month_total(&mut self, store: &RedbStore, org: &str, month: u32) -> Result<u64> {
+    fn month_total(&mut self, store: &RedbStore, month: u32) -> Result<u64> {
         match self.months.get(&month) {
             Some(total) => Ok(*total),
             None => {
-                let total = store.read(|tx| tx.month_usage(org, month))?;
+                let total = store.read(|tx| tx.month_usage(&self.id, month))?;
                 self.months.insert(month, total);
                 Ok(total)
             }
@@ -131,10 +133,21 @@ impl OrgUsage {
     }
 }
 
+/// Where a recorder's organization sits in the ledger: slot and occupant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OrgHandle {
+    index: usize,
+    epoch: u64,
+}
+
 #[derive(Default)]
 struct State {
-    orgs: Map<String, OrgUsage>,
-    resources: Map<String, ResourceSlot>,
+    /// Organization id → position in `slots`.
+    index: Map<String, usize>,
+    slots: Vec<OrgUsage>,
+    /// Vacant positions in `slots` (organizations deleted).
+    free: Vec<usize>,
+    last_epoch: u64,
     seq: u64,
     cursor: Option<Cursor>,
     /// Admitted changes not yet folded.
@@ -158,6 +171,42 @@ pub(crate) struct Ledger {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl State {
+    fn org(&self, org: &str) -> Option<&OrgUsage> {
+        self.index.get(org).map(|&i| &self.slots[i])
+    }
+
+    fn org_mut(&mut self, org: &str) -> Option<&mut OrgUsage> {
+        self.index.get(org).map(|&i| &mut self.slots[i])
+    }
+
+    /// The organization's position, taking a slot (vacant or new) the first time.
+    fn slot_for(&mut self, org: &str) -> usize {
+        if let Some(&i) = self.index.get(org) {
+            return i;
+        }
+        self.last_epoch += 1;
+        let usage = OrgUsage {
+            id: org.to_owned(),
+            epoch: self.last_epoch,
+            oldest_key: i64::MAX,
+            ..OrgUsage::default()
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = usage;
+                i
+            }
+            None => {
+                self.slots.push(usage);
+                self.slots.len() - 1
+            }
+        };
+        self.index.insert(org.to_owned(), i);
+        i
+    }
 }
 
 /// `yyyymm` of a day number.
@@ -233,26 +282,31 @@ impl Ledger {
     /// The month's total as the ledger knows it, when it has the organization loaded.
     pub(crate) fn month_total(&self, org: &str, month: u32) -> Option<u64> {
         let st = lock(&self.state);
-        st.orgs.get(org).and_then(|o| o.months.get(&month).copied())
+        st.org(org).and_then(|o| o.months.get(&month).copied())
     }
 
     /// The plan or overrides changed: read the limit again on next use.
     pub(crate) fn refresh_limit(&self, org: &str) {
-        if let Some(o) = lock(&self.state).orgs.get_mut(org) {
+        if let Some(o) = lock(&self.state).org_mut(org) {
             o.limit_known = false;
         }
     }
 
-    /// The organization is gone: drop its counters (its rows were deleted with it).
+    /// The organization is gone: drop its counters (its rows were deleted with it). Its slot
+    /// gets a new occupant later, so its recorders answer `not_found`.
     pub(crate) fn forget_org(&self, org: &str) {
         let mut st = lock(&self.state);
-        st.orgs.remove(org);
-        st.resources.retain(|_, r| r.org != org);
+        if let Some(i) = st.index.remove(org) {
+            st.slots[i] = OrgUsage::default();
+            st.free.push(i);
+        }
     }
 
     /// The resource was removed: later events naming it are refused.
-    pub(crate) fn forget_resource(&self, id: &str) {
-        lock(&self.state).resources.remove(id);
+    pub(crate) fn forget_resource(&self, org: &str, id: &str) {
+        if let Some(o) = lock(&self.state).org_mut(org) {
+            o.resources.remove(id);
+        }
     }
 
     /// Whether a checkpoint has work: unfolded changes, or folds not yet durable.
@@ -266,6 +320,43 @@ impl Ledger {
         match (&self.journal, lock(&self.state).cursor) {
             (Some(j), Some(c)) => c.offset as f64 / j.size() as f64,
             _ => 0.0,
+        }
+    }
+
+    /// Loads the organization (`not_found` when it does not exist) and says where it sits.
+    pub(crate) fn org_handle(&self, store: &RedbStore, ctx: &Ctx, org: &str) -> Result<OrgHandle> {
+        let mut st = lock(&self.state);
+        let index = ensure_org(&mut st, store, ctx, org)?;
+        Ok(OrgHandle {
+            index,
+            epoch: st.slots[index].epoch,
+        })
+    }
+
+    /// A recorder's hot path: one buffered event, admitted at once when its organization and
+    /// resource are loaded. `None` sends the caller to the general path, which loads them.
+    pub(crate) fn admit_buffered(
+        &self,
+        store: &RedbStore,
+        handle: OrgHandle,
+        e: &Admit<'_>,
+    ) -> Option<Result<UsageReceipt>> {
+        let mut st = lock(&self.state);
+        let usage = st.slots.get(handle.index)?;
+        if usage.epoch != handle.epoch {
+            return Some(Err(Error::not_found("Organization")));
+        }
+        if !usage.limit_known {
+            return None;
+        }
+        let slot = match e.resource {
+            None => None,
+            Some(id) => Some(*usage.resources.get(id)?),
+        };
+        match self.admit_resolved(&mut st, store, handle.index, slot, e, Mode::Buffered) {
+            Ok(Some((receipt, _))) => Some(Ok(receipt)),
+            Ok(None) => None,
+            Err(err) => Some(Err(err)),
         }
     }
 
@@ -312,6 +403,17 @@ impl Ledger {
         }
     }
 
+    /// Fails with `err`; a durable call first waits until the state it saw is durable, so a
+    /// crash can never make the refusal wrong.
+    fn refuse<T>(&self, durable: bool, seen_seq: u64, err: Error) -> Result<T> {
+        if durable {
+            if let Some(j) = &self.journal {
+                j.wait_durable(seen_seq)?;
+            }
+        }
+        Err(err)
+    }
+
     fn admit_one_locked(
         &self,
         st: &mut State,
@@ -323,28 +425,34 @@ impl Ledger {
     ) -> Result<Option<(UsageReceipt, Option<u64>)>> {
         let seen_seq = st.seq;
         let durable = mode == Mode::Durable && self.journal.is_some();
-        let refuse = |err: Error| -> Result<Option<(UsageReceipt, Option<u64>)>> {
-            if durable {
-                if let Some(j) = &self.journal {
-                    j.wait_durable(seen_seq)?;
-                }
-            }
-            Err(err)
+        let index = match ensure_org(st, store, ctx, org) {
+            Ok(index) => index,
+            Err(err) => return self.refuse(durable, seen_seq, err),
         };
         let slot = match e.resource {
             None => None,
-            Some(id) => match resolve_resource(st, store, org, id) {
+            Some(id) => match resolve_resource(st, store, index, id) {
                 Ok(slot) => Some(slot),
-                Err(err) => return refuse(err),
+                Err(err) => return self.refuse(durable, seen_seq, err),
             },
         };
-        if !st.orgs.get(org).is_some_and(|o| o.limit_known) {
-            if let Err(err) = ensure_org(st, store, ctx, org) {
-                return refuse(err);
-            }
-        }
-        let usage = st.orgs.get_mut(org).expect("ensure_org inserted it");
-        let used = usage.month_total(store, org, e.month)?;
+        self.admit_resolved(st, store, index, slot, e, mode)
+    }
+
+    /// Admits one event of the organization at `index`, its resource already resolved.
+    fn admit_resolved(
+        &self,
+        st: &mut State,
+        store: &RedbStore,
+        index: usize,
+        slot: Option<u32>,
+        e: &Admit<'_>,
+        mode: Mode,
+    ) -> Result<Option<(UsageReceipt, Option<u64>)>> {
+        let seen_seq = st.seq;
+        let durable = mode == Mode::Durable && self.journal.is_some();
+        let usage = &mut st.slots[index];
+        let used = usage.month_total(store, e.month)?;
         let limit = usage.limit;
         if e.key.is_some_and(|k| usage.keys.contains_key(k)) {
             return Ok(Some((
@@ -354,20 +462,19 @@ impl Ledger {
         }
         let total = match used.checked_add(e.count) {
             Some(total) if limit.is_none_or(|l| total <= l) => total,
-            _ => return refuse(overflow(limit, used, e.count)),
+            _ => return self.refuse(durable, seen_seq, overflow(limit, used, e.count)),
         };
         if mode == Mode::Check {
             return Ok(Some((receipt(false, total, limit), None)));
         }
         let mut wait_for = None;
         if durable {
-            match self.journal_append(st, org, std::iter::once(e))? {
+            match self.journal_append(st, index, std::iter::once(e))? {
                 Some(seq) => wait_for = Some(seq),
                 None => return Ok(None),
             }
         }
-        let usage = st.orgs.get_mut(org).expect("loaded above");
-        usage.count(e, slot);
+        st.slots[index].count(e, slot);
         st.dirty = true;
         Ok(Some((receipt(false, total, limit), wait_for)))
     }
@@ -377,14 +484,14 @@ impl Ledger {
     fn journal_append<'e, 'a: 'e>(
         &self,
         st: &mut State,
-        org: &str,
+        index: usize,
         events: impl Iterator<Item = &'e Admit<'a>>,
     ) -> Result<Option<u64>> {
         let journal = self.journal.as_ref().expect("durable implies a journal");
         let seq = st.seq + 1;
         let batch = JournalBatch {
             seq,
-            org: org.to_owned(),
+            org: st.slots[index].id.clone(),
             events: events
                 .map(|e| JournalEvent {
                     resource: e.resource.map(str::to_owned),
@@ -420,32 +527,22 @@ impl Ledger {
     ) -> Result<Option<Outcome>> {
         let seen_seq = st.seq;
         let durable = mode == Mode::Durable && self.journal.is_some();
-        let refuse = |e: Error| -> Result<Option<Outcome>> {
-            // A refusal waits until the state it saw is durable.
-            if durable {
-                if let Some(j) = &self.journal {
-                    j.wait_durable(seen_seq)?;
-                }
-            }
-            Err(e)
+        let index = match ensure_org(st, store, ctx, org) {
+            Ok(index) => index,
+            Err(err) => return self.refuse(durable, seen_seq, err),
         };
-
-        // Resolve resources first (they live beside the organizations in the state).
         let mut slots: Vec<Option<u32>> = Vec::with_capacity(events.len());
         for e in events {
             let slot = match e.resource {
                 None => None,
-                Some(id) => match resolve_resource(st, store, org, id) {
+                Some(id) => match resolve_resource(st, store, index, id) {
                     Ok(slot) => Some(slot),
-                    Err(err) => return refuse(err),
+                    Err(err) => return self.refuse(durable, seen_seq, err),
                 },
             };
             slots.push(slot);
         }
-        if let Err(err) = ensure_org(st, store, ctx, org) {
-            return refuse(err);
-        }
-        let usage = st.orgs.get_mut(org).expect("ensure_org inserted it");
+        let usage = &mut st.slots[index];
 
         // Duplicates: keys already recorded, and repeats inside this call.
         let mut duplicate = vec![false; events.len()];
@@ -463,14 +560,17 @@ impl Ledger {
         // Sums per month of what would be counted; every month's total must be loaded.
         let mut sums: Vec<(u32, u64)> = Vec::new();
         for (i, e) in events.iter().enumerate() {
-            usage.month_total(store, org, e.month)?;
+            usage.month_total(store, e.month)?;
             if duplicate[i] {
                 continue;
             }
             match sums.iter_mut().find(|(m, _)| *m == e.month) {
                 Some((_, sum)) => match sum.checked_add(e.count) {
                     Some(s) => *sum = s,
-                    None => return refuse(overflow(usage.limit, usage.months[&e.month], e.count)),
+                    None => {
+                        let err = overflow(usage.limit, usage.months[&e.month], e.count);
+                        return self.refuse(durable, seen_seq, err);
+                    }
                 },
                 None => sums.push((e.month, e.count)),
             }
@@ -479,9 +579,10 @@ impl Ledger {
             let used = usage.months[&month];
             match (used.checked_add(add), usage.limit) {
                 (Some(total), Some(limit)) if total > limit => {
-                    return refuse(Error::quota("monthly_requests", limit, used, add));
+                    let err = Error::quota("monthly_requests", limit, used, add);
+                    return self.refuse(durable, seen_seq, err);
                 }
-                (None, limit) => return refuse(overflow(limit, used, add)),
+                (None, limit) => return self.refuse(durable, seen_seq, overflow(limit, used, add)),
                 _ => {}
             }
         }
@@ -491,12 +592,12 @@ impl Ledger {
         if mode != Mode::Check && counted {
             if durable {
                 let counted = events.iter().zip(&duplicate).filter(|(_, dup)| !**dup);
-                match self.journal_append(st, org, counted.map(|(e, _)| e))? {
+                match self.journal_append(st, index, counted.map(|(e, _)| e))? {
                     Some(seq) => wait_for = Some(seq),
                     None => return Ok(None),
                 }
             }
-            let usage = st.orgs.get_mut(org).expect("loaded above");
+            let usage = &mut st.slots[index];
             for ((e, dup), slot) in events.iter().zip(&duplicate).zip(&slots) {
                 if *dup {
                     continue;
@@ -506,7 +607,7 @@ impl Ledger {
             st.dirty = true;
         }
 
-        let usage = &st.orgs[org];
+        let usage = &st.slots[index];
         let limit = usage.limit;
         let receipts = events
             .iter()
@@ -555,7 +656,7 @@ impl Ledger {
         }
         let cutoff = crate::model::time::minus(ctx.now, KEY_RETENTION).timestamp_micros();
         let mut deltas: Map<String, OrgDelta> = Map::default();
-        for (org, usage) in st.orgs.iter_mut() {
+        for usage in st.slots.iter_mut().filter(|u| u.epoch != 0) {
             if usage.oldest_key < cutoff && !usage.keys.is_empty() {
                 let mut oldest = i64::MAX;
                 usage.keys.retain(|k, at| {
@@ -570,7 +671,7 @@ impl Ledger {
                 usage.oldest_key = oldest;
             }
             if !usage.delta.is_empty() {
-                deltas.insert(org.clone(), std::mem::take(&mut usage.delta));
+                deltas.insert(usage.id.clone(), std::mem::take(&mut usage.delta));
             }
         }
         st.dirty = false;
@@ -598,9 +699,12 @@ impl Ledger {
         });
         let mut st = guard.unwrap_or_else(|| lock(&self.state));
         if let Err(e) = result {
-            // Nothing was written: put the changes back so the next fold carries them.
+            // Nothing was written: put the changes back so the next fold carries them (an
+            // organization deleted meanwhile has no rows left to carry them into).
             for (org, delta) in deltas {
-                st.orgs.entry(org).or_default().delta.merge(delta);
+                if let Some(usage) = st.org_mut(&org) {
+                    usage.delta.merge(delta);
+                }
             }
             st.dirty = true;
             return Err(e);
@@ -623,7 +727,7 @@ impl Ledger {
     /// Drops in-memory months and keys that `prune_usage` removed from the database.
     pub(crate) fn forget_before(&self, month: u32, key_cutoff: i64) {
         let mut st = lock(&self.state);
-        for usage in st.orgs.values_mut() {
+        for usage in st.slots.iter_mut() {
             usage.months.retain(|m, _| *m >= month);
             usage.keys.retain(|_, at| *at >= key_cutoff);
         }
@@ -638,12 +742,13 @@ fn overflow(limit: Option<u64>, used: u64, add: u64) -> Error {
 }
 
 /// Loads an organization's limit and idempotency keys on first use (or the limit after a
-/// plan change). `not_found` when the organization does not exist.
-fn ensure_org(st: &mut State, store: &RedbStore, ctx: &Ctx, org: &str) -> Result<()> {
-    if st.orgs.get(org).is_some_and(|o| o.limit_known) {
-        return Ok(());
+/// plan change) and returns its position. `not_found` when the organization does not exist.
+fn ensure_org(st: &mut State, store: &RedbStore, ctx: &Ctx, org: &str) -> Result<usize> {
+    let known = st.index.get(org).copied();
+    if let Some(i) = known.filter(|&i| st.slots[i].limit_known) {
+        return Ok(i);
     }
-    let fresh = !st.orgs.contains_key(org);
+    let fresh = known.is_none();
     let cutoff = crate::model::time::minus(ctx.now, KEY_RETENTION).timestamp_micros();
     let (limit, keys) = store.read(|tx| {
         let rec = tx
@@ -657,42 +762,30 @@ fn ensure_org(st: &mut State, store: &RedbStore, ctx: &Ctx, org: &str) -> Result
         };
         Ok((limit, keys))
     })?;
-    let usage = st.orgs.entry(org.to_owned()).or_default();
+    let i = st.slot_for(org);
+    let usage = &mut st.slots[i];
     usage.limit = limit;
     usage.limit_known = true;
-    if fresh {
-        usage.oldest_key = i64::MAX;
-        for (k, at) in keys.into_iter().filter(|(_, at)| *at >= cutoff) {
-            usage.oldest_key = usage.oldest_key.min(at);
-            usage.keys.insert(k, at);
-        }
+    for (k, at) in keys.into_iter().filter(|(_, at)| *at >= cutoff) {
+        usage.oldest_key = usage.oldest_key.min(at);
+        usage.keys.insert(k, at);
     }
-    Ok(())
+    Ok(i)
 }
 
-/// A resource's slot; `not_found` unless it is a live resource of `org`.
-fn resolve_resource(st: &mut State, store: &RedbStore, org: &str, id: &str) -> Result<u32> {
-    if let Some(r) = st.resources.get(id) {
-        return if r.org == org {
-            Ok(r.slot)
-        } else {
-            Err(Error::not_found("Resource"))
-        };
+/// A resource's slot; `not_found` unless it is a live resource of the organization at
+/// `index`.
+fn resolve_resource(st: &mut State, store: &RedbStore, index: usize, id: &str) -> Result<u32> {
+    let usage = &mut st.slots[index];
+    if let Some(&slot) = usage.resources.get(id) {
+        return Ok(slot);
     }
     let rec = store
         .read(|tx| tx.resource_record(id))?
-        .filter(|r| r.resource.removed_at.is_none())
+        .filter(|r| r.resource.removed_at.is_none() && r.resource.organization_id == usage.id)
         .ok_or_else(|| Error::not_found("Resource"))?;
-    let slot = rec.slot;
-    let owner = rec.resource.organization_id;
-    let found = owner == org;
-    st.resources
-        .insert(id.to_owned(), ResourceSlot { org: owner, slot });
-    if found {
-        Ok(slot)
-    } else {
-        Err(Error::not_found("Resource"))
-    }
+    usage.resources.insert(id.to_owned(), rec.slot);
+    Ok(rec.slot)
 }
 
 /// The changes a replayed journal record makes.
@@ -769,19 +862,31 @@ fn apply_deltas(tx: &mut dyn KvWrite, ctx: &Ctx, deltas: Map<String, OrgDelta>) 
     Ok(())
 }
 
-/// Day and month of a timestamp. The calendar arithmetic runs once per UTC day and thread:
-/// the hot path asks for today's over and over.
+/// Day and month of a timestamp.
 pub(crate) fn day_and_month(at: DateTime<Utc>) -> (u32, u32) {
+    day_and_month_micros(at.timestamp_micros())
+}
+
+/// Day and month of a time in microseconds since the epoch (None out of the calendar). The
+/// calendar arithmetic runs once per UTC day and thread: the hot path asks for today's over
+/// and over.
+pub(crate) fn day_and_month_micros(micros: i64) -> (u32, u32) {
     thread_local! {
         static LAST: std::cell::Cell<(i64, u32, u32)> = const { std::cell::Cell::new((i64::MIN, 0, 0)) };
     }
-    let unix_day = at.timestamp().div_euclid(86_400);
+    let unix_day = micros.div_euclid(86_400_000_000);
     LAST.with(|last| {
         let (cached_day, day, month) = last.get();
         if cached_day == unix_day {
             return (day, month);
         }
-        let date = at.date_naive();
+        let date = crate::model::time::from_micros(micros)
+            .unwrap_or(if micros < 0 {
+                DateTime::<Utc>::MIN_UTC
+            } else {
+                DateTime::<Utc>::MAX_UTC
+            })
+            .date_naive();
         let computed = (day_number(date), ops::orgs::month_of(date));
         last.set((unix_day, computed.0, computed.1));
         computed

@@ -50,6 +50,7 @@ pub mod json;
 mod ledger;
 pub mod model;
 mod ops;
+mod recorder;
 mod store;
 mod validate;
 
@@ -79,5 +80,6 @@ pub use model::usage::{
 };
 pub use model::user::{NewUser, User, UserPatch};
 pub use ops::usage::PruneReport;
+pub use recorder::UsageRecorder;
 pub use store::CheckReport;
 pub use validate::normalize_email;

@@ -18,6 +18,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use orgdb::{
     Actor, Db, InvitationQuery, InvitationStatus, ManualClock, MemberQuery, MemberRef,
     NewInvitation, NewOrganization, NewProject, NewUser, ResourceKind, Role, UsageEvent,
+    UsageRecorder,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError};
@@ -149,9 +150,12 @@ enum Op {
         org: usize,
         res: ResSel,
     },
+    /// Through `Db::record_usage`, or (`recorder`, events without a key) through a
+    /// `UsageRecorder` kept from the first use, so it outlives deletions and plan changes.
     RecordUsage {
         org: usize,
         event: Ev,
+        recorder: bool,
     },
     RecordBatch {
         org: usize,
@@ -500,6 +504,8 @@ struct Run {
     m: Model,
     /// Operations run so far (for messages).
     step: usize,
+    /// Recorders by organization id, made on first use.
+    recorders: std::collections::HashMap<String, UsageRecorder>,
 }
 
 macro_rules! ensure {
@@ -565,7 +571,18 @@ impl Run {
                 projs: Vec::new(),
             },
             step: 0,
+            recorders: std::collections::HashMap::new(),
         }
+    }
+
+    /// The organization's recorder, kept after the first success.
+    fn recorder(&mut self, org_id: &str) -> orgdb::Result<UsageRecorder> {
+        if let Some(r) = self.recorders.get(org_id) {
+            return Ok(r.clone());
+        }
+        let r = self.db.usage_recorder(org_id)?;
+        self.recorders.insert(org_id.to_owned(), r.clone());
+        Ok(r)
     }
 
     /// A resource reference (see [`ResSel`]): the model's index, if any, and the id to send.
@@ -1280,7 +1297,11 @@ impl Run {
                     self.m.res[r.unwrap()].live = false;
                 }
             }
-            Op::RecordUsage { org, ref event } => {
+            Op::RecordUsage {
+                org,
+                ref event,
+                recorder,
+            } => {
                 let (o, org_id) = self.org_sel(org);
                 let (r, res_id) = match event.res {
                     Some(sel) => {
@@ -1310,7 +1331,12 @@ impl Run {
                 let mut ev = UsageEvent::new(event.count);
                 ev.resource_id = res_id;
                 ev.idempotency_key = key.as_ref().map(|k| k.0.clone());
-                let got = self.db.record_usage(&org_id, &ev);
+                let got = if recorder && ev.idempotency_key.is_none() {
+                    self.recorder(&org_id)
+                        .and_then(|r| r.record(ev.resource_id.as_deref(), ev.count))
+                } else {
+                    self.db.record_usage(&org_id, &ev)
+                };
                 if let Some(receipt) = agree(op, expected, got)? {
                     let o = o.unwrap();
                     if !dup {
@@ -1806,7 +1832,13 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(actor, org, api_key)| Op::RegisterResource { actor, org, api_key }),
         2 => (actor.clone(), org.clone(), res_sel())
             .prop_map(|(actor, org, res)| Op::RemoveResource { actor, org, res }),
-        9 => (org.clone(), ev(0.5)).prop_map(|(org, event)| Op::RecordUsage { org, event }),
+        9 => (org.clone(), ev(0.5), any::<bool>())
+            .prop_map(|(org, mut event, recorder)| {
+                if recorder {
+                    event.key = None;
+                }
+                Op::RecordUsage { org, event, recorder }
+            }),
         4 => (org.clone(), prop::collection::vec(ev(0.2), 2..=5))
             .prop_map(|(org, events)| Op::RecordBatch { org, events }),
         2 => (org.clone(), 1..1200u64).prop_map(|(org, count)| Op::CheckQuota { org, count }),

@@ -454,6 +454,8 @@ fn sixteen_threads_at_the_limit_never_pass_it() {
             Db::in_memory().unwrap()
         };
         let (org, _) = common::org(&db, "Acme", "free");
+        // One recorder for every thread: it sees each round's new limit.
+        let recorder = db.usage_recorder(&org).unwrap();
         for round in 0..5u64 {
             let limit_now = 1000 * (round + 1) - 1 - round * 7;
             limit(&db, &org, limit_now);
@@ -462,14 +464,15 @@ fn sixteen_threads_at_the_limit_never_pass_it() {
                     .map(|t| {
                         let db = db.clone();
                         let org = org.clone();
+                        let recorder = recorder.clone();
                         s.spawn(move || {
                             let mut mine = 0u64;
                             for i in 0..200u64 {
                                 let n = 1 + (t * 7 + i) % 5;
-                                let r = if i % 3 == 0 {
-                                    db.record_usage_buffered(&org, &UsageEvent::new(n))
-                                } else {
-                                    db.record_usage(&org, &UsageEvent::new(n))
+                                let r = match i % 4 {
+                                    0 => db.record_usage_buffered(&org, &UsageEvent::new(n)),
+                                    1 => recorder.record(None, n),
+                                    _ => db.record_usage(&org, &UsageEvent::new(n)),
                                 };
                                 match r {
                                     Ok(r) => {
@@ -551,6 +554,126 @@ fn buffered_usage_is_durable_after_flush_and_after_drop() {
             .duplicate,
         "keys survive too"
     );
+    assert_sound(&db);
+}
+
+#[test]
+fn a_recorder_counts_against_the_same_quota_and_is_durable_after_flush_and_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.redb");
+    let clock = ManualClock::new(start());
+    let opts = || Options {
+        usage_flush_interval: std::time::Duration::from_secs(3600),
+        journal_size: 128 << 10,
+        ..Options::with_clock(clock.clone())
+    };
+    let (org, calc) = {
+        let db = Db::open_with(&path, opts()).unwrap();
+        let (org, owner) = common::org(&db, "Acme", "free"); // 1 000 a month
+        let calc = db
+            .register_resource(&actor(&owner), &org, ResourceKind::Mcp, "calc")
+            .unwrap();
+        let rec = db.usage_recorder(&format!("  {org} ")).unwrap();
+        assert_eq!(rec.organization_id(), org);
+
+        let r = rec.record(Some(&calc.id), 600).unwrap();
+        assert_eq!(
+            (r.duplicate, r.used, r.limit, r.remaining),
+            (false, 600, Some(1000), Some(400))
+        );
+        // The recorder and the other paths share one ledger: exact across them.
+        db.record_usage(&org, &UsageEvent::new(300)).unwrap();
+        let err = assert_err(rec.record(None, 101), "quota_exceeded", None);
+        assert_eq!(
+            (
+                err.details()["used"].as_u64(),
+                err.details()["requested"].as_u64()
+            ),
+            (Some(900), Some(101))
+        );
+        assert_eq!(rec.record(None, 100).unwrap().remaining, Some(0));
+        assert_err(rec.record(None, 1), "quota_exceeded", None);
+        // A raised limit is seen at once.
+        limit(&db, &org, 2000);
+        assert_eq!(rec.record(None, 50).unwrap().used, 1050);
+
+        // Bad input names its field and counts nothing.
+        assert_err(rec.record(None, 0), "validation_error", Some("count"));
+        assert_err(
+            rec.record(None, (1 << 53) + 1),
+            "validation_error",
+            Some("count"),
+        );
+        assert_err(
+            rec.record(Some("  "), 1),
+            "validation_error",
+            Some("resource_id"),
+        );
+        assert_err(rec.record(Some("res_nope"), 1), "not_found", None);
+        let (other, _) = common::org(&db, "Other", "free");
+        let foreign = db
+            .register_resource(&Actor::System, &other, ResourceKind::Mcp, "theirs")
+            .unwrap();
+        assert_err(rec.record(Some(&foreign.id), 1), "not_found", None);
+        assert_eq!(rec.record(None, 1).unwrap().used, 1051);
+
+        // A full event (key, late time) goes through the same recorder.
+        let late = UsageEvent::new(4)
+            .key("k1")
+            .at(start() - TimeDelta::days(1));
+        assert!(!rec.record_event(&late).unwrap().duplicate);
+        assert!(rec.record_event(&late).unwrap().duplicate);
+        assert_err(db.usage_recorder("org_missing"), "not_found", None);
+
+        rec.flush().unwrap();
+        rec.record(Some(&calc.id), 9).unwrap();
+        (org, calc.id)
+    }; // the recorder and the database dropped: the last handle checkpoints
+
+    let db = Db::open_with(&path, opts()).unwrap();
+    let month = db.get_organization(&Actor::System, &org).unwrap().usage;
+    assert_eq!(month.monthly_requests, 1064);
+    let report = db
+        .usage_report(&Actor::System, &org, &UsageQuery::default())
+        .unwrap();
+    let calc_total: u64 = report
+        .by_mcp
+        .iter()
+        .filter(|m| m.mcp_id == calc)
+        .map(|m| m.requests)
+        .sum();
+    assert_eq!(calc_total, 609);
+    assert_sound(&db);
+}
+
+#[test]
+fn a_recorder_rolls_over_months_and_stops_with_its_organization_or_resource() {
+    let (db, clock) = db();
+    let (org, owner) = org(&db, "Acme", "free");
+    let calc = db
+        .register_resource(&actor(&owner), &org, ResourceKind::Mcp, "calc")
+        .unwrap();
+    let rec = db.usage_recorder(&org).unwrap();
+    assert_eq!(rec.record(Some(&calc.id), 1000).unwrap().remaining, Some(0));
+    assert_err(rec.record(None, 1), "quota_exceeded", None);
+    // The first of the next month starts from zero.
+    use chrono::Datelike;
+    let next = start().date_naive().with_day(1).unwrap() + chrono::Months::new(1);
+    clock.set(Utc.from_utc_datetime(&next.and_hms_opt(0, 0, 0).unwrap()));
+    assert_eq!(rec.record(None, 10).unwrap().used, 10);
+
+    db.remove_resource(&actor(&owner), &org, &calc.id).unwrap();
+    assert_err(rec.record(Some(&calc.id), 1), "not_found", None);
+    assert_eq!(rec.record(None, 1).unwrap().used, 11);
+
+    db.delete_organization(&actor(&owner), &org).unwrap();
+    assert_err(rec.record(None, 1), "not_found", None);
+    // A new organization taking the freed place is not the recorder's.
+    let (newer, _) = common::org(&db, "Newer", "free");
+    assert_err(rec.record(None, 1), "not_found", None);
+    let fresh = db.usage_recorder(&newer).unwrap();
+    assert_eq!(fresh.record(None, 2).unwrap().used, 2);
+    db.flush().unwrap();
     assert_sound(&db);
 }
 

@@ -257,6 +257,23 @@ fun monthlyQuotaAndIdempotency(env: Env) {
     eq(env.db.getOrganization(actor(alice), org.id).usage.monthlyRequests, 60uL, "nothing recorded")
 }
 
+fun usageRecorder(env: Env) {
+    val (_, org) = env.company()
+    env.db.setLimitOverrides(Actor.System, org.id, LimitOverrides(monthlyRequests = Limit.Count(100uL)))
+    val recorder = env.db.usageRecorder(org.id)
+    eq(recorder.organizationId(), org.id, "organization_id")
+    eq(recorder.record(null, 70uL).remaining, 30uL, "remaining")
+    eq(env.db.recordUsage(org.id, UsageEvent(count = 20uL)).used, 90uL, "shared quota")
+    val err = expect<OrgDbException.QuotaExceeded> { recorder.record(null, 11uL) }
+    eq(err.details["used"], "90", "used")
+    val zero = expect<OrgDbException.Validation> { recorder.record(null, 0uL) }
+    eq(zero.details.keys, setOf("count"), "field")
+    expect<OrgDbException.NotFound> { recorder.record("res_missing", 1uL) }
+    recorder.flush()
+    expect<OrgDbException.NotFound> { env.db.usageRecorder("org_missing") }
+    recorder.close()
+}
+
 fun updateOrganizationPatch(env: Env) {
     val (alice, org) = env.company()
     env.clock.advanceSeconds(5 * 24 * 3600)
@@ -396,6 +413,7 @@ fun main() {
         "seed 000: usage report" to ::usageReport,
         "seed 000: update organization (PATCH)" to ::updateOrganizationPatch,
         "usage: monthly quota and idempotency" to ::monthlyQuotaAndIdempotency,
+        "usage: a recorder shares the monthly quota" to ::usageRecorder,
         "seed 001: address, memberships, project invitations, delete" to ::organizationsWithAddressAndMemberships,
         "manual clock: invitation expiry and resend" to ::invitationExpiry,
         "file: reopen a database" to ::reopenFromFile,

@@ -80,6 +80,25 @@ def test_buffered_usage_shares_the_quota(db, org):
     assert db.record_usage(org.id, orgdb.UsageEvent(count=30)).remaining == 0
 
 
+def test_a_recorder_counts_against_the_same_quota(db, org):
+    recorder = db.usage_recorder(org.id)
+    assert recorder.organization_id() == org.id
+    assert recorder.record(None, 60) == orgdb.UsageReceipt(
+        duplicate=False, used=60, limit=100, remaining=40
+    )
+    assert db.record_usage(org.id, orgdb.UsageEvent(count=30)).used == 90
+    err = raises(orgdb.OrgDbError.QuotaExceeded, recorder.record, None, 11)
+    assert err.details["used"] == "90"
+    err = raises(orgdb.OrgDbError.Validation, recorder.record, None, 0)
+    assert list(err.details) == ["count"]
+    raises(orgdb.OrgDbError.NotFound, recorder.record, "res_missing", 1)
+    again = orgdb.UsageEvent(count=5, idempotency_key="r-1")
+    assert recorder.record_event(again).used == 95
+    assert recorder.record_event(again).duplicate
+    recorder.flush()
+    raises(orgdb.OrgDbError.NotFound, db.usage_recorder, "org_missing")
+
+
 def test_month_rollover_with_the_manual_clock(db, clock, org):
     db.record_usage(org.id, orgdb.UsageEvent(count=100))
     raises(orgdb.OrgDbError.QuotaExceeded, db.record_usage, org.id, orgdb.UsageEvent(count=1))
