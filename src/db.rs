@@ -263,13 +263,30 @@ impl fmt::Debug for Db {
     }
 }
 
+/// A database file of 0 bytes beside a journal that holds records was truncated, not created:
+/// the journal is written only once the database opened. redb would take the empty file for a
+/// new database and every row would be silently gone, so opening refuses it.
+fn refuse_truncated(path: &Path, journal: &Path) -> Result<()> {
+    let empty = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0);
+    if empty && crate::store::journal::holds_records(journal) {
+        return Err(Error::corrupted(format!(
+            "{} is empty but its journal {} holds records: the database file was truncated. \
+             Restore it from a backup, or remove both files to start a new database",
+            path.display(),
+            journal.display()
+        )));
+    }
+    Ok(())
+}
+
 impl Db {
     /// Opens (creating if missing) the database file at `path` with default options.
     ///
     /// # Errors
     /// `storage_error` when the file cannot be opened or is in use by another process or
     /// handle; `incompatible_version` when a newer orgdb wrote it; `corrupted` when it is
-    /// damaged.
+    /// damaged, or empty (0 bytes) beside a journal that holds records (a truncated file, not
+    /// a new one).
     pub fn open(path: impl AsRef<Path>) -> Result<Db> {
         Db::open_with(path, Options::default())
     }
@@ -285,10 +302,12 @@ impl Db {
             Durability::Eventual => CommitDurability::Eventual,
         };
         let path = path.as_ref();
-        let store = RedbStore::open(path, durability)?;
         let mut journal_path = path.as_os_str().to_owned();
         journal_path.push(".journal");
-        let journal = Journal::open(Path::new(&journal_path), opts.journal_size)?;
+        let journal_path = Path::new(&journal_path);
+        refuse_truncated(path, journal_path)?;
+        let store = RedbStore::open(path, durability)?;
+        let journal = Journal::open(journal_path, opts.journal_size)?;
         Db::start(store, opts, Some(journal))
     }
 
@@ -603,8 +622,13 @@ impl Db {
                     };
                     report.records += 1;
                     let at = report.records;
-                    let line =
-                        line.map_err(|e| Error::storage(format!("reading the import: {e}")))?;
+                    let line = line.map_err(|e| match e.kind() {
+                        // `lines()` reports a line that is not UTF-8 as invalid data.
+                        std::io::ErrorKind::InvalidData => {
+                            Error::invalid("line", format!("{at}: not valid UTF-8"))
+                        }
+                        _ => Error::storage(format!("reading the import: {e}")),
+                    })?;
                     if line.trim().is_empty() {
                         report.records -= 1;
                         continue;

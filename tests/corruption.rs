@@ -307,7 +307,6 @@ struct Tally {
     open_errors: BTreeMap<String, u64>,
     read_errors: u64,
     detected_by_check: u64,
-    empty_file_opened_as_new: u64,
     /// Trials where redb panicked and orgdb caught it (and returned an error).
     panics_caught_inside: u64,
     /// Trials with wrong data that `check()` reported.
@@ -487,10 +486,11 @@ fn damaged_database_files() {
                 *tally.open_errors.entry(e.code().to_owned()).or_default() += 1;
             }
             Ok(Ok(_)) if bytes.is_empty() => {
-                // redb (and `Db::open`, which creates a missing database) takes an empty file
-                // for a new one: it opens as an empty database. Counted apart (see
-                // RELIABILITY.md), not a failure.
-                tally.empty_file_opened_as_new += 1;
+                // The journal beside it holds records: `Db::open` must refuse the empty file
+                // rather than take it for a new database.
+                tally.failures.push(format!(
+                    "{label}: an empty file beside a journal with records opened as new"
+                ));
             }
             Ok(Ok((reads, check))) => {
                 let detected = match &check {
@@ -568,7 +568,6 @@ fn damaged_database_files() {
         "  clean open + identical data: {}\n  typed error on open: {:?}\n  typed error on a read: {}\n  \
          detected by check (data equal): {}\n  wrong data but detected by check: {}\n  \
          failures (panic, wrong data undetected, other code): {}\n  \
-         truncated to 0 bytes, opened as a new empty database: {}\n  \
          trials where a storage panic was caught inside orgdb: {}",
         tally.clean_identical,
         tally.open_errors,
@@ -576,7 +575,6 @@ fn damaged_database_files() {
         tally.detected_by_check,
         tally.wrong_data_detected_by_check,
         tally.failures.len(),
-        tally.empty_file_opened_as_new,
         tally.panics_caught_inside
     );
     for (mode, [clean, open, read, check]) in &tally.by_mode {

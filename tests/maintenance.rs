@@ -185,6 +185,23 @@ fn import_refuses_bad_input_and_changes_nothing() {
             .contains("membership"),
         "{err:?}"
     );
+    // A line that is not UTF-8 is the input's fault: a validation error naming the line.
+    let not_utf8 = [
+        lines[0].as_bytes(),
+        b"\n{\"type\":\"user\",\"data\":\"\xff\"}\n",
+    ]
+    .concat();
+    let fresh = Db::in_memory().unwrap();
+    let err = assert_err(
+        fresh.import_jsonl(BufReader::new(&not_utf8[..]), None, &mut |_| {}),
+        "validation_error",
+        Some("line"),
+    );
+    assert_eq!(err.details()["line"], "2: not valid UTF-8", "{err:?}");
+    assert_eq!(
+        fresh.stats().unwrap(),
+        Db::in_memory().unwrap().stats().unwrap()
+    );
     // A newer schema is refused.
     let newer = text.replacen(r#""schema_version":1"#, r#""schema_version":99"#, 1);
     assert_err(

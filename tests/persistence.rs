@@ -1,5 +1,5 @@
 //! File databases: reopening keeps everything, a newer schema is refused, a second handle on
-//! the same file is told the database is in use.
+//! the same file is told the database is in use, a truncated file is refused.
 
 mod common;
 
@@ -71,6 +71,34 @@ fn a_second_handle_on_the_same_file_is_told_it_is_in_use() {
     let err = Db::open(&path).unwrap_err();
     assert_eq!(err.code(), "storage_error");
     assert!(err.message().contains("in use"), "{err}");
+}
+
+#[test]
+fn a_database_file_truncated_to_nothing_is_refused_not_recreated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("org.redb");
+    {
+        let db = Db::open(&path).unwrap();
+        let (org, _) = org(&db, "Acme", "free");
+        db.record_usage(&org, &orgdb::UsageEvent::new(3)).unwrap();
+    }
+    std::fs::File::create(&path).unwrap(); // truncates to 0 bytes
+    let err = Db::open(&path).unwrap_err();
+    assert_eq!(err.code(), "corrupted", "{err}");
+    assert!(err.message().contains("truncated"), "{err}");
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "left as found");
+
+    // An empty file with no journal beside it is a new database, as a missing one is.
+    let fresh = dir.path().join("new.redb");
+    std::fs::File::create(&fresh).unwrap();
+    let db = Db::open(&fresh).unwrap();
+    let stats = db.stats().unwrap();
+    assert!(
+        stats
+            .iter()
+            .all(|(table, rows)| *table == "meta" || *rows == 0),
+        "{stats:?}"
+    );
 }
 
 #[test]

@@ -183,6 +183,23 @@ fn io_err(what: &str, e: std::io::Error) -> Error {
     Error::storage(format!("usage journal: {what}: {e}"))
 }
 
+/// Whether the journal at `path` holds anything but the zeros it is created with: then a
+/// database has written records through it. Missing or unreadable counts as no.
+pub(crate) fn holds_records(path: &Path) -> bool {
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    let mut buf = vec![0u8; ZERO_CHUNK];
+    let mut at = 0u64;
+    loop {
+        match file.read_at(&mut buf, at) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) if buf[..n].iter().any(|b| *b != 0) => return true,
+            Ok(n) => at += n as u64,
+        }
+    }
+}
+
 impl Journal {
     /// Opens the journal, creating and zero-filling it (then syncing) when missing. A file
     /// shorter than [`MIN_SIZE`] was never fully created (records are written only after the
