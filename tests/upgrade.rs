@@ -1,5 +1,6 @@
-//! Upgrade: database files written by today's format (schema version 1) are kept as fixtures
-//! and opened by the current code; a file claiming a newer schema is refused.
+//! Upgrade: database files written by the first format (schema version 1) are kept as
+//! fixtures and opened by the current code, which migrates them to version 2 (pending
+//! invitation entries carry their expiry); a file claiming a newer schema is refused.
 //!
 //! Fixtures (`tests/fixtures/v1/`), written once by `write_fixture` below:
 //! - `clean/orgdb.redb`: the database after a clean close (every usage event folded in).
@@ -10,9 +11,10 @@
 //! Both must open to exactly the same content, hard-coded below from what the generator
 //! wrote (ids, emails, roles, statuses, usage totals, the audit history).
 //!
-//! Regenerate (only when the format changes on purpose, with a new `vN` directory, keeping
-//! the old ones and their tests): `ORGDB_WRITE_FIXTURE=1 cargo test --test upgrade
-//! write_fixture -- --nocapture`, then paste the printed constants into this file.
+//! Write fixtures of today's format (only when the format changes on purpose, into a new
+//! `vN` directory, keeping the old ones and their tests): `ORGDB_WRITE_FIXTURE=1
+//! ORGDB_FIXTURE_DIR=tests/fixtures/vN cargo test --test upgrade write_fixture -- --nocapture`,
+//! then add the printed constants for the new directory.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -111,7 +113,14 @@ fn write_fixture() {
     if std::env::var("ORGDB_WRITE_FIXTURE").as_deref() != Ok("1") {
         return;
     }
-    let out = fixture_dir();
+    // Today's code writes today's format (version 2), so never over the version-1 fixtures.
+    let out = std::env::var("ORGDB_FIXTURE_DIR")
+        .map(PathBuf::from)
+        .expect("ORGDB_FIXTURE_DIR: a new directory, e.g. tests/fixtures/v2");
+    assert!(
+        !out.ends_with("fixtures/v1"),
+        "the v1 fixtures are kept as they are"
+    );
     std::fs::create_dir_all(out.join("clean")).unwrap();
     std::fs::create_dir_all(out.join("crashed")).unwrap();
     let work = tempfile::tempdir().unwrap();
@@ -654,6 +663,9 @@ fn open_and_verify(layout: &str) {
         let db = Db::open_with(&path, opts(&clock)).unwrap();
         assert_fixture_content(&db);
     }
+    // Opening migrated the file (1 → 2: the pending index carries expiries; the seat count
+    // in `assert_fixture_content` and its `check()` read the migrated entries).
+    assert_eq!(schema_version(&path), 2);
     // Once more after a clean close by the current code, then writes.
     let db = Db::open_with(&path, opts(&clock)).unwrap();
     assert_fixture_content(&db);
@@ -732,14 +744,14 @@ fn schema_version(path: &Path) -> u64 {
 
 #[test]
 fn a_fixture_claiming_a_newer_schema_is_refused() {
-    for (version, found) in [(2u64, 2u32), (99, 99), (u64::MAX, u32::MAX)] {
+    for (version, found) in [(3u64, 3u32), (99, 99), (u64::MAX, u32::MAX)] {
         let dir = tempfile::tempdir().unwrap();
         let path = copy_fixture("clean", dir.path());
         set_schema_version(&path, version);
         let err = Db::open_with(&path, opts(&ManualClock::new(t_end()))).unwrap_err();
         assert_eq!(err.code(), "incompatible_version", "{version}: {err}");
         assert_eq!(err.details()["found"], found);
-        assert_eq!(err.details()["supported"], 1);
+        assert_eq!(err.details()["supported"], 2);
         assert_eq!(err.http_status(), 500);
         // Refused without touching the data: the newer version's marker is still there.
         assert_eq!(schema_version(&path), version);

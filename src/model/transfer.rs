@@ -21,7 +21,8 @@ use super::user::User;
 pub enum Record {
     /// First line: the format and the audit sequence.
     Header {
-        /// Schema version of the exporting database.
+        /// Version of the export format (1 today; it changes only when a record's shape
+        /// does, not with the storage layout). An import refuses a newer one.
         schema_version: u32,
         /// Last audit sequence number.
         audit_seq: u64,

@@ -14,7 +14,7 @@ use crate::validate::Checks;
 
 /// Members plus pending, unexpired invitations: what the `team_members` limit counts.
 pub(crate) fn seats_used(tx: &dyn KvRead, ctx: &Ctx, org: &str) -> Result<u64> {
-    Ok(tx.org_stats(org)?.members + tx.pending_unexpired(org, ctx.now)?.len() as u64)
+    Ok(tx.org_stats(org)?.members + tx.pending_unexpired_count(org, ctx.now)?)
 }
 
 /// Refuses when `adding` more seats would pass the `team_members` limit.

@@ -292,7 +292,8 @@ pub(crate) fn check(tx: &dyn KvRead, _now: DateTime<Utc>) -> Result<CheckReport>
         by_org.insert(keys::two(&inv.organization_id, &inv.id), vec![]);
         if inv.status == InvitationStatus::Pending {
             let slot = keys::two(&inv.organization_id, &inv.email);
-            if pending.insert(slot, codec::encode_id(&inv.id)).is_some() {
+            let entry = codec::encode_pending(&inv.id, inv.expires_at.timestamp_micros());
+            if pending.insert(slot, entry).is_some() {
                 c.problem(format!(
                     "invitations: two pending invitations for {}",
                     inv.email

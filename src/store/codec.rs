@@ -112,6 +112,29 @@ pub(crate) fn decode_id(bytes: &[u8]) -> Result<String> {
     String::from_utf8(body.to_vec()).map_err(|_| Error::corrupted("stored id is not UTF-8"))
 }
 
+/// A pending-invitation index value: the invitation's expiry (microseconds since the epoch,
+/// 8 bytes big-endian), its id's UTF-8, then their checksum. Counting the unexpired pending
+/// invitations of an organization reads only these.
+pub(crate) fn encode_pending(id: &str, expires_micros: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + id.len() + CRC);
+    out.extend_from_slice(&expires_micros.to_be_bytes());
+    out.extend_from_slice(id.as_bytes());
+    let sum = crc(&out);
+    out.extend_from_slice(&sum);
+    out
+}
+
+/// (id, expiry in microseconds) of a pending-invitation index value.
+pub(crate) fn decode_pending(bytes: &[u8]) -> Result<(String, i64)> {
+    let body = checked("pending invitation entry", bytes)?;
+    let (expires, id) = body
+        .split_first_chunk::<8>()
+        .ok_or_else(|| Error::corrupted("pending invitation entry is too short"))?;
+    let id = String::from_utf8(id.to_vec())
+        .map_err(|_| Error::corrupted("pending invitation id is not UTF-8"))?;
+    Ok((id, i64::from_be_bytes(*expires)))
+}
+
 pub(crate) fn decode_u64(bytes: &[u8]) -> Result<u64> {
     let bytes = checked("counter", bytes)?;
     let arr: [u8; 8] = bytes
@@ -143,6 +166,10 @@ mod tests {
         assert_eq!(err.code(), "corrupted");
         assert_eq!(decode_u64(&encode_u64(7)).unwrap(), 7);
         assert_eq!(decode_id(&encode_id("org_1")).unwrap(), "org_1");
+        assert_eq!(
+            decode_pending(&encode_pending("inv_1", -5)).unwrap(),
+            ("inv_1".to_owned(), -5)
+        );
     }
 
     #[test]
@@ -162,6 +189,9 @@ mod tests {
         );
         assert_eq!(decode_u64(&[1, 2]).unwrap_err().code(), "corrupted");
         assert_eq!(decode_id(&[1]).unwrap_err().code(), "corrupted");
+        let short = [1u8, 2, 3];
+        let framed = [&short[..], &crc(&short)].concat();
+        assert_eq!(decode_pending(&framed).unwrap_err().code(), "corrupted");
     }
 
     #[test]
@@ -182,6 +212,12 @@ mod tests {
             let mut bad = id.clone();
             bad[i] ^= 0x10;
             assert!(decode_id(&bad).is_err());
+        }
+        let pending = encode_pending("inv_01", 1_705_314_600_123_456);
+        for i in 0..pending.len() {
+            let mut bad = pending.clone();
+            bad[i] ^= 0x10;
+            assert!(decode_pending(&bad).is_err());
         }
         let n = encode_u64(42);
         for i in 0..n.len() {

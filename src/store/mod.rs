@@ -59,6 +59,7 @@ pub(crate) fn fuzz_decode_all(bytes: &[u8]) -> usize {
     n += ok(codec::decode::<AuditEvent>(Tag::Audit, bytes));
     n += ok(codec::decode::<DayRow>(Tag::UsageDay, bytes));
     n += ok(codec::decode_u64(bytes));
+    n += ok(codec::decode_pending(bytes));
     let mut r = KeyReader::new(bytes);
     while r.str().is_some() {
         n += 1;
@@ -403,26 +404,23 @@ pub(crate) trait Reads: KvRead {
 
     /// The invitation stored as pending for (org, email), expired or not.
     fn pending_invitation_id(&self, org: &str, email: &str) -> Result<Option<String>> {
-        self.get_string(Table::PendingInvitations, &keys::two(org, email))
+        match self.get(Table::PendingInvitations, &keys::two(org, email))? {
+            Some(bytes) => Ok(Some(codec::decode_pending(&bytes)?.0)),
+            None => Ok(None),
+        }
     }
 
-    /// Pending invitations of an organization whose expiry is still ahead of `now`.
-    fn pending_unexpired(&self, org: &str, now: DateTime<Utc>) -> Result<Vec<InvitationRecord>> {
-        let mut ids = Vec::new();
+    /// How many pending invitations of an organization have their expiry still ahead of
+    /// `now`. Reads the index only: its values carry the expiry.
+    fn pending_unexpired_count(&self, org: &str, now: DateTime<Utc>) -> Result<u64> {
+        let now = now.timestamp_micros();
+        let mut n = 0u64;
         self.scan_prefix(Table::PendingInvitations, &keys::one(org), &mut |_, v| {
-            ids.push(codec::decode_id(v)?);
+            let (_, expires) = codec::decode_pending(v)?;
+            n += u64::from(now < expires);
             Ok(true)
         })?;
-        let mut out = Vec::new();
-        for id in ids {
-            let rec = self
-                .invitation(&id)?
-                .ok_or_else(|| Error::corrupted("pending index names a missing invitation"))?;
-            if rec.invitation.status_at(now) == InvitationStatus::Pending {
-                out.push(rec);
-            }
-        }
-        Ok(out)
+        Ok(n)
     }
 
     /// Every invitation id of an organization, oldest first.
@@ -800,11 +798,7 @@ pub(crate) trait Writes: KvWrite + Reads {
             &[],
         )?;
         if inv.status == InvitationStatus::Pending {
-            self.put_id(
-                Table::PendingInvitations,
-                &keys::two(&inv.organization_id, &inv.email),
-                &inv.id,
-            )?;
+            self.put_pending(inv)?;
             self.put(
                 Table::InvitationsByEmail,
                 &keys::two(&inv.email, &inv.id),
@@ -812,6 +806,15 @@ pub(crate) trait Writes: KvWrite + Reads {
             )?;
         }
         Ok(())
+    }
+
+    /// The pending index entry of `inv`: (org, email) → (expiry, id).
+    fn put_pending(&mut self, inv: &Invitation) -> Result<()> {
+        self.put(
+            Table::PendingInvitations,
+            &keys::two(&inv.organization_id, &inv.email),
+            &codec::encode_pending(&inv.id, inv.expires_at.timestamp_micros()),
+        )
     }
 
     /// Rewrites an invitation, moving its token and pending-index entries as they changed.
@@ -830,12 +833,11 @@ pub(crate) trait Writes: KvWrite + Reads {
             )?;
             self.delete(Table::InvitationsByEmail, &keys::two(&o.email, &o.id))?;
         } else if is && !was {
-            self.put_id(
-                Table::PendingInvitations,
-                &keys::two(&n.organization_id, &n.email),
-                &n.id,
-            )?;
+            self.put_pending(n)?;
             self.put(Table::InvitationsByEmail, &keys::two(&n.email, &n.id), &[])?;
+        } else if is && o.expires_at != n.expires_at {
+            // A resend: the entry carries the expiry.
+            self.put_pending(n)?;
         }
         self.put_record(Table::Invitations, Tag::Invitation, &keys::one(&n.id), new)
     }

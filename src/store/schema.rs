@@ -1,11 +1,15 @@
 //! Schema version: written when a file is created, checked on every open.
 
-use super::{redb_backend::RedbStore, KvWrite, Reads, Writes};
+use super::{codec, redb_backend::RedbStore, KvWrite, Reads, Table, Writes};
 use crate::error::{Error, Result};
 
 /// The format this build writes. Bump it with a migration in [`ensure_schema`] and a test that
 /// opens a file of the old format.
-pub(crate) const SCHEMA_VERSION: u32 = 1;
+///
+/// - 1: the first format.
+/// - 2: `pending_invitations` values carry the invitation's expiry before its id, so counting
+///   an organization's unexpired pending invitations (every seat check) reads the index only.
+pub(crate) const SCHEMA_VERSION: u32 = 2;
 
 pub(crate) const SCHEMA_KEY: &str = "schema_version";
 pub(crate) const AUDIT_SEQ: &str = "audit_seq";
@@ -23,8 +27,31 @@ pub(crate) fn ensure_schema(tx: &mut dyn KvWrite) -> Result<()> {
             supported: SCHEMA_VERSION,
         }),
         Some(found) if found == u64::from(SCHEMA_VERSION) => Ok(()),
+        Some(1) => {
+            pending_entries_carry_expiry(tx)?;
+            tx.set_meta_u64(SCHEMA_KEY, u64::from(SCHEMA_VERSION))
+        }
         Some(found) => Err(Error::corrupted(format!(
             "schema version {found} predates the first format"
         ))),
     }
+}
+
+/// Migration 1 → 2: rewrites every `pending_invitations` value from the id alone to
+/// (expiry, id), reading the expiry from the invitation.
+fn pending_entries_carry_expiry(tx: &mut dyn KvWrite) -> Result<()> {
+    let mut entries = Vec::new();
+    tx.scan_prefix(Table::PendingInvitations, &[], &mut |k, v| {
+        entries.push((k.to_vec(), codec::decode_id(v)?));
+        Ok(true)
+    })?;
+    for (key, id) in entries {
+        let inv = tx
+            .invitation(&id)?
+            .ok_or_else(|| Error::corrupted("pending index names a missing invitation"))?
+            .invitation;
+        let value = codec::encode_pending(&inv.id, inv.expires_at.timestamp_micros());
+        tx.put(Table::PendingInvitations, &key, &value)?;
+    }
+    Ok(())
 }
