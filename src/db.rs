@@ -603,6 +603,26 @@ impl Db {
         batch_size: Option<usize>,
         progress: &mut dyn FnMut(u64),
     ) -> Result<crate::model::transfer::ImportReport> {
+        self.import_jsonl_with(input, batch_size, &mut |n| {
+            progress(n);
+            Ok(())
+        })
+    }
+
+    /// [`Db::import_jsonl`] whose `progress` may stop the import: an error it returns ends the
+    /// import with that error, as a bad line would (the current batch is rolled back; with
+    /// `batch_size` `None`, nothing is written). `progress` runs inside the import's write
+    /// transaction: it may read this database but must not write to it (the write would wait
+    /// for the import forever).
+    ///
+    /// # Errors
+    /// As [`Db::import_jsonl`], and whatever `progress` returns.
+    pub fn import_jsonl_with(
+        &self,
+        input: impl std::io::BufRead,
+        batch_size: Option<usize>,
+        progress: &mut dyn FnMut(u64) -> Result<()>,
+    ) -> Result<crate::model::transfer::ImportReport> {
         use crate::store::transfer;
         if !self.inner.store.read(transfer::is_empty)? {
             return Err(Error::conflict("Import needs an empty database"));
@@ -645,7 +665,7 @@ impl Db {
                         }
                         other => other,
                     })?;
-                    progress(at);
+                    progress(at)?;
                     in_batch += 1;
                     if in_batch >= batch {
                         break;

@@ -214,6 +214,41 @@ fn import_refuses_bad_input_and_changes_nothing() {
 }
 
 #[test]
+fn an_import_stopped_by_its_progress_callback_returns_its_error() {
+    let db = populated();
+    let good = export(&db);
+    let stop = |at: u64| {
+        move |n: u64| {
+            if n == at {
+                Err(orgdb::Error::Conflict {
+                    message: "stopped by the operator".into(),
+                    details: Default::default(),
+                })
+            } else {
+                Ok(())
+            }
+        }
+    };
+    // One transaction: nothing is written.
+    let fresh = Db::in_memory().unwrap();
+    let empty = fresh.stats().unwrap();
+    let err = fresh
+        .import_jsonl_with(BufReader::new(&good[..]), None, &mut stop(3))
+        .unwrap_err();
+    assert_eq!(err.message(), "stopped by the operator");
+    assert_eq!(fresh.stats().unwrap(), empty);
+    // Batches of 2: the first batch (header + one user) stays, the second is rolled back.
+    let fresh = Db::in_memory().unwrap();
+    let err = fresh
+        .import_jsonl_with(BufReader::new(&good[..]), Some(2), &mut stop(4))
+        .unwrap_err();
+    assert_eq!(err.code(), "conflict");
+    let users = fresh.stats().unwrap();
+    let users = users.iter().find(|(t, _)| *t == "users").unwrap().1;
+    assert_eq!(users, 1, "records 1-2 committed, 3-4 rolled back");
+}
+
+#[test]
 fn backup_of_an_open_database_opens_and_matches() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path().join("live.redb")).unwrap();

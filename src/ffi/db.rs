@@ -818,19 +818,55 @@ impl OrgDb {
     }
 
     /// Loads an export (JSON lines at `path`) into this empty database; `batch_size` null is
-    /// one all-or-nothing transaction.
+    /// one all-or-nothing transaction. `progress`, when given, hears the number of records
+    /// read after each one; an error it raises stops the import (see [`ImportProgress`]).
     ///
     /// # Errors
     /// `conflict` (not empty), `validation_error` (naming the line), `incompatible_version`,
-    /// `storage_error`.
-    pub fn import_jsonl(&self, path: String, batch_size: Option<u64>) -> Result<ImportReport> {
+    /// `storage_error`, or what `progress` raised.
+    #[uniffi::method(default(progress = None))]
+    pub fn import_jsonl(
+        &self,
+        path: String,
+        batch_size: Option<u64>,
+        progress: Option<Arc<dyn ImportProgress>>,
+    ) -> Result<ImportReport> {
         let file = File::open(&path).map_err(|e| Error::storage(format!("{path}: {e}")))?;
         let batch = batch_size.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-        Ok(self
+        let mut stopped: Option<OrgDbError> = None;
+        let result = self
             .db
-            .import_jsonl(BufReader::new(file), batch, &mut |_| {})?
-            .into())
+            .import_jsonl_with(BufReader::new(file), batch, &mut |records| {
+                let Some(progress) = &progress else {
+                    return Ok(());
+                };
+                progress.on_progress(records).map_err(|e| {
+                    stopped = Some(e);
+                    Error::storage("the import was stopped by its progress callback")
+                })
+            });
+        match (result, stopped) {
+            (Err(_), Some(raised)) => Err(raised),
+            (result, _) => Ok(result?.into()),
+        }
     }
+}
+
+/// Hears how far `OrgDb.import_jsonl` got. Implement it in Python or Kotlin and pass it as
+/// `progress`.
+///
+/// `on_progress` runs on the importing thread, inside the import's write transaction: it may
+/// read the database but must not write to it (that would wait for the import forever). To
+/// stop the import, raise from it: an `OrgDbError` comes back from `import_jsonl` as raised;
+/// any other exception comes back as `storage_error` carrying its text. The batch in progress
+/// is rolled back (with `batch_size` null, nothing is written).
+#[uniffi::export(foreign)]
+pub trait ImportProgress: Send + Sync {
+    /// `records`: records read so far (blank lines not counted).
+    ///
+    /// # Errors
+    /// Any, to stop the import.
+    fn on_progress(&self, records: u64) -> Result<()>;
 }
 
 /// Records buffered usage for one organization, from `OrgDb.usage_recorder`: each call is

@@ -401,6 +401,39 @@ fun reopenFromFile(env: Env) {
     dir.toFile().deleteRecursively()
 }
 
+fun exportImportWithProgress(env: Env) {
+    val (_, org) = env.company()
+    val dir = createTempDirectory("orgdb-kotlin")
+    val dump = dir.resolve("dump.jsonl").toString()
+    val lines = env.db.exportJsonl(dump)
+
+    // The callback hears every record, in order.
+    val seen = mutableListOf<ULong>()
+    val counting = object : ImportProgress {
+        override fun onProgress(records: ULong) {
+            seen.add(records)
+        }
+    }
+    OrgDb.inMemoryWith(Options(clock = env.clock)).use { fresh ->
+        eq(fresh.importJsonl(dump, 2uL, counting).records, lines, "records imported")
+        eq(seen, (1uL..lines).toList(), "progress")
+        eq(fresh.getOrganization(Actor.System, org.id).organization, org, "organization imported")
+    }
+
+    // Throwing from it stops the import; with no batches nothing is written.
+    val stopping = object : ImportProgress {
+        override fun onProgress(records: ULong) {
+            if (records == 3uL) throw IllegalStateException("operator said stop")
+        }
+    }
+    OrgDb.inMemoryWith(Options(clock = env.clock)).use { fresh ->
+        val stopped = expect<OrgDbException.Storage> { fresh.importJsonl(dump, null, stopping) }
+        ensure(stopped.errorMessage.contains("operator said stop")) { stopped.errorMessage }
+        ensure(fresh.stats().all { it.table == "meta" || it.rows == 0uL }) { "rows written: ${fresh.stats()}" }
+    }
+    dir.toFile().deleteRecursively()
+}
+
 // ---- the runner ---------------------------------------------------------------------------
 
 fun main() {
@@ -417,6 +450,7 @@ fun main() {
         "seed 001: address, memberships, project invitations, delete" to ::organizationsWithAddressAndMemberships,
         "manual clock: invitation expiry and resend" to ::invitationExpiry,
         "file: reopen a database" to ::reopenFromFile,
+        "file: export, import with progress and stop" to ::exportImportWithProgress,
     )
     var passed = 0
     var failed = 0

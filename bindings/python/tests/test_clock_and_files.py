@@ -168,6 +168,40 @@ def test_backup_export_and_import(tmp_path, clock, db, make_user):
     raises(orgdb.OrgDbError.Conflict, fresh.import_jsonl, dump, 10)
     raises(orgdb.OrgDbError.Storage, fresh.import_jsonl, str(tmp_path / "missing.jsonl"), None)
 
+    # A progress callback hears every record, in order.
+    class Counting(orgdb.ImportProgress):
+        def __init__(self):
+            self.seen = []
+
+        def on_progress(self, records):
+            self.seen.append(records)
+
+    counting = Counting()
+    other = orgdb.OrgDb.in_memory_with(orgdb.Options(clock=clock))
+    assert other.import_jsonl(dump, 2, counting).records == lines
+    assert counting.seen == list(range(1, lines + 1))
+
+    # Raising from it stops the import: an OrgDbError comes back as raised, anything else as
+    # storage_error with its text; with no batches nothing was written.
+    class Stopping(orgdb.ImportProgress):
+        def __init__(self, error):
+            self.error = error
+
+        def on_progress(self, records):
+            if records == 3:
+                raise self.error
+
+    refusal = orgdb.OrgDbError.Conflict(code="conflict", message="operator said stop", details={})
+    for error, expected, text in [
+        (refusal, orgdb.OrgDbError.Conflict, "operator said stop"),
+        (RuntimeError("disk quota"), orgdb.OrgDbError.Storage, "disk quota"),
+    ]:
+        empty = orgdb.OrgDb.in_memory_with(orgdb.Options(clock=clock))
+        with pytest.raises(expected) as caught:
+            empty.import_jsonl(dump, None, Stopping(error))
+        assert text in caught.value.message
+        assert all(t.rows == 0 for t in empty.stats() if t.table != "meta")
+
 
 def test_normalize_email():
     assert orgdb.normalize_email("  Alice@Example.COM ") == "alice@example.com"
