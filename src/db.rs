@@ -268,7 +268,7 @@ impl fmt::Debug for Db {
 /// new database and every row would be silently gone, so opening refuses it.
 fn refuse_truncated(path: &Path, journal: &Path) -> Result<()> {
     let empty = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0);
-    if empty && crate::store::journal::holds_records(journal) {
+    if empty && crate::store::journal::holds_records(journal)? {
         return Err(Error::corrupted(format!(
             "{} is empty but its journal {} holds records: the database file was truncated. \
              Restore it from a backup, or remove both files to start a new database",
@@ -612,8 +612,8 @@ impl Db {
     /// [`Db::import_jsonl`] whose `progress` may stop the import: an error it returns ends the
     /// import with that error, as a bad line would (the current batch is rolled back; with
     /// `batch_size` `None`, nothing is written). `progress` runs inside the import's write
-    /// transaction: it may read this database but must not write to it (the write would wait
-    /// for the import forever).
+    /// transaction: it must not call into this database (a write, and reads that first fold
+    /// buffered usage, would wait for the import forever).
     ///
     /// # Errors
     /// As [`Db::import_jsonl`], and whatever `progress` returns.

@@ -408,7 +408,8 @@ impl Ledger {
     fn refuse<T>(&self, durable: bool, seen_seq: u64, err: Error) -> Result<T> {
         if durable {
             if let Some(j) = &self.journal {
-                j.wait_durable(seen_seq)?;
+                // Called under the ledger lock: no gathering (see `wait_durable`).
+                j.wait_durable(seen_seq, false)?;
             }
         }
         Err(err)
@@ -633,7 +634,7 @@ impl Ledger {
     /// Waits until journal record `seq` (if any) is durable.
     pub(crate) fn wait_for(&self, seq: Option<u64>) -> Result<()> {
         match (&self.journal, seq) {
-            (Some(j), Some(seq)) => j.wait_durable(seq),
+            (Some(j), Some(seq)) => j.wait_durable(seq, true),
             _ => Ok(()),
         }
     }

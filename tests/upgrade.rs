@@ -765,6 +765,57 @@ fn a_fixture_claiming_a_newer_schema_is_refused() {
 }
 
 #[test]
+fn damage_in_the_pending_index_does_not_stop_the_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = copy_fixture("clean", dir.path());
+    {
+        // Version 1 entries: (org, email) -> invitation id + crc32 (LE). One names an
+        // invitation that does not exist; one fails its checksum.
+        let raw = redb::Database::open(&path).unwrap();
+        let txn = raw.begin_write().unwrap();
+        {
+            let def: redb::TableDefinition<&[u8], &[u8]> =
+                redb::TableDefinition::new("pending_invitations");
+            let mut pending = txn.open_table(def).unwrap();
+            let key = |email: &str| format!("{ACME}\0{email}\0").into_bytes();
+            let id = b"inv_01HM4J2S80YQ01DPY9CWKJGZZZ";
+            let dangling = [&id[..], &crc32fast::hash(id).to_le_bytes()].concat();
+            pending
+                .insert(&key("ghost@example.com")[..], &dangling[..])
+                .unwrap();
+            let mut damaged = dangling.clone();
+            damaged[5] ^= 0x20;
+            pending
+                .insert(&key("broken@example.com")[..], &damaged[..])
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let clock = ManualClock::new(t_end());
+    let db = Db::open_with(&path, opts(&clock)).unwrap();
+    // The dangling entry was dropped; the damaged one is reported, not taken for a seat.
+    let report = db.check().unwrap();
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert!(
+        report.problems[0].contains("broken@example.com"),
+        "{:?}",
+        report.problems
+    );
+    let err = db.get_organization(&Actor::System, ACME).unwrap_err();
+    assert_eq!(err.code(), "corrupted", "{err}");
+    // Other organizations are untouched.
+    assert_eq!(
+        db.get_organization(&Actor::System, BETA)
+            .unwrap()
+            .organization
+            .id,
+        BETA
+    );
+    drop(db);
+    assert_eq!(schema_version(&path), 2, "migrated despite the damage");
+}
+
+#[test]
 fn the_fixtures_are_small() {
     for layout in ["clean", "crashed"] {
         let dir = fixture_dir().join(layout);

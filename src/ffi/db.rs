@@ -840,7 +840,15 @@ impl OrgDb {
                 let Some(progress) = &progress else {
                     return Ok(());
                 };
-                progress.on_progress(records).map_err(|e| {
+                // A panic on the way back from foreign code (a value UniFFI cannot lift)
+                // stops the import like an error, not as a storage engine failure.
+                let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    progress.on_progress(records)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(Error::storage("the import's progress callback panicked").into())
+                });
+                answer.map_err(|e| {
                     stopped = Some(e);
                     Error::storage("the import was stopped by its progress callback")
                 })
@@ -855,9 +863,9 @@ impl OrgDb {
 /// Hears how far `OrgDb.import_jsonl` got. Implement it in Python or Kotlin and pass it as
 /// `progress`.
 ///
-/// `on_progress` runs on the importing thread, inside the import's write transaction: it may
-/// read the database but must not write to it (that would wait for the import forever). To
-/// stop the import, raise from it: an `OrgDbError` comes back from `import_jsonl` as raised;
+/// `on_progress` runs on the importing thread, inside the import's write transaction: it must
+/// not call into the database (a write, and several reads that first fold buffered usage,
+/// would wait for the import forever). To stop the import, raise from it: an `OrgDbError` comes back from `import_jsonl` as raised;
 /// any other exception comes back as `storage_error` carrying its text. The batch in progress
 /// is rolled back (with `batch_size` null, nothing is written).
 #[uniffi::export(foreign)]

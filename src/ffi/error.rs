@@ -151,14 +151,12 @@ fn details_map(details: Details) -> HashMap<String, String> {
         .collect()
 }
 
-/// An exception of another type raised by a callback (`ImportProgress`): `storage_error`
-/// with the exception's text, since orgdb cannot carry a foreign exception through.
+/// An exception of another type raised by a callback (such as `ImportProgress`):
+/// `storage_error` with the exception's text, since orgdb cannot carry a foreign exception
+/// through.
 impl From<uniffi::UnexpectedUniFFICallbackError> for OrgDbError {
     fn from(err: uniffi::UnexpectedUniFFICallbackError) -> OrgDbError {
-        OrgDbError::from(Error::storage(format!(
-            "the import was stopped by its progress callback: {}",
-            err.reason
-        )))
+        OrgDbError::from(Error::storage(format!("a callback failed: {}", err.reason)))
     }
 }
 

@@ -66,6 +66,8 @@ struct SyncState {
     waiting: u64,
     /// Callers waiting when the last sync finished (the ones it released, roughly).
     released: u64,
+    /// The last gathering window ran out before the records it waited for were written.
+    missed: bool,
 }
 
 pub(crate) struct Journal {
@@ -184,18 +186,23 @@ fn io_err(what: &str, e: std::io::Error) -> Error {
 }
 
 /// Whether the journal at `path` holds anything but the zeros it is created with: then a
-/// database has written records through it. Missing or unreadable counts as no.
-pub(crate) fn holds_records(path: &Path) -> bool {
-    let Ok(file) = File::open(path) else {
-        return false;
+/// database has written records through it. A missing journal holds none; one that cannot be
+/// read is an error, never a "no" (the caller would then take a truncated database for new).
+pub(crate) fn holds_records(path: &Path) -> Result<bool> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_err("open", e)),
     };
     let mut buf = vec![0u8; ZERO_CHUNK];
     let mut at = 0u64;
     loop {
         match file.read_at(&mut buf, at) {
-            Ok(0) | Err(_) => return false,
-            Ok(n) if buf[..n].iter().any(|b| *b != 0) => return true,
+            Ok(0) => return Ok(false),
+            Ok(n) if buf[..n].iter().any(|b| *b != 0) => return Ok(true),
             Ok(n) => at += n as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_err("read", e)),
         }
     }
 }
@@ -339,7 +346,11 @@ impl Journal {
     }
 
     /// Returns once record `seq` is on disk (or covered by a durable checkpoint).
-    pub(crate) fn wait_durable(&self, seq: u64) -> Result<()> {
+    ///
+    /// `may_gather`: whether this caller, should it lead a sync, may first wait for the
+    /// callers the last sync released. A caller holding the ledger lock must pass `false`:
+    /// the records it would wait for are written under that lock.
+    pub(crate) fn wait_durable(&self, seq: u64, may_gather: bool) -> Result<()> {
         let mut state = self.sync.lock().unwrap_or_else(|p| p.into_inner());
         if state.synced >= seq && state.failed.is_none() {
             return Ok(());
@@ -362,16 +373,19 @@ impl Journal {
             // Lead a sync for everything written so far, after the callers the last sync
             // released have had a moment to write their next records.
             state.syncing = true;
-            // Each caller the last sync released is expected to write one record.
+            // Each caller the last sync released is expected to write one record. After a
+            // window that ran out (the released callers went elsewhere), skip one gathering,
+            // so traffic that does not come straight back pays the window at most every
+            // other sync.
             let (base, expected) = (state.synced, state.released);
+            let gather = may_gather && expected > 1 && !std::mem::take(&mut state.missed);
             drop(state);
-            if expected > 1 {
-                self.gather(base.saturating_add(expected));
-            }
+            let missed = gather && !self.gather(base.saturating_add(expected));
             let target = self.written.load(Ordering::Acquire);
             let result = self.file.sync_data();
             state = self.sync.lock().unwrap_or_else(|p| p.into_inner());
             state.syncing = false;
+            state.missed |= missed;
             match result {
                 Ok(()) => {
                     state.synced = state.synced.max(target);
@@ -388,10 +402,17 @@ impl Journal {
         result
     }
 
-    /// Yields until records up to `seq` are written, or [`GATHER_WINDOW`] passes.
-    fn gather(&self, seq: u64) {
+    /// Yields until records up to `seq` are written (true), or [`GATHER_WINDOW`] passes
+    /// (false).
+    fn gather(&self, seq: u64) -> bool {
         let start = std::time::Instant::now();
-        while self.written.load(Ordering::Acquire) < seq && start.elapsed() < GATHER_WINDOW {
+        loop {
+            if self.written.load(Ordering::Acquire) >= seq {
+                return true;
+            }
+            if start.elapsed() >= GATHER_WINDOW {
+                return false;
+            }
             std::thread::yield_now();
         }
     }
@@ -472,7 +493,7 @@ mod tests {
                             journal.append(&mut w.0, &rec, seq).unwrap().unwrap();
                             seq
                         };
-                        journal.wait_durable(seq).unwrap();
+                        journal.wait_durable(seq, true).unwrap();
                         let state = journal.sync.lock().unwrap();
                         assert!(state.synced >= seq, "returned before its record was synced");
                     }
@@ -505,7 +526,7 @@ mod tests {
                 .unwrap()
                 .unwrap();
         }
-        journal.wait_durable(12).unwrap();
+        journal.wait_durable(12, true).unwrap();
         let (read, end) = journal.read_generation(2).unwrap();
         assert_eq!(read.iter().map(|b| b.seq).collect::<Vec<_>>(), [10, 11, 12]);
         assert_eq!(end, cursor.offset);

@@ -39,17 +39,30 @@ pub(crate) fn ensure_schema(tx: &mut dyn KvWrite) -> Result<()> {
 
 /// Migration 1 → 2: rewrites every `pending_invitations` value from the id alone to
 /// (expiry, id), reading the expiry from the invitation.
+///
+/// Damage found on the way never fails the open (the file must still open so that `check()`
+/// can report it and export can save the rest, as version 1 allowed): an entry whose id fails
+/// its checksum is left as it is (it fails the same way in the new layout, so that
+/// organization's seat checks answer `corrupted`); an entry naming an invitation that is
+/// missing or unreadable points at nothing usable and is dropped (the index is derived data;
+/// `check()` still reports an unreadable invitation record).
 fn pending_entries_carry_expiry(tx: &mut dyn KvWrite) -> Result<()> {
     let mut entries = Vec::new();
     tx.scan_prefix(Table::PendingInvitations, &[], &mut |k, v| {
-        entries.push((k.to_vec(), codec::decode_id(v)?));
+        if let Ok(id) = codec::decode_id(v) {
+            entries.push((k.to_vec(), id));
+        }
         Ok(true)
     })?;
     for (key, id) in entries {
-        let inv = tx
-            .invitation(&id)?
-            .ok_or_else(|| Error::corrupted("pending index names a missing invitation"))?
-            .invitation;
+        let inv = match tx.invitation(&id) {
+            Ok(Some(rec)) => rec.invitation,
+            Ok(None) | Err(Error::Corrupted { .. }) => {
+                tx.delete(Table::PendingInvitations, &key)?;
+                continue;
+            }
+            Err(other) => return Err(other),
+        };
         let value = codec::encode_pending(&inv.id, inv.expires_at.timestamp_micros());
         tx.put(Table::PendingInvitations, &key, &value)?;
     }
