@@ -66,7 +66,7 @@ struct SyncState {
     waiting: u64,
     /// Callers waiting when the last sync finished (the ones it released, roughly).
     released: u64,
-    /// The last gathering window ran out before the records it waited for were written.
+    /// No record arrived during the last gathering window.
     missed: bool,
 }
 
@@ -374,9 +374,9 @@ impl Journal {
             // released have had a moment to write their next records.
             state.syncing = true;
             // Each caller the last sync released is expected to write one record. After a
-            // window that ran out (the released callers went elsewhere), skip one gathering,
-            // so traffic that does not come straight back pays the window at most every
-            // other sync.
+            // window in which no record at all arrived (the released callers went elsewhere),
+            // skip one gathering, so traffic that does not come straight back pays the
+            // window at most every other sync.
             let (base, expected) = (state.synced, state.released);
             let gather = may_gather && expected > 1 && !std::mem::take(&mut state.missed);
             drop(state);
@@ -402,16 +402,18 @@ impl Journal {
         result
     }
 
-    /// Yields until records up to `seq` are written (true), or [`GATHER_WINDOW`] passes
-    /// (false).
+    /// Yields until records up to `seq` are written, or [`GATHER_WINDOW`] passes. Returns
+    /// whether any record arrived meanwhile (a window that caught some is worth repeating).
     fn gather(&self, seq: u64) -> bool {
         let start = std::time::Instant::now();
+        let before = self.written.load(Ordering::Acquire);
         loop {
-            if self.written.load(Ordering::Acquire) >= seq {
+            let now = self.written.load(Ordering::Acquire);
+            if now >= seq {
                 return true;
             }
             if start.elapsed() >= GATHER_WINDOW {
-                return false;
+                return now > before;
             }
             std::thread::yield_now();
         }
