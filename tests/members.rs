@@ -430,3 +430,113 @@ fn users_update_touch_and_delete() {
     db.delete_user(&owner.id).unwrap();
     assert_sound(&db);
 }
+
+/// Every member's user id in list order (optionally one role), by walking the cursor.
+fn walk(db: &orgdb::Db, org: &str, role: Option<&str>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = db
+            .list_members(
+                &Actor::System,
+                org,
+                &MemberQuery {
+                    per_page: Some(100),
+                    role: role.map(str::to_owned),
+                    cursor: cursor.take(),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        out.extend(page.data.into_iter().map(|m| m.id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return out,
+        }
+    }
+}
+
+/// Offset pages against the cursor walk, for every role filter and a spread of offsets.
+fn assert_offsets_agree(db: &orgdb::Db, org: &str) {
+    for role in [
+        None,
+        Some("owner"),
+        Some("admin"),
+        Some("member"),
+        Some("viewer"),
+    ] {
+        let all = walk(db, org, role);
+        for per_page in [20u32, 37] {
+            let pages = all.len() as u32 / per_page + 2; // one page past the end
+            let mut picks: Vec<u32> = vec![1, 2, pages / 3, pages / 2, pages - 2, pages - 1, pages];
+            picks.extend((1..pages).step_by(11));
+            for page in picks.into_iter().filter(|p| *p >= 1) {
+                let got = db
+                    .list_members(&Actor::System, org, &query(page, per_page, role))
+                    .unwrap();
+                let from = ((page - 1) * per_page) as usize;
+                let want: Vec<&String> = all.iter().skip(from).take(per_page as usize).collect();
+                let ids: Vec<&String> = got.data.iter().map(|m| &m.id).collect();
+                assert_eq!(ids, want, "role {role:?}, page {page} of {per_page}");
+                assert_eq!(got.pagination.total, all.len() as u64);
+            }
+        }
+    }
+}
+
+#[test]
+fn offset_pages_seek_through_counted_buckets_and_stay_exact() {
+    let (db, clock) = db();
+    let (org, owner) = org(&db, "Big", "enterprise");
+    let a = actor(&owner);
+    // 1 500 members: more than two buckets' worth in every index, with splits as they join.
+    let roles = ["member", "viewer", "admin"];
+    let mut users = Vec::new();
+    for i in 0..1_500 {
+        let u = user(&db, &format!("User {i:04}"));
+        db.add_member(&a, &org, &u.id, roles[i % 3]).unwrap();
+        if i % 7 == 0 {
+            clock.advance(chrono::TimeDelta::seconds(1));
+        }
+        users.push(u.id);
+    }
+    assert_offsets_agree(&db, &org);
+    assert_sound(&db);
+
+    // Remove the earliest joiners (the first bucket empties and hands over), a run in the
+    // middle, and every fifth; change roles of others.
+    let mut removed = std::collections::HashSet::new();
+    for (i, id) in users.iter().enumerate() {
+        if i < 600 || (900..1_000).contains(&i) || i % 5 == 0 {
+            db.remove_member(&a, &org, &MemberRef::User(id.clone()))
+                .unwrap();
+            removed.insert(i);
+        }
+    }
+    for (i, id) in users
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !removed.contains(i))
+    {
+        if i % 4 == 1 {
+            db.update_member_role(&a, &org, &MemberRef::User(id.clone()), "viewer")
+                .unwrap();
+        }
+    }
+    assert_offsets_agree(&db, &org);
+    assert_sound(&db);
+
+    // Down to the owner alone, then one member again.
+    for (_, id) in users
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !removed.contains(i))
+    {
+        db.remove_member(&a, &org, &MemberRef::User(id.clone()))
+            .unwrap();
+    }
+    assert_offsets_agree(&db, &org);
+    db.add_member(&a, &org, &users[0], "member").unwrap();
+    assert_offsets_agree(&db, &org);
+    assert_sound(&db);
+}

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::codec::{self, Tag};
+use super::counted;
 use super::keys::{self, Key};
 use super::{
     member_join_key, member_role_key, resource_org_key, schema, InvitationRecord, KvRead,
@@ -203,6 +204,32 @@ pub(crate) fn check(tx: &dyn KvRead, _now: DateTime<Utc>) -> Result<CheckReport>
             vec![],
         );
         user_orgs.insert(keys::two(&m.user_id, &m.organization_id), vec![]);
+    }
+    // The buckets of the two counted indexes (positional paging).
+    let buckets = keyset(c.tx, Table::MemberCounts)?;
+    let mut problems = Vec::new();
+    counted::verify(
+        Table::MembersByJoin,
+        by_join.keys(),
+        &buckets,
+        &mut problems,
+    )?;
+    counted::verify(
+        Table::MembersByRole,
+        by_role.keys(),
+        &buckets,
+        &mut problems,
+    )?;
+    for key in buckets.keys() {
+        if !counted::COUNTED
+            .iter()
+            .any(|(_, tag)| key.first() == Some(tag))
+        {
+            problems.push("member_counts: a row of no counted index".to_owned());
+        }
+    }
+    for problem in problems {
+        c.problem(problem);
     }
     c.index(Table::MembershipIds, ids)?;
     c.index(Table::MembersByJoin, by_join)?;

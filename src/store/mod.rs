@@ -9,6 +9,7 @@
 
 mod check;
 mod codec;
+mod counted;
 pub(crate) mod journal;
 mod keys;
 mod redb_backend;
@@ -229,6 +230,16 @@ fn member_join_key(org: &str, joined_at: DateTime<Utc>, user: &str) -> Vec<u8> {
     Key::new().str(org).time(joined_at).str(user).into_vec()
 }
 
+/// What `members_by_join` keys of `org` start with (its counted prefix).
+fn join_prefix(org: &str) -> Vec<u8> {
+    Key::new().str(org).into_vec()
+}
+
+/// What `members_by_role` keys of `org` and `role` start with (its counted prefix).
+fn role_prefix(org: &str, role: Role) -> Vec<u8> {
+    Key::new().str(org).u8(role.rank()).into_vec()
+}
+
 fn member_role_key(org: &str, role: Role, joined_at: DateTime<Utc>, user: &str) -> Vec<u8> {
     Key::new()
         .str(org)
@@ -347,14 +358,15 @@ pub(crate) trait Reads: KvRead {
             None => (Table::MembersByJoin, Key::new().str(org)),
         };
         let end = prefix_end(prefix.as_slice());
-        let start = match after {
+        let (start, skip) = match after {
             // The smallest key greater than the cursor's own key.
             Some((at, user)) => {
                 let mut k = prefix.clone().time(*at).str(user).into_vec();
                 k.push(0);
-                k
+                (k, skip)
             }
-            None => prefix.as_slice().to_vec(),
+            None if skip > 0 => counted::seek(self, table, prefix.as_slice(), skip)?,
+            None => (prefix.as_slice().to_vec(), 0),
         };
         let prefix_len = prefix.as_slice().len();
         let mut skipped = 0u64;
@@ -717,15 +729,17 @@ pub(crate) trait Writes: KvWrite + Reads {
         let key = keys::two(org, user);
         self.put_record(Table::Memberships, Tag::Membership, &key, m)?;
         self.put(Table::MembershipIds, &keys::one(&m.id), &key)?;
-        self.put(
+        counted::insert(
+            self,
             Table::MembersByJoin,
+            &join_prefix(org),
             &member_join_key(org, m.joined_at, user),
-            &[],
         )?;
-        self.put(
+        counted::insert(
+            self,
             Table::MembersByRole,
+            &role_prefix(org, m.role),
             &member_role_key(org, m.role, m.joined_at, user),
-            &[],
         )?;
         self.put(Table::UserOrgs, &keys::two(user, org), &[])?;
         let mut stats = self.org_stats(org)?;
@@ -744,14 +758,17 @@ pub(crate) trait Writes: KvWrite + Reads {
             new,
         )?;
         if old.role != new.role {
-            self.delete(
+            counted::remove(
+                self,
                 Table::MembersByRole,
+                &role_prefix(org, old.role),
                 &member_role_key(org, old.role, old.joined_at, user),
             )?;
-            self.put(
+            counted::insert(
+                self,
                 Table::MembersByRole,
+                &role_prefix(org, new.role),
                 &member_role_key(org, new.role, new.joined_at, user),
-                &[],
             )?;
             let mut stats = self.org_stats(org)?;
             stats.by_role[old.role.rank() as usize] -= 1;
@@ -765,12 +782,16 @@ pub(crate) trait Writes: KvWrite + Reads {
         let (org, user) = (&m.organization_id, &m.user_id);
         self.delete(Table::Memberships, &keys::two(org, user))?;
         self.delete(Table::MembershipIds, &keys::one(&m.id))?;
-        self.delete(
+        counted::remove(
+            self,
             Table::MembersByJoin,
+            &join_prefix(org),
             &member_join_key(org, m.joined_at, user),
         )?;
-        self.delete(
+        counted::remove(
+            self,
             Table::MembersByRole,
+            &role_prefix(org, m.role),
             &member_role_key(org, m.role, m.joined_at, user),
         )?;
         self.delete(Table::UserOrgs, &keys::two(user, org))?;

@@ -69,6 +69,22 @@ pub(crate) struct RedbStore {
     memory: bool,
 }
 
+impl Drop for RedbStore {
+    /// Closes the file under the same guard as every other call: redb's close walks the
+    /// allocator state, and on a damaged file it can panic (found by the corruption test when
+    /// an open failed after redb had accepted the file).
+    fn drop(&mut self) {
+        let db = self.db.get_mut().unwrap_or_else(|p| p.into_inner());
+        let Ok(placeholder) =
+            Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())
+        else {
+            return;
+        };
+        let real = std::mem::replace(db, placeholder);
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || real.close()));
+    }
+}
+
 impl RedbStore {
     pub(crate) fn open(path: &Path, durability: CommitDurability) -> Result<RedbStore> {
         guard(|| RedbStore::open_unguarded(path, durability))

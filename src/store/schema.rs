@@ -1,6 +1,6 @@
 //! Schema version: written when a file is created, checked on every open.
 
-use super::{codec, redb_backend::RedbStore, KvWrite, Reads, Table, Writes};
+use super::{codec, counted, redb_backend::RedbStore, KvWrite, Reads, Table, Writes};
 use crate::error::{Error, Result};
 
 /// The format this build writes. Bump it with a migration in [`ensure_schema`] and a test that
@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 ///
 /// - 1: the first format.
 /// - 2: `pending_invitations` values carry the invitation's expiry before its id, so counting
-///   an organization's unexpired pending invitations (every seat check) reads the index only.
+///   an organization's unexpired pending invitations (every seat check) reads the index only;
+///   `member_counts` holds the buckets of the counted member indexes (offset pages seek).
 pub(crate) const SCHEMA_VERSION: u32 = 2;
 
 pub(crate) const SCHEMA_KEY: &str = "schema_version";
@@ -28,7 +29,9 @@ pub(crate) fn ensure_schema(tx: &mut dyn KvWrite) -> Result<()> {
         }),
         Some(found) if found == u64::from(SCHEMA_VERSION) => Ok(()),
         Some(1) => {
+            RedbStore::create_tables(tx)?;
             pending_entries_carry_expiry(tx)?;
+            counted::rebuild(tx)?;
             tx.set_meta_u64(SCHEMA_KEY, u64::from(SCHEMA_VERSION))
         }
         Some(found) => Err(Error::corrupted(format!(

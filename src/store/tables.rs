@@ -15,6 +15,7 @@ pub(crate) enum Table {
     MembershipIds,
     MembersByJoin,
     MembersByRole,
+    MemberCounts,
     UserOrgs,
     Invitations,
     InvitationTokens,
@@ -35,7 +36,7 @@ pub(crate) enum Table {
 }
 
 impl Table {
-    pub(crate) const ALL: [Table; 28] = [
+    pub(crate) const ALL: [Table; 29] = [
         Table::Meta,
         Table::Users,
         Table::UserEmail,
@@ -47,6 +48,7 @@ impl Table {
         Table::MembershipIds,
         Table::MembersByJoin,
         Table::MembersByRole,
+        Table::MemberCounts,
         Table::UserOrgs,
         Table::Invitations,
         Table::InvitationTokens,
@@ -80,6 +82,7 @@ impl Table {
             Table::MembershipIds => "membership_ids",
             Table::MembersByJoin => "members_by_join",
             Table::MembersByRole => "members_by_role",
+            Table::MemberCounts => "member_counts",
             Table::UserOrgs => "user_orgs",
             Table::Invitations => "invitations",
             Table::InvitationTokens => "invitation_tokens",

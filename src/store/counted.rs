@@ -1,0 +1,264 @@
+//! Counted indexes: positional access (skip the first N entries) into an ordered index
+//! without walking it.
+//!
+//! The entries of an index under one prefix (an organization's members in list order, or
+//! those of one role) are split into buckets of consecutive keys. `member_counts` holds one
+//! row per bucket: key `[index tag][bucket start]`, value the number of index entries from
+//! that start up to the next bucket's start. The first bucket of a prefix starts at the bare
+//! prefix (which sorts before every entry under it), so every entry has a bucket; a prefix
+//! with no entries has no bucket; no bucket is empty. A bucket that grows past
+//! [`BUCKET_MAX`] splits in two at its middle entry.
+//!
+//! Skipping N entries then reads about N / 256 bucket rows and at most [`BUCKET_MAX`] index
+//! keys, instead of N index keys. Every write that adds or removes an entry of a counted
+//! index goes through [`insert`] / [`remove`], in the same transaction.
+
+use super::{codec, prefix_end, KvRead, KvWrite, Table};
+use crate::error::{Error, Result};
+
+/// Entries a bucket may hold before it splits.
+pub(crate) const BUCKET_MAX: u64 = 512;
+
+/// Entries per bucket when buckets are built in one pass (migration).
+const BUCKET_FILL: u64 = 256;
+
+/// The tables whose entries are counted, with the first byte of their bucket keys.
+pub(crate) const COUNTED: [(Table, u8); 2] = [(Table::MembersByJoin, 0), (Table::MembersByRole, 1)];
+
+fn tag(table: Table) -> Result<u8> {
+    COUNTED
+        .iter()
+        .find(|(t, _)| *t == table)
+        .map(|(_, tag)| *tag)
+        .ok_or_else(|| Error::storage(format!("{} is not a counted index", table.name())))
+}
+
+/// The bucket-table key of `index_key` (a bucket start) in counted index `table`.
+fn bucket_key(tag: u8, index_key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(index_key.len() + 1);
+    k.push(tag);
+    k.extend_from_slice(index_key);
+    k
+}
+
+/// Length of the prefix an index key is counted under: the organization id (and its NUL) for
+/// `members_by_join`, plus the role byte for `members_by_role`.
+pub(crate) fn prefix_len(table: Table, index_key: &[u8]) -> Option<usize> {
+    let org_end = index_key.iter().position(|&b| b == 0)? + 1;
+    match table {
+        Table::MembersByRole if index_key.len() > org_end => Some(org_end + 1),
+        Table::MembersByRole => None,
+        _ => Some(org_end),
+    }
+}
+
+/// The bucket holding `key` (under `prefix`): its bucket-table key and count.
+fn bucket_of<R: KvRead + ?Sized>(
+    tx: &R,
+    tag: u8,
+    prefix: &[u8],
+    key: &[u8],
+) -> Result<Option<(Vec<u8>, u64)>> {
+    let low = bucket_key(tag, prefix);
+    // The smallest key after `key`: the scan's exclusive end.
+    let mut high = bucket_key(tag, key);
+    high.push(0);
+    let mut found = None;
+    tx.scan(Table::MemberCounts, &low, Some(&high), true, &mut |k, v| {
+        found = Some((k.to_vec(), codec::decode_u64(v)?));
+        Ok(false)
+    })?;
+    Ok(found)
+}
+
+/// Where the entry at position `skip` (0-based) of `table` under `prefix` lies: an index key
+/// to start scanning from, and how many entries to skip from there (fewer than a bucket).
+pub(crate) fn seek<R: KvRead + ?Sized>(
+    tx: &R,
+    table: Table,
+    prefix: &[u8],
+    skip: u64,
+) -> Result<(Vec<u8>, u64)> {
+    let low = bucket_key(tag(table)?, prefix);
+    let high = prefix_end(&low);
+    let mut passed = 0u64;
+    let mut at = (prefix.to_vec(), skip);
+    tx.scan(
+        Table::MemberCounts,
+        &low,
+        high.as_deref(),
+        false,
+        &mut |k, v| {
+            let n = codec::decode_u64(v)?;
+            at = (k[1..].to_vec(), skip - passed);
+            if passed + n > skip {
+                return Ok(false);
+            }
+            passed += n;
+            Ok(true)
+        },
+    )?;
+    // Past the last entry, `at` names the last bucket: the scan from it finds too few.
+    Ok(at)
+}
+
+/// Adds `key` (under `prefix`) to counted index `table`: the entry and its bucket's count.
+pub(crate) fn insert<W: KvWrite + ?Sized>(
+    tx: &mut W,
+    table: Table,
+    prefix: &[u8],
+    key: &[u8],
+) -> Result<()> {
+    let tag = tag(table)?;
+    if tx.get(table, key)?.is_some() {
+        return Ok(());
+    }
+    tx.put(table, key, &[])?;
+    let Some((bucket, n)) = bucket_of(tx, tag, prefix, key)? else {
+        return tx.put(
+            Table::MemberCounts,
+            &bucket_key(tag, prefix),
+            &codec::encode_u64(1),
+        );
+    };
+    let n = n + 1;
+    if n <= BUCKET_MAX {
+        return tx.put(Table::MemberCounts, &bucket, &codec::encode_u64(n));
+    }
+    // Split: the second half starts at the entry after the first `half`.
+    let half = n / 2;
+    let end = prefix_end(prefix);
+    let mut seen = 0u64;
+    let mut middle = None;
+    tx.scan(table, &bucket[1..], end.as_deref(), false, &mut |k, _| {
+        if seen == half {
+            middle = Some(k.to_vec());
+            return Ok(false);
+        }
+        seen += 1;
+        Ok(true)
+    })?;
+    let middle = middle.ok_or_else(|| {
+        Error::corrupted(format!(
+            "{}: a bucket holds fewer entries than its count",
+            table.name()
+        ))
+    })?;
+    tx.put(Table::MemberCounts, &bucket, &codec::encode_u64(half))?;
+    tx.put(
+        Table::MemberCounts,
+        &bucket_key(tag, &middle),
+        &codec::encode_u64(n - half),
+    )
+}
+
+/// Removes `key` (under `prefix`) from counted index `table`, and from its bucket's count.
+pub(crate) fn remove<W: KvWrite + ?Sized>(
+    tx: &mut W,
+    table: Table,
+    prefix: &[u8],
+    key: &[u8],
+) -> Result<()> {
+    let tag = tag(table)?;
+    if !tx.delete(table, key)? {
+        return Ok(());
+    }
+    let (bucket, n) = bucket_of(tx, tag, prefix, key)?
+        .ok_or_else(|| Error::corrupted(format!("{}: an entry has no bucket", table.name())))?;
+    if n > 1 {
+        return tx.put(Table::MemberCounts, &bucket, &codec::encode_u64(n - 1));
+    }
+    tx.delete(Table::MemberCounts, &bucket)?;
+    if bucket[1..] == *prefix {
+        // The first bucket emptied: the next one, if any, becomes the first.
+        let mut after = bucket.clone();
+        after.push(0);
+        let end = prefix_end(&bucket);
+        let mut next = None;
+        tx.scan(
+            Table::MemberCounts,
+            &after,
+            end.as_deref(),
+            false,
+            &mut |k, v| {
+                next = Some((k.to_vec(), v.to_vec()));
+                Ok(false)
+            },
+        )?;
+        if let Some((key, value)) = next {
+            tx.delete(Table::MemberCounts, &key)?;
+            tx.put(Table::MemberCounts, &bucket, &value)?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds the buckets of every counted index from its entries, [`BUCKET_FILL`] a bucket
+/// (schema migration 1 → 2). The bucket table must be empty.
+pub(crate) fn rebuild<W: KvWrite + ?Sized>(tx: &mut W) -> Result<()> {
+    for (table, tag) in COUNTED {
+        let mut buckets: Vec<(Vec<u8>, u64)> = Vec::new();
+        let mut current: Option<Vec<u8>> = None;
+        tx.scan(table, &[], None, false, &mut |k, _| {
+            let len = prefix_len(table, k)
+                .ok_or_else(|| Error::corrupted(format!("{}: bad key", table.name())))?;
+            let prefix = &k[..len];
+            match buckets.last_mut() {
+                Some((_, n)) if current.as_deref() == Some(prefix) && *n < BUCKET_FILL => {
+                    *n += 1;
+                }
+                Some(_) if current.as_deref() == Some(prefix) => {
+                    buckets.push((bucket_key(tag, k), 1));
+                }
+                _ => {
+                    current = Some(prefix.to_vec());
+                    buckets.push((bucket_key(tag, prefix), 1));
+                }
+            }
+            Ok(true)
+        })?;
+        for (key, n) in buckets {
+            tx.put(Table::MemberCounts, &key, &codec::encode_u64(n))?;
+        }
+    }
+    Ok(())
+}
+
+/// What `check()` finds wrong with the buckets of counted index `table`, given its entries
+/// in key order and the bucket table's rows.
+pub(crate) fn verify<'a>(
+    table: Table,
+    entries: impl Iterator<Item = &'a Vec<u8>>,
+    buckets: &std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+    problems: &mut Vec<String>,
+) -> Result<()> {
+    let tag = tag(table)?;
+    let mut tally: std::collections::BTreeMap<&[u8], u64> = std::collections::BTreeMap::new();
+    for key in entries {
+        let Some(len) = prefix_len(table, key) else {
+            continue; // reported with the index itself
+        };
+        let own = bucket_key(tag, key);
+        let first = bucket_key(tag, &key[..len]);
+        match buckets.range(first.clone()..=own).next_back() {
+            Some((bucket, _)) if buckets.contains_key(&first) => {
+                *tally.entry(bucket.as_slice()).or_default() += 1;
+            }
+            _ => problems.push(format!(
+                "member_counts: no bucket for an entry of {}",
+                table.name()
+            )),
+        }
+    }
+    for (bucket, value) in buckets.iter().filter(|(k, _)| k.first() == Some(&tag)) {
+        let stored = codec::decode_u64(value).ok();
+        let counted = tally.get(bucket.as_slice()).copied().unwrap_or(0);
+        if stored != Some(counted) || counted == 0 {
+            problems.push(format!(
+                "member_counts: a bucket of {} counts {stored:?}, holds {counted}",
+                table.name()
+            ));
+        }
+    }
+    Ok(())
+}
