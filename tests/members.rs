@@ -526,6 +526,43 @@ fn offset_pages_seek_through_counted_buckets_and_stay_exact() {
     assert_offsets_agree(&db, &org);
     assert_sound(&db);
 
+    // A thousand more join (their buckets split as they fill), then seven in eight of them
+    // leave: those buckets shrink below the minimum and merge.
+    let bucket_rows = |db: &orgdb::Db| {
+        db.stats()
+            .unwrap()
+            .into_iter()
+            .find(|(table, _)| *table == "member_counts")
+            .unwrap()
+            .1
+    };
+    let mut late = Vec::new();
+    for i in 0..1_000 {
+        let u = user(&db, &format!("Late {i:04}"));
+        db.add_member(&a, &org, &u.id, roles[i % 3]).unwrap();
+        late.push(u.id);
+    }
+    let before = bucket_rows(&db);
+    for (i, id) in late.iter().enumerate() {
+        if i % 8 != 0 {
+            db.remove_member(&a, &org, &MemberRef::User(id.clone()))
+                .unwrap();
+        }
+    }
+    assert!(
+        bucket_rows(&db) < before,
+        "thinned buckets merged: {before} -> {}",
+        bucket_rows(&db)
+    );
+    assert_offsets_agree(&db, &org);
+    assert_sound(&db);
+    for (i, id) in late.iter().enumerate() {
+        if i % 8 == 0 {
+            db.remove_member(&a, &org, &MemberRef::User(id.clone()))
+                .unwrap();
+        }
+    }
+
     // Down to the owner alone, then one member again.
     for (_, id) in users
         .iter()

@@ -9,6 +9,9 @@
 //! with no entries has no bucket; no bucket is empty. A bucket that grows past
 //! [`BUCKET_MAX`] splits in two at its middle entry.
 //!
+//! A non-first bucket that shrinks below [`BUCKET_MIN`] merges into the one before it when
+//! both fit in one.
+//!
 //! Skipping N entries then reads about N / 256 bucket rows and at most [`BUCKET_MAX`] index
 //! keys, instead of N index keys. Every write that adds or removes an entry of a counted
 //! index goes through [`insert`] / [`remove`], in the same transaction.
@@ -21,6 +24,10 @@ pub(crate) const BUCKET_MAX: u64 = 512;
 
 /// Entries per bucket when buckets are built in one pass (migration).
 const BUCKET_FILL: u64 = 256;
+
+/// A bucket that shrinks below this merges into the one before it when both fit in
+/// [`BUCKET_MAX`], so removals cannot leave a long run of tiny buckets.
+const BUCKET_MIN: u64 = 64;
 
 /// The tables whose entries are counted, with the first byte of their bucket keys.
 pub(crate) const COUNTED: [(Table, u8); 2] = [(Table::MembersByJoin, 0), (Table::MembersByRole, 1)];
@@ -165,11 +172,32 @@ pub(crate) fn remove<W: KvWrite + ?Sized>(
     }
     let (bucket, n) = bucket_of(tx, tag, prefix, key)?
         .ok_or_else(|| Error::corrupted(format!("{}: an entry has no bucket", table.name())))?;
+    let first = bucket[1..] == *prefix;
     if n > 1 {
-        return tx.put(Table::MemberCounts, &bucket, &codec::encode_u64(n - 1));
+        let n = n - 1;
+        if n < BUCKET_MIN && !first {
+            // Merge into the bucket before, when both fit.
+            let low = bucket_key(tag, prefix);
+            let mut before = None;
+            tx.scan(
+                Table::MemberCounts,
+                &low,
+                Some(&bucket),
+                true,
+                &mut |k, v| {
+                    before = Some((k.to_vec(), codec::decode_u64(v)?));
+                    Ok(false)
+                },
+            )?;
+            if let Some((before, m)) = before.filter(|(_, m)| m + n <= BUCKET_MAX) {
+                tx.delete(Table::MemberCounts, &bucket)?;
+                return tx.put(Table::MemberCounts, &before, &codec::encode_u64(m + n));
+            }
+        }
+        return tx.put(Table::MemberCounts, &bucket, &codec::encode_u64(n));
     }
     tx.delete(Table::MemberCounts, &bucket)?;
-    if bucket[1..] == *prefix {
+    if first {
         // The first bucket emptied: the next one, if any, becomes the first.
         let mut after = bucket.clone();
         after.push(0);
