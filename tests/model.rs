@@ -1554,7 +1554,8 @@ impl Run {
                 );
                 continue;
             }
-            // Members, all pages, in order.
+            // Members, all pages, in order (small pages: offsets seek through the counted
+            // index).
             let mut rows = Vec::new();
             for page in 1u32.. {
                 let p = self
@@ -1564,7 +1565,7 @@ impl Run {
                         &org.id,
                         &MemberQuery {
                             page: Some(page),
-                            per_page: Some(100),
+                            per_page: Some(3),
                             ..Default::default()
                         },
                     )
