@@ -228,8 +228,11 @@ pub(crate) fn rebuild<W: KvWrite + ?Sized>(tx: &mut W) -> Result<()> {
         let mut buckets: Vec<(Vec<u8>, u64)> = Vec::new();
         let mut current: Option<Vec<u8>> = None;
         tx.scan(table, &[], None, false, &mut |k, _| {
-            let len = prefix_len(table, k)
-                .ok_or_else(|| Error::corrupted(format!("{}: bad key", table.name())))?;
+            // A damaged key is left out (`check()` reports it with the index); a migration
+            // must not fail the open over it.
+            let Some(len) = prefix_len(table, k) else {
+                return Ok(true);
+            };
             let prefix = &k[..len];
             match buckets.last_mut() {
                 Some((_, n)) if current.as_deref() == Some(prefix) && *n < BUCKET_FILL => {
