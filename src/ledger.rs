@@ -868,9 +868,9 @@ pub(crate) fn day_and_month(at: DateTime<Utc>) -> (u32, u32) {
     day_and_month_micros(at.timestamp_micros())
 }
 
-/// Day and month of a time in microseconds since the epoch (None out of the calendar). The
-/// calendar arithmetic runs once per UTC day and thread: the hot path asks for today's over
-/// and over.
+/// Day and month of a time in microseconds since the epoch (clamped to the calendar's ends).
+/// The calendar arithmetic runs once per UTC day and thread: the hot path asks for today's
+/// over and over.
 pub(crate) fn day_and_month_micros(micros: i64) -> (u32, u32) {
     thread_local! {
         static LAST: std::cell::Cell<(i64, u32, u32)> = const { std::cell::Cell::new((i64::MIN, 0, 0)) };

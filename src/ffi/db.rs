@@ -865,9 +865,10 @@ impl OrgDb {
 ///
 /// `on_progress` runs on the importing thread, inside the import's write transaction: it must
 /// not call into the database (a write, and several reads that first fold buffered usage,
-/// would wait for the import forever). To stop the import, raise from it: an `OrgDbError` comes back from `import_jsonl` as raised;
-/// any other exception comes back as `storage_error` carrying its text. The batch in progress
-/// is rolled back (with `batch_size` null, nothing is written).
+/// would wait for the import forever). To stop the import, raise from it: an `OrgDbError`
+/// comes back from `import_jsonl` as raised; any other exception comes back as
+/// `storage_error` carrying its text. The batch in progress is rolled back (with
+/// `batch_size` null, nothing is written).
 #[uniffi::export(foreign)]
 pub trait ImportProgress: Send + Sync {
     /// `records`: records read so far (blank lines not counted).

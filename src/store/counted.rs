@@ -70,8 +70,18 @@ fn bucket_of<R: KvRead + ?Sized>(
     // The smallest key after `key`: the scan's exclusive end.
     let mut high = bucket_key(tag, key);
     high.push(0);
+    bucket_row(tx, &low, Some(&high), true)
+}
+
+/// The first bucket row in `[low, high)` (the last one when `reverse`), with its count.
+fn bucket_row<R: KvRead + ?Sized>(
+    tx: &R,
+    low: &[u8],
+    high: Option<&[u8]>,
+    reverse: bool,
+) -> Result<Option<(Vec<u8>, u64)>> {
     let mut found = None;
-    tx.scan(Table::MemberCounts, &low, Some(&high), true, &mut |k, v| {
+    tx.scan(Table::MemberCounts, low, high, reverse, &mut |k, v| {
         found = Some((k.to_vec(), codec::decode_u64(v)?));
         Ok(false)
     })?;
@@ -177,18 +187,7 @@ pub(crate) fn remove<W: KvWrite + ?Sized>(
         let n = n - 1;
         if n < BUCKET_MIN && !first {
             // Merge into the bucket before, when both fit.
-            let low = bucket_key(tag, prefix);
-            let mut before = None;
-            tx.scan(
-                Table::MemberCounts,
-                &low,
-                Some(&bucket),
-                true,
-                &mut |k, v| {
-                    before = Some((k.to_vec(), codec::decode_u64(v)?));
-                    Ok(false)
-                },
-            )?;
+            let before = bucket_row(tx, &bucket_key(tag, prefix), Some(&bucket), true)?;
             if let Some((before, m)) = before.filter(|(_, m)| m + n <= BUCKET_MAX) {
                 tx.delete(Table::MemberCounts, &bucket)?;
                 return tx.put(Table::MemberCounts, &before, &codec::encode_u64(m + n));
@@ -202,20 +201,9 @@ pub(crate) fn remove<W: KvWrite + ?Sized>(
         let mut after = bucket.clone();
         after.push(0);
         let end = prefix_end(&bucket);
-        let mut next = None;
-        tx.scan(
-            Table::MemberCounts,
-            &after,
-            end.as_deref(),
-            false,
-            &mut |k, v| {
-                next = Some((k.to_vec(), v.to_vec()));
-                Ok(false)
-            },
-        )?;
-        if let Some((key, value)) = next {
-            tx.delete(Table::MemberCounts, &key)?;
-            tx.put(Table::MemberCounts, &bucket, &value)?;
+        if let Some((next, m)) = bucket_row(tx, &after, end.as_deref(), false)? {
+            tx.delete(Table::MemberCounts, &next)?;
+            tx.put(Table::MemberCounts, &bucket, &codec::encode_u64(m))?;
         }
     }
     Ok(())

@@ -227,26 +227,21 @@ fn meta_key(name: &str) -> Vec<u8> {
 }
 
 fn member_join_key(org: &str, joined_at: DateTime<Utc>, user: &str) -> Vec<u8> {
-    Key::new().str(org).time(joined_at).str(user).into_vec()
+    join_prefix(org).time(joined_at).str(user).into_vec()
 }
 
 /// What `members_by_join` keys of `org` start with (its counted prefix).
-fn join_prefix(org: &str) -> Vec<u8> {
-    Key::new().str(org).into_vec()
+fn join_prefix(org: &str) -> Key {
+    Key::new().str(org)
 }
 
 /// What `members_by_role` keys of `org` and `role` start with (its counted prefix).
-fn role_prefix(org: &str, role: Role) -> Vec<u8> {
-    Key::new().str(org).u8(role.rank()).into_vec()
+fn role_prefix(org: &str, role: Role) -> Key {
+    join_prefix(org).u8(role.rank())
 }
 
 fn member_role_key(org: &str, role: Role, joined_at: DateTime<Utc>, user: &str) -> Vec<u8> {
-    Key::new()
-        .str(org)
-        .u8(role.rank())
-        .time(joined_at)
-        .str(user)
-        .into_vec()
+    role_prefix(org, role).time(joined_at).str(user).into_vec()
 }
 
 /// The typed reading interface, available on every backend transaction.
@@ -354,8 +349,8 @@ pub(crate) trait Reads: KvRead {
         limit: usize,
     ) -> Result<Vec<MemberPos>> {
         let (table, prefix) = match role {
-            Some(role) => (Table::MembersByRole, Key::new().str(org).u8(role.rank())),
-            None => (Table::MembersByJoin, Key::new().str(org)),
+            Some(role) => (Table::MembersByRole, role_prefix(org, role)),
+            None => (Table::MembersByJoin, join_prefix(org)),
         };
         let end = prefix_end(prefix.as_slice());
         let (start, skip) = match after {
@@ -732,13 +727,13 @@ pub(crate) trait Writes: KvWrite + Reads {
         counted::insert(
             self,
             Table::MembersByJoin,
-            &join_prefix(org),
+            join_prefix(org).as_slice(),
             &member_join_key(org, m.joined_at, user),
         )?;
         counted::insert(
             self,
             Table::MembersByRole,
-            &role_prefix(org, m.role),
+            role_prefix(org, m.role).as_slice(),
             &member_role_key(org, m.role, m.joined_at, user),
         )?;
         self.put(Table::UserOrgs, &keys::two(user, org), &[])?;
@@ -761,13 +756,13 @@ pub(crate) trait Writes: KvWrite + Reads {
             counted::remove(
                 self,
                 Table::MembersByRole,
-                &role_prefix(org, old.role),
+                role_prefix(org, old.role).as_slice(),
                 &member_role_key(org, old.role, old.joined_at, user),
             )?;
             counted::insert(
                 self,
                 Table::MembersByRole,
-                &role_prefix(org, new.role),
+                role_prefix(org, new.role).as_slice(),
                 &member_role_key(org, new.role, new.joined_at, user),
             )?;
             let mut stats = self.org_stats(org)?;
@@ -785,13 +780,13 @@ pub(crate) trait Writes: KvWrite + Reads {
         counted::remove(
             self,
             Table::MembersByJoin,
-            &join_prefix(org),
+            join_prefix(org).as_slice(),
             &member_join_key(org, m.joined_at, user),
         )?;
         counted::remove(
             self,
             Table::MembersByRole,
-            &role_prefix(org, m.role),
+            role_prefix(org, m.role).as_slice(),
             &member_role_key(org, m.role, m.joined_at, user),
         )?;
         self.delete(Table::UserOrgs, &keys::two(user, org))?;
