@@ -32,11 +32,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, TimeZone, Utc};
 use orgdb::model::transfer::Record;
 use orgdb::{
-    Actor, DayUsage, Db, Durability, Limit, LimitOverrides, Limits, ManualClock, Member,
-    MemberQuery, Membership, NewInvitation, NewOrganization, NewUser, Options, Organization,
-    OrganizationDetails, OrganizationSettings, Page, Pagination, Period, PlanCatalog,
-    RequestTotals, ResourceKind, ResourceUsage, Role, Usage, UsageEvent, UsageQuery, UsageReceipt,
-    UsageRecorder, UsageReport, User,
+    Actor, ApiKeyUsage, DayUsage, Db, Durability, Invitation, InvitationQuery, InvitationStatus,
+    Limit, LimitOverrides, Limits, ManualClock, Member, MemberQuery, Membership, NewInvitation,
+    NewOrganization, NewUser, Options, Organization, OrganizationDetails, OrganizationSettings,
+    Page, Pagination, Period, PlanCatalog, RequestTotals, ResourceKind, ResourceUsage, Role, Usage,
+    UsageEvent, UsageQuery, UsageReceipt, UsageRecorder, UsageReport, User,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
@@ -76,6 +76,14 @@ const WORKLOADS: &[(&str, &str)] = &[
     (
         "list_members_cursor",
         "the same deep page by keyset cursor (next_cursor / row-value WHERE)",
+    ),
+    (
+        "list_invitations_page1",
+        "list_invitations page 1 (20 rows + total) of an organization with 10 000 invitations",
+    ),
+    (
+        "list_invitations_deep",
+        "list_invitations page 451 by offset (rows 9 001-9 020) of the same organization",
     ),
     (
         "usage_report",
@@ -568,7 +576,7 @@ CREATE TABLE IF NOT EXISTS invitations(
   project_id TEXT, project_role TEXT, status TEXT NOT NULL, invited_by TEXT NOT NULL,
   created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, accepted_at INTEGER,
   token_hash BLOB NOT NULL UNIQUE, lifetime_secs INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS invitations_by_org ON invitations(org_id, created_at);
+CREATE INDEX IF NOT EXISTS invitations_by_org ON invitations(org_id, created_at, id);
 CREATE UNIQUE INDEX IF NOT EXISTS pending_by_org_email ON invitations(org_id, email)
   WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS pending_by_email ON invitations(email) WHERE status = 'pending';
@@ -1199,6 +1207,77 @@ fn lite_list_members(
     }
 }
 
+/// SQLite's `list_invitations` (no status filter): role check, the count, then a deferred
+/// join: the page's ids come from the covering (org_id, created_at, id) index by OFFSET, and
+/// only those rows are read. Status is derived from the expiry, as orgdb does.
+fn lite_list_invitations(
+    c: &Connection,
+    actor: &str,
+    org: &str,
+    page: u32,
+    per_page: u32,
+    now: DateTime<Utc>,
+) -> Page<Invitation> {
+    begin(c, false);
+    let role = lite_role(c, org, actor).expect("actor is a member");
+    assert!(role >= Role::Admin, "invitations are for admins");
+    let total: i64 = c
+        .prepare_cached("SELECT COUNT(*) FROM invitations WHERE org_id = ?1")
+        .and_then(|mut s| s.query_row([org], |r| r.get(0)))
+        .expect("invitation count");
+    let data = c
+        .prepare_cached(
+            "SELECT i.id, i.org_id, i.email, i.role, i.project_id, i.project_role, i.status,
+                    i.invited_by, i.created_at, i.expires_at, i.accepted_at
+             FROM (SELECT id FROM invitations WHERE org_id = ?1
+                   ORDER BY created_at, id LIMIT ?2 OFFSET ?3) p
+             JOIN invitations i ON i.id = p.id
+             ORDER BY i.created_at, i.id",
+        )
+        .and_then(|mut s| {
+            let offset = i64::from(page - 1) * i64::from(per_page);
+            let rows = s
+                .query_map(params![org, per_page, offset], |r| {
+                    let status: String = r.get(6)?;
+                    let expires_at = from_micros(r.get(9)?);
+                    let mut status = InvitationStatus::parse(&status).expect("status");
+                    if status == InvitationStatus::Pending && now >= expires_at {
+                        status = InvitationStatus::Expired;
+                    }
+                    Ok(Invitation {
+                        id: r.get(0)?,
+                        organization_id: r.get(1)?,
+                        email: r.get(2)?,
+                        role: r.get::<_, String>(3)?.parse().expect("role"),
+                        project_id: r.get(4)?,
+                        project_role: r
+                            .get::<_, Option<String>>(5)?
+                            .map(|p| p.parse().expect("role")),
+                        status,
+                        invited_by: r.get(7)?,
+                        created_at: from_micros(r.get(8)?),
+                        expires_at,
+                        accepted_at: r.get::<_, Option<i64>>(10)?.map(from_micros),
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>();
+            rows
+        })
+        .expect("invitation page");
+    commit(c);
+    let total = total as u64;
+    Page {
+        data,
+        pagination: Pagination {
+            page,
+            per_page,
+            total,
+            total_pages: total.div_ceil(u64::from(per_page)),
+        },
+        next_cursor: None,
+    }
+}
+
 /// SQLite's `get_organization`: role check, org row (stored counters), pending unexpired
 /// invitations (seats), the month's usage row.
 fn lite_get_org(
@@ -1321,19 +1400,30 @@ fn lite_usage_report(
         }
     }
     let mut by_mcp: Vec<ResourceUsage> = Vec::new();
+    let mut by_api_key: Vec<ApiKeyUsage> = Vec::new();
     if !per_res.is_empty() {
         let mut s = c
-            .prepare_cached("SELECT id, name FROM resources WHERE org_id = ?1 AND kind = 'mcp'")
+            .prepare_cached("SELECT id, name, kind FROM resources WHERE org_id = ?1")
             .expect("resources");
         let mut rows = s.query([org]).expect("resources");
         while let Some(r) = rows.next().expect("row") {
             let id: String = r.get(0).expect("id");
             if let Some(n) = per_res.get(&id) {
-                by_mcp.push(ResourceUsage {
-                    mcp_id: id,
-                    name: r.get(1).expect("name"),
-                    requests: *n,
-                });
+                let name = r.get(1).expect("name");
+                let kind: String = r.get(2).expect("kind");
+                if kind == "mcp" {
+                    by_mcp.push(ResourceUsage {
+                        mcp_id: id,
+                        name,
+                        requests: *n,
+                    });
+                } else {
+                    by_api_key.push(ApiKeyUsage {
+                        api_key_id: id,
+                        name,
+                        requests: *n,
+                    });
+                }
             }
         }
     }
@@ -1342,6 +1432,11 @@ fn lite_usage_report(
         b.requests
             .cmp(&a.requests)
             .then_with(|| a.mcp_id.cmp(&b.mcp_id))
+    });
+    by_api_key.sort_by(|a, b| {
+        b.requests
+            .cmp(&a.requests)
+            .then_with(|| a.api_key_id.cmp(&b.api_key_id))
     });
     let total: u64 = per_day.iter().sum();
     let limit = lite_limits(plans, &plan, [None, None, None, ov]).monthly_requests;
@@ -1364,6 +1459,7 @@ fn lite_usage_report(
             percentage: limit.filter(|l| *l > 0).map(|l| total * 100 / l),
         },
         by_mcp,
+        by_api_key,
         by_day,
     }
 }
@@ -1443,7 +1539,7 @@ fn odb_month_limit(db: &Db, org: &str, n: u64) {
         monthly_requests: Some(Limit::Count(n)),
         ..Default::default()
     };
-    db.set_limit_overrides(&Actor::System, org, &over)
+    db.set_limit_overrides(&Actor::System, org, &over.into())
         .expect("set_limit_overrides");
 }
 
@@ -1632,7 +1728,15 @@ struct Reads {
     /// Keyset position after row 9 000 of the big org.
     o_cursor: String,
     l_cursor: (i64, String),
+    /// The organization with [`INVITATIONS`] invitations, and its owner.
+    o_inv: String,
+    l_inv: String,
+    o_inv_owner: String,
+    l_inv_owner: String,
 }
+
+/// Invitations of the invitation-list workloads' organization.
+const INVITATIONS: usize = 10_000;
 
 fn report_count(day: usize, res: usize) -> u64 {
     ((day * 7 + res * 13) % 50 + 1) as u64
@@ -1710,6 +1814,20 @@ fn build_reads(dir: &Path, plans: &PlanCatalog) -> Reads {
         )
         .expect("list_members");
     let o_cursor = first.next_cursor.expect("a cursor after row 9 000");
+    let inv_owner = odb_user(&db, "invowner", 0);
+    let o_inv = odb_org(&db, &inv_owner.id, "Invite Org", "enterprise");
+    for i in 0..INVITATIONS {
+        clock.advance(TimeDelta::milliseconds(1));
+        db.create_invitation(
+            &Actor::user(&inv_owner.id),
+            &o_inv,
+            &NewInvitation {
+                email: format!("invitee{i}@example.com"),
+                ..Default::default()
+            },
+        )
+        .expect("create_invitation");
+    }
 
     // SQLite: the same data, the same timestamps.
     let lite = lite_open(&dir.join("reads.sqlite"), "FULL");
@@ -1771,6 +1889,20 @@ fn build_reads(dir: &Path, plans: &PlanCatalog) -> Reads {
             .expect("usage");
         }
     }
+    let l_inv_owner = lite_create_user(&lite, "invowner0@example.com", "invowner user 0", t);
+    let l_inv = lite_create_org(&lite, &l_inv_owner, "Invite Org", "enterprise", t);
+    let mut at = t;
+    for i in 0..INVITATIONS {
+        at += TimeDelta::milliseconds(1);
+        lite_create_invitation(
+            &lite,
+            plans,
+            &l_inv,
+            &l_inv_owner,
+            &format!("invitee{i}@example.com"),
+            at,
+        );
+    }
     commit(&lite);
     // What a careful engineer runs after a load: statistics for the query planner.
     lite.execute_batch("ANALYZE").expect("analyze");
@@ -1804,6 +1936,10 @@ fn build_reads(dir: &Path, plans: &PlanCatalog) -> Reads {
         l_report_owner: l_rep_owner,
         o_cursor,
         l_cursor,
+        o_inv,
+        l_inv,
+        o_inv_owner: inv_owner.id,
+        l_inv_owner,
     }
 }
 
@@ -2206,6 +2342,8 @@ fn main() {
         "list_members_page1",
         "list_members_deep",
         "list_members_cursor",
+        "list_invitations_page1",
+        "list_invitations_deep",
         "usage_report",
         "get_organization",
     ]
@@ -2230,6 +2368,8 @@ fn main() {
     let mut page1 = Row::new("list_members_page1", "pages/s", Target::None);
     let mut deep = Row::new("list_members_deep", "pages/s", Target::None);
     let mut cursor = Row::new("list_members_cursor", "pages/s", Target::None);
+    let mut inv_page1 = Row::new("list_invitations_page1", "pages/s", Target::None);
+    let mut inv_deep = Row::new("list_invitations_deep", "pages/s", Target::None);
     let mut report = Row::new("usage_report", "reports/s", Target::Ratio(2.0));
     let mut getorg = Row::new("get_organization", "reads/s", Target::None);
     let mut group_by: Vec<f64> = Vec::new();
@@ -2554,6 +2694,52 @@ fn main() {
                     },
                 );
             }
+            for (page, row) in [(1u32, &mut inv_page1), (451, &mut inv_deep)] {
+                if !cfg.wants(row.name) {
+                    continue;
+                }
+                let o_inv_actor = Actor::user(&r.o_inv_owner);
+                let q = InvitationQuery {
+                    page: Some(page),
+                    per_page: Some(20),
+                    status: None,
+                };
+                let (o, l) = pair(
+                    &mut || {
+                        timed(cfg.read, 4, |_| {
+                            let p = r
+                                .odb
+                                .list_invitations(&o_inv_actor, &r.o_inv, &q)
+                                .expect("list");
+                            assert_eq!(p.data.len(), 20);
+                            true
+                        })
+                    },
+                    &mut || {
+                        timed(cfg.read, 4, |_| {
+                            let p = lite_list_invitations(
+                                &r.lite,
+                                &r.l_inv_owner,
+                                &r.l_inv,
+                                page,
+                                20,
+                                r.now,
+                            );
+                            assert_eq!(p.data.len(), 20);
+                            true
+                        })
+                    },
+                );
+                row.push(
+                    round,
+                    Sample {
+                        orgdb: o,
+                        sqlite: l,
+                        fsync: None,
+                        extra: None,
+                    },
+                );
+            }
             if cfg.wants("list_members_cursor") {
                 let q = query(451, Some(&r.o_cursor));
                 let (o, l) = pair(
@@ -2788,8 +2974,8 @@ fn main() {
     }
 
     rows.extend([
-        fsync1, fsync16, usage1, usage16, usage16s, buffered, accept, page1, deep, cursor, report,
-        getorg,
+        fsync1, fsync16, usage1, usage16, usage16s, buffered, accept, page1, deep, cursor,
+        inv_page1, inv_deep, report, getorg,
     ]);
     rows.extend(bulk_rows);
     println!();

@@ -116,6 +116,17 @@ pub(crate) fn may_grant(actor_role: Option<Role>, granted: Role) -> bool {
     }
 }
 
+/// [`may_grant`] as the one answer every call that grants a role gives when it may not.
+pub(crate) fn check_grant(actor_role: Option<Role>, granted: Role) -> Result<()> {
+    if may_grant(actor_role, granted) {
+        Ok(())
+    } else {
+        Err(Error::forbidden_because(
+            "You cannot grant a role above your own",
+        ))
+    }
+}
+
 /// Admins never act on an owner (change their role, remove them).
 pub(crate) fn may_manage(actor_role: Option<Role>, target: Role) -> bool {
     match actor_role {

@@ -18,8 +18,8 @@ use crate::model::invitation::{
 };
 use crate::model::membership::{Member, MemberQuery, MemberRef, Membership, RemovedMember};
 use crate::model::org::{
-    LimitOverrides, NewOrganization, Organization, OrganizationDetails, OrganizationPatch,
-    OrganizationSettings, OrganizationWithMembership, SlugCheck,
+    LimitOverrides, LimitOverridesPatch, NewOrganization, Organization, OrganizationDetails,
+    OrganizationPatch, OrganizationSettings, OrganizationWithMembership, SlugCheck,
 };
 use crate::model::page::Page;
 use crate::model::plan::PlanCatalog;
@@ -204,6 +204,12 @@ impl Inner {
         }
     }
 
+    /// Folds admitted usage into the tables (a non-durable commit), so a read that follows sees
+    /// every admitted event and the `usage.threshold` events its crossings appended.
+    fn fold_usage(&self, ctx: &Ctx) -> Result<()> {
+        self.ledger.fold(&self.store, ctx, false, false)
+    }
+
     /// A durable checkpoint of the usage ledger, restarting the journal when half full.
     fn checkpoint(&self) -> Result<()> {
         let reset = self.ledger.journal_fill() > 0.5;
@@ -285,8 +291,8 @@ impl Db {
     /// # Errors
     /// `storage_error` when the file cannot be opened or is in use by another process or
     /// handle; `incompatible_version` when a newer orgdb wrote it; `corrupted` when it is
-    /// damaged, or empty (0 bytes) beside a journal that holds records (a truncated file, not
-    /// a new one).
+    /// damaged, not an orgdb database (another format), or empty (0 bytes) beside a journal
+    /// that holds records (a truncated file, not a new one).
     pub fn open(path: impl AsRef<Path>) -> Result<Db> {
         Db::open_with(path, Options::default())
     }
@@ -538,9 +544,7 @@ impl Db {
         query: &UsageQuery,
     ) -> Result<UsageReport> {
         let ctx = self.ctx();
-        self.inner
-            .ledger
-            .fold(&self.inner.store, &ctx, false, false)?;
+        self.inner.fold_usage(&ctx)?;
         self.inner
             .store
             .read(|tx| ops::usage::report(tx, &ctx, actor, org, query))
@@ -554,9 +558,7 @@ impl Db {
     /// `storage_error`.
     pub fn prune_usage(&self, before: chrono::NaiveDate) -> Result<PruneReport> {
         let ctx = self.ctx();
-        self.inner
-            .ledger
-            .fold(&self.inner.store, &ctx, false, false)?;
+        self.inner.fold_usage(&ctx)?;
         let (report, month, keys) = self
             .inner
             .store
@@ -574,9 +576,7 @@ impl Db {
     /// `storage_error` (also for a failing writer).
     pub fn export_jsonl(&self, mut out: impl std::io::Write) -> Result<u64> {
         let ctx = self.ctx();
-        self.inner
-            .ledger
-            .fold(&self.inner.store, &ctx, false, false)?;
+        self.inner.fold_usage(&ctx)?;
         self.inner.store.read(|tx| {
             crate::store::transfer::export(tx, &mut |record| {
                 serde_json::to_writer(&mut out, &record)
@@ -695,9 +695,7 @@ impl Db {
     /// `validation_error` when `path` exists; `storage_error`.
     pub fn backup_to(&self, path: impl AsRef<Path>) -> Result<()> {
         let ctx = self.ctx();
-        self.inner
-            .ledger
-            .fold(&self.inner.store, &ctx, false, false)?;
+        self.inner.fold_usage(&ctx)?;
         self.inner.store.backup_to(path.as_ref())
     }
 
@@ -718,9 +716,7 @@ impl Db {
     /// Only storage errors; violations are listed in the report.
     pub fn check(&self) -> Result<CheckReport> {
         let ctx = self.ctx();
-        self.inner
-            .ledger
-            .fold(&self.inner.store, &ctx, false, false)?;
+        self.inner.fold_usage(&ctx)?;
         self.inner.store.read(|tx| crate::store::check(tx, ctx.now))
     }
 
@@ -892,7 +888,9 @@ impl Db {
         Ok(org_row)
     }
 
-    /// Sets per-organization limit overrides (`Actor::System` only).
+    /// Changes per-organization limit overrides (`Actor::System` only), as a patch: fields
+    /// not given stay, `Some(None)` clears one back to the plan's limit. A
+    /// [`LimitOverrides`] converts into the patch that sets its given fields.
     ///
     /// # Errors
     /// `forbidden` for a user actor, `not_found`.
@@ -900,10 +898,10 @@ impl Db {
         &self,
         actor: &Actor,
         org: &str,
-        overrides: &LimitOverrides,
+        patch: &LimitOverridesPatch,
     ) -> Result<OrganizationDetails> {
         let details =
-            self.write(|tx, ctx| ops::orgs::set_limit_overrides(tx, ctx, actor, org, overrides))?;
+            self.write(|tx, ctx| ops::orgs::set_limit_overrides(tx, ctx, actor, org, patch))?;
         self.inner.ledger.refresh_limit(org);
         Ok(details)
     }
@@ -1167,7 +1165,8 @@ impl Db {
         self.write(|tx, ctx| ops::projects::delete(tx, ctx, actor, org, id))
     }
 
-    /// Adds an organization member to a project.
+    /// Adds an organization member to a project with `role` (default `member`, as an
+    /// invitation's project role).
     ///
     /// # Errors
     /// `forbidden`, `validation_error` (`role`), `not_found` (project, member), `conflict`.
@@ -1177,7 +1176,7 @@ impl Db {
         org: &str,
         project: &str,
         user: &str,
-        role: &str,
+        role: Option<&str>,
     ) -> Result<ProjectMember> {
         self.write(|tx, ctx| ops::projects::add_member(tx, ctx, actor, org, project, user, role))
     }
@@ -1295,6 +1294,12 @@ impl Db {
         after_seq: u64,
         limit: u32,
     ) -> Result<Vec<AuditEvent>> {
-        self.read(|tx, _| ops::audit::log(tx, actor, org, after_seq, limit))
+        // Fold first, as reports do: a `usage.threshold` crossing admitted a moment ago is in
+        // the change feed now, not at the next checkpoint.
+        let ctx = self.ctx();
+        self.inner.fold_usage(&ctx)?;
+        self.inner
+            .store
+            .read(|tx| ops::audit::log(tx, actor, org, after_seq, limit))
     }
 }

@@ -56,6 +56,9 @@ pub enum Error {
         used: u64,
         /// What the refused call asked for.
         requested: u64,
+        /// More context beside the figures, such as the `email` of a bulk invitation that
+        /// did not fit (empty when there is none).
+        context: Details,
     },
     /// Accepting an invitation whose expiry has passed.
     #[error("Invitation has expired")]
@@ -121,12 +124,17 @@ impl Error {
                 limit,
                 used,
                 requested,
-            } => Details::from([
-                ("quota".to_owned(), Value::from(quota.as_str())),
-                ("limit".to_owned(), Value::from(*limit)),
-                ("used".to_owned(), Value::from(*used)),
-                ("requested".to_owned(), Value::from(*requested)),
-            ]),
+                context,
+            } => {
+                let mut details = context.clone();
+                details.extend([
+                    ("quota".to_owned(), Value::from(quota.as_str())),
+                    ("limit".to_owned(), Value::from(*limit)),
+                    ("used".to_owned(), Value::from(*used)),
+                    ("requested".to_owned(), Value::from(*requested)),
+                ]);
+                details
+            }
             Error::InvitationExpired { invitation_id } => Details::from([(
                 "invitation_id".to_owned(),
                 Value::from(invitation_id.as_str()),
@@ -212,6 +220,7 @@ impl Error {
             limit,
             used,
             requested,
+            context: Details::new(),
         }
     }
 

@@ -66,8 +66,9 @@ pub use model::invitation::{
 };
 pub use model::membership::{Member, MemberQuery, MemberRef, Membership, RemovedMember};
 pub use model::org::{
-    Address, Limit, LimitOverrides, Limits, NewOrganization, Organization, OrganizationDetails,
-    OrganizationPatch, OrganizationSettings, OrganizationWithMembership, SlugCheck, Usage,
+    Address, Limit, LimitOverrides, LimitOverridesPatch, Limits, NewOrganization, Organization,
+    OrganizationDetails, OrganizationPatch, OrganizationSettings, OrganizationWithMembership,
+    SlugCheck, Usage,
 };
 pub use model::page::{Page, Pagination};
 pub use model::plan::PlanCatalog;
@@ -75,8 +76,8 @@ pub use model::project::{NewProject, Project, ProjectMember, ProjectMembership, 
 pub use model::resource::{Resource, ResourceKind};
 pub use model::role::Role;
 pub use model::usage::{
-    DayUsage, Period, RequestTotals, ResourceUsage, UsageEvent, UsageQuery, UsageReceipt,
-    UsageReport,
+    ApiKeyUsage, DayUsage, Period, RequestTotals, ResourceUsage, UsageEvent, UsageQuery,
+    UsageReceipt, UsageReport,
 };
 pub use model::user::{NewUser, User, UserPatch};
 pub use ops::usage::PruneReport;

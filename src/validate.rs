@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::error::{Details, Error, Result};
+use crate::model::role::Role;
 
 pub(crate) const NAME_MAX: usize = 200;
 pub(crate) const SLUG_MAX: usize = 64;
@@ -22,6 +23,9 @@ pub(crate) const PER_PAGE_DEFAULT: u32 = 20;
 #[derive(Debug, Default)]
 pub(crate) struct Checks {
     details: Details,
+    /// The message of a field's own error (`"Invalid role specified"`), used when that field
+    /// is the only one that failed, so every call answers one rule with one message.
+    messages: BTreeMap<String, &'static str>,
 }
 
 impl Checks {
@@ -35,17 +39,15 @@ impl Checks {
             .or_insert_with(|| Value::from(reason.into()));
     }
 
-    /// Adds the details of a validation error (other errors pass through untouched).
-    pub(crate) fn absorb(&mut self, result: Result<()>) -> Result<()> {
-        match result {
-            Err(Error::Validation { details, .. }) => {
-                for (k, v) in details {
-                    self.details.entry(k).or_insert(v);
-                }
-                Ok(())
-            }
-            other => other,
+    /// A role name (case-insensitive); a bad one fails `field` as every call that takes a
+    /// role does.
+    pub(crate) fn role(&mut self, field: &str, text: &str) -> Option<Role> {
+        let parsed = text.parse::<Role>().ok();
+        if parsed.is_none() {
+            self.fail(field, Role::CHOICES);
+            self.messages.insert(field.to_owned(), Role::INVALID);
         }
+        parsed
     }
 
     /// A required name: trimmed, 1–200 characters, no control characters.
@@ -149,8 +151,12 @@ impl Checks {
             return Ok(());
         }
         let fields: Vec<&str> = self.details.keys().map(String::as_str).collect();
+        let message = match (fields.as_slice(), self.messages.len()) {
+            ([only], 1) if self.messages.contains_key(*only) => self.messages[*only].to_owned(),
+            _ => format!("Invalid {}", fields.join(", ")),
+        };
         Err(Error::Validation {
-            message: format!("Invalid {}", fields.join(", ")),
+            message,
             details: self.details,
         })
     }

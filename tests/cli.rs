@@ -1252,7 +1252,7 @@ fn populate(path: &Path) {
             db.add_member(&a, &org, &u.id, if m % 5 == 0 { "admin" } else { "member" })
                 .unwrap();
             if m % 3 == 0 {
-                db.add_project_member(&a, &org, &project.id, &u.id, "viewer")
+                db.add_project_member(&a, &org, &project.id, &u.id, Some("viewer"))
                     .unwrap();
             }
         }
@@ -1398,6 +1398,48 @@ fn export_import_round_trip_and_maintenance() {
     let check = cli.ok(&["check"]);
     assert_eq!(check["problems"], Value::Array(vec![]));
     assert_eq!(check["organizations"], 8);
+}
+
+#[test]
+fn a_file_of_another_format_is_not_an_orgdb_database() {
+    let cli = Cli::new();
+    // An SQLite header and a page of zeros: SQLite's format, not orgdb's.
+    let mut sqlite = b"SQLite format 3\0".to_vec();
+    sqlite.resize(4096, 0);
+    let path = cli.path("notadb.bin");
+    std::fs::write(&path, &sqlite).unwrap();
+    let err = cli.fail(&["--db", path.to_str().unwrap(), "stats"], 11, "corrupted");
+    assert!(
+        err.contains(&format!("not an orgdb database: {}: ", path.display())),
+        "{err}"
+    );
+    assert!(!err.contains("magic number"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), sqlite, "left as found");
+}
+
+#[test]
+fn backup_help_and_the_in_use_error_say_how_to_copy_a_live_database() {
+    let cli = Cli::with_db();
+    let r = cli.run(&["backup", "--help"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    // Another process cannot open a database a host holds, so the CLI's backup is no
+    // backup of a live database: the help says so and names the way that works. (Words
+    // joined by single spaces: however the help is wrapped.)
+    let help = r.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(!help.contains("safe while others use it"), "{help}");
+    assert!(help.contains("while this command holds it"), "{help}");
+    assert!(
+        help.contains("from inside that process with Db::backup_to(PATH)"),
+        "{help}"
+    );
+    // A database held by a host (this test process): the CLI is told it is in use, and how
+    // to back it up.
+    let _host = Db::open_with(&cli.db, small_journal()).unwrap();
+    let target = cli.path("copy.redb");
+    let err = cli.fail(&["backup", target.to_str().unwrap()], 9, "storage_error");
+    assert!(err.contains("in use by another process"), "{err}");
+    assert!(err.contains("Db::backup_to"), "{err}");
+    assert!(!target.exists(), "nothing written");
 }
 
 #[test]

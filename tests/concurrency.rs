@@ -55,7 +55,8 @@ fn set_team_limit(db: &Db, org: &str, n: u64) {
         &LimitOverrides {
             team_members: Some(Limit::Count(n)),
             ..Default::default()
-        },
+        }
+        .into(),
     )
     .unwrap();
 }
@@ -278,7 +279,8 @@ fn register_resource_race() {
             &LimitOverrides {
                 mcps: Some(Limit::Count(limit)),
                 ..Default::default()
-            },
+            }
+            .into(),
         )
         .unwrap();
 
@@ -316,7 +318,8 @@ fn readers_see_consistent_snapshots_while_writers_add_members() {
         &LimitOverrides {
             team_members: Some(Limit::Unlimited),
             ..Default::default()
-        },
+        }
+        .into(),
     )
     .unwrap();
     let users: Vec<Vec<User>> = (0..WRITERS)

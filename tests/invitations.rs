@@ -400,7 +400,8 @@ fn seats_count_pending_invitations_and_lowered_limits_refuse_accepts() {
         team_members: Some(Limit::Count(2)),
         ..Default::default()
     };
-    db.set_limit_overrides(&Actor::System, &org, &over).unwrap();
+    db.set_limit_overrides(&Actor::System, &org, &over.into())
+        .unwrap();
     let ub = db
         .create_user(&orgdb::NewUser {
             email: "b@example.com".into(),
@@ -467,14 +468,20 @@ fn bulk_invitations_are_all_or_nothing_and_name_the_email() {
     );
 
     let too_many: Vec<NewInvitation> = (0..5)
-        .map(|i| invite(&format!("u{i}@example.com")))
+        .map(|i| invite(&format!("U{i}@example.com")))
         .collect();
     let err = assert_err(
         db.create_invitations(&a, &org, &too_many),
         "quota_exceeded",
-        None,
+        Some("email"),
     );
     assert_eq!(err.details()["limit"], 5);
+    assert_eq!(err.details()["quota"], "team_members");
+    assert_eq!(
+        err.details()["email"],
+        "u4@example.com",
+        "names the (normalized) email that does not fit"
+    );
     assert_eq!(db.stats().unwrap(), before);
 
     let ok: Vec<NewInvitation> = (0..4)
@@ -501,6 +508,8 @@ fn accepting_when_already_a_member_closes_the_invitation() {
     };
     db.update_user(&frank.id, &patch).unwrap();
     let seats = db.get_organization(&a, &org).unwrap().usage.team_members;
+    assert_eq!(seats, 2, "taking the address closed the invitation");
+    // Accepting it then is a safe retry that returns the membership.
     let m = db.accept_invitation(&inv.token, &frank.id).unwrap();
     assert_eq!(
         m.role,
@@ -511,7 +520,7 @@ fn accepting_when_already_a_member_closes_the_invitation() {
     assert_eq!(after.status, InvitationStatus::Accepted);
     assert_eq!(
         db.get_organization(&a, &org).unwrap().usage.team_members,
-        seats - 1,
+        seats,
         "no seat held twice"
     );
     assert_sound(&db);

@@ -30,6 +30,11 @@ const SEED_PATCH: &str = r#"{"id":"org_123","name":"New Company Name","slug":"my
 /// Seed 000, invite response data.
 const SEED_INVITE: &str = r#"{"invite_id":"inv_789","email":"newuser@example.com","role":"member",
  "expires_at":"2024-01-27T16:00:00Z","invite_url":"https://dashboard.plexmcp.com/invite/inv_789"}"#;
+/// Seed 000, usage response data.
+const SEED_USAGE: &str = r#"{"period":"month","start_date":"2024-01-01T00:00:00Z",
+ "end_date":"2024-01-31T23:59:59Z","requests":{"total":12500,"limit":50000,"percentage":25},
+ "by_mcp":[{"mcp_id":"mcp_123","name":"Weather API","requests":8000}],
+ "by_day":[{"date":"2024-01-15","requests":450}]}"#;
 /// Seed 000, PATCH member response data.
 const SEED_ROLE: &str = r#"{"id":"user_456","email":"bob@example.com","role":"admin","updated_at":"2024-01-20T16:00:00Z"}"#;
 /// Seed 000, DELETE member response data.
@@ -183,27 +188,59 @@ fn invitation_matches_seed_000_and_001() {
         )
         .unwrap();
     let v = json::ok(&created);
-    for k in keys(&serde_json::from_str(SEED_INVITE).unwrap()) {
-        let present = v["data"].get(&k).is_some() || v["data"]["invitation"].get(&k).is_some();
-        assert!(present, "invitation lacks {k}: {v:#}");
-    }
-    let inv = &v["data"]["invitation"];
-    for k in [
-        "id",
-        "organization_id",
-        "email",
-        "role",
-        "project_id",
-        "project_role",
-        "status",
-        "invited_by",
-        "created_at",
-        "expires_at",
-        "accepted_at",
-    ] {
-        assert!(inv.get(k).is_some(), "invitation lacks {k}");
-    }
+    // Seed 000's five keys at the top level of `data`, with the invitation's own fields
+    // (seed 001's) beside them.
+    let inv = &v["data"];
+    assert_shape(
+        inv,
+        SEED_INVITE,
+        &[
+            "id",
+            "organization_id",
+            "project_id",
+            "project_role",
+            "status",
+            "invited_by",
+            "created_at",
+            "accepted_at",
+            "token",
+        ],
+    );
+    assert_eq!(inv["invite_id"], inv["id"]);
     assert_eq!(inv["role"], "member", "roles serialize lower-case");
+}
+
+#[test]
+fn usage_report_matches_seed_000() {
+    let (db, _) = db();
+    let (org, owner) = org(&db, "My Company", "pro");
+    let a = actor(&owner);
+    let mcp = db
+        .register_resource(&a, &org, ResourceKind::Mcp, "Weather API")
+        .unwrap();
+    let key = db
+        .register_resource(&a, &org, ResourceKind::ApiKey, "CI")
+        .unwrap();
+    db.record_usage(&org, &orgdb::UsageEvent::new(3).resource(&mcp.id))
+        .unwrap();
+    db.record_usage(&org, &orgdb::UsageEvent::new(2).resource(&key.id))
+        .unwrap();
+    let report = db
+        .usage_report(&a, &org, &orgdb::UsageQuery::default())
+        .unwrap();
+    let v = json::ok(&report);
+    let data = &v["data"];
+    // `by_api_key` stands beside the seed's `by_mcp`, never instead of it.
+    assert_shape(data, SEED_USAGE, &["by_api_key"]);
+    let seed: Value = serde_json::from_str(SEED_USAGE).unwrap();
+    assert_eq!(keys(&data["requests"]), keys(&seed["requests"]));
+    assert_eq!(keys(&data["by_mcp"][0]), keys(&seed["by_mcp"][0]));
+    assert_eq!(keys(&data["by_day"][0]), keys(&seed["by_day"][0]));
+    assert_eq!(
+        keys(&data["by_api_key"][0]),
+        ["api_key_id", "name", "requests"].map(String::from).into()
+    );
+    assert_eq!(data["by_api_key"][0]["requests"], 2);
 }
 
 #[test]

@@ -364,6 +364,18 @@ fn transfer_ownership_rules() {
         .get_member(&actor(&bob), &org, &owner.id.as_str().into())
         .unwrap();
     assert_eq!(me.role, Role::Admin, "the old owner becomes admin");
+    // Audited like a role change: the event targets the new owner and carries both changes.
+    let log = db.audit_log(&Actor::System, &org, 0, 1000).unwrap();
+    let event = log.last().unwrap();
+    assert_eq!(event.action, "organization.ownership_transferred");
+    assert_eq!(event.target, new_owner.membership_id);
+    let d = &event.details;
+    assert_eq!(d["user_id"], bob.id.as_str());
+    assert_eq!(d["role"]["before"], "member");
+    assert_eq!(d["role"]["after"], "owner");
+    assert_eq!(d["previous_owner"]["user_id"], owner.id.as_str());
+    assert_eq!(d["previous_owner"]["role"]["before"], "owner");
+    assert_eq!(d["previous_owner"]["role"]["after"], "admin");
     // The former owner is an admin now: transferring is no longer theirs to do.
     assert_err(db.transfer_ownership(&a, &org, &bob.id), "forbidden", None);
     db.update_member_role(&actor(&bob), &org, &owner.id.as_str().into(), "owner")
@@ -374,6 +386,71 @@ fn transfer_ownership_rules() {
         None,
     );
     assert_sound(&db);
+}
+
+/// A member whose email changes to an address with a pending invitation in their organization
+/// is not counted twice: the invitation becomes accepted. And `check()` notices a member that
+/// holds a pending invitation in the same organization however it arose (here: an import).
+#[test]
+fn changing_email_to_an_invited_address_counts_nobody_twice() {
+    let (db, _) = db();
+    let (org, owner) = org(&db, "Acme", "pro");
+    let a = actor(&owner);
+    let bob = user(&db, "Bob");
+    db.add_member(&a, &org, &bob.id, "member").unwrap();
+    let inv = db
+        .create_invitation(
+            &a,
+            &org,
+            &NewInvitation {
+                email: "bob.work@example.com".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .invitation;
+    let seats = |db: &orgdb::Db| db.get_organization(&a, &org).unwrap().usage.team_members;
+    assert_eq!(seats(&db), 3, "two members and one pending invitation");
+
+    // The export of this moment, doctored below into the state the fix prevents.
+    let mut before = Vec::new();
+    db.export_jsonl(&mut before).unwrap();
+
+    db.update_user(
+        &bob.id,
+        &UserPatch {
+            email: Some("Bob.Work@example.com".into()),
+            name: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(seats(&db), 2, "bob is counted once");
+    let now = db.get_invitation(&a, &org, &inv.id).unwrap();
+    assert_eq!(now.status, orgdb::InvitationStatus::Accepted);
+    let log = db.audit_log(&a, &org, 0, 1000).unwrap();
+    assert!(log
+        .iter()
+        .any(|e| e.action == "invitation.accepted" && e.target == inv.id));
+    assert_sound(&db);
+
+    // The same state without the fix: bob's user row carries the invited address while the
+    // invitation stays pending. check() (run by import) reports it.
+    let text = String::from_utf8(before)
+        .unwrap()
+        .replace("\"bob@example.com\"", "\"bob.work@example.com\"");
+    let (fresh, _) = common::db();
+    let err = assert_err(
+        fresh.import_jsonl(std::io::Cursor::new(text), None, &mut |_| {}),
+        "validation_error",
+        Some("import"),
+    );
+    assert!(
+        err.details()["import"]
+            .as_str()
+            .unwrap()
+            .contains("already a member"),
+        "{err:?}"
+    );
 }
 
 #[test]

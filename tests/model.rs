@@ -829,9 +829,14 @@ impl Run {
                 let expected = (|| {
                     let actor_role = self.m.authorize(actor, o, ADMIN)?;
                     let o = o.unwrap();
-                    let rank = parse_rank(ROLE_STRS[role]).ok_or("validation_error")?;
+                    // Permission (which needs the target) is decided before the role string
+                    // is parsed.
                     let (_, m) = self.m.resolve(o, &who).ok_or("not_found")?;
-                    if !may_manage(actor_role, m.role) || !may_grant(actor_role, rank) {
+                    if !may_manage(actor_role, m.role) {
+                        return Err("forbidden");
+                    }
+                    let rank = parse_rank(ROLE_STRS[role]).ok_or("validation_error")?;
+                    if !may_grant(actor_role, rank) {
                         return Err("forbidden");
                     }
                     if m.role == OWNER && rank != OWNER && self.m.owners(o) <= 1 {
@@ -1503,7 +1508,7 @@ impl Run {
                     &org_id,
                     &proj_id,
                     &uid,
-                    PROJECT_ROLES[role],
+                    Some(PROJECT_ROLES[role]),
                 );
                 if let Some(pm) = agree(op, expected, got)? {
                     ensure!(

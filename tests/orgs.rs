@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use common::*;
 use orgdb::{
-    Actor, Address, InvitationQuery, Limit, LimitOverrides, MemberQuery, NewInvitation,
+    Actor, InvitationQuery, Limit, LimitOverrides, LimitOverridesPatch, MemberQuery, NewInvitation,
     NewOrganization, NewProject, OrganizationPatch, OrganizationSettings, ResourceKind,
 };
 
@@ -151,12 +151,12 @@ fn details_carry_plan_limits_overrides_and_live_usage() {
         ..Default::default()
     };
     assert_err(
-        db.set_limit_overrides(&a, &org, &overrides),
+        db.set_limit_overrides(&a, &org, &overrides.into()),
         "forbidden",
         None,
     );
     let d = db
-        .set_limit_overrides(&Actor::System, &org, &overrides)
+        .set_limit_overrides(&Actor::System, &org, &overrides.into())
         .unwrap();
     assert_eq!(d.limits.mcps, None);
     assert_eq!(d.limits.team_members, Some(9));
@@ -165,6 +165,36 @@ fn details_carry_plan_limits_overrides_and_live_usage() {
         Some(10),
         "plan limit stays where not overridden"
     );
+    // A patch: fields not given stay; one can be cleared back to the plan's value.
+    let d = db
+        .set_limit_overrides(
+            &Actor::System,
+            &org,
+            &LimitOverridesPatch {
+                api_keys: Some(Some(Limit::Count(4))),
+                team_members: Some(None),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(d.limits.mcps, None, "the mcps override stays");
+    assert_eq!(d.limits.api_keys, Some(4));
+    assert_eq!(d.limits.team_members, Some(5), "back to the plan's value");
+    assert_eq!(
+        db.get_limit_overrides(&Actor::System, &org).unwrap(),
+        LimitOverrides {
+            mcps: Some(Limit::Unlimited),
+            api_keys: Some(Limit::Count(4)),
+            ..Default::default()
+        }
+    );
+    let patch = LimitOverridesPatch {
+        api_keys: Some(None),
+        team_members: Some(Some(Limit::Count(9))),
+        ..Default::default()
+    };
+    db.set_limit_overrides(&Actor::System, &org, &patch)
+        .unwrap();
 
     let d = db.set_plan(&a, &org, "enterprise").unwrap();
     assert_eq!(d.plan, "enterprise");
@@ -189,11 +219,8 @@ fn patch_sets_clears_and_keeps_fields() {
             &NewOrganization {
                 description: Some("first".into()),
                 external_id: Some("ext-1".into()),
-                address: Address {
-                    address_line1: Some("123 Main St".into()),
-                    city: Some("San Francisco".into()),
-                    ..Default::default()
-                },
+                address_line1: Some("123 Main St".into()),
+                city: Some("San Francisco".into()),
                 metadata: BTreeMap::from([("a".into(), "1".into())]),
                 ..named("Acme")
             },
@@ -304,7 +331,7 @@ fn delete_cascades_in_one_transaction_and_keeps_the_audit_history() {
             },
         )
         .unwrap();
-    db.add_project_member(&a, &org, &project.id, &bob.id, "admin")
+    db.add_project_member(&a, &org, &project.id, &bob.id, Some("admin"))
         .unwrap();
     db.register_resource(&a, &org, ResourceKind::Mcp, "Weather")
         .unwrap();
@@ -425,7 +452,7 @@ fn plan_names_match_in_any_case_and_overrides_can_be_read() {
         api_keys: Some(Limit::Count(1)),
         ..Default::default()
     };
-    db.set_limit_overrides(&Actor::System, &org.id, &over)
+    db.set_limit_overrides(&Actor::System, &org.id, &over.into())
         .unwrap();
     assert_eq!(db.get_limit_overrides(&a, &org.id).unwrap(), over);
     let outsider = user(&db, "Outsider");

@@ -105,7 +105,7 @@ fn fixture(db: &Db, co_owner: bool) -> Fx {
         )
         .unwrap()
         .id;
-    db.add_project_member(&sys, &org, &project, &proj_member.id, "member")
+    db.add_project_member(&sys, &org, &project, &proj_member.id, Some("member"))
         .unwrap();
     let resource = db
         .register_resource(&sys, &org, ResourceKind::Mcp, "Search MCP")
@@ -282,7 +282,7 @@ fn cases() -> Vec<Case> {
         }),
         write("delete project", ADMIN, |db, fx, a| db.delete_project(a, &fx.org, &fx.project)),
         write("add project member", ADMIN, |db, fx, a| {
-            db.add_project_member(a, &fx.org, &fx.project, &fx.target.id, "member").map(|_| ())
+            db.add_project_member(a, &fx.org, &fx.project, &fx.target.id, Some("member")).map(|_| ())
         }),
         write("change project member role", ADMIN, |db, fx, a| {
             db.update_project_member_role(a, &fx.org, &fx.project, &fx.proj_member.id, "viewer").map(|_| ())
@@ -306,7 +306,7 @@ fn cases() -> Vec<Case> {
         // `set_limit_overrides(Actor::System, …)`: the host's billing only.
         write("set limit overrides", [F, F, F, F, F, Y], |db, fx, a| {
             let o = LimitOverrides { mcps: Some(orgdb::Limit::Count(7)), ..Default::default() };
-            db.set_limit_overrides(a, &fx.org, &o).map(|_| ())
+            db.set_limit_overrides(a, &fx.org, &o.into()).map(|_| ())
         }),
     ]
 }

@@ -1,5 +1,6 @@
 //! File databases: reopening keeps everything, a newer schema is refused, a second handle on
-//! the same file is told the database is in use, a truncated file is refused.
+//! the same file is told the database is in use, a truncated file is refused, a file of
+//! another format is told it is not an orgdb database.
 
 mod common;
 
@@ -71,6 +72,8 @@ fn a_second_handle_on_the_same_file_is_told_it_is_in_use() {
     let err = Db::open(&path).unwrap_err();
     assert_eq!(err.code(), "storage_error");
     assert!(err.message().contains("in use"), "{err}");
+    assert!(err.message().contains(&path.display().to_string()), "{err}");
+    assert!(err.message().contains("Db::backup_to"), "{err}");
 }
 
 #[test]
@@ -99,6 +102,53 @@ fn a_database_file_truncated_to_nothing_is_refused_not_recreated() {
             .all(|(table, rows)| *table == "meta" || *rows == 0),
         "{stats:?}"
     );
+}
+
+#[test]
+fn a_file_of_another_format_is_not_an_orgdb_database() {
+    let dir = tempfile::tempdir().unwrap();
+    // A real SQLite database, random bytes, and a file shorter than any header.
+    let sqlite = dir.path().join("app.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&sqlite).unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);")
+            .unwrap();
+    }
+    assert!(std::fs::read(&sqlite)
+        .unwrap()
+        .starts_with(b"SQLite format 3\0"));
+    let random = dir.path().join("random.bin");
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let bytes: Vec<u8> = (0..10_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(&random, &bytes).unwrap();
+    let short = dir.path().join("short.txt");
+    std::fs::write(&short, b"hello").unwrap();
+
+    for path in [&sqlite, &random, &short] {
+        let before = std::fs::read(path).unwrap();
+        let err = Db::open(path).unwrap_err();
+        assert_eq!(err.code(), "corrupted", "{err}");
+        let message = err.message();
+        assert!(
+            message.contains(&format!("not an orgdb database: {}: ", path.display())),
+            "{message}"
+        );
+        assert!(!message.contains("magic number"), "{message}");
+        assert_eq!(std::fs::read(path).unwrap(), before, "left as found");
+        let mut journal = path.as_os_str().to_owned();
+        journal.push(".journal");
+        assert!(
+            !std::path::Path::new(&journal).exists(),
+            "no journal made beside it"
+        );
+    }
 }
 
 #[test]

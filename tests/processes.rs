@@ -1,5 +1,6 @@
 //! Two processes on one database file: the second is told the database is in use (a
-//! `storage_error` saying so, not a generic I/O error); once the first exits, it opens.
+//! `storage_error` saying so and how a live database is backed up, not a generic I/O error);
+//! once the first exits, it opens.
 //!
 //! The holder is this test binary run again (`--exact holder_process_body`) with
 //! `ORGDB_HOLDER_PATH` naming the file: it opens the database, prints `READY`, and keeps it
@@ -100,6 +101,9 @@ fn a_second_process_is_told_the_database_is_in_use() {
         let message = err.message();
         assert!(message.contains("in use"), "{message}");
         assert!(message.contains("another process"), "{message}");
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        // How to copy a live database: from inside its host.
+        assert!(message.contains("Db::backup_to"), "{message}");
         assert_eq!(err.http_status(), 500, "{err:?}");
     }
     // Refused before anything was touched: the holder's journal is byte for byte as it was.

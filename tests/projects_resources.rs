@@ -50,20 +50,29 @@ fn project_lifecycle_and_membership_follows_the_organization() {
         ("Research", None)
     );
 
-    db.add_project_member(&a, &org, &p.id, &bob.id, "ADMIN")
+    db.add_project_member(&a, &org, &p.id, &bob.id, Some("ADMIN"))
+        .unwrap();
+    // Without a role: member, as an invitation's project role defaults.
+    let carol = user(&db, "Carol");
+    db.add_member(&a, &org, &carol.id, "viewer").unwrap();
+    let pm = db
+        .add_project_member(&a, &org, &p.id, &carol.id, None)
+        .unwrap();
+    assert_eq!(pm.role, Role::Member);
+    db.remove_project_member(&a, &org, &p.id, &carol.id)
         .unwrap();
     assert_err(
-        db.add_project_member(&a, &org, &p.id, &bob.id, "admin"),
+        db.add_project_member(&a, &org, &p.id, &bob.id, Some("admin")),
         "conflict",
         None,
     );
     assert_err(
-        db.add_project_member(&a, &org, &p.id, &stranger.id, "member"),
+        db.add_project_member(&a, &org, &p.id, &stranger.id, Some("member")),
         "not_found",
         None,
     );
     assert_err(
-        db.add_project_member(&a, &org, &p.id, &owner.id, "boss"),
+        db.add_project_member(&a, &org, &p.id, &owner.id, Some("boss")),
         "validation_error",
         Some("role"),
     );
@@ -82,7 +91,7 @@ fn project_lifecycle_and_membership_follows_the_organization() {
         None,
     );
 
-    db.add_project_member(&a, &org, &p.id, &owner.id, "owner")
+    db.add_project_member(&a, &org, &p.id, &owner.id, Some("owner"))
         .unwrap();
     db.remove_project_member(&a, &org, &p.id, &owner.id)
         .unwrap();

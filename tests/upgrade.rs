@@ -1,8 +1,9 @@
-//! Upgrade: database files written by the first format (schema version 1) are kept as
-//! fixtures and opened by the current code, which migrates them to version 2 (pending
-//! invitation entries carry their expiry); a file claiming a newer schema is refused.
+//! Upgrade: database files of every earlier format are kept as fixtures and opened by the
+//! current code, which migrates them one version at a time (1 → 2: pending invitation entries
+//! carry their expiry, counted member indexes; 2 → 3: invitation status and project indexes,
+//! counted invitation indexes); a file claiming a newer schema is refused.
 //!
-//! Fixtures (`tests/fixtures/v1/`), written once by `write_fixture` below:
+//! Fixtures of version 1 (`tests/fixtures/v1/`), written once by `write_fixture` below:
 //! - `clean/orgdb.redb`: the database after a clean close (every usage event folded in).
 //! - `crashed/orgdb.redb` + `crashed/orgdb.redb.journal`: the same database copied while its
 //!   handle was still open, after the last checkpoint: the last three usage events are only in
@@ -10,6 +11,10 @@
 //!
 //! Both must open to exactly the same content, hard-coded below from what the generator
 //! wrote (ids, emails, roles, statuses, usage totals, the audit history).
+//!
+//! Fixtures of version 2 (`tests/fixtures/v2/`): the same scenario written by the version-2
+//! code (other ids), with `expected.jsonl`, its export at the time: both layouts must open to
+//! exactly that export, and page their invitations through the version-3 indexes.
 //!
 //! Write fixtures of today's format (only when the format changes on purpose, into a new
 //! `vN` directory, keeping the old ones and their tests): `ORGDB_WRITE_FIXTURE=1
@@ -22,12 +27,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, TimeZone, Utc};
 use orgdb::{
-    Actor, Address, Db, InvitationQuery, InvitationStatus, Limit, LimitOverrides, ManualClock,
-    MemberQuery, NewInvitation, NewOrganization, NewProject, NewUser, Options,
-    OrganizationSettings, ResourceKind, Role, UsageEvent, UsageQuery,
+    Actor, Db, InvitationQuery, InvitationStatus, Limit, LimitOverrides, ManualClock, MemberQuery,
+    NewInvitation, NewOrganization, NewProject, NewUser, Options, OrganizationSettings,
+    ResourceKind, Role, UsageEvent, UsageQuery,
 };
 
-// What the generator wrote (printed by `write_fixture`).
+/// The schema version this build writes.
+const CURRENT: u64 = 3;
+
+// What the generator wrote into the version-1 fixtures (printed by `write_fixture`).
 const OLIVIA: &str = "user_01HKS9K4M07MX2BT4XFPGJK2HW";
 const ADAM: &str = "user_01HKS9K4M07MX2BT4XFPGJK2HY";
 const MIA: &str = "user_01HKS9K4M07MX2BT4XFPGJK2J0";
@@ -113,13 +121,13 @@ fn write_fixture() {
     if std::env::var("ORGDB_WRITE_FIXTURE").as_deref() != Ok("1") {
         return;
     }
-    // Today's code writes today's format (version 2), so never over the version-1 fixtures.
+    // Today's code writes today's format, so never over an older version's fixtures.
     let out = std::env::var("ORGDB_FIXTURE_DIR")
         .map(PathBuf::from)
         .expect("ORGDB_FIXTURE_DIR: a new directory, e.g. tests/fixtures/v2");
     assert!(
-        !out.ends_with("fixtures/v1"),
-        "the v1 fixtures are kept as they are"
+        !out.ends_with("fixtures/v1") && !out.ends_with("fixtures/v2"),
+        "the fixtures of older versions are kept as they are"
     );
     std::fs::create_dir_all(out.join("clean")).unwrap();
     std::fs::create_dir_all(out.join("crashed")).unwrap();
@@ -161,12 +169,9 @@ fn write_fixture() {
                 external_id: Some("acme-ext-1".into()),
                 description: Some("Makes everything".into()),
                 plan: Some("team".into()),
-                address: Address {
-                    address_line1: Some("1 Main St".into()),
-                    city: Some("Berlin".into()),
-                    country: Some("DE".into()),
-                    ..Default::default()
-                },
+                address_line1: Some("1 Main St".into()),
+                city: Some("Berlin".into()),
+                country: Some("DE".into()),
                 settings: Some(OrganizationSettings {
                     pin_protection: true,
                     extra: [("theme".to_owned(), "dark".to_owned())].into(),
@@ -211,9 +216,9 @@ fn write_fixture() {
         .unwrap()
         .id;
     consts.push(("WEBSITE", website.clone()));
-    db.add_project_member(&by, &acme, &website, mia, "member")
+    db.add_project_member(&by, &acme, &website, mia, Some("member"))
         .unwrap();
-    db.add_project_member(&by, &acme, &website, victor, "viewer")
+    db.add_project_member(&by, &acme, &website, victor, Some("viewer"))
         .unwrap();
     let search = db
         .register_resource(&by, &acme, ResourceKind::Mcp, "search-server")
@@ -236,7 +241,8 @@ fn write_fixture() {
         &LimitOverrides {
             monthly_requests: Some(Limit::Count(500_000)),
             ..Default::default()
-        },
+        }
+        .into(),
     )
     .unwrap();
 
@@ -352,6 +358,13 @@ fn write_fixture() {
         .collect();
     drop(db);
     std::fs::copy(&path, out.join("clean/orgdb.redb")).unwrap();
+    // The content as an export (whose format does not change with the layout): a later
+    // version's test compares what it reads from these files with it, line for line.
+    let db = Db::open_with(&path, opts(&ManualClock::new(t_end()))).unwrap();
+    let mut export = Vec::new();
+    db.export_jsonl(&mut export).unwrap();
+    std::fs::write(out.join("expected.jsonl"), export).unwrap();
+    drop(db);
     for (name, value) in consts {
         println!("const {name}: &str = {value:?};");
     }
@@ -663,9 +676,10 @@ fn open_and_verify(layout: &str) {
         let db = Db::open_with(&path, opts(&clock)).unwrap();
         assert_fixture_content(&db);
     }
-    // Opening migrated the file (1 → 2: the pending index carries expiries; the seat count
-    // in `assert_fixture_content` and its `check()` read the migrated entries).
-    assert_eq!(schema_version(&path), 2);
+    // Opening migrated the file step by step (1 → 2: the pending index carries expiries; the
+    // seat count in `assert_fixture_content` and its `check()` read the migrated entries;
+    // 2 → 3: the invitation lists there page through the new indexes).
+    assert_eq!(schema_version(&path), CURRENT);
     // Once more after a clean close by the current code, then writes.
     let db = Db::open_with(&path, opts(&clock)).unwrap();
     assert_fixture_content(&db);
@@ -744,14 +758,18 @@ fn schema_version(path: &Path) -> u64 {
 
 #[test]
 fn a_fixture_claiming_a_newer_schema_is_refused() {
-    for (version, found) in [(3u64, 3u32), (99, 99), (u64::MAX, u32::MAX)] {
+    for (version, found) in [
+        (CURRENT + 1, CURRENT as u32 + 1),
+        (99, 99),
+        (u64::MAX, u32::MAX),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let path = copy_fixture("clean", dir.path());
         set_schema_version(&path, version);
         let err = Db::open_with(&path, opts(&ManualClock::new(t_end()))).unwrap_err();
         assert_eq!(err.code(), "incompatible_version", "{version}: {err}");
         assert_eq!(err.details()["found"], found);
-        assert_eq!(err.details()["supported"], 2);
+        assert_eq!(err.details()["supported"], CURRENT);
         assert_eq!(err.http_status(), 500);
         // Refused without touching the data: the newer version's marker is still there.
         assert_eq!(schema_version(&path), version);
@@ -812,13 +830,98 @@ fn damage_in_the_pending_index_does_not_stop_the_migration() {
         BETA
     );
     drop(db);
-    assert_eq!(schema_version(&path), 2, "migrated despite the damage");
+    assert_eq!(
+        schema_version(&path),
+        CURRENT,
+        "migrated despite the damage"
+    );
+}
+
+/// Opens a version-2 fixture layout (migrating it to the current version) and returns its
+/// export, with the database.
+fn open_v2(layout: &str, dir: &Path) -> (Db, String) {
+    let from = fixture_root().join("v2").join(layout).join("orgdb.redb");
+    let path = dir.join("orgdb.redb");
+    std::fs::copy(&from, &path).unwrap();
+    if journal_of(&from).exists() {
+        std::fs::copy(journal_of(&from), journal_of(&path)).unwrap();
+    }
+    assert_eq!(schema_version(&path), 2, "a version-2 fixture");
+    let db = Db::open_with(&path, opts(&ManualClock::new(t_end()))).unwrap();
+    let mut out = Vec::new();
+    db.export_jsonl(&mut out).unwrap();
+    (db, String::from_utf8(out).unwrap())
+}
+
+fn fixture_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+#[test]
+fn v2_files_migrate_to_the_current_version_with_their_exact_content() {
+    let expected = std::fs::read_to_string(fixture_root().join("v2/expected.jsonl")).unwrap();
+    for layout in ["clean", "crashed"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, export) = open_v2(layout, dir.path());
+        assert_eq!(
+            export, expected,
+            "{layout}: the content is what version 2 wrote"
+        );
+        let report = db.check().unwrap();
+        assert!(report.is_ok(), "{layout}: {:?}", report.problems);
+        // The invitation lists read the indexes the migration built: every status pages
+        // to the same invitations that the export holds, in id order.
+        let org = db
+            .get_organization_by_slug(&Actor::System, "acme-corp")
+            .unwrap()
+            .organization
+            .id;
+        let all = db
+            .list_invitations(&Actor::System, &org, &InvitationQuery::default())
+            .unwrap();
+        let mut exported: Vec<(String, String)> = expected
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| {
+                v["type"] == "invitation"
+                    && v["data"]["invitation"]["organization_id"] == org.as_str()
+            })
+            .map(|v| {
+                let inv = &v["data"]["invitation"];
+                (
+                    inv["id"].as_str().unwrap().to_owned(),
+                    inv["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        exported.sort();
+        assert_eq!(all.pagination.total, exported.len() as u64);
+        let listed: Vec<String> = all.data.iter().map(|i| i.id.clone()).collect();
+        let ids: Vec<String> = exported.iter().map(|(id, _)| id.clone()).collect();
+        assert_eq!(listed, ids, "{layout}");
+        for inv in &all.data {
+            let one = db
+                .list_invitations(
+                    &Actor::System,
+                    &org,
+                    &InvitationQuery {
+                        status: Some(inv.status.as_str().into()),
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+            assert!(one.data.iter().any(|i| i.id == inv.id), "{layout}: {inv:?}");
+            assert!(one.data.iter().all(|i| i.status == inv.status));
+        }
+        drop(db);
+        assert_eq!(schema_version(&dir.path().join("orgdb.redb")), CURRENT);
+    }
 }
 
 #[test]
 fn the_fixtures_are_small() {
-    for layout in ["clean", "crashed"] {
-        let dir = fixture_dir().join(layout);
+    for layout in ["v1/clean", "v1/crashed", "v2/clean", "v2/crashed"] {
+        let dir = fixture_root().join(layout);
         for entry in std::fs::read_dir(&dir).unwrap() {
             let entry = entry.unwrap();
             let len = entry.metadata().unwrap().len();

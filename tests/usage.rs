@@ -18,7 +18,8 @@ fn limit(db: &Db, org: &str, n: u64) {
         monthly_requests: Some(Limit::Count(n)),
         ..Default::default()
     };
-    db.set_limit_overrides(&Actor::System, org, &over).unwrap();
+    db.set_limit_overrides(&Actor::System, org, &over.into())
+        .unwrap();
 }
 
 #[test]
@@ -349,6 +350,13 @@ fn reports_by_day_week_month_and_range() {
         .map(|m| (m.name.as_str(), m.requests))
         .collect();
     assert_eq!(mcps, [("Weather API", 280), ("Calculator", 7)]);
+    // by_api_key beside it: API keys' requests appear in a breakdown too.
+    let keys: Vec<(&str, &str, u64)> = week
+        .by_api_key
+        .iter()
+        .map(|k| (k.api_key_id.as_str(), k.name.as_str(), k.requests))
+        .collect();
+    assert_eq!(keys, [(key.id.as_str(), key.name.as_str(), 14)]);
     assert_eq!(
         week.start_date,
         Utc.with_ymd_and_hms(2024, 1, 29, 0, 0, 0).unwrap()
@@ -371,6 +379,8 @@ fn reports_by_day_week_month_and_range() {
     assert_eq!(json["end_date"], "2024-02-29T23:59:59Z");
     assert_eq!(json["period"], "month");
     assert_eq!(json["by_day"][0]["date"], "2024-02-01");
+    assert_eq!(json["by_api_key"][0]["api_key_id"], key.id.as_str());
+    assert_eq!(json["by_api_key"][0]["requests"], 8);
 
     let day = db
         .usage_report(
@@ -438,6 +448,28 @@ fn thresholds_are_audited_once_each() {
         .map(|e| e.details["threshold_percent"].as_u64().unwrap())
         .collect();
     assert_eq!(marks, [80, 100]);
+}
+
+/// The change feed has no lag: a crossing is in `audit_log` as soon as it was admitted, with
+/// no report, flush or checkpoint in between (an in-memory database has no checkpoint thread).
+#[test]
+fn threshold_events_are_in_the_log_at_once() {
+    let (db, _) = db();
+    let (org, owner) = org(&db, "Acme", "free"); // 1 000
+    let thresholds = |db: &orgdb::Db| -> Vec<u64> {
+        db.audit_log(&actor(&owner), &org, 0, 1000)
+            .unwrap()
+            .iter()
+            .filter(|e| e.action == "usage.threshold")
+            .map(|e| e.details["threshold_percent"].as_u64().unwrap())
+            .collect()
+    };
+    db.record_usage(&org, &UsageEvent::new(799)).unwrap();
+    assert_eq!(thresholds(&db), Vec::<u64>::new());
+    db.record_usage(&org, &UsageEvent::new(1)).unwrap();
+    assert_eq!(thresholds(&db), [80]);
+    db.usage_recorder(&org).unwrap().record(None, 200).unwrap();
+    assert_eq!(thresholds(&db), [80, 100], "buffered crossings too");
 }
 
 #[test]

@@ -344,7 +344,7 @@ fn cases() -> Vec<Case> {
             invite(db, fx, &fx.owner(), new)
         }),
         case("add_project_member role unknown", Invalid(&["role"]), |db, fx| {
-            db.add_project_member(&fx.owner(), &fx.org, &fx.project, &fx.target.id, "boss").map(|_| ())
+            db.add_project_member(&fx.owner(), &fx.org, &fx.project, &fx.target.id, Some("boss")).map(|_| ())
         }),
         // Invitation lifetime: 1 hour to 30 days.
         case("expires_in 0", Invalid(&["expires_in"]), |db, fx| invite(db, fx, &fx.owner(), inv_lifetime(0))),
@@ -627,4 +627,98 @@ fn slugs_are_derived_from_names() {
     assert!(db.check_slug("Bad Slug").unwrap().reason.as_deref() == Some("invalid"));
     assert!(db.check_slug("acme-4").unwrap().available);
     assert_sound(&db);
+}
+
+/// One rule, one answer: every call that takes a role refuses a bad one with the same message
+/// and names the field; every call that grants a role refuses one above the caller's own with
+/// the same `forbidden` message; and an admin acting on an owner is `forbidden` whatever role
+/// string it sends (permission is decided before the value is parsed).
+#[test]
+fn role_rules_answer_the_same_in_every_call() {
+    type Call = fn(&Db, &Fx, &Actor, &str) -> orgdb::Result<()>;
+    let calls: [(&str, &str, Call); 7] = [
+        ("add_member", "role", |db, fx, a, role| {
+            db.add_member(a, &fx.org, &fx.outsider.id, role).map(|_| ())
+        }),
+        ("update_member_role", "role", |db, fx, a, role| {
+            let who = MemberRef::User(fx.target.id.clone());
+            db.update_member_role(a, &fx.org, &who, role).map(|_| ())
+        }),
+        ("create_invitation", "role", |db, fx, a, role| {
+            let new = NewInvitation {
+                role: Some(role.into()),
+                ..inv("new@example.com")
+            };
+            invite(db, fx, a, new)
+        }),
+        ("create_invitations", "role", |db, fx, a, role| {
+            let new = NewInvitation {
+                role: Some(role.into()),
+                ..inv("new@example.com")
+            };
+            db.create_invitations(a, &fx.org, &[new]).map(|_| ())
+        }),
+        (
+            "create_invitation project_role",
+            "project_role",
+            |db, fx, a, role| {
+                let new = NewInvitation {
+                    project_id: Some(fx.project.clone()),
+                    project_role: Some(role.into()),
+                    ..inv("new@example.com")
+                };
+                invite(db, fx, a, new)
+            },
+        ),
+        ("add_project_member", "role", |db, fx, a, role| {
+            db.add_project_member(a, &fx.org, &fx.project, &fx.target.id, Some(role))
+                .map(|_| ())
+        }),
+        ("update_project_member_role", "role", |db, fx, a, role| {
+            let _ =
+                db.add_project_member(&Actor::System, &fx.org, &fx.project, &fx.target.id, None);
+            db.update_project_member_role(a, &fx.org, &fx.project, &fx.target.id, role)
+                .map(|_| ())
+        }),
+    ];
+    for (name, field, call) in calls {
+        let (db, _) = db();
+        let fx = fixture(&db);
+        let err = assert_err(
+            call(&db, &fx, &fx.owner(), "superuser"),
+            "validation_error",
+            Some(field),
+        );
+        assert_eq!(err.message(), "Invalid role specified", "{name}");
+        assert_eq!(
+            err.details()[field],
+            "Must be one of: viewer, member, admin, owner",
+            "{name}"
+        );
+        let err = assert_err(
+            call(&db, &fx, &actor(&fx.admin), "OWNER"),
+            "forbidden",
+            None,
+        );
+        assert_eq!(
+            err.message(),
+            "You cannot grant a role above your own",
+            "{name}"
+        );
+    }
+    // An admin acting on an owner: forbidden before the role string is looked at.
+    let (db, _) = db();
+    let fx = fixture(&db);
+    let owner = MemberRef::User(fx.owner.id.clone());
+    for role in ["superuser", "member", "owner"] {
+        let err = assert_err(
+            db.update_member_role(&actor(&fx.admin), &fx.org, &owner, role),
+            "forbidden",
+            None,
+        );
+        assert_eq!(
+            err.message(),
+            "You don't have permission to perform this action"
+        );
+    }
 }

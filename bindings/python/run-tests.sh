@@ -24,9 +24,11 @@ export PATH="$VENV/bin:$PATH"
 echo "-- installing maturin and pytest"
 "$PY" -m pip install --quiet --disable-pip-version-check "maturin>=1.16,<2" "pytest>=8"
 
-# maturin (profile "dev" in pyproject.toml) reuses cargo's target/debug build; no build
+# The dev profile, passed to maturin's PEP 517 backend (a user's `pip install` builds the
+# release profile), reuses cargo's target/debug build: seconds, not minutes. No build
 # isolation, so the maturin just installed is the one that builds.
-echo "-- building and installing bindings/python"
+export MATURIN_PEP517_ARGS="--profile dev"
+echo "-- building and installing bindings/python (cargo profile dev)"
 "$PY" -m pip install --quiet --disable-pip-version-check --no-build-isolation \
   --force-reinstall --no-deps ./bindings/python
 

@@ -633,14 +633,12 @@ impl World {
                     external_id: self.opt_string(input),
                     description: self.opt_string(input),
                     plan: self.opt_string(input),
-                    address: orgdb::Address {
-                        address_line1: self.opt_string(input),
-                        address_line2: self.opt_string(input),
-                        city: self.opt_string(input),
-                        state: self.opt_string(input),
-                        zipcode: self.opt_string(input),
-                        country: self.opt_string(input),
-                    },
+                    address_line1: self.opt_string(input),
+                    address_line2: self.opt_string(input),
+                    city: self.opt_string(input),
+                    state: self.opt_string(input),
+                    zipcode: self.opt_string(input),
+                    country: self.opt_string(input),
                     settings,
                     metadata: self.map(input),
                 };
@@ -844,7 +842,7 @@ impl World {
                     monthly_requests: limit(),
                 };
                 call!("set_limit_overrides", actor, org, overrides);
-                db.set_limit_overrides(&actor, &org, &overrides)?;
+                db.set_limit_overrides(&actor, &org, &overrides.into())?;
             }
             24 => {
                 let text = self.string(input);
@@ -866,9 +864,9 @@ impl World {
             25 => {
                 let (actor, org) = (self.actor(input), self.org(input));
                 let (project, user) = (self.string(input), self.user(input));
-                let role = self.string(input);
+                let role = self.opt_string(input);
                 call!("add_project_member", actor, org, project, user, role);
-                db.add_project_member(&actor, &org, &project, &user, &role)?;
+                db.add_project_member(&actor, &org, &project, &user, role.as_deref())?;
             }
             26 => {
                 let (token, user) = (self.string(input), self.user(input));

@@ -10,7 +10,7 @@ use super::clock::Options;
 use super::convert::{date, system_time};
 use super::error::OrgDbError;
 use super::inputs::{
-    Actor, InvitationQuery, LimitOverrides, MemberQuery, NewInvitation, NewOrganization,
+    Actor, InvitationQuery, LimitOverridesPatch, MemberQuery, NewInvitation, NewOrganization,
     NewProject, NewUser, OrganizationPatch, ProjectPatch, UsageEvent, UsageQuery, UserPatch,
 };
 use super::records::{
@@ -237,7 +237,8 @@ impl OrgDb {
         Ok(self.db.set_plan(&actor.into(), &org, &plan)?.into())
     }
 
-    /// Sets per-organization limit overrides (`Actor.System` only).
+    /// Changes per-organization limit overrides (`Actor.System` only), as a patch: null fields
+    /// stay, `LimitUpdate.Plan` clears one back to the plan's limit.
     ///
     /// # Errors
     /// `forbidden`, `not_found`.
@@ -245,11 +246,11 @@ impl OrgDb {
         &self,
         actor: Actor,
         org: String,
-        overrides: LimitOverrides,
+        patch: LimitOverridesPatch,
     ) -> Result<OrganizationDetails> {
         Ok(self
             .db
-            .set_limit_overrides(&actor.into(), &org, &overrides.into())?
+            .set_limit_overrides(&actor.into(), &org, &patch.into())?
             .into())
     }
 
@@ -526,21 +527,22 @@ impl OrgDb {
         Ok(self.db.delete_project(&actor.into(), &org, &id)?)
     }
 
-    /// Adds an organization member to a project.
+    /// Adds an organization member to a project (role default `member`).
     ///
     /// # Errors
     /// `forbidden`, `validation_error`, `not_found`, `conflict`.
+    #[uniffi::method(default(role = None))]
     pub fn add_project_member(
         &self,
         actor: Actor,
         org: String,
         project: String,
         user: String,
-        role: String,
+        role: Option<String>,
     ) -> Result<ProjectMember> {
         Ok(self
             .db
-            .add_project_member(&actor.into(), &org, &project, &user, &role)?
+            .add_project_member(&actor.into(), &org, &project, &user, role.as_deref())?
             .into())
     }
 

@@ -119,14 +119,12 @@ impl From<NewOrganization> for model::org::NewOrganization {
             external_id: o.external_id,
             description: o.description,
             plan: o.plan,
-            address: model::org::Address {
-                address_line1: o.address_line1,
-                address_line2: o.address_line2,
-                city: o.city,
-                state: o.state,
-                zipcode: o.zipcode,
-                country: o.country,
-            },
+            address_line1: o.address_line1,
+            address_line2: o.address_line2,
+            city: o.city,
+            state: o.state,
+            zipcode: o.zipcode,
+            country: o.country,
             settings: o.settings.map(Into::into),
             metadata: btree_map(o.metadata),
         }
@@ -235,31 +233,49 @@ impl From<Limit> for model::org::Limit {
     }
 }
 
-/// Per-organization limit overrides; a field that is set wins over the plan, a null one
-/// leaves the plan's limit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, uniffi::Record)]
-pub struct LimitOverrides {
-    /// Override of `mcps`.
-    #[uniffi(default)]
-    pub mcps: Option<Limit>,
-    /// Override of `api_keys`.
-    #[uniffi(default)]
-    pub api_keys: Option<Limit>,
-    /// Override of `team_members`.
-    #[uniffi(default)]
-    pub team_members: Option<Limit>,
-    /// Override of `monthly_requests`.
-    #[uniffi(default)]
-    pub monthly_requests: Option<Limit>,
+/// A change to one limit override in a [`LimitOverridesPatch`]: set it, or clear it back to
+/// the plan's limit. A patch field left null keeps the current override.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum LimitUpdate {
+    /// Override the plan with `limit`.
+    Set {
+        /// The new limit.
+        limit: Limit,
+    },
+    /// Remove the override: the plan's limit applies again.
+    Plan,
 }
 
-impl From<LimitOverrides> for model::org::LimitOverrides {
-    fn from(o: LimitOverrides) -> model::org::LimitOverrides {
-        model::org::LimitOverrides {
-            mcps: o.mcps.map(Into::into),
-            api_keys: o.api_keys.map(Into::into),
-            team_members: o.team_members.map(Into::into),
-            monthly_requests: o.monthly_requests.map(Into::into),
+/// A PATCH of an organization's limit overrides: fields left null stay as they are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, uniffi::Record)]
+pub struct LimitOverridesPatch {
+    /// Change of `mcps`.
+    #[uniffi(default)]
+    pub mcps: Option<LimitUpdate>,
+    /// Change of `api_keys`.
+    #[uniffi(default)]
+    pub api_keys: Option<LimitUpdate>,
+    /// Change of `team_members`.
+    #[uniffi(default)]
+    pub team_members: Option<LimitUpdate>,
+    /// Change of `monthly_requests`.
+    #[uniffi(default)]
+    pub monthly_requests: Option<LimitUpdate>,
+}
+
+impl From<LimitOverridesPatch> for model::org::LimitOverridesPatch {
+    fn from(p: LimitOverridesPatch) -> model::org::LimitOverridesPatch {
+        let update = |u: Option<LimitUpdate>| {
+            u.map(|u| match u {
+                LimitUpdate::Set { limit } => Some(limit.into()),
+                LimitUpdate::Plan => None,
+            })
+        };
+        model::org::LimitOverridesPatch {
+            mcps: update(p.mcps),
+            api_keys: update(p.api_keys),
+            team_members: update(p.team_members),
+            monthly_requests: update(p.monthly_requests),
         }
     }
 }

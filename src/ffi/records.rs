@@ -789,6 +789,17 @@ pub struct ResourceUsage {
     pub requests: u64,
 }
 
+/// One API key's requests in a report.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ApiKeyUsage {
+    /// The API key resource's id.
+    pub api_key_id: String,
+    /// Its name (kept after removal).
+    pub name: String,
+    /// Requests in the range.
+    pub requests: u64,
+}
+
 /// One day's requests.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct DayUsage {
@@ -811,6 +822,8 @@ pub struct UsageReport {
     pub requests: RequestTotals,
     /// Per MCP server with usage in the range, most used first.
     pub by_mcp: Vec<ResourceUsage>,
+    /// Per API key with usage in the range, most used first.
+    pub by_api_key: Vec<ApiKeyUsage>,
     /// Every day of the range, zero days included.
     pub by_day: Vec<DayUsage>,
 }
@@ -833,6 +846,15 @@ impl From<model::usage::UsageReport> for UsageReport {
                     mcp_id: m.mcp_id,
                     name: m.name,
                     requests: m.requests,
+                })
+                .collect(),
+            by_api_key: r
+                .by_api_key
+                .into_iter()
+                .map(|k| ApiKeyUsage {
+                    api_key_id: k.api_key_id,
+                    name: k.name,
+                    requests: k.requests,
                 })
                 .collect(),
             by_day: r

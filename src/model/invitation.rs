@@ -105,11 +105,15 @@ pub struct NewInvitation {
 }
 
 /// A new (or re-sent) invitation with its secret token, shown this once.
+///
+/// In JSON the invitation's fields stand at the top level beside `invite_id`, `token` and
+/// `invite_url`, as seed 000's invite response has them (`email`, `role`, `expires_at`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreatedInvitation {
     /// The invitation's id (seed 000's `invite_id`).
     pub invite_id: String,
-    /// The invitation.
+    /// The invitation (flattened into the JSON object).
+    #[serde(flatten)]
     pub invitation: Invitation,
     /// The secret token (64 hex characters). Only its hash is stored.
     pub token: String,

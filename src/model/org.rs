@@ -207,6 +207,48 @@ impl LimitOverrides {
     }
 }
 
+/// A PATCH of an organization's limit overrides, like [`OrganizationPatch`]: `None` keeps a
+/// field, `Some(None)` clears it back to the plan's limit, `Some(Some(limit))` sets it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitOverridesPatch {
+    /// Change of `mcps`.
+    #[serde(default, deserialize_with = "double_option")]
+    pub mcps: Option<Option<Limit>>,
+    /// Change of `api_keys`.
+    #[serde(default, deserialize_with = "double_option")]
+    pub api_keys: Option<Option<Limit>>,
+    /// Change of `team_members`.
+    #[serde(default, deserialize_with = "double_option")]
+    pub team_members: Option<Option<Limit>>,
+    /// Change of `monthly_requests`.
+    #[serde(default, deserialize_with = "double_option")]
+    pub monthly_requests: Option<Option<Limit>>,
+}
+
+impl LimitOverridesPatch {
+    /// `current` with this patch applied.
+    pub fn apply(&self, current: LimitOverrides) -> LimitOverrides {
+        LimitOverrides {
+            mcps: self.mcps.unwrap_or(current.mcps),
+            api_keys: self.api_keys.unwrap_or(current.api_keys),
+            team_members: self.team_members.unwrap_or(current.team_members),
+            monthly_requests: self.monthly_requests.unwrap_or(current.monthly_requests),
+        }
+    }
+}
+
+impl From<LimitOverrides> for LimitOverridesPatch {
+    /// Sets the overrides that are given and keeps the others.
+    fn from(o: LimitOverrides) -> LimitOverridesPatch {
+        LimitOverridesPatch {
+            mcps: o.mcps.map(Some),
+            api_keys: o.api_keys.map(Some),
+            team_members: o.team_members.map(Some),
+            monthly_requests: o.monthly_requests.map(Some),
+        }
+    }
+}
+
 /// Live counts of the four limited things.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
@@ -243,7 +285,8 @@ pub struct OrganizationWithMembership {
     pub membership: Membership,
 }
 
-/// Input of `create_organization`.
+/// Input of `create_organization`. Its address fields are flat, as in [`Organization`] and
+/// [`OrganizationPatch`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewOrganization {
     /// Display name (required).
@@ -260,9 +303,24 @@ pub struct NewOrganization {
     /// Plan name; the default plan of Options when absent.
     #[serde(default)]
     pub plan: Option<String>,
-    /// Postal address.
-    #[serde(default, flatten)]
-    pub address: Address,
+    /// Address, first line.
+    #[serde(default)]
+    pub address_line1: Option<String>,
+    /// Address, second line.
+    #[serde(default)]
+    pub address_line2: Option<String>,
+    /// City.
+    #[serde(default)]
+    pub city: Option<String>,
+    /// State or province.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Postal code.
+    #[serde(default)]
+    pub zipcode: Option<String>,
+    /// Country.
+    #[serde(default)]
+    pub country: Option<String>,
     /// Settings (all off when absent).
     #[serde(default)]
     pub settings: Option<OrganizationSettings>,
@@ -314,8 +372,11 @@ pub struct OrganizationPatch {
 }
 
 /// JSON PATCH semantics: a missing field is `None` (via `default`), `null` is `Some(None)`.
-fn double_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
+/// A present JSON field (even `null`) is `Some`: `null` clears, absence keeps.
+fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Answer of `check_slug`.

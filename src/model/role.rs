@@ -45,13 +45,18 @@ impl Role {
         Role::ALL.get(rank as usize).copied()
     }
 
+    /// The message of a bad role, the same in every call that takes one.
+    pub(crate) const INVALID: &'static str = "Invalid role specified";
+    /// The reason `details` gives for a bad role.
+    pub(crate) const CHOICES: &'static str = "Must be one of: viewer, member, admin, owner";
+
     /// Parses a role name case-insensitively; the error names `field`.
     pub fn parse_field(text: &str, field: &str) -> Result<Role, Error> {
         text.parse::<Role>().map_err(|_| Error::Validation {
-            message: "Invalid role specified".to_owned(),
+            message: Role::INVALID.to_owned(),
             details: crate::error::Details::from([(
                 field.to_owned(),
-                serde_json::Value::from("Must be one of: viewer, member, admin, owner"),
+                serde_json::Value::from(Role::CHOICES),
             )]),
         })
     }

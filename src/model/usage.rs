@@ -131,6 +131,17 @@ pub struct ResourceUsage {
     pub requests: u64,
 }
 
+/// One API key's requests in the range (a report's `by_api_key` row).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyUsage {
+    /// The API key resource's id.
+    pub api_key_id: String,
+    /// Its name (kept after removal).
+    pub name: String,
+    /// Requests in the range.
+    pub requests: u64,
+}
+
 /// One day's requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DayUsage {
@@ -155,6 +166,8 @@ pub struct UsageReport {
     pub requests: RequestTotals,
     /// Per MCP server with usage in the range, most used first.
     pub by_mcp: Vec<ResourceUsage>,
+    /// Per API key with usage in the range, most used first (beside the seed's `by_mcp`).
+    pub by_api_key: Vec<ApiKeyUsage>,
     /// Every day of the range, zero days included.
     pub by_day: Vec<DayUsage>,
 }

@@ -4,7 +4,7 @@ use chrono::TimeDelta;
 use serde_json::json;
 
 use super::{members, record, Ctx};
-use crate::authz::{authorize, may_grant, Action, Actor, Cleared};
+use crate::authz::{authorize, check_grant, Action, Actor, Cleared};
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::model::invitation::{
@@ -132,32 +132,23 @@ struct Checked {
 fn check_new(ctx: &Ctx, cleared: &Cleared, new: &NewInvitation) -> Result<Checked> {
     let mut checks = Checks::new();
     let email = checks.email("email", &new.email);
-    let role = match new.role.as_deref() {
-        None => Role::Member,
-        Some(text) => {
-            let parsed = Role::parse_field(text, "role");
-            checks.absorb(parsed.clone().map(|_| ()))?;
-            parsed.unwrap_or(Role::Member)
-        }
-    };
-    let project_role = match new.project_role.as_deref() {
-        None => Role::Member,
-        Some(text) => {
-            let parsed = Role::parse_field(text, "project_role");
-            checks.absorb(parsed.clone().map(|_| ()))?;
-            parsed.unwrap_or(Role::Member)
-        }
-    };
+    let role = new
+        .role
+        .as_deref()
+        .map_or(Some(Role::Member), |text| checks.role("role", text))
+        .unwrap_or(Role::Member);
+    let project_role = new
+        .project_role
+        .as_deref()
+        .map_or(Some(Role::Member), |text| checks.role("project_role", text))
+        .unwrap_or(Role::Member);
     if new.project_role.is_some() && new.project_id.is_none() {
         checks.fail("project_id", "Is required when project_role is given");
     }
     let lifetime = lifetime(ctx, &mut checks, new.expires_in);
     checks.finish()?;
-    if !may_grant(cleared.role, role) || !may_grant(cleared.role, project_role) {
-        return Err(Error::forbidden_because(
-            "You cannot grant a role above your own",
-        ));
-    }
+    check_grant(cleared.role, role)?;
+    check_grant(cleared.role, project_role)?;
     let project = new
         .project_id
         .as_ref()
@@ -196,8 +187,7 @@ fn create_one(
         });
     }
     retire_expired(tx, ctx, org, &input.email)?;
-    let used = members::seats_used(tx, ctx, org)?;
-    members::check_seats(ctx, cleared, used, 1)?;
+    members::check_seat(ctx, cleared, || members::seats_used(tx, ctx, org))?;
 
     let token = ids::new_token()?;
     let (project_id, project_role) = match input.project {
@@ -291,6 +281,22 @@ fn name_email(err: Error, email: &str) -> Error {
             details.entry("email".to_owned()).or_insert(email);
             Error::Conflict { message, details }
         }
+        Error::QuotaExceeded {
+            quota,
+            limit,
+            used,
+            requested,
+            mut context,
+        } => {
+            context.entry("email".to_owned()).or_insert(email);
+            Error::QuotaExceeded {
+                quota,
+                limit,
+                used,
+                requested,
+                context,
+            }
+        }
         other => other,
     }
 }
@@ -319,23 +325,15 @@ pub(crate) fn list(
         }
     };
     checks.finish()?;
-    let mut matching = Vec::new();
-    for id in tx.invitation_ids_of_org(org)? {
+    let skip = u64::from(page - 1) * u64::from(per_page);
+    let (ids, total) = tx.invitation_page(org, status, ctx.now, skip, per_page as usize)?;
+    let mut data = Vec::with_capacity(ids.len());
+    for id in ids {
         let rec = tx
             .invitation(&id)?
             .ok_or_else(|| Error::corrupted("invitation index names a missing invitation"))?;
-        let inv = view(ctx, &rec);
-        if status.is_none_or(|s| s == inv.status) {
-            matching.push(inv);
-        }
+        data.push(view(ctx, &rec));
     }
-    let total = matching.len() as u64;
-    let start = (u64::from(page - 1) * u64::from(per_page)).min(total) as usize;
-    let data: Vec<Invitation> = matching
-        .into_iter()
-        .skip(start)
-        .take(per_page as usize)
-        .collect();
     Ok(Page {
         data,
         pagination: Pagination::new(page, per_page, total),
@@ -445,8 +443,7 @@ pub(crate) fn accept(
             let cleared = authorize(tx, &Actor::System, &org, Action::AddMember)?;
             // Members after the accept must fit; this invitation's own seat turns into the
             // member's, so it is not counted twice.
-            let members = tx.org_stats(&org)?.members;
-            members::check_seats(ctx, &cleared, members, 1)?;
+            members::check_seat(ctx, &cleared, || Ok(tx.org_stats(&org)?.members))?;
             let m = Membership {
                 id: ctx.id("mem"),
                 organization_id: org.clone(),
@@ -589,8 +586,7 @@ pub(crate) fn resend(
                     other.invitation.id,
                 ));
             }
-            let used = members::seats_used(tx, ctx, org)?;
-            members::check_seats(ctx, &cleared, used, 1)?;
+            members::check_seat(ctx, &cleared, || members::seats_used(tx, ctx, org))?;
             retire_expired(tx, ctx, org, &old.email)?;
         }
         other => {

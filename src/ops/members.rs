@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::{record, Ctx};
-use crate::authz::{authorize, may_grant, may_manage, Action, Actor, Cleared};
+use crate::authz::{authorize, check_grant, may_manage, Action, Actor, Cleared};
 use crate::error::{Error, Result};
 use crate::model::membership::{Member, MemberQuery, MemberRef, Membership, RemovedMember};
 use crate::model::page::{Page, Pagination};
@@ -17,11 +17,18 @@ pub(crate) fn seats_used(tx: &dyn KvRead, ctx: &Ctx, org: &str) -> Result<u64> {
     Ok(tx.org_stats(org)?.members + tx.pending_unexpired_count(org, ctx.now)?)
 }
 
-/// Refuses when `adding` more seats would pass the `team_members` limit.
-pub(crate) fn check_seats(ctx: &Ctx, cleared: &Cleared, used: u64, adding: u64) -> Result<()> {
+/// Refuses when one more seat would pass the `team_members` limit. `used` counts the seats
+/// taken; it runs only when there is a limit (an unlimited plan never scans the pending
+/// invitations).
+pub(crate) fn check_seat(
+    ctx: &Ctx,
+    cleared: &Cleared,
+    used: impl FnOnce() -> Result<u64>,
+) -> Result<()> {
     if let Some(limit) = super::orgs::limits(ctx, &cleared.org).team_members {
-        if used.saturating_add(adding) > limit {
-            return Err(Error::quota("team_members", limit, used, adding));
+        let used = used()?;
+        if used.saturating_add(1) > limit {
+            return Err(Error::quota("team_members", limit, used, 1));
         }
     }
     Ok(())
@@ -80,13 +87,7 @@ pub(crate) fn list(
     let (page, per_page) = checks.paging(query.page, query.per_page);
     let role = match query.role.as_deref().map(str::trim) {
         None | Some("") => None,
-        Some(text) => match text.parse::<Role>() {
-            Ok(role) => Some(role),
-            Err(_) => {
-                checks.fail("role", "Must be one of: viewer, member, admin, owner");
-                None
-            }
-        },
+        Some(text) => checks.role("role", text),
     };
     let cursor = match query.cursor.as_deref() {
         None => None,
@@ -149,11 +150,7 @@ pub(crate) fn add(
 ) -> Result<Member> {
     let cleared = authorize(tx, actor, org, Action::AddMember)?;
     let role = Role::parse_field(role, "role")?;
-    if !may_grant(cleared.role, role) {
-        return Err(Error::forbidden_because(
-            "You cannot grant a role above your own",
-        ));
-    }
+    check_grant(cleared.role, role)?;
     let user = super::users::load(tx, user_id.trim())?;
     if tx.membership(org, &user.id)?.is_some() {
         return Err(Error::conflict_with(
@@ -163,8 +160,10 @@ pub(crate) fn add(
         ));
     }
     let pending = super::invitations::pending_for_email(tx, ctx, org, &user.email)?;
-    let used = seats_used(tx, ctx, org)? - u64::from(pending.is_some());
-    check_seats(ctx, &cleared, used, 1)?;
+    // The user's own pending invitation turns into their membership: not counted twice.
+    check_seat(ctx, &cleared, || {
+        Ok(seats_used(tx, ctx, org)? - u64::from(pending.is_some()))
+    })?;
     let m = Membership {
         id: ctx.id("mem"),
         organization_id: org.to_owned(),
@@ -222,11 +221,14 @@ pub(crate) fn update_role(
     role: &str,
 ) -> Result<Member> {
     let cleared = authorize(tx, actor, org, Action::ChangeRole)?;
-    let role = Role::parse_field(role, "role")?;
     let old = resolve(tx, org, who)?;
-    if !may_manage(cleared.role, old.role) || !may_grant(cleared.role, role) {
+    // Permission is decided before the value is parsed: an admin acting on an owner is
+    // `forbidden` whatever role string it sends.
+    if !may_manage(cleared.role, old.role) {
         return Err(Error::forbidden());
     }
+    let role = Role::parse_field(role, "role")?;
+    check_grant(cleared.role, role)?;
     if old.role == role {
         return row(tx, old);
     }
@@ -327,18 +329,27 @@ pub(crate) fn transfer_ownership(
         ));
     }
     let new_owner = set_role(tx, ctx, &target, Role::Owner)?;
+    let mut details = json!({
+        "user_id": to,
+        "role": { "before": target.role, "after": Role::Owner },
+    });
     if let Actor::User(me) = actor {
         let mine = tx.membership(org, me)?.ok_or_else(Error::forbidden)?;
         set_role(tx, ctx, &mine, Role::Admin)?;
+        details["previous_owner"] = json!({
+            "user_id": me,
+            "role": { "before": mine.role, "after": Role::Admin },
+        });
     }
-    let details = json!({ "from": actor.label(), "to": to, "previous_role": target.role });
+    // Audited like a role change: the event targets the new owner's membership and carries
+    // the before/after role of everyone whose role changed.
     record(
         tx,
         ctx,
         actor.label(),
         Some(org),
         "organization.ownership_transferred",
-        org,
+        &target.id,
         details,
     )?;
     row(tx, new_owner)

@@ -8,8 +8,9 @@ use crate::authz::{authorize, Action, Actor};
 use crate::error::{Error, Result};
 use crate::model::membership::Membership;
 use crate::model::org::{
-    LimitOverrides, Limits, NewOrganization, Organization, OrganizationDetails, OrganizationPatch,
-    OrganizationSettings, OrganizationWithMembership, SlugCheck, Usage,
+    LimitOverrides, LimitOverridesPatch, Limits, NewOrganization, Organization,
+    OrganizationDetails, OrganizationPatch, OrganizationSettings, OrganizationWithMembership,
+    SlugCheck, Usage,
 };
 use crate::model::role::Role;
 use crate::store::{KvRead, KvWrite, OrgRecord, Reads, Writes};
@@ -79,7 +80,7 @@ pub(crate) fn create(
         Some(plan) => check_plan(ctx, &mut checks, plan),
         None => ctx.opts.plans.default_plan.clone(),
     };
-    let a = &new.address;
+    let a = new;
     let mut line = |field: &str, v: &Option<String>| checks.text(field, v.as_deref(), NAME_MAX);
     let address = [
         line("address_line1", &a.address_line1),
@@ -382,7 +383,7 @@ pub(crate) fn set_limit_overrides(
     ctx: &Ctx,
     actor: &Actor,
     org: &str,
-    overrides: &LimitOverrides,
+    patch: &LimitOverridesPatch,
 ) -> Result<OrganizationDetails> {
     // Overrides are the host's (billing's) business alone.
     if *actor != Actor::System {
@@ -390,7 +391,7 @@ pub(crate) fn set_limit_overrides(
     }
     let old = authorize(tx, actor, org, Action::ChangePlan)?.org;
     let mut new = old.clone();
-    new.overrides = *overrides;
+    new.overrides = patch.apply(old.overrides);
     save(
         tx,
         ctx,

@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::{members, record, Changes, Ctx};
-use crate::authz::{authorize, may_grant, Action, Actor};
+use crate::authz::{authorize, check_grant, Action, Actor};
 use crate::error::{Error, Result};
 use crate::model::membership::MemberRef;
 use crate::model::project::{NewProject, Project, ProjectMember, ProjectMembership, ProjectPatch};
@@ -121,16 +121,15 @@ pub(crate) fn delete(
 ) -> Result<()> {
     authorize(tx, actor, org, Action::ManageProjects)?;
     let project = load_in_org(tx, org, id)?;
-    for inv_id in tx.invitation_ids_of_org(org)? {
-        let Some(old) = tx.invitation(&inv_id)? else {
-            continue;
-        };
-        if old.invitation.project_id.as_deref() == Some(project.id.as_str()) {
-            let mut new = old.clone();
-            new.invitation.project_id = None;
-            new.invitation.project_role = None;
-            tx.replace_invitation(&old, &new)?;
-        }
+    // Its invitations stay, as organization-only ones.
+    for inv_id in tx.invitation_ids_of_project(&project.id)? {
+        let old = tx
+            .invitation(&inv_id)?
+            .ok_or_else(|| Error::corrupted("project index names a missing invitation"))?;
+        let mut new = old.clone();
+        new.invitation.project_id = None;
+        new.invitation.project_role = None;
+        tx.replace_invitation(&old, &new)?;
     }
     tx.remove_project(&project)?;
     let details = json!({ "name": project.name });
@@ -162,11 +161,7 @@ fn row(tx: &dyn KvRead, pm: ProjectMembership) -> Result<ProjectMember> {
 
 fn project_role(cleared_role: Option<Role>, text: &str) -> Result<Role> {
     let role = Role::parse_field(text, "role")?;
-    if !may_grant(cleared_role, role) {
-        return Err(Error::forbidden_because(
-            "You cannot grant a role above your own",
-        ));
-    }
+    check_grant(cleared_role, role)?;
     Ok(role)
 }
 
@@ -178,10 +173,11 @@ pub(crate) fn add_member(
     org: &str,
     project: &str,
     user: &str,
-    role: &str,
+    role: Option<&str>,
 ) -> Result<ProjectMember> {
     let cleared = authorize(tx, actor, org, Action::ManageProjects)?;
-    let role = project_role(cleared.role, role)?;
+    // Defaults to `member`, as an invitation's project role does.
+    let role = project_role(cleared.role, role.unwrap_or(Role::Member.as_str()))?;
     let project = load_in_org(tx, org, project)?;
     let m = members::resolve(tx, org, &MemberRef::User(user.to_owned()))?;
     if tx.project_membership(&project.id, &m.user_id)?.is_some() {

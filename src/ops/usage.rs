@@ -10,7 +10,8 @@ use crate::ledger::{day_and_month, Admit, KEY_RETENTION};
 use crate::model::resource::ResourceKind;
 use crate::model::time;
 use crate::model::usage::{
-    DayUsage, Period, RequestTotals, ResourceUsage, UsageEvent, UsageQuery, UsageReport,
+    ApiKeyUsage, DayUsage, Period, RequestTotals, ResourceUsage, UsageEvent, UsageQuery,
+    UsageReport,
 };
 use crate::store::{day_number, KvRead, KvWrite, Reads, Writes};
 use crate::validate::Checks;
@@ -163,27 +164,22 @@ pub(crate) fn report(
             *sum = sum.saturating_add(*n);
         }
     }
-    let mut by_mcp = Vec::new();
-    if by_slot.iter().any(|n| *n > 0) {
-        for id in tx.resource_ids_of_org(org, Some(ResourceKind::Mcp), true)? {
-            let rec = tx
-                .resource_record(&id)?
-                .ok_or_else(|| Error::corrupted("resource index names a missing resource"))?;
-            let requests = by_slot.get(rec.slot as usize).copied().unwrap_or(0);
-            if requests > 0 {
-                by_mcp.push(ResourceUsage {
-                    mcp_id: rec.resource.id,
-                    name: rec.resource.name,
-                    requests,
-                });
-            }
-        }
-    }
-    by_mcp.sort_by(|a, b| {
-        b.requests
-            .cmp(&a.requests)
-            .then_with(|| a.mcp_id.cmp(&b.mcp_id))
-    });
+    let by_mcp = by_resource(tx, org, ResourceKind::Mcp, &by_slot)?
+        .into_iter()
+        .map(|(mcp_id, name, requests)| ResourceUsage {
+            mcp_id,
+            name,
+            requests,
+        })
+        .collect();
+    let by_api_key = by_resource(tx, org, ResourceKind::ApiKey, &by_slot)?
+        .into_iter()
+        .map(|(api_key_id, name, requests)| ApiKeyUsage {
+            api_key_id,
+            name,
+            requests,
+        })
+        .collect();
 
     let mut by_day = Vec::with_capacity(rows.len().max(31));
     let mut rows = rows.into_iter().peekable();
@@ -222,8 +218,34 @@ pub(crate) fn report(
             percentage,
         },
         by_mcp,
+        by_api_key,
         by_day,
     })
+}
+
+/// (id, name, requests) of every resource of `kind` with requests in `by_slot` (the summed
+/// day rows), most used first; removed resources keep their names.
+fn by_resource(
+    tx: &dyn KvRead,
+    org: &str,
+    kind: ResourceKind,
+    by_slot: &[u64],
+) -> Result<Vec<(String, String, u64)>> {
+    let mut rows = Vec::new();
+    if !by_slot.iter().any(|n| *n > 0) {
+        return Ok(rows);
+    }
+    for id in tx.resource_ids_of_org(org, Some(kind), true)? {
+        let rec = tx
+            .resource_record(&id)?
+            .ok_or_else(|| Error::corrupted("resource index names a missing resource"))?;
+        let requests = by_slot.get(rec.slot as usize).copied().unwrap_or(0);
+        if requests > 0 {
+            rows.push((rec.resource.id, rec.resource.name, requests));
+        }
+    }
+    rows.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+    Ok(rows)
 }
 
 /// What `prune_usage` removed.

@@ -2,7 +2,8 @@
 
 use serde_json::json;
 
-use super::{members, record, Changes, Ctx};
+use super::{invitations, members, record, Changes, Ctx};
+use crate::authz::Actor;
 use crate::error::{Error, Result};
 use crate::model::role::Role;
 use crate::model::user::{NewUser, User, UserPatch};
@@ -69,6 +70,16 @@ pub(crate) fn update(tx: &mut dyn KvWrite, ctx: &Ctx, id: &str, patch: &UserPatc
     }
     tx.replace_user(&old, &new)?;
     record(tx, ctx, id, None, "user.updated", id, changes.into_value())?;
+    if new.email != old.email {
+        // The new address may hold a pending invitation in an organization the user already
+        // belongs to: it becomes accepted, as in `add_member`, so nobody is counted twice.
+        let actor = Actor::User(id.to_owned());
+        for org in tx.user_org_ids(id)? {
+            if let Some(inv) = invitations::pending_for_email(tx, ctx, &org, &new.email)? {
+                invitations::mark_accepted(tx, ctx, &actor, inv)?;
+            }
+        }
+    }
     Ok(new)
 }
 

@@ -119,7 +119,7 @@ fn show(key: &[u8]) -> String {
     String::from_utf8_lossy(key).replace('\0', "/")
 }
 
-pub(crate) fn check(tx: &dyn KvRead, _now: DateTime<Utc>) -> Result<CheckReport> {
+pub(crate) fn check(tx: &dyn KvRead, now: DateTime<Utc>) -> Result<CheckReport> {
     let mut c = Checker {
         tx,
         report: CheckReport::default(),
@@ -129,6 +129,10 @@ pub(crate) fn check(tx: &dyn KvRead, _now: DateTime<Utc>) -> Result<CheckReport>
     let users: Vec<(Vec<u8>, User)> = c.records(Table::Users, Tag::User)?;
     c.report.users = users.len() as u64;
     let user_ids: BTreeSet<String> = users.iter().map(|(_, u)| u.id.clone()).collect();
+    let email_user: BTreeMap<&str, String> = users
+        .iter()
+        .map(|(_, u)| (u.email.as_str(), u.id.clone()))
+        .collect();
     c.index(
         Table::UserEmail,
         users
@@ -307,6 +311,7 @@ pub(crate) fn check(tx: &dyn KvRead, _now: DateTime<Utc>) -> Result<CheckReport>
         BTreeMap::new(),
         BTreeMap::new(),
     );
+    let (mut by_status, mut by_project) = (BTreeMap::new(), BTreeMap::new());
     for (_, rec) in &invitations {
         let inv = &rec.invitation;
         if !org_ids.contains(&inv.organization_id) {
@@ -317,6 +322,11 @@ pub(crate) fn check(tx: &dyn KvRead, _now: DateTime<Utc>) -> Result<CheckReport>
         }
         tokens.insert(rec.token_hash.to_vec(), codec::encode_id(&inv.id));
         by_org.insert(keys::two(&inv.organization_id, &inv.id), vec![]);
+        let (key, value) = super::status_entry(inv);
+        by_status.insert(key, value.to_vec());
+        if let Some(project) = &inv.project_id {
+            by_project.insert(keys::two(project, &inv.id), vec![]);
+        }
         if inv.status == InvitationStatus::Pending {
             let slot = keys::two(&inv.organization_id, &inv.email);
             let entry = codec::encode_pending(&inv.id, inv.expires_at.timestamp_micros());
@@ -328,9 +338,40 @@ pub(crate) fn check(tx: &dyn KvRead, _now: DateTime<Utc>) -> Result<CheckReport>
             }
             by_email.insert(keys::two(&inv.email, &inv.id), vec![]);
         }
+        // Nobody is counted twice: a member holds no seat-holding invitation in the same
+        // organization.
+        let member_email = email_user.get(inv.email.as_str()).is_some_and(|user| {
+            member_pairs.contains(&(inv.organization_id.clone(), user.clone()))
+        });
+        if inv.status_at(now) == InvitationStatus::Pending && member_email {
+            c.problem(format!(
+                "invitations: {} is pending for {}, already a member of {}",
+                inv.id, inv.email, inv.organization_id
+            ));
+        }
     }
     c.index(Table::InvitationTokens, tokens)?;
+    // The buckets of the two counted invitation indexes.
+    let buckets = keyset(c.tx, Table::MemberCounts)?;
+    let mut problems = Vec::new();
+    counted::verify(
+        Table::InvitationsByOrg,
+        by_org.keys(),
+        &buckets,
+        &mut problems,
+    )?;
+    counted::verify(
+        Table::InvitationsByStatus,
+        by_status.keys(),
+        &buckets,
+        &mut problems,
+    )?;
+    for problem in problems {
+        c.problem(problem);
+    }
     c.index(Table::InvitationsByOrg, by_org)?;
+    c.index(Table::InvitationsByStatus, by_status)?;
+    c.index(Table::InvitationsByProject, by_project)?;
     c.index(Table::PendingInvitations, pending)?;
     c.index(Table::InvitationsByEmail, by_email)?;
 

@@ -1,9 +1,10 @@
 //! Counted indexes: positional access (skip the first N entries) into an ordered index
-//! without walking it.
+//! without walking it, and its size under a prefix without counting it.
 //!
 //! The entries of an index under one prefix (an organization's members in list order, or
-//! those of one role) are split into buckets of consecutive keys. `member_counts` holds one
-//! row per bucket: key `[index tag][bucket start]`, value the number of index entries from
+//! those of one role; an organization's invitations, or those of one stored status) are split
+//! into buckets of consecutive keys. `member_counts` (named after its first use; it holds the
+//! buckets of every counted index) holds one row per bucket: key `[index tag][bucket start]`, value the number of index entries from
 //! that start up to the next bucket's start. The first bucket of a prefix starts at the bare
 //! prefix (which sorts before every entry under it), so every entry has a bucket; a prefix
 //! with no entries has no bucket; no bucket is empty. A bucket that grows past
@@ -30,7 +31,12 @@ const BUCKET_FILL: u64 = 256;
 const BUCKET_MIN: u64 = 64;
 
 /// The tables whose entries are counted, with the first byte of their bucket keys.
-pub(crate) const COUNTED: [(Table, u8); 2] = [(Table::MembersByJoin, 0), (Table::MembersByRole, 1)];
+pub(crate) const COUNTED: [(Table, u8); 4] = [
+    (Table::MembersByJoin, 0),
+    (Table::MembersByRole, 1),
+    (Table::InvitationsByOrg, 2),
+    (Table::InvitationsByStatus, 3),
+];
 
 fn tag(table: Table) -> Result<u8> {
     COUNTED
@@ -49,14 +55,36 @@ fn bucket_key(tag: u8, index_key: &[u8]) -> Vec<u8> {
 }
 
 /// Length of the prefix an index key is counted under: the organization id (and its NUL) for
-/// `members_by_join`, plus the role byte for `members_by_role`.
+/// `members_by_join` and `invitations_by_org`, plus the role or status byte for
+/// `members_by_role` and `invitations_by_status`.
 pub(crate) fn prefix_len(table: Table, index_key: &[u8]) -> Option<usize> {
     let org_end = index_key.iter().position(|&b| b == 0)? + 1;
     match table {
-        Table::MembersByRole if index_key.len() > org_end => Some(org_end + 1),
-        Table::MembersByRole => None,
+        Table::MembersByRole | Table::InvitationsByStatus if index_key.len() > org_end => {
+            Some(org_end + 1)
+        }
+        Table::MembersByRole | Table::InvitationsByStatus => None,
         _ => Some(org_end),
     }
+}
+
+/// How many entries counted index `table` holds under `prefix` (one of its counted
+/// prefixes): the sum of its bucket rows, about N / 256 of them.
+pub(crate) fn count<R: KvRead + ?Sized>(tx: &R, table: Table, prefix: &[u8]) -> Result<u64> {
+    let low = bucket_key(tag(table)?, prefix);
+    let high = prefix_end(&low);
+    let mut total = 0u64;
+    tx.scan(
+        Table::MemberCounts,
+        &low,
+        high.as_deref(),
+        false,
+        &mut |_, v| {
+            total += codec::decode_u64(v)?;
+            Ok(true)
+        },
+    )?;
+    Ok(total)
 }
 
 /// The bucket holding `key` (under `prefix`): its bucket-table key and count.
@@ -119,18 +147,21 @@ pub(crate) fn seek<R: KvRead + ?Sized>(
     Ok(at)
 }
 
-/// Adds `key` (under `prefix`) to counted index `table`: the entry and its bucket's count.
+/// Adds `key` (under `prefix`, with `value`) to counted index `table`: the entry and its
+/// bucket's count. An entry already there only takes the new value.
 pub(crate) fn insert<W: KvWrite + ?Sized>(
     tx: &mut W,
     table: Table,
     prefix: &[u8],
     key: &[u8],
+    value: &[u8],
 ) -> Result<()> {
     let tag = tag(table)?;
-    if tx.get(table, key)?.is_some() {
+    let known = tx.get(table, key)?.is_some();
+    tx.put(table, key, value)?;
+    if known {
         return Ok(());
     }
-    tx.put(table, key, &[])?;
     let Some((bucket, n)) = bucket_of(tx, tag, prefix, key)? else {
         return tx.put(
             Table::MemberCounts,
@@ -209,10 +240,11 @@ pub(crate) fn remove<W: KvWrite + ?Sized>(
     Ok(())
 }
 
-/// Builds the buckets of every counted index from its entries, [`BUCKET_FILL`] a bucket
-/// (schema migration 1 → 2). The bucket table must be empty.
-pub(crate) fn rebuild<W: KvWrite + ?Sized>(tx: &mut W) -> Result<()> {
-    for (table, tag) in COUNTED {
+/// Builds the buckets of counted indexes `tables` from their entries, [`BUCKET_FILL`] a
+/// bucket (schema migrations). The bucket table must hold none of theirs.
+pub(crate) fn rebuild<W: KvWrite + ?Sized>(tx: &mut W, tables: &[Table]) -> Result<()> {
+    for &table in tables {
+        let tag = tag(table)?;
         let mut buckets: Vec<(Vec<u8>, u64)> = Vec::new();
         let mut current: Option<Vec<u8>> = None;
         tx.scan(table, &[], None, false, &mut |k, _| {

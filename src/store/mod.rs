@@ -244,6 +244,100 @@ fn member_role_key(org: &str, role: Role, joined_at: DateTime<Utc>, user: &str) 
     role_prefix(org, role).time(joined_at).str(user).into_vec()
 }
 
+/// The byte an invitation's stored status is indexed under in `invitations_by_status`.
+fn status_byte(status: InvitationStatus) -> u8 {
+    match status {
+        InvitationStatus::Pending => 0,
+        InvitationStatus::Accepted => 1,
+        InvitationStatus::Declined => 2,
+        InvitationStatus::Revoked => 3,
+        InvitationStatus::Expired => 4,
+    }
+}
+
+/// What `invitations_by_status` keys of `org` and a stored status start with (its counted
+/// prefix).
+fn status_prefix(org: &str, status: InvitationStatus) -> Key {
+    Key::new().str(org).u8(status_byte(status))
+}
+
+/// The `invitations_by_status` entry of an invitation: its key, and its expiry (µs) as value,
+/// so a pending entry tells whether it reads `expired` without decoding the invitation.
+pub(crate) fn status_entry(inv: &Invitation) -> (Vec<u8>, [u8; 12]) {
+    let key = status_prefix(&inv.organization_id, inv.status)
+        .str(&inv.id)
+        .into_vec();
+    (
+        key,
+        codec::encode_u64(inv.expires_at.timestamp_micros() as u64),
+    )
+}
+
+/// The expiry (µs) an `invitations_by_status` value carries.
+fn entry_expiry(value: &[u8]) -> Result<i64> {
+    Ok(codec::decode_u64(value)? as i64)
+}
+
+/// The id that follows `prefix_len` bytes of an index key.
+fn entry_id(table: Table, key: &[u8], prefix_len: usize) -> Result<String> {
+    KeyReader::new(&key[prefix_len..])
+        .str()
+        .map(str::to_owned)
+        .ok_or_else(|| Error::corrupted(format!("bad key in {}", table.name())))
+}
+
+/// Ids `skip..skip + limit` of counted index `table` under `prefix`, seeking past the skipped
+/// ones through its buckets.
+fn counted_ids<R: KvRead + ?Sized>(
+    tx: &R,
+    table: Table,
+    prefix: &[u8],
+    skip: u64,
+    limit: usize,
+) -> Result<Vec<String>> {
+    let (start, skip) = if skip > 0 {
+        counted::seek(tx, table, prefix, skip)?
+    } else {
+        (prefix.to_vec(), 0)
+    };
+    let end = prefix_end(prefix);
+    let mut page = Paging::new(skip, limit);
+    if limit == 0 {
+        return Ok(page.out);
+    }
+    tx.scan(table, &start, end.as_deref(), false, &mut |k, _| {
+        Ok(page.offer(entry_id(table, k, prefix.len())?))
+    })?;
+    Ok(page.out)
+}
+
+/// An offset page gathered from a stream: skips `skip` items, keeps up to `limit`.
+struct Paging {
+    skip: u64,
+    limit: usize,
+    out: Vec<String>,
+}
+
+impl Paging {
+    fn new(skip: u64, limit: usize) -> Paging {
+        Paging {
+            skip,
+            limit,
+            out: Vec::with_capacity(limit.min(128)),
+        }
+    }
+
+    /// Takes the next item; false once the page is full.
+    fn offer(&mut self, id: String) -> bool {
+        if self.skip > 0 {
+            self.skip -= 1;
+        } else if self.out.len() < self.limit {
+            self.out.push(id);
+        }
+        self.out.len() < self.limit
+    }
+}
+
 /// The typed reading interface, available on every backend transaction.
 pub(crate) trait Reads: KvRead {
     fn get_record<T: DeserializeOwned>(
@@ -433,6 +527,96 @@ pub(crate) trait Reads: KvRead {
     /// Every invitation id of an organization, oldest first.
     fn invitation_ids_of_org(&self, org: &str) -> Result<Vec<String>> {
         self.ids_under(Table::InvitationsByOrg, &keys::one(org))
+    }
+
+    /// Ids of the invitations that name `project`.
+    fn invitation_ids_of_project(&self, project: &str) -> Result<Vec<String>> {
+        self.ids_under(Table::InvitationsByProject, &keys::one(project))
+    }
+
+    /// One page of an organization's invitation ids, oldest first, as of `now`: all of them,
+    /// or those whose status (expiry applied) is `status`; and how many match in all.
+    ///
+    /// All, accepted, declined and revoked seek through their counted index. Pending and
+    /// expired also do while no stored-pending invitation has passed its expiry; otherwise
+    /// they walk the index entries (never the records), whose values carry the expiry.
+    fn invitation_page(
+        &self,
+        org: &str,
+        status: Option<InvitationStatus>,
+        now: DateTime<Utc>,
+        skip: u64,
+        limit: usize,
+    ) -> Result<(Vec<String>, u64)> {
+        use InvitationStatus::*;
+        let Some(status) = status else {
+            let prefix = keys::one(org);
+            let total = counted::count(self, Table::InvitationsByOrg, &prefix)?;
+            let ids = counted_ids(self, Table::InvitationsByOrg, &prefix, skip, limit)?;
+            return Ok((ids, total));
+        };
+        let table = Table::InvitationsByStatus;
+        let own = status_prefix(org, status).into_vec();
+        if matches!(status, Accepted | Declined | Revoked) {
+            let total = counted::count(self, table, &own)?;
+            return Ok((counted_ids(self, table, &own, skip, limit)?, total));
+        }
+        // Stored-pending entries split into those still pending and those that read expired.
+        let pending = status_prefix(org, Pending).into_vec();
+        let now = now.timestamp_micros();
+        let mut lapsed: Vec<String> = Vec::new();
+        let mut stored_pending = 0u64;
+        self.scan_prefix(table, &pending, &mut |k, v| {
+            stored_pending += 1;
+            if entry_expiry(v)? <= now {
+                lapsed.push(entry_id(table, k, pending.len())?);
+            }
+            Ok(true)
+        })?;
+        let lapsed_n = lapsed.len() as u64;
+        if status == Pending {
+            let total = stored_pending - lapsed_n;
+            if lapsed.is_empty() {
+                return Ok((counted_ids(self, table, &pending, skip, limit)?, total));
+            }
+            let mut page = Paging::new(skip, limit);
+            let mut lapsed = lapsed.iter().peekable();
+            self.scan_prefix(table, &pending, &mut |k, _| {
+                let id = entry_id(table, k, pending.len())?;
+                if lapsed.next_if(|l| **l == id).is_some() {
+                    return Ok(true);
+                }
+                Ok(page.offer(id))
+            })?;
+            return Ok((page.out, total));
+        }
+        // Expired: stored-expired entries merged (in id order) with the lapsed pending ones.
+        let total = counted::count(self, table, &own)? + lapsed_n;
+        if lapsed.is_empty() {
+            return Ok((counted_ids(self, table, &own, skip, limit)?, total));
+        }
+        let mut page = Paging::new(skip, limit);
+        let mut lapsed = lapsed.into_iter().peekable();
+        let mut more = true;
+        self.scan_prefix(table, &own, &mut |k, _| {
+            let id = entry_id(table, k, own.len())?;
+            while let Some(l) = lapsed.next_if(|l| *l < id) {
+                if !page.offer(l) {
+                    more = false;
+                    return Ok(false);
+                }
+            }
+            more = page.offer(id);
+            Ok(more)
+        })?;
+        if more {
+            for l in lapsed {
+                if !page.offer(l) {
+                    break;
+                }
+            }
+        }
+        Ok((page.out, total))
     }
 
     /// Ids of invitations stored as pending for an email, across organizations.
@@ -729,12 +913,14 @@ pub(crate) trait Writes: KvWrite + Reads {
             Table::MembersByJoin,
             join_prefix(org).as_slice(),
             &member_join_key(org, m.joined_at, user),
+            &[],
         )?;
         counted::insert(
             self,
             Table::MembersByRole,
             role_prefix(org, m.role).as_slice(),
             &member_role_key(org, m.role, m.joined_at, user),
+            &[],
         )?;
         self.put(Table::UserOrgs, &keys::two(user, org), &[])?;
         let mut stats = self.org_stats(org)?;
@@ -764,6 +950,7 @@ pub(crate) trait Writes: KvWrite + Reads {
                 Table::MembersByRole,
                 role_prefix(org, new.role).as_slice(),
                 &member_role_key(org, new.role, new.joined_at, user),
+                &[],
             )?;
             let mut stats = self.org_stats(org)?;
             stats.by_role[old.role.rank() as usize] -= 1;
@@ -808,11 +995,21 @@ pub(crate) trait Writes: KvWrite + Reads {
             rec,
         )?;
         self.put_id(Table::InvitationTokens, &rec.token_hash, &inv.id)?;
-        self.put(
+        counted::insert(
+            self,
             Table::InvitationsByOrg,
+            &keys::one(&inv.organization_id),
             &keys::two(&inv.organization_id, &inv.id),
             &[],
         )?;
+        self.put_status_entry(inv)?;
+        if let Some(project) = &inv.project_id {
+            self.put(
+                Table::InvitationsByProject,
+                &keys::two(project, &inv.id),
+                &[],
+            )?;
+        }
         if inv.status == InvitationStatus::Pending {
             self.put_pending(inv)?;
             self.put(
@@ -822,6 +1019,19 @@ pub(crate) trait Writes: KvWrite + Reads {
             )?;
         }
         Ok(())
+    }
+
+    /// The `invitations_by_status` entry of `inv` (counted), or its new expiry.
+    fn put_status_entry(&mut self, inv: &Invitation) -> Result<()> {
+        let (key, value) = status_entry(inv);
+        let prefix = status_prefix(&inv.organization_id, inv.status).into_vec();
+        counted::insert(self, Table::InvitationsByStatus, &prefix, &key, &value)
+    }
+
+    fn remove_status_entry(&mut self, inv: &Invitation) -> Result<()> {
+        let (key, _) = status_entry(inv);
+        let prefix = status_prefix(&inv.organization_id, inv.status).into_vec();
+        counted::remove(self, Table::InvitationsByStatus, &prefix, &key)
     }
 
     /// The pending index entry of `inv`: (org, email) → (expiry, id).
@@ -855,6 +1065,20 @@ pub(crate) trait Writes: KvWrite + Reads {
             // A resend: the entry carries the expiry.
             self.put_pending(n)?;
         }
+        if o.status != n.status {
+            self.remove_status_entry(o)?;
+            self.put_status_entry(n)?;
+        } else if o.expires_at != n.expires_at {
+            self.put_status_entry(n)?;
+        }
+        if o.project_id != n.project_id {
+            if let Some(project) = &o.project_id {
+                self.delete(Table::InvitationsByProject, &keys::two(project, &o.id))?;
+            }
+            if let Some(project) = &n.project_id {
+                self.put(Table::InvitationsByProject, &keys::two(project, &n.id), &[])?;
+            }
+        }
         self.put_record(Table::Invitations, Tag::Invitation, &keys::one(&n.id), new)
     }
 
@@ -868,10 +1092,16 @@ pub(crate) trait Writes: KvWrite + Reads {
             self.delete(Table::InvitationsByEmail, &keys::two(&inv.email, &inv.id))?;
         }
         self.delete(Table::InvitationTokens, &rec.token_hash)?;
-        self.delete(
+        counted::remove(
+            self,
             Table::InvitationsByOrg,
+            &keys::one(&inv.organization_id),
             &keys::two(&inv.organization_id, &inv.id),
         )?;
+        self.remove_status_entry(inv)?;
+        if let Some(project) = &inv.project_id {
+            self.delete(Table::InvitationsByProject, &keys::two(project, &inv.id))?;
+        }
         self.delete(Table::Invitations, &keys::one(&inv.id))?;
         Ok(())
     }

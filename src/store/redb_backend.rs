@@ -7,7 +7,8 @@ use std::path::Path;
 use std::sync::{RwLock, RwLockReadGuard};
 
 use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableError,
+    Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata, StorageError,
+    TableDefinition, TableError,
 };
 
 use super::tables::Table;
@@ -24,15 +25,42 @@ fn def(table: Table) -> Def {
 fn storage_err(e: impl Into<redb::Error>) -> Error {
     match e.into() {
         redb::Error::Corrupted(msg) => Error::corrupted(msg),
-        redb::Error::DatabaseAlreadyOpen => {
-            Error::storage("the database is in use: another process or handle has it open")
-        }
+        redb::Error::DatabaseAlreadyOpen => Error::storage(format!(
+            "the database is in use by another process or handle ({IN_USE_HINT})"
+        )),
         redb::Error::UpgradeRequired(v) => {
             Error::storage(format!("the file uses an old storage format ({v})"))
         }
         other => Error::storage(other.to_string()),
     }
 }
+
+/// Maps the errors only opening a file gives, naming the file; the rest as [`storage_err`].
+fn open_err(path: &Path, e: DatabaseError) -> Error {
+    match e {
+        // redb reports a file that does not start with its magic number (any other format, or
+        // a file shorter than the number) as an I/O error of kind `InvalidData`; only opening
+        // reads the magic number. A 0-byte file never gets here: it is a new database.
+        DatabaseError::Storage(StorageError::Io(io))
+            if io.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            Error::corrupted(format!(
+                "not an orgdb database: {}: the file holds another format (it does not start \
+                 with the storage engine's header)",
+                path.display()
+            ))
+        }
+        DatabaseError::DatabaseAlreadyOpen => Error::storage(format!(
+            "database in use by another process or handle: {} ({IN_USE_HINT})",
+            path.display()
+        )),
+        other => storage_err(other),
+    }
+}
+
+/// How to copy a database that a live process holds (others cannot open it).
+const IN_USE_HINT: &str = "a live database is backed up from inside the process that holds it, \
+    with Db::backup_to (backup_to in Python, backupTo in Kotlin), or after that process stops";
 
 /// Runs a call into redb; a panic inside it (redb panics on some damaged pages instead of
 /// reporting them) becomes `corrupted`, so no input file can panic the host. The transaction
@@ -91,7 +119,9 @@ impl RedbStore {
     }
 
     fn open_unguarded(path: &Path, durability: CommitDurability) -> Result<RedbStore> {
-        let db = Database::builder().create(path).map_err(storage_err)?;
+        let db = Database::builder()
+            .create(path)
+            .map_err(|e| open_err(path, e))?;
         Ok(RedbStore {
             db: RwLock::new(db),
             durability,

@@ -1,6 +1,9 @@
 //! Schema version: written when a file is created, checked on every open.
 
-use super::{codec, counted, redb_backend::RedbStore, KvWrite, Reads, Table, Writes};
+use super::{
+    codec, counted, keys, redb_backend::RedbStore, status_entry, InvitationRecord, KvWrite, Reads,
+    Table, Tag, Writes,
+};
 use crate::error::{Error, Result};
 
 /// The format this build writes. Bump it with a migration in [`ensure_schema`] and a test that
@@ -10,7 +13,11 @@ use crate::error::{Error, Result};
 /// - 2: `pending_invitations` values carry the invitation's expiry before its id, so counting
 ///   an organization's unexpired pending invitations (every seat check) reads the index only;
 ///   `member_counts` holds the buckets of the counted member indexes (offset pages seek).
-pub(crate) const SCHEMA_VERSION: u32 = 2;
+/// - 3: `invitations_by_status` (organization, stored status, id → expiry) and
+///   `invitations_by_project` (project, id); `invitations_by_org` and `invitations_by_status`
+///   are counted indexes, so invitation lists page and count without decoding invitations,
+///   and deleting a project finds its invitations without reading the organization's.
+pub(crate) const SCHEMA_VERSION: u32 = 3;
 
 pub(crate) const SCHEMA_KEY: &str = "schema_version";
 pub(crate) const AUDIT_SEQ: &str = "audit_seq";
@@ -28,16 +35,57 @@ pub(crate) fn ensure_schema(tx: &mut dyn KvWrite) -> Result<()> {
             supported: SCHEMA_VERSION,
         }),
         Some(found) if found == u64::from(SCHEMA_VERSION) => Ok(()),
-        Some(1) => {
+        Some(found) if found >= 1 => {
             RedbStore::create_tables(tx)?;
-            pending_entries_carry_expiry(tx)?;
-            counted::rebuild(tx)?;
+            // One step per version, each from the one before, in this transaction.
+            for from in found..u64::from(SCHEMA_VERSION) {
+                upgrade_from(tx, from)?;
+            }
             tx.set_meta_u64(SCHEMA_KEY, u64::from(SCHEMA_VERSION))
         }
         Some(found) => Err(Error::corrupted(format!(
             "schema version {found} predates the first format"
         ))),
     }
+}
+
+/// The step from schema version `from` to `from + 1`.
+fn upgrade_from(tx: &mut dyn KvWrite, from: u64) -> Result<()> {
+    match from {
+        1 => {
+            pending_entries_carry_expiry(tx)?;
+            counted::rebuild(tx, &[Table::MembersByJoin, Table::MembersByRole])
+        }
+        2 => invitation_indexes(tx),
+        other => Err(Error::storage(format!(
+            "no migration from schema version {other}"
+        ))),
+    }
+}
+
+/// Migration 2 → 3: builds `invitations_by_status` and `invitations_by_project` from the
+/// invitations, then the buckets of the two counted invitation indexes. An invitation record
+/// that cannot be read is left out (`check()` reports it), as in the step before.
+fn invitation_indexes(tx: &mut dyn KvWrite) -> Result<()> {
+    let mut invitations = Vec::new();
+    tx.scan_prefix(Table::Invitations, &[], &mut |_, v| {
+        if let Ok(rec) = codec::decode::<InvitationRecord>(Tag::Invitation, v) {
+            invitations.push(rec.invitation);
+        }
+        Ok(true)
+    })?;
+    for inv in &invitations {
+        let (key, value) = status_entry(inv);
+        tx.put(Table::InvitationsByStatus, &key, &value)?;
+        if let Some(project) = &inv.project_id {
+            tx.put(
+                Table::InvitationsByProject,
+                &keys::two(project, &inv.id),
+                &[],
+            )?;
+        }
+    }
+    counted::rebuild(tx, &[Table::InvitationsByOrg, Table::InvitationsByStatus])
 }
 
 /// Migration 1 → 2: rewrites every `pending_invitations` value from the id alone to

@@ -22,6 +22,8 @@ pub(crate) enum Table {
     InvitationsByOrg,
     PendingInvitations,
     InvitationsByEmail,
+    InvitationsByStatus,
+    InvitationsByProject,
     Projects,
     ProjectsByOrg,
     ProjectMembers,
@@ -36,7 +38,7 @@ pub(crate) enum Table {
 }
 
 impl Table {
-    pub(crate) const ALL: [Table; 29] = [
+    pub(crate) const ALL: [Table; 31] = [
         Table::Meta,
         Table::Users,
         Table::UserEmail,
@@ -55,6 +57,8 @@ impl Table {
         Table::InvitationsByOrg,
         Table::PendingInvitations,
         Table::InvitationsByEmail,
+        Table::InvitationsByStatus,
+        Table::InvitationsByProject,
         Table::Projects,
         Table::ProjectsByOrg,
         Table::ProjectMembers,
@@ -89,6 +93,8 @@ impl Table {
             Table::InvitationsByOrg => "invitations_by_org",
             Table::PendingInvitations => "pending_invitations",
             Table::InvitationsByEmail => "invitations_by_email",
+            Table::InvitationsByStatus => "invitations_by_status",
+            Table::InvitationsByProject => "invitations_by_project",
             Table::Projects => "projects",
             Table::ProjectsByOrg => "projects_by_org",
             Table::ProjectMembers => "project_members",

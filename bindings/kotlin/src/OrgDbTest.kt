@@ -232,6 +232,7 @@ fun usageReport(env: Env) {
     eq(report.endDate, Instant.parse("2024-01-31T23:59:59Z"), "end_date")
     eq(report.requests, RequestTotals(total = 12_500uL, limit = 50_000uL, percentage = 25uL), "requests")
     eq(report.byMcp.map { it.name to it.requests }, listOf("Weather API" to 8_000uL, "Calculator" to 4_500uL), "by_mcp")
+    eq(report.byApiKey, emptyList<ApiKeyUsage>(), "by_api_key")
     eq(report.byDay.size, 31, "days")
     val byDay = report.byDay.associate { it.date to it.requests }
     eq(byDay["2024-01-15"], 450uL, "2024-01-15")
@@ -245,7 +246,7 @@ fun usageReport(env: Env) {
 
 fun monthlyQuotaAndIdempotency(env: Env) {
     val (alice, org) = env.company()
-    env.db.setLimitOverrides(Actor.System, org.id, LimitOverrides(monthlyRequests = Limit.Count(100uL)))
+    env.db.setLimitOverrides(Actor.System, org.id, LimitOverridesPatch(monthlyRequests = LimitUpdate.Set(Limit.Count(100uL))))
     eq(env.db.recordUsage(org.id, UsageEvent(count = 60uL, idempotencyKey = "req-1")).remaining, 40uL, "remaining")
     eq(env.db.recordUsage(org.id, UsageEvent(count = 60uL, idempotencyKey = "req-1")).duplicate, true, "duplicate")
     val err = expect<OrgDbException.QuotaExceeded> { env.db.recordUsage(org.id, UsageEvent(count = 50uL)) }
@@ -259,7 +260,7 @@ fun monthlyQuotaAndIdempotency(env: Env) {
 
 fun usageRecorder(env: Env) {
     val (_, org) = env.company()
-    env.db.setLimitOverrides(Actor.System, org.id, LimitOverrides(monthlyRequests = Limit.Count(100uL)))
+    env.db.setLimitOverrides(Actor.System, org.id, LimitOverridesPatch(monthlyRequests = LimitUpdate.Set(Limit.Count(100uL))))
     val recorder = env.db.usageRecorder(org.id)
     eq(recorder.organizationId(), org.id, "organization_id")
     eq(recorder.record(null, 70uL).remaining, 30uL, "remaining")

@@ -237,6 +237,7 @@ def test_usage_report_matches_the_seed(db, clock, company):
 
     report = db.usage_report(owner, org.id, orgdb.UsageQuery())
     assert report.period == orgdb.Period.MONTH
+    assert report.by_api_key == []  # beside the seed's by_mcp; no key was used
     assert report.start_date == datetime(2024, 1, 1, tzinfo=timezone.utc)
     assert report.end_date == datetime(2024, 1, 31, 23, 59, 59, tzinfo=timezone.utc)
     assert report.requests == orgdb.RequestTotals(total=12_500, limit=50_000, percentage=25)

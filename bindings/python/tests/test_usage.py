@@ -18,7 +18,9 @@ def org(db, make_user):
     details = db.set_limit_overrides(
         orgdb.Actor.SYSTEM(),
         org.id,
-        orgdb.LimitOverrides(monthly_requests=orgdb.Limit.COUNT(value=100)),
+        orgdb.LimitOverridesPatch(
+            monthly_requests=orgdb.LimitUpdate.SET(limit=orgdb.Limit.COUNT(value=100))
+        ),
     )
     assert details.limits.monthly_requests == 100
     return org
@@ -187,3 +189,28 @@ def test_concurrent_callers_never_pass_the_limit(db, org):
     assert outcomes.count("ok") == 100
     assert outcomes.count("refused") == 60
     raises(orgdb.OrgDbError.QuotaExceeded, db.check_quota, org.id, 1)
+
+
+def test_api_key_usage_has_its_own_breakdown(db, org):
+    sys = orgdb.Actor.SYSTEM()
+    key = db.register_resource(sys, org.id, orgdb.ResourceKind.API_KEY, "CI key")
+    mcp = db.register_resource(sys, org.id, orgdb.ResourceKind.MCP, "Search")
+    db.record_usage(org.id, orgdb.UsageEvent(count=3, resource_id=key.id))
+    db.record_usage(org.id, orgdb.UsageEvent(count=2, resource_id=mcp.id))
+    report = db.usage_report(sys, org.id, orgdb.UsageQuery())
+    assert report.requests.total == 5
+    assert [(k.api_key_id, k.name, k.requests) for k in report.by_api_key] == [(key.id, "CI key", 3)]
+    assert [(m.mcp_id, m.requests) for m in report.by_mcp] == [(mcp.id, 2)]
+
+
+def test_limit_overrides_are_a_patch(db, org):
+    sys = orgdb.Actor.SYSTEM()
+    unlimited = orgdb.LimitUpdate.SET(limit=orgdb.Limit.UNLIMITED())
+    details = db.set_limit_overrides(sys, org.id, orgdb.LimitOverridesPatch(mcps=unlimited))
+    assert details.limits.mcps is None
+    assert details.limits.monthly_requests == 100, "not given: stays"
+    details = db.set_limit_overrides(
+        sys, org.id, orgdb.LimitOverridesPatch(monthly_requests=orgdb.LimitUpdate.PLAN())
+    )
+    assert details.limits.monthly_requests == 1_000, "cleared: the free plan's value"
+    assert details.limits.mcps is None

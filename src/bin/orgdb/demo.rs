@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use orgdb::{
-    json, Actor, Address, Db, Error, InvitationQuery, MemberQuery, MemberRef, NewInvitation,
+    json, Actor, Db, Error, InvitationQuery, MemberQuery, MemberRef, NewInvitation,
     NewOrganization, NewProject, NewUser, OrganizationPatch, OrganizationSettings, Page,
     ResourceKind, UsageEvent, UsageQuery,
 };
@@ -365,14 +365,11 @@ pub(crate) fn run(path: &Path, fresh: bool, out: Out) -> orgdb::Result<ExitCode>
         &NewOrganization {
             name: "My Organization".into(),
             plan: Some("team".into()),
-            address: Address {
-                address_line1: Some("123 Main St".into()),
-                city: Some("San Francisco".into()),
-                state: Some("CA".into()),
-                zipcode: Some("94105".into()),
-                country: Some("USA".into()),
-                ..Default::default()
-            },
+            address_line1: Some("123 Main St".into()),
+            city: Some("San Francisco".into()),
+            state: Some("CA".into()),
+            zipcode: Some("94105".into()),
+            country: Some("USA".into()),
             ..Default::default()
         },
     );

@@ -99,7 +99,12 @@ enum Command {
     Stats,
     /// Rewrite the file without free space.
     Compact,
-    /// Write a consistent copy of the database to a new file (safe while others use it).
+    /// Write a consistent copy of the database to a new file, while this command holds it.
+    ///
+    /// The copy is taken while this command holds the database, so no other process may have
+    /// it open. A live database that a host process holds cannot be opened here (the error
+    /// says it is in use): back it up from inside that process with Db::backup_to(PATH)
+    /// (backup_to in Python, backupTo in Kotlin), or stop the host and run this command.
     Backup {
         /// Target file (must not exist).
         path: PathBuf,

@@ -2,8 +2,7 @@
 
 use clap::{ArgGroup, Args, Subcommand};
 use orgdb::{
-    Address, Limit, LimitOverrides, NewOrganization, OrganizationPatch, OrganizationSettings,
-    Result,
+    Limit, LimitOverridesPatch, NewOrganization, OrganizationPatch, OrganizationSettings, Result,
 };
 
 use super::{deleted, invalid, key_values, records_of, App};
@@ -125,8 +124,8 @@ pub(crate) enum Cmd {
         /// Plan name.
         plan: String,
     },
-    /// Replace the limit overrides (operator only). Each limit: a number, `unlimited`, or
-    /// `plan` (follow the plan; also what an omitted limit does).
+    /// Change the limit overrides (operator only), as a patch: each limit given is a number,
+    /// `unlimited`, or `plan` (remove the override: follow the plan); an omitted limit stays.
     SetLimits {
         /// Organization id or slug.
         org: String,
@@ -187,14 +186,12 @@ pub(crate) fn run(app: &App, cmd: Cmd) -> Result<()> {
                 external_id,
                 description,
                 plan,
-                address: Address {
-                    address_line1: address.address_line1,
-                    address_line2: address.address_line2,
-                    city: address.city,
-                    state: address.state,
-                    zipcode: address.zipcode,
-                    country: address.country,
-                },
+                address_line1: address.address_line1,
+                address_line2: address.address_line2,
+                city: address.city,
+                state: address.state,
+                zipcode: address.zipcode,
+                country: address.country,
                 settings: Some(OrganizationSettings {
                     pin_protection,
                     extra: key_values("setting", &settings)?,
@@ -290,7 +287,7 @@ pub(crate) fn run(app: &App, cmd: Cmd) -> Result<()> {
             team_members,
             monthly_requests,
         } => {
-            let overrides = LimitOverrides {
+            let overrides = LimitOverridesPatch {
                 mcps: limit("mcps", mcps)?,
                 api_keys: limit("api_keys", api_keys)?,
                 team_members: limit("team_members", team_members)?,
@@ -313,14 +310,15 @@ pub(crate) fn run(app: &App, cmd: Cmd) -> Result<()> {
 }
 
 /// `N`, `unlimited`, or `plan` (no override).
-fn limit(field: &str, text: Option<String>) -> Result<Option<Limit>> {
+/// One field of a limit-overrides patch: absent keeps it, `plan` clears it.
+fn limit(field: &str, text: Option<String>) -> Result<Option<Option<Limit>>> {
     let Some(text) = text else { return Ok(None) };
     match text.trim().to_ascii_lowercase().as_str() {
-        "plan" => Ok(None),
-        "unlimited" | "none" => Ok(Some(Limit::Unlimited)),
+        "plan" => Ok(Some(None)),
+        "unlimited" | "none" => Ok(Some(Some(Limit::Unlimited))),
         n => n
             .parse::<u64>()
-            .map(|n| Some(Limit::Count(n)))
+            .map(|n| Some(Some(Limit::Count(n))))
             .map_err(|_| invalid(field, "Must be a number, `unlimited` or `plan`")),
     }
 }

@@ -61,8 +61,8 @@ pub(crate) enum Cmd {
         /// User id or email.
         user: String,
         /// Project role (default member).
-        #[arg(long, default_value = "member")]
-        role: String,
+        #[arg(long)]
+        role: Option<String>,
     },
     /// Change a project member's role.
     SetMemberRole {
@@ -146,7 +146,7 @@ pub(crate) fn run(app: &App, cmd: Cmd) -> Result<()> {
             let org = app.org(&org)?;
             let user = app.user(&user)?;
             out.ok(
-                &db.add_project_member(actor, &org, &project, &user, &role)?,
+                &db.add_project_member(actor, &org, &project, &user, role.as_deref())?,
                 View::Record,
             );
         }
