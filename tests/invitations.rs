@@ -554,3 +554,64 @@ fn deleting_the_project_keeps_the_invitation_org_only() {
     db.accept_invitation(&inv.token, &f.id).unwrap();
     assert_sound(&db);
 }
+
+/// Status filters page through the indexes: `pending` leaves out lapsed invitations,
+/// `expired` merges the stored-expired with the lapsed ones in creation order, at any page
+/// size, with exact totals.
+#[test]
+fn status_filters_page_in_creation_order_across_expiry() {
+    let (db, clock) = db();
+    let (org, owner) = org(&db, "Acme", "enterprise");
+    let a = actor(&owner);
+    let make = |email: &str, db: &orgdb::Db| {
+        db.create_invitation(&a, &org, &invite(email))
+            .unwrap()
+            .invite_id
+    };
+    // Day 0: x0, y0, z0; day 3: w3 and v3. Day 8: the day-0 ones have lapsed.
+    let x0 = make("x@example.com", &db);
+    let y0 = make("y@example.com", &db);
+    let z0 = make("z@example.com", &db);
+    clock.advance(TimeDelta::days(3));
+    let w3 = make("w@example.com", &db);
+    let v3 = make("v@example.com", &db);
+    clock.advance(TimeDelta::days(5));
+    // Re-inviting y stores y0 as expired (a stored-expired entry between lapsed x0 and z0);
+    // revoking w3 moves it out of the pending ones.
+    let y8 = make("y@example.com", &db);
+    db.revoke_invitation(&a, &org, &w3).unwrap();
+    clock.advance(TimeDelta::days(4)); // day 12: v3 lapses too; y8 is still pending.
+    let expect = [
+        (None, vec![&x0, &y0, &z0, &w3, &v3, &y8]),
+        (Some("pending"), vec![&y8]),
+        (Some("expired"), vec![&x0, &y0, &z0, &v3]),
+        (Some("revoked"), vec![&w3]),
+        (Some("accepted"), vec![]),
+    ];
+    for (status, want) in expect {
+        for per_page in [1u32, 2, 3, 100] {
+            let mut got = Vec::new();
+            for page in 1..=(want.len() as u32).div_ceil(per_page).max(1) + 1 {
+                let p = db
+                    .list_invitations(
+                        &a,
+                        &org,
+                        &InvitationQuery {
+                            status: status.map(str::to_owned),
+                            page: Some(page),
+                            per_page: Some(per_page),
+                        },
+                    )
+                    .unwrap();
+                assert_eq!(p.pagination.total, want.len() as u64, "{status:?}");
+                if let Some(s) = status {
+                    assert!(p.data.iter().all(|i| i.status.as_str() == s));
+                }
+                got.extend(p.data.into_iter().map(|i| i.id));
+            }
+            let got: Vec<&String> = got.iter().collect();
+            assert_eq!(got, want, "{status:?}, {per_page} a page");
+        }
+    }
+    assert_sound(&db);
+}

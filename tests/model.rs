@@ -1722,6 +1722,48 @@ impl Run {
                 got == want,
                 "org {o}: invitations differ\n  db:    {got:?}\n  model: {want:?}"
             );
+            // Each status filter, in pages of 3 (offset seeks through the counted indexes,
+            // and the walks that split stored-pending entries by their expiry), oldest first.
+            for status in [
+                None,
+                Some(InvitationStatus::Pending),
+                Some(InvitationStatus::Accepted),
+                Some(InvitationStatus::Declined),
+                Some(InvitationStatus::Revoked),
+                Some(InvitationStatus::Expired),
+            ] {
+                let want: Vec<&String> = want
+                    .iter()
+                    .filter(|(_, s)| status.is_none_or(|f| f == **s))
+                    .map(|(id, _)| id)
+                    .collect();
+                let mut got = Vec::new();
+                for page in 1..=want.len().div_ceil(3).max(1) as u32 {
+                    let listed = self
+                        .db
+                        .list_invitations(
+                            &system,
+                            &org.id,
+                            &InvitationQuery {
+                                status: status.map(|s| s.as_str().to_owned()),
+                                page: Some(page),
+                                per_page: Some(3),
+                            },
+                        )
+                        .map_err(|e| format!("list_invitations {o} {status:?}: {e:?}"))?;
+                    ensure!(
+                        listed.pagination.total == want.len() as u64,
+                        "org {o} {status:?}: total {} but {} match",
+                        listed.pagination.total,
+                        want.len()
+                    );
+                    got.extend(listed.data.into_iter().map(|i| i.id));
+                }
+                ensure!(
+                    got.iter().collect::<Vec<_>>() == want,
+                    "org {o} {status:?}: pages differ\n  db:    {got:?}\n  model: {want:?}"
+                );
+            }
         }
 
         // Each user's organizations.
