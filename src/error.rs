@@ -72,9 +72,12 @@ pub enum Error {
         /// What failed.
         message: String,
     },
-    /// The file was written by a newer version of orgdb.
-    #[error("database schema version {found} is newer than the supported version {supported}")]
+    /// The file (or a usage journal record, or an export) was written by a newer version of
+    /// orgdb.
+    #[error("{format} version {found} is newer than the supported version {supported}")]
     IncompatibleVersion {
+        /// What carries the version: `database schema`, `usage journal record`, `export`.
+        format: &'static str,
         /// Version found in the file.
         found: u32,
         /// Highest version this build reads.
@@ -139,7 +142,12 @@ impl Error {
                 "invitation_id".to_owned(),
                 Value::from(invitation_id.as_str()),
             )]),
-            Error::IncompatibleVersion { found, supported } => Details::from([
+            Error::IncompatibleVersion {
+                format,
+                found,
+                supported,
+            } => Details::from([
+                ("format".to_owned(), Value::from(*format)),
                 ("found".to_owned(), Value::from(*found)),
                 ("supported".to_owned(), Value::from(*supported)),
             ]),

@@ -18,13 +18,11 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::model::usage::UsageReceipt;
-use crate::ops::{self, Ctx};
 use crate::store::journal::{self, Cursor, Journal, JournalBatch, JournalEvent};
-use crate::store::{day_number, DayRow, KvRead, KvWrite, Reads, RedbStore, Writes};
+use crate::store::{day_number, DayRow, KvRead, KvWrite, OrgRecord, Reads, RedbStore, Writes};
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
@@ -32,6 +30,28 @@ type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 pub(crate) const KEY_RETENTION: TimeDelta = TimeDelta::hours(48);
 const META_GENERATION: &str = "journal_generation";
 const META_SEQ: &str = "journal_seq";
+
+/// What the ledger needs from the operations above it, which call it (the ledger calls no
+/// operation): the time of the call, an organization's monthly limit, and what a fold does
+/// when a month's stored total grows (the operations append `usage.threshold` audit events).
+pub(crate) trait UsageEnv {
+    /// The time of the call.
+    fn now(&self) -> DateTime<Utc>;
+    /// The organization's `monthly_requests` limit (`None`: unlimited).
+    fn monthly_limit(&self, org: &OrgRecord) -> Option<u64>;
+    /// Called by a fold, in its transaction, after it stored a month's new total.
+    fn month_total_grew(&self, tx: &mut dyn KvWrite, growth: &MonthGrowth<'_>) -> Result<()>;
+}
+
+/// A month total a fold raised.
+pub(crate) struct MonthGrowth<'a> {
+    pub(crate) org: &'a str,
+    /// `yyyymm`.
+    pub(crate) month: u32,
+    pub(crate) before: u64,
+    pub(crate) after: u64,
+    pub(crate) limit: Option<u64>,
+}
 
 /// One event, validated, with its day and month worked out.
 #[derive(Debug, Clone)]
@@ -211,7 +231,7 @@ impl State {
 
 /// `yyyymm` of a day number.
 pub(crate) fn month_of_day(day: u32) -> u32 {
-    crate::store::day_from_number(day).map_or(0, ops::orgs::month_of)
+    crate::store::day_from_number(day).map_or(0, crate::model::time::month_of)
 }
 
 fn receipt(duplicate: bool, used: u64, limit: Option<u64>) -> UsageReceipt {
@@ -235,7 +255,7 @@ impl Ledger {
 
     /// Opens the journal, replays what the last fold did not cover, and starts a new
     /// generation.
-    pub(crate) fn open(store: &RedbStore, ctx: &Ctx, journal: Journal) -> Result<Ledger> {
+    pub(crate) fn open(store: &RedbStore, env: &dyn UsageEnv, journal: Journal) -> Result<Ledger> {
         let (generation, folded) = store.read(|tx| {
             Ok((
                 tx.meta_u64(META_GENERATION)?.map(|g| g as u32),
@@ -260,7 +280,7 @@ impl Ledger {
                 let delta = delta_of_batch(tx, batch)?;
                 deltas.entry(batch.org.clone()).or_default().merge(delta);
             }
-            apply_deltas(tx, ctx, deltas)?;
+            apply_deltas(tx, env, deltas)?;
             tx.set_meta_u64(META_GENERATION, u64::from(next))?;
             tx.set_meta_u64(META_SEQ, last)
         })?;
@@ -324,9 +344,14 @@ impl Ledger {
     }
 
     /// Loads the organization (`not_found` when it does not exist) and says where it sits.
-    pub(crate) fn org_handle(&self, store: &RedbStore, ctx: &Ctx, org: &str) -> Result<OrgHandle> {
+    pub(crate) fn org_handle(
+        &self,
+        store: &RedbStore,
+        env: &dyn UsageEnv,
+        org: &str,
+    ) -> Result<OrgHandle> {
         let mut st = lock(&self.state);
-        let index = ensure_org(&mut st, store, ctx, org)?;
+        let index = ensure_org(&mut st, store, env, org)?;
         Ok(OrgHandle {
             index,
             epoch: st.slots[index].epoch,
@@ -364,19 +389,19 @@ impl Ledger {
     pub(crate) fn admit(
         &self,
         store: &RedbStore,
-        ctx: &Ctx,
+        env: &dyn UsageEnv,
         org: &str,
         events: &[Admit<'_>],
         mode: Mode,
     ) -> Result<Outcome> {
         loop {
             let mut st = lock(&self.state);
-            match self.admit_locked(&mut st, store, ctx, org, events, mode)? {
+            match self.admit_locked(&mut st, store, env, org, events, mode)? {
                 Some(outcome) => return Ok(outcome),
                 None => {
                     // The journal is full: checkpoint, start a new generation, try again.
                     drop(st);
-                    self.fold(store, ctx, true, true)?;
+                    self.fold(store, env, true, true)?;
                 }
             }
         }
@@ -386,18 +411,18 @@ impl Ledger {
     pub(crate) fn admit_one(
         &self,
         store: &RedbStore,
-        ctx: &Ctx,
+        env: &dyn UsageEnv,
         org: &str,
         event: &Admit<'_>,
         mode: Mode,
     ) -> Result<(UsageReceipt, Option<u64>)> {
         loop {
             let mut st = lock(&self.state);
-            match self.admit_one_locked(&mut st, store, ctx, org, event, mode)? {
+            match self.admit_one_locked(&mut st, store, env, org, event, mode)? {
                 Some(done) => return Ok(done),
                 None => {
                     drop(st);
-                    self.fold(store, ctx, true, true)?;
+                    self.fold(store, env, true, true)?;
                 }
             }
         }
@@ -419,14 +444,14 @@ impl Ledger {
         &self,
         st: &mut State,
         store: &RedbStore,
-        ctx: &Ctx,
+        env: &dyn UsageEnv,
         org: &str,
         e: &Admit<'_>,
         mode: Mode,
     ) -> Result<Option<(UsageReceipt, Option<u64>)>> {
         let seen_seq = st.seq;
         let durable = mode == Mode::Durable && self.journal.is_some();
-        let index = match ensure_org(st, store, ctx, org) {
+        let index = match ensure_org(st, store, env, org) {
             Ok(index) => index,
             Err(err) => return self.refuse(durable, seen_seq, err),
         };
@@ -521,14 +546,14 @@ impl Ledger {
         &self,
         st: &mut State,
         store: &RedbStore,
-        ctx: &Ctx,
+        env: &dyn UsageEnv,
         org: &str,
         events: &[Admit<'_>],
         mode: Mode,
     ) -> Result<Option<Outcome>> {
         let seen_seq = st.seq;
         let durable = mode == Mode::Durable && self.journal.is_some();
-        let index = match ensure_org(st, store, ctx, org) {
+        let index = match ensure_org(st, store, env, org) {
             Ok(index) => index,
             Err(err) => return self.refuse(durable, seen_seq, err),
         };
@@ -645,7 +670,7 @@ impl Ledger {
     pub(crate) fn fold(
         &self,
         store: &RedbStore,
-        ctx: &Ctx,
+        env: &dyn UsageEnv,
         durable: bool,
         reset: bool,
     ) -> Result<()> {
@@ -655,7 +680,7 @@ impl Ledger {
         if !st.dirty && !reset && (!durable || !st.undurable) {
             return Ok(());
         }
-        let cutoff = crate::model::time::minus(ctx.now, KEY_RETENTION).timestamp_micros();
+        let cutoff = crate::model::time::minus(env.now(), KEY_RETENTION).timestamp_micros();
         let mut deltas: Map<String, OrgDelta> = Map::default();
         for usage in st.slots.iter_mut().filter(|u| u.epoch != 0) {
             if usage.oldest_key < cutoff && !usage.keys.is_empty() {
@@ -691,7 +716,7 @@ impl Ledger {
         };
         let has_journal = self.journal.is_some();
         let result = store.write_with(durable || reset, |tx| {
-            apply_deltas(tx, ctx, deltas.clone())?;
+            apply_deltas(tx, env, deltas.clone())?;
             if has_journal {
                 tx.set_meta_u64(META_GENERATION, u64::from(next))?;
                 tx.set_meta_u64(META_SEQ, seq)?;
@@ -744,18 +769,18 @@ fn overflow(limit: Option<u64>, used: u64, add: u64) -> Error {
 
 /// Loads an organization's limit and idempotency keys on first use (or the limit after a
 /// plan change) and returns its position. `not_found` when the organization does not exist.
-fn ensure_org(st: &mut State, store: &RedbStore, ctx: &Ctx, org: &str) -> Result<usize> {
+fn ensure_org(st: &mut State, store: &RedbStore, env: &dyn UsageEnv, org: &str) -> Result<usize> {
     let known = st.index.get(org).copied();
     if let Some(i) = known.filter(|&i| st.slots[i].limit_known) {
         return Ok(i);
     }
     let fresh = known.is_none();
-    let cutoff = crate::model::time::minus(ctx.now, KEY_RETENTION).timestamp_micros();
+    let cutoff = crate::model::time::minus(env.now(), KEY_RETENTION).timestamp_micros();
     let (limit, keys) = store.read(|tx| {
         let rec = tx
             .org(org)?
             .ok_or_else(|| Error::not_found("Organization"))?;
-        let limit = ops::orgs::limits(ctx, &rec).monthly_requests;
+        let limit = env.monthly_limit(&rec);
         let keys = if fresh {
             tx.idempotency_keys(org)?
         } else {
@@ -809,42 +834,36 @@ fn delta_of_batch(tx: &dyn KvRead, batch: &JournalBatch) -> Result<OrgDelta> {
     Ok(delta)
 }
 
-/// Adds the deltas to the stored rows (skipping deleted organizations) and appends one
-/// `usage.threshold` audit event per 80 % / 100 % crossing of `monthly_requests`.
-fn apply_deltas(tx: &mut dyn KvWrite, ctx: &Ctx, deltas: Map<String, OrgDelta>) -> Result<()> {
+/// Adds the deltas to the stored rows (skipping deleted organizations), telling `env` of each
+/// month total it raises.
+fn apply_deltas(
+    tx: &mut dyn KvWrite,
+    env: &dyn UsageEnv,
+    deltas: Map<String, OrgDelta>,
+) -> Result<()> {
     let mut orgs: Vec<(String, OrgDelta)> = deltas.into_iter().collect();
     orgs.sort_by(|a, b| a.0.cmp(&b.0));
     for (org, delta) in orgs {
         let Some(rec) = tx.org(&org)? else {
             continue;
         };
-        let limit = ops::orgs::limits(ctx, &rec).monthly_requests;
+        let limit = env.monthly_limit(&rec);
         let mut months: Vec<(u32, u64)> = delta.months.into_iter().collect();
         months.sort_unstable();
         for (month, add) in months {
             let before = tx.month_usage(&org, month)?;
             let after = before.saturating_add(add);
             tx.put_month_usage(&org, month, after)?;
-            if let Some(limit) = limit.filter(|l| *l > 0) {
-                for percent in [80u64, 100] {
-                    let mark = (u128::from(limit) * u128::from(percent)).div_ceil(100) as u64;
-                    if before < mark && after >= mark {
-                        let details = json!({
-                            "month": format!("{}-{:02}", month / 100, month % 100),
-                            "threshold_percent": percent, "used": after, "limit": limit,
-                        });
-                        ops::record(
-                            tx,
-                            ctx,
-                            "system",
-                            Some(&org),
-                            "usage.threshold",
-                            &org,
-                            details,
-                        )?;
-                    }
-                }
-            }
+            env.month_total_grew(
+                tx,
+                &MonthGrowth {
+                    org: &org,
+                    month,
+                    before,
+                    after,
+                    limit,
+                },
+            )?;
         }
         let mut days: Vec<(u32, DayRow)> = delta.days.into_iter().collect();
         days.sort_unstable_by_key(|d| d.0);
@@ -888,7 +907,7 @@ pub(crate) fn day_and_month_micros(micros: i64) -> (u32, u32) {
                 DateTime::<Utc>::MAX_UTC
             })
             .date_naive();
-        let computed = (day_number(date), ops::orgs::month_of(date));
+        let computed = (day_number(date), crate::model::time::month_of(date));
         last.set((unix_day, computed.0, computed.1));
         computed
     })

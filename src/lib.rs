@@ -41,6 +41,9 @@
 mod authz;
 mod db;
 mod error;
+// The UniFFI surface for the Python and Kotlin bindings: only with the `ffi` feature, so a
+// Rust host never compiles UniFFI.
+#[cfg(feature = "ffi")]
 mod ffi;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -50,14 +53,15 @@ pub mod json;
 mod ledger;
 pub mod model;
 mod ops;
-mod recorder;
+mod options;
 mod store;
 mod validate;
 
+#[cfg(feature = "ffi")]
 uniffi::setup_scaffolding!("orgdb");
 
 pub use authz::Actor;
-pub use db::{Clock, Db, Durability, ManualClock, Options, SystemClock};
+pub use db::{Db, UsageRecorder};
 pub use error::{Details, Error, Result};
 pub use model::audit::AuditEvent;
 pub use model::invitation::{
@@ -81,6 +85,6 @@ pub use model::usage::{
 };
 pub use model::user::{NewUser, User, UserPatch};
 pub use ops::usage::PruneReport;
-pub use recorder::UsageRecorder;
+pub use options::{Clock, Durability, ManualClock, Options, SystemClock};
 pub use store::CheckReport;
 pub use validate::normalize_email;

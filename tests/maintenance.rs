@@ -248,6 +248,35 @@ fn an_import_stopped_by_its_progress_callback_returns_its_error() {
     assert_eq!(users, 1, "records 1-2 committed, 3-4 rolled back");
 }
 
+/// A panic in the host's own callback is the host's panic, not damage: it reaches the caller
+/// as a panic (never `corrupted`), the import's transaction is rolled back, and the database
+/// stays usable. (Panics inside the storage engine are `corrupted`: tests/corruption.rs.)
+#[test]
+fn a_panicking_progress_callback_is_a_panic_not_corruption() {
+    let db = populated();
+    let good = export(&db);
+    let fresh = Db::in_memory().unwrap();
+    let empty = fresh.stats().unwrap();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        fresh.import_jsonl_with(BufReader::new(&good[..]), None, &mut |n| {
+            assert!(n < 3, "the host's own bug");
+            Ok(())
+        })
+    }));
+    let payload = outcome.expect_err("the callback's panic reaches the caller");
+    let text = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_default();
+    assert!(text.contains("the host's own bug"), "{text}");
+    assert_eq!(fresh.stats().unwrap(), empty, "rolled back");
+    fresh
+        .import_jsonl(BufReader::new(&good[..]), None, &mut |_| {})
+        .unwrap();
+    assert!(fresh.check().unwrap().is_ok());
+}
+
 #[test]
 fn backup_of_an_open_database_opens_and_matches() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,7 +1,7 @@
 //! The Python package's build settings: a user's `pip install ./bindings/python` builds the
-//! optimized library (maturin's PEP 517 default, the release profile), while
-//! `bindings/python/run-tests.sh` asks for the dev profile (reusing `target/debug`) through
-//! `MATURIN_PEP517_ARGS`.
+//! optimized library (maturin's PEP 517 default, the release profile) with the crate's `ffi`
+//! feature, while `bindings/python/run-tests.sh` asks for the dev profile (reusing
+//! `target/debug`) through `MATURIN_PEP517_ARGS`.
 
 use std::path::Path;
 
@@ -79,6 +79,14 @@ fn the_python_package_builds_the_release_profile_for_users() {
             .iter()
             .any(|(k, v)| k == "bindings" && v == "uniffi"),
         "the table parsed: {maturin:?}"
+    );
+    // The UniFFI surface is behind the crate's `ffi` feature: without it the module is empty.
+    assert!(
+        maturin.iter().any(|(k, v)| k == "features"
+            && v.trim_matches(|c| c == '[' || c == ']')
+                .split(',')
+                .any(|f| f.trim().trim_matches('"') == "ffi")),
+        "[tool.maturin] features must include \"ffi\": {maturin:?}"
     );
     for (key, value) in &maturin {
         // No profile (maturin's PEP 517 builds default to release), or release itself.

@@ -32,10 +32,14 @@ if [ -z "${KOTLINC:-}" ]; then
   chmod +x "$TOOLS/node_modules/kotlin-compiler/bin/"*
 fi
 
-echo "-- cargo build --lib"
-cargo build --quiet --lib
+# The UniFFI surface is the library's `ffi` feature (off for Rust hosts).
+echo "-- cargo build -p orgdb --lib --features ffi"
+cargo build --quiet -p orgdb --lib --features ffi
 LIB_DIR="$TARGET_DIR/debug"
 
+# The generator is the workspace's `uniffi-bindgen` package (uniffi with its `cli` feature),
+# run from the workspace root as maturin runs it, so the two share one build of it. Library
+# mode: it reads the UniFFI metadata from liborgdb.so and uniffi.toml through cargo metadata.
 echo "-- generating Kotlin bindings"
 rm -rf "$OUT"
 mkdir -p "$OUT/generated"

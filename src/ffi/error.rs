@@ -252,6 +252,7 @@ mod tests {
             (Error::storage("disk"), "storage_error", 500),
             (
                 Error::IncompatibleVersion {
+                    format: "database schema",
                     found: 9,
                     supported: 1,
                 },

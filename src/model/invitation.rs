@@ -5,6 +5,11 @@ use serde::{Deserialize, Serialize};
 
 use super::role::Role;
 
+/// Shortest lifetime of one invitation.
+pub(crate) const MIN_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+/// Longest lifetime of one invitation.
+pub(crate) const MAX_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::days(30);
+
 /// Where an invitation stands. `Expired` is derived at read time from `expires_at` (and stored
 /// only when a newer invitation for the same email superseded an expired one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

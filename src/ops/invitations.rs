@@ -3,13 +3,13 @@
 use chrono::TimeDelta;
 use serde_json::json;
 
-use super::{members, record, Ctx};
+use super::{record, seats, Ctx};
 use crate::authz::{authorize, check_grant, Action, Actor, Cleared};
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::model::invitation::{
     CreatedInvitation, Invitation, InvitationPreview, InvitationQuery, InvitationStatus,
-    NewInvitation, PendingInvitation,
+    NewInvitation, PendingInvitation, MAX_LIFETIME, MIN_LIFETIME,
 };
 use crate::model::membership::Membership;
 use crate::model::page::{Page, Pagination};
@@ -17,10 +17,6 @@ use crate::model::project::ProjectMembership;
 use crate::model::role::Role;
 use crate::store::{InvitationRecord, KvRead, KvWrite, Reads, Writes};
 use crate::validate::{normalize_email, Checks};
-
-/// Bounds of one invitation's lifetime.
-pub(crate) const MIN_LIFETIME: TimeDelta = TimeDelta::hours(1);
-pub(crate) const MAX_LIFETIME: TimeDelta = TimeDelta::days(30);
 
 fn invitation_not_found() -> Error {
     Error::not_found("Invitation")
@@ -35,46 +31,6 @@ fn view(ctx: &Ctx, rec: &InvitationRecord) -> Invitation {
 
 fn invite_url(ctx: &Ctx, token: &str) -> String {
     ctx.opts.invite_url_template.replace("{token}", token)
-}
-
-/// The pending, unexpired invitation of `email` in `org`, if any.
-pub(crate) fn pending_for_email(
-    tx: &dyn KvRead,
-    ctx: &Ctx,
-    org: &str,
-    email: &str,
-) -> Result<Option<InvitationRecord>> {
-    let Some(id) = tx.pending_invitation_id(org, email)? else {
-        return Ok(None);
-    };
-    let rec = tx
-        .invitation(&id)?
-        .ok_or_else(|| Error::corrupted("pending index names a missing invitation"))?;
-    Ok((rec.invitation.status_at(ctx.now) == InvitationStatus::Pending).then_some(rec))
-}
-
-/// Marks an invitation accepted (used by accept and by a direct add of the invitee).
-pub(crate) fn mark_accepted(
-    tx: &mut dyn KvWrite,
-    ctx: &Ctx,
-    actor: &Actor,
-    old: InvitationRecord,
-) -> Result<()> {
-    let mut new = old.clone();
-    new.invitation.status = InvitationStatus::Accepted;
-    new.invitation.accepted_at = Some(ctx.now);
-    tx.replace_invitation(&old, &new)?;
-    let inv = &new.invitation;
-    let details = json!({ "email": inv.email, "role": inv.role, "project_id": inv.project_id });
-    record(
-        tx,
-        ctx,
-        actor.label(),
-        Some(&inv.organization_id),
-        "invitation.accepted",
-        &inv.id,
-        details,
-    )
 }
 
 /// If an expired invitation still sits in the pending index for this email, stores it as
@@ -177,7 +133,7 @@ fn create_one(
         }
     }
     refuse_member(tx, org, &input.email)?;
-    if let Some(existing) = pending_for_email(tx, ctx, org, &input.email)? {
+    if let Some(existing) = seats::pending_for_email(tx, ctx, org, &input.email)? {
         return Err(Error::Conflict {
             message: "A pending invitation already exists for this email".to_owned(),
             details: crate::error::Details::from([
@@ -187,7 +143,7 @@ fn create_one(
         });
     }
     retire_expired(tx, ctx, org, &input.email)?;
-    members::check_seat(ctx, cleared, || members::seats_used(tx, ctx, org))?;
+    seats::check_seat(ctx, cleared, || seats::seats_used(tx, ctx, org))?;
 
     let token = ids::new_token()?;
     let (project_id, project_role) = match input.project {
@@ -409,7 +365,7 @@ pub(crate) fn accept(
     user_id: &str,
 ) -> Result<Membership> {
     let rec = by_token(tx, token)?;
-    let user = super::users::load(tx, user_id.trim())?;
+    let user = super::load_user(tx, user_id.trim())?;
     let inv = view(ctx, &rec);
     let org = inv.organization_id.clone();
     let existing = tx.membership(&org, &user.id)?;
@@ -443,7 +399,7 @@ pub(crate) fn accept(
             let cleared = authorize(tx, &Actor::System, &org, Action::AddMember)?;
             // Members after the accept must fit; this invitation's own seat turns into the
             // member's, so it is not counted twice.
-            members::check_seat(ctx, &cleared, || Ok(tx.org_stats(&org)?.members))?;
+            seats::check_seat(ctx, &cleared, || Ok(tx.org_stats(&org)?.members))?;
             let m = Membership {
                 id: ctx.id("mem"),
                 organization_id: org.clone(),
@@ -481,7 +437,7 @@ pub(crate) fn accept(
             tx.put_project_membership(&org, &pm)?;
         }
     }
-    mark_accepted(tx, ctx, &actor, rec)?;
+    seats::mark_accepted(tx, ctx, &actor, rec)?;
     Ok(membership)
 }
 
@@ -579,14 +535,14 @@ pub(crate) fn resend(
         InvitationStatus::Pending => {}
         InvitationStatus::Expired => {
             // An expired invitation holds no seat and may have been superseded.
-            if let Some(other) = pending_for_email(tx, ctx, org, &old.email)? {
+            if let Some(other) = seats::pending_for_email(tx, ctx, org, &old.email)? {
                 return Err(Error::conflict_with(
                     "A pending invitation already exists for this email",
                     "invitation_id",
                     other.invitation.id,
                 ));
             }
-            members::check_seat(ctx, &cleared, || members::seats_used(tx, ctx, org))?;
+            seats::check_seat(ctx, &cleared, || seats::seats_used(tx, ctx, org))?;
             retire_expired(tx, ctx, org, &old.email)?;
         }
         other => {

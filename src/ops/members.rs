@@ -2,8 +2,8 @@
 
 use serde_json::json;
 
-use super::{record, Ctx};
-use crate::authz::{authorize, check_grant, may_manage, Action, Actor, Cleared};
+use super::{record, seats, Ctx};
+use crate::authz::{authorize, check_grant, may_manage, Action, Actor};
 use crate::error::{Error, Result};
 use crate::model::membership::{Member, MemberQuery, MemberRef, Membership, RemovedMember};
 use crate::model::page::{Page, Pagination};
@@ -11,28 +11,6 @@ use crate::model::role::Role;
 use crate::model::time;
 use crate::store::{KvRead, KvWrite, MemberPos, Reads, Writes};
 use crate::validate::Checks;
-
-/// Members plus pending, unexpired invitations: what the `team_members` limit counts.
-pub(crate) fn seats_used(tx: &dyn KvRead, ctx: &Ctx, org: &str) -> Result<u64> {
-    Ok(tx.org_stats(org)?.members + tx.pending_unexpired_count(org, ctx.now)?)
-}
-
-/// Refuses when one more seat would pass the `team_members` limit. `used` counts the seats
-/// taken; it runs only when there is a limit (an unlimited plan never scans the pending
-/// invitations).
-pub(crate) fn check_seat(
-    ctx: &Ctx,
-    cleared: &Cleared,
-    used: impl FnOnce() -> Result<u64>,
-) -> Result<()> {
-    if let Some(limit) = super::orgs::limits(ctx, &cleared.org).team_members {
-        let used = used()?;
-        if used.saturating_add(1) > limit {
-            return Err(Error::quota("team_members", limit, used, 1));
-        }
-    }
-    Ok(())
-}
 
 fn member_not_found() -> Error {
     Error::not_found("Member")
@@ -151,7 +129,7 @@ pub(crate) fn add(
     let cleared = authorize(tx, actor, org, Action::AddMember)?;
     let role = Role::parse_field(role, "role")?;
     check_grant(cleared.role, role)?;
-    let user = super::users::load(tx, user_id.trim())?;
+    let user = super::load_user(tx, user_id.trim())?;
     if tx.membership(org, &user.id)?.is_some() {
         return Err(Error::conflict_with(
             "User is already a member",
@@ -159,10 +137,10 @@ pub(crate) fn add(
             user.id.as_str(),
         ));
     }
-    let pending = super::invitations::pending_for_email(tx, ctx, org, &user.email)?;
+    let pending = seats::pending_for_email(tx, ctx, org, &user.email)?;
     // The user's own pending invitation turns into their membership: not counted twice.
-    check_seat(ctx, &cleared, || {
-        Ok(seats_used(tx, ctx, org)? - u64::from(pending.is_some()))
+    seats::check_seat(ctx, &cleared, || {
+        Ok(seats::seats_used(tx, ctx, org)? - u64::from(pending.is_some()))
     })?;
     let m = Membership {
         id: ctx.id("mem"),
@@ -174,7 +152,7 @@ pub(crate) fn add(
     };
     tx.insert_membership(&m)?;
     if let Some(inv) = pending {
-        super::invitations::mark_accepted(tx, ctx, actor, inv)?;
+        seats::mark_accepted(tx, ctx, actor, inv)?;
     }
     let details = json!({ "user_id": user.id, "role": role });
     record(

@@ -8,17 +8,20 @@ pub(crate) mod members;
 pub(crate) mod orgs;
 pub(crate) mod projects;
 pub(crate) mod resources;
+pub(crate) mod seats;
 pub(crate) mod usage;
 pub(crate) mod users;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::db::Options;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ids::IdGen;
 use crate::model::audit::AuditEvent;
-use crate::store::{KvWrite, Writes};
+use crate::model::org::Limits;
+use crate::model::user::User;
+use crate::options::Options;
+use crate::store::{KvRead, KvWrite, OrgRecord, Reads, Writes};
 
 /// What every operation may use besides its transaction: one clock reading (so every timestamp
 /// a call writes is the same instant), the options, and the id generator.
@@ -34,6 +37,17 @@ impl Ctx<'_> {
     pub(crate) fn id(&self, prefix: &str) -> String {
         self.ids.next(prefix, self.now)
     }
+}
+
+/// Effective limits: the plan's (none when the catalog lost the plan), then the overrides.
+pub(crate) fn limits(ctx: &Ctx, rec: &OrgRecord) -> Limits {
+    let plan = ctx.opts.plans.limits(&rec.org.plan).unwrap_or_default();
+    rec.overrides.apply(plan)
+}
+
+/// The user, or `not_found`.
+pub(crate) fn load_user(tx: &dyn KvRead, id: &str) -> Result<User> {
+    tx.user(id)?.ok_or_else(|| Error::not_found("User"))
 }
 
 /// Appends an audit event in the caller's transaction.

@@ -1,18 +1,17 @@
 //! Organizations.
 
-use chrono::Datelike;
 use serde_json::json;
 
-use super::{members, record, Changes, Ctx};
+use super::{limits, record, seats, Changes, Ctx};
 use crate::authz::{authorize, Action, Actor};
 use crate::error::{Error, Result};
 use crate::model::membership::Membership;
 use crate::model::org::{
-    LimitOverrides, LimitOverridesPatch, Limits, NewOrganization, Organization,
-    OrganizationDetails, OrganizationPatch, OrganizationSettings, OrganizationWithMembership,
-    SlugCheck, Usage,
+    LimitOverrides, LimitOverridesPatch, NewOrganization, Organization, OrganizationDetails,
+    OrganizationPatch, OrganizationSettings, OrganizationWithMembership, SlugCheck, Usage,
 };
 use crate::model::role::Role;
+use crate::model::time;
 use crate::store::{KvRead, KvWrite, OrgRecord, Reads, Writes};
 use crate::validate::{self, Checks, EXTERNAL_ID_MAX, NAME_MAX, TEXT_MAX};
 
@@ -96,7 +95,7 @@ pub(crate) fn create(
     }
     checks.finish()?;
 
-    let user = super::users::load(tx, owner)?;
+    let user = super::load_user(tx, owner)?;
     let slug = match slug {
         Some(slug) if tx.org_id_by_slug(&slug)?.is_some() => return Err(slug_taken(&slug)),
         Some(slug) => slug,
@@ -167,27 +166,14 @@ fn check_plan(ctx: &Ctx, checks: &mut Checks, plan: &str) -> String {
     }
 }
 
-/// Effective limits: the plan's (none when the catalog lost the plan), then the overrides.
-pub(crate) fn limits(ctx: &Ctx, rec: &OrgRecord) -> Limits {
-    let plan = ctx.opts.plans.limits(&rec.org.plan).unwrap_or_default();
-    rec.overrides.apply(plan)
-}
-
-/// `yyyymm` of a date: the month key of usage counters.
-/// Years before 0 (reachable only through a clock set there) share month keys with year 0;
-/// chrono's largest year (262 143) still fits.
-pub(crate) fn month_of(date: chrono::NaiveDate) -> u32 {
-    date.year().max(0) as u32 * 100 + date.month()
-}
-
 pub(crate) fn usage(tx: &dyn KvRead, ctx: &Ctx, org: &str) -> Result<Usage> {
     let stats = tx.org_stats(org)?;
     Ok(Usage {
         mcps: stats.mcps,
         api_keys: stats.api_keys,
-        team_members: members::seats_used(tx, ctx, org)?,
+        team_members: seats::seats_used(tx, ctx, org)?,
         monthly_requests: {
-            let month = month_of(ctx.now.date_naive());
+            let month = time::month_of(ctx.now.date_naive());
             match ctx.ledger.and_then(|l| l.month_total(org, month)) {
                 Some(total) => total,
                 None => tx.month_usage(org, month)?,
@@ -229,7 +215,7 @@ pub(crate) fn list_for_user(
     tx: &dyn KvRead,
     user: &str,
 ) -> Result<Vec<OrganizationWithMembership>> {
-    super::users::load(tx, user)?;
+    super::load_user(tx, user)?;
     let mut out = Vec::new();
     for org_id in tx.user_org_ids(user)? {
         let rec = tx

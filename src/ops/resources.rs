@@ -28,7 +28,7 @@ pub(crate) fn register(
     let name = checks.name("name", name);
     checks.finish()?;
     let used = tx.org_stats(org)?.resource_count(kind);
-    let limits = super::orgs::limits(ctx, &cleared.org);
+    let limits = super::limits(ctx, &cleared.org);
     let limit = match kind {
         ResourceKind::Mcp => limits.mcps,
         ResourceKind::ApiKey => limits.api_keys,

@@ -6,14 +6,14 @@ use serde_json::json;
 use super::{record, Ctx};
 use crate::authz::{authorize, Action, Actor};
 use crate::error::{Error, Result};
-use crate::ledger::{day_and_month, Admit, KEY_RETENTION};
+use crate::ledger::{day_and_month, Admit, MonthGrowth, UsageEnv, KEY_RETENTION};
 use crate::model::resource::ResourceKind;
 use crate::model::time;
 use crate::model::usage::{
     ApiKeyUsage, DayUsage, Period, RequestTotals, ResourceUsage, UsageEvent, UsageQuery,
     UsageReport,
 };
-use crate::store::{day_number, KvRead, KvWrite, Reads, Writes};
+use crate::store::{day_number, KvRead, KvWrite, OrgRecord, Reads, Writes};
 use crate::validate::Checks;
 
 /// Largest count of one event: 2^53, the largest integer JSON carries exactly.
@@ -204,7 +204,7 @@ pub(crate) fn report(
         };
     }
 
-    let limit = super::orgs::limits(ctx, &cleared.org).monthly_requests;
+    let limit = super::limits(ctx, &cleared.org).monthly_requests;
     let percentage = limit
         .filter(|l| *l > 0)
         .map(|l| (u128::from(total) * 100 / u128::from(l)) as u64);
@@ -267,7 +267,8 @@ pub(crate) fn prune(
     before: NaiveDate,
 ) -> Result<(PruneReport, u32, i64)> {
     let oldest_open = time::minus(ctx.now, LATE_WINDOW).date_naive();
-    let month_cutoff = super::orgs::month_of(before.min(oldest_open).with_day(1).unwrap_or(before));
+    let month_cutoff =
+        crate::model::time::month_of(before.min(oldest_open).with_day(1).unwrap_or(before));
     let key_cutoff = time::minus(ctx.now, KEY_RETENTION).timestamp_micros();
     let (day_rows, month_rows, idempotency_keys) =
         tx.prune_usage_rows(day_number(before), month_cutoff, key_cutoff)?;
@@ -279,4 +280,48 @@ pub(crate) fn prune(
     let details = json!({ "before": before.to_string(), "removed": report });
     record(tx, ctx, "system", None, "usage.pruned", "usage", details)?;
     Ok((report, month_cutoff, key_cutoff))
+}
+
+/// The percentages of `monthly_requests` whose crossing appends a `usage.threshold` event.
+const THRESHOLDS: [u64; 2] = [80, 100];
+
+/// The ledger's view of the operations: the call's time, the plan rule for limits, and the
+/// threshold events a fold appends.
+impl UsageEnv for Ctx<'_> {
+    fn now(&self) -> DateTime<Utc> {
+        self.now
+    }
+
+    fn monthly_limit(&self, org: &OrgRecord) -> Option<u64> {
+        super::limits(self, org).monthly_requests
+    }
+
+    /// One `usage.threshold` audit event per threshold the month's total crossed (once per
+    /// month: only the fold that crosses it sees `before < mark <= after`). A limit of 0 has
+    /// no thresholds.
+    fn month_total_grew(&self, tx: &mut dyn KvWrite, growth: &MonthGrowth<'_>) -> Result<()> {
+        let Some(limit) = growth.limit.filter(|l| *l > 0) else {
+            return Ok(());
+        };
+        for percent in THRESHOLDS {
+            let mark = (u128::from(limit) * u128::from(percent)).div_ceil(100) as u64;
+            if growth.before < mark && growth.after >= mark {
+                let month = growth.month;
+                let details = json!({
+                    "month": format!("{}-{:02}", month / 100, month % 100),
+                    "threshold_percent": percent, "used": growth.after, "limit": limit,
+                });
+                record(
+                    tx,
+                    self,
+                    "system",
+                    Some(growth.org),
+                    "usage.threshold",
+                    growth.org,
+                    details,
+                )?;
+            }
+        }
+        Ok(())
+    }
 }

@@ -2,17 +2,13 @@
 
 use serde_json::json;
 
-use super::{invitations, members, record, Changes, Ctx};
+use super::{load_user, members, record, seats, Changes, Ctx};
 use crate::authz::Actor;
 use crate::error::{Error, Result};
 use crate::model::role::Role;
 use crate::model::user::{NewUser, User, UserPatch};
 use crate::store::{KvRead, KvWrite, Reads, Writes};
 use crate::validate::{normalize_email, Checks};
-
-pub(crate) fn load(tx: &dyn KvRead, id: &str) -> Result<User> {
-    tx.user(id)?.ok_or_else(|| Error::not_found("User"))
-}
 
 fn email_taken(email: &str) -> Error {
     Error::conflict_with("Email already in use", "email", email)
@@ -43,11 +39,11 @@ pub(crate) fn find_by_email(tx: &dyn KvRead, email: &str) -> Result<User> {
     let id = tx
         .user_id_by_email(&normalize_email(email))?
         .ok_or_else(|| Error::not_found("User"))?;
-    load(tx, &id)
+    load_user(tx, &id)
 }
 
 pub(crate) fn update(tx: &mut dyn KvWrite, ctx: &Ctx, id: &str, patch: &UserPatch) -> Result<User> {
-    let old = load(tx, id)?;
+    let old = load_user(tx, id)?;
     let mut checks = Checks::new();
     let email = patch.email.as_deref().map(|e| checks.email("email", e));
     let name = patch.name.as_deref().map(|n| checks.name("name", n));
@@ -75,8 +71,8 @@ pub(crate) fn update(tx: &mut dyn KvWrite, ctx: &Ctx, id: &str, patch: &UserPatc
         // belongs to: it becomes accepted, as in `add_member`, so nobody is counted twice.
         let actor = Actor::User(id.to_owned());
         for org in tx.user_org_ids(id)? {
-            if let Some(inv) = invitations::pending_for_email(tx, ctx, &org, &new.email)? {
-                invitations::mark_accepted(tx, ctx, &actor, inv)?;
+            if let Some(inv) = seats::pending_for_email(tx, ctx, &org, &new.email)? {
+                seats::mark_accepted(tx, ctx, &actor, inv)?;
             }
         }
     }
@@ -85,7 +81,7 @@ pub(crate) fn update(tx: &mut dyn KvWrite, ctx: &Ctx, id: &str, patch: &UserPatc
 
 /// Sets `last_active`. Activity is not audited: it is not a change of state a host ships.
 pub(crate) fn touch(tx: &mut dyn KvWrite, ctx: &Ctx, id: &str) -> Result<User> {
-    let old = load(tx, id)?;
+    let old = load_user(tx, id)?;
     let new = User {
         last_active: Some(ctx.now),
         ..old.clone()
@@ -97,7 +93,7 @@ pub(crate) fn touch(tx: &mut dyn KvWrite, ctx: &Ctx, id: &str) -> Result<User> {
 /// Refused while the user is the only owner of any organization; otherwise removes every
 /// membership (and project membership) with the user.
 pub(crate) fn delete(tx: &mut dyn KvWrite, ctx: &Ctx, id: &str) -> Result<()> {
-    let user = load(tx, id)?;
+    let user = load_user(tx, id)?;
     let org_ids = tx.user_org_ids(id)?;
     let mut sole_owner_of = Vec::new();
     let mut memberships = Vec::new();

@@ -5,12 +5,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::codec::{self, Tag};
+use super::codec;
 use super::counted;
 use super::keys::{self, Key};
+use super::records::Stored;
 use super::{
     member_join_key, member_role_key, resource_org_key, schema, InvitationRecord, KvRead,
     OrgRecord, OrgStats, Reads, ResourceRecord, Table, RESOURCE_LIVE, RESOURCE_REMOVED,
@@ -79,15 +79,20 @@ impl Checker<'_> {
         }
     }
 
-    fn records<T: DeserializeOwned>(
-        &mut self,
-        table: Table,
-        tag: Tag,
-    ) -> Result<Vec<(Vec<u8>, T)>> {
+    fn records<T: Stored>(&mut self, table: Table) -> Result<Vec<(Vec<u8>, T)>> {
         let mut out = Vec::new();
         for (k, v) in all(self.tx, table)? {
-            match codec::decode::<T>(tag, &v) {
-                Ok(value) => out.push((k, value)),
+            match T::decode(&v) {
+                Ok(value) => {
+                    if value.own_key().is_some_and(|own| own != k) {
+                        self.problem(format!(
+                            "{}: a row stored under a foreign key {}",
+                            table.name(),
+                            show(&k)
+                        ));
+                    }
+                    out.push((k, value));
+                }
                 Err(e) => self.problem(format!("{}: undecodable row: {e}", table.name())),
             }
         }
@@ -126,7 +131,7 @@ pub(crate) fn check(tx: &dyn KvRead, now: DateTime<Utc>) -> Result<CheckReport> 
     };
 
     // Users and their email index.
-    let users: Vec<(Vec<u8>, User)> = c.records(Table::Users, Tag::User)?;
+    let users: Vec<(Vec<u8>, User)> = c.records(Table::Users)?;
     c.report.users = users.len() as u64;
     let user_ids: BTreeSet<String> = users.iter().map(|(_, u)| u.id.clone()).collect();
     let email_user: BTreeMap<&str, String> = users
@@ -142,7 +147,7 @@ pub(crate) fn check(tx: &dyn KvRead, now: DateTime<Utc>) -> Result<CheckReport> 
     )?;
 
     // Organizations, slugs, external ids.
-    let orgs: Vec<(Vec<u8>, OrgRecord)> = c.records(Table::Orgs, Tag::Org)?;
+    let orgs: Vec<(Vec<u8>, OrgRecord)> = c.records(Table::Orgs)?;
     c.report.organizations = orgs.len() as u64;
     let org_ids: BTreeSet<String> = orgs.iter().map(|(_, o)| o.org.id.clone()).collect();
     c.index(
@@ -164,7 +169,7 @@ pub(crate) fn check(tx: &dyn KvRead, now: DateTime<Utc>) -> Result<CheckReport> 
     )?;
 
     // Memberships and their four indexes; counts per organization.
-    let memberships: Vec<(Vec<u8>, Membership)> = c.records(Table::Memberships, Tag::Membership)?;
+    let memberships: Vec<(Vec<u8>, Membership)> = c.records(Table::Memberships)?;
     c.report.memberships = memberships.len() as u64;
     let mut expected_stats: BTreeMap<String, OrgStats> = org_ids
         .iter()
@@ -178,9 +183,6 @@ pub(crate) fn check(tx: &dyn KvRead, now: DateTime<Utc>) -> Result<CheckReport> 
     );
     let mut member_pairs = BTreeSet::new();
     for (key, m) in &memberships {
-        if *key != keys::two(&m.organization_id, &m.user_id) {
-            c.problem(format!("memberships: {} stored under a foreign key", m.id));
-        }
         if !user_ids.contains(&m.user_id) {
             c.problem(format!(
                 "memberships: {} names missing user {}",
@@ -241,7 +243,7 @@ pub(crate) fn check(tx: &dyn KvRead, now: DateTime<Utc>) -> Result<CheckReport> 
     c.index(Table::UserOrgs, user_orgs)?;
 
     // Resources, their org index and counts.
-    let resources: Vec<(Vec<u8>, ResourceRecord)> = c.records(Table::Resources, Tag::Resource)?;
+    let resources: Vec<(Vec<u8>, ResourceRecord)> = c.records(Table::Resources)?;
     c.report.resources = resources.len() as u64;
     let mut res_index = BTreeMap::new();
     let mut slots: BTreeMap<&str, BTreeSet<u32>> = BTreeMap::new();
@@ -281,7 +283,7 @@ pub(crate) fn check(tx: &dyn KvRead, now: DateTime<Utc>) -> Result<CheckReport> 
     c.index(Table::ResourcesByOrg, res_index)?;
 
     // Stored counters equal recomputed ones; every organization keeps an owner.
-    let stored: Vec<(Vec<u8>, OrgStats)> = c.records(Table::OrgStats, Tag::OrgStats)?;
+    let stored: Vec<(Vec<u8>, OrgStats)> = c.records(Table::OrgStats)?;
     let stored: BTreeMap<Vec<u8>, OrgStats> = stored.into_iter().collect();
     for (org, expected) in &expected_stats {
         let found = stored.get(&keys::one(org)).copied().unwrap_or_default();
@@ -302,8 +304,7 @@ pub(crate) fn check(tx: &dyn KvRead, now: DateTime<Utc>) -> Result<CheckReport> 
     }
 
     // Invitations and their indexes.
-    let invitations: Vec<(Vec<u8>, InvitationRecord)> =
-        c.records(Table::Invitations, Tag::Invitation)?;
+    let invitations: Vec<(Vec<u8>, InvitationRecord)> = c.records(Table::Invitations)?;
     c.report.invitations = invitations.len() as u64;
     let (mut tokens, mut by_org, mut pending, mut by_email) = (
         BTreeMap::new(),
@@ -376,7 +377,7 @@ pub(crate) fn check(tx: &dyn KvRead, now: DateTime<Utc>) -> Result<CheckReport> 
     c.index(Table::InvitationsByEmail, by_email)?;
 
     // Projects and project members (always organization members).
-    let projects: Vec<(Vec<u8>, Project)> = c.records(Table::Projects, Tag::Project)?;
+    let projects: Vec<(Vec<u8>, Project)> = c.records(Table::Projects)?;
     c.report.projects = projects.len() as u64;
     let project_org: BTreeMap<String, String> = projects
         .iter()
@@ -389,8 +390,7 @@ pub(crate) fn check(tx: &dyn KvRead, now: DateTime<Utc>) -> Result<CheckReport> 
             .map(|(_, p)| (keys::two(&p.organization_id, &p.id), vec![]))
             .collect(),
     )?;
-    let pms: Vec<(Vec<u8>, ProjectMembership)> =
-        c.records(Table::ProjectMembers, Tag::ProjectMember)?;
+    let pms: Vec<(Vec<u8>, ProjectMembership)> = c.records(Table::ProjectMembers)?;
     let mut pm_by_user = BTreeMap::new();
     for (_, pm) in &pms {
         let Some(org) = project_org.get(&pm.project_id) else {
@@ -429,7 +429,7 @@ pub(crate) fn check(tx: &dyn KvRead, now: DateTime<Utc>) -> Result<CheckReport> 
             c.problem(format!("usage_day: bad key {}", show(&key)));
             continue;
         };
-        let row: super::DayRow = match codec::decode(Tag::UsageDay, &value) {
+        let row = match super::DayRow::decode(&value) {
             Ok(row) => row,
             Err(e) => {
                 c.problem(format!("usage_day: undecodable row: {e}"));
@@ -449,7 +449,7 @@ pub(crate) fn check(tx: &dyn KvRead, now: DateTime<Utc>) -> Result<CheckReport> 
                 "usage_day: {org} day {day}: resources sum past the total"
             ));
         }
-        let month = super::day_from_number(day).map_or(0, crate::ops::orgs::month_of);
+        let month = super::day_from_number(day).map_or(0, crate::model::time::month_of);
         let sum = month_days.entry((org, month)).or_default();
         *sum = sum.saturating_add(row.total);
     }
@@ -484,7 +484,7 @@ pub(crate) fn check(tx: &dyn KvRead, now: DateTime<Utc>) -> Result<CheckReport> 
     }
 
     // Audit: gap-free sequence, org index.
-    let events: Vec<(Vec<u8>, AuditEvent)> = c.records(Table::Audit, Tag::Audit)?;
+    let events: Vec<(Vec<u8>, AuditEvent)> = c.records(Table::Audit)?;
     c.report.audit_events = events.len() as u64;
     let last = tx.meta_u64(schema::AUDIT_SEQ)?.unwrap_or(0);
     let mut audit_index = BTreeMap::new();

@@ -1,8 +1,11 @@
 //! The usage journal: the durable record of admitted usage between checkpoints.
 //!
 //! A pre-zeroed file of fixed size, overwritten in place (no size change, so an fdatasync
-//! flushes data only). Each record is `[crc32][len][generation][0][seq][payload]`, 8-byte
-//! aligned; the crc covers everything after itself. Records of one generation start at
+//! flushes data only). Each record is `[crc32][len][generation][format][seq][payload]`, 8-byte
+//! aligned; the crc covers everything after itself. `format` is [`RECORD_FORMAT`] (records
+//! written before it existed hold 0 there, the same layout): a whole record of a newer format
+//! is refused with `incompatible_version`, never taken for a torn one (which would end the
+//! replay and drop the acknowledged records after it). Records of one generation start at
 //! offset 0 with contiguous sequence numbers. A checkpoint folds everything into the database
 //! with a durable commit that names the next generation; only then does writing restart at
 //! offset 0 under it, so stale records of older generations are never replayed.
@@ -25,6 +28,10 @@ use crate::error::{Error, Result};
 const HEADER: usize = 24;
 const ZERO_CHUNK: usize = 1 << 20;
 const READ_CHUNK: usize = 1 << 20;
+/// The record layout this build writes. Bump it when the payload changes, and keep decoding
+/// the older ones.
+pub(crate) const RECORD_FORMAT: u32 = 1;
+
 /// Smallest journal; a larger one checkpoints less often.
 pub(crate) const MIN_SIZE: u64 = 64 * 1024;
 
@@ -109,6 +116,7 @@ pub(crate) fn encode(generation: u32, batch: &JournalBatch) -> Vec<u8> {
     let len = out.len() as u32;
     out[4..8].copy_from_slice(&len.to_le_bytes());
     out[8..12].copy_from_slice(&generation.to_le_bytes());
+    out[12..16].copy_from_slice(&RECORD_FORMAT.to_le_bytes());
     out[16..24].copy_from_slice(&batch.seq.to_le_bytes());
     let crc = crc32fast::hash(&out[4..]);
     out[0..4].copy_from_slice(&crc.to_le_bytes());
@@ -142,21 +150,42 @@ impl<'a> Reader<'a> {
 }
 
 /// Decodes the record at the start of `bytes` if it is whole, of `generation`, and its
-/// checksum holds. Returns the batch and the record's length.
-pub(crate) fn decode(generation: u32, bytes: &[u8]) -> Option<(JournalBatch, usize)> {
-    let mut head = Reader(bytes.get(..HEADER)?);
-    let crc = head.u32()?;
-    let len = head.u32()? as usize;
-    let gen = head.u32()?;
-    head.u32()?;
-    let seq = head.u64()?;
+/// checksum holds. Returns the batch and the record's length; `None` for a torn, foreign or
+/// missing record (the end of the log).
+///
+/// # Errors
+/// `incompatible_version` for a whole, checksummed record of a format newer than
+/// [`RECORD_FORMAT`].
+pub(crate) fn decode(generation: u32, bytes: &[u8]) -> Result<Option<(JournalBatch, usize)>> {
+    let Some(header) = bytes.get(..HEADER) else {
+        return Ok(None);
+    };
+    let mut head = Reader(header);
+    let (Some(crc), Some(len), Some(gen), Some(format), Some(seq)) =
+        (head.u32(), head.u32(), head.u32(), head.u32(), head.u64())
+    else {
+        return Ok(None);
+    };
+    let len = len as usize;
     if gen != generation || len < HEADER || !len.is_multiple_of(8) || len > bytes.len() {
-        return None;
+        return Ok(None);
     }
     if crc32fast::hash(&bytes[4..len]) != crc {
-        return None;
+        return Ok(None);
     }
-    let mut r = Reader(&bytes[HEADER..len]);
+    if format > RECORD_FORMAT {
+        return Err(Error::IncompatibleVersion {
+            format: "usage journal record",
+            found: format,
+            supported: RECORD_FORMAT,
+        });
+    }
+    Ok(decode_body(seq, &bytes[HEADER..len]).map(|batch| (batch, len)))
+}
+
+/// The payload of a format-1 record (format 0: the same, written before the field existed).
+fn decode_body(seq: u64, body: &[u8]) -> Option<JournalBatch> {
+    let mut r = Reader(body);
     let org = r.str()?;
     let n = r.u32()? as usize;
     let mut events = Vec::with_capacity(n.min(1 << 16));
@@ -178,7 +207,7 @@ pub(crate) fn decode(generation: u32, bytes: &[u8]) -> Option<(JournalBatch, usi
             at_micros,
         });
     }
-    Some((JournalBatch { seq, org, events }, len))
+    Some(JournalBatch { seq, org, events })
 }
 
 fn io_err(what: &str, e: std::io::Error) -> Error {
@@ -292,7 +321,7 @@ impl Journal {
             }
             let len = len as usize;
             load_to(&mut bytes, at.saturating_add(len.max(HEADER)))?;
-            let Some((batch, len)) = decode(generation, &bytes[at..]) else {
+            let Some((batch, len)) = decode(generation, &bytes[at..])? else {
                 break;
             };
             if let Some(last) = out.last() {
@@ -459,16 +488,59 @@ mod tests {
     fn records_round_trip_and_reject_damage() {
         let rec = encode(3, &batch(7));
         assert_eq!(rec.len() % 8, 0);
-        let (back, len) = decode(3, &rec).unwrap();
+        let (back, len) = decode(3, &rec).unwrap().unwrap();
         assert_eq!((back, len), (batch(7), rec.len()));
-        assert!(decode(4, &rec).is_none(), "another generation");
+        assert!(decode(4, &rec).unwrap().is_none(), "another generation");
         for i in [0, 5, 20, rec.len() - 1] {
             let mut bad = rec.clone();
             bad[i] ^= 0x40;
-            assert!(decode(3, &bad).is_none(), "flipped byte {i}");
+            assert!(decode(3, &bad).unwrap().is_none(), "flipped byte {i}");
         }
-        assert!(decode(3, &rec[..rec.len() - 8]).is_none(), "torn");
-        assert!(decode(0, &[0u8; 64]).is_none(), "zeros are no record");
+        assert!(decode(3, &rec[..rec.len() - 8]).unwrap().is_none(), "torn");
+        assert!(
+            decode(0, &[0u8; 64]).unwrap().is_none(),
+            "zeros are no record"
+        );
+    }
+
+    /// Rewrites a record's format field and its checksum, as another build would write it.
+    fn with_format(mut rec: Vec<u8>, format: u32) -> Vec<u8> {
+        rec[12..16].copy_from_slice(&format.to_le_bytes());
+        let crc = crc32fast::hash(&rec[4..]);
+        rec[0..4].copy_from_slice(&crc.to_le_bytes());
+        rec
+    }
+
+    #[test]
+    fn a_record_of_a_newer_format_is_refused_not_taken_for_torn() {
+        // Written before the format field existed: 0 there, the same layout.
+        let old = with_format(encode(3, &batch(7)), 0);
+        assert_eq!(decode(3, &old).unwrap().unwrap().0, batch(7));
+        let newer = with_format(encode(3, &batch(7)), RECORD_FORMAT + 1);
+        let err = decode(3, &newer).unwrap_err();
+        assert_eq!(err.code(), "incompatible_version");
+        assert_eq!(err.details()["format"], "usage journal record");
+        assert_eq!(err.details()["found"], RECORD_FORMAT + 1);
+        // Damage is still the end of the log, whatever the format field says.
+        let mut torn = newer.clone();
+        torn[30] ^= 1;
+        assert!(decode(3, &torn).unwrap().is_none());
+    }
+
+    #[test]
+    fn replay_stops_with_an_error_at_a_newer_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j"), MIN_SIZE).unwrap();
+        let mut cursor = Cursor {
+            generation: 3,
+            offset: 0,
+        };
+        let first = encode(3, &batch(1));
+        journal.append(&mut cursor, &first, 1).unwrap().unwrap();
+        let second = with_format(encode(3, &batch(2)), RECORD_FORMAT + 1);
+        journal.append(&mut cursor, &second, 2).unwrap().unwrap();
+        let err = journal.read_generation(3).unwrap_err();
+        assert_eq!(err.code(), "incompatible_version");
     }
 
     #[test]

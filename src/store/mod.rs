@@ -12,19 +12,19 @@ mod codec;
 mod counted;
 pub(crate) mod journal;
 mod keys;
+mod records;
 mod redb_backend;
 mod schema;
 mod tables;
 pub(crate) mod transfer;
 
 use chrono::{DateTime, Utc};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub(crate) use check::check;
 pub use check::CheckReport;
-pub(crate) use codec::Tag;
 pub(crate) use keys::{prefix_end, Key, KeyReader};
+pub(crate) use records::Stored;
 pub(crate) use redb_backend::{CommitDurability, RedbStore};
 pub(crate) use schema::ensure_schema;
 pub(crate) use tables::Table;
@@ -46,19 +46,16 @@ pub(crate) fn fuzz_decode_all(bytes: &[u8]) -> usize {
         usize::from(r.is_ok())
     }
     let mut n = 0;
-    n += ok(codec::decode::<User>(Tag::User, bytes));
-    n += ok(codec::decode::<OrgRecord>(Tag::Org, bytes));
-    n += ok(codec::decode::<OrgStats>(Tag::OrgStats, bytes));
-    n += ok(codec::decode::<Membership>(Tag::Membership, bytes));
-    n += ok(codec::decode::<InvitationRecord>(Tag::Invitation, bytes));
-    n += ok(codec::decode::<Project>(Tag::Project, bytes));
-    n += ok(codec::decode::<ProjectMembership>(
-        Tag::ProjectMember,
-        bytes,
-    ));
-    n += ok(codec::decode::<ResourceRecord>(Tag::Resource, bytes));
-    n += ok(codec::decode::<AuditEvent>(Tag::Audit, bytes));
-    n += ok(codec::decode::<DayRow>(Tag::UsageDay, bytes));
+    n += ok(User::decode(bytes));
+    n += ok(OrgRecord::decode(bytes));
+    n += ok(OrgStats::decode(bytes));
+    n += ok(Membership::decode(bytes));
+    n += ok(InvitationRecord::decode(bytes));
+    n += ok(Project::decode(bytes));
+    n += ok(ProjectMembership::decode(bytes));
+    n += ok(ResourceRecord::decode(bytes));
+    n += ok(AuditEvent::decode(bytes));
+    n += ok(DayRow::decode(bytes));
     n += ok(codec::decode_u64(bytes));
     n += ok(codec::decode_pending(bytes));
     let mut r = KeyReader::new(bytes);
@@ -68,7 +65,7 @@ pub(crate) fn fuzz_decode_all(bytes: &[u8]) -> usize {
     let generation = bytes
         .get(8..12)
         .map_or(0, |g| u32::from_le_bytes(g.try_into().unwrap_or_default()));
-    n += usize::from(journal::decode(generation, bytes).is_some());
+    n += usize::from(matches!(journal::decode(generation, bytes), Ok(Some(_))));
     n
 }
 
@@ -98,8 +95,9 @@ pub(crate) trait KvWrite: KvRead {
     fn touch(&mut self, table: Table) -> Result<()>;
 }
 
-/// The stored form of an organization: the public fields plus what only orgdb reads.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An organization as the store holds it: the public fields plus what only orgdb reads
+/// (stored as `records::OrgV1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct OrgRecord {
     pub(crate) org: Organization,
     pub(crate) overrides: LimitOverrides,
@@ -141,8 +139,9 @@ impl OrgStats {
     }
 }
 
-/// The stored form of an invitation: the public fields plus the hash of its token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An invitation as the store holds it: the public fields plus the hash of its token (stored
+/// as `records::InvitationV1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct InvitationRecord {
     pub(crate) invitation: Invitation,
     pub(crate) token_hash: [u8; 32],
@@ -150,9 +149,9 @@ pub(crate) struct InvitationRecord {
     pub(crate) lifetime_secs: i64,
 }
 
-/// The stored form of a resource: the public fields plus its slot in the organization's
-/// packed usage rows (assigned once, never reused).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A resource as the store holds it: the public fields plus its slot in the organization's
+/// packed usage rows (assigned once, never reused; stored as `records::ResourceV1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ResourceRecord {
     pub(crate) resource: Resource,
     pub(crate) slot: u32,
@@ -340,14 +339,9 @@ impl Paging {
 
 /// The typed reading interface, available on every backend transaction.
 pub(crate) trait Reads: KvRead {
-    fn get_record<T: DeserializeOwned>(
-        &self,
-        table: Table,
-        tag: Tag,
-        key: &[u8],
-    ) -> Result<Option<T>> {
+    fn get_record<T: Stored>(&self, table: Table, key: &[u8]) -> Result<Option<T>> {
         match self.get(table, key)? {
-            Some(bytes) => codec::decode(tag, &bytes).map(Some),
+            Some(bytes) => T::decode(&bytes).map(Some),
             None => Ok(None),
         }
     }
@@ -392,7 +386,7 @@ pub(crate) trait Reads: KvRead {
     // Users.
 
     fn user(&self, id: &str) -> Result<Option<User>> {
-        self.get_record(Table::Users, Tag::User, &keys::one(id))
+        self.get_record(Table::Users, &keys::one(id))
     }
 
     fn user_id_by_email(&self, email: &str) -> Result<Option<String>> {
@@ -402,7 +396,7 @@ pub(crate) trait Reads: KvRead {
     // Organizations.
 
     fn org(&self, id: &str) -> Result<Option<OrgRecord>> {
-        self.get_record(Table::Orgs, Tag::Org, &keys::one(id))
+        self.get_record(Table::Orgs, &keys::one(id))
     }
 
     fn org_id_by_slug(&self, slug: &str) -> Result<Option<String>> {
@@ -415,21 +409,21 @@ pub(crate) trait Reads: KvRead {
 
     fn org_stats(&self, org: &str) -> Result<OrgStats> {
         Ok(self
-            .get_record(Table::OrgStats, Tag::OrgStats, &keys::one(org))?
+            .get_record(Table::OrgStats, &keys::one(org))?
             .unwrap_or_default())
     }
 
     // Memberships.
 
     fn membership(&self, org: &str, user: &str) -> Result<Option<Membership>> {
-        self.get_record(Table::Memberships, Tag::Membership, &keys::two(org, user))
+        self.get_record(Table::Memberships, &keys::two(org, user))
     }
 
     fn membership_by_id(&self, membership_id: &str) -> Result<Option<Membership>> {
         let Some(key) = self.get(Table::MembershipIds, &keys::one(membership_id))? else {
             return Ok(None);
         };
-        self.get_record(Table::Memberships, Tag::Membership, &key)
+        self.get_record(Table::Memberships, &key)
     }
 
     /// Member positions of one organization in list order (optionally one role), starting
@@ -496,7 +490,7 @@ pub(crate) trait Reads: KvRead {
     // Invitations.
 
     fn invitation(&self, id: &str) -> Result<Option<InvitationRecord>> {
-        self.get_record(Table::Invitations, Tag::Invitation, &keys::one(id))
+        self.get_record(Table::Invitations, &keys::one(id))
     }
 
     fn invitation_id_by_token_hash(&self, hash: &[u8; 32]) -> Result<Option<String>> {
@@ -627,7 +621,7 @@ pub(crate) trait Reads: KvRead {
     // Projects.
 
     fn project(&self, id: &str) -> Result<Option<Project>> {
-        self.get_record(Table::Projects, Tag::Project, &keys::one(id))
+        self.get_record(Table::Projects, &keys::one(id))
     }
 
     fn project_ids_of_org(&self, org: &str) -> Result<Vec<String>> {
@@ -635,11 +629,7 @@ pub(crate) trait Reads: KvRead {
     }
 
     fn project_membership(&self, project: &str, user: &str) -> Result<Option<ProjectMembership>> {
-        self.get_record(
-            Table::ProjectMembers,
-            Tag::ProjectMember,
-            &keys::two(project, user),
-        )
+        self.get_record(Table::ProjectMembers, &keys::two(project, user))
     }
 
     fn project_member_ids(&self, project: &str) -> Result<Vec<String>> {
@@ -658,7 +648,7 @@ pub(crate) trait Reads: KvRead {
     }
 
     fn resource_record(&self, id: &str) -> Result<Option<ResourceRecord>> {
-        self.get_record(Table::Resources, Tag::Resource, &keys::one(id))
+        self.get_record(Table::Resources, &keys::one(id))
     }
 
     /// Resource ids of an organization, of one kind or all, oldest first; removed ones only
@@ -702,7 +692,7 @@ pub(crate) trait Reads: KvRead {
     }
 
     fn day_row(&self, org: &str, day: u32) -> Result<Option<DayRow>> {
-        self.get_record(Table::UsageDay, Tag::UsageDay, &day_key(org, day))
+        self.get_record(Table::UsageDay, &day_key(org, day))
     }
 
     /// Day rows of `first..=last` (day numbers), in order.
@@ -716,7 +706,7 @@ pub(crate) trait Reads: KvRead {
                 .try_into()
                 .map(u32::from_be_bytes)
                 .map_err(|_| Error::corrupted("bad usage day key"))?;
-            out.push((day, codec::decode(Tag::UsageDay, v)?));
+            out.push((day, DayRow::decode(v)?));
             Ok(true)
         })?;
         Ok(out)
@@ -739,7 +729,7 @@ pub(crate) trait Reads: KvRead {
     // Audit.
 
     fn audit_event(&self, seq: u64) -> Result<Option<AuditEvent>> {
-        self.get_record(Table::Audit, Tag::Audit, &Key::new().u64(seq).into_vec())
+        self.get_record(Table::Audit, &Key::new().u64(seq).into_vec())
     }
 
     /// Events after `after_seq`, in order, at most `limit`; one organization's or all.
@@ -797,15 +787,8 @@ impl<T: KvRead + ?Sized> Reads for T {}
 
 /// The typed writing interface. Every writer keeps its row's indexes and counters in step.
 pub(crate) trait Writes: KvWrite + Reads {
-    fn put_record<T: Serialize>(
-        &mut self,
-        table: Table,
-        tag: Tag,
-        key: &[u8],
-        value: &T,
-    ) -> Result<()> {
-        let bytes = codec::encode(tag, value)?;
-        self.put(table, key, &bytes)
+    fn put_record<T: Stored>(&mut self, table: Table, key: &[u8], value: &T) -> Result<()> {
+        self.put(table, key, &value.encode()?)
     }
 
     fn put_u64(&mut self, table: Table, key: &[u8], value: u64) -> Result<()> {
@@ -837,7 +820,7 @@ pub(crate) trait Writes: KvWrite + Reads {
     // Users.
 
     fn insert_user(&mut self, user: &User) -> Result<()> {
-        self.put_record(Table::Users, Tag::User, &keys::one(&user.id), user)?;
+        self.put_record(Table::Users, &keys::one(&user.id), user)?;
         self.put_id(Table::UserEmail, &keys::one(&user.email), &user.id)
     }
 
@@ -846,7 +829,7 @@ pub(crate) trait Writes: KvWrite + Reads {
             self.delete(Table::UserEmail, &keys::one(&old.email))?;
             self.put_id(Table::UserEmail, &keys::one(&new.email), &new.id)?;
         }
-        self.put_record(Table::Users, Tag::User, &keys::one(&new.id), new)
+        self.put_record(Table::Users, &keys::one(&new.id), new)
     }
 
     fn remove_user(&mut self, user: &User) -> Result<()> {
@@ -859,7 +842,7 @@ pub(crate) trait Writes: KvWrite + Reads {
 
     fn insert_org(&mut self, rec: &OrgRecord) -> Result<()> {
         let org = &rec.org;
-        self.put_record(Table::Orgs, Tag::Org, &keys::one(&org.id), rec)?;
+        self.put_record(Table::Orgs, &keys::one(&org.id), rec)?;
         self.put_id(Table::OrgSlug, &keys::one(&org.slug), &org.id)?;
         if let Some(ext) = &org.external_id {
             self.put_id(Table::OrgExternal, &keys::one(ext), &org.id)?;
@@ -881,7 +864,7 @@ pub(crate) trait Writes: KvWrite + Reads {
                 self.put_id(Table::OrgExternal, &keys::one(ext), &n.id)?;
             }
         }
-        self.put_record(Table::Orgs, Tag::Org, &keys::one(&n.id), new)
+        self.put_record(Table::Orgs, &keys::one(&n.id), new)
     }
 
     /// Removes the organization row, its unique names and its counters (not its members:
@@ -898,7 +881,7 @@ pub(crate) trait Writes: KvWrite + Reads {
     }
 
     fn put_org_stats(&mut self, org: &str, stats: &OrgStats) -> Result<()> {
-        self.put_record(Table::OrgStats, Tag::OrgStats, &keys::one(org), stats)
+        self.put_record(Table::OrgStats, &keys::one(org), stats)
     }
 
     // Memberships.
@@ -906,7 +889,7 @@ pub(crate) trait Writes: KvWrite + Reads {
     fn insert_membership(&mut self, m: &Membership) -> Result<()> {
         let (org, user) = (&m.organization_id, &m.user_id);
         let key = keys::two(org, user);
-        self.put_record(Table::Memberships, Tag::Membership, &key, m)?;
+        self.put_record(Table::Memberships, &key, m)?;
         self.put(Table::MembershipIds, &keys::one(&m.id), &key)?;
         counted::insert(
             self,
@@ -932,12 +915,7 @@ pub(crate) trait Writes: KvWrite + Reads {
     /// Rewrites a membership whose role (and `updated_at`) changed.
     fn replace_membership(&mut self, old: &Membership, new: &Membership) -> Result<()> {
         let (org, user) = (&new.organization_id, &new.user_id);
-        self.put_record(
-            Table::Memberships,
-            Tag::Membership,
-            &keys::two(org, user),
-            new,
-        )?;
+        self.put_record(Table::Memberships, &keys::two(org, user), new)?;
         if old.role != new.role {
             counted::remove(
                 self,
@@ -988,12 +966,7 @@ pub(crate) trait Writes: KvWrite + Reads {
 
     fn insert_invitation(&mut self, rec: &InvitationRecord) -> Result<()> {
         let inv = &rec.invitation;
-        self.put_record(
-            Table::Invitations,
-            Tag::Invitation,
-            &keys::one(&inv.id),
-            rec,
-        )?;
+        self.put_record(Table::Invitations, &keys::one(&inv.id), rec)?;
         self.put_id(Table::InvitationTokens, &rec.token_hash, &inv.id)?;
         counted::insert(
             self,
@@ -1079,7 +1052,7 @@ pub(crate) trait Writes: KvWrite + Reads {
                 self.put(Table::InvitationsByProject, &keys::two(project, &n.id), &[])?;
             }
         }
-        self.put_record(Table::Invitations, Tag::Invitation, &keys::one(&n.id), new)
+        self.put_record(Table::Invitations, &keys::one(&n.id), new)
     }
 
     fn remove_invitation(&mut self, rec: &InvitationRecord) -> Result<()> {
@@ -1109,12 +1082,7 @@ pub(crate) trait Writes: KvWrite + Reads {
     // Projects.
 
     fn put_project(&mut self, project: &Project) -> Result<()> {
-        self.put_record(
-            Table::Projects,
-            Tag::Project,
-            &keys::one(&project.id),
-            project,
-        )?;
+        self.put_record(Table::Projects, &keys::one(&project.id), project)?;
         self.put(
             Table::ProjectsByOrg,
             &keys::two(&project.organization_id, &project.id),
@@ -1146,7 +1114,6 @@ pub(crate) trait Writes: KvWrite + Reads {
     fn put_project_membership(&mut self, org: &str, pm: &ProjectMembership) -> Result<()> {
         self.put_record(
             Table::ProjectMembers,
-            Tag::ProjectMember,
             &keys::two(&pm.project_id, &pm.user_id),
             pm,
         )?;
@@ -1187,7 +1154,7 @@ pub(crate) trait Writes: KvWrite + Reads {
             resource: res.clone(),
             slot: stats.resource_slots,
         };
-        self.put_record(Table::Resources, Tag::Resource, &keys::one(&res.id), &rec)?;
+        self.put_record(Table::Resources, &keys::one(&res.id), &rec)?;
         self.put(
             Table::ResourcesByOrg,
             &resource_org_key(res),
@@ -1204,7 +1171,7 @@ pub(crate) trait Writes: KvWrite + Reads {
             .resource_record(&res.id)?
             .ok_or_else(|| Error::corrupted("rewriting a missing resource"))?;
         rec.resource = res.clone();
-        self.put_record(Table::Resources, Tag::Resource, &keys::one(&res.id), &rec)
+        self.put_record(Table::Resources, &keys::one(&res.id), &rec)
     }
 
     /// Marks a resource removed: it stops counting, its row stays (reports still name it).
@@ -1228,7 +1195,7 @@ pub(crate) trait Writes: KvWrite + Reads {
     }
 
     fn put_day_row(&mut self, org: &str, day: u32, row: &DayRow) -> Result<()> {
-        self.put_record(Table::UsageDay, Tag::UsageDay, &day_key(org, day), row)
+        self.put_record(Table::UsageDay, &day_key(org, day), row)
     }
 
     fn put_idempotency(&mut self, org: &str, key: &str, at_micros: i64) -> Result<()> {
@@ -1328,12 +1295,7 @@ pub(crate) trait Writes: KvWrite + Reads {
     fn append_audit(&mut self, mut event: AuditEvent) -> Result<AuditEvent> {
         let seq = self.meta_u64(schema::AUDIT_SEQ)?.unwrap_or(0) + 1;
         event.seq = seq;
-        self.put_record(
-            Table::Audit,
-            Tag::Audit,
-            &Key::new().u64(seq).into_vec(),
-            &event,
-        )?;
+        self.put_record(Table::Audit, &Key::new().u64(seq).into_vec(), &event)?;
         if let Some(org) = &event.organization_id {
             self.put(
                 Table::AuditByOrg,

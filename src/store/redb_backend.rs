@@ -63,8 +63,13 @@ const IN_USE_HINT: &str = "a live database is backed up from inside the process 
     with Db::backup_to (backup_to in Python, backupTo in Kotlin), or after that process stops";
 
 /// Runs a call into redb; a panic inside it (redb panics on some damaged pages instead of
-/// reporting them) becomes `corrupted`, so no input file can panic the host. The transaction
-/// it was in is dropped unfinished; nothing was committed.
+/// reporting them) becomes `corrupted`, so no input file can panic the host.
+///
+/// Only calls into redb run under it: opening, beginning, each table operation, each step of
+/// a range, closing tables and committing. orgdb's own code and a host's callbacks (a
+/// transaction's closure, a scan's visitor) run outside it, so a panic there is not taken
+/// for damage: it unwinds to the caller as the bug it is, and the unfinished transaction is
+/// dropped, which rolls it back.
 fn guard<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(result) => result,
@@ -79,6 +84,15 @@ fn guard<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
             )))
         }
     }
+}
+
+/// Drops a redb value (a transaction, its tables) under [`guard`]: closing written tables
+/// and abandoning a transaction walk pages, which can panic on a damaged file.
+fn release<T>(value: T) -> Result<()> {
+    guard(move || {
+        drop(value);
+        Ok(())
+    })
 }
 
 /// How a write transaction reaches the disk.
@@ -145,16 +159,15 @@ impl RedbStore {
     }
 
     pub(crate) fn read<T>(&self, f: impl FnOnce(&dyn KvRead) -> Result<T>) -> Result<T> {
-        guard(|| self.read_unguarded(f))
-    }
-
-    fn read_unguarded<T>(&self, f: impl FnOnce(&dyn KvRead) -> Result<T>) -> Result<T> {
         let db = self.db();
-        let txn = db.begin_read().map_err(storage_err)?;
-        f(&RedbRead {
+        let txn = guard(|| db.begin_read().map_err(storage_err))?;
+        let read = RedbRead {
             txn,
             tables: RefCell::new(Vec::new()),
-        })
+        };
+        let result = f(&read);
+        release(read)?;
+        result
     }
 
     /// Runs `f` in one write transaction; commits only when it returns `Ok`.
@@ -176,32 +189,29 @@ impl RedbStore {
         durable: bool,
         f: impl FnOnce(&mut dyn KvWrite) -> Result<T>,
     ) -> Result<T> {
-        guard(|| self.write_unguarded(durable, f))
-    }
-
-    fn write_unguarded<T>(
-        &self,
-        durable: bool,
-        f: impl FnOnce(&mut dyn KvWrite) -> Result<T>,
-    ) -> Result<T> {
         let db = self.db();
-        let mut txn = db.begin_write().map_err(storage_err)?;
         let durability = if durable && !self.memory {
             redb::Durability::Immediate
         } else {
             redb::Durability::None
         };
-        txn.set_durability(durability).map_err(storage_err)?;
+        let txn = guard(|| {
+            let mut txn = db.begin_write().map_err(storage_err)?;
+            txn.set_durability(durability).map_err(storage_err)?;
+            Ok(txn)
+        })?;
         // The tables a call opens stay open until it returns (they borrow the transaction),
         // then close before the commit.
-        let result = f(&mut RedbWrite::new(&txn));
-        match result {
-            Ok(value) => {
-                txn.commit().map_err(storage_err)?;
+        let mut write = RedbWrite::new(&txn);
+        let result = f(&mut write);
+        let closed = release(write);
+        match (result, closed) {
+            (Ok(value), Ok(())) => {
+                guard(|| txn.commit().map_err(storage_err))?;
                 Ok(value)
             }
-            Err(e) => {
-                txn.abort().map_err(storage_err)?;
+            (Err(e), _) | (Ok(_), Err(e)) => {
+                guard(|| txn.abort().map_err(storage_err))?;
                 Err(e)
             }
         }
@@ -297,28 +307,30 @@ fn scan_table(
     reverse: bool,
     visit: Visit<'_>,
 ) -> Result<()> {
-    let range = table
-        .range::<&[u8]>(bounds(start, end))
-        .map_err(storage_err)?;
-    let mut step = |item: std::result::Result<_, redb::StorageError>| -> Result<bool> {
-        let (k, v): (redb::AccessGuard<&[u8]>, redb::AccessGuard<&[u8]>) =
-            item.map_err(storage_err)?;
-        visit(k.value(), v.value())
-    };
-    if reverse {
-        for item in range.rev() {
-            if !step(item)? {
-                break;
-            }
-        }
-    } else {
-        for item in range {
-            if !step(item)? {
-                break;
-            }
+    let mut range = guard(|| {
+        table
+            .range::<&[u8]>(bounds(start, end))
+            .map_err(storage_err)
+    })?;
+    loop {
+        // Each step into redb is guarded; the visitor (orgdb's code) is not.
+        let item = guard(|| {
+            Ok(if reverse {
+                range.next_back()
+            } else {
+                range.next()
+            })
+        })?;
+        let Some(item) = item else {
+            return Ok(());
+        };
+        let (k, v) = item.map_err(storage_err)?;
+        // Reading an entry's bytes reads its page: guarded too.
+        let (k, v) = guard(|| Ok((k.value(), v.value())))?;
+        if !visit(k, v)? {
+            return Ok(());
         }
     }
-    Ok(())
 }
 
 type ReadTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
@@ -347,11 +359,11 @@ impl RedbRead {
         if let Some(t) = slot(&mut self.tables.borrow_mut(), table).take() {
             return Ok(Some(t));
         }
-        match self.txn.open_table(def(table)) {
+        guard(|| match self.txn.open_table(def(table)) {
             Ok(t) => Ok(Some(t)),
             Err(TableError::TableDoesNotExist(_)) => Ok(None),
             Err(e) => Err(storage_err(e)),
-        }
+        })
     }
 
     fn put_back(&self, table: Table, t: ReadTable) {
@@ -364,9 +376,10 @@ impl KvRead for RedbRead {
         let Some(t) = self.take(table)? else {
             return Ok(None);
         };
-        let value = t.get(key).map_err(storage_err)?.map(|v| v.value().to_vec());
+        let value = guard(|| Ok(t.get(key).map_err(storage_err)?.map(|v| v.value().to_vec())));
+        // Back in the cache even after a failure: the transaction's release closes it.
         self.put_back(table, t);
-        Ok(value)
+        value
     }
 
     fn scan(
@@ -403,7 +416,7 @@ impl<'t> RedbWrite<'t> {
         if let Some(t) = slot(&mut self.tables.borrow_mut(), table).take() {
             return Ok(t);
         }
-        self.txn.open_table(def(table)).map_err(storage_err)
+        guard(|| self.txn.open_table(def(table)).map_err(storage_err))
     }
 
     fn put_back(&self, table: Table, t: WriteTable<'t>) {
@@ -414,9 +427,10 @@ impl<'t> RedbWrite<'t> {
 impl KvRead for RedbWrite<'_> {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let t = self.take(table)?;
-        let value = t.get(key).map_err(storage_err)?.map(|v| v.value().to_vec());
+        let value = guard(|| Ok(t.get(key).map_err(storage_err)?.map(|v| v.value().to_vec())));
+        // Back in the cache even after a failure: the transaction's release closes it.
         self.put_back(table, t);
-        Ok(value)
+        value
     }
 
     fn scan(
@@ -437,14 +451,14 @@ impl KvRead for RedbWrite<'_> {
 impl KvWrite for RedbWrite<'_> {
     fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<()> {
         let mut t = self.take(table)?;
-        let result = t.insert(key, value).map(|_| ()).map_err(storage_err);
+        let result = guard(|| t.insert(key, value).map(|_| ()).map_err(storage_err));
         self.put_back(table, t);
         result
     }
 
     fn delete(&mut self, table: Table, key: &[u8]) -> Result<bool> {
         let mut t = self.take(table)?;
-        let result = t.remove(key).map(|old| old.is_some()).map_err(storage_err);
+        let result = guard(|| t.remove(key).map(|old| old.is_some()).map_err(storage_err));
         self.put_back(table, t);
         result
     }

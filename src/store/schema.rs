@@ -2,7 +2,7 @@
 
 use super::{
     codec, counted, keys, redb_backend::RedbStore, status_entry, InvitationRecord, KvWrite, Reads,
-    Table, Tag, Writes,
+    Stored, Table, Writes,
 };
 use crate::error::{Error, Result};
 
@@ -31,6 +31,7 @@ pub(crate) fn ensure_schema(tx: &mut dyn KvWrite) -> Result<()> {
             tx.set_meta_u64(SCHEMA_KEY, u64::from(SCHEMA_VERSION))
         }
         Some(found) if found > u64::from(SCHEMA_VERSION) => Err(Error::IncompatibleVersion {
+            format: "database schema",
             found: u32::try_from(found).unwrap_or(u32::MAX),
             supported: SCHEMA_VERSION,
         }),
@@ -69,7 +70,7 @@ fn upgrade_from(tx: &mut dyn KvWrite, from: u64) -> Result<()> {
 fn invitation_indexes(tx: &mut dyn KvWrite) -> Result<()> {
     let mut invitations = Vec::new();
     tx.scan_prefix(Table::Invitations, &[], &mut |_, v| {
-        if let Ok(rec) = codec::decode::<InvitationRecord>(Tag::Invitation, v) {
+        if let Ok(rec) = InvitationRecord::decode(v) {
             invitations.push(rec.invitation);
         }
         Ok(true)

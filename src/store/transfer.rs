@@ -6,10 +6,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::de::DeserializeOwned;
-
-use super::codec::{self, Tag};
+use super::codec;
 use super::keys::{Key, KeyReader};
+use super::records::Stored;
 use super::{
     day_from_number, day_number, schema, DayRow, InvitationRecord, KvRead, KvWrite, OrgRecord,
     Reads, ResourceRecord, Table, Writes,
@@ -22,14 +21,13 @@ use crate::model::project::{Project, ProjectMembership};
 use crate::model::transfer::Record;
 use crate::model::user::User;
 
-fn each<T: DeserializeOwned>(
+fn each<T: Stored>(
     tx: &dyn KvRead,
     table: Table,
-    tag: Tag,
     mut f: impl FnMut(&[u8], T) -> Result<()>,
 ) -> Result<()> {
     tx.scan(table, &[], None, false, &mut |k, v| {
-        f(k, codec::decode(tag, v)?)?;
+        f(k, T::decode(v)?)?;
         Ok(true)
     })
 }
@@ -66,54 +64,34 @@ pub(crate) fn export(tx: &dyn KvRead, visit: &mut dyn FnMut(Record) -> Result<()
         schema_version: EXPORT_VERSION,
         audit_seq: tx.meta_u64(schema::AUDIT_SEQ)?.unwrap_or(0),
     })?;
-    each(tx, Table::Users, Tag::User, |_, u: User| {
-        out(Record::User(u))
-    })?;
-    each(tx, Table::Orgs, Tag::Org, |_, o: OrgRecord| {
+    each(tx, Table::Users, |_, u: User| out(Record::User(u)))?;
+    each(tx, Table::Orgs, |_, o: OrgRecord| {
         out(Record::Organization {
             organization: Box::new(o.org),
             limit_overrides: o.overrides,
         })
     })?;
-    each(
-        tx,
-        Table::Memberships,
-        Tag::Membership,
-        |_, m: Membership| out(Record::Membership(m)),
-    )?;
-    each(tx, Table::Projects, Tag::Project, |_, p: Project| {
-        out(Record::Project(p))
+    each(tx, Table::Memberships, |_, m: Membership| {
+        out(Record::Membership(m))
     })?;
-    each(
-        tx,
-        Table::ProjectMembers,
-        Tag::ProjectMember,
-        |_, pm: ProjectMembership| out(Record::ProjectMember(pm)),
-    )?;
+    each(tx, Table::Projects, |_, p: Project| out(Record::Project(p)))?;
+    each(tx, Table::ProjectMembers, |_, pm: ProjectMembership| {
+        out(Record::ProjectMember(pm))
+    })?;
     let mut slot_ids: HashMap<(String, u32), String> = HashMap::new();
-    each(
-        tx,
-        Table::Resources,
-        Tag::Resource,
-        |_, r: ResourceRecord| {
-            slot_ids.insert(
-                (r.resource.organization_id.clone(), r.slot),
-                r.resource.id.clone(),
-            );
-            out(Record::Resource(r.resource))
-        },
-    )?;
-    each(
-        tx,
-        Table::Invitations,
-        Tag::Invitation,
-        |_, i: InvitationRecord| {
-            out(Record::Invitation {
-                invitation: i.invitation,
-                lifetime_secs: i.lifetime_secs,
-            })
-        },
-    )?;
+    each(tx, Table::Resources, |_, r: ResourceRecord| {
+        slot_ids.insert(
+            (r.resource.organization_id.clone(), r.slot),
+            r.resource.id.clone(),
+        );
+        out(Record::Resource(r.resource))
+    })?;
+    each(tx, Table::Invitations, |_, i: InvitationRecord| {
+        out(Record::Invitation {
+            invitation: i.invitation,
+            lifetime_secs: i.lifetime_secs,
+        })
+    })?;
     let mut months = Vec::new();
     tx.scan(Table::UsageMonth, &[], None, false, &mut |k, v| {
         let (org, month) = org_and_number(Table::UsageMonth, k)?;
@@ -130,7 +108,7 @@ pub(crate) fn export(tx: &dyn KvRead, visit: &mut dyn FnMut(Record) -> Result<()
     let mut days = Vec::new();
     tx.scan(Table::UsageDay, &[], None, false, &mut |k, v| {
         let (org, day) = org_and_number(Table::UsageDay, k)?;
-        days.push((org, day, codec::decode::<DayRow>(Tag::UsageDay, v)?));
+        days.push((org, day, DayRow::decode(v)?));
         Ok(true)
     })?;
     for (organization_id, day, row) in days {
@@ -174,7 +152,7 @@ pub(crate) fn export(tx: &dyn KvRead, visit: &mut dyn FnMut(Record) -> Result<()
             recorded_at,
         })?;
     }
-    each(tx, Table::Audit, Tag::Audit, |_, e: AuditEvent| {
+    each(tx, Table::Audit, |_, e: AuditEvent| {
         out(Record::AuditEvent(e))
     })?;
     Ok(n)
@@ -221,6 +199,7 @@ pub(crate) fn import(tx: &mut dyn KvWrite, state: &mut ImportState, record: Reco
             }
             if schema_version > EXPORT_VERSION {
                 return Err(Error::IncompatibleVersion {
+                    format: "export",
                     found: schema_version,
                     supported: EXPORT_VERSION,
                 });
@@ -385,12 +364,7 @@ pub(crate) fn import(tx: &mut dyn KvWrite, state: &mut ImportState, record: Reco
                     &[],
                 )?;
             }
-            tx.put_record(
-                Table::Audit,
-                Tag::Audit,
-                &Key::new().u64(seq).into_vec(),
-                &e,
-            )?;
+            tx.put_record(Table::Audit, &Key::new().u64(seq).into_vec(), &e)?;
             state.audit_seq = state.audit_seq.max(seq);
         }
     }

@@ -3,10 +3,11 @@
 use std::fmt;
 
 use crate::db::Db;
-use crate::error::{Error, Result};
 use crate::ledger::OrgHandle;
-use crate::model::usage::{UsageEvent, UsageReceipt};
 use crate::ops::usage::check_count;
+
+use crate::error::{Error, Result};
+use crate::model::usage::{UsageEvent, UsageReceipt};
 
 /// Records buffered usage for one organization, from [`Db::usage_recorder`].
 ///

@@ -1,0 +1,87 @@
+//! `Db`: Members: list, add, change role, remove, leave, transfer ownership.
+
+use crate::authz::Actor;
+use crate::error::Result;
+use crate::model::membership::{Member, MemberQuery, MemberRef, RemovedMember};
+use crate::model::page::Page;
+use crate::ops;
+
+use super::Db;
+
+impl Db {
+    /// One page of members, ordered by `joined_at` then id, optionally filtered by role.
+    ///
+    /// # Errors
+    /// `forbidden` for a non-member, `validation_error` (`page`, `per_page`, `role`, `cursor`).
+    pub fn list_members(
+        &self,
+        actor: &Actor,
+        org: &str,
+        query: &MemberQuery,
+    ) -> Result<Page<Member>> {
+        self.read(|tx, _| ops::members::list(tx, actor, org, query))
+    }
+
+    /// One member, by user id or membership id.
+    ///
+    /// # Errors
+    /// `forbidden` for a non-member actor, `not_found`.
+    pub fn get_member(&self, actor: &Actor, org: &str, who: &MemberRef) -> Result<Member> {
+        self.read(|tx, _| ops::members::get(tx, actor, org, who))
+    }
+
+    /// Adds a user directly (admins and owners; seat-checked). A pending invitation of the
+    /// user in this organization is marked accepted.
+    ///
+    /// # Errors
+    /// `forbidden`, `validation_error` (`role`), `not_found` (user), `conflict` (already a
+    /// member), `quota_exceeded` (`team_members`).
+    pub fn add_member(&self, actor: &Actor, org: &str, user: &str, role: &str) -> Result<Member> {
+        self.write(|tx, ctx| ops::members::add(tx, ctx, actor, org, user, role))
+    }
+
+    /// Changes a member's role.
+    ///
+    /// # Errors
+    /// `forbidden` (below admin, an admin touching an owner or granting owner),
+    /// `validation_error` (`role`), `not_found`, `conflict` (the last owner).
+    pub fn update_member_role(
+        &self,
+        actor: &Actor,
+        org: &str,
+        who: &MemberRef,
+        role: &str,
+    ) -> Result<Member> {
+        self.write(|tx, ctx| ops::members::update_role(tx, ctx, actor, org, who, role))
+    }
+
+    /// Removes a member and their project memberships.
+    ///
+    /// # Errors
+    /// `forbidden`, `not_found`, `conflict` (the last owner).
+    pub fn remove_member(
+        &self,
+        actor: &Actor,
+        org: &str,
+        who: &MemberRef,
+    ) -> Result<RemovedMember> {
+        self.write(|tx, ctx| ops::members::remove(tx, ctx, actor, org, who))
+    }
+
+    /// The user leaves the organization.
+    ///
+    /// # Errors
+    /// `not_found`, `conflict` for the last owner.
+    pub fn leave_organization(&self, user: &str, org: &str) -> Result<RemovedMember> {
+        self.write(|tx, ctx| ops::members::leave(tx, ctx, user, org))
+    }
+
+    /// Makes `to` an owner; the calling owner becomes admin.
+    ///
+    /// # Errors
+    /// `forbidden` below owner, `not_found` (`to` is not a member), `validation_error` (`to`
+    /// is the caller), `conflict` (`to` is already an owner).
+    pub fn transfer_ownership(&self, actor: &Actor, org: &str, to: &str) -> Result<Member> {
+        self.write(|tx, ctx| ops::members::transfer_ownership(tx, ctx, actor, org, to))
+    }
+}

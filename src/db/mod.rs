@@ -1,0 +1,245 @@
+//! The database handle: opening, the transaction helpers every operation goes through, and
+//! the background checkpoint. The operations are `impl Db` blocks in the files beside this
+//! one, one per area (as in `ops/`).
+
+mod audit;
+mod invitations;
+mod maintenance;
+mod members;
+mod orgs;
+mod projects;
+mod recorder;
+mod resources;
+mod usage;
+mod users;
+
+pub use recorder::UsageRecorder;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::error::{Error, Result};
+use crate::ids::IdGen;
+use crate::ledger::Ledger;
+use crate::ops::Ctx;
+use crate::options::{Durability, Options};
+use crate::store::journal::Journal;
+use crate::store::{ensure_schema, CommitDurability, KvRead, KvWrite, RedbStore};
+
+struct Inner {
+    store: RedbStore,
+    opts: Options,
+    ids: IdGen,
+    ledger: Ledger,
+    flusher: Arc<FlusherSignal>,
+}
+
+/// Stops the background checkpoint thread.
+#[derive(Default)]
+struct FlusherSignal {
+    stopped: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Inner {
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            now: crate::model::time::truncate(self.opts.clock.now()),
+            opts: &self.opts,
+            ids: &self.ids,
+            ledger: Some(&self.ledger),
+        }
+    }
+
+    /// Folds admitted usage into the tables (a non-durable commit), so a read that follows sees
+    /// every admitted event and the `usage.threshold` events its crossings appended.
+    fn fold_usage(&self, ctx: &Ctx) -> Result<()> {
+        self.ledger.fold(&self.store, ctx, false, false)
+    }
+
+    /// A durable checkpoint of the usage ledger, restarting the journal when half full.
+    fn checkpoint(&self) -> Result<()> {
+        let reset = self.ledger.journal_fill() > 0.5;
+        self.ledger.fold(&self.store, &self.ctx(), true, reset)
+    }
+}
+
+impl Drop for Inner {
+    /// The last handle is gone: stop the checkpoint thread and make buffered usage durable.
+    fn drop(&mut self) {
+        *self
+            .flusher
+            .stopped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = true;
+        self.flusher.wake.notify_all();
+        if self.ledger.needs_checkpoint() {
+            let _ = self.checkpoint();
+        }
+    }
+}
+
+/// Checkpoints every `interval` while the database is open; ends when it closes.
+fn spawn_flusher(inner: Weak<Inner>, signal: Arc<FlusherSignal>, interval: Duration) {
+    let _ = std::thread::Builder::new()
+        .name("orgdb-usage-flush".to_owned())
+        .spawn(move || loop {
+            {
+                let stopped = signal.stopped.lock().unwrap_or_else(|p| p.into_inner());
+                let (stopped, _) = signal
+                    .wake
+                    .wait_timeout_while(stopped, interval, |s| !*s)
+                    .unwrap_or_else(|p| p.into_inner());
+                if *stopped {
+                    return;
+                }
+            }
+            let Some(inner) = inner.upgrade() else { return };
+            if inner.ledger.needs_checkpoint() {
+                // A failure leaves the changes queued for the next try; callers meet the
+                // underlying storage error on their own next write.
+                let _ = inner.checkpoint();
+            }
+        });
+}
+
+/// A handle to one orgdb database. Cheap to clone; clones share the database and may be used
+/// from many threads at once. Each method is one transaction.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Db {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Db").finish_non_exhaustive()
+    }
+}
+
+/// A database file of 0 bytes beside a journal that holds records was truncated, not created:
+/// the journal is written only once the database opened. redb would take the empty file for a
+/// new database and every row would be silently gone, so opening refuses it.
+fn refuse_truncated(path: &Path, journal: &Path) -> Result<()> {
+    let empty = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0);
+    if empty && crate::store::journal::holds_records(journal)? {
+        return Err(Error::corrupted(format!(
+            "{} is empty but its journal {} holds records: the database file was truncated. \
+             Restore it from a backup, or remove both files to start a new database",
+            path.display(),
+            journal.display()
+        )));
+    }
+    Ok(())
+}
+
+impl Db {
+    /// Opens (creating if missing) the database file at `path` with default options.
+    ///
+    /// # Errors
+    /// `storage_error` when the file cannot be opened or is in use by another process or
+    /// handle; `incompatible_version` when a newer orgdb wrote it; `corrupted` when it is
+    /// damaged, not an orgdb database (another format), or empty (0 bytes) beside a journal
+    /// that holds records (a truncated file, not a new one).
+    pub fn open(path: impl AsRef<Path>) -> Result<Db> {
+        Db::open_with(path, Options::default())
+    }
+
+    /// Opens (creating if missing) the database file at `path`.
+    ///
+    /// # Errors
+    /// As [`Db::open`], and `validation_error` for invalid options.
+    pub fn open_with(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        opts.validate()?;
+        let durability = match opts.durability {
+            Durability::Immediate => CommitDurability::Immediate,
+            Durability::Eventual => CommitDurability::Eventual,
+        };
+        let path = path.as_ref();
+        let mut journal_path = path.as_os_str().to_owned();
+        journal_path.push(".journal");
+        let journal_path = Path::new(&journal_path);
+        refuse_truncated(path, journal_path)?;
+        let store = RedbStore::open(path, durability)?;
+        let journal = Journal::open(journal_path, opts.journal_size)?;
+        Db::start(store, opts, Some(journal))
+    }
+
+    /// A throw-away database in memory, with default options.
+    ///
+    /// # Errors
+    /// Only if memory cannot be had.
+    pub fn in_memory() -> Result<Db> {
+        Db::in_memory_with(Options::default())
+    }
+
+    /// A throw-away database in memory.
+    ///
+    /// # Errors
+    /// `validation_error` for invalid options.
+    pub fn in_memory_with(opts: Options) -> Result<Db> {
+        opts.validate()?;
+        Db::start(RedbStore::in_memory()?, opts, None)
+    }
+
+    fn start(store: RedbStore, opts: Options, journal: Option<Journal>) -> Result<Db> {
+        store.write(ensure_schema)?;
+        let ids = IdGen::default();
+        let ledger = match journal {
+            Some(journal) => {
+                let ctx = Ctx {
+                    now: crate::model::time::truncate(opts.clock.now()),
+                    opts: &opts,
+                    ids: &ids,
+                    ledger: None,
+                };
+                Ledger::open(&store, &ctx, journal)?
+            }
+            None => Ledger::in_memory(),
+        };
+        let file_backed = !store.is_memory();
+        let interval = opts.usage_flush_interval;
+        let flusher = Arc::new(FlusherSignal::default());
+        let inner = Arc::new(Inner {
+            store,
+            opts,
+            ids,
+            ledger,
+            flusher: flusher.clone(),
+        });
+        if file_backed {
+            spawn_flusher(Arc::downgrade(&inner), flusher, interval);
+        }
+        Ok(Db { inner })
+    }
+
+    /// The options this handle was opened with.
+    pub fn options(&self) -> &Options {
+        &self.inner.opts
+    }
+
+    /// The current time by this database's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        crate::model::time::truncate(self.inner.opts.clock.now())
+    }
+
+    fn ctx(&self) -> Ctx<'_> {
+        self.inner.ctx()
+    }
+
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&mut dyn KvWrite, &Ctx) -> Result<T>,
+    ) -> Result<T> {
+        let ctx = self.ctx();
+        self.inner.store.write(|tx| f(tx, &ctx))
+    }
+
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&dyn KvRead, &Ctx) -> Result<T>) -> Result<T> {
+        let ctx = self.ctx();
+        self.inner.store.read(|tx| f(tx, &ctx))
+    }
+}

@@ -1,0 +1,76 @@
+//! The seat rule, in one place: who holds a seat of the `team_members` limit (members plus
+//! pending, unexpired invitations), the check before one more is taken, and how a pending
+//! invitation turns into its invitee's membership so that nobody holds two.
+//!
+//! The areas that add people (members, invitations, users, orgs) call down into this file;
+//! it calls none of them.
+
+use serde_json::json;
+
+use super::{limits, record, Ctx};
+use crate::authz::{Actor, Cleared};
+use crate::error::{Error, Result};
+use crate::model::invitation::InvitationStatus;
+use crate::store::{InvitationRecord, KvRead, KvWrite, Reads, Writes};
+
+/// Members plus pending, unexpired invitations: what the `team_members` limit counts.
+pub(crate) fn seats_used(tx: &dyn KvRead, ctx: &Ctx, org: &str) -> Result<u64> {
+    Ok(tx.org_stats(org)?.members + tx.pending_unexpired_count(org, ctx.now)?)
+}
+
+/// Refuses when one more seat would pass the `team_members` limit. `used` counts the seats
+/// taken; it runs only when there is a limit (an unlimited plan never scans the pending
+/// invitations).
+pub(crate) fn check_seat(
+    ctx: &Ctx,
+    cleared: &Cleared,
+    used: impl FnOnce() -> Result<u64>,
+) -> Result<()> {
+    if let Some(limit) = limits(ctx, &cleared.org).team_members {
+        let used = used()?;
+        if used.saturating_add(1) > limit {
+            return Err(Error::quota("team_members", limit, used, 1));
+        }
+    }
+    Ok(())
+}
+
+/// The pending, unexpired invitation of `email` in `org`, if any.
+pub(crate) fn pending_for_email(
+    tx: &dyn KvRead,
+    ctx: &Ctx,
+    org: &str,
+    email: &str,
+) -> Result<Option<InvitationRecord>> {
+    let Some(id) = tx.pending_invitation_id(org, email)? else {
+        return Ok(None);
+    };
+    let rec = tx
+        .invitation(&id)?
+        .ok_or_else(|| Error::corrupted("pending index names a missing invitation"))?;
+    Ok((rec.invitation.status_at(ctx.now) == InvitationStatus::Pending).then_some(rec))
+}
+
+/// Marks an invitation accepted (used by accept and by a direct add of the invitee).
+pub(crate) fn mark_accepted(
+    tx: &mut dyn KvWrite,
+    ctx: &Ctx,
+    actor: &Actor,
+    old: InvitationRecord,
+) -> Result<()> {
+    let mut new = old.clone();
+    new.invitation.status = InvitationStatus::Accepted;
+    new.invitation.accepted_at = Some(ctx.now);
+    tx.replace_invitation(&old, &new)?;
+    let inv = &new.invitation;
+    let details = json!({ "email": inv.email, "role": inv.role, "project_id": inv.project_id });
+    record(
+        tx,
+        ctx,
+        actor.label(),
+        Some(&inv.organization_id),
+        "invitation.accepted",
+        &inv.id,
+        details,
+    )
+}

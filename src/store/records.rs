@@ -1,0 +1,587 @@
+//! The stored records: what each table's values hold, apart from the public types.
+//!
+//! The public types (`User`, `Membership`, `Organization`…) are what hosts receive; they may
+//! grow a field without touching the disk. A table's value is a record of this file, in its
+//! own shape, with its own format tag ([`Tag`]); [`Stored`] converts between the two, in one
+//! place. A record changes only when what is stored changes, and then it takes a new tag and
+//! a migration step (`store::schema`), with a test that opens a file of the old format.
+//!
+//! The layouts are bincode's (`store::codec`): fields in order, integers as varints, strings
+//! with their length, `Option` with a tag byte, enums as their variant's index. Timestamps are
+//! microseconds since the epoch (`i64`), roles their rank (`u8`). Records borrow on the way out
+//! (`Cow`), so writing one copies no string.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::codec::{self, Tag};
+use super::keys::{self, Key};
+use super::{DayRow, InvitationRecord, OrgRecord, OrgStats, ResourceRecord};
+use crate::error::{Error, Result};
+use crate::model::audit::AuditEvent;
+use crate::model::invitation::{Invitation, InvitationStatus};
+use crate::model::membership::Membership;
+use crate::model::org::{Limit, LimitOverrides, Organization, OrganizationSettings};
+use crate::model::project::{Project, ProjectMembership};
+use crate::model::resource::{Resource, ResourceKind};
+use crate::model::role::Role;
+use crate::model::time::from_micros;
+use crate::model::user::User;
+
+/// A value kept in a table: its format tag, and how it becomes bytes and back.
+pub(crate) trait Stored: Sized {
+    /// The record type and layout, the first byte of every stored value.
+    const TAG: Tag;
+    /// The value's bytes (tag, checksum, record).
+    fn encode(&self) -> Result<Vec<u8>>;
+    /// The value of stored bytes; `corrupted` when they are not a readable record of this type.
+    fn decode(bytes: &[u8]) -> Result<Self>;
+    /// The key the value is stored under, when the value names it (`check()` verifies it: a
+    /// record under a damaged key is one that no look-up finds).
+    fn own_key(&self) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+fn time(micros: i64) -> Result<DateTime<Utc>> {
+    from_micros(micros).ok_or_else(|| Error::corrupted("a stored timestamp is out of range"))
+}
+
+fn time_opt(micros: Option<i64>) -> Result<Option<DateTime<Utc>>> {
+    micros.map(time).transpose()
+}
+
+fn role(rank: u8) -> Result<Role> {
+    Role::from_rank(rank).ok_or_else(|| Error::corrupted("a stored role is out of range"))
+}
+
+fn text(s: &str) -> Cow<'_, str> {
+    Cow::Borrowed(s)
+}
+
+fn text_opt(s: &Option<String>) -> Option<Cow<'_, str>> {
+    s.as_deref().map(Cow::Borrowed)
+}
+
+fn owned_opt(s: Option<Cow<'_, str>>) -> Option<String> {
+    s.map(Cow::into_owned)
+}
+
+// Users (tag 1).
+
+#[derive(Serialize, Deserialize)]
+struct UserV1<'a> {
+    id: Cow<'a, str>,
+    email: Cow<'a, str>,
+    name: Cow<'a, str>,
+    created_at: i64,
+    last_active: Option<i64>,
+}
+
+impl Stored for User {
+    const TAG: Tag = Tag::User;
+
+    fn own_key(&self) -> Option<Vec<u8>> {
+        Some(keys::one(&self.id))
+    }
+
+    fn encode(&self) -> Result<Vec<u8>> {
+        let record = UserV1 {
+            id: text(&self.id),
+            email: text(&self.email),
+            name: text(&self.name),
+            created_at: self.created_at.timestamp_micros(),
+            last_active: self.last_active.map(|t| t.timestamp_micros()),
+        };
+        codec::encode(Self::TAG, &record)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<User> {
+        let r: UserV1 = codec::decode(Self::TAG, bytes)?;
+        Ok(User {
+            id: r.id.into_owned(),
+            email: r.email.into_owned(),
+            name: r.name.into_owned(),
+            created_at: time(r.created_at)?,
+            last_active: time_opt(r.last_active)?,
+        })
+    }
+}
+
+// Organizations (tag 2): the public fields, then the limit overrides.
+
+/// A limit override as stored: 0 unlimited, 1 a count.
+#[derive(Serialize, Deserialize)]
+enum LimitV1 {
+    Unlimited,
+    Count(u64),
+}
+
+fn limit_out(limit: Option<Limit>) -> Option<LimitV1> {
+    limit.map(|l| match l {
+        Limit::Unlimited => LimitV1::Unlimited,
+        Limit::Count(n) => LimitV1::Count(n),
+    })
+}
+
+fn limit_in(limit: Option<LimitV1>) -> Option<Limit> {
+    limit.map(|l| match l {
+        LimitV1::Unlimited => Limit::Unlimited,
+        LimitV1::Count(n) => Limit::Count(n),
+    })
+}
+
+#[derive(Serialize, Deserialize)]
+struct OrgV1<'a> {
+    id: Cow<'a, str>,
+    name: Cow<'a, str>,
+    slug: Cow<'a, str>,
+    external_id: Option<Cow<'a, str>>,
+    description: Option<Cow<'a, str>>,
+    plan: Cow<'a, str>,
+    address_line1: Option<Cow<'a, str>>,
+    address_line2: Option<Cow<'a, str>>,
+    city: Option<Cow<'a, str>>,
+    state: Option<Cow<'a, str>>,
+    zipcode: Option<Cow<'a, str>>,
+    country: Option<Cow<'a, str>>,
+    pin_protection: bool,
+    settings: Cow<'a, BTreeMap<String, String>>,
+    metadata: Cow<'a, BTreeMap<String, String>>,
+    created_at: i64,
+    updated_at: i64,
+    mcps: Option<LimitV1>,
+    api_keys: Option<LimitV1>,
+    team_members: Option<LimitV1>,
+    monthly_requests: Option<LimitV1>,
+}
+
+impl Stored for OrgRecord {
+    const TAG: Tag = Tag::Org;
+
+    fn own_key(&self) -> Option<Vec<u8>> {
+        Some(keys::one(&self.org.id))
+    }
+
+    fn encode(&self) -> Result<Vec<u8>> {
+        let (o, l) = (&self.org, &self.overrides);
+        let record = OrgV1 {
+            id: text(&o.id),
+            name: text(&o.name),
+            slug: text(&o.slug),
+            external_id: text_opt(&o.external_id),
+            description: text_opt(&o.description),
+            plan: text(&o.plan),
+            address_line1: text_opt(&o.address_line1),
+            address_line2: text_opt(&o.address_line2),
+            city: text_opt(&o.city),
+            state: text_opt(&o.state),
+            zipcode: text_opt(&o.zipcode),
+            country: text_opt(&o.country),
+            pin_protection: o.settings.pin_protection,
+            settings: Cow::Borrowed(&o.settings.extra),
+            metadata: Cow::Borrowed(&o.metadata),
+            created_at: o.created_at.timestamp_micros(),
+            updated_at: o.updated_at.timestamp_micros(),
+            mcps: limit_out(l.mcps),
+            api_keys: limit_out(l.api_keys),
+            team_members: limit_out(l.team_members),
+            monthly_requests: limit_out(l.monthly_requests),
+        };
+        codec::encode(Self::TAG, &record)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<OrgRecord> {
+        let r: OrgV1 = codec::decode(Self::TAG, bytes)?;
+        Ok(OrgRecord {
+            org: Organization {
+                id: r.id.into_owned(),
+                name: r.name.into_owned(),
+                slug: r.slug.into_owned(),
+                external_id: owned_opt(r.external_id),
+                description: owned_opt(r.description),
+                plan: r.plan.into_owned(),
+                address_line1: owned_opt(r.address_line1),
+                address_line2: owned_opt(r.address_line2),
+                city: owned_opt(r.city),
+                state: owned_opt(r.state),
+                zipcode: owned_opt(r.zipcode),
+                country: owned_opt(r.country),
+                settings: OrganizationSettings {
+                    pin_protection: r.pin_protection,
+                    extra: r.settings.into_owned(),
+                },
+                metadata: r.metadata.into_owned(),
+                created_at: time(r.created_at)?,
+                updated_at: time(r.updated_at)?,
+            },
+            overrides: LimitOverrides {
+                mcps: limit_in(r.mcps),
+                api_keys: limit_in(r.api_keys),
+                team_members: limit_in(r.team_members),
+                monthly_requests: limit_in(r.monthly_requests),
+            },
+        })
+    }
+}
+
+// Memberships (tag 4).
+
+#[derive(Serialize, Deserialize)]
+struct MembershipV1<'a> {
+    id: Cow<'a, str>,
+    organization_id: Cow<'a, str>,
+    user_id: Cow<'a, str>,
+    role: u8,
+    joined_at: i64,
+    updated_at: i64,
+}
+
+impl Stored for Membership {
+    const TAG: Tag = Tag::Membership;
+
+    fn own_key(&self) -> Option<Vec<u8>> {
+        Some(keys::two(&self.organization_id, &self.user_id))
+    }
+
+    fn encode(&self) -> Result<Vec<u8>> {
+        let record = MembershipV1 {
+            id: text(&self.id),
+            organization_id: text(&self.organization_id),
+            user_id: text(&self.user_id),
+            role: self.role.rank(),
+            joined_at: self.joined_at.timestamp_micros(),
+            updated_at: self.updated_at.timestamp_micros(),
+        };
+        codec::encode(Self::TAG, &record)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Membership> {
+        let r: MembershipV1 = codec::decode(Self::TAG, bytes)?;
+        Ok(Membership {
+            id: r.id.into_owned(),
+            organization_id: r.organization_id.into_owned(),
+            user_id: r.user_id.into_owned(),
+            role: role(r.role)?,
+            joined_at: time(r.joined_at)?,
+            updated_at: time(r.updated_at)?,
+        })
+    }
+}
+
+// Invitations (tag 5): the public fields, the token's hash, the lifetime it was created with.
+
+/// An invitation's stored status, by index: pending, accepted, declined, revoked, expired.
+#[derive(Serialize, Deserialize)]
+enum StatusV1 {
+    Pending,
+    Accepted,
+    Declined,
+    Revoked,
+    Expired,
+}
+
+#[derive(Serialize, Deserialize)]
+struct InvitationV1<'a> {
+    id: Cow<'a, str>,
+    organization_id: Cow<'a, str>,
+    email: Cow<'a, str>,
+    role: u8,
+    project_id: Option<Cow<'a, str>>,
+    project_role: Option<u8>,
+    status: StatusV1,
+    invited_by: Cow<'a, str>,
+    created_at: i64,
+    expires_at: i64,
+    accepted_at: Option<i64>,
+    token_hash: [u8; 32],
+    lifetime_secs: i64,
+}
+
+impl Stored for InvitationRecord {
+    const TAG: Tag = Tag::Invitation;
+
+    fn own_key(&self) -> Option<Vec<u8>> {
+        Some(keys::one(&self.invitation.id))
+    }
+
+    fn encode(&self) -> Result<Vec<u8>> {
+        let i = &self.invitation;
+        let record = InvitationV1 {
+            id: text(&i.id),
+            organization_id: text(&i.organization_id),
+            email: text(&i.email),
+            role: i.role.rank(),
+            project_id: text_opt(&i.project_id),
+            project_role: i.project_role.map(Role::rank),
+            status: match i.status {
+                InvitationStatus::Pending => StatusV1::Pending,
+                InvitationStatus::Accepted => StatusV1::Accepted,
+                InvitationStatus::Declined => StatusV1::Declined,
+                InvitationStatus::Revoked => StatusV1::Revoked,
+                InvitationStatus::Expired => StatusV1::Expired,
+            },
+            invited_by: text(&i.invited_by),
+            created_at: i.created_at.timestamp_micros(),
+            expires_at: i.expires_at.timestamp_micros(),
+            accepted_at: i.accepted_at.map(|t| t.timestamp_micros()),
+            token_hash: self.token_hash,
+            lifetime_secs: self.lifetime_secs,
+        };
+        codec::encode(Self::TAG, &record)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<InvitationRecord> {
+        let r: InvitationV1 = codec::decode(Self::TAG, bytes)?;
+        Ok(InvitationRecord {
+            invitation: Invitation {
+                id: r.id.into_owned(),
+                organization_id: r.organization_id.into_owned(),
+                email: r.email.into_owned(),
+                role: role(r.role)?,
+                project_id: owned_opt(r.project_id),
+                project_role: r.project_role.map(role).transpose()?,
+                status: match r.status {
+                    StatusV1::Pending => InvitationStatus::Pending,
+                    StatusV1::Accepted => InvitationStatus::Accepted,
+                    StatusV1::Declined => InvitationStatus::Declined,
+                    StatusV1::Revoked => InvitationStatus::Revoked,
+                    StatusV1::Expired => InvitationStatus::Expired,
+                },
+                invited_by: r.invited_by.into_owned(),
+                created_at: time(r.created_at)?,
+                expires_at: time(r.expires_at)?,
+                accepted_at: time_opt(r.accepted_at)?,
+            },
+            token_hash: r.token_hash,
+            lifetime_secs: r.lifetime_secs,
+        })
+    }
+}
+
+// Projects (tag 6) and project members (tag 7).
+
+#[derive(Serialize, Deserialize)]
+struct ProjectV1<'a> {
+    id: Cow<'a, str>,
+    organization_id: Cow<'a, str>,
+    name: Cow<'a, str>,
+    description: Option<Cow<'a, str>>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl Stored for Project {
+    const TAG: Tag = Tag::Project;
+
+    fn own_key(&self) -> Option<Vec<u8>> {
+        Some(keys::one(&self.id))
+    }
+
+    fn encode(&self) -> Result<Vec<u8>> {
+        let record = ProjectV1 {
+            id: text(&self.id),
+            organization_id: text(&self.organization_id),
+            name: text(&self.name),
+            description: text_opt(&self.description),
+            created_at: self.created_at.timestamp_micros(),
+            updated_at: self.updated_at.timestamp_micros(),
+        };
+        codec::encode(Self::TAG, &record)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Project> {
+        let r: ProjectV1 = codec::decode(Self::TAG, bytes)?;
+        Ok(Project {
+            id: r.id.into_owned(),
+            organization_id: r.organization_id.into_owned(),
+            name: r.name.into_owned(),
+            description: owned_opt(r.description),
+            created_at: time(r.created_at)?,
+            updated_at: time(r.updated_at)?,
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ProjectMemberV1<'a> {
+    project_id: Cow<'a, str>,
+    user_id: Cow<'a, str>,
+    role: u8,
+    added_at: i64,
+    updated_at: i64,
+}
+
+impl Stored for ProjectMembership {
+    const TAG: Tag = Tag::ProjectMember;
+
+    fn own_key(&self) -> Option<Vec<u8>> {
+        Some(keys::two(&self.project_id, &self.user_id))
+    }
+
+    fn encode(&self) -> Result<Vec<u8>> {
+        let record = ProjectMemberV1 {
+            project_id: text(&self.project_id),
+            user_id: text(&self.user_id),
+            role: self.role.rank(),
+            added_at: self.added_at.timestamp_micros(),
+            updated_at: self.updated_at.timestamp_micros(),
+        };
+        codec::encode(Self::TAG, &record)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<ProjectMembership> {
+        let r: ProjectMemberV1 = codec::decode(Self::TAG, bytes)?;
+        Ok(ProjectMembership {
+            project_id: r.project_id.into_owned(),
+            user_id: r.user_id.into_owned(),
+            role: role(r.role)?,
+            added_at: time(r.added_at)?,
+            updated_at: time(r.updated_at)?,
+        })
+    }
+}
+
+// Resources (tag 8): the public fields and the resource's slot in the usage rows.
+
+/// A resource's stored kind, by index: MCP server, API key.
+#[derive(Serialize, Deserialize)]
+enum KindV1 {
+    Mcp,
+    ApiKey,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ResourceV1<'a> {
+    id: Cow<'a, str>,
+    organization_id: Cow<'a, str>,
+    kind: KindV1,
+    name: Cow<'a, str>,
+    created_at: i64,
+    removed_at: Option<i64>,
+    slot: u32,
+}
+
+impl Stored for ResourceRecord {
+    const TAG: Tag = Tag::Resource;
+
+    fn own_key(&self) -> Option<Vec<u8>> {
+        Some(keys::one(&self.resource.id))
+    }
+
+    fn encode(&self) -> Result<Vec<u8>> {
+        let r = &self.resource;
+        let record = ResourceV1 {
+            id: text(&r.id),
+            organization_id: text(&r.organization_id),
+            kind: match r.kind {
+                ResourceKind::Mcp => KindV1::Mcp,
+                ResourceKind::ApiKey => KindV1::ApiKey,
+            },
+            name: text(&r.name),
+            created_at: r.created_at.timestamp_micros(),
+            removed_at: r.removed_at.map(|t| t.timestamp_micros()),
+            slot: self.slot,
+        };
+        codec::encode(Self::TAG, &record)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<ResourceRecord> {
+        let r: ResourceV1 = codec::decode(Self::TAG, bytes)?;
+        Ok(ResourceRecord {
+            resource: Resource {
+                id: r.id.into_owned(),
+                organization_id: r.organization_id.into_owned(),
+                kind: match r.kind {
+                    KindV1::Mcp => ResourceKind::Mcp,
+                    KindV1::ApiKey => ResourceKind::ApiKey,
+                },
+                name: r.name.into_owned(),
+                created_at: time(r.created_at)?,
+                removed_at: time_opt(r.removed_at)?,
+            },
+            slot: r.slot,
+        })
+    }
+}
+
+// Audit events (tag 10): the details as JSON text.
+
+#[derive(Serialize, Deserialize)]
+struct AuditV1<'a> {
+    id: Cow<'a, str>,
+    seq: u64,
+    at: i64,
+    actor: Cow<'a, str>,
+    organization_id: Option<Cow<'a, str>>,
+    action: Cow<'a, str>,
+    target: Cow<'a, str>,
+    details: Cow<'a, str>,
+}
+
+impl Stored for AuditEvent {
+    const TAG: Tag = Tag::Audit;
+
+    fn own_key(&self) -> Option<Vec<u8>> {
+        Some(Key::new().u64(self.seq).into_vec())
+    }
+
+    fn encode(&self) -> Result<Vec<u8>> {
+        let record = AuditV1 {
+            id: text(&self.id),
+            seq: self.seq,
+            at: self.at.timestamp_micros(),
+            actor: text(&self.actor),
+            organization_id: text_opt(&self.organization_id),
+            action: text(&self.action),
+            target: text(&self.target),
+            details: Cow::Owned(self.details.to_string()),
+        };
+        codec::encode(Self::TAG, &record)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<AuditEvent> {
+        let r: AuditV1 = codec::decode(Self::TAG, bytes)?;
+        let details = serde_json::from_str(&r.details)
+            .map_err(|e| Error::corrupted(format!("an audit event's details: {e}")))?;
+        Ok(AuditEvent {
+            id: r.id.into_owned(),
+            seq: r.seq,
+            at: time(r.at)?,
+            actor: r.actor.into_owned(),
+            organization_id: owned_opt(r.organization_id),
+            action: r.action.into_owned(),
+            target: r.target.into_owned(),
+            details,
+        })
+    }
+}
+
+// Store-internal records: their types are the records.
+
+impl Stored for OrgStats {
+    const TAG: Tag = Tag::OrgStats;
+
+    fn encode(&self) -> Result<Vec<u8>> {
+        codec::encode(Self::TAG, self)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<OrgStats> {
+        codec::decode(Self::TAG, bytes)
+    }
+}
+
+impl Stored for DayRow {
+    const TAG: Tag = Tag::UsageDay;
+
+    fn encode(&self) -> Result<Vec<u8>> {
+        codec::encode(Self::TAG, self)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<DayRow> {
+        codec::decode(Self::TAG, bytes)
+    }
+}
