@@ -117,7 +117,7 @@ pub(crate) fn may_grant(actor_role: Option<Role>, granted: Role) -> bool {
 }
 
 /// [`may_grant`] as the one answer every call that grants a role gives when it may not.
-pub(crate) fn check_grant(actor_role: Option<Role>, granted: Role) -> Result<()> {
+pub(crate) fn require_grant(actor_role: Option<Role>, granted: Role) -> Result<()> {
     if may_grant(actor_role, granted) {
         Ok(())
     } else {

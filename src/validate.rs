@@ -1,4 +1,4 @@
-//! Input rules of SPEC section 6. A [`Checks`] collects every bad field of one call, so the
+//! Input rules of SPEC section 6. A [`Validator`] collects every bad field of one call, so the
 //! caller learns all of them at once, each named in `details`.
 
 use std::collections::BTreeMap;
@@ -21,16 +21,16 @@ pub(crate) const PER_PAGE_DEFAULT: u32 = 20;
 
 /// Collects validation failures.
 #[derive(Debug, Default)]
-pub(crate) struct Checks {
+pub(crate) struct Validator {
     details: Details,
     /// The message of a field's own error (`"Invalid role specified"`), used when that field
     /// is the only one that failed, so every call answers one rule with one message.
     messages: BTreeMap<String, &'static str>,
 }
 
-impl Checks {
-    pub(crate) fn new() -> Checks {
-        Checks::default()
+impl Validator {
+    pub(crate) fn new() -> Validator {
+        Validator::default()
     }
 
     pub(crate) fn fail(&mut self, field: &str, reason: impl Into<String>) {

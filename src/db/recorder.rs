@@ -4,7 +4,7 @@ use std::fmt;
 
 use crate::db::Db;
 use crate::ledger::OrgHandle;
-use crate::ops::usage::check_count;
+use crate::ops::usage::validate_count;
 
 use crate::error::{Error, Result};
 use crate::model::usage::{UsageEvent, UsageReceipt};
@@ -53,7 +53,7 @@ impl UsageRecorder {
     /// organization was deleted, or the resource is not live in it), `quota_exceeded` (with
     /// limit, used and requested; nothing is recorded), `storage_error`.
     pub fn record(&self, resource_id: Option<&str>, count: u64) -> Result<UsageReceipt> {
-        check_count(count)?;
+        validate_count(count)?;
         let resource = resource_id.map(str::trim);
         if resource == Some("") {
             return Err(Error::invalid("resource_id", "Must not be empty"));

@@ -37,7 +37,7 @@ impl Db {
         events: &[UsageEvent],
     ) -> Result<Vec<UsageReceipt>> {
         let ctx = self.ctx();
-        let admits = ops::usage::check_batch(&ctx, events)?;
+        let admits = ops::usage::validate_batch(&ctx, events)?;
         self.admit(&ctx, org, &admits, Mode::Durable)
     }
 
@@ -56,13 +56,13 @@ impl Db {
     /// # Errors
     /// `quota_exceeded` when they would not fit; `validation_error`, `not_found`.
     pub fn check_quota(&self, org: &str, count: u64) -> Result<UsageReceipt> {
-        ops::usage::check_count(count)?;
+        ops::usage::validate_count(count)?;
         self.admit_one(org, &UsageEvent::new(count), Mode::Check)
     }
 
     fn admit_one(&self, org: &str, event: &UsageEvent, mode: Mode) -> Result<UsageReceipt> {
         let ctx = self.ctx();
-        let admit = ops::usage::check_one(&ctx, event)?;
+        let admit = ops::usage::validate_one(&ctx, event)?;
         let ledger = &self.inner.ledger;
         let (receipt, wait_for) =
             ledger.admit_one(&self.inner.store, &ctx, org.trim(), &admit, mode)?;

@@ -4,7 +4,7 @@ use chrono::TimeDelta;
 use serde_json::json;
 
 use super::{record, seats, Ctx};
-use crate::authz::{authorize, check_grant, Action, Actor, Cleared};
+use crate::authz::{authorize, require_grant, Action, Actor, Cleared};
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::model::invitation::{
@@ -16,7 +16,7 @@ use crate::model::page::{Page, Pagination};
 use crate::model::project::ProjectMembership;
 use crate::model::role::Role;
 use crate::store::{InvitationRecord, KvRead, KvWrite, Reads, Writes};
-use crate::validate::{normalize_email, Checks};
+use crate::validate::{normalize_email, Validator};
 
 fn invitation_not_found() -> Error {
     Error::not_found("Invitation")
@@ -49,13 +49,13 @@ fn retire_expired(tx: &mut dyn KvWrite, ctx: &Ctx, org: &str, email: &str) -> Re
     Ok(())
 }
 
-fn lifetime(ctx: &Ctx, checks: &mut Checks, asked: Option<std::time::Duration>) -> TimeDelta {
+fn lifetime(ctx: &Ctx, validator: &mut Validator, asked: Option<std::time::Duration>) -> TimeDelta {
     match asked {
         None => ctx.opts.invitation_lifetime,
         Some(asked) => match TimeDelta::from_std(asked).ok() {
             Some(l) if (MIN_LIFETIME..=MAX_LIFETIME).contains(&l) => l,
             _ => {
-                checks.fail("expires_in", "Must be between 1 hour and 30 days");
+                validator.fail("expires_in", "Must be between 1 hour and 30 days");
                 ctx.opts.invitation_lifetime
             }
         },
@@ -85,26 +85,28 @@ struct Checked {
     lifetime: TimeDelta,
 }
 
-fn check_new(ctx: &Ctx, cleared: &Cleared, new: &NewInvitation) -> Result<Checked> {
-    let mut checks = Checks::new();
-    let email = checks.email("email", &new.email);
+fn validate_new(ctx: &Ctx, cleared: &Cleared, new: &NewInvitation) -> Result<Checked> {
+    let mut validator = Validator::new();
+    let email = validator.email("email", &new.email);
     let role = new
         .role
         .as_deref()
-        .map_or(Some(Role::Member), |text| checks.role("role", text))
+        .map_or(Some(Role::Member), |text| validator.role("role", text))
         .unwrap_or(Role::Member);
     let project_role = new
         .project_role
         .as_deref()
-        .map_or(Some(Role::Member), |text| checks.role("project_role", text))
+        .map_or(Some(Role::Member), |text| {
+            validator.role("project_role", text)
+        })
         .unwrap_or(Role::Member);
     if new.project_role.is_some() && new.project_id.is_none() {
-        checks.fail("project_id", "Is required when project_role is given");
+        validator.fail("project_id", "Is required when project_role is given");
     }
-    let lifetime = lifetime(ctx, &mut checks, new.expires_in);
-    checks.finish()?;
-    check_grant(cleared.role, role)?;
-    check_grant(cleared.role, project_role)?;
+    let lifetime = lifetime(ctx, &mut validator, new.expires_in);
+    validator.finish()?;
+    require_grant(cleared.role, role)?;
+    require_grant(cleared.role, project_role)?;
     let project = new
         .project_id
         .as_ref()
@@ -143,7 +145,7 @@ fn create_one(
         });
     }
     retire_expired(tx, ctx, org, &input.email)?;
-    seats::check_seat(ctx, cleared, || seats::seats_used(tx, ctx, org))?;
+    seats::require_seat(ctx, cleared, || seats::seats_used(tx, ctx, org))?;
 
     let token = ids::new_token()?;
     let (project_id, project_role) = match input.project {
@@ -197,7 +199,7 @@ pub(crate) fn create(
     new: &NewInvitation,
 ) -> Result<CreatedInvitation> {
     let cleared = authorize(tx, actor, org, Action::ManageInvitations)?;
-    let input = check_new(ctx, &cleared, new)?;
+    let input = validate_new(ctx, &cleared, new)?;
     create_one(tx, ctx, actor, &cleared, input)
 }
 
@@ -213,7 +215,7 @@ pub(crate) fn create_many(
     let cleared = authorize(tx, actor, org, Action::ManageInvitations)?;
     let mut out = Vec::with_capacity(batch.len());
     for new in batch {
-        let created = check_new(ctx, &cleared, new)
+        let created = validate_new(ctx, &cleared, new)
             .and_then(|input| create_one(tx, ctx, actor, &cleared, input));
         out.push(created.map_err(|e| name_email(e, &new.email))?);
     }
@@ -265,14 +267,14 @@ pub(crate) fn list(
     query: &InvitationQuery,
 ) -> Result<Page<Invitation>> {
     authorize(tx, actor, org, Action::ManageInvitations)?;
-    let mut checks = Checks::new();
-    let (page, per_page) = checks.paging(query.page, query.per_page);
+    let mut validator = Validator::new();
+    let (page, per_page) = validator.paging(query.page, query.per_page);
     let status = match query.status.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(text) => {
             let parsed = InvitationStatus::parse(text);
             if parsed.is_none() {
-                checks.fail(
+                validator.fail(
                     "status",
                     "Must be one of: pending, accepted, declined, revoked, expired",
                 );
@@ -280,7 +282,7 @@ pub(crate) fn list(
             parsed
         }
     };
-    checks.finish()?;
+    validator.finish()?;
     let skip = u64::from(page - 1) * u64::from(per_page);
     let (ids, total) = tx.invitation_page(org, status, ctx.now, skip, per_page as usize)?;
     let mut data = Vec::with_capacity(ids.len());
@@ -399,7 +401,7 @@ pub(crate) fn accept(
             let cleared = authorize(tx, &Actor::System, &org, Action::AddMember)?;
             // Members after the accept must fit; this invitation's own seat turns into the
             // member's, so it is not counted twice.
-            seats::check_seat(ctx, &cleared, || Ok(tx.org_stats(&org)?.members))?;
+            seats::require_seat(ctx, &cleared, || Ok(tx.org_stats(&org)?.members))?;
             let m = Membership {
                 id: ctx.id("mem"),
                 organization_id: org.clone(),
@@ -542,7 +544,7 @@ pub(crate) fn resend(
                     other.invitation.id,
                 ));
             }
-            seats::check_seat(ctx, &cleared, || seats::seats_used(tx, ctx, org))?;
+            seats::require_seat(ctx, &cleared, || seats::seats_used(tx, ctx, org))?;
             retire_expired(tx, ctx, org, &old.email)?;
         }
         other => {

@@ -3,14 +3,14 @@
 use serde_json::json;
 
 use super::{record, seats, Ctx};
-use crate::authz::{authorize, check_grant, may_manage, Action, Actor};
+use crate::authz::{authorize, may_manage, require_grant, Action, Actor};
 use crate::error::{Error, Result};
 use crate::model::membership::{Member, MemberQuery, MemberRef, Membership, RemovedMember};
 use crate::model::page::{Page, Pagination};
 use crate::model::role::Role;
 use crate::model::time;
 use crate::store::{KvRead, KvWrite, MemberPos, Reads, Writes};
-use crate::validate::Checks;
+use crate::validate::Validator;
 
 fn member_not_found() -> Error {
     Error::not_found("Member")
@@ -61,23 +61,23 @@ pub(crate) fn list(
     query: &MemberQuery,
 ) -> Result<Page<Member>> {
     authorize(tx, actor, org, Action::ReadOrganization)?;
-    let mut checks = Checks::new();
-    let (page, per_page) = checks.paging(query.page, query.per_page);
+    let mut validator = Validator::new();
+    let (page, per_page) = validator.paging(query.page, query.per_page);
     let role = match query.role.as_deref().map(str::trim) {
         None | Some("") => None,
-        Some(text) => checks.role("role", text),
+        Some(text) => validator.role("role", text),
     };
     let cursor = match query.cursor.as_deref() {
         None => None,
         Some(text) => {
             let pos = decode_cursor(text);
             if pos.is_none() {
-                checks.fail("cursor", "Is not a cursor returned by a previous page");
+                validator.fail("cursor", "Is not a cursor returned by a previous page");
             }
             pos
         }
     };
-    checks.finish()?;
+    validator.finish()?;
 
     let stats = tx.org_stats(org)?;
     let total = role.map_or(stats.members, |r| stats.with_role(r));
@@ -128,7 +128,7 @@ pub(crate) fn add(
 ) -> Result<Member> {
     let cleared = authorize(tx, actor, org, Action::AddMember)?;
     let role = Role::parse_field(role, "role")?;
-    check_grant(cleared.role, role)?;
+    require_grant(cleared.role, role)?;
     let user = super::load_user(tx, user_id.trim())?;
     if tx.membership(org, &user.id)?.is_some() {
         return Err(Error::conflict_with(
@@ -139,7 +139,7 @@ pub(crate) fn add(
     }
     let pending = seats::pending_for_email(tx, ctx, org, &user.email)?;
     // The user's own pending invitation turns into their membership: not counted twice.
-    seats::check_seat(ctx, &cleared, || {
+    seats::require_seat(ctx, &cleared, || {
         Ok(seats::seats_used(tx, ctx, org)? - u64::from(pending.is_some()))
     })?;
     let m = Membership {
@@ -206,7 +206,7 @@ pub(crate) fn update_role(
         return Err(Error::forbidden());
     }
     let role = Role::parse_field(role, "role")?;
-    check_grant(cleared.role, role)?;
+    require_grant(cleared.role, role)?;
     if old.role == role {
         return row(tx, old);
     }

@@ -13,7 +13,7 @@ use crate::model::org::{
 use crate::model::role::Role;
 use crate::model::time;
 use crate::store::{KvRead, KvWrite, OrgRecord, Reads, Writes};
-use crate::validate::{self, Checks, EXTERNAL_ID_MAX, NAME_MAX, TEXT_MAX};
+use crate::validate::{self, Validator, EXTERNAL_ID_MAX, NAME_MAX, TEXT_MAX};
 
 /// Suffixes tried before giving up on a derived slug.
 const SLUG_ATTEMPTS: u32 = 10_000;
@@ -23,9 +23,9 @@ fn is_reserved(ctx: &Ctx, slug: &str) -> bool {
 }
 
 /// `validation_error` for a reserved explicit slug (it is never available, unlike a taken one).
-fn check_reserved(ctx: &Ctx, checks: &mut Checks, slug: &str) {
+fn refuse_reserved(ctx: &Ctx, validator: &mut Validator, slug: &str) {
     if is_reserved(ctx, slug) {
-        checks.fail("slug", "Is reserved");
+        validator.fail("slug", "Is reserved");
     }
 }
 
@@ -64,23 +64,23 @@ pub(crate) fn create(
     owner: &str,
     new: &NewOrganization,
 ) -> Result<OrganizationWithMembership> {
-    let mut checks = Checks::new();
-    let name = checks.name("name", &new.name);
-    let slug = new.slug.as_deref().map(|s| checks.slug("slug", s));
+    let mut validator = Validator::new();
+    let name = validator.name("name", &new.name);
+    let slug = new.slug.as_deref().map(|s| validator.slug("slug", s));
     if let Some(slug) = &slug {
-        check_reserved(ctx, &mut checks, slug);
+        refuse_reserved(ctx, &mut validator, slug);
     }
     let external_id = new
         .external_id
         .as_deref()
-        .map(|e| checks.token_text("external_id", e, EXTERNAL_ID_MAX));
-    let description = checks.text("description", new.description.as_deref(), TEXT_MAX);
+        .map(|e| validator.token_text("external_id", e, EXTERNAL_ID_MAX));
+    let description = validator.text("description", new.description.as_deref(), TEXT_MAX);
     let plan = match &new.plan {
-        Some(plan) => check_plan(ctx, &mut checks, plan),
+        Some(plan) => validate_plan(ctx, &mut validator, plan),
         None => ctx.opts.plans.default_plan.clone(),
     };
     let a = new;
-    let mut line = |field: &str, v: &Option<String>| checks.text(field, v.as_deref(), NAME_MAX);
+    let mut line = |field: &str, v: &Option<String>| validator.text(field, v.as_deref(), NAME_MAX);
     let address = [
         line("address_line1", &a.address_line1),
         line("address_line2", &a.address_line2),
@@ -89,11 +89,11 @@ pub(crate) fn create(
         line("zipcode", &a.zipcode),
         line("country", &a.country),
     ];
-    checks.metadata("metadata", &new.metadata);
+    validator.metadata("metadata", &new.metadata);
     if let Some(settings) = &new.settings {
-        checks.metadata("settings", &settings.extra);
+        validator.metadata("settings", &settings.extra);
     }
-    checks.finish()?;
+    validator.finish()?;
 
     let user = super::load_user(tx, owner)?;
     let slug = match slug {
@@ -155,12 +155,12 @@ pub(crate) fn create(
 }
 
 /// The catalog's name of `plan` (matched case-insensitively), or a `plan` failure.
-fn check_plan(ctx: &Ctx, checks: &mut Checks, plan: &str) -> String {
+fn validate_plan(ctx: &Ctx, validator: &mut Validator, plan: &str) -> String {
     match ctx.opts.plans.resolve(plan) {
         Some(name) => name.to_owned(),
         None => {
             let names = ctx.opts.plans.names().join(", ");
-            checks.fail("plan", format!("Must be one of: {names}"));
+            validator.fail("plan", format!("Must be one of: {names}"));
             plan.to_owned()
         }
     }
@@ -279,25 +279,25 @@ pub(crate) fn update(
     patch: &OrganizationPatch,
 ) -> Result<Organization> {
     let old = authorize(tx, actor, org, Action::UpdateOrganization)?.org;
-    let mut checks = Checks::new();
+    let mut validator = Validator::new();
     let mut new = old.clone();
     let n = &mut new.org;
     if let Some(name) = &patch.name {
-        n.name = checks.name("name", name);
+        n.name = validator.name("name", name);
     }
     if let Some(slug) = &patch.slug {
-        n.slug = checks.slug("slug", slug);
+        n.slug = validator.slug("slug", slug);
         if n.slug != old.org.slug {
-            check_reserved(ctx, &mut checks, &n.slug);
+            refuse_reserved(ctx, &mut validator, &n.slug);
         }
     }
     if let Some(ext) = &patch.external_id {
         n.external_id = ext
             .as_deref()
-            .map(|e| checks.token_text("external_id", e, EXTERNAL_ID_MAX));
+            .map(|e| validator.token_text("external_id", e, EXTERNAL_ID_MAX));
     }
     if let Some(d) = &patch.description {
-        n.description = checks.text("description", d.as_deref(), TEXT_MAX);
+        n.description = validator.text("description", d.as_deref(), TEXT_MAX);
     }
     let lines = [
         ("address_line1", &patch.address_line1, &mut n.address_line1),
@@ -307,20 +307,20 @@ pub(crate) fn update(
         ("zipcode", &patch.zipcode, &mut n.zipcode),
         ("country", &patch.country, &mut n.country),
     ];
-    for (field, given, slot) in lines {
+    for (field, given, target) in lines {
         if let Some(value) = given {
-            *slot = checks.text(field, value.as_deref(), NAME_MAX);
+            *target = validator.text(field, value.as_deref(), NAME_MAX);
         }
     }
     if let Some(settings) = &patch.settings {
-        checks.metadata("settings", &settings.extra);
+        validator.metadata("settings", &settings.extra);
         n.settings = settings.clone();
     }
     if let Some(metadata) = &patch.metadata {
-        checks.metadata("metadata", metadata);
+        validator.metadata("metadata", metadata);
         n.metadata = metadata.clone();
     }
-    checks.finish()?;
+    validator.finish()?;
     if n.slug != old.org.slug && tx.org_id_by_slug(&n.slug)?.is_some() {
         return Err(slug_taken(&n.slug));
     }
@@ -356,9 +356,9 @@ pub(crate) fn set_plan(
     plan: &str,
 ) -> Result<Organization> {
     let old = authorize(tx, actor, org, Action::ChangePlan)?.org;
-    let mut checks = Checks::new();
-    let plan = check_plan(ctx, &mut checks, plan);
-    checks.finish()?;
+    let mut validator = Validator::new();
+    let plan = validate_plan(ctx, &mut validator, plan);
+    validator.finish()?;
     let mut new = old.clone();
     new.org.plan = plan;
     save(tx, ctx, actor, &old, new, "organization.plan_changed")

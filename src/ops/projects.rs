@@ -3,13 +3,13 @@
 use serde_json::json;
 
 use super::{members, record, Changes, Ctx};
-use crate::authz::{authorize, check_grant, Action, Actor};
+use crate::authz::{authorize, require_grant, Action, Actor};
 use crate::error::{Error, Result};
 use crate::model::membership::MemberRef;
 use crate::model::project::{NewProject, Project, ProjectMember, ProjectMembership, ProjectPatch};
 use crate::model::role::Role;
 use crate::store::{KvRead, KvWrite, Reads, Writes};
-use crate::validate::{Checks, TEXT_MAX};
+use crate::validate::{Validator, TEXT_MAX};
 
 fn load_in_org(tx: &dyn KvRead, org: &str, id: &str) -> Result<Project> {
     tx.project(id.trim())?
@@ -25,10 +25,10 @@ pub(crate) fn create(
     new: &NewProject,
 ) -> Result<Project> {
     authorize(tx, actor, org, Action::ManageProjects)?;
-    let mut checks = Checks::new();
-    let name = checks.name("name", &new.name);
-    let description = checks.text("description", new.description.as_deref(), TEXT_MAX);
-    checks.finish()?;
+    let mut validator = Validator::new();
+    let name = validator.name("name", &new.name);
+    let description = validator.text("description", new.description.as_deref(), TEXT_MAX);
+    validator.finish()?;
     let project = Project {
         id: ctx.id("proj"),
         organization_id: org.to_owned(),
@@ -76,13 +76,13 @@ pub(crate) fn update(
     patch: &ProjectPatch,
 ) -> Result<Project> {
     authorize(tx, actor, org, Action::ManageProjects)?;
-    let mut checks = Checks::new();
-    let name = patch.name.as_deref().map(|n| checks.name("name", n));
+    let mut validator = Validator::new();
+    let name = patch.name.as_deref().map(|n| validator.name("name", n));
     let description = patch
         .description
         .as_ref()
-        .map(|d| checks.text("description", d.as_deref(), TEXT_MAX));
-    checks.finish()?;
+        .map(|d| validator.text("description", d.as_deref(), TEXT_MAX));
+    validator.finish()?;
     let old = load_in_org(tx, org, id)?;
     let mut new = old.clone();
     if let Some(name) = name {
@@ -161,7 +161,7 @@ fn row(tx: &dyn KvRead, pm: ProjectMembership) -> Result<ProjectMember> {
 
 fn project_role(cleared_role: Option<Role>, text: &str) -> Result<Role> {
     let role = Role::parse_field(text, "role")?;
-    check_grant(cleared_role, role)?;
+    require_grant(cleared_role, role)?;
     Ok(role)
 }
 

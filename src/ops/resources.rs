@@ -7,7 +7,7 @@ use crate::authz::{authorize, Action, Actor};
 use crate::error::{Error, Result};
 use crate::model::resource::{Resource, ResourceKind};
 use crate::store::{KvRead, KvWrite, Reads, Writes};
-use crate::validate::Checks;
+use crate::validate::Validator;
 
 fn load_live(tx: &dyn KvRead, org: &str, id: &str) -> Result<Resource> {
     tx.resource(id.trim())?
@@ -24,9 +24,9 @@ pub(crate) fn register(
     name: &str,
 ) -> Result<Resource> {
     let cleared = authorize(tx, actor, org, Action::ManageResources)?;
-    let mut checks = Checks::new();
-    let name = checks.name("name", name);
-    checks.finish()?;
+    let mut validator = Validator::new();
+    let name = validator.name("name", name);
+    validator.finish()?;
     let used = tx.org_stats(org)?.resource_count(kind);
     let limits = super::limits(ctx, &cleared.org);
     let limit = match kind {
@@ -69,9 +69,9 @@ pub(crate) fn rename(
     name: &str,
 ) -> Result<Resource> {
     authorize(tx, actor, org, Action::ManageResources)?;
-    let mut checks = Checks::new();
-    let name = checks.name("name", name);
-    checks.finish()?;
+    let mut validator = Validator::new();
+    let name = validator.name("name", name);
+    validator.finish()?;
     let old = load_live(tx, org, id)?;
     if old.name == name {
         return Ok(old);

@@ -21,7 +21,7 @@ pub(crate) fn seats_used(tx: &dyn KvRead, ctx: &Ctx, org: &str) -> Result<u64> {
 /// Refuses when one more seat would pass the `team_members` limit. `used` counts the seats
 /// taken; it runs only when there is a limit (an unlimited plan never scans the pending
 /// invitations).
-pub(crate) fn check_seat(
+pub(crate) fn require_seat(
     ctx: &Ctx,
     cleared: &Cleared,
     used: impl FnOnce() -> Result<u64>,

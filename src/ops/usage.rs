@@ -14,7 +14,7 @@ use crate::model::usage::{
     UsageReport,
 };
 use crate::store::{day_number, KvRead, KvWrite, OrgRecord, Reads, Writes};
-use crate::validate::Checks;
+use crate::validate::Validator;
 
 /// Largest count of one event: 2^53, the largest integer JSON carries exactly.
 pub(crate) const COUNT_MAX: u64 = 1 << 53;
@@ -29,9 +29,14 @@ pub(crate) const RANGE_MAX_DAYS: i64 = 366;
 const KEY_MAX: usize = 255;
 
 /// Validates one event; field names get `prefix` (`events[3].`) in batches.
-fn check_event<'a>(checks: &mut Checks, ctx: &Ctx, prefix: &str, e: &'a UsageEvent) -> Admit<'a> {
+fn validate_event<'a>(
+    validator: &mut Validator,
+    ctx: &Ctx,
+    prefix: &str,
+    e: &'a UsageEvent,
+) -> Admit<'a> {
     if e.count == 0 || e.count > COUNT_MAX {
-        checks.fail(&format!("{prefix}count"), "Must be between 1 and 2^53");
+        validator.fail(&format!("{prefix}count"), "Must be between 1 and 2^53");
     }
     // Most events carry no time: they are now, and inside the window by definition.
     let at = match e.at {
@@ -39,12 +44,12 @@ fn check_event<'a>(checks: &mut Checks, ctx: &Ctx, prefix: &str, e: &'a UsageEve
         Some(at) => {
             let at = time::truncate(at);
             if at > time::plus(ctx.now, FUTURE_SLACK) {
-                checks.fail(
+                validator.fail(
                     &format!("{prefix}at"),
                     "Must be at most 5 minutes ahead of now",
                 );
             } else if at < time::minus(ctx.now, LATE_WINDOW) {
-                checks.fail(&format!("{prefix}at"), "Must be at most 35 days ago");
+                validator.fail(&format!("{prefix}at"), "Must be at most 35 days ago");
             }
             at
         }
@@ -52,12 +57,12 @@ fn check_event<'a>(checks: &mut Checks, ctx: &Ctx, prefix: &str, e: &'a UsageEve
     if let Some(k) = &e.idempotency_key {
         let len = k.chars().count();
         if len == 0 || len > KEY_MAX || k.chars().any(char::is_control) {
-            checks.token_text(&format!("{prefix}idempotency_key"), k, KEY_MAX);
+            validator.token_text(&format!("{prefix}idempotency_key"), k, KEY_MAX);
         }
     }
     let resource = e.resource_id.as_deref().map(str::trim);
     if resource == Some("") {
-        checks.fail(&format!("{prefix}resource_id"), "Must not be empty");
+        validator.fail(&format!("{prefix}resource_id"), "Must not be empty");
     }
     let (day, month) = day_and_month(at);
     Admit {
@@ -70,28 +75,28 @@ fn check_event<'a>(checks: &mut Checks, ctx: &Ctx, prefix: &str, e: &'a UsageEve
     }
 }
 
-pub(crate) fn check_one<'a>(ctx: &Ctx, e: &'a UsageEvent) -> Result<Admit<'a>> {
-    let mut checks = Checks::new();
-    let admit = check_event(&mut checks, ctx, "", e);
-    checks.finish()?;
+pub(crate) fn validate_one<'a>(ctx: &Ctx, e: &'a UsageEvent) -> Result<Admit<'a>> {
+    let mut validator = Validator::new();
+    let admit = validate_event(&mut validator, ctx, "", e);
+    validator.finish()?;
     Ok(admit)
 }
 
-pub(crate) fn check_batch<'a>(ctx: &Ctx, events: &'a [UsageEvent]) -> Result<Vec<Admit<'a>>> {
-    let mut checks = Checks::new();
+pub(crate) fn validate_batch<'a>(ctx: &Ctx, events: &'a [UsageEvent]) -> Result<Vec<Admit<'a>>> {
+    let mut validator = Validator::new();
     if events.is_empty() || events.len() > BATCH_MAX {
-        checks.fail("events", format!("Must hold 1 to {BATCH_MAX} events"));
+        validator.fail("events", format!("Must hold 1 to {BATCH_MAX} events"));
     }
     let admits = events
         .iter()
         .enumerate()
-        .map(|(i, e)| check_event(&mut checks, ctx, &format!("events[{i}]."), e))
+        .map(|(i, e)| validate_event(&mut validator, ctx, &format!("events[{i}]."), e))
         .collect();
-    checks.finish()?;
+    validator.finish()?;
     Ok(admits)
 }
 
-pub(crate) fn check_count(count: u64) -> Result<()> {
+pub(crate) fn validate_count(count: u64) -> Result<()> {
     if count == 0 || count > COUNT_MAX {
         return Err(Error::invalid("count", "Must be between 1 and 2^53"));
     }
@@ -125,16 +130,16 @@ fn range(ctx: &Ctx, q: &UsageQuery) -> Result<(Period, NaiveDate, NaiveDate)> {
         (None, Some(d)) => around(d).ok_or_else(|| out_of_range("end_date"))?,
         (None, None) => around(ctx.now.date_naive()).ok_or_else(|| out_of_range("start_date"))?,
     };
-    let mut checks = Checks::new();
+    let mut validator = Validator::new();
     if last < first {
-        checks.fail("end_date", "Must not be before start_date");
+        validator.fail("end_date", "Must not be before start_date");
     } else if (last - first).num_days() + 1 > RANGE_MAX_DAYS {
-        checks.fail(
+        validator.fail(
             "end_date",
             format!("The range must be at most {RANGE_MAX_DAYS} days"),
         );
     }
-    checks.finish()?;
+    validator.finish()?;
     Ok((period, first, last))
 }
 
@@ -154,17 +159,17 @@ pub(crate) fn report(
     let rows = tx.day_rows(org, day_number(first), day_number(last))?;
 
     let mut total = 0u64;
-    let mut by_slot: Vec<u64> = Vec::new();
+    let mut by_column: Vec<u64> = Vec::new();
     for (_, row) in &rows {
         total = total.saturating_add(row.total);
-        if by_slot.len() < row.slots.len() {
-            by_slot.resize(row.slots.len(), 0);
+        if by_column.len() < row.columns.len() {
+            by_column.resize(row.columns.len(), 0);
         }
-        for (sum, n) in by_slot.iter_mut().zip(&row.slots) {
+        for (sum, n) in by_column.iter_mut().zip(&row.columns) {
             *sum = sum.saturating_add(*n);
         }
     }
-    let by_mcp = by_resource(tx, org, ResourceKind::Mcp, &by_slot)?
+    let by_mcp = by_resource(tx, org, ResourceKind::Mcp, &by_column)?
         .into_iter()
         .map(|(mcp_id, name, requests)| ResourceUsage {
             mcp_id,
@@ -172,7 +177,7 @@ pub(crate) fn report(
             requests,
         })
         .collect();
-    let by_api_key = by_resource(tx, org, ResourceKind::ApiKey, &by_slot)?
+    let by_api_key = by_resource(tx, org, ResourceKind::ApiKey, &by_column)?
         .into_iter()
         .map(|(api_key_id, name, requests)| ApiKeyUsage {
             api_key_id,
@@ -223,23 +228,23 @@ pub(crate) fn report(
     })
 }
 
-/// (id, name, requests) of every resource of `kind` with requests in `by_slot` (the summed
+/// (id, name, requests) of every resource of `kind` with requests in `by_column` (the summed
 /// day rows), most used first; removed resources keep their names.
 fn by_resource(
     tx: &dyn KvRead,
     org: &str,
     kind: ResourceKind,
-    by_slot: &[u64],
+    by_column: &[u64],
 ) -> Result<Vec<(String, String, u64)>> {
     let mut rows = Vec::new();
-    if !by_slot.iter().any(|n| *n > 0) {
+    if !by_column.iter().any(|n| *n > 0) {
         return Ok(rows);
     }
     for id in tx.resource_ids_of_org(org, Some(kind), true)? {
         let rec = tx
             .resource_record(&id)?
             .ok_or_else(|| Error::corrupted("resource index names a missing resource"))?;
-        let requests = by_slot.get(rec.slot as usize).copied().unwrap_or(0);
+        let requests = by_column.get(rec.column as usize).copied().unwrap_or(0);
         if requests > 0 {
             rows.push((rec.resource.id, rec.resource.name, requests));
         }

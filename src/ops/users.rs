@@ -8,17 +8,17 @@ use crate::error::{Error, Result};
 use crate::model::role::Role;
 use crate::model::user::{NewUser, User, UserPatch};
 use crate::store::{KvRead, KvWrite, Reads, Writes};
-use crate::validate::{normalize_email, Checks};
+use crate::validate::{normalize_email, Validator};
 
 fn email_taken(email: &str) -> Error {
     Error::conflict_with("Email already in use", "email", email)
 }
 
 pub(crate) fn create(tx: &mut dyn KvWrite, ctx: &Ctx, new: &NewUser) -> Result<User> {
-    let mut checks = Checks::new();
-    let email = checks.email("email", &new.email);
-    let name = checks.name("name", &new.name);
-    checks.finish()?;
+    let mut validator = Validator::new();
+    let email = validator.email("email", &new.email);
+    let name = validator.name("name", &new.name);
+    validator.finish()?;
     if tx.user_id_by_email(&email)?.is_some() {
         return Err(email_taken(&email));
     }
@@ -44,10 +44,10 @@ pub(crate) fn find_by_email(tx: &dyn KvRead, email: &str) -> Result<User> {
 
 pub(crate) fn update(tx: &mut dyn KvWrite, ctx: &Ctx, id: &str, patch: &UserPatch) -> Result<User> {
     let old = load_user(tx, id)?;
-    let mut checks = Checks::new();
-    let email = patch.email.as_deref().map(|e| checks.email("email", e));
-    let name = patch.name.as_deref().map(|n| checks.name("name", n));
-    checks.finish()?;
+    let mut validator = Validator::new();
+    let email = patch.email.as_deref().map(|e| validator.email("email", e));
+    let name = patch.name.as_deref().map(|n| validator.name("name", n));
+    validator.finish()?;
     let mut new = old.clone();
     if let Some(email) = email {
         if email != old.email && tx.user_id_by_email(&email)?.is_some() {

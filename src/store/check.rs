@@ -10,11 +10,11 @@ use serde::Serialize;
 use super::codec;
 use super::counted;
 use super::keys::{self, Key};
-use super::records::Stored;
-use super::{
-    member_join_key, member_role_key, resource_org_key, schema, InvitationRecord, KvRead,
-    OrgRecord, OrgStats, Reads, ResourceRecord, Table, RESOURCE_LIVE, RESOURCE_REMOVED,
+use super::keys::{
+    member_join_key, member_role_key, resource_org_key, RESOURCE_LIVE, RESOURCE_REMOVED,
 };
+use super::records::Stored;
+use super::{schema, InvitationRecord, KvRead, OrgRecord, OrgStats, Reads, ResourceRecord, Table};
 use crate::error::Result;
 use crate::model::audit::AuditEvent;
 use crate::model::invitation::InvitationStatus;
@@ -246,21 +246,21 @@ pub(crate) fn check(tx: &dyn KvRead, now: DateTime<Utc>) -> Result<CheckReport> 
     let resources: Vec<(Vec<u8>, ResourceRecord)> = c.records(Table::Resources)?;
     c.report.resources = resources.len() as u64;
     let mut res_index = BTreeMap::new();
-    let mut slots: BTreeMap<&str, BTreeSet<u32>> = BTreeMap::new();
+    let mut columns: BTreeMap<&str, BTreeSet<u32>> = BTreeMap::new();
     for (_, rec) in &resources {
         let r = &rec.resource;
-        if !slots
+        if !columns
             .entry(r.organization_id.as_str())
             .or_default()
-            .insert(rec.slot)
+            .insert(rec.column)
         {
             c.problem(format!(
-                "resources: slot {} used twice in {}",
-                rec.slot, r.organization_id
+                "resources: column {} used twice in {}",
+                rec.column, r.organization_id
             ));
         }
         if let Some(stats) = expected_stats.get_mut(&r.organization_id) {
-            stats.resource_slots = stats.resource_slots.max(rec.slot + 1);
+            stats.resource_columns = stats.resource_columns.max(rec.column + 1);
         }
         let live = r.removed_at.is_none();
         res_index.insert(
@@ -329,9 +329,9 @@ pub(crate) fn check(tx: &dyn KvRead, now: DateTime<Utc>) -> Result<CheckReport> 
             by_project.insert(keys::two(project, &inv.id), vec![]);
         }
         if inv.status == InvitationStatus::Pending {
-            let slot = keys::two(&inv.organization_id, &inv.email);
+            let column = keys::two(&inv.organization_id, &inv.email);
             let entry = codec::encode_pending(&inv.id, inv.expires_at.timestamp_micros());
-            if pending.insert(slot, entry).is_some() {
+            if pending.insert(column, entry).is_some() {
                 c.problem(format!(
                     "invitations: two pending invitations for {}",
                     inv.email
@@ -418,10 +418,10 @@ pub(crate) fn check(tx: &dyn KvRead, now: DateTime<Utc>) -> Result<CheckReport> 
     c.index(Table::ProjectMembersByUser, pm_by_user)?;
 
     // Usage: rows of live organizations; a day's resource counts fit in its total and in the
-    // organization's slots; a month's total covers its days (equal unless days were pruned).
-    let slots_of: BTreeMap<String, u32> = expected_stats
+    // organization's columns; a month's total covers its days (equal unless days were pruned).
+    let columns_of: BTreeMap<String, u32> = expected_stats
         .iter()
-        .map(|(org, s)| (org.clone(), s.resource_slots))
+        .map(|(org, s)| (org.clone(), s.resource_columns))
         .collect();
     let mut month_days: BTreeMap<(String, u32), u64> = BTreeMap::new();
     for (key, value) in all(tx, Table::UsageDay)? {
@@ -436,14 +436,14 @@ pub(crate) fn check(tx: &dyn KvRead, now: DateTime<Utc>) -> Result<CheckReport> 
                 continue;
             }
         };
-        match slots_of.get(&org) {
+        match columns_of.get(&org) {
             None => c.problem(format!("usage_day: row of missing organization {org}")),
-            Some(slots) if row.slots.len() > *slots as usize => c.problem(format!(
-                "usage_day: {org} row names slots it never handed out"
+            Some(columns) if row.columns.len() > *columns as usize => c.problem(format!(
+                "usage_day: {org} row names columns it never handed out"
             )),
             Some(_) => {}
         }
-        let attributed = row.slots.iter().fold(0u64, |a, n| a.saturating_add(*n));
+        let attributed = row.columns.iter().fold(0u64, |a, n| a.saturating_add(*n));
         if attributed > row.total {
             c.problem(format!(
                 "usage_day: {org} day {day}: resources sum past the total"

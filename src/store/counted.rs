@@ -17,7 +17,7 @@
 //! keys, instead of N index keys. Every write that adds or removes an entry of a counted
 //! index goes through [`insert`] / [`remove`], in the same transaction.
 
-use super::{codec, prefix_end, KvRead, KvWrite, Table};
+use super::{codec, prefix_end, KeyReader, KvRead, KvWrite, Table};
 use crate::error::{Error, Result};
 
 /// Entries a bucket may hold before it splits.
@@ -312,4 +312,64 @@ pub(crate) fn verify<'a>(
         }
     }
     Ok(())
+}
+
+/// The id that follows `prefix_len` bytes of an index key.
+pub(crate) fn entry_id(table: Table, key: &[u8], prefix_len: usize) -> Result<String> {
+    KeyReader::new(&key[prefix_len..])
+        .str()
+        .map(str::to_owned)
+        .ok_or_else(|| Error::corrupted(format!("bad key in {}", table.name())))
+}
+
+/// Ids `skip..skip + limit` of counted index `table` under `prefix`, seeking past the skipped
+/// ones through its buckets.
+pub(crate) fn counted_ids<R: KvRead + ?Sized>(
+    tx: &R,
+    table: Table,
+    prefix: &[u8],
+    skip: u64,
+    limit: usize,
+) -> Result<Vec<String>> {
+    let (start, skip) = if skip > 0 {
+        seek(tx, table, prefix, skip)?
+    } else {
+        (prefix.to_vec(), 0)
+    };
+    let end = prefix_end(prefix);
+    let mut page = Paging::new(skip, limit);
+    if limit == 0 {
+        return Ok(page.out);
+    }
+    tx.scan(table, &start, end.as_deref(), false, &mut |k, _| {
+        Ok(page.offer(entry_id(table, k, prefix.len())?))
+    })?;
+    Ok(page.out)
+}
+
+/// An offset page gathered from a stream: skips `skip` items, keeps up to `limit`.
+pub(crate) struct Paging {
+    skip: u64,
+    limit: usize,
+    pub(crate) out: Vec<String>,
+}
+
+impl Paging {
+    pub(crate) fn new(skip: u64, limit: usize) -> Paging {
+        Paging {
+            skip,
+            limit,
+            out: Vec::with_capacity(limit.min(128)),
+        }
+    }
+
+    /// Takes the next item; false once the page is full.
+    pub(crate) fn offer(&mut self, id: String) -> bool {
+        if self.skip > 0 {
+            self.skip -= 1;
+        } else if self.out.len() < self.limit {
+            self.out.push(id);
+        }
+        self.out.len() < self.limit
+    }
 }

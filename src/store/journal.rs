@@ -343,7 +343,7 @@ impl Journal {
         record: &[u8],
         seq: u64,
     ) -> Result<Result<(), Full>> {
-        self.check_failed()?;
+        self.refuse_if_failed()?;
         let len = record.len() as u64;
         if cursor.offset + len > self.size {
             return Ok(Err(Full));
@@ -358,7 +358,7 @@ impl Journal {
         Ok(Ok(()))
     }
 
-    fn check_failed(&self) -> Result<()> {
+    fn refuse_if_failed(&self) -> Result<()> {
         let state = self.sync.lock().unwrap_or_else(|p| p.into_inner());
         match &state.failed {
             Some(msg) => Err(Error::storage(msg.clone())),

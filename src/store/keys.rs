@@ -7,6 +7,12 @@
 
 use chrono::{DateTime, Utc};
 
+use super::codec;
+use crate::error::Result;
+use crate::model::invitation::{Invitation, InvitationStatus};
+use crate::model::resource::Resource;
+use crate::model::role::Role;
+
 /// A key under construction.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Key(Vec<u8>);
@@ -106,6 +112,101 @@ impl<'a> KeyReader<'a> {
         self.rest = rest;
         Some(u64::from_be_bytes(b.try_into().ok()?))
     }
+}
+
+/// Day number used in usage keys: days since 0001-01-01 (always positive, ordered).
+pub(crate) fn day_number(date: chrono::NaiveDate) -> u32 {
+    use chrono::Datelike;
+    date.num_days_from_ce().max(0) as u32
+}
+
+pub(crate) fn day_from_number(n: u32) -> Option<chrono::NaiveDate> {
+    chrono::NaiveDate::from_num_days_from_ce_opt(i32::try_from(n).ok()?)
+}
+
+pub(crate) fn month_key(org: &str, month: u32) -> Vec<u8> {
+    Key::new().str(org).u32(month).into_vec()
+}
+
+pub(crate) fn day_key(org: &str, day: u32) -> Vec<u8> {
+    Key::new().str(org).u32(day).into_vec()
+}
+
+/// Position in a member list: (`joined_at`, user id).
+pub(crate) type MemberPos = (DateTime<Utc>, String);
+
+/// Values of `resources_by_org`: whether the resource still counts.
+pub(crate) const RESOURCE_LIVE: u8 = 1;
+
+pub(crate) const RESOURCE_REMOVED: u8 = 0;
+
+pub(crate) fn resource_org_key(res: &Resource) -> Vec<u8> {
+    Key::new()
+        .str(&res.organization_id)
+        .u8(res.kind.code())
+        .str(&res.id)
+        .into_vec()
+}
+
+pub(crate) fn meta_key(name: &str) -> Vec<u8> {
+    one(name)
+}
+
+pub(crate) fn member_join_key(org: &str, joined_at: DateTime<Utc>, user: &str) -> Vec<u8> {
+    join_prefix(org).time(joined_at).str(user).into_vec()
+}
+
+/// What `members_by_join` keys of `org` start with (its counted prefix).
+pub(crate) fn join_prefix(org: &str) -> Key {
+    Key::new().str(org)
+}
+
+/// What `members_by_role` keys of `org` and `role` start with (its counted prefix).
+pub(crate) fn role_prefix(org: &str, role: Role) -> Key {
+    join_prefix(org).u8(role.rank())
+}
+
+pub(crate) fn member_role_key(
+    org: &str,
+    role: Role,
+    joined_at: DateTime<Utc>,
+    user: &str,
+) -> Vec<u8> {
+    role_prefix(org, role).time(joined_at).str(user).into_vec()
+}
+
+/// The byte an invitation's stored status is indexed under in `invitations_by_status`.
+pub(crate) fn status_byte(status: InvitationStatus) -> u8 {
+    match status {
+        InvitationStatus::Pending => 0,
+        InvitationStatus::Accepted => 1,
+        InvitationStatus::Declined => 2,
+        InvitationStatus::Revoked => 3,
+        InvitationStatus::Expired => 4,
+    }
+}
+
+/// What `invitations_by_status` keys of `org` and a stored status start with (its counted
+/// prefix).
+pub(crate) fn status_prefix(org: &str, status: InvitationStatus) -> Key {
+    Key::new().str(org).u8(status_byte(status))
+}
+
+/// The `invitations_by_status` entry of an invitation: its key, and its expiry (µs) as value,
+/// so a pending entry tells whether it reads `expired` without decoding the invitation.
+pub(crate) fn status_entry(inv: &Invitation) -> (Vec<u8>, [u8; 12]) {
+    let key = status_prefix(&inv.organization_id, inv.status)
+        .str(&inv.id)
+        .into_vec();
+    (
+        key,
+        codec::encode_u64(inv.expires_at.timestamp_micros() as u64),
+    )
+}
+
+/// The expiry (µs) an `invitations_by_status` value carries.
+pub(crate) fn entry_expiry(value: &[u8]) -> Result<i64> {
+    Ok(codec::decode_u64(value)? as i64)
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::{self, Tag};
 use super::keys::{self, Key};
-use super::{DayRow, InvitationRecord, OrgRecord, OrgStats, ResourceRecord};
+use super::{journal, KeyReader};
 use crate::error::{Error, Result};
 use crate::model::audit::AuditEvent;
 use crate::model::invitation::{Invitation, InvitationStatus};
@@ -445,7 +445,7 @@ impl Stored for ProjectMembership {
     }
 }
 
-// Resources (tag 8): the public fields and the resource's slot in the usage rows.
+// Resources (tag 8): the public fields and the resource's column in the usage rows.
 
 /// A resource's stored kind, by index: MCP server, API key.
 #[derive(Serialize, Deserialize)]
@@ -462,7 +462,7 @@ struct ResourceV1<'a> {
     name: Cow<'a, str>,
     created_at: i64,
     removed_at: Option<i64>,
-    slot: u32,
+    column: u32,
 }
 
 impl Stored for ResourceRecord {
@@ -484,7 +484,7 @@ impl Stored for ResourceRecord {
             name: text(&r.name),
             created_at: r.created_at.timestamp_micros(),
             removed_at: r.removed_at.map(|t| t.timestamp_micros()),
-            slot: self.slot,
+            column: self.column,
         };
         codec::encode(Self::TAG, &record)
     }
@@ -503,7 +503,7 @@ impl Stored for ResourceRecord {
                 created_at: time(r.created_at)?,
                 removed_at: time_opt(r.removed_at)?,
             },
-            slot: r.slot,
+            column: r.column,
         })
     }
 }
@@ -583,5 +583,128 @@ impl Stored for DayRow {
 
     fn decode(bytes: &[u8]) -> Result<DayRow> {
         codec::decode(Self::TAG, bytes)
+    }
+}
+
+/// Every decoder of stored bytes, for the fuzz targets: record types, counters, keys, journal
+/// records. Returns how many accepted the bytes.
+pub(crate) fn fuzz_decode_all(bytes: &[u8]) -> usize {
+    fn ok<T>(r: Result<T>) -> usize {
+        usize::from(r.is_ok())
+    }
+    let mut n = 0;
+    n += ok(User::decode(bytes));
+    n += ok(OrgRecord::decode(bytes));
+    n += ok(OrgStats::decode(bytes));
+    n += ok(Membership::decode(bytes));
+    n += ok(InvitationRecord::decode(bytes));
+    n += ok(Project::decode(bytes));
+    n += ok(ProjectMembership::decode(bytes));
+    n += ok(ResourceRecord::decode(bytes));
+    n += ok(AuditEvent::decode(bytes));
+    n += ok(DayRow::decode(bytes));
+    n += ok(codec::decode_u64(bytes));
+    n += ok(codec::decode_pending(bytes));
+    let mut r = KeyReader::new(bytes);
+    while r.str().is_some() {
+        n += 1;
+    }
+    let generation = bytes
+        .get(8..12)
+        .map_or(0, |g| u32::from_le_bytes(g.try_into().unwrap_or_default()));
+    n += usize::from(matches!(journal::decode(generation, bytes), Ok(Some(_))));
+    n
+}
+
+/// An organization as the store holds it: the public fields plus what only orgdb reads
+/// (stored as `records::OrgV1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OrgRecord {
+    pub(crate) org: Organization,
+    pub(crate) overrides: LimitOverrides,
+}
+
+/// Stored counters of one organization, kept in step by the membership and resource writers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct OrgStats {
+    pub(crate) members: u64,
+    /// Members per role, indexed by `Role::rank`.
+    pub(crate) by_role: [u64; 4],
+    pub(crate) mcps: u64,
+    pub(crate) api_keys: u64,
+    /// Resource columns handed out (live and removed resources).
+    pub(crate) resource_columns: u32,
+}
+
+impl OrgStats {
+    pub(crate) fn owners(&self) -> u64 {
+        self.by_role[Role::Owner.rank() as usize]
+    }
+
+    pub(crate) fn with_role(&self, role: Role) -> u64 {
+        self.by_role[role.rank() as usize]
+    }
+
+    pub(crate) fn resource_count(&self, kind: ResourceKind) -> u64 {
+        match kind {
+            ResourceKind::Mcp => self.mcps,
+            ResourceKind::ApiKey => self.api_keys,
+        }
+    }
+
+    pub(crate) fn resource_count_mut(&mut self, kind: ResourceKind) -> &mut u64 {
+        match kind {
+            ResourceKind::Mcp => &mut self.mcps,
+            ResourceKind::ApiKey => &mut self.api_keys,
+        }
+    }
+}
+
+/// An invitation as the store holds it: the public fields plus the hash of its token (stored
+/// as `records::InvitationV1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct InvitationRecord {
+    pub(crate) invitation: Invitation,
+    pub(crate) token_hash: [u8; 32],
+    /// The lifetime it was created with (seconds): a resend grants the same again.
+    pub(crate) lifetime_secs: i64,
+}
+
+/// A resource as the store holds it: the public fields plus its column in the organization's
+/// packed usage rows (assigned once, never reused; stored as `records::ResourceV1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ResourceRecord {
+    pub(crate) resource: Resource,
+    pub(crate) column: u32,
+}
+
+/// One organization's usage on one day: the total, and the count of each resource column
+/// (dense; events without a resource are `total - sum(columns)`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DayRow {
+    pub(crate) total: u64,
+    pub(crate) columns: Vec<u64>,
+}
+
+impl DayRow {
+    pub(crate) fn add(&mut self, column: Option<u32>, count: u64) {
+        self.total = self.total.saturating_add(count);
+        if let Some(column) = column {
+            let i = column as usize;
+            if self.columns.len() <= i {
+                self.columns.resize(i + 1, 0);
+            }
+            self.columns[i] = self.columns[i].saturating_add(count);
+        }
+    }
+
+    pub(crate) fn merge(&mut self, other: &DayRow) {
+        self.total = self.total.saturating_add(other.total);
+        if self.columns.len() < other.columns.len() {
+            self.columns.resize(other.columns.len(), 0);
+        }
+        for (mine, theirs) in self.columns.iter_mut().zip(&other.columns) {
+            *mine = mine.saturating_add(*theirs);
+        }
     }
 }

@@ -340,7 +340,7 @@ type WriteTable<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
 /// more: a transaction keeps each table it opens until it ends. A scan takes its table out of
 /// the cache while it runs, so a visitor that reaches the same table again cannot hit a
 /// borrowed cell (in a write transaction it gets a `storage_error`: visitors only collect).
-fn slot<T>(cache: &mut Vec<Option<T>>, table: Table) -> &mut Option<T> {
+fn cache_cell<T>(cache: &mut Vec<Option<T>>, table: Table) -> &mut Option<T> {
     let i = table as usize;
     if cache.len() <= i {
         cache.resize_with(Table::ALL.len().max(i + 1), || None);
@@ -356,7 +356,7 @@ struct RedbRead {
 impl RedbRead {
     /// The table, from the cache or opened now; `None` when it does not exist yet.
     fn take(&self, table: Table) -> Result<Option<ReadTable>> {
-        if let Some(t) = slot(&mut self.tables.borrow_mut(), table).take() {
+        if let Some(t) = cache_cell(&mut self.tables.borrow_mut(), table).take() {
             return Ok(Some(t));
         }
         guard(|| match self.txn.open_table(def(table)) {
@@ -367,7 +367,7 @@ impl RedbRead {
     }
 
     fn put_back(&self, table: Table, t: ReadTable) {
-        *slot(&mut self.tables.borrow_mut(), table) = Some(t);
+        *cache_cell(&mut self.tables.borrow_mut(), table) = Some(t);
     }
 }
 
@@ -413,14 +413,14 @@ impl<'t> RedbWrite<'t> {
     }
 
     fn take(&self, table: Table) -> Result<WriteTable<'t>> {
-        if let Some(t) = slot(&mut self.tables.borrow_mut(), table).take() {
+        if let Some(t) = cache_cell(&mut self.tables.borrow_mut(), table).take() {
             return Ok(t);
         }
         guard(|| self.txn.open_table(def(table)).map_err(storage_err))
     }
 
     fn put_back(&self, table: Table, t: WriteTable<'t>) {
-        *slot(&mut self.tables.borrow_mut(), table) = Some(t);
+        *cache_cell(&mut self.tables.borrow_mut(), table) = Some(t);
     }
 }
 

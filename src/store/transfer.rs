@@ -78,10 +78,10 @@ pub(crate) fn export(tx: &dyn KvRead, visit: &mut dyn FnMut(Record) -> Result<()
     each(tx, Table::ProjectMembers, |_, pm: ProjectMembership| {
         out(Record::ProjectMember(pm))
     })?;
-    let mut slot_ids: HashMap<(String, u32), String> = HashMap::new();
+    let mut column_ids: HashMap<(String, u32), String> = HashMap::new();
     each(tx, Table::Resources, |_, r: ResourceRecord| {
-        slot_ids.insert(
-            (r.resource.organization_id.clone(), r.slot),
+        column_ids.insert(
+            (r.resource.organization_id.clone(), r.column),
             r.resource.id.clone(),
         );
         out(Record::Resource(r.resource))
@@ -114,11 +114,13 @@ pub(crate) fn export(tx: &dyn KvRead, visit: &mut dyn FnMut(Record) -> Result<()
     for (organization_id, day, row) in days {
         let date = day_from_number(day).ok_or_else(|| bad_key(Table::UsageDay))?;
         let mut by_resource = BTreeMap::new();
-        for (slot, count) in row.slots.iter().enumerate() {
+        for (column, count) in row.columns.iter().enumerate() {
             if *count > 0 {
-                let id = slot_ids
-                    .get(&(organization_id.clone(), slot as u32))
-                    .ok_or_else(|| Error::corrupted("usage row names an unknown resource slot"))?;
+                let id = column_ids
+                    .get(&(organization_id.clone(), column as u32))
+                    .ok_or_else(|| {
+                        Error::corrupted("usage row names an unknown resource column")
+                    })?;
                 by_resource.insert(id.clone(), *count);
             }
         }
@@ -317,7 +319,7 @@ pub(crate) fn import(tx: &mut dyn KvWrite, state: &mut ImportState, record: Reco
         } => {
             let mut row = DayRow {
                 total,
-                slots: Vec::new(),
+                columns: Vec::new(),
             };
             let mut attributed = 0u64;
             for (id, count) in by_resource {
@@ -330,11 +332,11 @@ pub(crate) fn import(tx: &mut dyn KvWrite, state: &mut ImportState, record: Reco
                             format!("{id} is not a resource of {organization_id}"),
                         )
                     })?;
-                let i = rec.slot as usize;
-                if row.slots.len() <= i {
-                    row.slots.resize(i + 1, 0);
+                let i = rec.column as usize;
+                if row.columns.len() <= i {
+                    row.columns.resize(i + 1, 0);
                 }
-                row.slots[i] = count;
+                row.columns[i] = count;
                 attributed = attributed.saturating_add(count);
             }
             if attributed > total {

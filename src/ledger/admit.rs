@@ -1,0 +1,337 @@
+//! Admission: the exact check of a call against the in-memory month totals, its journal
+//! record, and the answer (a receipt, or the refusal once the state it saw is durable).
+
+use crate::error::{Error, Result};
+use crate::model::usage::UsageReceipt;
+use crate::store::journal::{self, JournalBatch, JournalEvent};
+use crate::store::RedbStore;
+
+use super::{
+    ensure_org, lock, resolve_resource, Admit, Ledger, Mode, OrgHandle, Outcome, State, UsageEnv,
+};
+
+impl Ledger {
+    /// Loads the organization (`not_found` when it does not exist) and says where it sits.
+    pub(crate) fn org_handle(
+        &self,
+        store: &RedbStore,
+        env: &dyn UsageEnv,
+        org: &str,
+    ) -> Result<OrgHandle> {
+        let mut st = lock(&self.state);
+        let index = ensure_org(&mut st, store, env, org)?;
+        Ok(OrgHandle {
+            index,
+            epoch: st.orgs[index].epoch,
+        })
+    }
+
+    /// A recorder's hot path: one buffered event, admitted at once when its organization and
+    /// resource are loaded. `None` sends the caller to the general path, which loads them.
+    pub(crate) fn admit_buffered(
+        &self,
+        store: &RedbStore,
+        handle: OrgHandle,
+        e: &Admit<'_>,
+    ) -> Option<Result<UsageReceipt>> {
+        let mut st = lock(&self.state);
+        let usage = st.orgs.get(handle.index)?;
+        if usage.epoch != handle.epoch {
+            return Some(Err(Error::not_found("Organization")));
+        }
+        if !usage.limit_known {
+            return None;
+        }
+        let column = match e.resource {
+            None => None,
+            Some(id) => Some(*usage.resources.get(id)?),
+        };
+        match self.admit_resolved(&mut st, store, handle.index, column, e, Mode::Buffered) {
+            Ok(Some((receipt, _))) => Some(Ok(receipt)),
+            Ok(None) => None,
+            Err(err) => Some(Err(err)),
+        }
+    }
+
+    /// Validator and (unless `Mode::Check`) counts one call's events for `org`.
+    pub(crate) fn admit(
+        &self,
+        store: &RedbStore,
+        env: &dyn UsageEnv,
+        org: &str,
+        events: &[Admit<'_>],
+        mode: Mode,
+    ) -> Result<Outcome> {
+        loop {
+            let mut st = lock(&self.state);
+            match self.admit_locked(&mut st, store, env, org, events, mode)? {
+                Some(outcome) => return Ok(outcome),
+                None => {
+                    // The journal is full: checkpoint, start a new generation, try again.
+                    drop(st);
+                    self.fold(store, env, true, true)?;
+                }
+            }
+        }
+    }
+
+    /// [`Ledger::admit`] for one event, without the batch bookkeeping: the gateway's hot path.
+    pub(crate) fn admit_one(
+        &self,
+        store: &RedbStore,
+        env: &dyn UsageEnv,
+        org: &str,
+        event: &Admit<'_>,
+        mode: Mode,
+    ) -> Result<(UsageReceipt, Option<u64>)> {
+        loop {
+            let mut st = lock(&self.state);
+            match self.admit_one_locked(&mut st, store, env, org, event, mode)? {
+                Some(done) => return Ok(done),
+                None => {
+                    drop(st);
+                    self.fold(store, env, true, true)?;
+                }
+            }
+        }
+    }
+
+    /// Fails with `err`; a durable call first waits until the state it saw is durable, so a
+    /// crash can never make the refusal wrong.
+    fn refuse<T>(&self, durable: bool, seen_seq: u64, err: Error) -> Result<T> {
+        if durable {
+            if let Some(j) = &self.journal {
+                // Called under the ledger lock: no gathering (see `wait_durable`).
+                j.wait_durable(seen_seq, false)?;
+            }
+        }
+        Err(err)
+    }
+
+    fn admit_one_locked(
+        &self,
+        st: &mut State,
+        store: &RedbStore,
+        env: &dyn UsageEnv,
+        org: &str,
+        e: &Admit<'_>,
+        mode: Mode,
+    ) -> Result<Option<(UsageReceipt, Option<u64>)>> {
+        let seen_seq = st.seq;
+        let durable = mode == Mode::Durable && self.journal.is_some();
+        let index = match ensure_org(st, store, env, org) {
+            Ok(index) => index,
+            Err(err) => return self.refuse(durable, seen_seq, err),
+        };
+        let column = match e.resource {
+            None => None,
+            Some(id) => match resolve_resource(st, store, index, id) {
+                Ok(column) => Some(column),
+                Err(err) => return self.refuse(durable, seen_seq, err),
+            },
+        };
+        self.admit_resolved(st, store, index, column, e, mode)
+    }
+
+    /// Admits one event of the organization at `index`, its resource already resolved.
+    fn admit_resolved(
+        &self,
+        st: &mut State,
+        store: &RedbStore,
+        index: usize,
+        column: Option<u32>,
+        e: &Admit<'_>,
+        mode: Mode,
+    ) -> Result<Option<(UsageReceipt, Option<u64>)>> {
+        let seen_seq = st.seq;
+        let durable = mode == Mode::Durable && self.journal.is_some();
+        let usage = &mut st.orgs[index];
+        let used = usage.month_total(store, e.month)?;
+        let limit = usage.limit;
+        if e.key.is_some_and(|k| usage.keys.contains_key(k)) {
+            return Ok(Some((
+                receipt(true, used, limit),
+                durable.then_some(seen_seq),
+            )));
+        }
+        let total = match used.checked_add(e.count) {
+            Some(total) if limit.is_none_or(|l| total <= l) => total,
+            _ => return self.refuse(durable, seen_seq, overflow(limit, used, e.count)),
+        };
+        if mode == Mode::Check {
+            return Ok(Some((receipt(false, total, limit), None)));
+        }
+        let mut wait_for = None;
+        if durable {
+            match self.journal_append(st, index, std::iter::once(e))? {
+                Some(seq) => wait_for = Some(seq),
+                None => return Ok(None),
+            }
+        }
+        st.orgs[index].count(e, column);
+        st.dirty = true;
+        Ok(Some((receipt(false, total, limit), wait_for)))
+    }
+
+    /// Writes the counted events of one call as one journal record; `None` when the journal
+    /// is full (checkpoint and retry).
+    fn journal_append<'e, 'a: 'e>(
+        &self,
+        st: &mut State,
+        index: usize,
+        events: impl Iterator<Item = &'e Admit<'a>>,
+    ) -> Result<Option<u64>> {
+        let journal = self.journal.as_ref().expect("durable implies a journal");
+        let seq = st.seq + 1;
+        let batch = JournalBatch {
+            seq,
+            org: st.orgs[index].id.clone(),
+            events: events
+                .map(|e| JournalEvent {
+                    resource: e.resource.map(str::to_owned),
+                    day: e.day,
+                    count: e.count,
+                    key: e.key.map(str::to_owned),
+                    at_micros: e.at_micros,
+                })
+                .collect(),
+        };
+        let Some(cursor) = st.cursor.as_mut() else {
+            return Err(Error::storage("usage journal has no cursor"));
+        };
+        let record = journal::encode(cursor.generation, &batch);
+        if record.len() as u64 > journal.size() / 2 {
+            return Err(Error::invalid("events", "Too many events in one call"));
+        }
+        if journal.append(cursor, &record, seq)?.is_err() {
+            return Ok(None);
+        }
+        st.seq = seq;
+        Ok(Some(seq))
+    }
+
+    fn admit_locked(
+        &self,
+        st: &mut State,
+        store: &RedbStore,
+        env: &dyn UsageEnv,
+        org: &str,
+        events: &[Admit<'_>],
+        mode: Mode,
+    ) -> Result<Option<Outcome>> {
+        let seen_seq = st.seq;
+        let durable = mode == Mode::Durable && self.journal.is_some();
+        let index = match ensure_org(st, store, env, org) {
+            Ok(index) => index,
+            Err(err) => return self.refuse(durable, seen_seq, err),
+        };
+        let mut columns: Vec<Option<u32>> = Vec::with_capacity(events.len());
+        for e in events {
+            let column = match e.resource {
+                None => None,
+                Some(id) => match resolve_resource(st, store, index, id) {
+                    Ok(column) => Some(column),
+                    Err(err) => return self.refuse(durable, seen_seq, err),
+                },
+            };
+            columns.push(column);
+        }
+        let usage = &mut st.orgs[index];
+
+        // Duplicates: keys already recorded, and repeats inside this call.
+        let mut duplicate = vec![false; events.len()];
+        let mut batch_keys: Vec<&str> = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            if let Some(k) = e.key {
+                if usage.keys.contains_key(k) || batch_keys.contains(&k) {
+                    duplicate[i] = true;
+                } else {
+                    batch_keys.push(k);
+                }
+            }
+        }
+
+        // Sums per month of what would be counted; every month's total must be loaded.
+        let mut sums: Vec<(u32, u64)> = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            usage.month_total(store, e.month)?;
+            if duplicate[i] {
+                continue;
+            }
+            match sums.iter_mut().find(|(m, _)| *m == e.month) {
+                Some((_, sum)) => match sum.checked_add(e.count) {
+                    Some(s) => *sum = s,
+                    None => {
+                        let err = overflow(usage.limit, usage.months[&e.month], e.count);
+                        return self.refuse(durable, seen_seq, err);
+                    }
+                },
+                None => sums.push((e.month, e.count)),
+            }
+        }
+        for &(month, add) in &sums {
+            let used = usage.months[&month];
+            match (used.checked_add(add), usage.limit) {
+                (Some(total), Some(limit)) if total > limit => {
+                    let err = Error::quota("monthly_requests", limit, used, add);
+                    return self.refuse(durable, seen_seq, err);
+                }
+                (None, limit) => return self.refuse(durable, seen_seq, overflow(limit, used, add)),
+                _ => {}
+            }
+        }
+
+        let counted = duplicate.iter().any(|d| !d);
+        let mut wait_for = durable.then_some(seen_seq);
+        if mode != Mode::Check && counted {
+            if durable {
+                let counted = events.iter().zip(&duplicate).filter(|(_, dup)| !**dup);
+                match self.journal_append(st, index, counted.map(|(e, _)| e))? {
+                    Some(seq) => wait_for = Some(seq),
+                    None => return Ok(None),
+                }
+            }
+            let usage = &mut st.orgs[index];
+            for ((e, dup), column) in events.iter().zip(&duplicate).zip(&columns) {
+                if *dup {
+                    continue;
+                }
+                usage.count(e, *column);
+            }
+            st.dirty = true;
+        }
+
+        let usage = &st.orgs[index];
+        let limit = usage.limit;
+        let receipts = events
+            .iter()
+            .zip(&duplicate)
+            .map(|(e, dup)| {
+                let used = usage.months[&e.month];
+                if mode == Mode::Check && !dup {
+                    let after = sums.iter().find(|(m, _)| *m == e.month).map_or(0, |s| s.1);
+                    receipt(false, used.saturating_add(after), limit)
+                } else {
+                    receipt(*dup, used, limit)
+                }
+            })
+            .collect();
+        Ok(Some(Outcome { receipts, wait_for }))
+    }
+}
+
+fn receipt(duplicate: bool, used: u64, limit: Option<u64>) -> UsageReceipt {
+    UsageReceipt {
+        duplicate,
+        used,
+        limit,
+        remaining: limit.map(|l| l.saturating_sub(used)),
+    }
+}
+
+fn overflow(limit: Option<u64>, used: u64, add: u64) -> Error {
+    match limit {
+        Some(limit) => Error::quota("monthly_requests", limit, used, add),
+        None => Error::invalid("count", "Would overflow the month's total"),
+    }
+}

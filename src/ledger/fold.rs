@@ -1,0 +1,224 @@
+//! Folds, checkpoints and replay: carrying admitted usage into the database, with the
+//! journal position each fold covers, and rebuilding it from the journal at open.
+
+use std::sync::Mutex;
+
+use crate::error::Result;
+use crate::store::journal::{Cursor, Journal, JournalBatch};
+use crate::store::{DayRow, KvRead, KvWrite, Reads, RedbStore, Writes};
+
+use super::{
+    lock, month_of_day, Ledger, Map, MonthGrowth, OrgDelta, State, UsageEnv, KEY_RETENTION,
+    META_GENERATION, META_SEQ,
+};
+
+impl Ledger {
+    /// Opens the journal, replays what the last fold did not cover, and starts a new
+    /// generation.
+    pub(crate) fn open(store: &RedbStore, env: &dyn UsageEnv, journal: Journal) -> Result<Ledger> {
+        let (generation, folded) = store.read(|tx| {
+            Ok((
+                tx.meta_u64(META_GENERATION)?.map(|g| g as u32),
+                tx.meta_u64(META_SEQ)?.unwrap_or(0),
+            ))
+        })?;
+        // A database that never opened its ledger owns nothing in a journal file that happens
+        // to lie beside it (left by a deleted database of the same name): skip it.
+        let replay: Vec<JournalBatch> = match generation {
+            Some(generation) => {
+                let (batches, _) = journal.read_generation(generation)?;
+                batches.into_iter().filter(|b| b.seq > folded).collect()
+            }
+            None => Vec::new(),
+        };
+        let generation = generation.unwrap_or(1);
+        let last = replay.last().map_or(folded, |b| b.seq);
+        let next = generation.wrapping_add(1).max(1);
+        store.write_durable(|tx| {
+            let mut deltas: Map<String, OrgDelta> = Map::default();
+            for batch in &replay {
+                let delta = delta_of_batch(tx, batch)?;
+                deltas.entry(batch.org.clone()).or_default().merge(delta);
+            }
+            apply_deltas(tx, env, deltas)?;
+            tx.set_meta_u64(META_GENERATION, u64::from(next))?;
+            tx.set_meta_u64(META_SEQ, last)
+        })?;
+        journal.mark_durable(last);
+        Ok(Ledger {
+            state: Mutex::new(State {
+                seq: last,
+                cursor: Some(Cursor {
+                    generation: next,
+                    offset: 0,
+                }),
+                ..State::default()
+            }),
+            fold_lock: Mutex::new(()),
+            journal: Some(journal),
+        })
+    }
+
+    /// Carries every unfolded change into the database in one transaction, with the journal
+    /// position it covers. `durable` makes it a checkpoint; `reset` also restarts the journal
+    /// under a new generation (admissions wait meanwhile).
+    pub(crate) fn fold(
+        &self,
+        store: &RedbStore,
+        env: &dyn UsageEnv,
+        durable: bool,
+        reset: bool,
+    ) -> Result<()> {
+        let _one_fold_at_a_time = lock(&self.fold_lock);
+        let mut st = lock(&self.state);
+        let reset = reset && self.journal.is_some();
+        if !st.dirty && !reset && (!durable || !st.undurable) {
+            return Ok(());
+        }
+        let cutoff = crate::model::time::minus(env.now(), KEY_RETENTION).timestamp_micros();
+        let mut deltas: Map<String, OrgDelta> = Map::default();
+        for usage in st.orgs.iter_mut().filter(|u| u.epoch != 0) {
+            if usage.oldest_key < cutoff && !usage.keys.is_empty() {
+                let mut oldest = i64::MAX;
+                usage.keys.retain(|k, at| {
+                    let keep = *at >= cutoff;
+                    if keep {
+                        oldest = oldest.min(*at);
+                    } else {
+                        usage.delta.expired_keys.push(k.clone());
+                    }
+                    keep
+                });
+                usage.oldest_key = oldest;
+            }
+            if !usage.delta.is_empty() {
+                deltas.insert(usage.id.clone(), std::mem::take(&mut usage.delta));
+            }
+        }
+        st.dirty = false;
+        let seq = st.seq;
+        let generation = st.cursor.map_or(1, |c| c.generation);
+        let next = if reset {
+            generation.wrapping_add(1).max(1)
+        } else {
+            generation
+        };
+        let guard = if reset {
+            Some(st)
+        } else {
+            drop(st);
+            None
+        };
+        let has_journal = self.journal.is_some();
+        let result = store.write_with(durable || reset, |tx| {
+            apply_deltas(tx, env, deltas.clone())?;
+            if has_journal {
+                tx.set_meta_u64(META_GENERATION, u64::from(next))?;
+                tx.set_meta_u64(META_SEQ, seq)?;
+            }
+            Ok(())
+        });
+        let mut st = guard.unwrap_or_else(|| lock(&self.state));
+        if let Err(e) = result {
+            // Nothing was written: put the changes back so the next fold carries them (an
+            // organization deleted meanwhile has no rows left to carry them into).
+            for (org, delta) in deltas {
+                if let Some(usage) = st.org_mut(&org) {
+                    usage.delta.merge(delta);
+                }
+            }
+            st.dirty = true;
+            return Err(e);
+        }
+        st.undurable = !(durable || reset);
+        if let Some(journal) = &self.journal {
+            if reset {
+                st.cursor = Some(Cursor {
+                    generation: next,
+                    offset: 0,
+                });
+            }
+            if durable || reset {
+                journal.mark_durable(seq);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops in-memory months and keys that `prune_usage` removed from the database.
+    pub(crate) fn forget_before(&self, month: u32, key_cutoff: i64) {
+        let mut st = lock(&self.state);
+        for usage in st.orgs.iter_mut() {
+            usage.months.retain(|m, _| *m >= month);
+            usage.keys.retain(|_, at| *at >= key_cutoff);
+        }
+    }
+}
+
+/// The changes a replayed journal record makes.
+fn delta_of_batch(tx: &dyn KvRead, batch: &JournalBatch) -> Result<OrgDelta> {
+    let mut delta = OrgDelta::default();
+    for e in &batch.events {
+        let column = match &e.resource {
+            Some(id) => tx
+                .resource_record(id)?
+                .filter(|r| r.resource.organization_id == batch.org)
+                .map(|r| r.column),
+            None => None,
+        };
+        *delta.months.entry(month_of_day(e.day)).or_default() += e.count;
+        delta.days.entry(e.day).or_default().add(column, e.count);
+        if let Some(k) = &e.key {
+            delta.keys.push((k.clone(), e.at_micros));
+        }
+    }
+    Ok(delta)
+}
+
+/// Adds the deltas to the stored rows (skipping deleted organizations), telling `env` of each
+/// month total it raises.
+fn apply_deltas(
+    tx: &mut dyn KvWrite,
+    env: &dyn UsageEnv,
+    deltas: Map<String, OrgDelta>,
+) -> Result<()> {
+    let mut orgs: Vec<(String, OrgDelta)> = deltas.into_iter().collect();
+    orgs.sort_by(|a, b| a.0.cmp(&b.0));
+    for (org, delta) in orgs {
+        let Some(rec) = tx.org(&org)? else {
+            continue;
+        };
+        let limit = env.monthly_limit(&rec);
+        let mut months: Vec<(u32, u64)> = delta.months.into_iter().collect();
+        months.sort_unstable();
+        for (month, add) in months {
+            let before = tx.month_usage(&org, month)?;
+            let after = before.saturating_add(add);
+            tx.put_month_usage(&org, month, after)?;
+            env.month_total_grew(
+                tx,
+                &MonthGrowth {
+                    org: &org,
+                    month,
+                    before,
+                    after,
+                    limit,
+                },
+            )?;
+        }
+        let mut days: Vec<(u32, DayRow)> = delta.days.into_iter().collect();
+        days.sort_unstable_by_key(|d| d.0);
+        for (day, add) in days {
+            let mut row = tx.day_row(&org, day)?.unwrap_or_default();
+            row.merge(&add);
+            tx.put_day_row(&org, day, &row)?;
+        }
+        for (key, at) in &delta.keys {
+            tx.put_idempotency(&org, key, *at)?;
+        }
+        for key in &delta.expired_keys {
+            tx.delete_idempotency(&org, key)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,388 @@
+//! The usage ledger: exact monthly counters in memory, the journal that makes admitted usage
+//! durable, and the folds and checkpoints that carry it into the database.
+//!
+//! Invariants:
+//! - Admission (check and count) happens under one lock against in-memory month totals that
+//!   equal the database's totals plus every unfolded admitted event, so the limit holds under
+//!   any concurrency.
+//! - A durable event is acknowledged only once its journal record is on disk (group commit),
+//!   or a durable checkpoint covers it. A refusal or a duplicate waits until the state it saw
+//!   is durable, so a crash can never make a refusal wrong.
+//! - Every fold writes, in the same transaction as the counters, the last journal sequence it
+//!   covers; replay after a crash applies only later records, so nothing counts twice even
+//!   when an unrelated durable commit persisted a fold.
+//! - The journal restarts at offset 0 under a new generation only after a durable checkpoint
+//!   covering everything written before, taken while admissions wait.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::error::{Error, Result};
+use crate::model::usage::UsageReceipt;
+use crate::store::journal::{Cursor, Journal};
+use crate::store::{day_number, DayRow, KvWrite, OrgRecord, Reads, RedbStore};
+
+mod admit;
+mod fold;
+
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Idempotency keys are remembered at least this long.
+pub(crate) const KEY_RETENTION: TimeDelta = TimeDelta::hours(48);
+const META_GENERATION: &str = "journal_generation";
+const META_SEQ: &str = "journal_seq";
+
+/// What the ledger needs from the operations above it, which call it (the ledger calls no
+/// operation): the time of the call, an organization's monthly limit, and what a fold does
+/// when a month's stored total grows (the operations append `usage.threshold` audit events).
+pub(crate) trait UsageEnv {
+    /// The time of the call.
+    fn now(&self) -> DateTime<Utc>;
+    /// The organization's `monthly_requests` limit (`None`: unlimited).
+    fn monthly_limit(&self, org: &OrgRecord) -> Option<u64>;
+    /// Called by a fold, in its transaction, after it stored a month's new total.
+    fn month_total_grew(&self, tx: &mut dyn KvWrite, growth: &MonthGrowth<'_>) -> Result<()>;
+}
+
+/// A month total a fold raised.
+pub(crate) struct MonthGrowth<'a> {
+    pub(crate) org: &'a str,
+    /// `yyyymm`.
+    pub(crate) month: u32,
+    pub(crate) before: u64,
+    pub(crate) after: u64,
+    pub(crate) limit: Option<u64>,
+}
+
+/// One event, validated, with its day and month worked out.
+#[derive(Debug, Clone)]
+pub(crate) struct Admit<'a> {
+    pub(crate) resource: Option<&'a str>,
+    pub(crate) count: u64,
+    pub(crate) day: u32,
+    pub(crate) month: u32,
+    pub(crate) key: Option<&'a str>,
+    pub(crate) at_micros: i64,
+}
+
+/// How an admitted call is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Journaled; the call returns once it is on disk.
+    Durable,
+    /// In memory; durable at the next checkpoint.
+    Buffered,
+    /// Answer only; nothing is counted.
+    Check,
+}
+
+/// Unfolded changes of one organization.
+#[derive(Debug, Clone, Default)]
+struct OrgDelta {
+    months: Map<u32, u64>,
+    days: Map<u32, DayRow>,
+    keys: Vec<(String, i64)>,
+    expired_keys: Vec<String>,
+}
+
+impl OrgDelta {
+    fn is_empty(&self) -> bool {
+        self.months.is_empty()
+            && self.days.is_empty()
+            && self.keys.is_empty()
+            && self.expired_keys.is_empty()
+    }
+
+    fn merge(&mut self, other: OrgDelta) {
+        for (m, n) in other.months {
+            *self.months.entry(m).or_default() += n;
+        }
+        for (d, row) in other.days {
+            self.days.entry(d).or_default().merge(&row);
+        }
+        self.keys.extend(other.keys);
+        self.expired_keys.extend(other.expired_keys);
+    }
+}
+
+/// One organization's counters. Organizations live in a slab (`State::orgs`) so a
+/// [`UsageRecorder`](crate::UsageRecorder) reaches its own by position, hashing no string.
+#[derive(Debug, Default)]
+struct OrgUsage {
+    /// The organization's id (empty in a vacant place).
+    id: String,
+    /// Which occupant of the place this is: unique in the ledger, 0 when vacant.
+    epoch: u64,
+    /// `monthly_requests`; reloaded when `limit_known` is false.
+    limit: Option<u64>,
+    limit_known: bool,
+    /// Live resources of this organization seen so far: id → report column.
+    resources: Map<String, u32>,
+    /// Absolute totals (database + unfolded), per month touched since load.
+    months: Map<u32, u64>,
+    keys: Map<String, i64>,
+    oldest_key: i64,
+    delta: OrgDelta,
+}
+
+impl OrgUsage {
+    /// Counts one admitted event: its month's total (already loaded), and the unfolded delta.
+    fn count(&mut self, e: &Admit<'_>, column: Option<u32>) -> u64 {
+        let total = self.months.entry(e.month).or_default();
+        *total = total.saturating_add(e.count);
+        let total = *total;
+        *self.delta.months.entry(e.month).or_default() += e.count;
+        self.delta
+            .days
+            .entry(e.day)
+            .or_default()
+            .add(column, e.count);
+        if let Some(k) = e.key {
+            self.keys.insert(k.to_owned(), e.at_micros);
+            self.oldest_key = self.oldest_key.min(e.at_micros);
+            self.delta.keys.push((k.to_owned(), e.at_micros));
+        }
+        total
+    }
+
+    /// The month's total, read from the database the first time.
+    fn month_total(&mut self, store: &RedbStore, month: u32) -> Result<u64> {
+        match self.months.get(&month) {
+            Some(total) => Ok(*total),
+            None => {
+                let total = store.read(|tx| tx.month_usage(&self.id, month))?;
+                self.months.insert(month, total);
+                Ok(total)
+            }
+        }
+    }
+}
+
+/// Where a recorder's organization sits in the ledger: place and occupant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OrgHandle {
+    index: usize,
+    epoch: u64,
+}
+
+#[derive(Default)]
+struct State {
+    /// Organization id → position in `orgs`.
+    index: Map<String, usize>,
+    orgs: Vec<OrgUsage>,
+    /// Vacant positions in `orgs` (organizations deleted).
+    free: Vec<usize>,
+    last_epoch: u64,
+    seq: u64,
+    cursor: Option<Cursor>,
+    /// Admitted changes not yet folded.
+    dirty: bool,
+    /// Folded with a non-durable commit since the last checkpoint.
+    undurable: bool,
+}
+
+/// What admission decided.
+pub(crate) struct Outcome {
+    pub(crate) receipts: Vec<UsageReceipt>,
+    /// The journal sequence to wait for before answering.
+    pub(crate) wait_for: Option<u64>,
+}
+
+pub(crate) struct Ledger {
+    state: Mutex<State>,
+    fold_lock: Mutex<()>,
+    journal: Option<Journal>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl State {
+    fn org(&self, org: &str) -> Option<&OrgUsage> {
+        self.index.get(org).map(|&i| &self.orgs[i])
+    }
+
+    fn org_mut(&mut self, org: &str) -> Option<&mut OrgUsage> {
+        self.index.get(org).map(|&i| &mut self.orgs[i])
+    }
+
+    /// The organization's position, taking a place (vacant or new) the first time.
+    fn place_of(&mut self, org: &str) -> usize {
+        if let Some(&i) = self.index.get(org) {
+            return i;
+        }
+        self.last_epoch += 1;
+        let usage = OrgUsage {
+            id: org.to_owned(),
+            epoch: self.last_epoch,
+            oldest_key: i64::MAX,
+            ..OrgUsage::default()
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.orgs[i] = usage;
+                i
+            }
+            None => {
+                self.orgs.push(usage);
+                self.orgs.len() - 1
+            }
+        };
+        self.index.insert(org.to_owned(), i);
+        i
+    }
+}
+
+/// `yyyymm` of a day number.
+pub(crate) fn month_of_day(day: u32) -> u32 {
+    crate::store::day_from_number(day).map_or(0, crate::model::time::month_of)
+}
+
+impl Ledger {
+    /// A ledger without a journal (in-memory databases).
+    pub(crate) fn in_memory() -> Ledger {
+        Ledger {
+            state: Mutex::new(State::default()),
+            fold_lock: Mutex::new(()),
+            journal: None,
+        }
+    }
+
+    /// The month's total as the ledger knows it, when it has the organization loaded.
+    pub(crate) fn month_total(&self, org: &str, month: u32) -> Option<u64> {
+        let st = lock(&self.state);
+        st.org(org).and_then(|o| o.months.get(&month).copied())
+    }
+
+    /// The plan or overrides changed: read the limit again on next use.
+    pub(crate) fn refresh_limit(&self, org: &str) {
+        if let Some(o) = lock(&self.state).org_mut(org) {
+            o.limit_known = false;
+        }
+    }
+
+    /// The organization is gone: drop its counters (its rows were deleted with it). Its place
+    /// gets a new occupant later, so its recorders answer `not_found`.
+    pub(crate) fn forget_org(&self, org: &str) {
+        let mut st = lock(&self.state);
+        if let Some(i) = st.index.remove(org) {
+            st.orgs[i] = OrgUsage::default();
+            st.free.push(i);
+        }
+    }
+
+    /// The resource was removed: later events naming it are refused.
+    pub(crate) fn forget_resource(&self, org: &str, id: &str) {
+        if let Some(o) = lock(&self.state).org_mut(org) {
+            o.resources.remove(id);
+        }
+    }
+
+    /// Whether a checkpoint has work: unfolded changes, or folds not yet durable.
+    pub(crate) fn needs_checkpoint(&self) -> bool {
+        let st = lock(&self.state);
+        st.dirty || st.undurable
+    }
+
+    /// Fraction of the journal in use (0 without a journal).
+    pub(crate) fn journal_fill(&self) -> f64 {
+        match (&self.journal, lock(&self.state).cursor) {
+            (Some(j), Some(c)) => c.offset as f64 / j.size() as f64,
+            _ => 0.0,
+        }
+    }
+
+    /// Waits until an outcome's journal record is durable.
+    pub(crate) fn wait(&self, outcome: &Outcome) -> Result<()> {
+        self.wait_for(outcome.wait_for)
+    }
+
+    /// Waits until journal record `seq` (if any) is durable.
+    pub(crate) fn wait_for(&self, seq: Option<u64>) -> Result<()> {
+        match (&self.journal, seq) {
+            (Some(j), Some(seq)) => j.wait_durable(seq, true),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Loads an organization's limit and idempotency keys on first use (or the limit after a
+/// plan change) and returns its position. `not_found` when the organization does not exist.
+fn ensure_org(st: &mut State, store: &RedbStore, env: &dyn UsageEnv, org: &str) -> Result<usize> {
+    let known = st.index.get(org).copied();
+    if let Some(i) = known.filter(|&i| st.orgs[i].limit_known) {
+        return Ok(i);
+    }
+    let fresh = known.is_none();
+    let cutoff = crate::model::time::minus(env.now(), KEY_RETENTION).timestamp_micros();
+    let (limit, keys) = store.read(|tx| {
+        let rec = tx
+            .org(org)?
+            .ok_or_else(|| Error::not_found("Organization"))?;
+        let limit = env.monthly_limit(&rec);
+        let keys = if fresh {
+            tx.idempotency_keys(org)?
+        } else {
+            Vec::new()
+        };
+        Ok((limit, keys))
+    })?;
+    let i = st.place_of(org);
+    let usage = &mut st.orgs[i];
+    usage.limit = limit;
+    usage.limit_known = true;
+    for (k, at) in keys.into_iter().filter(|(_, at)| *at >= cutoff) {
+        usage.oldest_key = usage.oldest_key.min(at);
+        usage.keys.insert(k, at);
+    }
+    Ok(i)
+}
+
+/// A resource's column; `not_found` unless it is a live resource of the organization at
+/// `index`.
+fn resolve_resource(st: &mut State, store: &RedbStore, index: usize, id: &str) -> Result<u32> {
+    let usage = &mut st.orgs[index];
+    if let Some(&column) = usage.resources.get(id) {
+        return Ok(column);
+    }
+    let rec = store
+        .read(|tx| tx.resource_record(id))?
+        .filter(|r| r.resource.removed_at.is_none() && r.resource.organization_id == usage.id)
+        .ok_or_else(|| Error::not_found("Resource"))?;
+    usage.resources.insert(id.to_owned(), rec.column);
+    Ok(rec.column)
+}
+
+/// Day and month of a timestamp.
+pub(crate) fn day_and_month(at: DateTime<Utc>) -> (u32, u32) {
+    day_and_month_micros(at.timestamp_micros())
+}
+
+/// Day and month of a time in microseconds since the epoch (clamped to the calendar's ends).
+/// The calendar arithmetic runs once per UTC day and thread: the hot path asks for today's
+/// over and over.
+pub(crate) fn day_and_month_micros(micros: i64) -> (u32, u32) {
+    thread_local! {
+        static LAST: std::cell::Cell<(i64, u32, u32)> = const { std::cell::Cell::new((i64::MIN, 0, 0)) };
+    }
+    let unix_day = micros.div_euclid(86_400_000_000);
+    LAST.with(|last| {
+        let (cached_day, day, month) = last.get();
+        if cached_day == unix_day {
+            return (day, month);
+        }
+        let date = crate::model::time::from_micros(micros)
+            .unwrap_or(if micros < 0 {
+                DateTime::<Utc>::MIN_UTC
+            } else {
+                DateTime::<Utc>::MAX_UTC
+            })
+            .date_naive();
+        let computed = (day_number(date), crate::model::time::month_of(date));
+        last.set((unix_day, computed.0, computed.1));
+        computed
+    })
+}

@@ -1,0 +1,997 @@
+//! The typed interface over a backend transaction: every entity's reads (`Reads`) and
+//! writes (`Writes`), written once over the raw `KvRead` / `KvWrite`. Every writer keeps its
+//! row's indexes and counters in step.
+
+use chrono::{DateTime, Utc};
+
+use super::counted::{self, counted_ids, entry_id, Paging};
+use super::keys::{
+    self, day_key, entry_expiry, join_prefix, member_join_key, member_role_key, meta_key,
+    month_key, resource_org_key, role_prefix, status_entry, status_prefix, RESOURCE_LIVE,
+    RESOURCE_REMOVED,
+};
+use super::{
+    codec, prefix_end, schema, DayRow, InvitationRecord, Key, KeyReader, KvRead, KvWrite,
+    MemberPos, OrgRecord, OrgStats, ResourceRecord, Stored, Table, Visit,
+};
+use crate::error::{Error, Result};
+use crate::model::audit::AuditEvent;
+use crate::model::invitation::{Invitation, InvitationStatus};
+use crate::model::membership::Membership;
+use crate::model::project::{Project, ProjectMembership};
+use crate::model::resource::{Resource, ResourceKind};
+use crate::model::role::Role;
+use crate::model::user::User;
+
+/// The typed reading interface, available on every backend transaction.
+pub(crate) trait Reads: KvRead {
+    fn get_record<T: Stored>(&self, table: Table, key: &[u8]) -> Result<Option<T>> {
+        match self.get(table, key)? {
+            Some(bytes) => T::decode(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn get_string(&self, table: Table, key: &[u8]) -> Result<Option<String>> {
+        match self.get(table, key)? {
+            Some(bytes) => codec::decode_id(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn get_u64(&self, table: Table, key: &[u8]) -> Result<Option<u64>> {
+        self.get(table, key)?
+            .map(|b| codec::decode_u64(&b))
+            .transpose()
+    }
+
+    fn meta_u64(&self, name: &str) -> Result<Option<u64>> {
+        self.get_u64(Table::Meta, &meta_key(name))
+    }
+
+    /// Visits every key under `prefix`, in order.
+    fn scan_prefix(&self, table: Table, prefix: &[u8], visit: Visit<'_>) -> Result<()> {
+        let end = prefix_end(prefix);
+        self.scan(table, prefix, end.as_deref(), false, visit)
+    }
+
+    /// Collects the string component that follows `prefix` in each key under it.
+    fn ids_under(&self, table: Table, prefix: &[u8]) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        self.scan_prefix(table, prefix, &mut |k, _| {
+            let mut r = KeyReader::new(&k[prefix.len()..]);
+            let id = r
+                .str()
+                .ok_or_else(|| Error::corrupted(format!("bad key in {}", table.name())))?;
+            out.push(id.to_owned());
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    // Users.
+
+    fn user(&self, id: &str) -> Result<Option<User>> {
+        self.get_record(Table::Users, &keys::one(id))
+    }
+
+    fn user_id_by_email(&self, email: &str) -> Result<Option<String>> {
+        self.get_string(Table::UserEmail, &keys::one(email))
+    }
+
+    // Organizations.
+
+    fn org(&self, id: &str) -> Result<Option<OrgRecord>> {
+        self.get_record(Table::Orgs, &keys::one(id))
+    }
+
+    fn org_id_by_slug(&self, slug: &str) -> Result<Option<String>> {
+        self.get_string(Table::OrgSlug, &keys::one(slug))
+    }
+
+    fn org_id_by_external(&self, external_id: &str) -> Result<Option<String>> {
+        self.get_string(Table::OrgExternal, &keys::one(external_id))
+    }
+
+    fn org_stats(&self, org: &str) -> Result<OrgStats> {
+        Ok(self
+            .get_record(Table::OrgStats, &keys::one(org))?
+            .unwrap_or_default())
+    }
+
+    // Memberships.
+
+    fn membership(&self, org: &str, user: &str) -> Result<Option<Membership>> {
+        self.get_record(Table::Memberships, &keys::two(org, user))
+    }
+
+    fn membership_by_id(&self, membership_id: &str) -> Result<Option<Membership>> {
+        let Some(key) = self.get(Table::MembershipIds, &keys::one(membership_id))? else {
+            return Ok(None);
+        };
+        self.get_record(Table::Memberships, &key)
+    }
+
+    /// Member positions of one organization in list order (optionally one role), starting
+    /// strictly after `after`, skipping `skip` rows, at most `limit` rows.
+    fn member_positions(
+        &self,
+        org: &str,
+        role: Option<Role>,
+        after: Option<&MemberPos>,
+        skip: u64,
+        limit: usize,
+    ) -> Result<Vec<MemberPos>> {
+        let (table, prefix) = match role {
+            Some(role) => (Table::MembersByRole, role_prefix(org, role)),
+            None => (Table::MembersByJoin, join_prefix(org)),
+        };
+        let end = prefix_end(prefix.as_slice());
+        let (start, skip) = match after {
+            // The smallest key greater than the cursor's own key.
+            Some((at, user)) => {
+                let mut k = prefix.clone().time(*at).str(user).into_vec();
+                k.push(0);
+                (k, skip)
+            }
+            None if skip > 0 => counted::seek(self, table, prefix.as_slice(), skip)?,
+            None => (prefix.as_slice().to_vec(), 0),
+        };
+        let prefix_len = prefix.as_slice().len();
+        let mut skipped = 0u64;
+        let mut out = Vec::with_capacity(limit.min(128));
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.scan(table, &start, end.as_deref(), false, &mut |k, _| {
+            if skipped < skip {
+                skipped += 1;
+                return Ok(true);
+            }
+            let mut r = KeyReader::new(&k[prefix_len..]);
+            let pos = r.u64().zip(r.str()).and_then(|(micros, user)| {
+                crate::model::time::from_micros(micros as i64).map(|t| (t, user.to_owned()))
+            });
+            let pos = pos.ok_or_else(|| Error::corrupted("bad member index key"))?;
+            out.push(pos);
+            Ok(out.len() < limit)
+        })?;
+        Ok(out)
+    }
+
+    /// Every member's user id, in list order.
+    fn member_user_ids(&self, org: &str) -> Result<Vec<String>> {
+        Ok(self
+            .member_positions(org, None, None, 0, usize::MAX)?
+            .into_iter()
+            .map(|(_, user)| user)
+            .collect())
+    }
+
+    /// The organizations a user belongs to, by id.
+    fn user_org_ids(&self, user: &str) -> Result<Vec<String>> {
+        self.ids_under(Table::UserOrgs, &keys::one(user))
+    }
+
+    // Invitations.
+
+    fn invitation(&self, id: &str) -> Result<Option<InvitationRecord>> {
+        self.get_record(Table::Invitations, &keys::one(id))
+    }
+
+    fn invitation_id_by_token_hash(&self, hash: &[u8; 32]) -> Result<Option<String>> {
+        self.get_string(Table::InvitationTokens, hash)
+    }
+
+    /// The invitation stored as pending for (org, email), expired or not.
+    fn pending_invitation_id(&self, org: &str, email: &str) -> Result<Option<String>> {
+        match self.get(Table::PendingInvitations, &keys::two(org, email))? {
+            Some(bytes) => Ok(Some(codec::decode_pending(&bytes)?.0)),
+            None => Ok(None),
+        }
+    }
+
+    /// How many pending invitations of an organization have their expiry still ahead of
+    /// `now`. Reads the index only: its values carry the expiry.
+    fn pending_unexpired_count(&self, org: &str, now: DateTime<Utc>) -> Result<u64> {
+        let now = now.timestamp_micros();
+        let mut n = 0u64;
+        self.scan_prefix(Table::PendingInvitations, &keys::one(org), &mut |_, v| {
+            let (_, expires) = codec::decode_pending(v)?;
+            n += u64::from(now < expires);
+            Ok(true)
+        })?;
+        Ok(n)
+    }
+
+    /// Every invitation id of an organization, oldest first.
+    fn invitation_ids_of_org(&self, org: &str) -> Result<Vec<String>> {
+        self.ids_under(Table::InvitationsByOrg, &keys::one(org))
+    }
+
+    /// Ids of the invitations that name `project`.
+    fn invitation_ids_of_project(&self, project: &str) -> Result<Vec<String>> {
+        self.ids_under(Table::InvitationsByProject, &keys::one(project))
+    }
+
+    /// One page of an organization's invitation ids, oldest first, as of `now`: all of them,
+    /// or those whose status (expiry applied) is `status`; and how many match in all.
+    ///
+    /// All, accepted, declined and revoked seek through their counted index. Pending and
+    /// expired also do while no stored-pending invitation has passed its expiry; otherwise
+    /// they walk the index entries (never the records), whose values carry the expiry.
+    fn invitation_page(
+        &self,
+        org: &str,
+        status: Option<InvitationStatus>,
+        now: DateTime<Utc>,
+        skip: u64,
+        limit: usize,
+    ) -> Result<(Vec<String>, u64)> {
+        use InvitationStatus::*;
+        let Some(status) = status else {
+            let prefix = keys::one(org);
+            let total = counted::count(self, Table::InvitationsByOrg, &prefix)?;
+            let ids = counted_ids(self, Table::InvitationsByOrg, &prefix, skip, limit)?;
+            return Ok((ids, total));
+        };
+        let table = Table::InvitationsByStatus;
+        let own = status_prefix(org, status).into_vec();
+        if matches!(status, Accepted | Declined | Revoked) {
+            let total = counted::count(self, table, &own)?;
+            return Ok((counted_ids(self, table, &own, skip, limit)?, total));
+        }
+        // Stored-pending entries split into those still pending and those that read expired.
+        let pending = status_prefix(org, Pending).into_vec();
+        let now = now.timestamp_micros();
+        let mut lapsed: Vec<String> = Vec::new();
+        let mut stored_pending = 0u64;
+        self.scan_prefix(table, &pending, &mut |k, v| {
+            stored_pending += 1;
+            if entry_expiry(v)? <= now {
+                lapsed.push(entry_id(table, k, pending.len())?);
+            }
+            Ok(true)
+        })?;
+        let lapsed_n = lapsed.len() as u64;
+        if status == Pending {
+            let total = stored_pending - lapsed_n;
+            if lapsed.is_empty() {
+                return Ok((counted_ids(self, table, &pending, skip, limit)?, total));
+            }
+            let mut page = Paging::new(skip, limit);
+            let mut lapsed = lapsed.iter().peekable();
+            self.scan_prefix(table, &pending, &mut |k, _| {
+                let id = entry_id(table, k, pending.len())?;
+                if lapsed.next_if(|l| **l == id).is_some() {
+                    return Ok(true);
+                }
+                Ok(page.offer(id))
+            })?;
+            return Ok((page.out, total));
+        }
+        // Expired: stored-expired entries merged (in id order) with the lapsed pending ones.
+        let total = counted::count(self, table, &own)? + lapsed_n;
+        if lapsed.is_empty() {
+            return Ok((counted_ids(self, table, &own, skip, limit)?, total));
+        }
+        let mut page = Paging::new(skip, limit);
+        let mut lapsed = lapsed.into_iter().peekable();
+        let mut more = true;
+        self.scan_prefix(table, &own, &mut |k, _| {
+            let id = entry_id(table, k, own.len())?;
+            while let Some(l) = lapsed.next_if(|l| *l < id) {
+                if !page.offer(l) {
+                    more = false;
+                    return Ok(false);
+                }
+            }
+            more = page.offer(id);
+            Ok(more)
+        })?;
+        if more {
+            for l in lapsed {
+                if !page.offer(l) {
+                    break;
+                }
+            }
+        }
+        Ok((page.out, total))
+    }
+
+    /// Ids of invitations stored as pending for an email, across organizations.
+    fn pending_invitation_ids_for_email(&self, email: &str) -> Result<Vec<String>> {
+        self.ids_under(Table::InvitationsByEmail, &keys::one(email))
+    }
+
+    // Projects.
+
+    fn project(&self, id: &str) -> Result<Option<Project>> {
+        self.get_record(Table::Projects, &keys::one(id))
+    }
+
+    fn project_ids_of_org(&self, org: &str) -> Result<Vec<String>> {
+        self.ids_under(Table::ProjectsByOrg, &keys::one(org))
+    }
+
+    fn project_membership(&self, project: &str, user: &str) -> Result<Option<ProjectMembership>> {
+        self.get_record(Table::ProjectMembers, &keys::two(project, user))
+    }
+
+    fn project_member_ids(&self, project: &str) -> Result<Vec<String>> {
+        self.ids_under(Table::ProjectMembers, &keys::one(project))
+    }
+
+    /// Projects of one organization that a user belongs to.
+    fn project_ids_of_member(&self, org: &str, user: &str) -> Result<Vec<String>> {
+        self.ids_under(Table::ProjectMembersByUser, &keys::two(org, user))
+    }
+
+    // Resources.
+
+    fn resource(&self, id: &str) -> Result<Option<Resource>> {
+        Ok(self.resource_record(id)?.map(|r| r.resource))
+    }
+
+    fn resource_record(&self, id: &str) -> Result<Option<ResourceRecord>> {
+        self.get_record(Table::Resources, &keys::one(id))
+    }
+
+    /// Resource ids of an organization, of one kind or all, oldest first; removed ones only
+    /// when `include_removed`.
+    fn resource_ids_of_org(
+        &self,
+        org: &str,
+        kind: Option<ResourceKind>,
+        include_removed: bool,
+    ) -> Result<Vec<String>> {
+        let prefix = match kind {
+            Some(kind) => Key::new().str(org).u8(kind.code()).into_vec(),
+            None => keys::one(org),
+        };
+        let mut out = Vec::new();
+        self.scan_prefix(Table::ResourcesByOrg, &prefix, &mut |k, live| {
+            match live {
+                [RESOURCE_LIVE] => {}
+                [RESOURCE_REMOVED] if include_removed => {}
+                [RESOURCE_REMOVED] => return Ok(true),
+                _ => return Err(Error::corrupted("bad resource index flag")),
+            }
+            let mut r = KeyReader::new(k);
+            let id = r
+                .str()
+                .and_then(|_| r.u8())
+                .and_then(|_| r.str())
+                .ok_or_else(|| Error::corrupted("bad resource index key"))?;
+            out.push(id.to_owned());
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    // Usage counters.
+
+    fn month_usage(&self, org: &str, month: u32) -> Result<u64> {
+        Ok(self
+            .get_u64(Table::UsageMonth, &month_key(org, month))?
+            .unwrap_or(0))
+    }
+
+    fn day_row(&self, org: &str, day: u32) -> Result<Option<DayRow>> {
+        self.get_record(Table::UsageDay, &day_key(org, day))
+    }
+
+    /// Day rows of `first..=last` (day numbers), in order.
+    fn day_rows(&self, org: &str, first: u32, last: u32) -> Result<Vec<(u32, DayRow)>> {
+        let prefix_len = keys::one(org).len();
+        let start = day_key(org, first);
+        let end = day_key(org, last.saturating_add(1));
+        let mut out = Vec::new();
+        self.scan(Table::UsageDay, &start, Some(&end), false, &mut |k, v| {
+            let day = k[prefix_len..]
+                .try_into()
+                .map(u32::from_be_bytes)
+                .map_err(|_| Error::corrupted("bad usage day key"))?;
+            out.push((day, DayRow::decode(v)?));
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// Idempotency keys of an organization with the time each was recorded (micros).
+    fn idempotency_keys(&self, org: &str) -> Result<Vec<(String, i64)>> {
+        let prefix = keys::one(org);
+        let mut out = Vec::new();
+        self.scan_prefix(Table::Idempotency, &prefix, &mut |k, v| {
+            let key = KeyReader::new(&k[prefix.len()..])
+                .str()
+                .ok_or_else(|| Error::corrupted("bad idempotency key"))?;
+            out.push((key.to_owned(), codec::decode_u64(v)? as i64));
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    // Audit.
+
+    fn audit_event(&self, seq: u64) -> Result<Option<AuditEvent>> {
+        self.get_record(Table::Audit, &Key::new().u64(seq).into_vec())
+    }
+
+    /// Events after `after_seq`, in order, at most `limit`; one organization's or all.
+    fn audit_events(
+        &self,
+        org: Option<&str>,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>> {
+        let mut seqs = Vec::new();
+        match org {
+            Some(org) => {
+                let prefix = keys::one(org);
+                let start = Key::new()
+                    .str(org)
+                    .u64(after_seq.saturating_add(1))
+                    .into_vec();
+                let end = prefix_end(&prefix);
+                self.scan(
+                    Table::AuditByOrg,
+                    &start,
+                    end.as_deref(),
+                    false,
+                    &mut |k, _| {
+                        let seq = KeyReader::new(&k[prefix.len()..])
+                            .u64()
+                            .ok_or_else(|| Error::corrupted("bad audit index key"))?;
+                        seqs.push(seq);
+                        Ok(seqs.len() < limit)
+                    },
+                )?;
+            }
+            None => {
+                let start = Key::new().u64(after_seq.saturating_add(1)).into_vec();
+                self.scan(Table::Audit, &start, None, false, &mut |k, _| {
+                    let seq = KeyReader::new(k)
+                        .u64()
+                        .ok_or_else(|| Error::corrupted("bad audit key"))?;
+                    seqs.push(seq);
+                    Ok(seqs.len() < limit)
+                })?;
+            }
+        }
+        seqs.into_iter()
+            .map(|seq| {
+                self.audit_event(seq)?.ok_or_else(|| {
+                    Error::corrupted(format!("audit index names missing event {seq}"))
+                })
+            })
+            .collect()
+    }
+}
+
+impl<T: KvRead + ?Sized> Reads for T {}
+
+/// The typed writing interface. Every writer keeps its row's indexes and counters in step.
+pub(crate) trait Writes: KvWrite + Reads {
+    fn put_record<T: Stored>(&mut self, table: Table, key: &[u8], value: &T) -> Result<()> {
+        self.put(table, key, &value.encode()?)
+    }
+
+    fn put_u64(&mut self, table: Table, key: &[u8], value: u64) -> Result<()> {
+        self.put(table, key, &codec::encode_u64(value))
+    }
+
+    /// Stores an id as an index value (checksummed).
+    fn put_id(&mut self, table: Table, key: &[u8], id: &str) -> Result<()> {
+        self.put(table, key, &codec::encode_id(id))
+    }
+
+    fn set_meta_u64(&mut self, name: &str, value: u64) -> Result<()> {
+        self.put_u64(Table::Meta, &meta_key(name), value)
+    }
+
+    /// Deletes every key under `prefix`; returns how many.
+    fn delete_prefix(&mut self, table: Table, prefix: &[u8]) -> Result<u64> {
+        let mut doomed = Vec::new();
+        self.scan_prefix(table, prefix, &mut |k, _| {
+            doomed.push(k.to_vec());
+            Ok(true)
+        })?;
+        for k in &doomed {
+            self.delete(table, k)?;
+        }
+        Ok(doomed.len() as u64)
+    }
+
+    // Users.
+
+    fn insert_user(&mut self, user: &User) -> Result<()> {
+        self.put_record(Table::Users, &keys::one(&user.id), user)?;
+        self.put_id(Table::UserEmail, &keys::one(&user.email), &user.id)
+    }
+
+    fn replace_user(&mut self, old: &User, new: &User) -> Result<()> {
+        if old.email != new.email {
+            self.delete(Table::UserEmail, &keys::one(&old.email))?;
+            self.put_id(Table::UserEmail, &keys::one(&new.email), &new.id)?;
+        }
+        self.put_record(Table::Users, &keys::one(&new.id), new)
+    }
+
+    fn remove_user(&mut self, user: &User) -> Result<()> {
+        self.delete(Table::Users, &keys::one(&user.id))?;
+        self.delete(Table::UserEmail, &keys::one(&user.email))?;
+        Ok(())
+    }
+
+    // Organizations.
+
+    fn insert_org(&mut self, rec: &OrgRecord) -> Result<()> {
+        let org = &rec.org;
+        self.put_record(Table::Orgs, &keys::one(&org.id), rec)?;
+        self.put_id(Table::OrgSlug, &keys::one(&org.slug), &org.id)?;
+        if let Some(ext) = &org.external_id {
+            self.put_id(Table::OrgExternal, &keys::one(ext), &org.id)?;
+        }
+        Ok(())
+    }
+
+    fn replace_org(&mut self, old: &OrgRecord, new: &OrgRecord) -> Result<()> {
+        let (o, n) = (&old.org, &new.org);
+        if o.slug != n.slug {
+            self.delete(Table::OrgSlug, &keys::one(&o.slug))?;
+            self.put_id(Table::OrgSlug, &keys::one(&n.slug), &n.id)?;
+        }
+        if o.external_id != n.external_id {
+            if let Some(ext) = &o.external_id {
+                self.delete(Table::OrgExternal, &keys::one(ext))?;
+            }
+            if let Some(ext) = &n.external_id {
+                self.put_id(Table::OrgExternal, &keys::one(ext), &n.id)?;
+            }
+        }
+        self.put_record(Table::Orgs, &keys::one(&n.id), new)
+    }
+
+    /// Removes the organization row, its unique names and its counters (not its members:
+    /// the caller removes those first).
+    fn remove_org(&mut self, rec: &OrgRecord) -> Result<()> {
+        let org = &rec.org;
+        self.delete(Table::Orgs, &keys::one(&org.id))?;
+        self.delete(Table::OrgSlug, &keys::one(&org.slug))?;
+        if let Some(ext) = &org.external_id {
+            self.delete(Table::OrgExternal, &keys::one(ext))?;
+        }
+        self.delete(Table::OrgStats, &keys::one(&org.id))?;
+        Ok(())
+    }
+
+    fn put_org_stats(&mut self, org: &str, stats: &OrgStats) -> Result<()> {
+        self.put_record(Table::OrgStats, &keys::one(org), stats)
+    }
+
+    // Memberships.
+
+    fn insert_membership(&mut self, m: &Membership) -> Result<()> {
+        let (org, user) = (&m.organization_id, &m.user_id);
+        let key = keys::two(org, user);
+        self.put_record(Table::Memberships, &key, m)?;
+        self.put(Table::MembershipIds, &keys::one(&m.id), &key)?;
+        counted::insert(
+            self,
+            Table::MembersByJoin,
+            join_prefix(org).as_slice(),
+            &member_join_key(org, m.joined_at, user),
+            &[],
+        )?;
+        counted::insert(
+            self,
+            Table::MembersByRole,
+            role_prefix(org, m.role).as_slice(),
+            &member_role_key(org, m.role, m.joined_at, user),
+            &[],
+        )?;
+        self.put(Table::UserOrgs, &keys::two(user, org), &[])?;
+        let mut stats = self.org_stats(org)?;
+        stats.members += 1;
+        stats.by_role[m.role.rank() as usize] += 1;
+        self.put_org_stats(org, &stats)
+    }
+
+    /// Rewrites a membership whose role (and `updated_at`) changed.
+    fn replace_membership(&mut self, old: &Membership, new: &Membership) -> Result<()> {
+        let (org, user) = (&new.organization_id, &new.user_id);
+        self.put_record(Table::Memberships, &keys::two(org, user), new)?;
+        if old.role != new.role {
+            counted::remove(
+                self,
+                Table::MembersByRole,
+                role_prefix(org, old.role).as_slice(),
+                &member_role_key(org, old.role, old.joined_at, user),
+            )?;
+            counted::insert(
+                self,
+                Table::MembersByRole,
+                role_prefix(org, new.role).as_slice(),
+                &member_role_key(org, new.role, new.joined_at, user),
+                &[],
+            )?;
+            let mut stats = self.org_stats(org)?;
+            stats.by_role[old.role.rank() as usize] -= 1;
+            stats.by_role[new.role.rank() as usize] += 1;
+            self.put_org_stats(org, &stats)?;
+        }
+        Ok(())
+    }
+
+    fn remove_membership(&mut self, m: &Membership) -> Result<()> {
+        let (org, user) = (&m.organization_id, &m.user_id);
+        self.delete(Table::Memberships, &keys::two(org, user))?;
+        self.delete(Table::MembershipIds, &keys::one(&m.id))?;
+        counted::remove(
+            self,
+            Table::MembersByJoin,
+            join_prefix(org).as_slice(),
+            &member_join_key(org, m.joined_at, user),
+        )?;
+        counted::remove(
+            self,
+            Table::MembersByRole,
+            role_prefix(org, m.role).as_slice(),
+            &member_role_key(org, m.role, m.joined_at, user),
+        )?;
+        self.delete(Table::UserOrgs, &keys::two(user, org))?;
+        let mut stats = self.org_stats(org)?;
+        stats.members = stats.members.saturating_sub(1);
+        let count = &mut stats.by_role[m.role.rank() as usize];
+        *count = count.saturating_sub(1);
+        self.put_org_stats(org, &stats)
+    }
+
+    // Invitations.
+
+    fn insert_invitation(&mut self, rec: &InvitationRecord) -> Result<()> {
+        let inv = &rec.invitation;
+        self.put_record(Table::Invitations, &keys::one(&inv.id), rec)?;
+        self.put_id(Table::InvitationTokens, &rec.token_hash, &inv.id)?;
+        counted::insert(
+            self,
+            Table::InvitationsByOrg,
+            &keys::one(&inv.organization_id),
+            &keys::two(&inv.organization_id, &inv.id),
+            &[],
+        )?;
+        self.put_status_entry(inv)?;
+        if let Some(project) = &inv.project_id {
+            self.put(
+                Table::InvitationsByProject,
+                &keys::two(project, &inv.id),
+                &[],
+            )?;
+        }
+        if inv.status == InvitationStatus::Pending {
+            self.put_pending(inv)?;
+            self.put(
+                Table::InvitationsByEmail,
+                &keys::two(&inv.email, &inv.id),
+                &[],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The `invitations_by_status` entry of `inv` (counted), or its new expiry.
+    fn put_status_entry(&mut self, inv: &Invitation) -> Result<()> {
+        let (key, value) = status_entry(inv);
+        let prefix = status_prefix(&inv.organization_id, inv.status).into_vec();
+        counted::insert(self, Table::InvitationsByStatus, &prefix, &key, &value)
+    }
+
+    fn remove_status_entry(&mut self, inv: &Invitation) -> Result<()> {
+        let (key, _) = status_entry(inv);
+        let prefix = status_prefix(&inv.organization_id, inv.status).into_vec();
+        counted::remove(self, Table::InvitationsByStatus, &prefix, &key)
+    }
+
+    /// The pending index entry of `inv`: (org, email) → (expiry, id).
+    fn put_pending(&mut self, inv: &Invitation) -> Result<()> {
+        self.put(
+            Table::PendingInvitations,
+            &keys::two(&inv.organization_id, &inv.email),
+            &codec::encode_pending(&inv.id, inv.expires_at.timestamp_micros()),
+        )
+    }
+
+    /// Rewrites an invitation, moving its token and pending-index entries as they changed.
+    fn replace_invitation(&mut self, old: &InvitationRecord, new: &InvitationRecord) -> Result<()> {
+        let (o, n) = (&old.invitation, &new.invitation);
+        if old.token_hash != new.token_hash {
+            self.delete(Table::InvitationTokens, &old.token_hash)?;
+            self.put_id(Table::InvitationTokens, &new.token_hash, &n.id)?;
+        }
+        let was = o.status == InvitationStatus::Pending;
+        let is = n.status == InvitationStatus::Pending;
+        if was && !is {
+            self.delete(
+                Table::PendingInvitations,
+                &keys::two(&o.organization_id, &o.email),
+            )?;
+            self.delete(Table::InvitationsByEmail, &keys::two(&o.email, &o.id))?;
+        } else if is && !was {
+            self.put_pending(n)?;
+            self.put(Table::InvitationsByEmail, &keys::two(&n.email, &n.id), &[])?;
+        } else if is && o.expires_at != n.expires_at {
+            // A resend: the entry carries the expiry.
+            self.put_pending(n)?;
+        }
+        if o.status != n.status {
+            self.remove_status_entry(o)?;
+            self.put_status_entry(n)?;
+        } else if o.expires_at != n.expires_at {
+            self.put_status_entry(n)?;
+        }
+        if o.project_id != n.project_id {
+            if let Some(project) = &o.project_id {
+                self.delete(Table::InvitationsByProject, &keys::two(project, &o.id))?;
+            }
+            if let Some(project) = &n.project_id {
+                self.put(Table::InvitationsByProject, &keys::two(project, &n.id), &[])?;
+            }
+        }
+        self.put_record(Table::Invitations, &keys::one(&n.id), new)
+    }
+
+    fn remove_invitation(&mut self, rec: &InvitationRecord) -> Result<()> {
+        let inv = &rec.invitation;
+        if inv.status == InvitationStatus::Pending {
+            self.delete(
+                Table::PendingInvitations,
+                &keys::two(&inv.organization_id, &inv.email),
+            )?;
+            self.delete(Table::InvitationsByEmail, &keys::two(&inv.email, &inv.id))?;
+        }
+        self.delete(Table::InvitationTokens, &rec.token_hash)?;
+        counted::remove(
+            self,
+            Table::InvitationsByOrg,
+            &keys::one(&inv.organization_id),
+            &keys::two(&inv.organization_id, &inv.id),
+        )?;
+        self.remove_status_entry(inv)?;
+        if let Some(project) = &inv.project_id {
+            self.delete(Table::InvitationsByProject, &keys::two(project, &inv.id))?;
+        }
+        self.delete(Table::Invitations, &keys::one(&inv.id))?;
+        Ok(())
+    }
+
+    // Projects.
+
+    fn put_project(&mut self, project: &Project) -> Result<()> {
+        self.put_record(Table::Projects, &keys::one(&project.id), project)?;
+        self.put(
+            Table::ProjectsByOrg,
+            &keys::two(&project.organization_id, &project.id),
+            &[],
+        )
+    }
+
+    /// Removes a project with all its project memberships.
+    fn remove_project(&mut self, project: &Project) -> Result<()> {
+        for user in self.project_member_ids(&project.id)? {
+            self.delete(Table::ProjectMembers, &keys::two(&project.id, &user))?;
+            self.delete(
+                Table::ProjectMembersByUser,
+                &Key::new()
+                    .str(&project.organization_id)
+                    .str(&user)
+                    .str(&project.id)
+                    .into_vec(),
+            )?;
+        }
+        self.delete(
+            Table::ProjectsByOrg,
+            &keys::two(&project.organization_id, &project.id),
+        )?;
+        self.delete(Table::Projects, &keys::one(&project.id))?;
+        Ok(())
+    }
+
+    fn put_project_membership(&mut self, org: &str, pm: &ProjectMembership) -> Result<()> {
+        self.put_record(
+            Table::ProjectMembers,
+            &keys::two(&pm.project_id, &pm.user_id),
+            pm,
+        )?;
+        self.put(
+            Table::ProjectMembersByUser,
+            &Key::new()
+                .str(org)
+                .str(&pm.user_id)
+                .str(&pm.project_id)
+                .into_vec(),
+            &[],
+        )
+    }
+
+    fn remove_project_membership(&mut self, org: &str, project: &str, user: &str) -> Result<bool> {
+        let existed = self.delete(Table::ProjectMembers, &keys::two(project, user))?;
+        self.delete(
+            Table::ProjectMembersByUser,
+            &Key::new().str(org).str(user).str(project).into_vec(),
+        )?;
+        Ok(existed)
+    }
+
+    /// Removes a user from every project of an organization.
+    fn remove_project_memberships_of(&mut self, org: &str, user: &str) -> Result<()> {
+        for project in self.project_ids_of_member(org, user)? {
+            self.remove_project_membership(org, &project, user)?;
+        }
+        Ok(())
+    }
+
+    // Resources.
+
+    /// Registers a new resource, counts it and gives it the next usage column.
+    fn insert_resource(&mut self, res: &Resource) -> Result<()> {
+        let mut stats = self.org_stats(&res.organization_id)?;
+        let rec = ResourceRecord {
+            resource: res.clone(),
+            column: stats.resource_columns,
+        };
+        self.put_record(Table::Resources, &keys::one(&res.id), &rec)?;
+        self.put(
+            Table::ResourcesByOrg,
+            &resource_org_key(res),
+            &[RESOURCE_LIVE],
+        )?;
+        *stats.resource_count_mut(res.kind) += 1;
+        stats.resource_columns += 1;
+        self.put_org_stats(&res.organization_id, &stats)
+    }
+
+    /// Rewrites a resource's public fields (its column stays).
+    fn put_resource(&mut self, res: &Resource) -> Result<()> {
+        let mut rec = self
+            .resource_record(&res.id)?
+            .ok_or_else(|| Error::corrupted("rewriting a missing resource"))?;
+        rec.resource = res.clone();
+        self.put_record(Table::Resources, &keys::one(&res.id), &rec)
+    }
+
+    /// Marks a resource removed: it stops counting, its row stays (reports still name it).
+    fn retire_resource(&mut self, res: &Resource) -> Result<()> {
+        self.put_resource(res)?;
+        self.put(
+            Table::ResourcesByOrg,
+            &resource_org_key(res),
+            &[RESOURCE_REMOVED],
+        )?;
+        let mut stats = self.org_stats(&res.organization_id)?;
+        let count = stats.resource_count_mut(res.kind);
+        *count = count.saturating_sub(1);
+        self.put_org_stats(&res.organization_id, &stats)
+    }
+
+    // Usage.
+
+    fn put_month_usage(&mut self, org: &str, month: u32, total: u64) -> Result<()> {
+        self.put_u64(Table::UsageMonth, &month_key(org, month), total)
+    }
+
+    fn put_day_row(&mut self, org: &str, day: u32, row: &DayRow) -> Result<()> {
+        self.put_record(Table::UsageDay, &day_key(org, day), row)
+    }
+
+    fn put_idempotency(&mut self, org: &str, key: &str, at_micros: i64) -> Result<()> {
+        self.put_u64(Table::Idempotency, &keys::two(org, key), at_micros as u64)
+    }
+
+    fn delete_idempotency(&mut self, org: &str, key: &str) -> Result<bool> {
+        self.delete(Table::Idempotency, &keys::two(org, key))
+    }
+
+    /// Deletes day rows before `day`, month totals before `month` and idempotency records
+    /// older than `key_cutoff` (micros), across organizations.
+    fn prune_usage_rows(
+        &mut self,
+        day: u32,
+        month: u32,
+        key_cutoff: i64,
+    ) -> Result<(u64, u64, u64)> {
+        // Keys are org ∅ + 4-byte number: the number is the last 4 bytes.
+        let mut doomed_days = Vec::new();
+        self.scan(Table::UsageDay, &[], None, false, &mut |k, _| {
+            let n = k
+                .len()
+                .checked_sub(4)
+                .map(|i| u32::from_be_bytes(k[i..].try_into().unwrap_or_default()));
+            if n.is_some_and(|n| n < day) {
+                doomed_days.push(k.to_vec());
+            }
+            Ok(true)
+        })?;
+        let mut doomed_months = Vec::new();
+        self.scan(Table::UsageMonth, &[], None, false, &mut |k, _| {
+            let n = k
+                .len()
+                .checked_sub(4)
+                .map(|i| u32::from_be_bytes(k[i..].try_into().unwrap_or_default()));
+            if n.is_some_and(|n| n < month) {
+                doomed_months.push(k.to_vec());
+            }
+            Ok(true)
+        })?;
+        let mut doomed_keys = Vec::new();
+        self.scan(Table::Idempotency, &[], None, false, &mut |k, v| {
+            if (codec::decode_u64(v)? as i64) < key_cutoff {
+                doomed_keys.push(k.to_vec());
+            }
+            Ok(true)
+        })?;
+        for k in &doomed_days {
+            self.delete(Table::UsageDay, k)?;
+        }
+        for k in &doomed_months {
+            self.delete(Table::UsageMonth, k)?;
+        }
+        for k in &doomed_keys {
+            self.delete(Table::Idempotency, k)?;
+        }
+        Ok((
+            doomed_days.len() as u64,
+            doomed_months.len() as u64,
+            doomed_keys.len() as u64,
+        ))
+    }
+
+    /// Removes everything scoped to an organization except its memberships, its own row and
+    /// its audit history: invitations, projects, resources, usage and idempotency records.
+    fn remove_org_scoped(&mut self, org: &str) -> Result<()> {
+        for id in self.invitation_ids_of_org(org)? {
+            if let Some(rec) = self.invitation(&id)? {
+                self.remove_invitation(&rec)?;
+            }
+        }
+        for id in self.project_ids_of_org(org)? {
+            if let Some(project) = self.project(&id)? {
+                self.remove_project(&project)?;
+            }
+        }
+        for id in self.resource_ids_of_org(org, None, true)? {
+            self.delete(Table::Resources, &keys::one(&id))?;
+        }
+        let prefix = keys::one(org);
+        for table in [
+            Table::ResourcesByOrg,
+            Table::ProjectMembersByUser,
+            Table::UsageMonth,
+            Table::UsageDay,
+            Table::Idempotency,
+        ] {
+            self.delete_prefix(table, &prefix)?;
+        }
+        Ok(())
+    }
+
+    // Audit.
+
+    /// Appends an event, giving it the next sequence number.
+    fn append_audit(&mut self, mut event: AuditEvent) -> Result<AuditEvent> {
+        let seq = self.meta_u64(schema::AUDIT_SEQ)?.unwrap_or(0) + 1;
+        event.seq = seq;
+        self.put_record(Table::Audit, &Key::new().u64(seq).into_vec(), &event)?;
+        if let Some(org) = &event.organization_id {
+            self.put(
+                Table::AuditByOrg,
+                &Key::new().str(org).u64(seq).into_vec(),
+                &[],
+            )?;
+        }
+        self.set_meta_u64(schema::AUDIT_SEQ, seq)?;
+        Ok(event)
+    }
+}
+
+impl<T: KvWrite + ?Sized> Writes for T {}
