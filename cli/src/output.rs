@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::table;
+pub(crate) use crate::table::View;
 
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 
@@ -50,16 +51,6 @@ pub(crate) enum Format {
     Json,
     /// Aligned text tables for people.
     Table,
-}
-
-/// How a value reads as a table.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum View<'a> {
-    /// One record: a key/value table (nested objects flattened with dots, lists of records
-    /// as tables below it).
-    Record,
-    /// A list of records with these columns (dotted paths); empty: every column.
-    Rows(&'a [&'a str]),
 }
 
 /// The printer of one command.

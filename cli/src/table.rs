@@ -6,7 +6,15 @@
 
 use serde_json::Value;
 
-use crate::output::View;
+/// How a value reads as a table.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum View<'a> {
+    /// One record: a key/value table (nested objects flattened with dots, lists of records
+    /// as tables below it).
+    Record,
+    /// A list of records with these columns (dotted paths); empty: every column.
+    Rows(&'a [&'a str]),
+}
 
 /// Renders `value` as text ending with a newline.
 pub(crate) fn render(value: &Value, view: View<'_>) -> String {
