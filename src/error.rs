@@ -157,18 +157,11 @@ impl Error {
 
     /// The HTTP status a host would answer with.
     pub fn http_status(&self) -> u16 {
-        match self {
-            Error::NotFound { .. } => 404,
-            Error::Forbidden { .. } => 403,
-            Error::Validation { .. } => 422,
-            Error::Conflict { .. } => 409,
-            Error::QuotaExceeded { quota, .. } if quota == "monthly_requests" => 429,
-            Error::QuotaExceeded { .. } => 403,
-            Error::InvitationExpired { .. } => 410,
-            Error::Storage { .. } | Error::IncompatibleVersion { .. } | Error::Corrupted { .. } => {
-                500
-            }
-        }
+        let quota = match self {
+            Error::QuotaExceeded { quota, .. } => Some(quota.as_str()),
+            _ => None,
+        };
+        http_status_of(self.code(), quota)
     }
 
     pub(crate) fn not_found(entity: &str) -> Error {
@@ -242,5 +235,21 @@ impl Error {
         Error::Corrupted {
             message: message.into(),
         }
+    }
+}
+
+/// The HTTP status of an error with this `code` (and, for `quota_exceeded`, this `quota`): the
+/// one table behind [`Error::http_status`], shared with the bindings' error, which keeps only
+/// the code and the details.
+pub(crate) fn http_status_of(code: &str, quota: Option<&str>) -> u16 {
+    match code {
+        "not_found" => 404,
+        "forbidden" => 403,
+        "validation_error" => 422,
+        "conflict" => 409,
+        "quota_exceeded" if quota == Some("monthly_requests") => 429,
+        "quota_exceeded" => 403,
+        "invitation_expired" => 410,
+        _ => 500,
     }
 }

@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime};
 
 use chrono::TimeDelta;
 
-use super::convert::{btree_map, date_time, system_time};
+use super::custom::{date_time, system_time};
 use super::error::{invalid, OrgDbError};
-use super::records::Limits;
+use crate::model::org::Limits;
 
 /// A clock that moves only when told to, for tests of expiry and month rollover. Pass it in
 /// [`Options::clock`]; every database opened with it reads this time, and the clock can be
@@ -122,10 +122,7 @@ impl TryFrom<Options> for crate::Options {
             opts.invite_url_template = template;
         }
         if let Some(plans) = o.plans {
-            opts.plans.plans = btree_map(plans)
-                .into_iter()
-                .map(|(name, limits)| (name, limits.into()))
-                .collect();
+            opts.plans.plans = plans.into_iter().collect();
         }
         if let Some(plan) = o.default_plan {
             opts.plans.default_plan = plan;

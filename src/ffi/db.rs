@@ -7,26 +7,20 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::clock::Options;
-use super::convert::{date, system_time};
+use super::custom::{date, system_time};
 use super::error::OrgDbError;
-use super::inputs::{
-    Actor, InvitationQuery, LimitOverridesPatch, MemberQuery, NewInvitation, NewOrganization,
-    NewProject, NewUser, OrganizationPatch, ProjectPatch, UsageEvent, UsageQuery, UserPatch,
+use super::inputs::{Actor, LimitOverridesPatch, OrganizationPatch, ProjectPatch, UsageQuery};
+use super::records::{CheckReport, InvitationPage, MemberPage, PruneReport, TableStats};
+use crate::model::transfer::ImportReport;
+use crate::{
+    AuditEvent, CreatedInvitation, Db, Error, Invitation, InvitationPreview, InvitationQuery,
+    Member, MemberQuery, MemberRef, Membership, NewInvitation, NewOrganization, NewProject,
+    NewUser, Organization, OrganizationDetails, OrganizationSettings, OrganizationWithMembership,
+    PendingInvitation, Project, ProjectMember, RemovedMember, Resource, ResourceKind, SlugCheck,
+    UsageEvent, UsageReceipt, UsageReport, User, UserPatch,
 };
-use super::records::{
-    AuditEvent, CheckReport, CreatedInvitation, ImportReport, Invitation, InvitationPage,
-    InvitationPreview, Member, MemberPage, Membership, Organization, OrganizationDetails,
-    OrganizationSettings, OrganizationWithMembership, PendingInvitation, Project, ProjectMember,
-    PruneReport, RemovedMember, Resource, ResourceKind, SlugCheck, TableStats, UsageReceipt,
-    UsageReport, User,
-};
-use crate::{Db, Error, MemberRef};
 
 type Result<T> = std::result::Result<T, OrgDbError>;
-
-fn list<T, U: From<T>>(items: Vec<T>) -> Vec<U> {
-    items.into_iter().map(U::from).collect()
-}
 
 /// A handle to one orgdb database (a file, or memory). Share it freely between threads;
 /// every method is one transaction.
@@ -91,7 +85,7 @@ impl OrgDb {
     /// # Errors
     /// `validation_error` (`email`, `name`), `conflict`.
     pub fn create_user(&self, new: NewUser) -> Result<User> {
-        Ok(self.db.create_user(&new.into())?.into())
+        Ok(self.db.create_user(&new)?)
     }
 
     /// A user by id.
@@ -99,7 +93,7 @@ impl OrgDb {
     /// # Errors
     /// `not_found`.
     pub fn get_user(&self, id: String) -> Result<User> {
-        Ok(self.db.get_user(&id)?.into())
+        Ok(self.db.get_user(&id)?)
     }
 
     /// A user by email (normalized first).
@@ -107,7 +101,7 @@ impl OrgDb {
     /// # Errors
     /// `not_found`.
     pub fn find_user_by_email(&self, email: String) -> Result<User> {
-        Ok(self.db.find_user_by_email(&email)?.into())
+        Ok(self.db.find_user_by_email(&email)?)
     }
 
     /// Changes a user's email or name.
@@ -115,7 +109,7 @@ impl OrgDb {
     /// # Errors
     /// `not_found`, `validation_error`, `conflict`.
     pub fn update_user(&self, id: String, patch: UserPatch) -> Result<User> {
-        Ok(self.db.update_user(&id, &patch.into())?.into())
+        Ok(self.db.update_user(&id, &patch)?)
     }
 
     /// Sets the user's `last_active` to now.
@@ -123,7 +117,7 @@ impl OrgDb {
     /// # Errors
     /// `not_found`.
     pub fn touch_user(&self, id: String) -> Result<User> {
-        Ok(self.db.touch_user(&id)?.into())
+        Ok(self.db.touch_user(&id)?)
     }
 
     /// Deletes a user with their memberships.
@@ -145,7 +139,7 @@ impl OrgDb {
         owner: String,
         new: NewOrganization,
     ) -> Result<OrganizationWithMembership> {
-        Ok(self.db.create_organization(&owner, &new.into())?.into())
+        Ok(self.db.create_organization(&owner, &new)?)
     }
 
     /// The organization with its limits and live usage.
@@ -153,7 +147,7 @@ impl OrgDb {
     /// # Errors
     /// `not_found`, `forbidden`.
     pub fn get_organization(&self, actor: Actor, org: String) -> Result<OrganizationDetails> {
-        Ok(self.db.get_organization(&actor.into(), &org)?.into())
+        Ok(self.db.get_organization(&actor.into(), &org)?)
     }
 
     /// As `get_organization`, by slug.
@@ -165,10 +159,7 @@ impl OrgDb {
         actor: Actor,
         slug: String,
     ) -> Result<OrganizationDetails> {
-        Ok(self
-            .db
-            .get_organization_by_slug(&actor.into(), &slug)?
-            .into())
+        Ok(self.db.get_organization_by_slug(&actor.into(), &slug)?)
     }
 
     /// As `get_organization`, by the host's external id.
@@ -182,8 +173,7 @@ impl OrgDb {
     ) -> Result<OrganizationDetails> {
         Ok(self
             .db
-            .get_organization_by_external_id(&actor.into(), &external_id)?
-            .into())
+            .get_organization_by_external_id(&actor.into(), &external_id)?)
     }
 
     /// Every organization the user belongs to, with the user's membership, oldest first.
@@ -194,7 +184,7 @@ impl OrgDb {
         &self,
         user: String,
     ) -> Result<Vec<OrganizationWithMembership>> {
-        Ok(list(self.db.list_organizations_for_user(&user)?))
+        Ok(self.db.list_organizations_for_user(&user)?)
     }
 
     /// PATCH of an organization.
@@ -209,8 +199,7 @@ impl OrgDb {
     ) -> Result<Organization> {
         Ok(self
             .db
-            .update_organization(&actor.into(), &org, &patch.into())?
-            .into())
+            .update_organization(&actor.into(), &org, &patch.into())?)
     }
 
     /// Replaces the organization's settings.
@@ -223,10 +212,7 @@ impl OrgDb {
         org: String,
         settings: OrganizationSettings,
     ) -> Result<Organization> {
-        Ok(self
-            .db
-            .update_settings(&actor.into(), &org, &settings.into())?
-            .into())
+        Ok(self.db.update_settings(&actor.into(), &org, &settings)?)
     }
 
     /// Changes the plan (owners only).
@@ -234,7 +220,7 @@ impl OrgDb {
     /// # Errors
     /// `forbidden`, `validation_error` (`plan`), `not_found`.
     pub fn set_plan(&self, actor: Actor, org: String, plan: String) -> Result<Organization> {
-        Ok(self.db.set_plan(&actor.into(), &org, &plan)?.into())
+        Ok(self.db.set_plan(&actor.into(), &org, &plan)?)
     }
 
     /// Changes per-organization limit overrides (`Actor.System` only), as a patch: null fields
@@ -250,8 +236,7 @@ impl OrgDb {
     ) -> Result<OrganizationDetails> {
         Ok(self
             .db
-            .set_limit_overrides(&actor.into(), &org, &patch.into())?
-            .into())
+            .set_limit_overrides(&actor.into(), &org, &patch.into())?)
     }
 
     /// Deletes the organization and everything in it, in one transaction.
@@ -267,7 +252,7 @@ impl OrgDb {
     /// # Errors
     /// Only storage errors.
     pub fn check_slug(&self, slug: String) -> Result<SlugCheck> {
-        Ok(self.db.check_slug(&slug)?.into())
+        Ok(self.db.check_slug(&slug)?)
     }
 
     // Members.
@@ -282,10 +267,7 @@ impl OrgDb {
         org: String,
         query: MemberQuery,
     ) -> Result<MemberPage> {
-        Ok(self
-            .db
-            .list_members(&actor.into(), &org, &query.into())?
-            .into())
+        Ok(self.db.list_members(&actor.into(), &org, &query)?.into())
     }
 
     /// One member, by user id or membership id (`mem_…`).
@@ -295,8 +277,7 @@ impl OrgDb {
     pub fn get_member(&self, actor: Actor, org: String, who: String) -> Result<Member> {
         Ok(self
             .db
-            .get_member(&actor.into(), &org, &MemberRef::parse(&who))?
-            .into())
+            .get_member(&actor.into(), &org, &MemberRef::parse(&who))?)
     }
 
     /// Adds a user directly (seat-checked).
@@ -310,10 +291,7 @@ impl OrgDb {
         user: String,
         role: String,
     ) -> Result<Member> {
-        Ok(self
-            .db
-            .add_member(&actor.into(), &org, &user, &role)?
-            .into())
+        Ok(self.db.add_member(&actor.into(), &org, &user, &role)?)
     }
 
     /// Changes a member's role; `who` is a user id or a membership id.
@@ -329,8 +307,7 @@ impl OrgDb {
     ) -> Result<Member> {
         Ok(self
             .db
-            .update_member_role(&actor.into(), &org, &MemberRef::parse(&who), &role)?
-            .into())
+            .update_member_role(&actor.into(), &org, &MemberRef::parse(&who), &role)?)
     }
 
     /// Removes a member (user id or membership id) and their project memberships.
@@ -340,8 +317,7 @@ impl OrgDb {
     pub fn remove_member(&self, actor: Actor, org: String, who: String) -> Result<RemovedMember> {
         Ok(self
             .db
-            .remove_member(&actor.into(), &org, &MemberRef::parse(&who))?
-            .into())
+            .remove_member(&actor.into(), &org, &MemberRef::parse(&who))?)
     }
 
     /// The user leaves the organization.
@@ -349,7 +325,7 @@ impl OrgDb {
     /// # Errors
     /// `not_found`, `conflict` (last owner).
     pub fn leave_organization(&self, user: String, org: String) -> Result<RemovedMember> {
-        Ok(self.db.leave_organization(&user, &org)?.into())
+        Ok(self.db.leave_organization(&user, &org)?)
     }
 
     /// Makes `to` an owner; the calling owner becomes admin.
@@ -357,7 +333,7 @@ impl OrgDb {
     /// # Errors
     /// `forbidden`, `not_found`, `validation_error`, `conflict`.
     pub fn transfer_ownership(&self, actor: Actor, org: String, to: String) -> Result<Member> {
-        Ok(self.db.transfer_ownership(&actor.into(), &org, &to)?.into())
+        Ok(self.db.transfer_ownership(&actor.into(), &org, &to)?)
     }
 
     // Invitations.
@@ -372,10 +348,7 @@ impl OrgDb {
         org: String,
         new: NewInvitation,
     ) -> Result<CreatedInvitation> {
-        Ok(self
-            .db
-            .create_invitation(&actor.into(), &org, &new.into())?
-            .into())
+        Ok(self.db.create_invitation(&actor.into(), &org, &new)?)
     }
 
     /// Many invitations in one transaction: all or nothing.
@@ -388,12 +361,7 @@ impl OrgDb {
         org: String,
         batch: Vec<NewInvitation>,
     ) -> Result<Vec<CreatedInvitation>> {
-        let batch: Vec<crate::NewInvitation> = list(batch);
-        Ok(list(self.db.create_invitations(
-            &actor.into(),
-            &org,
-            &batch,
-        )?))
+        Ok(self.db.create_invitations(&actor.into(), &org, &batch)?)
     }
 
     /// Invitations of an organization, oldest first, optionally filtered by status.
@@ -408,7 +376,7 @@ impl OrgDb {
     ) -> Result<InvitationPage> {
         Ok(self
             .db
-            .list_invitations(&actor.into(), &org, &query.into())?
+            .list_invitations(&actor.into(), &org, &query)?
             .into())
     }
 
@@ -417,7 +385,7 @@ impl OrgDb {
     /// # Errors
     /// `forbidden`, `not_found`.
     pub fn get_invitation(&self, actor: Actor, org: String, id: String) -> Result<Invitation> {
-        Ok(self.db.get_invitation(&actor.into(), &org, &id)?.into())
+        Ok(self.db.get_invitation(&actor.into(), &org, &id)?)
     }
 
     /// What an accept page shows for a token.
@@ -425,7 +393,7 @@ impl OrgDb {
     /// # Errors
     /// `not_found`.
     pub fn get_invitation_by_token(&self, token: String) -> Result<InvitationPreview> {
-        Ok(self.db.get_invitation_by_token(&token)?.into())
+        Ok(self.db.get_invitation_by_token(&token)?)
     }
 
     /// Accepts an invitation for a user whose email matches it.
@@ -433,7 +401,7 @@ impl OrgDb {
     /// # Errors
     /// `not_found`, `forbidden`, `invitation_expired`, `conflict`, `quota_exceeded`.
     pub fn accept_invitation(&self, token: String, user: String) -> Result<Membership> {
-        Ok(self.db.accept_invitation(&token, &user)?.into())
+        Ok(self.db.accept_invitation(&token, &user)?)
     }
 
     /// Declines a pending or expired invitation.
@@ -441,7 +409,7 @@ impl OrgDb {
     /// # Errors
     /// `not_found`, `conflict`.
     pub fn decline_invitation(&self, token: String) -> Result<Invitation> {
-        Ok(self.db.decline_invitation(&token)?.into())
+        Ok(self.db.decline_invitation(&token)?)
     }
 
     /// Revokes a pending or expired invitation.
@@ -449,7 +417,7 @@ impl OrgDb {
     /// # Errors
     /// `forbidden`, `not_found`, `conflict`.
     pub fn revoke_invitation(&self, actor: Actor, org: String, id: String) -> Result<Invitation> {
-        Ok(self.db.revoke_invitation(&actor.into(), &org, &id)?.into())
+        Ok(self.db.revoke_invitation(&actor.into(), &org, &id)?)
     }
 
     /// New token and expiry for a pending or expired invitation (same id).
@@ -462,7 +430,7 @@ impl OrgDb {
         org: String,
         id: String,
     ) -> Result<CreatedInvitation> {
-        Ok(self.db.resend_invitation(&actor.into(), &org, &id)?.into())
+        Ok(self.db.resend_invitation(&actor.into(), &org, &id)?)
     }
 
     /// Pending, unexpired invitations of an email across organizations.
@@ -470,7 +438,7 @@ impl OrgDb {
     /// # Errors
     /// Only storage errors.
     pub fn list_invitations_for_email(&self, email: String) -> Result<Vec<PendingInvitation>> {
-        Ok(list(self.db.list_invitations_for_email(&email)?))
+        Ok(self.db.list_invitations_for_email(&email)?)
     }
 
     // Projects.
@@ -480,10 +448,7 @@ impl OrgDb {
     /// # Errors
     /// `forbidden`, `validation_error`, `not_found`.
     pub fn create_project(&self, actor: Actor, org: String, new: NewProject) -> Result<Project> {
-        Ok(self
-            .db
-            .create_project(&actor.into(), &org, &new.into())?
-            .into())
+        Ok(self.db.create_project(&actor.into(), &org, &new)?)
     }
 
     /// One project.
@@ -491,7 +456,7 @@ impl OrgDb {
     /// # Errors
     /// `forbidden`, `not_found`.
     pub fn get_project(&self, actor: Actor, org: String, id: String) -> Result<Project> {
-        Ok(self.db.get_project(&actor.into(), &org, &id)?.into())
+        Ok(self.db.get_project(&actor.into(), &org, &id)?)
     }
 
     /// The organization's projects, oldest first.
@@ -499,7 +464,7 @@ impl OrgDb {
     /// # Errors
     /// `forbidden`, `not_found`.
     pub fn list_projects(&self, actor: Actor, org: String) -> Result<Vec<Project>> {
-        Ok(list(self.db.list_projects(&actor.into(), &org)?))
+        Ok(self.db.list_projects(&actor.into(), &org)?)
     }
 
     /// PATCH of a project.
@@ -515,8 +480,7 @@ impl OrgDb {
     ) -> Result<Project> {
         Ok(self
             .db
-            .update_project(&actor.into(), &org, &id, &patch.into())?
-            .into())
+            .update_project(&actor.into(), &org, &id, &patch.into())?)
     }
 
     /// Deletes a project and its memberships.
@@ -542,8 +506,7 @@ impl OrgDb {
     ) -> Result<ProjectMember> {
         Ok(self
             .db
-            .add_project_member(&actor.into(), &org, &project, &user, role.as_deref())?
-            .into())
+            .add_project_member(&actor.into(), &org, &project, &user, role.as_deref())?)
     }
 
     /// Changes a project member's role.
@@ -560,8 +523,7 @@ impl OrgDb {
     ) -> Result<ProjectMember> {
         Ok(self
             .db
-            .update_project_member_role(&actor.into(), &org, &project, &user, &role)?
-            .into())
+            .update_project_member_role(&actor.into(), &org, &project, &user, &role)?)
     }
 
     /// Removes a user from a project (they stay in the organization).
@@ -590,11 +552,9 @@ impl OrgDb {
         org: String,
         project: String,
     ) -> Result<Vec<ProjectMember>> {
-        Ok(list(self.db.list_project_members(
-            &actor.into(),
-            &org,
-            &project,
-        )?))
+        Ok(self
+            .db
+            .list_project_members(&actor.into(), &org, &project)?)
     }
 
     // Resources.
@@ -612,8 +572,7 @@ impl OrgDb {
     ) -> Result<Resource> {
         Ok(self
             .db
-            .register_resource(&actor.into(), &org, kind.into(), &name)?
-            .into())
+            .register_resource(&actor.into(), &org, kind, &name)?)
     }
 
     /// Renames a resource.
@@ -627,10 +586,7 @@ impl OrgDb {
         id: String,
         name: String,
     ) -> Result<Resource> {
-        Ok(self
-            .db
-            .rename_resource(&actor.into(), &org, &id, &name)?
-            .into())
+        Ok(self.db.rename_resource(&actor.into(), &org, &id, &name)?)
     }
 
     /// Removes a resource; it keeps its name in reports.
@@ -638,7 +594,7 @@ impl OrgDb {
     /// # Errors
     /// `forbidden`, `not_found`.
     pub fn remove_resource(&self, actor: Actor, org: String, id: String) -> Result<Resource> {
-        Ok(self.db.remove_resource(&actor.into(), &org, &id)?.into())
+        Ok(self.db.remove_resource(&actor.into(), &org, &id)?)
     }
 
     /// Live resources of an organization, of one kind (or all when null).
@@ -651,11 +607,7 @@ impl OrgDb {
         org: String,
         kind: Option<ResourceKind>,
     ) -> Result<Vec<Resource>> {
-        Ok(list(self.db.list_resources(
-            &actor.into(),
-            &org,
-            kind.map(Into::into),
-        )?))
+        Ok(self.db.list_resources(&actor.into(), &org, kind)?)
     }
 
     // Usage.
@@ -665,8 +617,7 @@ impl OrgDb {
     /// # Errors
     /// `validation_error`, `not_found`, `quota_exceeded`, `storage_error`.
     pub fn record_usage(&self, org: String, event: UsageEvent) -> Result<UsageReceipt> {
-        let event = event.into_model("at")?;
-        Ok(self.db.record_usage(&org, &event)?.into())
+        Ok(self.db.record_usage(&org, &event)?)
     }
 
     /// Records many events of one organization: all counted or none.
@@ -678,12 +629,7 @@ impl OrgDb {
         org: String,
         events: Vec<UsageEvent>,
     ) -> Result<Vec<UsageReceipt>> {
-        let events = events
-            .into_iter()
-            .enumerate()
-            .map(|(i, e)| e.into_model(&format!("events[{i}].at")))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(list(self.db.record_usage_batch(&org, &events)?))
+        Ok(self.db.record_usage_batch(&org, &events)?)
     }
 
     /// Admits an event in memory against the same quota; durable within the flush interval,
@@ -692,8 +638,7 @@ impl OrgDb {
     /// # Errors
     /// As `record_usage`.
     pub fn record_usage_buffered(&self, org: String, event: UsageEvent) -> Result<UsageReceipt> {
-        let event = event.into_model("at")?;
-        Ok(self.db.record_usage_buffered(&org, &event)?.into())
+        Ok(self.db.record_usage_buffered(&org, &event)?)
     }
 
     /// A recorder of buffered usage for one organization: the fastest way to count.
@@ -711,7 +656,7 @@ impl OrgDb {
     /// # Errors
     /// `quota_exceeded`, `validation_error`, `not_found`.
     pub fn check_quota(&self, org: String, count: u64) -> Result<UsageReceipt> {
-        Ok(self.db.check_quota(&org, count)?.into())
+        Ok(self.db.check_quota(&org, count)?)
     }
 
     /// Makes every admitted usage event durable now.
@@ -733,7 +678,7 @@ impl OrgDb {
         query: UsageQuery,
     ) -> Result<UsageReport> {
         let query = query.try_into()?;
-        Ok(self.db.usage_report(&actor.into(), &org, &query)?.into())
+        Ok(self.db.usage_report(&actor.into(), &org, &query)?)
     }
 
     /// Removes usage day rows before `before` (`YYYY-MM-DD`) and expired idempotency keys.
@@ -758,12 +703,7 @@ impl OrgDb {
         after_seq: u64,
         limit: u32,
     ) -> Result<Vec<AuditEvent>> {
-        Ok(list(self.db.audit_log(
-            &actor.into(),
-            &org,
-            after_seq,
-            limit,
-        )?))
+        Ok(self.db.audit_log(&actor.into(), &org, after_seq, limit)?)
     }
 
     // Maintenance.
@@ -857,7 +797,7 @@ impl OrgDb {
             });
         match (result, stopped) {
             (Err(_), Some(raised)) => Err(raised),
-            (result, _) => Ok(result?.into()),
+            (result, _) => Ok(result?),
         }
     }
 }
@@ -902,7 +842,7 @@ impl UsageRecorder {
     /// `validation_error` (`count`, `resource_id`), `not_found`, `quota_exceeded`,
     /// `storage_error`.
     pub fn record(&self, resource_id: Option<String>, count: u64) -> Result<UsageReceipt> {
-        Ok(self.recorder.record(resource_id.as_deref(), count)?.into())
+        Ok(self.recorder.record(resource_id.as_deref(), count)?)
     }
 
     /// Admits a full event (its own time or idempotency key).
@@ -910,8 +850,7 @@ impl UsageRecorder {
     /// # Errors
     /// As `OrgDb.record_usage_buffered`.
     pub fn record_event(&self, event: UsageEvent) -> Result<UsageReceipt> {
-        let event = event.into_model("at")?;
-        Ok(self.recorder.record_event(&event)?.into())
+        Ok(self.recorder.record_event(&event)?)
     }
 
     /// Makes every admitted usage event of the database durable now.

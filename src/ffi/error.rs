@@ -114,24 +114,27 @@ pub enum OrgDbError {
 
 #[uniffi::export]
 impl OrgDbError {
-    /// The HTTP status a host would answer with (404, 403, 422, 409, 429 or 403, 410, 500).
+    /// The HTTP status a host would answer with (404, 403, 422, 409, 429 or 403, 410, 500):
+    /// [`Error::http_status`] of the error this one was made from.
     pub fn http_status(&self) -> u16 {
+        let (code, details) = self.parts();
+        crate::error::http_status_of(code, details.get("quota").map(String::as_str))
+    }
+}
+
+impl OrgDbError {
+    /// The code and the details, whatever the variant.
+    fn parts(&self) -> (&str, &HashMap<String, String>) {
         match self {
-            OrgDbError::NotFound { .. } => 404,
-            OrgDbError::Forbidden { .. } => 403,
-            OrgDbError::Validation { .. } => 422,
-            OrgDbError::Conflict { .. } => 409,
-            OrgDbError::QuotaExceeded { details, .. } => {
-                if details.get("quota").map(String::as_str) == Some("monthly_requests") {
-                    429
-                } else {
-                    403
-                }
-            }
-            OrgDbError::InvitationExpired { .. } => 410,
-            OrgDbError::Storage { .. }
-            | OrgDbError::IncompatibleVersion { .. }
-            | OrgDbError::Corrupted { .. } => 500,
+            OrgDbError::NotFound { code, details, .. }
+            | OrgDbError::Forbidden { code, details, .. }
+            | OrgDbError::Validation { code, details, .. }
+            | OrgDbError::Conflict { code, details, .. }
+            | OrgDbError::QuotaExceeded { code, details, .. }
+            | OrgDbError::InvitationExpired { code, details, .. }
+            | OrgDbError::Storage { code, details, .. }
+            | OrgDbError::IncompatibleVersion { code, details, .. }
+            | OrgDbError::Corrupted { code, details, .. } => (code, details),
         }
     }
 }

@@ -13,6 +13,7 @@ pub(crate) const MAX_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::days(30);
 /// Where an invitation stands. `Expired` is derived at read time from `expires_at` (and stored
 /// only when a newer invitation for the same email superseded an expired one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Enum))]
 #[serde(rename_all = "lowercase")]
 pub enum InvitationStatus {
     /// Waiting for the invitee; holds a seat.
@@ -50,6 +51,7 @@ impl InvitationStatus {
 
 /// An invitation to join an organization (and optionally one of its projects).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct Invitation {
     /// `inv_…`
     pub id: String,
@@ -91,21 +93,26 @@ impl Invitation {
 
 /// Input of `create_invitation`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct NewInvitation {
     /// Invitee's email.
     pub email: String,
     /// Organization role (default `member`), case-insensitive.
     #[serde(default, alias = "organization_role")]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub role: Option<String>,
     /// Project to join on acceptance.
     #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub project_id: Option<String>,
     /// Role in the project (default `member`).
     #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub project_role: Option<String>,
     /// Lifetime of this invitation, 1 hour to 30 days (default from Options). Whole seconds
     /// (an integer) in JSON.
     #[serde(default, with = "seconds")]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub expires_in: Option<std::time::Duration>,
 }
 
@@ -114,6 +121,7 @@ pub struct NewInvitation {
 /// In JSON the invitation's fields stand at the top level beside `invite_id`, `token` and
 /// `invite_url`, as seed 000's invite response has them (`email`, `role`, `expires_at`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct CreatedInvitation {
     /// The invitation's id (seed 000's `invite_id`).
     pub invite_id: String,
@@ -128,20 +136,25 @@ pub struct CreatedInvitation {
 
 /// Query of `list_invitations`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct InvitationQuery {
     /// Status filter.
     #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub status: Option<String>,
     /// Page number, from 1.
     #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub page: Option<u32>,
     /// Rows per page, 1–100 (default 20).
     #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub per_page: Option<u32>,
 }
 
 /// What an accept page shows for a token: never the token or its hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct InvitationPreview {
     /// `inv_…`
     pub id: String,
@@ -174,6 +187,7 @@ pub struct InvitationPreview {
 
 /// A pending invitation with its organization's name and slug (`list_invitations_for_email`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct PendingInvitation {
     /// The invitation.
     pub invitation: Invitation,

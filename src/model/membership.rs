@@ -7,6 +7,7 @@ use super::role::Role;
 
 /// A user's membership in an organization (seed 001's membership object).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct Membership {
     /// `mem_…`
     pub id: String,
@@ -26,6 +27,7 @@ pub struct Membership {
 
 /// One row of a member list: seed 000's member object, plus the membership id of seed 001.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct Member {
     /// The user's id.
     pub id: String,
@@ -77,24 +79,30 @@ impl From<&str> for MemberRef {
 
 /// Query of `list_members`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct MemberQuery {
     /// Page number, from 1 (default 1).
     #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub page: Option<u32>,
     /// Rows per page, 1–100 (default 20).
     #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub per_page: Option<u32>,
     /// Role filter, case-insensitive.
     #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub role: Option<String>,
     /// Keyset cursor from a previous page's `next_cursor`; when given, the page starts right
     /// after it and `page` only labels the result.
     #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub cursor: Option<String>,
 }
 
 /// Result of `remove_member` (seed 000's response).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct RemovedMember {
     /// Always true.
     pub removed: bool,

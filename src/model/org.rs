@@ -12,6 +12,7 @@ use super::membership::Membership;
 ///
 /// The postal address is flattened into the organization, as seed 001 sends it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct Organization {
     /// `org_…`
     pub id: String,
@@ -91,10 +92,13 @@ pub struct Address {
 /// In JSON the extra settings sit beside `pin_protection` (`{"pin_protection": true,
 /// "theme": "dark"}`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct OrganizationSettings {
     /// Whether a PIN protects sensitive actions (seed 000).
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub pin_protection: bool,
     /// Host-defined settings.
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub extra: BTreeMap<String, String>,
 }
 
@@ -145,14 +149,19 @@ impl<'de> Deserialize<'de> for OrganizationSettings {
 
 /// The four limits of a plan. `None` is unlimited and serializes as `null`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct Limits {
     /// Registered MCP servers.
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub mcps: Option<u64>,
     /// Registered API keys.
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub api_keys: Option<u64>,
     /// Members plus pending, unexpired invitations.
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub team_members: Option<u64>,
     /// Usage in the current UTC calendar month.
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub monthly_requests: Option<u64>,
 }
 
@@ -251,6 +260,7 @@ impl From<LimitOverrides> for LimitOverridesPatch {
 
 /// Live counts of the four limited things.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct Usage {
     /// Registered MCP servers.
     pub mcps: u64,
@@ -264,8 +274,9 @@ pub struct Usage {
 
 /// `GET /v1/organization` of seed 000: the organization with its limits and live usage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct OrganizationDetails {
-    /// The organization's fields, flattened.
+    /// The organization (its fields are flattened into the JSON object).
     #[serde(flatten)]
     pub organization: Organization,
     /// Effective limits (plan, then overrides).
@@ -277,8 +288,9 @@ pub struct OrganizationDetails {
 /// An organization together with one user's membership in it (seed 001's organization
 /// objects "with membership details").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct OrganizationWithMembership {
-    /// The organization's fields, flattened.
+    /// The organization (its fields are flattened into the JSON object).
     #[serde(flatten)]
     pub organization: Organization,
     /// The user's membership.
@@ -288,44 +300,57 @@ pub struct OrganizationWithMembership {
 /// Input of `create_organization`. Its address fields are flat, as in [`Organization`] and
 /// [`OrganizationPatch`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct NewOrganization {
     /// Display name (required).
     pub name: String,
     /// Explicit slug; derived from the name when absent.
     #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub slug: Option<String>,
     /// The host's own id.
     #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub external_id: Option<String>,
     /// Free text.
     #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub description: Option<String>,
     /// Plan name; the default plan of Options when absent.
     #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub plan: Option<String>,
     /// Address, first line.
     #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub address_line1: Option<String>,
     /// Address, second line.
     #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub address_line2: Option<String>,
     /// City.
     #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub city: Option<String>,
     /// State or province.
     #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub state: Option<String>,
     /// Postal code.
     #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub zipcode: Option<String>,
     /// Country.
     #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub country: Option<String>,
     /// Settings (all off when absent).
     #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub settings: Option<OrganizationSettings>,
     /// Host metadata.
     #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub metadata: BTreeMap<String, String>,
 }
 
@@ -381,6 +406,7 @@ fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 
 /// Answer of `check_slug`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct SlugCheck {
     /// The slug asked about.
     pub slug: String,

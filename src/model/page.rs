@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// Paging figures, seed 000's `pagination` object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct Pagination {
     /// Page number, from 1.
     pub page: u32,

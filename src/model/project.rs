@@ -7,6 +7,7 @@ use super::role::Role;
 
 /// A project inside an organization.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct Project {
     /// `proj_…`
     pub id: String,
@@ -26,11 +27,13 @@ pub struct Project {
 
 /// Input of `create_project`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct NewProject {
     /// Name.
     pub name: String,
     /// Free text.
     #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub description: Option<String>,
 }
 
@@ -68,6 +71,7 @@ pub struct ProjectMembership {
 
 /// A row of `list_project_members`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct ProjectMember {
     /// The user's id.
     pub id: String,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// The two kinds of limited resources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Enum))]
 #[serde(rename_all = "snake_case")]
 pub enum ResourceKind {
     /// An MCP server (limit `mcps`).
@@ -48,6 +49,7 @@ impl ResourceKind {
 /// A registered resource. Removed resources are kept (with `removed_at`) so that usage
 /// reports still name them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct Resource {
     /// `res_…`
     pub id: String,

@@ -11,6 +11,7 @@ use crate::error::Error;
 ///
 /// Parsed case-insensitively (`OWNER` and `owner` are the same role), serialized lower-case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Enum))]
 pub enum Role {
     /// Read-only access.
     Viewer,

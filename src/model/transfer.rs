@@ -87,6 +87,7 @@ pub enum Record {
 
 /// What an import did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct ImportReport {
     /// Records read.
     pub records: u64,

@@ -5,20 +5,24 @@ use serde::{Deserialize, Serialize};
 
 /// One usage event of `record_usage`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct UsageEvent {
+    /// How many requests, 1 to 2^53.
+    pub count: u64,
     /// The resource (MCP server or API key) used, if any; it must belong to the organization.
     /// Events without one count in totals and `by_day` only.
     #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub resource_id: Option<String>,
-    /// How many requests, 1 to 2^53.
-    pub count: u64,
     /// When it happened (default now): at most 5 minutes ahead of the clock and 35 days
     /// behind. A late event counts in its own day and month, against that month's limit.
     #[serde(default, with = "crate::model::time::option")]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub at: Option<DateTime<Utc>>,
     /// Retry key, 1–255 characters, scoped to the organization and remembered for at least
     /// 48 hours: a repeat is acknowledged with `duplicate: true` and counts nothing.
     #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub idempotency_key: Option<String>,
 }
 
@@ -52,6 +56,7 @@ impl UsageEvent {
 
 /// The answer to a recorded (or checked) event: the month's figures after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct UsageReceipt {
     /// The event's idempotency key had already been recorded: nothing was counted.
     pub duplicate: bool,
@@ -65,6 +70,7 @@ pub struct UsageReceipt {
 
 /// Report granularity.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Enum))]
 #[serde(rename_all = "lowercase")]
 pub enum Period {
     /// One UTC day.
@@ -111,6 +117,7 @@ pub struct UsageQuery {
 
 /// Totals of a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct RequestTotals {
     /// Requests in the range.
     pub total: u64,
@@ -122,6 +129,7 @@ pub struct RequestTotals {
 
 /// One resource's requests in the range.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct ResourceUsage {
     /// The resource's id.
     pub mcp_id: String,
@@ -133,6 +141,7 @@ pub struct ResourceUsage {
 
 /// One API key's requests in the range (a report's `by_api_key` row).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct ApiKeyUsage {
     /// The API key resource's id.
     pub api_key_id: String,
@@ -144,6 +153,7 @@ pub struct ApiKeyUsage {
 
 /// One day's requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct DayUsage {
     /// The day.
     pub date: NaiveDate,
@@ -153,6 +163,7 @@ pub struct DayUsage {
 
 /// Seed 000's usage response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct UsageReport {
     /// `day`, `week` or `month`.
     pub period: Period,

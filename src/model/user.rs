@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 /// A person who can belong to organizations. Emails are unique and normalized (trimmed,
 /// lower-cased).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct User {
     /// `user_…`
     pub id: String,
@@ -23,6 +24,7 @@ pub struct User {
 
 /// Input of `create_user`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct NewUser {
     /// Email; normalized before it is stored.
     pub email: String,
@@ -32,11 +34,14 @@ pub struct NewUser {
 
 /// Input of `update_user`: only the fields given change.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct UserPatch {
     /// New email (must stay unique).
     #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub email: Option<String>,
     /// New display name.
     #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
     pub name: Option<String>,
 }

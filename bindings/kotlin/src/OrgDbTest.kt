@@ -255,6 +255,9 @@ fun monthlyQuotaAndIdempotency(env: Env) {
     eq(env.db.checkQuota(org.id, 40uL).remaining, 0uL, "check_quota")
     val zero = expect<OrgDbException.Validation> { env.db.recordUsage(org.id, UsageEvent(count = 0uL)) }
     ensure("count" in zero.details) { "details ${zero.details}" }
+    // An instant orgdb cannot store fails while crossing the boundary, as a validation error.
+    val far = expect<OrgDbException.Validation> { env.db.recordUsage(org.id, UsageEvent(count = 1uL, at = Instant.MAX)) }
+    eq(far.details.keys, setOf("at"), "out-of-range at")
     eq(env.db.getOrganization(actor(alice), org.id).usage.monthlyRequests, 60uL, "nothing recorded")
 }
 
@@ -359,7 +362,7 @@ fun organizationsWithAddressAndMemberships(env: Env) {
 fun invitationExpiry(env: Env) {
     val owner = env.user("Owner")
     val org = env.db.createOrganization(owner.id, NewOrganization(name = "Expiring")).organization
-    val created = env.db.createInvitation(actor(owner), org.id, NewInvitation(email = "late@example.com", expiresInSecs = 3600uL))
+    val created = env.db.createInvitation(actor(owner), org.id, NewInvitation(email = "late@example.com", expiresIn = Duration.ofHours(1)))
     eq(created.invitation.expiresAt, START + Duration.ofHours(1), "expires_at")
     val late = env.user("Late")
     env.clock.advanceSeconds(3599)

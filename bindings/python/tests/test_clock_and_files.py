@@ -34,9 +34,12 @@ def test_invitation_expiry(db, clock, make_user):
     org = db.create_organization(owner.id, orgdb.NewOrganization(name="Expiring")).organization
     actor = as_user(owner)
     created = db.create_invitation(
-        actor, org.id, orgdb.NewInvitation(email="late@example.com", expires_in_secs=3600)
+        actor, org.id, orgdb.NewInvitation(email="late@example.com", expires_in=timedelta(hours=1))
     )
     assert created.invitation.expires_at == START + timedelta(hours=1)
+    too_short = orgdb.NewInvitation(email="soon@example.com", expires_in=timedelta(minutes=59))
+    err = raises(orgdb.OrgDbError.Validation, db.create_invitation, actor, org.id, too_short)
+    assert list(err.details) == ["expires_in"]
     late = make_user("Late")
 
     clock.advance_seconds(3599)

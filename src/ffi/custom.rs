@@ -1,5 +1,19 @@
-//! Timestamp and date conversions at the boundary. None of them panics: values out of range
-//! become `validation_error`s naming the field.
+//! The UniFFI custom types: how the model's values that UniFFI does not carry natively cross
+//! the boundary. The model types derive their records and enums with these in place (behind
+//! the `ffi` feature), so this is the one place that decides each value's foreign shape.
+//!
+//! - `DateTime<Utc>` is a `SystemTime`: a timezone-aware UTC `datetime` in Python, a
+//!   `java.time.Instant` in Kotlin, with microsecond precision like everything orgdb stores.
+//! - `NaiveDate` is its `YYYY-MM-DD` text.
+//! - `BTreeMap<String, String>` (metadata, extra settings) is a `HashMap<String, String>`.
+//! - `serde_json::Value` (audit details) is its compact JSON text.
+//!
+//! A value the host hands in that cannot be converted is a `validation_error`: lifting fails
+//! with an [`OrgDbError`], which UniFFI raises as itself. A custom type does not know its
+//! field, so the error names the one field that takes it from a host today (`at`, of
+//! `UsageEvent`; also inside `record_usage_batch`, where it named `events[i].at` before).
+//! Report dates still cross as text in the FFI `UsageQuery` so that a bad one names
+//! `start_date` or `end_date`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -8,6 +22,42 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::error::{invalid, OrgDbError};
 use crate::model::time::from_micros;
+
+/// A UTC instant (`DateTime<Utc>`), as a `SystemTime` across the boundary.
+pub type UtcTimestamp = DateTime<Utc>;
+/// A calendar day (`NaiveDate`), as `YYYY-MM-DD` text across the boundary.
+pub type IsoDate = NaiveDate;
+/// A sorted string map, as a plain map across the boundary.
+pub type StringMap = BTreeMap<String, String>;
+/// A JSON value, as its compact text across the boundary.
+pub type JsonText = serde_json::Value;
+
+uniffi::custom_type!(UtcTimestamp, SystemTime, {
+    remote,
+    lower: |at| system_time(at),
+    try_lift: |at| Ok(date_time(at, "at")?),
+});
+
+uniffi::custom_type!(IsoDate, String, {
+    remote,
+    lower: |date| date_text(date),
+    try_lift: |text| Ok(date(&text, "date")?),
+});
+
+uniffi::custom_type!(StringMap, HashMap<String, String>, {
+    remote,
+    lower: |map| map.into_iter().collect(),
+    try_lift: |map| Ok(map.into_iter().collect()),
+});
+
+uniffi::custom_type!(JsonText, String, {
+    remote,
+    lower: |value| value.to_string(),
+    try_lift: |text| {
+        let value = serde_json::from_str(&text).map_err(|_| invalid("details", "Must be JSON"))?;
+        Ok(value)
+    },
+});
 
 /// A stored timestamp as a `SystemTime` (microsecond precision, exact).
 pub(crate) fn system_time(at: DateTime<Utc>) -> SystemTime {
@@ -22,12 +72,8 @@ pub(crate) fn system_time(at: DateTime<Utc>) -> SystemTime {
     moved.unwrap_or(UNIX_EPOCH)
 }
 
-/// An optional stored timestamp as a `SystemTime`.
-pub(crate) fn system_time_opt(at: Option<DateTime<Utc>>) -> Option<SystemTime> {
-    at.map(system_time)
-}
-
-/// A `SystemTime` from the host, truncated to microseconds like every stored timestamp.
+/// A `SystemTime` from the host, truncated to microseconds like every stored timestamp; out
+/// of chrono's range it is a `validation_error` naming `field`.
 pub(crate) fn date_time(at: SystemTime, field: &str) -> Result<DateTime<Utc>, OrgDbError> {
     let micros = match at.duration_since(UNIX_EPOCH) {
         Ok(after) => i64::try_from(after.as_micros()).ok(),
@@ -44,20 +90,12 @@ pub(crate) fn date_time(at: SystemTime, field: &str) -> Result<DateTime<Utc>, Or
         .ok_or_else(|| invalid(field, "Timestamp out of range"))
 }
 
-/// An optional `SystemTime` from the host.
-pub(crate) fn date_time_opt(
-    at: Option<SystemTime>,
-    field: &str,
-) -> Result<Option<DateTime<Utc>>, OrgDbError> {
-    at.map(|at| date_time(at, field)).transpose()
-}
-
 /// A date as `YYYY-MM-DD`.
 pub(crate) fn date_text(date: NaiveDate) -> String {
     date.format("%Y-%m-%d").to_string()
 }
 
-/// A `YYYY-MM-DD` date from the host.
+/// A `YYYY-MM-DD` date from the host; anything else is a `validation_error` naming `field`.
 pub(crate) fn date(text: &str, field: &str) -> Result<NaiveDate, OrgDbError> {
     NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
         .map_err(|_| invalid(field, "Must be a date as YYYY-MM-DD"))
@@ -66,16 +104,6 @@ pub(crate) fn date(text: &str, field: &str) -> Result<NaiveDate, OrgDbError> {
 /// An optional `YYYY-MM-DD` date from the host.
 pub(crate) fn date_opt(text: Option<String>, field: &str) -> Result<Option<NaiveDate>, OrgDbError> {
     text.map(|t| date(&t, field)).transpose()
-}
-
-/// A sorted map as a host map.
-pub(crate) fn hash_map<V>(map: BTreeMap<String, V>) -> HashMap<String, V> {
-    map.into_iter().collect()
-}
-
-/// A host map as a sorted map.
-pub(crate) fn btree_map<V>(map: HashMap<String, V>) -> BTreeMap<String, V> {
-    map.into_iter().collect()
 }
 
 #[cfg(test)]
@@ -112,5 +140,19 @@ mod tests {
             };
             assert!(details.contains_key("start_date"));
         }
+    }
+
+    #[test]
+    fn a_failed_lift_is_the_validation_error_itself() {
+        use uniffi::Lift;
+        let far = UNIX_EPOCH + Duration::from_secs(u64::MAX / 4);
+        let mut buf = Vec::new();
+        <SystemTime as uniffi::Lower<crate::UniFfiTag>>::write(far, &mut buf);
+        let err =
+            <UtcTimestamp as Lift<crate::UniFfiTag>>::try_read(&mut buf.as_slice()).unwrap_err();
+        assert!(matches!(
+            err.downcast::<OrgDbError>(),
+            Ok(OrgDbError::Validation { .. })
+        ));
     }
 }
