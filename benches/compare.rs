@@ -20,7 +20,7 @@
 //! The table shows medians over rounds; the ratio is the median of the per-round ratios.
 //! `BENCHMARKS.md` explains every workload and the latest table.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::fs::FileExt;
@@ -32,11 +32,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, TimeZone, Utc};
 use orgdb::model::transfer::Record;
 use orgdb::{
-    Actor, ApiKeyUsage, DayUsage, Db, Durability, Invitation, InvitationQuery, InvitationStatus,
-    Limit, LimitOverrides, Limits, ManualClock, Member, MemberQuery, Membership, NewInvitation,
-    NewOrganization, NewUser, Options, Organization, OrganizationDetails, OrganizationSettings,
-    Page, Pagination, Period, PlanCatalog, RequestTotals, ResourceKind, ResourceUsage, Role, Usage,
-    UsageEvent, UsageQuery, UsageReceipt, UsageRecorder, UsageReport, User,
+    Actor, Db, Durability, InvitationQuery, InvitationStatus, Limit, LimitOverrides, Limits,
+    ManualClock, MemberQuery, NewInvitation, NewOrganization, NewUser, Options,
+    OrganizationSettings, Period, PlanCatalog, ResourceKind, Role, UsageEvent, UsageQuery,
+    UsageRecorder, User,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
@@ -548,6 +547,150 @@ fn print_table(rows: &[Row]) {
     }
 }
 
+/// What the SQLite side returns: the fields of orgdb's output types, owned the same way
+/// (those types are `#[non_exhaustive]`, so no crate but orgdb builds them). The comparison
+/// is fair when both sides build the same data.
+#[allow(dead_code)]
+mod lo {
+    use std::collections::BTreeMap;
+
+    use chrono::{DateTime, NaiveDate, Utc};
+    use orgdb::{InvitationStatus, Limits, OrganizationSettings, Period, Role};
+
+    #[derive(Debug)]
+    pub struct Member {
+        pub id: String,
+        pub membership_id: String,
+        pub email: String,
+        pub name: String,
+        pub role: Role,
+        pub joined_at: DateTime<Utc>,
+        pub updated_at: DateTime<Utc>,
+        pub last_active: Option<DateTime<Utc>>,
+    }
+
+    #[derive(Debug)]
+    pub struct Membership {
+        pub id: String,
+        pub organization_id: String,
+        pub user_id: String,
+        pub role: Role,
+        pub joined_at: DateTime<Utc>,
+        pub updated_at: DateTime<Utc>,
+    }
+
+    #[derive(Debug)]
+    pub struct Pagination {
+        pub page: u32,
+        pub per_page: u32,
+        pub total: u64,
+        pub total_pages: u64,
+    }
+
+    #[derive(Debug)]
+    pub struct Page<T> {
+        pub data: Vec<T>,
+        pub pagination: Pagination,
+        pub next_cursor: Option<String>,
+    }
+
+    #[derive(Debug)]
+    pub struct Invitation {
+        pub id: String,
+        pub organization_id: String,
+        pub email: String,
+        pub role: Role,
+        pub project_id: Option<String>,
+        pub project_role: Option<Role>,
+        pub status: InvitationStatus,
+        pub invited_by: String,
+        pub created_at: DateTime<Utc>,
+        pub expires_at: DateTime<Utc>,
+        pub accepted_at: Option<DateTime<Utc>>,
+    }
+
+    #[derive(Debug)]
+    pub struct UsageReceipt {
+        pub duplicate: bool,
+        pub used: u64,
+        pub limit: Option<u64>,
+        pub remaining: Option<u64>,
+    }
+
+    #[derive(Debug)]
+    pub struct Organization {
+        pub id: String,
+        pub name: String,
+        pub slug: String,
+        pub external_id: Option<String>,
+        pub description: Option<String>,
+        pub plan: String,
+        pub address_line1: Option<String>,
+        pub address_line2: Option<String>,
+        pub city: Option<String>,
+        pub state: Option<String>,
+        pub zipcode: Option<String>,
+        pub country: Option<String>,
+        pub settings: OrganizationSettings,
+        pub metadata: BTreeMap<String, String>,
+        pub created_at: DateTime<Utc>,
+        pub updated_at: DateTime<Utc>,
+    }
+
+    #[derive(Debug)]
+    pub struct Usage {
+        pub mcps: u64,
+        pub api_keys: u64,
+        pub team_members: u64,
+        pub monthly_requests: u64,
+    }
+
+    #[derive(Debug)]
+    pub struct OrganizationDetails {
+        pub organization: Organization,
+        pub limits: Limits,
+        pub usage: Usage,
+    }
+
+    #[derive(Debug)]
+    pub struct ResourceUsage {
+        pub mcp_id: String,
+        pub name: String,
+        pub requests: u64,
+    }
+
+    #[derive(Debug)]
+    pub struct ApiKeyUsage {
+        pub api_key_id: String,
+        pub name: String,
+        pub requests: u64,
+    }
+
+    #[derive(Debug)]
+    pub struct DayUsage {
+        pub date: NaiveDate,
+        pub requests: u64,
+    }
+
+    #[derive(Debug)]
+    pub struct RequestTotals {
+        pub total: u64,
+        pub limit: Option<u64>,
+        pub percentage: Option<u64>,
+    }
+
+    #[derive(Debug)]
+    pub struct UsageReport {
+        pub period: Period,
+        pub start_date: DateTime<Utc>,
+        pub end_date: DateTime<Utc>,
+        pub requests: RequestTotals,
+        pub by_mcp: Vec<ResourceUsage>,
+        pub by_api_key: Vec<ApiKeyUsage>,
+        pub by_day: Vec<DayUsage>,
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // SQLite: the schema a careful engineer would write for the same product
 
@@ -950,7 +1093,7 @@ fn lite_create_invitation(
 /// SQLite's `accept_invitation`, one IMMEDIATE transaction: invitation by token hash, user,
 /// email match, status and expiry, existing membership, seats, insert membership, counter,
 /// invitation accepted, two audit rows.
-fn lite_accept(c: &Connection, plans: &PlanCatalog, token: &str, user: &str) -> Membership {
+fn lite_accept(c: &Connection, plans: &PlanCatalog, token: &str, user: &str) -> lo::Membership {
     let now = Utc::now();
     begin(c, true);
     let (inv_id, org, email, role, status, expires_at): (
@@ -994,7 +1137,7 @@ fn lite_accept(c: &Connection, plans: &PlanCatalog, token: &str, user: &str) -> 
             panic!("seats");
         }
     }
-    let m = Membership {
+    let m = lo::Membership {
         id: new_id("mem"),
         organization_id: org.clone(),
         user_id: user.to_owned(),
@@ -1039,7 +1182,7 @@ fn lite_usage(
     resource: Option<&str>,
     count: i64,
     now: DateTime<Utc>,
-) -> Result<UsageReceipt, &'static str> {
+) -> Result<lo::UsageReceipt, &'static str> {
     let (plan, ov): (String, Option<i64>) = c
         .prepare_cached("SELECT plan, ov_monthly_requests FROM orgs WHERE id = ?1")
         .and_then(|mut s| s.query_row([org], |r| Ok((r.get(0)?, r.get(1)?))))
@@ -1085,7 +1228,7 @@ fn lite_usage(
     })
     .expect("day upsert");
     let used = (used + count) as u64;
-    Ok(UsageReceipt {
+    Ok(lo::UsageReceipt {
         duplicate: false,
         used,
         limit,
@@ -1099,7 +1242,7 @@ fn lite_record_usage(
     plans: &PlanCatalog,
     org: &str,
     resource: Option<&str>,
-) -> UsageReceipt {
+) -> lo::UsageReceipt {
     begin(c, true);
     match lite_usage(c, plans, org, resource, 1, Utc::now()) {
         Ok(r) => {
@@ -1113,11 +1256,11 @@ fn lite_record_usage(
     }
 }
 
-fn member_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Member, i64)> {
+fn member_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(lo::Member, i64)> {
     let joined: i64 = r.get(5)?;
     let role: String = r.get(4)?;
     Ok((
-        Member {
+        lo::Member {
             id: r.get(0)?,
             membership_id: r.get(1)?,
             email: r.get(2)?,
@@ -1141,7 +1284,7 @@ fn lite_list_members(
     page: u32,
     per_page: u32,
     after: Option<&(i64, String)>,
-) -> Page<Member> {
+) -> lo::Page<lo::Member> {
     begin(c, false);
     lite_role(c, org, actor).expect("actor is a member");
     let total: i64 = c
@@ -1149,7 +1292,7 @@ fn lite_list_members(
         .and_then(|mut s| s.query_row([org], |r| r.get(0)))
         .expect("member count");
     let want = i64::from(per_page) + 1;
-    let mut rows: Vec<(Member, i64)> = match after {
+    let mut rows: Vec<(lo::Member, i64)> = match after {
         None => c
             .prepare_cached(
                 "SELECT m.user_id, m.id, u.email, u.name, m.role, m.joined_at, m.updated_at,
@@ -1195,9 +1338,9 @@ fn lite_list_members(
         None
     };
     let total = total as u64;
-    Page {
+    lo::Page {
         data: rows.into_iter().map(|(m, _)| m).collect(),
-        pagination: Pagination {
+        pagination: lo::Pagination {
             page,
             per_page,
             total,
@@ -1217,7 +1360,7 @@ fn lite_list_invitations(
     page: u32,
     per_page: u32,
     now: DateTime<Utc>,
-) -> Page<Invitation> {
+) -> lo::Page<lo::Invitation> {
     begin(c, false);
     let role = lite_role(c, org, actor).expect("actor is a member");
     assert!(role >= Role::Admin, "invitations are for admins");
@@ -1244,7 +1387,7 @@ fn lite_list_invitations(
                     if status == InvitationStatus::Pending && now >= expires_at {
                         status = InvitationStatus::Expired;
                     }
-                    Ok(Invitation {
+                    Ok(lo::Invitation {
                         id: r.get(0)?,
                         organization_id: r.get(1)?,
                         email: r.get(2)?,
@@ -1266,9 +1409,9 @@ fn lite_list_invitations(
         .expect("invitation page");
     commit(c);
     let total = total as u64;
-    Page {
+    lo::Page {
         data,
-        pagination: Pagination {
+        pagination: lo::Pagination {
             page,
             per_page,
             total,
@@ -1286,7 +1429,7 @@ fn lite_get_org(
     actor: &str,
     org: &str,
     now: DateTime<Utc>,
-) -> OrganizationDetails {
+) -> lo::OrganizationDetails {
     begin(c, false);
     lite_role(c, org, actor).expect("actor is a member");
     let (o, ov, counts) = c
@@ -1301,7 +1444,7 @@ fn lite_get_org(
             s.query_row([org], |r| {
                 let settings: String = r.get(12)?;
                 let metadata: String = r.get(13)?;
-                let o = Organization {
+                let o = lo::Organization {
                     id: r.get(0)?,
                     name: r.get(1)?,
                     slug: r.get(2)?,
@@ -1343,10 +1486,10 @@ fn lite_get_org(
         .unwrap_or(0);
     commit(c);
     let limits = lite_limits(plans, &o.plan, ov);
-    OrganizationDetails {
+    lo::OrganizationDetails {
         organization: o,
         limits,
-        usage: Usage {
+        usage: lo::Usage {
             mcps: counts.1 as u64,
             api_keys: counts.2 as u64,
             team_members: (counts.0 + pending) as u64,
@@ -1365,7 +1508,7 @@ fn lite_usage_report(
     org: &str,
     first: NaiveDate,
     last: NaiveDate,
-) -> UsageReport {
+) -> lo::UsageReport {
     begin(c, false);
     lite_role(c, org, actor).expect("actor is a member");
     let (plan, ov): (String, Option<i64>) = c
@@ -1399,8 +1542,8 @@ fn lite_usage_report(
             }
         }
     }
-    let mut by_mcp: Vec<ResourceUsage> = Vec::new();
-    let mut by_api_key: Vec<ApiKeyUsage> = Vec::new();
+    let mut by_mcp: Vec<lo::ResourceUsage> = Vec::new();
+    let mut by_api_key: Vec<lo::ApiKeyUsage> = Vec::new();
     if !per_res.is_empty() {
         let mut s = c
             .prepare_cached("SELECT id, name, kind FROM resources WHERE org_id = ?1")
@@ -1412,13 +1555,13 @@ fn lite_usage_report(
                 let name = r.get(1).expect("name");
                 let kind: String = r.get(2).expect("kind");
                 if kind == "mcp" {
-                    by_mcp.push(ResourceUsage {
+                    by_mcp.push(lo::ResourceUsage {
                         mcp_id: id,
                         name,
                         requests: *n,
                     });
                 } else {
-                    by_api_key.push(ApiKeyUsage {
+                    by_api_key.push(lo::ApiKeyUsage {
                         api_key_id: id,
                         name,
                         requests: *n,
@@ -1443,17 +1586,17 @@ fn lite_usage_report(
     let by_day = per_day
         .iter()
         .enumerate()
-        .map(|(i, n)| DayUsage {
+        .map(|(i, n)| lo::DayUsage {
             date: first + TimeDelta::days(i as i64),
             requests: *n,
         })
         .collect();
     let start = first.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-    UsageReport {
+    lo::UsageReport {
         period: Period::Month,
         start_date: start,
         end_date: last.and_hms_opt(23, 59, 59).expect("end").and_utc(),
-        requests: RequestTotals {
+        requests: lo::RequestTotals {
             total,
             limit,
             percentage: limit.filter(|l| *l > 0).map(|l| total * 100 / l),
@@ -2100,58 +2243,44 @@ fn bulk_sqlite(dir: &Path, plans: &PlanCatalog, shape: &BulkShape) -> BulkResult
 
 /// The bulk data as an export (JSON lines) both engines load.
 fn bulk_export(shape: &BulkShape) -> Vec<u8> {
-    let now = Utc::now();
+    // The export's JSON shapes, written directly (orgdb's output types cannot be built here).
+    let now = orgdb::model::time::format(&Utc::now());
     let mut out = Vec::new();
-    let mut line = |r: &Record| {
-        serde_json::to_writer(&mut out, r).expect("json");
+    let mut line = |r: serde_json::Value| {
+        serde_json::to_writer(&mut out, &r).expect("json");
         out.push(b'\n');
     };
-    line(&Record::Header {
-        schema_version: 1,
-        audit_seq: 0,
-    });
+    line(serde_json::json!({"type": "header", "data": {"schema_version": 1, "audit_seq": 0}}));
     let user_id = |u: usize| format!("user_{:026}", u);
     for u in 0..shape.users {
-        line(&Record::User(User {
-            id: user_id(u),
-            email: format!("bulk{u}@example.com"),
-            name: format!("bulk user {u}"),
-            created_at: now,
-            last_active: None,
-        }));
+        line(serde_json::json!({"type": "user", "data": {
+            "id": user_id(u), "email": format!("bulk{u}@example.com"),
+            "name": format!("bulk user {u}"), "created_at": now, "last_active": null,
+        }}));
     }
+    let start = Utc::now();
     for i in 0..shape.orgs {
         let org_id = format!("org_{i:026}");
-        line(&Record::Organization {
-            organization: Box::new(Organization {
-                id: org_id.clone(),
-                name: format!("Bulk Org {i}"),
-                slug: format!("bulk-org-{i}"),
-                external_id: None,
-                description: None,
-                plan: "enterprise".to_owned(),
-                address_line1: None,
-                address_line2: None,
-                city: None,
-                state: None,
-                zipcode: None,
-                country: None,
-                settings: OrganizationSettings::default(),
-                metadata: BTreeMap::new(),
-                created_at: now,
-                updated_at: now,
-            }),
-            limit_overrides: LimitOverrides::default(),
-        });
+        line(serde_json::json!({"type": "organization", "data": {
+            "organization": {
+                "id": org_id, "name": format!("Bulk Org {i}"), "slug": format!("bulk-org-{i}"),
+                "external_id": null, "description": null, "plan": "enterprise",
+                "address_line1": null, "address_line2": null, "city": null, "state": null,
+                "zipcode": null, "country": null, "settings": {"pin_protection": false},
+                "metadata": {}, "created_at": now, "updated_at": now,
+            },
+            "limit_overrides": {
+                "mcps": null, "api_keys": null, "team_members": null, "monthly_requests": null,
+            },
+        }}));
         for k in 0..shape.per_org {
-            line(&Record::Membership(Membership {
-                id: format!("mem_{:020}{k:06}", i),
-                organization_id: org_id.clone(),
-                user_id: user_id(shape.member(i, k)),
-                role: if k == 0 { Role::Owner } else { Role::Member },
-                joined_at: now + TimeDelta::microseconds(k as i64),
-                updated_at: now,
-            }));
+            let joined = orgdb::model::time::format(&(start + TimeDelta::microseconds(k as i64)));
+            line(serde_json::json!({"type": "membership", "data": {
+                "id": format!("mem_{:020}{k:06}", i), "organization_id": org_id,
+                "user_id": user_id(shape.member(i, k)),
+                "role": if k == 0 { "owner" } else { "member" },
+                "joined_at": joined, "updated_at": now,
+            }}));
         }
     }
     out

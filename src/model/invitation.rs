@@ -52,6 +52,7 @@ impl InvitationStatus {
 /// An invitation to join an organization (and optionally one of its projects).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[non_exhaustive]
 pub struct Invitation {
     /// `inv_…`
     pub id: String,
@@ -122,6 +123,7 @@ pub struct NewInvitation {
 /// `invite_url`, as seed 000's invite response has them (`email`, `role`, `expires_at`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[non_exhaustive]
 pub struct CreatedInvitation {
     /// The invitation's id (seed 000's `invite_id`).
     pub invite_id: String,
@@ -155,6 +157,7 @@ pub struct InvitationQuery {
 /// What an accept page shows for a token: never the token or its hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[non_exhaustive]
 pub struct InvitationPreview {
     /// `inv_…`
     pub id: String,
@@ -188,6 +191,7 @@ pub struct InvitationPreview {
 /// A pending invitation with its organization's name and slug (`list_invitations_for_email`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[non_exhaustive]
 pub struct PendingInvitation {
     /// The invitation.
     pub invitation: Invitation,

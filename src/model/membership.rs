@@ -8,6 +8,7 @@ use super::role::Role;
 /// A user's membership in an organization (seed 001's membership object).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[non_exhaustive]
 pub struct Membership {
     /// `mem_…`
     pub id: String,
@@ -28,6 +29,7 @@ pub struct Membership {
 /// One row of a member list: seed 000's member object, plus the membership id of seed 001.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[non_exhaustive]
 pub struct Member {
     /// The user's id.
     pub id: String,
@@ -103,6 +105,7 @@ pub struct MemberQuery {
 /// Result of `remove_member` (seed 000's response).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[non_exhaustive]
 pub struct RemovedMember {
     /// Always true.
     pub removed: bool,

@@ -13,6 +13,7 @@ use super::membership::Membership;
 /// The postal address is flattened into the organization, as seed 001 sends it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[non_exhaustive]
 pub struct Organization {
     /// `org_…`
     pub id: String,
@@ -261,6 +262,7 @@ impl From<LimitOverrides> for LimitOverridesPatch {
 /// Live counts of the four limited things.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[non_exhaustive]
 pub struct Usage {
     /// Registered MCP servers.
     pub mcps: u64,
@@ -275,6 +277,7 @@ pub struct Usage {
 /// `GET /v1/organization` of seed 000: the organization with its limits and live usage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[non_exhaustive]
 pub struct OrganizationDetails {
     /// The organization (its fields are flattened into the JSON object).
     #[serde(flatten)]
@@ -289,6 +292,7 @@ pub struct OrganizationDetails {
 /// objects "with membership details").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[non_exhaustive]
 pub struct OrganizationWithMembership {
     /// The organization (its fields are flattened into the JSON object).
     #[serde(flatten)]
@@ -407,6 +411,7 @@ fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 /// Answer of `check_slug`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[non_exhaustive]
 pub struct SlugCheck {
     /// The slug asked about.
     pub slug: String,

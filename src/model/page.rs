@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// Paging figures, seed 000's `pagination` object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[non_exhaustive]
 pub struct Pagination {
     /// Page number, from 1.
     pub page: u32,
@@ -29,6 +30,7 @@ impl Pagination {
 
 /// One page of rows, with the figures and a cursor for the next page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Page<T> {
     /// The rows.
     pub data: Vec<T>,

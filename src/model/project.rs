@@ -8,6 +8,7 @@ use super::role::Role;
 /// A project inside an organization.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[non_exhaustive]
 pub struct Project {
     /// `proj_…`
     pub id: String,
@@ -54,6 +55,7 @@ fn double_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String
 
 /// A user's role in a project (always an organization member too).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ProjectMembership {
     /// The project.
     pub project_id: String,
@@ -72,6 +74,7 @@ pub struct ProjectMembership {
 /// A row of `list_project_members`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[non_exhaustive]
 pub struct ProjectMember {
     /// The user's id.
     pub id: String,

@@ -50,6 +50,7 @@ impl ResourceKind {
 /// reports still name them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[non_exhaustive]
 pub struct Resource {
     /// `res_…`
     pub id: String,

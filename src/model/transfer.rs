@@ -88,6 +88,7 @@ pub enum Record {
 /// What an import did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[non_exhaustive]
 pub struct ImportReport {
     /// Records read.
     pub records: u64,

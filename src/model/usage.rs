@@ -57,6 +57,7 @@ impl UsageEvent {
 /// The answer to a recorded (or checked) event: the month's figures after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[non_exhaustive]
 pub struct UsageReceipt {
     /// The event's idempotency key had already been recorded: nothing was counted.
     pub duplicate: bool,
@@ -118,6 +119,7 @@ pub struct UsageQuery {
 /// Totals of a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[non_exhaustive]
 pub struct RequestTotals {
     /// Requests in the range.
     pub total: u64,
@@ -130,6 +132,7 @@ pub struct RequestTotals {
 /// One resource's requests in the range.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[non_exhaustive]
 pub struct ResourceUsage {
     /// The resource's id.
     pub mcp_id: String,
@@ -142,6 +145,7 @@ pub struct ResourceUsage {
 /// One API key's requests in the range (a report's `by_api_key` row).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[non_exhaustive]
 pub struct ApiKeyUsage {
     /// The API key resource's id.
     pub api_key_id: String,
@@ -154,6 +158,7 @@ pub struct ApiKeyUsage {
 /// One day's requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[non_exhaustive]
 pub struct DayUsage {
     /// The day.
     pub date: NaiveDate,
@@ -164,6 +169,7 @@ pub struct DayUsage {
 /// Seed 000's usage response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[non_exhaustive]
 pub struct UsageReport {
     /// `day`, `week` or `month`.
     pub period: Period,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 /// lower-cased).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[non_exhaustive]
 pub struct User {
     /// `user_…`
     pub id: String,

@@ -255,6 +255,7 @@ fn by_resource(
 
 /// What `prune_usage` removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct PruneReport {
     /// Day rows (one per organization and day) removed.
     pub day_rows: u64,

@@ -26,6 +26,7 @@ use crate::model::user::User;
 
 /// What `Db::check()` found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct CheckReport {
     /// Every violation found; empty when the database is sound.
     pub problems: Vec<String>,
