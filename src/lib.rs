@@ -6,7 +6,7 @@
 //! event with the change.
 //!
 //! ```
-//! use orgdb::{Actor, Db, MemberQuery, NewOrganization, NewUser};
+//! use orgdb::{Actor, Db, MemberQuery, NewOrganization, NewUser, Role};
 //!
 //! # fn main() -> Result<(), orgdb::Error> {
 //! let db = Db::in_memory()?;
@@ -22,12 +22,12 @@
 //! assert_eq!(created.organization.slug, "my-company");
 //!
 //! let owner = Actor::user(&alice.id);
-//! db.add_member(&owner, &org, &bob.id, "ADMIN")?;
+//! db.add_member(&owner, &org, &bob.id, Role::Admin)?; // or a name an edge received: "ADMIN"
 //! let page = db.list_members(&owner, &org, &MemberQuery::default())?;
 //! assert_eq!(page.pagination.total, 2);
 //!
 //! // Bob is an admin: he may not make himself an owner.
-//! let err = db.update_member_role(&Actor::user(&bob.id), &org, &bob.id.as_str().into(), "owner")
+//! let err = db.update_member_role(&Actor::user(&bob.id), &org, &bob.id.as_str().into(), Role::Owner)
 //!     .unwrap_err();
 //! assert_eq!(err.code(), "forbidden");
 //!
@@ -78,7 +78,7 @@ pub use model::page::{Page, Pagination};
 pub use model::plan::PlanCatalog;
 pub use model::project::{NewProject, Project, ProjectMember, ProjectMembership, ProjectPatch};
 pub use model::resource::{Resource, ResourceKind};
-pub use model::role::Role;
+pub use model::role::{Role, RoleArg};
 pub use model::usage::{
     ApiKeyUsage, DayUsage, Period, RequestTotals, ResourceUsage, UsageEvent, UsageQuery,
     UsageReceipt, UsageReport,

@@ -175,8 +175,14 @@ fn build(path: &Path) -> World {
                 },
             )
             .unwrap();
-        db.add_project_member(&by, &org, &project.id, &users[(4 + o) % 8], Some("member"))
-            .unwrap();
+        db.add_project_member(
+            &by,
+            &org,
+            &project.id,
+            &users[(4 + o) % 8],
+            Some(orgdb::Role::Member.into()),
+        )
+        .unwrap();
         let mcp = db
             .register_resource(&by, &org, ResourceKind::Mcp, "server")
             .unwrap();

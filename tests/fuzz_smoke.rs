@@ -130,7 +130,7 @@ fn build_small_export() -> Vec<u8> {
             },
         )
         .unwrap();
-    db.add_project_member(&by, &org, &p.id, &bob.id, Some("viewer"))
+    db.add_project_member(&by, &org, &p.id, &bob.id, Some(orgdb::Role::Viewer.into()))
         .unwrap();
     let r = db
         .register_resource(&by, &org, orgdb::ResourceKind::Mcp, "m")

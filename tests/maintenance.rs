@@ -37,8 +37,14 @@ fn populated() -> Db {
             db.add_member(&a, &org, &u.id, if m % 4 == 0 { "admin" } else { "member" })
                 .unwrap();
             if m % 3 == 0 {
-                db.add_project_member(&a, &org, &project.id, &u.id, Some("viewer"))
-                    .unwrap();
+                db.add_project_member(
+                    &a,
+                    &org,
+                    &project.id,
+                    &u.id,
+                    Some(orgdb::Role::Viewer.into()),
+                )
+                .unwrap();
             }
         }
         let mcp = db

@@ -140,19 +140,19 @@ fn add_member_checks_user_duplicates_and_seats() {
     let c = user(&db, "C");
     let d = user(&db, "D");
     assert_err(
-        db.add_member(&a, &org, "user_nobody", "member"),
+        db.add_member(&a, &org, "user_nobody", Role::Member),
         "not_found",
         None,
     );
-    db.add_member(&a, &org, &b.id, "member").unwrap();
+    db.add_member(&a, &org, &b.id, Role::Member).unwrap();
     assert_err(
-        db.add_member(&a, &org, &b.id, "member"),
+        db.add_member(&a, &org, &b.id, Role::Member),
         "conflict",
         Some("user_id"),
     );
-    db.add_member(&a, &org, &c.id, "viewer").unwrap();
+    db.add_member(&a, &org, &c.id, Role::Viewer).unwrap();
     let err = assert_err(
-        db.add_member(&a, &org, &d.id, "member"),
+        db.add_member(&a, &org, &d.id, Role::Member),
         "quota_exceeded",
         Some("limit"),
     );
@@ -164,7 +164,7 @@ fn add_member_checks_user_duplicates_and_seats() {
     assert_eq!(err.http_status(), 403);
     // System is not exempt from seats.
     assert_err(
-        db.add_member(&Actor::System, &org, &d.id, "member"),
+        db.add_member(&Actor::System, &org, &d.id, Role::Member),
         "quota_exceeded",
         None,
     );
@@ -198,7 +198,7 @@ fn adding_an_invited_user_accepts_the_invitation_and_counts_once() {
     )
     .unwrap();
     // 1 member + 2 pending = 3 = limit: B's own pending seat turns into B's membership.
-    db.add_member(&a, &org, &b.id, "member").unwrap();
+    db.add_member(&a, &org, &b.id, Role::Member).unwrap();
     let inv = db.get_invitation(&a, &org, &inv_b.invite_id).unwrap();
     assert_eq!(inv.status, orgdb::InvitationStatus::Accepted);
     assert_eq!(db.get_organization(&a, &org).unwrap().usage.team_members, 3);
@@ -216,8 +216,8 @@ fn role_changes_respect_owners_and_escalation() {
     let a = actor(&owner);
     let admin = user(&db, "Admin");
     let member = user(&db, "Member");
-    db.add_member(&a, &org, &admin.id, "admin").unwrap();
-    let m = db.add_member(&a, &org, &member.id, "member").unwrap();
+    db.add_member(&a, &org, &admin.id, Role::Admin).unwrap();
+    let m = db.add_member(&a, &org, &member.id, Role::Member).unwrap();
     clock.advance(chrono::TimeDelta::minutes(5));
 
     let changed = db
@@ -292,8 +292,8 @@ fn remove_leave_and_reruns() {
     let a = actor(&owner);
     let admin = user(&db, "Admin");
     let member = user(&db, "Member");
-    db.add_member(&a, &org, &admin.id, "admin").unwrap();
-    db.add_member(&a, &org, &member.id, "member").unwrap();
+    db.add_member(&a, &org, &admin.id, Role::Admin).unwrap();
+    db.add_member(&a, &org, &member.id, Role::Member).unwrap();
 
     assert_err(
         db.remove_member(&actor(&admin), &org, &owner.id.as_str().into()),
@@ -341,7 +341,7 @@ fn transfer_ownership_rules() {
     let a = actor(&owner);
     let bob = user(&db, "Bob");
     let stranger = user(&db, "Stranger");
-    db.add_member(&a, &org, &bob.id, "member").unwrap();
+    db.add_member(&a, &org, &bob.id, Role::Member).unwrap();
 
     assert_err(
         db.transfer_ownership(&actor(&bob), &org, &bob.id),
@@ -397,7 +397,7 @@ fn changing_email_to_an_invited_address_counts_nobody_twice() {
     let (org, owner) = org(&db, "Acme", "pro");
     let a = actor(&owner);
     let bob = user(&db, "Bob");
-    db.add_member(&a, &org, &bob.id, "member").unwrap();
+    db.add_member(&a, &org, &bob.id, Role::Member).unwrap();
     let inv = db
         .create_invitation(
             &a,
@@ -459,7 +459,7 @@ fn users_update_touch_and_delete() {
     let (org, owner) = org(&db, "Acme", "team");
     let a = actor(&owner);
     let bob = user(&db, "Bob");
-    db.add_member(&a, &org, &bob.id, "admin").unwrap();
+    db.add_member(&a, &org, &bob.id, Role::Admin).unwrap();
 
     let updated = db
         .update_user(
@@ -503,7 +503,7 @@ fn users_update_touch_and_delete() {
     );
     // With a second owner the first can go.
     let carol = user(&db, "Carol");
-    db.add_member(&a, &org, &carol.id, "owner").unwrap();
+    db.add_member(&a, &org, &carol.id, Role::Owner).unwrap();
     db.delete_user(&owner.id).unwrap();
     assert_sound(&db);
 }
@@ -650,7 +650,7 @@ fn offset_pages_seek_through_counted_buckets_and_stay_exact() {
             .unwrap();
     }
     assert_offsets_agree(&db, &org);
-    db.add_member(&a, &org, &users[0], "member").unwrap();
+    db.add_member(&a, &org, &users[0], Role::Member).unwrap();
     assert_offsets_agree(&db, &org);
     assert_sound(&db);
 }

@@ -1508,7 +1508,7 @@ impl Run {
                     &org_id,
                     &proj_id,
                     &uid,
-                    Some(PROJECT_ROLES[role]),
+                    Some(PROJECT_ROLES[role].into()),
                 );
                 if let Some(pm) = agree(op, expected, got)? {
                     ensure!(

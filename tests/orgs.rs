@@ -331,8 +331,14 @@ fn delete_cascades_in_one_transaction_and_keeps_the_audit_history() {
             },
         )
         .unwrap();
-    db.add_project_member(&a, &org, &project.id, &bob.id, Some("admin"))
-        .unwrap();
+    db.add_project_member(
+        &a,
+        &org,
+        &project.id,
+        &bob.id,
+        Some(orgdb::Role::Admin.into()),
+    )
+    .unwrap();
     db.register_resource(&a, &org, ResourceKind::Mcp, "Weather")
         .unwrap();
     let inv = db

@@ -105,8 +105,14 @@ fn fixture(db: &Db, co_owner: bool) -> Fx {
         )
         .unwrap()
         .id;
-    db.add_project_member(&sys, &org, &project, &proj_member.id, Some("member"))
-        .unwrap();
+    db.add_project_member(
+        &sys,
+        &org,
+        &project,
+        &proj_member.id,
+        Some(orgdb::Role::Member.into()),
+    )
+    .unwrap();
     let resource = db
         .register_resource(&sys, &org, ResourceKind::Mcp, "Search MCP")
         .unwrap()
@@ -282,7 +288,7 @@ fn cases() -> Vec<Case> {
         }),
         write("delete project", ADMIN, |db, fx, a| db.delete_project(a, &fx.org, &fx.project)),
         write("add project member", ADMIN, |db, fx, a| {
-            db.add_project_member(a, &fx.org, &fx.project, &fx.target.id, Some("member")).map(|_| ())
+            db.add_project_member(a, &fx.org, &fx.project, &fx.target.id, Some(orgdb::Role::Member.into())).map(|_| ())
         }),
         write("change project member role", ADMIN, |db, fx, a| {
             db.update_project_member_role(a, &fx.org, &fx.project, &fx.proj_member.id, "viewer").map(|_| ())

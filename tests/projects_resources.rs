@@ -50,7 +50,7 @@ fn project_lifecycle_and_membership_follows_the_organization() {
         ("Research", None)
     );
 
-    db.add_project_member(&a, &org, &p.id, &bob.id, Some("ADMIN"))
+    db.add_project_member(&a, &org, &p.id, &bob.id, Some("ADMIN".into()))
         .unwrap();
     // Without a role: member, as an invitation's project role defaults.
     let carol = user(&db, "Carol");
@@ -62,17 +62,23 @@ fn project_lifecycle_and_membership_follows_the_organization() {
     db.remove_project_member(&a, &org, &p.id, &carol.id)
         .unwrap();
     assert_err(
-        db.add_project_member(&a, &org, &p.id, &bob.id, Some("admin")),
+        db.add_project_member(&a, &org, &p.id, &bob.id, Some(orgdb::Role::Admin.into())),
         "conflict",
         None,
     );
     assert_err(
-        db.add_project_member(&a, &org, &p.id, &stranger.id, Some("member")),
+        db.add_project_member(
+            &a,
+            &org,
+            &p.id,
+            &stranger.id,
+            Some(orgdb::Role::Member.into()),
+        ),
         "not_found",
         None,
     );
     assert_err(
-        db.add_project_member(&a, &org, &p.id, &owner.id, Some("boss")),
+        db.add_project_member(&a, &org, &p.id, &owner.id, Some("boss".into())),
         "validation_error",
         Some("role"),
     );
@@ -91,7 +97,7 @@ fn project_lifecycle_and_membership_follows_the_organization() {
         None,
     );
 
-    db.add_project_member(&a, &org, &p.id, &owner.id, Some("owner"))
+    db.add_project_member(&a, &org, &p.id, &owner.id, Some(orgdb::Role::Owner.into()))
         .unwrap();
     db.remove_project_member(&a, &org, &p.id, &owner.id)
         .unwrap();

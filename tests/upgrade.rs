@@ -216,10 +216,16 @@ fn write_fixture() {
         .unwrap()
         .id;
     consts.push(("WEBSITE", website.clone()));
-    db.add_project_member(&by, &acme, &website, mia, Some("member"))
+    db.add_project_member(&by, &acme, &website, mia, Some(orgdb::Role::Member.into()))
         .unwrap();
-    db.add_project_member(&by, &acme, &website, victor, Some("viewer"))
-        .unwrap();
+    db.add_project_member(
+        &by,
+        &acme,
+        &website,
+        victor,
+        Some(orgdb::Role::Viewer.into()),
+    )
+    .unwrap();
     let search = db
         .register_resource(&by, &acme, ResourceKind::Mcp, "search-server")
         .unwrap()

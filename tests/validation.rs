@@ -344,7 +344,7 @@ fn cases() -> Vec<Case> {
             invite(db, fx, &fx.owner(), new)
         }),
         case("add_project_member role unknown", Invalid(&["role"]), |db, fx| {
-            db.add_project_member(&fx.owner(), &fx.org, &fx.project, &fx.target.id, Some("boss")).map(|_| ())
+            db.add_project_member(&fx.owner(), &fx.org, &fx.project, &fx.target.id, Some("boss".into())).map(|_| ())
         }),
         // Invitation lifetime: 1 hour to 30 days.
         case("expires_in 0", Invalid(&["expires_in"]), |db, fx| invite(db, fx, &fx.owner(), inv_lifetime(0))),
@@ -671,7 +671,7 @@ fn role_rules_answer_the_same_in_every_call() {
             },
         ),
         ("add_project_member", "role", |db, fx, a, role| {
-            db.add_project_member(a, &fx.org, &fx.project, &fx.target.id, Some(role))
+            db.add_project_member(a, &fx.org, &fx.project, &fx.target.id, Some(role.into()))
                 .map(|_| ())
         }),
         ("update_project_member_role", "role", |db, fx, a, role| {

@@ -1252,8 +1252,14 @@ fn populate(path: &Path) {
             db.add_member(&a, &org, &u.id, if m % 5 == 0 { "admin" } else { "member" })
                 .unwrap();
             if m % 3 == 0 {
-                db.add_project_member(&a, &org, &project.id, &u.id, Some("viewer"))
-                    .unwrap();
+                db.add_project_member(
+                    &a,
+                    &org,
+                    &project.id,
+                    &u.id,
+                    Some(orgdb::Role::Viewer.into()),
+                )
+                .unwrap();
             }
         }
         let batch: Vec<NewInvitation> = (0..150)

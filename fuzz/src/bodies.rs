@@ -866,7 +866,13 @@ impl World {
                 let (project, user) = (self.string(input), self.user(input));
                 let role = self.opt_string(input);
                 call!("add_project_member", actor, org, project, user, role);
-                db.add_project_member(&actor, &org, &project, &user, role.as_deref())?;
+                db.add_project_member(
+                    &actor,
+                    &org,
+                    &project,
+                    &user,
+                    role.as_deref().map(orgdb::RoleArg::from),
+                )?;
             }
             26 => {
                 let (token, user) = (self.string(input), self.user(input));

@@ -4,6 +4,7 @@ use crate::authz::Actor;
 use crate::error::Result;
 use crate::model::membership::{Member, MemberQuery, MemberRef, RemovedMember};
 use crate::model::page::Page;
+use crate::model::role::RoleArg;
 use crate::ops;
 
 use super::Db;
@@ -30,13 +31,21 @@ impl Db {
         self.read(|tx, _| ops::members::get(tx, actor, org, who))
     }
 
-    /// Adds a user directly (admins and owners; seat-checked). A pending invitation of the
-    /// user in this organization is marked accepted.
+    /// Adds a user directly with `role` (admins and owners; seat-checked): a typed
+    /// [`Role`](crate::Role), or a role name an edge received ([`RoleArg`]). A pending
+    /// invitation of the user in this organization is marked accepted.
     ///
     /// # Errors
     /// `forbidden`, `validation_error` (`role`), `not_found` (user), `conflict` (already a
     /// member), `quota_exceeded` (`team_members`).
-    pub fn add_member(&self, actor: &Actor, org: &str, user: &str, role: &str) -> Result<Member> {
+    pub fn add_member<'a>(
+        &self,
+        actor: &Actor,
+        org: &str,
+        user: &str,
+        role: impl Into<RoleArg<'a>>,
+    ) -> Result<Member> {
+        let role = role.into();
         self.write(|tx, ctx| ops::members::add(tx, ctx, actor, org, user, role))
     }
 
@@ -45,13 +54,14 @@ impl Db {
     /// # Errors
     /// `forbidden` (below admin, an admin touching an owner or granting owner),
     /// `validation_error` (`role`), `not_found`, `conflict` (the last owner).
-    pub fn update_member_role(
+    pub fn update_member_role<'a>(
         &self,
         actor: &Actor,
         org: &str,
         who: &MemberRef,
-        role: &str,
+        role: impl Into<RoleArg<'a>>,
     ) -> Result<Member> {
+        let role = role.into();
         self.write(|tx, ctx| ops::members::update_role(tx, ctx, actor, org, who, role))
     }
 

@@ -3,6 +3,7 @@
 use crate::authz::Actor;
 use crate::error::Result;
 use crate::model::project::{NewProject, Project, ProjectMember, ProjectPatch};
+use crate::model::role::RoleArg;
 use crate::ops;
 
 use super::Db;
@@ -55,7 +56,7 @@ impl Db {
     }
 
     /// Adds an organization member to a project with `role` (default `member`, as an
-    /// invitation's project role).
+    /// invitation's project role): `Some(Role::Viewer.into())`, or a name an edge received.
     ///
     /// # Errors
     /// `forbidden`, `validation_error` (`role`), `not_found` (project, member), `conflict`.
@@ -65,7 +66,7 @@ impl Db {
         org: &str,
         project: &str,
         user: &str,
-        role: Option<&str>,
+        role: Option<RoleArg<'_>>,
     ) -> Result<ProjectMember> {
         self.write(|tx, ctx| ops::projects::add_member(tx, ctx, actor, org, project, user, role))
     }
@@ -74,14 +75,15 @@ impl Db {
     ///
     /// # Errors
     /// `forbidden`, `validation_error`, `not_found`.
-    pub fn update_project_member_role(
+    pub fn update_project_member_role<'a>(
         &self,
         actor: &Actor,
         org: &str,
         project: &str,
         user: &str,
-        role: &str,
+        role: impl Into<RoleArg<'a>>,
     ) -> Result<ProjectMember> {
+        let role = role.into();
         self.write(|tx, ctx| {
             ops::projects::update_member_role(tx, ctx, actor, org, project, user, role)
         })

@@ -504,9 +504,13 @@ impl OrgDb {
         user: String,
         role: Option<String>,
     ) -> Result<ProjectMember> {
-        Ok(self
-            .db
-            .add_project_member(&actor.into(), &org, &project, &user, role.as_deref())?)
+        Ok(self.db.add_project_member(
+            &actor.into(),
+            &org,
+            &project,
+            &user,
+            role.as_deref().map(crate::RoleArg::from),
+        )?)
     }
 
     /// Changes a project member's role.

@@ -63,6 +63,47 @@ impl Role {
     }
 }
 
+/// A role as a caller passes it: typed (`Role::Admin`), or as text that an edge received
+/// (`"ADMIN"`: case-insensitive). Text is parsed inside the call, after the permission check,
+/// so an actor without the right learns `forbidden` whatever it sent; a bad name is the
+/// `validation_error` "Invalid role specified" naming the field, in every call that takes a
+/// role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleArg<'a> {
+    /// A typed role.
+    Role(Role),
+    /// A role name to parse.
+    Text(&'a str),
+}
+
+impl From<Role> for RoleArg<'_> {
+    fn from(role: Role) -> Self {
+        RoleArg::Role(role)
+    }
+}
+
+impl<'a> From<&'a str> for RoleArg<'a> {
+    fn from(text: &'a str) -> Self {
+        RoleArg::Text(text)
+    }
+}
+
+impl<'a> From<&'a String> for RoleArg<'a> {
+    fn from(text: &'a String) -> Self {
+        RoleArg::Text(text)
+    }
+}
+
+impl RoleArg<'_> {
+    /// The role; text that names none is a `validation_error` naming `field`.
+    pub(crate) fn resolve(self, field: &str) -> Result<Role, Error> {
+        match self {
+            RoleArg::Role(role) => Ok(role),
+            RoleArg::Text(text) => Role::parse_field(text, field),
+        }
+    }
+}
+
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

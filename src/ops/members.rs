@@ -7,7 +7,7 @@ use crate::authz::{authorize, may_manage, require_grant, Action, Actor};
 use crate::error::{Error, Result};
 use crate::model::membership::{Member, MemberQuery, MemberRef, Membership, RemovedMember};
 use crate::model::page::{Page, Pagination};
-use crate::model::role::Role;
+use crate::model::role::{Role, RoleArg};
 use crate::model::time;
 use crate::store::{KvRead, KvWrite, MemberPos, Reads, Writes};
 use crate::validate::Validator;
@@ -124,10 +124,10 @@ pub(crate) fn add(
     actor: &Actor,
     org: &str,
     user_id: &str,
-    role: &str,
+    role: RoleArg<'_>,
 ) -> Result<Member> {
     let cleared = authorize(tx, actor, org, Action::AddMember)?;
-    let role = Role::parse_field(role, "role")?;
+    let role = role.resolve("role")?;
     require_grant(cleared.role, role)?;
     let user = super::load_user(tx, user_id.trim())?;
     if tx.membership(org, &user.id)?.is_some() {
@@ -196,7 +196,7 @@ pub(crate) fn update_role(
     actor: &Actor,
     org: &str,
     who: &MemberRef,
-    role: &str,
+    role: RoleArg<'_>,
 ) -> Result<Member> {
     let cleared = authorize(tx, actor, org, Action::ChangeRole)?;
     let old = resolve(tx, org, who)?;
@@ -205,7 +205,7 @@ pub(crate) fn update_role(
     if !may_manage(cleared.role, old.role) {
         return Err(Error::forbidden());
     }
-    let role = Role::parse_field(role, "role")?;
+    let role = role.resolve("role")?;
     require_grant(cleared.role, role)?;
     if old.role == role {
         return row(tx, old);

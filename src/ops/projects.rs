@@ -7,7 +7,7 @@ use crate::authz::{authorize, require_grant, Action, Actor};
 use crate::error::{Error, Result};
 use crate::model::membership::MemberRef;
 use crate::model::project::{NewProject, Project, ProjectMember, ProjectMembership, ProjectPatch};
-use crate::model::role::Role;
+use crate::model::role::{Role, RoleArg};
 use crate::store::{KvRead, KvWrite, Reads, Writes};
 use crate::validate::{Validator, TEXT_MAX};
 
@@ -159,8 +159,8 @@ fn row(tx: &dyn KvRead, pm: ProjectMembership) -> Result<ProjectMember> {
     })
 }
 
-fn project_role(cleared_role: Option<Role>, text: &str) -> Result<Role> {
-    let role = Role::parse_field(text, "role")?;
+fn project_role(cleared_role: Option<Role>, role: RoleArg<'_>) -> Result<Role> {
+    let role = role.resolve("role")?;
     require_grant(cleared_role, role)?;
     Ok(role)
 }
@@ -173,11 +173,11 @@ pub(crate) fn add_member(
     org: &str,
     project: &str,
     user: &str,
-    role: Option<&str>,
+    role: Option<RoleArg<'_>>,
 ) -> Result<ProjectMember> {
     let cleared = authorize(tx, actor, org, Action::ManageProjects)?;
     // Defaults to `member`, as an invitation's project role does.
-    let role = project_role(cleared.role, role.unwrap_or(Role::Member.as_str()))?;
+    let role = project_role(cleared.role, role.unwrap_or(RoleArg::Role(Role::Member)))?;
     let project = load_in_org(tx, org, project)?;
     let m = members::resolve(tx, org, &MemberRef::User(user.to_owned()))?;
     if tx.project_membership(&project.id, &m.user_id)?.is_some() {
@@ -215,7 +215,7 @@ pub(crate) fn update_member_role(
     org: &str,
     project: &str,
     user: &str,
-    role: &str,
+    role: RoleArg<'_>,
 ) -> Result<ProjectMember> {
     let cleared = authorize(tx, actor, org, Action::ManageProjects)?;
     let role = project_role(cleared.role, role)?;

@@ -146,7 +146,13 @@ pub(crate) fn run(app: &App, cmd: Cmd) -> Result<()> {
             let org = app.org(&org)?;
             let user = app.user(&user)?;
             out.ok(
-                &db.add_project_member(actor, &org, &project, &user, role.as_deref())?,
+                &db.add_project_member(
+                    actor,
+                    &org,
+                    &project,
+                    &user,
+                    role.as_deref().map(orgdb::RoleArg::from),
+                )?,
                 View::Record,
             );
         }
