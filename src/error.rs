@@ -164,6 +164,22 @@ impl Error {
         http_status_of(self.code(), quota)
     }
 
+    /// Adds `key` to the details of an error that carries them (validation, conflict, quota),
+    /// unless it is there already; other errors come back as they are.
+    pub(crate) fn with_detail(mut self, key: &str, value: impl Into<Value>) -> Error {
+        if let Error::Validation { details, .. }
+        | Error::Conflict { details, .. }
+        | Error::QuotaExceeded {
+            context: details, ..
+        } = &mut self
+        {
+            details
+                .entry(key.to_owned())
+                .or_insert_with(|| value.into());
+        }
+        self
+    }
+
     pub(crate) fn not_found(entity: &str) -> Error {
         Error::NotFound {
             message: format!("{entity} not found"),

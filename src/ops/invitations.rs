@@ -223,40 +223,7 @@ pub(crate) fn create_many(
 }
 
 fn name_email(err: Error, email: &str) -> Error {
-    let email = serde_json::Value::from(normalize_email(email));
-    match err {
-        Error::Validation {
-            message,
-            mut details,
-        } => {
-            details.entry("email".to_owned()).or_insert(email);
-            Error::Validation { message, details }
-        }
-        Error::Conflict {
-            message,
-            mut details,
-        } => {
-            details.entry("email".to_owned()).or_insert(email);
-            Error::Conflict { message, details }
-        }
-        Error::QuotaExceeded {
-            quota,
-            limit,
-            used,
-            requested,
-            mut context,
-        } => {
-            context.entry("email".to_owned()).or_insert(email);
-            Error::QuotaExceeded {
-                quota,
-                limit,
-                used,
-                requested,
-                context,
-            }
-        }
-        other => other,
-    }
+    err.with_detail("email", normalize_email(email))
 }
 
 pub(crate) fn list(

@@ -212,7 +212,8 @@ pub(crate) fn check(tx: &dyn KvRead, now: DateTime<Utc>) -> Result<CheckReport> 
         );
         user_orgs.insert(keys::two(&m.user_id, &m.organization_id), vec![]);
     }
-    // The buckets of the two counted indexes (positional paging).
+    // The bucket table of every counted index (positional paging), read once; the member
+    // indexes' buckets are verified here, the invitation indexes' below.
     let buckets = keyset(c.tx, Table::MemberCounts)?;
     let mut problems = Vec::new();
     counted::verify(
@@ -353,8 +354,7 @@ pub(crate) fn check(tx: &dyn KvRead, now: DateTime<Utc>) -> Result<CheckReport> 
         }
     }
     c.index(Table::InvitationTokens, tokens)?;
-    // The buckets of the two counted invitation indexes.
-    let buckets = keyset(c.tx, Table::MemberCounts)?;
+    // The buckets of the two counted invitation indexes (in the bucket table read above).
     let mut problems = Vec::new();
     counted::verify(
         Table::InvitationsByOrg,
