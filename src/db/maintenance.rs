@@ -16,8 +16,8 @@ impl Db {
     pub fn export_jsonl(&self, mut out: impl std::io::Write) -> Result<u64> {
         let ctx = self.ctx();
         self.inner.fold_usage(&ctx)?;
-        self.inner.store.read(|tx| {
-            crate::store::transfer::export(tx, &mut |record| {
+        self.inner.store.read_once(|tx| {
+            tx.export(&mut |record| {
                 serde_json::to_writer(&mut out, &record)
                     .map_err(|e| Error::storage(format!("writing the export: {e}")))?;
                 out.write_all(b"\n")
@@ -49,10 +49,9 @@ impl Db {
     }
 
     /// [`Db::import_jsonl`] whose `progress` may stop the import: an error it returns ends the
-    /// import with that error, as a bad line would (the current batch is rolled back; with
-    /// `batch_size` `None`, nothing is written). `progress` runs inside the import's write
-    /// transaction: it must not call into this database (a write, and reads that first fold
-    /// buffered usage, would wait for the import forever).
+    /// import with that error, as a bad line would (the current batch is not written; with
+    /// `batch_size` `None`, nothing is). `progress` runs as each record is read, before its
+    /// batch's transaction (a batch is read whole, then written in one transaction).
     ///
     /// # Errors
     /// As [`Db::import_jsonl`], and whatever `progress` returns.
@@ -62,8 +61,9 @@ impl Db {
         batch_size: Option<usize>,
         progress: &mut dyn FnMut(u64) -> Result<()>,
     ) -> Result<crate::model::transfer::ImportReport> {
+        use crate::model::transfer::Record;
         use crate::store::transfer;
-        if !self.inner.store.read(transfer::is_empty)? {
+        if !self.inner.store.read(|tx| tx.is_empty())? {
             return Err(Error::conflict("Import needs an empty database"));
         }
         let batch = batch_size.unwrap_or(usize::MAX).max(1);
@@ -72,29 +72,37 @@ impl Db {
         let mut lines = input.lines();
         let mut done = false;
         while !done {
-            self.inner.store.write(|tx| {
-                let mut in_batch = 0usize;
-                loop {
-                    let Some(line) = lines.next() else {
-                        done = true;
-                        break;
-                    };
-                    report.records += 1;
-                    let at = report.records;
-                    let line = line.map_err(|e| match e.kind() {
-                        // `lines()` reports a line that is not UTF-8 as invalid data.
-                        std::io::ErrorKind::InvalidData => {
-                            Error::invalid("line", format!("{at}: not valid UTF-8"))
-                        }
-                        _ => Error::storage(format!("reading the import: {e}")),
-                    })?;
-                    if line.trim().is_empty() {
-                        report.records -= 1;
-                        continue;
+            // A batch is read before its transaction, so the transaction can run again (a
+            // backend retries serialization failures) without reading the input twice.
+            let mut records: Vec<(u64, Record)> = Vec::new();
+            while records.len() < batch {
+                let Some(line) = lines.next() else {
+                    done = true;
+                    break;
+                };
+                let at = report.records + 1;
+                let line = line.map_err(|e| match e.kind() {
+                    // `lines()` reports a line that is not UTF-8 as invalid data.
+                    std::io::ErrorKind::InvalidData => {
+                        Error::invalid("line", format!("{at}: not valid UTF-8"))
                     }
-                    let record = serde_json::from_str(&line)
-                        .map_err(|e| Error::invalid("line", format!("{at}: {e}")))?;
-                    transfer::import(tx, &mut state, record).map_err(|e| match e {
+                    _ => Error::storage(format!("reading the import: {e}")),
+                })?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                report.records = at;
+                let record = serde_json::from_str(&line)
+                    .map_err(|e| Error::invalid("line", format!("{at}: {e}")))?;
+                progress(at)?;
+                records.push((at, record));
+            }
+            let now = self.now();
+            let last = done;
+            state = self.inner.store.write(|tx| {
+                let mut state = state.clone();
+                for (at, record) in &records {
+                    transfer::import(tx, &mut state, record.clone()).map_err(|e| match e {
                         Error::Validation { details, .. } => {
                             let what: Vec<String> = details
                                 .iter()
@@ -104,15 +112,10 @@ impl Db {
                         }
                         other => other,
                     })?;
-                    progress(at)?;
-                    in_batch += 1;
-                    if in_batch >= batch {
-                        break;
-                    }
                 }
                 transfer::finish_batch(tx, &state)?;
-                if done {
-                    let found = crate::store::check(&*tx, self.now())?;
+                if last {
+                    let found = tx.check(now)?;
                     if let Some(problem) = found.problems.first() {
                         return Err(Error::invalid(
                             "import",
@@ -120,9 +123,9 @@ impl Db {
                         ));
                     }
                 }
-                report.transactions += 1;
-                Ok(())
+                Ok(state)
             })?;
+            report.transactions += 1;
         }
         Ok(report)
     }
@@ -156,7 +159,7 @@ impl Db {
     pub fn check(&self) -> Result<CheckReport> {
         let ctx = self.ctx();
         self.inner.fold_usage(&ctx)?;
-        self.inner.store.read(|tx| crate::store::check(tx, ctx.now))
+        self.inner.store.read(|tx| tx.check(ctx.now))
     }
 
     /// Rows per table.

@@ -28,10 +28,10 @@ use crate::ledger::Ledger;
 use crate::ops::Ctx;
 use crate::options::{Durability, Options};
 use crate::store::journal::Journal;
-use crate::store::{ensure_schema, CommitDurability, KvRead, KvWrite, RedbStore};
+use crate::store::{Backend, CommitDurability, Reads, RedbStore, Writes};
 
 struct Inner {
-    store: RedbStore,
+    store: Box<dyn Backend>,
     opts: Options,
     ids: IdGen,
     ledger: Ledger,
@@ -58,13 +58,13 @@ impl Inner {
     /// Folds admitted usage into the tables (a non-durable commit), so a read that follows sees
     /// every admitted event and the `usage.threshold` events its crossings appended.
     fn fold_usage(&self, ctx: &Ctx) -> Result<()> {
-        self.ledger.fold(&self.store, ctx, false, false)
+        self.ledger.fold(&*self.store, ctx, false, false)
     }
 
     /// A durable checkpoint of the usage ledger, restarting the journal when half full.
     fn checkpoint(&self) -> Result<()> {
         let reset = self.ledger.journal_fill() > 0.5;
-        self.ledger.fold(&self.store, &self.ctx(), true, reset)
+        self.ledger.fold(&*self.store, &self.ctx(), true, reset)
     }
 }
 
@@ -165,7 +165,7 @@ impl Db {
         refuse_truncated(path, journal_path)?;
         let store = RedbStore::open(path, durability)?;
         let journal = Journal::open(journal_path, opts.journal_size)?;
-        Db::start(store, opts, Some(journal))
+        Db::start(Box::new(store), opts, Some(journal))
     }
 
     /// A throw-away database in memory, with default options.
@@ -182,11 +182,10 @@ impl Db {
     /// `validation_error` for invalid options.
     pub fn in_memory_with(opts: Options) -> Result<Db> {
         opts.validate()?;
-        Db::start(RedbStore::in_memory()?, opts, None)
+        Db::start(Box::new(RedbStore::in_memory()?), opts, None)
     }
 
-    fn start(store: RedbStore, opts: Options, journal: Option<Journal>) -> Result<Db> {
-        store.write(ensure_schema)?;
+    fn start(store: Box<dyn Backend>, opts: Options, journal: Option<Journal>) -> Result<Db> {
         let ids = IdGen::default();
         let ledger = match journal {
             Some(journal) => {
@@ -196,7 +195,7 @@ impl Db {
                     ids: &ids,
                     ledger: None,
                 };
-                Ledger::open(&store, &ctx, journal)?
+                Ledger::open(&*store, &ctx, journal)?
             }
             None => Ledger::in_memory(),
         };
@@ -230,15 +229,15 @@ impl Db {
         self.inner.ctx()
     }
 
-    pub(crate) fn write<T>(
-        &self,
-        f: impl FnOnce(&mut dyn KvWrite, &Ctx) -> Result<T>,
-    ) -> Result<T> {
+    /// Runs `f` in one write transaction. It may run more than once (a backend retries
+    /// serialization failures), so it changes nothing outside the transaction.
+    pub(crate) fn write<T>(&self, f: impl Fn(&mut dyn Writes, &Ctx) -> Result<T>) -> Result<T> {
         let ctx = self.ctx();
         self.inner.store.write(|tx| f(tx, &ctx))
     }
 
-    pub(crate) fn read<T>(&self, f: impl FnOnce(&dyn KvRead, &Ctx) -> Result<T>) -> Result<T> {
+    /// Runs `f` in one read transaction (it may run more than once).
+    pub(crate) fn read<T>(&self, f: impl Fn(&dyn Reads, &Ctx) -> Result<T>) -> Result<T> {
         let ctx = self.ctx();
         self.inner.store.read(|tx| f(tx, &ctx))
     }

@@ -65,7 +65,7 @@ impl Db {
         let admit = ops::usage::validate_one(&ctx, event)?;
         let ledger = &self.inner.ledger;
         let (receipt, wait_for) =
-            ledger.admit_one(&self.inner.store, &ctx, org.trim(), &admit, mode)?;
+            ledger.admit_one(&*self.inner.store, &ctx, org.trim(), &admit, mode)?;
         ledger.wait_for(wait_for)?;
         Ok(receipt)
     }
@@ -95,7 +95,7 @@ impl Db {
         let handle = self
             .inner
             .ledger
-            .org_handle(&self.inner.store, &self.ctx(), org)?;
+            .org_handle(&*self.inner.store, &self.ctx(), org)?;
         Ok(UsageRecorder::new(self.clone(), org.to_owned(), handle))
     }
 
@@ -119,12 +119,12 @@ impl Db {
             at_micros,
         };
         let ledger = &self.inner.ledger;
-        if let Some(done) = ledger.admit_buffered(&self.inner.store, handle, &admit) {
+        if let Some(done) = ledger.admit_buffered(&*self.inner.store, handle, &admit) {
             return done;
         }
         let ctx = self.ctx();
         let (receipt, _) =
-            ledger.admit_one(&self.inner.store, &ctx, org, &admit, Mode::Buffered)?;
+            ledger.admit_one(&*self.inner.store, &ctx, org, &admit, Mode::Buffered)?;
         Ok(receipt)
     }
 
@@ -136,7 +136,7 @@ impl Db {
         mode: Mode,
     ) -> Result<Vec<UsageReceipt>> {
         let ledger = &self.inner.ledger;
-        let outcome = ledger.admit(&self.inner.store, ctx, org.trim(), admits, mode)?;
+        let outcome = ledger.admit(&*self.inner.store, ctx, org.trim(), admits, mode)?;
         ledger.wait(&outcome)?;
         Ok(outcome.receipts)
     }

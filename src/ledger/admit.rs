@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::model::usage::UsageReceipt;
 use crate::store::journal::{self, JournalBatch, JournalEvent};
-use crate::store::RedbStore;
+use crate::store::Backend;
 
 use super::{
     ensure_org, lock, resolve_resource, Admit, Ledger, Mode, OrgHandle, Outcome, State, UsageEnv,
@@ -14,7 +14,7 @@ impl Ledger {
     /// Loads the organization (`not_found` when it does not exist) and says where it sits.
     pub(crate) fn org_handle(
         &self,
-        store: &RedbStore,
+        store: &dyn Backend,
         env: &dyn UsageEnv,
         org: &str,
     ) -> Result<OrgHandle> {
@@ -30,7 +30,7 @@ impl Ledger {
     /// resource are loaded. `None` sends the caller to the general path, which loads them.
     pub(crate) fn admit_buffered(
         &self,
-        store: &RedbStore,
+        store: &dyn Backend,
         handle: OrgHandle,
         e: &Admit<'_>,
     ) -> Option<Result<UsageReceipt>> {
@@ -56,7 +56,7 @@ impl Ledger {
     /// Validator and (unless `Mode::Check`) counts one call's events for `org`.
     pub(crate) fn admit(
         &self,
-        store: &RedbStore,
+        store: &dyn Backend,
         env: &dyn UsageEnv,
         org: &str,
         events: &[Admit<'_>],
@@ -78,7 +78,7 @@ impl Ledger {
     /// [`Ledger::admit`] for one event, without the batch bookkeeping: the gateway's hot path.
     pub(crate) fn admit_one(
         &self,
-        store: &RedbStore,
+        store: &dyn Backend,
         env: &dyn UsageEnv,
         org: &str,
         event: &Admit<'_>,
@@ -111,7 +111,7 @@ impl Ledger {
     fn admit_one_locked(
         &self,
         st: &mut State,
-        store: &RedbStore,
+        store: &dyn Backend,
         env: &dyn UsageEnv,
         org: &str,
         e: &Admit<'_>,
@@ -137,7 +137,7 @@ impl Ledger {
     fn admit_resolved(
         &self,
         st: &mut State,
-        store: &RedbStore,
+        store: &dyn Backend,
         index: usize,
         column: Option<u32>,
         e: &Admit<'_>,
@@ -213,7 +213,7 @@ impl Ledger {
     fn admit_locked(
         &self,
         st: &mut State,
-        store: &RedbStore,
+        store: &dyn Backend,
         env: &dyn UsageEnv,
         org: &str,
         events: &[Admit<'_>],

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use crate::error::Result;
 use crate::store::journal::{Cursor, Journal, JournalBatch};
-use crate::store::{DayRow, KvRead, KvWrite, Reads, RedbStore, Writes};
+use crate::store::{Backend, Commit, DayRow, Reads, Writes};
 
 use super::{
     lock, month_of_day, Ledger, Map, MonthGrowth, OrgDelta, State, UsageEnv, KEY_RETENTION,
@@ -15,7 +15,11 @@ use super::{
 impl Ledger {
     /// Opens the journal, replays what the last fold did not cover, and starts a new
     /// generation.
-    pub(crate) fn open(store: &RedbStore, env: &dyn UsageEnv, journal: Journal) -> Result<Ledger> {
+    pub(crate) fn open(
+        store: &dyn Backend,
+        env: &dyn UsageEnv,
+        journal: Journal,
+    ) -> Result<Ledger> {
         let (generation, folded) = store.read(|tx| {
             Ok((
                 tx.meta_u64(META_GENERATION)?.map(|g| g as u32),
@@ -34,7 +38,7 @@ impl Ledger {
         let generation = generation.unwrap_or(1);
         let last = replay.last().map_or(folded, |b| b.seq);
         let next = generation.wrapping_add(1).max(1);
-        store.write_durable(|tx| {
+        store.write_with(Commit::Durable, |tx| {
             let mut deltas: Map<String, OrgDelta> = Map::default();
             for batch in &replay {
                 let delta = delta_of_batch(tx, batch)?;
@@ -64,7 +68,7 @@ impl Ledger {
     /// under a new generation (admissions wait meanwhile).
     pub(crate) fn fold(
         &self,
-        store: &RedbStore,
+        store: &dyn Backend,
         env: &dyn UsageEnv,
         durable: bool,
         reset: bool,
@@ -110,14 +114,21 @@ impl Ledger {
             None
         };
         let has_journal = self.journal.is_some();
-        let result = store.write_with(durable || reset, |tx| {
-            apply_deltas(tx, env, deltas.clone())?;
-            if has_journal {
-                tx.set_meta_u64(META_GENERATION, u64::from(next))?;
-                tx.set_meta_u64(META_SEQ, seq)?;
-            }
-            Ok(())
-        });
+        let result = store.write_with(
+            if durable || reset {
+                Commit::Durable
+            } else {
+                Commit::Deferred
+            },
+            |tx| {
+                apply_deltas(tx, env, deltas.clone())?;
+                if has_journal {
+                    tx.set_meta_u64(META_GENERATION, u64::from(next))?;
+                    tx.set_meta_u64(META_SEQ, seq)?;
+                }
+                Ok(())
+            },
+        );
         let mut st = guard.unwrap_or_else(|| lock(&self.state));
         if let Err(e) = result {
             // Nothing was written: put the changes back so the next fold carries them (an
@@ -156,7 +167,7 @@ impl Ledger {
 }
 
 /// The changes a replayed journal record makes.
-fn delta_of_batch(tx: &dyn KvRead, batch: &JournalBatch) -> Result<OrgDelta> {
+fn delta_of_batch(tx: &dyn Reads, batch: &JournalBatch) -> Result<OrgDelta> {
     let mut delta = OrgDelta::default();
     for e in &batch.events {
         let column = match &e.resource {
@@ -178,7 +189,7 @@ fn delta_of_batch(tx: &dyn KvRead, batch: &JournalBatch) -> Result<OrgDelta> {
 /// Adds the deltas to the stored rows (skipping deleted organizations), telling `env` of each
 /// month total it raises.
 fn apply_deltas(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     env: &dyn UsageEnv,
     deltas: Map<String, OrgDelta>,
 ) -> Result<()> {

@@ -22,7 +22,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::error::{Error, Result};
 use crate::model::usage::UsageReceipt;
 use crate::store::journal::{Cursor, Journal};
-use crate::store::{day_number, DayRow, KvWrite, OrgRecord, Reads, RedbStore};
+use crate::store::{day_number, Backend, DayRow, OrgRecord, Writes};
 
 mod admit;
 mod fold;
@@ -43,7 +43,7 @@ pub(crate) trait UsageEnv {
     /// The organization's `monthly_requests` limit (`None`: unlimited).
     fn monthly_limit(&self, org: &OrgRecord) -> Option<u64>;
     /// Called by a fold, in its transaction, after it stored a month's new total.
-    fn month_total_grew(&self, tx: &mut dyn KvWrite, growth: &MonthGrowth<'_>) -> Result<()>;
+    fn month_total_grew(&self, tx: &mut dyn Writes, growth: &MonthGrowth<'_>) -> Result<()>;
 }
 
 /// A month total a fold raised.
@@ -148,7 +148,7 @@ impl OrgUsage {
     }
 
     /// The month's total, read from the database the first time.
-    fn month_total(&mut self, store: &RedbStore, month: u32) -> Result<u64> {
+    fn month_total(&mut self, store: &dyn Backend, month: u32) -> Result<u64> {
         match self.months.get(&month) {
             Some(total) => Ok(*total),
             None => {
@@ -311,7 +311,7 @@ impl Ledger {
 
 /// Loads an organization's limit and idempotency keys on first use (or the limit after a
 /// plan change) and returns its position. `not_found` when the organization does not exist.
-fn ensure_org(st: &mut State, store: &RedbStore, env: &dyn UsageEnv, org: &str) -> Result<usize> {
+fn ensure_org(st: &mut State, store: &dyn Backend, env: &dyn UsageEnv, org: &str) -> Result<usize> {
     let known = st.index.get(org).copied();
     if let Some(i) = known.filter(|&i| st.orgs[i].limit_known) {
         return Ok(i);
@@ -343,7 +343,7 @@ fn ensure_org(st: &mut State, store: &RedbStore, env: &dyn UsageEnv, org: &str) 
 
 /// A resource's column; `not_found` unless it is a live resource of the organization at
 /// `index`.
-fn resolve_resource(st: &mut State, store: &RedbStore, index: usize, id: &str) -> Result<u32> {
+fn resolve_resource(st: &mut State, store: &dyn Backend, index: usize, id: &str) -> Result<u32> {
     let usage = &mut st.orgs[index];
     if let Some(&column) = usage.resources.get(id) {
         return Ok(column);

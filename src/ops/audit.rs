@@ -3,7 +3,7 @@
 use crate::authz::{authorize, Action, Actor};
 use crate::error::{Error, Result};
 use crate::model::audit::AuditEvent;
-use crate::store::{KvRead, Reads};
+use crate::store::Reads;
 
 /// Largest page of `audit_log`.
 pub(crate) const LIMIT_MAX: u32 = 1_000;
@@ -11,7 +11,7 @@ pub(crate) const LIMIT_MAX: u32 = 1_000;
 /// Events of one organization after `after_seq`. Admins and owners read a live organization's
 /// log; after the organization is deleted only `Actor::System` can (the log outlives it).
 pub(crate) fn log(
-    tx: &dyn KvRead,
+    tx: &dyn Reads,
     actor: &Actor,
     org: &str,
     after_seq: u64,

@@ -15,7 +15,7 @@ use crate::model::membership::Membership;
 use crate::model::page::{Page, Pagination};
 use crate::model::project::ProjectMembership;
 use crate::model::role::Role;
-use crate::store::{InvitationRecord, KvRead, KvWrite, Reads, Writes};
+use crate::store::{InvitationRecord, Reads, Writes};
 use crate::validate::{normalize_email, Validator};
 
 fn invitation_not_found() -> Error {
@@ -35,7 +35,7 @@ fn invite_url(ctx: &Ctx, token: &str) -> String {
 
 /// If an expired invitation still sits in the pending index for this email, stores it as
 /// `expired` so a new invitation can take its place (it holds no seat and blocks nothing).
-fn retire_expired(tx: &mut dyn KvWrite, ctx: &Ctx, org: &str, email: &str) -> Result<()> {
+fn retire_expired(tx: &mut dyn Writes, ctx: &Ctx, org: &str, email: &str) -> Result<()> {
     if let Some(id) = tx.pending_invitation_id(org, email)? {
         let old = tx
             .invitation(&id)?
@@ -64,7 +64,7 @@ fn lifetime(ctx: &Ctx, validator: &mut Validator, asked: Option<std::time::Durat
 
 /// An invitation for someone who is already a member is a `conflict`: they would be counted
 /// twice.
-fn refuse_member(tx: &dyn KvRead, org: &str, email: &str) -> Result<()> {
+fn refuse_member(tx: &dyn Reads, org: &str, email: &str) -> Result<()> {
     if let Some(user) = tx.user_id_by_email(email)? {
         if tx.membership(org, &user)?.is_some() {
             return Err(Error::conflict_with(
@@ -121,7 +121,7 @@ fn validate_new(ctx: &Ctx, cleared: &Cleared, new: &NewInvitation) -> Result<Che
 
 /// Creates one invitation inside the caller's (already authorized) transaction.
 fn create_one(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     actor: &Actor,
     cleared: &Cleared,
@@ -192,7 +192,7 @@ fn create_one(
 }
 
 pub(crate) fn create(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     actor: &Actor,
     org: &str,
@@ -206,7 +206,7 @@ pub(crate) fn create(
 /// All or nothing: the first bad, duplicate or over-seat email refuses the whole batch, and
 /// the error names it in `details.email`.
 pub(crate) fn create_many(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     actor: &Actor,
     org: &str,
@@ -227,7 +227,7 @@ fn name_email(err: Error, email: &str) -> Error {
 }
 
 pub(crate) fn list(
-    tx: &dyn KvRead,
+    tx: &dyn Reads,
     ctx: &Ctx,
     actor: &Actor,
     org: &str,
@@ -266,14 +266,14 @@ pub(crate) fn list(
     })
 }
 
-fn load_in_org(tx: &dyn KvRead, org: &str, id: &str) -> Result<InvitationRecord> {
+fn load_in_org(tx: &dyn Reads, org: &str, id: &str) -> Result<InvitationRecord> {
     tx.invitation(id.trim())?
         .filter(|r| r.invitation.organization_id == org)
         .ok_or_else(invitation_not_found)
 }
 
 pub(crate) fn get(
-    tx: &dyn KvRead,
+    tx: &dyn Reads,
     ctx: &Ctx,
     actor: &Actor,
     org: &str,
@@ -284,7 +284,7 @@ pub(crate) fn get(
 }
 
 /// Finds an invitation by its secret token (an unknown token, or an id, is `not_found`).
-fn by_token(tx: &dyn KvRead, token: &str) -> Result<InvitationRecord> {
+fn by_token(tx: &dyn Reads, token: &str) -> Result<InvitationRecord> {
     let hash = ids::token_hash(token.trim());
     let id = tx
         .invitation_id_by_token_hash(&hash)?
@@ -296,7 +296,7 @@ fn by_token(tx: &dyn KvRead, token: &str) -> Result<InvitationRecord> {
     Ok(rec)
 }
 
-pub(crate) fn preview(tx: &dyn KvRead, ctx: &Ctx, token: &str) -> Result<InvitationPreview> {
+pub(crate) fn preview(tx: &dyn Reads, ctx: &Ctx, token: &str) -> Result<InvitationPreview> {
     let rec = by_token(tx, token)?;
     let inv = view(ctx, &rec);
     let org = tx
@@ -328,7 +328,7 @@ pub(crate) fn preview(tx: &dyn KvRead, ctx: &Ctx, token: &str) -> Result<Invitat
 /// Accepts an invitation for `user_id`, whose email must match. Creates the membership and the
 /// project membership in one transaction; a retry by the same user returns the membership.
 pub(crate) fn accept(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     token: &str,
     user_id: &str,
@@ -412,7 +412,7 @@ pub(crate) fn accept(
 
 /// Moves a pending or expired invitation to `to`; anything else is `conflict`.
 fn close(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     actor: &Actor,
     rec: InvitationRecord,
@@ -447,7 +447,7 @@ fn close(
     Ok(inv)
 }
 
-pub(crate) fn decline(tx: &mut dyn KvWrite, ctx: &Ctx, token: &str) -> Result<Invitation> {
+pub(crate) fn decline(tx: &mut dyn Writes, ctx: &Ctx, token: &str) -> Result<Invitation> {
     let rec = by_token(tx, token)?;
     let actor = match tx.user_id_by_email(&rec.invitation.email)? {
         Some(user) => Actor::User(user),
@@ -464,7 +464,7 @@ pub(crate) fn decline(tx: &mut dyn KvWrite, ctx: &Ctx, token: &str) -> Result<In
 }
 
 pub(crate) fn revoke(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     actor: &Actor,
     org: &str,
@@ -484,7 +484,7 @@ pub(crate) fn revoke(
 
 /// New token (the old one stops working) and a new expiry of the invitation's own lifetime.
 pub(crate) fn resend(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     actor: &Actor,
     org: &str,
@@ -554,7 +554,7 @@ pub(crate) fn resend(
 }
 
 /// Pending, unexpired invitations of an email across organizations.
-pub(crate) fn for_email(tx: &dyn KvRead, ctx: &Ctx, email: &str) -> Result<Vec<PendingInvitation>> {
+pub(crate) fn for_email(tx: &dyn Reads, ctx: &Ctx, email: &str) -> Result<Vec<PendingInvitation>> {
     let email = normalize_email(email);
     let mut out = Vec::new();
     for id in tx.pending_invitation_ids_for_email(&email)? {

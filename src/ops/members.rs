@@ -9,7 +9,7 @@ use crate::model::membership::{Member, MemberQuery, MemberRef, Membership, Remov
 use crate::model::page::{Page, Pagination};
 use crate::model::role::{Role, RoleArg};
 use crate::model::time;
-use crate::store::{KvRead, KvWrite, MemberPos, Reads, Writes};
+use crate::store::{MemberPos, Reads, Writes};
 use crate::validate::Validator;
 
 fn member_not_found() -> Error {
@@ -18,7 +18,7 @@ fn member_not_found() -> Error {
 
 /// Resolves a member reference inside one organization (a membership of another organization
 /// is `not_found` here).
-pub(crate) fn resolve(tx: &dyn KvRead, org: &str, who: &MemberRef) -> Result<Membership> {
+pub(crate) fn resolve(tx: &dyn Reads, org: &str, who: &MemberRef) -> Result<Membership> {
     let found = match who {
         MemberRef::User(user) => tx.membership(org, user.trim())?,
         MemberRef::Membership(id) => tx
@@ -28,7 +28,7 @@ pub(crate) fn resolve(tx: &dyn KvRead, org: &str, who: &MemberRef) -> Result<Mem
     found.ok_or_else(member_not_found)
 }
 
-fn row(tx: &dyn KvRead, m: Membership) -> Result<Member> {
+fn row(tx: &dyn Reads, m: Membership) -> Result<Member> {
     let user = tx
         .user(&m.user_id)?
         .ok_or_else(|| Error::corrupted("membership names a missing user"))?;
@@ -55,7 +55,7 @@ fn decode_cursor(cursor: &str) -> Option<MemberPos> {
 }
 
 pub(crate) fn list(
-    tx: &dyn KvRead,
+    tx: &dyn Reads,
     actor: &Actor,
     org: &str,
     query: &MemberQuery,
@@ -110,7 +110,7 @@ pub(crate) fn list(
     })
 }
 
-pub(crate) fn get(tx: &dyn KvRead, actor: &Actor, org: &str, who: &MemberRef) -> Result<Member> {
+pub(crate) fn get(tx: &dyn Reads, actor: &Actor, org: &str, who: &MemberRef) -> Result<Member> {
     authorize(tx, actor, org, Action::ReadOrganization)?;
     let m = resolve(tx, org, who)?;
     row(tx, m)
@@ -119,7 +119,7 @@ pub(crate) fn get(tx: &dyn KvRead, actor: &Actor, org: &str, who: &MemberRef) ->
 /// Adds a user directly (seat-checked). A pending invitation of that user in this organization
 /// is marked accepted in the same transaction, so it neither blocks nor counts twice.
 pub(crate) fn add(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     actor: &Actor,
     org: &str,
@@ -168,7 +168,7 @@ pub(crate) fn add(
 }
 
 /// Refuses a change that would leave the organization without an owner.
-fn keep_an_owner(tx: &dyn KvRead, m: &Membership, new_role: Option<Role>) -> Result<()> {
+fn keep_an_owner(tx: &dyn Reads, m: &Membership, new_role: Option<Role>) -> Result<()> {
     let losing_owner = m.role == Role::Owner && new_role != Some(Role::Owner);
     if losing_owner && tx.org_stats(&m.organization_id)?.owners() <= 1 {
         return Err(Error::conflict_with(
@@ -180,7 +180,7 @@ fn keep_an_owner(tx: &dyn KvRead, m: &Membership, new_role: Option<Role>) -> Res
     Ok(())
 }
 
-fn set_role(tx: &mut dyn KvWrite, ctx: &Ctx, old: &Membership, role: Role) -> Result<Membership> {
+fn set_role(tx: &mut dyn Writes, ctx: &Ctx, old: &Membership, role: Role) -> Result<Membership> {
     let new = Membership {
         role,
         updated_at: ctx.now,
@@ -191,7 +191,7 @@ fn set_role(tx: &mut dyn KvWrite, ctx: &Ctx, old: &Membership, role: Role) -> Re
 }
 
 pub(crate) fn update_role(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     actor: &Actor,
     org: &str,
@@ -226,13 +226,13 @@ pub(crate) fn update_role(
 }
 
 /// Removes a membership with its project memberships (no audit; callers audit).
-pub(crate) fn remove_membership_everywhere(tx: &mut dyn KvWrite, m: &Membership) -> Result<()> {
+pub(crate) fn remove_membership_everywhere(tx: &mut dyn Writes, m: &Membership) -> Result<()> {
     tx.remove_project_memberships_of(&m.organization_id, &m.user_id)?;
     tx.remove_membership(m)
 }
 
 pub(crate) fn remove(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     actor: &Actor,
     org: &str,
@@ -263,7 +263,7 @@ pub(crate) fn remove(
 }
 
 pub(crate) fn leave(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     user: &str,
     org: &str,
@@ -285,7 +285,7 @@ pub(crate) fn leave(
 
 /// Makes `to` an owner; the calling owner becomes `admin`. `Actor::System` only promotes.
 pub(crate) fn transfer_ownership(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     actor: &Actor,
     org: &str,

@@ -1,5 +1,5 @@
 //! The operations, one file per area. Each is a function over a backend transaction
-//! (`&mut dyn KvWrite` or `&dyn KvRead`) and a [`Ctx`]; none names a storage type or opens a
+//! (`&mut dyn Writes` or `&dyn Reads`) and a [`Ctx`]; none names a storage type or opens a
 //! table.
 
 pub(crate) mod audit;
@@ -21,7 +21,7 @@ use crate::model::audit::AuditEvent;
 use crate::model::org::Limits;
 use crate::model::user::User;
 use crate::options::Options;
-use crate::store::{KvRead, KvWrite, OrgRecord, Reads, Writes};
+use crate::store::{OrgRecord, Reads, Writes};
 
 /// What every operation may use besides its transaction: one clock reading (so every timestamp
 /// a call writes is the same instant), the options, and the id generator.
@@ -46,13 +46,13 @@ pub(crate) fn limits(ctx: &Ctx, rec: &OrgRecord) -> Limits {
 }
 
 /// The user, or `not_found`.
-pub(crate) fn load_user(tx: &dyn KvRead, id: &str) -> Result<User> {
+pub(crate) fn load_user(tx: &dyn Reads, id: &str) -> Result<User> {
     tx.user(id)?.ok_or_else(|| Error::not_found("User"))
 }
 
 /// Appends an audit event in the caller's transaction.
 pub(crate) fn record(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     actor: &str,
     org: Option<&str>,

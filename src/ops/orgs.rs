@@ -12,7 +12,7 @@ use crate::model::org::{
 };
 use crate::model::role::Role;
 use crate::model::time;
-use crate::store::{KvRead, KvWrite, OrgRecord, Reads, Writes};
+use crate::store::{OrgRecord, Reads, Writes};
 use crate::validate::{self, Validator, EXTERNAL_ID_MAX, NAME_MAX, TEXT_MAX};
 
 /// Suffixes tried before giving up on a derived slug.
@@ -38,7 +38,7 @@ fn external_taken(external_id: &str) -> Error {
 }
 
 /// The derived slug, made unique with `-2`, `-3`… (shortening the base to keep ≤ 64).
-fn unique_slug(tx: &dyn KvRead, ctx: &Ctx, name: &str) -> Result<String> {
+fn unique_slug(tx: &dyn Reads, ctx: &Ctx, name: &str) -> Result<String> {
     let base = validate::derive_slug(name);
     for n in 1..=SLUG_ATTEMPTS {
         let candidate = if n == 1 {
@@ -59,7 +59,7 @@ fn unique_slug(tx: &dyn KvRead, ctx: &Ctx, name: &str) -> Result<String> {
 }
 
 pub(crate) fn create(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     owner: &str,
     new: &NewOrganization,
@@ -166,7 +166,7 @@ fn validate_plan(ctx: &Ctx, validator: &mut Validator, plan: &str) -> String {
     }
 }
 
-pub(crate) fn usage(tx: &dyn KvRead, ctx: &Ctx, org: &str) -> Result<Usage> {
+pub(crate) fn usage(tx: &dyn Reads, ctx: &Ctx, org: &str) -> Result<Usage> {
     let stats = tx.org_stats(org)?;
     Ok(Usage {
         mcps: stats.mcps,
@@ -182,7 +182,7 @@ pub(crate) fn usage(tx: &dyn KvRead, ctx: &Ctx, org: &str) -> Result<Usage> {
     })
 }
 
-pub(crate) fn details(tx: &dyn KvRead, ctx: &Ctx, rec: OrgRecord) -> Result<OrganizationDetails> {
+pub(crate) fn details(tx: &dyn Reads, ctx: &Ctx, rec: OrgRecord) -> Result<OrganizationDetails> {
     let usage = usage(tx, ctx, &rec.org.id)?;
     Ok(OrganizationDetails {
         limits: limits(ctx, &rec),
@@ -192,7 +192,7 @@ pub(crate) fn details(tx: &dyn KvRead, ctx: &Ctx, rec: OrgRecord) -> Result<Orga
 }
 
 pub(crate) fn get(
-    tx: &dyn KvRead,
+    tx: &dyn Reads,
     ctx: &Ctx,
     actor: &Actor,
     org: &str,
@@ -201,20 +201,17 @@ pub(crate) fn get(
     details(tx, ctx, cleared.org)
 }
 
-pub(crate) fn id_by_slug(tx: &dyn KvRead, slug: &str) -> Result<String> {
+pub(crate) fn id_by_slug(tx: &dyn Reads, slug: &str) -> Result<String> {
     tx.org_id_by_slug(slug.trim())?
         .ok_or_else(|| Error::not_found("Organization"))
 }
 
-pub(crate) fn id_by_external(tx: &dyn KvRead, external_id: &str) -> Result<String> {
+pub(crate) fn id_by_external(tx: &dyn Reads, external_id: &str) -> Result<String> {
     tx.org_id_by_external(external_id)?
         .ok_or_else(|| Error::not_found("Organization"))
 }
 
-pub(crate) fn list_for_user(
-    tx: &dyn KvRead,
-    user: &str,
-) -> Result<Vec<OrganizationWithMembership>> {
+pub(crate) fn list_for_user(tx: &dyn Reads, user: &str) -> Result<Vec<OrganizationWithMembership>> {
     super::load_user(tx, user)?;
     let mut out = Vec::new();
     for org_id in tx.user_org_ids(user)? {
@@ -235,7 +232,7 @@ pub(crate) fn list_for_user(
 
 /// Writes a changed organization record with `updated_at` and an audit event of the changes.
 fn save(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     actor: &Actor,
     old: &OrgRecord,
@@ -272,7 +269,7 @@ fn save(
 }
 
 pub(crate) fn update(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     actor: &Actor,
     org: &str,
@@ -335,7 +332,7 @@ pub(crate) fn update(
 }
 
 pub(crate) fn update_settings(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     actor: &Actor,
     org: &str,
@@ -349,7 +346,7 @@ pub(crate) fn update_settings(
 }
 
 pub(crate) fn set_plan(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     actor: &Actor,
     org: &str,
@@ -365,7 +362,7 @@ pub(crate) fn set_plan(
 }
 
 pub(crate) fn set_limit_overrides(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     actor: &Actor,
     org: &str,
@@ -392,7 +389,7 @@ pub(crate) fn set_limit_overrides(
     details(tx, ctx, rec)
 }
 
-pub(crate) fn limit_overrides(tx: &dyn KvRead, actor: &Actor, org: &str) -> Result<LimitOverrides> {
+pub(crate) fn limit_overrides(tx: &dyn Reads, actor: &Actor, org: &str) -> Result<LimitOverrides> {
     Ok(authorize(tx, actor, org, Action::ReadOrganization)?
         .org
         .overrides)
@@ -400,7 +397,7 @@ pub(crate) fn limit_overrides(tx: &dyn KvRead, actor: &Actor, org: &str) -> Resu
 
 /// One transaction removes the organization and everything scoped to it. Its audit history
 /// stays, ending with `organization.deleted`.
-pub(crate) fn delete(tx: &mut dyn KvWrite, ctx: &Ctx, actor: &Actor, org: &str) -> Result<()> {
+pub(crate) fn delete(tx: &mut dyn Writes, ctx: &Ctx, actor: &Actor, org: &str) -> Result<()> {
     let rec = authorize(tx, actor, org, Action::DeleteOrganization)?.org;
     let stats = tx.org_stats(org)?;
     for user in tx.member_user_ids(org)? {
@@ -423,7 +420,7 @@ pub(crate) fn delete(tx: &mut dyn KvWrite, ctx: &Ctx, actor: &Actor, org: &str) 
     )
 }
 
-pub(crate) fn check_slug(tx: &dyn KvRead, ctx: &Ctx, slug: &str) -> Result<SlugCheck> {
+pub(crate) fn check_slug(tx: &dyn Reads, ctx: &Ctx, slug: &str) -> Result<SlugCheck> {
     let slug = slug.trim().to_owned();
     let reason = if validate::slug_problem(&slug).is_some() {
         Some("invalid")

@@ -8,17 +8,17 @@ use crate::error::{Error, Result};
 use crate::model::membership::MemberRef;
 use crate::model::project::{NewProject, Project, ProjectMember, ProjectMembership, ProjectPatch};
 use crate::model::role::{Role, RoleArg};
-use crate::store::{KvRead, KvWrite, Reads, Writes};
+use crate::store::{Reads, Writes};
 use crate::validate::{Validator, TEXT_MAX};
 
-fn load_in_org(tx: &dyn KvRead, org: &str, id: &str) -> Result<Project> {
+fn load_in_org(tx: &dyn Reads, org: &str, id: &str) -> Result<Project> {
     tx.project(id.trim())?
         .filter(|p| p.organization_id == org)
         .ok_or_else(|| Error::not_found("Project"))
 }
 
 pub(crate) fn create(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     actor: &Actor,
     org: &str,
@@ -51,12 +51,12 @@ pub(crate) fn create(
     Ok(project)
 }
 
-pub(crate) fn get(tx: &dyn KvRead, actor: &Actor, org: &str, id: &str) -> Result<Project> {
+pub(crate) fn get(tx: &dyn Reads, actor: &Actor, org: &str, id: &str) -> Result<Project> {
     authorize(tx, actor, org, Action::ReadOrganization)?;
     load_in_org(tx, org, id)
 }
 
-pub(crate) fn list(tx: &dyn KvRead, actor: &Actor, org: &str) -> Result<Vec<Project>> {
+pub(crate) fn list(tx: &dyn Reads, actor: &Actor, org: &str) -> Result<Vec<Project>> {
     authorize(tx, actor, org, Action::ReadOrganization)?;
     tx.project_ids_of_org(org)?
         .iter()
@@ -68,7 +68,7 @@ pub(crate) fn list(tx: &dyn KvRead, actor: &Actor, org: &str) -> Result<Vec<Proj
 }
 
 pub(crate) fn update(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     actor: &Actor,
     org: &str,
@@ -113,7 +113,7 @@ pub(crate) fn update(
 
 /// Removes the project and its memberships; invitations naming it become organization-only.
 pub(crate) fn delete(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     actor: &Actor,
     org: &str,
@@ -144,7 +144,7 @@ pub(crate) fn delete(
     )
 }
 
-fn row(tx: &dyn KvRead, pm: ProjectMembership) -> Result<ProjectMember> {
+fn row(tx: &dyn Reads, pm: ProjectMembership) -> Result<ProjectMember> {
     let user = tx
         .user(&pm.user_id)?
         .ok_or_else(|| Error::corrupted("project membership names a missing user"))?;
@@ -167,7 +167,7 @@ fn project_role(cleared_role: Option<Role>, role: RoleArg<'_>) -> Result<Role> {
 
 /// Adds an organization member to a project (a non-member is `not_found` as a member).
 pub(crate) fn add_member(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     actor: &Actor,
     org: &str,
@@ -209,7 +209,7 @@ pub(crate) fn add_member(
 }
 
 pub(crate) fn update_member_role(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     actor: &Actor,
     org: &str,
@@ -246,7 +246,7 @@ pub(crate) fn update_member_role(
 }
 
 pub(crate) fn remove_member(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     actor: &Actor,
     org: &str,
@@ -271,7 +271,7 @@ pub(crate) fn remove_member(
 }
 
 pub(crate) fn list_members(
-    tx: &dyn KvRead,
+    tx: &dyn Reads,
     actor: &Actor,
     org: &str,
     project: &str,

@@ -6,17 +6,17 @@ use super::{record, Ctx};
 use crate::authz::{authorize, Action, Actor};
 use crate::error::{Error, Result};
 use crate::model::resource::{Resource, ResourceKind};
-use crate::store::{KvRead, KvWrite, Reads, Writes};
+use crate::store::{Reads, Writes};
 use crate::validate::Validator;
 
-fn load_live(tx: &dyn KvRead, org: &str, id: &str) -> Result<Resource> {
+fn load_live(tx: &dyn Reads, org: &str, id: &str) -> Result<Resource> {
     tx.resource(id.trim())?
         .filter(|r| r.organization_id == org && r.removed_at.is_none())
         .ok_or_else(|| Error::not_found("Resource"))
 }
 
 pub(crate) fn register(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     actor: &Actor,
     org: &str,
@@ -61,7 +61,7 @@ pub(crate) fn register(
 }
 
 pub(crate) fn rename(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     actor: &Actor,
     org: &str,
@@ -95,7 +95,7 @@ pub(crate) fn rename(
 }
 
 pub(crate) fn remove(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     actor: &Actor,
     org: &str,
@@ -122,7 +122,7 @@ pub(crate) fn remove(
 }
 
 pub(crate) fn list(
-    tx: &dyn KvRead,
+    tx: &dyn Reads,
     actor: &Actor,
     org: &str,
     kind: Option<ResourceKind>,

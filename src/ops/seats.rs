@@ -11,10 +11,10 @@ use super::{limits, record, Ctx};
 use crate::authz::{Actor, Cleared};
 use crate::error::{Error, Result};
 use crate::model::invitation::InvitationStatus;
-use crate::store::{InvitationRecord, KvRead, KvWrite, Reads, Writes};
+use crate::store::{InvitationRecord, Reads, Writes};
 
 /// Members plus pending, unexpired invitations: what the `team_members` limit counts.
-pub(crate) fn seats_used(tx: &dyn KvRead, ctx: &Ctx, org: &str) -> Result<u64> {
+pub(crate) fn seats_used(tx: &dyn Reads, ctx: &Ctx, org: &str) -> Result<u64> {
     Ok(tx.org_stats(org)?.members + tx.pending_unexpired_count(org, ctx.now)?)
 }
 
@@ -37,7 +37,7 @@ pub(crate) fn require_seat(
 
 /// The pending, unexpired invitation of `email` in `org`, if any.
 pub(crate) fn pending_for_email(
-    tx: &dyn KvRead,
+    tx: &dyn Reads,
     ctx: &Ctx,
     org: &str,
     email: &str,
@@ -53,7 +53,7 @@ pub(crate) fn pending_for_email(
 
 /// Marks an invitation accepted (used by accept and by a direct add of the invitee).
 pub(crate) fn mark_accepted(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     actor: &Actor,
     old: InvitationRecord,

@@ -13,7 +13,7 @@ use crate::model::usage::{
     ApiKeyUsage, DayUsage, Period, RequestTotals, ResourceUsage, UsageEvent, UsageQuery,
     UsageReport,
 };
-use crate::store::{day_number, KvRead, KvWrite, OrgRecord, Reads, Writes};
+use crate::store::{day_number, OrgRecord, Reads, Writes};
 use crate::validate::Validator;
 
 /// Largest count of one event: 2^53, the largest integer JSON carries exactly.
@@ -148,7 +148,7 @@ fn day_start(d: NaiveDate) -> DateTime<Utc> {
 }
 
 pub(crate) fn report(
-    tx: &dyn KvRead,
+    tx: &dyn Reads,
     ctx: &Ctx,
     actor: &Actor,
     org: &str,
@@ -231,7 +231,7 @@ pub(crate) fn report(
 /// (id, name, requests) of every resource of `kind` with requests in `by_column` (the summed
 /// day rows), most used first; removed resources keep their names.
 fn by_resource(
-    tx: &dyn KvRead,
+    tx: &dyn Reads,
     org: &str,
     kind: ResourceKind,
     by_column: &[u64],
@@ -268,7 +268,7 @@ pub struct PruneReport {
 /// Removes day rows before `before`, month totals of months that ended before it and can no
 /// longer receive late events, and idempotency keys past their retention.
 pub(crate) fn prune(
-    tx: &mut dyn KvWrite,
+    tx: &mut dyn Writes,
     ctx: &Ctx,
     before: NaiveDate,
 ) -> Result<(PruneReport, u32, i64)> {
@@ -305,7 +305,7 @@ impl UsageEnv for Ctx<'_> {
     /// One `usage.threshold` audit event per threshold the month's total crossed (once per
     /// month: only the fold that crosses it sees `before < mark <= after`). A limit of 0 has
     /// no thresholds.
-    fn month_total_grew(&self, tx: &mut dyn KvWrite, growth: &MonthGrowth<'_>) -> Result<()> {
+    fn month_total_grew(&self, tx: &mut dyn Writes, growth: &MonthGrowth<'_>) -> Result<()> {
         let Some(limit) = growth.limit.filter(|l| *l > 0) else {
             return Ok(());
         };

@@ -7,14 +7,14 @@ use crate::authz::Actor;
 use crate::error::{Error, Result};
 use crate::model::role::Role;
 use crate::model::user::{NewUser, User, UserPatch};
-use crate::store::{KvRead, KvWrite, Reads, Writes};
+use crate::store::{Reads, Writes};
 use crate::validate::{normalize_email, Validator};
 
 fn email_taken(email: &str) -> Error {
     Error::conflict_with("Email already in use", "email", email)
 }
 
-pub(crate) fn create(tx: &mut dyn KvWrite, ctx: &Ctx, new: &NewUser) -> Result<User> {
+pub(crate) fn create(tx: &mut dyn Writes, ctx: &Ctx, new: &NewUser) -> Result<User> {
     let mut validator = Validator::new();
     let email = validator.email("email", &new.email);
     let name = validator.name("name", &new.name);
@@ -35,14 +35,14 @@ pub(crate) fn create(tx: &mut dyn KvWrite, ctx: &Ctx, new: &NewUser) -> Result<U
     Ok(user)
 }
 
-pub(crate) fn find_by_email(tx: &dyn KvRead, email: &str) -> Result<User> {
+pub(crate) fn find_by_email(tx: &dyn Reads, email: &str) -> Result<User> {
     let id = tx
         .user_id_by_email(&normalize_email(email))?
         .ok_or_else(|| Error::not_found("User"))?;
     load_user(tx, &id)
 }
 
-pub(crate) fn update(tx: &mut dyn KvWrite, ctx: &Ctx, id: &str, patch: &UserPatch) -> Result<User> {
+pub(crate) fn update(tx: &mut dyn Writes, ctx: &Ctx, id: &str, patch: &UserPatch) -> Result<User> {
     let old = load_user(tx, id)?;
     let mut validator = Validator::new();
     let email = patch.email.as_deref().map(|e| validator.email("email", e));
@@ -80,7 +80,7 @@ pub(crate) fn update(tx: &mut dyn KvWrite, ctx: &Ctx, id: &str, patch: &UserPatc
 }
 
 /// Sets `last_active`. Activity is not audited: it is not a change of state a host ships.
-pub(crate) fn touch(tx: &mut dyn KvWrite, ctx: &Ctx, id: &str) -> Result<User> {
+pub(crate) fn touch(tx: &mut dyn Writes, ctx: &Ctx, id: &str) -> Result<User> {
     let old = load_user(tx, id)?;
     let new = User {
         last_active: Some(ctx.now),
@@ -92,7 +92,7 @@ pub(crate) fn touch(tx: &mut dyn KvWrite, ctx: &Ctx, id: &str) -> Result<User> {
 
 /// Refused while the user is the only owner of any organization; otherwise removes every
 /// membership (and project membership) with the user.
-pub(crate) fn delete(tx: &mut dyn KvWrite, ctx: &Ctx, id: &str) -> Result<()> {
+pub(crate) fn delete(tx: &mut dyn Writes, ctx: &Ctx, id: &str) -> Result<()> {
     let user = load_user(tx, id)?;
     let org_ids = tx.user_org_ids(id)?;
     let mut sole_owner_of = Vec::new();

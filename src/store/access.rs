@@ -10,6 +10,7 @@ use super::keys::{
     month_key, resource_org_key, role_prefix, status_entry, status_prefix, RESOURCE_LIVE,
     RESOURCE_REMOVED,
 };
+use super::CheckReport;
 use super::{
     codec, prefix_end, schema, DayRow, InvitationRecord, Key, KeyReader, KvRead, KvWrite,
     MemberPos, OrgRecord, OrgStats, ResourceRecord, Stored, Table, Visit,
@@ -21,10 +22,265 @@ use crate::model::membership::Membership;
 use crate::model::project::{Project, ProjectMembership};
 use crate::model::resource::{Resource, ResourceKind};
 use crate::model::role::Role;
+use crate::model::transfer::Record;
 use crate::model::user::User;
 
-/// The typed reading interface, available on every backend transaction.
-pub(crate) trait Reads: KvRead {
+/// The typed reading interface: what every operation reads, on any backend.
+pub(crate) trait Reads {
+    fn meta_u64(&self, name: &str) -> Result<Option<u64>>;
+
+    // Users.
+
+    fn user(&self, id: &str) -> Result<Option<User>>;
+
+    fn user_id_by_email(&self, email: &str) -> Result<Option<String>>;
+
+    // Organizations.
+
+    fn org(&self, id: &str) -> Result<Option<OrgRecord>>;
+
+    fn org_id_by_slug(&self, slug: &str) -> Result<Option<String>>;
+
+    fn org_id_by_external(&self, external_id: &str) -> Result<Option<String>>;
+
+    fn org_stats(&self, org: &str) -> Result<OrgStats>;
+
+    // Memberships.
+
+    fn membership(&self, org: &str, user: &str) -> Result<Option<Membership>>;
+
+    fn membership_by_id(&self, membership_id: &str) -> Result<Option<Membership>>;
+
+    /// Member positions of one organization in list order (optionally one role), starting
+    /// strictly after `after`, skipping `skip` rows, at most `limit` rows.
+    fn member_positions(
+        &self,
+        org: &str,
+        role: Option<Role>,
+        after: Option<&MemberPos>,
+        skip: u64,
+        limit: usize,
+    ) -> Result<Vec<MemberPos>>;
+
+    /// Every member's user id, in list order.
+    fn member_user_ids(&self, org: &str) -> Result<Vec<String>>;
+
+    /// The organizations a user belongs to, by id.
+    fn user_org_ids(&self, user: &str) -> Result<Vec<String>>;
+
+    // Invitations.
+
+    fn invitation(&self, id: &str) -> Result<Option<InvitationRecord>>;
+
+    fn invitation_id_by_token_hash(&self, hash: &[u8; 32]) -> Result<Option<String>>;
+
+    /// The invitation stored as pending for (org, email), expired or not.
+    fn pending_invitation_id(&self, org: &str, email: &str) -> Result<Option<String>>;
+
+    /// How many pending invitations of an organization have their expiry still ahead of
+    /// `now`. Reads the index only: its values carry the expiry.
+    fn pending_unexpired_count(&self, org: &str, now: DateTime<Utc>) -> Result<u64>;
+
+    /// Every invitation id of an organization, oldest first.
+    fn invitation_ids_of_org(&self, org: &str) -> Result<Vec<String>>;
+
+    /// Ids of the invitations that name `project`.
+    fn invitation_ids_of_project(&self, project: &str) -> Result<Vec<String>>;
+
+    /// One page of an organization's invitation ids, oldest first, as of `now`: all of them,
+    /// or those whose status (expiry applied) is `status`; and how many match in all.
+    ///
+    /// All, accepted, declined and revoked seek through their counted index. Pending and
+    /// expired also do while no stored-pending invitation has passed its expiry; otherwise
+    /// they walk the index entries (never the records), whose values carry the expiry.
+    fn invitation_page(
+        &self,
+        org: &str,
+        status: Option<InvitationStatus>,
+        now: DateTime<Utc>,
+        skip: u64,
+        limit: usize,
+    ) -> Result<(Vec<String>, u64)>;
+
+    /// Ids of invitations stored as pending for an email, across organizations.
+    fn pending_invitation_ids_for_email(&self, email: &str) -> Result<Vec<String>>;
+
+    // Projects.
+
+    fn project(&self, id: &str) -> Result<Option<Project>>;
+
+    fn project_ids_of_org(&self, org: &str) -> Result<Vec<String>>;
+
+    fn project_membership(&self, project: &str, user: &str) -> Result<Option<ProjectMembership>>;
+
+    fn project_member_ids(&self, project: &str) -> Result<Vec<String>>;
+
+    /// Projects of one organization that a user belongs to.
+    fn project_ids_of_member(&self, org: &str, user: &str) -> Result<Vec<String>>;
+
+    // Resources.
+
+    fn resource(&self, id: &str) -> Result<Option<Resource>>;
+
+    fn resource_record(&self, id: &str) -> Result<Option<ResourceRecord>>;
+
+    /// Resource ids of an organization, of one kind or all, oldest first; removed ones only
+    /// when `include_removed`.
+    fn resource_ids_of_org(
+        &self,
+        org: &str,
+        kind: Option<ResourceKind>,
+        include_removed: bool,
+    ) -> Result<Vec<String>>;
+
+    // Usage counters.
+
+    fn month_usage(&self, org: &str, month: u32) -> Result<u64>;
+
+    fn day_row(&self, org: &str, day: u32) -> Result<Option<DayRow>>;
+
+    /// Day rows of `first..=last` (day numbers), in order.
+    fn day_rows(&self, org: &str, first: u32, last: u32) -> Result<Vec<(u32, DayRow)>>;
+
+    /// Idempotency keys of an organization with the time each was recorded (micros).
+    fn idempotency_keys(&self, org: &str) -> Result<Vec<(String, i64)>>;
+
+    // Audit.
+
+    fn audit_event(&self, seq: u64) -> Result<Option<AuditEvent>>;
+
+    /// Events after `after_seq`, in order, at most `limit`; one organization's or all.
+    fn audit_events(
+        &self,
+        org: Option<&str>,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>>;
+
+    // The whole database.
+
+    /// Recomputes every index and stored counter from the rows and lists what disagrees.
+    fn check(&self, now: DateTime<Utc>) -> Result<CheckReport>;
+
+    /// Visits every record, header first, in a stable order; returns how many.
+    fn export(&self, visit: &mut dyn FnMut(Record) -> Result<()>) -> Result<u64>;
+
+    /// Whether the database holds no data yet (imports go into empty databases only).
+    fn is_empty(&self) -> Result<bool>;
+}
+
+/// The typed writing interface. Every writer keeps its row's indexes and counters in step.
+pub(crate) trait Writes: Reads {
+    fn set_meta_u64(&mut self, name: &str, value: u64) -> Result<()>;
+
+    // Users.
+
+    fn insert_user(&mut self, user: &User) -> Result<()>;
+
+    fn replace_user(&mut self, old: &User, new: &User) -> Result<()>;
+
+    fn remove_user(&mut self, user: &User) -> Result<()>;
+
+    // Organizations.
+
+    fn insert_org(&mut self, rec: &OrgRecord) -> Result<()>;
+
+    fn replace_org(&mut self, old: &OrgRecord, new: &OrgRecord) -> Result<()>;
+
+    /// Removes the organization row, its unique names and its counters (not its members:
+    /// the caller removes those first).
+    fn remove_org(&mut self, rec: &OrgRecord) -> Result<()>;
+
+    fn put_org_stats(&mut self, org: &str, stats: &OrgStats) -> Result<()>;
+
+    // Memberships.
+
+    fn insert_membership(&mut self, m: &Membership) -> Result<()>;
+
+    /// Rewrites a membership whose role (and `updated_at`) changed.
+    fn replace_membership(&mut self, old: &Membership, new: &Membership) -> Result<()>;
+
+    fn remove_membership(&mut self, m: &Membership) -> Result<()>;
+
+    // Invitations.
+
+    fn insert_invitation(&mut self, rec: &InvitationRecord) -> Result<()>;
+
+    /// The `invitations_by_status` entry of `inv` (counted), or its new expiry.
+    fn put_status_entry(&mut self, inv: &Invitation) -> Result<()>;
+
+    fn remove_status_entry(&mut self, inv: &Invitation) -> Result<()>;
+
+    /// The pending index entry of `inv`: (org, email) → (expiry, id).
+    fn put_pending(&mut self, inv: &Invitation) -> Result<()>;
+
+    /// Rewrites an invitation, moving its token and pending-index entries as they changed.
+    fn replace_invitation(&mut self, old: &InvitationRecord, new: &InvitationRecord) -> Result<()>;
+
+    fn remove_invitation(&mut self, rec: &InvitationRecord) -> Result<()>;
+
+    // Projects.
+
+    fn put_project(&mut self, project: &Project) -> Result<()>;
+
+    /// Removes a project with all its project memberships.
+    fn remove_project(&mut self, project: &Project) -> Result<()>;
+
+    fn put_project_membership(&mut self, org: &str, pm: &ProjectMembership) -> Result<()>;
+
+    fn remove_project_membership(&mut self, org: &str, project: &str, user: &str) -> Result<bool>;
+
+    /// Removes a user from every project of an organization.
+    fn remove_project_memberships_of(&mut self, org: &str, user: &str) -> Result<()>;
+
+    // Resources.
+
+    /// Registers a new resource, counts it and gives it the next usage column.
+    fn insert_resource(&mut self, res: &Resource) -> Result<()>;
+
+    /// Rewrites a resource's public fields (its column stays).
+    fn put_resource(&mut self, res: &Resource) -> Result<()>;
+
+    /// Marks a resource removed: it stops counting, its row stays (reports still name it).
+    fn retire_resource(&mut self, res: &Resource) -> Result<()>;
+
+    // Usage.
+
+    fn put_month_usage(&mut self, org: &str, month: u32, total: u64) -> Result<()>;
+
+    fn put_day_row(&mut self, org: &str, day: u32, row: &DayRow) -> Result<()>;
+
+    fn put_idempotency(&mut self, org: &str, key: &str, at_micros: i64) -> Result<()>;
+
+    fn delete_idempotency(&mut self, org: &str, key: &str) -> Result<bool>;
+
+    /// Deletes day rows before `day`, month totals before `month` and idempotency records
+    /// older than `key_cutoff` (micros), across organizations.
+    fn prune_usage_rows(
+        &mut self,
+        day: u32,
+        month: u32,
+        key_cutoff: i64,
+    ) -> Result<(u64, u64, u64)>;
+
+    /// Removes everything scoped to an organization except its memberships, its own row and
+    /// its audit history: invitations, projects, resources, usage and idempotency records.
+    fn remove_org_scoped(&mut self, org: &str) -> Result<()>;
+
+    // Audit.
+
+    /// Appends an event, giving it the next sequence number.
+    fn append_audit(&mut self, event: AuditEvent) -> Result<AuditEvent>;
+
+    /// Stores an event under its own sequence number (imports).
+    fn insert_audit_event(&mut self, event: &AuditEvent) -> Result<()>;
+
+    /// Sets the last sequence number handed out, so appends continue after it (imports).
+    fn set_audit_seq(&mut self, seq: u64) -> Result<()>;
+}
+
+/// Generic helpers over a raw key-value transaction (the typed interface's building blocks).
+pub(crate) trait KvReadExt: KvRead {
     fn get_record<T: Stored>(&self, table: Table, key: &[u8]) -> Result<Option<T>> {
         match self.get(table, key)? {
             Some(bytes) => T::decode(&bytes).map(Some),
@@ -43,10 +299,6 @@ pub(crate) trait Reads: KvRead {
         self.get(table, key)?
             .map(|b| codec::decode_u64(&b))
             .transpose()
-    }
-
-    fn meta_u64(&self, name: &str) -> Result<Option<u64>> {
-        self.get_u64(Table::Meta, &meta_key(name))
     }
 
     /// Visits every key under `prefix`, in order.
@@ -68,8 +320,45 @@ pub(crate) trait Reads: KvRead {
         })?;
         Ok(out)
     }
+}
 
-    // Users.
+impl<T: KvRead + ?Sized> KvReadExt for T {}
+
+/// Generic write helpers over a raw key-value transaction.
+pub(crate) trait KvWriteExt: KvWrite {
+    fn put_record<T: Stored>(&mut self, table: Table, key: &[u8], value: &T) -> Result<()> {
+        self.put(table, key, &value.encode()?)
+    }
+
+    fn put_u64(&mut self, table: Table, key: &[u8], value: u64) -> Result<()> {
+        self.put(table, key, &codec::encode_u64(value))
+    }
+
+    /// Stores an id as an index value (checksummed).
+    fn put_id(&mut self, table: Table, key: &[u8], id: &str) -> Result<()> {
+        self.put(table, key, &codec::encode_id(id))
+    }
+
+    /// Deletes every key under `prefix`; returns how many.
+    fn delete_prefix(&mut self, table: Table, prefix: &[u8]) -> Result<u64> {
+        let mut doomed = Vec::new();
+        self.scan_prefix(table, prefix, &mut |k, _| {
+            doomed.push(k.to_vec());
+            Ok(true)
+        })?;
+        for k in &doomed {
+            self.delete(table, k)?;
+        }
+        Ok(doomed.len() as u64)
+    }
+}
+
+impl<T: KvWrite + ?Sized> KvWriteExt for T {}
+
+impl<T: KvRead + ?Sized> Reads for T {
+    fn meta_u64(&self, name: &str) -> Result<Option<u64>> {
+        self.get_u64(Table::Meta, &meta_key(name))
+    }
 
     fn user(&self, id: &str) -> Result<Option<User>> {
         self.get_record(Table::Users, &keys::one(id))
@@ -78,8 +367,6 @@ pub(crate) trait Reads: KvRead {
     fn user_id_by_email(&self, email: &str) -> Result<Option<String>> {
         self.get_string(Table::UserEmail, &keys::one(email))
     }
-
-    // Organizations.
 
     fn org(&self, id: &str) -> Result<Option<OrgRecord>> {
         self.get_record(Table::Orgs, &keys::one(id))
@@ -99,8 +386,6 @@ pub(crate) trait Reads: KvRead {
             .unwrap_or_default())
     }
 
-    // Memberships.
-
     fn membership(&self, org: &str, user: &str) -> Result<Option<Membership>> {
         self.get_record(Table::Memberships, &keys::two(org, user))
     }
@@ -112,8 +397,6 @@ pub(crate) trait Reads: KvRead {
         self.get_record(Table::Memberships, &key)
     }
 
-    /// Member positions of one organization in list order (optionally one role), starting
-    /// strictly after `after`, skipping `skip` rows, at most `limit` rows.
     fn member_positions(
         &self,
         org: &str,
@@ -159,7 +442,6 @@ pub(crate) trait Reads: KvRead {
         Ok(out)
     }
 
-    /// Every member's user id, in list order.
     fn member_user_ids(&self, org: &str) -> Result<Vec<String>> {
         Ok(self
             .member_positions(org, None, None, 0, usize::MAX)?
@@ -168,12 +450,9 @@ pub(crate) trait Reads: KvRead {
             .collect())
     }
 
-    /// The organizations a user belongs to, by id.
     fn user_org_ids(&self, user: &str) -> Result<Vec<String>> {
         self.ids_under(Table::UserOrgs, &keys::one(user))
     }
-
-    // Invitations.
 
     fn invitation(&self, id: &str) -> Result<Option<InvitationRecord>> {
         self.get_record(Table::Invitations, &keys::one(id))
@@ -183,7 +462,6 @@ pub(crate) trait Reads: KvRead {
         self.get_string(Table::InvitationTokens, hash)
     }
 
-    /// The invitation stored as pending for (org, email), expired or not.
     fn pending_invitation_id(&self, org: &str, email: &str) -> Result<Option<String>> {
         match self.get(Table::PendingInvitations, &keys::two(org, email))? {
             Some(bytes) => Ok(Some(codec::decode_pending(&bytes)?.0)),
@@ -191,8 +469,6 @@ pub(crate) trait Reads: KvRead {
         }
     }
 
-    /// How many pending invitations of an organization have their expiry still ahead of
-    /// `now`. Reads the index only: its values carry the expiry.
     fn pending_unexpired_count(&self, org: &str, now: DateTime<Utc>) -> Result<u64> {
         let now = now.timestamp_micros();
         let mut n = 0u64;
@@ -204,22 +480,14 @@ pub(crate) trait Reads: KvRead {
         Ok(n)
     }
 
-    /// Every invitation id of an organization, oldest first.
     fn invitation_ids_of_org(&self, org: &str) -> Result<Vec<String>> {
         self.ids_under(Table::InvitationsByOrg, &keys::one(org))
     }
 
-    /// Ids of the invitations that name `project`.
     fn invitation_ids_of_project(&self, project: &str) -> Result<Vec<String>> {
         self.ids_under(Table::InvitationsByProject, &keys::one(project))
     }
 
-    /// One page of an organization's invitation ids, oldest first, as of `now`: all of them,
-    /// or those whose status (expiry applied) is `status`; and how many match in all.
-    ///
-    /// All, accepted, declined and revoked seek through their counted index. Pending and
-    /// expired also do while no stored-pending invitation has passed its expiry; otherwise
-    /// they walk the index entries (never the records), whose values carry the expiry.
     fn invitation_page(
         &self,
         org: &str,
@@ -299,12 +567,9 @@ pub(crate) trait Reads: KvRead {
         Ok((page.out, total))
     }
 
-    /// Ids of invitations stored as pending for an email, across organizations.
     fn pending_invitation_ids_for_email(&self, email: &str) -> Result<Vec<String>> {
         self.ids_under(Table::InvitationsByEmail, &keys::one(email))
     }
-
-    // Projects.
 
     fn project(&self, id: &str) -> Result<Option<Project>> {
         self.get_record(Table::Projects, &keys::one(id))
@@ -322,12 +587,9 @@ pub(crate) trait Reads: KvRead {
         self.ids_under(Table::ProjectMembers, &keys::one(project))
     }
 
-    /// Projects of one organization that a user belongs to.
     fn project_ids_of_member(&self, org: &str, user: &str) -> Result<Vec<String>> {
         self.ids_under(Table::ProjectMembersByUser, &keys::two(org, user))
     }
-
-    // Resources.
 
     fn resource(&self, id: &str) -> Result<Option<Resource>> {
         Ok(self.resource_record(id)?.map(|r| r.resource))
@@ -337,8 +599,6 @@ pub(crate) trait Reads: KvRead {
         self.get_record(Table::Resources, &keys::one(id))
     }
 
-    /// Resource ids of an organization, of one kind or all, oldest first; removed ones only
-    /// when `include_removed`.
     fn resource_ids_of_org(
         &self,
         org: &str,
@@ -369,8 +629,6 @@ pub(crate) trait Reads: KvRead {
         Ok(out)
     }
 
-    // Usage counters.
-
     fn month_usage(&self, org: &str, month: u32) -> Result<u64> {
         Ok(self
             .get_u64(Table::UsageMonth, &month_key(org, month))?
@@ -381,7 +639,6 @@ pub(crate) trait Reads: KvRead {
         self.get_record(Table::UsageDay, &day_key(org, day))
     }
 
-    /// Day rows of `first..=last` (day numbers), in order.
     fn day_rows(&self, org: &str, first: u32, last: u32) -> Result<Vec<(u32, DayRow)>> {
         let prefix_len = keys::one(org).len();
         let start = day_key(org, first);
@@ -398,7 +655,6 @@ pub(crate) trait Reads: KvRead {
         Ok(out)
     }
 
-    /// Idempotency keys of an organization with the time each was recorded (micros).
     fn idempotency_keys(&self, org: &str) -> Result<Vec<(String, i64)>> {
         let prefix = keys::one(org);
         let mut out = Vec::new();
@@ -412,13 +668,10 @@ pub(crate) trait Reads: KvRead {
         Ok(out)
     }
 
-    // Audit.
-
     fn audit_event(&self, seq: u64) -> Result<Option<AuditEvent>> {
         self.get_record(Table::Audit, &Key::new().u64(seq).into_vec())
     }
 
-    /// Events after `after_seq`, in order, at most `limit`; one organization's or all.
     fn audit_events(
         &self,
         org: Option<&str>,
@@ -467,43 +720,24 @@ pub(crate) trait Reads: KvRead {
             })
             .collect()
     }
+
+    fn check(&self, now: DateTime<Utc>) -> Result<CheckReport> {
+        super::check::check(self, now)
+    }
+
+    fn export(&self, visit: &mut dyn FnMut(Record) -> Result<()>) -> Result<u64> {
+        super::transfer::export(self, visit)
+    }
+
+    fn is_empty(&self) -> Result<bool> {
+        super::transfer::is_empty(self)
+    }
 }
 
-impl<T: KvRead + ?Sized> Reads for T {}
-
-/// The typed writing interface. Every writer keeps its row's indexes and counters in step.
-pub(crate) trait Writes: KvWrite + Reads {
-    fn put_record<T: Stored>(&mut self, table: Table, key: &[u8], value: &T) -> Result<()> {
-        self.put(table, key, &value.encode()?)
-    }
-
-    fn put_u64(&mut self, table: Table, key: &[u8], value: u64) -> Result<()> {
-        self.put(table, key, &codec::encode_u64(value))
-    }
-
-    /// Stores an id as an index value (checksummed).
-    fn put_id(&mut self, table: Table, key: &[u8], id: &str) -> Result<()> {
-        self.put(table, key, &codec::encode_id(id))
-    }
-
+impl<T: KvWrite + ?Sized> Writes for T {
     fn set_meta_u64(&mut self, name: &str, value: u64) -> Result<()> {
         self.put_u64(Table::Meta, &meta_key(name), value)
     }
-
-    /// Deletes every key under `prefix`; returns how many.
-    fn delete_prefix(&mut self, table: Table, prefix: &[u8]) -> Result<u64> {
-        let mut doomed = Vec::new();
-        self.scan_prefix(table, prefix, &mut |k, _| {
-            doomed.push(k.to_vec());
-            Ok(true)
-        })?;
-        for k in &doomed {
-            self.delete(table, k)?;
-        }
-        Ok(doomed.len() as u64)
-    }
-
-    // Users.
 
     fn insert_user(&mut self, user: &User) -> Result<()> {
         self.put_record(Table::Users, &keys::one(&user.id), user)?;
@@ -523,8 +757,6 @@ pub(crate) trait Writes: KvWrite + Reads {
         self.delete(Table::UserEmail, &keys::one(&user.email))?;
         Ok(())
     }
-
-    // Organizations.
 
     fn insert_org(&mut self, rec: &OrgRecord) -> Result<()> {
         let org = &rec.org;
@@ -553,8 +785,6 @@ pub(crate) trait Writes: KvWrite + Reads {
         self.put_record(Table::Orgs, &keys::one(&n.id), new)
     }
 
-    /// Removes the organization row, its unique names and its counters (not its members:
-    /// the caller removes those first).
     fn remove_org(&mut self, rec: &OrgRecord) -> Result<()> {
         let org = &rec.org;
         self.delete(Table::Orgs, &keys::one(&org.id))?;
@@ -569,8 +799,6 @@ pub(crate) trait Writes: KvWrite + Reads {
     fn put_org_stats(&mut self, org: &str, stats: &OrgStats) -> Result<()> {
         self.put_record(Table::OrgStats, &keys::one(org), stats)
     }
-
-    // Memberships.
 
     fn insert_membership(&mut self, m: &Membership) -> Result<()> {
         let (org, user) = (&m.organization_id, &m.user_id);
@@ -598,7 +826,6 @@ pub(crate) trait Writes: KvWrite + Reads {
         self.put_org_stats(org, &stats)
     }
 
-    /// Rewrites a membership whose role (and `updated_at`) changed.
     fn replace_membership(&mut self, old: &Membership, new: &Membership) -> Result<()> {
         let (org, user) = (&new.organization_id, &new.user_id);
         self.put_record(Table::Memberships, &keys::two(org, user), new)?;
@@ -648,8 +875,6 @@ pub(crate) trait Writes: KvWrite + Reads {
         self.put_org_stats(org, &stats)
     }
 
-    // Invitations.
-
     fn insert_invitation(&mut self, rec: &InvitationRecord) -> Result<()> {
         let inv = &rec.invitation;
         self.put_record(Table::Invitations, &keys::one(&inv.id), rec)?;
@@ -680,7 +905,6 @@ pub(crate) trait Writes: KvWrite + Reads {
         Ok(())
     }
 
-    /// The `invitations_by_status` entry of `inv` (counted), or its new expiry.
     fn put_status_entry(&mut self, inv: &Invitation) -> Result<()> {
         let (key, value) = status_entry(inv);
         let prefix = status_prefix(&inv.organization_id, inv.status).into_vec();
@@ -693,7 +917,6 @@ pub(crate) trait Writes: KvWrite + Reads {
         counted::remove(self, Table::InvitationsByStatus, &prefix, &key)
     }
 
-    /// The pending index entry of `inv`: (org, email) → (expiry, id).
     fn put_pending(&mut self, inv: &Invitation) -> Result<()> {
         self.put(
             Table::PendingInvitations,
@@ -702,7 +925,6 @@ pub(crate) trait Writes: KvWrite + Reads {
         )
     }
 
-    /// Rewrites an invitation, moving its token and pending-index entries as they changed.
     fn replace_invitation(&mut self, old: &InvitationRecord, new: &InvitationRecord) -> Result<()> {
         let (o, n) = (&old.invitation, &new.invitation);
         if old.token_hash != new.token_hash {
@@ -765,8 +987,6 @@ pub(crate) trait Writes: KvWrite + Reads {
         Ok(())
     }
 
-    // Projects.
-
     fn put_project(&mut self, project: &Project) -> Result<()> {
         self.put_record(Table::Projects, &keys::one(&project.id), project)?;
         self.put(
@@ -776,7 +996,6 @@ pub(crate) trait Writes: KvWrite + Reads {
         )
     }
 
-    /// Removes a project with all its project memberships.
     fn remove_project(&mut self, project: &Project) -> Result<()> {
         for user in self.project_member_ids(&project.id)? {
             self.delete(Table::ProjectMembers, &keys::two(&project.id, &user))?;
@@ -823,7 +1042,6 @@ pub(crate) trait Writes: KvWrite + Reads {
         Ok(existed)
     }
 
-    /// Removes a user from every project of an organization.
     fn remove_project_memberships_of(&mut self, org: &str, user: &str) -> Result<()> {
         for project in self.project_ids_of_member(org, user)? {
             self.remove_project_membership(org, &project, user)?;
@@ -831,9 +1049,6 @@ pub(crate) trait Writes: KvWrite + Reads {
         Ok(())
     }
 
-    // Resources.
-
-    /// Registers a new resource, counts it and gives it the next usage column.
     fn insert_resource(&mut self, res: &Resource) -> Result<()> {
         let mut stats = self.org_stats(&res.organization_id)?;
         let rec = ResourceRecord {
@@ -851,7 +1066,6 @@ pub(crate) trait Writes: KvWrite + Reads {
         self.put_org_stats(&res.organization_id, &stats)
     }
 
-    /// Rewrites a resource's public fields (its column stays).
     fn put_resource(&mut self, res: &Resource) -> Result<()> {
         let mut rec = self
             .resource_record(&res.id)?
@@ -860,7 +1074,6 @@ pub(crate) trait Writes: KvWrite + Reads {
         self.put_record(Table::Resources, &keys::one(&res.id), &rec)
     }
 
-    /// Marks a resource removed: it stops counting, its row stays (reports still name it).
     fn retire_resource(&mut self, res: &Resource) -> Result<()> {
         self.put_resource(res)?;
         self.put(
@@ -873,8 +1086,6 @@ pub(crate) trait Writes: KvWrite + Reads {
         *count = count.saturating_sub(1);
         self.put_org_stats(&res.organization_id, &stats)
     }
-
-    // Usage.
 
     fn put_month_usage(&mut self, org: &str, month: u32, total: u64) -> Result<()> {
         self.put_u64(Table::UsageMonth, &month_key(org, month), total)
@@ -892,8 +1103,6 @@ pub(crate) trait Writes: KvWrite + Reads {
         self.delete(Table::Idempotency, &keys::two(org, key))
     }
 
-    /// Deletes day rows before `day`, month totals before `month` and idempotency records
-    /// older than `key_cutoff` (micros), across organizations.
     fn prune_usage_rows(
         &mut self,
         day: u32,
@@ -946,8 +1155,6 @@ pub(crate) trait Writes: KvWrite + Reads {
         ))
     }
 
-    /// Removes everything scoped to an organization except its memberships, its own row and
-    /// its audit history: invitations, projects, resources, usage and idempotency records.
     fn remove_org_scoped(&mut self, org: &str) -> Result<()> {
         for id in self.invitation_ids_of_org(org)? {
             if let Some(rec) = self.invitation(&id)? {
@@ -975,9 +1182,6 @@ pub(crate) trait Writes: KvWrite + Reads {
         Ok(())
     }
 
-    // Audit.
-
-    /// Appends an event, giving it the next sequence number.
     fn append_audit(&mut self, mut event: AuditEvent) -> Result<AuditEvent> {
         let seq = self.meta_u64(schema::AUDIT_SEQ)?.unwrap_or(0) + 1;
         event.seq = seq;
@@ -992,6 +1196,20 @@ pub(crate) trait Writes: KvWrite + Reads {
         self.set_meta_u64(schema::AUDIT_SEQ, seq)?;
         Ok(event)
     }
-}
 
-impl<T: KvWrite + ?Sized> Writes for T {}
+    fn insert_audit_event(&mut self, event: &AuditEvent) -> Result<()> {
+        let seq = event.seq;
+        if let Some(org) = &event.organization_id {
+            self.put(
+                Table::AuditByOrg,
+                &Key::new().str(org).u64(seq).into_vec(),
+                &[],
+            )?;
+        }
+        self.put_record(Table::Audit, &Key::new().u64(seq).into_vec(), event)
+    }
+
+    fn set_audit_seq(&mut self, seq: u64) -> Result<()> {
+        self.set_meta_u64(schema::AUDIT_SEQ, seq)
+    }
+}

@@ -54,7 +54,7 @@ impl CheckReport {
 }
 
 /// Every (key, value) of a table.
-fn all(tx: &dyn KvRead, table: Table) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+fn all<R: KvRead + ?Sized>(tx: &R, table: Table) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut out = Vec::new();
     tx.scan(table, &[], None, false, &mut |k, v| {
         out.push((k.to_vec(), v.to_vec()));
@@ -63,16 +63,16 @@ fn all(tx: &dyn KvRead, table: Table) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     Ok(out)
 }
 
-fn keyset(tx: &dyn KvRead, table: Table) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
+fn keyset<R: KvRead + ?Sized>(tx: &R, table: Table) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
     Ok(all(tx, table)?.into_iter().collect())
 }
 
-struct Checker<'a> {
-    tx: &'a dyn KvRead,
+struct Checker<'a, R: KvRead + ?Sized> {
+    tx: &'a R,
     report: CheckReport,
 }
 
-impl Checker<'_> {
+impl<R: KvRead + ?Sized> Checker<'_, R> {
     fn problem(&mut self, text: String) {
         // A badly broken file could list millions; the first thousand tell the story.
         if self.report.problems.len() < 1_000 {
@@ -125,7 +125,7 @@ fn show(key: &[u8]) -> String {
     String::from_utf8_lossy(key).replace('\0', "/")
 }
 
-pub(crate) fn check(tx: &dyn KvRead, now: DateTime<Utc>) -> Result<CheckReport> {
+pub(crate) fn check<R: KvRead + ?Sized>(tx: &R, now: DateTime<Utc>) -> Result<CheckReport> {
     let mut c = Checker {
         tx,
         report: CheckReport::default(),

@@ -8,6 +8,7 @@
 //!   operation cannot forget one.
 
 mod access;
+mod backend;
 mod check;
 mod codec;
 mod counted;
@@ -19,8 +20,8 @@ mod schema;
 mod tables;
 pub(crate) mod transfer;
 
-pub(crate) use access::{Reads, Writes};
-pub(crate) use check::check;
+pub(crate) use access::{KvReadExt, Reads, Writes};
+pub(crate) use backend::{Backend, Commit};
 pub use check::CheckReport;
 pub(crate) use keys::{
     day_from_number, day_number, prefix_end, status_entry, Key, KeyReader, MemberPos,
@@ -29,7 +30,6 @@ pub(crate) use records::{
     fuzz_decode_all, DayRow, InvitationRecord, OrgRecord, OrgStats, ResourceRecord, Stored,
 };
 pub(crate) use redb_backend::{CommitDurability, RedbStore};
-pub(crate) use schema::ensure_schema;
 pub(crate) use tables::Table;
 
 use crate::error::Result;

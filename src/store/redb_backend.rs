@@ -11,8 +11,9 @@ use redb::{
     TableDefinition, TableError,
 };
 
+use super::backend::{Backend, Commit};
 use super::tables::Table;
-use super::{KvRead, KvWrite, Visit};
+use super::{KvRead, KvWrite, Reads, Visit, Writes};
 use crate::error::{Error, Result};
 
 type Def = TableDefinition<'static, &'static [u8], &'static [u8]>;
@@ -136,29 +137,32 @@ impl RedbStore {
         let db = Database::builder()
             .create(path)
             .map_err(|e| open_err(path, e))?;
-        Ok(RedbStore {
+        RedbStore {
             db: RwLock::new(db),
             durability,
             memory: false,
-        })
+        }
+        .ensure_schema()
     }
 
     pub(crate) fn in_memory() -> Result<RedbStore> {
         let db = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(storage_err)?;
-        Ok(RedbStore {
+        RedbStore {
             db: RwLock::new(db),
             durability: CommitDurability::Eventual,
             memory: true,
-        })
+        }
+        .ensure_schema()
     }
 
     fn db(&self) -> RwLockReadGuard<'_, Database> {
         self.db.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn read<T>(&self, f: impl FnOnce(&dyn KvRead) -> Result<T>) -> Result<T> {
+    /// Runs `f` in one read transaction.
+    fn with_read<T>(&self, f: impl FnOnce(&RedbRead) -> Result<T>) -> Result<T> {
         let db = self.db();
         let txn = guard(|| db.begin_read().map_err(storage_err))?;
         let read = RedbRead {
@@ -170,24 +174,12 @@ impl RedbStore {
         result
     }
 
-    /// Runs `f` in one write transaction; commits only when it returns `Ok`.
-    pub(crate) fn write<T>(&self, f: impl FnOnce(&mut dyn KvWrite) -> Result<T>) -> Result<T> {
-        self.write_with(self.durability == CommitDurability::Immediate, f)
-    }
-
-    /// As [`RedbStore::write`], with a commit that is durable when it returns.
-    pub(crate) fn write_durable<T>(
-        &self,
-        f: impl FnOnce(&mut dyn KvWrite) -> Result<T>,
-    ) -> Result<T> {
-        self.write_with(true, f)
-    }
-
-    /// As [`RedbStore::write`], choosing the commit's durability (in-memory stores ignore it).
-    pub(crate) fn write_with<T>(
+    /// Runs `f` in one write transaction; commits only when it returns `Ok`, durable when
+    /// `durable` (in-memory stores ignore it).
+    fn with_write<T>(
         &self,
         durable: bool,
-        f: impl FnOnce(&mut dyn KvWrite) -> Result<T>,
+        f: impl FnOnce(&mut RedbWrite<'_>) -> Result<T>,
     ) -> Result<T> {
         let db = self.db();
         let durability = if durable && !self.memory {
@@ -217,19 +209,15 @@ impl RedbStore {
         }
     }
 
-    /// Rewrites the file without its free pages; waits for running transactions first.
-    pub(crate) fn compact(&self) -> Result<bool> {
-        guard(|| self.compact_unguarded())
+    /// Creates the tables of a new database, or checks and upgrades an existing one's schema.
+    fn ensure_schema(self) -> Result<RedbStore> {
+        self.with_write(true, |tx| super::schema::ensure_schema(tx))?;
+        Ok(self)
     }
 
     fn compact_unguarded(&self) -> Result<bool> {
         let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
         db.compact().map_err(storage_err)
-    }
-
-    /// Copies every table, as of one snapshot, into a new database file at `path`.
-    pub(crate) fn backup_to(&self, path: &Path) -> Result<()> {
-        guard(|| self.backup_unguarded(path))
     }
 
     fn backup_unguarded(&self, path: &Path) -> Result<()> {
@@ -259,22 +247,12 @@ impl RedbStore {
         Ok(())
     }
 
-    /// Whether this is an in-memory database.
-    pub(crate) fn is_memory(&self) -> bool {
-        self.memory
-    }
-
     /// Creates every table, so readers never meet a missing one.
     pub(crate) fn create_tables(tx: &mut dyn KvWrite) -> Result<()> {
         for table in Table::ALL {
             tx.touch(table)?;
         }
         Ok(())
-    }
-
-    /// Rows per table (for `stats`).
-    pub(crate) fn table_lens(&self) -> Result<Vec<(&'static str, u64)>> {
-        guard(|| self.table_lens_unguarded())
     }
 
     fn table_lens_unguarded(&self) -> Result<Vec<(&'static str, u64)>> {
@@ -290,6 +268,45 @@ impl RedbStore {
             out.push((table.name(), len));
         }
         Ok(out)
+    }
+}
+
+impl Backend for RedbStore {
+    fn read_dyn(&self, f: &mut dyn FnMut(&dyn Reads) -> Result<()>) -> Result<()> {
+        self.with_read(|tx| f(tx))
+    }
+
+    /// redb has one writer at a time, so a transaction never loses a conflict and `f` runs
+    /// once.
+    fn write_dyn(
+        &self,
+        commit: Commit,
+        f: &mut dyn FnMut(&mut dyn Writes) -> Result<()>,
+    ) -> Result<()> {
+        let durable = match commit {
+            Commit::AsOpened => self.durability == CommitDurability::Immediate,
+            Commit::Durable => true,
+            Commit::Deferred => false,
+        };
+        self.with_write(durable, |tx| f(tx))
+    }
+
+    fn is_memory(&self) -> bool {
+        self.memory
+    }
+
+    /// Copies every table, as of one snapshot, into a new database file at `path`.
+    fn backup_to(&self, path: &Path) -> Result<()> {
+        guard(|| self.backup_unguarded(path))
+    }
+
+    /// Rewrites the file without its free pages; waits for running transactions first.
+    fn compact(&self) -> Result<bool> {
+        guard(|| self.compact_unguarded())
+    }
+
+    fn table_lens(&self) -> Result<Vec<(&'static str, u64)>> {
+        guard(|| self.table_lens_unguarded())
     }
 }
 

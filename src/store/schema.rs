@@ -1,8 +1,8 @@
 //! Schema version: written when a file is created, checked on every open.
 
 use super::{
-    codec, counted, keys, redb_backend::RedbStore, status_entry, InvitationRecord, KvWrite, Reads,
-    Stored, Table, Writes,
+    codec, counted, keys, redb_backend::RedbStore, status_entry, InvitationRecord, KvReadExt,
+    KvWrite, Reads, Stored, Table, Writes,
 };
 use crate::error::{Error, Result};
 

@@ -7,11 +7,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::codec;
-use super::keys::{Key, KeyReader};
+use super::keys::KeyReader;
 use super::records::Stored;
 use super::{
-    day_from_number, day_number, schema, DayRow, InvitationRecord, KvRead, KvWrite, OrgRecord,
-    Reads, ResourceRecord, Table, Writes,
+    day_from_number, day_number, schema, DayRow, InvitationRecord, KvRead, OrgRecord, Reads,
+    ResourceRecord, Table, Writes,
 };
 use crate::error::{Error, Result};
 use crate::ids;
@@ -21,8 +21,8 @@ use crate::model::project::{Project, ProjectMembership};
 use crate::model::transfer::Record;
 use crate::model::user::User;
 
-fn each<T: Stored>(
-    tx: &dyn KvRead,
+fn each<T: Stored, R: KvRead + ?Sized>(
+    tx: &R,
     table: Table,
     mut f: impl FnMut(&[u8], T) -> Result<()>,
 ) -> Result<()> {
@@ -54,7 +54,10 @@ fn org_and_number(table: Table, key: &[u8]) -> Result<(String, u32)> {
 pub(crate) const EXPORT_VERSION: u32 = 1;
 
 /// Visits every record of the database, header first.
-pub(crate) fn export(tx: &dyn KvRead, visit: &mut dyn FnMut(Record) -> Result<()>) -> Result<u64> {
+pub(crate) fn export<R: KvRead + ?Sized>(
+    tx: &R,
+    visit: &mut dyn FnMut(Record) -> Result<()>,
+) -> Result<u64> {
     let mut n = 0u64;
     let mut out = |r: Record| -> Result<()> {
         n += 1;
@@ -161,7 +164,7 @@ pub(crate) fn export(tx: &dyn KvRead, visit: &mut dyn FnMut(Record) -> Result<()
 }
 
 /// Import bookkeeping carried across records (and batches).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct ImportState {
     header: bool,
     audit_seq: u64,
@@ -172,7 +175,7 @@ fn refused(what: &str, reason: impl Into<String>) -> Error {
 }
 
 /// Whether the database holds no data yet (imports go into empty databases only).
-pub(crate) fn is_empty(tx: &dyn KvRead) -> Result<bool> {
+pub(crate) fn is_empty<R: KvRead + ?Sized>(tx: &R) -> Result<bool> {
     for table in [Table::Users, Table::Orgs, Table::Audit] {
         let mut any = false;
         tx.scan(table, &[], None, false, &mut |_, _| {
@@ -187,7 +190,7 @@ pub(crate) fn is_empty(tx: &dyn KvRead) -> Result<bool> {
 }
 
 /// Writes one record. References must point at records imported before.
-pub(crate) fn import(tx: &mut dyn KvWrite, state: &mut ImportState, record: Record) -> Result<()> {
+pub(crate) fn import(tx: &mut dyn Writes, state: &mut ImportState, record: Record) -> Result<()> {
     if !state.header && !matches!(record, Record::Header { .. }) {
         return Err(refused("header", "The first record must be the header"));
     }
@@ -359,14 +362,7 @@ pub(crate) fn import(tx: &mut dyn KvWrite, state: &mut ImportState, record: Reco
                 ));
             }
             let seq = e.seq;
-            if let Some(org) = &e.organization_id {
-                tx.put(
-                    Table::AuditByOrg,
-                    &Key::new().str(org).u64(seq).into_vec(),
-                    &[],
-                )?;
-            }
-            tx.put_record(Table::Audit, &Key::new().u64(seq).into_vec(), &e)?;
+            tx.insert_audit_event(&e)?;
             state.audit_seq = state.audit_seq.max(seq);
         }
     }
@@ -374,6 +370,6 @@ pub(crate) fn import(tx: &mut dyn KvWrite, state: &mut ImportState, record: Reco
 }
 
 /// Ends an import batch: the audit sequence continues after the imported events.
-pub(crate) fn finish_batch(tx: &mut dyn KvWrite, state: &ImportState) -> Result<()> {
-    tx.set_meta_u64(schema::AUDIT_SEQ, state.audit_seq)
+pub(crate) fn finish_batch(tx: &mut dyn Writes, state: &ImportState) -> Result<()> {
+    tx.set_audit_seq(state.audit_seq)
 }

@@ -1,0 +1,101 @@
+//! The storage seam: what [`Db`](crate::Db) and the usage ledger hold, so that a storage
+//! engine is an implementation of [`Backend`], not a rewrite.
+//!
+//! A transaction is a closure over the typed interface ([`Reads`] / [`Writes`]) that commits
+//! only when it returns `Ok`. The closures are `Fn` and touch nothing outside their
+//! transaction, so a backend may run one again: engines with optimistic or serializable
+//! concurrency (PostgreSQL, CockroachDB) retry a transaction that lost a conflict, and only
+//! report `conflict` once their retries are spent.
+
+use std::path::Path;
+
+use super::{Reads, Writes};
+use crate::error::Result;
+
+/// How durable a write transaction's commit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Commit {
+    /// As the database was opened (`Options::durability`).
+    AsOpened,
+    /// Durable when the commit returns (checkpoints).
+    Durable,
+    /// Visible at once; durable by a later durable commit (usage folds between checkpoints).
+    Deferred,
+}
+
+/// A storage engine. Every table access of the library goes through one of these.
+pub(crate) trait Backend: Send + Sync {
+    /// Runs `f` in one read transaction (a consistent snapshot). `f` may run more than once.
+    fn read_dyn(&self, f: &mut dyn FnMut(&dyn Reads) -> Result<()>) -> Result<()>;
+
+    /// Runs `f` in one write transaction, committing only when it returns `Ok`. `f` may run
+    /// more than once (after a serialization failure); only the last run's effects commit.
+    fn write_dyn(
+        &self,
+        commit: Commit,
+        f: &mut dyn FnMut(&mut dyn Writes) -> Result<()>,
+    ) -> Result<()>;
+
+    /// Whether the data lives in this process's memory only (no file, no server).
+    fn is_memory(&self) -> bool;
+
+    /// Writes a consistent copy of the database to a new file at `path`.
+    fn backup_to(&self, path: &Path) -> Result<()>;
+
+    /// Gives free space back; returns whether anything changed.
+    fn compact(&self) -> Result<bool>;
+
+    /// Rows per table (for `stats`).
+    fn table_lens(&self) -> Result<Vec<(&'static str, u64)>>;
+}
+
+impl dyn Backend + '_ {
+    /// Runs `f` in one read transaction and returns its result.
+    pub(crate) fn read<T>(&self, f: impl Fn(&dyn Reads) -> Result<T>) -> Result<T> {
+        let mut out = None;
+        self.read_dyn(&mut |tx| {
+            out = Some(f(tx)?);
+            Ok(())
+        })?;
+        out.ok_or_else(not_run)
+    }
+
+    /// Runs `f` in one read transaction, never twice: for reads that stream out as they go
+    /// (exports). If the backend would need to run it again, the call fails instead.
+    pub(crate) fn read_once<T>(&self, f: impl FnOnce(&dyn Reads) -> Result<T>) -> Result<T> {
+        let mut f = Some(f);
+        let mut out = None;
+        self.read_dyn(&mut |tx| {
+            let f = f.take().ok_or_else(|| {
+                crate::error::Error::storage("the read failed after it had started streaming")
+            })?;
+            out = Some(f(tx)?);
+            Ok(())
+        })?;
+        out.ok_or_else(not_run)
+    }
+
+    /// Runs `f` in one write transaction (durable as opened) and returns its result.
+    pub(crate) fn write<T>(&self, f: impl Fn(&mut dyn Writes) -> Result<T>) -> Result<T> {
+        self.write_with(Commit::AsOpened, f)
+    }
+
+    /// As [`write`](Self::write), choosing the commit's durability.
+    pub(crate) fn write_with<T>(
+        &self,
+        commit: Commit,
+        f: impl Fn(&mut dyn Writes) -> Result<T>,
+    ) -> Result<T> {
+        let mut out = None;
+        self.write_dyn(commit, &mut |tx| {
+            out = Some(f(tx)?);
+            Ok(())
+        })?;
+        out.ok_or_else(not_run)
+    }
+}
+
+/// A backend that reported success without running the transaction: a bug in the backend.
+fn not_run() -> crate::error::Error {
+    crate::error::Error::storage("the storage backend committed without running the transaction")
+}
