@@ -103,7 +103,7 @@ fn export_then_import_gives_an_identical_export() {
     assert!(!text.contains("token"), "no token or hash is exported");
 
     for batch in [None, Some(100)] {
-        let copy = Db::in_memory().unwrap();
+        let copy = common::db_with(orgdb::Options::default());
         let mut seen = 0;
         let report = copy
             .import_jsonl(BufReader::new(&first[..]), batch, &mut |n| seen = n)
@@ -159,7 +159,7 @@ fn import_refuses_bad_input_and_changes_nothing() {
         (lines[1..].join("\n"), "line"), // no header first
     ];
     for (input, field) in cases {
-        let fresh = Db::in_memory().unwrap();
+        let fresh = common::db_with(orgdb::Options::default());
         let before = fresh.stats().unwrap();
         assert_err(
             fresh.import_jsonl(BufReader::new(input.as_bytes()), None, &mut |_| {}),
@@ -174,7 +174,7 @@ fn import_refuses_bad_input_and_changes_nothing() {
         .copied()
         .filter(|l| !l.starts_with(r#"{"type":"user""#))
         .collect();
-    let fresh = Db::in_memory().unwrap();
+    let fresh = common::db_with(orgdb::Options::default());
     let err = assert_err(
         fresh.import_jsonl(
             BufReader::new(without_users.join("\n").as_bytes()),
@@ -197,7 +197,7 @@ fn import_refuses_bad_input_and_changes_nothing() {
         b"\n{\"type\":\"user\",\"data\":\"\xff\"}\n",
     ]
     .concat();
-    let fresh = Db::in_memory().unwrap();
+    let fresh = common::db_with(orgdb::Options::default());
     let err = assert_err(
         fresh.import_jsonl(BufReader::new(&not_utf8[..]), None, &mut |_| {}),
         "validation_error",
@@ -206,14 +206,16 @@ fn import_refuses_bad_input_and_changes_nothing() {
     assert_eq!(err.details()["line"], "2: not valid UTF-8", "{err:?}");
     assert_eq!(
         fresh.stats().unwrap(),
-        Db::in_memory().unwrap().stats().unwrap()
+        common::db_with(orgdb::Options::default()).stats().unwrap()
     );
     // A newer schema is refused.
     let newer = text.replacen(r#""schema_version":1"#, r#""schema_version":99"#, 1);
     assert_err(
-        Db::in_memory()
-            .unwrap()
-            .import_jsonl(BufReader::new(newer.as_bytes()), None, &mut |_| {}),
+        common::db_with(orgdb::Options::default()).import_jsonl(
+            BufReader::new(newer.as_bytes()),
+            None,
+            &mut |_| {},
+        ),
         "incompatible_version",
         None,
     );
@@ -236,7 +238,7 @@ fn an_import_stopped_by_its_progress_callback_returns_its_error() {
         }
     };
     // One transaction: nothing is written.
-    let fresh = Db::in_memory().unwrap();
+    let fresh = common::db_with(orgdb::Options::default());
     let empty = fresh.stats().unwrap();
     let err = fresh
         .import_jsonl_with(BufReader::new(&good[..]), None, &mut stop(3))
@@ -244,7 +246,7 @@ fn an_import_stopped_by_its_progress_callback_returns_its_error() {
     assert_eq!(err.message(), "stopped by the operator");
     assert_eq!(fresh.stats().unwrap(), empty);
     // Batches of 2: the first batch (header + one user) stays, the second is rolled back.
-    let fresh = Db::in_memory().unwrap();
+    let fresh = common::db_with(orgdb::Options::default());
     let err = fresh
         .import_jsonl_with(BufReader::new(&good[..]), Some(2), &mut stop(4))
         .unwrap_err();
@@ -261,7 +263,7 @@ fn an_import_stopped_by_its_progress_callback_returns_its_error() {
 fn a_panicking_progress_callback_is_a_panic_not_corruption() {
     let db = populated();
     let good = export(&db);
-    let fresh = Db::in_memory().unwrap();
+    let fresh = common::db_with(orgdb::Options::default());
     let empty = fresh.stats().unwrap();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         fresh.import_jsonl_with(BufReader::new(&good[..]), None, &mut |n| {

@@ -610,8 +610,7 @@ fn offset_pages_seek_through_counted_buckets_and_stay_exact() {
             .unwrap()
             .into_iter()
             .find(|(table, _)| *table == "member_counts")
-            .unwrap()
-            .1
+            .map_or(0, |(_, rows)| rows)
     };
     let mut late = Vec::new();
     for i in 0..1_000 {
@@ -626,11 +625,14 @@ fn offset_pages_seek_through_counted_buckets_and_stay_exact() {
                 .unwrap();
         }
     }
-    assert!(
-        bucket_rows(&db) < before,
-        "thinned buckets merged: {before} -> {}",
-        bucket_rows(&db)
-    );
+    // Counted buckets are the embedded backend's; PostgreSQL pages with its own indexes.
+    if !common::on_postgres() {
+        assert!(
+            bucket_rows(&db) < before,
+            "thinned buckets merged: {before} -> {}",
+            bucket_rows(&db)
+        );
+    }
     assert_offsets_agree(&db, &org);
     assert_sound(&db);
     for (i, id) in late.iter().enumerate() {

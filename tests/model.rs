@@ -1963,7 +1963,8 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
 
 proptest! {
     #![proptest_config(Config {
-        cases: 128,
+        // Each case is hundreds of transactions: a quarter as many on a server.
+        cases: if common::on_postgres() { 32 } else { 128 },
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct("tests/proptest-regressions/model.txt"))),
         ..Config::default()
     })]

@@ -28,6 +28,8 @@ use crate::ledger::Ledger;
 use crate::ops::Ctx;
 use crate::options::{Durability, Options};
 use crate::store::journal::Journal;
+#[cfg(feature = "postgres")]
+use crate::store::postgres;
 use crate::store::{Backend, CommitDurability, Reads, RedbStore, Writes};
 
 struct Inner {
@@ -137,18 +139,32 @@ fn refuse_truncated(path: &Path, journal: &Path) -> Result<()> {
 }
 
 impl Db {
-    /// Opens (creating if missing) the database file at `path` with default options.
+    /// Opens (creating if missing) the database at `path` with default options: a file, or a
+    /// PostgreSQL database when `path` is a URL (`postgres://user:password@host:5432/db`).
+    ///
+    /// A file is used by one process (its handles may be shared by any number of threads).
+    /// A PostgreSQL database may be opened by any number of processes at once, on any number
+    /// of machines, with the same rules and exact quotas: orgdb creates or upgrades its tables
+    /// on open. The URL takes the client's parameters (`sslmode=disable|prefer|require`,
+    /// `connect_timeout`, `options=-csearch_path%3Dmyschema` for a schema of its own, …) and
+    /// two of orgdb's: `sslrootcert=/path/ca.pem` (the authorities to trust for TLS instead of
+    /// the web's roots) and `pool_max=N` (connections per handle, default 16).
     ///
     /// # Errors
     /// `storage_error` when the file cannot be opened or is in use by another process or
-    /// handle; `incompatible_version` when a newer orgdb wrote it; `corrupted` when it is
-    /// damaged, not an orgdb database (another format), or empty (0 bytes) beside a journal
-    /// that holds records (a truncated file, not a new one).
+    /// handle, or the server cannot be reached; `incompatible_version` when a newer orgdb
+    /// wrote it; `corrupted` when a file is damaged, not an orgdb database (another format),
+    /// or empty (0 bytes) beside a journal that holds records (a truncated file, not a new
+    /// one); `validation_error` (`url`) for a URL the client cannot parse.
     pub fn open(path: impl AsRef<Path>) -> Result<Db> {
         Db::open_with(path, Options::default())
     }
 
-    /// Opens (creating if missing) the database file at `path`.
+    /// Opens (creating if missing) the database at `path`, a file or a PostgreSQL URL (see
+    /// [`Db::open`]).
+    ///
+    /// `Options::durability` applies to both: `Eventual` commits on PostgreSQL with
+    /// `synchronous_commit = off`.
     ///
     /// # Errors
     /// As [`Db::open`], and `validation_error` for invalid options.
@@ -158,6 +174,11 @@ impl Db {
             Durability::Immediate => CommitDurability::Immediate,
             Durability::Eventual => CommitDurability::Eventual,
         };
+        #[cfg(feature = "postgres")]
+        if let Some(url) = path.as_ref().to_str().filter(|p| postgres::is_url(p)) {
+            let store = postgres::PgStore::open(url, opts.durability == Durability::Immediate)?;
+            return Db::start(Box::new(store), opts, None);
+        }
         let path = path.as_ref();
         let mut journal_path = path.as_os_str().to_owned();
         journal_path.push(".journal");
@@ -188,6 +209,7 @@ impl Db {
     fn start(store: Box<dyn Backend>, opts: Options, journal: Option<Journal>) -> Result<Db> {
         let ids = IdGen::default();
         let ledger = match journal {
+            None if store.is_shared() => Ledger::for_shared_backend(),
             Some(journal) => {
                 let ctx = Ctx {
                     now: crate::model::time::truncate(opts.clock.now()),
@@ -199,7 +221,7 @@ impl Db {
             }
             None => Ledger::in_memory(),
         };
-        let file_backed = !store.is_memory();
+        let file_backed = !store.is_memory() && !store.is_shared();
         let interval = opts.usage_flush_interval;
         let flusher = Arc::new(FlusherSignal::default());
         let inner = Arc::new(Inner {

@@ -18,6 +18,17 @@ impl Ledger {
         env: &dyn UsageEnv,
         org: &str,
     ) -> Result<OrgHandle> {
+        if self.shared {
+            store
+                .read(|tx| tx.org(org))?
+                .ok_or_else(|| Error::not_found("Organization"))?;
+            // No place in memory: every event takes the general path (`admit_buffered` says
+            // `None`), which admits in a transaction.
+            return Ok(OrgHandle {
+                index: usize::MAX,
+                epoch: 0,
+            });
+        }
         let mut st = lock(&self.state);
         let index = ensure_org(&mut st, store, env, org)?;
         Ok(OrgHandle {
@@ -34,6 +45,9 @@ impl Ledger {
         handle: OrgHandle,
         e: &Admit<'_>,
     ) -> Option<Result<UsageReceipt>> {
+        if self.shared {
+            return None;
+        }
         let mut st = lock(&self.state);
         let usage = st.orgs.get(handle.index)?;
         if usage.epoch != handle.epoch {
@@ -62,6 +76,13 @@ impl Ledger {
         events: &[Admit<'_>],
         mode: Mode,
     ) -> Result<Outcome> {
+        if self.shared {
+            let receipts = super::shared::admit(store, env, org, events, mode)?;
+            return Ok(Outcome {
+                receipts,
+                wait_for: None,
+            });
+        }
         loop {
             let mut st = lock(&self.state);
             match self.admit_locked(&mut st, store, env, org, events, mode)? {
@@ -84,6 +105,14 @@ impl Ledger {
         event: &Admit<'_>,
         mode: Mode,
     ) -> Result<(UsageReceipt, Option<u64>)> {
+        if self.shared {
+            let mut receipts =
+                super::shared::admit(store, env, org, std::slice::from_ref(event), mode)?;
+            let receipt = receipts
+                .pop()
+                .ok_or_else(|| Error::storage("admission returned no receipt"))?;
+            return Ok((receipt, None));
+        }
         loop {
             let mut st = lock(&self.state);
             match self.admit_one_locked(&mut st, store, env, org, event, mode)? {
@@ -320,7 +349,7 @@ impl Ledger {
     }
 }
 
-fn receipt(duplicate: bool, used: u64, limit: Option<u64>) -> UsageReceipt {
+pub(super) fn receipt(duplicate: bool, used: u64, limit: Option<u64>) -> UsageReceipt {
     UsageReceipt {
         duplicate,
         used,
@@ -329,7 +358,7 @@ fn receipt(duplicate: bool, used: u64, limit: Option<u64>) -> UsageReceipt {
     }
 }
 
-fn overflow(limit: Option<u64>, used: u64, add: u64) -> Error {
+pub(super) fn overflow(limit: Option<u64>, used: u64, add: u64) -> Error {
     match limit {
         Some(limit) => Error::quota("monthly_requests", limit, used, add),
         None => Error::invalid("count", "Would overflow the month's total"),

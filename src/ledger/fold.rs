@@ -60,6 +60,7 @@ impl Ledger {
             }),
             fold_lock: Mutex::new(()),
             journal: Some(journal),
+            shared: false,
         })
     }
 
@@ -73,6 +74,9 @@ impl Ledger {
         durable: bool,
         reset: bool,
     ) -> Result<()> {
+        if self.shared {
+            return Ok(());
+        }
         let _one_fold_at_a_time = lock(&self.fold_lock);
         let mut st = lock(&self.state);
         let reset = reset && self.journal.is_some();

@@ -26,6 +26,7 @@ use crate::store::{day_number, Backend, DayRow, OrgRecord, Writes};
 
 mod admit;
 mod fold;
+mod shared;
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
@@ -194,6 +195,10 @@ pub(crate) struct Ledger {
     state: Mutex<State>,
     fold_lock: Mutex<()>,
     journal: Option<Journal>,
+    /// Other processes count against the same quotas (a shared backend): every call is
+    /// admitted in its own transaction against stored totals (`shared.rs`); nothing is held
+    /// in memory.
+    shared: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -248,6 +253,15 @@ impl Ledger {
             state: Mutex::new(State::default()),
             fold_lock: Mutex::new(()),
             journal: None,
+            shared: false,
+        }
+    }
+
+    /// A ledger for a backend that other processes write too (see [`Ledger::shared`]).
+    pub(crate) fn for_shared_backend() -> Ledger {
+        Ledger {
+            shared: true,
+            ..Ledger::in_memory()
         }
     }
 

@@ -145,9 +145,10 @@ pub(crate) trait Reads {
     /// Idempotency keys of an organization with the time each was recorded (micros).
     fn idempotency_keys(&self, org: &str) -> Result<Vec<(String, i64)>>;
 
-    // Audit.
+    /// When one idempotency key was recorded (micros), if it was.
+    fn idempotency_key(&self, org: &str, key: &str) -> Result<Option<i64>>;
 
-    fn audit_event(&self, seq: u64) -> Result<Option<AuditEvent>>;
+    // Audit.
 
     /// Events after `after_seq`, in order, at most `limit`; one organization's or all.
     fn audit_events(
@@ -191,8 +192,6 @@ pub(crate) trait Writes: Reads {
     /// the caller removes those first).
     fn remove_org(&mut self, rec: &OrgRecord) -> Result<()>;
 
-    fn put_org_stats(&mut self, org: &str, stats: &OrgStats) -> Result<()>;
-
     // Memberships.
 
     fn insert_membership(&mut self, m: &Membership) -> Result<()>;
@@ -205,14 +204,6 @@ pub(crate) trait Writes: Reads {
     // Invitations.
 
     fn insert_invitation(&mut self, rec: &InvitationRecord) -> Result<()>;
-
-    /// The `invitations_by_status` entry of `inv` (counted), or its new expiry.
-    fn put_status_entry(&mut self, inv: &Invitation) -> Result<()>;
-
-    fn remove_status_entry(&mut self, inv: &Invitation) -> Result<()>;
-
-    /// The pending index entry of `inv`: (org, email) → (expiry, id).
-    fn put_pending(&mut self, inv: &Invitation) -> Result<()>;
 
     /// Rewrites an invitation, moving its token and pending-index entries as they changed.
     fn replace_invitation(&mut self, old: &InvitationRecord, new: &InvitationRecord) -> Result<()>;
@@ -272,8 +263,9 @@ pub(crate) trait Writes: Reads {
     /// Appends an event, giving it the next sequence number.
     fn append_audit(&mut self, event: AuditEvent) -> Result<AuditEvent>;
 
-    /// Stores an event under its own sequence number (imports).
-    fn insert_audit_event(&mut self, event: &AuditEvent) -> Result<()>;
+    /// Stores an event under its own sequence number (imports); false (and nothing written)
+    /// when its feed already holds that number.
+    fn insert_audit_event(&mut self, event: &AuditEvent) -> Result<bool>;
 
     /// Sets the last sequence number handed out, so appends continue after it (imports).
     fn set_audit_seq(&mut self, seq: u64) -> Result<()>;
@@ -320,6 +312,10 @@ pub(crate) trait KvReadExt: KvRead {
         })?;
         Ok(out)
     }
+
+    fn audit_event(&self, seq: u64) -> Result<Option<AuditEvent>> {
+        self.get_record(Table::Audit, &Key::new().u64(seq).into_vec())
+    }
 }
 
 impl<T: KvRead + ?Sized> KvReadExt for T {}
@@ -350,6 +346,30 @@ pub(crate) trait KvWriteExt: KvWrite {
             self.delete(table, k)?;
         }
         Ok(doomed.len() as u64)
+    }
+
+    fn put_org_stats(&mut self, org: &str, stats: &OrgStats) -> Result<()> {
+        self.put_record(Table::OrgStats, &keys::one(org), stats)
+    }
+
+    fn put_status_entry(&mut self, inv: &Invitation) -> Result<()> {
+        let (key, value) = status_entry(inv);
+        let prefix = status_prefix(&inv.organization_id, inv.status).into_vec();
+        counted::insert(self, Table::InvitationsByStatus, &prefix, &key, &value)
+    }
+
+    fn remove_status_entry(&mut self, inv: &Invitation) -> Result<()> {
+        let (key, _) = status_entry(inv);
+        let prefix = status_prefix(&inv.organization_id, inv.status).into_vec();
+        counted::remove(self, Table::InvitationsByStatus, &prefix, &key)
+    }
+
+    fn put_pending(&mut self, inv: &Invitation) -> Result<()> {
+        self.put(
+            Table::PendingInvitations,
+            &keys::two(&inv.organization_id, &inv.email),
+            &codec::encode_pending(&inv.id, inv.expires_at.timestamp_micros()),
+        )
     }
 }
 
@@ -655,6 +675,12 @@ impl<T: KvRead + ?Sized> Reads for T {
         Ok(out)
     }
 
+    fn idempotency_key(&self, org: &str, key: &str) -> Result<Option<i64>> {
+        Ok(self
+            .get_u64(Table::Idempotency, &keys::two(org, key))?
+            .map(|at| at as i64))
+    }
+
     fn idempotency_keys(&self, org: &str) -> Result<Vec<(String, i64)>> {
         let prefix = keys::one(org);
         let mut out = Vec::new();
@@ -666,10 +692,6 @@ impl<T: KvRead + ?Sized> Reads for T {
             Ok(true)
         })?;
         Ok(out)
-    }
-
-    fn audit_event(&self, seq: u64) -> Result<Option<AuditEvent>> {
-        self.get_record(Table::Audit, &Key::new().u64(seq).into_vec())
     }
 
     fn audit_events(
@@ -796,10 +818,6 @@ impl<T: KvWrite + ?Sized> Writes for T {
         Ok(())
     }
 
-    fn put_org_stats(&mut self, org: &str, stats: &OrgStats) -> Result<()> {
-        self.put_record(Table::OrgStats, &keys::one(org), stats)
-    }
-
     fn insert_membership(&mut self, m: &Membership) -> Result<()> {
         let (org, user) = (&m.organization_id, &m.user_id);
         let key = keys::two(org, user);
@@ -903,26 +921,6 @@ impl<T: KvWrite + ?Sized> Writes for T {
             )?;
         }
         Ok(())
-    }
-
-    fn put_status_entry(&mut self, inv: &Invitation) -> Result<()> {
-        let (key, value) = status_entry(inv);
-        let prefix = status_prefix(&inv.organization_id, inv.status).into_vec();
-        counted::insert(self, Table::InvitationsByStatus, &prefix, &key, &value)
-    }
-
-    fn remove_status_entry(&mut self, inv: &Invitation) -> Result<()> {
-        let (key, _) = status_entry(inv);
-        let prefix = status_prefix(&inv.organization_id, inv.status).into_vec();
-        counted::remove(self, Table::InvitationsByStatus, &prefix, &key)
-    }
-
-    fn put_pending(&mut self, inv: &Invitation) -> Result<()> {
-        self.put(
-            Table::PendingInvitations,
-            &keys::two(&inv.organization_id, &inv.email),
-            &codec::encode_pending(&inv.id, inv.expires_at.timestamp_micros()),
-        )
     }
 
     fn replace_invitation(&mut self, old: &InvitationRecord, new: &InvitationRecord) -> Result<()> {
@@ -1197,8 +1195,11 @@ impl<T: KvWrite + ?Sized> Writes for T {
         Ok(event)
     }
 
-    fn insert_audit_event(&mut self, event: &AuditEvent) -> Result<()> {
+    fn insert_audit_event(&mut self, event: &AuditEvent) -> Result<bool> {
         let seq = event.seq;
+        if self.audit_event(seq)?.is_some() {
+            return Ok(false);
+        }
         if let Some(org) = &event.organization_id {
             self.put(
                 Table::AuditByOrg,
@@ -1206,7 +1207,8 @@ impl<T: KvWrite + ?Sized> Writes for T {
                 &[],
             )?;
         }
-        self.put_record(Table::Audit, &Key::new().u64(seq).into_vec(), event)
+        self.put_record(Table::Audit, &Key::new().u64(seq).into_vec(), event)?;
+        Ok(true)
     }
 
     fn set_audit_seq(&mut self, seq: u64) -> Result<()> {

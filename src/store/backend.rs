@@ -39,6 +39,9 @@ pub(crate) trait Backend: Send + Sync {
     /// Whether the data lives in this process's memory only (no file, no server).
     fn is_memory(&self) -> bool;
 
+    /// Whether other processes may write the same database at the same time (a server).
+    fn is_shared(&self) -> bool;
+
     /// Writes a consistent copy of the database to a new file at `path`.
     fn backup_to(&self, path: &Path) -> Result<()>;
 

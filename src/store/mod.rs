@@ -14,6 +14,8 @@ mod codec;
 mod counted;
 pub(crate) mod journal;
 mod keys;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 mod records;
 mod redb_backend;
 mod schema;

@@ -295,6 +295,11 @@ impl Backend for RedbStore {
         self.memory
     }
 
+    /// A redb file is open in one process at a time.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
     /// Copies every table, as of one snapshot, into a new database file at `path`.
     fn backup_to(&self, path: &Path) -> Result<()> {
         guard(|| self.backup_unguarded(path))

@@ -355,14 +355,13 @@ pub(crate) fn import(tx: &mut dyn Writes, state: &mut ImportState, record: Recor
             tx.put_idempotency(&organization_id, &key, recorded_at.timestamp_micros())?;
         }
         Record::AuditEvent(e) => {
-            if e.seq == 0 || tx.audit_event(e.seq)?.is_some() {
+            if e.seq == 0 || !tx.insert_audit_event(&e)? {
                 return Err(refused(
                     "audit_event",
                     format!("seq {} is duplicated", e.seq),
                 ));
             }
             let seq = e.seq;
-            tx.insert_audit_event(&e)?;
             state.audit_seq = state.audit_seq.max(seq);
         }
     }

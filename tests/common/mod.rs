@@ -9,11 +9,58 @@ pub fn start() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 1, 15, 10, 30, 0).unwrap()
 }
 
-/// An in-memory database driven by a manual clock.
+/// A fresh database driven by a manual clock: in memory, or with `ORGDB_TEST_BACKEND=postgres`
+/// a new schema on the server of `ORGDB_TEST_POSTGRES_URL` (see `scripts/pg-server.sh`), so
+/// the same tests run against both backends.
 pub fn db() -> (Db, ManualClock) {
     let clock = ManualClock::new(start());
-    let db = Db::in_memory_with(Options::with_clock(clock.clone())).unwrap();
+    let db = db_with(Options::with_clock(clock.clone()));
     (db, clock)
+}
+
+/// A fresh database with `opts`, on the backend the environment chooses (see [`db`]).
+pub fn db_with(opts: Options) -> Db {
+    match postgres_url() {
+        Some(url) => Db::open_with(fresh_schema(&url), opts).unwrap(),
+        None => Db::in_memory_with(opts).unwrap(),
+    }
+}
+
+/// Whether the tests run against PostgreSQL.
+pub fn on_postgres() -> bool {
+    postgres_url().is_some()
+}
+
+/// The server URL when `ORGDB_TEST_BACKEND=postgres`.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("ORGDB_TEST_BACKEND").as_deref() {
+        Ok("postgres") => Some(std::env::var("ORGDB_TEST_POSTGRES_URL").expect(
+            "ORGDB_TEST_BACKEND=postgres needs ORGDB_TEST_POSTGRES_URL (scripts/pg-server.sh run)",
+        )),
+        Ok("redb") | Ok("") | Err(_) => None,
+        Ok(other) => panic!("ORGDB_TEST_BACKEND={other}: expected redb or postgres"),
+    }
+}
+
+/// A URL for a new, empty schema on the server at `url`.
+pub fn fresh_schema(url: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let name = format!(
+        "t{}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(&format!("CREATE SCHEMA {name}"))
+        .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-csearch_path%3D{name}")
 }
 
 pub fn user(db: &Db, name: &str) -> User {

@@ -1,0 +1,431 @@
+//! The PostgreSQL backend: the same typed interface as the embedded one, on plain tables
+//! (`schema.rs`), through a pool of synchronous connections, every write transaction
+//! SERIALIZABLE and retried when the server reports a serialization failure.
+//!
+//! Rules of every transaction here:
+//! - Writes run at SERIALIZABLE, so every rule an operation checks by reading (seats, limits,
+//!   last owner, accept against revoke) holds against other processes exactly as against other
+//!   threads: the server aborts one of two transactions whose reads and writes would not
+//!   serialize (SQLSTATE 40001), and the runner runs its closure again on a fresh transaction.
+//!   Deadlocks (40P01) and unique-key races (23505) are retried the same way; after
+//!   [`MAX_ATTEMPTS`] the call fails with `conflict`.
+//! - Reads run at REPEATABLE READ, READ ONLY: one snapshot, no locks.
+//! - A connection that breaks before its transaction's first statement succeeded is replaced
+//!   and the transaction runs again (a server restart leaves the pool's idle connections
+//!   dead). A connection that breaks later fails the call with `storage_error`: before COMMIT
+//!   nothing was applied; during COMMIT the outcome is unknown to the client, and a retry could
+//!   apply it twice, so it is never retried.
+
+/// Builds a `&'static str` query from a shared column list at compile time.
+macro_rules! sql {
+    ($head:expr, $tail:expr) => {
+        const_format_concat!($head, $tail)
+    };
+}
+
+macro_rules! const_format_concat {
+    ($a:expr, $b:expr) => {{
+        const A: &str = $a;
+        const B: &str = $b;
+        const LEN: usize = A.len() + B.len();
+        const BYTES: [u8; LEN] = {
+            let mut out = [0u8; LEN];
+            let (a, b) = (A.as_bytes(), B.as_bytes());
+            let mut i = 0;
+            while i < a.len() {
+                out[i] = a[i];
+                i += 1;
+            }
+            let mut j = 0;
+            while j < b.len() {
+                out[a.len() + j] = b[j];
+                j += 1;
+            }
+            out
+        };
+        const S: &str = match std::str::from_utf8(&BYTES) {
+            Ok(s) => s,
+            Err(_) => panic!("not UTF-8"),
+        };
+        S
+    }};
+}
+
+mod schema;
+mod tx;
+mod whole;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use postgres::{Client, IsolationLevel, Statement};
+
+use super::backend::{Backend, Commit};
+use super::{Reads, Writes};
+use crate::error::{Error, Result};
+
+use tx::PgTx;
+
+/// How many times a transaction runs before a serialization failure becomes `conflict`.
+pub(crate) const MAX_ATTEMPTS: u32 = 12;
+
+/// Whether `text` names a PostgreSQL server rather than a file.
+pub(crate) fn is_url(text: &str) -> bool {
+    text.starts_with("postgres://") || text.starts_with("postgresql://")
+}
+
+/// One pooled connection and the statements prepared on it.
+pub(crate) struct Conn {
+    client: Client,
+    statements: HashMap<&'static str, Statement>,
+}
+
+struct Manager {
+    config: postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> std::result::Result<Conn, postgres::Error> {
+        Ok(Conn {
+            client: self.config.connect(self.tls.clone())?,
+            statements: HashMap::new(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> std::result::Result<(), postgres::Error> {
+        conn.client.simple_query("").map(|_| ())
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+/// The PostgreSQL store: a connection pool and the durability writes commit with.
+pub(crate) struct PgStore {
+    pool: r2d2::Pool<Manager>,
+    /// `synchronous_commit` stays on for commits as opened (`Durability::Immediate`).
+    durable: bool,
+}
+
+/// What the URL may carry besides what the client understands: `sslrootcert` (PEM file of
+/// the certificate authorities to trust instead of the built-in web roots) and `pool_max`
+/// (connections in the pool, default 16).
+struct Extras {
+    root_cert: Option<String>,
+    pool_max: u32,
+}
+
+fn split_extras(url: &str) -> Result<(String, Extras)> {
+    let mut extras = Extras {
+        root_cert: None,
+        pool_max: 16,
+    };
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), extras));
+    };
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("sslrootcert", v)) => extras.root_cert = Some(v.to_owned()),
+            Some(("pool_max", v)) => {
+                extras.pool_max = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| Error::invalid("url", "pool_max must be 1 to 1000"))?;
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((url, extras))
+}
+
+fn tls_config(root_cert: Option<&str>) -> Result<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    match root_cert {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| Error::invalid("url", format!("sslrootcert {path}: {e}")))?;
+            for cert in certs {
+                let cert =
+                    cert.map_err(|e| Error::invalid("url", format!("sslrootcert {path}: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| Error::invalid("url", format!("sslrootcert {path}: {e}")))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::storage(format!("TLS set-up: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+impl PgStore {
+    /// Connects to the server at `url`, creating or upgrading orgdb's tables.
+    ///
+    /// `sslmode` in the URL is the client's (`disable`, `prefer` — the default: TLS when the
+    /// server offers it —, `require`); certificates are checked against the web's root
+    /// authorities, or those of `sslrootcert`.
+    pub(crate) fn open(url: &str, durable: bool) -> Result<PgStore> {
+        let (url, extras) = split_extras(url)?;
+        let config: postgres::Config = url
+            .parse()
+            .map_err(|e| Error::invalid("url", format!("not a PostgreSQL URL: {e}")))?;
+        let tls =
+            tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(extras.root_cert.as_deref())?);
+        let manager = Manager { config, tls };
+        // Connect once up front, so a wrong address or password is reported by `open` with
+        // the server's own words, not as a pool timeout.
+        let mut first = r2d2::ManageConnection::connect(&manager).map_err(|e| {
+            Error::storage(format!("cannot connect to PostgreSQL: {}", describe(&e)))
+        })?;
+        migrate(&mut first.client)?;
+        let pool = r2d2::Pool::builder()
+            .max_size(extras.pool_max)
+            .min_idle(Some(0))
+            .test_on_check_out(false)
+            .connection_timeout(Duration::from_secs(10))
+            .build_unchecked(manager);
+        Ok(PgStore { pool, durable })
+    }
+
+    fn conn(&self) -> Result<r2d2::PooledConnection<Manager>> {
+        self.pool
+            .get()
+            .map_err(|e| Error::storage(format!("no PostgreSQL connection within 10 s: {e}")))
+    }
+
+    /// Runs one attempt of a transaction on one connection.
+    fn attempt(
+        &self,
+        write: Option<Commit>,
+        run: &mut dyn FnMut(&mut PgTx<'_>) -> Result<()>,
+    ) -> std::result::Result<(), Failure> {
+        let mut conn = self.conn().map_err(Failure::fatal)?;
+        let Conn { client, statements } = &mut *conn;
+        let mut builder = client.build_transaction();
+        builder = match write {
+            Some(_) => builder.isolation_level(IsolationLevel::Serializable),
+            None => builder
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true),
+        };
+        let mut tx = builder.start().map_err(|e| Failure {
+            // Nothing was sent but BEGIN: any failure here is safe to retry.
+            retry: true,
+            error: Error::storage(format!("PostgreSQL: {}", describe(&e))),
+        })?;
+        if let Some(commit) = write {
+            let durable = match commit {
+                Commit::AsOpened => self.durable,
+                Commit::Durable => true,
+                Commit::Deferred => false,
+            };
+            if !durable {
+                tx.batch_execute("SET LOCAL synchronous_commit = off")
+                    .map_err(|e| Failure::from_pg(&e))?;
+            }
+        }
+        let mut ptx = PgTx::new(tx, statements);
+        let result = run(&mut ptx);
+        let (tx, retry) = ptx.finish();
+        match result {
+            Ok(()) => tx.commit().map_err(|e| {
+                if is_retryable(&e) {
+                    Failure::from_pg(&e)
+                } else if e.code().is_none() {
+                    Failure::fatal(Error::storage(format!(
+                        "PostgreSQL connection lost during COMMIT (the change may or may not \
+                         have been applied): {}",
+                        describe(&e)
+                    )))
+                } else {
+                    Failure::fatal(Error::storage(format!("PostgreSQL: {}", describe(&e))))
+                }
+            }),
+            Err(error) => {
+                let _ = tx.rollback();
+                Err(Failure { error, retry })
+            }
+        }
+    }
+
+    fn run(
+        &self,
+        write: Option<Commit>,
+        run: &mut dyn FnMut(&mut PgTx<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let mut attempt = 0;
+        loop {
+            match self.attempt(write, run) {
+                Ok(()) => return Ok(()),
+                Err(Failure { error, retry }) if retry && attempt + 1 < MAX_ATTEMPTS => {
+                    let _ = error;
+                    backoff(attempt);
+                    attempt += 1;
+                }
+                Err(Failure { error, .. }) => return Err(error),
+            }
+        }
+    }
+}
+
+/// Waits before the next attempt: 1 ms doubling to 128 ms, each wait a random point between
+/// half and all of it, so that transactions that collided do not collide again in step.
+fn backoff(attempt: u32) {
+    let cap_micros = 1_000u64 << attempt.min(7);
+    let jitter = getrandom::u64().unwrap_or(0) % (cap_micros / 2 + 1);
+    std::thread::sleep(Duration::from_micros(cap_micros / 2 + jitter));
+}
+
+/// A failed attempt: the error, and whether running the transaction again is safe and useful.
+struct Failure {
+    error: Error,
+    retry: bool,
+}
+
+impl Failure {
+    fn fatal(error: Error) -> Failure {
+        Failure {
+            error,
+            retry: false,
+        }
+    }
+
+    fn from_pg(e: &postgres::Error) -> Failure {
+        Failure {
+            retry: is_retryable(e),
+            error: pg_error(e),
+        }
+    }
+}
+
+/// Serialization failures, deadlocks and unique-key races: another transaction won; running
+/// again sees its result.
+pub(crate) fn is_retryable(e: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE
+            || *c == SqlState::T_R_DEADLOCK_DETECTED
+            || *c == SqlState::UNIQUE_VIOLATION
+    )
+}
+
+/// The connection broke (the server went away or restarted): a client-side error with no
+/// SQLSTATE, from a closed connection or its socket.
+pub(crate) fn is_connection_loss(e: &postgres::Error) -> bool {
+    use std::error::Error as _;
+    e.code().is_none()
+        && (e.is_closed()
+            || e.source()
+                .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some()))
+}
+
+/// The server's message with its detail, or the client's.
+fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{} ({}): {detail}", db.message(), db.code().code()),
+            None => format!("{} ({})", db.message(), db.code().code()),
+        },
+        None => {
+            use std::error::Error as _;
+            match e.source() {
+                Some(source) => format!("{e}: {source}"),
+                None => e.to_string(),
+            }
+        }
+    }
+}
+
+/// The orgdb error for a failed statement.
+pub(crate) fn pg_error(e: &postgres::Error) -> Error {
+    if is_retryable(e) {
+        Error::conflict("The change conflicted with concurrent changes; try again")
+    } else {
+        Error::storage(format!("PostgreSQL: {}", describe(e)))
+    }
+}
+
+/// [`pg_error`] by value, for `map_err`.
+pub(crate) fn pg_err(e: postgres::Error) -> Error {
+    pg_error(&e)
+}
+
+/// Runs the migrations; two processes opening a new database at once may race on the same
+/// `CREATE … IF NOT EXISTS`, so a failed run is tried again.
+fn migrate(client: &mut Client) -> Result<()> {
+    let mut attempt = 0;
+    loop {
+        match schema::migrate(client) {
+            Err(Error::Storage { .. } | Error::Conflict { .. }) if attempt + 1 < MAX_ATTEMPTS => {
+                backoff(attempt);
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+impl Backend for PgStore {
+    fn read_dyn(&self, f: &mut dyn FnMut(&dyn Reads) -> Result<()>) -> Result<()> {
+        self.run(None, &mut |tx| f(tx))
+    }
+
+    fn write_dyn(
+        &self,
+        commit: Commit,
+        f: &mut dyn FnMut(&mut dyn Writes) -> Result<()>,
+    ) -> Result<()> {
+        self.run(Some(commit), &mut |tx| f(tx))
+    }
+
+    fn is_memory(&self) -> bool {
+        false
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn backup_to(&self, _path: &Path) -> Result<()> {
+        Err(Error::invalid(
+            "path",
+            "A PostgreSQL database is backed up by the server's own tools (pg_dump, \
+             pg_basebackup), or exported with `orgdb export`",
+        ))
+    }
+
+    /// The server reclaims space itself (autovacuum): nothing to do.
+    fn compact(&self) -> Result<bool> {
+        Ok(false)
+    }
+
+    fn table_lens(&self) -> Result<Vec<(&'static str, u64)>> {
+        let mut out = Vec::new();
+        self.run(None, &mut |tx| {
+            out = tx.table_lens()?;
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,240 @@
+//! The PostgreSQL schema: plain tables with named, typed columns, created and upgraded by
+//! versioned migrations that run at open.
+//!
+//! Every statement is idempotent (`IF NOT EXISTS`) and runs on its own, because CockroachDB
+//! commits an open transaction before DDL and YugabyteDB runs DDL outside transactions: a
+//! migration that stops half-way is finished by the next open. The version row is written
+//! last. Primary keys lead with the organization id (range-sharded engines keep a tenant's rows
+//! together); ids are time-ordered ULIDs, so they never lead a key.
+
+use postgres::Client;
+
+use crate::error::{Error, Result};
+
+use super::pg_err;
+
+/// The schema version this build writes. A database of a newer version is refused.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// Version 1: every entity of SPEC section 2, usage counters and the audit change feed.
+const V1: &[&str] = &[
+    r#"CREATE TABLE IF NOT EXISTS orgdb_meta (
+        name TEXT PRIMARY KEY,
+        value BIGINT NOT NULL
+    )"#,
+    r#"CREATE TABLE IF NOT EXISTS users (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        email TEXT COLLATE "C" NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        last_active TIMESTAMPTZ
+    )"#,
+    // Counters (members by role, resources, usage columns handed out) live on the row, kept by
+    // the writers in the same transaction, so a seat or resource check reads one row. Keys and
+    // ids compare byte-wise (`COLLATE "C"`), whatever the database's locale: list orders and
+    // cursors are the same as on the embedded backend.
+    r#"CREATE TABLE IF NOT EXISTS organizations (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        name TEXT NOT NULL,
+        slug TEXT COLLATE "C" NOT NULL UNIQUE,
+        external_id TEXT COLLATE "C" UNIQUE,
+        description TEXT,
+        plan TEXT NOT NULL,
+        address_line1 TEXT,
+        address_line2 TEXT,
+        city TEXT,
+        state TEXT,
+        zipcode TEXT,
+        country TEXT,
+        pin_protection BOOLEAN NOT NULL,
+        settings JSONB NOT NULL,
+        metadata JSONB NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL,
+        limit_mcps BIGINT,
+        limit_api_keys BIGINT,
+        limit_team_members BIGINT,
+        limit_monthly_requests BIGINT,
+        count_owner BIGINT NOT NULL DEFAULT 0,
+        count_admin BIGINT NOT NULL DEFAULT 0,
+        count_member BIGINT NOT NULL DEFAULT 0,
+        count_viewer BIGINT NOT NULL DEFAULT 0,
+        count_mcp BIGINT NOT NULL DEFAULT 0,
+        count_api_key BIGINT NOT NULL DEFAULT 0,
+        resource_columns INTEGER NOT NULL DEFAULT 0
+    )"#,
+    r#"CREATE TABLE IF NOT EXISTS memberships (
+        organization_id TEXT COLLATE "C" NOT NULL,
+        user_id TEXT COLLATE "C" NOT NULL,
+        id TEXT COLLATE "C" NOT NULL UNIQUE,
+        role TEXT NOT NULL,
+        joined_at TIMESTAMPTZ NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (organization_id, user_id)
+    )"#,
+    r#"CREATE INDEX IF NOT EXISTS memberships_by_join
+        ON memberships (organization_id, joined_at, user_id)"#,
+    r#"CREATE INDEX IF NOT EXISTS memberships_by_role
+        ON memberships (organization_id, role, joined_at, user_id)"#,
+    r#"CREATE INDEX IF NOT EXISTS memberships_by_user ON memberships (user_id, organization_id)"#,
+    // `status` is the stored status; `expired` is derived from `expires_at` when read.
+    r#"CREATE TABLE IF NOT EXISTS invitations (
+        organization_id TEXT COLLATE "C" NOT NULL,
+        id TEXT COLLATE "C" NOT NULL UNIQUE,
+        email TEXT COLLATE "C" NOT NULL,
+        role TEXT NOT NULL,
+        project_id TEXT COLLATE "C",
+        project_role TEXT,
+        status TEXT NOT NULL,
+        invited_by TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL,
+        accepted_at TIMESTAMPTZ,
+        token_hash BYTEA NOT NULL UNIQUE,
+        lifetime_secs BIGINT NOT NULL,
+        PRIMARY KEY (organization_id, id)
+    )"#,
+    r#"CREATE UNIQUE INDEX IF NOT EXISTS invitations_pending
+        ON invitations (organization_id, email) WHERE status = 'pending'"#,
+    r#"CREATE INDEX IF NOT EXISTS invitations_by_status
+        ON invitations (organization_id, status, id)"#,
+    r#"CREATE INDEX IF NOT EXISTS invitations_pending_by_email
+        ON invitations (email) WHERE status = 'pending'"#,
+    r#"CREATE INDEX IF NOT EXISTS invitations_by_project
+        ON invitations (project_id) WHERE project_id IS NOT NULL"#,
+    r#"CREATE TABLE IF NOT EXISTS projects (
+        organization_id TEXT COLLATE "C" NOT NULL,
+        id TEXT COLLATE "C" NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        description TEXT,
+        created_at TIMESTAMPTZ NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (organization_id, id)
+    )"#,
+    r#"CREATE TABLE IF NOT EXISTS project_members (
+        organization_id TEXT COLLATE "C" NOT NULL,
+        project_id TEXT COLLATE "C" NOT NULL,
+        user_id TEXT COLLATE "C" NOT NULL,
+        role TEXT NOT NULL,
+        added_at TIMESTAMPTZ NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (organization_id, project_id, user_id)
+    )"#,
+    r#"CREATE UNIQUE INDEX IF NOT EXISTS project_members_by_project
+        ON project_members (project_id, user_id)"#,
+    r#"CREATE INDEX IF NOT EXISTS project_members_by_user
+        ON project_members (organization_id, user_id, project_id)"#,
+    // `usage_column` is the resource's position in `usage_days.by_column` (1-based there).
+    r#"CREATE TABLE IF NOT EXISTS resources (
+        organization_id TEXT COLLATE "C" NOT NULL,
+        id TEXT COLLATE "C" NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        removed_at TIMESTAMPTZ,
+        usage_column INTEGER NOT NULL,
+        PRIMARY KEY (organization_id, id)
+    )"#,
+    r#"CREATE INDEX IF NOT EXISTS resources_by_kind ON resources (organization_id, kind, id)"#,
+    // `month` is yyyymm.
+    r#"CREATE TABLE IF NOT EXISTS usage_months (
+        organization_id TEXT COLLATE "C" NOT NULL,
+        month INTEGER NOT NULL,
+        total BIGINT NOT NULL,
+        PRIMARY KEY (organization_id, month)
+    )"#,
+    // `by_column[resources.usage_column + 1]` is that resource's count on the day; events
+    // without a resource are `total` minus the sum.
+    r#"CREATE TABLE IF NOT EXISTS usage_days (
+        organization_id TEXT COLLATE "C" NOT NULL,
+        day DATE NOT NULL,
+        total BIGINT NOT NULL,
+        by_column BIGINT[] NOT NULL,
+        PRIMARY KEY (organization_id, day)
+    )"#,
+    r#"CREATE TABLE IF NOT EXISTS idempotency_keys (
+        organization_id TEXT COLLATE "C" NOT NULL,
+        key TEXT COLLATE "C" NOT NULL,
+        recorded_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (organization_id, key)
+    )"#,
+    // Each organization's change feed is numbered 1, 2, 3… without gaps by its own counter row
+    // (`audit_heads`), so no row is shared by every tenant's writes. Events outside any
+    // organization (users) have their own feed, numbered by `orgdb_meta.user_audit_seq`.
+    r#"CREATE TABLE IF NOT EXISTS audit_heads (
+        organization_id TEXT COLLATE "C" PRIMARY KEY,
+        seq BIGINT NOT NULL
+    )"#,
+    r#"CREATE TABLE IF NOT EXISTS audit_events (
+        organization_id TEXT COLLATE "C" NOT NULL,
+        seq BIGINT NOT NULL,
+        id TEXT COLLATE "C" NOT NULL,
+        at TIMESTAMPTZ NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        details JSONB NOT NULL,
+        PRIMARY KEY (organization_id, seq)
+    )"#,
+    r#"CREATE TABLE IF NOT EXISTS user_audit_events (
+        seq BIGINT PRIMARY KEY,
+        id TEXT COLLATE "C" NOT NULL,
+        at TIMESTAMPTZ NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        details JSONB NOT NULL
+    )"#,
+];
+
+/// The migrations in order: `MIGRATIONS[n]` takes a database from version `n` to `n + 1`.
+const MIGRATIONS: &[&[&str]] = &[V1];
+
+/// Creates or upgrades the schema, one idempotent statement at a time, then records the
+/// version. A database written by a newer orgdb is `incompatible_version`.
+pub(crate) fn migrate(client: &mut Client) -> Result<()> {
+    let found = current_version(client)?;
+    if found > SCHEMA_VERSION {
+        return Err(Error::IncompatibleVersion {
+            format: "database",
+            found: u32::try_from(found).unwrap_or(u32::MAX),
+            supported: SCHEMA_VERSION as u32,
+        });
+    }
+    for (from, statements) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        for statement in *statements {
+            client.batch_execute(statement).map_err(pg_err)?;
+        }
+        let to = from as i64 + 1;
+        client
+            .execute(
+                "INSERT INTO orgdb_meta (name, value) VALUES ('schema_version', $1)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                &[&to],
+            )
+            .map_err(pg_err)?;
+    }
+    Ok(())
+}
+
+/// The recorded version: 0 for a database without orgdb's tables.
+fn current_version(client: &mut Client) -> Result<i64> {
+    let exists = client
+        .query_one(
+            "SELECT count(*) FROM information_schema.tables
+             WHERE table_schema = current_schema() AND table_name = 'orgdb_meta'",
+            &[],
+        )
+        .map_err(pg_err)?
+        .get::<_, i64>(0);
+    if exists == 0 {
+        return Ok(0);
+    }
+    let row = client
+        .query_opt(
+            "SELECT value FROM orgdb_meta WHERE name = 'schema_version'",
+            &[],
+        )
+        .map_err(pg_err)?;
+    Ok(row.map_or(0, |r| r.get::<_, i64>(0)))
+}

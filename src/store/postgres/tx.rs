@@ -1,0 +1,1278 @@
+//! One PostgreSQL transaction behind the typed interface: every `Reads` / `Writes` method is
+//! one or two SQL statements, prepared once per connection.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use postgres::types::ToSql;
+use postgres::{Row, Statement, Transaction};
+
+use crate::error::{Error, Result};
+use crate::model::audit::AuditEvent;
+use crate::model::invitation::{Invitation, InvitationStatus};
+use crate::model::membership::Membership;
+use crate::model::org::{Limit, LimitOverrides, Organization, OrganizationSettings};
+use crate::model::project::{Project, ProjectMembership};
+use crate::model::resource::{Resource, ResourceKind};
+use crate::model::role::Role;
+use crate::model::transfer::Record;
+use crate::model::user::User;
+use crate::store::{
+    day_from_number, day_number, CheckReport, DayRow, InvitationRecord, MemberPos, OrgRecord,
+    OrgStats, Reads, ResourceRecord, Writes,
+};
+
+use super::{is_connection_loss, is_retryable, pg_error};
+
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// A transaction in progress, with the connection's prepared statements.
+pub(crate) struct PgTx<'c> {
+    tx: RefCell<Transaction<'c>>,
+    statements: RefCell<&'c mut HashMap<&'static str, Statement>>,
+    /// Set when a statement failed in a way that running the transaction again may cure.
+    retry: Cell<bool>,
+}
+
+impl<'c> PgTx<'c> {
+    pub(crate) fn new(
+        tx: Transaction<'c>,
+        statements: &'c mut HashMap<&'static str, Statement>,
+    ) -> PgTx<'c> {
+        PgTx {
+            tx: RefCell::new(tx),
+            statements: RefCell::new(statements),
+            retry: Cell::new(false),
+        }
+    }
+
+    /// The transaction, and whether a failure seen in it is worth another attempt.
+    pub(crate) fn finish(self) -> (Transaction<'c>, bool) {
+        (self.tx.into_inner(), self.retry.get())
+    }
+
+    fn fail(&self, e: postgres::Error) -> Error {
+        // A serialization failure, or a connection that broke before COMMIT (the server rolls
+        // the transaction back): either way nothing was applied, and another attempt may pass.
+        if is_retryable(&e) || is_connection_loss(&e) {
+            self.retry.set(true);
+        }
+        pg_error(&e)
+    }
+
+    fn statement(&self, sql: &'static str) -> Result<Statement> {
+        if let Some(s) = self.statements.borrow().get(sql) {
+            return Ok(s.clone());
+        }
+        let prepared = self
+            .tx
+            .borrow_mut()
+            .prepare(sql)
+            .map_err(|e| self.fail(e))?;
+        self.statements.borrow_mut().insert(sql, prepared.clone());
+        Ok(prepared)
+    }
+
+    fn rows(&self, sql: &'static str, params: Params<'_>) -> Result<Vec<Row>> {
+        let st = self.statement(sql)?;
+        self.tx
+            .borrow_mut()
+            .query(&st, params)
+            .map_err(|e| self.fail(e))
+    }
+
+    fn row(&self, sql: &'static str, params: Params<'_>) -> Result<Option<Row>> {
+        let st = self.statement(sql)?;
+        self.tx
+            .borrow_mut()
+            .query_opt(&st, params)
+            .map_err(|e| self.fail(e))
+    }
+
+    fn exec(&self, sql: &'static str, params: Params<'_>) -> Result<u64> {
+        let st = self.statement(sql)?;
+        self.tx
+            .borrow_mut()
+            .execute(&st, params)
+            .map_err(|e| self.fail(e))
+    }
+
+    fn strings(&self, sql: &'static str, params: Params<'_>) -> Result<Vec<String>> {
+        self.rows(sql, params)?
+            .iter()
+            .map(|r| get::<String>(r, 0))
+            .collect()
+    }
+
+    fn string(&self, sql: &'static str, params: Params<'_>) -> Result<Option<String>> {
+        self.row(sql, params)?
+            .map(|r| get::<String>(&r, 0))
+            .transpose()
+    }
+
+    fn count(&self, sql: &'static str, params: Params<'_>) -> Result<u64> {
+        match self.row(sql, params)? {
+            Some(r) => unsigned(get::<i64>(&r, 0)?),
+            None => Ok(0),
+        }
+    }
+
+    /// Rows per table, for `stats`.
+    pub(crate) fn table_lens(&self) -> Result<Vec<(&'static str, u64)>> {
+        let mut out = Vec::new();
+        for (name, sql) in COUNTS {
+            out.push((*name, self.count(sql, &[])?));
+        }
+        Ok(out)
+    }
+
+    /// One organization's counters by role, kept on its row.
+    fn adjust_role_count(&self, org: &str, role: Role, delta: i64) -> Result<()> {
+        self.exec(
+            "UPDATE organizations SET
+                count_owner = count_owner + CASE WHEN $2 = 'owner' THEN $3::BIGINT ELSE 0 END,
+                count_admin = count_admin + CASE WHEN $2 = 'admin' THEN $3::BIGINT ELSE 0 END,
+                count_member = count_member + CASE WHEN $2 = 'member' THEN $3::BIGINT ELSE 0 END,
+                count_viewer = count_viewer + CASE WHEN $2 = 'viewer' THEN $3::BIGINT ELSE 0 END
+             WHERE id = $1",
+            &[&org, &role.as_str(), &delta],
+        )?;
+        Ok(())
+    }
+
+    fn adjust_resource_count(&self, org: &str, kind: ResourceKind, delta: i64) -> Result<()> {
+        self.exec(
+            "UPDATE organizations SET
+                count_mcp = GREATEST(count_mcp + CASE WHEN $2 = 'mcp' THEN $3::BIGINT ELSE 0 END, 0),
+                count_api_key =
+                    GREATEST(count_api_key + CASE WHEN $2 = 'api_key' THEN $3::BIGINT ELSE 0 END, 0)
+             WHERE id = $1",
+            &[&org, &kind.as_str(), &delta],
+        )?;
+        Ok(())
+    }
+}
+
+const COUNTS: &[(&str, &str)] = &[
+    ("users", "SELECT count(*) FROM users"),
+    ("organizations", "SELECT count(*) FROM organizations"),
+    ("memberships", "SELECT count(*) FROM memberships"),
+    ("invitations", "SELECT count(*) FROM invitations"),
+    ("projects", "SELECT count(*) FROM projects"),
+    ("project_members", "SELECT count(*) FROM project_members"),
+    ("resources", "SELECT count(*) FROM resources"),
+    ("usage_months", "SELECT count(*) FROM usage_months"),
+    ("usage_days", "SELECT count(*) FROM usage_days"),
+    ("idempotency_keys", "SELECT count(*) FROM idempotency_keys"),
+    ("audit_events", "SELECT count(*) FROM audit_events"),
+    (
+        "user_audit_events",
+        "SELECT count(*) FROM user_audit_events",
+    ),
+];
+
+// Conversions between rows and records.
+
+pub(super) fn get<'a, T: postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Result<T> {
+    row.try_get(i)
+        .map_err(|e| Error::corrupted(format!("PostgreSQL column {i}: {e}")))
+}
+
+pub(super) fn unsigned(v: i64) -> Result<u64> {
+    u64::try_from(v).map_err(|_| Error::corrupted(format!("negative count {v} in PostgreSQL")))
+}
+
+fn signed(v: u64, field: &str) -> Result<i64> {
+    i64::try_from(v).map_err(|_| Error::invalid(field, "Must be at most 9223372036854775807"))
+}
+
+fn role_of(text: &str) -> Result<Role> {
+    text.parse()
+        .map_err(|_| Error::corrupted(format!("unknown role {text:?} in PostgreSQL")))
+}
+
+fn limit_of(v: Option<i64>) -> Result<Option<Limit>> {
+    Ok(match v {
+        None => None,
+        Some(-1) => Some(Limit::Unlimited),
+        Some(n) => Some(Limit::Count(unsigned(n)?)),
+    })
+}
+
+/// An override as stored: NULL (the plan's), -1 (unlimited) or the count.
+fn limit_value(limit: Option<Limit>, field: &str) -> Result<Option<i64>> {
+    Ok(match limit {
+        None => None,
+        Some(Limit::Unlimited) => Some(-1),
+        Some(Limit::Count(n)) => Some(signed(n, field)?),
+    })
+}
+
+fn json_map(value: serde_json::Value) -> Result<BTreeMap<String, String>> {
+    serde_json::from_value(value)
+        .map_err(|e| Error::corrupted(format!("PostgreSQL map column: {e}")))
+}
+
+fn map_json(map: &BTreeMap<String, String>) -> serde_json::Value {
+    serde_json::to_value(map).unwrap_or_default()
+}
+
+const USER_COLUMNS: &str = "id, email, name, created_at, last_active";
+
+pub(super) fn user_of(r: &Row) -> Result<User> {
+    Ok(User {
+        id: get(r, 0)?,
+        email: get(r, 1)?,
+        name: get(r, 2)?,
+        created_at: get(r, 3)?,
+        last_active: get(r, 4)?,
+    })
+}
+
+pub(super) fn org_of(r: &Row) -> Result<OrgRecord> {
+    Ok(OrgRecord {
+        org: Organization {
+            id: get(r, 0)?,
+            name: get(r, 1)?,
+            slug: get(r, 2)?,
+            external_id: get(r, 3)?,
+            description: get(r, 4)?,
+            plan: get(r, 5)?,
+            address_line1: get(r, 19)?,
+            address_line2: get(r, 20)?,
+            city: get(r, 6)?,
+            state: get(r, 7)?,
+            zipcode: get(r, 8)?,
+            country: get(r, 9)?,
+            settings: OrganizationSettings {
+                pin_protection: get(r, 10)?,
+                extra: json_map(get(r, 11)?)?,
+            },
+            metadata: json_map(get(r, 12)?)?,
+            created_at: get(r, 13)?,
+            updated_at: get(r, 14)?,
+        },
+        overrides: LimitOverrides {
+            mcps: limit_of(get(r, 15)?)?,
+            api_keys: limit_of(get(r, 16)?)?,
+            team_members: limit_of(get(r, 17)?)?,
+            monthly_requests: limit_of(get(r, 18)?)?,
+        },
+    })
+}
+
+pub(super) fn membership_of(r: &Row) -> Result<Membership> {
+    Ok(Membership {
+        id: get(r, 0)?,
+        organization_id: get(r, 1)?,
+        user_id: get(r, 2)?,
+        role: role_of(&get::<String>(r, 3)?)?,
+        joined_at: get(r, 4)?,
+        updated_at: get(r, 5)?,
+    })
+}
+
+pub(super) fn invitation_of(r: &Row) -> Result<InvitationRecord> {
+    let status: String = get(r, 6)?;
+    let hash: Vec<u8> = get(r, 11)?;
+    Ok(InvitationRecord {
+        invitation: Invitation {
+            id: get(r, 0)?,
+            organization_id: get(r, 1)?,
+            email: get(r, 2)?,
+            role: role_of(&get::<String>(r, 3)?)?,
+            project_id: get(r, 4)?,
+            project_role: get::<Option<String>>(r, 5)?
+                .map(|t| role_of(&t))
+                .transpose()?,
+            status: InvitationStatus::parse(&status)
+                .ok_or_else(|| Error::corrupted(format!("unknown invitation status {status:?}")))?,
+            invited_by: get(r, 7)?,
+            created_at: get(r, 8)?,
+            expires_at: get(r, 9)?,
+            accepted_at: get(r, 10)?,
+        },
+        token_hash: hash
+            .try_into()
+            .map_err(|_| Error::corrupted("invitation token hash is not 32 bytes"))?,
+        lifetime_secs: get(r, 12)?,
+    })
+}
+
+pub(super) fn project_of(r: &Row) -> Result<Project> {
+    Ok(Project {
+        id: get(r, 0)?,
+        organization_id: get(r, 1)?,
+        name: get(r, 2)?,
+        description: get(r, 3)?,
+        created_at: get(r, 4)?,
+        updated_at: get(r, 5)?,
+    })
+}
+
+pub(super) fn project_membership_of(r: &Row) -> Result<ProjectMembership> {
+    Ok(ProjectMembership {
+        project_id: get(r, 0)?,
+        user_id: get(r, 1)?,
+        role: role_of(&get::<String>(r, 2)?)?,
+        added_at: get(r, 3)?,
+        updated_at: get(r, 4)?,
+    })
+}
+
+pub(super) fn resource_of(r: &Row) -> Result<ResourceRecord> {
+    let kind: String = get(r, 2)?;
+    let column: i32 = get(r, 6)?;
+    Ok(ResourceRecord {
+        resource: Resource {
+            id: get(r, 0)?,
+            organization_id: get(r, 1)?,
+            kind: ResourceKind::parse(&kind)
+                .ok_or_else(|| Error::corrupted(format!("unknown resource kind {kind:?}")))?,
+            name: get(r, 3)?,
+            created_at: get(r, 4)?,
+            removed_at: get(r, 5)?,
+        },
+        column: u32::try_from(column)
+            .map_err(|_| Error::corrupted(format!("negative usage column {column}")))?,
+    })
+}
+
+pub(super) fn day_of(r: &Row, first: usize) -> Result<DayRow> {
+    let columns: Vec<i64> = get(r, first + 1)?;
+    Ok(DayRow {
+        total: unsigned(get(r, first)?)?,
+        columns: columns.into_iter().map(unsigned).collect::<Result<_>>()?,
+    })
+}
+
+fn date_of(day: u32) -> Result<NaiveDate> {
+    day_from_number(day).ok_or_else(|| Error::invalid("date", "Out of range"))
+}
+
+pub(super) fn audit_of(r: &Row, org: Option<String>) -> Result<AuditEvent> {
+    Ok(AuditEvent {
+        seq: unsigned(get(r, 0)?)?,
+        id: get(r, 1)?,
+        at: get(r, 2)?,
+        actor: get(r, 3)?,
+        action: get(r, 4)?,
+        target: get(r, 5)?,
+        details: get(r, 6)?,
+        organization_id: org,
+    })
+}
+
+pub(super) const ORG_SELECT: &str = "SELECT id, name, slug, external_id, description, plan,
+    city, state, zipcode, country, pin_protection, settings, metadata, created_at, updated_at,
+    limit_mcps, limit_api_keys, limit_team_members, limit_monthly_requests, address_line1,
+    address_line2 FROM organizations";
+
+pub(super) const MEMBERSHIP_SELECT: &str =
+    "SELECT id, organization_id, user_id, role, joined_at, updated_at FROM memberships";
+
+pub(super) const INVITATION_SELECT: &str = "SELECT id, organization_id, email, role, project_id,
+    project_role, status, invited_by, created_at, expires_at, accepted_at, token_hash,
+    lifetime_secs FROM invitations";
+
+pub(super) const PROJECT_SELECT: &str =
+    "SELECT id, organization_id, name, description, created_at, updated_at FROM projects";
+
+pub(super) const RESOURCE_SELECT: &str =
+    "SELECT id, organization_id, kind, name, created_at, removed_at, usage_column FROM resources";
+
+impl Reads for PgTx<'_> {
+    fn meta_u64(&self, name: &str) -> Result<Option<u64>> {
+        self.row("SELECT value FROM orgdb_meta WHERE name = $1", &[&name])?
+            .map(|r| unsigned(get(&r, 0)?))
+            .transpose()
+    }
+
+    fn user(&self, id: &str) -> Result<Option<User>> {
+        self.row(
+            sql!("SELECT ", sql!(USER_COLUMNS, " FROM users WHERE id = $1")),
+            &[&id],
+        )?
+        .map(|r| user_of(&r))
+        .transpose()
+    }
+
+    fn user_id_by_email(&self, email: &str) -> Result<Option<String>> {
+        self.string("SELECT id FROM users WHERE email = $1", &[&email])
+    }
+
+    fn org(&self, id: &str) -> Result<Option<OrgRecord>> {
+        self.row(sql!(ORG_SELECT, " WHERE id = $1"), &[&id])?
+            .map(|r| org_of(&r))
+            .transpose()
+    }
+
+    fn org_id_by_slug(&self, slug: &str) -> Result<Option<String>> {
+        self.string("SELECT id FROM organizations WHERE slug = $1", &[&slug])
+    }
+
+    fn org_id_by_external(&self, external_id: &str) -> Result<Option<String>> {
+        self.string(
+            "SELECT id FROM organizations WHERE external_id = $1",
+            &[&external_id],
+        )
+    }
+
+    fn org_stats(&self, org: &str) -> Result<OrgStats> {
+        let Some(r) = self.row(
+            "SELECT count_viewer, count_member, count_admin, count_owner, count_mcp,
+                count_api_key, resource_columns FROM organizations WHERE id = $1",
+            &[&org],
+        )?
+        else {
+            return Ok(OrgStats::default());
+        };
+        let mut by_role = [0u64; 4];
+        for (i, slot) in by_role.iter_mut().enumerate() {
+            *slot = unsigned(get(&r, i)?)?;
+        }
+        let columns: i32 = get(&r, 6)?;
+        Ok(OrgStats {
+            members: by_role.iter().sum(),
+            by_role,
+            mcps: unsigned(get(&r, 4)?)?,
+            api_keys: unsigned(get(&r, 5)?)?,
+            resource_columns: u32::try_from(columns)
+                .map_err(|_| Error::corrupted("negative resource_columns"))?,
+        })
+    }
+
+    fn membership(&self, org: &str, user: &str) -> Result<Option<Membership>> {
+        self.row(
+            sql!(
+                MEMBERSHIP_SELECT,
+                " WHERE organization_id = $1 AND user_id = $2"
+            ),
+            &[&org, &user],
+        )?
+        .map(|r| membership_of(&r))
+        .transpose()
+    }
+
+    fn membership_by_id(&self, membership_id: &str) -> Result<Option<Membership>> {
+        self.row(sql!(MEMBERSHIP_SELECT, " WHERE id = $1"), &[&membership_id])?
+            .map(|r| membership_of(&r))
+            .transpose()
+    }
+
+    fn member_positions(
+        &self,
+        org: &str,
+        role: Option<Role>,
+        after: Option<&MemberPos>,
+        skip: u64,
+        limit: usize,
+    ) -> Result<Vec<MemberPos>> {
+        let skip = signed(skip, "page")?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let role = role.map(Role::as_str);
+        let rows = match after {
+            Some((at, user)) => self.rows(
+                "SELECT joined_at, user_id FROM memberships
+                 WHERE organization_id = $1 AND ($2::TEXT IS NULL OR role = $2)
+                   AND (joined_at, user_id) > ($3, $4)
+                 ORDER BY joined_at, user_id OFFSET $5 LIMIT $6",
+                &[&org, &role, at, user, &skip, &limit],
+            )?,
+            None => self.rows(
+                "SELECT joined_at, user_id FROM memberships
+                 WHERE organization_id = $1 AND ($2::TEXT IS NULL OR role = $2)
+                 ORDER BY joined_at, user_id OFFSET $3 LIMIT $4",
+                &[&org, &role, &skip, &limit],
+            )?,
+        };
+        rows.iter()
+            .map(|r| Ok((get::<DateTime<Utc>>(r, 0)?, get::<String>(r, 1)?)))
+            .collect()
+    }
+
+    fn member_user_ids(&self, org: &str) -> Result<Vec<String>> {
+        self.strings(
+            "SELECT user_id FROM memberships WHERE organization_id = $1
+             ORDER BY joined_at, user_id",
+            &[&org],
+        )
+    }
+
+    fn user_org_ids(&self, user: &str) -> Result<Vec<String>> {
+        self.strings(
+            "SELECT organization_id FROM memberships WHERE user_id = $1
+             ORDER BY organization_id",
+            &[&user],
+        )
+    }
+
+    fn invitation(&self, id: &str) -> Result<Option<InvitationRecord>> {
+        self.row(sql!(INVITATION_SELECT, " WHERE id = $1"), &[&id])?
+            .map(|r| invitation_of(&r))
+            .transpose()
+    }
+
+    fn invitation_id_by_token_hash(&self, hash: &[u8; 32]) -> Result<Option<String>> {
+        self.string(
+            "SELECT id FROM invitations WHERE token_hash = $1",
+            &[&hash.as_slice()],
+        )
+    }
+
+    fn pending_invitation_id(&self, org: &str, email: &str) -> Result<Option<String>> {
+        self.string(
+            "SELECT id FROM invitations
+             WHERE organization_id = $1 AND email = $2 AND status = 'pending'",
+            &[&org, &email],
+        )
+    }
+
+    fn pending_unexpired_count(&self, org: &str, now: DateTime<Utc>) -> Result<u64> {
+        self.count(
+            "SELECT count(*) FROM invitations
+             WHERE organization_id = $1 AND status = 'pending' AND expires_at > $2",
+            &[&org, &now],
+        )
+    }
+
+    fn invitation_ids_of_org(&self, org: &str) -> Result<Vec<String>> {
+        self.strings(
+            "SELECT id FROM invitations WHERE organization_id = $1 ORDER BY id",
+            &[&org],
+        )
+    }
+
+    fn invitation_ids_of_project(&self, project: &str) -> Result<Vec<String>> {
+        self.strings(
+            "SELECT id FROM invitations WHERE project_id = $1 ORDER BY id",
+            &[&project],
+        )
+    }
+
+    fn invitation_page(
+        &self,
+        org: &str,
+        status: Option<InvitationStatus>,
+        now: DateTime<Utc>,
+        skip: u64,
+        limit: usize,
+    ) -> Result<(Vec<String>, u64)> {
+        // One filter for every status, on the stored status and the expiry: `pending` still
+        // ahead of its expiry, `expired` stored so or pending past it.
+        const FILTER: &str = " WHERE organization_id = $1 AND (
+            $2::TEXT IS NULL
+            OR ($2 = 'pending' AND status = 'pending' AND expires_at > $3)
+            OR ($2 = 'expired' AND (status = 'expired'
+                OR (status = 'pending' AND expires_at <= $3)))
+            OR ($2 NOT IN ('pending', 'expired') AND status = $2))";
+        let status = status.map(InvitationStatus::as_str);
+        let skip = signed(skip, "page")?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let total = self.count(
+            sql!("SELECT count(*) FROM invitations", FILTER),
+            &[&org, &status, &now],
+        )?;
+        let ids = self.strings(
+            sql!(
+                sql!("SELECT id FROM invitations", FILTER),
+                " ORDER BY id OFFSET $4 LIMIT $5"
+            ),
+            &[&org, &status, &now, &skip, &limit],
+        )?;
+        Ok((ids, total))
+    }
+
+    fn pending_invitation_ids_for_email(&self, email: &str) -> Result<Vec<String>> {
+        self.strings(
+            "SELECT id FROM invitations WHERE email = $1 AND status = 'pending' ORDER BY id",
+            &[&email],
+        )
+    }
+
+    fn project(&self, id: &str) -> Result<Option<Project>> {
+        self.row(sql!(PROJECT_SELECT, " WHERE id = $1"), &[&id])?
+            .map(|r| project_of(&r))
+            .transpose()
+    }
+
+    fn project_ids_of_org(&self, org: &str) -> Result<Vec<String>> {
+        self.strings(
+            "SELECT id FROM projects WHERE organization_id = $1 ORDER BY id",
+            &[&org],
+        )
+    }
+
+    fn project_membership(&self, project: &str, user: &str) -> Result<Option<ProjectMembership>> {
+        self.row(
+            "SELECT project_id, user_id, role, added_at, updated_at FROM project_members
+             WHERE project_id = $1 AND user_id = $2",
+            &[&project, &user],
+        )?
+        .map(|r| project_membership_of(&r))
+        .transpose()
+    }
+
+    fn project_member_ids(&self, project: &str) -> Result<Vec<String>> {
+        self.strings(
+            "SELECT user_id FROM project_members WHERE project_id = $1 ORDER BY user_id",
+            &[&project],
+        )
+    }
+
+    fn project_ids_of_member(&self, org: &str, user: &str) -> Result<Vec<String>> {
+        self.strings(
+            "SELECT project_id FROM project_members
+             WHERE organization_id = $1 AND user_id = $2 ORDER BY project_id",
+            &[&org, &user],
+        )
+    }
+
+    fn resource(&self, id: &str) -> Result<Option<Resource>> {
+        Ok(self.resource_record(id)?.map(|r| r.resource))
+    }
+
+    fn resource_record(&self, id: &str) -> Result<Option<ResourceRecord>> {
+        self.row(sql!(RESOURCE_SELECT, " WHERE id = $1"), &[&id])?
+            .map(|r| resource_of(&r))
+            .transpose()
+    }
+
+    fn resource_ids_of_org(
+        &self,
+        org: &str,
+        kind: Option<ResourceKind>,
+        include_removed: bool,
+    ) -> Result<Vec<String>> {
+        // MCP servers before API keys, each oldest first, as on the embedded backend.
+        self.strings(
+            "SELECT id FROM resources
+             WHERE organization_id = $1 AND ($2::TEXT IS NULL OR kind = $2)
+               AND ($3 OR removed_at IS NULL)
+             ORDER BY CASE kind WHEN 'mcp' THEN 0 ELSE 1 END, id",
+            &[&org, &kind.map(ResourceKind::as_str), &include_removed],
+        )
+    }
+
+    fn month_usage(&self, org: &str, month: u32) -> Result<u64> {
+        self.count(
+            "SELECT total FROM usage_months WHERE organization_id = $1 AND month = $2",
+            &[&org, &(month as i32)],
+        )
+    }
+
+    fn day_row(&self, org: &str, day: u32) -> Result<Option<DayRow>> {
+        self.row(
+            "SELECT total, by_column FROM usage_days WHERE organization_id = $1 AND day = $2",
+            &[&org, &date_of(day)?],
+        )?
+        .map(|r| day_of(&r, 0))
+        .transpose()
+    }
+
+    fn day_rows(&self, org: &str, first: u32, last: u32) -> Result<Vec<(u32, DayRow)>> {
+        let rows = self.rows(
+            "SELECT day, total, by_column FROM usage_days
+             WHERE organization_id = $1 AND day BETWEEN $2 AND $3 ORDER BY day",
+            &[&org, &date_of(first)?, &date_of(last)?],
+        )?;
+        rows.iter()
+            .map(|r| Ok((day_number(get::<NaiveDate>(r, 0)?), day_of(r, 1)?)))
+            .collect()
+    }
+
+    fn idempotency_key(&self, org: &str, key: &str) -> Result<Option<i64>> {
+        self.row(
+            "SELECT recorded_at FROM idempotency_keys WHERE organization_id = $1 AND key = $2",
+            &[&org, &key],
+        )?
+        .map(|r| Ok(get::<DateTime<Utc>>(&r, 0)?.timestamp_micros()))
+        .transpose()
+    }
+
+    fn idempotency_keys(&self, org: &str) -> Result<Vec<(String, i64)>> {
+        let rows = self.rows(
+            "SELECT key, recorded_at FROM idempotency_keys WHERE organization_id = $1
+             ORDER BY key",
+            &[&org],
+        )?;
+        rows.iter()
+            .map(|r| Ok((get(r, 0)?, get::<DateTime<Utc>>(r, 1)?.timestamp_micros())))
+            .collect()
+    }
+
+    fn audit_events(
+        &self,
+        org: Option<&str>,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>> {
+        let after = signed(after_seq, "after_seq")?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        match org {
+            Some(org) => self
+                .rows(
+                    "SELECT seq, id, at, actor, action, target, details FROM audit_events
+                     WHERE organization_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                    &[&org, &after, &limit],
+                )?
+                .iter()
+                .map(|r| audit_of(r, Some(org.to_owned())))
+                .collect(),
+            None => self
+                .rows(
+                    "SELECT seq, id, at, actor, action, target, details FROM user_audit_events
+                     WHERE seq > $1 ORDER BY seq LIMIT $2",
+                    &[&after, &limit],
+                )?
+                .iter()
+                .map(|r| audit_of(r, None))
+                .collect(),
+        }
+    }
+
+    fn check(&self, now: DateTime<Utc>) -> Result<CheckReport> {
+        super::whole::check(self, now)
+    }
+
+    fn export(&self, visit: &mut dyn FnMut(Record) -> Result<()>) -> Result<u64> {
+        super::whole::export(self, visit)
+    }
+
+    fn is_empty(&self) -> Result<bool> {
+        Ok(self.count(
+            "SELECT (SELECT count(*) FROM (SELECT 1 FROM users LIMIT 1) u)
+                  + (SELECT count(*) FROM (SELECT 1 FROM organizations LIMIT 1) o)
+                  + (SELECT count(*) FROM (SELECT 1 FROM user_audit_events LIMIT 1) e)
+                  + (SELECT count(*) FROM (SELECT 1 FROM audit_events LIMIT 1) a)",
+            &[],
+        )? == 0)
+    }
+}
+
+impl Writes for PgTx<'_> {
+    fn set_meta_u64(&mut self, name: &str, value: u64) -> Result<()> {
+        self.exec(
+            "INSERT INTO orgdb_meta (name, value) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            &[&name, &signed(value, name)?],
+        )?;
+        Ok(())
+    }
+
+    fn insert_user(&mut self, user: &User) -> Result<()> {
+        self.exec(
+            "INSERT INTO users (id, email, name, created_at, last_active)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &user.id,
+                &user.email,
+                &user.name,
+                &user.created_at,
+                &user.last_active,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn replace_user(&mut self, _old: &User, new: &User) -> Result<()> {
+        self.exec(
+            "UPDATE users SET email = $2, name = $3, created_at = $4, last_active = $5
+             WHERE id = $1",
+            &[
+                &new.id,
+                &new.email,
+                &new.name,
+                &new.created_at,
+                &new.last_active,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn remove_user(&mut self, user: &User) -> Result<()> {
+        self.exec("DELETE FROM users WHERE id = $1", &[&user.id])?;
+        Ok(())
+    }
+
+    fn insert_org(&mut self, rec: &OrgRecord) -> Result<()> {
+        let (o, l) = (&rec.org, &rec.overrides);
+        self.exec(
+            "INSERT INTO organizations (id, name, slug, external_id, description, plan, city,
+                state, zipcode, country, pin_protection, settings, metadata, created_at,
+                updated_at, limit_mcps, limit_api_keys, limit_team_members,
+                limit_monthly_requests, address_line1, address_line2)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                $17, $18, $19, $20, $21)",
+            &[
+                &o.id,
+                &o.name,
+                &o.slug,
+                &o.external_id,
+                &o.description,
+                &o.plan,
+                &o.city,
+                &o.state,
+                &o.zipcode,
+                &o.country,
+                &o.settings.pin_protection,
+                &map_json(&o.settings.extra),
+                &map_json(&o.metadata),
+                &o.created_at,
+                &o.updated_at,
+                &limit_value(l.mcps, "mcps")?,
+                &limit_value(l.api_keys, "api_keys")?,
+                &limit_value(l.team_members, "team_members")?,
+                &limit_value(l.monthly_requests, "monthly_requests")?,
+                &o.address_line1,
+                &o.address_line2,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn replace_org(&mut self, _old: &OrgRecord, new: &OrgRecord) -> Result<()> {
+        let (o, l) = (&new.org, &new.overrides);
+        self.exec(
+            "UPDATE organizations SET name = $2, slug = $3, external_id = $4,
+                description = $5, plan = $6, city = $7, state = $8, zipcode = $9,
+                country = $10, pin_protection = $11, settings = $12, metadata = $13,
+                created_at = $14, updated_at = $15, limit_mcps = $16, limit_api_keys = $17,
+                limit_team_members = $18, limit_monthly_requests = $19,
+                address_line1 = $20, address_line2 = $21
+             WHERE id = $1",
+            &[
+                &o.id,
+                &o.name,
+                &o.slug,
+                &o.external_id,
+                &o.description,
+                &o.plan,
+                &o.city,
+                &o.state,
+                &o.zipcode,
+                &o.country,
+                &o.settings.pin_protection,
+                &map_json(&o.settings.extra),
+                &map_json(&o.metadata),
+                &o.created_at,
+                &o.updated_at,
+                &limit_value(l.mcps, "mcps")?,
+                &limit_value(l.api_keys, "api_keys")?,
+                &limit_value(l.team_members, "team_members")?,
+                &limit_value(l.monthly_requests, "monthly_requests")?,
+                &o.address_line1,
+                &o.address_line2,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn remove_org(&mut self, rec: &OrgRecord) -> Result<()> {
+        self.exec("DELETE FROM organizations WHERE id = $1", &[&rec.org.id])?;
+        Ok(())
+    }
+
+    fn insert_membership(&mut self, m: &Membership) -> Result<()> {
+        self.exec(
+            "INSERT INTO memberships (organization_id, user_id, id, role, joined_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &m.organization_id,
+                &m.user_id,
+                &m.id,
+                &m.role.as_str(),
+                &m.joined_at,
+                &m.updated_at,
+            ],
+        )?;
+        self.adjust_role_count(&m.organization_id, m.role, 1)
+    }
+
+    fn replace_membership(&mut self, old: &Membership, new: &Membership) -> Result<()> {
+        self.exec(
+            "UPDATE memberships SET id = $3, role = $4, joined_at = $5, updated_at = $6
+             WHERE organization_id = $1 AND user_id = $2",
+            &[
+                &new.organization_id,
+                &new.user_id,
+                &new.id,
+                &new.role.as_str(),
+                &new.joined_at,
+                &new.updated_at,
+            ],
+        )?;
+        if old.role != new.role {
+            self.adjust_role_count(&old.organization_id, old.role, -1)?;
+            self.adjust_role_count(&new.organization_id, new.role, 1)?;
+        }
+        Ok(())
+    }
+
+    fn remove_membership(&mut self, m: &Membership) -> Result<()> {
+        let removed = self.exec(
+            "DELETE FROM memberships WHERE organization_id = $1 AND user_id = $2",
+            &[&m.organization_id, &m.user_id],
+        )?;
+        if removed > 0 {
+            self.adjust_role_count(&m.organization_id, m.role, -1)?;
+        }
+        Ok(())
+    }
+
+    fn insert_invitation(&mut self, rec: &InvitationRecord) -> Result<()> {
+        let i = &rec.invitation;
+        self.exec(
+            "INSERT INTO invitations (id, organization_id, email, role, project_id,
+                project_role, status, invited_by, created_at, expires_at, accepted_at,
+                token_hash, lifetime_secs)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            &[
+                &i.id,
+                &i.organization_id,
+                &i.email,
+                &i.role.as_str(),
+                &i.project_id,
+                &i.project_role.map(Role::as_str),
+                &i.status.as_str(),
+                &i.invited_by,
+                &i.created_at,
+                &i.expires_at,
+                &i.accepted_at,
+                &rec.token_hash.as_slice(),
+                &rec.lifetime_secs,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn replace_invitation(
+        &mut self,
+        _old: &InvitationRecord,
+        new: &InvitationRecord,
+    ) -> Result<()> {
+        let i = &new.invitation;
+        self.exec(
+            "UPDATE invitations SET email = $3, role = $4, project_id = $5, project_role = $6,
+                status = $7, invited_by = $8, created_at = $9, expires_at = $10,
+                accepted_at = $11, token_hash = $12, lifetime_secs = $13
+             WHERE organization_id = $2 AND id = $1",
+            &[
+                &i.id,
+                &i.organization_id,
+                &i.email,
+                &i.role.as_str(),
+                &i.project_id,
+                &i.project_role.map(Role::as_str),
+                &i.status.as_str(),
+                &i.invited_by,
+                &i.created_at,
+                &i.expires_at,
+                &i.accepted_at,
+                &new.token_hash.as_slice(),
+                &new.lifetime_secs,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn remove_invitation(&mut self, rec: &InvitationRecord) -> Result<()> {
+        let i = &rec.invitation;
+        self.exec(
+            "DELETE FROM invitations WHERE organization_id = $1 AND id = $2",
+            &[&i.organization_id, &i.id],
+        )?;
+        Ok(())
+    }
+
+    fn put_project(&mut self, p: &Project) -> Result<()> {
+        self.exec(
+            "INSERT INTO projects (organization_id, id, name, description, created_at,
+                updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (organization_id, id) DO UPDATE SET name = excluded.name,
+                description = excluded.description, created_at = excluded.created_at,
+                updated_at = excluded.updated_at",
+            &[
+                &p.organization_id,
+                &p.id,
+                &p.name,
+                &p.description,
+                &p.created_at,
+                &p.updated_at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn remove_project(&mut self, p: &Project) -> Result<()> {
+        self.exec(
+            "DELETE FROM project_members WHERE organization_id = $1 AND project_id = $2",
+            &[&p.organization_id, &p.id],
+        )?;
+        self.exec(
+            "DELETE FROM projects WHERE organization_id = $1 AND id = $2",
+            &[&p.organization_id, &p.id],
+        )?;
+        Ok(())
+    }
+
+    fn put_project_membership(&mut self, org: &str, pm: &ProjectMembership) -> Result<()> {
+        self.exec(
+            "INSERT INTO project_members (organization_id, project_id, user_id, role,
+                added_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (organization_id, project_id, user_id) DO UPDATE SET
+                role = excluded.role, added_at = excluded.added_at,
+                updated_at = excluded.updated_at",
+            &[
+                &org,
+                &pm.project_id,
+                &pm.user_id,
+                &pm.role.as_str(),
+                &pm.added_at,
+                &pm.updated_at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn remove_project_membership(&mut self, org: &str, project: &str, user: &str) -> Result<bool> {
+        Ok(self.exec(
+            "DELETE FROM project_members
+             WHERE organization_id = $1 AND project_id = $2 AND user_id = $3",
+            &[&org, &project, &user],
+        )? > 0)
+    }
+
+    fn remove_project_memberships_of(&mut self, org: &str, user: &str) -> Result<()> {
+        self.exec(
+            "DELETE FROM project_members WHERE organization_id = $1 AND user_id = $2",
+            &[&org, &user],
+        )?;
+        Ok(())
+    }
+
+    fn insert_resource(&mut self, res: &Resource) -> Result<()> {
+        let column: i32 = self
+            .row(
+                "UPDATE organizations SET resource_columns = resource_columns + 1
+                 WHERE id = $1 RETURNING resource_columns - 1",
+                &[&res.organization_id],
+            )?
+            .map(|r| get(&r, 0))
+            .transpose()?
+            .ok_or_else(|| Error::not_found("Organization"))?;
+        self.exec(
+            "INSERT INTO resources (organization_id, id, kind, name, created_at, removed_at,
+                usage_column)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &res.organization_id,
+                &res.id,
+                &res.kind.as_str(),
+                &res.name,
+                &res.created_at,
+                &res.removed_at,
+                &column,
+            ],
+        )?;
+        self.adjust_resource_count(&res.organization_id, res.kind, 1)
+    }
+
+    fn put_resource(&mut self, res: &Resource) -> Result<()> {
+        self.exec(
+            "UPDATE resources SET kind = $3, name = $4, created_at = $5, removed_at = $6
+             WHERE organization_id = $1 AND id = $2",
+            &[
+                &res.organization_id,
+                &res.id,
+                &res.kind.as_str(),
+                &res.name,
+                &res.created_at,
+                &res.removed_at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn retire_resource(&mut self, res: &Resource) -> Result<()> {
+        self.put_resource(res)?;
+        self.adjust_resource_count(&res.organization_id, res.kind, -1)
+    }
+
+    fn put_month_usage(&mut self, org: &str, month: u32, total: u64) -> Result<()> {
+        self.exec(
+            "INSERT INTO usage_months (organization_id, month, total) VALUES ($1, $2, $3)
+             ON CONFLICT (organization_id, month) DO UPDATE SET total = excluded.total",
+            &[&org, &(month as i32), &signed(total, "total")?],
+        )?;
+        Ok(())
+    }
+
+    fn put_day_row(&mut self, org: &str, day: u32, row: &DayRow) -> Result<()> {
+        let columns = row
+            .columns
+            .iter()
+            .map(|n| signed(*n, "count"))
+            .collect::<Result<Vec<i64>>>()?;
+        self.exec(
+            "INSERT INTO usage_days (organization_id, day, total, by_column)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (organization_id, day) DO UPDATE SET total = excluded.total,
+                by_column = excluded.by_column",
+            &[&org, &date_of(day)?, &signed(row.total, "total")?, &columns],
+        )?;
+        Ok(())
+    }
+
+    fn put_idempotency(&mut self, org: &str, key: &str, at_micros: i64) -> Result<()> {
+        let at = DateTime::<Utc>::from_timestamp_micros(at_micros)
+            .ok_or_else(|| Error::invalid("recorded_at", "Out of range"))?;
+        self.exec(
+            "INSERT INTO idempotency_keys (organization_id, key, recorded_at)
+             VALUES ($1, $2, $3)
+             ON CONFLICT (organization_id, key) DO UPDATE SET recorded_at = excluded.recorded_at",
+            &[&org, &key, &at],
+        )?;
+        Ok(())
+    }
+
+    fn delete_idempotency(&mut self, org: &str, key: &str) -> Result<bool> {
+        Ok(self.exec(
+            "DELETE FROM idempotency_keys WHERE organization_id = $1 AND key = $2",
+            &[&org, &key],
+        )? > 0)
+    }
+
+    fn prune_usage_rows(
+        &mut self,
+        day: u32,
+        month: u32,
+        key_cutoff: i64,
+    ) -> Result<(u64, u64, u64)> {
+        let cutoff = DateTime::<Utc>::from_timestamp_micros(key_cutoff)
+            .ok_or_else(|| Error::invalid("before", "Out of range"))?;
+        let days = self.exec("DELETE FROM usage_days WHERE day < $1", &[&date_of(day)?])?;
+        let months = self.exec(
+            "DELETE FROM usage_months WHERE month < $1",
+            &[&(month as i32)],
+        )?;
+        let keys = self.exec(
+            "DELETE FROM idempotency_keys WHERE recorded_at < $1",
+            &[&cutoff],
+        )?;
+        Ok((days, months, keys))
+    }
+
+    fn remove_org_scoped(&mut self, org: &str) -> Result<()> {
+        for sql in [
+            "DELETE FROM invitations WHERE organization_id = $1",
+            "DELETE FROM project_members WHERE organization_id = $1",
+            "DELETE FROM projects WHERE organization_id = $1",
+            "DELETE FROM resources WHERE organization_id = $1",
+            "DELETE FROM usage_months WHERE organization_id = $1",
+            "DELETE FROM usage_days WHERE organization_id = $1",
+            "DELETE FROM idempotency_keys WHERE organization_id = $1",
+        ] {
+            self.exec(sql, &[&org])?;
+        }
+        Ok(())
+    }
+
+    fn append_audit(&mut self, mut event: AuditEvent) -> Result<AuditEvent> {
+        let seq: i64 = match &event.organization_id {
+            Some(org) => self
+                .row(
+                    "INSERT INTO audit_heads (organization_id, seq) VALUES ($1, 1)
+                     ON CONFLICT (organization_id) DO UPDATE SET seq = audit_heads.seq + 1
+                     RETURNING seq",
+                    &[org],
+                )?
+                .map(|r| get(&r, 0))
+                .transpose()?,
+            None => self
+                .row(
+                    "INSERT INTO orgdb_meta (name, value) VALUES ('user_audit_seq', 1)
+                     ON CONFLICT (name) DO UPDATE SET value = orgdb_meta.value + 1
+                     RETURNING value",
+                    &[],
+                )?
+                .map(|r| get(&r, 0))
+                .transpose()?,
+        }
+        .ok_or_else(|| Error::storage("the audit sequence returned no row"))?;
+        event.seq = unsigned(seq)?;
+        self.insert_event(&event)?;
+        Ok(event)
+    }
+
+    fn insert_audit_event(&mut self, event: &AuditEvent) -> Result<bool> {
+        let seq = signed(event.seq, "seq")?;
+        let taken = match &event.organization_id {
+            Some(org) => self.count(
+                "SELECT count(*) FROM audit_events WHERE organization_id = $1 AND seq = $2",
+                &[org, &seq],
+            )?,
+            None => self.count(
+                "SELECT count(*) FROM user_audit_events WHERE seq = $1",
+                &[&seq],
+            )?,
+        };
+        if taken > 0 {
+            return Ok(false);
+        }
+        self.insert_event(event)?;
+        match &event.organization_id {
+            Some(org) => self.exec(
+                "INSERT INTO audit_heads (organization_id, seq) VALUES ($1, $2)
+                 ON CONFLICT (organization_id) DO UPDATE
+                 SET seq = GREATEST(audit_heads.seq, excluded.seq)",
+                &[org, &seq],
+            )?,
+            None => self.exec(
+                "INSERT INTO orgdb_meta (name, value) VALUES ('user_audit_seq', $1)
+                 ON CONFLICT (name) DO UPDATE
+                 SET value = GREATEST(orgdb_meta.value, excluded.value)",
+                &[&seq],
+            )?,
+        };
+        Ok(true)
+    }
+
+    /// Each feed's counter already follows its imported events (`insert_audit_event`); the
+    /// header's number belongs to the embedded backend's single feed and means nothing here.
+    fn set_audit_seq(&mut self, _seq: u64) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl PgTx<'_> {
+    fn insert_event(&self, e: &AuditEvent) -> Result<()> {
+        let seq = signed(e.seq, "seq")?;
+        match &e.organization_id {
+            Some(org) => self.exec(
+                "INSERT INTO audit_events (organization_id, seq, id, at, actor, action, target,
+                    details)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    org, &seq, &e.id, &e.at, &e.actor, &e.action, &e.target, &e.details,
+                ],
+            )?,
+            None => self.exec(
+                "INSERT INTO user_audit_events (seq, id, at, actor, action, target, details)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &seq, &e.id, &e.at, &e.actor, &e.action, &e.target, &e.details,
+                ],
+            )?,
+        };
+        Ok(())
+    }
+
+    /// Runs a read-only query for `check` and `export` (module `check`).
+    pub(super) fn query(&self, sql: &'static str, params: Params<'_>) -> Result<Vec<Row>> {
+        self.rows(sql, params)
+    }
+}

@@ -1,0 +1,293 @@
+//! Whole-database reads on PostgreSQL: `check` (every stored counter and cross-table rule
+//! recomputed in SQL) and `export` (every record, in key order, as the embedded backend
+//! writes them).
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::tx::PgTx;
+use super::tx::{
+    audit_of, day_of, get, invitation_of, membership_of, org_of, project_membership_of, project_of,
+    resource_of, unsigned, user_of, INVITATION_SELECT, MEMBERSHIP_SELECT, ORG_SELECT,
+    PROJECT_SELECT, RESOURCE_SELECT,
+};
+use crate::error::{Error, Result};
+use crate::model::transfer::Record;
+use crate::store::transfer::EXPORT_VERSION;
+use crate::store::CheckReport;
+
+/// Queries whose every row is one problem, as text.
+const PROBLEMS: &[&str] = &[
+    // Counters on the organization row against the rows they count.
+    "SELECT 'org counters: ' || o.id || ' holds ' || o.count_owner || '/' || o.count_admin
+            || '/' || o.count_member || '/' || o.count_viewer || ' (owner/admin/member/viewer)'
+            || ', rows say ' || coalesce(m.owners, 0) || '/' || coalesce(m.admins, 0) || '/'
+            || coalesce(m.members, 0) || '/' || coalesce(m.viewers, 0)
+     FROM organizations o LEFT JOIN (
+        SELECT organization_id,
+            count(*) FILTER (WHERE role = 'owner') AS owners,
+            count(*) FILTER (WHERE role = 'admin') AS admins,
+            count(*) FILTER (WHERE role = 'member') AS members,
+            count(*) FILTER (WHERE role = 'viewer') AS viewers
+        FROM memberships GROUP BY organization_id) m ON m.organization_id = o.id
+     WHERE (o.count_owner, o.count_admin, o.count_member, o.count_viewer)
+        <> (coalesce(m.owners, 0), coalesce(m.admins, 0), coalesce(m.members, 0),
+            coalesce(m.viewers, 0))",
+    "SELECT 'organization ' || id || ' has no owner' FROM organizations o
+     WHERE NOT EXISTS (SELECT 1 FROM memberships m
+                       WHERE m.organization_id = o.id AND m.role = 'owner')",
+    "SELECT 'org counters: ' || o.id || ' holds ' || o.count_mcp || ' mcps and '
+            || o.count_api_key || ' api keys, rows say ' || coalesce(r.mcps, 0) || ' and '
+            || coalesce(r.keys, 0)
+     FROM organizations o LEFT JOIN (
+        SELECT organization_id,
+            count(*) FILTER (WHERE kind = 'mcp' AND removed_at IS NULL) AS mcps,
+            count(*) FILTER (WHERE kind = 'api_key' AND removed_at IS NULL) AS keys
+        FROM resources GROUP BY organization_id) r ON r.organization_id = o.id
+     WHERE (o.count_mcp, o.count_api_key) <> (coalesce(r.mcps, 0), coalesce(r.keys, 0))",
+    "SELECT 'resources: ' || r.organization_id || ' hands out ' || o.resource_columns
+            || ' columns but resource ' || r.id || ' has column ' || r.usage_column
+     FROM resources r JOIN organizations o ON o.id = r.organization_id
+     WHERE r.usage_column >= o.resource_columns OR r.usage_column < 0",
+    "SELECT 'resources: column ' || usage_column || ' used twice in ' || organization_id
+     FROM resources GROUP BY organization_id, usage_column HAVING count(*) > 1",
+    "SELECT 'resources: ' || id || ' names a missing organization' FROM resources r
+     WHERE NOT EXISTS (SELECT 1 FROM organizations o WHERE o.id = r.organization_id)",
+    "SELECT 'memberships: ' || id || ' names a missing user or organization'
+     FROM memberships m
+     WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = m.user_id)
+        OR NOT EXISTS (SELECT 1 FROM organizations o WHERE o.id = m.organization_id)",
+    "SELECT 'invitations: ' || id || ' names a missing organization' FROM invitations i
+     WHERE NOT EXISTS (SELECT 1 FROM organizations o WHERE o.id = i.organization_id)",
+    "SELECT 'invitations: ' || i.id || ' names project ' || i.project_id
+            || ' of another or no organization'
+     FROM invitations i WHERE i.project_id IS NOT NULL AND i.status = 'pending'
+       AND NOT EXISTS (SELECT 1 FROM projects p
+                       WHERE p.id = i.project_id AND p.organization_id = i.organization_id)",
+    "SELECT 'projects: ' || id || ' names a missing organization' FROM projects p
+     WHERE NOT EXISTS (SELECT 1 FROM organizations o WHERE o.id = p.organization_id)",
+    "SELECT 'project_members: ' || pm.user_id || ' in ' || pm.project_id
+            || ' is not a member of the project''s organization'
+     FROM project_members pm
+     WHERE NOT EXISTS (SELECT 1 FROM projects p
+                       WHERE p.id = pm.project_id AND p.organization_id = pm.organization_id)
+        OR NOT EXISTS (SELECT 1 FROM memberships m
+                       WHERE m.organization_id = pm.organization_id
+                         AND m.user_id = pm.user_id)",
+    "SELECT 'usage_days: ' || d.organization_id || ' ' || d.day
+            || ': resources sum past the total, or columns never handed out'
+     FROM usage_days d LEFT JOIN organizations o ON o.id = d.organization_id
+     WHERE o.id IS NULL
+        OR cardinality(d.by_column) > o.resource_columns
+        OR (SELECT coalesce(sum(c), 0) FROM unnest(d.by_column) c) > d.total
+        OR EXISTS (SELECT 1 FROM unnest(d.by_column) c WHERE c < 0)",
+    "SELECT 'usage_months: ' || m.organization_id || ' ' || m.month || ' holds ' || m.total
+            || ', its days sum to ' || d.total
+     FROM usage_months m JOIN (
+        SELECT organization_id,
+               (extract(year FROM day) * 100 + extract(month FROM day))::INTEGER AS month,
+               sum(total) AS total
+        FROM usage_days GROUP BY 1, 2) d
+       ON d.organization_id = m.organization_id AND d.month = m.month
+     WHERE m.total < d.total",
+    "SELECT 'usage_months: ' || d.organization_id || ' has day rows but no month total'
+     FROM usage_days d
+     WHERE NOT EXISTS (SELECT 1 FROM usage_months m
+        WHERE m.organization_id = d.organization_id
+          AND m.month = (extract(year FROM d.day) * 100 + extract(month FROM d.day))::INTEGER)",
+    "SELECT 'usage_months: row of missing organization ' || organization_id FROM usage_months m
+     WHERE NOT EXISTS (SELECT 1 FROM organizations o WHERE o.id = m.organization_id)",
+    "SELECT 'idempotency: key of a missing organization ' || organization_id
+     FROM idempotency_keys k
+     WHERE NOT EXISTS (SELECT 1 FROM organizations o WHERE o.id = k.organization_id)",
+    // Each organization's change feed: its head is its last event; numbers only grow.
+    "SELECT 'audit: ' || h.organization_id || ' feed head ' || h.seq || ', last event '
+            || coalesce(max(e.seq), 0)
+     FROM audit_heads h LEFT JOIN audit_events e ON e.organization_id = h.organization_id
+     GROUP BY h.organization_id, h.seq HAVING h.seq <> coalesce(max(e.seq), 0)",
+    "SELECT 'audit: events of ' || organization_id || ' without a feed head'
+     FROM audit_events e
+     WHERE NOT EXISTS (SELECT 1 FROM audit_heads h WHERE h.organization_id = e.organization_id)
+     GROUP BY organization_id",
+];
+
+const TOTALS: &str = "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM organizations),
+    (SELECT count(*) FROM memberships), (SELECT count(*) FROM invitations),
+    (SELECT count(*) FROM projects), (SELECT count(*) FROM resources),
+    (SELECT count(*) FROM audit_events) + (SELECT count(*) FROM user_audit_events)";
+
+/// Problems that depend on the time: nobody is counted twice, so a member holds no
+/// invitation of the same organization that is still pending (not past its expiry).
+const PROBLEMS_AT: &[&str] = &[
+    "SELECT 'invitations: ' || i.id || ' is pending for ' || i.email
+        || ', already a member of ' || i.organization_id
+     FROM invitations i JOIN users u ON u.email = i.email
+     JOIN memberships m ON m.organization_id = i.organization_id AND m.user_id = u.id
+     WHERE i.status = 'pending' AND i.expires_at > $1",
+];
+
+pub(super) fn check(tx: &PgTx<'_>, now: DateTime<Utc>) -> Result<CheckReport> {
+    let mut report = CheckReport::default();
+    let rows = PROBLEMS
+        .iter()
+        .map(|sql| tx.query(sql, &[]))
+        .chain(PROBLEMS_AT.iter().map(|sql| tx.query(sql, &[&now])));
+    for found in rows {
+        for row in found? {
+            if report.problems.len() < 1_000 {
+                report.problems.push(get(&row, 0)?);
+            }
+        }
+    }
+    let totals = tx.query(TOTALS, &[])?;
+    let row = totals
+        .first()
+        .ok_or_else(|| Error::storage("the totals query returned no row"))?;
+    let n = |i| -> Result<u64> { unsigned(get(row, i)?) };
+    report.users = n(0)?;
+    report.organizations = n(1)?;
+    report.memberships = n(2)?;
+    report.invitations = n(3)?;
+    report.projects = n(4)?;
+    report.resources = n(5)?;
+    report.audit_events = n(6)?;
+    Ok(report)
+}
+
+macro_rules! each {
+    ($tx:expr, $sql:expr, |$row:ident| $body:expr) => {
+        for $row in $tx.query($sql, &[])?.iter() {
+            $body;
+        }
+    };
+}
+
+pub(super) fn export(tx: &PgTx<'_>, visit: &mut dyn FnMut(Record) -> Result<()>) -> Result<u64> {
+    let mut n = 0u64;
+    let mut out = |r: Record| -> Result<()> {
+        n += 1;
+        visit(r)
+    };
+    // The highest number any feed handed out: an embedded database that imports this
+    // continues its single feed after it.
+    let highest = tx
+        .query(
+            "SELECT greatest(
+                (SELECT coalesce(max(seq), 0) FROM audit_heads),
+                (SELECT coalesce(max(value), 0) FROM orgdb_meta WHERE name = 'user_audit_seq'))",
+            &[],
+        )?
+        .first()
+        .map(|r| get::<i64>(r, 0))
+        .transpose()?
+        .unwrap_or(0);
+    out(Record::Header {
+        schema_version: EXPORT_VERSION,
+        audit_seq: unsigned(highest)?,
+    })?;
+    each!(
+        tx,
+        "SELECT id, email, name, created_at, last_active FROM users ORDER BY id",
+        |r| out(Record::User(user_of(r)?))?
+    );
+    each!(tx, sql!(ORG_SELECT, " ORDER BY id"), |r| {
+        let o = org_of(r)?;
+        out(Record::Organization {
+            organization: Box::new(o.org),
+            limit_overrides: o.overrides,
+        })?
+    });
+    each!(
+        tx,
+        sql!(MEMBERSHIP_SELECT, " ORDER BY organization_id, user_id"),
+        |r| out(Record::Membership(membership_of(r)?))?
+    );
+    each!(tx, sql!(PROJECT_SELECT, " ORDER BY id"), |r| out(
+        Record::Project(project_of(r)?)
+    )?);
+    each!(
+        tx,
+        "SELECT project_id, user_id, role, added_at, updated_at FROM project_members
+         ORDER BY project_id, user_id",
+        |r| out(Record::ProjectMember(project_membership_of(r)?))?
+    );
+    let mut column_ids: HashMap<(String, u32), String> = HashMap::new();
+    each!(tx, sql!(RESOURCE_SELECT, " ORDER BY id"), |r| {
+        let rec = resource_of(r)?;
+        column_ids.insert(
+            (rec.resource.organization_id.clone(), rec.column),
+            rec.resource.id.clone(),
+        );
+        out(Record::Resource(rec.resource))?
+    });
+    each!(tx, sql!(INVITATION_SELECT, " ORDER BY id"), |r| {
+        let i = invitation_of(r)?;
+        out(Record::Invitation {
+            invitation: i.invitation,
+            lifetime_secs: i.lifetime_secs,
+        })?
+    });
+    each!(
+        tx,
+        "SELECT organization_id, month, total FROM usage_months ORDER BY organization_id, month",
+        |r| {
+            let month: i32 = get(r, 1)?;
+            out(Record::UsageMonth {
+                organization_id: get(r, 0)?,
+                month: format!("{:04}-{:02}", month / 100, month % 100),
+                total: unsigned(get(r, 2)?)?,
+            })?
+        }
+    );
+    each!(
+        tx,
+        "SELECT organization_id, day, total, by_column FROM usage_days
+         ORDER BY organization_id, day",
+        |r| {
+            let organization_id: String = get(r, 0)?;
+            let date: NaiveDate = get(r, 1)?;
+            let row = day_of(r, 2)?;
+            let mut by_resource = BTreeMap::new();
+            for (column, count) in row.columns.iter().enumerate() {
+                if *count > 0 {
+                    let id = column_ids
+                        .get(&(organization_id.clone(), column as u32))
+                        .ok_or_else(|| {
+                            Error::corrupted("usage row names an unknown resource column")
+                        })?;
+                    by_resource.insert(id.clone(), *count);
+                }
+            }
+            out(Record::UsageDay {
+                organization_id,
+                date,
+                total: row.total,
+                by_resource,
+            })?
+        }
+    );
+    each!(
+        tx,
+        "SELECT organization_id, key, recorded_at FROM idempotency_keys
+         ORDER BY organization_id, key",
+        |r| out(Record::IdempotencyKey {
+            organization_id: get(r, 0)?,
+            key: get(r, 1)?,
+            recorded_at: get(r, 2)?,
+        })?
+    );
+    each!(
+        tx,
+        "SELECT seq, id, at, actor, action, target, details FROM user_audit_events
+         ORDER BY seq",
+        |r| out(Record::AuditEvent(audit_of(r, None)?))?
+    );
+    each!(
+        tx,
+        "SELECT seq, id, at, actor, action, target, details, organization_id
+         FROM audit_events ORDER BY organization_id, seq",
+        |r| out(Record::AuditEvent(audit_of(r, Some(get(r, 7)?))?))?
+    );
+    Ok(n)
+}

@@ -1,0 +1,580 @@
+//! The PostgreSQL backend itself: opening by URL, the tables an operator reads, migrations,
+//! the file-to-server migration path, exact limits between OS processes, and a server restart
+//! in the middle of a workload.
+//!
+//! These tests need a server: `scripts/pg-server.sh run -- env ORGDB_TEST_BACKEND=postgres
+//! cargo test --test postgres` (the README's test command does this). Without one they say so
+//! and return.
+//!
+//! The processes are this test binary run again (`--exact child_process_body`) with
+//! `ORGDB_CHILD` holding the task as JSON: each opens its own `Db` (its own connection pool),
+//! prints `READY`, waits for `GO` on stdin so that all start together, does its task and
+//! prints `RESULT` and a JSON line of what was acknowledged.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use common::*;
+use orgdb::{
+    Actor, Db, Limit, LimitOverrides, MemberRef, NewInvitation, Options, ResourceKind, UsageEvent,
+};
+use serde_json::{json, Value};
+
+const CHILD_ENV: &str = "ORGDB_CHILD";
+
+/// The server, or `None` (the test returns) when the suite runs without one.
+fn server() -> Option<String> {
+    let url = postgres_url();
+    if url.is_none() {
+        eprintln!("skipped: no PostgreSQL server (run through scripts/pg-server.sh)");
+    }
+    url
+}
+
+fn sql(url: &str) -> postgres::Client {
+    postgres::Client::connect(url, postgres::NoTls).unwrap()
+}
+
+/// The schema a `fresh_schema` URL points at.
+fn schema_of(url: &str) -> String {
+    url.rsplit("search_path%3D").next().unwrap().to_owned()
+}
+
+fn limits(db: &Db, org: &str, over: LimitOverrides) {
+    db.set_limit_overrides(&Actor::System, org, &over.into())
+        .unwrap();
+}
+
+#[test]
+fn tables_are_plain_and_readable_by_an_operator() {
+    let Some(url) = server() else { return };
+    let url = fresh_schema(&url);
+    let db = Db::open(&url).unwrap();
+    let (org, owner) = org(&db, "Acme", "pro");
+    let ada = user(&db, "Ada");
+    db.add_member(&actor(&owner), &org, &ada.id, "admin")
+        .unwrap();
+    db.record_usage(&org, &UsageEvent::new(7)).unwrap();
+
+    let mut client = sql(&url);
+    client
+        .batch_execute(&format!("SET search_path = {}", schema_of(&url)))
+        .unwrap();
+    let rows = client
+        .query(
+            "SELECT user_id, role FROM memberships WHERE organization_id = $1 ORDER BY role",
+            &[&org],
+        )
+        .unwrap();
+    let seen: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(
+        seen,
+        [
+            (ada.id.clone(), "admin".into()),
+            (owner.id.clone(), "owner".into())
+        ]
+    );
+    let total: i64 = client
+        .query_one(
+            "SELECT total FROM usage_months WHERE organization_id = $1",
+            &[&org],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(total, 7);
+    let version: i64 = client
+        .query_one(
+            "SELECT value FROM orgdb_meta WHERE name = 'schema_version'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 1);
+    // The change feed is numbered per organization, from 1, without gaps.
+    let seqs: Vec<i64> = client
+        .query(
+            "SELECT seq FROM audit_events WHERE organization_id = $1 ORDER BY seq",
+            &[&org],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    assert!(seqs.len() >= 2);
+
+    // A second handle (another process would do the same) sees the same data and reopening
+    // runs no migration twice.
+    let again = Db::open(&url).unwrap();
+    let details = again.get_organization(&actor(&owner), &org).unwrap();
+    assert_eq!(details.usage.team_members, 2);
+    assert_eq!(details.usage.monthly_requests, 7);
+    assert_sound(&again);
+}
+
+#[test]
+fn a_newer_schema_is_refused_and_a_bad_url_names_the_problem() {
+    let Some(url) = server() else { return };
+    let url = fresh_schema(&url);
+    drop(Db::open(&url).unwrap());
+    let mut client = sql(&url);
+    client
+        .execute(
+            &format!(
+                "UPDATE {}.orgdb_meta SET value = 99 WHERE name = 'schema_version'",
+                schema_of(&url)
+            ),
+            &[],
+        )
+        .unwrap();
+    let err = assert_err(Db::open(&url), "incompatible_version", None);
+    assert!(err.to_string().contains("99"), "{err}");
+
+    assert_err(
+        Db::open("postgres://nobody@127.0.0.1:1/none?connect_timeout=2"),
+        "storage_error",
+        None,
+    );
+    assert_err(
+        Db::open("postgres://localhost/db?no_such_option=1"),
+        "validation_error",
+        Some("url"),
+    );
+}
+
+#[test]
+fn a_file_database_moves_to_postgres_by_export_and_import() {
+    let Some(url) = server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let file = Db::open(dir.path().join("app.redb")).unwrap();
+    let (org, owner) = org(&file, "Acme", "pro");
+    let mut members = Vec::new();
+    for name in ["Ada", "Bob", "Cy"] {
+        let u = user(&file, name);
+        file.add_member(&actor(&owner), &org, &u.id, "member")
+            .unwrap();
+        members.push(u.id);
+    }
+    let mcp = file
+        .register_resource(&actor(&owner), &org, ResourceKind::Mcp, "search")
+        .unwrap();
+    file.record_usage(&org, &UsageEvent::new(3).resource(&mcp.id).key("k1"))
+        .unwrap();
+    file.create_invitation(
+        &actor(&owner),
+        &org,
+        &NewInvitation {
+            email: "dee@example.com".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut exported = Vec::new();
+    file.export_jsonl(&mut exported).unwrap();
+
+    let pg = Db::open(fresh_schema(&url)).unwrap();
+    pg.import_jsonl(&exported[..], Some(2), &mut |_| {})
+        .unwrap();
+    assert_sound(&pg);
+    let mut back = Vec::new();
+    pg.export_jsonl(&mut back).unwrap();
+    // The same records in any order (PostgreSQL's JSONB keeps an audit event's details with
+    // their keys in its own order: compared as JSON values, not text).
+    let records = |b: &[u8]| -> Vec<Value> {
+        String::from_utf8(b.to_vec())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (back, exported_records) = (records(&back), records(&exported));
+    assert_eq!(back.len(), exported_records.len());
+    for v in &exported_records {
+        assert!(back.contains(v), "missing after the move: {v}");
+    }
+    // The organization keeps its change feed and its cursor: new events follow the old.
+    let before = file.audit_log(&Actor::System, &org, 0, 1000).unwrap();
+    let after = pg.audit_log(&Actor::System, &org, 0, 1000).unwrap();
+    assert_eq!(before, after);
+    let last = after.last().unwrap().seq;
+    pg.update_member_role(
+        &actor(&owner),
+        &org,
+        &MemberRef::User(members[0].clone()),
+        "viewer",
+    )
+    .unwrap();
+    let newer = pg.audit_log(&Actor::System, &org, last, 10).unwrap();
+    assert!(!newer.is_empty() && newer.iter().all(|e| e.seq > last));
+    // Idempotency keys came along.
+    assert!(
+        pg.record_usage(&org, &UsageEvent::new(3).key("k1"))
+            .unwrap()
+            .duplicate
+    );
+}
+
+// Several processes at each limit.
+
+/// The body of a child process; does nothing in a normal run.
+#[test]
+fn child_process_body() {
+    let Ok(task) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let task: Value = serde_json::from_str(&task).unwrap();
+    let db = Db::open_with(task["url"].as_str().unwrap(), Options::default()).unwrap();
+    println!("READY");
+    std::io::stdout().flush().unwrap();
+    let mut go = String::new();
+    std::io::stdin().read_line(&mut go).unwrap();
+    let org = task["org"].as_str().unwrap_or_default().to_owned();
+    let strings = |key: &str| -> Vec<String> {
+        task[key]
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_str().unwrap().to_owned()).collect())
+            .unwrap_or_default()
+    };
+    let ok = |r: orgdb::Result<()>| -> bool {
+        match r {
+            Ok(()) => true,
+            Err(e)
+                if ["quota_exceeded", "conflict", "not_found", "forbidden"].contains(&e.code()) =>
+            {
+                false
+            }
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    };
+    let result: Value = match task["task"].as_str().unwrap() {
+        "seats" => {
+            let mut added = Vec::new();
+            for user in strings("users") {
+                if ok(db
+                    .add_member(&Actor::System, &org, &user, "member")
+                    .map(drop))
+                {
+                    added.push(user);
+                }
+            }
+            json!(added)
+        }
+        "invite" => {
+            let mut sent = Vec::new();
+            for email in strings("emails") {
+                let new = NewInvitation {
+                    email: email.clone(),
+                    ..Default::default()
+                };
+                if ok(db.create_invitation(&Actor::System, &org, &new).map(drop)) {
+                    sent.push(email);
+                }
+            }
+            json!(sent)
+        }
+        "usage" => {
+            let mut counted = 0u64;
+            for i in 0..task["n"].as_u64().unwrap() {
+                let mut event = UsageEvent::new(1);
+                if task["keys"].as_bool().unwrap_or(false) {
+                    event = event.key(format!("k{i}"));
+                }
+                match db.record_usage(&org, &event) {
+                    Ok(r) if !r.duplicate => counted += 1,
+                    Ok(_) => {}
+                    Err(e) => {
+                        ok(Err(e));
+                    }
+                }
+            }
+            json!(counted)
+        }
+        "mcps" => {
+            let mut made = 0u64;
+            for i in 0..task["n"].as_u64().unwrap() {
+                let r =
+                    db.register_resource(&Actor::System, &org, ResourceKind::Mcp, &format!("m{i}"));
+                made += u64::from(ok(r.map(drop)));
+            }
+            json!(made)
+        }
+        "leave" => {
+            // Each org has two owners; this process makes its owner leave every one.
+            let user = task["user"].as_str().unwrap();
+            let left: Vec<String> = strings("orgs")
+                .into_iter()
+                .filter(|o| ok(db.leave_organization(user, o).map(drop)))
+                .collect();
+            json!(left)
+        }
+        "accept" => {
+            let user = task["user"].as_str().unwrap();
+            let done: Vec<String> = strings("tokens")
+                .into_iter()
+                .filter(|t| ok(db.accept_invitation(t, user).map(drop)))
+                .collect();
+            json!(done)
+        }
+        "revoke" => {
+            let done: Vec<String> = strings("ids")
+                .into_iter()
+                .filter(|id| ok(db.revoke_invitation(&Actor::System, &org, id).map(drop)))
+                .collect();
+            json!(done)
+        }
+        other => panic!("unknown task {other}"),
+    };
+    println!("RESULT {result}");
+}
+
+/// Runs one child per task, all started at once; returns their results in order.
+fn run_children(tasks: &[Value]) -> Vec<Value> {
+    let mut children: Vec<_> = tasks
+        .iter()
+        .map(|task| {
+            Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "child_process_body",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_ENV, task.to_string())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut outs: Vec<_> = children
+        .iter_mut()
+        .map(|c| BufReader::new(c.stdout.take().unwrap()))
+        .collect();
+    for out in &mut outs {
+        let mut line = String::new();
+        while !line.contains("READY") {
+            line.clear();
+            assert!(
+                out.read_line(&mut line).unwrap() > 0,
+                "child died before READY"
+            );
+        }
+    }
+    for child in &mut children {
+        writeln!(child.stdin.as_mut().unwrap(), "GO").unwrap();
+    }
+    let results = outs
+        .iter_mut()
+        .map(|out| {
+            let mut line = String::new();
+            loop {
+                line.clear();
+                assert!(
+                    out.read_line(&mut line).unwrap() > 0,
+                    "child died before RESULT"
+                );
+                // libtest prints `test child_process_body ... ` before the body's output.
+                if let Some((_, rest)) = line.split_once("RESULT ") {
+                    return serde_json::from_str(rest.trim()).unwrap();
+                }
+            }
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    results
+}
+
+const PROCESSES: usize = 4;
+
+#[test]
+fn seats_hold_across_processes_adding_members_and_inviting() {
+    let Some(url) = server() else { return };
+    let url = fresh_schema(&url);
+    let db = Db::open(&url).unwrap();
+    let (org, _) = org(&db, "Acme", "pro");
+    let seats = 12;
+    limits(
+        &db,
+        &org,
+        LimitOverrides {
+            team_members: Some(Limit::Count(seats)),
+            ..Default::default()
+        },
+    );
+    let tasks: Vec<Value> = (0..PROCESSES)
+        .map(|p| {
+            if p % 2 == 0 {
+                let users: Vec<String> = (0..8)
+                    .map(|i| user(&db, &format!("P{p} U{i}")).id)
+                    .collect();
+                json!({"task": "seats", "url": url, "org": org, "users": users})
+            } else {
+                let emails: Vec<String> =
+                    (0..8).map(|i| format!("p{p}.i{i}@example.com")).collect();
+                json!({"task": "invite", "url": url, "org": org, "emails": emails})
+            }
+        })
+        .collect();
+    let results = run_children(&tasks);
+    let acknowledged: usize = results.iter().map(|r| r.as_array().unwrap().len()).sum();
+    // The owner holds one seat; members and pending invitations the rest, never more.
+    let pending = db
+        .list_invitations(&Actor::System, &org, &Default::default())
+        .unwrap()
+        .pagination
+        .total;
+    let members = db
+        .list_members(&Actor::System, &org, &Default::default())
+        .unwrap()
+        .pagination
+        .total;
+    assert_eq!(
+        members + pending,
+        1 + acknowledged as u64,
+        "every acknowledged seat is there"
+    );
+    assert_eq!(
+        members + pending,
+        seats,
+        "the limit is reached and not passed"
+    );
+    assert_sound(&db);
+}
+
+#[test]
+fn monthly_quota_and_idempotency_keys_hold_across_processes() {
+    let Some(url) = server() else { return };
+    let url = fresh_schema(&url);
+    let db = Db::open(&url).unwrap();
+    let (org, _) = org(&db, "Acme", "pro");
+    let (keyed, _) = common::org(&db, "Keyed", "pro");
+    let quota = 150;
+    limits(
+        &db,
+        &org,
+        LimitOverrides {
+            monthly_requests: Some(Limit::Count(quota)),
+            ..Default::default()
+        },
+    );
+    let mut tasks: Vec<Value> = (0..PROCESSES)
+        .map(|_| json!({"task": "usage", "url": url, "org": org, "n": 60}))
+        .collect();
+    // The same 40 keys from every process: each counts once.
+    tasks.extend(
+        (0..PROCESSES)
+            .map(|_| json!({"task": "usage", "url": url, "org": keyed, "n": 40, "keys": true})),
+    );
+    let results = run_children(&tasks);
+    let counted: u64 = results[..PROCESSES]
+        .iter()
+        .map(|r| r.as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, quota, "240 asked, exactly the quota acknowledged");
+    let used = |org: &str| {
+        db.get_organization(&Actor::System, org)
+            .unwrap()
+            .usage
+            .monthly_requests
+    };
+    assert_eq!(used(&org), quota);
+    let keyed_counted: u64 = results[PROCESSES..]
+        .iter()
+        .map(|r| r.as_u64().unwrap())
+        .sum();
+    assert_eq!(keyed_counted, 40);
+    assert_eq!(used(&keyed), 40);
+    assert_sound(&db);
+}
+
+#[test]
+fn resource_limits_last_owners_and_accept_against_revoke_hold_across_processes() {
+    let Some(url) = server() else { return };
+    let url = fresh_schema(&url);
+    let db = Db::open(&url).unwrap();
+    let (org, owner) = org(&db, "Acme", "pro");
+    limits(
+        &db,
+        &org,
+        LimitOverrides {
+            mcps: Some(Limit::Count(5)),
+            ..Default::default()
+        },
+    );
+    // Ten organizations with two owners each; one process makes each owner leave.
+    let (a, b) = (user(&db, "Owner A"), user(&db, "Owner B"));
+    let orgs: Vec<String> = (0..10)
+        .map(|i| {
+            let o = db
+                .create_organization(
+                    &a.id,
+                    &orgdb::NewOrganization {
+                        name: format!("Pair {i}"),
+                        ..Default::default()
+                    },
+                )
+                .unwrap()
+                .organization
+                .id;
+            db.add_member(&Actor::System, &o, &b.id, "owner").unwrap();
+            o
+        })
+        .collect();
+    // Ten invitations, each accepted by one process and revoked by another.
+    let invitee = user(&db, "Invitee");
+    let created: Vec<_> = (0..10)
+        .map(|i| {
+            let o = &orgs[i];
+            db.create_invitation(
+                &Actor::System,
+                o,
+                &NewInvitation {
+                    email: invitee.email.clone(),
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+        })
+        .collect();
+    let tokens: Vec<&str> = created.iter().map(|c| c.token.as_str()).collect();
+    let mut tasks = vec![
+        json!({"task": "mcps", "url": url, "org": org, "n": 4}),
+        json!({"task": "mcps", "url": url, "org": org, "n": 4}),
+        json!({"task": "leave", "url": url, "user": a.id, "orgs": orgs}),
+        json!({"task": "leave", "url": url, "user": b.id, "orgs": orgs}),
+        json!({"task": "accept", "url": url, "user": invitee.id, "tokens": tokens}),
+    ];
+    for c in &created {
+        tasks.push(json!({"task": "revoke", "url": url, "org": c.invitation.organization_id, "ids": [c.invite_id]}));
+    }
+    let results = run_children(&tasks);
+    let made = results[0].as_u64().unwrap() + results[1].as_u64().unwrap();
+    assert_eq!(made, 5, "8 asked, the limit of 5 made");
+    let live = db
+        .list_resources(&actor(&owner), &org, Some(ResourceKind::Mcp))
+        .unwrap();
+    assert_eq!(live.len(), 5);
+    let left_a: BTreeSet<String> = serde_json::from_value(results[2].clone()).unwrap();
+    let left_b: BTreeSet<String> = serde_json::from_value(results[3].clone()).unwrap();
+    assert!(
+        left_a.is_disjoint(&left_b),
+        "no organization lost both owners"
+    );
+    let accepted: BTreeSet<String> = serde_json::from_value(results[4].clone()).unwrap();
+    let revoked: usize = results[5..]
+        .iter()
+        .map(|r| r.as_array().unwrap().len())
+        .sum();
+    assert_eq!(
+        accepted.len() + revoked,
+        10,
+        "each invitation accepted or revoked, not both"
+    );
+    assert_sound(&db);
+}
