@@ -22,18 +22,19 @@ cargo test "${WORKSPACE[@]}" --doc
 BACKEND_SUITE=(
   --test concurrency --test invitations --test json_shapes --test maintenance --test members
   --test model --test orgs --test permissions --test projects_resources --test usage
-  --test validation --test postgres
+  --test validation --test postgres --test cli
 )
 echo "== Rust tests on PostgreSQL"
 scripts/pg-server.sh run -- env ORGDB_TEST_BACKEND=postgres \
   cargo test "${WORKSPACE[@]}" "${BACKEND_SUITE[@]}"
 
+# The binding suites run beside a throwaway server too: each opens a PostgreSQL URL once.
 if [ -x bindings/python/run-tests.sh ]; then
   echo "== Python binding tests"
-  bindings/python/run-tests.sh
+  scripts/pg-server.sh run -- bindings/python/run-tests.sh
 fi
 if [ -x bindings/kotlin/run-tests.sh ]; then
   echo "== Kotlin binding tests"
-  bindings/kotlin/run-tests.sh
+  scripts/pg-server.sh run -- bindings/kotlin/run-tests.sh
 fi
 echo "== all tests passed"

@@ -25,22 +25,29 @@ use serde_json::{json, Value};
 
 const CHILD_ENV: &str = "ORGDB_CHILD";
 
-/// The server, or `None` (the test returns) when the suite runs without one.
-fn server() -> Option<String> {
+/// The tests of this file share the server with the one that restarts it: they hold this
+/// for reading, the restart test for writing.
+static SERVER: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// The server, or `None` (the test returns) when the suite runs without one; holds the server
+/// against a restart while the guard lives.
+fn server() -> Option<(String, std::sync::RwLockReadGuard<'static, ()>)> {
     let url = postgres_url();
     if url.is_none() {
         eprintln!("skipped: no PostgreSQL server (run through scripts/pg-server.sh)");
     }
-    url
+    url.map(|u| (u, SERVER.read().unwrap_or_else(|p| p.into_inner())))
 }
 
+/// A plain client on the server of an orgdb URL (without orgdb's own parameters).
 fn sql(url: &str) -> postgres::Client {
-    postgres::Client::connect(url, postgres::NoTls).unwrap()
+    let server = url.split('?').next().unwrap();
+    postgres::Client::connect(server, postgres::NoTls).unwrap()
 }
 
 /// The schema a `fresh_schema` URL points at.
 fn schema_of(url: &str) -> String {
-    url.rsplit("search_path%3D").next().unwrap().to_owned()
+    url.rsplit("schema=").next().unwrap().to_owned()
 }
 
 fn limits(db: &Db, org: &str, over: LimitOverrides) {
@@ -50,7 +57,9 @@ fn limits(db: &Db, org: &str, over: LimitOverrides) {
 
 #[test]
 fn tables_are_plain_and_readable_by_an_operator() {
-    let Some(url) = server() else { return };
+    let Some((url, _server)) = server() else {
+        return;
+    };
     let url = fresh_schema(&url);
     let db = Db::open(&url).unwrap();
     let (org, owner) = org(&db, "Acme", "pro");
@@ -117,7 +126,9 @@ fn tables_are_plain_and_readable_by_an_operator() {
 
 #[test]
 fn a_newer_schema_is_refused_and_a_bad_url_names_the_problem() {
-    let Some(url) = server() else { return };
+    let Some((url, _server)) = server() else {
+        return;
+    };
     let url = fresh_schema(&url);
     drop(Db::open(&url).unwrap());
     let mut client = sql(&url);
@@ -147,7 +158,9 @@ fn a_newer_schema_is_refused_and_a_bad_url_names_the_problem() {
 
 #[test]
 fn a_file_database_moves_to_postgres_by_export_and_import() {
-    let Some(url) = server() else { return };
+    let Some((url, _server)) = server() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let file = Db::open(dir.path().join("app.redb")).unwrap();
     let (org, owner) = org(&file, "Acme", "pro");
@@ -394,7 +407,9 @@ const PROCESSES: usize = 4;
 
 #[test]
 fn seats_hold_across_processes_adding_members_and_inviting() {
-    let Some(url) = server() else { return };
+    let Some((url, _server)) = server() else {
+        return;
+    };
     let url = fresh_schema(&url);
     let db = Db::open(&url).unwrap();
     let (org, _) = org(&db, "Acme", "pro");
@@ -449,7 +464,9 @@ fn seats_hold_across_processes_adding_members_and_inviting() {
 
 #[test]
 fn monthly_quota_and_idempotency_keys_hold_across_processes() {
-    let Some(url) = server() else { return };
+    let Some((url, _server)) = server() else {
+        return;
+    };
     let url = fresh_schema(&url);
     let db = Db::open(&url).unwrap();
     let (org, _) = org(&db, "Acme", "pro");
@@ -495,7 +512,9 @@ fn monthly_quota_and_idempotency_keys_hold_across_processes() {
 
 #[test]
 fn resource_limits_last_owners_and_accept_against_revoke_hold_across_processes() {
-    let Some(url) = server() else { return };
+    let Some((url, _server)) = server() else {
+        return;
+    };
     let url = fresh_schema(&url);
     let db = Db::open(&url).unwrap();
     let (org, owner) = org(&db, "Acme", "pro");
@@ -576,5 +595,104 @@ fn resource_limits_last_owners_and_accept_against_revoke_hold_across_processes()
         10,
         "each invitation accepted or revoked, not both"
     );
+    assert_sound(&db);
+}
+
+/// The server restarts in the middle of a workload: each call either succeeds or fails with
+/// `storage_error` (or `conflict`), nothing is half-applied, nothing acknowledged is lost, and
+/// later calls reconnect by themselves.
+#[test]
+fn a_server_restart_mid_workload_loses_nothing_acknowledged() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let Some(url) = postgres_url() else { return };
+    let _alone = SERVER.write().unwrap_or_else(|p| p.into_inner());
+    let Ok(script) = std::env::var("ORGDB_PG_SERVER_SCRIPT") else {
+        eprintln!("skipped: the server was not started by scripts/pg-server.sh");
+        return;
+    };
+    let url = fresh_schema(&url);
+    let db = Db::open(&url).unwrap();
+    let (org, owner) = org(&db, "Acme", "enterprise");
+    let restarted = Arc::new(AtomicBool::new(false));
+    #[derive(Default)]
+    struct Tally {
+        usage: u64,
+        users: Vec<String>,
+        failed: u64,
+        after_restart: u64,
+    }
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let (db, org, restarted, tally) =
+                (db.clone(), org.clone(), restarted.clone(), tally.clone());
+            std::thread::spawn(move || {
+                let started = std::time::Instant::now();
+                for i in 0.. {
+                    let done = restarted.load(Ordering::SeqCst);
+                    let usage = db.record_usage(&org, &UsageEvent::new(1).key(format!("w{w}-{i}")));
+                    let user = db.create_user(&orgdb::NewUser {
+                        email: format!("w{w}.u{i}@example.com"),
+                        name: format!("W{w} U{i}"),
+                    });
+                    let mut t = tally.lock().unwrap();
+                    for code in [usage.as_ref().err(), user.as_ref().err()]
+                        .into_iter()
+                        .flatten()
+                        .map(orgdb::Error::code)
+                    {
+                        assert!(["storage_error", "conflict"].contains(&code), "{code}");
+                        t.failed += 1;
+                    }
+                    if usage.is_ok() {
+                        t.usage += 1;
+                    }
+                    if let Ok(u) = user {
+                        t.users.push(u.id);
+                    }
+                    if done && usage.is_ok() {
+                        t.after_restart += 1;
+                    }
+                    let enough = done && t.after_restart >= 40;
+                    drop(t);
+                    if enough || started.elapsed() > std::time::Duration::from_secs(60) {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let status = Command::new(&script).arg("restart").status().unwrap();
+    assert!(status.success(), "the restart failed");
+    restarted.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.join().unwrap();
+    }
+    let t = tally.lock().unwrap();
+    assert!(t.after_restart >= 40, "calls reconnect after the restart");
+    eprintln!(
+        "{} usage calls and {} users acknowledged, {} calls failed across the restart",
+        t.usage,
+        t.users.len(),
+        t.failed
+    );
+    // A failure during COMMIT may have applied (its outcome is unknown to the client), so the
+    // total lies between what was acknowledged and that plus the failures.
+    let total = db
+        .get_organization(&actor(&owner), &org)
+        .unwrap()
+        .usage
+        .monthly_requests;
+    assert!(
+        (t.usage..=t.usage + t.failed).contains(&total),
+        "{} acknowledged, {} failed, {total} stored",
+        t.usage,
+        t.failed
+    );
+    for id in &t.users {
+        assert!(db.get_user(id).is_ok(), "acknowledged user {id} is there");
+    }
     assert_sound(&db);
 }

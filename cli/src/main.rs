@@ -41,20 +41,23 @@ Examples:
   orgdb --as alice@example.com orgs create --name \"My Company\" --plan pro
   orgdb members list my-company --format table
   orgdb usage record my-company --count 10 --key req-42
-  orgdb export backup.jsonl && orgdb --db copy.redb import backup.jsonl";
+  orgdb export backup.jsonl && orgdb --db copy.redb import backup.jsonl
+  orgdb --db app.redb export app.jsonl && \\
+    orgdb --db postgres://orgdb@db.internal/app import app.jsonl --batch-size 1000";
 
 /// Operate an orgdb database: organizations, users, members, invitations, projects,
 /// resources, usage quotas, audit log, and maintenance.
 #[derive(Debug, Parser)]
 #[command(name = "orgdb", version, after_help = AFTER_HELP)]
 struct Cli {
-    /// Database file.
+    /// Database file, or a PostgreSQL URL (`postgres://user:password@host/db`) that several
+    /// processes may use at once.
     #[arg(
         long,
         global = true,
         env = "ORGDB_PATH",
         default_value = "./orgdb.redb",
-        value_name = "PATH"
+        value_name = "PATH|URL"
     )]
     db: PathBuf,
     /// Act as this user (id or email), checked against their role; default: the operator
@@ -181,7 +184,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 /// Opens the database; only commands that start one may create the file.
 fn open(path: &Path, create: bool) -> Result<Db> {
-    if !create && !path.exists() {
+    if !create && !commands::is_url(path) && !path.exists() {
         return Err(Error::Storage {
             message: format!(
                 "no database at {} (start one with `orgdb users create`, `orgdb import` or \

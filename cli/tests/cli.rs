@@ -1555,3 +1555,93 @@ fn demo_plays_both_seeds_and_runs_again() {
     assert!(err.contains("refusing"), "{err}");
     assert_eq!(std::fs::read_to_string(&notes).unwrap(), "precious");
 }
+
+/// The documented move of a file database to PostgreSQL: `export` from the file, `import`
+/// into a server URL (given as `--db` like a path), then every command works on the server.
+/// Runs when `ORGDB_TEST_BACKEND=postgres` (scripts/pg-server.sh sets the server's URL).
+#[test]
+fn a_file_database_moves_to_postgres_through_export_and_import() {
+    if std::env::var("ORGDB_TEST_BACKEND").as_deref() != Ok("postgres") {
+        eprintln!("skipped: no PostgreSQL server (run through scripts/pg-server.sh)");
+        return;
+    }
+    let server = std::env::var("ORGDB_TEST_POSTGRES_URL").unwrap();
+    // A schema of its own, which orgdb creates on open.
+    let url = format!("{server}?schema=cli_{}", std::process::id());
+
+    let cli = Cli::with_db();
+    cli.ok(&[
+        "users",
+        "create",
+        "--email",
+        "alice@example.com",
+        "--name",
+        "Alice",
+    ]);
+    cli.ok(&[
+        "users",
+        "create",
+        "--email",
+        "bob@example.com",
+        "--name",
+        "Bob",
+    ]);
+    cli.ok(&[
+        "--as",
+        "alice@example.com",
+        "orgs",
+        "create",
+        "--name",
+        "Acme",
+        "--plan",
+        "pro",
+    ]);
+    cli.ok(&[
+        "members",
+        "add",
+        "acme",
+        "bob@example.com",
+        "--role",
+        "admin",
+    ]);
+    cli.ok(&["usage", "record", "acme", "--count", "5", "--key", "req-1"]);
+    let dump = cli.path("dump.jsonl");
+    cli.ok(&["export", dump.to_str().unwrap()]);
+
+    // A URL is not a file: the CLI opens it without asking for one to exist.
+    let report = cli.ok(&[
+        "--db",
+        &url,
+        "import",
+        dump.to_str().unwrap(),
+        "--batch-size",
+        "3",
+    ]);
+    assert!(report["transactions"].as_u64().unwrap() > 1, "{report}");
+    let members = cli.ok(&["--db", &url, "members", "list", "acme"]);
+    let emails: Vec<&str> = members
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(emails, ["alice@example.com", "bob@example.com"]);
+    let again = cli.ok(&[
+        "--db", &url, "usage", "record", "acme", "--count", "5", "--key", "req-1",
+    ]);
+    assert_eq!(
+        again["duplicate"], true,
+        "the idempotency key moved too: {again}"
+    );
+    assert_eq!(cli.run(&["--db", &url, "check"]).code, 0);
+    let stats = cli.ok(&["--db", &url, "stats"]);
+    assert_eq!(stats["tables"]["memberships"], 2, "{stats}");
+    // A password in the URL is never printed.
+    let with_password = url.replacen("postgres@", "postgres:hunter2@", 1);
+    let stats = cli.ok(&["--db", &with_password, "stats"]);
+    let shown = stats["path"].as_str().unwrap();
+    assert!(
+        shown.contains("postgres:***@") && !shown.contains("hunter2"),
+        "{shown}"
+    );
+}

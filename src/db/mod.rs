@@ -146,9 +146,10 @@ impl Db {
     /// A PostgreSQL database may be opened by any number of processes at once, on any number
     /// of machines, with the same rules and exact quotas: orgdb creates or upgrades its tables
     /// on open. The URL takes the client's parameters (`sslmode=disable|prefer|require`,
-    /// `connect_timeout`, `options=-csearch_path%3Dmyschema` for a schema of its own, …) and
-    /// two of orgdb's: `sslrootcert=/path/ca.pem` (the authorities to trust for TLS instead of
-    /// the web's roots) and `pool_max=N` (connections per handle, default 16).
+    /// `connect_timeout`, `application_name`, …) and three of orgdb's: `schema=name` (its
+    /// tables in a schema of their own, created when missing), `sslrootcert=/path/ca.pem` (the
+    /// authorities to trust for TLS instead of the web's roots) and `pool_max=N` (connections
+    /// per handle, default 16).
     ///
     /// # Errors
     /// `storage_error` when the file cannot be opened or is in use by another process or

@@ -42,7 +42,7 @@ pub fn postgres_url() -> Option<String> {
     }
 }
 
-/// A URL for a new, empty schema on the server at `url`.
+/// A URL for a new, empty schema on the server at `url` (orgdb creates it on open).
 pub fn fresh_schema(url: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -55,12 +55,8 @@ pub fn fresh_schema(url: &str) -> String {
             .unwrap()
             .subsec_nanos()
     );
-    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
-    client
-        .batch_execute(&format!("CREATE SCHEMA {name}"))
-        .unwrap();
     let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}options=-csearch_path%3D{name}")
+    format!("{url}{sep}schema={name}")
 }
 
 pub fn user(db: &Db, name: &str) -> User {

@@ -438,6 +438,38 @@ fun exportImportWithProgress(env: Env) {
     dir.toFile().deleteRecursively()
 }
 
+/** A PostgreSQL URL instead of a file: two handles (as two app servers would hold) share one
+ *  database, its rules and its exact quotas. Needs ORGDB_TEST_POSTGRES_URL (scripts/test-all.sh
+ *  starts a server with scripts/pg-server.sh); without it the runner reports it skipped. */
+fun postgresShared(env: Env) {
+    val server = System.getenv("ORGDB_TEST_POSTGRES_URL") ?: throw Skip("no PostgreSQL server")
+    val url = "$server?schema=kt_${ProcessHandle.current().pid()}"
+    OrgDb.open(url).use { first ->
+        OrgDb.open(url).use { second ->
+            val owner = first.createUser(NewUser(email = "o@example.com", name = "Owner"))
+            val org = first.createOrganization(owner.id, NewOrganization(name = "Shared", plan = "free")).organization
+            eq(second.getOrganization(actor(owner), org.id).organization, org, "seen by the other handle")
+            // free: 3 seats, filled from both handles; the next add is refused by either.
+            for ((db, name) in listOf(first to "a", second to "b")) {
+                val u = db.createUser(NewUser(email = "$name@example.com", name = name))
+                db.addMember(actor(owner), org.id, u.id, "member")
+            }
+            val late = second.createUser(NewUser(email = "late@example.com", name = "Late"))
+            val full = expect<OrgDbException.QuotaExceeded> { first.addMember(actor(owner), org.id, late.id, "member") }
+            eq(full.details["quota"], "team_members", "quota named")
+            first.recordUsage(org.id, UsageEvent(count = 600uL, idempotencyKey = "k"))
+            eq(second.recordUsage(org.id, UsageEvent(count = 600uL, idempotencyKey = "k")).duplicate, true, "key shared")
+            expect<OrgDbException.QuotaExceeded> { second.recordUsage(org.id, UsageEvent(count = 401uL)) }
+            eq(second.recordUsage(org.id, UsageEvent(count = 400uL)).used, 1000uL, "exact total")
+            val report = second.check()
+            ensure(report.ok) { "check: ${report.problems}" }
+        }
+    }
+}
+
+/** Thrown by a test that cannot run here. */
+class Skip(reason: String) : Exception(reason)
+
 // ---- the runner ---------------------------------------------------------------------------
 
 fun main() {
@@ -455,6 +487,7 @@ fun main() {
         "manual clock: invitation expiry and resend" to ::invitationExpiry,
         "file: reopen a database" to ::reopenFromFile,
         "file: export, import with progress and stop" to ::exportImportWithProgress,
+        "postgres: two handles share one database and its quotas" to ::postgresShared,
     )
     var passed = 0
     var failed = 0
@@ -465,6 +498,8 @@ fun main() {
             test(env)
             passed++
             println("PASS  $name")
+        } catch (e: Skip) {
+            println("SKIP  $name: ${e.message}")
         } catch (e: Throwable) {
             failed++
             println("FAIL  $name: $e")

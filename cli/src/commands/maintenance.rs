@@ -38,7 +38,7 @@ pub(crate) fn stats(app: &App, path: &Path) -> Result<()> {
         .map(|(name, n)| (name, Value::from(n)))
         .collect();
     let value = json!({
-        "path": path.display().to_string(),
+        "path": super::shown(path),
         "file_bytes": file_len(path),
         "journal_bytes": file_len(&journal_path(path)),
         "rows": rows,
@@ -133,7 +133,7 @@ pub(crate) fn import(
             "Give an export file, or `-` / a pipe for stdin",
         ));
     }
-    let created = !path.exists();
+    let created = !super::is_url(path) && !path.exists();
     let db = Db::open(path)?;
     let from_file = file.filter(|f| f.as_os_str() != "-");
     let bar = if std::io::stderr().is_terminal() {

@@ -94,6 +94,28 @@ fn user_id(db: &Db, reference: &str) -> Result<String> {
 }
 
 /// A `validation_error` naming `field`, as the library words them.
+/// Whether `--db` names a PostgreSQL server rather than a file.
+pub(crate) fn is_url(path: &Path) -> bool {
+    path.to_str()
+        .is_some_and(|p| p.starts_with("postgres://") || p.starts_with("postgresql://"))
+}
+
+/// `--db` as it may be printed: a URL's password replaced by `***`.
+pub(crate) fn shown(path: &Path) -> String {
+    let text = path.display().to_string();
+    if !is_url(path) {
+        return text;
+    }
+    let (scheme, rest) = text.split_once("://").unwrap_or(("", &text));
+    let Some((credentials, host)) = rest.split_once('@') else {
+        return text;
+    };
+    match credentials.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => text,
+    }
+}
+
 pub(crate) fn invalid(field: &str, reason: impl Into<String>) -> Error {
     let reason = reason.into();
     Error::Validation {

@@ -115,17 +115,20 @@ pub(crate) struct PgStore {
 }
 
 /// What the URL may carry besides what the client understands: `sslrootcert` (PEM file of
-/// the certificate authorities to trust instead of the built-in web roots) and `pool_max`
-/// (connections in the pool, default 16).
+/// the certificate authorities to trust instead of the built-in web roots), `pool_max`
+/// (connections in the pool, default 16) and `schema` (orgdb's tables in a schema of their
+/// own, created when missing).
 struct Extras {
     root_cert: Option<String>,
     pool_max: u32,
+    schema: Option<String>,
 }
 
 fn split_extras(url: &str) -> Result<(String, Extras)> {
     let mut extras = Extras {
         root_cert: None,
         pool_max: 16,
+        schema: None,
     };
     let Some((base, query)) = url.split_once('?') else {
         return Ok((url.to_owned(), extras));
@@ -134,6 +137,19 @@ fn split_extras(url: &str) -> Result<(String, Extras)> {
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some(("sslrootcert", v)) => extras.root_cert = Some(v.to_owned()),
+            Some(("schema", v)) => {
+                let plain = v.len() <= 63
+                    && v.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                    && v.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if !plain {
+                    return Err(Error::invalid(
+                        "url",
+                        "schema must be 1 to 63 of a-z, 0-9 and _, not starting with a digit",
+                    ));
+                }
+                extras.schema = Some(v.to_owned());
+            }
             Some(("pool_max", v)) => {
                 extras.pool_max = v
                     .parse()
@@ -186,9 +202,18 @@ impl PgStore {
     /// authorities, or those of `sslrootcert`.
     pub(crate) fn open(url: &str, durable: bool) -> Result<PgStore> {
         let (url, extras) = split_extras(url)?;
-        let config: postgres::Config = url
+        let mut config: postgres::Config = url
             .parse()
             .map_err(|e| Error::invalid("url", format!("not a PostgreSQL URL: {e}")))?;
+        if let Some(schema) = &extras.schema {
+            // Every connection starts in the schema (one setting sent with the start-up
+            // message, no extra round trip).
+            let options = match config.get_options() {
+                Some(given) => format!("{given} -c search_path={schema}"),
+                None => format!("-c search_path={schema}"),
+            };
+            config.options(&options);
+        }
         let tls =
             tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(extras.root_cert.as_deref())?);
         let manager = Manager { config, tls };
@@ -197,6 +222,12 @@ impl PgStore {
         let mut first = r2d2::ManageConnection::connect(&manager).map_err(|e| {
             Error::storage(format!("cannot connect to PostgreSQL: {}", describe(&e)))
         })?;
+        if let Some(schema) = &extras.schema {
+            first
+                .client
+                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .map_err(pg_err)?;
+        }
         migrate(&mut first.client)?;
         let pool = r2d2::Pool::builder()
             .max_size(extras.pool_max)
@@ -251,7 +282,7 @@ impl PgStore {
             Ok(()) => tx.commit().map_err(|e| {
                 if is_retryable(&e) {
                     Failure::from_pg(&e)
-                } else if e.code().is_none() {
+                } else if is_connection_loss(&e) {
                     Failure::fatal(Error::storage(format!(
                         "PostgreSQL connection lost during COMMIT (the change may or may not \
                          have been applied): {}",
