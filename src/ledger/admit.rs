@@ -18,7 +18,7 @@ impl Ledger {
         env: &dyn UsageEnv,
         org: &str,
     ) -> Result<OrgHandle> {
-        if self.shared {
+        if self.shared.is_some() {
             store
                 .read(|tx| tx.org(org))?
                 .ok_or_else(|| Error::not_found("Organization"))?;
@@ -45,7 +45,7 @@ impl Ledger {
         handle: OrgHandle,
         e: &Admit<'_>,
     ) -> Option<Result<UsageReceipt>> {
-        if self.shared {
+        if self.shared.is_some() {
             return None;
         }
         let mut st = lock(&self.state);
@@ -76,8 +76,8 @@ impl Ledger {
         events: &[Admit<'_>],
         mode: Mode,
     ) -> Result<Outcome> {
-        if self.shared {
-            let receipts = super::shared::admit(store, env, org, events, mode)?;
+        if let Some(shared) = &self.shared {
+            let receipts = shared.admit(store, env, org, events, mode)?;
             return Ok(Outcome {
                 receipts,
                 wait_for: None,
@@ -105,9 +105,8 @@ impl Ledger {
         event: &Admit<'_>,
         mode: Mode,
     ) -> Result<(UsageReceipt, Option<u64>)> {
-        if self.shared {
-            let mut receipts =
-                super::shared::admit(store, env, org, std::slice::from_ref(event), mode)?;
+        if let Some(shared) = &self.shared {
+            let mut receipts = shared.admit(store, env, org, std::slice::from_ref(event), mode)?;
             let receipt = receipts
                 .pop()
                 .ok_or_else(|| Error::storage("admission returned no receipt"))?;

@@ -60,7 +60,7 @@ impl Ledger {
             }),
             fold_lock: Mutex::new(()),
             journal: Some(journal),
-            shared: false,
+            shared: None,
         })
     }
 
@@ -74,7 +74,7 @@ impl Ledger {
         durable: bool,
         reset: bool,
     ) -> Result<()> {
-        if self.shared {
+        if self.shared.is_some() {
             return Ok(());
         }
         let _one_fold_at_a_time = lock(&self.fold_lock);

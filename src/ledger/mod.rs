@@ -195,10 +195,10 @@ pub(crate) struct Ledger {
     state: Mutex<State>,
     fold_lock: Mutex<()>,
     journal: Option<Journal>,
-    /// Other processes count against the same quotas (a shared backend): every call is
-    /// admitted in its own transaction against stored totals (`shared.rs`); nothing is held
-    /// in memory.
-    shared: bool,
+    /// Set when other processes count against the same quotas (a shared backend): calls are
+    /// admitted in transactions against stored totals, with group commit (`shared.rs`);
+    /// nothing else is held in memory.
+    shared: Option<shared::Shared>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -253,14 +253,14 @@ impl Ledger {
             state: Mutex::new(State::default()),
             fold_lock: Mutex::new(()),
             journal: None,
-            shared: false,
+            shared: None,
         }
     }
 
     /// A ledger for a backend that other processes write too (see [`Ledger::shared`]).
     pub(crate) fn for_shared_backend() -> Ledger {
         Ledger {
-            shared: true,
+            shared: Some(shared::Shared::default()),
             ..Ledger::in_memory()
         }
     }

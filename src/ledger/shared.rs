@@ -1,165 +1,324 @@
 //! Admission on a shared backend (PostgreSQL): several processes count against the same
-//! quotas, so no process may trust totals it holds in memory. Every call is one write
-//! transaction that reads the stored month totals and idempotency keys, checks, and writes the
-//! month total, the day rows, the keys and any `usage.threshold` event together; the
-//! backend's serializable isolation makes concurrent calls, in any process, behave as if one
-//! ran after the other. A refusal writes nothing.
+//! quotas, so no process may trust totals it holds in memory. Calls are admitted in write
+//! transactions that read the stored month totals and idempotency keys, check, and write the
+//! month totals, the day rows, the keys and any `usage.threshold` event together; the
+//! backend's serializable isolation makes concurrent transactions, in any process, behave as
+//! if one ran after the other. A refused call writes nothing.
+//!
+//! **Group commit.** Concurrent callers in one process share transactions: a caller queues its
+//! call; whoever finds no transaction running becomes the leader, takes every queued call and
+//! admits them in one transaction, in queue order, each exactly as if it ran alone after the
+//! ones before it (a call that does not fit is refused on its own; the others still count).
+//! An organization's calls in one batch cost one read of its limit, keys and month total and
+//! one write of each, whatever their number, so throughput grows with callers. Callers wait
+//! for their own answer: it is given only once the transaction committed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Condvar, Mutex};
 
 use crate::error::{Error, Result};
 use crate::model::usage::UsageReceipt;
-use crate::store::{Backend, Reads, Writes};
+use crate::store::{Backend, DayRow, Reads, Writes};
 
 use super::admit::{overflow, receipt};
-use super::{Admit, Mode, MonthGrowth, UsageEnv};
+use super::{lock, Admit, Mode, MonthGrowth, UsageEnv};
 
-/// Checks and (unless `Mode::Check`) counts one call's events for `org`, durably: buffered
-/// calls are durable too on a shared backend.
-pub(crate) fn admit(
-    store: &dyn Backend,
-    env: &dyn UsageEnv,
-    org: &str,
-    events: &[Admit<'_>],
-    mode: Mode,
-) -> Result<Vec<UsageReceipt>> {
-    if mode == Mode::Check {
-        return store.read(|tx| Ok(plan(tx, env, org, events)?.receipts(events, true)));
-    }
-    store.write(|tx| {
-        let plan = plan(&*tx, env, org, events)?;
-        plan.apply(tx, env, org, events)?;
-        Ok(plan.receipts(events, false))
-    })
+/// One event of a queued call, owned (the call's thread waits while another admits it).
+#[derive(Debug, Clone)]
+struct Event {
+    resource: Option<String>,
+    count: u64,
+    day: u32,
+    month: u32,
+    key: Option<String>,
+    at_micros: i64,
 }
 
-/// What a call would do, decided from one consistent read.
-struct Plan {
-    limit: Option<u64>,
-    columns: Vec<Option<u32>>,
-    duplicate: Vec<bool>,
-    /// Each month the call touches: (stored total, what the call adds).
-    months: BTreeMap<u32, (u64, u64)>,
+impl Event {
+    fn of(e: &Admit<'_>) -> Event {
+        Event {
+            resource: e.resource.map(str::to_owned),
+            count: e.count,
+            day: e.day,
+            month: e.month,
+            key: e.key.map(str::to_owned),
+            at_micros: e.at_micros,
+        }
+    }
 }
 
-fn plan(tx: &dyn Reads, env: &dyn UsageEnv, org: &str, events: &[Admit<'_>]) -> Result<Plan> {
-    let rec = tx
-        .org(org)?
-        .ok_or_else(|| Error::not_found("Organization"))?;
-    let limit = env.monthly_limit(&rec);
-    let mut columns = Vec::with_capacity(events.len());
-    for e in events {
-        columns.push(match e.resource {
-            None => None,
-            Some(id) => Some(
-                tx.resource_record(id)?
-                    .filter(|r| {
-                        r.resource.removed_at.is_none() && r.resource.organization_id == org
-                    })
-                    .ok_or_else(|| Error::not_found("Resource"))?
-                    .column,
-            ),
-        });
-    }
-    let mut duplicate = vec![false; events.len()];
-    let mut batch_keys: Vec<&str> = Vec::new();
-    for (i, e) in events.iter().enumerate() {
-        if let Some(k) = e.key {
-            // A stored key is remembered until `prune_usage` removes it (past its retention).
-            if tx.idempotency_key(org, k)?.is_some() || batch_keys.contains(&k) {
-                duplicate[i] = true;
-            } else {
-                batch_keys.push(k);
-            }
-        }
-    }
-    let mut months: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
-    for (e, dup) in events.iter().zip(&duplicate) {
-        let (used, add) = match months.entry(e.month) {
-            std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::btree_map::Entry::Vacant(v) => {
-                v.insert((tx.month_usage(org, e.month)?, 0))
-            }
-        };
-        if *dup {
-            continue;
-        }
-        *add = add
-            .checked_add(e.count)
-            .ok_or_else(|| overflow(limit, *used, e.count))?;
-    }
-    for &(used, add) in months.values() {
-        match (used.checked_add(add), limit) {
-            (Some(total), Some(limit)) if total > limit => {
-                return Err(Error::quota("monthly_requests", limit, used, add));
-            }
-            (None, limit) => return Err(overflow(limit, used, add)),
-            _ => {}
-        }
-    }
-    Ok(Plan {
-        limit,
-        columns,
-        duplicate,
-        months,
-    })
+/// A queued call and, once its batch committed, its answer.
+struct Call {
+    org: String,
+    events: Vec<Event>,
+    answer: Mutex<Option<Result<Vec<UsageReceipt>>>>,
 }
 
-impl Plan {
-    /// Writes the counted events: month totals (with their threshold events), day rows, keys.
-    fn apply(
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<Arc<Call>>,
+    leading: bool,
+}
+
+/// The group committer of one database handle.
+#[derive(Default)]
+pub(crate) struct Shared {
+    queue: Mutex<Queue>,
+    answered: Condvar,
+}
+
+impl Shared {
+    /// Checks and (unless `Mode::Check`) counts one call's events for `org`, durably: on a
+    /// shared backend buffered calls are durable too.
+    pub(crate) fn admit(
         &self,
-        tx: &mut dyn Writes,
+        store: &dyn Backend,
         env: &dyn UsageEnv,
         org: &str,
         events: &[Admit<'_>],
-    ) -> Result<()> {
-        for (&month, &(used, add)) in &self.months {
-            if add == 0 {
+        mode: Mode,
+    ) -> Result<Vec<UsageReceipt>> {
+        let events: Vec<Event> = events.iter().map(Event::of).collect();
+        if mode == Mode::Check {
+            return store.read(|tx| {
+                let mut plan = OrgPlan::load(tx, env, org, &[&events])?;
+                plan.decide(&events, true)
+            });
+        }
+        let call = Arc::new(Call {
+            org: org.to_owned(),
+            events,
+            answer: Mutex::new(None),
+        });
+        let mut queue = lock(&self.queue);
+        queue.waiting.push(call.clone());
+        loop {
+            if let Some(answer) = lock(&call.answer).take() {
+                return answer;
+            }
+            if !queue.leading {
+                queue.leading = true;
+                let batch = std::mem::take(&mut queue.waiting);
+                drop(queue);
+                let answers = run_batch(store, env, &batch);
+                for (c, answer) in batch.iter().zip(answers) {
+                    *lock(&c.answer) = Some(answer);
+                }
+                queue = lock(&self.queue);
+                queue.leading = false;
+                self.answered.notify_all();
                 continue;
             }
-            tx.put_month_usage(org, month, used + add)?;
+            queue = self.answered.wait(queue).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// Admits a batch in one write transaction; one answer per call. If the transaction fails
+/// (after the backend's retries), every call of the batch gets its error: none was counted.
+fn run_batch(
+    store: &dyn Backend,
+    env: &dyn UsageEnv,
+    batch: &[Arc<Call>],
+) -> Vec<Result<Vec<UsageReceipt>>> {
+    // Calls grouped by organization, in queue order within each.
+    let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, c) in batch.iter().enumerate() {
+        match groups.iter_mut().find(|(org, _)| *org == c.org) {
+            Some((_, calls)) => calls.push(i),
+            None => groups.push((&c.org, vec![i])),
+        }
+    }
+    let done = store.write(|tx| {
+        let mut answers: Vec<Option<Result<Vec<UsageReceipt>>>> = vec![None; batch.len()];
+        for (org, calls) in &groups {
+            let events: Vec<&[Event]> = calls.iter().map(|&i| &batch[i].events[..]).collect();
+            let mut plan = match OrgPlan::load(&*tx, env, org, &events) {
+                Ok(plan) => plan,
+                // The organization is gone: its calls are refused, the others go on.
+                Err(e @ Error::NotFound { .. }) => {
+                    for &i in calls {
+                        answers[i] = Some(Err(e.clone()));
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for &i in calls {
+                answers[i] = Some(plan.decide(&batch[i].events, false));
+            }
+            plan.write(tx, env, org)?;
+        }
+        Ok(answers)
+    });
+    match done {
+        Ok(answers) => answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(Error::storage("a usage call went unanswered"))))
+            .collect(),
+        Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
+    }
+}
+
+/// One organization's admission state inside a transaction: what is stored, and what the
+/// calls admitted so far add to it.
+struct OrgPlan {
+    limit: Option<u64>,
+    /// Live resources' columns (`None`: not a live resource of this organization).
+    columns: HashMap<String, Option<u32>>,
+    /// Keys stored or admitted in this batch.
+    keys: HashSet<String>,
+    /// Month totals: (stored, after the calls admitted so far).
+    months: BTreeMap<u32, (u64, u64)>,
+    /// Day rows' increments and new keys, written once at the end.
+    days: BTreeMap<u32, DayRow>,
+    new_keys: Vec<(String, i64)>,
+}
+
+impl OrgPlan {
+    /// Reads what the calls need: the organization's limit, their resources, which of their
+    /// keys are stored, their months' totals.
+    fn load(tx: &dyn Reads, env: &dyn UsageEnv, org: &str, calls: &[&[Event]]) -> Result<OrgPlan> {
+        let rec = tx
+            .org(org)?
+            .ok_or_else(|| Error::not_found("Organization"))?;
+        let mut plan = OrgPlan {
+            limit: env.monthly_limit(&rec),
+            columns: HashMap::new(),
+            keys: HashSet::new(),
+            months: BTreeMap::new(),
+            days: BTreeMap::new(),
+            new_keys: Vec::new(),
+        };
+        let mut asked: Vec<&str> = Vec::new();
+        for e in calls.iter().flat_map(|c| c.iter()) {
+            if let Some(id) = &e.resource {
+                if !plan.columns.contains_key(id) {
+                    let column = tx
+                        .resource_record(id)?
+                        .filter(|r| {
+                            r.resource.removed_at.is_none() && r.resource.organization_id == org
+                        })
+                        .map(|r| r.column);
+                    plan.columns.insert(id.clone(), column);
+                }
+            }
+            if let Some(k) = &e.key {
+                asked.push(k);
+            }
+            if let std::collections::btree_map::Entry::Vacant(v) = plan.months.entry(e.month) {
+                let stored = tx.month_usage(org, e.month)?;
+                v.insert((stored, stored));
+            }
+        }
+        // A stored key is remembered until `prune_usage` removes it (past its retention).
+        plan.keys = tx
+            .stored_idempotency_keys(org, &asked)?
+            .into_iter()
+            .collect();
+        Ok(plan)
+    }
+
+    /// Decides one call against the state left by the calls before it: all its events
+    /// counted, or none (`check` only answers, counting nothing).
+    fn decide(&mut self, events: &[Event], check: bool) -> Result<Vec<UsageReceipt>> {
+        for e in events {
+            if let Some(id) = &e.resource {
+                if self.columns.get(id).copied().flatten().is_none() {
+                    return Err(Error::not_found("Resource"));
+                }
+            }
+        }
+        let mut duplicate = vec![false; events.len()];
+        let mut fresh: Vec<&str> = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            if let Some(k) = e.key.as_deref() {
+                if self.keys.contains(k) || fresh.contains(&k) {
+                    duplicate[i] = true;
+                } else {
+                    fresh.push(k);
+                }
+            }
+        }
+        let mut adds: BTreeMap<u32, u64> = BTreeMap::new();
+        for (e, dup) in events.iter().zip(&duplicate) {
+            if *dup {
+                continue;
+            }
+            let used = self.months[&e.month].1;
+            let add = adds.entry(e.month).or_default();
+            *add = add
+                .checked_add(e.count)
+                .ok_or_else(|| overflow(self.limit, used, e.count))?;
+        }
+        for (month, add) in &adds {
+            let used = self.months[month].1;
+            match (used.checked_add(*add), self.limit) {
+                (Some(total), Some(limit)) if total > limit => {
+                    return Err(Error::quota("monthly_requests", limit, used, *add));
+                }
+                (None, limit) => return Err(overflow(limit, used, *add)),
+                _ => {}
+            }
+        }
+        let receipts = events
+            .iter()
+            .zip(&duplicate)
+            .map(|(e, dup)| {
+                let used = self.months[&e.month].1;
+                let after = used + adds.get(&e.month).copied().unwrap_or(0);
+                receipt(*dup, if check && *dup { used } else { after }, self.limit)
+            })
+            .collect();
+        if check {
+            return Ok(receipts);
+        }
+        for (month, add) in adds {
+            if let Some((_, after)) = self.months.get_mut(&month) {
+                *after += add;
+            }
+        }
+        for (e, dup) in events.iter().zip(&duplicate) {
+            if *dup {
+                continue;
+            }
+            let column = e
+                .resource
+                .as_ref()
+                .and_then(|id| self.columns.get(id).copied().flatten());
+            self.days.entry(e.day).or_default().add(column, e.count);
+            if let Some(k) = &e.key {
+                self.keys.insert(k.clone());
+                self.new_keys.push((k.clone(), e.at_micros));
+            }
+        }
+        Ok(receipts)
+    }
+
+    /// Writes what the admitted calls add: month totals (with their threshold events), day
+    /// rows, keys.
+    fn write(&self, tx: &mut dyn Writes, env: &dyn UsageEnv, org: &str) -> Result<()> {
+        for (&month, &(before, after)) in &self.months {
+            if after == before {
+                continue;
+            }
+            tx.put_month_usage(org, month, after)?;
             env.month_total_grew(
                 tx,
                 &MonthGrowth {
                     org,
                     month,
-                    before: used,
-                    after: used + add,
+                    before,
+                    after,
                     limit: self.limit,
                 },
             )?;
         }
-        let mut days: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-        for (i, dup) in self.duplicate.iter().enumerate() {
-            if !dup {
-                days.entry(events[i].day).or_default().push(i);
-            }
-        }
-        for (day, indexes) in days {
+        for (&day, delta) in &self.days {
             let mut row = tx.day_row(org, day)?.unwrap_or_default();
-            for i in indexes {
-                row.add(self.columns[i], events[i].count);
-                if let Some(key) = events[i].key {
-                    tx.put_idempotency(org, key, events[i].at_micros)?;
-                }
-            }
+            row.merge(delta);
             tx.put_day_row(org, day, &row)?;
         }
-        Ok(())
-    }
-
-    /// One receipt per event: its month's total after the call (for a check: what the call
-    /// would make it, or the total as it is for a duplicate).
-    fn receipts(&self, events: &[Admit<'_>], check: bool) -> Vec<UsageReceipt> {
-        events
-            .iter()
-            .zip(&self.duplicate)
-            .map(|(e, dup)| {
-                let (used, add) = self.months.get(&e.month).copied().unwrap_or_default();
-                let shown = if check && *dup { used } else { used + add };
-                receipt(*dup, shown, self.limit)
-            })
-            .collect()
+        tx.put_idempotency_keys(org, &self.new_keys)
     }
 }

@@ -145,8 +145,8 @@ pub(crate) trait Reads {
     /// Idempotency keys of an organization with the time each was recorded (micros).
     fn idempotency_keys(&self, org: &str) -> Result<Vec<(String, i64)>>;
 
-    /// When one idempotency key was recorded (micros), if it was.
-    fn idempotency_key(&self, org: &str, key: &str) -> Result<Option<i64>>;
+    /// Which of `keys` are stored for the organization.
+    fn stored_idempotency_keys(&self, org: &str, keys: &[&str]) -> Result<Vec<String>>;
 
     // Audit.
 
@@ -244,6 +244,9 @@ pub(crate) trait Writes: Reads {
     fn put_idempotency(&mut self, org: &str, key: &str, at_micros: i64) -> Result<()>;
 
     fn delete_idempotency(&mut self, org: &str, key: &str) -> Result<bool>;
+
+    /// Stores many keys of one organization with the time each was recorded (micros).
+    fn put_idempotency_keys(&mut self, org: &str, keys: &[(String, i64)]) -> Result<()>;
 
     /// Deletes day rows before `day`, month totals before `month` and idempotency records
     /// older than `key_cutoff` (micros), across organizations.
@@ -675,10 +678,17 @@ impl<T: KvRead + ?Sized> Reads for T {
         Ok(out)
     }
 
-    fn idempotency_key(&self, org: &str, key: &str) -> Result<Option<i64>> {
-        Ok(self
-            .get_u64(Table::Idempotency, &keys::two(org, key))?
-            .map(|at| at as i64))
+    fn stored_idempotency_keys(&self, org: &str, keys: &[&str]) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for key in keys {
+            if self
+                .get(Table::Idempotency, &keys::two(org, key))?
+                .is_some()
+            {
+                out.push((*key).to_owned());
+            }
+        }
+        Ok(out)
     }
 
     fn idempotency_keys(&self, org: &str) -> Result<Vec<(String, i64)>> {
@@ -1095,6 +1105,13 @@ impl<T: KvWrite + ?Sized> Writes for T {
 
     fn put_idempotency(&mut self, org: &str, key: &str, at_micros: i64) -> Result<()> {
         self.put_u64(Table::Idempotency, &keys::two(org, key), at_micros as u64)
+    }
+
+    fn put_idempotency_keys(&mut self, org: &str, keys: &[(String, i64)]) -> Result<()> {
+        for (key, at) in keys {
+            self.put_idempotency(org, key, *at)?;
+        }
+        Ok(())
     }
 
     fn delete_idempotency(&mut self, org: &str, key: &str) -> Result<bool> {

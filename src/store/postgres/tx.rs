@@ -682,13 +682,14 @@ impl Reads for PgTx<'_> {
             .collect()
     }
 
-    fn idempotency_key(&self, org: &str, key: &str) -> Result<Option<i64>> {
-        self.row(
-            "SELECT recorded_at FROM idempotency_keys WHERE organization_id = $1 AND key = $2",
-            &[&org, &key],
-        )?
-        .map(|r| Ok(get::<DateTime<Utc>>(&r, 0)?.timestamp_micros()))
-        .transpose()
+    fn stored_idempotency_keys(&self, org: &str, keys: &[&str]) -> Result<Vec<String>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.strings(
+            "SELECT key FROM idempotency_keys WHERE organization_id = $1 AND key = ANY($2)",
+            &[&org, &keys],
+        )
     }
 
     fn idempotency_keys(&self, org: &str) -> Result<Vec<(String, i64)>> {
@@ -1135,6 +1136,27 @@ impl Writes for PgTx<'_> {
              VALUES ($1, $2, $3)
              ON CONFLICT (organization_id, key) DO UPDATE SET recorded_at = excluded.recorded_at",
             &[&org, &key, &at],
+        )?;
+        Ok(())
+    }
+
+    fn put_idempotency_keys(&mut self, org: &str, keys: &[(String, i64)]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
+        let times = keys
+            .iter()
+            .map(|(_, at)| {
+                DateTime::<Utc>::from_timestamp_micros(*at)
+                    .ok_or_else(|| Error::invalid("recorded_at", "Out of range"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.exec(
+            "INSERT INTO idempotency_keys (organization_id, key, recorded_at)
+             SELECT $1, k, t FROM unnest($2::TEXT[], $3::TIMESTAMPTZ[]) AS u(k, t)
+             ON CONFLICT (organization_id, key) DO UPDATE SET recorded_at = excluded.recorded_at",
+            &[&org, &names, &times],
         )?;
         Ok(())
     }
