@@ -103,6 +103,10 @@ pub struct Options {
     /// Size of the usage journal file beside the database (32 MiB, at least 64 KiB). A larger
     /// journal checkpoints less often.
     pub journal_size: u64,
+    /// On PostgreSQL: how long a process's lease of buffered quota lives on the server without
+    /// renewal (30 s; at least twice `usage_flush_interval`, which renews it). A crashed
+    /// process's unused quota returns after this.
+    pub usage_lease_ttl: Duration,
 }
 
 impl Default for Options {
@@ -118,6 +122,7 @@ impl Default for Options {
             durability: Durability::Immediate,
             usage_flush_interval: Duration::from_secs(1),
             journal_size: 32 << 20,
+            usage_lease_ttl: Duration::from_secs(30),
         }
     }
 }

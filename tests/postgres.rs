@@ -101,7 +101,7 @@ fn tables_are_plain_and_readable_by_an_operator() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
     // The change feed is numbered per organization, from 1, without gaps.
     let seqs: Vec<i64> = client
         .query(
@@ -154,6 +154,41 @@ fn a_newer_schema_is_refused_and_a_bad_url_names_the_problem() {
         "validation_error",
         Some("url"),
     );
+}
+
+#[test]
+fn a_version_1_database_is_upgraded_on_open() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let url = fresh_schema(&url);
+    let db = Db::open(&url).unwrap();
+    let (org, owner) = org(&db, "Acme", "pro");
+    drop(db);
+    // What version 1 was: no lease table.
+    let schema = schema_of(&url);
+    let mut client = sql(&url);
+    client
+        .batch_execute(&format!(
+            "DROP TABLE {schema}.usage_leases;
+             UPDATE {schema}.orgdb_meta SET value = 1 WHERE name = 'schema_version'"
+        ))
+        .unwrap();
+    let db = Db::open(&url).unwrap();
+    let version: i64 = client
+        .query_one(
+            &format!("SELECT value FROM {schema}.orgdb_meta WHERE name = 'schema_version'"),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 2);
+    // Leases work on the upgraded database, and the data is all there.
+    db.usage_recorder(&org).unwrap().record(None, 5).unwrap();
+    db.flush().unwrap();
+    let details = db.get_organization(&actor(&owner), &org).unwrap();
+    assert_eq!(details.usage.monthly_requests, 5);
+    assert_sound(&db);
 }
 
 #[test]
@@ -239,7 +274,12 @@ fn child_process_body() {
         return;
     };
     let task: Value = serde_json::from_str(&task).unwrap();
-    let db = Db::open_with(task["url"].as_str().unwrap(), Options::default()).unwrap();
+    let mut opts = Options::default();
+    if let Some(ms) = task["lease_ttl_ms"].as_u64() {
+        opts.usage_lease_ttl = std::time::Duration::from_millis(ms);
+        opts.usage_flush_interval = std::time::Duration::from_millis(ms / 4);
+    }
+    let db = Db::open_with(task["url"].as_str().unwrap(), opts).unwrap();
     println!("READY");
     std::io::stdout().flush().unwrap();
     let mut go = String::new();
@@ -302,6 +342,24 @@ fn child_process_body() {
                         ok(Err(e));
                     }
                 }
+            }
+            json!(counted)
+        }
+        "buffered" => {
+            // A recorder: admitted against this process's lease, in memory.
+            let recorder = db.usage_recorder(&org).unwrap();
+            let mut counted = 0u64;
+            for _ in 0..task["n"].as_u64().unwrap() {
+                let n = task["count"].as_u64().unwrap_or(1);
+                if ok(recorder.record(None, n).map(drop)) {
+                    counted += n;
+                }
+            }
+            if task["crash"].as_bool().unwrap_or(false) {
+                // Die holding the lease: no flush, no release, no destructor.
+                println!("RESULT {counted}");
+                std::io::stdout().flush().unwrap();
+                std::process::abort();
             }
             json!(counted)
         }
@@ -397,8 +455,13 @@ fn run_children(tasks: &[Value]) -> Vec<Value> {
             }
         })
         .collect();
-    for mut child in children {
-        assert!(child.wait().unwrap().success());
+    for (mut child, task) in children.into_iter().zip(tasks) {
+        let status = child.wait().unwrap();
+        if task["crash"].as_bool().unwrap_or(false) {
+            assert!(!status.success(), "the child was to die");
+        } else {
+            assert!(status.success());
+        }
     }
     results
 }
@@ -694,5 +757,117 @@ fn a_server_restart_mid_workload_loses_nothing_acknowledged() {
     for id in &t.users {
         assert!(db.get_user(id).is_ok(), "acknowledged user {id} is there");
     }
+    assert_sound(&db);
+}
+
+/// Buffered usage through leases from four processes at once (and a durable caller beside
+/// them): the limit is never passed, and once the processes closed every acknowledged event is
+/// stored and every lease returned.
+#[test]
+fn leases_keep_buffered_usage_exact_across_processes() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let url = fresh_schema(&url);
+    let db = Db::open(&url).unwrap();
+    let (org, _) = org(&db, "Acme", "pro");
+    let quota = 20_000;
+    limits(
+        &db,
+        &org,
+        LimitOverrides {
+            monthly_requests: Some(Limit::Count(quota)),
+            ..Default::default()
+        },
+    );
+    let mut tasks: Vec<Value> = (0..PROCESSES)
+        .map(|_| json!({"task": "buffered", "url": url, "org": org, "n": 3_000, "count": 3}))
+        .collect();
+    tasks.push(json!({"task": "usage", "url": url, "org": org, "n": 300}));
+    // An organization without a limit needs no lease: counted in memory, stored at flush.
+    let (free, _) = common::org(&db, "Unlimited", "enterprise");
+    tasks.push(json!({"task": "buffered", "url": url, "org": free, "n": 1_000, "count": 2}));
+    let results = run_children(&tasks);
+    assert_eq!(results[PROCESSES + 1], 2_000);
+    let unlimited = db
+        .get_organization(&Actor::System, &free)
+        .unwrap()
+        .usage
+        .monthly_requests;
+    assert_eq!(unlimited, 2_000);
+    let buffered: u64 = results[..PROCESSES]
+        .iter()
+        .map(|r| r.as_u64().unwrap())
+        .sum();
+    let durable = results[PROCESSES].as_u64().unwrap();
+    let stored = db
+        .get_organization(&Actor::System, &org)
+        .unwrap()
+        .usage
+        .monthly_requests;
+    assert_eq!(
+        stored,
+        buffered + durable,
+        "every acknowledged event is stored"
+    );
+    assert!(stored <= quota, "{stored} > {quota}");
+    assert!(
+        stored > quota / 2,
+        "36 300 asked of 20 000: most of the quota is used ({stored})"
+    );
+    let mut client = sql(&url);
+    let leases: i64 = client
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {}.usage_leases WHERE organization_id = $1",
+                schema_of(&url)
+            ),
+            &[&org],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(leases, 0, "closing handles returned their leases");
+    assert_sound(&db);
+}
+
+/// A process that dies holding a lease: its reserved quota is not free until the lease
+/// expires, then it is; what it admitted and never stored is lost (buffered usage), and
+/// nothing else is.
+#[test]
+fn a_crashed_process_lease_expires_and_its_quota_returns() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let url = fresh_schema(&url);
+    let db = Db::open(&url).unwrap();
+    let (org, _) = org(&db, "Acme", "pro");
+    limits(
+        &db,
+        &org,
+        LimitOverrides {
+            monthly_requests: Some(Limit::Count(3_000)),
+            ..Default::default()
+        },
+    );
+    let ttl_ms = 1_500;
+    let results = run_children(&[json!({
+        "task": "buffered", "url": url, "org": org, "n": 1, "count": 1,
+        "crash": true, "lease_ttl_ms": ttl_ms,
+    })]);
+    assert_eq!(results[0], 1);
+    let started = std::time::Instant::now();
+    // Its lease (a slice of 1 000) still holds: 2 500 more do not fit in 3 000.
+    assert_err(
+        db.record_usage(&org, &UsageEvent::new(2_500)),
+        "quota_exceeded",
+        None,
+    );
+    assert!(started.elapsed() < std::time::Duration::from_millis(ttl_ms));
+    std::thread::sleep(std::time::Duration::from_millis(ttl_ms + 200));
+    let r = db.record_usage(&org, &UsageEvent::new(2_500)).unwrap();
+    assert_eq!(
+        r.used, 2_500,
+        "the dead process's one event was never stored"
+    );
     assert_sound(&db);
 }

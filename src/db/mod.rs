@@ -82,6 +82,7 @@ impl Drop for Inner {
         if self.ledger.needs_checkpoint() {
             let _ = self.checkpoint();
         }
+        let _ = self.ledger.release_leases(&*self.store, &self.ctx());
     }
 }
 
@@ -177,6 +178,12 @@ impl Db {
         };
         #[cfg(feature = "postgres")]
         if let Some(url) = path.as_ref().to_str().filter(|p| postgres::is_url(p)) {
+            if opts.usage_lease_ttl < opts.usage_flush_interval * 2 {
+                return Err(Error::invalid(
+                    "usage_lease_ttl",
+                    "Must be at least twice usage_flush_interval (each flush renews leases)",
+                ));
+            }
             let store = postgres::PgStore::open(url, opts.durability == Durability::Immediate)?;
             return Db::start(Box::new(store), opts, None);
         }
@@ -210,7 +217,7 @@ impl Db {
     fn start(store: Box<dyn Backend>, opts: Options, journal: Option<Journal>) -> Result<Db> {
         let ids = IdGen::default();
         let ledger = match journal {
-            None if store.is_shared() => Ledger::for_shared_backend(),
+            None if store.is_shared() => Ledger::for_shared_backend(opts.usage_lease_ttl),
             Some(journal) => {
                 let ctx = Ctx {
                     now: crate::model::time::truncate(opts.clock.now()),
@@ -222,7 +229,7 @@ impl Db {
             }
             None => Ledger::in_memory(),
         };
-        let file_backed = !store.is_memory() && !store.is_shared();
+        let file_backed = !store.is_memory();
         let interval = opts.usage_flush_interval;
         let flusher = Arc::new(FlusherSignal::default());
         let inner = Arc::new(Inner {

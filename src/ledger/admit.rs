@@ -106,6 +106,11 @@ impl Ledger {
         mode: Mode,
     ) -> Result<(UsageReceipt, Option<u64>)> {
         if let Some(shared) = &self.shared {
+            if mode == Mode::Buffered && event.key.is_none() {
+                if let Some(done) = shared.leases.admit(store, env, org, event) {
+                    return done.map(|r| (r, None));
+                }
+            }
             let mut receipts = shared.admit(store, env, org, std::slice::from_ref(event), mode)?;
             let receipt = receipts
                 .pop()

@@ -74,8 +74,11 @@ impl Ledger {
         durable: bool,
         reset: bool,
     ) -> Result<()> {
-        if self.shared.is_some() {
-            return Ok(());
+        if let Some(shared) = &self.shared {
+            // Store what the leases admitted (a read that follows sees it), renew the busy
+            // leases and return the idle ones.
+            let _ = (durable, reset);
+            return shared.leases.flush(store, env, false);
         }
         let _one_fold_at_a_time = lock(&self.fold_lock);
         let mut st = lock(&self.state);
@@ -161,6 +164,15 @@ impl Ledger {
     }
 
     /// Drops in-memory months and keys that `prune_usage` removed from the database.
+    /// The last handle closes: on a shared backend, store what the leases admitted and give
+    /// every reservation back.
+    pub(crate) fn release_leases(&self, store: &dyn Backend, env: &dyn UsageEnv) -> Result<()> {
+        match &self.shared {
+            Some(shared) if shared.leases.held() => shared.leases.flush(store, env, true),
+            _ => Ok(()),
+        }
+    }
+
     pub(crate) fn forget_before(&self, month: u32, key_cutoff: i64) {
         let mut st = lock(&self.state);
         for usage in st.orgs.iter_mut() {

@@ -26,6 +26,7 @@ use crate::store::{day_number, Backend, DayRow, OrgRecord, Writes};
 
 mod admit;
 mod fold;
+mod lease;
 mod shared;
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -257,22 +258,40 @@ impl Ledger {
         }
     }
 
-    /// A ledger for a backend that other processes write too (see [`Ledger::shared`]).
-    pub(crate) fn for_shared_backend() -> Ledger {
+    /// A ledger for a backend that other processes write too (`shared.rs`, `lease.rs`).
+    pub(crate) fn for_shared_backend(lease_ttl: std::time::Duration) -> Ledger {
         Ledger {
-            shared: Some(shared::Shared::default()),
+            shared: Some(shared::Shared::new(lease_ttl)),
             ..Ledger::in_memory()
         }
     }
 
-    /// The month's total as the ledger knows it, when it has the organization loaded.
-    pub(crate) fn month_total(&self, org: &str, month: u32) -> Option<u64> {
-        let st = lock(&self.state);
-        st.org(org).and_then(|o| o.months.get(&month).copied())
+    /// The month's total: as the ledger knows it when it has the organization loaded, else
+    /// `stored`; on a shared backend the stored total plus this process's unstored usage.
+    pub(crate) fn month_total(
+        &self,
+        org: &str,
+        month: u32,
+        stored: &dyn Fn() -> Result<u64>,
+    ) -> Result<u64> {
+        if let Some(shared) = &self.shared {
+            // The stored total plus what this process's lease admitted and has not stored.
+            return Ok(stored()?.saturating_add(shared.leases.unstored(org, month)));
+        }
+        let known = lock(&self.state)
+            .org(org)
+            .and_then(|o| o.months.get(&month).copied());
+        match known {
+            Some(total) => Ok(total),
+            None => stored(),
+        }
     }
 
     /// The plan or overrides changed: read the limit again on next use.
     pub(crate) fn refresh_limit(&self, org: &str) {
+        if let Some(shared) = &self.shared {
+            shared.leases.refresh(org);
+        }
         if let Some(o) = lock(&self.state).org_mut(org) {
             o.limit_known = false;
         }
@@ -281,6 +300,9 @@ impl Ledger {
     /// The organization is gone: drop its counters (its rows were deleted with it). Its place
     /// gets a new occupant later, so its recorders answer `not_found`.
     pub(crate) fn forget_org(&self, org: &str) {
+        if let Some(shared) = &self.shared {
+            shared.leases.forget(org, None);
+        }
         let mut st = lock(&self.state);
         if let Some(i) = st.index.remove(org) {
             st.orgs[i] = OrgUsage::default();
@@ -290,6 +312,9 @@ impl Ledger {
 
     /// The resource was removed: later events naming it are refused.
     pub(crate) fn forget_resource(&self, org: &str, id: &str) {
+        if let Some(shared) = &self.shared {
+            shared.leases.forget(org, Some(id));
+        }
         if let Some(o) = lock(&self.state).org_mut(org) {
             o.resources.remove(id);
         }
@@ -297,6 +322,9 @@ impl Ledger {
 
     /// Whether a checkpoint has work: unfolded changes, or folds not yet durable.
     pub(crate) fn needs_checkpoint(&self) -> bool {
+        if let Some(shared) = &self.shared {
+            return shared.leases.held();
+        }
         let st = lock(&self.state);
         st.dirty || st.undurable
     }

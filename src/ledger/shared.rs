@@ -60,14 +60,22 @@ struct Queue {
     leading: bool,
 }
 
-/// The group committer of one database handle.
-#[derive(Default)]
+/// The group committer and the leases of one database handle.
 pub(crate) struct Shared {
     queue: Mutex<Queue>,
     answered: Condvar,
+    pub(crate) leases: super::lease::Leases,
 }
 
 impl Shared {
+    pub(crate) fn new(lease_ttl: std::time::Duration) -> Shared {
+        Shared {
+            queue: Mutex::new(Queue::default()),
+            answered: Condvar::new(),
+            leases: super::lease::Leases::new(lease_ttl),
+        }
+    }
+
     /// Checks and (unless `Mode::Check`) counts one call's events for `org`, durably: on a
     /// shared backend buffered calls are durable too.
     pub(crate) fn admit(
@@ -78,6 +86,10 @@ impl Shared {
         events: &[Admit<'_>],
         mode: Mode,
     ) -> Result<Vec<UsageReceipt>> {
+        // This process's own lease of the organization is given back first (its usage stored):
+        // a durable call or a check here must neither count the unused part of our own
+        // reservation as taken nor spend it while the lease could still spend it too.
+        self.leases.release(store, env, org)?;
         let events: Vec<Event> = events.iter().map(Event::of).collect();
         if mode == Mode::Check {
             return store.read(|tx| {
@@ -170,6 +182,8 @@ struct OrgPlan {
     keys: HashSet<String>,
     /// Month totals: (stored, after the calls admitted so far).
     months: BTreeMap<u32, (u64, u64)>,
+    /// Quota of each month reserved by live leases (`lease.rs`): it counts against the limit.
+    leased: BTreeMap<u32, u64>,
     /// Day rows' increments and new keys, written once at the end.
     days: BTreeMap<u32, DayRow>,
     new_keys: Vec<(String, i64)>,
@@ -187,6 +201,7 @@ impl OrgPlan {
             columns: HashMap::new(),
             keys: HashSet::new(),
             months: BTreeMap::new(),
+            leased: BTreeMap::new(),
             days: BTreeMap::new(),
             new_keys: Vec::new(),
         };
@@ -209,6 +224,9 @@ impl OrgPlan {
             if let std::collections::btree_map::Entry::Vacant(v) = plan.months.entry(e.month) {
                 let stored = tx.month_usage(org, e.month)?;
                 v.insert((stored, stored));
+                if plan.limit.is_some() {
+                    plan.leased.insert(e.month, tx.leased(org, e.month, None)?);
+                }
             }
         }
         // A stored key is remembered until `prune_usage` removes it (past its retention).
@@ -240,19 +258,25 @@ impl OrgPlan {
                 }
             }
         }
+        // What counts against the limit: the total plus what live leases reserve.
+        let counted = |month: &u32| {
+            self.months[month]
+                .1
+                .saturating_add(self.leased.get(month).copied().unwrap_or(0))
+        };
         let mut adds: BTreeMap<u32, u64> = BTreeMap::new();
         for (e, dup) in events.iter().zip(&duplicate) {
             if *dup {
                 continue;
             }
-            let used = self.months[&e.month].1;
+            let used = counted(&e.month);
             let add = adds.entry(e.month).or_default();
             *add = add
                 .checked_add(e.count)
                 .ok_or_else(|| overflow(self.limit, used, e.count))?;
         }
         for (month, add) in &adds {
-            let used = self.months[month].1;
+            let used = counted(month);
             match (used.checked_add(*add), self.limit) {
                 (Some(total), Some(limit)) if total > limit => {
                     return Err(Error::quota("monthly_requests", limit, used, *add));
@@ -267,7 +291,11 @@ impl OrgPlan {
             .map(|(e, dup)| {
                 let used = self.months[&e.month].1;
                 let after = used + adds.get(&e.month).copied().unwrap_or(0);
-                receipt(*dup, if check && *dup { used } else { after }, self.limit)
+                let mut r = receipt(*dup, if check && *dup { used } else { after }, self.limit);
+                // Quota reserved by leases is not free either.
+                let leased = self.leased.get(&e.month).copied().unwrap_or(0);
+                r.remaining = r.remaining.map(|left| left.saturating_sub(leased));
+                r
             })
             .collect();
         if check {

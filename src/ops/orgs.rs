@@ -174,9 +174,10 @@ pub(crate) fn usage(tx: &dyn Reads, ctx: &Ctx, org: &str) -> Result<Usage> {
         team_members: seats::seats_used(tx, ctx, org)?,
         monthly_requests: {
             let month = time::month_of(ctx.now.date_naive());
-            match ctx.ledger.and_then(|l| l.month_total(org, month)) {
-                Some(total) => total,
-                None => tx.month_usage(org, month)?,
+            let stored = || tx.month_usage(org, month);
+            match ctx.ledger {
+                Some(ledger) => ledger.month_total(org, month, &stored)?,
+                None => stored()?,
             }
         },
     })

@@ -148,6 +148,10 @@ pub(crate) trait Reads {
     /// Which of `keys` are stored for the organization.
     fn stored_idempotency_keys(&self, org: &str, keys: &[&str]) -> Result<Vec<String>>;
 
+    /// Quota of an organization's month reserved by live leases (shared backends), except
+    /// `holder`'s; 0 where there are none.
+    fn leased(&self, org: &str, month: u32, except: Option<&str>) -> Result<u64>;
+
     // Audit.
 
     /// Events after `after_seq`, in order, at most `limit`; one organization's or all.
@@ -247,6 +251,17 @@ pub(crate) trait Writes: Reads {
 
     /// Stores many keys of one organization with the time each was recorded (micros).
     fn put_idempotency_keys(&mut self, org: &str, keys: &[(String, i64)]) -> Result<()>;
+
+    /// Sets `holder`'s lease of an organization's month to `amount`, alive for `ttl` from now
+    /// by the server's clock (0: removes it). Shared backends only.
+    fn put_lease(
+        &mut self,
+        org: &str,
+        month: u32,
+        holder: &str,
+        amount: u64,
+        ttl: std::time::Duration,
+    ) -> Result<()>;
 
     /// Deletes day rows before `day`, month totals before `month` and idempotency records
     /// older than `key_cutoff` (micros), across organizations.
@@ -678,6 +693,11 @@ impl<T: KvRead + ?Sized> Reads for T {
         Ok(out)
     }
 
+    /// One process holds a file: nothing is leased.
+    fn leased(&self, _org: &str, _month: u32, _except: Option<&str>) -> Result<u64> {
+        Ok(0)
+    }
+
     fn stored_idempotency_keys(&self, org: &str, keys: &[&str]) -> Result<Vec<String>> {
         let mut out = Vec::new();
         for key in keys {
@@ -1105,6 +1125,19 @@ impl<T: KvWrite + ?Sized> Writes for T {
 
     fn put_idempotency(&mut self, org: &str, key: &str, at_micros: i64) -> Result<()> {
         self.put_u64(Table::Idempotency, &keys::two(org, key), at_micros as u64)
+    }
+
+    fn put_lease(
+        &mut self,
+        _org: &str,
+        _month: u32,
+        _holder: &str,
+        _amount: u64,
+        _ttl: std::time::Duration,
+    ) -> Result<()> {
+        Err(Error::storage(
+            "usage leases belong to shared backends; a file is used by one process",
+        ))
     }
 
     fn put_idempotency_keys(&mut self, org: &str, keys: &[(String, i64)]) -> Result<()> {

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use super::pg_err;
 
 /// The schema version this build writes. A database of a newer version is refused.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// Version 1: every entity of SPEC section 2, usage counters and the audit change feed.
 const V1: &[&str] = &[
@@ -187,8 +187,20 @@ const V1: &[&str] = &[
     )"#,
 ];
 
+/// Version 2: leases of buffered usage quota (`ledger/lease.rs`): what each process (holder)
+/// reserved of an organization's month and until when (the server's clock). Transient: not
+/// exported.
+const V2: &[&str] = &[r#"CREATE TABLE IF NOT EXISTS usage_leases (
+        organization_id TEXT COLLATE "C" NOT NULL,
+        month INTEGER NOT NULL,
+        holder TEXT COLLATE "C" NOT NULL,
+        amount BIGINT NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (organization_id, month, holder)
+    )"#];
+
 /// The migrations in order: `MIGRATIONS[n]` takes a database from version `n` to `n + 1`.
-const MIGRATIONS: &[&[&str]] = &[V1];
+const MIGRATIONS: &[&[&str]] = &[V1, V2];
 
 /// Creates or upgrades the schema, one idempotent statement at a time, then records the
 /// version. A database written by a newer orgdb is `incompatible_version`.

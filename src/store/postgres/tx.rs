@@ -682,6 +682,15 @@ impl Reads for PgTx<'_> {
             .collect()
     }
 
+    fn leased(&self, org: &str, month: u32, except: Option<&str>) -> Result<u64> {
+        self.count(
+            "SELECT coalesce(sum(amount), 0)::BIGINT FROM usage_leases
+             WHERE organization_id = $1 AND month = $2 AND expires_at > now()
+               AND ($3::TEXT IS NULL OR holder <> $3)",
+            &[&org, &(month as i32), &except],
+        )
+    }
+
     fn stored_idempotency_keys(&self, org: &str, keys: &[&str]) -> Result<Vec<String>> {
         if keys.is_empty() {
             return Ok(Vec::new());
@@ -1140,6 +1149,44 @@ impl Writes for PgTx<'_> {
         Ok(())
     }
 
+    fn put_lease(
+        &mut self,
+        org: &str,
+        month: u32,
+        holder: &str,
+        amount: u64,
+        ttl: std::time::Duration,
+    ) -> Result<()> {
+        // Expired leases of the organization count for nothing: clear them on the way.
+        self.exec(
+            "DELETE FROM usage_leases WHERE organization_id = $1 AND expires_at <= now()",
+            &[&org],
+        )?;
+        if amount == 0 {
+            self.exec(
+                "DELETE FROM usage_leases
+                 WHERE organization_id = $1 AND month = $2 AND holder = $3",
+                &[&org, &(month as i32), &holder],
+            )?;
+            return Ok(());
+        }
+        let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        self.exec(
+            "INSERT INTO usage_leases (organization_id, month, holder, amount, expires_at)
+             VALUES ($1, $2, $3, $4, now() + $5::BIGINT * INTERVAL '1 millisecond')
+             ON CONFLICT (organization_id, month, holder) DO UPDATE
+             SET amount = excluded.amount, expires_at = excluded.expires_at",
+            &[
+                &org,
+                &(month as i32),
+                &holder,
+                &signed(amount, "amount")?,
+                &millis,
+            ],
+        )?;
+        Ok(())
+    }
+
     fn put_idempotency_keys(&mut self, org: &str, keys: &[(String, i64)]) -> Result<()> {
         if keys.is_empty() {
             return Ok(());
@@ -1197,6 +1244,7 @@ impl Writes for PgTx<'_> {
             "DELETE FROM usage_months WHERE organization_id = $1",
             "DELETE FROM usage_days WHERE organization_id = $1",
             "DELETE FROM idempotency_keys WHERE organization_id = $1",
+            "DELETE FROM usage_leases WHERE organization_id = $1",
         ] {
             self.exec(sql, &[&org])?;
         }

@@ -1,0 +1,371 @@
+//! Buffered usage on a shared backend: **leases**. A process claims a slice of an
+//! organization's remaining month quota in one transaction (a row of `usage_leases`: the
+//! amount reserved and when the reservation expires, by the server's clock), admits buffered
+//! events against it in memory at once, and at each flush adds what it used to the stored
+//! totals and renews or returns the rest. Every admission anywhere counts the stored total plus
+//! every live reservation, so the sum of all leases and totals never passes the limit.
+//!
+//! Rules:
+//! - A reservation is granted only from quota that is neither used nor reserved by a live
+//!   lease of any process (`Reads::leased`), in a serializable transaction.
+//! - A process admits against its lease only until half its lifetime has passed (measured
+//!   from before the transaction that granted it, on its own monotonic clock); the flush
+//!   that renews it runs every `usage_flush_interval`, far more often. So its admissions are
+//!   always covered by a lease the server still counts.
+//! - A crashed process's lease expires and its quota returns; what it admitted and had not
+//!   flushed is lost, as buffered usage on a file is lost by a crash before its checkpoint.
+//! - Events with an idempotency key, or of another month than the lease's, take the durable
+//!   path (keys must be checked against every process).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::model::usage::UsageReceipt;
+use crate::store::{Backend, DayRow, Writes};
+
+use super::admit::receipt;
+use super::{lock, Admit, MonthGrowth, UsageEnv};
+
+/// The smallest slice asked for at once; a busy organization asks for more (see `want`).
+const MIN_SLICE: u64 = 1_000;
+
+/// One organization's lease as this process holds it.
+#[derive(Debug)]
+struct OrgLease {
+    month: u32,
+    limit: Option<u64>,
+    /// Reserved on the server and not yet flushed (what `used` counts against).
+    reserved: u64,
+    /// Admitted here since the last flush.
+    used: u64,
+    /// The stored month total at the last flush (other processes' flushed usage included).
+    base: u64,
+    /// After this, no admission until a flush renews the lease.
+    deadline: Instant,
+    /// What was admitted since the last flush, by day.
+    days: BTreeMap<u32, DayRow>,
+    /// Live resources' columns (`None`: not a live resource of the organization).
+    columns: HashMap<String, Option<u32>>,
+    /// How much the last slice was: doubled while the organization keeps using them up.
+    slice: u64,
+}
+
+/// The leases of one database handle.
+pub(crate) struct Leases {
+    /// This handle's name in `usage_leases.holder`.
+    holder: String,
+    /// How long a lease lives on the server without renewal (`Options::usage_lease_ttl`).
+    ttl: Duration,
+    orgs: Mutex<HashMap<String, OrgLease>>,
+}
+
+impl Leases {
+    pub(crate) fn new(ttl: Duration) -> Leases {
+        Leases {
+            ttl,
+            holder: format!(
+                "{}:{}",
+                std::process::id(),
+                crate::ids::IdGen::default().next("lease", chrono::Utc::now())
+            ),
+            orgs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether a flush has work: usage to store, or leases to renew or return.
+    pub(crate) fn held(&self) -> bool {
+        !lock(&self.orgs).is_empty()
+    }
+
+    /// Admits one buffered event without a key in the lease's month: in memory when the lease
+    /// covers it, else after a transaction that flushes and claims more. `None` when the event
+    /// must take the durable path (another month).
+    pub(crate) fn admit(
+        &self,
+        store: &dyn Backend,
+        env: &dyn UsageEnv,
+        org: &str,
+        e: &Admit<'_>,
+    ) -> Option<Result<UsageReceipt>> {
+        let mut orgs = lock(&self.orgs);
+        if let Some(l) = orgs.get(org) {
+            if l.month != e.month {
+                if e.month < l.month {
+                    return None;
+                }
+                // A new month began: carry the old one's usage in, then start afresh.
+                if let Err(err) = self.sync(store, env, org, &mut orgs, 0, true) {
+                    return Some(Err(err));
+                }
+            }
+        }
+        if !orgs.contains_key(org) {
+            if let Err(err) = self.open(store, env, org, e.month, &mut orgs) {
+                return Some(Err(err));
+            }
+        }
+        Some(self.admit_locked(store, env, org, e, &mut orgs))
+    }
+
+    fn admit_locked(
+        &self,
+        store: &dyn Backend,
+        env: &dyn UsageEnv,
+        org: &str,
+        e: &Admit<'_>,
+        orgs: &mut HashMap<String, OrgLease>,
+    ) -> Result<UsageReceipt> {
+        let column = match e.resource {
+            None => None,
+            Some(id) => Some(self.column(store, org, id, orgs)?),
+        };
+        let l = orgs.get_mut(org).ok_or_else(not_loaded)?;
+        let fits = |l: &OrgLease| {
+            l.limit.is_none() || (Instant::now() < l.deadline && l.used + e.count <= l.reserved)
+        };
+        if !fits(l) {
+            let want = want(l, e.count);
+            self.sync(store, env, org, orgs, want, false)?;
+        }
+        let l = orgs.get_mut(org).ok_or_else(not_loaded)?;
+        if !fits(l) {
+            let limit = l.limit.unwrap_or(u64::MAX);
+            return Err(Error::quota(
+                "monthly_requests",
+                limit,
+                limit.saturating_sub(l.reserved.saturating_sub(l.used)),
+                e.count,
+            ));
+        }
+        l.used += e.count;
+        l.days.entry(e.day).or_default().add(column, e.count);
+        Ok(receipt(false, l.base + l.used, l.limit))
+    }
+
+    fn column(
+        &self,
+        store: &dyn Backend,
+        org: &str,
+        id: &str,
+        orgs: &mut HashMap<String, OrgLease>,
+    ) -> Result<u32> {
+        let l = orgs.get_mut(org).ok_or_else(not_loaded)?;
+        let known = match l.columns.get(id) {
+            Some(column) => *column,
+            None => {
+                let column = store
+                    .read(|tx| tx.resource_record(id))?
+                    .filter(|r| {
+                        r.resource.removed_at.is_none() && r.resource.organization_id == org
+                    })
+                    .map(|r| r.column);
+                l.columns.insert(id.to_owned(), column);
+                column
+            }
+        };
+        known.ok_or_else(|| Error::not_found("Resource"))
+    }
+
+    /// Loads an organization's limit and opens a lease on it (nothing reserved yet).
+    fn open(
+        &self,
+        store: &dyn Backend,
+        env: &dyn UsageEnv,
+        org: &str,
+        month: u32,
+        orgs: &mut HashMap<String, OrgLease>,
+    ) -> Result<()> {
+        let (limit, base) = store.read(|tx| {
+            let rec = tx
+                .org(org)?
+                .ok_or_else(|| Error::not_found("Organization"))?;
+            Ok((env.monthly_limit(&rec), tx.month_usage(org, month)?))
+        })?;
+        orgs.insert(
+            org.to_owned(),
+            OrgLease {
+                month,
+                limit,
+                reserved: 0,
+                used: 0,
+                base,
+                deadline: Instant::now(),
+                days: BTreeMap::new(),
+                columns: HashMap::new(),
+                slice: MIN_SLICE,
+            },
+        );
+        Ok(())
+    }
+
+    /// One transaction: store what was admitted since the last sync (month total, day rows,
+    /// threshold events), then reserve `want` more (as much of it as is free) and renew the
+    /// lease, or give it all back when `release`. Forgets the organization locally when it
+    /// was deleted or the lease is released.
+    fn sync(
+        &self,
+        store: &dyn Backend,
+        env: &dyn UsageEnv,
+        org: &str,
+        orgs: &mut HashMap<String, OrgLease>,
+        want: u64,
+        release: bool,
+    ) -> Result<()> {
+        let l = orgs.get_mut(org).ok_or_else(not_loaded)?;
+        let started = Instant::now();
+        let holder = self.holder.as_str();
+        let done = store.write(|tx| {
+            let Some(rec) = tx.org(org)? else {
+                return Ok(None);
+            };
+            let limit = env.monthly_limit(&rec);
+            let base = store_usage(tx, env, org, l, limit)?;
+            let keep = l.reserved.saturating_sub(l.used);
+            let reserved = if release || limit.is_none() {
+                0
+            } else {
+                let others = tx.leased(org, l.month, Some(holder))?;
+                let free = limit
+                    .unwrap_or(u64::MAX)
+                    .saturating_sub(base.saturating_add(others).saturating_add(keep));
+                keep + want.min(free)
+            };
+            tx.put_lease(org, l.month, holder, reserved, self.ttl)?;
+            Ok(Some((limit, base, reserved)))
+        });
+        match done {
+            Ok(Some((limit, base, reserved))) => {
+                let grew = reserved > l.reserved.saturating_sub(l.used);
+                l.limit = limit;
+                l.base = base;
+                l.reserved = reserved;
+                l.used = 0;
+                l.days.clear();
+                l.deadline = started + self.ttl / 2;
+                if grew && want > 0 {
+                    l.slice = l.slice.saturating_mul(2).min(1 << 40);
+                }
+                if release {
+                    orgs.remove(org);
+                }
+                Ok(())
+            }
+            Ok(None) => {
+                orgs.remove(org);
+                Err(Error::not_found("Organization"))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Stores every organization's admitted usage and renews its lease; returns the lease of
+    /// an organization that admitted nothing since the last flush (idle quota goes back to the
+    /// others at once), and every lease when `release` (a closing handle).
+    pub(crate) fn flush(
+        &self,
+        store: &dyn Backend,
+        env: &dyn UsageEnv,
+        release: bool,
+    ) -> Result<()> {
+        let mut orgs = lock(&self.orgs);
+        let work: Vec<(String, bool)> = orgs
+            .iter()
+            .map(|(org, l)| (org.clone(), release || l.used == 0))
+            .collect();
+        let mut first_error = None;
+        for (org, give_back) in work {
+            match self.sync(store, env, &org, &mut orgs, 0, give_back) {
+                Ok(()) | Err(Error::NotFound { .. }) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Stores what the organization's lease admitted and gives its reservation back (nothing
+    /// to do without a lease).
+    pub(crate) fn release(&self, store: &dyn Backend, env: &dyn UsageEnv, org: &str) -> Result<()> {
+        let mut orgs = lock(&self.orgs);
+        if !orgs.contains_key(org) {
+            return Ok(());
+        }
+        self.sync(store, env, org, &mut orgs, 0, true)
+    }
+
+    /// What this process admitted of an organization's month and has not stored yet.
+    pub(crate) fn unstored(&self, org: &str, month: u32) -> u64 {
+        lock(&self.orgs)
+            .get(org)
+            .filter(|l| l.month == month)
+            .map_or(0, |l| l.used)
+    }
+
+    /// The plan or overrides changed: the next admission syncs (and reads the limit).
+    pub(crate) fn refresh(&self, org: &str) {
+        if let Some(l) = lock(&self.orgs).get_mut(org) {
+            l.deadline = Instant::now();
+        }
+    }
+
+    /// The organization was deleted, or a resource removed: drop what is cached.
+    pub(crate) fn forget(&self, org: &str, resource: Option<&str>) {
+        let mut orgs = lock(&self.orgs);
+        match resource {
+            Some(id) => {
+                if let Some(l) = orgs.get_mut(org) {
+                    l.columns.remove(id);
+                }
+            }
+            None => {
+                orgs.remove(org);
+            }
+        }
+    }
+}
+
+/// How much to reserve for an event of `count` that does not fit: at least what it needs
+/// beyond what is left, and a slice that grows while the organization keeps using them up.
+fn want(l: &OrgLease, count: u64) -> u64 {
+    let short = (l.used + count).saturating_sub(l.reserved);
+    short.max(l.slice)
+}
+
+/// Adds what a lease admitted to the stored rows; returns the new stored month total.
+fn store_usage(
+    tx: &mut dyn Writes,
+    env: &dyn UsageEnv,
+    org: &str,
+    l: &OrgLease,
+    limit: Option<u64>,
+) -> Result<u64> {
+    let before = tx.month_usage(org, l.month)?;
+    if l.used == 0 {
+        return Ok(before);
+    }
+    let after = before.saturating_add(l.used);
+    tx.put_month_usage(org, l.month, after)?;
+    env.month_total_grew(
+        tx,
+        &MonthGrowth {
+            org,
+            month: l.month,
+            before,
+            after,
+            limit,
+        },
+    )?;
+    for (&day, delta) in &l.days {
+        let mut row = tx.day_row(org, day)?.unwrap_or_default();
+        row.merge(delta);
+        tx.put_day_row(org, day, &row)?;
+    }
+    Ok(after)
+}
+
+fn not_loaded() -> Error {
+    Error::storage("usage lease state lost")
+}
