@@ -44,6 +44,23 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# A certificate authority and a server certificate for 127.0.0.1, valid for two days.
+make_certificates() {
+  local dir=$1
+  (
+    cd "$dir" &&
+      openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 \
+        -subj "/CN=orgdb throwaway test CA" &&
+      openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr \
+        -subj "/CN=127.0.0.1" &&
+      printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >server.ext &&
+      openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+        -out server.crt -days 2 -extfile server.ext &&
+      chmod 600 server.key &&
+      if [ "$(id -u)" -eq 0 ]; then chown postgres: server.key server.crt; fi
+  ) >"$dir/certificates.log" 2>&1
+}
+
 cmd_run() {
   local durable=0
   while [ $# -gt 0 ]; do
@@ -73,6 +90,12 @@ cmd_run() {
     { cat "$dir/initdb.log" >&2; exit 1; }
   port=$(free_port)
   local settings="-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300"
+  # TLS with a throwaway authority, when openssl is there (the tests of sslmode=require and
+  # sslrootcert use ORGDB_TEST_POSTGRES_CA); plain connections stay allowed.
+  if command -v openssl >/dev/null 2>&1 && make_certificates "$dir"; then
+    settings="$settings -c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key"
+    export ORGDB_TEST_POSTGRES_CA="$dir/ca.crt"
+  fi
   if [ "$durable" -eq 0 ]; then
     settings="$settings -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
   fi

@@ -871,3 +871,55 @@ fn a_crashed_process_lease_expires_and_its_quota_returns() {
     );
     assert_sound(&db);
 }
+
+/// TLS: with `sslmode=require` the connection is encrypted and the server's certificate is
+/// checked, against the authority of `sslrootcert` (here the throwaway one of
+/// scripts/pg-server.sh), never accepted unchecked.
+#[test]
+fn tls_is_required_and_checked_against_the_given_authority() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let Ok(ca) = std::env::var("ORGDB_TEST_POSTGRES_CA") else {
+        eprintln!("skipped: the test server has no TLS (openssl missing)");
+        return;
+    };
+    let base = fresh_schema(&url);
+    let trusted = format!("{base}&sslmode=require&sslrootcert={ca}&application_name=orgdb_tls");
+    let db = Db::open(&trusted).unwrap();
+    let (org, owner) = org(&db, "Sealed", "pro");
+    assert_eq!(
+        db.get_organization(&actor(&owner), &org)
+            .unwrap()
+            .organization
+            .name,
+        "Sealed"
+    );
+    // The server sees this handle's pooled connections as TLS ones.
+    let encrypted: i64 = sql(&url)
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.application_name = 'orgdb_tls' AND s.ssl",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(encrypted > 0, "no TLS connection from the handle");
+    // The web's roots do not know the throwaway authority: refused, not accepted unchecked.
+    let err = assert_err(
+        Db::open(format!("{base}&sslmode=require")),
+        "storage_error",
+        None,
+    );
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    assert_err(
+        Db::open(format!(
+            "{base}&sslmode=require&sslrootcert=/no/such/ca.pem"
+        )),
+        "validation_error",
+        Some("url"),
+    );
+}
