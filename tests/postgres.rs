@@ -872,11 +872,12 @@ fn a_crashed_process_lease_expires_and_its_quota_returns() {
     assert_sound(&db);
 }
 
-/// TLS: with `sslmode=require` the connection is encrypted and the server's certificate is
-/// checked, against the authority of `sslrootcert` (here the throwaway one of
-/// scripts/pg-server.sh), never accepted unchecked.
+/// TLS, with libpq's modes: `require` encrypts; `verify-full` also checks the certificate
+/// against the authority of `sslrootcert` (here the throwaway one of scripts/pg-server.sh) and
+/// refuses a server whose authority it does not know; the default `prefer` takes TLS when the
+/// server offers it.
 #[test]
-fn tls_is_required_and_checked_against_the_given_authority() {
+fn tls_modes_encrypt_and_verify_as_libpq_does() {
     let Some((url, _server)) = server() else {
         return;
     };
@@ -885,8 +886,18 @@ fn tls_is_required_and_checked_against_the_given_authority() {
         return;
     };
     let base = fresh_schema(&url);
-    let trusted = format!("{base}&sslmode=require&sslrootcert={ca}&application_name=orgdb_tls");
-    let db = Db::open(&trusted).unwrap();
+    let encrypted = |app: &str| -> i64 {
+        sql(&url)
+            .query_one(
+                "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+                 WHERE a.application_name = $1 AND s.ssl",
+                &[&app],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let verified = format!("{base}&sslmode=verify-full&sslrootcert={ca}&application_name=tls_full");
+    let db = Db::open(&verified).unwrap();
     let (org, owner) = org(&db, "Sealed", "pro");
     assert_eq!(
         db.get_organization(&actor(&owner), &org)
@@ -895,29 +906,31 @@ fn tls_is_required_and_checked_against_the_given_authority() {
             .name,
         "Sealed"
     );
-    // The server sees this handle's pooled connections as TLS ones.
-    let encrypted: i64 = sql(&url)
-        .query_one(
-            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
-             WHERE a.application_name = 'orgdb_tls' AND s.ssl",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    assert!(encrypted > 0, "no TLS connection from the handle");
-    // The web's roots do not know the throwaway authority: refused, not accepted unchecked.
-    let err = assert_err(
-        Db::open(format!("{base}&sslmode=require")),
-        "storage_error",
-        None,
-    );
     assert!(
-        err.to_string().to_lowercase().contains("certificate"),
-        "{err}"
+        encrypted("tls_full") > 0,
+        "no TLS connection from the handle"
     );
+    // `require` and the default `prefer` encrypt without knowing the authority.
+    for (mode, app) in [("require", "tls_require"), ("prefer", "tls_prefer")] {
+        let db = Db::open(format!("{base}&sslmode={mode}&application_name={app}")).unwrap();
+        db.get_organization(&actor(&owner), &org).unwrap();
+        assert!(encrypted(app) > 0, "{mode}: not encrypted");
+    }
+    // Checking against the web's roots, which do not know the throwaway authority: refused.
+    for mode in ["verify-ca", "verify-full"] {
+        let err = assert_err(
+            Db::open(format!("{base}&sslmode={mode}")),
+            "storage_error",
+            None,
+        );
+        assert!(
+            err.to_string().to_lowercase().contains("certificate"),
+            "{err}"
+        );
+    }
     assert_err(
         Db::open(format!(
-            "{base}&sslmode=require&sslrootcert=/no/such/ca.pem"
+            "{base}&sslmode=verify-full&sslrootcert=/no/such/ca.pem"
         )),
         "validation_error",
         Some("url"),

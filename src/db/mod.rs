@@ -146,8 +146,10 @@ impl Db {
     /// A file is used by one process (its handles may be shared by any number of threads).
     /// A PostgreSQL database may be opened by any number of processes at once, on any number
     /// of machines, with the same rules and exact quotas: orgdb creates or upgrades its tables
-    /// on open. The URL takes the client's parameters (`sslmode=disable|prefer|require`,
-    /// `connect_timeout`, `application_name`, …) and three of orgdb's: `schema=name` (its
+    /// on open. The URL takes libpq's parameters that the client knows (`connect_timeout`,
+    /// `application_name`, …), `sslmode` as libpq reads it (`disable`; `prefer`, the default,
+    /// and `require` encrypt; `verify-ca` and `verify-full` also check the server's
+    /// certificate, the latter its host name too), and three of orgdb's: `schema=name` (its
     /// tables in a schema of their own, created when missing), `sslrootcert=/path/ca.pem` (the
     /// authorities to trust for TLS instead of the web's roots) and `pool_max=N` (connections
     /// per handle, default 16).

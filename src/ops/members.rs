@@ -32,7 +32,11 @@ fn row(tx: &dyn Reads, m: Membership) -> Result<Member> {
     let user = tx
         .user(&m.user_id)?
         .ok_or_else(|| Error::corrupted("membership names a missing user"))?;
-    Ok(Member {
+    Ok(member(m, user))
+}
+
+fn member(m: Membership, user: crate::model::user::User) -> Member {
+    Member {
         id: user.id,
         membership_id: m.id,
         email: user.email,
@@ -41,7 +45,7 @@ fn row(tx: &dyn Reads, m: Membership) -> Result<Member> {
         joined_at: m.joined_at,
         updated_at: m.updated_at,
         last_active: user.last_active,
-    })
+    }
 }
 
 fn encode_cursor((at, user): &MemberPos) -> String {
@@ -88,21 +92,16 @@ pub(crate) fn list(
     };
     // One row more than the page tells whether a next page exists.
     let want = per_page as usize + 1;
-    let mut positions = tx.member_positions(org, role, cursor.as_ref(), skip, want)?;
-    let more = positions.len() > per_page as usize;
-    positions.truncate(per_page as usize);
+    let mut rows = tx.member_rows(org, role, cursor.as_ref(), skip, want)?;
+    let more = rows.len() > per_page as usize;
+    rows.truncate(per_page as usize);
     let next_cursor = if more {
-        positions.last().map(encode_cursor)
+        rows.last()
+            .map(|(m, _)| encode_cursor(&(m.joined_at, m.user_id.clone())))
     } else {
         None
     };
-    let mut data = Vec::with_capacity(positions.len());
-    for (_, user) in positions {
-        let m = tx
-            .membership(org, &user)?
-            .ok_or_else(|| Error::corrupted("member index names a missing membership"))?;
-        data.push(row(tx, m)?);
-    }
+    let data = rows.into_iter().map(|(m, user)| member(m, user)).collect();
     Ok(Page {
         data,
         pagination: Pagination::new(page, per_page, total),

@@ -171,7 +171,7 @@ pub(crate) fn usage(tx: &dyn Reads, ctx: &Ctx, org: &str) -> Result<Usage> {
     Ok(Usage {
         mcps: stats.mcps,
         api_keys: stats.api_keys,
-        team_members: seats::seats_used(tx, ctx, org)?,
+        team_members: seats::seats_counted(tx, ctx, org, &stats)?,
         monthly_requests: {
             let month = time::month_of(ctx.now.date_naive());
             let stored = || tx.month_usage(org, month);

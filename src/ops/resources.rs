@@ -128,11 +128,9 @@ pub(crate) fn list(
     kind: Option<ResourceKind>,
 ) -> Result<Vec<Resource>> {
     authorize(tx, actor, org, Action::ReadOrganization)?;
-    tx.resource_ids_of_org(org, kind, false)?
-        .iter()
-        .map(|id| {
-            tx.resource(id)?
-                .ok_or_else(|| Error::corrupted("resource index names a missing resource"))
-        })
-        .collect()
+    Ok(tx
+        .resources_of_org(org, kind, false)?
+        .into_iter()
+        .map(|r| r.resource)
+        .collect())
 }

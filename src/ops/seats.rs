@@ -11,11 +11,16 @@ use super::{limits, record, Ctx};
 use crate::authz::{Actor, Cleared};
 use crate::error::{Error, Result};
 use crate::model::invitation::InvitationStatus;
-use crate::store::{InvitationRecord, Reads, Writes};
+use crate::store::{InvitationRecord, OrgStats, Reads, Writes};
 
 /// Members plus pending, unexpired invitations: what the `team_members` limit counts.
 pub(crate) fn seats_used(tx: &dyn Reads, ctx: &Ctx, org: &str) -> Result<u64> {
-    Ok(tx.org_stats(org)?.members + tx.pending_unexpired_count(org, ctx.now)?)
+    seats_counted(tx, ctx, org, &tx.org_stats(org)?)
+}
+
+/// [`seats_used`] with the organization's counters already read.
+pub(crate) fn seats_counted(tx: &dyn Reads, ctx: &Ctx, org: &str, stats: &OrgStats) -> Result<u64> {
+    Ok(stats.members + tx.pending_unexpired_count(org, ctx.now)?)
 }
 
 /// Refuses when one more seat would pass the `team_members` limit. `used` counts the seats

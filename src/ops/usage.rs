@@ -240,10 +240,7 @@ fn by_resource(
     if !by_column.iter().any(|n| *n > 0) {
         return Ok(rows);
     }
-    for id in tx.resource_ids_of_org(org, Some(kind), true)? {
-        let rec = tx
-            .resource_record(&id)?
-            .ok_or_else(|| Error::corrupted("resource index names a missing resource"))?;
+    for rec in tx.resources_of_org(org, Some(kind), true)? {
         let requests = by_column.get(rec.column as usize).copied().unwrap_or(0);
         if requests > 0 {
             rows.push((rec.resource.id, rec.resource.name, requests));

@@ -62,6 +62,17 @@ pub(crate) trait Reads {
         limit: usize,
     ) -> Result<Vec<MemberPos>>;
 
+    /// The memberships at [`member_positions`](Reads::member_positions) with their users: one
+    /// page of a member list.
+    fn member_rows(
+        &self,
+        org: &str,
+        role: Option<Role>,
+        after: Option<&MemberPos>,
+        skip: u64,
+        limit: usize,
+    ) -> Result<Vec<(Membership, User)>>;
+
     /// Every member's user id, in list order.
     fn member_user_ids(&self, org: &str) -> Result<Vec<String>>;
 
@@ -132,6 +143,14 @@ pub(crate) trait Reads {
         kind: Option<ResourceKind>,
         include_removed: bool,
     ) -> Result<Vec<String>>;
+
+    /// The resources of [`resource_ids_of_org`](Reads::resource_ids_of_org), in its order.
+    fn resources_of_org(
+        &self,
+        org: &str,
+        kind: Option<ResourceKind>,
+        include_removed: bool,
+    ) -> Result<Vec<ResourceRecord>>;
 
     // Usage counters.
 
@@ -480,6 +499,27 @@ impl<T: KvRead + ?Sized> Reads for T {
         Ok(out)
     }
 
+    fn member_rows(
+        &self,
+        org: &str,
+        role: Option<Role>,
+        after: Option<&MemberPos>,
+        skip: u64,
+        limit: usize,
+    ) -> Result<Vec<(Membership, User)>> {
+        let mut out = Vec::new();
+        for (_, user) in self.member_positions(org, role, after, skip, limit)? {
+            let m = self
+                .membership(org, &user)?
+                .ok_or_else(|| Error::corrupted("member index names a missing membership"))?;
+            let u = self
+                .user(&user)?
+                .ok_or_else(|| Error::corrupted("membership names a missing user"))?;
+            out.push((m, u));
+        }
+        Ok(out)
+    }
+
     fn member_user_ids(&self, org: &str) -> Result<Vec<String>> {
         Ok(self
             .member_positions(org, None, None, 0, usize::MAX)?
@@ -665,6 +705,21 @@ impl<T: KvRead + ?Sized> Reads for T {
             Ok(true)
         })?;
         Ok(out)
+    }
+
+    fn resources_of_org(
+        &self,
+        org: &str,
+        kind: Option<ResourceKind>,
+        include_removed: bool,
+    ) -> Result<Vec<ResourceRecord>> {
+        self.resource_ids_of_org(org, kind, include_removed)?
+            .iter()
+            .map(|id| {
+                self.resource_record(id)?
+                    .ok_or_else(|| Error::corrupted("resource index names a missing resource"))
+            })
+            .collect()
     }
 
     fn month_usage(&self, org: &str, month: u32) -> Result<u64> {

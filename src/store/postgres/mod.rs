@@ -122,6 +122,18 @@ struct Extras {
     root_cert: Option<String>,
     pool_max: u32,
     schema: Option<String>,
+    verify: Verify,
+}
+
+/// How much of the server's certificate is checked, as libpq's `sslmode` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verify {
+    /// `prefer` / `require` without `sslrootcert`: encrypted, the certificate not checked.
+    Nothing,
+    /// `verify-ca`, or `require` with `sslrootcert`: signed by a trusted authority.
+    Chain,
+    /// `verify-full`: signed by a trusted authority and issued for the host.
+    Full,
 }
 
 fn split_extras(url: &str) -> Result<(String, Extras)> {
@@ -129,6 +141,7 @@ fn split_extras(url: &str) -> Result<(String, Extras)> {
         root_cert: None,
         pool_max: 16,
         schema: None,
+        verify: Verify::Nothing,
     };
     let Some((base, query)) = url.split_once('?') else {
         return Ok((url.to_owned(), extras));
@@ -137,6 +150,16 @@ fn split_extras(url: &str) -> Result<(String, Extras)> {
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some(("sslrootcert", v)) => extras.root_cert = Some(v.to_owned()),
+            // The client knows disable, prefer and require; the verifying modes are orgdb's
+            // (TLS required, and the certificate checked).
+            Some(("sslmode", "verify-ca")) => {
+                extras.verify = Verify::Chain;
+                kept.push("sslmode=require");
+            }
+            Some(("sslmode", "verify-full")) => {
+                extras.verify = Verify::Full;
+                kept.push("sslmode=require");
+            }
             Some(("schema", v)) => {
                 let plain = v.len() <= 63
                     && v.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
@@ -160,6 +183,9 @@ fn split_extras(url: &str) -> Result<(String, Extras)> {
             _ => kept.push(pair),
         }
     }
+    if extras.root_cert.is_some() && extras.verify == Verify::Nothing {
+        extras.verify = Verify::Chain;
+    }
     let url = if kept.is_empty() {
         base.to_owned()
     } else {
@@ -168,7 +194,7 @@ fn split_extras(url: &str) -> Result<(String, Extras)> {
     Ok((url, extras))
 }
 
-fn tls_config(root_cert: Option<&str>) -> Result<rustls::ClientConfig> {
+fn tls_config(root_cert: Option<&str>, verify: Verify) -> Result<rustls::ClientConfig> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
     let mut roots = rustls::RootCertStore::empty();
@@ -187,19 +213,94 @@ fn tls_config(root_cert: Option<&str>) -> Result<rustls::ClientConfig> {
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| Error::storage(format!("TLS set-up: {e}")))?;
+    let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match verify {
+        Verify::Full => webpki,
+        Verify::Chain | Verify::Nothing => Arc::new(Lenient {
+            webpki,
+            check_chain: verify == Verify::Chain,
+            schemes: provider.signature_verification_algorithms,
+        }),
+    };
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::storage(format!("TLS set-up: {e}")))?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
         .with_no_client_auth())
+}
+
+/// libpq's weaker modes: `verify-ca` checks the chain but not the host name; `prefer` and
+/// `require` check neither (encryption against a passive listener only). The handshake's
+/// signatures are always checked against the certificate the server sent.
+#[derive(Debug)]
+struct Lenient {
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    check_chain: bool,
+    schemes: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Lenient {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        use rustls::client::danger::ServerCertVerified;
+        if !self.check_chain {
+            return Ok(ServerCertVerified::assertion());
+        }
+        match self
+            .webpki
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.schemes)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.schemes)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.schemes.supported_schemes()
+    }
 }
 
 impl PgStore {
     /// Connects to the server at `url`, creating or upgrading orgdb's tables.
     ///
-    /// `sslmode` in the URL is the client's (`disable`, `prefer` — the default: TLS when the
-    /// server offers it —, `require`); certificates are checked against the web's root
-    /// authorities, or those of `sslrootcert`.
+    /// `sslmode` as libpq reads it: `disable`; `prefer` (the default: TLS when the server
+    /// offers it) and `require` encrypt without checking the certificate; `verify-ca` checks
+    /// that a trusted authority signed it; `verify-full` also that it names the host. The
+    /// trusted authorities are the web's, or those of `sslrootcert` (which makes `require`
+    /// check the chain, as libpq does).
     pub(crate) fn open(url: &str, durable: bool) -> Result<PgStore> {
         let (url, extras) = split_extras(url)?;
         let mut config: postgres::Config = url
@@ -215,7 +316,7 @@ impl PgStore {
             config.options(&options);
         }
         let tls =
-            tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(extras.root_cert.as_deref())?);
+            tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(extras.root_cert.as_deref(), extras.verify)?);
         let manager = Manager { config, tls };
         // Connect once up front, so a wrong address or password is reported by `open` with
         // the server's own words, not as a pool timeout.

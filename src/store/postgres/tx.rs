@@ -492,6 +492,54 @@ impl Reads for PgTx<'_> {
             .collect()
     }
 
+    /// One statement: the page of memberships joined to their users.
+    fn member_rows(
+        &self,
+        org: &str,
+        role: Option<Role>,
+        after: Option<&MemberPos>,
+        skip: u64,
+        limit: usize,
+    ) -> Result<Vec<(Membership, User)>> {
+        const JOINED: &str = "SELECT m.id, m.organization_id, m.user_id, m.role, m.joined_at,
+                m.updated_at, u.id, u.email, u.name, u.created_at, u.last_active
+             FROM memberships m JOIN users u ON u.id = m.user_id
+             WHERE m.organization_id = $1 AND ($2::TEXT IS NULL OR m.role = $2)";
+        let skip = signed(skip, "page")?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let role = role.map(Role::as_str);
+        let rows = match after {
+            Some((at, user)) => self.rows(
+                sql!(
+                    JOINED,
+                    " AND (m.joined_at, m.user_id) > ($3, $4)
+                     ORDER BY m.joined_at, m.user_id OFFSET $5 LIMIT $6"
+                ),
+                &[&org, &role, at, user, &skip, &limit],
+            )?,
+            None => self.rows(
+                sql!(
+                    JOINED,
+                    " ORDER BY m.joined_at, m.user_id OFFSET $3 LIMIT $4"
+                ),
+                &[&org, &role, &skip, &limit],
+            )?,
+        };
+        rows.iter()
+            .map(|r| {
+                let m = membership_of(r)?;
+                let u = User {
+                    id: get(r, 6)?,
+                    email: get(r, 7)?,
+                    name: get(r, 8)?,
+                    created_at: get(r, 9)?,
+                    last_active: get(r, 10)?,
+                };
+                Ok((m, u))
+            })
+            .collect()
+    }
+
     fn member_user_ids(&self, org: &str) -> Result<Vec<String>> {
         self.strings(
             "SELECT user_id FROM memberships WHERE organization_id = $1
@@ -653,6 +701,26 @@ impl Reads for PgTx<'_> {
              ORDER BY CASE kind WHEN 'mcp' THEN 0 ELSE 1 END, id",
             &[&org, &kind.map(ResourceKind::as_str), &include_removed],
         )
+    }
+
+    fn resources_of_org(
+        &self,
+        org: &str,
+        kind: Option<ResourceKind>,
+        include_removed: bool,
+    ) -> Result<Vec<ResourceRecord>> {
+        self.rows(
+            sql!(
+                RESOURCE_SELECT,
+                " WHERE organization_id = $1 AND ($2::TEXT IS NULL OR kind = $2)
+                   AND ($3 OR removed_at IS NULL)
+                 ORDER BY CASE kind WHEN 'mcp' THEN 0 ELSE 1 END, id"
+            ),
+            &[&org, &kind.map(ResourceKind::as_str), &include_removed],
+        )?
+        .iter()
+        .map(resource_of)
+        .collect()
     }
 
     fn month_usage(&self, org: &str, month: u32) -> Result<u64> {
