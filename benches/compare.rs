@@ -20,25 +20,30 @@
 //! The table shows medians over rounds; the ratio is the median of the per-round ratios.
 //! `BENCHMARKS.md` explains every workload and the latest table.
 
+mod common;
+
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Barrier, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Utc};
+use common::{
+    add_usage, day_slots, effective_limits, eventual, fmt_rate, from_cargo_bench, in_order, lo,
+    load_durable, load_reads, machine, median, mode_of, month_of, new_id, new_token, odb_durable,
+    odb_invite, odb_org, odb_reads, odb_user, reads_start, receipt, report_month, report_of,
+    role_of, rotation, slug_of, token_hash, ByResource, Cli, Invites, Load, Mode, Overrides,
+    Threaded, UsageOrgs, FAST_SYNCS_PER_SEC, REPORT_RESOURCES, USAGE_ORGS, USAGE_RES,
+};
 use orgdb::model::transfer::Record;
 use orgdb::{
-    Actor, Db, Durability, InvitationQuery, InvitationStatus, Limit, LimitOverrides, Limits,
-    ManualClock, MemberQuery, NewInvitation, NewOrganization, NewUser, Options,
-    OrganizationSettings, Period, PlanCatalog, ResourceKind, Role, UsageEvent, UsageQuery,
-    UsageRecorder, User,
+    Actor, Db, InvitationQuery, InvitationStatus, ManualClock, MemberQuery, OrganizationSettings,
+    Period, PlanCatalog, Role, UsageEvent, UsageQuery, UsageRecorder,
 };
 use rusqlite::{params, Connection, OptionalExtension};
-use sha2::{Digest, Sha256};
 
 // ---------------------------------------------------------------------------------------------
 // Command line
@@ -102,181 +107,81 @@ const WORKLOADS: &[(&str, &str)] = &[
     ),
 ];
 
-struct Config {
-    rounds: usize,
-    durable: Duration,
-    read: Duration,
+/// What only this harness sets.
+struct ConfigOwn {
+    /// How long one side of the buffered workload runs in a round.
     buffered: Duration,
-    probe: Duration,
-    accept_per_round: usize,
     bulk_orgs: usize,
-    only: Vec<String>,
+    /// Where the temporary directory goes.
     dir: Option<PathBuf>,
-    keep: bool,
 }
+
+type Config = common::Config<ConfigOwn>;
+
+const CLI: Cli = Cli {
+    name: "compare",
+    usage: "usage: cargo bench --bench compare -- [--quick] [--rounds N] [--workload NAME[,NAME]] \
+            [--full-bulk | --bulk-orgs N] [--dir PATH] [--keep] [--list]",
+    workloads: WORKLOADS,
+};
 
 impl Config {
     fn from_args() -> Config {
-        let mut cfg = Config {
+        let defaults = Config {
             rounds: 5,
             durable: Duration::from_millis(1000),
             read: Duration::from_millis(300),
-            buffered: Duration::from_millis(500),
             probe: Duration::from_millis(200),
             accept_per_round: 1500,
-            bulk_orgs: 10_000,
             only: Vec::new(),
-            dir: None,
             keep: false,
+            own: ConfigOwn {
+                buffered: Duration::from_millis(500),
+                bulk_orgs: 10_000,
+                dir: None,
+            },
         };
-        let mut rounds = None;
         let mut bulk = None;
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            let mut value = |name: &str| {
-                args.next()
-                    .unwrap_or_else(|| usage_exit(&format!("{name} needs a value")))
-            };
-            match arg.as_str() {
+        let mut cfg = CLI.parse(defaults, |cfg, flag, value| {
+            match flag {
                 "--quick" => {
                     cfg.rounds = 2;
                     cfg.durable = Duration::from_millis(400);
                     cfg.read = Duration::from_millis(150);
-                    cfg.buffered = Duration::from_millis(250);
+                    cfg.own.buffered = Duration::from_millis(250);
                     cfg.probe = Duration::from_millis(100);
                     cfg.accept_per_round = 600;
-                    cfg.bulk_orgs = 2_000;
+                    cfg.own.bulk_orgs = 2_000;
                 }
-                "--rounds" => {
-                    rounds = Some(
-                        value("--rounds")
-                            .parse()
-                            .unwrap_or_else(|_| usage_exit("--rounds needs a number")),
-                    )
-                }
-                "--workload" | "-w" => cfg.only.extend(
-                    value("--workload")
-                        .split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned),
-                ),
                 "--full-bulk" => bulk = Some(100_000),
-                "--bulk-orgs" => {
-                    bulk = Some(
-                        value("--bulk-orgs")
-                            .parse()
-                            .unwrap_or_else(|_| usage_exit("--bulk-orgs needs a number")),
-                    )
-                }
-                "--dir" => cfg.dir = Some(PathBuf::from(value("--dir"))),
-                "--keep" => cfg.keep = true,
-                "--list" => {
-                    for (name, what) in WORKLOADS {
-                        println!("{name:<22} {what}");
-                    }
-                    std::process::exit(0);
-                }
-                "--help" | "-h" => usage_exit(""),
-                // `cargo bench` passes `--bench` to every bench binary.
-                "--bench" => {}
-                other => usage_exit(&format!("unknown argument {other}")),
+                "--bulk-orgs" => bulk = Some(CLI.number("--bulk-orgs", value("--bulk-orgs"))),
+                "--dir" => cfg.own.dir = Some(PathBuf::from(value("--dir"))),
+                _ => return false,
             }
-        }
-        if let Some(r) = rounds {
-            cfg.rounds = r;
-        }
+            true
+        });
         if let Some(b) = bulk {
-            cfg.bulk_orgs = b;
-        }
-        cfg.rounds = cfg.rounds.max(1);
-        for w in &cfg.only {
-            if !WORKLOADS.iter().any(|(n, _)| n == w) {
-                usage_exit(&format!("unknown workload {w} (see --list)"));
-            }
+            cfg.own.bulk_orgs = b;
         }
         cfg
     }
-
-    fn wants(&self, name: &str) -> bool {
-        self.only.is_empty() || self.only.iter().any(|w| w == name)
-    }
-}
-
-fn usage_exit(problem: &str) -> ! {
-    if !problem.is_empty() {
-        eprintln!("compare: {problem}");
-    }
-    eprintln!(
-        "usage: cargo bench --bench compare -- [--quick] [--rounds N] [--workload NAME[,NAME]] \
-         [--full-bulk | --bulk-orgs N] [--dir PATH] [--keep] [--list]"
-    );
-    std::process::exit(if problem.is_empty() { 0 } else { 2 });
 }
 
 // ---------------------------------------------------------------------------------------------
 // Measuring
 
-/// Ops per second of `op` run repeatedly for `dur` (the clock is read every `every` calls).
-/// `op` returns false when it has no more work; the rate covers what ran.
+/// [`common::timed`] for calls that do not fail (they panic): `op` returns false when it has no
+/// more work.
 fn timed(dur: Duration, every: u64, mut op: impl FnMut(u64) -> bool) -> f64 {
-    let start = Instant::now();
-    let mut n = 0u64;
-    'outer: loop {
-        for _ in 0..every {
-            if !op(n) {
-                break 'outer;
-            }
-            n += 1;
-        }
-        if start.elapsed() >= dur {
-            break;
-        }
-    }
-    n as f64 / start.elapsed().as_secs_f64()
+    common::timed(dur, every, |i| op(i).then_some(true))
 }
 
-/// Runs `op` on one thread per state until `dur` has passed. Returns the total rate and the
-/// smallest and largest per-thread count (fairness).
+/// [`common::threaded`] for calls that do not fail (they panic).
 fn threaded<S: Send>(dur: Duration, states: &mut [S], op: &(dyn Fn(&mut S) + Sync)) -> Threaded {
-    let stop = AtomicBool::new(false);
-    let barrier = Barrier::new(states.len() + 1);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = states
-            .iter_mut()
-            .map(|state| {
-                let (stop, barrier) = (&stop, &barrier);
-                s.spawn(move || {
-                    barrier.wait();
-                    let mut n = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        op(state);
-                        n += 1;
-                    }
-                    n
-                })
-            })
-            .collect();
-        barrier.wait();
-        let start = Instant::now();
-        std::thread::sleep(dur);
-        stop.store(true, Ordering::Relaxed);
-        let counts: Vec<u64> = handles
-            .into_iter()
-            .map(|h| h.join().expect("worker thread"))
-            .collect();
-        let secs = start.elapsed().as_secs_f64();
-        Threaded {
-            rate: counts.iter().sum::<u64>() as f64 / secs,
-            min: counts.iter().copied().min().unwrap_or(0),
-            max: counts.iter().copied().max().unwrap_or(0),
-        }
+    common::threaded(dur, states, &|state| {
+        op(state);
+        true
     })
-}
-
-struct Threaded {
-    rate: f64,
-    min: u64,
-    max: u64,
 }
 
 /// The disk's raw flush rate: 512-byte pwrites into a pre-zeroed 1 MiB file, each followed by
@@ -284,9 +189,6 @@ struct Threaded {
 struct Disk {
     file: File,
 }
-
-/// One fdatasync faster than ~0.67 ms: the disk's fast mode.
-const FAST_FSYNC_PER_SEC: f64 = 1500.0;
 
 impl Disk {
     fn new(dir: &Path) -> Disk {
@@ -325,21 +227,6 @@ impl Disk {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Fast,
-    Slow,
-    Mixed,
-}
-
-fn mode_of(before: f64, after: f64) -> Mode {
-    match (before >= FAST_FSYNC_PER_SEC, after >= FAST_FSYNC_PER_SEC) {
-        (true, true) => Mode::Fast,
-        (false, false) => Mode::Slow,
-        _ => Mode::Mixed,
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Results
 
@@ -359,42 +246,16 @@ enum Target {
     Both(f64, f64),
 }
 
-struct Row {
+/// What only this harness records of a row.
+struct RowOwn {
     /// A disk measurement, not a comparison.
     raw: bool,
-    name: &'static str,
-    unit: &'static str,
-    samples: Vec<Sample>,
     target: Target,
-    note: String,
+    /// [`Sample::extra`] of each round that had one.
+    extra: Vec<f64>,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn fmt_rate(x: f64) -> String {
-    if !x.is_finite() {
-        "-".to_owned()
-    } else if x >= 1e6 {
-        format!("{:.2} M", x / 1e6)
-    } else if x >= 1e4 {
-        format!("{:.1} k", x / 1e3)
-    } else if x >= 1e3 {
-        format!("{:.2} k", x / 1e3)
-    } else {
-        format!("{x:.0}")
-    }
-}
+type Row = common::Row<RowOwn>;
 
 fn fmt_bytes(n: u64) -> String {
     format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0))
@@ -402,27 +263,17 @@ fn fmt_bytes(n: u64) -> String {
 
 impl Row {
     fn new(name: &'static str, unit: &'static str, target: Target) -> Row {
-        Row {
+        let own = RowOwn {
             raw: name.starts_with("fsync"),
-            name,
-            unit,
-            samples: Vec::new(),
             target,
-            note: String::new(),
-        }
+            extra: Vec::new(),
+        };
+        Row::with(name, unit, own)
     }
 
     fn push(&mut self, round: usize, s: Sample) {
         let fsync = match s.fsync {
-            Some((rate, mode)) => format!(
-                "  fsync {}/s ({})",
-                fmt_rate(rate),
-                match mode {
-                    Mode::Fast => "fast",
-                    Mode::Slow => "slow",
-                    Mode::Mixed => "mixed",
-                }
-            ),
+            Some((rate, mode)) => format!("  fsync {}/s ({})", fmt_rate(rate), mode.name()),
             None => String::new(),
         };
         let extra = s
@@ -438,59 +289,14 @@ impl Row {
             s.orgdb / s.sqlite,
         );
         let _ = std::io::stdout().flush();
-        self.samples.push(s);
-    }
-
-    fn orgdb(&self) -> f64 {
-        median(self.samples.iter().map(|s| s.orgdb).collect())
-    }
-
-    fn sqlite(&self) -> f64 {
-        median(self.samples.iter().map(|s| s.sqlite).collect())
-    }
-
-    fn ratio(&self) -> f64 {
-        median(self.samples.iter().map(|s| s.orgdb / s.sqlite).collect())
-    }
-
-    fn fsync(&self) -> String {
-        let rates: Vec<f64> = self
-            .samples
-            .iter()
-            .filter_map(|s| s.fsync.map(|f| f.0))
-            .collect();
-        if rates.is_empty() {
-            return "".to_owned();
-        }
-        fmt_rate(median(rates))
-    }
-
-    fn mode(&self) -> String {
-        let modes: Vec<Mode> = self
-            .samples
-            .iter()
-            .filter_map(|s| s.fsync.map(|f| f.1))
-            .collect();
-        if modes.is_empty() {
-            return "".to_owned();
-        }
-        let count = |m| modes.iter().filter(|x| **x == m).count();
-        let mut parts = Vec::new();
-        for (m, label) in [
-            (Mode::Fast, "fast"),
-            (Mode::Slow, "slow"),
-            (Mode::Mixed, "mixed"),
-        ] {
-            if count(m) > 0 {
-                parts.push(format!("{label} {}", count(m)));
-            }
-        }
-        parts.join(", ")
+        self.samples.push((s.orgdb, s.sqlite));
+        self.disk.extend(s.fsync);
+        self.own.extra.extend(s.extra);
     }
 
     fn verdict(&self) -> String {
         let ratio = self.ratio();
-        match self.target {
+        match self.own.target {
             Target::None => "".to_owned(),
             Target::Ratio(want) => {
                 let ok = if ratio >= want { "met" } else { "MISSED" };
@@ -516,13 +322,13 @@ fn print_table(rows: &[Row]) {
         if r.samples.is_empty() {
             continue;
         }
-        if r.raw {
+        if r.own.raw {
             println!(
                 "| {} | {} | - | - | - | {} | {} | |",
                 r.name,
                 r.unit,
-                r.fsync(),
-                r.mode()
+                r.disk_rate(),
+                r.disk_modes()
             );
             continue;
         }
@@ -531,10 +337,10 @@ fn print_table(rows: &[Row]) {
             r.name,
             r.unit,
             fmt_rate(r.orgdb()),
-            fmt_rate(r.sqlite()),
+            fmt_rate(r.other()),
             r.ratio(),
-            r.fsync(),
-            r.mode(),
+            r.disk_rate(),
+            r.disk_modes(),
             r.verdict(),
         );
     }
@@ -544,150 +350,6 @@ fn print_table(rows: &[Row]) {
         for r in notes {
             println!("- {}: {}", r.name, r.note);
         }
-    }
-}
-
-/// What the SQLite side returns: the fields of orgdb's output types, owned the same way
-/// (those types are `#[non_exhaustive]`, so no crate but orgdb builds them). The comparison
-/// is fair when both sides build the same data.
-#[allow(dead_code)]
-mod lo {
-    use std::collections::BTreeMap;
-
-    use chrono::{DateTime, NaiveDate, Utc};
-    use orgdb::{InvitationStatus, Limits, OrganizationSettings, Period, Role};
-
-    #[derive(Debug)]
-    pub struct Member {
-        pub id: String,
-        pub membership_id: String,
-        pub email: String,
-        pub name: String,
-        pub role: Role,
-        pub joined_at: DateTime<Utc>,
-        pub updated_at: DateTime<Utc>,
-        pub last_active: Option<DateTime<Utc>>,
-    }
-
-    #[derive(Debug)]
-    pub struct Membership {
-        pub id: String,
-        pub organization_id: String,
-        pub user_id: String,
-        pub role: Role,
-        pub joined_at: DateTime<Utc>,
-        pub updated_at: DateTime<Utc>,
-    }
-
-    #[derive(Debug)]
-    pub struct Pagination {
-        pub page: u32,
-        pub per_page: u32,
-        pub total: u64,
-        pub total_pages: u64,
-    }
-
-    #[derive(Debug)]
-    pub struct Page<T> {
-        pub data: Vec<T>,
-        pub pagination: Pagination,
-        pub next_cursor: Option<String>,
-    }
-
-    #[derive(Debug)]
-    pub struct Invitation {
-        pub id: String,
-        pub organization_id: String,
-        pub email: String,
-        pub role: Role,
-        pub project_id: Option<String>,
-        pub project_role: Option<Role>,
-        pub status: InvitationStatus,
-        pub invited_by: String,
-        pub created_at: DateTime<Utc>,
-        pub expires_at: DateTime<Utc>,
-        pub accepted_at: Option<DateTime<Utc>>,
-    }
-
-    #[derive(Debug)]
-    pub struct UsageReceipt {
-        pub duplicate: bool,
-        pub used: u64,
-        pub limit: Option<u64>,
-        pub remaining: Option<u64>,
-    }
-
-    #[derive(Debug)]
-    pub struct Organization {
-        pub id: String,
-        pub name: String,
-        pub slug: String,
-        pub external_id: Option<String>,
-        pub description: Option<String>,
-        pub plan: String,
-        pub address_line1: Option<String>,
-        pub address_line2: Option<String>,
-        pub city: Option<String>,
-        pub state: Option<String>,
-        pub zipcode: Option<String>,
-        pub country: Option<String>,
-        pub settings: OrganizationSettings,
-        pub metadata: BTreeMap<String, String>,
-        pub created_at: DateTime<Utc>,
-        pub updated_at: DateTime<Utc>,
-    }
-
-    #[derive(Debug)]
-    pub struct Usage {
-        pub mcps: u64,
-        pub api_keys: u64,
-        pub team_members: u64,
-        pub monthly_requests: u64,
-    }
-
-    #[derive(Debug)]
-    pub struct OrganizationDetails {
-        pub organization: Organization,
-        pub limits: Limits,
-        pub usage: Usage,
-    }
-
-    #[derive(Debug)]
-    pub struct ResourceUsage {
-        pub mcp_id: String,
-        pub name: String,
-        pub requests: u64,
-    }
-
-    #[derive(Debug)]
-    pub struct ApiKeyUsage {
-        pub api_key_id: String,
-        pub name: String,
-        pub requests: u64,
-    }
-
-    #[derive(Debug)]
-    pub struct DayUsage {
-        pub date: NaiveDate,
-        pub requests: u64,
-    }
-
-    #[derive(Debug)]
-    pub struct RequestTotals {
-        pub total: u64,
-        pub limit: Option<u64>,
-        pub percentage: Option<u64>,
-    }
-
-    #[derive(Debug)]
-    pub struct UsageReport {
-        pub period: Period,
-        pub start_date: DateTime<Utc>,
-        pub end_date: DateTime<Utc>,
-        pub requests: RequestTotals,
-        pub by_mcp: Vec<ResourceUsage>,
-        pub by_api_key: Vec<ApiKeyUsage>,
-        pub by_day: Vec<DayUsage>,
     }
 }
 
@@ -768,26 +430,8 @@ fn from_micros(v: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(v).expect("timestamp")
 }
 
-fn month_of(t: DateTime<Utc>) -> i64 {
-    i64::from(t.year()) * 100 + i64::from(t.month())
-}
-
 fn day_of(d: NaiveDate) -> i64 {
     i64::from(d.num_days_from_ce())
-}
-
-fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", ulid::Ulid::new())
-}
-
-fn token_hash(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
-}
-
-fn new_token() -> String {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).expect("randomness");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn begin(c: &Connection, immediate: bool) {
@@ -840,22 +484,6 @@ fn audit(
     .expect("audit insert");
 }
 
-/// Plan limits with the per-organization overrides (NULL: the plan's; -1: unlimited).
-fn lite_limits(plans: &PlanCatalog, plan: &str, ov: [Option<i64>; 4]) -> Limits {
-    let base = plans.limits(plan).unwrap_or_default();
-    let pick = |o: Option<i64>, b: Option<u64>| match o {
-        None => b,
-        Some(-1) => None,
-        Some(n) => Some(n as u64),
-    };
-    Limits {
-        mcps: pick(ov[0], base.mcps),
-        api_keys: pick(ov[1], base.api_keys),
-        team_members: pick(ov[2], base.team_members),
-        monthly_requests: pick(ov[3], base.monthly_requests),
-    }
-}
-
 fn lite_role(c: &Connection, org: &str, user: &str) -> Option<Role> {
     c.prepare_cached("SELECT role FROM memberships WHERE org_id = ?1 AND user_id = ?2")
         .and_then(|mut s| {
@@ -863,7 +491,7 @@ fn lite_role(c: &Connection, org: &str, user: &str) -> Option<Role> {
                 .optional()
         })
         .expect("role")
-        .map(|r| r.parse().expect("role text"))
+        .map(|r| role_of(&r))
 }
 
 /// SQLite's `create_user`: insert (the UNIQUE index refuses a taken email) + audit.
@@ -886,11 +514,7 @@ fn lite_create_org(
     now: DateTime<Utc>,
 ) -> String {
     let id = new_id("org");
-    let slug: String = name
-        .to_lowercase()
-        .chars()
-        .map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '-' })
-        .collect();
+    let slug = slug_of(name);
     let exists: bool = c
         .prepare_cached("SELECT EXISTS(SELECT 1 FROM users WHERE id = ?1)")
         .and_then(|mut s| s.query_row([owner], |r| r.get(0)))
@@ -951,7 +575,7 @@ fn lite_add_member(
                 .optional()
         })
         .expect("pending invitation");
-    let limits = lite_limits(plans, &plan, [None, None, ov_team, None]);
+    let limits = effective_limits(plans, &plan, [None, None, ov_team, None]);
     if let Some(limit) = limits.team_members {
         let pending_seats: i64 = c
             .prepare_cached(
@@ -1045,7 +669,7 @@ fn lite_create_invitation(
         .and_then(|mut s| s.query_row(params![org, email, micros(now)], |r| r.get(0)))
         .expect("duplicate check");
     assert!(!dup);
-    if let Some(limit) = lite_limits(plans, &plan, [None, None, ov_team, None]).team_members {
+    if let Some(limit) = effective_limits(plans, &plan, [None, None, ov_team, None]).team_members {
         let pending: i64 = c
             .prepare_cached(
                 "SELECT COUNT(*) FROM invitations WHERE org_id = ?1 AND status = 'pending'
@@ -1131,7 +755,7 @@ fn lite_accept(c: &Connection, plans: &PlanCatalog, token: &str, user: &str) -> 
         .prepare_cached("SELECT plan, ov_team_members, member_count FROM orgs WHERE id = ?1")
         .and_then(|mut s| s.query_row([&org], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
         .expect("org");
-    if let Some(limit) = lite_limits(plans, &plan, [None, None, ov_team, None]).team_members {
+    if let Some(limit) = effective_limits(plans, &plan, [None, None, ov_team, None]).team_members {
         if members as u64 + 1 > limit {
             rollback(c);
             panic!("seats");
@@ -1204,7 +828,7 @@ fn lite_usage(
         .and_then(|mut s| s.query_row(params![org, month], |r| r.get(0)).optional())
         .expect("month total")
         .unwrap_or(0);
-    let limit = lite_limits(plans, &plan, [None, None, None, ov]).monthly_requests;
+    let limit = effective_limits(plans, &plan, [None, None, None, ov]).monthly_requests;
     if limit.is_some_and(|l| (used + count) as u64 > l) {
         return Err("quota_exceeded");
     }
@@ -1227,13 +851,7 @@ fn lite_usage(
         ])
     })
     .expect("day upsert");
-    let used = (used + count) as u64;
-    Ok(lo::UsageReceipt {
-        duplicate: false,
-        used,
-        limit,
-        remaining: limit.map(|l| l.saturating_sub(used)),
-    })
+    Ok(receipt(false, (used + count) as u64, limit))
 }
 
 /// Durable `record_usage` on SQLite: one IMMEDIATE transaction per event.
@@ -1265,7 +883,7 @@ fn member_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(lo::Member, i64)> {
             membership_id: r.get(1)?,
             email: r.get(2)?,
             name: r.get(3)?,
-            role: role.parse().expect("role text"),
+            role: role_of(&role),
             joined_at: from_micros(joined),
             updated_at: from_micros(r.get(6)?),
             last_active: r.get::<_, Option<i64>>(7)?.map(from_micros),
@@ -1337,17 +955,8 @@ fn lite_list_members(
     } else {
         None
     };
-    let total = total as u64;
-    lo::Page {
-        data: rows.into_iter().map(|(m, _)| m).collect(),
-        pagination: lo::Pagination {
-            page,
-            per_page,
-            total,
-            total_pages: total.div_ceil(u64::from(per_page)),
-        },
-        next_cursor,
-    }
+    let data = rows.into_iter().map(|(m, _)| m).collect();
+    lo::Page::new(data, page, per_page, total as u64, next_cursor)
 }
 
 /// SQLite's `list_invitations` (no status filter): role check, the count, then a deferred
@@ -1408,17 +1017,7 @@ fn lite_list_invitations(
         })
         .expect("invitation page");
     commit(c);
-    let total = total as u64;
-    lo::Page {
-        data,
-        pagination: lo::Pagination {
-            page,
-            per_page,
-            total,
-            total_pages: total.div_ceil(u64::from(per_page)),
-        },
-        next_cursor: None,
-    }
+    lo::Page::new(data, page, per_page, total as u64, None)
 }
 
 /// SQLite's `get_organization`: role check, org row (stored counters), pending unexpired
@@ -1485,7 +1084,7 @@ fn lite_get_org(
         .expect("month total")
         .unwrap_or(0);
     commit(c);
-    let limits = lite_limits(plans, &o.plan, ov);
+    let limits = effective_limits(plans, &o.plan, ov);
     lo::OrganizationDetails {
         organization: o,
         limits,
@@ -1516,8 +1115,7 @@ fn lite_usage_report(
         .and_then(|mut s| s.query_row([org], |r| Ok((r.get(0)?, r.get(1)?))))
         .expect("org");
     let (d0, d1) = (day_of(first), day_of(last));
-    let days = (d1 - d0 + 1) as usize;
-    let mut per_day = vec![0u64; days];
+    let mut per_day = day_slots(first, last);
     let mut per_res: HashMap<String, u64> = HashMap::new();
     {
         let mut s = c
@@ -1532,18 +1130,10 @@ fn lite_usage_report(
             let n: i64 = r.get(2).expect("requests");
             per_day[(day - d0) as usize] += n as u64;
             let res = r.get_ref(1).expect("resource").as_str().expect("text");
-            if !res.is_empty() {
-                match per_res.get_mut(res) {
-                    Some(sum) => *sum += n as u64,
-                    None => {
-                        per_res.insert(res.to_owned(), n as u64);
-                    }
-                }
-            }
+            add_usage(&mut per_res, res, n as u64);
         }
     }
-    let mut by_mcp: Vec<lo::ResourceUsage> = Vec::new();
-    let mut by_api_key: Vec<lo::ApiKeyUsage> = Vec::new();
+    let mut by = ByResource::default();
     if !per_res.is_empty() {
         let mut s = c
             .prepare_cached("SELECT id, name, kind FROM resources WHERE org_id = ?1")
@@ -1554,57 +1144,13 @@ fn lite_usage_report(
             if let Some(n) = per_res.get(&id) {
                 let name = r.get(1).expect("name");
                 let kind: String = r.get(2).expect("kind");
-                if kind == "mcp" {
-                    by_mcp.push(lo::ResourceUsage {
-                        mcp_id: id,
-                        name,
-                        requests: *n,
-                    });
-                } else {
-                    by_api_key.push(lo::ApiKeyUsage {
-                        api_key_id: id,
-                        name,
-                        requests: *n,
-                    });
-                }
+                by.push(id, name, &kind, *n);
             }
         }
     }
     commit(c);
-    by_mcp.sort_by(|a, b| {
-        b.requests
-            .cmp(&a.requests)
-            .then_with(|| a.mcp_id.cmp(&b.mcp_id))
-    });
-    by_api_key.sort_by(|a, b| {
-        b.requests
-            .cmp(&a.requests)
-            .then_with(|| a.api_key_id.cmp(&b.api_key_id))
-    });
-    let total: u64 = per_day.iter().sum();
-    let limit = lite_limits(plans, &plan, [None, None, None, ov]).monthly_requests;
-    let by_day = per_day
-        .iter()
-        .enumerate()
-        .map(|(i, n)| lo::DayUsage {
-            date: first + TimeDelta::days(i as i64),
-            requests: *n,
-        })
-        .collect();
-    let start = first.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-    lo::UsageReport {
-        period: Period::Month,
-        start_date: start,
-        end_date: last.and_hms_opt(23, 59, 59).expect("end").and_utc(),
-        requests: lo::RequestTotals {
-            total,
-            limit,
-            percentage: limit.filter(|l| *l > 0).map(|l| total * 100 / l),
-        },
-        by_mcp,
-        by_api_key,
-        by_day,
-    }
+    let limit = effective_limits(plans, &plan, [None, None, None, ov]).monthly_requests;
+    report_of(first, last, limit, per_day, by)
 }
 
 /// The same report written as two GROUP BY queries (kept to show why the one-pass version is
@@ -1652,48 +1198,49 @@ fn lite_usage_report_group_by(
     (total, by_day.len(), by_mcp.len())
 }
 
+/// The fixtures on SQLite: the operations above, in the caller's transaction.
+struct Lite<'a> {
+    c: &'a Connection,
+    plans: &'a PlanCatalog,
+}
+
+impl Load for Lite<'_> {
+    fn user(&mut self, email: &str, name: &str, at: DateTime<Utc>) -> String {
+        lite_create_user(self.c, email, name, at)
+    }
+
+    fn org(&mut self, owner: &str, name: &str, ov: Overrides, at: DateTime<Utc>) -> String {
+        let id = lite_create_org(self.c, owner, name, "enterprise", at);
+        if ov != (None, None) {
+            self.c
+                .execute(
+                    "UPDATE orgs SET ov_team_members = ?2, ov_monthly_requests = ?3 WHERE id = ?1",
+                    params![id, ov.0, ov.1],
+                )
+                .expect("override");
+        }
+        id
+    }
+
+    fn member(&mut self, org: &str, user: &str, role: &str, at: DateTime<Utc>) {
+        lite_add_member(self.c, self.plans, org, user, role, at);
+    }
+
+    fn invitation(&mut self, org: &str, inviter: &str, email: &str, at: DateTime<Utc>) -> String {
+        lite_create_invitation(self.c, self.plans, org, inviter, email, at)
+    }
+
+    fn mcp(&mut self, org: &str, name: &str, at: DateTime<Utc>) -> String {
+        lite_register_mcp(self.c, org, name, at)
+    }
+
+    fn usage(&mut self, org: &str, resource: &str, n: i64, at: DateTime<Utc>) {
+        lite_usage(self.c, self.plans, org, Some(resource), n, at).expect("usage");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // orgdb helpers
-
-fn odb_user(db: &Db, tag: &str, i: usize) -> User {
-    db.create_user(&NewUser {
-        email: format!("{tag}{i}@example.com"),
-        name: format!("{tag} user {i}"),
-    })
-    .expect("create_user")
-}
-
-fn odb_org(db: &Db, owner: &str, name: &str, plan: &str) -> String {
-    db.create_organization(
-        owner,
-        &NewOrganization {
-            name: name.to_owned(),
-            plan: Some(plan.to_owned()),
-            ..Default::default()
-        },
-    )
-    .expect("create_organization")
-    .organization
-    .id
-}
-
-fn odb_month_limit(db: &Db, org: &str, n: u64) {
-    let over = LimitOverrides {
-        monthly_requests: Some(Limit::Count(n)),
-        ..Default::default()
-    };
-    db.set_limit_overrides(&Actor::System, org, &over.into())
-        .expect("set_limit_overrides");
-}
-
-fn eventual(clock: Option<ManualClock>) -> Options {
-    let mut opts = match clock {
-        Some(c) => Options::with_clock(c),
-        None => Options::default(),
-    };
-    opts.durability = Durability::Eventual;
-    opts
-}
 
 fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
@@ -1701,11 +1248,6 @@ fn file_len(path: &Path) -> u64 {
 
 // ---------------------------------------------------------------------------------------------
 // Fixture: the durable databases (usage, invitations)
-
-const USAGE_ORGS: usize = 64;
-const USAGE_RES: usize = 8;
-const MONTH_LIMIT: u64 = 1_000_000_000_000_000;
-const ACCEPT_PER_ORG: usize = 150;
 
 struct Durable {
     odb: Db,
@@ -1716,101 +1258,31 @@ struct Durable {
     /// busy handler).
     lite_shared: Mutex<Connection>,
     /// (org, resource ids) on each side.
-    o_usage: Vec<(String, Vec<String>)>,
-    l_usage: Vec<(String, Vec<String>)>,
+    o_usage: UsageOrgs,
+    l_usage: UsageOrgs,
     /// One (token, user) per invitation, consumed by the accept rounds.
-    o_accept: Vec<(String, String)>,
-    l_accept: Vec<(String, String)>,
+    o_accept: Invites,
+    l_accept: Invites,
 }
 
 fn build_durable(dir: &Path, plans: &PlanCatalog, invitations: usize) -> Durable {
     let path = dir.join("durable.redb");
-    let accept_orgs = invitations.div_ceil(ACCEPT_PER_ORG).max(1);
     let started = Instant::now();
     // orgdb: built with eventual commits, closed (a clean close is durable), reopened with the
     // default options (immediate durability, usage journal).
     let (o_usage, o_accept) = {
         let db = Db::open_with(&path, eventual(None)).expect("open durable (setup)");
-        let owner = odb_user(&db, "owner", 0);
-        let mut usage = Vec::new();
-        for i in 0..USAGE_ORGS {
-            let org = odb_org(&db, &owner.id, &format!("Usage Org {i}"), "enterprise");
-            odb_month_limit(&db, &org, MONTH_LIMIT);
-            let res = (0..USAGE_RES)
-                .map(|r| {
-                    db.register_resource(
-                        &Actor::System,
-                        &org,
-                        ResourceKind::Mcp,
-                        &format!("mcp {r}"),
-                    )
-                    .expect("register_resource")
-                    .id
-                })
-                .collect();
-            usage.push((org, res));
-        }
-        let mut accept = Vec::new();
-        let mut n = 0;
-        for i in 0..accept_orgs {
-            let org = odb_org(&db, &owner.id, &format!("Accept Org {i}"), "enterprise");
-            let mut users = Vec::new();
-            let mut batch = Vec::new();
-            for _ in 0..ACCEPT_PER_ORG.min(invitations - n) {
-                let u = odb_user(&db, "invitee", n);
-                batch.push(NewInvitation {
-                    email: u.email.clone(),
-                    role: Some("member".to_owned()),
-                    ..Default::default()
-                });
-                users.push(u.id);
-                n += 1;
-            }
-            let created = db
-                .create_invitations(&Actor::user(&owner.id), &org, &batch)
-                .expect("create_invitations");
-            accept.extend(created.into_iter().map(|c| c.token).zip(users));
-        }
-        db.flush().expect("flush");
-        (usage, accept)
+        odb_durable(&db, invitations, None)
     };
     let odb = Db::open(&path).expect("open durable");
     // SQLite: the same rows in one transaction.
     let lpath = dir.join("durable.sqlite");
     let lite = lite_open(&lpath, "FULL");
-    let (l_usage, l_accept) = {
-        let now = Utc::now();
-        begin(&lite, true);
-        let owner = lite_create_user(&lite, "owner0@example.com", "owner user 0", now);
-        let mut usage = Vec::new();
-        for i in 0..USAGE_ORGS {
-            let org = lite_create_org(&lite, &owner, &format!("Usage Org {i}"), "enterprise", now);
-            lite.execute(
-                "UPDATE orgs SET ov_monthly_requests = ?2 WHERE id = ?1",
-                params![org, MONTH_LIMIT as i64],
-            )
-            .expect("override");
-            let res = (0..USAGE_RES)
-                .map(|r| lite_register_mcp(&lite, &org, &format!("mcp {r}"), now))
-                .collect();
-            usage.push((org, res));
-        }
-        let mut accept = Vec::new();
-        let mut n = 0;
-        for i in 0..accept_orgs {
-            let org = lite_create_org(&lite, &owner, &format!("Accept Org {i}"), "enterprise", now);
-            for _ in 0..ACCEPT_PER_ORG.min(invitations - n) {
-                let email = format!("invitee{n}@example.com");
-                let user = lite_create_user(&lite, &email, &format!("invitee user {n}"), now);
-                let token = lite_create_invitation(&lite, plans, &org, &owner, &email, now);
-                accept.push((token, user));
-                n += 1;
-            }
-        }
-        commit(&lite);
-        lite.execute_batch("ANALYZE").expect("analyze");
-        (usage, accept)
-    };
+    begin(&lite, true);
+    let (l_usage, l_accept) =
+        load_durable(&mut Lite { c: &lite, plans }, Utc::now(), invitations, None);
+    commit(&lite);
+    lite.execute_batch("ANALYZE").expect("analyze");
     let lite_buffered = lite_open(&lpath, "NORMAL");
     let lite_threads = (0..16)
         .map(|_| Mutex::new(lite_open(&lpath, "FULL")))
@@ -1835,12 +1307,6 @@ fn build_durable(dir: &Path, plans: &PlanCatalog, invitations: usize) -> Durable
     }
 }
 
-/// Event `i` of the usage rotation: (org index, resource index).
-fn rotation(i: u64) -> (usize, usize) {
-    let i = i as usize;
-    (i % USAGE_ORGS, (i / USAGE_ORGS) % USAGE_RES)
-}
-
 fn usage_events(set: &[(String, Vec<String>)]) -> Vec<(String, UsageEvent)> {
     (0..(USAGE_ORGS * USAGE_RES) as u64)
         .map(|i| {
@@ -1854,7 +1320,6 @@ fn usage_events(set: &[(String, Vec<String>)]) -> Vec<(String, UsageEvent)> {
 // Fixture: the read databases (10 000-member org, usage report org)
 
 const BIG_ORG_MEMBERS: usize = 10_000;
-const REPORT_RESOURCES: usize = 100;
 
 struct Reads {
     odb: Db,
@@ -1881,74 +1346,17 @@ struct Reads {
 /// Invitations of the invitation-list workloads' organization.
 const INVITATIONS: usize = 10_000;
 
-fn report_count(day: usize, res: usize) -> u64 {
-    ((day * 7 + res * 13) % 50 + 1) as u64
-}
-
 fn build_reads(dir: &Path, plans: &PlanCatalog) -> Reads {
     let started = Instant::now();
-    // A clock stopped late on 31 January 2026 so every day of January can take usage (events
-    // may be at most 35 days late); member joins advance it by 50 ms each.
-    let start = Utc.with_ymd_and_hms(2026, 1, 31, 22, 0, 0).unwrap();
-    let clock = ManualClock::new(start);
+    let clock = ManualClock::new(reads_start());
     let db =
         Db::open_with(dir.join("reads.redb"), eventual(Some(clock.clone()))).expect("open reads");
-    let owner = odb_user(&db, "bigowner", 0);
-    let o_big = odb_org(&db, &owner.id, "Big Org", "enterprise");
-    for i in 1..BIG_ORG_MEMBERS {
-        clock.advance(TimeDelta::milliseconds(50));
-        let u = odb_user(&db, "member", i);
-        let role = if i % 100 == 0 { "admin" } else { "member" };
-        db.add_member(&Actor::System, &o_big, &u.id, role)
-            .expect("add_member");
-    }
-    let rep_owner = odb_user(&db, "reportowner", 0);
-    let o_report = odb_org(&db, &rep_owner.id, "Report Org", "enterprise");
-    odb_month_limit(&db, &o_report, 10_000_000);
-    for i in 0..4 {
-        let u = odb_user(&db, "reportmember", i);
-        db.add_member(&Actor::System, &o_report, &u.id, "member")
-            .expect("add_member");
-    }
-    for i in 0..3 {
-        db.create_invitation(
-            &Actor::user(&rep_owner.id),
-            &o_report,
-            &NewInvitation {
-                email: format!("pending{i}@example.com"),
-                ..Default::default()
-            },
-        )
-        .expect("create_invitation");
-    }
-    let res: Vec<String> = (0..REPORT_RESOURCES)
-        .map(|r| {
-            db.register_resource(
-                &Actor::System,
-                &o_report,
-                ResourceKind::Mcp,
-                &format!("mcp server {r}"),
-            )
-            .expect("register_resource")
-            .id
-        })
-        .collect();
-    for day in 1..=31usize {
-        let at = Utc.with_ymd_and_hms(2026, 1, day as u32, 10, 0, 0).unwrap();
-        let events: Vec<UsageEvent> = res
-            .iter()
-            .enumerate()
-            .map(|(r, id)| UsageEvent::new(report_count(day, r)).resource(id).at(at))
-            .collect();
-        db.record_usage_batch(&o_report, &events)
-            .expect("record_usage_batch");
-    }
-    db.flush().expect("flush");
+    let o = odb_reads(&db, &clock, BIG_ORG_MEMBERS);
     let now = orgdb::Clock::now(&clock);
     let first = db
         .list_members(
-            &Actor::user(&owner.id),
-            &o_big,
+            &Actor::user(&o.owner),
+            &o.big,
             &MemberQuery {
                 page: Some(450),
                 per_page: Some(20),
@@ -1961,77 +1369,18 @@ fn build_reads(dir: &Path, plans: &PlanCatalog) -> Reads {
     let o_inv = odb_org(&db, &inv_owner.id, "Invite Org", "enterprise");
     for i in 0..INVITATIONS {
         clock.advance(TimeDelta::milliseconds(1));
-        db.create_invitation(
-            &Actor::user(&inv_owner.id),
+        odb_invite(
+            &db,
+            &inv_owner.id,
             &o_inv,
-            &NewInvitation {
-                email: format!("invitee{i}@example.com"),
-                ..Default::default()
-            },
-        )
-        .expect("create_invitation");
+            format!("invitee{i}@example.com"),
+        );
     }
 
     // SQLite: the same data, the same timestamps.
     let lite = lite_open(&dir.join("reads.sqlite"), "FULL");
     begin(&lite, true);
-    let mut t = start;
-    let l_owner = lite_create_user(&lite, "bigowner0@example.com", "bigowner user 0", t);
-    let l_big = lite_create_org(&lite, &l_owner, "Big Org", "enterprise", t);
-    for i in 1..BIG_ORG_MEMBERS {
-        t += TimeDelta::milliseconds(50);
-        let u = lite_create_user(
-            &lite,
-            &format!("member{i}@example.com"),
-            &format!("member user {i}"),
-            t,
-        );
-        let role = if i % 100 == 0 { "admin" } else { "member" };
-        lite_add_member(&lite, plans, &l_big, &u, role, t);
-    }
-    let l_rep_owner = lite_create_user(&lite, "reportowner0@example.com", "reportowner 0", t);
-    let l_report = lite_create_org(&lite, &l_rep_owner, "Report Org", "enterprise", t);
-    lite.execute(
-        "UPDATE orgs SET ov_monthly_requests = 10000000 WHERE id = ?1",
-        [&l_report],
-    )
-    .expect("override");
-    for i in 0..4 {
-        let u = lite_create_user(
-            &lite,
-            &format!("reportmember{i}@example.com"),
-            &format!("reportmember {i}"),
-            t,
-        );
-        lite_add_member(&lite, plans, &l_report, &u, "member", t);
-    }
-    for i in 0..3 {
-        lite_create_invitation(
-            &lite,
-            plans,
-            &l_report,
-            &l_rep_owner,
-            &format!("pending{i}@example.com"),
-            t,
-        );
-    }
-    let lres: Vec<String> = (0..REPORT_RESOURCES)
-        .map(|r| lite_register_mcp(&lite, &l_report, &format!("mcp server {r}"), t))
-        .collect();
-    for day in 1..=31usize {
-        let at = Utc.with_ymd_and_hms(2026, 1, day as u32, 10, 0, 0).unwrap();
-        for (r, id) in lres.iter().enumerate() {
-            lite_usage(
-                &lite,
-                plans,
-                &l_report,
-                Some(id),
-                report_count(day, r) as i64,
-                at,
-            )
-            .expect("usage");
-        }
-    }
+    let (l, t) = load_reads(&mut Lite { c: &lite, plans }, BIG_ORG_MEMBERS);
     let l_inv_owner = lite_create_user(&lite, "invowner0@example.com", "invowner user 0", t);
     let l_inv = lite_create_org(&lite, &l_inv_owner, "Invite Org", "enterprise", t);
     let mut at = t;
@@ -2050,13 +1399,13 @@ fn build_reads(dir: &Path, plans: &PlanCatalog) -> Reads {
     // What a careful engineer runs after a load: statistics for the query planner.
     lite.execute_batch("ANALYZE").expect("analyze");
     if std::env::var_os("COMPARE_EXPLAIN").is_some() {
-        explain(&lite, &l_big, &l_owner);
+        explain(&lite, &l.big, &l.owner);
     }
     let l_cursor: (i64, String) = lite
         .query_row(
             "SELECT joined_at, user_id FROM memberships WHERE org_id = ?1
              ORDER BY joined_at, user_id LIMIT 1 OFFSET 8999",
-            [&l_big],
+            [&l.big],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .expect("keyset position");
@@ -2069,14 +1418,14 @@ fn build_reads(dir: &Path, plans: &PlanCatalog) -> Reads {
         odb: db,
         lite,
         now,
-        o_owner: owner.id,
-        l_owner,
-        o_big,
-        l_big,
-        o_report,
-        l_report,
-        o_report_owner: rep_owner.id,
-        l_report_owner: l_rep_owner,
+        o_owner: o.owner,
+        l_owner: l.owner,
+        o_big: o.big,
+        l_big: l.big,
+        o_report: o.report,
+        l_report: l.report,
+        o_report_owner: o.report_owner,
+        l_report_owner: l.report_owner,
         o_cursor,
         l_cursor,
         o_inv,
@@ -2405,69 +1754,33 @@ fn import_sqlite(dir: &Path, export: &[u8]) -> BulkResult {
 // ---------------------------------------------------------------------------------------------
 // Main
 
-/// Runs the two sides in this round's order; returns (orgdb, sqlite).
-fn pair(orgdb_first: bool, o: &mut dyn FnMut() -> f64, l: &mut dyn FnMut() -> f64) -> (f64, f64) {
-    if orgdb_first {
-        let a = o();
-        (a, l())
-    } else {
-        let b = l();
-        (o(), b)
-    }
-}
-
-fn machine() -> String {
-    let read = |p: &str| {
-        std::fs::read_to_string(p)
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_default()
-    };
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpu = read("/proc/cpuinfo")
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default();
-    format!(
-        "{cpus} CPUs ({cpu}), Linux {}, SQLite {}, load average {}",
-        read("/proc/sys/kernel/osrelease"),
-        rusqlite::version(),
-        read("/proc/loadavg")
-    )
-}
-
 fn main() {
-    // `cargo test --all-targets` runs bench targets too (without `--bench`, in a debug build):
-    // the comparison only means something from `cargo bench`.
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("compare: skipped outside `cargo bench --bench compare`");
+    if !from_cargo_bench("compare") {
         return;
     }
     let cfg = Config::from_args();
-    let base = cfg.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let base = cfg.own.dir.clone().unwrap_or_else(std::env::temp_dir);
     let tmp = tempfile::Builder::new()
         .prefix("orgdb-compare-")
         .tempdir_in(&base)
         .expect("temporary directory");
     let dir = tmp.path();
-    println!("orgdb vs SQLite, {}", machine());
+    let sqlite = [format!("SQLite {}", rusqlite::version())];
+    println!("orgdb vs SQLite, {}", machine(&sqlite));
     println!(
         "files in {} (both engines); {} round(s); durable {} ms, read {} ms, buffered {} ms a side",
         dir.display(),
         cfg.rounds,
         cfg.durable.as_millis(),
         cfg.read.as_millis(),
-        cfg.buffered.as_millis()
+        cfg.own.buffered.as_millis()
     );
     let plans = PlanCatalog::default();
     let disk = Disk::new(dir);
 
-    let want_durable = ["record_usage_1t", "record_usage_16t", "buffered_usage"]
-        .iter()
-        .any(|w| cfg.wants(w));
+    let want_durable = cfg.wants_any(&["record_usage_1t", "record_usage_16t", "buffered_usage"]);
     let want_accept = cfg.wants("accept_invitation");
-    let want_reads = [
+    let want_reads = cfg.wants_any(&[
         "list_members_page1",
         "list_members_deep",
         "list_members_cursor",
@@ -2475,9 +1788,7 @@ fn main() {
         "list_invitations_deep",
         "usage_report",
         "get_organization",
-    ]
-    .iter()
-    .any(|w| cfg.wants(w));
+    ]);
     let accept_total = if want_accept {
         cfg.rounds * cfg.accept_per_round
     } else {
@@ -2506,7 +1817,8 @@ fn main() {
 
     for round in 0..cfg.rounds {
         let orgdb_first = round % 2 == 0;
-        let pair = |o: &mut dyn FnMut() -> f64, l: &mut dyn FnMut() -> f64| pair(orgdb_first, o, l);
+        let pair =
+            |o: &mut dyn FnMut() -> f64, l: &mut dyn FnMut() -> f64| in_order(orgdb_first, o, l);
         println!(
             "-- round {} ({} first)",
             round + 1,
@@ -2516,7 +1828,7 @@ fn main() {
         if cfg.wants("fsync") {
             let a = disk.rate(1, cfg.probe * 2);
             let b = disk.rate(16, cfg.probe * 2);
-            let m = if a >= FAST_FSYNC_PER_SEC {
+            let m = if a >= FAST_SYNCS_PER_SEC {
                 Mode::Fast
             } else {
                 Mode::Slow
@@ -2664,7 +1976,7 @@ fn main() {
                         // Db::record_usage_buffered: the organization named on every call.
                         let start = Instant::now();
                         let mut n = 0u64;
-                        while start.elapsed() < cfg.buffered {
+                        while start.elapsed() < cfg.own.buffered {
                             for _ in 0..1024 {
                                 let (org, e) = &o_events[n as usize % o_events.len()];
                                 d.odb
@@ -2678,7 +1990,7 @@ fn main() {
 
                         let start = Instant::now();
                         let mut n = 0u64;
-                        while start.elapsed() < cfg.buffered {
+                        while start.elapsed() < cfg.own.buffered {
                             for _ in 0..1024 {
                                 let (o, r) = rotation(n);
                                 recorders[o]
@@ -2694,7 +2006,7 @@ fn main() {
                         let c = &d.lite_buffered;
                         let start = Instant::now();
                         let mut n = 0u64;
-                        while start.elapsed() < cfg.buffered {
+                        while start.elapsed() < cfg.own.buffered {
                             begin(c, true);
                             for _ in 0..1000 {
                                 let (o, r) = rotation(n);
@@ -2910,8 +2222,7 @@ fn main() {
                     ..Default::default()
                 };
                 let o_actor = Actor::user(&r.o_report_owner);
-                let first = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
-                let last = NaiveDate::from_ymd_opt(2026, 1, 31).unwrap();
+                let (first, last) = report_month();
                 let (o, l) = pair(
                     &mut || {
                         timed(cfg.read, 8, |_| {
@@ -2997,7 +2308,7 @@ fn main() {
     }
 
     if !buffered.samples.is_empty() {
-        let by_call = median(buffered.samples.iter().filter_map(|s| s.extra).collect());
+        let by_call = median(buffered.own.extra.clone());
         buffered.note = format!(
             "orgdb through `UsageRecorder::record`, final flush included; the same events \
              through `Db::record_usage_buffered` (organization named on each call) {}/s; \
@@ -3027,7 +2338,7 @@ fn main() {
     }
 
     let mut bulk_rows = Vec::new();
-    let shape = BulkShape::new(cfg.bulk_orgs);
+    let shape = BulkShape::new(cfg.own.bulk_orgs);
     if cfg.wants("bulk_load") {
         println!(
             "-- bulk load: {} users, {} orgs, {} memberships ({} calls a side)",
@@ -3108,7 +2419,7 @@ fn main() {
     ]);
     rows.extend(bulk_rows);
     println!();
-    println!("orgdb vs SQLite, {}", machine());
+    println!("orgdb vs SQLite, {}", machine(&sqlite));
     print_table(&rows);
     if cfg.keep {
         println!("kept {}", tmp.keep().display());

@@ -315,8 +315,10 @@ impl PgStore {
             };
             config.options(&options);
         }
-        let tls =
-            tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(extras.root_cert.as_deref(), extras.verify)?);
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(
+            extras.root_cert.as_deref(),
+            extras.verify,
+        )?);
         let manager = Manager { config, tls };
         // Connect once up front, so a wrong address or password is reported by `open` with
         // the server's own words, not as a pool timeout.
