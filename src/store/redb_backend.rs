@@ -247,14 +247,6 @@ impl RedbStore {
         Ok(())
     }
 
-    /// Creates every table, so readers never meet a missing one.
-    pub(crate) fn create_tables(tx: &mut dyn KvWrite) -> Result<()> {
-        for table in Table::ALL {
-            tx.touch(table)?;
-        }
-        Ok(())
-    }
-
     fn table_lens_unguarded(&self) -> Result<Vec<(&'static str, u64)>> {
         let db = self.db();
         let txn = db.begin_read().map_err(storage_err)?;

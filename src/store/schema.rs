@@ -1,8 +1,8 @@
 //! Schema version: written when a file is created, checked on every open.
 
 use super::{
-    codec, counted, keys, redb_backend::RedbStore, status_entry, InvitationRecord, KvReadExt,
-    KvWrite, Reads, Stored, Table, Writes,
+    codec, counted, keys, status_entry, InvitationRecord, KvReadExt, KvWrite, Reads, Stored, Table,
+    Writes,
 };
 use crate::error::{Error, Result};
 
@@ -27,7 +27,7 @@ pub(crate) const AUDIT_SEQ: &str = "audit_seq";
 pub(crate) fn ensure_schema(tx: &mut dyn KvWrite) -> Result<()> {
     match tx.meta_u64(SCHEMA_KEY)? {
         None => {
-            RedbStore::create_tables(tx)?;
+            create_tables(tx)?;
             tx.set_meta_u64(SCHEMA_KEY, u64::from(SCHEMA_VERSION))
         }
         Some(found) if found > u64::from(SCHEMA_VERSION) => Err(Error::IncompatibleVersion {
@@ -37,7 +37,7 @@ pub(crate) fn ensure_schema(tx: &mut dyn KvWrite) -> Result<()> {
         }),
         Some(found) if found == u64::from(SCHEMA_VERSION) => Ok(()),
         Some(found) if found >= 1 => {
-            RedbStore::create_tables(tx)?;
+            create_tables(tx)?;
             // One step per version, each from the one before, in this transaction.
             for from in found..u64::from(SCHEMA_VERSION) {
                 upgrade_from(tx, from)?;
@@ -117,6 +117,14 @@ fn pending_entries_carry_expiry(tx: &mut dyn KvWrite) -> Result<()> {
         };
         let value = codec::encode_pending(&inv.id, inv.expires_at.timestamp_micros());
         tx.put(Table::PendingInvitations, &key, &value)?;
+    }
+    Ok(())
+}
+
+/// Creates every table, so readers never meet a missing one.
+fn create_tables(tx: &mut dyn KvWrite) -> Result<()> {
+    for table in super::Table::ALL {
+        tx.touch(table)?;
     }
     Ok(())
 }

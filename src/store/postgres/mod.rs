@@ -51,6 +51,7 @@ macro_rules! const_format_concat {
     }};
 }
 
+mod rows;
 mod schema;
 mod tx;
 mod whole;

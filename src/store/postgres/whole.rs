@@ -6,10 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::tx::PgTx;
-use super::tx::{
+use super::rows::{
     audit_of, day_of, get, invitation_of, membership_of, org_of, project_membership_of, project_of,
-    resource_of, unsigned, user_of, INVITATION_SELECT, MEMBERSHIP_SELECT, ORG_SELECT,
+    resource_of, unsigned, user_of, Query, INVITATION_SELECT, MEMBERSHIP_SELECT, ORG_SELECT,
     PROJECT_SELECT, RESOURCE_SELECT,
 };
 use crate::error::{Error, Result};
@@ -127,7 +126,7 @@ const PROBLEMS_AT: &[&str] = &[
      WHERE i.status = 'pending' AND i.expires_at > $1",
 ];
 
-pub(super) fn check(tx: &PgTx<'_>, now: DateTime<Utc>) -> Result<CheckReport> {
+pub(super) fn check(tx: &dyn Query, now: DateTime<Utc>) -> Result<CheckReport> {
     let mut report = CheckReport::default();
     let rows = PROBLEMS
         .iter()
@@ -163,7 +162,7 @@ macro_rules! each {
     };
 }
 
-pub(super) fn export(tx: &PgTx<'_>, visit: &mut dyn FnMut(Record) -> Result<()>) -> Result<u64> {
+pub(super) fn export(tx: &dyn Query, visit: &mut dyn FnMut(Record) -> Result<()>) -> Result<u64> {
     let mut n = 0u64;
     let mut out = |r: Record| -> Result<()> {
         n += 1;

@@ -1,0 +1,237 @@
+//! Rows and records on PostgreSQL: the conversions between typed columns and orgdb's records,
+//! the shared SELECT lists, and [`Query`], what the whole-database reads (`whole.rs`) need of a
+//! transaction. Imports no other module of the backend.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use postgres::types::ToSql;
+use postgres::Row;
+
+use crate::error::{Error, Result};
+use crate::model::audit::AuditEvent;
+use crate::model::invitation::{Invitation, InvitationStatus};
+use crate::model::membership::Membership;
+use crate::model::org::{Limit, LimitOverrides, Organization, OrganizationSettings};
+use crate::model::project::{Project, ProjectMembership};
+use crate::model::resource::{Resource, ResourceKind};
+use crate::model::role::Role;
+use crate::model::user::User;
+use crate::store::{day_from_number, DayRow, InvitationRecord, OrgRecord, ResourceRecord};
+
+pub(super) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// A transaction that runs a prepared query (the backend's `PgTx`).
+pub(super) trait Query {
+    fn query(&self, sql: &'static str, params: Params<'_>) -> Result<Vec<Row>>;
+}
+
+// Conversions between rows and records.
+
+pub(super) fn get<'a, T: postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Result<T> {
+    row.try_get(i)
+        .map_err(|e| Error::corrupted(format!("PostgreSQL column {i}: {e}")))
+}
+
+pub(super) fn unsigned(v: i64) -> Result<u64> {
+    u64::try_from(v).map_err(|_| Error::corrupted(format!("negative count {v} in PostgreSQL")))
+}
+
+pub(super) fn signed(v: u64, field: &str) -> Result<i64> {
+    i64::try_from(v).map_err(|_| Error::invalid(field, "Must be at most 9223372036854775807"))
+}
+
+pub(super) fn role_of(text: &str) -> Result<Role> {
+    text.parse()
+        .map_err(|_| Error::corrupted(format!("unknown role {text:?} in PostgreSQL")))
+}
+
+pub(super) fn limit_of(v: Option<i64>) -> Result<Option<Limit>> {
+    Ok(match v {
+        None => None,
+        Some(-1) => Some(Limit::Unlimited),
+        Some(n) => Some(Limit::Count(unsigned(n)?)),
+    })
+}
+
+/// An override as stored: NULL (the plan's), -1 (unlimited) or the count.
+pub(super) fn limit_value(limit: Option<Limit>, field: &str) -> Result<Option<i64>> {
+    Ok(match limit {
+        None => None,
+        Some(Limit::Unlimited) => Some(-1),
+        Some(Limit::Count(n)) => Some(signed(n, field)?),
+    })
+}
+
+pub(super) fn json_map(value: serde_json::Value) -> Result<BTreeMap<String, String>> {
+    serde_json::from_value(value)
+        .map_err(|e| Error::corrupted(format!("PostgreSQL map column: {e}")))
+}
+
+pub(super) fn map_json(map: &BTreeMap<String, String>) -> serde_json::Value {
+    serde_json::to_value(map).unwrap_or_default()
+}
+
+pub(super) const USER_COLUMNS: &str = "id, email, name, created_at, last_active";
+
+pub(super) fn user_of(r: &Row) -> Result<User> {
+    Ok(User {
+        id: get(r, 0)?,
+        email: get(r, 1)?,
+        name: get(r, 2)?,
+        created_at: get(r, 3)?,
+        last_active: get(r, 4)?,
+    })
+}
+
+pub(super) fn org_of(r: &Row) -> Result<OrgRecord> {
+    Ok(OrgRecord {
+        org: Organization {
+            id: get(r, 0)?,
+            name: get(r, 1)?,
+            slug: get(r, 2)?,
+            external_id: get(r, 3)?,
+            description: get(r, 4)?,
+            plan: get(r, 5)?,
+            address_line1: get(r, 19)?,
+            address_line2: get(r, 20)?,
+            city: get(r, 6)?,
+            state: get(r, 7)?,
+            zipcode: get(r, 8)?,
+            country: get(r, 9)?,
+            settings: OrganizationSettings {
+                pin_protection: get(r, 10)?,
+                extra: json_map(get(r, 11)?)?,
+            },
+            metadata: json_map(get(r, 12)?)?,
+            created_at: get(r, 13)?,
+            updated_at: get(r, 14)?,
+        },
+        overrides: LimitOverrides {
+            mcps: limit_of(get(r, 15)?)?,
+            api_keys: limit_of(get(r, 16)?)?,
+            team_members: limit_of(get(r, 17)?)?,
+            monthly_requests: limit_of(get(r, 18)?)?,
+        },
+    })
+}
+
+pub(super) fn membership_of(r: &Row) -> Result<Membership> {
+    Ok(Membership {
+        id: get(r, 0)?,
+        organization_id: get(r, 1)?,
+        user_id: get(r, 2)?,
+        role: role_of(&get::<String>(r, 3)?)?,
+        joined_at: get(r, 4)?,
+        updated_at: get(r, 5)?,
+    })
+}
+
+pub(super) fn invitation_of(r: &Row) -> Result<InvitationRecord> {
+    let status: String = get(r, 6)?;
+    let hash: Vec<u8> = get(r, 11)?;
+    Ok(InvitationRecord {
+        invitation: Invitation {
+            id: get(r, 0)?,
+            organization_id: get(r, 1)?,
+            email: get(r, 2)?,
+            role: role_of(&get::<String>(r, 3)?)?,
+            project_id: get(r, 4)?,
+            project_role: get::<Option<String>>(r, 5)?
+                .map(|t| role_of(&t))
+                .transpose()?,
+            status: InvitationStatus::parse(&status)
+                .ok_or_else(|| Error::corrupted(format!("unknown invitation status {status:?}")))?,
+            invited_by: get(r, 7)?,
+            created_at: get(r, 8)?,
+            expires_at: get(r, 9)?,
+            accepted_at: get(r, 10)?,
+        },
+        token_hash: hash
+            .try_into()
+            .map_err(|_| Error::corrupted("invitation token hash is not 32 bytes"))?,
+        lifetime_secs: get(r, 12)?,
+    })
+}
+
+pub(super) fn project_of(r: &Row) -> Result<Project> {
+    Ok(Project {
+        id: get(r, 0)?,
+        organization_id: get(r, 1)?,
+        name: get(r, 2)?,
+        description: get(r, 3)?,
+        created_at: get(r, 4)?,
+        updated_at: get(r, 5)?,
+    })
+}
+
+pub(super) fn project_membership_of(r: &Row) -> Result<ProjectMembership> {
+    Ok(ProjectMembership {
+        project_id: get(r, 0)?,
+        user_id: get(r, 1)?,
+        role: role_of(&get::<String>(r, 2)?)?,
+        added_at: get(r, 3)?,
+        updated_at: get(r, 4)?,
+    })
+}
+
+pub(super) fn resource_of(r: &Row) -> Result<ResourceRecord> {
+    let kind: String = get(r, 2)?;
+    let column: i32 = get(r, 6)?;
+    Ok(ResourceRecord {
+        resource: Resource {
+            id: get(r, 0)?,
+            organization_id: get(r, 1)?,
+            kind: ResourceKind::parse(&kind)
+                .ok_or_else(|| Error::corrupted(format!("unknown resource kind {kind:?}")))?,
+            name: get(r, 3)?,
+            created_at: get(r, 4)?,
+            removed_at: get(r, 5)?,
+        },
+        column: u32::try_from(column)
+            .map_err(|_| Error::corrupted(format!("negative usage column {column}")))?,
+    })
+}
+
+pub(super) fn day_of(r: &Row, first: usize) -> Result<DayRow> {
+    let columns: Vec<i64> = get(r, first + 1)?;
+    Ok(DayRow {
+        total: unsigned(get(r, first)?)?,
+        columns: columns.into_iter().map(unsigned).collect::<Result<_>>()?,
+    })
+}
+
+pub(super) fn date_of(day: u32) -> Result<NaiveDate> {
+    day_from_number(day).ok_or_else(|| Error::invalid("date", "Out of range"))
+}
+
+pub(super) fn audit_of(r: &Row, org: Option<String>) -> Result<AuditEvent> {
+    Ok(AuditEvent {
+        seq: unsigned(get(r, 0)?)?,
+        id: get(r, 1)?,
+        at: get(r, 2)?,
+        actor: get(r, 3)?,
+        action: get(r, 4)?,
+        target: get(r, 5)?,
+        details: get(r, 6)?,
+        organization_id: org,
+    })
+}
+
+pub(super) const ORG_SELECT: &str = "SELECT id, name, slug, external_id, description, plan,
+    city, state, zipcode, country, pin_protection, settings, metadata, created_at, updated_at,
+    limit_mcps, limit_api_keys, limit_team_members, limit_monthly_requests, address_line1,
+    address_line2 FROM organizations";
+
+pub(super) const MEMBERSHIP_SELECT: &str =
+    "SELECT id, organization_id, user_id, role, joined_at, updated_at FROM memberships";
+
+pub(super) const INVITATION_SELECT: &str = "SELECT id, organization_id, email, role, project_id,
+    project_role, status, invited_by, created_at, expires_at, accepted_at, token_hash,
+    lifetime_secs FROM invitations";
+
+pub(super) const PROJECT_SELECT: &str =
+    "SELECT id, organization_id, name, description, created_at, updated_at FROM projects";
+
+pub(super) const RESOURCE_SELECT: &str =
+    "SELECT id, organization_id, kind, name, created_at, removed_at, usage_column FROM resources";
