@@ -17,7 +17,7 @@ pub use recorder::UsageRecorder;
 
 use std::fmt;
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -32,12 +32,34 @@ use crate::store::journal::Journal;
 use crate::store::postgres;
 use crate::store::{Backend, CommitDurability, Reads, RedbStore, Writes};
 
-struct Inner {
+/// What the handles and the checkpoint thread share.
+struct Core {
     store: Box<dyn Backend>,
     opts: Options,
     ids: IdGen,
     ledger: Ledger,
-    flusher: Arc<FlusherSignal>,
+}
+
+/// What the handles share: the core and the checkpoint thread. Only handles hold it, so its
+/// drop (the last handle's) runs on a caller's thread, never on the checkpoint thread: the
+/// final flush finishes before the caller goes on (and before its process can exit).
+struct Inner {
+    core: Arc<Core>,
+    flusher: Option<Flusher>,
+}
+
+impl std::ops::Deref for Inner {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
+/// The background checkpoint thread and what stops it.
+struct Flusher {
+    signal: Arc<FlusherSignal>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 /// Stops the background checkpoint thread.
@@ -47,7 +69,7 @@ struct FlusherSignal {
     wake: Condvar,
 }
 
-impl Inner {
+impl Core {
     fn ctx(&self) -> Ctx<'_> {
         Ctx {
             now: crate::model::time::truncate(self.opts.clock.now()),
@@ -71,14 +93,18 @@ impl Inner {
 }
 
 impl Drop for Inner {
-    /// The last handle is gone: stop the checkpoint thread and make buffered usage durable.
+    /// The last handle is gone: stop the checkpoint thread (waiting for a checkpoint it is
+    /// running), then make buffered usage durable and return this handle's leases.
     fn drop(&mut self) {
-        *self
-            .flusher
-            .stopped
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = true;
-        self.flusher.wake.notify_all();
+        if let Some(flusher) = self.flusher.take() {
+            *flusher
+                .signal
+                .stopped
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = true;
+            flusher.signal.wake.notify_all();
+            let _ = flusher.thread.join();
+        }
         if self.ledger.needs_checkpoint() {
             let _ = self.checkpoint();
         }
@@ -86,14 +112,16 @@ impl Drop for Inner {
     }
 }
 
-/// Checkpoints every `interval` while the database is open; ends when it closes.
-fn spawn_flusher(inner: Weak<Inner>, signal: Arc<FlusherSignal>, interval: Duration) {
-    let _ = std::thread::Builder::new()
+/// Checkpoints every `interval` while the database is open; ends when its handles are gone.
+fn spawn_flusher(core: Arc<Core>, interval: Duration) -> Option<Flusher> {
+    let signal = Arc::new(FlusherSignal::default());
+    let stop = signal.clone();
+    let thread = std::thread::Builder::new()
         .name("orgdb-usage-flush".to_owned())
         .spawn(move || loop {
             {
-                let stopped = signal.stopped.lock().unwrap_or_else(|p| p.into_inner());
-                let (stopped, _) = signal
+                let stopped = stop.stopped.lock().unwrap_or_else(|p| p.into_inner());
+                let (stopped, _) = stop
                     .wake
                     .wait_timeout_while(stopped, interval, |s| !*s)
                     .unwrap_or_else(|p| p.into_inner());
@@ -101,13 +129,14 @@ fn spawn_flusher(inner: Weak<Inner>, signal: Arc<FlusherSignal>, interval: Durat
                     return;
                 }
             }
-            let Some(inner) = inner.upgrade() else { return };
-            if inner.ledger.needs_checkpoint() {
+            if core.ledger.needs_checkpoint() {
                 // A failure leaves the changes queued for the next try; callers meet the
                 // underlying storage error on their own next write.
-                let _ = inner.checkpoint();
+                let _ = core.checkpoint();
             }
-        });
+        })
+        .ok()?;
+    Some(Flusher { signal, thread })
 }
 
 /// A handle to one orgdb database. Cheap to clone; clones share the database and may be used
@@ -233,18 +262,20 @@ impl Db {
         };
         let file_backed = !store.is_memory();
         let interval = opts.usage_flush_interval;
-        let flusher = Arc::new(FlusherSignal::default());
-        let inner = Arc::new(Inner {
+        let core = Arc::new(Core {
             store,
             opts,
             ids,
             ledger,
-            flusher: flusher.clone(),
         });
-        if file_backed {
-            spawn_flusher(Arc::downgrade(&inner), flusher, interval);
-        }
-        Ok(Db { inner })
+        let flusher = if file_backed {
+            spawn_flusher(core.clone(), interval)
+        } else {
+            None
+        };
+        Ok(Db {
+            inner: Arc::new(Inner { core, flusher }),
+        })
     }
 
     /// The options this handle was opened with.

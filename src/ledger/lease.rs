@@ -7,7 +7,8 @@
 //!
 //! Rules:
 //! - A reservation is granted only from quota that is neither used nor reserved by a live
-//!   lease of any process (`Reads::leased`), in a serializable transaction.
+//!   lease of any process (`Reads::leased`), in a usage transaction of the organization (run
+//!   after every other one of it, in any process: `Backend::write_usage_dyn`).
 //! - A process admits against its lease only until half its lifetime has passed (measured
 //!   from before the transaction that granted it, on its own monotonic clock); the flush
 //!   that renews it runs every `usage_flush_interval`, far more often. So its admissions are
@@ -216,7 +217,7 @@ impl Leases {
         let l = orgs.get_mut(org).ok_or_else(not_loaded)?;
         let started = Instant::now();
         let holder = self.holder.as_str();
-        let done = store.write(|tx| {
+        let done = store.write_usage(&[org], |tx| {
             let Some(rec) = tx.org(org)? else {
                 return Ok(None);
             };

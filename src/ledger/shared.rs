@@ -1,9 +1,9 @@
 //! Admission on a shared backend (PostgreSQL): several processes count against the same
 //! quotas, so no process may trust totals it holds in memory. Calls are admitted in write
 //! transactions that read the stored month totals and idempotency keys, check, and write the
-//! month totals, the day rows, the keys and any `usage.threshold` event together; the
-//! backend's serializable isolation makes concurrent transactions, in any process, behave as
-//! if one ran after the other. A refused call writes nothing.
+//! month totals, the day rows, the keys and any `usage.threshold` event together, as usage
+//! transactions of their organizations (`Backend::write_usage_dyn`): the backend runs those of
+//! one organization one after the other, in any process. A refused call writes nothing.
 //!
 //! **Group commit.** Concurrent callers in one process share transactions: a caller queues its
 //! call; whoever finds no transaction running becomes the leader, takes every queued call and
@@ -141,7 +141,8 @@ fn run_batch(
             None => groups.push((&c.org, vec![i])),
         }
     }
-    let done = store.write(|tx| {
+    let orgs: Vec<&str> = groups.iter().map(|(org, _)| *org).collect();
+    let done = store.write_usage(&orgs, |tx| {
         let mut answers: Vec<Option<Result<Vec<UsageReceipt>>>> = vec![None; batch.len()];
         for (org, calls) in &groups {
             let events: Vec<&[Event]> = calls.iter().map(|&i| &batch[i].events[..]).collect();

@@ -36,6 +36,22 @@ pub(crate) trait Backend: Send + Sync {
         f: &mut dyn FnMut(&mut dyn Writes) -> Result<()>,
     ) -> Result<()>;
 
+    /// As [`write_dyn`](Self::write_dyn), for a transaction that reads the records of `orgs`
+    /// and changes only their usage state (month totals, day rows, idempotency keys, leases,
+    /// threshold events). Every such transaction of an organization writes the same rows, so
+    /// on an engine with optimistic checks its concurrent writers would keep failing each
+    /// other; such an engine locks the organizations' rows first and runs them one after the
+    /// other instead. By default, a plain write.
+    fn write_usage_dyn(
+        &self,
+        commit: Commit,
+        orgs: &[&str],
+        f: &mut dyn FnMut(&mut dyn Writes) -> Result<()>,
+    ) -> Result<()> {
+        let _ = orgs;
+        self.write_dyn(commit, f)
+    }
+
     /// Whether the data lives in this process's memory only (no file, no server).
     fn is_memory(&self) -> bool;
 
@@ -91,6 +107,21 @@ impl dyn Backend + '_ {
     ) -> Result<T> {
         let mut out = None;
         self.write_dyn(commit, &mut |tx| {
+            out = Some(f(tx)?);
+            Ok(())
+        })?;
+        out.ok_or_else(not_run)
+    }
+
+    /// Runs `f` in one write transaction on the usage state of `orgs` (durable as opened;
+    /// see [`Backend::write_usage_dyn`]) and returns its result.
+    pub(crate) fn write_usage<T>(
+        &self,
+        orgs: &[&str],
+        f: impl Fn(&mut dyn Writes) -> Result<T>,
+    ) -> Result<T> {
+        let mut out = None;
+        self.write_usage_dyn(Commit::AsOpened, orgs, &mut |tx| {
             out = Some(f(tx)?);
             Ok(())
         })?;

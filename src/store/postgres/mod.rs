@@ -351,17 +351,27 @@ impl PgStore {
     /// Runs one attempt of a transaction on one connection.
     fn attempt(
         &self,
-        write: Option<Commit>,
+        kind: Kind<'_>,
         run: &mut dyn FnMut(&mut PgTx<'_>) -> Result<()>,
     ) -> std::result::Result<(), Failure> {
         let mut conn = self.conn().map_err(Failure::fatal)?;
         let Conn { client, statements } = &mut *conn;
-        let mut builder = client.build_transaction();
-        builder = match write {
-            Some(_) => builder.isolation_level(IsolationLevel::Serializable),
-            None => builder
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true),
+        let builder = client.build_transaction();
+        let (builder, write) = match kind {
+            Kind::Read => (
+                builder
+                    .isolation_level(IsolationLevel::RepeatableRead)
+                    .read_only(true),
+                None,
+            ),
+            Kind::Write(commit) => (
+                builder.isolation_level(IsolationLevel::Serializable),
+                Some(commit),
+            ),
+            Kind::Usage(commit, _) => (
+                builder.isolation_level(IsolationLevel::ReadCommitted),
+                Some(commit),
+            ),
         };
         let mut tx = builder.start().map_err(|e| Failure {
             // Nothing was sent but BEGIN: any failure here is safe to retry.
@@ -378,6 +388,19 @@ impl PgStore {
                 tx.batch_execute("SET LOCAL synchronous_commit = off")
                     .map_err(|e| Failure::from_pg(&e))?;
             }
+        }
+        if let Kind::Usage(_, orgs) = kind {
+            // Every usage transaction of these organizations locks their rows first (in one
+            // order, so two never wait on each other), then reads what the one before it
+            // committed: read committed sees the newest rows at each statement.
+            let mut ids: Vec<&str> = orgs.to_vec();
+            ids.sort_unstable();
+            ids.dedup();
+            tx.query(
+                "SELECT id FROM organizations WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                &[&ids],
+            )
+            .map_err(|e| Failure::from_pg(&e))?;
         }
         let mut ptx = PgTx::new(tx, statements);
         let result = run(&mut ptx);
@@ -403,14 +426,10 @@ impl PgStore {
         }
     }
 
-    fn run(
-        &self,
-        write: Option<Commit>,
-        run: &mut dyn FnMut(&mut PgTx<'_>) -> Result<()>,
-    ) -> Result<()> {
+    fn run(&self, kind: Kind<'_>, run: &mut dyn FnMut(&mut PgTx<'_>) -> Result<()>) -> Result<()> {
         let mut attempt = 0;
         loop {
-            match self.attempt(write, run) {
+            match self.attempt(kind, run) {
                 Ok(()) => return Ok(()),
                 Err(Failure { error, retry }) if retry && attempt + 1 < MAX_ATTEMPTS => {
                     let _ = error;
@@ -421,6 +440,18 @@ impl PgStore {
             }
         }
     }
+}
+
+/// What a transaction is for, which decides its isolation.
+#[derive(Clone, Copy)]
+enum Kind<'a> {
+    /// Read only, on one snapshot (repeatable read).
+    Read,
+    /// Serializable: the server checks that it behaves as if it ran alone.
+    Write(Commit),
+    /// The usage state of these organizations, whose rows it locks first (read committed:
+    /// the lock orders it after every other usage transaction of theirs).
+    Usage(Commit, &'a [&'a str]),
 }
 
 /// Waits before the next attempt: 1 ms doubling to 128 ms, each wait a random point between
@@ -523,7 +554,7 @@ fn migrate(client: &mut Client) -> Result<()> {
 
 impl Backend for PgStore {
     fn read_dyn(&self, f: &mut dyn FnMut(&dyn Reads) -> Result<()>) -> Result<()> {
-        self.run(None, &mut |tx| f(tx))
+        self.run(Kind::Read, &mut |tx| f(tx))
     }
 
     fn write_dyn(
@@ -531,7 +562,16 @@ impl Backend for PgStore {
         commit: Commit,
         f: &mut dyn FnMut(&mut dyn Writes) -> Result<()>,
     ) -> Result<()> {
-        self.run(Some(commit), &mut |tx| f(tx))
+        self.run(Kind::Write(commit), &mut |tx| f(tx))
+    }
+
+    fn write_usage_dyn(
+        &self,
+        commit: Commit,
+        orgs: &[&str],
+        f: &mut dyn FnMut(&mut dyn Writes) -> Result<()>,
+    ) -> Result<()> {
+        self.run(Kind::Usage(commit, orgs), &mut |tx| f(tx))
     }
 
     fn is_memory(&self) -> bool {
@@ -557,7 +597,7 @@ impl Backend for PgStore {
 
     fn table_lens(&self) -> Result<Vec<(&'static str, u64)>> {
         let mut out = Vec::new();
-        self.run(None, &mut |tx| {
+        self.run(Kind::Read, &mut |tx| {
             out = tx.table_lens()?;
             Ok(())
         })?;
