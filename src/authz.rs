@@ -88,22 +88,30 @@ pub(crate) fn authorize(
     let org = tx
         .org(org_id)?
         .ok_or_else(|| Error::not_found("Organization"))?;
+    let role = match actor {
+        Actor::System => None,
+        Actor::User(user) => tx.membership(org_id, user)?.map(|m| m.role),
+    };
+    clear(org, actor, role, action)
+}
+
+/// [`authorize`] once the organization and the actor's role there (`None`: not a member) are
+/// read.
+pub(crate) fn clear(
+    org: OrgRecord,
+    actor: &Actor,
+    role: Option<Role>,
+    action: Action,
+) -> Result<Cleared> {
     match actor {
         Actor::System => Ok(Cleared { org, role: None }),
-        Actor::User(user) => {
-            let role = tx
-                .membership(org_id, user)?
-                .map(|m| m.role)
-                .ok_or_else(Error::forbidden)?;
-            if role >= lowest_role(action) {
-                Ok(Cleared {
-                    org,
-                    role: Some(role),
-                })
-            } else {
-                Err(Error::forbidden())
-            }
-        }
+        Actor::User(_) => match role {
+            Some(role) if role >= lowest_role(action) => Ok(Cleared {
+                org,
+                role: Some(role),
+            }),
+            _ => Err(Error::forbidden()),
+        },
     }
 }
 

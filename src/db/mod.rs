@@ -300,6 +300,7 @@ impl Db {
     }
 
     /// Runs `f` in one read transaction (it may run more than once).
+    #[track_caller]
     pub(crate) fn read<T>(&self, f: impl Fn(&dyn Reads, &Ctx) -> Result<T>) -> Result<T> {
         let ctx = self.ctx();
         self.inner.store.read(|tx| f(tx, &ctx))

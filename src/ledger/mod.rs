@@ -287,6 +287,15 @@ impl Ledger {
         }
     }
 
+    /// Whether [`month_total`](Self::month_total) would read the stored total of the month.
+    pub(crate) fn reads_stored_month(&self, org: &str, month: u32) -> bool {
+        self.shared.is_some()
+            || lock(&self.state)
+                .org(org)
+                .and_then(|o| o.months.get(&month))
+                .is_none()
+    }
+
     /// The plan or overrides changed: read the limit again on next use.
     pub(crate) fn refresh_limit(&self, org: &str) {
         if let Some(shared) = &self.shared {

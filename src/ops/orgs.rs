@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::{limits, record, seats, Changes, Ctx};
-use crate::authz::{authorize, Action, Actor};
+use crate::authz::{authorize, clear, Action, Actor};
 use crate::error::{Error, Result};
 use crate::model::membership::Membership;
 use crate::model::org::{
@@ -172,15 +172,17 @@ pub(crate) fn usage(tx: &dyn Reads, ctx: &Ctx, org: &str) -> Result<Usage> {
         mcps: stats.mcps,
         api_keys: stats.api_keys,
         team_members: seats::seats_counted(tx, ctx, org, &stats)?,
-        monthly_requests: {
-            let month = time::month_of(ctx.now.date_naive());
-            let stored = || tx.month_usage(org, month);
-            match ctx.ledger {
-                Some(ledger) => ledger.month_total(org, month, &stored)?,
-                None => stored()?,
-            }
-        },
+        monthly_requests: month_total(ctx, org, &|month| tx.month_usage(org, month))?,
     })
+}
+
+/// This month's total: the ledger's where it counts in memory, else `stored`'s.
+fn month_total(ctx: &Ctx, org: &str, stored: &dyn Fn(u32) -> Result<u64>) -> Result<u64> {
+    let month = time::month_of(ctx.now.date_naive());
+    match ctx.ledger {
+        Some(ledger) => ledger.month_total(org, month, &|| stored(month)),
+        None => stored(month),
+    }
 }
 
 pub(crate) fn details(tx: &dyn Reads, ctx: &Ctx, rec: OrgRecord) -> Result<OrganizationDetails> {
@@ -192,14 +194,34 @@ pub(crate) fn details(tx: &dyn Reads, ctx: &Ctx, rec: OrgRecord) -> Result<Organ
     })
 }
 
+/// `get_organization`: everything it needs in one read ([`Reads::org_overview`]).
 pub(crate) fn get(
     tx: &dyn Reads,
     ctx: &Ctx,
     actor: &Actor,
     org: &str,
 ) -> Result<OrganizationDetails> {
-    let cleared = authorize(tx, actor, org, Action::ReadOrganization)?;
-    details(tx, ctx, cleared.org)
+    let user = match actor {
+        Actor::User(user) => Some(user.as_str()),
+        Actor::System => None,
+    };
+    let month = time::month_of(ctx.now.date_naive());
+    let stored_needed = ctx.ledger.is_none_or(|l| l.reads_stored_month(org, month));
+    let view = tx
+        .org_overview(org, user, ctx.now, stored_needed.then_some(month))?
+        .ok_or_else(|| Error::not_found("Organization"))?;
+    let cleared = clear(view.rec, actor, view.role, Action::ReadOrganization)?;
+    let usage = Usage {
+        mcps: view.stats.mcps,
+        api_keys: view.stats.api_keys,
+        team_members: view.stats.members + view.pending,
+        monthly_requests: month_total(ctx, org, &|_| Ok(view.month_total))?,
+    };
+    Ok(OrganizationDetails {
+        limits: limits(ctx, &cleared.org),
+        organization: cleared.org.org,
+        usage,
+    })
 }
 
 pub(crate) fn id_by_slug(tx: &dyn Reads, slug: &str) -> Result<String> {

@@ -13,7 +13,7 @@ use super::keys::{
 use super::CheckReport;
 use super::{
     codec, prefix_end, schema, DayRow, InvitationRecord, Key, KeyReader, KvRead, KvWrite,
-    MemberPos, OrgRecord, OrgStats, ResourceRecord, Stored, Table, Visit,
+    MemberPos, OrgOverview, OrgRecord, OrgStats, ResourceRecord, Stored, Table, Visit,
 };
 use crate::error::{Error, Result};
 use crate::model::audit::AuditEvent;
@@ -44,6 +44,17 @@ pub(crate) trait Reads {
     fn org_id_by_external(&self, external_id: &str) -> Result<Option<String>>;
 
     fn org_stats(&self, org: &str) -> Result<OrgStats>;
+
+    /// The organization with its counters, `user`'s role there, its pending unexpired
+    /// invitations at `now` and the stored total of `month` (when asked): one statement on a
+    /// SQL backend. `None` when the organization does not exist.
+    fn org_overview(
+        &self,
+        org: &str,
+        user: Option<&str>,
+        now: DateTime<Utc>,
+        month: Option<u32>,
+    ) -> Result<Option<OrgOverview>>;
 
     // Memberships.
 
@@ -441,6 +452,32 @@ impl<T: KvRead + ?Sized> Reads for T {
         Ok(self
             .get_record(Table::OrgStats, &keys::one(org))?
             .unwrap_or_default())
+    }
+
+    fn org_overview(
+        &self,
+        org: &str,
+        user: Option<&str>,
+        now: DateTime<Utc>,
+        month: Option<u32>,
+    ) -> Result<Option<OrgOverview>> {
+        let Some(rec) = self.org(org)? else {
+            return Ok(None);
+        };
+        let role = match user {
+            Some(user) => self.membership(org, user)?.map(|m| m.role),
+            None => None,
+        };
+        Ok(Some(OrgOverview {
+            rec,
+            stats: self.org_stats(org)?,
+            role,
+            pending: self.pending_unexpired_count(org, now)?,
+            month_total: match month {
+                Some(month) => self.month_usage(org, month)?,
+                None => 0,
+            },
+        }))
     }
 
     fn membership(&self, org: &str, user: &str) -> Result<Option<Membership>> {

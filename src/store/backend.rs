@@ -7,6 +7,7 @@
 //! concurrency (PostgreSQL, CockroachDB) retry a transaction that lost a conflict, and only
 //! report `conflict` once their retries are spent.
 
+use std::panic::Location;
 use std::path::Path;
 
 use super::{Reads, Writes};
@@ -26,7 +27,13 @@ pub(crate) enum Commit {
 /// A storage engine. Every table access of the library goes through one of these.
 pub(crate) trait Backend: Send + Sync {
     /// Runs `f` in one read transaction (a consistent snapshot). `f` may run more than once.
-    fn read_dyn(&self, f: &mut dyn FnMut(&dyn Reads) -> Result<()>) -> Result<()>;
+    /// `site` names the call site (`None`: `f` must not run twice): a backend may learn which
+    /// sites read with one statement and run those without a transaction.
+    fn read_dyn(
+        &self,
+        site: Option<&'static Location<'static>>,
+        f: &mut dyn FnMut(&dyn Reads) -> Result<()>,
+    ) -> Result<()>;
 
     /// Runs `f` in one write transaction, committing only when it returns `Ok`. `f` may run
     /// more than once (after a serialization failure); only the last run's effects commit.
@@ -70,9 +77,10 @@ pub(crate) trait Backend: Send + Sync {
 
 impl dyn Backend + '_ {
     /// Runs `f` in one read transaction and returns its result.
+    #[track_caller]
     pub(crate) fn read<T>(&self, f: impl Fn(&dyn Reads) -> Result<T>) -> Result<T> {
         let mut out = None;
-        self.read_dyn(&mut |tx| {
+        self.read_dyn(Some(Location::caller()), &mut |tx| {
             out = Some(f(tx)?);
             Ok(())
         })?;
@@ -84,7 +92,7 @@ impl dyn Backend + '_ {
     pub(crate) fn read_once<T>(&self, f: impl FnOnce(&dyn Reads) -> Result<T>) -> Result<T> {
         let mut f = Some(f);
         let mut out = None;
-        self.read_dyn(&mut |tx| {
+        self.read_dyn(None, &mut |tx| {
             let f = f.take().ok_or_else(|| {
                 crate::error::Error::storage("the read failed after it had started streaming")
             })?;

@@ -624,6 +624,20 @@ pub(crate) struct OrgRecord {
     pub(crate) overrides: LimitOverrides,
 }
 
+/// What `get_organization` reads of one organization, in one read
+/// ([`Reads::org_overview`](super::Reads::org_overview)).
+#[derive(Debug, Clone)]
+pub(crate) struct OrgOverview {
+    pub(crate) rec: OrgRecord,
+    pub(crate) stats: OrgStats,
+    /// The asking user's role there (`None`: not a member, or no user asked).
+    pub(crate) role: Option<Role>,
+    /// Pending invitations whose expiry is still ahead.
+    pub(crate) pending: u64,
+    /// The stored total of the month asked for (0 when none was asked).
+    pub(crate) month_total: u64,
+}
+
 /// Stored counters of one organization, kept in step by the membership and resource writers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct OrgStats {

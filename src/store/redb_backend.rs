@@ -264,7 +264,11 @@ impl RedbStore {
 }
 
 impl Backend for RedbStore {
-    fn read_dyn(&self, f: &mut dyn FnMut(&dyn Reads) -> Result<()>) -> Result<()> {
+    fn read_dyn(
+        &self,
+        _site: Option<&'static std::panic::Location<'static>>,
+        f: &mut dyn FnMut(&dyn Reads) -> Result<()>,
+    ) -> Result<()> {
         self.with_read(|tx| f(tx))
     }
 

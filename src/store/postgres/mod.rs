@@ -56,9 +56,10 @@ mod schema;
 mod tx;
 mod whole;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::panic::Location;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use postgres::{Client, IsolationLevel, Statement};
@@ -113,6 +114,9 @@ pub(crate) struct PgStore {
     pool: r2d2::Pool<Manager>,
     /// `synchronous_commit` stays on for commits as opened (`Durability::Immediate`).
     durable: bool,
+    /// Read call sites seen to need more than one statement (the others run without a
+    /// transaction: `Kind::Single`).
+    multi_statement: RwLock<HashSet<&'static Location<'static>>>,
 }
 
 /// What the URL may carry besides what the client understands: `sslrootcert` (PEM file of
@@ -339,7 +343,18 @@ impl PgStore {
             .test_on_check_out(false)
             .connection_timeout(Duration::from_secs(10))
             .build_unchecked(manager);
-        Ok(PgStore { pool, durable })
+        Ok(PgStore {
+            pool,
+            durable,
+            multi_statement: RwLock::default(),
+        })
+    }
+
+    fn is_multi_statement(&self, site: &'static Location<'static>) -> bool {
+        self.multi_statement
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(site)
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<Manager>> {
@@ -356,9 +371,28 @@ impl PgStore {
     ) -> std::result::Result<(), Failure> {
         let mut conn = self.conn().map_err(Failure::fatal)?;
         let Conn { client, statements } = &mut *conn;
+        if let Kind::Single = kind {
+            let mut ptx = PgTx::single(client, statements);
+            let result = run(&mut ptx);
+            let (_, retry, wants_tx) = ptx.finish();
+            return match result {
+                // Whatever the read made of its refused second statement, it runs again.
+                _ if wants_tx => Err(Failure {
+                    error: Error::storage("a single-statement read needs a transaction"),
+                    retry: true,
+                    restart: true,
+                }),
+                Ok(()) => Ok(()),
+                Err(error) => Err(Failure {
+                    error,
+                    retry,
+                    restart: false,
+                }),
+            };
+        }
         let builder = client.build_transaction();
         let (builder, write) = match kind {
-            Kind::Read => (
+            Kind::Read(_) | Kind::Single => (
                 builder
                     .isolation_level(IsolationLevel::RepeatableRead)
                     .read_only(true),
@@ -376,6 +410,7 @@ impl PgStore {
         let mut tx = builder.start().map_err(|e| Failure {
             // Nothing was sent but BEGIN: any failure here is safe to retry.
             retry: true,
+            restart: false,
             error: Error::storage(format!("PostgreSQL: {}", describe(&e))),
         })?;
         if let Some(commit) = write {
@@ -389,22 +424,20 @@ impl PgStore {
                     .map_err(|e| Failure::from_pg(&e))?;
             }
         }
-        if let Kind::Usage(_, orgs) = kind {
-            // Every usage transaction of these organizations locks their rows first (in one
-            // order, so two never wait on each other), then reads what the one before it
-            // committed: read committed sees the newest rows at each statement.
-            let mut ids: Vec<&str> = orgs.to_vec();
-            ids.sort_unstable();
-            ids.dedup();
-            tx.query(
-                "SELECT id FROM organizations WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-                &[&ids],
-            )
-            .map_err(|e| Failure::from_pg(&e))?;
-        }
         let mut ptx = PgTx::new(tx, statements);
-        let result = run(&mut ptx);
-        let (tx, retry) = ptx.finish();
+        let result = match kind {
+            // Every usage transaction of these organizations locks their rows first, then
+            // reads what the one before it committed: read committed sees the newest rows at
+            // each statement.
+            Kind::Usage(_, orgs) => ptx.lock_orgs(orgs).and_then(|()| run(&mut ptx)),
+            _ => run(&mut ptx),
+        };
+        let (tx, retry, _) = ptx.finish();
+        let Some(tx) = tx else {
+            return Err(Failure::fatal(Error::storage(
+                "a transaction was not begun",
+            )));
+        };
         match result {
             Ok(()) => tx.commit().map_err(|e| {
                 if is_retryable(&e) {
@@ -421,17 +454,38 @@ impl PgStore {
             }),
             Err(error) => {
                 let _ = tx.rollback();
-                Err(Failure { error, retry })
+                Err(Failure {
+                    error,
+                    retry,
+                    restart: false,
+                })
             }
         }
     }
 
     fn run(&self, kind: Kind<'_>, run: &mut dyn FnMut(&mut PgTx<'_>) -> Result<()>) -> Result<()> {
+        // A read from a site not known to need more than one statement first runs without a
+        // transaction; a site that asks for a second statement is remembered and runs again
+        // in one at once (no wait, not counted as an attempt).
+        let asked = kind;
+        let mut kind = match asked {
+            Kind::Read(Some(site)) if !self.is_multi_statement(site) => Kind::Single,
+            kind => kind,
+        };
         let mut attempt = 0;
         loop {
             match self.attempt(kind, run) {
                 Ok(()) => return Ok(()),
-                Err(Failure { error, retry }) if retry && attempt + 1 < MAX_ATTEMPTS => {
+                Err(Failure { restart: true, .. }) if matches!(kind, Kind::Single) => {
+                    if let Kind::Read(Some(site)) = asked {
+                        self.multi_statement
+                            .write()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(site);
+                    }
+                    kind = asked;
+                }
+                Err(Failure { error, retry, .. }) if retry && attempt + 1 < MAX_ATTEMPTS => {
                     let _ = error;
                     backoff(attempt);
                     attempt += 1;
@@ -445,8 +499,10 @@ impl PgStore {
 /// What a transaction is for, which decides its isolation.
 #[derive(Clone, Copy)]
 enum Kind<'a> {
-    /// Read only, on one snapshot (repeatable read).
-    Read,
+    /// Read only, on one snapshot (repeatable read); from this call site, if known.
+    Read(Option<&'static Location<'static>>),
+    /// A read of one statement, without a transaction (a statement is its own snapshot).
+    Single,
     /// Serializable: the server checks that it behaves as if it ran alone.
     Write(Commit),
     /// The usage state of these organizations, whose rows it locks first (read committed:
@@ -466,6 +522,8 @@ fn backoff(attempt: u32) {
 struct Failure {
     error: Error,
     retry: bool,
+    /// A single-statement read asked for a second statement: run it in a transaction.
+    restart: bool,
 }
 
 impl Failure {
@@ -473,12 +531,14 @@ impl Failure {
         Failure {
             error,
             retry: false,
+            restart: false,
         }
     }
 
     fn from_pg(e: &postgres::Error) -> Failure {
         Failure {
             retry: is_retryable(e),
+            restart: false,
             error: pg_error(e),
         }
     }
@@ -553,8 +613,12 @@ fn migrate(client: &mut Client) -> Result<()> {
 }
 
 impl Backend for PgStore {
-    fn read_dyn(&self, f: &mut dyn FnMut(&dyn Reads) -> Result<()>) -> Result<()> {
-        self.run(Kind::Read, &mut |tx| f(tx))
+    fn read_dyn(
+        &self,
+        site: Option<&'static Location<'static>>,
+        f: &mut dyn FnMut(&dyn Reads) -> Result<()>,
+    ) -> Result<()> {
+        self.run(Kind::Read(site), &mut |tx| f(tx))
     }
 
     fn write_dyn(
@@ -597,7 +661,7 @@ impl Backend for PgStore {
 
     fn table_lens(&self) -> Result<Vec<(&'static str, u64)>> {
         let mut out = Vec::new();
-        self.run(Kind::Read, &mut |tx| {
+        self.run(Kind::Read(None), &mut |tx| {
             out = tx.table_lens()?;
             Ok(())
         })?;

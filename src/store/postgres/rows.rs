@@ -17,7 +17,9 @@ use crate::model::project::{Project, ProjectMembership};
 use crate::model::resource::{Resource, ResourceKind};
 use crate::model::role::Role;
 use crate::model::user::User;
-use crate::store::{day_from_number, DayRow, InvitationRecord, OrgRecord, ResourceRecord};
+use crate::store::{
+    day_from_number, DayRow, InvitationRecord, OrgRecord, OrgStats, ResourceRecord,
+};
 
 pub(super) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
@@ -113,6 +115,23 @@ pub(super) fn org_of(r: &Row) -> Result<OrgRecord> {
             team_members: limit_of(get(r, 17)?)?,
             monthly_requests: limit_of(get(r, 18)?)?,
         },
+    })
+}
+
+/// An organization's counters from the columns of a row starting at `at`.
+pub(super) fn stats_of(r: &Row, at: usize) -> Result<OrgStats> {
+    let mut by_role = [0u64; 4];
+    for (i, slot) in by_role.iter_mut().enumerate() {
+        *slot = unsigned(get(r, at + i)?)?;
+    }
+    let columns: i32 = get(r, at + 6)?;
+    Ok(OrgStats {
+        members: by_role.iter().sum(),
+        by_role,
+        mcps: unsigned(get(r, at + 4)?)?,
+        api_keys: unsigned(get(r, at + 5)?)?,
+        resource_columns: u32::try_from(columns)
+            .map_err(|_| Error::corrupted("negative resource_columns"))?,
     })
 }
 
@@ -218,10 +237,35 @@ pub(super) fn audit_of(r: &Row, org: Option<String>) -> Result<AuditEvent> {
     })
 }
 
-pub(super) const ORG_SELECT: &str = "SELECT id, name, slug, external_id, description, plan,
-    city, state, zipcode, country, pin_protection, settings, metadata, created_at, updated_at,
-    limit_mcps, limit_api_keys, limit_team_members, limit_monthly_requests, address_line1,
-    address_line2 FROM organizations";
+/// The organization's columns in [`org_of`]'s order, then its counters in [`stats_of`]'s.
+macro_rules! org_columns {
+    () => {
+        "id, name, slug, external_id, description, plan, city, state, zipcode, country,
+        pin_protection, settings, metadata, created_at, updated_at, limit_mcps, limit_api_keys,
+        limit_team_members, limit_monthly_requests, address_line1, address_line2,
+        count_viewer, count_member, count_admin, count_owner, count_mcp, count_api_key,
+        resource_columns"
+    };
+}
+
+/// Where [`stats_of`]'s columns start in a row of [`ORG_SELECT`].
+pub(super) const ORG_STATS_AT: usize = 21;
+
+pub(super) const ORG_SELECT: &str = concat!("SELECT ", org_columns!(), " FROM organizations");
+
+/// [`Reads::org_overview`](crate::store::Reads::org_overview) in one statement: the
+/// organization (`$1`) with its counters, the role of user `$2` there, its pending
+/// invitations unexpired at `$3`, and the total of month `$4` (NULL: not asked).
+pub(super) const ORG_OVERVIEW: &str = concat!(
+    "SELECT ",
+    org_columns!(),
+    ",
+    (SELECT role FROM memberships m WHERE m.organization_id = o.id AND m.user_id = $2),
+    (SELECT count(*) FROM invitations i
+      WHERE i.organization_id = o.id AND i.status = 'pending' AND i.expires_at > $3),
+    (SELECT total FROM usage_months u WHERE u.organization_id = o.id AND u.month = $4)
+    FROM organizations o WHERE o.id = $1"
+);
 
 pub(super) const MEMBERSHIP_SELECT: &str =
     "SELECT id, organization_id, user_id, role, joined_at, updated_at FROM memberships";

@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use postgres::{Row, Statement, Transaction};
+use postgres::{Client, Row, Statement, Transaction};
 
 use crate::error::{Error, Result};
 use crate::model::audit::AuditEvent;
@@ -17,19 +17,65 @@ use crate::model::role::Role;
 use crate::model::transfer::Record;
 use crate::model::user::User;
 use crate::store::{
-    day_number, CheckReport, DayRow, InvitationRecord, MemberPos, OrgRecord, OrgStats, Reads,
-    ResourceRecord, Writes,
+    day_number, CheckReport, DayRow, InvitationRecord, MemberPos, OrgOverview, OrgRecord, OrgStats,
+    Reads, ResourceRecord, Writes,
 };
 
 use super::rows::*;
 use super::{is_connection_loss, is_retryable, pg_error};
 
+/// Where a [`PgTx`]'s statements run.
+enum Session<'c> {
+    /// In a transaction (BEGIN was sent).
+    Tx(Transaction<'c>),
+    /// A read of one statement, on the bare connection: a statement is its own snapshot, so
+    /// one needs no BEGIN and COMMIT (two round trips saved). A second statement is refused
+    /// (`wants_tx`): the read runs again in a transaction.
+    Single { client: &'c mut Client, ran: bool },
+}
+
+impl Session<'_> {
+    fn prepare(&mut self, sql: &str) -> std::result::Result<Statement, postgres::Error> {
+        match self {
+            Session::Tx(tx) => tx.prepare(sql),
+            Session::Single { client, .. } => client.prepare(sql),
+        }
+    }
+
+    fn query(
+        &mut self,
+        st: &Statement,
+        params: Params<'_>,
+    ) -> std::result::Result<Vec<Row>, postgres::Error> {
+        match self {
+            Session::Tx(tx) => tx.query(st, params),
+            Session::Single { client, .. } => client.query(st, params),
+        }
+    }
+
+    fn execute(
+        &mut self,
+        st: &Statement,
+        params: Params<'_>,
+    ) -> std::result::Result<u64, postgres::Error> {
+        match self {
+            Session::Tx(tx) => tx.execute(st, params),
+            Session::Single { client, .. } => client.execute(st, params),
+        }
+    }
+}
+
 /// A transaction in progress, with the connection's prepared statements.
 pub(crate) struct PgTx<'c> {
-    tx: RefCell<Transaction<'c>>,
+    session: RefCell<Session<'c>>,
     statements: RefCell<&'c mut HashMap<&'static str, Statement>>,
     /// Set when a statement failed in a way that running the transaction again may cure.
     retry: Cell<bool>,
+    /// Set when a single-statement read asked for a second statement.
+    wants_tx: Cell<bool>,
+    /// Organizations this transaction locked (`lock_orgs`), as read then; dropped by any
+    /// write of an organization's row.
+    locked: RefCell<HashMap<String, OrgRecord>>,
 }
 
 impl<'c> PgTx<'c> {
@@ -37,16 +83,69 @@ impl<'c> PgTx<'c> {
         tx: Transaction<'c>,
         statements: &'c mut HashMap<&'static str, Statement>,
     ) -> PgTx<'c> {
+        PgTx::on(Session::Tx(tx), statements)
+    }
+
+    /// A read that may run one statement, outside any transaction.
+    pub(crate) fn single(
+        client: &'c mut Client,
+        statements: &'c mut HashMap<&'static str, Statement>,
+    ) -> PgTx<'c> {
+        PgTx::on(Session::Single { client, ran: false }, statements)
+    }
+
+    fn on(session: Session<'c>, statements: &'c mut HashMap<&'static str, Statement>) -> PgTx<'c> {
         PgTx {
-            tx: RefCell::new(tx),
+            session: RefCell::new(session),
             statements: RefCell::new(statements),
             retry: Cell::new(false),
+            wants_tx: Cell::new(false),
+            locked: RefCell::new(HashMap::new()),
         }
     }
 
-    /// The transaction, and whether a failure seen in it is worth another attempt.
-    pub(crate) fn finish(self) -> (Transaction<'c>, bool) {
-        (self.tx.into_inner(), self.retry.get())
+    /// Locks the organizations' rows (sorted, so that two transactions never wait on each
+    /// other) and keeps them: the transaction's reads of them cost nothing more.
+    pub(crate) fn lock_orgs(&self, orgs: &[&str]) -> Result<()> {
+        let mut ids: Vec<&str> = orgs.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let rows = self.rows(
+            sql!(ORG_SELECT, " WHERE id = ANY($1) ORDER BY id FOR UPDATE"),
+            &[&ids],
+        )?;
+        let mut locked = self.locked.borrow_mut();
+        for r in &rows {
+            let rec = org_of(r)?;
+            locked.insert(rec.org.id.clone(), rec);
+        }
+        Ok(())
+    }
+
+    /// The transaction (`None` for a single-statement read), whether a failure seen in it is
+    /// worth another attempt, and whether it needs a transaction (a single-statement read
+    /// that asked for a second statement).
+    pub(crate) fn finish(self) -> (Option<Transaction<'c>>, bool, bool) {
+        let tx = match self.session.into_inner() {
+            Session::Tx(tx) => Some(tx),
+            Session::Single { .. } => None,
+        };
+        (tx, self.retry.get(), self.wants_tx.get())
+    }
+
+    /// The session, for one statement: a single-statement read refuses its second.
+    fn session(&self) -> Result<std::cell::RefMut<'_, Session<'c>>> {
+        let mut session = self.session.borrow_mut();
+        if let Session::Single { ran, .. } = &mut *session {
+            if *ran {
+                self.wants_tx.set(true);
+                return Err(Error::storage(
+                    "a single-statement read ran a second statement",
+                ));
+            }
+            *ran = true;
+        }
+        Ok(session)
     }
 
     fn fail(&self, e: postgres::Error) -> Error {
@@ -63,7 +162,7 @@ impl<'c> PgTx<'c> {
             return Ok(s.clone());
         }
         let prepared = self
-            .tx
+            .session
             .borrow_mut()
             .prepare(sql)
             .map_err(|e| self.fail(e))?;
@@ -73,24 +172,23 @@ impl<'c> PgTx<'c> {
 
     fn rows(&self, sql: &'static str, params: Params<'_>) -> Result<Vec<Row>> {
         let st = self.statement(sql)?;
-        self.tx
-            .borrow_mut()
-            .query(&st, params)
-            .map_err(|e| self.fail(e))
+        self.session()?.query(&st, params).map_err(|e| self.fail(e))
     }
 
     fn row(&self, sql: &'static str, params: Params<'_>) -> Result<Option<Row>> {
-        let st = self.statement(sql)?;
-        self.tx
-            .borrow_mut()
-            .query_opt(&st, params)
-            .map_err(|e| self.fail(e))
+        let mut rows = self.rows(sql, params)?;
+        if rows.len() > 1 {
+            return Err(Error::corrupted(format!(
+                "PostgreSQL returned {} rows where one was expected",
+                rows.len()
+            )));
+        }
+        Ok(rows.pop())
     }
 
     fn exec(&self, sql: &'static str, params: Params<'_>) -> Result<u64> {
         let st = self.statement(sql)?;
-        self.tx
-            .borrow_mut()
+        self.session()?
             .execute(&st, params)
             .map_err(|e| self.fail(e))
     }
@@ -190,6 +288,9 @@ impl Reads for PgTx<'_> {
     }
 
     fn org(&self, id: &str) -> Result<Option<OrgRecord>> {
+        if let Some(rec) = self.locked.borrow().get(id) {
+            return Ok(Some(rec.clone()));
+        }
         self.row(sql!(ORG_SELECT, " WHERE id = $1"), &[&id])?
             .map(|r| org_of(&r))
             .transpose()
@@ -207,27 +308,40 @@ impl Reads for PgTx<'_> {
     }
 
     fn org_stats(&self, org: &str) -> Result<OrgStats> {
-        let Some(r) = self.row(
+        match self.row(
             "SELECT count_viewer, count_member, count_admin, count_owner, count_mcp,
                 count_api_key, resource_columns FROM organizations WHERE id = $1",
             &[&org],
-        )?
-        else {
-            return Ok(OrgStats::default());
-        };
-        let mut by_role = [0u64; 4];
-        for (i, slot) in by_role.iter_mut().enumerate() {
-            *slot = unsigned(get(&r, i)?)?;
+        )? {
+            Some(r) => stats_of(&r, 0),
+            None => Ok(OrgStats::default()),
         }
-        let columns: i32 = get(&r, 6)?;
-        Ok(OrgStats {
-            members: by_role.iter().sum(),
-            by_role,
-            mcps: unsigned(get(&r, 4)?)?,
-            api_keys: unsigned(get(&r, 5)?)?,
-            resource_columns: u32::try_from(columns)
-                .map_err(|_| Error::corrupted("negative resource_columns"))?,
-        })
+    }
+
+    fn org_overview(
+        &self,
+        org: &str,
+        user: Option<&str>,
+        now: DateTime<Utc>,
+        month: Option<u32>,
+    ) -> Result<Option<OrgOverview>> {
+        let month = month.map(|m| m as i32);
+        let Some(r) = self.row(ORG_OVERVIEW, &[&org, &user, &now, &month])? else {
+            return Ok(None);
+        };
+        let at = ORG_STATS_AT + 7;
+        Ok(Some(OrgOverview {
+            rec: org_of(&r)?,
+            stats: stats_of(&r, ORG_STATS_AT)?,
+            role: get::<Option<String>>(&r, at)?
+                .map(|role| role_of(&role))
+                .transpose()?,
+            pending: unsigned(get(&r, at + 1)?)?,
+            month_total: get::<Option<i64>>(&r, at + 2)?
+                .map(unsigned)
+                .transpose()?
+                .unwrap_or(0),
+        }))
     }
 
     fn membership(&self, org: &str, user: &str) -> Result<Option<Membership>> {
@@ -662,6 +776,7 @@ impl Writes for PgTx<'_> {
     }
 
     fn insert_org(&mut self, rec: &OrgRecord) -> Result<()> {
+        self.locked.get_mut().remove(&rec.org.id);
         let (o, l) = (&rec.org, &rec.overrides);
         self.exec(
             "INSERT INTO organizations (id, name, slug, external_id, description, plan, city,
@@ -698,6 +813,7 @@ impl Writes for PgTx<'_> {
     }
 
     fn replace_org(&mut self, _old: &OrgRecord, new: &OrgRecord) -> Result<()> {
+        self.locked.get_mut().remove(&new.org.id);
         let (o, l) = (&new.org, &new.overrides);
         self.exec(
             "UPDATE organizations SET name = $2, slug = $3, external_id = $4,
@@ -735,6 +851,7 @@ impl Writes for PgTx<'_> {
     }
 
     fn remove_org(&mut self, rec: &OrgRecord) -> Result<()> {
+        self.locked.get_mut().remove(&rec.org.id);
         self.exec("DELETE FROM organizations WHERE id = $1", &[&rec.org.id])?;
         Ok(())
     }
