@@ -1941,7 +1941,9 @@ fn main() {
         ))
         .expect("create the SQL schema");
     admin.batch_execute(SCHEMA).expect("SQL schema");
-    let o_url = with_param(&url, &format!("schema={o_schema}"));
+    // The same transport as the SQL side (which connects without TLS): a server with TLS on
+    // would otherwise encrypt only orgdb's traffic (libpq's default `sslmode=prefer`).
+    let o_url = with_param(&url, &format!("sslmode=disable&schema={o_schema}"));
     let log = ServerLog::find();
     match &log {
         Some(l) => println!(

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::model::usage::UsageReceipt;
-use crate::store::{Backend, DayRow, Writes};
+use crate::store::{Backend, DayRow, UsageAsk, Writes};
 
 use super::admit::receipt;
 use super::{lock, Admit, MonthGrowth, UsageEnv};
@@ -222,12 +222,25 @@ impl Leases {
                 return Ok(None);
             };
             let limit = env.monthly_limit(&rec);
-            let base = store_usage(tx, env, org, l, limit)?;
+            let reserving = !release && limit.is_some();
+            let state = tx.usage_state(
+                org,
+                &UsageAsk {
+                    months: &[l.month],
+                    leases: reserving,
+                    except_holder: Some(holder),
+                    ..UsageAsk::default()
+                },
+            )?;
+            let (stored, others) = state
+                .months
+                .first()
+                .map_or((0, 0), |&(_, stored, leased)| (stored, leased));
+            let base = store_usage(tx, env, org, l, limit, stored)?;
             let keep = l.reserved.saturating_sub(l.used);
-            let reserved = if release || limit.is_none() {
+            let reserved = if !reserving {
                 0
             } else {
-                let others = tx.leased(org, l.month, Some(holder))?;
                 let free = limit
                     .unwrap_or(u64::MAX)
                     .saturating_sub(base.saturating_add(others).saturating_add(keep));
@@ -335,20 +348,22 @@ fn want(l: &OrgLease, count: u64) -> u64 {
     short.max(l.slice)
 }
 
-/// Adds what a lease admitted to the stored rows; returns the new stored month total.
+/// Adds what a lease admitted to the stored rows (the month's total was `before`); returns
+/// the new stored month total.
 fn store_usage(
     tx: &mut dyn Writes,
     env: &dyn UsageEnv,
     org: &str,
     l: &OrgLease,
     limit: Option<u64>,
+    before: u64,
 ) -> Result<u64> {
-    let before = tx.month_usage(org, l.month)?;
     if l.used == 0 {
         return Ok(before);
     }
     let after = before.saturating_add(l.used);
-    tx.put_month_usage(org, l.month, after)?;
+    let days: Vec<(u32, &DayRow)> = l.days.iter().map(|(&day, row)| (day, row)).collect();
+    tx.apply_usage(org, &[(l.month, after)], &days, &[])?;
     env.month_total_grew(
         tx,
         &MonthGrowth {
@@ -359,11 +374,6 @@ fn store_usage(
             limit,
         },
     )?;
-    for (&day, delta) in &l.days {
-        let mut row = tx.day_row(org, day)?.unwrap_or_default();
-        row.merge(delta);
-        tx.put_day_row(org, day, &row)?;
-    }
     Ok(after)
 }
 

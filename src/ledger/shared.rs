@@ -18,7 +18,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use crate::error::{Error, Result};
 use crate::model::usage::UsageReceipt;
-use crate::store::{Backend, DayRow, Reads, Writes};
+use crate::store::{Backend, DayRow, Reads, UsageAsk, Writes};
 
 use super::admit::{overflow, receipt};
 use super::{lock, Admit, Mode, MonthGrowth, UsageEnv};
@@ -206,35 +206,31 @@ impl OrgPlan {
             days: BTreeMap::new(),
             new_keys: Vec::new(),
         };
-        let mut asked: Vec<&str> = Vec::new();
-        for e in calls.iter().flat_map(|c| c.iter()) {
-            if let Some(id) = &e.resource {
-                if !plan.columns.contains_key(id) {
-                    let column = tx
-                        .resource_record(id)?
-                        .filter(|r| {
-                            r.resource.removed_at.is_none() && r.resource.organization_id == org
-                        })
-                        .map(|r| r.column);
-                    plan.columns.insert(id.clone(), column);
-                }
-            }
-            if let Some(k) = &e.key {
-                asked.push(k);
-            }
-            if let std::collections::btree_map::Entry::Vacant(v) = plan.months.entry(e.month) {
-                let stored = tx.month_usage(org, e.month)?;
-                v.insert((stored, stored));
-                if plan.limit.is_some() {
-                    plan.leased.insert(e.month, tx.leased(org, e.month, None)?);
-                }
-            }
+        let events = || calls.iter().flat_map(|c| c.iter());
+        let mut months: Vec<u32> = events().map(|e| e.month).collect();
+        months.sort_unstable();
+        months.dedup();
+        let keys: Vec<&str> = events().filter_map(|e| e.key.as_deref()).collect();
+        let mut resources: Vec<&str> = events().filter_map(|e| e.resource.as_deref()).collect();
+        resources.sort_unstable();
+        resources.dedup();
+        let state = tx.usage_state(
+            org,
+            &UsageAsk {
+                months: &months,
+                leases: plan.limit.is_some(),
+                except_holder: None,
+                keys: &keys,
+                resources: &resources,
+            },
+        )?;
+        for (month, stored, leased) in state.months {
+            plan.months.insert(month, (stored, stored));
+            plan.leased.insert(month, leased);
         }
+        plan.columns = state.columns.into_iter().collect();
         // A stored key is remembered until `prune_usage` removes it (past its retention).
-        plan.keys = tx
-            .stored_idempotency_keys(org, &asked)?
-            .into_iter()
-            .collect();
+        plan.keys = state.keys.into_iter().collect();
         Ok(plan)
     }
 
@@ -327,11 +323,21 @@ impl OrgPlan {
     /// Writes what the admitted calls add: month totals (with their threshold events), day
     /// rows, keys.
     fn write(&self, tx: &mut dyn Writes, env: &dyn UsageEnv, org: &str) -> Result<()> {
+        let months: Vec<(u32, u64)> = self
+            .months
+            .iter()
+            .filter(|(_, (before, after))| after != before)
+            .map(|(&month, &(_, after))| (month, after))
+            .collect();
+        if months.is_empty() && self.new_keys.is_empty() {
+            return Ok(());
+        }
+        let days: Vec<(u32, &DayRow)> = self.days.iter().map(|(&day, row)| (day, row)).collect();
+        tx.apply_usage(org, &months, &days, &self.new_keys)?;
         for (&month, &(before, after)) in &self.months {
             if after == before {
                 continue;
             }
-            tx.put_month_usage(org, month, after)?;
             env.month_total_grew(
                 tx,
                 &MonthGrowth {
@@ -343,11 +349,6 @@ impl OrgPlan {
                 },
             )?;
         }
-        for (&day, delta) in &self.days {
-            let mut row = tx.day_row(org, day)?.unwrap_or_default();
-            row.merge(delta);
-            tx.put_day_row(org, day, &row)?;
-        }
-        tx.put_idempotency_keys(org, &self.new_keys)
+        Ok(())
     }
 }

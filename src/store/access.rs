@@ -13,7 +13,8 @@ use super::keys::{
 use super::CheckReport;
 use super::{
     codec, prefix_end, schema, DayRow, InvitationRecord, Key, KeyReader, KvRead, KvWrite,
-    MemberPos, OrgOverview, OrgRecord, OrgStats, ResourceRecord, Stored, Table, Visit,
+    MemberPos, OrgOverview, OrgRecord, OrgStats, ResourceRecord, Stored, Table, UsageAsk,
+    UsageState, Visit,
 };
 use crate::error::{Error, Result};
 use crate::model::audit::AuditEvent;
@@ -182,6 +183,31 @@ pub(crate) trait Reads {
     /// `holder`'s; 0 where there are none.
     fn leased(&self, org: &str, month: u32, except: Option<&str>) -> Result<u64>;
 
+    /// Everything admitting usage of an organization reads, at once (one statement on a SQL
+    /// backend): month totals, leases, stored keys, resource columns.
+    fn usage_state(&self, org: &str, ask: &UsageAsk<'_>) -> Result<UsageState> {
+        let mut state = UsageState::default();
+        for &month in ask.months {
+            let leased = if ask.leases {
+                self.leased(org, month, ask.except_holder)?
+            } else {
+                0
+            };
+            state
+                .months
+                .push((month, self.month_usage(org, month)?, leased));
+        }
+        state.keys = self.stored_idempotency_keys(org, ask.keys)?;
+        for &id in ask.resources {
+            let column = self
+                .resource_record(id)?
+                .filter(|r| r.resource.removed_at.is_none() && r.resource.organization_id == org)
+                .map(|r| r.column);
+            state.columns.push((id.to_owned(), column));
+        }
+        Ok(state)
+    }
+
     // Audit.
 
     /// Events after `after_seq`, in order, at most `limit`; one organization's or all.
@@ -281,6 +307,26 @@ pub(crate) trait Writes: Reads {
 
     /// Stores many keys of one organization with the time each was recorded (micros).
     fn put_idempotency_keys(&mut self, org: &str, keys: &[(String, i64)]) -> Result<()>;
+
+    /// Stores what admitted usage changes of one organization, at once (one statement on a
+    /// SQL backend): new month totals, increments of day rows, new keys.
+    fn apply_usage(
+        &mut self,
+        org: &str,
+        months: &[(u32, u64)],
+        days: &[(u32, &DayRow)],
+        keys: &[(String, i64)],
+    ) -> Result<()> {
+        for &(month, total) in months {
+            self.put_month_usage(org, month, total)?;
+        }
+        for &(day, delta) in days {
+            let mut row = self.day_row(org, day)?.unwrap_or_default();
+            row.merge(delta);
+            self.put_day_row(org, day, &row)?;
+        }
+        self.put_idempotency_keys(org, keys)
+    }
 
     /// Sets `holder`'s lease of an organization's month to `amount`, alive for `ttl` from now
     /// by the server's clock (0: removes it). Shared backends only.

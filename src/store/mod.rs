@@ -30,7 +30,7 @@ pub(crate) use keys::{
 };
 pub(crate) use records::{
     fuzz_decode_all, DayRow, InvitationRecord, OrgOverview, OrgRecord, OrgStats, ResourceRecord,
-    Stored,
+    Stored, UsageAsk, UsageState,
 };
 pub(crate) use redb_backend::{CommitDurability, RedbStore};
 pub(crate) use tables::Table;

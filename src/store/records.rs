@@ -638,6 +638,34 @@ pub(crate) struct OrgOverview {
     pub(crate) month_total: u64,
 }
 
+/// What admitting usage of one organization asks of the store
+/// ([`Reads::usage_state`](super::Reads::usage_state)).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct UsageAsk<'a> {
+    /// Months (`yyyymm`) whose stored totals are wanted.
+    pub(crate) months: &'a [u32],
+    /// Whether to sum the live leases' reservations of those months.
+    pub(crate) leases: bool,
+    /// A lease holder left out of that sum.
+    pub(crate) except_holder: Option<&'a str>,
+    /// Idempotency keys to look up.
+    pub(crate) keys: &'a [&'a str],
+    /// Resource ids whose usage columns are wanted.
+    pub(crate) resources: &'a [&'a str],
+}
+
+/// The answer to a [`UsageAsk`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct UsageState {
+    /// Each asked month: (month, stored total, quota reserved by live leases).
+    pub(crate) months: Vec<(u32, u64, u64)>,
+    /// The asked keys that are stored.
+    pub(crate) keys: Vec<String>,
+    /// Each asked resource's column; `None` when it is not a live resource of the
+    /// organization.
+    pub(crate) columns: Vec<(String, Option<u32>)>,
+}
+
 /// Stored counters of one organization, kept in step by the membership and resource writers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct OrgStats {

@@ -94,8 +94,14 @@ impl r2d2::ManageConnection for Manager {
     type Error = postgres::Error;
 
     fn connect(&self) -> std::result::Result<Conn, postgres::Error> {
+        let mut client = self.config.connect(self.tls.clone())?;
+        // orgdb's statements are prepared once per connection and run with new values every
+        // time; left to choose, the server plans many of them afresh on every run (their
+        // `= ANY($1)` and `unnest` make the generic plan look dearer than it is), which costs
+        // more than running them. A server without the setting keeps its own choice.
+        let _ = client.batch_execute("SET plan_cache_mode = force_generic_plan");
         Ok(Conn {
-            client: self.config.connect(self.tls.clone())?,
+            client,
             statements: HashMap::new(),
         })
     }

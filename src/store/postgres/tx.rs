@@ -18,7 +18,7 @@ use crate::model::transfer::Record;
 use crate::model::user::User;
 use crate::store::{
     day_number, CheckReport, DayRow, InvitationRecord, MemberPos, OrgOverview, OrgRecord, OrgStats,
-    Reads, ResourceRecord, Writes,
+    Reads, ResourceRecord, UsageAsk, UsageState, Writes,
 };
 
 use super::rows::*;
@@ -402,28 +402,47 @@ impl Reads for PgTx<'_> {
         skip: u64,
         limit: usize,
     ) -> Result<Vec<(Membership, User)>> {
-        const JOINED: &str = "SELECT m.id, m.organization_id, m.user_id, m.role, m.joined_at,
-                m.updated_at, u.id, u.email, u.name, u.created_at, u.last_active
-             FROM memberships m JOIN users u ON u.id = m.user_id
-             WHERE m.organization_id = $1 AND ($2::TEXT IS NULL OR m.role = $2)";
+        // The page is cut from an index alone (positions only: the skipped rows are never
+        // read from the table), then joined to its memberships and users.
+        macro_rules! page {
+            ($cut:literal) => {
+                concat!(
+                    "SELECT m.id, m.organization_id, m.user_id, m.role, m.joined_at,
+                        m.updated_at, u.id, u.email, u.name, u.created_at, u.last_active
+                     FROM (SELECT joined_at, user_id FROM memberships WHERE organization_id = $1",
+                    $cut,
+                    ") p
+                     JOIN memberships m ON m.organization_id = $1 AND m.user_id = p.user_id
+                     JOIN users u ON u.id = p.user_id
+                     ORDER BY p.joined_at, p.user_id"
+                )
+            };
+        }
         let skip = signed(skip, "page")?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let role = role.map(Role::as_str);
-        let rows = match after {
-            Some((at, user)) => self.rows(
-                sql!(
-                    JOINED,
-                    " AND (m.joined_at, m.user_id) > ($3, $4)
-                     ORDER BY m.joined_at, m.user_id OFFSET $5 LIMIT $6"
+        let role = role.map(Role::as_str).unwrap_or_default();
+        let rows = match (after, role) {
+            (None, "") => self.rows(
+                page!(" AND $2 = '' ORDER BY joined_at, user_id OFFSET $3 LIMIT $4"),
+                &[&org, &role, &skip, &limit],
+            )?,
+            (None, _) => self.rows(
+                page!(" AND role = $2 ORDER BY joined_at, user_id OFFSET $3 LIMIT $4"),
+                &[&org, &role, &skip, &limit],
+            )?,
+            (Some((at, user)), "") => self.rows(
+                page!(
+                    " AND $2 = '' AND (joined_at, user_id) > ($3, $4)
+                     ORDER BY joined_at, user_id OFFSET $5 LIMIT $6"
                 ),
                 &[&org, &role, at, user, &skip, &limit],
             )?,
-            None => self.rows(
-                sql!(
-                    JOINED,
-                    " ORDER BY m.joined_at, m.user_id OFFSET $3 LIMIT $4"
+            (Some((at, user)), _) => self.rows(
+                page!(
+                    " AND role = $2 AND (joined_at, user_id) > ($3, $4)
+                     ORDER BY joined_at, user_id OFFSET $5 LIMIT $6"
                 ),
-                &[&org, &role, &skip, &limit],
+                &[&org, &role, at, user, &skip, &limit],
             )?,
         };
         rows.iter()
@@ -658,6 +677,56 @@ impl Reads for PgTx<'_> {
                AND ($3::TEXT IS NULL OR holder <> $3)",
             &[&org, &(month as i32), &except],
         )
+    }
+
+    fn usage_state(&self, org: &str, ask: &UsageAsk<'_>) -> Result<UsageState> {
+        let months: Vec<i32> = ask.months.iter().map(|&m| m as i32).collect();
+        let rows = self.rows(
+            "SELECT 0, m.month, NULL::TEXT, coalesce(u.total, 0)::BIGINT,
+                CASE WHEN $3::BOOL THEN coalesce((SELECT sum(l.amount) FROM usage_leases l
+                    WHERE l.organization_id = $1 AND l.month = m.month AND l.expires_at > now()
+                      AND ($4::TEXT IS NULL OR l.holder <> $4)), 0) ELSE 0 END::BIGINT
+             FROM unnest($2::INT[]) AS m(month)
+             LEFT JOIN usage_months u ON u.organization_id = $1 AND u.month = m.month
+             UNION ALL
+             SELECT 1, NULL, key, 0, 0 FROM idempotency_keys
+             WHERE organization_id = $1 AND key = ANY($5::TEXT[])
+             UNION ALL
+             SELECT 2, usage_column, id, 0, 0 FROM resources
+             WHERE organization_id = $1 AND id = ANY($6::TEXT[]) AND removed_at IS NULL",
+            &[
+                &org,
+                &months,
+                &ask.leases,
+                &ask.except_holder,
+                &ask.keys,
+                &ask.resources,
+            ],
+        )?;
+        let mut state = UsageState::default();
+        let mut columns: HashMap<String, u32> = HashMap::new();
+        for r in &rows {
+            match get::<i32>(r, 0)? {
+                0 => state.months.push((
+                    u32::try_from(get::<i32>(r, 1)?)
+                        .map_err(|_| Error::corrupted("negative month"))?,
+                    unsigned(get(r, 3)?)?,
+                    unsigned(get(r, 4)?)?,
+                )),
+                1 => state.keys.push(get(r, 2)?),
+                _ => {
+                    let column = u32::try_from(get::<i32>(r, 1)?)
+                        .map_err(|_| Error::corrupted("negative usage_column"))?;
+                    columns.insert(get(r, 2)?, column);
+                }
+            }
+        }
+        state.columns = ask
+            .resources
+            .iter()
+            .map(|&id| (id.to_owned(), columns.get(id).copied()))
+            .collect();
+        Ok(state)
     }
 
     fn stored_idempotency_keys(&self, org: &str, keys: &[&str]) -> Result<Vec<String>> {
@@ -1159,18 +1228,77 @@ impl Writes for PgTx<'_> {
         Ok(())
     }
 
+    fn apply_usage(
+        &mut self,
+        org: &str,
+        months: &[(u32, u64)],
+        days: &[(u32, &DayRow)],
+        keys: &[(String, i64)],
+    ) -> Result<()> {
+        let month_ids: Vec<i32> = months.iter().map(|&(m, _)| m as i32).collect();
+        let totals = months
+            .iter()
+            .map(|&(_, t)| signed(t, "total"))
+            .collect::<Result<Vec<i64>>>()?;
+        let day_dates = days
+            .iter()
+            .map(|&(d, _)| date_of(d))
+            .collect::<Result<Vec<NaiveDate>>>()?;
+        let day_totals = days
+            .iter()
+            .map(|&(_, row)| signed(row.total, "total"))
+            .collect::<Result<Vec<i64>>>()?;
+        // Rows of different lengths do not make one array: each goes as an array literal.
+        let day_columns: Vec<String> = days
+            .iter()
+            .map(|&(_, row)| {
+                let numbers: Vec<String> = row.columns.iter().map(u64::to_string).collect();
+                format!("{{{}}}", numbers.join(","))
+            })
+            .collect();
+        let (names, times) = key_columns(keys)?;
+        // The day rows add what was admitted to what is stored, column by column (the longer
+        // array's tail kept).
+        self.exec(
+            "WITH m AS (
+                INSERT INTO usage_months (organization_id, month, total)
+                SELECT $1, x.month, x.total FROM unnest($2::INT[], $3::BIGINT[]) AS x(month, total)
+                ON CONFLICT (organization_id, month) DO UPDATE SET total = excluded.total
+             ), d AS (
+                INSERT INTO usage_days (organization_id, day, total, by_column)
+                SELECT $1, x.day, x.total, x.by_column::BIGINT[]
+                FROM unnest($4::DATE[], $5::BIGINT[], $6::TEXT[]) AS x(day, total, by_column)
+                ON CONFLICT (organization_id, day) DO UPDATE
+                SET total = usage_days.total + excluded.total,
+                    by_column = coalesce((
+                        SELECT array_agg(coalesce(a, 0) + coalesce(b, 0) ORDER BY n)
+                        FROM unnest(usage_days.by_column, excluded.by_column)
+                            WITH ORDINALITY AS t(a, b, n)), '{}')
+             ), k AS (
+                INSERT INTO idempotency_keys (organization_id, key, recorded_at)
+                SELECT $1, x.k, x.t FROM unnest($7::TEXT[], $8::TIMESTAMPTZ[]) AS x(k, t)
+                ON CONFLICT (organization_id, key) DO UPDATE SET recorded_at = excluded.recorded_at
+             )
+             SELECT 1",
+            &[
+                &org,
+                &month_ids,
+                &totals,
+                &day_dates,
+                &day_totals,
+                &day_columns,
+                &names,
+                &times,
+            ],
+        )?;
+        Ok(())
+    }
+
     fn put_idempotency_keys(&mut self, org: &str, keys: &[(String, i64)]) -> Result<()> {
         if keys.is_empty() {
             return Ok(());
         }
-        let names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
-        let times = keys
-            .iter()
-            .map(|(_, at)| {
-                DateTime::<Utc>::from_timestamp_micros(*at)
-                    .ok_or_else(|| Error::invalid("recorded_at", "Out of range"))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let (names, times) = key_columns(keys)?;
         self.exec(
             "INSERT INTO idempotency_keys (organization_id, key, recorded_at)
              SELECT $1, k, t FROM unnest($2::TEXT[], $3::TIMESTAMPTZ[]) AS u(k, t)
@@ -1288,6 +1416,19 @@ impl Writes for PgTx<'_> {
     fn set_audit_seq(&mut self, _seq: u64) -> Result<()> {
         Ok(())
     }
+}
+
+/// Keys with their recording times (micros) as two columns for `unnest`.
+fn key_columns(keys: &[(String, i64)]) -> Result<(Vec<&str>, Vec<DateTime<Utc>>)> {
+    let names = keys.iter().map(|(k, _)| k.as_str()).collect();
+    let times = keys
+        .iter()
+        .map(|(_, at)| {
+            DateTime::<Utc>::from_timestamp_micros(*at)
+                .ok_or_else(|| Error::invalid("recorded_at", "Out of range"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((names, times))
 }
 
 impl PgTx<'_> {
