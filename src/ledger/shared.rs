@@ -6,8 +6,9 @@
 //! one organization one after the other, in any process. A refused call writes nothing.
 //!
 //! **Group commit.** Concurrent callers in one process share transactions: a caller queues its
-//! call; whoever finds no transaction running becomes the leader, takes every queued call and
-//! admits them in one transaction, in queue order, each exactly as if it ran alone after the
+//! call in its organization's lane (one of `LANES`); whoever finds no transaction of the lane
+//! running becomes its leader, takes every call queued there and admits them in one
+//! transaction, in queue order, each exactly as if it ran alone after the
 //! ones before it (a call that does not fit is refused on its own; the others still count).
 //! An organization's calls in one batch cost one read of its limit, keys and month total and
 //! one write of each, whatever their number, so throughput grows with callers. Callers wait
@@ -60,20 +61,38 @@ struct Queue {
     leading: bool,
 }
 
-/// The group committer and the leases of one database handle.
-pub(crate) struct Shared {
+/// How many group commits of one handle may run at once: an organization's calls always
+/// take the same lane (one transaction at a time gathers them all), while different
+/// organizations' calls run in parallel on the server.
+const LANES: usize = 8;
+
+/// One lane of the group committer: its queue and its leader.
+#[derive(Default)]
+struct Lane {
     queue: Mutex<Queue>,
     answered: Condvar,
+}
+
+/// The group committer and the leases of one database handle.
+pub(crate) struct Shared {
+    lanes: Vec<Lane>,
     pub(crate) leases: super::lease::Leases,
 }
 
 impl Shared {
     pub(crate) fn new(lease_ttl: std::time::Duration) -> Shared {
         Shared {
-            queue: Mutex::new(Queue::default()),
-            answered: Condvar::new(),
+            lanes: (0..LANES).map(|_| Lane::default()).collect(),
             leases: super::lease::Leases::new(lease_ttl),
         }
+    }
+
+    fn lane(&self, org: &str) -> &Lane {
+        // FNV-1a: stable and cheap; any spread will do.
+        let hash = org.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        &self.lanes[(hash % LANES as u64) as usize]
     }
 
     /// Checks and (unless `Mode::Check`) counts one call's events for `org`, durably: on a
@@ -102,7 +121,8 @@ impl Shared {
             events,
             answer: Mutex::new(None),
         });
-        let mut queue = lock(&self.queue);
+        let lane = self.lane(org);
+        let mut queue = lock(&lane.queue);
         queue.waiting.push(call.clone());
         loop {
             if let Some(answer) = lock(&call.answer).take() {
@@ -116,12 +136,12 @@ impl Shared {
                 for (c, answer) in batch.iter().zip(answers) {
                     *lock(&c.answer) = Some(answer);
                 }
-                queue = lock(&self.queue);
+                queue = lock(&lane.queue);
                 queue.leading = false;
-                self.answered.notify_all();
+                lane.answered.notify_all();
                 continue;
             }
-            queue = self.answered.wait(queue).unwrap_or_else(|p| p.into_inner());
+            queue = lane.answered.wait(queue).unwrap_or_else(|p| p.into_inner());
         }
     }
 }
