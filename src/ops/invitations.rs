@@ -286,10 +286,9 @@ pub(crate) fn get(
 /// Finds an invitation by its secret token (an unknown token, or an id, is `not_found`).
 fn by_token(tx: &dyn Reads, token: &str) -> Result<InvitationRecord> {
     let hash = ids::token_hash(token.trim());
-    let id = tx
-        .invitation_id_by_token_hash(&hash)?
+    let rec = tx
+        .invitation_by_token_hash(&hash)?
         .ok_or_else(invitation_not_found)?;
-    let rec = tx.invitation(&id)?.ok_or_else(invitation_not_found)?;
     if !ids::hashes_equal(&rec.token_hash, &hash) {
         return Err(invitation_not_found());
     }

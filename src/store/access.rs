@@ -97,6 +97,14 @@ pub(crate) trait Reads {
 
     fn invitation_id_by_token_hash(&self, hash: &[u8; 32]) -> Result<Option<String>>;
 
+    /// The invitation whose token has this hash (one statement on a SQL backend).
+    fn invitation_by_token_hash(&self, hash: &[u8; 32]) -> Result<Option<InvitationRecord>> {
+        match self.invitation_id_by_token_hash(hash)? {
+            Some(id) => self.invitation(&id),
+            None => Ok(None),
+        }
+    }
+
     /// The invitation stored as pending for (org, email), expired or not.
     fn pending_invitation_id(&self, org: &str, email: &str) -> Result<Option<String>>;
 

@@ -24,6 +24,17 @@ use crate::store::{
 use super::rows::*;
 use super::{is_connection_loss, is_retryable, pg_error};
 
+/// `UPDATE organizations` adding `$3` to the counter of role `$2` (the caller adds `WHERE`).
+macro_rules! role_count_update {
+    () => {
+        "UPDATE organizations SET
+            count_owner = count_owner + CASE WHEN $2 = 'owner' THEN $3::BIGINT ELSE 0 END,
+            count_admin = count_admin + CASE WHEN $2 = 'admin' THEN $3::BIGINT ELSE 0 END,
+            count_member = count_member + CASE WHEN $2 = 'member' THEN $3::BIGINT ELSE 0 END,
+            count_viewer = count_viewer + CASE WHEN $2 = 'viewer' THEN $3::BIGINT ELSE 0 END"
+    };
+}
+
 /// Where a [`PgTx`]'s statements run.
 enum Session<'c> {
     /// In a transaction (BEGIN was sent).
@@ -76,6 +87,9 @@ pub(crate) struct PgTx<'c> {
     /// Organizations this transaction locked (`lock_orgs`), as read then; dropped by any
     /// write of an organization's row.
     locked: RefCell<HashMap<String, OrgRecord>>,
+    /// Organizations' counters as this transaction last read them with their rows; dropped
+    /// by any change of them (`forget_stats`).
+    stats: RefCell<HashMap<String, OrgStats>>,
 }
 
 impl<'c> PgTx<'c> {
@@ -101,6 +115,7 @@ impl<'c> PgTx<'c> {
             retry: Cell::new(false),
             wants_tx: Cell::new(false),
             locked: RefCell::new(HashMap::new()),
+            stats: RefCell::new(HashMap::new()),
         }
     }
 
@@ -117,6 +132,9 @@ impl<'c> PgTx<'c> {
         let mut locked = self.locked.borrow_mut();
         for r in &rows {
             let rec = org_of(r)?;
+            self.stats
+                .borrow_mut()
+                .insert(rec.org.id.clone(), stats_of(r, ORG_STATS_AT)?);
             locked.insert(rec.org.id.clone(), rec);
         }
         Ok(())
@@ -224,19 +242,21 @@ impl<'c> PgTx<'c> {
 
     /// One organization's counters by role, kept on its row.
     fn adjust_role_count(&self, org: &str, role: Role, delta: i64) -> Result<()> {
+        self.forget_stats(org);
         self.exec(
-            "UPDATE organizations SET
-                count_owner = count_owner + CASE WHEN $2 = 'owner' THEN $3::BIGINT ELSE 0 END,
-                count_admin = count_admin + CASE WHEN $2 = 'admin' THEN $3::BIGINT ELSE 0 END,
-                count_member = count_member + CASE WHEN $2 = 'member' THEN $3::BIGINT ELSE 0 END,
-                count_viewer = count_viewer + CASE WHEN $2 = 'viewer' THEN $3::BIGINT ELSE 0 END
-             WHERE id = $1",
+            concat!(role_count_update!(), " WHERE id = $1"),
             &[&org, &role.as_str(), &delta],
         )?;
         Ok(())
     }
 
+    /// An organization's counters as last read, while this transaction has not changed them.
+    fn forget_stats(&self, org: &str) {
+        self.stats.borrow_mut().remove(org);
+    }
+
     fn adjust_resource_count(&self, org: &str, kind: ResourceKind, delta: i64) -> Result<()> {
+        self.forget_stats(org);
         self.exec(
             "UPDATE organizations SET
                 count_mcp = GREATEST(count_mcp + CASE WHEN $2 = 'mcp' THEN $3::BIGINT ELSE 0 END, 0),
@@ -291,9 +311,13 @@ impl Reads for PgTx<'_> {
         if let Some(rec) = self.locked.borrow().get(id) {
             return Ok(Some(rec.clone()));
         }
-        self.row(sql!(ORG_SELECT, " WHERE id = $1"), &[&id])?
-            .map(|r| org_of(&r))
-            .transpose()
+        let Some(r) = self.row(sql!(ORG_SELECT, " WHERE id = $1"), &[&id])? else {
+            return Ok(None);
+        };
+        self.stats
+            .borrow_mut()
+            .insert(id.to_owned(), stats_of(&r, ORG_STATS_AT)?);
+        org_of(&r).map(Some)
     }
 
     fn org_id_by_slug(&self, slug: &str) -> Result<Option<String>> {
@@ -308,6 +332,9 @@ impl Reads for PgTx<'_> {
     }
 
     fn org_stats(&self, org: &str) -> Result<OrgStats> {
+        if let Some(stats) = self.stats.borrow().get(org) {
+            return Ok(*stats);
+        }
         match self.row(
             "SELECT count_viewer, count_member, count_admin, count_owner, count_mcp,
                 count_api_key, resource_columns FROM organizations WHERE id = $1",
@@ -487,6 +514,15 @@ impl Reads for PgTx<'_> {
             "SELECT id FROM invitations WHERE token_hash = $1",
             &[&hash.as_slice()],
         )
+    }
+
+    fn invitation_by_token_hash(&self, hash: &[u8; 32]) -> Result<Option<InvitationRecord>> {
+        self.row(
+            sql!(INVITATION_SELECT, " WHERE token_hash = $1"),
+            &[&hash.as_slice()],
+        )?
+        .map(|r| invitation_of(&r))
+        .transpose()
     }
 
     fn pending_invitation_id(&self, org: &str, email: &str) -> Result<Option<String>> {
@@ -846,6 +882,7 @@ impl Writes for PgTx<'_> {
 
     fn insert_org(&mut self, rec: &OrgRecord) -> Result<()> {
         self.locked.get_mut().remove(&rec.org.id);
+        self.stats.get_mut().remove(&rec.org.id);
         let (o, l) = (&rec.org, &rec.overrides);
         self.exec(
             "INSERT INTO organizations (id, name, slug, external_id, description, plan, city,
@@ -883,6 +920,7 @@ impl Writes for PgTx<'_> {
 
     fn replace_org(&mut self, _old: &OrgRecord, new: &OrgRecord) -> Result<()> {
         self.locked.get_mut().remove(&new.org.id);
+        self.stats.get_mut().remove(&new.org.id);
         let (o, l) = (&new.org, &new.overrides);
         self.exec(
             "UPDATE organizations SET name = $2, slug = $3, external_id = $4,
@@ -921,24 +959,34 @@ impl Writes for PgTx<'_> {
 
     fn remove_org(&mut self, rec: &OrgRecord) -> Result<()> {
         self.locked.get_mut().remove(&rec.org.id);
+        self.stats.get_mut().remove(&rec.org.id);
         self.exec("DELETE FROM organizations WHERE id = $1", &[&rec.org.id])?;
         Ok(())
     }
 
+    /// One statement: the row and its role's counter.
     fn insert_membership(&mut self, m: &Membership) -> Result<()> {
+        self.forget_stats(&m.organization_id);
         self.exec(
-            "INSERT INTO memberships (organization_id, user_id, id, role, joined_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            concat!(
+                "WITH c AS (",
+                role_count_update!(),
+                " WHERE id = $1 RETURNING id)
+                 INSERT INTO memberships (organization_id, user_id, id, role, joined_at,
+                    updated_at)
+                 VALUES ($1, $4, $5, $2, $6, $7)"
+            ),
             &[
                 &m.organization_id,
+                &m.role.as_str(),
+                &1i64,
                 &m.user_id,
                 &m.id,
-                &m.role.as_str(),
                 &m.joined_at,
                 &m.updated_at,
             ],
         )?;
-        self.adjust_role_count(&m.organization_id, m.role, 1)
+        Ok(())
     }
 
     fn replace_membership(&mut self, old: &Membership, new: &Membership) -> Result<()> {
@@ -1106,6 +1154,7 @@ impl Writes for PgTx<'_> {
     }
 
     fn insert_resource(&mut self, res: &Resource) -> Result<()> {
+        self.forget_stats(&res.organization_id);
         let column: i32 = self
             .row(
                 "UPDATE organizations SET resource_columns = resource_columns + 1
@@ -1351,30 +1400,38 @@ impl Writes for PgTx<'_> {
         Ok(())
     }
 
+    /// One statement: the feed's head row numbers the event, which is inserted with it.
     fn append_audit(&mut self, mut event: AuditEvent) -> Result<AuditEvent> {
-        let seq: i64 = match &event.organization_id {
-            Some(org) => self
-                .row(
-                    "INSERT INTO audit_heads (organization_id, seq) VALUES ($1, 1)
-                     ON CONFLICT (organization_id) DO UPDATE SET seq = audit_heads.seq + 1
-                     RETURNING seq",
-                    &[org],
-                )?
-                .map(|r| get(&r, 0))
-                .transpose()?,
-            None => self
-                .row(
-                    "INSERT INTO orgdb_meta (name, value) VALUES ('user_audit_seq', 1)
-                     ON CONFLICT (name) DO UPDATE SET value = orgdb_meta.value + 1
-                     RETURNING value",
-                    &[],
-                )?
-                .map(|r| get(&r, 0))
-                .transpose()?,
+        let e = &event;
+        let seq: i64 = match &e.organization_id {
+            Some(org) => self.row(
+                "WITH h AS (
+                    INSERT INTO audit_heads (organization_id, seq) VALUES ($1, 1)
+                    ON CONFLICT (organization_id) DO UPDATE SET seq = audit_heads.seq + 1
+                    RETURNING seq)
+                 INSERT INTO audit_events (organization_id, seq, id, at, actor, action, target,
+                    details)
+                 SELECT $1, h.seq, $2, $3, $4, $5, $6, $7 FROM h
+                 RETURNING seq",
+                &[
+                    org, &e.id, &e.at, &e.actor, &e.action, &e.target, &e.details,
+                ],
+            )?,
+            None => self.row(
+                "WITH h AS (
+                    INSERT INTO orgdb_meta (name, value) VALUES ('user_audit_seq', 1)
+                    ON CONFLICT (name) DO UPDATE SET value = orgdb_meta.value + 1
+                    RETURNING value)
+                 INSERT INTO user_audit_events (seq, id, at, actor, action, target, details)
+                 SELECT h.value, $1, $2, $3, $4, $5, $6 FROM h
+                 RETURNING seq",
+                &[&e.id, &e.at, &e.actor, &e.action, &e.target, &e.details],
+            )?,
         }
+        .map(|r| get(&r, 0))
+        .transpose()?
         .ok_or_else(|| Error::storage("the audit sequence returned no row"))?;
         event.seq = unsigned(seq)?;
-        self.insert_event(&event)?;
         Ok(event)
     }
 
