@@ -80,6 +80,16 @@ const WORKLOADS: &[(&str, &str)] = &[
         "16 threads, keyed, every event on one organization (its 8 resources)",
     ),
     (
+        "usage_4proc_1org",
+        "4 processes x 4 threads (each process its own Db / connections), keyed, one \
+         organization",
+    ),
+    (
+        "buffered_leases_4proc",
+        "orgdb only: 4 processes each recording through a UsageRecorder (leases) on one \
+         organization with a monthly limit; events/s per process, the stored total checked",
+    ),
+    (
         "accept_invitation",
         "durable accept_invitation (membership, seat check, counters, invitation, 2 audit rows)",
     ),
@@ -1478,7 +1488,12 @@ fn serr(e: OpError) -> String {
 static KEYS: AtomicU64 = AtomicU64::new(0);
 
 fn next_key() -> String {
-    format!("req-{}", KEYS.fetch_add(1, Ordering::Relaxed))
+    // The process id keeps the keys of the multi-process workloads' children apart.
+    format!(
+        "req-{}-{}",
+        std::process::id(),
+        KEYS.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1896,6 +1911,10 @@ impl Server {
 }
 
 fn main() {
+    if let Ok(task) = std::env::var(CHILD_ENV) {
+        child(&task);
+        return;
+    }
     if !from_cargo_bench("postgres") {
         return;
     }
@@ -1958,6 +1977,8 @@ fn main() {
         "record_usage_1t_nokey",
         "record_usage_16t",
         "record_usage_16t_1org",
+        "usage_4proc_1org",
+        "buffered_leases_4proc",
     ]);
     let want_accept = cfg.wants("accept_invitation");
     let want_reads = cfg.wants_any(&[
@@ -2003,6 +2024,9 @@ fn main() {
     let mut usage1n = Row::new("record_usage_1t_nokey", "events/s");
     let mut usage16 = Row::new("record_usage_16t", "events/s");
     let mut usage16o = Row::new("record_usage_16t_1org", "events/s");
+    let mut usage4p = Row::new("usage_4proc_1org", "events/s");
+    let mut leases4p: Vec<f64> = Vec::new();
+    let mut leases_note = String::new();
     let mut accept = Row::new("accept_invitation", "accepts/s");
     let mut page1 = Row::new("list_members_page1", "pages/s");
     let mut deep = Row::new("list_members_deep", "pages/s");
@@ -2194,6 +2218,83 @@ fn main() {
                 );
             }
 
+            if cfg.wants("usage_4proc_1org") {
+                let tasks = |side: &str, task_url: &str, set: &UsageOrgs| -> Vec<ChildTask> {
+                    (0..PROCS)
+                        .map(|_| ChildTask {
+                            side: side.to_owned(),
+                            url: task_url.to_owned(),
+                            schema: s_schema.clone(),
+                            org: set[0].0.clone(),
+                            resources: set[0].1.clone(),
+                            millis: cfg.durable.as_millis() as u64,
+                        })
+                        .collect()
+                };
+                let rate = |results: Vec<(ChildResult, f64)>, e: &Errors| {
+                    let ok: u64 = results.iter().map(|(r, _)| r.ok).sum();
+                    let failed: u64 = results.iter().map(|(r, _)| r.failed).sum();
+                    e.n.fetch_add(failed, Ordering::Relaxed);
+                    ok as f64 / cfg.durable.as_secs_f64()
+                };
+                usage4p.measure_durable(
+                    turn,
+                    &mut probe,
+                    &mut |e| rate(run_children(&tasks("orgdb", &o_url, &d.o_usage)), e),
+                    &mut |e| rate(run_children(&tasks("sql", &url, &d.s_usage)), e),
+                );
+            }
+
+            if cfg.wants("buffered_leases_4proc") {
+                let (org, _) = &d.o_usage[1];
+                let stored = || {
+                    d.odb
+                        .get_organization(&Actor::System, org)
+                        .expect("get_organization")
+                        .usage
+                        .monthly_requests
+                };
+                let before = stored();
+                let tasks: Vec<ChildTask> = (0..PROCS)
+                    .map(|_| ChildTask {
+                        side: "buffered".to_owned(),
+                        url: o_url.clone(),
+                        schema: String::new(),
+                        org: org.clone(),
+                        resources: Vec::new(),
+                        millis: cfg.durable.as_millis() as u64,
+                    })
+                    .collect();
+                let results = run_children(&tasks);
+                let ok: u64 = results.iter().map(|(r, _)| r.ok).sum();
+                let failed: u64 = results.iter().map(|(r, _)| r.failed).sum();
+                let rates: Vec<f64> = results.iter().map(|(_, rate)| *rate).collect();
+                let after = stored();
+                let (lo, hi) = rates
+                    .iter()
+                    .fold((f64::MAX, 0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+                println!(
+                    "round {:>2}  buffered_leases_4proc  per process {}..{}/s, {} acknowledged, \
+                     {} refused, stored {} (was {before})",
+                    round + 1,
+                    fmt_rate(lo),
+                    fmt_rate(hi),
+                    ok,
+                    failed,
+                    after
+                );
+                assert_eq!(
+                    after - before,
+                    ok,
+                    "every acknowledged buffered event is stored once the processes closed"
+                );
+                leases4p.push(median(rates));
+                leases_note = format!(
+                    "last round: {ok} events acknowledged by 4 processes, {failed} refused, all \
+                     stored when they closed"
+                );
+            }
+
             if want_accept {
                 let range = round * cfg.accept_per_round..(round + 1) * cfg.accept_per_round;
                 let o_batch = &d.o_accept[range.clone()];
@@ -2261,6 +2362,12 @@ fn main() {
     if !usage16o.samples.is_empty() {
         usage16o.note = format!("every thread on one organization; {fair16o}");
     }
+    if !usage4p.samples.is_empty() {
+        usage4p.note = format!(
+            "{PROCS} processes x {PROC_THREADS} threads on one organization, each process its \
+             own connections (orgdb: its own Db and group commit)"
+        );
+    }
     if !report.samples.is_empty() {
         report.note = format!(
             "SQL as one GROUPING SETS aggregate over the month's (day, resource) rows; the same \
@@ -2280,6 +2387,7 @@ fn main() {
         usage1n,
         usage16,
         usage16o,
+        usage4p,
         accept,
         page1,
         deep,
@@ -2290,6 +2398,13 @@ fn main() {
     println!("orgdb on PostgreSQL vs hand-written SQL, {}", machine(&[]));
     println!("{}", server.describe());
     print_table(&rows);
+    if !leases4p.is_empty() {
+        println!(
+            "\nbuffered_leases_4proc (orgdb only): median over rounds of the median process: {} \
+             events/s per process; {leases_note}",
+            fmt_rate(median(leases4p))
+        );
+    }
 
     drop(durable);
     drop(reads);
@@ -2304,4 +2419,163 @@ fn main() {
             ))
             .expect("drop the schemas");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Several processes
+
+/// Set in a child process of the multi-process workloads: its task, as JSON.
+const CHILD_ENV: &str = "ORGDB_BENCH_CHILD";
+
+/// Processes of the multi-process workloads.
+const PROCS: usize = 4;
+
+/// Callers in each process of `usage_4proc_1org`.
+const PROC_THREADS: usize = 4;
+
+/// What one child process does (`CHILD_ENV`).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ChildTask {
+    /// "orgdb", "sql" (durable keyed record_usage from `PROC_THREADS` threads) or
+    /// "buffered" (one `UsageRecorder`, no keys).
+    side: String,
+    url: String,
+    /// The SQL side's schema.
+    schema: String,
+    org: String,
+    resources: Vec<String>,
+    millis: u64,
+}
+
+/// What a child reports: calls acknowledged and failed.
+#[derive(serde::Serialize, serde::Deserialize, Default, Clone, Copy)]
+struct ChildResult {
+    ok: u64,
+    failed: u64,
+}
+
+/// A child process's body: connect, say READY, wait for GO on stdin, run, print RESULT.
+fn child(task: &str) {
+    let task: ChildTask = serde_json::from_str(task).expect("child task");
+    let set: UsageOrgs = vec![(task.org.clone(), task.resources.clone())];
+    let dur = Duration::from_millis(task.millis);
+    let plans = PlanCatalog::default();
+    let ready = || {
+        println!("READY");
+        std::io::stdout().flush().expect("stdout");
+        let mut go = String::new();
+        std::io::stdin().read_line(&mut go).expect("stdin");
+    };
+    let result = match task.side.as_str() {
+        "orgdb" => {
+            let db = Db::open(&task.url).expect("open orgdb (child)");
+            ready();
+            let e = Errors::default();
+            let mut states = threads((0..PROC_THREADS).map(|_| db.clone()));
+            let r = threaded(dur, &mut states, &e, &|st| o_usage_thread(&set, true, st));
+            ChildResult {
+                ok: (r.rate * dur.as_secs_f64()).round() as u64,
+                failed: e.n.load(Ordering::Relaxed),
+            }
+        }
+        "sql" => {
+            let mut conns: Vec<SqlConn> = (0..PROC_THREADS)
+                .map(|_| SqlConn::connect(&task.url, &task.schema))
+                .collect();
+            ready();
+            let e = Errors::default();
+            let mut states = threads(&mut conns);
+            let r = threaded(dur, &mut states, &e, &|st| {
+                s_usage_thread(&plans, &set, true, st)
+            });
+            ChildResult {
+                ok: (r.rate * dur.as_secs_f64()).round() as u64,
+                failed: e.n.load(Ordering::Relaxed),
+            }
+        }
+        _ => {
+            let db = Db::open(&task.url).expect("open orgdb (child)");
+            let recorder = db.usage_recorder(&task.org).expect("usage_recorder");
+            ready();
+            let mut out = ChildResult::default();
+            let started = Instant::now();
+            'run: loop {
+                for _ in 0..256 {
+                    match recorder.record(None, 1) {
+                        Ok(_) => out.ok += 1,
+                        Err(_) => out.failed += 1,
+                    }
+                }
+                if started.elapsed() >= dur {
+                    break 'run;
+                }
+            }
+            let rate = out.ok as f64 / started.elapsed().as_secs_f64();
+            // Closing the handle stores what the lease admitted and returns the lease.
+            drop(recorder);
+            drop(db);
+            println!("RATE {rate}");
+            out
+        }
+    };
+    println!("RESULT {}", serde_json::to_string(&result).expect("result"));
+}
+
+/// Runs one child per task, started together; returns each one's result and, for buffered
+/// children, its rate (events/s).
+fn run_children(tasks: &[ChildTask]) -> Vec<(ChildResult, f64)> {
+    use std::io::BufRead as _;
+    use std::process::{Command, Stdio};
+    let mut children: Vec<_> = tasks
+        .iter()
+        .map(|t| {
+            Command::new(std::env::current_exe().expect("current_exe"))
+                .env(CHILD_ENV, serde_json::to_string(t).expect("task"))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("spawn a child")
+        })
+        .collect();
+    let mut outs: Vec<_> = children
+        .iter_mut()
+        .map(|c| std::io::BufReader::new(c.stdout.take().expect("stdout")))
+        .collect();
+    for out in &mut outs {
+        let mut line = String::new();
+        while !line.contains("READY") {
+            line.clear();
+            assert!(
+                out.read_line(&mut line).expect("read") > 0,
+                "child died before READY"
+            );
+        }
+    }
+    for c in &mut children {
+        writeln!(c.stdin.as_mut().expect("stdin"), "GO").expect("GO");
+    }
+    let results = outs
+        .iter_mut()
+        .map(|out| {
+            let mut rate = f64::NAN;
+            loop {
+                let mut line = String::new();
+                assert!(
+                    out.read_line(&mut line).expect("read") > 0,
+                    "child died before RESULT"
+                );
+                if let Some(r) = line.strip_prefix("RATE ") {
+                    rate = r.trim().parse().unwrap_or(f64::NAN);
+                }
+                if let Some(r) = line.strip_prefix("RESULT ") {
+                    return (serde_json::from_str(r.trim()).expect("result"), rate);
+                }
+            }
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().expect("wait").success(), "a child failed");
+    }
+    results
 }

@@ -238,8 +238,16 @@ fn a_file_database_moves_to_postgres_by_export_and_import() {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     };
-    let (back, exported_records) = (records(&back), records(&exported));
+    let (mut back, exported_records) = (records(&back), records(&exported));
     assert_eq!(back.len(), exported_records.len());
+    // Only the header tells how each side numbers its feed (a single-feed export leaves the
+    // field out).
+    assert!(exported_records[0]["data"].get("audit_feeds").is_none());
+    let feeds = back[0]["data"]
+        .as_object_mut()
+        .unwrap()
+        .remove("audit_feeds");
+    assert_eq!(feeds, Some(json!("per_organization")));
     for v in &exported_records {
         assert!(back.contains(v), "missing after the move: {v}");
     }
@@ -263,6 +271,97 @@ fn a_file_database_moves_to_postgres_by_export_and_import() {
             .unwrap()
             .duplicate
     );
+}
+
+/// The other way: PostgreSQL numbers each organization's feed (and the user feed) from 1, so
+/// its export repeats numbers; a file database, with one feed, renumbers every event in
+/// export order, which keeps each organization's order.
+#[test]
+fn a_postgres_database_moves_to_a_file_by_export_and_import() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let pg = Db::open(fresh_schema(&url)).unwrap();
+    let (acme, acme_owner) = org(&pg, "Acme", "pro");
+    let (beta, beta_owner) = org(&pg, "Beta", "pro");
+    let mut people = Vec::new();
+    for name in ["Ada", "Bob", "Cy"] {
+        let u = user(&pg, name);
+        pg.add_member(&actor(&acme_owner), &acme, &u.id, "member")
+            .unwrap();
+        pg.add_member(&actor(&beta_owner), &beta, &u.id, "member")
+            .unwrap();
+        pg.update_member_role(
+            &actor(&acme_owner),
+            &acme,
+            &MemberRef::User(u.id.clone()),
+            "admin",
+        )
+        .unwrap();
+        pg.update_user(
+            &u.id,
+            &orgdb::UserPatch {
+                name: Some(format!("{name} Renamed")),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        people.push(u.id);
+    }
+    let mut exported = Vec::new();
+    pg.export_jsonl(&mut exported).unwrap();
+    let text = String::from_utf8(exported.clone()).unwrap();
+    let header: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(header["data"]["audit_feeds"], "per_organization");
+    let firsts = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["type"] == "audit_event" && v["data"]["seq"] == 1)
+        .count();
+    assert_eq!(
+        firsts, 3,
+        "two organizations' feeds and the user feed start at 1"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.redb");
+    let file = Db::open(&path).unwrap();
+    file.import_jsonl(&exported[..], Some(3), &mut |_| {})
+        .unwrap();
+    assert_sound(&file);
+    let total = pg.check().unwrap().audit_events;
+    assert!(total > 10, "{total} events");
+    assert_eq!(file.check().unwrap().audit_events, total, "every event");
+    // Each organization's events in the same order, only their numbers changed.
+    let unnumbered = |db: &Db, org: &str| -> Vec<orgdb::AuditEvent> {
+        let events = db.audit_log(&Actor::System, org, 0, 1000).unwrap();
+        assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
+        events
+            .into_iter()
+            .map(|mut e| {
+                e.seq = 0;
+                e
+            })
+            .collect()
+    };
+    for org in [&acme, &beta] {
+        let before = unnumbered(&pg, org);
+        assert!(before.len() >= 4, "{org}: {} events", before.len());
+        assert_eq!(unnumbered(&file, org), before, "{org}");
+    }
+    // The single feed continues after the last imported event, also after a reopen.
+    drop(file);
+    let file = Db::open(&path).unwrap();
+    file.update_member_role(
+        &actor(&beta_owner),
+        &beta,
+        &MemberRef::User(people[0].clone()),
+        "viewer",
+    )
+    .unwrap();
+    let newest = file.audit_log(&Actor::System, &beta, 0, 1000).unwrap();
+    assert_eq!(newest.last().unwrap().seq, total + 1);
+    assert_sound(&file);
 }
 
 // Several processes at each limit.

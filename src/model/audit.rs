@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// One audited mutation. `seq` is gap-free and increasing per database.
+/// One audited mutation. `seq` increases without gaps within its feed: the whole database on
+/// the embedded backend, one organization (or the events outside any) on PostgreSQL.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 #[non_exhaustive]

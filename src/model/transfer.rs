@@ -24,8 +24,14 @@ pub enum Record {
         /// Version of the export format (1 today; it changes only when a record's shape
         /// does, not with the storage layout). An import refuses a newer one.
         schema_version: u32,
-        /// Last audit sequence number.
+        /// Last audit sequence number (with [`AuditFeeds::PerOrganization`], the highest
+        /// number any feed handed out).
         audit_seq: u64,
+        /// How the source numbers its audit events. Absent (exports written before the field
+        /// existed, and every export of a single-feed database) means
+        /// [`AuditFeeds::Global`].
+        #[serde(default, skip_serializing_if = "AuditFeeds::is_global")]
+        audit_feeds: AuditFeeds,
     },
     /// A user.
     User(User),
@@ -85,6 +91,27 @@ pub enum Record {
     AuditEvent(AuditEvent),
 }
 
+/// How the database that wrote an export numbers its audit change feed, so that an import
+/// into a backend that numbers it another way can renumber the events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditFeeds {
+    /// One feed for the whole database: every event's `seq` is unique (the embedded backend).
+    #[default]
+    Global,
+    /// One feed per organization, plus one for events outside any organization: a `seq` is
+    /// unique only within its feed (PostgreSQL). An import into a single-feed database
+    /// renumbers every event 1, 2, 3… in the order the export lists them.
+    PerOrganization,
+}
+
+impl AuditFeeds {
+    /// Whether this is [`AuditFeeds::Global`] (the default, left out of a written header).
+    pub fn is_global(&self) -> bool {
+        *self == AuditFeeds::Global
+    }
+}
+
 /// What an import did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ffi", derive(uniffi::Record))]
@@ -94,4 +121,47 @@ pub struct ImportReport {
     pub records: u64,
     /// Transactions committed.
     pub transactions: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_header_without_audit_feeds_is_global_and_global_is_not_written() {
+        let old: Record =
+            serde_json::from_str(r#"{"type":"header","data":{"schema_version":1,"audit_seq":7}}"#)
+                .unwrap();
+        let global = Record::Header {
+            schema_version: 1,
+            audit_seq: 7,
+            audit_feeds: AuditFeeds::Global,
+        };
+        assert_eq!(old, global);
+        assert_eq!(
+            serde_json::to_string(&global).unwrap(),
+            r#"{"type":"header","data":{"schema_version":1,"audit_seq":7}}"#
+        );
+        let per_org = Record::Header {
+            schema_version: 1,
+            audit_seq: 7,
+            audit_feeds: AuditFeeds::PerOrganization,
+        };
+        let text = serde_json::to_string(&per_org).unwrap();
+        assert_eq!(
+            text,
+            r#"{"type":"header","data":{"schema_version":1,"audit_seq":7,"audit_feeds":"per_organization"}}"#
+        );
+        assert_eq!(serde_json::from_str::<Record>(&text).unwrap(), per_org);
+        let explicit: Record = serde_json::from_str(
+            r#"{"type":"header","data":{"schema_version":1,"audit_seq":7,"audit_feeds":"global"}}"#,
+        )
+        .unwrap();
+        assert_eq!(explicit, global);
+        let bad = serde_json::from_str::<Record>(
+            r#"{"type":"header","data":{"schema_version":1,"audit_seq":7,"audit_feeds":"sharded"}}"#,
+        )
+        .unwrap_err();
+        assert!(bad.to_string().contains("sharded"), "{bad}");
+    }
 }

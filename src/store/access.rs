@@ -371,6 +371,10 @@ pub(crate) trait Writes: Reads {
 
     /// Sets the last sequence number handed out, so appends continue after it (imports).
     fn set_audit_seq(&mut self, seq: u64) -> Result<()>;
+
+    /// Whether one feed numbers every audit event of the database (each `seq` unique across
+    /// organizations), so an import of a per-organization export must renumber its events.
+    fn single_audit_feed(&self) -> bool;
 }
 
 /// Generic helpers over a raw key-value transaction (the typed interface's building blocks).
@@ -1409,5 +1413,10 @@ impl<T: KvWrite + ?Sized> Writes for T {
 
     fn set_audit_seq(&mut self, seq: u64) -> Result<()> {
         self.set_meta_u64(schema::AUDIT_SEQ, seq)
+    }
+
+    /// The embedded backend numbers all events in one feed (`meta.audit_seq`).
+    fn single_audit_feed(&self) -> bool {
+        true
     }
 }

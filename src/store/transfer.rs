@@ -3,6 +3,11 @@
 //! Export walks every table in key order, so two databases with the same content export the
 //! same lines. Import writes through the typed writers (so every index and counter is rebuilt,
 //! not copied) and refuses records that reference something not imported before them.
+//!
+//! Audit events keep their numbers, except when the export numbers them per organization
+//! (PostgreSQL's feeds, said by the header's `audit_feeds`) and the target has one feed for
+//! the whole database (the embedded backend): then every event is renumbered 1, 2, 3… in the
+//! order the export lists them, which keeps each feed's own order.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -18,7 +23,7 @@ use crate::ids;
 use crate::model::audit::AuditEvent;
 use crate::model::membership::Membership;
 use crate::model::project::{Project, ProjectMembership};
-use crate::model::transfer::Record;
+use crate::model::transfer::{AuditFeeds, Record};
 use crate::model::user::User;
 
 fn each<T: Stored, R: KvRead + ?Sized>(
@@ -66,6 +71,7 @@ pub(crate) fn export<R: KvRead + ?Sized>(
     out(Record::Header {
         schema_version: EXPORT_VERSION,
         audit_seq: tx.meta_u64(schema::AUDIT_SEQ)?.unwrap_or(0),
+        audit_feeds: AuditFeeds::Global,
     })?;
     each(tx, Table::Users, |_, u: User| out(Record::User(u)))?;
     each(tx, Table::Orgs, |_, o: OrgRecord| {
@@ -167,7 +173,14 @@ pub(crate) fn export<R: KvRead + ?Sized>(
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ImportState {
     header: bool,
+    /// The last sequence number handed out: the target's counter after the import.
     audit_seq: u64,
+    /// Whether each event gets the next number of the target's single feed instead of its
+    /// own (a per-organization export into a single-feed database).
+    renumber: bool,
+    /// The feed (organization, or `None` for events without one) and source number of the
+    /// last event renumbered, to refuse a feed's number that repeats or goes back.
+    last_source: Option<(Option<String>, u64)>,
 }
 
 fn refused(what: &str, reason: impl Into<String>) -> Error {
@@ -198,6 +211,7 @@ pub(crate) fn import(tx: &mut dyn Writes, state: &mut ImportState, record: Recor
         Record::Header {
             schema_version,
             audit_seq,
+            audit_feeds,
         } => {
             if state.header {
                 return Err(refused("header", "Only one header is allowed"));
@@ -210,7 +224,9 @@ pub(crate) fn import(tx: &mut dyn Writes, state: &mut ImportState, record: Recor
                 });
             }
             state.header = true;
-            state.audit_seq = audit_seq;
+            state.renumber = audit_feeds == AuditFeeds::PerOrganization && tx.single_audit_feed();
+            // Renumbered events count from 1: the source's numbers mean nothing here.
+            state.audit_seq = if state.renumber { 0 } else { audit_seq };
         }
         Record::User(u) => {
             if tx.user(&u.id)?.is_some() || tx.user_id_by_email(&u.email)?.is_some() {
@@ -354,6 +370,35 @@ pub(crate) fn import(tx: &mut dyn Writes, state: &mut ImportState, record: Recor
         } => {
             tx.put_idempotency(&organization_id, &key, recorded_at.timestamp_micros())?;
         }
+        Record::AuditEvent(mut e) if state.renumber => {
+            if e.seq == 0 {
+                return Err(refused("audit_event", "seq 0 is not a sequence number"));
+            }
+            // The export lists each feed in increasing order: a number that repeats or goes
+            // back within a run of one feed is a duplicate (or a reordered file).
+            if let Some((feed, seq)) = &state.last_source {
+                if *feed == e.organization_id && *seq >= e.seq {
+                    return Err(refused(
+                        "audit_event",
+                        format!(
+                            "seq {} of {} is duplicated or out of order",
+                            e.seq,
+                            e.organization_id.as_deref().unwrap_or("the user feed")
+                        ),
+                    ));
+                }
+            }
+            state.last_source = Some((e.organization_id.clone(), e.seq));
+            let next = state
+                .audit_seq
+                .checked_add(1)
+                .ok_or_else(|| refused("audit_event", "Too many events"))?;
+            e.seq = next;
+            if !tx.insert_audit_event(&e)? {
+                return Err(refused("audit_event", format!("seq {next} is duplicated")));
+            }
+            state.audit_seq = next;
+        }
         Record::AuditEvent(e) => {
             if e.seq == 0 || !tx.insert_audit_event(&e)? {
                 return Err(refused(
@@ -368,7 +413,8 @@ pub(crate) fn import(tx: &mut dyn Writes, state: &mut ImportState, record: Recor
     Ok(())
 }
 
-/// Ends an import batch: the audit sequence continues after the imported events.
+/// Ends an import batch: the audit sequence continues after the imported events (after the
+/// last renumbered one when the import renumbers).
 pub(crate) fn finish_batch(tx: &mut dyn Writes, state: &ImportState) -> Result<()> {
     tx.set_audit_seq(state.audit_seq)
 }

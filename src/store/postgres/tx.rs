@@ -1473,6 +1473,12 @@ impl Writes for PgTx<'_> {
     fn set_audit_seq(&mut self, _seq: u64) -> Result<()> {
         Ok(())
     }
+
+    /// One feed per organization (`audit_heads`) plus the user feed: imported events keep
+    /// their numbers.
+    fn single_audit_feed(&self) -> bool {
+        false
+    }
 }
 
 /// Keys with their recording times (micros) as two columns for `unnest`.

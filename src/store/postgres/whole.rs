@@ -12,7 +12,7 @@ use super::rows::{
     PROJECT_SELECT, RESOURCE_SELECT,
 };
 use crate::error::{Error, Result};
-use crate::model::transfer::Record;
+use crate::model::transfer::{AuditFeeds, Record};
 use crate::store::transfer::EXPORT_VERSION;
 use crate::store::CheckReport;
 
@@ -168,8 +168,9 @@ pub(super) fn export(tx: &dyn Query, visit: &mut dyn FnMut(Record) -> Result<()>
         n += 1;
         visit(r)
     };
-    // The highest number any feed handed out: an embedded database that imports this
-    // continues its single feed after it.
+    // The highest number any feed handed out (informative: a single-feed database that
+    // imports this renumbers every event, as `audit_feeds` tells it to, and continues after
+    // the last one; another PostgreSQL database keeps each feed's numbers).
     let highest = tx
         .query(
             "SELECT greatest(
@@ -184,6 +185,7 @@ pub(super) fn export(tx: &dyn Query, visit: &mut dyn FnMut(Record) -> Result<()>
     out(Record::Header {
         schema_version: EXPORT_VERSION,
         audit_seq: unsigned(highest)?,
+        audit_feeds: AuditFeeds::PerOrganization,
     })?;
     each!(
         tx,
