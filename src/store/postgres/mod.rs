@@ -98,8 +98,17 @@ impl r2d2::ManageConnection for Manager {
         // orgdb's statements are prepared once per connection and run with new values every
         // time; left to choose, the server plans many of them afresh on every run (their
         // `= ANY($1)` and `unnest` make the generic plan look dearer than it is), which costs
-        // more than running them. A server without the setting keeps its own choice.
-        let _ = client.batch_execute("SET plan_cache_mode = force_generic_plan");
+        // more than running them. A generic plan is made once, with the statistics of that
+        // moment: made while a table is empty (a new database) it scans the table, and keeps
+        // scanning it as it grows. Every statement of orgdb has an index that leads with its
+        // key (the organization's id first), so scans are ruled out unless nothing else can
+        // answer (exports and checks). A server without a setting keeps its own choice.
+        for setting in [
+            "SET plan_cache_mode = force_generic_plan",
+            "SET enable_seqscan = off",
+        ] {
+            let _ = client.batch_execute(setting);
+        }
         Ok(Conn {
             client,
             statements: HashMap::new(),

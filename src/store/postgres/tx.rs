@@ -233,6 +233,7 @@ impl<'c> PgTx<'c> {
 
     /// Rows per table, for `stats`.
     pub(crate) fn table_lens(&self) -> Result<Vec<(&'static str, u64)>> {
+        self.whole_tables()?;
         let mut out = Vec::new();
         for (name, sql) in COUNTS {
             out.push((*name, self.count(sql, &[])?));
@@ -247,6 +248,13 @@ impl<'c> PgTx<'c> {
             concat!(role_count_update!(), " WHERE id = $1"),
             &[&org, &role.as_str(), &delta],
         )?;
+        Ok(())
+    }
+
+    /// This transaction reads whole tables (check, export, stats): the scans every other
+    /// statement is kept from (`Manager::connect`) are the right plan here.
+    fn whole_tables(&self) -> Result<()> {
+        self.exec("SET LOCAL enable_seqscan = on", &[])?;
         Ok(())
     }
 
@@ -717,6 +725,9 @@ impl Reads for PgTx<'_> {
 
     fn usage_state(&self, org: &str, ask: &UsageAsk<'_>) -> Result<UsageState> {
         let months: Vec<i32> = ask.months.iter().map(|&m| m as i32).collect();
+        // Keys and resources are probed one by one on their whole primary key (LATERAL …
+        // LIMIT 1): `key = ANY($5)` let a plan scan all of an organization's keys, which grow
+        // with every keyed event.
         let rows = self.rows(
             "SELECT 0, m.month, NULL::TEXT, coalesce(u.total, 0)::BIGINT,
                 CASE WHEN $3::BOOL THEN coalesce((SELECT sum(l.amount) FROM usage_leases l
@@ -725,11 +736,14 @@ impl Reads for PgTx<'_> {
              FROM unnest($2::INT[]) AS m(month)
              LEFT JOIN usage_months u ON u.organization_id = $1 AND u.month = m.month
              UNION ALL
-             SELECT 1, NULL, key, 0, 0 FROM idempotency_keys
-             WHERE organization_id = $1 AND key = ANY($5::TEXT[])
+             SELECT 1, NULL, i.key, 0, 0 FROM unnest($5::TEXT[]) AS k(key),
+                LATERAL (SELECT key FROM idempotency_keys
+                         WHERE organization_id = $1 AND key = k.key LIMIT 1) i
              UNION ALL
-             SELECT 2, usage_column, id, 0, 0 FROM resources
-             WHERE organization_id = $1 AND id = ANY($6::TEXT[]) AND removed_at IS NULL",
+             SELECT 2, r.usage_column, r.id, 0, 0 FROM unnest($6::TEXT[]) AS k(id),
+                LATERAL (SELECT usage_column, id FROM resources
+                         WHERE organization_id = $1 AND id = k.id AND removed_at IS NULL
+                         LIMIT 1) r",
             &[
                 &org,
                 &months,
@@ -770,7 +784,9 @@ impl Reads for PgTx<'_> {
             return Ok(Vec::new());
         }
         self.strings(
-            "SELECT key FROM idempotency_keys WHERE organization_id = $1 AND key = ANY($2)",
+            "SELECT i.key FROM unnest($2::TEXT[]) AS k(key),
+                LATERAL (SELECT key FROM idempotency_keys
+                         WHERE organization_id = $1 AND key = k.key LIMIT 1) i",
             &[&org, &keys],
         )
     }
@@ -817,10 +833,12 @@ impl Reads for PgTx<'_> {
     }
 
     fn check(&self, now: DateTime<Utc>) -> Result<CheckReport> {
+        self.whole_tables()?;
         super::whole::check(self, now)
     }
 
     fn export(&self, visit: &mut dyn FnMut(Record) -> Result<()>) -> Result<u64> {
+        self.whole_tables()?;
         super::whole::export(self, visit)
     }
 
