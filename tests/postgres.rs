@@ -39,6 +39,24 @@ fn server() -> Option<(String, std::sync::RwLockReadGuard<'static, ()>)> {
     url.map(|u| (u, SERVER.read().unwrap_or_else(|p| p.into_inner())))
 }
 
+/// A new schema on the test server holding one organization, "Acme" on `plan`: its URL,
+/// the server guard, a handle, the organization's id and its owner. `None` without a server.
+fn acme(
+    plan: &str,
+) -> Option<(
+    String,
+    std::sync::RwLockReadGuard<'static, ()>,
+    Db,
+    String,
+    orgdb::User,
+)> {
+    let (url, guard) = server()?;
+    let url = fresh_schema(&url);
+    let db = Db::open(&url).unwrap();
+    let (org, owner) = org(&db, "Acme", plan);
+    Some((url, guard, db, org, owner))
+}
+
 /// A plain client on the server of an orgdb URL (without orgdb's own parameters).
 fn sql(url: &str) -> postgres::Client {
     let server = url.split('?').next().unwrap();
@@ -57,12 +75,9 @@ fn limits(db: &Db, org: &str, over: LimitOverrides) {
 
 #[test]
 fn tables_are_plain_and_readable_by_an_operator() {
-    let Some((url, _server)) = server() else {
+    let Some((url, _server, db, org, owner)) = acme("pro") else {
         return;
     };
-    let url = fresh_schema(&url);
-    let db = Db::open(&url).unwrap();
-    let (org, owner) = org(&db, "Acme", "pro");
     let ada = user(&db, "Ada");
     db.add_member(&actor(&owner), &org, &ada.id, "admin")
         .unwrap();
@@ -158,12 +173,9 @@ fn a_newer_schema_is_refused_and_a_bad_url_names_the_problem() {
 
 #[test]
 fn a_version_1_database_is_upgraded_on_open() {
-    let Some((url, _server)) = server() else {
+    let Some((url, _server, db, org, owner)) = acme("pro") else {
         return;
     };
-    let url = fresh_schema(&url);
-    let db = Db::open(&url).unwrap();
-    let (org, owner) = org(&db, "Acme", "pro");
     drop(db);
     // What version 1 was: no lease table.
     let schema = schema_of(&url);
@@ -569,12 +581,9 @@ const PROCESSES: usize = 4;
 
 #[test]
 fn seats_hold_across_processes_adding_members_and_inviting() {
-    let Some((url, _server)) = server() else {
+    let Some((url, _server, db, org, _)) = acme("pro") else {
         return;
     };
-    let url = fresh_schema(&url);
-    let db = Db::open(&url).unwrap();
-    let (org, _) = org(&db, "Acme", "pro");
     let seats = 12;
     limits(
         &db,
@@ -626,12 +635,9 @@ fn seats_hold_across_processes_adding_members_and_inviting() {
 
 #[test]
 fn monthly_quota_and_idempotency_keys_hold_across_processes() {
-    let Some((url, _server)) = server() else {
+    let Some((url, _server, db, org, _)) = acme("pro") else {
         return;
     };
-    let url = fresh_schema(&url);
-    let db = Db::open(&url).unwrap();
-    let (org, _) = org(&db, "Acme", "pro");
     let (keyed, _) = common::org(&db, "Keyed", "pro");
     let quota = 150;
     limits(
@@ -674,12 +680,9 @@ fn monthly_quota_and_idempotency_keys_hold_across_processes() {
 
 #[test]
 fn resource_limits_last_owners_and_accept_against_revoke_hold_across_processes() {
-    let Some((url, _server)) = server() else {
+    let Some((url, _server, db, org, owner)) = acme("pro") else {
         return;
     };
-    let url = fresh_schema(&url);
-    let db = Db::open(&url).unwrap();
-    let (org, owner) = org(&db, "Acme", "pro");
     limits(
         &db,
         &org,
@@ -859,17 +862,113 @@ fn a_server_restart_mid_workload_loses_nothing_acknowledged() {
     assert_sound(&db);
 }
 
+/// Connections killed by the server in the middle of transactions (`pg_terminate_backend`,
+/// as an operator or a failover does): a call either succeeds, or fails with `storage_error`
+/// or `conflict` having changed nothing (unless its error says the connection broke during
+/// COMMIT, when the outcome is unknown), and the database stays sound.
+#[test]
+fn connections_killed_mid_transaction_leave_no_partial_change() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let app = format!("orgdb_kill_{}", std::process::id());
+    let url = format!("{}&application_name={app}", fresh_schema(&url));
+    let db = Db::open(&url).unwrap();
+    let (org, _) = org(&db, "Acme", "enterprise");
+    let users: Vec<String> = (0..120)
+        .map(|i| user(&db, &format!("Member {i}")).id)
+        .collect();
+    let stop = AtomicBool::new(false);
+    let mut killed = 0u64;
+    // Each add is one transaction of several statements: the membership, the role counter
+    // and the audit event.
+    let outcomes: Vec<(String, Result<(), orgdb::Error>)> = std::thread::scope(|scope| {
+        let killer = scope.spawn(|| {
+            let mut client = sql(&url);
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                n += client
+                    .query(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                         WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                        &[&app],
+                    )
+                    .map_or(0, |rows| rows.len() as u64);
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            n
+        });
+        let workers: Vec<_> = users
+            .chunks(30)
+            .map(|chunk| {
+                let (db, org) = (db.clone(), org.clone());
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|u| {
+                            let r = db.add_member(&Actor::System, &org, u, "member").map(drop);
+                            (u.clone(), r)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let outcomes = workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect();
+        stop.store(true, Ordering::SeqCst);
+        killed = killer.join().unwrap();
+        outcomes
+    });
+    assert!(killed > 0, "no connection was killed");
+    let mut failed = 0;
+    for (u, r) in &outcomes {
+        let member = db
+            .get_member(&Actor::System, &org, &orgdb::MemberRef::User(u.clone()))
+            .is_ok();
+        match r {
+            Ok(()) => assert!(member, "acknowledged member {u} is there"),
+            Err(e) => {
+                failed += 1;
+                assert!(["storage_error", "conflict"].contains(&e.code()), "{e:?}");
+                let unknown = e.to_string().contains("may or may not");
+                assert!(unknown || !member, "a failed add left {u} a member: {e}");
+            }
+        }
+    }
+    let acknowledged = outcomes.len() - failed;
+    eprintln!("{killed} connections killed; {acknowledged} adds acknowledged, {failed} failed");
+    // A call whose connection was killed before COMMIT runs again on a new one.
+    assert!(
+        acknowledged >= outcomes.len() / 2,
+        "calls reconnect by themselves ({acknowledged} of {} acknowledged)",
+        outcomes.len()
+    );
+    // Counters, audit feed and rows agree: no transaction was half applied.
+    let listed = db
+        .list_members(&Actor::System, &org, &Default::default())
+        .unwrap()
+        .pagination
+        .total;
+    let counted = db
+        .get_organization(&Actor::System, &org)
+        .unwrap()
+        .usage
+        .team_members;
+    assert_eq!(listed, counted);
+    assert_sound(&db);
+}
+
 /// Buffered usage through leases from four processes at once (and a durable caller beside
 /// them): the limit is never passed, and once the processes closed every acknowledged event is
 /// stored and every lease returned.
 #[test]
 fn leases_keep_buffered_usage_exact_across_processes() {
-    let Some((url, _server)) = server() else {
+    let Some((url, _server, db, org, _)) = acme("pro") else {
         return;
     };
-    let url = fresh_schema(&url);
-    let db = Db::open(&url).unwrap();
-    let (org, _) = org(&db, "Acme", "pro");
     let quota = 20_000;
     limits(
         &db,
@@ -934,12 +1033,9 @@ fn leases_keep_buffered_usage_exact_across_processes() {
 /// nothing else is.
 #[test]
 fn a_crashed_process_lease_expires_and_its_quota_returns() {
-    let Some((url, _server)) = server() else {
+    let Some((url, _server, db, org, _)) = acme("pro") else {
         return;
     };
-    let url = fresh_schema(&url);
-    let db = Db::open(&url).unwrap();
-    let (org, _) = org(&db, "Acme", "pro");
     limits(
         &db,
         &org,

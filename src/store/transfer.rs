@@ -122,23 +122,7 @@ pub(crate) fn export<R: KvRead + ?Sized>(
     })?;
     for (organization_id, day, row) in days {
         let date = day_from_number(day).ok_or_else(|| bad_key(Table::UsageDay))?;
-        let mut by_resource = BTreeMap::new();
-        for (column, count) in row.columns.iter().enumerate() {
-            if *count > 0 {
-                let id = column_ids
-                    .get(&(organization_id.clone(), column as u32))
-                    .ok_or_else(|| {
-                        Error::corrupted("usage row names an unknown resource column")
-                    })?;
-                by_resource.insert(id.clone(), *count);
-            }
-        }
-        out(Record::UsageDay {
-            organization_id,
-            date,
-            total: row.total,
-            by_resource,
-        })?;
+        out(day_record(&column_ids, organization_id, date, &row)?)?;
     }
     let mut keys = Vec::new();
     tx.scan(Table::Idempotency, &[], None, false, &mut |k, v| {
@@ -167,6 +151,31 @@ pub(crate) fn export<R: KvRead + ?Sized>(
         out(Record::AuditEvent(e))
     })?;
     Ok(n)
+}
+
+/// An organization's day row as exported: its resources named by id, not by column.
+/// `column_ids` maps (organization, column) to the resource that holds the column.
+pub(crate) fn day_record(
+    column_ids: &HashMap<(String, u32), String>,
+    organization_id: String,
+    date: chrono::NaiveDate,
+    row: &DayRow,
+) -> Result<Record> {
+    let mut by_resource = BTreeMap::new();
+    for (column, count) in row.columns.iter().enumerate() {
+        if *count > 0 {
+            let id = column_ids
+                .get(&(organization_id.clone(), column as u32))
+                .ok_or_else(|| Error::corrupted("usage row names an unknown resource column"))?;
+            by_resource.insert(id.clone(), *count);
+        }
+    }
+    Ok(Record::UsageDay {
+        organization_id,
+        date,
+        total: row.total,
+        by_resource,
+    })
 }
 
 /// Import bookkeeping carried across records (and batches).

@@ -571,14 +571,28 @@ pub(crate) fn is_retryable(e: &postgres::Error) -> bool {
     )
 }
 
-/// The connection broke (the server went away or restarted): a client-side error with no
-/// SQLSTATE, from a closed connection or its socket.
+/// The connection broke (the server went away, restarted, or ended this session): a
+/// client-side error from a closed connection or its socket, or the server's own word that it
+/// is ending the session.
 pub(crate) fn is_connection_loss(e: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
     use std::error::Error as _;
-    e.code().is_none()
-        && (e.is_closed()
-            || e.source()
-                .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some()))
+    match e.code() {
+        // The server ends the session: class 08 (connection exception), or it is shutting
+        // down or was told to end this backend (57P01 admin_shutdown, as
+        // `pg_terminate_backend` does; 57P02 crash_shutdown; 57P03 cannot_connect_now).
+        Some(c) => {
+            c.code().starts_with("08")
+                || *c == SqlState::ADMIN_SHUTDOWN
+                || *c == SqlState::CRASH_SHUTDOWN
+                || *c == SqlState::CANNOT_CONNECT_NOW
+        }
+        None => {
+            e.is_closed()
+                || e.source()
+                    .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some())
+        }
+    }
 }
 
 /// The server's message with its detail, or the client's.

@@ -258,6 +258,53 @@ impl<'c> PgTx<'c> {
         Ok(())
     }
 
+    /// Writes an organization's row with `sql` (an INSERT or UPDATE whose parameters $1..$21
+    /// are the row's columns in one order).
+    fn write_org(&self, sql: &'static str, rec: &OrgRecord) -> Result<()> {
+        let (o, l) = (&rec.org, &rec.overrides);
+        self.forget_org(&o.id);
+        let (settings, metadata) = (map_json(&o.settings.extra), map_json(&o.metadata));
+        let limits = [
+            limit_value(l.mcps, "mcps")?,
+            limit_value(l.api_keys, "api_keys")?,
+            limit_value(l.team_members, "team_members")?,
+            limit_value(l.monthly_requests, "monthly_requests")?,
+        ];
+        self.exec(
+            sql,
+            &[
+                &o.id,
+                &o.name,
+                &o.slug,
+                &o.external_id,
+                &o.description,
+                &o.plan,
+                &o.city,
+                &o.state,
+                &o.zipcode,
+                &o.country,
+                &o.settings.pin_protection,
+                &settings,
+                &metadata,
+                &o.created_at,
+                &o.updated_at,
+                &limits[0],
+                &limits[1],
+                &limits[2],
+                &limits[3],
+                &o.address_line1,
+                &o.address_line2,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Drops what the transaction keeps of an organization's row (its row is written).
+    fn forget_org(&self, org: &str) {
+        self.locked.borrow_mut().remove(org);
+        self.forget_stats(org);
+    }
+
     /// An organization's counters as last read, while this transaction has not changed them.
     fn forget_stats(&self, org: &str) {
         self.stats.borrow_mut().remove(org);
@@ -899,48 +946,19 @@ impl Writes for PgTx<'_> {
     }
 
     fn insert_org(&mut self, rec: &OrgRecord) -> Result<()> {
-        self.locked.get_mut().remove(&rec.org.id);
-        self.stats.get_mut().remove(&rec.org.id);
-        let (o, l) = (&rec.org, &rec.overrides);
-        self.exec(
+        self.write_org(
             "INSERT INTO organizations (id, name, slug, external_id, description, plan, city,
                 state, zipcode, country, pin_protection, settings, metadata, created_at,
                 updated_at, limit_mcps, limit_api_keys, limit_team_members,
                 limit_monthly_requests, address_line1, address_line2)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
                 $17, $18, $19, $20, $21)",
-            &[
-                &o.id,
-                &o.name,
-                &o.slug,
-                &o.external_id,
-                &o.description,
-                &o.plan,
-                &o.city,
-                &o.state,
-                &o.zipcode,
-                &o.country,
-                &o.settings.pin_protection,
-                &map_json(&o.settings.extra),
-                &map_json(&o.metadata),
-                &o.created_at,
-                &o.updated_at,
-                &limit_value(l.mcps, "mcps")?,
-                &limit_value(l.api_keys, "api_keys")?,
-                &limit_value(l.team_members, "team_members")?,
-                &limit_value(l.monthly_requests, "monthly_requests")?,
-                &o.address_line1,
-                &o.address_line2,
-            ],
-        )?;
-        Ok(())
+            rec,
+        )
     }
 
     fn replace_org(&mut self, _old: &OrgRecord, new: &OrgRecord) -> Result<()> {
-        self.locked.get_mut().remove(&new.org.id);
-        self.stats.get_mut().remove(&new.org.id);
-        let (o, l) = (&new.org, &new.overrides);
-        self.exec(
+        self.write_org(
             "UPDATE organizations SET name = $2, slug = $3, external_id = $4,
                 description = $5, plan = $6, city = $7, state = $8, zipcode = $9,
                 country = $10, pin_protection = $11, settings = $12, metadata = $13,
@@ -948,36 +966,12 @@ impl Writes for PgTx<'_> {
                 limit_team_members = $18, limit_monthly_requests = $19,
                 address_line1 = $20, address_line2 = $21
              WHERE id = $1",
-            &[
-                &o.id,
-                &o.name,
-                &o.slug,
-                &o.external_id,
-                &o.description,
-                &o.plan,
-                &o.city,
-                &o.state,
-                &o.zipcode,
-                &o.country,
-                &o.settings.pin_protection,
-                &map_json(&o.settings.extra),
-                &map_json(&o.metadata),
-                &o.created_at,
-                &o.updated_at,
-                &limit_value(l.mcps, "mcps")?,
-                &limit_value(l.api_keys, "api_keys")?,
-                &limit_value(l.team_members, "team_members")?,
-                &limit_value(l.monthly_requests, "monthly_requests")?,
-                &o.address_line1,
-                &o.address_line2,
-            ],
-        )?;
-        Ok(())
+            new,
+        )
     }
 
     fn remove_org(&mut self, rec: &OrgRecord) -> Result<()> {
-        self.locked.get_mut().remove(&rec.org.id);
-        self.stats.get_mut().remove(&rec.org.id);
+        self.forget_org(&rec.org.id);
         self.exec("DELETE FROM organizations WHERE id = $1", &[&rec.org.id])?;
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! recomputed in SQL) and `export` (every record, in key order, as the embedded backend
 //! writes them).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -13,7 +13,7 @@ use super::rows::{
 };
 use crate::error::{Error, Result};
 use crate::model::transfer::{AuditFeeds, Record};
-use crate::store::transfer::EXPORT_VERSION;
+use crate::store::transfer::{day_record, EXPORT_VERSION};
 use crate::store::CheckReport;
 
 /// Queries whose every row is one problem, as text.
@@ -249,23 +249,7 @@ pub(super) fn export(tx: &dyn Query, visit: &mut dyn FnMut(Record) -> Result<()>
             let organization_id: String = get(r, 0)?;
             let date: NaiveDate = get(r, 1)?;
             let row = day_of(r, 2)?;
-            let mut by_resource = BTreeMap::new();
-            for (column, count) in row.columns.iter().enumerate() {
-                if *count > 0 {
-                    let id = column_ids
-                        .get(&(organization_id.clone(), column as u32))
-                        .ok_or_else(|| {
-                            Error::corrupted("usage row names an unknown resource column")
-                        })?;
-                    by_resource.insert(id.clone(), *count);
-                }
-            }
-            out(Record::UsageDay {
-                organization_id,
-                date,
-                total: row.total,
-                by_resource,
-            })?
+            out(day_record(&column_ids, organization_id, date, &row)?)?
         }
     );
     each!(
