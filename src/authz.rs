@@ -85,13 +85,14 @@ pub(crate) fn authorize(
     org_id: &str,
     action: Action,
 ) -> Result<Cleared> {
-    let org = tx
-        .org(org_id)?
-        .ok_or_else(|| Error::not_found("Organization"))?;
-    let role = match actor {
-        Actor::System => None,
-        Actor::User(user) => tx.membership(org_id, user)?.map(|m| m.role),
+    let (org, role) = match actor {
+        Actor::System => (tx.org(org_id)?, None),
+        Actor::User(user) => match tx.org_with_role(org_id, user)? {
+            Some((org, role)) => (Some(org), role),
+            None => (None, None),
+        },
     };
+    let org = org.ok_or_else(|| Error::not_found("Organization"))?;
     clear(org, actor, role, action)
 }
 

@@ -46,6 +46,15 @@ pub(crate) trait Reads {
 
     fn org_stats(&self, org: &str) -> Result<OrgStats>;
 
+    /// The organization and `user`'s role there (`None`: not a member): what authorizing a
+    /// user's action reads (one statement on a SQL backend).
+    fn org_with_role(&self, org: &str, user: &str) -> Result<Option<(OrgRecord, Option<Role>)>> {
+        match self.org(org)? {
+            Some(rec) => Ok(Some((rec, self.membership(org, user)?.map(|m| m.role)))),
+            None => Ok(None),
+        }
+    }
+
     /// The organization with its counters, `user`'s role there, its pending unexpired
     /// invitations at `now` and the stored total of `month` (when asked): one statement on a
     /// SQL backend. `None` when the organization does not exist.

@@ -267,6 +267,15 @@ pub(super) const ORG_OVERVIEW: &str = concat!(
     FROM organizations o WHERE o.id = $1"
 );
 
+/// The organization `$1` with its counters, and the role of user `$2` there.
+pub(super) const ORG_WITH_ROLE: &str = concat!(
+    "SELECT ",
+    org_columns!(),
+    ",
+    (SELECT role FROM memberships m WHERE m.organization_id = o.id AND m.user_id = $2)
+    FROM organizations o WHERE o.id = $1"
+);
+
 pub(super) const MEMBERSHIP_SELECT: &str =
     "SELECT id, organization_id, user_id, role, joined_at, updated_at FROM memberships";
 

@@ -400,6 +400,23 @@ impl Reads for PgTx<'_> {
         }
     }
 
+    fn org_with_role(&self, org: &str, user: &str) -> Result<Option<(OrgRecord, Option<Role>)>> {
+        if let Some(rec) = self.locked.borrow().get(org) {
+            let role = self.membership(org, user)?.map(|m| m.role);
+            return Ok(Some((rec.clone(), role)));
+        }
+        let Some(r) = self.row(ORG_WITH_ROLE, &[&org, &user])? else {
+            return Ok(None);
+        };
+        self.stats
+            .borrow_mut()
+            .insert(org.to_owned(), stats_of(&r, ORG_STATS_AT)?);
+        let role = get::<Option<String>>(&r, ORG_STATS_AT + 7)?
+            .map(|role| role_of(&role))
+            .transpose()?;
+        Ok(Some((org_of(&r)?, role)))
+    }
+
     fn org_overview(
         &self,
         org: &str,
