@@ -333,10 +333,11 @@ pub(crate) fn accept(
     user_id: &str,
 ) -> Result<Membership> {
     let rec = by_token(tx, token)?;
-    let user = super::load_user(tx, user_id.trim())?;
+    let (user, existing) = tx
+        .user_with_membership(user_id.trim(), &rec.invitation.organization_id)?
+        .ok_or_else(|| Error::not_found("User"))?;
     let inv = view(ctx, &rec);
     let org = inv.organization_id.clone();
-    let existing = tx.membership(&org, &user.id)?;
     match inv.status {
         InvitationStatus::Pending => {}
         InvitationStatus::Accepted if inv.email == user.email => {

@@ -36,6 +36,18 @@ pub(crate) trait Reads {
 
     fn user_id_by_email(&self, email: &str) -> Result<Option<String>>;
 
+    /// The user and their membership of `org`, if any (one statement on a SQL backend).
+    fn user_with_membership(
+        &self,
+        user: &str,
+        org: &str,
+    ) -> Result<Option<(User, Option<Membership>)>> {
+        match self.user(user)? {
+            Some(u) => Ok(Some((u, self.membership(org, user)?))),
+            None => Ok(None),
+        }
+    }
+
     // Organizations.
 
     fn org(&self, id: &str) -> Result<Option<OrgRecord>>;

@@ -400,6 +400,36 @@ impl Reads for PgTx<'_> {
         }
     }
 
+    fn user_with_membership(
+        &self,
+        user: &str,
+        org: &str,
+    ) -> Result<Option<(User, Option<Membership>)>> {
+        let Some(r) = self.row(
+            "SELECT u.id, u.email, u.name, u.created_at, u.last_active, m.id, m.organization_id,
+                m.user_id, m.role, m.joined_at, m.updated_at
+             FROM users u
+             LEFT JOIN memberships m ON m.organization_id = $2 AND m.user_id = u.id
+             WHERE u.id = $1",
+            &[&user, &org],
+        )?
+        else {
+            return Ok(None);
+        };
+        let membership = match get::<Option<String>>(&r, 5)? {
+            Some(id) => Some(Membership {
+                id,
+                organization_id: get(&r, 6)?,
+                user_id: get(&r, 7)?,
+                role: role_of(&get::<String>(&r, 8)?)?,
+                joined_at: get(&r, 9)?,
+                updated_at: get(&r, 10)?,
+            }),
+            None => None,
+        };
+        Ok(Some((user_of(&r)?, membership)))
+    }
+
     fn org_with_role(&self, org: &str, user: &str) -> Result<Option<(OrgRecord, Option<Role>)>> {
         if let Some(rec) = self.locked.borrow().get(org) {
             let role = self.membership(org, user)?.map(|m| m.role);
