@@ -7,7 +7,7 @@
 //!
 //! Rules:
 //! - A reservation is granted only from quota that is neither used nor reserved by a live
-//!   lease of any process (`Reads::leased`), in a usage transaction of the organization (run
+//!   lease of any process (`Reads::usage_state`), in a usage transaction of the organization (run
 //!   after every other one of it, in any process: `Backend::write_usage_dyn`).
 //! - A process admits against its lease only until half its lifetime has passed (measured
 //!   from before the transaction that granted it, on its own monotonic clock); the flush

@@ -116,15 +116,8 @@ pub(crate) trait Reads {
 
     fn invitation(&self, id: &str) -> Result<Option<InvitationRecord>>;
 
-    fn invitation_id_by_token_hash(&self, hash: &[u8; 32]) -> Result<Option<String>>;
-
     /// The invitation whose token has this hash (one statement on a SQL backend).
-    fn invitation_by_token_hash(&self, hash: &[u8; 32]) -> Result<Option<InvitationRecord>> {
-        match self.invitation_id_by_token_hash(hash)? {
-            Some(id) => self.invitation(&id),
-            None => Ok(None),
-        }
-    }
+    fn invitation_by_token_hash(&self, hash: &[u8; 32]) -> Result<Option<InvitationRecord>>;
 
     /// The invitation stored as pending for (org, email), expired or not.
     fn pending_invitation_id(&self, org: &str, email: &str) -> Result<Option<String>>;
@@ -205,37 +198,10 @@ pub(crate) trait Reads {
     /// Idempotency keys of an organization with the time each was recorded (micros).
     fn idempotency_keys(&self, org: &str) -> Result<Vec<(String, i64)>>;
 
-    /// Which of `keys` are stored for the organization.
-    fn stored_idempotency_keys(&self, org: &str, keys: &[&str]) -> Result<Vec<String>>;
-
-    /// Quota of an organization's month reserved by live leases (shared backends), except
-    /// `holder`'s; 0 where there are none.
-    fn leased(&self, org: &str, month: u32, except: Option<&str>) -> Result<u64>;
-
     /// Everything admitting usage of an organization reads, at once (one statement on a SQL
-    /// backend): month totals, leases, stored keys, resource columns.
-    fn usage_state(&self, org: &str, ask: &UsageAsk<'_>) -> Result<UsageState> {
-        let mut state = UsageState::default();
-        for &month in ask.months {
-            let leased = if ask.leases {
-                self.leased(org, month, ask.except_holder)?
-            } else {
-                0
-            };
-            state
-                .months
-                .push((month, self.month_usage(org, month)?, leased));
-        }
-        state.keys = self.stored_idempotency_keys(org, ask.keys)?;
-        for &id in ask.resources {
-            let column = self
-                .resource_record(id)?
-                .filter(|r| r.resource.removed_at.is_none() && r.resource.organization_id == org)
-                .map(|r| r.column);
-            state.columns.push((id.to_owned(), column));
-        }
-        Ok(state)
-    }
+    /// backend): month totals with the quota live leases reserve (shared backends; 0 on a
+    /// file, which one process holds), which keys are stored, resource columns.
+    fn usage_state(&self, org: &str, ask: &UsageAsk<'_>) -> Result<UsageState>;
 
     // Audit.
 
@@ -334,28 +300,16 @@ pub(crate) trait Writes: Reads {
 
     fn delete_idempotency(&mut self, org: &str, key: &str) -> Result<bool>;
 
-    /// Stores many keys of one organization with the time each was recorded (micros).
-    fn put_idempotency_keys(&mut self, org: &str, keys: &[(String, i64)]) -> Result<()>;
-
     /// Stores what admitted usage changes of one organization, at once (one statement on a
-    /// SQL backend): new month totals, increments of day rows, new keys.
+    /// SQL backend): new month totals, increments of day rows, new keys with the time each was
+    /// recorded (micros).
     fn apply_usage(
         &mut self,
         org: &str,
         months: &[(u32, u64)],
         days: &[(u32, &DayRow)],
         keys: &[(String, i64)],
-    ) -> Result<()> {
-        for &(month, total) in months {
-            self.put_month_usage(org, month, total)?;
-        }
-        for &(day, delta) in days {
-            let mut row = self.day_row(org, day)?.unwrap_or_default();
-            row.merge(delta);
-            self.put_day_row(org, day, &row)?;
-        }
-        self.put_idempotency_keys(org, keys)
-    }
+    ) -> Result<()>;
 
     /// Sets `holder`'s lease of an organization's month to `amount`, alive for `ttl` from now
     /// by the server's clock (0: removes it). Shared backends only.
@@ -652,8 +606,11 @@ impl<T: KvRead + ?Sized> Reads for T {
         self.get_record(Table::Invitations, &keys::one(id))
     }
 
-    fn invitation_id_by_token_hash(&self, hash: &[u8; 32]) -> Result<Option<String>> {
-        self.get_string(Table::InvitationTokens, hash)
+    fn invitation_by_token_hash(&self, hash: &[u8; 32]) -> Result<Option<InvitationRecord>> {
+        match self.get_string(Table::InvitationTokens, hash)? {
+            Some(id) => self.invitation(&id),
+            None => Ok(None),
+        }
     }
 
     fn pending_invitation_id(&self, org: &str, email: &str) -> Result<Option<String>> {
@@ -865,21 +822,27 @@ impl<T: KvRead + ?Sized> Reads for T {
     }
 
     /// One process holds a file: nothing is leased.
-    fn leased(&self, _org: &str, _month: u32, _except: Option<&str>) -> Result<u64> {
-        Ok(0)
-    }
-
-    fn stored_idempotency_keys(&self, org: &str, keys: &[&str]) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        for key in keys {
+    fn usage_state(&self, org: &str, ask: &UsageAsk<'_>) -> Result<UsageState> {
+        let mut state = UsageState::default();
+        for &month in ask.months {
+            state.months.push((month, self.month_usage(org, month)?, 0));
+        }
+        for key in ask.keys {
             if self
                 .get(Table::Idempotency, &keys::two(org, key))?
                 .is_some()
             {
-                out.push((*key).to_owned());
+                state.keys.push((*key).to_owned());
             }
         }
-        Ok(out)
+        for &id in ask.resources {
+            let column = self
+                .resource_record(id)?
+                .filter(|r| r.resource.removed_at.is_none() && r.resource.organization_id == org)
+                .map(|r| r.column);
+            state.columns.push((id.to_owned(), column));
+        }
+        Ok(state)
     }
 
     fn idempotency_keys(&self, org: &str) -> Result<Vec<(String, i64)>> {
@@ -1311,7 +1274,21 @@ impl<T: KvWrite + ?Sized> Writes for T {
         ))
     }
 
-    fn put_idempotency_keys(&mut self, org: &str, keys: &[(String, i64)]) -> Result<()> {
+    fn apply_usage(
+        &mut self,
+        org: &str,
+        months: &[(u32, u64)],
+        days: &[(u32, &DayRow)],
+        keys: &[(String, i64)],
+    ) -> Result<()> {
+        for &(month, total) in months {
+            self.put_month_usage(org, month, total)?;
+        }
+        for &(day, delta) in days {
+            let mut row = self.day_row(org, day)?.unwrap_or_default();
+            row.merge(delta);
+            self.put_day_row(org, day, &row)?;
+        }
         for (key, at) in keys {
             self.put_idempotency(org, key, *at)?;
         }

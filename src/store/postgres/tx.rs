@@ -611,13 +611,6 @@ impl Reads for PgTx<'_> {
             .transpose()
     }
 
-    fn invitation_id_by_token_hash(&self, hash: &[u8; 32]) -> Result<Option<String>> {
-        self.string(
-            "SELECT id FROM invitations WHERE token_hash = $1",
-            &[&hash.as_slice()],
-        )
-    }
-
     fn invitation_by_token_hash(&self, hash: &[u8; 32]) -> Result<Option<InvitationRecord>> {
         self.row(
             sql!(INVITATION_SELECT, " WHERE token_hash = $1"),
@@ -808,15 +801,6 @@ impl Reads for PgTx<'_> {
             .collect()
     }
 
-    fn leased(&self, org: &str, month: u32, except: Option<&str>) -> Result<u64> {
-        self.count(
-            "SELECT coalesce(sum(amount), 0)::BIGINT FROM usage_leases
-             WHERE organization_id = $1 AND month = $2 AND expires_at > now()
-               AND ($3::TEXT IS NULL OR holder <> $3)",
-            &[&org, &(month as i32), &except],
-        )
-    }
-
     fn usage_state(&self, org: &str, ask: &UsageAsk<'_>) -> Result<UsageState> {
         let months: Vec<i32> = ask.months.iter().map(|&m| m as i32).collect();
         // Keys and resources are probed one by one on their whole primary key (LATERAL …
@@ -871,18 +855,6 @@ impl Reads for PgTx<'_> {
             .map(|&id| (id.to_owned(), columns.get(id).copied()))
             .collect();
         Ok(state)
-    }
-
-    fn stored_idempotency_keys(&self, org: &str, keys: &[&str]) -> Result<Vec<String>> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.strings(
-            "SELECT i.key FROM unnest($2::TEXT[]) AS k(key),
-                LATERAL (SELECT key FROM idempotency_keys
-                         WHERE organization_id = $1 AND key = k.key LIMIT 1) i",
-            &[&org, &keys],
-        )
     }
 
     fn idempotency_keys(&self, org: &str) -> Result<Vec<(String, i64)>> {
@@ -1398,20 +1370,6 @@ impl Writes for PgTx<'_> {
                 &names,
                 &times,
             ],
-        )?;
-        Ok(())
-    }
-
-    fn put_idempotency_keys(&mut self, org: &str, keys: &[(String, i64)]) -> Result<()> {
-        if keys.is_empty() {
-            return Ok(());
-        }
-        let (names, times) = key_columns(keys)?;
-        self.exec(
-            "INSERT INTO idempotency_keys (organization_id, key, recorded_at)
-             SELECT $1, k, t FROM unnest($2::TEXT[], $3::TIMESTAMPTZ[]) AS u(k, t)
-             ON CONFLICT (organization_id, key) DO UPDATE SET recorded_at = excluded.recorded_at",
-            &[&org, &names, &times],
         )?;
         Ok(())
     }
