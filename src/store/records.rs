@@ -644,9 +644,12 @@ pub(crate) struct OrgOverview {
 pub(crate) struct UsageAsk<'a> {
     /// Months (`yyyymm`) whose stored totals are wanted.
     pub(crate) months: &'a [u32],
-    /// Whether to sum the live leases' reservations of those months.
+    /// Whether to sum the live leases' reservations of those months (read by shared
+    /// backends only: a file has no leases).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) leases: bool,
     /// A lease holder left out of that sum.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) except_holder: Option<&'a str>,
     /// Idempotency keys to look up.
     pub(crate) keys: &'a [&'a str],
