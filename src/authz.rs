@@ -1,6 +1,8 @@
 //! The permission matrix of SPEC section 3, in one table.
 
 use crate::error::{Error, Result};
+pub(crate) use crate::model::permission::Action;
+use crate::model::permission::Permissions;
 use crate::model::role::Role;
 use crate::store::{OrgRecord, Reads};
 
@@ -29,26 +31,10 @@ impl Actor {
     }
 }
 
-/// Everything the matrix governs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Action {
-    ReadOrganization,
-    UpdateOrganization,
-    ManageInvitations,
-    AddMember,
-    ChangeRole,
-    RemoveMember,
-    ManageProjects,
-    ManageResources,
-    ReadAudit,
-    TransferOwnership,
-    ChangePlan,
-    DeleteOrganization,
-}
-
 /// The lowest role allowed each action. Relational rules (no escalation, admins never touch an
-/// owner) are in [`may_grant`] and [`may_manage`].
-const MATRIX: [(Action, Role); 12] = [
+/// owner, the last owner never leaves) are in [`may_grant`], [`may_manage`] and the
+/// operations; [`permissions`] applies them all to answer what one actor may do.
+const MATRIX: [(Action, Role); 13] = [
     (Action::ReadOrganization, Role::Viewer),
     (Action::UpdateOrganization, Role::Admin),
     (Action::ManageInvitations, Role::Admin),
@@ -61,6 +47,7 @@ const MATRIX: [(Action, Role); 12] = [
     (Action::TransferOwnership, Role::Owner),
     (Action::ChangePlan, Role::Owner),
     (Action::DeleteOrganization, Role::Owner),
+    (Action::LeaveOrganization, Role::Viewer),
 ];
 
 pub(crate) fn lowest_role(action: Action) -> Role {
@@ -141,6 +128,45 @@ pub(crate) fn may_manage(actor_role: Option<Role>, target: Role) -> bool {
     match actor_role {
         None | Some(Role::Owner) => true,
         Some(_) => target != Role::Owner,
+    }
+}
+
+/// What `actor` may do in the organization `cleared` for reading: every action of the matrix
+/// their role reaches, with the relational rules applied (`owners` is how many active owners
+/// the organization has: the last one may not leave). `Actor::System` may take every action
+/// but leaving (it is not a member).
+pub(crate) fn permissions(cleared: &Cleared, owners: u64) -> Permissions {
+    let role = cleared.role;
+    let reaches = |action: Action| role.is_none_or(|r| r >= lowest_role(action));
+    let actions: Vec<Action> = Action::ALL
+        .into_iter()
+        .filter(|&action| match action {
+            Action::LeaveOrganization => role.is_some_and(|r| r != Role::Owner || owners > 1),
+            action => reaches(action),
+        })
+        .collect();
+    let grants = [
+        Action::AddMember,
+        Action::ChangeRole,
+        Action::ManageInvitations,
+    ]
+    .iter()
+    .any(|a| actions.contains(a));
+    let manages = [Action::ChangeRole, Action::RemoveMember]
+        .iter()
+        .any(|a| actions.contains(a));
+    Permissions {
+        organization_id: cleared.org.org.id.clone(),
+        role,
+        grantable_roles: Role::ALL
+            .into_iter()
+            .filter(|&r| grants && may_grant(role, r))
+            .collect(),
+        manageable_roles: Role::ALL
+            .into_iter()
+            .filter(|&r| manages && may_manage(role, r))
+            .collect(),
+        actions,
     }
 }
 

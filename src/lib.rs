@@ -75,6 +75,7 @@ pub use model::org::{
     SlugCheck, Usage,
 };
 pub use model::page::{Page, Pagination};
+pub use model::permission::{Action, Permissions};
 pub use model::plan::PlanCatalog;
 pub use model::project::{NewProject, Project, ProjectMember, ProjectMembership, ProjectPatch};
 pub use model::resource::{Resource, ResourceKind};

@@ -9,7 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use common::*;
 use orgdb::{
     Actor, Db, InvitationQuery, LimitOverrides, MemberQuery, MemberRef, NewInvitation, NewProject,
-    OrganizationPatch, OrganizationSettings, ProjectPatch, ResourceKind, User,
+    OrganizationPatch, OrganizationSettings, Permissions, ProjectPatch, ResourceKind, User,
 };
 
 /// What one actor should get.
@@ -397,4 +397,141 @@ fn permission_matrix() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// What `Db::permissions` must say about each case of the table: the matrix action the call
+/// checks, and the role it grants or acts on where one decides.
+#[rustfmt::skip]
+fn predicted(action: &str) -> Option<fn(&Permissions) -> bool> {
+    use orgdb::Action as A;
+    use orgdb::Role as R;
+    let f: fn(&Permissions) -> bool = match action {
+        "read organization" | "list members" | "get member" | "list projects" | "get project"
+        | "list project members" | "list resources" => |p| p.allows(A::ReadOrganization),
+        "audit log" => |p| p.allows(A::ReadAudit),
+        "update organization" | "update settings" => |p| p.allows(A::UpdateOrganization),
+        "list invitations" | "get invitation" | "revoke invitation" | "resend invitation" => {
+            |p| p.allows(A::ManageInvitations)
+        }
+        "create invitation (member)" | "create invitations (bulk)" => {
+            |p| p.allows(A::ManageInvitations) && p.grantable_roles.contains(&R::Member)
+        }
+        "create invitation (admin)" => {
+            |p| p.allows(A::ManageInvitations) && p.grantable_roles.contains(&R::Admin)
+        }
+        "create invitation (owner)" => {
+            |p| p.allows(A::ManageInvitations) && p.grantable_roles.contains(&R::Owner)
+        }
+        "add member (member)" => |p| p.allows(A::AddMember) && p.grantable_roles.contains(&R::Member),
+        "add member (admin)" => |p| p.allows(A::AddMember) && p.grantable_roles.contains(&R::Admin),
+        "add member (owner)" => |p| p.allows(A::AddMember) && p.grantable_roles.contains(&R::Owner),
+        "change role member -> viewer" | "change role by membership id" => |p| {
+            p.allows(A::ChangeRole) && p.manageable_roles.contains(&R::Member)
+                && p.grantable_roles.contains(&R::Viewer)
+        },
+        "change role member -> admin" => |p| {
+            p.allows(A::ChangeRole) && p.manageable_roles.contains(&R::Member)
+                && p.grantable_roles.contains(&R::Admin)
+        },
+        "change role member -> owner (grant owner)" => |p| {
+            p.allows(A::ChangeRole) && p.manageable_roles.contains(&R::Member)
+                && p.grantable_roles.contains(&R::Owner)
+        },
+        "change an owner's role (co-owner -> admin)" | "owner steps down while another owner remains"
+        | "demote the last owner" => |p| p.allows(A::ChangeRole) && p.manageable_roles.contains(&R::Owner),
+        "remove a member" => |p| p.allows(A::RemoveMember) && p.manageable_roles.contains(&R::Member),
+        "remove an owner (co-owner)" | "remove the last owner" => {
+            |p| p.allows(A::RemoveMember) && p.manageable_roles.contains(&R::Owner)
+        }
+        "leave (sole owner)" | "leave (another owner remains)" => |p| p.allows(A::LeaveOrganization),
+        "create project" | "update project" | "delete project" | "add project member"
+        | "change project member role" | "remove project member" => |p| p.allows(A::ManageProjects),
+        "register resource (mcp)" | "rename resource" | "remove resource" => |p| p.allows(A::ManageResources),
+        "transfer ownership" | "transfer ownership to an owner" => |p| p.allows(A::TransferOwnership),
+        "set plan" => |p| p.allows(A::ChangePlan),
+        "delete organization" => |p| p.allows(A::DeleteOrganization),
+        // Not a matrix action: the host's billing only (`Actor::System`).
+        "set limit overrides" => return None,
+        other => panic!("no prediction for {other:?}: add one"),
+    };
+    Some(f)
+}
+
+/// `Db::permissions` agrees with what every call of the table does: where it says an action
+/// (with its role) is allowed, the call is not `forbidden`; where it says not, the call is
+/// refused (`forbidden`, or `conflict` where a relational rule decides, such as the last
+/// owner leaving). A non-member asking is `forbidden`; `Actor::System` may do everything but
+/// leave.
+#[test]
+fn permissions_agree_with_what_every_call_does() {
+    let mut checked = 0;
+    for case in cases() {
+        let Some(predict) = predicted(case.action) else {
+            continue;
+        };
+        let (db, _clock) = db();
+        let fx = fixture(&db, case.co_owner);
+        for (column, expect) in case.expect.iter().enumerate() {
+            let who = fx.actor(column);
+            if column == 4 {
+                assert_err(db.permissions(&who, &fx.org), "forbidden", None);
+                continue;
+            }
+            let p = db.permissions(&who, &fx.org).unwrap();
+            let allowed = predict(&p);
+            let ok = match (allowed, expect) {
+                (_, Exp::Na) => continue,
+                (true, Exp::Ok | Exp::Err("conflict")) => true,
+                (false, Exp::Err("forbidden" | "conflict")) => true,
+                _ => false,
+            };
+            assert!(
+                ok,
+                "{} as {}: permissions say {allowed} ({p:?}), the call gives {expect:?}",
+                case.action, WHO[column]
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 200, "the table shrank: {checked} checks");
+
+    // The answer itself, role by role.
+    let (db, _clock) = db();
+    let fx = fixture(&db, false);
+    let system = db.permissions(&Actor::System, &fx.org).unwrap();
+    assert_eq!(system.role, None);
+    assert_eq!(system.actions.len(), orgdb::Action::ALL.len() - 1);
+    assert!(!system.allows(orgdb::Action::LeaveOrganization));
+    assert_eq!(system.grantable_roles, orgdb::Role::ALL);
+    let viewer = db.permissions(&actor(&fx.viewer), &fx.org).unwrap();
+    assert_eq!(viewer.role, Some(orgdb::Role::Viewer));
+    assert_eq!(
+        viewer.actions,
+        [
+            orgdb::Action::ReadOrganization,
+            orgdb::Action::LeaveOrganization
+        ]
+    );
+    assert!(viewer.grantable_roles.is_empty() && viewer.manageable_roles.is_empty());
+    assert_eq!(
+        serde_json::to_value(&viewer).unwrap(),
+        serde_json::json!({
+            "organization_id": fx.org,
+            "role": "viewer",
+            "actions": ["read_organization", "leave_organization"],
+            "grantable_roles": [],
+            "manageable_roles": [],
+        })
+    );
+    assert_err(
+        db.permissions(&Actor::System, "org_missing"),
+        "not_found",
+        None,
+    );
+    // A second owner lets the first one leave.
+    db.add_member(&Actor::System, &fx.org, &fx.spare.id, "owner")
+        .unwrap();
+    let owner = db.permissions(&actor(&fx.owner), &fx.org).unwrap();
+    assert!(owner.allows(orgdb::Action::LeaveOrganization));
+    assert_eq!(owner.actions.len(), orgdb::Action::ALL.len());
 }

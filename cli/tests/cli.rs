@@ -12,7 +12,7 @@ use orgdb::{
     Actor, Db, Durability, NewInvitation, NewOrganization, NewProject, NewUser, Options,
     ResourceKind, UsageEvent,
 };
-use serde_json::Value;
+use serde_json::{json, Value};
 use tempfile::TempDir;
 
 fn small_journal() -> Options {
@@ -529,6 +529,38 @@ fn members_invitations_projects_and_resources() {
         &["members", "list", "acme", "--per-page", "500"],
         5,
         "validation_error",
+    );
+    // What each may do, from the one matrix.
+    let perms = cli.ok(&[
+        "--as",
+        "admin@example.com",
+        "members",
+        "permissions",
+        "acme",
+    ]);
+    assert_eq!(perms["role"], "admin");
+    assert_eq!(
+        perms["grantable_roles"],
+        json!(["viewer", "member", "admin"])
+    );
+    assert!(perms["actions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("manage_invitations")));
+    assert!(!perms["actions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("delete_organization")));
+    cli.fail(
+        &[
+            "--as",
+            "guest@example.com",
+            "members",
+            "permissions",
+            "acme",
+        ],
+        4,
+        "forbidden",
     );
     let member = cli.ok(&["members", "get", "acme", "member@example.com"]);
     let by_membership = cli.ok(&["members", "get", &org, s(&member["membership_id"])]);

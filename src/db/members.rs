@@ -4,6 +4,7 @@ use crate::authz::Actor;
 use crate::error::Result;
 use crate::model::membership::{Member, MemberQuery, MemberRef, RemovedMember};
 use crate::model::page::Page;
+use crate::model::permission::Permissions;
 use crate::model::role::RoleArg;
 use crate::ops;
 
@@ -21,6 +22,40 @@ impl Db {
         query: &MemberQuery,
     ) -> Result<Page<Member>> {
         self.read(|tx, _| ops::members::list(tx, actor, org, query))
+    }
+
+    /// What `actor` may do in the organization: the actions of the permission matrix their
+    /// role reaches, the roles they may grant and the roles of the members they may manage,
+    /// with the relational rules applied (the last owner may not leave). A host shows or hides
+    /// its controls from this instead of copying the matrix.
+    ///
+    /// ```
+    /// use orgdb::{Action, Actor, Db, NewOrganization, NewUser, Role};
+    ///
+    /// let db = Db::in_memory()?;
+    /// let ada = db.create_user(&NewUser { email: "ada@example.com".into(), name: "Ada".into() })?;
+    /// let bob = db.create_user(&NewUser { email: "bob@example.com".into(), name: "Bob".into() })?;
+    /// let org = db.create_organization(&ada.id, &NewOrganization {
+    ///     name: "Acme".into(),
+    ///     ..Default::default()
+    /// })?.organization.id;
+    /// db.add_member(&Actor::user(&ada.id), &org, &bob.id, Role::Admin)?;
+    ///
+    /// let mine = db.permissions(&Actor::user(&ada.id), &org)?;
+    /// assert!(mine.allows(Action::DeleteOrganization));
+    /// assert!(!mine.allows(Action::LeaveOrganization)); // the only owner
+    ///
+    /// let bobs = db.permissions(&Actor::user(&bob.id), &org)?;
+    /// assert!(bobs.allows(Action::ManageInvitations) && !bobs.allows(Action::ChangePlan));
+    /// assert_eq!(bobs.grantable_roles, [Role::Viewer, Role::Member, Role::Admin]);
+    /// assert_eq!(bobs.manageable_roles, [Role::Viewer, Role::Member, Role::Admin]);
+    /// # Ok::<(), orgdb::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `not_found` (organization), `forbidden` for a non-member.
+    pub fn permissions(&self, actor: &Actor, org: &str) -> Result<Permissions> {
+        self.read(|tx, _| ops::members::permissions(tx, actor, org))
     }
 
     /// One member, by user id or membership id.

@@ -16,8 +16,8 @@ use crate::{
     AuditEvent, CreatedInvitation, Db, Error, Invitation, InvitationPreview, InvitationQuery,
     Member, MemberQuery, MemberRef, Membership, NewInvitation, NewOrganization, NewProject,
     NewUser, Organization, OrganizationDetails, OrganizationSettings, OrganizationWithMembership,
-    PendingInvitation, Project, ProjectMember, RemovedMember, Resource, ResourceKind, SlugCheck,
-    UsageEvent, UsageReceipt, UsageReport, User, UserPatch,
+    PendingInvitation, Permissions, Project, ProjectMember, RemovedMember, Resource, ResourceKind,
+    SlugCheck, UsageEvent, UsageReceipt, UsageReport, User, UserPatch,
 };
 
 type Result<T> = std::result::Result<T, OrgDbError>;
@@ -278,6 +278,14 @@ impl OrgDb {
         Ok(self
             .db
             .get_member(&actor.into(), &org, &MemberRef::parse(&who))?)
+    }
+
+    /// What `actor` may do in the organization: actions, grantable roles, manageable roles.
+    ///
+    /// # Errors
+    /// `not_found`, `forbidden` for a non-member.
+    pub fn permissions(&self, actor: Actor, org: String) -> Result<Permissions> {
+        Ok(self.db.permissions(&actor.into(), &org)?)
     }
 
     /// Adds a user directly (seat-checked).

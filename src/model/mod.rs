@@ -5,6 +5,7 @@ pub mod invitation;
 pub mod membership;
 pub mod org;
 pub mod page;
+pub mod permission;
 pub mod plan;
 pub mod project;
 pub mod resource;

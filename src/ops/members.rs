@@ -7,6 +7,7 @@ use crate::authz::{authorize, may_manage, require_grant, Action, Actor};
 use crate::error::{Error, Result};
 use crate::model::membership::{Member, MemberQuery, MemberRef, Membership, RemovedMember};
 use crate::model::page::{Page, Pagination};
+use crate::model::permission::Permissions;
 use crate::model::role::{Role, RoleArg};
 use crate::model::time;
 use crate::store::{MemberPos, Reads, Writes};
@@ -107,6 +108,17 @@ pub(crate) fn list(
         pagination: Pagination::new(page, per_page, total),
         next_cursor,
     })
+}
+
+/// What the actor may do in the organization (`forbidden` for a non-member, like every read).
+pub(crate) fn permissions(tx: &dyn Reads, actor: &Actor, org: &str) -> Result<Permissions> {
+    let cleared = authorize(tx, actor, org, Action::ReadOrganization)?;
+    // Whether an owner may leave depends on how many owners there are; nobody else asks.
+    let owners = match cleared.role {
+        Some(Role::Owner) => tx.org_stats(org)?.owners(),
+        _ => 0,
+    };
+    Ok(crate::authz::permissions(&cleared, owners))
 }
 
 pub(crate) fn get(tx: &dyn Reads, actor: &Actor, org: &str, who: &MemberRef) -> Result<Member> {

@@ -73,6 +73,12 @@ pub(crate) enum Cmd {
         #[arg(long)]
         user: Option<String>,
     },
+    /// What the --as user may do in an organization: the actions of the permission matrix,
+    /// the roles they may grant and the roles of the members they may manage.
+    Permissions {
+        /// Organization id or slug.
+        org: String,
+    },
     /// Make a member an owner; a calling owner (--as) becomes admin.
     Transfer {
         /// Organization id or slug.
@@ -151,6 +157,10 @@ pub(crate) fn run(app: &App, cmd: Cmd) -> Result<()> {
             let org = app.org(&org)?;
             let user = app.acting_user(user.as_deref(), "--user")?;
             out.ok(&db.leave_organization(&user, &org)?, View::Record);
+        }
+        Cmd::Permissions { org } => {
+            let org = app.org(&org)?;
+            out.ok(&db.permissions(actor, &org)?, View::Record);
         }
         Cmd::Transfer { org, to } => {
             let org = app.org(&org)?;
