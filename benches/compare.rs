@@ -2077,6 +2077,7 @@ fn main() {
                 page: Some(page),
                 per_page: Some(20),
                 role: None,
+                status: None,
                 cursor: cursor.cloned(),
             };
             if cfg.wants("list_members_page1") {

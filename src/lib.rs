@@ -68,7 +68,9 @@ pub use model::invitation::{
     CreatedInvitation, Invitation, InvitationPreview, InvitationQuery, InvitationStatus,
     NewInvitation, PendingInvitation,
 };
-pub use model::membership::{Member, MemberQuery, MemberRef, Membership, RemovedMember};
+pub use model::membership::{
+    Member, MemberQuery, MemberRef, MemberStatus, Membership, RemovedMember,
+};
 pub use model::org::{
     Address, Limit, LimitOverrides, LimitOverridesPatch, Limits, NewOrganization, Organization,
     OrganizationDetails, OrganizationPatch, OrganizationSettings, OrganizationWithMembership,

@@ -120,8 +120,14 @@ fn member_list_page_and_mutations_match_seed_000() {
     assert_shape(&v, SEED_LIST, &[]);
     let seed_list: Value = serde_json::from_str(SEED_LIST).unwrap();
     assert_eq!(keys(&v["pagination"]), keys(&seed_list["pagination"]));
-    assert_shape(&v["data"][0], SEED_MEMBER, &["membership_id", "updated_at"]);
+    assert_shape(
+        &v["data"][0],
+        SEED_MEMBER,
+        &["membership_id", "updated_at", "status", "deactivated_at"],
+    );
     assert_eq!(v["data"][1]["last_active"], Value::Null);
+    assert_eq!(v["data"][1]["status"], "active");
+    assert_eq!(v["data"][1]["deactivated_at"], Value::Null);
 
     let changed = db
         .update_member_role(&a, &org, &MemberRef::User(bob.id.clone()), "admin")

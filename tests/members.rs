@@ -11,6 +11,7 @@ fn query(page: u32, per_page: u32, role: Option<&str>) -> MemberQuery {
         page: Some(page),
         per_page: Some(per_page),
         role: role.map(str::to_owned),
+        status: None,
         cursor: None,
     }
 }

@@ -116,7 +116,7 @@ fn tables_are_plain_and_readable_by_an_operator() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     // The change feed is numbered per organization, from 1, without gaps.
     let seqs: Vec<i64> = client
         .query(
@@ -177,12 +177,17 @@ fn a_version_1_database_is_upgraded_on_open() {
         return;
     };
     drop(db);
-    // What version 1 was: no lease table.
+    // What version 1 was: no lease table, no deactivation column, the first list indexes.
     let schema = schema_of(&url);
     let mut client = sql(&url);
     client
         .batch_execute(&format!(
             "DROP TABLE {schema}.usage_leases;
+             ALTER TABLE {schema}.memberships DROP COLUMN deactivated_at;
+             CREATE INDEX memberships_by_join
+                ON {schema}.memberships (organization_id, joined_at, user_id);
+             CREATE INDEX memberships_by_role
+                ON {schema}.memberships (organization_id, role, joined_at, user_id);
              UPDATE {schema}.orgdb_meta SET value = 1 WHERE name = 'schema_version'"
         ))
         .unwrap();
@@ -194,12 +199,35 @@ fn a_version_1_database_is_upgraded_on_open() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     // Leases work on the upgraded database, and the data is all there.
     db.usage_recorder(&org).unwrap().record(None, 5).unwrap();
     db.flush().unwrap();
     let details = db.get_organization(&actor(&owner), &org).unwrap();
     assert_eq!(details.usage.monthly_requests, 5);
+    // Members deactivate there; the first list indexes gave way to the ones by status.
+    let bo = user(&db, "Bo");
+    db.add_member(&actor(&owner), &org, &bo.id, "member")
+        .unwrap();
+    let off = db
+        .deactivate_member(&actor(&owner), &org, &orgdb::MemberRef::User(bo.id.clone()))
+        .unwrap();
+    assert_eq!(off.status, orgdb::MemberStatus::Deactivated);
+    let indexes: Vec<String> = client
+        .query(
+            "SELECT indexname::TEXT FROM pg_indexes WHERE schemaname = $1
+               AND tablename = 'memberships' ORDER BY indexname",
+            &[&schema],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        indexes.contains(&"memberships_by_status_join".to_owned())
+            && !indexes.contains(&"memberships_by_join".to_owned()),
+        "{indexes:?}"
+    );
     assert_sound(&db);
 }
 

@@ -1,7 +1,8 @@
 //! Upgrade: database files of every earlier format are kept as fixtures and opened by the
 //! current code, which migrates them one version at a time (1 → 2: pending invitation entries
 //! carry their expiry, counted member indexes; 2 → 3: invitation status and project indexes,
-//! counted invitation indexes); a file claiming a newer schema is refused.
+//! counted invitation indexes; 3 → 4: member deactivation, the indexes of deactivated
+//! members); a file claiming a newer schema is refused.
 //!
 //! Fixtures of version 1 (`tests/fixtures/v1/`), written once by `write_fixture` below:
 //! - `clean/orgdb.redb`: the database after a clean close (every usage event folded in).
@@ -14,7 +15,9 @@
 //!
 //! Fixtures of version 2 (`tests/fixtures/v2/`): the same scenario written by the version-2
 //! code (other ids), with `expected.jsonl`, its export at the time: both layouts must open to
-//! exactly that export, and page their invitations through the version-3 indexes.
+//! exactly that export (in today's export format), and page their invitations through the
+//! version-3 indexes. Fixtures of version 3 (`tests/fixtures/v3/`): the same, written by the
+//! version-3 code.
 //!
 //! Write fixtures of today's format (only when the format changes on purpose, into a new
 //! `vN` directory, keeping the old ones and their tests): `ORGDB_WRITE_FIXTURE=1
@@ -33,7 +36,7 @@ use orgdb::{
 };
 
 /// The schema version this build writes.
-const CURRENT: u64 = 3;
+const CURRENT: u64 = 4;
 
 // What the generator wrote into the version-1 fixtures (printed by `write_fixture`).
 const OLIVIA: &str = "user_01HKS9K4M07MX2BT4XFPGJK2HW";
@@ -126,7 +129,9 @@ fn write_fixture() {
         .map(PathBuf::from)
         .expect("ORGDB_FIXTURE_DIR: a new directory, e.g. tests/fixtures/v2");
     assert!(
-        !out.ends_with("fixtures/v1") && !out.ends_with("fixtures/v2"),
+        !["v1", "v2", "v3"]
+            .iter()
+            .any(|v| out.ends_with(format!("fixtures/{v}"))),
         "the fixtures of older versions are kept as they are"
     );
     std::fs::create_dir_all(out.join("clean")).unwrap();
@@ -843,16 +848,23 @@ fn damage_in_the_pending_index_does_not_stop_the_migration() {
     );
 }
 
-/// Opens a version-2 fixture layout (migrating it to the current version) and returns its
-/// export, with the database.
-fn open_v2(layout: &str, dir: &Path) -> (Db, String) {
-    let from = fixture_root().join("v2").join(layout).join("orgdb.redb");
+/// Opens a fixture layout of `version` (2 or later: the ones with `expected.jsonl`),
+/// migrating it to the current version, and returns its export, with the database.
+fn open_fixture(version: u64, layout: &str, dir: &Path) -> (Db, String) {
+    let from = fixture_root()
+        .join(format!("v{version}"))
+        .join(layout)
+        .join("orgdb.redb");
     let path = dir.join("orgdb.redb");
     std::fs::copy(&from, &path).unwrap();
     if journal_of(&from).exists() {
         std::fs::copy(journal_of(&from), journal_of(&path)).unwrap();
     }
-    assert_eq!(schema_version(&path), 2, "a version-2 fixture");
+    assert_eq!(
+        schema_version(&path),
+        version,
+        "a version-{version} fixture"
+    );
     let db = Db::open_with(&path, opts(&ManualClock::new(t_end()))).unwrap();
     let mut out = Vec::new();
     db.export_jsonl(&mut out).unwrap();
@@ -863,15 +875,46 @@ fn fixture_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-#[test]
-fn v2_files_migrate_to_the_current_version_with_their_exact_content() {
-    let expected = std::fs::read_to_string(fixture_root().join("v2/expected.jsonl")).unwrap();
+/// The export a fixture of `version` wrote (`vN/expected.jsonl`), in today's export format:
+/// export version 2 gave memberships `status` and `deactivated_at`, and every membership an
+/// older file holds is active. One JSON value per line.
+fn expected_export(version: u64) -> Vec<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(fixture_root().join(format!("v{version}/expected.jsonl"))).unwrap();
+    text.lines()
+        .map(|line| {
+            let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+            match v["type"].as_str() {
+                Some("header") => v["data"]["schema_version"] = 2.into(),
+                Some("membership") => {
+                    v["data"]["status"] = "active".into();
+                    v["data"]["deactivated_at"] = serde_json::Value::Null;
+                }
+                _ => {}
+            }
+            v
+        })
+        .collect()
+}
+
+fn values(export: &str) -> Vec<serde_json::Value> {
+    export
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A fixture of `version` (both layouts) opens with exactly the content it was written with,
+/// and its lists read the indexes of today's format.
+fn migrates_with_exact_content(version: u64) {
+    let expected = expected_export(version);
     for layout in ["clean", "crashed"] {
         let dir = tempfile::tempdir().unwrap();
-        let (db, export) = open_v2(layout, dir.path());
+        let (db, export) = open_fixture(version, layout, dir.path());
         assert_eq!(
-            export, expected,
-            "{layout}: the content is what version 2 wrote"
+            values(&export),
+            expected,
+            "{layout}: the content is what version {version} wrote"
         );
         let report = db.check().unwrap();
         assert!(report.is_ok(), "{layout}: {:?}", report.problems);
@@ -886,8 +929,7 @@ fn v2_files_migrate_to_the_current_version_with_their_exact_content() {
             .list_invitations(&Actor::System, &org, &InvitationQuery::default())
             .unwrap();
         let mut exported: Vec<(String, String)> = expected
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .iter()
             .filter(|v| {
                 v["type"] == "invitation"
                     && v["data"]["invitation"]["organization_id"] == org.as_str()
@@ -919,14 +961,98 @@ fn v2_files_migrate_to_the_current_version_with_their_exact_content() {
             assert!(one.data.iter().any(|i| i.id == inv.id), "{layout}: {inv:?}");
             assert!(one.data.iter().all(|i| i.status == inv.status));
         }
+        // Every member of an older file is active: the member lists of each status say so.
+        let members = |status: &str| {
+            db.list_members(
+                &Actor::System,
+                &org,
+                &MemberQuery {
+                    status: Some(status.into()),
+                    per_page: Some(100),
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+        };
+        let active = members("active");
+        let exported_members = expected
+            .iter()
+            .filter(|v| v["type"] == "membership" && v["data"]["organization_id"] == org.as_str())
+            .count() as u64;
+        assert_eq!(active.pagination.total, exported_members, "{layout}");
+        assert_eq!(members("all").data, active.data, "{layout}");
+        assert_eq!(members("deactivated").pagination.total, 0, "{layout}");
         drop(db);
         assert_eq!(schema_version(&dir.path().join("orgdb.redb")), CURRENT);
     }
 }
 
 #[test]
+fn v2_files_migrate_to_the_current_version_with_their_exact_content() {
+    migrates_with_exact_content(2);
+}
+
+#[test]
+fn v3_files_migrate_to_the_current_version_with_their_exact_content() {
+    migrates_with_exact_content(3);
+}
+
+/// A version-3 file takes deactivation at once: a deactivated member moves to the new
+/// indexes, frees a seat, and the file checks clean, closed and opened again.
+#[test]
+fn a_migrated_v3_file_deactivates_and_reactivates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = open_fixture(3, "clean", dir.path());
+    let org = db
+        .get_organization_by_slug(&Actor::System, "acme-corp")
+        .unwrap()
+        .organization
+        .id;
+    let before = db.get_organization(&Actor::System, &org).unwrap();
+    let mia = orgdb::MemberRef::User(db.find_user_by_email("mia@example.com").unwrap().id);
+    let off = db.deactivate_member(&Actor::System, &org, &mia).unwrap();
+    assert_eq!(off.status, orgdb::MemberStatus::Deactivated);
+    let after = db.get_organization(&Actor::System, &org).unwrap();
+    assert_eq!(after.usage.team_members + 1, before.usage.team_members);
+    assert!(db.check().unwrap().is_ok());
+    drop(db);
+    let db = Db::open_with(
+        dir.path().join("orgdb.redb"),
+        opts(&ManualClock::new(t_end())),
+    )
+    .unwrap();
+    let listed = db
+        .list_members(
+            &Actor::System,
+            &org,
+            &MemberQuery {
+                status: Some("deactivated".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(listed.data.len(), 1);
+    db.reactivate_member(&Actor::System, &org, &mia).unwrap();
+    assert_eq!(
+        db.get_organization(&Actor::System, &org)
+            .unwrap()
+            .usage
+            .team_members,
+        before.usage.team_members
+    );
+    assert!(db.check().unwrap().is_ok());
+}
+
+#[test]
 fn the_fixtures_are_small() {
-    for layout in ["v1/clean", "v1/crashed", "v2/clean", "v2/crashed"] {
+    for layout in [
+        "v1/clean",
+        "v1/crashed",
+        "v2/clean",
+        "v2/crashed",
+        "v3/clean",
+        "v3/crashed",
+    ] {
         let dir = fixture_root().join(layout);
         for entry in std::fs::read_dir(&dir).unwrap() {
             let entry = entry.unwrap();

@@ -562,6 +562,37 @@ fn members_invitations_projects_and_resources() {
         4,
         "forbidden",
     );
+    // Deactivation: the member is kept, listed under --status, and comes back.
+    let off = cli.ok(&refs(&owner(&[
+        "members",
+        "deactivate",
+        "acme",
+        "viewer@example.com",
+    ])));
+    assert_eq!(off["status"], "deactivated");
+    let active = cli.envelope(&["members", "list", "acme"]);
+    assert_eq!(active["pagination"]["total"], 3);
+    let listed = cli.ok(&["members", "list", "acme", "--status", "deactivated"]);
+    assert_eq!(listed[0]["email"], "viewer@example.com");
+    let everyone = cli.envelope(&["members", "list", "acme", "--status", "all"]);
+    assert_eq!(everyone["pagination"]["total"], 4);
+    cli.fail(
+        &["--as", "viewer@example.com", "orgs", "get", "acme"],
+        4,
+        "forbidden",
+    );
+    let on = cli.ok(&refs(&owner(&[
+        "members",
+        "reactivate",
+        "acme",
+        "viewer@example.com",
+    ])));
+    assert_eq!(on["status"], "active");
+    cli.fail(
+        &["members", "list", "acme", "--status", "gone"],
+        5,
+        "validation_error",
+    );
     let member = cli.ok(&["members", "get", "acme", "member@example.com"]);
     let by_membership = cli.ok(&["members", "get", &org, s(&member["membership_id"])]);
     assert_eq!(by_membership["id"], member["id"]);

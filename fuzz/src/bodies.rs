@@ -557,7 +557,7 @@ impl World {
     /// Decodes and runs one call, then checks the invariants.
     fn step(&mut self, input: &mut Input) {
         let before = self.db.stats().unwrap();
-        let op = input.byte() % 32;
+        let op = input.byte() % 35;
         let outcome: Result<(), orgdb::Error> = self.run(op, input);
         if let Err(e) = &outcome {
             let allowed = allowed_codes(op);
@@ -684,6 +684,11 @@ impl World {
                         .bool()
                         .then(|| input.pick(&[0, 1, 2, 100, 101, u32::MAX])),
                     role: self.opt_string(input),
+                    status: input.bool().then(|| {
+                        input
+                            .pick(&["active", "deactivated", "all", "ALL", "gone"])
+                            .to_owned()
+                    }),
                     cursor: self.opt_string(input),
                 };
                 call!("list_members", actor, org, query);
@@ -900,6 +905,23 @@ impl World {
                 call!("get_organization", actor, org);
                 db.get_organization(&actor, &org)?;
             }
+            31 => {
+                let (actor, org) = (self.actor(input), self.org(input));
+                let who = self.string(input);
+                call!("deactivate_member", actor, org, who);
+                db.deactivate_member(&actor, &org, &who.as_str().into())?;
+            }
+            32 => {
+                let (actor, org) = (self.actor(input), self.org(input));
+                let who = self.string(input);
+                call!("reactivate_member", actor, org, who);
+                db.reactivate_member(&actor, &org, &who.as_str().into())?;
+            }
+            33 => {
+                let (actor, org) = (self.actor(input), self.org(input));
+                call!("permissions", actor, org);
+                db.permissions(&actor, &org)?;
+            }
             _ => {
                 let by = input.pick(&[
                     TimeDelta::microseconds(1),
@@ -952,6 +974,9 @@ fn allowed_codes(op: u8) -> &'static [&'static str] {
         28 => &[FB, NF, VE, CF],
         29 => &[FB, NF, CF],
         30 => &[NF, FB],
+        31 => &[FB, NF, CF],
+        32 => &[FB, NF, QE],
+        33 => &[NF, FB],
         _ => &[],
     }
 }

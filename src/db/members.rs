@@ -11,10 +11,13 @@ use crate::ops;
 use super::Db;
 
 impl Db {
-    /// One page of members, ordered by `joined_at` then id, optionally filtered by role.
+    /// One page of members, ordered by `joined_at` then id, optionally filtered by role and
+    /// status (`active` by default; `deactivated`; `all`: the active members, then the
+    /// deactivated ones).
     ///
     /// # Errors
-    /// `forbidden` for a non-member, `validation_error` (`page`, `per_page`, `role`, `cursor`).
+    /// `forbidden` for a non-member, `validation_error` (`page`, `per_page`, `role`, `status`,
+    /// `cursor`).
     pub fn list_members(
         &self,
         actor: &Actor,
@@ -98,6 +101,60 @@ impl Db {
     ) -> Result<Member> {
         let role = role.into();
         self.write(|tx, ctx| ops::members::update_role(tx, ctx, actor, org, who, role))
+    }
+
+    /// Deactivates a member: the membership, its history and its project memberships stay,
+    /// but the member holds no seat, cannot act in the organization (`forbidden`), and is
+    /// listed only under the `deactivated` and `all` status filters of
+    /// [`list_members`](Db::list_members). Who may remove the member may deactivate them; the
+    /// last active owner cannot be deactivated. Audited as `member.deactivated` with the
+    /// status before and after; deactivating a deactivated member changes nothing.
+    ///
+    /// ```
+    /// use orgdb::{Actor, Db, MemberQuery, MemberRef, MemberStatus, NewOrganization, NewUser, Role};
+    ///
+    /// let db = Db::in_memory()?;
+    /// let ada = db.create_user(&NewUser { email: "ada@example.com".into(), name: "Ada".into() })?;
+    /// let bob = db.create_user(&NewUser { email: "bob@example.com".into(), name: "Bob".into() })?;
+    /// let org = db.create_organization(&ada.id, &NewOrganization {
+    ///     name: "Acme".into(),
+    ///     ..Default::default()
+    /// })?.organization.id;
+    /// let owner = Actor::user(&ada.id);
+    /// db.add_member(&owner, &org, &bob.id, Role::Member)?;
+    ///
+    /// let bob_ref = MemberRef::User(bob.id.clone());
+    /// let off = db.deactivate_member(&owner, &org, &bob_ref)?;
+    /// assert_eq!(off.status, MemberStatus::Deactivated);
+    /// // Bob holds no seat and cannot act there any more.
+    /// assert_eq!(db.get_organization(&owner, &org)?.usage.team_members, 1);
+    /// assert_eq!(db.get_organization(&Actor::user(&bob.id), &org).unwrap_err().code(), "forbidden");
+    /// let listed = db.list_members(&owner, &org, &MemberQuery {
+    ///     status: Some("deactivated".into()),
+    ///     ..Default::default()
+    /// })?;
+    /// assert_eq!(listed.data[0].id, bob.id);
+    ///
+    /// db.reactivate_member(&owner, &org, &bob_ref)?;
+    /// assert_eq!(db.get_organization(&owner, &org)?.usage.team_members, 2);
+    /// # Ok::<(), orgdb::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `forbidden` (below admin, an admin acting on an owner), `not_found`, `conflict` (the
+    /// last active owner).
+    pub fn deactivate_member(&self, actor: &Actor, org: &str, who: &MemberRef) -> Result<Member> {
+        self.write(|tx, ctx| ops::members::deactivate(tx, ctx, actor, org, who))
+    }
+
+    /// Reactivates a deactivated member with the role they had, seat-checked like
+    /// [`add_member`](Db::add_member). Who may add a member with that role may reactivate
+    /// them. Audited as `member.reactivated`; reactivating an active member changes nothing.
+    ///
+    /// # Errors
+    /// `forbidden`, `not_found`, `quota_exceeded` (`team_members`).
+    pub fn reactivate_member(&self, actor: &Actor, org: &str, who: &MemberRef) -> Result<Member> {
+        self.write(|tx, ctx| ops::members::reactivate(tx, ctx, actor, org, who))
     }
 
     /// Removes a member and their project memberships.

@@ -280,6 +280,26 @@ impl OrgDb {
             .get_member(&actor.into(), &org, &MemberRef::parse(&who))?)
     }
 
+    /// Deactivates a member: no seat, cannot act, kept with their history.
+    ///
+    /// # Errors
+    /// `forbidden`, `not_found`, `conflict` (the last active owner).
+    pub fn deactivate_member(&self, actor: Actor, org: String, who: String) -> Result<Member> {
+        Ok(self
+            .db
+            .deactivate_member(&actor.into(), &org, &MemberRef::parse(&who))?)
+    }
+
+    /// Reactivates a deactivated member (seat-checked).
+    ///
+    /// # Errors
+    /// `forbidden`, `not_found`, `quota_exceeded`.
+    pub fn reactivate_member(&self, actor: Actor, org: String, who: String) -> Result<Member> {
+        Ok(self
+            .db
+            .reactivate_member(&actor.into(), &org, &MemberRef::parse(&who))?)
+    }
+
     /// What `actor` may do in the organization: actions, grantable roles, manageable roles.
     ///
     /// # Errors

@@ -24,6 +24,61 @@ pub struct Membership {
     /// Last role change (or `joined_at`).
     #[serde(with = "crate::model::time")]
     pub updated_at: DateTime<Utc>,
+    /// `active`, or `deactivated` (holds no seat, cannot act; see `Db::deactivate_member`).
+    #[serde(default)]
+    pub status: MemberStatus,
+    /// When the member was deactivated; null while active.
+    #[serde(default, with = "crate::model::time::option")]
+    pub deactivated_at: Option<DateTime<Utc>>,
+}
+
+impl Membership {
+    /// Whether the member is active: holds a seat and may act in the organization.
+    pub fn is_active(&self) -> bool {
+        self.status == MemberStatus::Active
+    }
+
+    /// A new active membership, joined at `at`.
+    pub(crate) fn joined(id: String, org: &str, user: &str, role: Role, at: DateTime<Utc>) -> Self {
+        Membership {
+            id,
+            organization_id: org.to_owned(),
+            user_id: user.to_owned(),
+            role,
+            joined_at: at,
+            updated_at: at,
+            status: MemberStatus::Active,
+            deactivated_at: None,
+        }
+    }
+
+    /// The role the member acts with: `None` while deactivated (they cannot act).
+    pub(crate) fn acting_role(&self) -> Option<Role> {
+        self.is_active().then_some(self.role)
+    }
+}
+
+/// Whether a member is active or deactivated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Enum))]
+#[serde(rename_all = "snake_case")]
+pub enum MemberStatus {
+    /// Holds a seat and acts with their role.
+    #[default]
+    Active,
+    /// Keeps the membership, its history and project memberships, holds no seat and cannot
+    /// act in the organization until reactivated.
+    Deactivated,
+}
+
+impl MemberStatus {
+    /// The lower-case name (`"deactivated"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberStatus::Active => "active",
+            MemberStatus::Deactivated => "deactivated",
+        }
+    }
 }
 
 /// One row of a member list: seed 000's member object, plus the membership id of seed 001.
@@ -50,6 +105,11 @@ pub struct Member {
     /// Last activity (`touch_user`); null until then.
     #[serde(with = "crate::model::time::option")]
     pub last_active: Option<DateTime<Utc>>,
+    /// `active` or `deactivated`.
+    pub status: MemberStatus,
+    /// When the member was deactivated; null while active.
+    #[serde(with = "crate::model::time::option")]
+    pub deactivated_at: Option<DateTime<Utc>>,
 }
 
 /// Which member an operation addresses: by user id (seed 000) or by membership id (seed 001).
@@ -95,6 +155,11 @@ pub struct MemberQuery {
     #[serde(default)]
     #[cfg_attr(feature = "ffi", uniffi(default))]
     pub role: Option<String>,
+    /// Status filter: `active` (the default), `deactivated`, or `all` (active members first,
+    /// then deactivated ones, each by join time).
+    #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
+    pub status: Option<String>,
     /// Keyset cursor from a previous page's `next_cursor`; when given, the page starts right
     /// after it and `page` only labels the result.
     #[serde(default)]

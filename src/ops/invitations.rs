@@ -363,20 +363,15 @@ pub(crate) fn accept(
     }
     let actor = Actor::User(user.id.clone());
     let membership = match existing {
+        // Only an admin brings a deactivated member back (seat-checked), never an invitation.
+        Some(m) if !m.is_active() => return Err(super::members::deactivated(&m)),
         Some(m) => m,
         None => {
             let cleared = authorize(tx, &Actor::System, &org, Action::AddMember)?;
             // Members after the accept must fit; this invitation's own seat turns into the
             // member's, so it is not counted twice.
             seats::require_seat(ctx, &cleared, || Ok(tx.org_stats(&org)?.members))?;
-            let m = Membership {
-                id: ctx.id("mem"),
-                organization_id: org.clone(),
-                user_id: user.id.clone(),
-                role: inv.role,
-                joined_at: ctx.now,
-                updated_at: ctx.now,
-            };
+            let m = Membership::joined(ctx.id("mem"), &org, &user.id, inv.role, ctx.now);
             tx.insert_membership(&m)?;
             let details = json!({ "user_id": user.id, "role": m.role, "invitation_id": inv.id });
             record(

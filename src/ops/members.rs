@@ -1,20 +1,33 @@
-//! Memberships: list, get, add, change role, remove, leave, transfer ownership.
+//! Memberships: list, get, add, change role, deactivate and reactivate, remove, leave,
+//! transfer ownership.
 
 use serde_json::json;
 
 use super::{record, seats, Ctx};
 use crate::authz::{authorize, may_manage, require_grant, Action, Actor};
 use crate::error::{Error, Result};
-use crate::model::membership::{Member, MemberQuery, MemberRef, Membership, RemovedMember};
+use crate::model::membership::{
+    Member, MemberQuery, MemberRef, MemberStatus, Membership, RemovedMember,
+};
 use crate::model::page::{Page, Pagination};
 use crate::model::permission::Permissions;
 use crate::model::role::{Role, RoleArg};
 use crate::model::time;
-use crate::store::{MemberPos, Reads, Writes};
+use crate::store::{MemberPos, MemberSet, Reads, Writes};
 use crate::validate::Validator;
 
 fn member_not_found() -> Error {
     Error::not_found("Member")
+}
+
+/// The refusal of a change that needs an active member (a role change, an ownership
+/// transfer, an invitation accepted by a deactivated member).
+pub(crate) fn deactivated(m: &Membership) -> Error {
+    Error::conflict_with(
+        "Member is deactivated; reactivate them first",
+        "user_id",
+        m.user_id.as_str(),
+    )
 }
 
 /// Resolves a member reference inside one organization (a membership of another organization
@@ -46,17 +59,38 @@ fn member(m: Membership, user: crate::model::user::User) -> Member {
         joined_at: m.joined_at,
         updated_at: m.updated_at,
         last_active: user.last_active,
+        status: m.status,
+        deactivated_at: m.deactivated_at,
     }
 }
 
-fn encode_cursor((at, user): &MemberPos) -> String {
-    format!("{}.{}", at.timestamp_micros(), user)
+/// `micros.user` in the active part of a list, `d.micros.user` in the deactivated part.
+fn encode_cursor((deactivated, at, user): &MemberPos) -> String {
+    let part = if *deactivated { "d." } else { "" };
+    format!("{part}{}.{}", at.timestamp_micros(), user)
 }
 
 fn decode_cursor(cursor: &str) -> Option<MemberPos> {
-    let (micros, user) = cursor.split_once('.')?;
+    let (deactivated, rest) = match cursor.strip_prefix("d.") {
+        Some(rest) => (true, rest),
+        None => (false, cursor),
+    };
+    let (micros, user) = rest.split_once('.')?;
     let at = time::from_micros(micros.parse().ok()?)?;
-    (!user.is_empty() && !user.contains('\0')).then(|| (at, user.to_owned()))
+    (!user.is_empty() && !user.contains('\0')).then(|| (deactivated, at, user.to_owned()))
+}
+
+/// The status filter of a member list: `active` (default), `deactivated` or `all`.
+fn member_set(validator: &mut Validator, text: Option<&str>) -> MemberSet {
+    match text.map(|t| t.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("" | "active") => MemberSet::Active,
+        Some("deactivated") => MemberSet::Deactivated,
+        Some("all") => MemberSet::All,
+        Some(_) => {
+            validator.fail("status", "Must be one of: active, deactivated, all");
+            MemberSet::Active
+        }
+    }
 }
 
 pub(crate) fn list(
@@ -72,10 +106,12 @@ pub(crate) fn list(
         None | Some("") => None,
         Some(text) => validator.role("role", text),
     };
+    let set = member_set(&mut validator, query.status.as_deref());
     let cursor = match query.cursor.as_deref() {
         None => None,
         Some(text) => {
-            let pos = decode_cursor(text);
+            // A cursor of the other part of the list is not one this list returned.
+            let pos = decode_cursor(text).filter(|(off, ..)| set.includes(*off));
             if pos.is_none() {
                 validator.fail("cursor", "Is not a cursor returned by a previous page");
             }
@@ -84,8 +120,17 @@ pub(crate) fn list(
     };
     validator.finish()?;
 
-    let stats = tx.org_stats(org)?;
-    let total = role.map_or(stats.members, |r| stats.with_role(r));
+    let active = if set.includes(false) {
+        let stats = tx.org_stats(org)?;
+        role.map_or(stats.members, |r| stats.with_role(r))
+    } else {
+        0
+    };
+    let total = if set.includes(true) {
+        active + tx.deactivated_count(org, role)?
+    } else {
+        active
+    };
     let skip = if cursor.is_some() {
         0
     } else {
@@ -93,12 +138,12 @@ pub(crate) fn list(
     };
     // One row more than the page tells whether a next page exists.
     let want = per_page as usize + 1;
-    let mut rows = tx.member_rows(org, role, cursor.as_ref(), skip, want)?;
+    let mut rows = tx.member_rows(org, set, role, cursor.as_ref(), skip, want)?;
     let more = rows.len() > per_page as usize;
     rows.truncate(per_page as usize);
     let next_cursor = if more {
         rows.last()
-            .map(|(m, _)| encode_cursor(&(m.joined_at, m.user_id.clone())))
+            .map(|(m, _)| encode_cursor(&(!m.is_active(), m.joined_at, m.user_id.clone())))
     } else {
         None
     };
@@ -153,14 +198,7 @@ pub(crate) fn add(
     seats::require_seat(ctx, &cleared, || {
         Ok(seats::seats_used(tx, ctx, org)? - u64::from(pending.is_some()))
     })?;
-    let m = Membership {
-        id: ctx.id("mem"),
-        organization_id: org.to_owned(),
-        user_id: user.id.clone(),
-        role,
-        joined_at: ctx.now,
-        updated_at: ctx.now,
-    };
+    let m = Membership::joined(ctx.id("mem"), org, &user.id, role, ctx.now);
     tx.insert_membership(&m)?;
     if let Some(inv) = pending {
         seats::mark_accepted(tx, ctx, actor, inv)?;
@@ -178,9 +216,11 @@ pub(crate) fn add(
     row(tx, m)
 }
 
-/// Refuses a change that would leave the organization without an owner.
+/// Refuses a change that would leave the organization without an active owner (`new_role`:
+/// the role `m` acts with after it, `None` when it no longer acts). A deactivated owner is no
+/// longer counted, so changing them never loses one.
 fn keep_an_owner(tx: &dyn Reads, m: &Membership, new_role: Option<Role>) -> Result<()> {
-    let losing_owner = m.role == Role::Owner && new_role != Some(Role::Owner);
+    let losing_owner = m.acting_role() == Some(Role::Owner) && new_role != Some(Role::Owner);
     if losing_owner && tx.org_stats(&m.organization_id)?.owners() <= 1 {
         return Err(Error::conflict_with(
             "An organization must keep at least one owner",
@@ -218,6 +258,9 @@ pub(crate) fn update_role(
     }
     let role = role.resolve("role")?;
     require_grant(cleared.role, role)?;
+    if !old.is_active() {
+        return Err(deactivated(&old));
+    }
     if old.role == role {
         return row(tx, old);
     }
@@ -230,6 +273,91 @@ pub(crate) fn update_role(
         actor.label(),
         Some(org),
         "member.role_changed",
+        &old.id,
+        details,
+    )?;
+    row(tx, new)
+}
+
+/// Deactivates a member: the membership, its history and project memberships stay; the
+/// member holds no seat and cannot act in the organization. Who may remove a member may
+/// deactivate them; the last active owner cannot be deactivated. Deactivating a deactivated
+/// member changes nothing.
+pub(crate) fn deactivate(
+    tx: &mut dyn Writes,
+    ctx: &Ctx,
+    actor: &Actor,
+    org: &str,
+    who: &MemberRef,
+) -> Result<Member> {
+    let cleared = authorize(tx, actor, org, Action::RemoveMember)?;
+    let old = resolve(tx, org, who)?;
+    if !may_manage(cleared.role, old.role) {
+        return Err(Error::forbidden());
+    }
+    if !old.is_active() {
+        return row(tx, old);
+    }
+    keep_an_owner(tx, &old, None)?;
+    let new = Membership {
+        status: MemberStatus::Deactivated,
+        deactivated_at: Some(ctx.now),
+        updated_at: ctx.now,
+        ..old.clone()
+    };
+    set_status(tx, ctx, actor, &old, new, "member.deactivated")
+}
+
+/// Reactivates a deactivated member with their role, seat-checked like an add. Who may add
+/// a member with that role may reactivate them (an admin never brings back an owner).
+/// Reactivating an active member changes nothing.
+pub(crate) fn reactivate(
+    tx: &mut dyn Writes,
+    ctx: &Ctx,
+    actor: &Actor,
+    org: &str,
+    who: &MemberRef,
+) -> Result<Member> {
+    let cleared = authorize(tx, actor, org, Action::AddMember)?;
+    let old = resolve(tx, org, who)?;
+    if !may_manage(cleared.role, old.role) {
+        return Err(Error::forbidden());
+    }
+    require_grant(cleared.role, old.role)?;
+    if old.is_active() {
+        return row(tx, old);
+    }
+    seats::require_seat(ctx, &cleared, || seats::seats_used(tx, ctx, org))?;
+    let new = Membership {
+        status: MemberStatus::Active,
+        deactivated_at: None,
+        updated_at: ctx.now,
+        ..old.clone()
+    };
+    set_status(tx, ctx, actor, &old, new, "member.reactivated")
+}
+
+/// Writes a member's new status and audits it with its before and after.
+fn set_status(
+    tx: &mut dyn Writes,
+    ctx: &Ctx,
+    actor: &Actor,
+    old: &Membership,
+    new: Membership,
+    action: &str,
+) -> Result<Member> {
+    tx.replace_membership(old, &new)?;
+    let details = json!({
+        "user_id": old.user_id,
+        "role": old.role,
+        "status": { "before": old.status, "after": new.status },
+    });
+    record(
+        tx,
+        ctx,
+        actor.label(),
+        Some(&old.organization_id),
+        action,
         &old.id,
         details,
     )?;
@@ -283,6 +411,10 @@ pub(crate) fn leave(
         return Err(Error::not_found("Organization"));
     }
     let m = tx.membership(org, user)?.ok_or_else(member_not_found)?;
+    // Leaving is acting in the organization, which a deactivated member cannot.
+    if !m.is_active() {
+        return Err(Error::forbidden());
+    }
     keep_an_owner(tx, &m, None)?;
     remove_membership_everywhere(tx, &m)?;
     let details = json!({ "user_id": m.user_id, "role": m.role });
@@ -310,6 +442,9 @@ pub(crate) fn transfer_ownership(
         }
     }
     let target = tx.membership(org, to)?.ok_or_else(member_not_found)?;
+    if !target.is_active() {
+        return Err(deactivated(&target));
+    }
     if target.role == Role::Owner {
         return Err(Error::conflict_with(
             "User is already an owner",

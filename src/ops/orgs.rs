@@ -129,14 +129,7 @@ pub(crate) fn create(
         org: org.clone(),
         overrides: LimitOverrides::default(),
     })?;
-    let membership = Membership {
-        id: ctx.id("mem"),
-        organization_id: org.id.clone(),
-        user_id: user.id.clone(),
-        role: Role::Owner,
-        joined_at: ctx.now,
-        updated_at: ctx.now,
-    };
+    let membership = Membership::joined(ctx.id("mem"), &org.id, &user.id, Role::Owner, ctx.now);
     tx.insert_membership(&membership)?;
     let details = json!({ "name": org.name, "slug": org.slug, "plan": org.plan, "owner": user.id });
     record(

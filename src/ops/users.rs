@@ -101,7 +101,7 @@ pub(crate) fn delete(tx: &mut dyn Writes, ctx: &Ctx, id: &str) -> Result<()> {
         let m = tx
             .membership(org, id)?
             .ok_or_else(|| Error::corrupted("user_orgs names a missing membership"))?;
-        if m.role == Role::Owner && tx.org_stats(org)?.owners() <= 1 {
+        if m.acting_role() == Some(Role::Owner) && tx.org_stats(org)?.owners() <= 1 {
             sole_owner_of.push(org.clone());
         }
         memberships.push(m);

@@ -13,8 +13,8 @@ use super::keys::{
 use super::CheckReport;
 use super::{
     codec, prefix_end, schema, DayRow, InvitationRecord, Key, KeyReader, KvRead, KvWrite,
-    MemberPos, OrgOverview, OrgRecord, OrgStats, ResourceRecord, Stored, Table, UsageAsk,
-    UsageState, Visit,
+    MemberPos, MemberSet, OrgOverview, OrgRecord, OrgStats, ResourceRecord, Stored, Table,
+    UsageAsk, UsageState, Visit,
 };
 use crate::error::{Error, Result};
 use crate::model::audit::AuditEvent;
@@ -62,7 +62,10 @@ pub(crate) trait Reads {
     /// user's action reads (one statement on a SQL backend).
     fn org_with_role(&self, org: &str, user: &str) -> Result<Option<(OrgRecord, Option<Role>)>> {
         match self.org(org)? {
-            Some(rec) => Ok(Some((rec, self.membership(org, user)?.map(|m| m.role)))),
+            Some(rec) => Ok(Some((
+                rec,
+                self.membership(org, user)?.and_then(|m| m.acting_role()),
+            ))),
             None => Ok(None),
         }
     }
@@ -84,29 +87,24 @@ pub(crate) trait Reads {
 
     fn membership_by_id(&self, membership_id: &str) -> Result<Option<Membership>>;
 
-    /// Member positions of one organization in list order (optionally one role), starting
-    /// strictly after `after`, skipping `skip` rows, at most `limit` rows.
-    fn member_positions(
-        &self,
-        org: &str,
-        role: Option<Role>,
-        after: Option<&MemberPos>,
-        skip: u64,
-        limit: usize,
-    ) -> Result<Vec<MemberPos>>;
-
-    /// The memberships at [`member_positions`](Reads::member_positions) with their users: one
-    /// page of a member list.
+    /// The memberships of one organization's list `set` (optionally of one role) with their
+    /// users, in list order, starting strictly after `after`, skipping `skip` rows, at most
+    /// `limit` rows: one page of a member list.
     fn member_rows(
         &self,
         org: &str,
+        set: MemberSet,
         role: Option<Role>,
         after: Option<&MemberPos>,
         skip: u64,
         limit: usize,
     ) -> Result<Vec<(Membership, User)>>;
 
-    /// Every member's user id, in list order.
+    /// How many deactivated members the organization has (optionally of one role). Active
+    /// members are counted by [`org_stats`](Reads::org_stats).
+    fn deactivated_count(&self, org: &str, role: Option<Role>) -> Result<u64>;
+
+    /// Every member's user id (active and deactivated), in list order.
     fn member_user_ids(&self, org: &str) -> Result<Vec<String>>;
 
     /// The organizations a user belongs to, by id.
@@ -498,7 +496,7 @@ impl<T: KvRead + ?Sized> Reads for T {
             return Ok(None);
         };
         let role = match user {
-            Some(user) => self.membership(org, user)?.map(|m| m.role),
+            Some(user) => self.membership(org, user)?.and_then(|m| m.acting_role()),
             None => None,
         };
         Ok(Some(OrgOverview {
@@ -524,61 +522,17 @@ impl<T: KvRead + ?Sized> Reads for T {
         self.get_record(Table::Memberships, &key)
     }
 
-    fn member_positions(
-        &self,
-        org: &str,
-        role: Option<Role>,
-        after: Option<&MemberPos>,
-        skip: u64,
-        limit: usize,
-    ) -> Result<Vec<MemberPos>> {
-        let (table, prefix) = match role {
-            Some(role) => (Table::MembersByRole, role_prefix(org, role)),
-            None => (Table::MembersByJoin, join_prefix(org)),
-        };
-        let end = prefix_end(prefix.as_slice());
-        let (start, skip) = match after {
-            // The smallest key greater than the cursor's own key.
-            Some((at, user)) => {
-                let mut k = prefix.clone().time(*at).str(user).into_vec();
-                k.push(0);
-                (k, skip)
-            }
-            None if skip > 0 => counted::seek(self, table, prefix.as_slice(), skip)?,
-            None => (prefix.as_slice().to_vec(), 0),
-        };
-        let prefix_len = prefix.as_slice().len();
-        let mut skipped = 0u64;
-        let mut out = Vec::with_capacity(limit.min(128));
-        if limit == 0 {
-            return Ok(out);
-        }
-        self.scan(table, &start, end.as_deref(), false, &mut |k, _| {
-            if skipped < skip {
-                skipped += 1;
-                return Ok(true);
-            }
-            let mut r = KeyReader::new(&k[prefix_len..]);
-            let pos = r.u64().zip(r.str()).and_then(|(micros, user)| {
-                crate::model::time::from_micros(micros as i64).map(|t| (t, user.to_owned()))
-            });
-            let pos = pos.ok_or_else(|| Error::corrupted("bad member index key"))?;
-            out.push(pos);
-            Ok(out.len() < limit)
-        })?;
-        Ok(out)
-    }
-
     fn member_rows(
         &self,
         org: &str,
+        set: MemberSet,
         role: Option<Role>,
         after: Option<&MemberPos>,
         skip: u64,
         limit: usize,
     ) -> Result<Vec<(Membership, User)>> {
         let mut out = Vec::new();
-        for (_, user) in self.member_positions(org, role, after, skip, limit)? {
+        for (_, _, user) in member_positions(self, org, set, role, after, skip, limit)? {
             let m = self
                 .membership(org, &user)?
                 .ok_or_else(|| Error::corrupted("member index names a missing membership"))?;
@@ -590,12 +544,18 @@ impl<T: KvRead + ?Sized> Reads for T {
         Ok(out)
     }
 
+    fn deactivated_count(&self, org: &str, role: Option<Role>) -> Result<u64> {
+        let (table, prefix) = list_index(true, org, role);
+        counted::count(self, table, prefix.as_slice())
+    }
+
     fn member_user_ids(&self, org: &str) -> Result<Vec<String>> {
-        Ok(self
-            .member_positions(org, None, None, 0, usize::MAX)?
-            .into_iter()
-            .map(|(_, user)| user)
-            .collect())
+        Ok(
+            member_positions(self, org, MemberSet::All, None, None, 0, usize::MAX)?
+                .into_iter()
+                .map(|(_, _, user)| user)
+                .collect(),
+        )
     }
 
     fn user_org_ids(&self, user: &str) -> Result<Vec<String>> {
@@ -920,6 +880,152 @@ impl<T: KvRead + ?Sized> Reads for T {
     }
 }
 
+/// The list index of active (`false`) or deactivated (`true`) members of `org`, by join time
+/// or of one role, and its counted prefix there.
+fn list_index(deactivated: bool, org: &str, role: Option<Role>) -> (Table, Key) {
+    let (by_join, by_role) = keys::member_tables(deactivated);
+    match role {
+        Some(role) => (by_role, role_prefix(org, role)),
+        None => (by_join, join_prefix(org)),
+    }
+}
+
+/// Member positions of the list `set` of `org` (optionally one role) in list order, starting
+/// strictly after `after`, skipping `skip` rows, at most `limit` rows. A list of every
+/// member reads the active part, then the deactivated part: an offset past the active part
+/// seeks into the deactivated one by its count.
+fn member_positions<R: KvRead + ?Sized>(
+    tx: &R,
+    org: &str,
+    set: MemberSet,
+    role: Option<Role>,
+    after: Option<&MemberPos>,
+    skip: u64,
+    limit: usize,
+) -> Result<Vec<MemberPos>> {
+    let mut out = Vec::with_capacity(limit.min(128));
+    let mut skip = skip;
+    for deactivated in [false, true] {
+        if !set.includes(deactivated) || out.len() >= limit {
+            continue;
+        }
+        let after = match after {
+            // A cursor in the deactivated part: the active part is behind it.
+            Some((true, ..)) if !deactivated => continue,
+            Some((false, ..)) if deactivated => None,
+            Some((_, at, user)) => Some((*at, user.as_str())),
+            None => None,
+        };
+        let (table, prefix) = list_index(deactivated, org, role);
+        let before = out.len();
+        positions_in(
+            tx,
+            table,
+            &prefix,
+            after,
+            skip,
+            limit,
+            deactivated,
+            &mut out,
+        )?;
+        // What the next part skips: nothing once this one gave a row, else what is left of
+        // the offset past this part's entries.
+        skip = if out.len() > before || skip == 0 {
+            0
+        } else {
+            skip.saturating_sub(counted::count(tx, table, prefix.as_slice())?)
+        };
+    }
+    Ok(out)
+}
+
+/// [`member_positions`] in one list index, appending to `out` until it holds `limit`.
+#[allow(clippy::too_many_arguments)]
+fn positions_in<R: KvRead + ?Sized>(
+    tx: &R,
+    table: Table,
+    prefix: &Key,
+    after: Option<(DateTime<Utc>, &str)>,
+    skip: u64,
+    limit: usize,
+    deactivated: bool,
+    out: &mut Vec<MemberPos>,
+) -> Result<()> {
+    if out.len() >= limit {
+        return Ok(());
+    }
+    let end = prefix_end(prefix.as_slice());
+    let (start, skip) = match after {
+        // The smallest key greater than the cursor's own key.
+        Some((at, user)) => {
+            let mut k = prefix.clone().time(at).str(user).into_vec();
+            k.push(0);
+            (k, skip)
+        }
+        None if skip > 0 => counted::seek(tx, table, prefix.as_slice(), skip)?,
+        None => (prefix.as_slice().to_vec(), 0),
+    };
+    let prefix_len = prefix.as_slice().len();
+    let mut skipped = 0u64;
+    tx.scan(table, &start, end.as_deref(), false, &mut |k, _| {
+        if skipped < skip {
+            skipped += 1;
+            return Ok(true);
+        }
+        let mut r = KeyReader::new(&k[prefix_len..]);
+        let pos = r.u64().zip(r.str()).and_then(|(micros, user)| {
+            crate::model::time::from_micros(micros as i64)
+                .map(|t| (deactivated, t, user.to_owned()))
+        });
+        let pos = pos.ok_or_else(|| Error::corrupted("bad member index key"))?;
+        out.push(pos);
+        Ok(out.len() < limit)
+    })?;
+    Ok(())
+}
+
+/// Adds (`add`) or removes a membership's entries in the list indexes of its status.
+fn list_entries<W: KvWrite + ?Sized>(tx: &mut W, m: &Membership, add: bool) -> Result<()> {
+    let (org, user) = (&m.organization_id, &m.user_id);
+    let (by_join, by_role) = keys::member_tables(!m.is_active());
+    let entries = [
+        (
+            by_join,
+            join_prefix(org),
+            member_join_key(org, m.joined_at, user),
+        ),
+        (
+            by_role,
+            role_prefix(org, m.role),
+            member_role_key(org, m.role, m.joined_at, user),
+        ),
+    ];
+    for (table, prefix, key) in entries {
+        if add {
+            counted::insert(tx, table, prefix.as_slice(), &key, &[])?;
+        } else {
+            counted::remove(tx, table, prefix.as_slice(), &key)?;
+        }
+    }
+    Ok(())
+}
+
+/// Counts an active membership in (`delta` 1) or out of (-1) its organization's counters.
+fn count_member(stats: &mut OrgStats, m: &Membership, delta: i64) {
+    if !m.is_active() {
+        return;
+    }
+    let step = |n: &mut u64| {
+        *n = if delta >= 0 {
+            n.saturating_add(delta.unsigned_abs())
+        } else {
+            n.saturating_sub(delta.unsigned_abs())
+        };
+    };
+    step(&mut stats.members);
+    step(&mut stats.by_role[m.role.rank() as usize]);
+}
+
 impl<T: KvWrite + ?Sized> Writes for T {
     fn set_meta_u64(&mut self, name: &str, value: u64) -> Result<()> {
         self.put_u64(Table::Meta, &meta_key(name), value)
@@ -987,47 +1093,23 @@ impl<T: KvWrite + ?Sized> Writes for T {
         let key = keys::two(org, user);
         self.put_record(Table::Memberships, &key, m)?;
         self.put(Table::MembershipIds, &keys::one(&m.id), &key)?;
-        counted::insert(
-            self,
-            Table::MembersByJoin,
-            join_prefix(org).as_slice(),
-            &member_join_key(org, m.joined_at, user),
-            &[],
-        )?;
-        counted::insert(
-            self,
-            Table::MembersByRole,
-            role_prefix(org, m.role).as_slice(),
-            &member_role_key(org, m.role, m.joined_at, user),
-            &[],
-        )?;
+        list_entries(self, m, true)?;
         self.put(Table::UserOrgs, &keys::two(user, org), &[])?;
         let mut stats = self.org_stats(org)?;
-        stats.members += 1;
-        stats.by_role[m.role.rank() as usize] += 1;
+        count_member(&mut stats, m, 1);
         self.put_org_stats(org, &stats)
     }
 
     fn replace_membership(&mut self, old: &Membership, new: &Membership) -> Result<()> {
         let (org, user) = (&new.organization_id, &new.user_id);
         self.put_record(Table::Memberships, &keys::two(org, user), new)?;
-        if old.role != new.role {
-            counted::remove(
-                self,
-                Table::MembersByRole,
-                role_prefix(org, old.role).as_slice(),
-                &member_role_key(org, old.role, old.joined_at, user),
-            )?;
-            counted::insert(
-                self,
-                Table::MembersByRole,
-                role_prefix(org, new.role).as_slice(),
-                &member_role_key(org, new.role, new.joined_at, user),
-                &[],
-            )?;
+        let listed = |m: &Membership| (m.is_active(), m.role, m.joined_at);
+        if listed(old) != listed(new) {
+            list_entries(self, old, false)?;
+            list_entries(self, new, true)?;
             let mut stats = self.org_stats(org)?;
-            stats.by_role[old.role.rank() as usize] -= 1;
-            stats.by_role[new.role.rank() as usize] += 1;
+            count_member(&mut stats, old, -1);
+            count_member(&mut stats, new, 1);
             self.put_org_stats(org, &stats)?;
         }
         Ok(())
@@ -1037,23 +1119,10 @@ impl<T: KvWrite + ?Sized> Writes for T {
         let (org, user) = (&m.organization_id, &m.user_id);
         self.delete(Table::Memberships, &keys::two(org, user))?;
         self.delete(Table::MembershipIds, &keys::one(&m.id))?;
-        counted::remove(
-            self,
-            Table::MembersByJoin,
-            join_prefix(org).as_slice(),
-            &member_join_key(org, m.joined_at, user),
-        )?;
-        counted::remove(
-            self,
-            Table::MembersByRole,
-            role_prefix(org, m.role).as_slice(),
-            &member_role_key(org, m.role, m.joined_at, user),
-        )?;
+        list_entries(self, m, false)?;
         self.delete(Table::UserOrgs, &keys::two(user, org))?;
         let mut stats = self.org_stats(org)?;
-        stats.members = stats.members.saturating_sub(1);
-        let count = &mut stats.by_role[m.role.rank() as usize];
-        *count = count.saturating_sub(1);
+        count_member(&mut stats, m, -1);
         self.put_org_stats(org, &stats)
     }
 

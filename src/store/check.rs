@@ -169,19 +169,18 @@ pub(crate) fn check<R: KvRead + ?Sized>(tx: &R, now: DateTime<Utc>) -> Result<Ch
             .collect(),
     )?;
 
-    // Memberships and their four indexes; counts per organization.
+    // Memberships and their six indexes (the two list indexes of their status); counts of
+    // active members per organization.
     let memberships: Vec<(Vec<u8>, Membership)> = c.records(Table::Memberships)?;
     c.report.memberships = memberships.len() as u64;
     let mut expected_stats: BTreeMap<String, OrgStats> = org_ids
         .iter()
         .map(|id| (id.clone(), OrgStats::default()))
         .collect();
-    let (mut ids, mut by_join, mut by_role, mut user_orgs) = (
-        BTreeMap::new(),
-        BTreeMap::new(),
-        BTreeMap::new(),
-        BTreeMap::new(),
-    );
+    let (mut ids, mut user_orgs) = (BTreeMap::new(), BTreeMap::new());
+    // (by join, by role) entries of the active (0) and deactivated (1) lists.
+    type Entries = BTreeMap<Vec<u8>, Vec<u8>>;
+    let mut lists: [(Entries, Entries); 2] = Default::default();
     let mut member_pairs = BTreeSet::new();
     for (key, m) in &memberships {
         if !user_ids.contains(&m.user_id) {
@@ -192,8 +191,10 @@ pub(crate) fn check<R: KvRead + ?Sized>(tx: &R, now: DateTime<Utc>) -> Result<Ch
         }
         match expected_stats.get_mut(&m.organization_id) {
             Some(stats) => {
-                stats.members += 1;
-                stats.by_role[m.role.rank() as usize] += 1;
+                if m.is_active() {
+                    stats.members += 1;
+                    stats.by_role[m.role.rank() as usize] += 1;
+                }
             }
             None => c.problem(format!(
                 "memberships: {} names missing organization {}",
@@ -202,6 +203,7 @@ pub(crate) fn check<R: KvRead + ?Sized>(tx: &R, now: DateTime<Utc>) -> Result<Ch
         }
         member_pairs.insert((m.organization_id.clone(), m.user_id.clone()));
         ids.insert(keys::one(&m.id), key.clone());
+        let (by_join, by_role) = &mut lists[usize::from(!m.is_active())];
         by_join.insert(
             member_join_key(&m.organization_id, m.joined_at, &m.user_id),
             vec![],
@@ -216,18 +218,11 @@ pub(crate) fn check<R: KvRead + ?Sized>(tx: &R, now: DateTime<Utc>) -> Result<Ch
     // indexes' buckets are verified here, the invitation indexes' below.
     let buckets = keyset(c.tx, Table::MemberCounts)?;
     let mut problems = Vec::new();
-    counted::verify(
-        Table::MembersByJoin,
-        by_join.keys(),
-        &buckets,
-        &mut problems,
-    )?;
-    counted::verify(
-        Table::MembersByRole,
-        by_role.keys(),
-        &buckets,
-        &mut problems,
-    )?;
+    for (deactivated, (by_join, by_role)) in [false, true].into_iter().zip(&lists) {
+        let (join_table, role_table) = keys::member_tables(deactivated);
+        counted::verify(join_table, by_join.keys(), &buckets, &mut problems)?;
+        counted::verify(role_table, by_role.keys(), &buckets, &mut problems)?;
+    }
     for key in buckets.keys() {
         if !counted::COUNTED
             .iter()
@@ -240,8 +235,11 @@ pub(crate) fn check<R: KvRead + ?Sized>(tx: &R, now: DateTime<Utc>) -> Result<Ch
         c.problem(problem);
     }
     c.index(Table::MembershipIds, ids)?;
-    c.index(Table::MembersByJoin, by_join)?;
-    c.index(Table::MembersByRole, by_role)?;
+    for (deactivated, (by_join, by_role)) in [false, true].into_iter().zip(lists) {
+        let (join_table, role_table) = keys::member_tables(deactivated);
+        c.index(join_table, by_join)?;
+        c.index(role_table, by_role)?;
+    }
     c.index(Table::UserOrgs, user_orgs)?;
 
     // Resources, their org index and counts.

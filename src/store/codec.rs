@@ -30,6 +30,8 @@ pub(crate) enum Tag {
     Resource = 8,
     Audit = 10,
     UsageDay = 11,
+    /// A membership with its deactivation time (schema 4); tag 4 records read as active.
+    MembershipV2 = 12,
 }
 
 const CRC: usize = 4;

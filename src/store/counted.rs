@@ -31,11 +31,13 @@ const BUCKET_FILL: u64 = 256;
 const BUCKET_MIN: u64 = 64;
 
 /// The tables whose entries are counted, with the first byte of their bucket keys.
-pub(crate) const COUNTED: [(Table, u8); 4] = [
+pub(crate) const COUNTED: [(Table, u8); 6] = [
     (Table::MembersByJoin, 0),
     (Table::MembersByRole, 1),
     (Table::InvitationsByOrg, 2),
     (Table::InvitationsByStatus, 3),
+    (Table::DeactivatedByJoin, 4),
+    (Table::DeactivatedByRole, 5),
 ];
 
 fn tag(table: Table) -> Result<u8> {
@@ -55,15 +57,17 @@ fn bucket_key(tag: u8, index_key: &[u8]) -> Vec<u8> {
 }
 
 /// Length of the prefix an index key is counted under: the organization id (and its NUL) for
-/// `members_by_join` and `invitations_by_org`, plus the role or status byte for
-/// `members_by_role` and `invitations_by_status`.
+/// `members_by_join`, `deactivated_by_join` and `invitations_by_org`, plus the role or status
+/// byte for `members_by_role`, `deactivated_by_role` and `invitations_by_status`.
 pub(crate) fn prefix_len(table: Table, index_key: &[u8]) -> Option<usize> {
     let org_end = index_key.iter().position(|&b| b == 0)? + 1;
     match table {
-        Table::MembersByRole | Table::InvitationsByStatus if index_key.len() > org_end => {
+        Table::MembersByRole | Table::DeactivatedByRole | Table::InvitationsByStatus
+            if index_key.len() > org_end =>
+        {
             Some(org_end + 1)
         }
-        Table::MembersByRole | Table::InvitationsByStatus => None,
+        Table::MembersByRole | Table::DeactivatedByRole | Table::InvitationsByStatus => None,
         _ => Some(org_end),
     }
 }

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::codec;
+use super::{codec, Table};
 use crate::error::Result;
 use crate::model::invitation::{Invitation, InvitationStatus};
 use crate::model::resource::Resource;
@@ -132,8 +132,20 @@ pub(crate) fn day_key(org: &str, day: u32) -> Vec<u8> {
     Key::new().str(org).u32(day).into_vec()
 }
 
-/// Position in a member list: (`joined_at`, user id).
-pub(crate) type MemberPos = (DateTime<Utc>, String);
+/// Position in a member list: (deactivated, `joined_at`, user id). A list of every member
+/// has the active ones first, then the deactivated ones, each part by join time.
+pub(crate) type MemberPos = (bool, DateTime<Utc>, String);
+
+/// The two list indexes (by join time, by role) of active members (`false`) or deactivated
+/// ones (`true`): a membership is in the pair of its status, so active lists, counts and
+/// pages never meet a deactivated member.
+pub(crate) fn member_tables(deactivated: bool) -> (Table, Table) {
+    if deactivated {
+        (Table::DeactivatedByJoin, Table::DeactivatedByRole)
+    } else {
+        (Table::MembersByJoin, Table::MembersByRole)
+    }
+}
 
 /// Values of `resources_by_org`: whether the resource still counts.
 pub(crate) const RESOURCE_LIVE: u8 = 1;
@@ -156,12 +168,14 @@ pub(crate) fn member_join_key(org: &str, joined_at: DateTime<Utc>, user: &str) -
     join_prefix(org).time(joined_at).str(user).into_vec()
 }
 
-/// What `members_by_join` keys of `org` start with (its counted prefix).
+/// What `members_by_join` (and `deactivated_by_join`) keys of `org` start with (their counted
+/// prefix).
 pub(crate) fn join_prefix(org: &str) -> Key {
     Key::new().str(org)
 }
 
-/// What `members_by_role` keys of `org` and `role` start with (its counted prefix).
+/// What `members_by_role` (and `deactivated_by_role`) keys of `org` and `role` start with
+/// (their counted prefix).
 pub(crate) fn role_prefix(org: &str, role: Role) -> Key {
     join_prefix(org).u8(role.rank())
 }

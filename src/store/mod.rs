@@ -29,8 +29,8 @@ pub(crate) use keys::{
     day_from_number, day_number, prefix_end, status_entry, Key, KeyReader, MemberPos,
 };
 pub(crate) use records::{
-    fuzz_decode_all, DayRow, InvitationRecord, OrgOverview, OrgRecord, OrgStats, ResourceRecord,
-    Stored, UsageAsk, UsageState,
+    fuzz_decode_all, DayRow, InvitationRecord, MemberSet, OrgOverview, OrgRecord, OrgStats,
+    ResourceRecord, Stored, UsageAsk, UsageState,
 };
 pub(crate) use redb_backend::{CommitDurability, RedbStore};
 pub(crate) use tables::Table;

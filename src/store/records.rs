@@ -23,7 +23,7 @@ use super::{journal, KeyReader};
 use crate::error::{Error, Result};
 use crate::model::audit::AuditEvent;
 use crate::model::invitation::{Invitation, InvitationStatus};
-use crate::model::membership::Membership;
+use crate::model::membership::{MemberStatus, Membership};
 use crate::model::org::{Limit, LimitOverrides, Organization, OrganizationSettings};
 use crate::model::project::{Project, ProjectMembership};
 use crate::model::resource::{Resource, ResourceKind};
@@ -228,7 +228,8 @@ impl Stored for OrgRecord {
     }
 }
 
-// Memberships (tag 4).
+// Memberships (tag 4, and tag 12 since schema 4: the deactivation time). A tag-4 record is
+// an active membership: files of schema 3 and before keep theirs, and every write is tag 12.
 
 #[derive(Serialize, Deserialize)]
 struct MembershipV1<'a> {
@@ -240,27 +241,54 @@ struct MembershipV1<'a> {
     updated_at: i64,
 }
 
+#[derive(Serialize, Deserialize)]
+struct MembershipV2<'a> {
+    id: Cow<'a, str>,
+    organization_id: Cow<'a, str>,
+    user_id: Cow<'a, str>,
+    role: u8,
+    joined_at: i64,
+    updated_at: i64,
+    /// `None` while active.
+    deactivated_at: Option<i64>,
+}
+
 impl Stored for Membership {
-    const TAG: Tag = Tag::Membership;
+    const TAG: Tag = Tag::MembershipV2;
 
     fn own_key(&self) -> Option<Vec<u8>> {
         Some(keys::two(&self.organization_id, &self.user_id))
     }
 
     fn encode(&self) -> Result<Vec<u8>> {
-        let record = MembershipV1 {
+        let record = MembershipV2 {
             id: text(&self.id),
             organization_id: text(&self.organization_id),
             user_id: text(&self.user_id),
             role: self.role.rank(),
             joined_at: self.joined_at.timestamp_micros(),
             updated_at: self.updated_at.timestamp_micros(),
+            deactivated_at: self.deactivated_at.map(|t| t.timestamp_micros()),
         };
         codec::encode(Self::TAG, &record)
     }
 
     fn decode(bytes: &[u8]) -> Result<Membership> {
-        let r: MembershipV1 = codec::decode(Self::TAG, bytes)?;
+        let r = if bytes.first() == Some(&(Tag::Membership as u8)) {
+            let r: MembershipV1 = codec::decode(Tag::Membership, bytes)?;
+            MembershipV2 {
+                id: r.id,
+                organization_id: r.organization_id,
+                user_id: r.user_id,
+                role: r.role,
+                joined_at: r.joined_at,
+                updated_at: r.updated_at,
+                deactivated_at: None,
+            }
+        } else {
+            codec::decode(Self::TAG, bytes)?
+        };
+        let deactivated_at = time_opt(r.deactivated_at)?;
         Ok(Membership {
             id: r.id.into_owned(),
             organization_id: r.organization_id.into_owned(),
@@ -268,6 +296,12 @@ impl Stored for Membership {
             role: role(r.role)?,
             joined_at: time(r.joined_at)?,
             updated_at: time(r.updated_at)?,
+            status: if deactivated_at.is_some() {
+                MemberStatus::Deactivated
+            } else {
+                MemberStatus::Active
+            },
+            deactivated_at,
         })
     }
 }
@@ -667,6 +701,26 @@ pub(crate) struct UsageState {
     /// Each asked resource's column; `None` when it is not a live resource of the
     /// organization.
     pub(crate) columns: Vec<(String, Option<u32>)>,
+}
+
+/// Which members a list reads: the active ones (the default), the deactivated ones, or all
+/// (active first, then deactivated, each by join time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MemberSet {
+    Active,
+    Deactivated,
+    All,
+}
+
+impl MemberSet {
+    /// Whether the list includes the part of active (`false`) or deactivated (`true`) members.
+    pub(crate) fn includes(self, deactivated: bool) -> bool {
+        match self {
+            MemberSet::Active => !deactivated,
+            MemberSet::Deactivated => deactivated,
+            MemberSet::All => true,
+        }
+    }
 }
 
 /// Stored counters of one organization, kept in step by the membership and resource writers.

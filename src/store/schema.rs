@@ -17,7 +17,12 @@ use crate::error::{Error, Result};
 ///   `invitations_by_project` (project, id); `invitations_by_org` and `invitations_by_status`
 ///   are counted indexes, so invitation lists page and count without decoding invitations,
 ///   and deleting a project finds its invitations without reading the organization's.
-pub(crate) const SCHEMA_VERSION: u32 = 3;
+/// - 4: member deactivation. Memberships are written as tag 12 (with `deactivated_at`; a tag-4
+///   record reads as active, so nothing is rewritten); `members_by_join` / `members_by_role`
+///   and the counters hold active members only, and the new counted indexes
+///   `deactivated_by_join` / `deactivated_by_role` hold the deactivated ones. The step only
+///   creates the two (empty) tables.
+pub(crate) const SCHEMA_VERSION: u32 = 4;
 
 pub(crate) const SCHEMA_KEY: &str = "schema_version";
 pub(crate) const AUDIT_SEQ: &str = "audit_seq";
@@ -58,6 +63,8 @@ fn upgrade_from(tx: &mut dyn KvWrite, from: u64) -> Result<()> {
             counted::rebuild(tx, &[Table::MembersByJoin, Table::MembersByRole])
         }
         2 => invitation_indexes(tx),
+        // Every membership of a version-3 file is active: the new tables start empty.
+        3 => Ok(()),
         other => Err(Error::storage(format!(
             "no migration from schema version {other}"
         ))),

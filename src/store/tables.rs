@@ -16,6 +16,8 @@ pub(crate) enum Table {
     MembersByJoin,
     MembersByRole,
     MemberCounts,
+    DeactivatedByJoin,
+    DeactivatedByRole,
     UserOrgs,
     Invitations,
     InvitationTokens,
@@ -38,7 +40,7 @@ pub(crate) enum Table {
 }
 
 impl Table {
-    pub(crate) const ALL: [Table; 31] = [
+    pub(crate) const ALL: [Table; 33] = [
         Table::Meta,
         Table::Users,
         Table::UserEmail,
@@ -51,6 +53,8 @@ impl Table {
         Table::MembersByJoin,
         Table::MembersByRole,
         Table::MemberCounts,
+        Table::DeactivatedByJoin,
+        Table::DeactivatedByRole,
         Table::UserOrgs,
         Table::Invitations,
         Table::InvitationTokens,
@@ -87,6 +91,8 @@ impl Table {
             Table::MembersByJoin => "members_by_join",
             Table::MembersByRole => "members_by_role",
             Table::MemberCounts => "member_counts",
+            Table::DeactivatedByJoin => "deactivated_by_join",
+            Table::DeactivatedByRole => "deactivated_by_role",
             Table::UserOrgs => "user_orgs",
             Table::Invitations => "invitations",
             Table::InvitationTokens => "invitation_tokens",

@@ -55,8 +55,12 @@ fn org_and_number(table: Table, key: &[u8]) -> Result<(String, u32)> {
 
 /// The version of the export format, written in its header. It describes records, not the
 /// storage layout, so it changes only when a record's shape does: storage version 2 (the
-/// pending index carrying expiries) still writes version 1 exports.
-pub(crate) const EXPORT_VERSION: u32 = 1;
+/// pending index carrying expiries) still wrote version 1 exports.
+///
+/// - 2: memberships carry `status` and `deactivated_at` (member deactivation). A version-1
+///   export imports as it is (its memberships are active); a version-2 export is refused by
+///   an orgdb that would import its deactivated members as active ones.
+pub(crate) const EXPORT_VERSION: u32 = 2;
 
 /// Visits every record of the database, header first.
 pub(crate) fn export<R: KvRead + ?Sized>(
@@ -269,6 +273,12 @@ pub(crate) fn import(tx: &mut dyn Writes, state: &mut ImportState, record: Recor
             }
             if tx.membership(&m.organization_id, &m.user_id)?.is_some() {
                 return Err(refused("membership", format!("{} is duplicated", m.id)));
+            }
+            if m.is_active() != m.deactivated_at.is_none() {
+                return Err(refused(
+                    "membership",
+                    format!("{}: status and deactivated_at disagree", m.id),
+                ));
             }
             tx.insert_membership(&m)?;
         }

@@ -467,6 +467,47 @@ fun postgresShared(env: Env) {
     }
 }
 
+// ---- members at scale ---------------------------------------------------------------------
+
+fun permissionsFollowTheMatrix(env: Env) {
+    val (alice, org) = env.company()
+    val bob = env.user("Bob")
+    env.db.addMember(actor(alice), org.id, bob.id, "admin")
+    val mine = env.db.permissions(actor(alice), org.id)
+    eq(mine.role, Role.OWNER, "owner role")
+    ensure(Action.DELETE_ORGANIZATION in mine.actions) { "owner may delete: ${mine.actions}" }
+    ensure(Action.LEAVE_ORGANIZATION !in mine.actions) { "the only owner may not leave" }
+    val bobs = env.db.permissions(actor(bob), org.id)
+    eq(bobs.grantableRoles, listOf(Role.VIEWER, Role.MEMBER, Role.ADMIN), "admin grants")
+    ensure(Action.CHANGE_PLAN !in bobs.actions) { "an admin may not change the plan" }
+    eq(env.db.permissions(Actor.System, org.id).role, null, "system role")
+    val stranger = env.user("Stranger")
+    expect<OrgDbException.Forbidden> { env.db.permissions(actor(stranger), org.id) }
+}
+
+fun deactivateAndReactivate(env: Env) {
+    val (alice, org) = env.company()
+    val owner = actor(alice)
+    val bob = env.user("Bob")
+    env.db.addMember(owner, org.id, bob.id, "member")
+    eq(env.db.getOrganization(owner, org.id).usage.teamMembers, 2uL, "seats before")
+    val off = env.db.deactivateMember(owner, org.id, bob.id)
+    eq(off.status, MemberStatus.DEACTIVATED, "status")
+    ensure(off.deactivatedAt != null) { "deactivated_at set" }
+    eq(env.db.getOrganization(owner, org.id).usage.teamMembers, 1uL, "seats after")
+    expect<OrgDbException.Forbidden> { env.db.getOrganization(actor(bob), org.id) }
+    val gone = env.db.listMembers(owner, org.id, MemberQuery(status = "deactivated"))
+    eq(gone.data.map { it.id }, listOf(bob.id), "deactivated list")
+    eq(env.db.listMembers(owner, org.id, MemberQuery()).pagination.total, 1uL, "active total")
+    eq(env.db.listMembers(owner, org.id, MemberQuery(status = "all")).pagination.total, 2uL, "all total")
+    expect<OrgDbException.Validation> { env.db.listMembers(owner, org.id, MemberQuery(status = "nope")) }
+    expect<OrgDbException.Conflict> { env.db.deactivateMember(owner, org.id, alice.id) }
+    val on = env.db.reactivateMember(owner, org.id, bob.id)
+    eq(on.status, MemberStatus.ACTIVE, "reactivated")
+    eq(on.deactivatedAt, null, "deactivated_at cleared")
+    env.db.getOrganization(actor(bob), org.id)
+}
+
 /** Thrown by a test that cannot run here. */
 class Skip(reason: String) : Exception(reason)
 
@@ -488,6 +529,8 @@ fun main() {
         "file: reopen a database" to ::reopenFromFile,
         "file: export, import with progress and stop" to ::exportImportWithProgress,
         "postgres: two handles share one database and its quotas" to ::postgresShared,
+        "members: permissions follow the matrix" to ::permissionsFollowTheMatrix,
+        "members: deactivate and reactivate" to ::deactivateAndReactivate,
     )
     var passed = 0
     var failed = 0

@@ -6,7 +6,15 @@ use orgdb::{MemberQuery, Page, Result};
 use super::App;
 use crate::output::View;
 
-const COLUMNS: &[&str] = &["id", "email", "name", "role", "joined_at", "last_active"];
+const COLUMNS: &[&str] = &[
+    "id",
+    "email",
+    "name",
+    "role",
+    "status",
+    "joined_at",
+    "last_active",
+];
 
 /// Members of an organization and their roles. A member is named by user id, membership id
 /// (`mem_…`) or email.
@@ -25,6 +33,9 @@ pub(crate) enum Cmd {
         /// Only this role (case-insensitive).
         #[arg(long)]
         role: Option<String>,
+        /// active (default), deactivated, or all.
+        #[arg(long)]
+        status: Option<String>,
         /// Start after this cursor (the `next_cursor` of a previous page).
         #[arg(long)]
         cursor: Option<String>,
@@ -57,6 +68,21 @@ pub(crate) enum Cmd {
         member: String,
         /// New role.
         role: String,
+    },
+    /// Deactivate a member: they keep the membership and its history but hold no seat and
+    /// cannot act in the organization.
+    Deactivate {
+        /// Organization id or slug.
+        org: String,
+        /// User id, membership id or email.
+        member: String,
+    },
+    /// Reactivate a deactivated member (seat-checked).
+    Reactivate {
+        /// Organization id or slug.
+        org: String,
+        /// User id, membership id or email.
+        member: String,
     },
     /// Remove a member (and their project memberships).
     Remove {
@@ -96,6 +122,7 @@ pub(crate) fn run(app: &App, cmd: Cmd) -> Result<()> {
             page,
             per_page,
             role,
+            status,
             cursor,
             all,
         } => {
@@ -104,6 +131,7 @@ pub(crate) fn run(app: &App, cmd: Cmd) -> Result<()> {
                 page,
                 per_page,
                 role,
+                status,
                 cursor,
             };
             if !all {
@@ -143,6 +171,20 @@ pub(crate) fn run(app: &App, cmd: Cmd) -> Result<()> {
             let who = app.member(&member)?;
             out.ok(
                 &db.update_member_role(actor, &org, &who, &role)?,
+                View::Record,
+            );
+        }
+        Cmd::Deactivate { org, member } => {
+            let org = app.org(&org)?;
+            out.ok(
+                &db.deactivate_member(actor, &org, &app.member(&member)?)?,
+                View::Record,
+            );
+        }
+        Cmd::Reactivate { org, member } => {
+            let org = app.org(&org)?;
+            out.ok(
+                &db.reactivate_member(actor, &org, &app.member(&member)?)?,
                 View::Record,
             );
         }

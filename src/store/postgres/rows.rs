@@ -4,14 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use postgres::types::ToSql;
 use postgres::Row;
 
 use crate::error::{Error, Result};
 use crate::model::audit::AuditEvent;
 use crate::model::invitation::{Invitation, InvitationStatus};
-use crate::model::membership::Membership;
+use crate::model::membership::{MemberStatus, Membership};
 use crate::model::org::{Limit, LimitOverrides, Organization, OrganizationSettings};
 use crate::model::project::{Project, ProjectMembership};
 use crate::model::resource::{Resource, ResourceKind};
@@ -135,15 +135,27 @@ pub(super) fn stats_of(r: &Row, at: usize) -> Result<OrgStats> {
     })
 }
 
-pub(super) fn membership_of(r: &Row) -> Result<Membership> {
+/// A membership from the columns of [`membership_columns`], starting at column `at`.
+pub(super) fn membership_at(r: &Row, at: usize) -> Result<Membership> {
+    let deactivated_at: Option<DateTime<Utc>> = get(r, at + 6)?;
     Ok(Membership {
-        id: get(r, 0)?,
-        organization_id: get(r, 1)?,
-        user_id: get(r, 2)?,
-        role: role_of(&get::<String>(r, 3)?)?,
-        joined_at: get(r, 4)?,
-        updated_at: get(r, 5)?,
+        id: get(r, at)?,
+        organization_id: get(r, at + 1)?,
+        user_id: get(r, at + 2)?,
+        role: role_of(&get::<String>(r, at + 3)?)?,
+        joined_at: get(r, at + 4)?,
+        updated_at: get(r, at + 5)?,
+        status: if deactivated_at.is_some() {
+            MemberStatus::Deactivated
+        } else {
+            MemberStatus::Active
+        },
+        deactivated_at,
     })
+}
+
+pub(super) fn membership_of(r: &Row) -> Result<Membership> {
+    membership_at(r, 0)
 }
 
 pub(super) fn invitation_of(r: &Row) -> Result<InvitationRecord> {
@@ -260,7 +272,8 @@ pub(super) const ORG_OVERVIEW: &str = concat!(
     "SELECT ",
     org_columns!(),
     ",
-    (SELECT role FROM memberships m WHERE m.organization_id = o.id AND m.user_id = $2),
+    (SELECT role FROM memberships m WHERE m.organization_id = o.id AND m.user_id = $2
+        AND m.deactivated_at IS NULL),
     (SELECT count(*) FROM invitations i
       WHERE i.organization_id = o.id AND i.status = 'pending' AND i.expires_at > $3),
     (SELECT total FROM usage_months u WHERE u.organization_id = o.id AND u.month = $4)
@@ -272,12 +285,36 @@ pub(super) const ORG_WITH_ROLE: &str = concat!(
     "SELECT ",
     org_columns!(),
     ",
-    (SELECT role FROM memberships m WHERE m.organization_id = o.id AND m.user_id = $2)
+    (SELECT role FROM memberships m WHERE m.organization_id = o.id AND m.user_id = $2
+        AND m.deactivated_at IS NULL)
     FROM organizations o WHERE o.id = $1"
 );
 
+/// The columns [`membership_of`] reads, in its order.
+macro_rules! membership_columns {
+    ($m:literal) => {
+        concat!(
+            $m,
+            "id, ",
+            $m,
+            "organization_id, ",
+            $m,
+            "user_id, ",
+            $m,
+            "role, ",
+            $m,
+            "joined_at, ",
+            $m,
+            "updated_at, ",
+            $m,
+            "deactivated_at"
+        )
+    };
+}
+pub(super) use membership_columns;
+
 pub(super) const MEMBERSHIP_SELECT: &str =
-    "SELECT id, organization_id, user_id, role, joined_at, updated_at FROM memberships";
+    concat!("SELECT ", membership_columns!(""), " FROM memberships");
 
 pub(super) const INVITATION_SELECT: &str = "SELECT id, organization_id, email, role, project_id,
     project_role, status, invited_by, created_at, expires_at, accepted_at, token_hash,

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use super::pg_err;
 
 /// The schema version this build writes. A database of a newer version is refused.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// Version 1: every entity of SPEC section 2, usage counters and the audit change feed.
 const V1: &[&str] = &[
@@ -199,8 +199,23 @@ const V2: &[&str] = &[r#"CREATE TABLE IF NOT EXISTS usage_leases (
         PRIMARY KEY (organization_id, month, holder)
     )"#];
 
+/// Version 3: member deactivation. `deactivated_at` is null while a member is active; the
+/// list indexes order the active members before the deactivated ones (`(deactivated_at IS NOT
+/// NULL)` after the organization, or after its role), so every status filter and the list of
+/// all members page from an index. The counters on the organization row count active members
+/// only.
+const V3: &[&str] = &[
+    "ALTER TABLE memberships ADD COLUMN IF NOT EXISTS deactivated_at TIMESTAMPTZ",
+    r#"CREATE INDEX IF NOT EXISTS memberships_by_status_join
+        ON memberships (organization_id, (deactivated_at IS NOT NULL), joined_at, user_id)"#,
+    r#"CREATE INDEX IF NOT EXISTS memberships_by_status_role
+        ON memberships (organization_id, role, (deactivated_at IS NOT NULL), joined_at, user_id)"#,
+    "DROP INDEX IF EXISTS memberships_by_join",
+    "DROP INDEX IF EXISTS memberships_by_role",
+];
+
 /// The migrations in order: `MIGRATIONS[n]` takes a database from version `n` to `n + 1`.
-const MIGRATIONS: &[&[&str]] = &[V1, V2];
+const MIGRATIONS: &[&[&str]] = &[V1, V2, V3];
 
 /// Creates or upgrades the schema, one idempotent statement at a time, then records the
 /// version. A database written by a newer orgdb is `incompatible_version`.

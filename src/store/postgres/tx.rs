@@ -17,8 +17,8 @@ use crate::model::role::Role;
 use crate::model::transfer::Record;
 use crate::model::user::User;
 use crate::store::{
-    day_number, CheckReport, DayRow, InvitationRecord, MemberPos, OrgOverview, OrgRecord, OrgStats,
-    Reads, ResourceRecord, UsageAsk, UsageState, Writes,
+    day_number, CheckReport, DayRow, InvitationRecord, MemberPos, MemberSet, OrgOverview,
+    OrgRecord, OrgStats, Reads, ResourceRecord, UsageAsk, UsageState, Writes,
 };
 
 use super::rows::*;
@@ -406,25 +406,20 @@ impl Reads for PgTx<'_> {
         org: &str,
     ) -> Result<Option<(User, Option<Membership>)>> {
         let Some(r) = self.row(
-            "SELECT u.id, u.email, u.name, u.created_at, u.last_active, m.id, m.organization_id,
-                m.user_id, m.role, m.joined_at, m.updated_at
-             FROM users u
-             LEFT JOIN memberships m ON m.organization_id = $2 AND m.user_id = u.id
-             WHERE u.id = $1",
+            concat!(
+                "SELECT u.id, u.email, u.name, u.created_at, u.last_active, ",
+                membership_columns!("m."),
+                " FROM users u
+                 LEFT JOIN memberships m ON m.organization_id = $2 AND m.user_id = u.id
+                 WHERE u.id = $1"
+            ),
             &[&user, &org],
         )?
         else {
             return Ok(None);
         };
         let membership = match get::<Option<String>>(&r, 5)? {
-            Some(id) => Some(Membership {
-                id,
-                organization_id: get(&r, 6)?,
-                user_id: get(&r, 7)?,
-                role: role_of(&get::<String>(&r, 8)?)?,
-                joined_at: get(&r, 9)?,
-                updated_at: get(&r, 10)?,
-            }),
+            Some(_) => Some(membership_at(&r, 5)?),
             None => None,
         };
         Ok(Some((user_of(&r)?, membership)))
@@ -432,7 +427,7 @@ impl Reads for PgTx<'_> {
 
     fn org_with_role(&self, org: &str, user: &str) -> Result<Option<(OrgRecord, Option<Role>)>> {
         if let Some(rec) = self.locked.borrow().get(org) {
-            let role = self.membership(org, user)?.map(|m| m.role);
+            let role = self.membership(org, user)?.and_then(|m| m.acting_role());
             return Ok(Some((rec.clone(), role)));
         }
         let Some(r) = self.row(ORG_WITH_ROLE, &[&org, &user])? else {
@@ -491,108 +486,105 @@ impl Reads for PgTx<'_> {
             .transpose()
     }
 
-    fn member_positions(
-        &self,
-        org: &str,
-        role: Option<Role>,
-        after: Option<&MemberPos>,
-        skip: u64,
-        limit: usize,
-    ) -> Result<Vec<MemberPos>> {
-        let skip = signed(skip, "page")?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let role = role.map(Role::as_str);
-        let rows = match after {
-            Some((at, user)) => self.rows(
-                "SELECT joined_at, user_id FROM memberships
-                 WHERE organization_id = $1 AND ($2::TEXT IS NULL OR role = $2)
-                   AND (joined_at, user_id) > ($3, $4)
-                 ORDER BY joined_at, user_id OFFSET $5 LIMIT $6",
-                &[&org, &role, at, user, &skip, &limit],
-            )?,
-            None => self.rows(
-                "SELECT joined_at, user_id FROM memberships
-                 WHERE organization_id = $1 AND ($2::TEXT IS NULL OR role = $2)
-                 ORDER BY joined_at, user_id OFFSET $3 LIMIT $4",
-                &[&org, &role, &skip, &limit],
-            )?,
-        };
-        rows.iter()
-            .map(|r| Ok((get::<DateTime<Utc>>(r, 0)?, get::<String>(r, 1)?)))
-            .collect()
-    }
-
-    /// One statement: the page of memberships joined to their users.
+    /// One statement: the page of memberships joined to their users. The page is cut from an
+    /// index alone (`memberships_by_join` / `memberships_by_role`, which order the active
+    /// members before the deactivated ones: positions only, the skipped rows are never read
+    /// from the table), then joined to its memberships and users.
     fn member_rows(
         &self,
         org: &str,
+        set: MemberSet,
         role: Option<Role>,
         after: Option<&MemberPos>,
         skip: u64,
         limit: usize,
     ) -> Result<Vec<(Membership, User)>> {
-        // The page is cut from an index alone (positions only: the skipped rows are never
-        // read from the table), then joined to its memberships and users.
         macro_rules! page {
             ($cut:literal) => {
                 concat!(
-                    "SELECT m.id, m.organization_id, m.user_id, m.role, m.joined_at,
-                        m.updated_at, u.id, u.email, u.name, u.created_at, u.last_active
-                     FROM (SELECT joined_at, user_id FROM memberships WHERE organization_id = $1",
+                    "SELECT ",
+                    membership_columns!("m."),
+                    ", u.id, u.email, u.name, u.created_at, u.last_active
+                     FROM (SELECT deactivated_at IS NOT NULL AS off, joined_at, user_id
+                           FROM memberships
+                           WHERE organization_id = $1 AND (deactivated_at IS NOT NULL) >= $2
+                             AND (deactivated_at IS NOT NULL) <= $3",
                     $cut,
                     ") p
                      JOIN memberships m ON m.organization_id = $1 AND m.user_id = p.user_id
                      JOIN users u ON u.id = p.user_id
-                     ORDER BY p.joined_at, p.user_id"
+                     ORDER BY p.off, p.joined_at, p.user_id"
                 )
             };
         }
         let skip = signed(skip, "page")?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // The part(s) of the list: (lowest, highest) value of "deactivated".
+        let (low, high) = (!set.includes(false), set.includes(true));
         let role = role.map(Role::as_str).unwrap_or_default();
         let rows = match (after, role) {
             (None, "") => self.rows(
-                page!(" AND $2 = '' ORDER BY joined_at, user_id OFFSET $3 LIMIT $4"),
-                &[&org, &role, &skip, &limit],
+                page!(
+                    " AND $4 = '' ORDER BY (deactivated_at IS NOT NULL), joined_at, user_id
+                     OFFSET $5 LIMIT $6"
+                ),
+                &[&org, &low, &high, &role, &skip, &limit],
             )?,
             (None, _) => self.rows(
-                page!(" AND role = $2 ORDER BY joined_at, user_id OFFSET $3 LIMIT $4"),
-                &[&org, &role, &skip, &limit],
-            )?,
-            (Some((at, user)), "") => self.rows(
                 page!(
-                    " AND $2 = '' AND (joined_at, user_id) > ($3, $4)
-                     ORDER BY joined_at, user_id OFFSET $5 LIMIT $6"
+                    " AND role = $4 ORDER BY (deactivated_at IS NOT NULL), joined_at, user_id
+                     OFFSET $5 LIMIT $6"
                 ),
-                &[&org, &role, at, user, &skip, &limit],
+                &[&org, &low, &high, &role, &skip, &limit],
             )?,
-            (Some((at, user)), _) => self.rows(
+            (Some((off, at, user)), "") => self.rows(
                 page!(
-                    " AND role = $2 AND (joined_at, user_id) > ($3, $4)
-                     ORDER BY joined_at, user_id OFFSET $5 LIMIT $6"
+                    " AND $4 = ''
+                     AND ((deactivated_at IS NOT NULL), joined_at, user_id) > ($5, $6, $7)
+                     ORDER BY (deactivated_at IS NOT NULL), joined_at, user_id
+                     OFFSET $8 LIMIT $9"
                 ),
-                &[&org, &role, at, user, &skip, &limit],
+                &[&org, &low, &high, &role, off, at, user, &skip, &limit],
+            )?,
+            (Some((off, at, user)), _) => self.rows(
+                page!(
+                    " AND role = $4
+                     AND ((deactivated_at IS NOT NULL), joined_at, user_id) > ($5, $6, $7)
+                     ORDER BY (deactivated_at IS NOT NULL), joined_at, user_id
+                     OFFSET $8 LIMIT $9"
+                ),
+                &[&org, &low, &high, &role, off, at, user, &skip, &limit],
             )?,
         };
         rows.iter()
             .map(|r| {
                 let m = membership_of(r)?;
                 let u = User {
-                    id: get(r, 6)?,
-                    email: get(r, 7)?,
-                    name: get(r, 8)?,
-                    created_at: get(r, 9)?,
-                    last_active: get(r, 10)?,
+                    id: get(r, 7)?,
+                    email: get(r, 8)?,
+                    name: get(r, 9)?,
+                    created_at: get(r, 10)?,
+                    last_active: get(r, 11)?,
                 };
                 Ok((m, u))
             })
             .collect()
     }
 
+    fn deactivated_count(&self, org: &str, role: Option<Role>) -> Result<u64> {
+        let role = role.map(Role::as_str);
+        self.count(
+            "SELECT count(*) FROM memberships
+             WHERE organization_id = $1 AND deactivated_at IS NOT NULL
+               AND ($2::TEXT IS NULL OR role = $2)",
+            &[&org, &role],
+        )
+    }
+
     fn member_user_ids(&self, org: &str) -> Result<Vec<String>> {
         self.strings(
             "SELECT user_id FROM memberships WHERE organization_id = $1
-             ORDER BY joined_at, user_id",
+             ORDER BY (deactivated_at IS NOT NULL), joined_at, user_id",
             &[&org],
         )
     }
@@ -995,7 +987,7 @@ impl Writes for PgTx<'_> {
         Ok(())
     }
 
-    /// One statement: the row and its role's counter.
+    /// One statement: the row and (when active) its role's counter.
     fn insert_membership(&mut self, m: &Membership) -> Result<()> {
         self.forget_stats(&m.organization_id);
         self.exec(
@@ -1004,17 +996,18 @@ impl Writes for PgTx<'_> {
                 role_count_update!(),
                 " WHERE id = $1 RETURNING id)
                  INSERT INTO memberships (organization_id, user_id, id, role, joined_at,
-                    updated_at)
-                 VALUES ($1, $4, $5, $2, $6, $7)"
+                    updated_at, deactivated_at)
+                 VALUES ($1, $4, $5, $2, $6, $7, $8)"
             ),
             &[
                 &m.organization_id,
                 &m.role.as_str(),
-                &1i64,
+                &i64::from(m.is_active()),
                 &m.user_id,
                 &m.id,
                 &m.joined_at,
                 &m.updated_at,
+                &m.deactivated_at,
             ],
         )?;
         Ok(())
@@ -1022,7 +1015,8 @@ impl Writes for PgTx<'_> {
 
     fn replace_membership(&mut self, old: &Membership, new: &Membership) -> Result<()> {
         self.exec(
-            "UPDATE memberships SET id = $3, role = $4, joined_at = $5, updated_at = $6
+            "UPDATE memberships SET id = $3, role = $4, joined_at = $5, updated_at = $6,
+                deactivated_at = $7
              WHERE organization_id = $1 AND user_id = $2",
             &[
                 &new.organization_id,
@@ -1031,11 +1025,16 @@ impl Writes for PgTx<'_> {
                 &new.role.as_str(),
                 &new.joined_at,
                 &new.updated_at,
+                &new.deactivated_at,
             ],
         )?;
-        if old.role != new.role {
-            self.adjust_role_count(&old.organization_id, old.role, -1)?;
-            self.adjust_role_count(&new.organization_id, new.role, 1)?;
+        if old.acting_role() != new.acting_role() {
+            if let Some(role) = old.acting_role() {
+                self.adjust_role_count(&old.organization_id, role, -1)?;
+            }
+            if let Some(role) = new.acting_role() {
+                self.adjust_role_count(&new.organization_id, role, 1)?;
+            }
         }
         Ok(())
     }
@@ -1045,7 +1044,7 @@ impl Writes for PgTx<'_> {
             "DELETE FROM memberships WHERE organization_id = $1 AND user_id = $2",
             &[&m.organization_id, &m.user_id],
         )?;
-        if removed > 0 {
+        if removed > 0 && m.is_active() {
             self.adjust_role_count(&m.organization_id, m.role, -1)?;
         }
         Ok(())

@@ -21,7 +21,7 @@ const PROBLEMS: &[&str] = &[
     // Counters on the organization row against the rows they count.
     "SELECT 'org counters: ' || o.id || ' holds ' || o.count_owner || '/' || o.count_admin
             || '/' || o.count_member || '/' || o.count_viewer || ' (owner/admin/member/viewer)'
-            || ', rows say ' || coalesce(m.owners, 0) || '/' || coalesce(m.admins, 0) || '/'
+            || ', active rows say ' || coalesce(m.owners, 0) || '/' || coalesce(m.admins, 0) || '/'
             || coalesce(m.members, 0) || '/' || coalesce(m.viewers, 0)
      FROM organizations o LEFT JOIN (
         SELECT organization_id,
@@ -29,13 +29,15 @@ const PROBLEMS: &[&str] = &[
             count(*) FILTER (WHERE role = 'admin') AS admins,
             count(*) FILTER (WHERE role = 'member') AS members,
             count(*) FILTER (WHERE role = 'viewer') AS viewers
-        FROM memberships GROUP BY organization_id) m ON m.organization_id = o.id
+        FROM memberships WHERE deactivated_at IS NULL GROUP BY organization_id) m
+        ON m.organization_id = o.id
      WHERE (o.count_owner, o.count_admin, o.count_member, o.count_viewer)
         <> (coalesce(m.owners, 0), coalesce(m.admins, 0), coalesce(m.members, 0),
             coalesce(m.viewers, 0))",
-    "SELECT 'organization ' || id || ' has no owner' FROM organizations o
+    "SELECT 'organization ' || id || ' has no active owner' FROM organizations o
      WHERE NOT EXISTS (SELECT 1 FROM memberships m
-                       WHERE m.organization_id = o.id AND m.role = 'owner')",
+                       WHERE m.organization_id = o.id AND m.role = 'owner'
+                         AND m.deactivated_at IS NULL)",
     "SELECT 'org counters: ' || o.id || ' holds ' || o.count_mcp || ' mcps and '
             || o.count_api_key || ' api keys, rows say ' || coalesce(r.mcps, 0) || ' and '
             || coalesce(r.keys, 0)
