@@ -2078,6 +2078,7 @@ fn main() {
                 per_page: Some(20),
                 role: None,
                 status: None,
+                search: None,
                 cursor: cursor.cloned(),
             };
             if cfg.wants("list_members_page1") {

@@ -12,6 +12,7 @@ fn query(page: u32, per_page: u32, role: Option<&str>) -> MemberQuery {
         per_page: Some(per_page),
         role: role.map(str::to_owned),
         status: None,
+        search: None,
         cursor: None,
     }
 }

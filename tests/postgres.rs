@@ -184,6 +184,7 @@ fn a_version_1_database_is_upgraded_on_open() {
         .batch_execute(&format!(
             "DROP TABLE {schema}.usage_leases;
              ALTER TABLE {schema}.memberships DROP COLUMN deactivated_at;
+             DROP TABLE {schema}.member_terms;
              CREATE INDEX memberships_by_join
                 ON {schema}.memberships (organization_id, joined_at, user_id);
              CREATE INDEX memberships_by_role
@@ -205,6 +206,18 @@ fn a_version_1_database_is_upgraded_on_open() {
     db.flush().unwrap();
     let details = db.get_organization(&actor(&owner), &org).unwrap();
     assert_eq!(details.usage.monthly_requests, 5);
+    // The members of version 1 are found by a search (the migration filled the terms).
+    let hits = db
+        .list_members(
+            &actor(&owner),
+            &org,
+            &orgdb::MemberQuery {
+                search: Some(owner.name.to_lowercase()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(hits.data.len(), 1, "{hits:?}");
     // Members deactivate there; the first list indexes gave way to the ones by status.
     let bo = user(&db, "Bo");
     db.add_member(&actor(&owner), &org, &bo.id, "member")

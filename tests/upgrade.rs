@@ -982,6 +982,21 @@ fn migrates_with_exact_content(version: u64) {
         assert_eq!(active.pagination.total, exported_members, "{layout}");
         assert_eq!(members("all").data, active.data, "{layout}");
         assert_eq!(members("deactivated").pagination.total, 0, "{layout}");
+        // The migration built the search index: every member is found by their email.
+        for m in &active.data {
+            let hits = db
+                .list_members(
+                    &Actor::System,
+                    &org,
+                    &MemberQuery {
+                        search: Some(m.email.to_uppercase()),
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+            assert_eq!(hits.data.len(), 1, "{layout}: {}", m.email);
+            assert_eq!(hits.data[0].id, m.id);
+        }
         drop(db);
         assert_eq!(schema_version(&dir.path().join("orgdb.redb")), CURRENT);
     }

@@ -400,7 +400,7 @@ fn cases() -> Vec<Case> {
             invite(db, fx, &fx.owner(), new)
         }),
         case("list_members: page, per_page, role", Invalid(&["page", "per_page", "role"]), |db, fx| {
-            let q = MemberQuery { page: Some(0), per_page: Some(500), role: Some("boss".into()), status: None, cursor: None };
+            let q = MemberQuery { page: Some(0), per_page: Some(500), role: Some("boss".into()), status: None, search: None, cursor: None };
             db.list_members(&fx.owner(), &fx.org, &q).map(|_| ())
         }),
         case("list_invitations: page, per_page", Invalid(&["page", "per_page"]), |db, fx| invitations(db, fx, Some(0), Some(0))),

@@ -689,6 +689,7 @@ impl World {
                             .pick(&["active", "deactivated", "all", "ALL", "gone"])
                             .to_owned()
                     }),
+                    search: self.opt_string(input),
                     cursor: self.opt_string(input),
                 };
                 call!("list_members", actor, org, query);

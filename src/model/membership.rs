@@ -160,6 +160,12 @@ pub struct MemberQuery {
     #[serde(default)]
     #[cfg_attr(feature = "ffi", uniffi(default))]
     pub status: Option<String>,
+    /// Case-insensitive prefix of the member's email, of their whole name, or of a later word
+    /// of their name (`love` finds "Ada Lovelace"); combined with the other filters, in the
+    /// same order and paging. Blank: no search.
+    #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
+    pub search: Option<String>,
     /// Keyset cursor from a previous page's `next_cursor`; when given, the page starts right
     /// after it and `page` only labels the result.
     #[serde(default)]

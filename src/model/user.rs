@@ -46,3 +46,46 @@ pub struct UserPatch {
     #[cfg_attr(feature = "ffi", uniffi(default))]
     pub name: Option<String>,
 }
+
+/// A search string as [`search_terms`] are matched against: lower-cased (Unicode), its
+/// whitespace trimmed and collapsed to single spaces.
+pub(crate) fn normalize_search(text: &str) -> String {
+    text.split_whitespace()
+        .map(str::to_lowercase)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What a prefix search finds a user by: the email, the whole name, and each later word of
+/// the name (so `love` finds "Ada Lovelace"), normalized like [`normalize_search`], without
+/// duplicates, in a stable order.
+pub(crate) fn search_terms(email: &str, name: &str) -> Vec<String> {
+    let name = normalize_search(name);
+    let mut terms = vec![normalize_search(email)];
+    if !name.is_empty() {
+        terms.push(name.clone());
+    }
+    terms.extend(name.split(' ').skip(1).map(str::to_owned));
+    let mut seen = std::collections::BTreeSet::new();
+    terms.retain(|t| !t.is_empty() && seen.insert(t.clone()));
+    terms
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terms_cover_the_email_the_name_and_its_later_words() {
+        assert_eq!(
+            search_terms("ada@example.com", "  Ada   LOVELACE "),
+            ["ada@example.com", "ada lovelace", "lovelace"]
+        );
+        assert_eq!(
+            search_terms("x@y.io", "Émile Zola Zola"),
+            ["x@y.io", "émile zola zola", "zola"]
+        );
+        assert_eq!(normalize_search("  Ada \t Lov "), "ada lov");
+        assert_eq!(normalize_search("   "), "");
+    }
+}

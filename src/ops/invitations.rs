@@ -372,7 +372,7 @@ pub(crate) fn accept(
             // member's, so it is not counted twice.
             seats::require_seat(ctx, &cleared, || Ok(tx.org_stats(&org)?.members))?;
             let m = Membership::joined(ctx.id("mem"), &org, &user.id, inv.role, ctx.now);
-            tx.insert_membership(&m)?;
+            tx.insert_membership(&m, &user)?;
             let details = json!({ "user_id": user.id, "role": m.role, "invitation_id": inv.id });
             record(
                 tx,

@@ -13,6 +13,7 @@ use crate::model::page::{Page, Pagination};
 use crate::model::permission::Permissions;
 use crate::model::role::{Role, RoleArg};
 use crate::model::time;
+use crate::model::user::normalize_search;
 use crate::store::{MemberPos, MemberSet, Reads, Writes};
 use crate::validate::Validator;
 
@@ -80,6 +81,9 @@ fn decode_cursor(cursor: &str) -> Option<MemberPos> {
     (!user.is_empty() && !user.contains('\0')).then(|| (deactivated, at, user.to_owned()))
 }
 
+/// Longest member search accepted (characters, after normalizing).
+const SEARCH_MAX: usize = 200;
+
 /// The status filter of a member list: `active` (default), `deactivated` or `all`.
 fn member_set(validator: &mut Validator, text: Option<&str>) -> MemberSet {
     match text.map(|t| t.trim().to_ascii_lowercase()).as_deref() {
@@ -118,19 +122,15 @@ pub(crate) fn list(
             pos
         }
     };
+    let search = query.search.as_deref().map(normalize_search);
+    if search
+        .as_ref()
+        .is_some_and(|s| s.chars().count() > SEARCH_MAX)
+    {
+        validator.fail("search", format!("Must be at most {SEARCH_MAX} characters"));
+    }
     validator.finish()?;
 
-    let active = if set.includes(false) {
-        let stats = tx.org_stats(org)?;
-        role.map_or(stats.members, |r| stats.with_role(r))
-    } else {
-        0
-    };
-    let total = if set.includes(true) {
-        active + tx.deactivated_count(org, role)?
-    } else {
-        active
-    };
     let skip = if cursor.is_some() {
         0
     } else {
@@ -138,7 +138,24 @@ pub(crate) fn list(
     };
     // One row more than the page tells whether a next page exists.
     let want = per_page as usize + 1;
-    let mut rows = tx.member_rows(org, set, role, cursor.as_ref(), skip, want)?;
+    let (total, mut rows) = match search.filter(|s| !s.is_empty()) {
+        Some(prefix) => tx.member_search(org, set, role, &prefix, cursor.as_ref(), skip, want)?,
+        None => {
+            let active = if set.includes(false) {
+                let stats = tx.org_stats(org)?;
+                role.map_or(stats.members, |r| stats.with_role(r))
+            } else {
+                0
+            };
+            let total = if set.includes(true) {
+                active + tx.deactivated_count(org, role)?
+            } else {
+                active
+            };
+            let rows = tx.member_rows(org, set, role, cursor.as_ref(), skip, want)?;
+            (total, rows)
+        }
+    };
     let more = rows.len() > per_page as usize;
     rows.truncate(per_page as usize);
     let next_cursor = if more {
@@ -199,7 +216,7 @@ pub(crate) fn add(
         Ok(seats::seats_used(tx, ctx, org)? - u64::from(pending.is_some()))
     })?;
     let m = Membership::joined(ctx.id("mem"), org, &user.id, role, ctx.now);
-    tx.insert_membership(&m)?;
+    tx.insert_membership(&m, &user)?;
     if let Some(inv) = pending {
         seats::mark_accepted(tx, ctx, actor, inv)?;
     }

@@ -130,7 +130,7 @@ pub(crate) fn create(
         overrides: LimitOverrides::default(),
     })?;
     let membership = Membership::joined(ctx.id("mem"), &org.id, &user.id, Role::Owner, ctx.now);
-    tx.insert_membership(&membership)?;
+    tx.insert_membership(&membership, &user)?;
     let details = json!({ "name": org.name, "slug": org.slug, "plan": org.plan, "owner": user.id });
     record(
         tx,

@@ -24,7 +24,7 @@ use crate::model::project::{Project, ProjectMembership};
 use crate::model::resource::{Resource, ResourceKind};
 use crate::model::role::Role;
 use crate::model::transfer::Record;
-use crate::model::user::User;
+use crate::model::user::{search_terms, User};
 
 /// The typed reading interface: what every operation reads, on any backend.
 pub(crate) trait Reads {
@@ -103,6 +103,21 @@ pub(crate) trait Reads {
     /// How many deactivated members the organization has (optionally of one role). Active
     /// members are counted by [`org_stats`](Reads::org_stats).
     fn deactivated_count(&self, org: &str, role: Option<Role>) -> Result<u64>;
+
+    /// A member search: how many members of the list `set` (optionally of one role) have a
+    /// search term (`model::user::search_terms`) that starts with `prefix` (normalized, not
+    /// empty), and one page of them in list order, like [`member_rows`](Reads::member_rows).
+    #[allow(clippy::too_many_arguments)]
+    fn member_search(
+        &self,
+        org: &str,
+        set: MemberSet,
+        role: Option<Role>,
+        prefix: &str,
+        after: Option<&MemberPos>,
+        skip: u64,
+        limit: usize,
+    ) -> Result<(u64, Vec<(Membership, User)>)>;
 
     /// Every member's user id (active and deactivated), in list order.
     fn member_user_ids(&self, org: &str) -> Result<Vec<String>>;
@@ -247,7 +262,8 @@ pub(crate) trait Writes: Reads {
 
     // Memberships.
 
-    fn insert_membership(&mut self, m: &Membership) -> Result<()>;
+    /// Adds a membership of `user` (whose email and name it is found by in member searches).
+    fn insert_membership(&mut self, m: &Membership, user: &User) -> Result<()>;
 
     /// Rewrites a membership whose role (and `updated_at`) changed.
     fn replace_membership(&mut self, old: &Membership, new: &Membership) -> Result<()>;
@@ -547,6 +563,62 @@ impl<T: KvRead + ?Sized> Reads for T {
     fn deactivated_count(&self, org: &str, role: Option<Role>) -> Result<u64> {
         let (table, prefix) = list_index(true, org, role);
         counted::count(self, table, prefix.as_slice())
+    }
+
+    /// Every hit of the prefix is read from `member_search` alone (its values carry status,
+    /// role and join time), deduplicated by user, filtered, and sorted in list order; only
+    /// the page's memberships and users are read.
+    fn member_search(
+        &self,
+        org: &str,
+        set: MemberSet,
+        role: Option<Role>,
+        prefix: &str,
+        after: Option<&MemberPos>,
+        skip: u64,
+        limit: usize,
+    ) -> Result<(u64, Vec<(Membership, User)>)> {
+        let low = keys::member_search_prefix(org, prefix);
+        let high = prefix_end(&low);
+        let org_len = keys::one(org).len();
+        let mut hits: std::collections::BTreeSet<MemberPos> = std::collections::BTreeSet::new();
+        self.scan(
+            Table::MemberSearch,
+            &low,
+            high.as_deref(),
+            false,
+            &mut |k, v| {
+                let (off, rank, joined) = codec::decode_member_hit(v)?;
+                let mut r = KeyReader::new(&k[org_len..]);
+                let user = r
+                    .str()
+                    .and_then(|_term| r.str())
+                    .ok_or_else(|| Error::corrupted("bad member search key"))?;
+                let at = crate::model::time::from_micros(joined)
+                    .ok_or_else(|| Error::corrupted("bad member search entry"))?;
+                if set.includes(off) && role.is_none_or(|r| r.rank() == rank) {
+                    hits.insert((off, at, user.to_owned()));
+                }
+                Ok(true)
+            },
+        )?;
+        let total = hits.len() as u64;
+        let page = hits
+            .iter()
+            .filter(|pos| after.is_none_or(|a| *pos > a))
+            .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+            .take(limit);
+        let mut out = Vec::new();
+        for (_, _, user) in page {
+            let m = self
+                .membership(org, user)?
+                .ok_or_else(|| Error::corrupted("member search names a missing membership"))?;
+            let u = self
+                .user(user)?
+                .ok_or_else(|| Error::corrupted("membership names a missing user"))?;
+            out.push((m, u));
+        }
+        Ok((total, out))
     }
 
     fn member_user_ids(&self, org: &str) -> Result<Vec<String>> {
@@ -1010,6 +1082,30 @@ fn list_entries<W: KvWrite + ?Sized>(tx: &mut W, m: &Membership, add: bool) -> R
     Ok(())
 }
 
+/// Adds (`add`) or removes a membership's `member_search` entries: one per search term of
+/// `user`, each carrying the membership's status, role and join time.
+fn search_entries<W: KvWrite + ?Sized>(
+    tx: &mut W,
+    m: &Membership,
+    user: &User,
+    add: bool,
+) -> Result<()> {
+    let value = codec::encode_member_hit(
+        !m.is_active(),
+        m.role.rank(),
+        m.joined_at.timestamp_micros(),
+    );
+    for term in search_terms(&user.email, &user.name) {
+        let key = keys::member_search_key(&m.organization_id, &term, &m.user_id);
+        if add {
+            tx.put(Table::MemberSearch, &key, &value)?;
+        } else {
+            tx.delete(Table::MemberSearch, &key)?;
+        }
+    }
+    Ok(())
+}
+
 /// Counts an active membership in (`delta` 1) or out of (-1) its organization's counters.
 fn count_member(stats: &mut OrgStats, m: &Membership, delta: i64) {
     if !m.is_active() {
@@ -1040,6 +1136,14 @@ impl<T: KvWrite + ?Sized> Writes for T {
         if old.email != new.email {
             self.delete(Table::UserEmail, &keys::one(&old.email))?;
             self.put_id(Table::UserEmail, &keys::one(&new.email), &new.id)?;
+        }
+        if search_terms(&old.email, &old.name) != search_terms(&new.email, &new.name) {
+            for org in self.user_org_ids(&new.id)? {
+                if let Some(m) = self.membership(&org, &new.id)? {
+                    search_entries(self, &m, old, false)?;
+                    search_entries(self, &m, new, true)?;
+                }
+            }
         }
         self.put_record(Table::Users, &keys::one(&new.id), new)
     }
@@ -1088,12 +1192,13 @@ impl<T: KvWrite + ?Sized> Writes for T {
         Ok(())
     }
 
-    fn insert_membership(&mut self, m: &Membership) -> Result<()> {
+    fn insert_membership(&mut self, m: &Membership, u: &User) -> Result<()> {
         let (org, user) = (&m.organization_id, &m.user_id);
         let key = keys::two(org, user);
         self.put_record(Table::Memberships, &key, m)?;
         self.put(Table::MembershipIds, &keys::one(&m.id), &key)?;
         list_entries(self, m, true)?;
+        search_entries(self, m, u, true)?;
         self.put(Table::UserOrgs, &keys::two(user, org), &[])?;
         let mut stats = self.org_stats(org)?;
         count_member(&mut stats, m, 1);
@@ -1107,6 +1212,10 @@ impl<T: KvWrite + ?Sized> Writes for T {
         if listed(old) != listed(new) {
             list_entries(self, old, false)?;
             list_entries(self, new, true)?;
+            if let Some(u) = self.user(user)? {
+                // Same keys, new values.
+                search_entries(self, new, &u, true)?;
+            }
             let mut stats = self.org_stats(org)?;
             count_member(&mut stats, old, -1);
             count_member(&mut stats, new, 1);
@@ -1120,6 +1229,9 @@ impl<T: KvWrite + ?Sized> Writes for T {
         self.delete(Table::Memberships, &keys::two(org, user))?;
         self.delete(Table::MembershipIds, &keys::one(&m.id))?;
         list_entries(self, m, false)?;
+        if let Some(u) = self.user(user)? {
+            search_entries(self, m, &u, false)?;
+        }
         self.delete(Table::UserOrgs, &keys::two(user, org))?;
         let mut stats = self.org_stats(org)?;
         count_member(&mut stats, m, -1);

@@ -22,7 +22,7 @@ use crate::model::membership::Membership;
 use crate::model::project::{Project, ProjectMembership};
 use crate::model::resource::ResourceKind;
 use crate::model::role::Role;
-use crate::model::user::User;
+use crate::model::user::{search_terms, User};
 
 /// What `Db::check()` found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -135,6 +135,7 @@ pub(crate) fn check<R: KvRead + ?Sized>(tx: &R, now: DateTime<Utc>) -> Result<Ch
     let users: Vec<(Vec<u8>, User)> = c.records(Table::Users)?;
     c.report.users = users.len() as u64;
     let user_ids: BTreeSet<String> = users.iter().map(|(_, u)| u.id.clone()).collect();
+    let user_by_id: BTreeMap<&str, &User> = users.iter().map(|(_, u)| (u.id.as_str(), u)).collect();
     let email_user: BTreeMap<&str, String> = users
         .iter()
         .map(|(_, u)| (u.email.as_str(), u.id.clone()))
@@ -177,7 +178,7 @@ pub(crate) fn check<R: KvRead + ?Sized>(tx: &R, now: DateTime<Utc>) -> Result<Ch
         .iter()
         .map(|id| (id.clone(), OrgStats::default()))
         .collect();
-    let (mut ids, mut user_orgs) = (BTreeMap::new(), BTreeMap::new());
+    let (mut ids, mut user_orgs, mut search) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
     // (by join, by role) entries of the active (0) and deactivated (1) lists.
     type Entries = BTreeMap<Vec<u8>, Vec<u8>>;
     let mut lists: [(Entries, Entries); 2] = Default::default();
@@ -213,6 +214,19 @@ pub(crate) fn check<R: KvRead + ?Sized>(tx: &R, now: DateTime<Utc>) -> Result<Ch
             vec![],
         );
         user_orgs.insert(keys::two(&m.user_id, &m.organization_id), vec![]);
+        if let Some(u) = user_by_id.get(m.user_id.as_str()) {
+            let hit = codec::encode_member_hit(
+                !m.is_active(),
+                m.role.rank(),
+                m.joined_at.timestamp_micros(),
+            );
+            for term in search_terms(&u.email, &u.name) {
+                search.insert(
+                    keys::member_search_key(&m.organization_id, &term, &m.user_id),
+                    hit.to_vec(),
+                );
+            }
+        }
     }
     // The bucket table of every counted index (positional paging), read once; the member
     // indexes' buckets are verified here, the invitation indexes' below.
@@ -241,6 +255,7 @@ pub(crate) fn check<R: KvRead + ?Sized>(tx: &R, now: DateTime<Utc>) -> Result<Ch
         c.index(role_table, by_role)?;
     }
     c.index(Table::UserOrgs, user_orgs)?;
+    c.index(Table::MemberSearch, search)?;
 
     // Resources, their org index and counts.
     let resources: Vec<(Vec<u8>, ResourceRecord)> = c.records(Table::Resources)?;

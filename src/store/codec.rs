@@ -137,6 +137,34 @@ pub(crate) fn decode_pending(bytes: &[u8]) -> Result<(String, i64)> {
     Ok((id, i64::from_be_bytes(*expires)))
 }
 
+/// A `member_search` value: what a list needs of the member without reading the membership
+/// (deactivated flag, role rank, `joined_at` in microseconds, 8 bytes big-endian), then their
+/// checksum.
+pub(crate) fn encode_member_hit(deactivated: bool, role: u8, joined_micros: i64) -> [u8; 10 + CRC] {
+    let mut out = [0u8; 10 + CRC];
+    out[0] = u8::from(deactivated);
+    out[1] = role;
+    out[2..10].copy_from_slice(&joined_micros.to_be_bytes());
+    let sum = crc(&out[..10]);
+    out[10..].copy_from_slice(&sum);
+    out
+}
+
+/// (deactivated, role rank, `joined_at` micros) of a `member_search` value.
+pub(crate) fn decode_member_hit(bytes: &[u8]) -> Result<(bool, u8, i64)> {
+    let body = checked("member search entry", bytes)?;
+    let body: &[u8; 10] = body
+        .try_into()
+        .map_err(|_| Error::corrupted("member search entry has the wrong size"))?;
+    let deactivated = match body[0] {
+        0 => false,
+        1 => true,
+        _ => return Err(Error::corrupted("member search entry has a bad status")),
+    };
+    let joined = i64::from_be_bytes(body[2..10].try_into().unwrap_or_default());
+    Ok((deactivated, body[1], joined))
+}
+
 pub(crate) fn decode_u64(bytes: &[u8]) -> Result<u64> {
     let bytes = checked("counter", bytes)?;
     let arr: [u8; 8] = bytes

@@ -168,6 +168,19 @@ pub(crate) fn member_join_key(org: &str, joined_at: DateTime<Utc>, user: &str) -
     join_prefix(org).time(joined_at).str(user).into_vec()
 }
 
+/// A `member_search` key: org ∅ term ∅ user ∅.
+pub(crate) fn member_search_key(org: &str, term: &str, user: &str) -> Vec<u8> {
+    Key::new().str(org).str(term).str(user).into_vec()
+}
+
+/// What the `member_search` keys of `org` whose term starts with `prefix` start with (no
+/// terminator after the prefix: a term has no NUL).
+pub(crate) fn member_search_prefix(org: &str, prefix: &str) -> Vec<u8> {
+    let mut k = one(org);
+    k.extend_from_slice(prefix.as_bytes());
+    k
+}
+
 /// What `members_by_join` (and `deactivated_by_join`) keys of `org` start with (their counted
 /// prefix).
 pub(crate) fn join_prefix(org: &str) -> Key {

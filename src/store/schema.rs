@@ -5,6 +5,8 @@ use super::{
     Writes,
 };
 use crate::error::{Error, Result};
+use crate::model::membership::Membership;
+use crate::model::user::search_terms;
 
 /// The format this build writes. Bump it with a migration in [`ensure_schema`] and a test that
 /// opens a file of the old format.
@@ -17,11 +19,12 @@ use crate::error::{Error, Result};
 ///   `invitations_by_project` (project, id); `invitations_by_org` and `invitations_by_status`
 ///   are counted indexes, so invitation lists page and count without decoding invitations,
 ///   and deleting a project finds its invitations without reading the organization's.
-/// - 4: member deactivation. Memberships are written as tag 12 (with `deactivated_at`; a tag-4
-///   record reads as active, so nothing is rewritten); `members_by_join` / `members_by_role`
-///   and the counters hold active members only, and the new counted indexes
-///   `deactivated_by_join` / `deactivated_by_role` hold the deactivated ones. The step only
-///   creates the two (empty) tables.
+/// - 4: member deactivation and search. Memberships are written as tag 12 (with
+///   `deactivated_at`; a tag-4 record reads as active, so nothing is rewritten);
+///   `members_by_join` / `members_by_role` and the counters hold active members only, and the
+///   new counted indexes `deactivated_by_join` / `deactivated_by_role` hold the deactivated
+///   ones (empty after the step). `member_search` (org, search term, user → status, role,
+///   join time) is built from the memberships and their users.
 pub(crate) const SCHEMA_VERSION: u32 = 4;
 
 pub(crate) const SCHEMA_KEY: &str = "schema_version";
@@ -63,12 +66,39 @@ fn upgrade_from(tx: &mut dyn KvWrite, from: u64) -> Result<()> {
             counted::rebuild(tx, &[Table::MembersByJoin, Table::MembersByRole])
         }
         2 => invitation_indexes(tx),
-        // Every membership of a version-3 file is active: the new tables start empty.
-        3 => Ok(()),
+        // Every membership of a version-3 file is active: the deactivated indexes start empty.
+        3 => member_search(tx),
         other => Err(Error::storage(format!(
             "no migration from schema version {other}"
         ))),
     }
+}
+
+/// Migration 3 → 4: the `member_search` entries of every membership, from its user. A
+/// membership or user that cannot be read is left out (`check()` reports it).
+fn member_search(tx: &mut dyn KvWrite) -> Result<()> {
+    let mut memberships = Vec::new();
+    tx.scan_prefix(Table::Memberships, &[], &mut |_, v| {
+        if let Ok(m) = Membership::decode(v) {
+            memberships.push(m);
+        }
+        Ok(true)
+    })?;
+    for m in &memberships {
+        let Ok(Some(user)) = tx.user(&m.user_id) else {
+            continue;
+        };
+        let hit = codec::encode_member_hit(
+            !m.is_active(),
+            m.role.rank(),
+            m.joined_at.timestamp_micros(),
+        );
+        for term in search_terms(&user.email, &user.name) {
+            let key = keys::member_search_key(&m.organization_id, &term, &m.user_id);
+            tx.put(Table::MemberSearch, &key, &hit)?;
+        }
+    }
+    Ok(())
 }
 
 /// Migration 2 → 3: builds `invitations_by_status` and `invitations_by_project` from the

@@ -18,6 +18,7 @@ pub(crate) enum Table {
     MemberCounts,
     DeactivatedByJoin,
     DeactivatedByRole,
+    MemberSearch,
     UserOrgs,
     Invitations,
     InvitationTokens,
@@ -40,7 +41,7 @@ pub(crate) enum Table {
 }
 
 impl Table {
-    pub(crate) const ALL: [Table; 33] = [
+    pub(crate) const ALL: [Table; 34] = [
         Table::Meta,
         Table::Users,
         Table::UserEmail,
@@ -55,6 +56,7 @@ impl Table {
         Table::MemberCounts,
         Table::DeactivatedByJoin,
         Table::DeactivatedByRole,
+        Table::MemberSearch,
         Table::UserOrgs,
         Table::Invitations,
         Table::InvitationTokens,
@@ -93,6 +95,7 @@ impl Table {
             Table::MemberCounts => "member_counts",
             Table::DeactivatedByJoin => "deactivated_by_join",
             Table::DeactivatedByRole => "deactivated_by_role",
+            Table::MemberSearch => "member_search",
             Table::UserOrgs => "user_orgs",
             Table::Invitations => "invitations",
             Table::InvitationTokens => "invitation_tokens",

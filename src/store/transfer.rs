@@ -265,12 +265,15 @@ pub(crate) fn import(tx: &mut dyn Writes, state: &mut ImportState, record: Recor
             })?;
         }
         Record::Membership(m) => {
-            if tx.org(&m.organization_id)?.is_none() || tx.user(&m.user_id)?.is_none() {
-                return Err(refused(
-                    "membership",
-                    format!("{} names a missing user or organization", m.id),
-                ));
-            }
+            let user = match (tx.org(&m.organization_id)?, tx.user(&m.user_id)?) {
+                (Some(_), Some(user)) => user,
+                _ => {
+                    return Err(refused(
+                        "membership",
+                        format!("{} names a missing user or organization", m.id),
+                    ))
+                }
+            };
             if tx.membership(&m.organization_id, &m.user_id)?.is_some() {
                 return Err(refused("membership", format!("{} is duplicated", m.id)));
             }
@@ -280,7 +283,7 @@ pub(crate) fn import(tx: &mut dyn Writes, state: &mut ImportState, record: Recor
                     format!("{}: status and deactivated_at disagree", m.id),
                 ));
             }
-            tx.insert_membership(&m)?;
+            tx.insert_membership(&m, &user)?;
         }
         Record::Project(p) => {
             if tx.org(&p.organization_id)?.is_none() {

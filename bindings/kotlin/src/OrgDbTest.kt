@@ -502,6 +502,12 @@ fun deactivateAndReactivate(env: Env) {
     eq(env.db.listMembers(owner, org.id, MemberQuery(status = "all")).pagination.total, 2uL, "all total")
     expect<OrgDbException.Validation> { env.db.listMembers(owner, org.id, MemberQuery(status = "nope")) }
     expect<OrgDbException.Conflict> { env.db.deactivateMember(owner, org.id, alice.id) }
+    // Search: a prefix of the email, the name or a later word of it, with the status filter.
+    val ada = env.db.createUser(NewUser(email = "ada@example.com", name = "Ada Lovelace"))
+    env.db.addMember(owner, org.id, ada.id, "viewer")
+    eq(env.db.listMembers(owner, org.id, MemberQuery(search = "LOVE")).data.map { it.id }, listOf(ada.id), "search by a later word")
+    eq(env.db.listMembers(owner, org.id, MemberQuery(search = "bob")).pagination.total, 0uL, "a deactivated member is not an active hit")
+    eq(env.db.listMembers(owner, org.id, MemberQuery(search = "bob", status = "all")).data.map { it.id }, listOf(bob.id), "found under all")
     val on = env.db.reactivateMember(owner, org.id, bob.id)
     eq(on.status, MemberStatus.ACTIVE, "reactivated")
     eq(on.deactivatedAt, null, "deactivated_at cleared")
@@ -530,7 +536,7 @@ fun main() {
         "file: export, import with progress and stop" to ::exportImportWithProgress,
         "postgres: two handles share one database and its quotas" to ::postgresShared,
         "members: permissions follow the matrix" to ::permissionsFollowTheMatrix,
-        "members: deactivate and reactivate" to ::deactivateAndReactivate,
+        "members: deactivate, reactivate and search" to ::deactivateAndReactivate,
     )
     var passed = 0
     var failed = 0

@@ -93,3 +93,30 @@ def test_deactivate_frees_the_seat_and_reactivate_takes_it_back(db, clock, team,
     actions = [e.action for e in db.audit_log(by_owner, org, 0, 100)]
     assert actions.count("member.deactivated") == 1
     assert actions.count("member.reactivated") == 1
+
+
+def test_search_by_email_name_and_later_words(db, clock, team, make_user):
+    org, owner, admin, member = team
+    by_owner = as_user(owner)
+    ada = db.create_user(orgdb.NewUser(email="ada@example.com", name="Ada Lovelace"))
+    db.add_member(by_owner, org, ada.id, "viewer")
+
+    def found(**query):
+        page = db.list_members(by_owner, org, orgdb.MemberQuery(**query))
+        return [m.email for m in page.data], page.pagination.total
+
+    assert found(search="LOVE") == (["ada@example.com"], 1)
+    assert found(search="adam") == (["adam.admin@example.com"], 1)
+    assert found(search="ad") == (["adam.admin@example.com", "ada@example.com"], 2)
+    assert found(search="ad", role="viewer") == (["ada@example.com"], 1)
+    db.deactivate_member(by_owner, org, ada.id)
+    assert found(search="love") == ([], 0)
+    assert found(search="love", status="deactivated") == (["ada@example.com"], 1)
+    err = raises(
+        orgdb.OrgDbError.Validation,
+        db.list_members,
+        by_owner,
+        org,
+        orgdb.MemberQuery(search="x" * 201),
+    )
+    assert "search" in err.details

@@ -36,6 +36,10 @@ pub(crate) enum Cmd {
         /// active (default), deactivated, or all.
         #[arg(long)]
         status: Option<String>,
+        /// Only members whose email, name, or a later word of their name starts with this
+        /// (case-insensitive).
+        #[arg(long)]
+        search: Option<String>,
         /// Start after this cursor (the `next_cursor` of a previous page).
         #[arg(long)]
         cursor: Option<String>,
@@ -123,6 +127,7 @@ pub(crate) fn run(app: &App, cmd: Cmd) -> Result<()> {
             per_page,
             role,
             status,
+            search,
             cursor,
             all,
         } => {
@@ -132,6 +137,7 @@ pub(crate) fn run(app: &App, cmd: Cmd) -> Result<()> {
                 per_page,
                 role,
                 status,
+                search,
                 cursor,
             };
             if !all {

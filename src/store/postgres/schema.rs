@@ -10,6 +10,7 @@
 use postgres::Client;
 
 use crate::error::{Error, Result};
+use crate::model::user::search_terms;
 
 use super::pg_err;
 
@@ -199,7 +200,7 @@ const V2: &[&str] = &[r#"CREATE TABLE IF NOT EXISTS usage_leases (
         PRIMARY KEY (organization_id, month, holder)
     )"#];
 
-/// Version 3: member deactivation. `deactivated_at` is null while a member is active; the
+/// Version 3: member deactivation and search. `deactivated_at` is null while a member is active; the
 /// list indexes order the active members before the deactivated ones (`(deactivated_at IS NOT
 /// NULL)` after the organization, or after its role), so every status filter and the list of
 /// all members page from an index. The counters on the organization row count active members
@@ -212,6 +213,16 @@ const V3: &[&str] = &[
         ON memberships (organization_id, role, (deactivated_at IS NOT NULL), joined_at, user_id)"#,
     "DROP INDEX IF EXISTS memberships_by_join",
     "DROP INDEX IF EXISTS memberships_by_role",
+    // Member search: each membership's search terms (`model::user::search_terms`: the email,
+    // the whole name, each later word of the name, lower-cased by orgdb, not by the server's
+    // locale), so a prefix is one range of the primary key. Filled by `fill_member_terms`.
+    r#"CREATE TABLE IF NOT EXISTS member_terms (
+        organization_id TEXT COLLATE "C" NOT NULL,
+        term TEXT COLLATE "C" NOT NULL,
+        user_id TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (organization_id, term, user_id)
+    )"#,
+    r#"CREATE INDEX IF NOT EXISTS member_terms_by_user ON member_terms (organization_id, user_id)"#,
 ];
 
 /// The migrations in order: `MIGRATIONS[n]` takes a database from version `n` to `n + 1`.
@@ -233,11 +244,48 @@ pub(crate) fn migrate(client: &mut Client) -> Result<()> {
             client.batch_execute(statement).map_err(pg_err)?;
         }
         let to = from as i64 + 1;
+        if to == 3 {
+            fill_member_terms(client)?;
+        }
         client
             .execute(
                 "INSERT INTO orgdb_meta (name, value) VALUES ('schema_version', $1)
                  ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                 &[&to],
+            )
+            .map_err(pg_err)?;
+    }
+    Ok(())
+}
+
+/// Version 3's data step: the search terms of every membership, computed here (the server's
+/// `lower()` follows its locale, and orgdb's terms must match what every backend writes).
+/// Idempotent, like the statements: terms already there are kept.
+fn fill_member_terms(client: &mut Client) -> Result<()> {
+    let rows = client
+        .query(
+            "SELECT m.organization_id, m.user_id, u.email, u.name
+             FROM memberships m JOIN users u ON u.id = m.user_id",
+            &[],
+        )
+        .map_err(pg_err)?;
+    for chunk in rows.chunks(5_000) {
+        let (mut orgs, mut terms, mut users) = (Vec::new(), Vec::new(), Vec::new());
+        for r in chunk {
+            let (org, user, email, name): (String, String, String, String) =
+                (r.get(0), r.get(1), r.get(2), r.get(3));
+            for term in search_terms(&email, &name) {
+                orgs.push(org.clone());
+                terms.push(term);
+                users.push(user.clone());
+            }
+        }
+        client
+            .execute(
+                "INSERT INTO member_terms (organization_id, term, user_id)
+                 SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[])
+                 ON CONFLICT DO NOTHING",
+                &[&orgs, &terms, &users],
             )
             .map_err(pg_err)?;
     }

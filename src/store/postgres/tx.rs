@@ -23,6 +23,7 @@ use crate::store::{
 
 use super::rows::*;
 use super::{is_connection_loss, is_retryable, pg_error};
+use crate::model::user::search_terms;
 
 /// `UPDATE organizations` adding `$3` to the counter of role `$2` (the caller adds `WHERE`).
 macro_rules! role_count_update {
@@ -328,6 +329,7 @@ const COUNTS: &[(&str, &str)] = &[
     ("users", "SELECT count(*) FROM users"),
     ("organizations", "SELECT count(*) FROM organizations"),
     ("memberships", "SELECT count(*) FROM memberships"),
+    ("member_terms", "SELECT count(*) FROM member_terms"),
     ("invitations", "SELECT count(*) FROM invitations"),
     ("projects", "SELECT count(*) FROM projects"),
     ("project_members", "SELECT count(*) FROM project_members"),
@@ -569,6 +571,79 @@ impl Reads for PgTx<'_> {
                 Ok((m, u))
             })
             .collect()
+    }
+
+    /// One statement: the hits (memberships whose user has a term in the prefix's range of
+    /// `member_terms`), their number, and the page of them joined to their users.
+    fn member_search(
+        &self,
+        org: &str,
+        set: MemberSet,
+        role: Option<Role>,
+        prefix: &str,
+        after: Option<&MemberPos>,
+        skip: u64,
+        limit: usize,
+    ) -> Result<(u64, Vec<(Membership, User)>)> {
+        let skip = signed(skip, "page")?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (low, high) = (!set.includes(false), set.includes(true));
+        let role = role.map(Role::as_str).unwrap_or_default();
+        // Every term starting with `prefix` sorts in [prefix, prefix + U+10FFFF).
+        let end = format!("{prefix}{}", char::MAX);
+        let (off, at, user) = match after {
+            Some((off, at, user)) => (Some(*off), Some(*at), Some(user.as_str())),
+            None => (None, None, None),
+        };
+        let rows = self.rows(
+            concat!(
+                "WITH hits AS (
+                    SELECT (m.deactivated_at IS NOT NULL) AS off, m.joined_at, m.user_id
+                    FROM memberships m
+                    WHERE m.organization_id = $1
+                      AND m.user_id IN (SELECT t.user_id FROM member_terms t
+                                        WHERE t.organization_id = $1
+                                          AND t.term >= $2 AND t.term < $3)
+                      AND (m.deactivated_at IS NOT NULL) >= $4
+                      AND (m.deactivated_at IS NOT NULL) <= $5
+                      AND ($6 = '' OR m.role = $6)),
+                 page AS (
+                    SELECT * FROM hits
+                    WHERE $7::BOOLEAN IS NULL OR (off, joined_at, user_id) > ($7, $8, $9)
+                    ORDER BY off, joined_at, user_id OFFSET $10 LIMIT $11)
+                 SELECT (SELECT count(*) FROM hits), ",
+                membership_columns!("m."),
+                ", u.id, u.email, u.name, u.created_at, u.last_active
+                 FROM (SELECT 1) one
+                 LEFT JOIN (page p
+                    JOIN memberships m ON m.organization_id = $1 AND m.user_id = p.user_id
+                    JOIN users u ON u.id = p.user_id) ON true
+                 ORDER BY p.off, p.joined_at, p.user_id"
+            ),
+            &[
+                &org, &prefix, &end, &low, &high, &role, &off, &at, &user, &skip, &limit,
+            ],
+        )?;
+        let total = match rows.first() {
+            Some(r) => unsigned(get(r, 0)?)?,
+            None => 0,
+        };
+        let mut out = Vec::new();
+        for r in &rows {
+            if get::<Option<String>>(r, 1)?.is_none() {
+                continue;
+            }
+            let m = membership_at(r, 1)?;
+            let u = User {
+                id: get(r, 8)?,
+                email: get(r, 9)?,
+                name: get(r, 10)?,
+                created_at: get(r, 11)?,
+                last_active: get(r, 12)?,
+            };
+            out.push((m, u));
+        }
+        Ok((total, out))
     }
 
     fn deactivated_count(&self, org: &str, role: Option<Role>) -> Result<u64> {
@@ -936,7 +1011,22 @@ impl Writes for PgTx<'_> {
         Ok(())
     }
 
-    fn replace_user(&mut self, _old: &User, new: &User) -> Result<()> {
+    fn replace_user(&mut self, old: &User, new: &User) -> Result<()> {
+        let terms = search_terms(&new.email, &new.name);
+        if search_terms(&old.email, &old.name) != terms {
+            // The terms of every membership of the user: the old ones out, the new ones in.
+            self.exec(
+                "WITH d AS (DELETE FROM member_terms t USING memberships m
+                    WHERE m.user_id = $1 AND t.organization_id = m.organization_id
+                      AND t.user_id = $1 AND t.term <> ALL($2))
+                 INSERT INTO member_terms (organization_id, term, user_id)
+                 SELECT m.organization_id, x.term, $1
+                 FROM memberships m CROSS JOIN unnest($2::TEXT[]) AS x(term)
+                 WHERE m.user_id = $1
+                 ON CONFLICT DO NOTHING",
+                &[&new.id, &terms],
+            )?;
+        }
         self.exec(
             "UPDATE users SET email = $2, name = $3, created_at = $4, last_active = $5
              WHERE id = $1",
@@ -987,14 +1077,16 @@ impl Writes for PgTx<'_> {
         Ok(())
     }
 
-    /// One statement: the row and (when active) its role's counter.
-    fn insert_membership(&mut self, m: &Membership) -> Result<()> {
+    /// One statement: the row, (when active) its role's counter, and its search terms.
+    fn insert_membership(&mut self, m: &Membership, user: &User) -> Result<()> {
         self.forget_stats(&m.organization_id);
         self.exec(
             concat!(
                 "WITH c AS (",
                 role_count_update!(),
-                " WHERE id = $1 RETURNING id)
+                " WHERE id = $1 RETURNING id),
+                 t AS (INSERT INTO member_terms (organization_id, term, user_id)
+                    SELECT $1, unnest($9::TEXT[]), $4)
                  INSERT INTO memberships (organization_id, user_id, id, role, joined_at,
                     updated_at, deactivated_at)
                  VALUES ($1, $4, $5, $2, $6, $7, $8)"
@@ -1008,6 +1100,7 @@ impl Writes for PgTx<'_> {
                 &m.joined_at,
                 &m.updated_at,
                 &m.deactivated_at,
+                &search_terms(&user.email, &user.name),
             ],
         )?;
         Ok(())
@@ -1041,7 +1134,8 @@ impl Writes for PgTx<'_> {
 
     fn remove_membership(&mut self, m: &Membership) -> Result<()> {
         let removed = self.exec(
-            "DELETE FROM memberships WHERE organization_id = $1 AND user_id = $2",
+            "WITH t AS (DELETE FROM member_terms WHERE organization_id = $1 AND user_id = $2)
+             DELETE FROM memberships WHERE organization_id = $1 AND user_id = $2",
             &[&m.organization_id, &m.user_id],
         )?;
         if removed > 0 && m.is_active() {

@@ -13,6 +13,7 @@ use super::rows::{
 };
 use crate::error::{Error, Result};
 use crate::model::transfer::{AuditFeeds, Record};
+use crate::model::user::search_terms;
 use crate::store::transfer::{day_record, EXPORT_VERSION};
 use crate::store::CheckReport;
 
@@ -141,6 +142,7 @@ pub(super) fn check(tx: &dyn Query, now: DateTime<Utc>) -> Result<CheckReport> {
             }
         }
     }
+    search_terms_problems(tx, &mut report.problems)?;
     let totals = tx.query(TOTALS, &[])?;
     let row = totals
         .first()
@@ -154,6 +156,58 @@ pub(super) fn check(tx: &dyn Query, now: DateTime<Utc>) -> Result<CheckReport> {
     report.resources = n(5)?;
     report.audit_events = n(6)?;
     Ok(report)
+}
+
+/// `member_terms` holds exactly the search terms of every membership's user, as orgdb computes
+/// them (the server cannot: its `lower()` follows its locale).
+fn search_terms_problems(tx: &dyn Query, problems: &mut Vec<String>) -> Result<()> {
+    let mut expected = std::collections::BTreeMap::new();
+    for r in tx
+        .query(
+            "SELECT m.organization_id, m.user_id, u.email, u.name
+             FROM memberships m JOIN users u ON u.id = m.user_id",
+            &[],
+        )?
+        .iter()
+    {
+        let (org, user): (String, String) = (get(r, 0)?, get(r, 1)?);
+        let mut terms = search_terms(&get::<String>(r, 2)?, &get::<String>(r, 3)?);
+        terms.sort();
+        expected.insert((org, user), terms);
+    }
+    let mut stored = std::collections::BTreeMap::new();
+    for r in tx
+        .query(
+            "SELECT organization_id, user_id, array_agg(term ORDER BY term)
+             FROM member_terms GROUP BY organization_id, user_id",
+            &[],
+        )?
+        .iter()
+    {
+        stored.insert(
+            (get::<String>(r, 0)?, get::<String>(r, 1)?),
+            get::<Vec<String>>(r, 2)?,
+        );
+    }
+    for (key, terms) in &expected {
+        if stored.get(key) != Some(terms) && problems.len() < 1_000 {
+            problems.push(format!(
+                "member_terms: {} in {} has {:?}, expected {terms:?}",
+                key.1,
+                key.0,
+                stored.get(key)
+            ));
+        }
+    }
+    for key in stored.keys().filter(|k| !expected.contains_key(*k)) {
+        if problems.len() < 1_000 {
+            problems.push(format!(
+                "member_terms: terms of {} in {}, who is no member there",
+                key.1, key.0
+            ));
+        }
+    }
+    Ok(())
 }
 
 macro_rules! each {
