@@ -576,7 +576,9 @@ fn members_invitations_projects_and_resources() {
     assert_eq!(listed[0]["email"], "viewer@example.com");
     let everyone = cli.envelope(&["members", "list", "acme", "--status", "all"]);
     assert_eq!(everyone["pagination"]["total"], 4);
-    let hits = cli.ok(&["members", "list", "acme", "--status", "all", "--search", "VIC"]);
+    let hits = cli.ok(&[
+        "members", "list", "acme", "--status", "all", "--search", "VIC",
+    ]);
     assert_eq!(hits[0]["email"], "viewer@example.com");
     let none = cli.envelope(&["members", "list", "acme", "--search", "vic"]);
     assert_eq!(none["pagination"]["total"], 0);
