@@ -82,6 +82,15 @@ const WORKLOADS: &[(&str, &str)] = &[
         "the same deep page by keyset cursor (next_cursor / row-value WHERE)",
     ),
     (
+        "search_members_page1",
+        "list_members with search \"mar\" (a prefix of emails, names and later words of names; \
+         thousands of hits) page 1 of a 100 000-member organization",
+    ),
+    (
+        "search_members_deep",
+        "the same search, page 100 by offset (hits 1 981-2 000)",
+    ),
+    (
         "list_invitations_page1",
         "list_invitations page 1 (20 rows + total) of an organization with 10 000 invitations",
     ),
@@ -1317,6 +1326,199 @@ fn usage_events(set: &[(String, Vec<String>)]) -> Vec<(String, UsageEvent)> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Fixture: member search (a 100 000-member organization)
+
+const SEARCH_MEMBERS: usize = 100_000;
+const SEARCH_PREFIX: &str = "mar";
+const FIRST_NAMES: [&str; 40] = [
+    "Maria", "James", "Mark", "Linda", "Martin", "Olivia", "Noah", "Emma", "Liam", "Ava", "Mario",
+    "Sophia", "Lucas", "Mia", "Ethan", "Isabella", "Marta", "Amelia", "Oliver", "Harper", "Elijah",
+    "Evelyn", "Marcus", "Abigail", "Henry", "Emily", "Daniel", "Ella", "Samuel", "Grace", "Jack",
+    "Chloe", "Owen", "Lily", "Leo", "Zoe", "Ryan", "Nora", "Adam", "Ruby",
+];
+const LAST_NAMES: [&str; 50] = [
+    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Martinez",
+    "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore", "Jackson", "Martin",
+    "Lee", "Perez", "Thompson", "White", "Harris", "Sanchez", "Clark", "Ramirez", "Lewis",
+    "Robinson", "Walker", "Young", "Allen", "King", "Wright", "Scott", "Torres", "Nguyen", "Hill",
+    "Flores", "Green", "Adams", "Nelson", "Baker", "Hall", "Rivera", "Campbell", "Mitchell",
+    "Carter", "Roberts", "Marsh", "Parker",
+];
+
+/// Member `i` of the search organization: (email, name), the same on both sides.
+fn search_person(i: usize) -> (String, String) {
+    let first = FIRST_NAMES[i % FIRST_NAMES.len()];
+    let last = LAST_NAMES[(i / FIRST_NAMES.len()) % LAST_NAMES.len()];
+    (
+        format!("{}.{}.{i}@example.com", first, last).to_lowercase(),
+        format!("{first} {last}"),
+    )
+}
+
+/// The search terms the SQLite side indexes: what orgdb documents it matches (the email, the
+/// whole name, each later word of the name, lower-cased).
+fn lite_terms(email: &str, name: &str) -> Vec<String> {
+    let name = name
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
+    let mut terms = vec![email.to_lowercase(), name.clone()];
+    terms.extend(name.split(' ').skip(1).map(str::to_owned));
+    terms.sort();
+    terms.dedup();
+    terms
+}
+
+struct Search {
+    odb: Db,
+    lite: Connection,
+    o_owner: String,
+    l_owner: String,
+    o_org: String,
+    l_org: String,
+    /// How many members the prefix finds (the same on both sides, checked at setup).
+    hits: u64,
+}
+
+fn build_search(dir: &Path, plans: &PlanCatalog) -> Search {
+    let started = Instant::now();
+    let clock = ManualClock::new(reads_start());
+    let db =
+        Db::open_with(dir.join("search.redb"), eventual(Some(clock.clone()))).expect("open search");
+    let owner = db
+        .create_user(&orgdb::NewUser {
+            email: "search.owner@example.com".into(),
+            name: "Search Owner".into(),
+        })
+        .expect("owner");
+    let o_org = odb_org(&db, &owner.id, "Search Org", "enterprise");
+    for i in 0..SEARCH_MEMBERS {
+        clock.advance(TimeDelta::milliseconds(1));
+        let (email, name) = search_person(i);
+        let u = db
+            .create_user(&orgdb::NewUser { email, name })
+            .expect("user");
+        db.add_member(&Actor::System, &o_org, &u.id, Role::Member)
+            .expect("member");
+    }
+    db.flush().expect("flush");
+
+    // SQLite: the same members, the same join times, and a table of search terms with the
+    // primary key (org_id, term, user_id): a prefix is one range of it.
+    let lite = lite_open(&dir.join("search.sqlite"), "FULL");
+    lite.execute_batch(
+        "CREATE TABLE IF NOT EXISTS member_terms(
+           org_id TEXT NOT NULL, term TEXT NOT NULL, user_id TEXT NOT NULL,
+           PRIMARY KEY(org_id, term, user_id)) WITHOUT ROWID;",
+    )
+    .expect("terms table");
+    begin(&lite, true);
+    let mut at = reads_start();
+    let l_owner = lite_create_user(&lite, "search.owner@example.com", "Search Owner", at);
+    let l_org = lite_create_org(&lite, &l_owner, "Search Org", "enterprise", at);
+    for i in 0..SEARCH_MEMBERS {
+        at += TimeDelta::milliseconds(1);
+        let (email, name) = search_person(i);
+        let user = lite_create_user(&lite, &email, &name, at);
+        lite_add_member(&lite, plans, &l_org, &user, "member", at);
+        for term in lite_terms(&email, &name) {
+            lite.prepare_cached(
+                "INSERT INTO member_terms(org_id, term, user_id) VALUES(?1, ?2, ?3)",
+            )
+            .and_then(|mut s| s.execute(params![l_org, term, user]))
+            .expect("term");
+        }
+    }
+    commit(&lite);
+    lite.execute_batch("ANALYZE").expect("analyze");
+    let hits = lite_search_members(&lite, &l_owner, &l_org, SEARCH_PREFIX, 1, 20)
+        .pagination
+        .total;
+    let o_hits = db
+        .list_members(
+            &Actor::user(&owner.id),
+            &o_org,
+            &MemberQuery {
+                search: Some(SEARCH_PREFIX.into()),
+                ..Default::default()
+            },
+        )
+        .expect("search")
+        .pagination
+        .total;
+    assert_eq!(o_hits, hits, "both sides find the same members");
+    println!(
+        "setup: search fixture ({SEARCH_MEMBERS}-member org, \"{SEARCH_PREFIX}\" finds {hits}) in \
+         {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Search {
+        odb: db,
+        lite,
+        o_owner: owner.id,
+        l_owner,
+        o_org,
+        l_org,
+        hits,
+    }
+}
+
+/// SQLite's member search: role check; the hits are the members whose user has a term in the
+/// prefix's range of `member_terms` (its primary key); their count; then the page of them in
+/// list order (joined_at, user_id), joined with memberships and users.
+fn lite_search_members(
+    c: &Connection,
+    actor: &str,
+    org: &str,
+    prefix: &str,
+    page: u32,
+    per_page: u32,
+) -> lo::Page<lo::Member> {
+    begin(c, false);
+    lite_role(c, org, actor).expect("actor is a member");
+    let end = format!("{prefix}{}", char::MAX);
+    let total: i64 = c
+        .prepare_cached(
+            "SELECT count(*) FROM memberships m
+             WHERE m.org_id = ?1 AND m.user_id IN (
+                SELECT user_id FROM member_terms WHERE org_id = ?1 AND term >= ?2 AND term < ?3)",
+        )
+        .and_then(|mut s| s.query_row(params![org, prefix, end], |r| r.get(0)))
+        .expect("hits");
+    let offset = i64::from(page - 1) * i64::from(per_page);
+    let mut rows: Vec<(lo::Member, i64)> = c
+        .prepare_cached(
+            "SELECT m.user_id, m.id, u.email, u.name, m.role, m.joined_at, m.updated_at,
+                    u.last_active
+             FROM memberships m JOIN users u ON u.id = m.user_id
+             WHERE m.org_id = ?1 AND m.user_id IN (
+                SELECT user_id FROM member_terms WHERE org_id = ?1 AND term >= ?2 AND term < ?3)
+             ORDER BY m.joined_at, m.user_id LIMIT ?4 OFFSET ?5",
+        )
+        .and_then(|mut s| {
+            let rows = s
+                .query_map(
+                    params![org, prefix, end, i64::from(per_page) + 1, offset],
+                    member_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>();
+            rows
+        })
+        .expect("search page");
+    commit(c);
+    let more = rows.len() > per_page as usize;
+    rows.truncate(per_page as usize);
+    let next_cursor = if more {
+        rows.last().map(|(m, at)| format!("{at}.{}", m.id))
+    } else {
+        None
+    };
+    let data = rows.into_iter().map(|(m, _)| m).collect();
+    lo::Page::new(data, page, per_page, total as u64, next_cursor)
+}
+
+// ---------------------------------------------------------------------------------------------
 // Fixture: the read databases (10 000-member org, usage report org)
 
 const BIG_ORG_MEMBERS: usize = 10_000;
@@ -1796,6 +1998,9 @@ fn main() {
     };
     let durable = (want_durable || want_accept).then(|| build_durable(dir, &plans, accept_total));
     let reads = want_reads.then(|| build_reads(dir, &plans));
+    let search = cfg
+        .wants_any(&["search_members_page1", "search_members_deep"])
+        .then(|| build_search(dir, &plans));
 
     let mut rows: Vec<Row> = Vec::new();
     let mut fsync1 = Row::new("fsync (1 thread)", "syncs/s", Target::None);
@@ -1808,6 +2013,8 @@ fn main() {
     let mut page1 = Row::new("list_members_page1", "pages/s", Target::None);
     let mut deep = Row::new("list_members_deep", "pages/s", Target::None);
     let mut cursor = Row::new("list_members_cursor", "pages/s", Target::None);
+    let mut search1 = Row::new("search_members_page1", "pages/s", Target::Ratio(1.0));
+    let mut search_deep = Row::new("search_members_deep", "pages/s", Target::Ratio(1.0));
     let mut inv_page1 = Row::new("list_invitations_page1", "pages/s", Target::None);
     let mut inv_deep = Row::new("list_invitations_deep", "pages/s", Target::None);
     let mut report = Row::new("usage_report", "reports/s", Target::Ratio(2.0));
@@ -2307,6 +2514,56 @@ fn main() {
                 );
             }
         }
+
+        if let Some(s) = &search {
+            let o_actor = Actor::user(&s.o_owner);
+            for (name, page, row) in [
+                ("search_members_page1", 1u32, &mut search1),
+                ("search_members_deep", 100, &mut search_deep),
+            ] {
+                if !cfg.wants(name) {
+                    continue;
+                }
+                let q = MemberQuery {
+                    page: Some(page),
+                    per_page: Some(20),
+                    search: Some(SEARCH_PREFIX.into()),
+                    ..Default::default()
+                };
+                let (o, l) = pair(
+                    &mut || {
+                        timed(cfg.read, 1, |_| {
+                            let p = s.odb.list_members(&o_actor, &s.o_org, &q).expect("search");
+                            assert_eq!((p.data.len(), p.pagination.total), (20, s.hits));
+                            true
+                        })
+                    },
+                    &mut || {
+                        timed(cfg.read, 1, |_| {
+                            let p = lite_search_members(
+                                &s.lite,
+                                &s.l_owner,
+                                &s.l_org,
+                                SEARCH_PREFIX,
+                                page,
+                                20,
+                            );
+                            assert_eq!((p.data.len(), p.pagination.total), (20, s.hits));
+                            true
+                        })
+                    },
+                );
+                row.push(
+                    round,
+                    Sample {
+                        orgdb: o,
+                        sqlite: l,
+                        fsync: None,
+                        extra: None,
+                    },
+                );
+            }
+        }
     }
 
     if !buffered.samples.is_empty() {
@@ -2416,8 +2673,22 @@ fn main() {
     }
 
     rows.extend([
-        fsync1, fsync16, usage1, usage16, usage16s, buffered, accept, page1, deep, cursor,
-        inv_page1, inv_deep, report, getorg,
+        fsync1,
+        fsync16,
+        usage1,
+        usage16,
+        usage16s,
+        buffered,
+        accept,
+        page1,
+        deep,
+        cursor,
+        search1,
+        search_deep,
+        inv_page1,
+        inv_deep,
+        report,
+        getorg,
     ]);
     rows.extend(bulk_rows);
     println!();
