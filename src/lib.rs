@@ -74,7 +74,7 @@ pub use model::membership::{
 pub use model::org::{
     Address, Limit, LimitOverrides, LimitOverridesPatch, Limits, NewOrganization, Organization,
     OrganizationDetails, OrganizationPatch, OrganizationSettings, OrganizationWithMembership,
-    SlugCheck, Usage,
+    SlugCheck, Usage, UserWithOrganization,
 };
 pub use model::page::{Page, Pagination};
 pub use model::permission::{Action, Permissions};

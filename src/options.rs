@@ -107,6 +107,11 @@ pub struct Options {
     /// renewal (30 s; at least twice `usage_flush_interval`, which renews it). A crashed
     /// process's unused quota returns after this.
     pub usage_lease_ttl: Duration,
+    /// How many organizations one user may own (active owner memberships, not memberships of
+    /// any role); `None`: no cap (the default). Creating an organization, or becoming an
+    /// owner by an add, a role change, a transfer, an accepted invitation or a reactivation,
+    /// past it is `quota_exceeded` (`owned_organizations`).
+    pub max_owned_organizations: Option<u64>,
 }
 
 impl Default for Options {
@@ -123,6 +128,7 @@ impl Default for Options {
             usage_flush_interval: Duration::from_secs(1),
             journal_size: 32 << 20,
             usage_lease_ttl: Duration::from_secs(30),
+            max_owned_organizations: None,
         }
     }
 }

@@ -1,13 +1,21 @@
-//! Model-based property test of memberships, roles, invitations, plans and seats, and of
-//! resources (mcps / api_keys limits), usage (monthly_requests per UTC month, idempotency keys,
-//! all-or-nothing batches, check_quota) and projects with their members.
+//! Model-based property test of memberships (with deactivation and reactivation), roles,
+//! invitations, plans and seats, and of resources (mcps / api_keys limits), usage
+//! (monthly_requests per UTC month, idempotency keys, all-or-nothing batches, check_quota) and
+//! projects with their members.
 //!
 //! proptest generates random operation sequences over a small universe (5 users, up to 3
 //! organizations, plans `free` (3 seats) and `pro` (5 seats)). Each operation runs on the
 //! database and on a plain in-memory reference model that implements SPEC sections 3–5 on its
 //! own; the outcome (Ok, or the error `code()`) must agree, and after every operation the
-//! observable state (member lists in order, seats, plan, invitation statuses, each user's
-//! organizations, `Db::check`) must agree too.
+//! observable state (member lists in order under each status filter, seats, plan, invitation
+//! statuses, each user's organizations and permissions, `Db::check`) must agree too.
+//!
+//! Deactivation as modeled: a deactivated member keeps their membership, role, join time and
+//! project memberships, holds no seat, and cannot act in the organization (authorized like a
+//! non-member, `forbidden`; leaving is `forbidden` too); only active owners count for the
+//! last-owner rule; a role change or an ownership transfer to them, an invitation accepted by
+//! them, adding or inviting them again are `conflict`. Reactivation is seat-checked like an add
+//! and follows the no-escalation rule for the member's role.
 
 mod common;
 
@@ -16,9 +24,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::Datelike;
 use chrono::{DateTime, TimeDelta, Utc};
 use orgdb::{
-    Actor, Db, InvitationQuery, InvitationStatus, ManualClock, MemberQuery, MemberRef,
-    NewInvitation, NewOrganization, NewProject, NewUser, ResourceKind, Role, UsageEvent,
-    UsageRecorder,
+    Action, Actor, AuditEvent, Db, InvitationQuery, InvitationStatus, ManualClock, Member,
+    MemberQuery, MemberRef, MemberStatus, NewInvitation, NewOrganization, NewProject, NewUser,
+    ResourceKind, Role, UsageEvent, UsageRecorder,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError};
@@ -86,6 +94,23 @@ enum Op {
         role: usize,
     },
     RemoveMember {
+        actor: usize,
+        org: usize,
+        target: usize,
+        by_membership: bool,
+    },
+    /// `Db::deactivate_member`; `target` 0–4 is a user slot as for `RemoveMember`, `5 + k`
+    /// the k-th active member of the organization, a non-owner while there is any (see
+    /// `Run::pick_target`).
+    Deactivate {
+        actor: usize,
+        org: usize,
+        target: usize,
+        by_membership: bool,
+    },
+    /// `Db::reactivate_member`; `target` as for `Deactivate`, but `5 + k` picks among the
+    /// deactivated members while there are any.
+    Reactivate {
         actor: usize,
         org: usize,
         target: usize,
@@ -282,6 +307,32 @@ struct MMember {
     role: Rank,
     joined: DateTime<Utc>,
     mem_id: String,
+    /// When the member was deactivated; `None` while active (holds a seat, may act).
+    deactivated: Option<DateTime<Utc>>,
+}
+
+impl MMember {
+    fn joined(role: Rank, at: DateTime<Utc>, mem_id: String) -> MMember {
+        MMember {
+            role,
+            joined: at,
+            mem_id,
+            deactivated: None,
+        }
+    }
+
+    fn active(&self) -> bool {
+        self.deactivated.is_none()
+    }
+
+    /// The status `list_members` reports.
+    fn status(&self) -> MemberStatus {
+        if self.active() {
+            MemberStatus::Active
+        } else {
+            MemberStatus::Deactivated
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -373,22 +424,37 @@ impl Model {
             .position(|i| i.org == org && i.email == email && self.is_pending(i))
     }
 
-    /// Members plus pending, unexpired invitations.
+    /// Active members (a deactivated one holds no seat).
+    fn active_members(&self, org: usize) -> u64 {
+        self.orgs[org]
+            .members
+            .values()
+            .filter(|m| m.active())
+            .count() as u64
+    }
+
+    /// Active members plus pending, unexpired invitations.
     fn seats(&self, org: usize) -> u64 {
         let pending = self
             .invs
             .iter()
             .filter(|i| i.org == org && self.is_pending(i))
             .count();
-        (self.orgs[org].members.len() + pending) as u64
+        self.active_members(org) + pending as u64
     }
 
+    /// Active owners: the last-owner rule counts only these.
     fn owners(&self, org: usize) -> usize {
         self.orgs[org]
             .members
             .values()
-            .filter(|m| m.role == OWNER)
+            .filter(|m| m.active() && m.role == OWNER)
             .count()
+    }
+
+    /// Whether `m` is the organization's last active owner.
+    fn last_owner(&self, org: usize, m: &MMember) -> bool {
+        m.active() && m.role == OWNER && self.owners(org) <= 1
     }
 
     fn live_org(&self, org: Option<usize>) -> Result<usize, Code> {
@@ -403,13 +469,14 @@ impl Model {
     }
 
     /// The permission check: `not_found` for a missing organization, then `forbidden` below
-    /// `min`. Returns the actor's role (`None` for the system).
+    /// `min` (a deactivated member has no role to act with). Returns the actor's role (`None`
+    /// for the system).
     fn authorize(&self, actor: usize, org: Option<usize>, min: Rank) -> Result<Option<Rank>, Code> {
         let o = self.live_org(org)?;
         match self.actor_id(actor) {
             None => Ok(None),
             Some(id) => match self.orgs[o].members.get(id) {
-                Some(m) if m.role >= min => Ok(Some(m.role)),
+                Some(m) if m.active() && m.role >= min => Ok(Some(m.role)),
                 _ => Err("forbidden"),
             },
         }
@@ -506,6 +573,9 @@ struct Run {
     step: usize,
     /// Recorders by organization id, made on first use.
     recorders: std::collections::HashMap<String, UsageRecorder>,
+    /// The outcome both agreed on for the last operation (Ok for one that answers nothing,
+    /// like `Advance`): what the smoke tests check their expectations against.
+    outcome: Expect,
 }
 
 macro_rules! ensure {
@@ -536,6 +606,39 @@ fn agree<T: std::fmt::Debug>(
             e.code()
         )),
     }
+}
+
+/// One member list row as compared: user id, role, membership id, join time, status and
+/// deactivation time.
+type MemberRow = (
+    String,
+    &'static str,
+    String,
+    DateTime<Utc>,
+    MemberStatus,
+    Option<DateTime<Utc>>,
+);
+
+fn row_of(r: &Member) -> MemberRow {
+    (
+        r.id.clone(),
+        r.role.as_str(),
+        r.membership_id.clone(),
+        r.joined_at,
+        r.status,
+        r.deactivated_at,
+    )
+}
+
+fn member_row(uid: &str, m: &MMember) -> MemberRow {
+    (
+        uid.to_owned(),
+        rank_name(m.role),
+        m.mem_id.clone(),
+        m.joined,
+        m.status(),
+        m.deactivated,
+    )
 }
 
 fn email_of(slot: usize) -> String {
@@ -572,6 +675,7 @@ impl Run {
             },
             step: 0,
             recorders: std::collections::HashMap::new(),
+            outcome: Ok(()),
         }
     }
 
@@ -653,6 +757,40 @@ impl Run {
         self.m.users[user % USERS].id.clone()
     }
 
+    /// The target of a deactivation or reactivation as a user slot: slots 0–4 as they are (so
+    /// non-members, owners and deactivated members are named too); `USERS + k` the k-th
+    /// member of the organization by user id among those the operation changes: for a
+    /// deactivation (`deactivate`) active non-owners, else active members; for a reactivation
+    /// deactivated members; with none of those, any member.
+    fn pick_target(&self, target: usize, o: Option<usize>, deactivate: bool) -> usize {
+        let Some(o) = o.filter(|_| target >= USERS) else {
+            return target % USERS;
+        };
+        let members = &self.m.orgs[o].members;
+        let pool = |keep: &dyn Fn(&MMember) -> bool| -> Vec<&String> {
+            members
+                .iter()
+                .filter(|(_, m)| keep(m))
+                .map(|(u, _)| u)
+                .collect()
+        };
+        let candidates = if deactivate {
+            vec![
+                pool(&|m| m.active() && m.role != OWNER),
+                pool(&|m| m.active()),
+            ]
+        } else {
+            vec![pool(&|m| !m.active())]
+        };
+        let pool = candidates
+            .into_iter()
+            .find(|p| !p.is_empty())
+            .unwrap_or_else(|| members.keys().collect());
+        pool.get((target - USERS) % pool.len().max(1))
+            .and_then(|uid| self.m.users.iter().position(|u| &u.id == *uid))
+            .unwrap_or(target % USERS)
+    }
+
     fn actor(&self, a: usize) -> Actor {
         match self.m.actor_id(a) {
             Some(id) => Actor::user(id),
@@ -660,8 +798,8 @@ impl Run {
         }
     }
 
-    /// Resolves the actor choices 6 (an owner of the organization) and 7 (an admin of it, else
-    /// an owner) to a user slot; other choices stay as they are.
+    /// Resolves the actor choices 6 (an active owner of the organization) and 7 (an active
+    /// admin of it, else an owner) to a user slot; other choices stay as they are.
     fn pick_actor(&self, a: usize, org: Option<usize>) -> usize {
         let wanted: &[Rank] = match a {
             OWNER_OF_ORG => &[OWNER],
@@ -673,7 +811,7 @@ impl Run {
         for role in wanted {
             let mut holders: Vec<(&DateTime<Utc>, &String)> = members
                 .iter()
-                .filter(|(_, m)| m.role == *role)
+                .filter(|(_, m)| m.active() && m.role == *role)
                 .map(|(u, m)| (&m.joined, u))
                 .collect();
             holders.sort();
@@ -699,7 +837,43 @@ impl Run {
         (n > 0).then(|| n - 1 - i % n)
     }
 
+    /// The organization's audit events after `after` (none for an unknown organization).
+    fn audit_after(&self, org_id: &str, after: u64) -> Result<Vec<AuditEvent>, String> {
+        let mut out: Vec<AuditEvent> = Vec::new();
+        loop {
+            let from = out.last().map_or(after, |e| e.seq);
+            match self.db.audit_log(&Actor::System, org_id, from, 1000) {
+                Ok(events) => {
+                    let full = events.len() == 1000;
+                    out.extend(events);
+                    if !full {
+                        return Ok(out);
+                    }
+                }
+                Err(e) if e.code() == "not_found" => return Ok(out),
+                Err(e) => return Err(format!("audit_log {org_id}: {e:?}")),
+            }
+        }
+    }
+
+    /// The sequence number of the organization's newest audit event (0 for none).
+    fn audit_last_seq(&self, org_id: &str) -> Result<u64, String> {
+        Ok(self.audit_after(org_id, 0)?.last().map_or(0, |e| e.seq))
+    }
+
+    /// [`agree`], remembering the outcome.
+    fn agree<T: std::fmt::Debug>(
+        &mut self,
+        op: &Op,
+        expected: Expect,
+        actual: orgdb::Result<T>,
+    ) -> Result<Option<T>, String> {
+        self.outcome = expected;
+        agree(op, expected, actual)
+    }
+
     fn apply(&mut self, op: &Op) -> Result<(), String> {
+        self.outcome = Ok(());
         match *op {
             Op::CreateUser { user } => {
                 let expected = if self.m.users[user].alive {
@@ -711,7 +885,7 @@ impl Run {
                     email: email_of(user),
                     name: format!("User {user}"),
                 });
-                if let Some(u) = agree(op, expected, got)? {
+                if let Some(u) = self.agree(op, expected, got)? {
                     self.m.users[user] = MUser {
                         id: u.id,
                         email: u.email,
@@ -738,21 +912,15 @@ impl Run {
                         ..Default::default()
                     },
                 );
-                if let Some(created) = agree(op, expected, got)? {
+                if let Some(created) = self.agree(op, expected, got)? {
                     let ms = &created.membership;
                     ensure!(
                         ms.role == Role::Owner && ms.user_id == self.m.users[owner].id,
                         "{op:?}: creator is not the owner: {ms:?}"
                     );
                     let uid = self.m.users[owner].id.clone();
-                    let members = BTreeMap::from([(
-                        uid,
-                        MMember {
-                            role: OWNER,
-                            joined: self.m.now,
-                            mem_id: ms.id.clone(),
-                        },
-                    )]);
+                    let members =
+                        BTreeMap::from([(uid, MMember::joined(OWNER, self.m.now, ms.id.clone()))]);
                     self.m.orgs.push(MOrg {
                         id: created.organization.id,
                         alive: true,
@@ -796,7 +964,7 @@ impl Run {
                 let got = self
                     .db
                     .add_member(&self.actor(actor), &org_id, &uid, ROLE_STRS[role]);
-                if let Some(member) = agree(op, expected, got)? {
+                if let Some(member) = self.agree(op, expected, got)? {
                     let o = o.unwrap();
                     let rank = parse_rank(ROLE_STRS[role]).unwrap();
                     ensure!(
@@ -806,14 +974,13 @@ impl Run {
                     if let Some(i) = self.m.pending_for(o, &self.m.users[user].email) {
                         self.m.invs[i].status = St::Accepted;
                     }
-                    self.m.orgs[o].members.insert(
-                        uid,
-                        MMember {
-                            role: rank,
-                            joined: self.m.now,
-                            mem_id: member.membership_id,
-                        },
+                    ensure!(
+                        member.status == MemberStatus::Active && member.deactivated_at.is_none(),
+                        "{op:?}: returned {member:?}"
                     );
+                    self.m.orgs[o]
+                        .members
+                        .insert(uid, MMember::joined(rank, self.m.now, member.membership_id));
                 }
             }
             Op::UpdateRole {
@@ -839,7 +1006,11 @@ impl Run {
                     if !may_grant(actor_role, rank) {
                         return Err("forbidden");
                     }
-                    if m.role == OWNER && rank != OWNER && self.m.owners(o) <= 1 {
+                    // A deactivated member's role does not change (not even to the same one).
+                    if !m.active() {
+                        return Err("conflict");
+                    }
+                    if rank != OWNER && self.m.last_owner(o, &m) {
                         return Err("conflict");
                     }
                     Ok(())
@@ -847,12 +1018,14 @@ impl Run {
                 let got =
                     self.db
                         .update_member_role(&self.actor(actor), &org_id, &who, ROLE_STRS[role]);
-                if let Some(member) = agree(op, expected, got)? {
+                if let Some(member) = self.agree(op, expected, got)? {
                     let o = o.unwrap();
                     let rank = parse_rank(ROLE_STRS[role]).unwrap();
                     let (uid, _) = self.m.resolve(o, &who).unwrap();
                     ensure!(
-                        member.id == uid && same_role(member.role, rank),
+                        member.id == uid
+                            && same_role(member.role, rank)
+                            && member.status == MemberStatus::Active,
                         "{op:?}: returned {member:?}"
                     );
                     self.m.orgs[o].members.get_mut(&uid).unwrap().role = rank;
@@ -874,13 +1047,14 @@ impl Run {
                     if !may_manage(actor_role, m.role) {
                         return Err("forbidden");
                     }
-                    if m.role == OWNER && self.m.owners(o) <= 1 {
+                    // A deactivated owner is not counted, so removing one never loses the last.
+                    if self.m.last_owner(o, &m) {
                         return Err("conflict");
                     }
                     Ok(())
                 })();
                 let got = self.db.remove_member(&self.actor(actor), &org_id, &who);
-                if let Some(removed) = agree(op, expected, got)? {
+                if let Some(removed) = self.agree(op, expected, got)? {
                     let o = o.unwrap();
                     let (uid, m) = self.m.resolve(o, &who).unwrap();
                     ensure!(
@@ -890,19 +1064,116 @@ impl Run {
                     self.m.remove_member(o, &uid);
                 }
             }
+            Op::Deactivate {
+                actor,
+                org,
+                target,
+                by_membership,
+            }
+            | Op::Reactivate {
+                actor,
+                org,
+                target,
+                by_membership,
+            } => {
+                let reactivate = matches!(op, Op::Reactivate { .. });
+                let (o, org_id) = self.org_sel(org);
+                let actor = self.pick_actor(actor, o);
+                let target = self.pick_target(target, o, !reactivate);
+                let who = self.m.member_ref(o, target, by_membership);
+                // Whether the status changes (else an Ok answer changes nothing, unaudited).
+                let mut changes = false;
+                let expected = (|| {
+                    // Deactivating needs what removing needs; reactivating what adding needs.
+                    let actor_role = self.m.authorize(actor, o, ADMIN)?;
+                    let o = o.unwrap();
+                    let (_, m) = self.m.resolve(o, &who).ok_or("not_found")?;
+                    if !may_manage(actor_role, m.role) {
+                        return Err("forbidden");
+                    }
+                    if reactivate {
+                        // Bringing a member back grants their role again: no escalation.
+                        if !may_grant(actor_role, m.role) {
+                            return Err("forbidden");
+                        }
+                        if m.active() {
+                            return Ok(());
+                        }
+                        if self.m.seats(o) + 1 > seat_limit(self.m.orgs[o].plan) {
+                            return Err("quota_exceeded");
+                        }
+                    } else {
+                        if !m.active() {
+                            return Ok(());
+                        }
+                        if self.m.last_owner(o, &m) {
+                            return Err("conflict");
+                        }
+                    }
+                    changes = true;
+                    Ok(())
+                })();
+                let seen = self.audit_last_seq(&org_id)?;
+                let got = if reactivate {
+                    self.db.reactivate_member(&self.actor(actor), &org_id, &who)
+                } else {
+                    self.db.deactivate_member(&self.actor(actor), &org_id, &who)
+                };
+                let result = self.agree(op, expected, got)?;
+                let audited: Vec<(String, String, String)> = self
+                    .audit_after(&org_id, seen)?
+                    .into_iter()
+                    .filter(|e| e.action.starts_with("member."))
+                    .map(|e| (e.action, e.target, e.actor))
+                    .collect();
+                let mut want_audit = Vec::new();
+                if let Some(member) = result {
+                    let o = o.unwrap();
+                    let now = self.m.now;
+                    let (uid, old) = self.m.resolve(o, &who).unwrap();
+                    let label = self.m.actor_id(actor).unwrap_or("system").to_owned();
+                    let new = self.m.orgs[o].members.get_mut(&uid).unwrap();
+                    if changes {
+                        new.deactivated = if reactivate { None } else { Some(now) };
+                        let action = if reactivate {
+                            "member.reactivated"
+                        } else {
+                            "member.deactivated"
+                        };
+                        want_audit.push((action.to_owned(), old.mem_id, label));
+                    }
+                    ensure!(
+                        member.id == uid
+                            && member.membership_id == new.mem_id
+                            && same_role(member.role, new.role)
+                            && member.joined_at == new.joined
+                            && member.status == new.status()
+                            && member.deactivated_at == new.deactivated,
+                        "{op:?}: returned {member:?}, model {new:?}"
+                    );
+                }
+                ensure!(
+                    audited == want_audit,
+                    "{op:?}: audit events (action, target, actor) {audited:?}, model {want_audit:?}"
+                );
+            }
             Op::Leave { user, org } => {
                 let (o, org_id) = self.org_sel(org);
                 let uid = self.m.users[user].id.clone();
                 let expected = (|| {
                     let o = self.m.live_org(o)?;
                     let m = self.m.orgs[o].members.get(&uid).ok_or("not_found")?;
-                    if m.role == OWNER && self.m.owners(o) <= 1 {
+                    // Leaving is acting in the organization, which a deactivated member cannot.
+                    if !m.active() {
+                        return Err("forbidden");
+                    }
+                    if self.m.last_owner(o, m) {
                         return Err("conflict");
                     }
                     Ok(())
                 })();
                 let got = self.db.leave_organization(&uid, &org_id);
-                if agree(op, expected, got)?.is_some() {
+                if self.agree(op, expected, got)?.is_some() {
                     self.m.remove_member(o.unwrap(), &uid);
                 }
             }
@@ -917,7 +1188,7 @@ impl Run {
                         return Err("validation_error");
                     }
                     let target = self.m.orgs[o].members.get(&to_id).ok_or("not_found")?;
-                    if target.role == OWNER {
+                    if !target.active() || target.role == OWNER {
                         return Err("conflict");
                     }
                     Ok(())
@@ -925,7 +1196,7 @@ impl Run {
                 let got = self
                     .db
                     .transfer_ownership(&self.actor(actor), &org_id, &to_id);
-                if let Some(member) = agree(op, expected, got)? {
+                if let Some(member) = self.agree(op, expected, got)? {
                     let o = o.unwrap();
                     ensure!(
                         member.id == to_id && member.role == Role::Owner,
@@ -990,7 +1261,7 @@ impl Run {
                         ..Default::default()
                     },
                 );
-                if let Some(created) = agree(op, expected, got)? {
+                if let Some(created) = self.agree(op, expected, got)? {
                     let rank = parse_rank(ROLE_STRS[role]).unwrap();
                     let inv = &created.invitation;
                     let expires = self.m.now + TimeDelta::days(LIFETIME_DAYS);
@@ -1044,10 +1315,12 @@ impl Run {
                     if !u.alive {
                         return Err("not_found");
                     }
-                    let member = self.m.orgs[inv.org].members.contains_key(&uid);
+                    let existing = self.m.orgs[inv.org].members.get(&uid);
+                    let member = existing.is_some();
                     match self.m.status(inv) {
                         InvitationStatus::Pending => {}
                         InvitationStatus::Expired => return Err("invitation_expired"),
+                        // A retry returns the membership as it is (also a deactivated one).
                         InvitationStatus::Accepted if inv.email == u.email && member => {
                             return Ok(())
                         }
@@ -1056,14 +1329,20 @@ impl Run {
                     if inv.email != u.email {
                         return Err("forbidden");
                     }
-                    let members = self.m.orgs[inv.org].members.len() as u64;
+                    // Only a reactivation brings a deactivated member back, not an invitation.
+                    if existing.is_some_and(|m| !m.active()) {
+                        return Err("conflict");
+                    }
+                    // The invitation's own seat turns into the member's: active members after
+                    // the accept must fit.
+                    let members = self.m.active_members(inv.org);
                     if !member && members + 1 > seat_limit(self.m.orgs[inv.org].plan) {
                         return Err("quota_exceeded");
                     }
                     Ok(())
                 })();
                 let got = self.db.accept_invitation(&token, &uid);
-                if let Some(ms) = agree(op, expected, got)? {
+                if let Some(ms) = self.agree(op, expected, got)? {
                     let i = i.unwrap();
                     let (o, rank) = (self.m.invs[i].org, self.m.invs[i].role);
                     let now = self.m.now;
@@ -1074,19 +1353,19 @@ impl Run {
                     );
                     match org.members.get(&uid) {
                         Some(existing) => ensure!(
-                            ms.id == existing.mem_id && same_role(ms.role, existing.role),
+                            ms.id == existing.mem_id
+                                && same_role(ms.role, existing.role)
+                                && ms.status == existing.status()
+                                && ms.deactivated_at == existing.deactivated,
                             "{op:?}: returned {ms:?}, expected the existing {existing:?}"
                         ),
                         None => {
-                            ensure!(same_role(ms.role, rank), "{op:?}: returned {ms:?}");
-                            org.members.insert(
-                                uid,
-                                MMember {
-                                    role: rank,
-                                    joined: now,
-                                    mem_id: ms.id.clone(),
-                                },
+                            ensure!(
+                                same_role(ms.role, rank) && ms.status == MemberStatus::Active,
+                                "{op:?}: returned {ms:?}"
                             );
+                            org.members
+                                .insert(uid, MMember::joined(rank, now, ms.id.clone()));
                         }
                     }
                     self.m.invs[i].status = St::Accepted;
@@ -1102,7 +1381,7 @@ impl Run {
                     Some(_) => Err("conflict"),
                 };
                 let got = self.db.decline_invitation(&token);
-                if let Some(inv) = agree(op, expected, got)? {
+                if let Some(inv) = self.agree(op, expected, got)? {
                     ensure!(
                         inv.status == InvitationStatus::Declined,
                         "{op:?}: returned {inv:?}"
@@ -1156,7 +1435,7 @@ impl Run {
                     let got = self
                         .db
                         .resend_invitation(&self.actor(actor), &org_id, &inv_id);
-                    if let Some(created) = agree(op, expected, got)? {
+                    if let Some(created) = self.agree(op, expected, got)? {
                         let expires = self.m.now + TimeDelta::days(LIFETIME_DAYS);
                         let inv = &mut self.m.invs[i];
                         ensure!(
@@ -1175,7 +1454,7 @@ impl Run {
                     let got = self
                         .db
                         .revoke_invitation(&self.actor(actor), &org_id, &inv_id);
-                    if let Some(inv) = agree(op, expected, got)? {
+                    if let Some(inv) = self.agree(op, expected, got)? {
                         ensure!(
                             inv.status == InvitationStatus::Revoked,
                             "{op:?}: returned {inv:?}"
@@ -1200,7 +1479,7 @@ impl Run {
                     Ok(())
                 })();
                 let got = self.db.set_plan(&self.actor(actor), &org_id, PLANS[plan]);
-                if let Some(updated) = agree(op, expected, got)? {
+                if let Some(updated) = self.agree(op, expected, got)? {
                     ensure!(updated.plan == PLANS[plan], "{op:?}: returned {updated:?}");
                     self.m.orgs[o.unwrap()].plan = PLANS[plan];
                 }
@@ -1210,7 +1489,7 @@ impl Run {
                 let actor = self.pick_actor(actor, o);
                 let expected = self.m.authorize(actor, o, OWNER).map(|_| ());
                 let got = self.db.delete_organization(&self.actor(actor), &org_id);
-                if agree(op, expected, got)?.is_some() {
+                if self.agree(op, expected, got)?.is_some() {
                     let o = o.unwrap();
                     self.m.orgs[o].alive = false;
                     self.m.orgs[o].members.clear();
@@ -1235,15 +1514,14 @@ impl Run {
                     self.m.orgs[o]
                         .members
                         .get(&uid)
-                        .is_some_and(|m| m.role == OWNER)
-                        && self.m.owners(o) <= 1
+                        .is_some_and(|m| self.m.last_owner(o, m))
                 }) {
                     Err("conflict")
                 } else {
                     Ok(())
                 };
                 let got = self.db.delete_user(&uid);
-                if agree(op, expected, got)?.is_some() {
+                if self.agree(op, expected, got)?.is_some() {
                     for o in 0..self.m.orgs.len() {
                         self.m.remove_member(o, &uid);
                     }
@@ -1276,7 +1554,7 @@ impl Run {
                 let got = self
                     .db
                     .register_resource(&self.actor(actor), &org_id, kind, &name);
-                if let Some(r) = agree(op, expected, got)? {
+                if let Some(r) = self.agree(op, expected, got)? {
                     ensure!(r.kind == kind, "{op:?}: returned {r:?}");
                     self.m.res.push(MRes {
                         id: r.id,
@@ -1298,7 +1576,7 @@ impl Run {
                 let got = self
                     .db
                     .remove_resource(&self.actor(actor), &org_id, &res_id);
-                if agree(op, expected, got)?.is_some() {
+                if self.agree(op, expected, got)?.is_some() {
                     self.m.res[r.unwrap()].live = false;
                 }
             }
@@ -1342,7 +1620,7 @@ impl Run {
                 } else {
                     self.db.record_usage(&org_id, &ev)
                 };
-                if let Some(receipt) = agree(op, expected, got)? {
+                if let Some(receipt) = self.agree(op, expected, got)? {
                     let o = o.unwrap();
                     if !dup {
                         *self.m.orgs[o].usage.entry(month).or_default() += event.count;
@@ -1403,7 +1681,7 @@ impl Run {
                     Ok(())
                 })();
                 let got = self.db.record_usage_batch(&org_id, &evs);
-                if let Some(receipts) = agree(op, expected, got)? {
+                if let Some(receipts) = self.agree(op, expected, got)? {
                     let o = o.unwrap();
                     *self.m.orgs[o].usage.entry(month).or_default() += add;
                     for (e, dup) in events.iter().zip(&dups) {
@@ -1431,7 +1709,7 @@ impl Run {
                     Ok(())
                 })();
                 let got = self.db.check_quota(&org_id, count);
-                if let Some(receipt) = agree(op, expected, got)? {
+                if let Some(receipt) = self.agree(op, expected, got)? {
                     let want = self.m.used(o.unwrap()) + count;
                     ensure!(
                         !receipt.duplicate && receipt.used == want,
@@ -1451,7 +1729,7 @@ impl Run {
                         description: None,
                     },
                 );
-                if let Some(p) = agree(op, expected, got)? {
+                if let Some(p) = self.agree(op, expected, got)? {
                     self.m.projs.push(MProj {
                         id: p.id,
                         org: o.unwrap(),
@@ -1472,7 +1750,7 @@ impl Run {
                 let got = self
                     .db
                     .delete_project(&self.actor(actor), &org_id, &proj_id);
-                if agree(op, expected, got)?.is_some() {
+                if self.agree(op, expected, got)?.is_some() {
                     let p = &mut self.m.projs[p.unwrap()];
                     p.alive = false;
                     p.members.clear();
@@ -1510,7 +1788,7 @@ impl Run {
                     &uid,
                     Some(PROJECT_ROLES[role].into()),
                 );
-                if let Some(pm) = agree(op, expected, got)? {
+                if let Some(pm) = self.agree(op, expected, got)? {
                     ensure!(
                         pm.id == uid && pm.role.as_str() == PROJECT_ROLES[role],
                         "{op:?}: returned {pm:?}"
@@ -1539,12 +1817,77 @@ impl Run {
                 let got =
                     self.db
                         .remove_project_member(&self.actor(actor), &org_id, &proj_id, &uid);
-                if agree(op, expected, got)?.is_some() {
+                if self.agree(op, expected, got)?.is_some() {
                     self.m.projs[p.unwrap()].members.remove(&uid);
                 }
             }
         }
         Ok(())
+    }
+
+    /// Every page of organization `o`'s `list_members` under `status`, in pages of 3 (offsets
+    /// seek through the counted indexes); each page must report `total` rows.
+    fn member_pages(
+        &self,
+        o: usize,
+        status: Option<&str>,
+        total: u64,
+    ) -> Result<Vec<MemberRow>, String> {
+        let mut rows = Vec::new();
+        for page in 1u32.. {
+            let p = self
+                .db
+                .list_members(
+                    &Actor::System,
+                    &self.m.orgs[o].id,
+                    &MemberQuery {
+                        page: Some(page),
+                        per_page: Some(3),
+                        status: status.map(str::to_owned),
+                        ..Default::default()
+                    },
+                )
+                .map_err(|e| format!("list_members of org {o} status {status:?}: {e:?}"))?;
+            ensure!(
+                p.pagination.total == total,
+                "org {o} status {status:?}: total {} but the model has {total} members",
+                p.pagination.total
+            );
+            let last = u64::from(page) >= p.pagination.total_pages;
+            rows.extend(p.data.iter().map(row_of));
+            if last {
+                break;
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Organization `o`'s `list_members` under `status`, following `next_cursor` in pages of
+    /// 2 until it ends.
+    fn member_cursor_walk(&self, o: usize, status: &str) -> Result<Vec<MemberRow>, String> {
+        let mut rows = Vec::new();
+        let mut cursor = None;
+        for _ in 0..=USERS {
+            let p = self
+                .db
+                .list_members(
+                    &Actor::System,
+                    &self.m.orgs[o].id,
+                    &MemberQuery {
+                        per_page: Some(2),
+                        status: Some(status.to_owned()),
+                        cursor: cursor.take(),
+                        ..Default::default()
+                    },
+                )
+                .map_err(|e| format!("list_members of org {o} by cursor: {e:?}"))?;
+            rows.extend(p.data.iter().map(row_of));
+            match p.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(rows),
+            }
+        }
+        Err(format!("org {o}: the cursor walk of {status} does not end"))
     }
 
     /// Compares everything observable with the model.
@@ -1559,48 +1902,63 @@ impl Run {
                 );
                 continue;
             }
-            // Members, all pages, in order (small pages: offsets seek through the counted
-            // index).
-            let mut rows = Vec::new();
-            for page in 1u32.. {
-                let p = self
-                    .db
-                    .list_members(
-                        &system,
-                        &org.id,
-                        &MemberQuery {
-                            page: Some(page),
-                            per_page: Some(3),
-                            ..Default::default()
-                        },
-                    )
-                    .map_err(|e| format!("list_members of org {o}: {e:?}"))?;
+            // Members under each status filter, all pages, in order: active members by join
+            // time (the default), deactivated ones by join time, and both, active first.
+            let by_join = |active: bool| {
+                let mut v: Vec<(&String, &MMember)> = org
+                    .members
+                    .iter()
+                    .filter(|(_, m)| m.active() == active)
+                    .collect();
+                v.sort_by_key(|&(u, m)| (m.joined, u));
+                v.into_iter()
+                    .map(|(u, m)| member_row(u, m))
+                    .collect::<Vec<_>>()
+            };
+            let (active, deactivated) = (by_join(true), by_join(false));
+            let all: Vec<MemberRow> = active.iter().chain(&deactivated).cloned().collect();
+            // The default filter and `active` spelled out, on alternate steps.
+            let default = [None, Some(" Active")][self.step % 2];
+            for (status, want) in [
+                (default, &active),
+                (Some("deactivated"), &deactivated),
+                (Some("ALL"), &all),
+            ] {
+                let got = self.member_pages(o, status, want.len() as u64)?;
                 ensure!(
-                    p.pagination.total == org.members.len() as u64,
-                    "org {o}: total {} but the model has {} members",
-                    p.pagination.total,
-                    org.members.len()
+                    &got == want,
+                    "org {o} status {status:?}: members differ\n  db:    {got:?}\n  model: {want:?}"
                 );
-                let last = u64::from(page) >= p.pagination.total_pages;
-                rows.extend(p.data);
-                if last {
-                    break;
-                }
             }
-            let mut want: Vec<(&String, &MMember)> = org.members.iter().collect();
-            want.sort_by(|a, b| (a.1.joined, a.0).cmp(&(b.1.joined, b.0)));
-            let got: Vec<(String, &str, String)> = rows
-                .iter()
-                .map(|r| (r.id.clone(), r.role.as_str(), r.membership_id.clone()))
-                .collect();
-            let want: Vec<(String, &str, String)> = want
-                .into_iter()
-                .map(|(u, m)| (u.clone(), rank_name(m.role), m.mem_id.clone()))
-                .collect();
-            ensure!(
-                got == want,
-                "org {o}: members differ\n  db:    {got:?}\n  model: {want:?}"
-            );
+            // With deactivated members, the whole list again through keyset cursors (pages of
+            // 2, across the boundary between the active and the deactivated part).
+            if !deactivated.is_empty() {
+                let got = self.member_cursor_walk(o, "all")?;
+                ensure!(
+                    got == all,
+                    "org {o}: members by cursor differ\n  db:    {got:?}\n  model: {all:?}"
+                );
+            }
+
+            // What each member may do here: a deactivated one is refused like a non-member.
+            for (uid, m) in &org.members {
+                let got = self.db.permissions(&Actor::user(uid), &org.id);
+                if !m.active() {
+                    ensure!(
+                        got.as_ref().is_err_and(|e| e.code() == "forbidden"),
+                        "deactivated member {uid} of org {o}: permissions gives {got:?}"
+                    );
+                    continue;
+                }
+                let p = got.map_err(|e| format!("permissions of {uid} in org {o}: {e:?}"))?;
+                let may_leave = !self.m.last_owner(o, m);
+                ensure!(
+                    p.role.is_some_and(|r| same_role(r, m.role))
+                        && p.allows(Action::LeaveOrganization) == may_leave
+                        && p.allows(Action::RemoveMember) == (m.role >= ADMIN),
+                    "member {uid} of org {o}: permissions {p:?}, model {m:?} (may leave: {may_leave})"
+                );
+            }
 
             // Seats, limit and plan.
             let details = self
@@ -1776,20 +2134,30 @@ impl Run {
                 );
                 continue;
             }
-            let got: BTreeSet<(String, String)> = got
+            let got: BTreeSet<(String, String, &str)> = got
                 .map_err(|e| format!("list_organizations_for_user {slot}: {e:?}"))?
                 .into_iter()
-                .map(|o| (o.organization.id, o.membership.role.as_str().to_owned()))
+                .map(|o| {
+                    (
+                        o.organization.id,
+                        o.membership.role.as_str().to_owned(),
+                        o.membership.status.as_str(),
+                    )
+                })
                 .collect();
-            let want: BTreeSet<(String, String)> = self
+            let want: BTreeSet<(String, String, &str)> = self
                 .m
                 .orgs
                 .iter()
                 .filter(|o| o.alive)
                 .filter_map(|o| {
-                    o.members
-                        .get(&u.id)
-                        .map(|m| (o.id.clone(), rank_name(m.role).to_owned()))
+                    o.members.get(&u.id).map(|m| {
+                        (
+                            o.id.clone(),
+                            rank_name(m.role).to_owned(),
+                            m.status().as_str(),
+                        )
+                    })
                 })
                 .collect();
             ensure!(
@@ -1808,12 +2176,30 @@ impl Run {
 fn run(ops: &[Op]) -> Result<(), String> {
     let mut r = Run::new();
     for op in ops {
-        r.step += 1;
-        r.apply(op)
-            .and_then(|()| r.compare())
-            .map_err(|e| format!("after op #{} {op:?}:\n{e}", r.step))?;
+        r.run_one(op)?;
     }
     Ok(())
+}
+
+impl Run {
+    /// Runs one operation and compares the state after it.
+    fn run_one(&mut self, op: &Op) -> Result<(), String> {
+        self.step += 1;
+        self.apply(op)
+            .and_then(|()| self.compare())
+            .map_err(|e| format!("after op #{} {op:?}:\n{e}", self.step))
+    }
+}
+
+/// Runs a sequence like [`run`], where each operation must also have the outcome given with
+/// it (Ok, or an error code); returns the run for checks of the final state.
+fn run_expecting(steps: &[(Op, Expect)]) -> Run {
+    let mut r = Run::new();
+    for (op, want) in steps {
+        r.run_one(op).unwrap();
+        assert_eq!(r.outcome, *want, "op #{} {op:?}", r.step);
+    }
+    r
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1825,6 +2211,10 @@ fn op() -> impl Strategy<Value = Op> {
     let actor = prop_oneof![5 => 0..USERS, 1 => Just(USERS), 3 => Just(OWNER_OF_ORG), 2 => Just(ADMIN_OF_ORG)];
     let org = prop_oneof![6 => Just(0usize), 3 => Just(1usize), 1 => Just(2usize)];
     let role = 0..ROLE_STRS.len();
+    // A deactivation's target: a user slot, or (resolved at run time) a member of the org;
+    // and its actor, more often one who may do it.
+    let target = prop_oneof![1 => 0..USERS, 2 => USERS..2 * USERS];
+    let manager = prop_oneof![2 => 0..USERS, 1 => Just(USERS), 4 => Just(OWNER_OF_ORG), 3 => Just(ADMIN_OF_ORG)];
     prop_oneof![
         2 => user.clone().prop_map(|user| Op::CreateUser { user }),
         2 => (user.clone(), prop_oneof![3 => 0..2usize, 1 => Just(2usize)])
@@ -1842,6 +2232,22 @@ fn op() -> impl Strategy<Value = Op> {
         ),
         3 => (actor.clone(), org.clone(), user.clone(), any::<bool>()).prop_map(
             |(actor, org, target, by_membership)| Op::RemoveMember {
+                actor,
+                org,
+                target,
+                by_membership
+            }
+        ),
+        5 => (manager.clone(), org.clone(), target.clone(), any::<bool>()).prop_map(
+            |(actor, org, target, by_membership)| Op::Deactivate {
+                actor,
+                org,
+                target,
+                by_membership
+            }
+        ),
+        3 => (manager, org.clone(), target, any::<bool>()).prop_map(
+            |(actor, org, target, by_membership)| Op::Reactivate {
                 actor,
                 org,
                 target,
@@ -1929,12 +2335,22 @@ fn ev(with_res: f64) -> impl Strategy<Value = Ev> {
 }
 
 /// Sequences start with a free organization owned by user 0 and a pro one owned by user 1,
-/// each with a project and a resource, so early operations have targets.
+/// each with a project and a resource, and up to three more members (users 2–4 added by the
+/// system as viewer, member or admin), so early operations have targets: without them most
+/// organizations would only ever hold their owner, whom nothing but a transfer can deactivate.
 fn ops() -> impl Strategy<Value = Vec<Op>> {
-    prop::collection::vec(op(), 1..60).prop_map(|mut ops| {
-        ops.splice(
-            0..0,
-            [
+    let seeded = (0..2usize, 2..USERS, 0..3usize).prop_map(|(org, user, role)| Op::AddMember {
+        actor: USERS,
+        org,
+        user,
+        role,
+    });
+    (
+        prop::collection::vec(seeded, 0..=3),
+        prop::collection::vec(op(), 1..60),
+    )
+        .prop_map(|(seeded, mut ops)| {
+            let setup = [
                 Op::CreateOrg { owner: 0, plan: 0 },
                 Op::CreateOrg { owner: 1, plan: 1 },
                 Op::CreateProject {
@@ -1955,16 +2371,20 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
                     org: 1,
                     api_key: true,
                 },
-            ],
-        );
-        ops
-    })
+            ];
+            ops.splice(0..0, setup.into_iter().chain(seeded));
+            ops
+        })
 }
 
 proptest! {
     #![proptest_config(Config {
         // Each case is hundreds of transactions: a quarter as many on a server.
-        cases: if common::on_postgres() { 32 } else { 128 },
+        // `PROPTEST_CASES` asks for more (or fewer) for a longer shake-out.
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(if common::on_postgres() { 32 } else { 128 }),
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct("tests/proptest-regressions/model.txt"))),
         ..Config::default()
     })]
@@ -2077,6 +2497,323 @@ fn model_smoke_accept_after_downgrade() {
         Decline { inv: 0 },
     ])
     .unwrap();
+}
+
+/// Deactivation frees a seat that an invitation may then take; reactivation needs a seat
+/// again (refused while the organization is full, fine once someone is removed), keeps the
+/// role and the join time, and the reactivated member counts again when an invitation is
+/// accepted.
+#[test]
+fn model_smoke_deactivate_frees_a_seat_and_reactivation_needs_one() {
+    use Op::*;
+    const SYSTEM: usize = USERS;
+    let r = run_expecting(&[
+        (CreateOrg { owner: 0, plan: 0 }, Ok(())),
+        (
+            AddMember {
+                actor: 0,
+                org: 0,
+                user: 1,
+                role: 2,
+            },
+            Ok(()),
+        ),
+        (
+            AddMember {
+                actor: 1,
+                org: 0,
+                user: 2,
+                role: 1,
+            },
+            Ok(()),
+        ),
+        // Three members: full on free.
+        (
+            Invite {
+                actor: 0,
+                org: 0,
+                email: 3,
+                shout: false,
+                role: 1,
+            },
+            Err("quota_exceeded"),
+        ),
+        // The admin deactivates the member (by membership id): their seat is free.
+        (
+            Deactivate {
+                actor: ADMIN_OF_ORG,
+                org: 0,
+                target: 2,
+                by_membership: true,
+            },
+            Ok(()),
+        ),
+        // Again: nothing changes, nothing is audited.
+        (
+            Deactivate {
+                actor: SYSTEM,
+                org: 0,
+                target: 2,
+                by_membership: false,
+            },
+            Ok(()),
+        ),
+        (
+            Invite {
+                actor: 1,
+                org: 0,
+                email: 3,
+                shout: true,
+                role: 0,
+            },
+            Ok(()),
+        ),
+        // Two active members and a pending invitation: no seat to come back to.
+        (
+            Reactivate {
+                actor: OWNER_OF_ORG,
+                org: 0,
+                target: 2,
+                by_membership: false,
+            },
+            Err("quota_exceeded"),
+        ),
+        (Leave { user: 2, org: 0 }, Err("forbidden")),
+        (
+            RemoveMember {
+                actor: 0,
+                org: 0,
+                target: 1,
+                by_membership: false,
+            },
+            Ok(()),
+        ),
+        (
+            Reactivate {
+                actor: 0,
+                org: 0,
+                target: 2,
+                by_membership: true,
+            },
+            Ok(()),
+        ),
+        // Two active members plus the invitee: the accept fits exactly.
+        (
+            Accept {
+                inv: 0,
+                user: None,
+                stale: false,
+            },
+            Ok(()),
+        ),
+        (
+            Invite {
+                actor: 0,
+                org: 0,
+                email: 4,
+                shout: false,
+                role: 1,
+            },
+            Err("quota_exceeded"),
+        ),
+    ]);
+    let org = &r.m.orgs[0];
+    assert_eq!(r.m.seats(0), 3);
+    assert!(org.members.values().all(MMember::active), "{org:?}");
+    let back = &org.members[&r.m.users[2].id];
+    assert_eq!((back.role, back.joined), (1, common::start()), "{back:?}");
+}
+
+/// A deactivated member cannot act (like a non-member), cannot be changed but by
+/// reactivation or removal, and does not count as an owner; an admin never deactivates or
+/// reactivates an owner; a retried accept of their invitation returns the deactivated
+/// membership.
+#[test]
+fn model_smoke_a_deactivated_member_cannot_act() {
+    use Op::*;
+    const SYSTEM: usize = USERS;
+    let deactivate = |actor, target| Deactivate {
+        actor,
+        org: 0,
+        target,
+        by_membership: false,
+    };
+    let reactivate = |actor, target| Reactivate {
+        actor,
+        org: 0,
+        target,
+        by_membership: true,
+    };
+    let update = |actor, target, role| UpdateRole {
+        actor,
+        org: 0,
+        target,
+        by_membership: false,
+        role,
+    };
+    let invite = |actor, email| Invite {
+        actor,
+        org: 0,
+        email,
+        shout: false,
+        role: 1,
+    };
+    let add = |actor, user| AddMember {
+        actor,
+        org: 0,
+        user,
+        role: 1,
+    };
+    let r = run_expecting(&[
+        (CreateOrg { owner: 0, plan: 1 }, Ok(())),
+        (
+            AddMember {
+                actor: 0,
+                org: 0,
+                user: 1,
+                role: 3,
+            },
+            Ok(()),
+        ),
+        (
+            AddMember {
+                actor: 0,
+                org: 0,
+                user: 2,
+                role: 2,
+            },
+            Ok(()),
+        ),
+        (CreateProject { actor: 0, org: 0 }, Ok(())),
+        (deactivate(2, 1), Err("forbidden")),
+        (
+            Deactivate {
+                actor: 1,
+                org: 0,
+                target: 0,
+                by_membership: true,
+            },
+            Ok(()),
+        ),
+        // User 1 is the last active owner now.
+        (deactivate(SYSTEM, 1), Err("conflict")),
+        (Leave { user: 1, org: 0 }, Err("conflict")),
+        (DeleteUser { user: 1 }, Err("conflict")),
+        (update(1, 1, 2), Err("conflict")),
+        // The deactivated owner cannot act.
+        (CreateProject { actor: 0, org: 0 }, Err("forbidden")),
+        (
+            SetPlan {
+                actor: 0,
+                org: 0,
+                plan: 0,
+            },
+            Err("forbidden"),
+        ),
+        (
+            Transfer {
+                actor: 0,
+                org: 0,
+                to: 2,
+            },
+            Err("forbidden"),
+        ),
+        (invite(0, 3), Err("forbidden")),
+        (Leave { user: 0, org: 0 }, Err("forbidden")),
+        // Nor be changed: permission and role checks first, then `conflict`.
+        (update(1, 0, 0), Err("conflict")),
+        (update(1, 0, 3), Err("conflict")),
+        (update(1, 0, 7), Err("validation_error")),
+        (update(2, 0, 1), Err("forbidden")),
+        // They stay a member of the organization: a project may take them.
+        (
+            AddProjectMember {
+                actor: 1,
+                org: 0,
+                proj: 0,
+                user: 0,
+                role: 1,
+            },
+            Ok(()),
+        ),
+        (
+            Transfer {
+                actor: 1,
+                org: 0,
+                to: 0,
+            },
+            Err("conflict"),
+        ),
+        (add(1, 0), Err("conflict")),
+        (invite(1, 0), Err("conflict")),
+        (
+            RemoveMember {
+                actor: 2,
+                org: 0,
+                target: 0,
+                by_membership: false,
+            },
+            Err("forbidden"),
+        ),
+        (reactivate(2, 0), Err("forbidden")),
+        // A deactivated admin cannot act either, not even to come back.
+        (deactivate(1, 2), Ok(())),
+        (CreateProject { actor: 2, org: 0 }, Err("forbidden")),
+        (invite(2, 3), Err("forbidden")),
+        (reactivate(2, 2), Err("forbidden")),
+        (deactivate(2, 1), Err("forbidden")),
+        // A retried accept returns the membership as it is, deactivated.
+        (invite(1, 3), Ok(())),
+        (
+            Accept {
+                inv: 0,
+                user: None,
+                stale: false,
+            },
+            Ok(()),
+        ),
+        (deactivate(1, 3), Ok(())),
+        (
+            Accept {
+                inv: 0,
+                user: None,
+                stale: false,
+            },
+            Ok(()),
+        ),
+        (invite(1, 3), Err("conflict")),
+        (reactivate(1, 0), Ok(())),
+        (Leave { user: 1, org: 0 }, Ok(())),
+        // Removing a deactivated member works.
+        (
+            RemoveMember {
+                actor: 0,
+                org: 0,
+                target: 2,
+                by_membership: true,
+            },
+            Ok(()),
+        ),
+        (reactivate(SYSTEM, 3), Ok(())),
+    ]);
+    let org = &r.m.orgs[0];
+    assert_eq!(org.members.len(), 2, "{org:?}");
+    assert!(org.members.values().all(MMember::active), "{org:?}");
+    // The project membership given while deactivated survived the reactivation.
+    assert!(r.m.projs[0].members.contains(&r.m.users[0].id));
+    let bad = r.db.list_members(
+        &Actor::System,
+        &org.id,
+        &MemberQuery {
+            status: Some("inactive".into()),
+            ..Default::default()
+        },
+    );
+    assert!(
+        bad.as_ref()
+            .is_err_and(|e| e.code() == "validation_error" && e.details().contains_key("status")),
+        "{bad:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

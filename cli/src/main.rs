@@ -67,6 +67,15 @@ struct Cli {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Json)]
     format: Format,
+    /// How many organizations one user may own (creating or becoming an owner past it is
+    /// quota_exceeded); default: no cap.
+    #[arg(
+        long,
+        global = true,
+        value_name = "N",
+        env = "ORGDB_MAX_OWNED_ORGANIZATIONS"
+    )]
+    max_owned_organizations: Option<u64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -161,7 +170,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         other => other,
     };
     let creates = matches!(command, Command::Users(users::Cmd::Create { .. }));
-    let db = open(&path, creates)?;
+    let db = open(&path, creates, cli.max_owned_organizations)?;
     let app = commands::App::new(db, cli.actor.as_deref(), out)?;
     match command {
         Command::Users(cmd) => users::run(&app, cmd)?,
@@ -183,7 +192,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 /// Opens the database; only commands that start one may create the file.
-fn open(path: &Path, create: bool) -> Result<Db> {
+fn open(path: &Path, create: bool, max_owned_organizations: Option<u64>) -> Result<Db> {
     if !create && !commands::is_url(path) && !path.exists() {
         return Err(Error::Storage {
             message: format!(
@@ -193,7 +202,13 @@ fn open(path: &Path, create: bool) -> Result<Db> {
             ),
         });
     }
-    Db::open(path)
+    Db::open_with(
+        path,
+        orgdb::Options {
+            max_owned_organizations,
+            ..orgdb::Options::default()
+        },
+    )
 }
 
 /// `error: <code>: <message>` and one line per detail, on stderr.

@@ -530,6 +530,35 @@ fn members_invitations_projects_and_resources() {
         5,
         "validation_error",
     );
+    // A sign-up in one call; the owned-organization cap.
+    let made = cli.ok(&[
+        "users",
+        "create",
+        "--email",
+        "solo@example.com",
+        "--name",
+        "Solo",
+        "--organization",
+        "Solo Co",
+        "--plan",
+        "pro",
+    ]);
+    assert_eq!(made["organization"]["plan"], "pro");
+    assert_eq!(made["membership"]["role"], "owner");
+    cli.fail(
+        &[
+            "--max-owned-organizations",
+            "1",
+            "--as",
+            "solo@example.com",
+            "orgs",
+            "create",
+            "--name",
+            "Again",
+        ],
+        7,
+        "quota_exceeded",
+    );
     // What each may do, from the one matrix.
     let perms = cli.ok(&[
         "--as",

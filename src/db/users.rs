@@ -1,6 +1,7 @@
 //! `Db`: Users.
 
 use crate::error::Result;
+use crate::model::org::{NewOrganization, UserWithOrganization};
 use crate::model::user::{NewUser, User, UserPatch};
 use crate::ops;
 
@@ -13,6 +14,35 @@ impl Db {
     /// `validation_error` (`email`, `name`), `conflict` when the email is taken.
     pub fn create_user(&self, new: &NewUser) -> Result<User> {
         self.write(|tx, ctx| ops::users::create(tx, ctx, new))
+    }
+
+    /// Creates a user and their first organization (they become its owner) in one
+    /// transaction: a sign-up either leaves both or neither. The user's fields are validated
+    /// first, then the organization's, with the errors of [`create_user`](Db::create_user)
+    /// and [`create_organization`](Db::create_organization).
+    ///
+    /// ```
+    /// use orgdb::{Db, NewOrganization, NewUser};
+    ///
+    /// let db = Db::in_memory()?;
+    /// let signed_up = db.create_user_with_organization(
+    ///     &NewUser { email: "ada@example.com".into(), name: "Ada".into() },
+    ///     &NewOrganization { name: "Analytical Engines".into(), ..Default::default() },
+    /// )?;
+    /// assert_eq!(signed_up.organization.slug, "analytical-engines");
+    /// assert_eq!(signed_up.membership.user_id, signed_up.user.id);
+    /// # Ok::<(), orgdb::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `validation_error`, `conflict` (email, slug or external id taken), `quota_exceeded`
+    /// (`owned_organizations`, when `Options::max_owned_organizations` is 0).
+    pub fn create_user_with_organization(
+        &self,
+        user: &NewUser,
+        organization: &NewOrganization,
+    ) -> Result<UserWithOrganization> {
+        self.write(|tx, ctx| ops::users::create_with_organization(tx, ctx, user, organization))
     }
 
     /// A user by id.

@@ -100,6 +100,9 @@ pub struct Options {
     /// Size of the usage journal file in bytes (32 MiB, at least 64 KiB).
     #[uniffi(default)]
     pub journal_size: Option<u64>,
+    /// How many organizations one user may own (no cap when null).
+    #[uniffi(default)]
+    pub max_owned_organizations: Option<u64>,
 }
 
 impl TryFrom<Options> for crate::Options {
@@ -118,6 +121,7 @@ impl TryFrom<Options> for crate::Options {
                     invalid("invitation_lifetime", "Must be between 1 hour and 30 days")
                 })?;
         }
+        opts.max_owned_organizations = o.max_owned_organizations;
         if let Some(template) = o.invite_url_template {
             opts.invite_url_template = template;
         }

@@ -17,7 +17,7 @@ use crate::{
     Member, MemberQuery, MemberRef, Membership, NewInvitation, NewOrganization, NewProject,
     NewUser, Organization, OrganizationDetails, OrganizationSettings, OrganizationWithMembership,
     PendingInvitation, Permissions, Project, ProjectMember, RemovedMember, Resource, ResourceKind,
-    SlugCheck, UsageEvent, UsageReceipt, UsageReport, User, UserPatch,
+    SlugCheck, UsageEvent, UsageReceipt, UsageReport, User, UserPatch, UserWithOrganization,
 };
 
 type Result<T> = std::result::Result<T, OrgDbError>;
@@ -86,6 +86,21 @@ impl OrgDb {
     /// `validation_error` (`email`, `name`), `conflict`.
     pub fn create_user(&self, new: NewUser) -> Result<User> {
         Ok(self.db.create_user(&new)?)
+    }
+
+    /// Creates a user and their first organization (they become its owner) in one
+    /// transaction.
+    ///
+    /// # Errors
+    /// `validation_error`, `conflict`, `quota_exceeded` (`owned_organizations`).
+    pub fn create_user_with_organization(
+        &self,
+        user: NewUser,
+        organization: NewOrganization,
+    ) -> Result<UserWithOrganization> {
+        Ok(self
+            .db
+            .create_user_with_organization(&user, &organization)?)
     }
 
     /// A user by id.

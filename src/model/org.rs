@@ -301,6 +301,19 @@ pub struct OrganizationWithMembership {
     pub membership: Membership,
 }
 
+/// A new user with their first organization (`Db::create_user_with_organization`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[non_exhaustive]
+pub struct UserWithOrganization {
+    /// The user.
+    pub user: crate::model::user::User,
+    /// Their organization.
+    pub organization: Organization,
+    /// Their owner membership of it.
+    pub membership: Membership,
+}
+
 /// Input of `create_organization`. Its address fields are flat, as in [`Organization`] and
 /// [`OrganizationPatch`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -371,6 +371,9 @@ pub(crate) fn accept(
             // Members after the accept must fit; this invitation's own seat turns into the
             // member's, so it is not counted twice.
             seats::require_seat(ctx, &cleared, || Ok(tx.org_stats(&org)?.members))?;
+            if inv.role == Role::Owner {
+                seats::require_ownership_room(tx, ctx, &user.id)?;
+            }
             let m = Membership::joined(ctx.id("mem"), &org, &user.id, inv.role, ctx.now);
             tx.insert_membership(&m, &user)?;
             let details = json!({ "user_id": user.id, "role": m.role, "invitation_id": inv.id });

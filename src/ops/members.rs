@@ -215,6 +215,9 @@ pub(crate) fn add(
     seats::require_seat(ctx, &cleared, || {
         Ok(seats::seats_used(tx, ctx, org)? - u64::from(pending.is_some()))
     })?;
+    if role == Role::Owner {
+        seats::require_ownership_room(tx, ctx, &user.id)?;
+    }
     let m = Membership::joined(ctx.id("mem"), org, &user.id, role, ctx.now);
     tx.insert_membership(&m, &user)?;
     if let Some(inv) = pending {
@@ -282,6 +285,9 @@ pub(crate) fn update_role(
         return row(tx, old);
     }
     keep_an_owner(tx, &old, Some(role))?;
+    if role == Role::Owner {
+        seats::require_ownership_room(tx, ctx, &old.user_id)?;
+    }
     let new = set_role(tx, ctx, &old, role)?;
     let details = json!({ "user_id": old.user_id, "role": { "before": old.role, "after": role } });
     record(
@@ -345,6 +351,9 @@ pub(crate) fn reactivate(
         return row(tx, old);
     }
     seats::require_seat(ctx, &cleared, || seats::seats_used(tx, ctx, org))?;
+    if old.role == Role::Owner {
+        seats::require_ownership_room(tx, ctx, &old.user_id)?;
+    }
     let new = Membership {
         status: MemberStatus::Active,
         deactivated_at: None,
@@ -469,6 +478,7 @@ pub(crate) fn transfer_ownership(
             to,
         ));
     }
+    seats::require_ownership_room(tx, ctx, to)?;
     let new_owner = set_role(tx, ctx, &target, Role::Owner)?;
     let mut details = json!({
         "user_id": to,

@@ -96,6 +96,7 @@ pub(crate) fn create(
     validator.finish()?;
 
     let user = super::load_user(tx, owner)?;
+    seats::require_ownership_room(tx, ctx, &user.id)?;
     let slug = match slug {
         Some(slug) if tx.org_id_by_slug(&slug)?.is_some() => return Err(slug_taken(&slug)),
         Some(slug) => slug,

@@ -23,6 +23,18 @@ pub(crate) fn seats_counted(tx: &dyn Reads, ctx: &Ctx, org: &str, stats: &OrgSta
     Ok(stats.members + tx.pending_unexpired_count(org, ctx.now)?)
 }
 
+/// Refuses when `user` becoming one more organization's owner would pass
+/// `Options::max_owned_organizations` (active owner memberships count).
+pub(crate) fn require_ownership_room(tx: &dyn Reads, ctx: &Ctx, user: &str) -> Result<()> {
+    if let Some(limit) = ctx.opts.max_owned_organizations {
+        let owned = tx.owned_org_count(user)?;
+        if owned.saturating_add(1) > limit {
+            return Err(Error::quota("owned_organizations", limit, owned, 1));
+        }
+    }
+    Ok(())
+}
+
 /// Refuses when one more seat would pass the `team_members` limit. `used` counts the seats
 /// taken; it runs only when there is a limit (an unlimited plan never scans the pending
 /// invitations).

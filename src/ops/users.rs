@@ -5,6 +5,7 @@ use serde_json::json;
 use super::{load_user, members, record, seats, Changes, Ctx};
 use crate::authz::Actor;
 use crate::error::{Error, Result};
+use crate::model::org::{NewOrganization, UserWithOrganization};
 use crate::model::role::Role;
 use crate::model::user::{NewUser, User, UserPatch};
 use crate::store::{Reads, Writes};
@@ -33,6 +34,23 @@ pub(crate) fn create(tx: &mut dyn Writes, ctx: &Ctx, new: &NewUser) -> Result<Us
     let details = json!({ "email": user.email, "name": user.name });
     record(tx, ctx, "system", None, "user.created", &user.id, details)?;
     Ok(user)
+}
+
+/// A user and their first organization, in the caller's one transaction: the user's fields
+/// are validated first, then the organization's (a failure of either writes nothing).
+pub(crate) fn create_with_organization(
+    tx: &mut dyn Writes,
+    ctx: &Ctx,
+    new_user: &NewUser,
+    new_org: &NewOrganization,
+) -> Result<UserWithOrganization> {
+    let user = create(tx, ctx, new_user)?;
+    let created = super::orgs::create(tx, ctx, &user.id, new_org)?;
+    Ok(UserWithOrganization {
+        user,
+        organization: created.organization,
+        membership: created.membership,
+    })
 }
 
 pub(crate) fn find_by_email(tx: &dyn Reads, email: &str) -> Result<User> {

@@ -104,6 +104,16 @@ pub(crate) trait Reads {
     /// members are counted by [`org_stats`](Reads::org_stats).
     fn deactivated_count(&self, org: &str, role: Option<Role>) -> Result<u64>;
 
+    /// How many organizations `user` owns (active owner memberships).
+    fn owned_org_count(&self, user: &str) -> Result<u64> {
+        let mut owned = 0;
+        for org in self.user_org_ids(user)? {
+            let m = self.membership(&org, user)?;
+            owned += u64::from(m.is_some_and(|m| m.acting_role() == Some(Role::Owner)));
+        }
+        Ok(owned)
+    }
+
     /// A member search: how many members of the list `set` (optionally of one role) have a
     /// search term (`model::user::search_terms`) that starts with `prefix` (normalized, not
     /// empty), and one page of them in list order, like [`member_rows`](Reads::member_rows).

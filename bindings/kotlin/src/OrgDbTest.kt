@@ -514,6 +514,23 @@ fun deactivateAndReactivate(env: Env) {
     env.db.getOrganization(actor(bob), org.id)
 }
 
+fun ownedOrganizationCap(env: Env) {
+    val capped = OrgDb.inMemoryWith(Options(clock = env.clock, maxOwnedOrganizations = 1uL))
+    try {
+        val made = capped.createUserWithOrganization(
+            NewUser(email = "ada@example.com", name = "Ada"),
+            NewOrganization(name = "Analytical Engines"),
+        )
+        eq(made.membership.role, Role.OWNER, "owner")
+        val err = expect<OrgDbException.QuotaExceeded> {
+            capped.createOrganization(made.user.id, NewOrganization(name = "Second"))
+        }
+        eq(err.details["quota"], "owned_organizations", "quota")
+    } finally {
+        capped.close()
+    }
+}
+
 /** Thrown by a test that cannot run here. */
 class Skip(reason: String) : Exception(reason)
 
@@ -537,6 +554,7 @@ fun main() {
         "postgres: two handles share one database and its quotas" to ::postgresShared,
         "members: permissions follow the matrix" to ::permissionsFollowTheMatrix,
         "members: deactivate, reactivate and search" to ::deactivateAndReactivate,
+        "orgs: owned-organization cap, sign-up in one call" to ::ownedOrganizationCap,
     )
     var passed = 0
     var failed = 0

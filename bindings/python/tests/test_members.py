@@ -120,3 +120,28 @@ def test_search_by_email_name_and_later_words(db, clock, team, make_user):
         orgdb.MemberQuery(search="x" * 201),
     )
     assert "search" in err.details
+
+
+def test_owned_organization_cap_and_sign_up_in_one_call(clock):
+    db = orgdb.OrgDb.in_memory_with(orgdb.Options(clock=clock, max_owned_organizations=1))
+    made = db.create_user_with_organization(
+        orgdb.NewUser(email="ada@example.com", name="Ada"),
+        orgdb.NewOrganization(name="Analytical Engines"),
+    )
+    assert made.membership.role == Role.OWNER
+    assert made.organization.slug == "analytical-engines"
+    err = raises(
+        orgdb.OrgDbError.QuotaExceeded,
+        db.create_organization,
+        made.user.id,
+        orgdb.NewOrganization(name="Second"),
+    )
+    assert err.details["quota"] == "owned_organizations"
+    # A bad organization field creates no user either.
+    raises(
+        orgdb.OrgDbError.Validation,
+        db.create_user_with_organization,
+        orgdb.NewUser(email="bob@example.com", name="Bob"),
+        orgdb.NewOrganization(name=" "),
+    )
+    raises(orgdb.OrgDbError.NotFound, db.find_user_by_email, "bob@example.com")

@@ -19,6 +19,13 @@ pub(crate) enum Cmd {
         /// Display name.
         #[arg(long)]
         name: String,
+        /// Also create the user's first organization, with this name, in the same
+        /// transaction (the user becomes its owner).
+        #[arg(long, value_name = "NAME")]
+        organization: Option<String>,
+        /// The first organization's plan (with --organization).
+        #[arg(long, requires = "organization")]
+        plan: Option<String>,
     },
     /// Show a user by id (or email).
     Get {
@@ -59,8 +66,27 @@ pub(crate) enum Cmd {
 pub(crate) fn run(app: &App, cmd: Cmd) -> Result<()> {
     let (db, out) = (&app.db, &app.out);
     match cmd {
-        Cmd::Create { email, name } => {
-            out.ok(&db.create_user(&NewUser { email, name })?, View::Record)
+        Cmd::Create {
+            email,
+            name,
+            organization: None,
+            ..
+        } => out.ok(&db.create_user(&NewUser { email, name })?, View::Record),
+        Cmd::Create {
+            email,
+            name,
+            organization: Some(org_name),
+            plan,
+        } => {
+            let new_org = orgdb::NewOrganization {
+                name: org_name,
+                plan,
+                ..Default::default()
+            };
+            out.ok(
+                &db.create_user_with_organization(&NewUser { email, name }, &new_org)?,
+                View::Record,
+            );
         }
         Cmd::Get { user } => out.ok(&db.get_user(&app.user(&user)?)?, View::Record),
         Cmd::Find { email } => out.ok(&db.find_user_by_email(&email)?, View::Record),

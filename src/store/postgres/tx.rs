@@ -646,6 +646,14 @@ impl Reads for PgTx<'_> {
         Ok((total, out))
     }
 
+    fn owned_org_count(&self, user: &str) -> Result<u64> {
+        self.count(
+            "SELECT count(*) FROM memberships
+             WHERE user_id = $1 AND role = 'owner' AND deactivated_at IS NULL",
+            &[&user],
+        )
+    }
+
     fn deactivated_count(&self, org: &str, role: Option<Role>) -> Result<u64> {
         let role = role.map(Role::as_str);
         self.count(
