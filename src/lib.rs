@@ -76,10 +76,12 @@ pub use model::org::{
     OrganizationDetails, OrganizationPatch, OrganizationSettings, OrganizationWithMembership,
     SlugCheck, Usage, UserWithOrganization,
 };
-pub use model::page::{Page, Pagination};
+pub use model::page::{ListQuery, Page, Pagination};
 pub use model::permission::{Action, Permissions};
 pub use model::plan::PlanCatalog;
-pub use model::project::{NewProject, Project, ProjectMember, ProjectMembership, ProjectPatch};
+pub use model::project::{
+    NewProject, Project, ProjectMember, ProjectMembership, ProjectPatch, UserProject,
+};
 pub use model::resource::{Resource, ResourceKind};
 pub use model::role::{Role, RoleArg};
 pub use model::usage::{

@@ -185,6 +185,8 @@ fn a_version_1_database_is_upgraded_on_open() {
             "DROP TABLE {schema}.usage_leases;
              ALTER TABLE {schema}.memberships DROP COLUMN deactivated_at;
              DROP TABLE {schema}.member_terms;
+             DROP TABLE {schema}.org_terms;
+             DROP TABLE {schema}.user_terms;
              CREATE INDEX memberships_by_join
                 ON {schema}.memberships (organization_id, joined_at, user_id);
              CREATE INDEX memberships_by_role

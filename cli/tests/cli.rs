@@ -231,6 +231,16 @@ fn users_and_organizations() {
     assert!(!cli.ok(&["users", "touch", "alice@example.com"])["last_active"].is_null());
     let users = cli.ok(&["users", "list"]);
     assert_eq!(users.as_array().unwrap().len(), 2);
+    let page = cli.envelope(&["users", "list", "--per-page", "1", "--page", "2"]);
+    assert_eq!(page["pagination"]["total"], 2);
+    assert_eq!(page["data"].as_array().unwrap().len(), 1);
+    let found = cli.ok(&["users", "list", "--search", "ALICE"]);
+    assert_eq!(found.as_array().unwrap().len(), 1);
+    cli.fail(
+        &["--as", "alice@example.com", "users", "list"],
+        4,
+        "forbidden",
+    );
 
     // Organizations: the --as user becomes the owner.
     cli.fail(&["orgs", "create", "--name", "Acme"], 5, "validation_error");
@@ -305,6 +315,15 @@ fn users_and_organizations() {
         Value::Array(vec![])
     );
     assert_eq!(cli.ok(&["orgs", "list"])[0]["slug"], "acme-corp");
+    assert_eq!(
+        cli.ok(&["orgs", "list", "--search", "acme"])[0]["slug"],
+        "acme-corp"
+    );
+    assert!(cli
+        .ok(&["orgs", "list", "--search", "zzz"])
+        .as_array()
+        .unwrap()
+        .is_empty());
 
     // PATCH: only what is given; '' clears; settings merge; metadata replaces.
     let patched = cli.ok(&[
@@ -742,6 +761,9 @@ fn members_invitations_projects_and_resources() {
         cli.ok(&["projects", "members", "acme", &proj])[0]["email"],
         "viewer@example.com"
     );
+    let theirs = cli.ok(&["users", "projects", "acme", "viewer@example.com"]);
+    assert_eq!(theirs[0]["name"], "Lab");
+    assert_eq!(theirs[0]["project_role"], "admin");
     assert_eq!(
         cli.ok(&[
             "projects",

@@ -6,6 +6,7 @@ use crate::model::org::{
     LimitOverrides, LimitOverridesPatch, NewOrganization, Organization, OrganizationDetails,
     OrganizationPatch, OrganizationSettings, OrganizationWithMembership, SlugCheck,
 };
+use crate::model::page::{ListQuery, Page};
 use crate::ops;
 
 use super::Db;
@@ -61,6 +62,37 @@ impl Db {
             let id = ops::orgs::id_by_external(tx, external_id)?;
             ops::orgs::get(tx, ctx, actor, &id)
         })
+    }
+
+    /// Every organization, oldest first, for the host's admin tools (`Actor::System` only; a
+    /// user is `forbidden`): optionally only those whose slug, whole name or a later word of
+    /// their name starts with `query.search` (case-insensitive), paged by offset or cursor.
+    ///
+    /// ```
+    /// use orgdb::{Actor, Db, ListQuery, NewOrganization, NewUser};
+    ///
+    /// let db = Db::in_memory()?;
+    /// let ada = db.create_user(&NewUser { email: "ada@example.com".into(), name: "Ada".into() })?;
+    /// for name in ["Acme Rockets", "Globex", "Acme Anvils"] {
+    ///     db.create_organization(&ada.id, &NewOrganization { name: name.into(), ..Default::default() })?;
+    /// }
+    /// let acme = db.list_organizations(&Actor::System, &ListQuery {
+    ///     search: Some("acme".into()),
+    ///     ..Default::default()
+    /// })?;
+    /// assert_eq!(acme.pagination.total, 2);
+    /// # Ok::<(), orgdb::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `forbidden` for a user actor, `validation_error` (`page`, `per_page`, `search`,
+    /// `cursor`).
+    pub fn list_organizations(
+        &self,
+        actor: &Actor,
+        query: &ListQuery,
+    ) -> Result<Page<Organization>> {
+        self.read(|tx, _| ops::directory::organizations(tx, actor, query))
     }
 
     /// Every organization the user belongs to, with the user's membership, oldest first.

@@ -2,7 +2,8 @@
 
 use crate::authz::Actor;
 use crate::error::Result;
-use crate::model::project::{NewProject, Project, ProjectMember, ProjectPatch};
+use crate::model::membership::MemberRef;
+use crate::model::project::{NewProject, Project, ProjectMember, ProjectPatch, UserProject};
 use crate::model::role::RoleArg;
 use crate::ops;
 
@@ -31,6 +32,20 @@ impl Db {
     /// `forbidden`.
     pub fn list_projects(&self, actor: &Actor, org: &str) -> Result<Vec<Project>> {
         self.read(|tx, _| ops::projects::list(tx, actor, org))
+    }
+
+    /// The projects of one member (by user id or membership id) in the organization, with
+    /// their project role, oldest project first. Any member may read them.
+    ///
+    /// # Errors
+    /// `forbidden` for a non-member actor, `not_found` (organization, member).
+    pub fn list_user_projects(
+        &self,
+        actor: &Actor,
+        org: &str,
+        who: &MemberRef,
+    ) -> Result<Vec<UserProject>> {
+        self.read(|tx, _| ops::projects::of_member(tx, actor, org, who))
     }
 
     /// PATCH of a project.

@@ -1,7 +1,9 @@
 //! `Db`: Users.
 
+use crate::authz::Actor;
 use crate::error::Result;
 use crate::model::org::{NewOrganization, UserWithOrganization};
+use crate::model::page::{ListQuery, Page};
 use crate::model::user::{NewUser, User, UserPatch};
 use crate::ops;
 
@@ -43,6 +45,17 @@ impl Db {
         organization: &NewOrganization,
     ) -> Result<UserWithOrganization> {
         self.write(|tx, ctx| ops::users::create_with_organization(tx, ctx, user, organization))
+    }
+
+    /// Every user, oldest first, for the host's admin tools (`Actor::System` only; a user is
+    /// `forbidden`): optionally only those whose email, whole name or a later word of their
+    /// name starts with `query.search` (case-insensitive), paged by offset or cursor.
+    ///
+    /// # Errors
+    /// `forbidden` for a user actor, `validation_error` (`page`, `per_page`, `search`,
+    /// `cursor`).
+    pub fn list_users(&self, actor: &Actor, query: &ListQuery) -> Result<Page<User>> {
+        self.read(|tx, _| ops::directory::users(tx, actor, query))
     }
 
     /// A user by id.

@@ -10,14 +10,17 @@ use super::clock::Options;
 use super::custom::{date, system_time};
 use super::error::OrgDbError;
 use super::inputs::{Actor, LimitOverridesPatch, OrganizationPatch, ProjectPatch, UsageQuery};
-use super::records::{CheckReport, InvitationPage, MemberPage, PruneReport, TableStats};
+use super::records::{
+    CheckReport, InvitationPage, MemberPage, OrganizationPage, PruneReport, TableStats, UserPage,
+};
 use crate::model::transfer::ImportReport;
 use crate::{
     AuditEvent, CreatedInvitation, Db, Error, Invitation, InvitationPreview, InvitationQuery,
-    Member, MemberQuery, MemberRef, Membership, NewInvitation, NewOrganization, NewProject,
-    NewUser, Organization, OrganizationDetails, OrganizationSettings, OrganizationWithMembership,
-    PendingInvitation, Permissions, Project, ProjectMember, RemovedMember, Resource, ResourceKind,
-    SlugCheck, UsageEvent, UsageReceipt, UsageReport, User, UserPatch, UserWithOrganization,
+    ListQuery, Member, MemberQuery, MemberRef, Membership, NewInvitation, NewOrganization,
+    NewProject, NewUser, Organization, OrganizationDetails, OrganizationSettings,
+    OrganizationWithMembership, PendingInvitation, Permissions, Project, ProjectMember,
+    RemovedMember, Resource, ResourceKind, SlugCheck, UsageEvent, UsageReceipt, UsageReport, User,
+    UserPatch, UserProject, UserWithOrganization,
 };
 
 type Result<T> = std::result::Result<T, OrgDbError>;
@@ -283,6 +286,38 @@ impl OrgDb {
         query: MemberQuery,
     ) -> Result<MemberPage> {
         Ok(self.db.list_members(&actor.into(), &org, &query)?.into())
+    }
+
+    /// The projects of one member (user id or `mem_…`) in the organization, with their
+    /// project role.
+    ///
+    /// # Errors
+    /// `forbidden`, `not_found`.
+    pub fn list_user_projects(
+        &self,
+        actor: Actor,
+        org: String,
+        who: String,
+    ) -> Result<Vec<UserProject>> {
+        Ok(self
+            .db
+            .list_user_projects(&actor.into(), &org, &MemberRef::parse(&who))?)
+    }
+
+    /// Every organization, oldest first, optionally searched (`Actor::System` only).
+    ///
+    /// # Errors
+    /// `forbidden`, `validation_error`.
+    pub fn list_organizations(&self, actor: Actor, query: ListQuery) -> Result<OrganizationPage> {
+        Ok(self.db.list_organizations(&actor.into(), &query)?.into())
+    }
+
+    /// Every user, oldest first, optionally searched (`Actor::System` only).
+    ///
+    /// # Errors
+    /// `forbidden`, `validation_error`.
+    pub fn list_users(&self, actor: Actor, query: ListQuery) -> Result<UserPage> {
+        Ok(self.db.list_users(&actor.into(), &query)?.into())
     }
 
     /// One member, by user id or membership id (`mem_…`).

@@ -1,4 +1,4 @@
-//! The results UniFFI cannot derive from the model types: the two concrete pages (UniFFI
+//! The results UniFFI cannot derive from the model types: the concrete pages (UniFFI
 //! records cannot be generic) and the maintenance reports of `Db`, whose Rust types live in
 //! the storage and usage layers (`CheckReport` also gains `ok`, a method in Rust).
 //! Everything else orgdb returns is a model type deriving `uniffi::Record` (see
@@ -7,47 +7,53 @@
 use crate::model;
 use crate::model::page::Pagination;
 
-/// One page of members.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
-pub struct MemberPage {
-    /// The rows.
-    pub data: Vec<model::membership::Member>,
-    /// Paging figures.
-    pub pagination: Pagination,
-    /// Keyset cursor of the next page (`MemberQuery.cursor`); null on the last page.
-    pub next_cursor: Option<String>,
-}
-
-impl From<model::page::Page<model::membership::Member>> for MemberPage {
-    fn from(p: model::page::Page<model::membership::Member>) -> MemberPage {
-        MemberPage {
-            data: p.data,
-            pagination: p.pagination,
-            next_cursor: p.next_cursor,
+/// A concrete page record (UniFFI records cannot be generic) and its conversion from
+/// `Page<T>`.
+macro_rules! page_record {
+    ($(#[$doc:meta])* $name:ident, $row:ty) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+        pub struct $name {
+            /// The rows.
+            pub data: Vec<$row>,
+            /// Paging figures.
+            pub pagination: Pagination,
+            /// Keyset cursor of the next page (the query's `cursor`); null on the last page.
+            pub next_cursor: Option<String>,
         }
-    }
-}
 
-/// One page of invitations.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
-pub struct InvitationPage {
-    /// The rows.
-    pub data: Vec<model::invitation::Invitation>,
-    /// Paging figures.
-    pub pagination: Pagination,
-    /// Cursor of the next page; null on the last page.
-    pub next_cursor: Option<String>,
-}
-
-impl From<model::page::Page<model::invitation::Invitation>> for InvitationPage {
-    fn from(p: model::page::Page<model::invitation::Invitation>) -> InvitationPage {
-        InvitationPage {
-            data: p.data,
-            pagination: p.pagination,
-            next_cursor: p.next_cursor,
+        impl From<model::page::Page<$row>> for $name {
+            fn from(p: model::page::Page<$row>) -> $name {
+                $name {
+                    data: p.data,
+                    pagination: p.pagination,
+                    next_cursor: p.next_cursor,
+                }
+            }
         }
-    }
+    };
 }
+
+page_record!(
+    /// One page of members.
+    MemberPage,
+    model::membership::Member
+);
+page_record!(
+    /// One page of invitations.
+    InvitationPage,
+    model::invitation::Invitation
+);
+page_record!(
+    /// One page of the organizations list (`list_organizations`).
+    OrganizationPage,
+    model::org::Organization
+);
+page_record!(
+    /// One page of the users list (`list_users`).
+    UserPage,
+    model::user::User
+);
 
 /// What `prune_usage` removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]

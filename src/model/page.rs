@@ -39,3 +39,27 @@ pub struct Page<T> {
     /// Opaque keyset cursor of the next page; `None` on the last page.
     pub next_cursor: Option<String>,
 }
+
+/// Query of the system lists (`Db::list_organizations`, `Db::list_users`): all rows in
+/// creation order, optionally only those a search finds, paged by offset or by cursor.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+pub struct ListQuery {
+    /// Page number, from 1 (default 1).
+    #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
+    pub page: Option<u32>,
+    /// Rows per page, 1–100 (default 20).
+    #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
+    pub per_page: Option<u32>,
+    /// Case-insensitive prefix: of an organization's slug, whole name or a later word of its
+    /// name; of a user's email, whole name or a later word of their name. Blank: no search.
+    #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
+    pub search: Option<String>,
+    /// Keyset cursor from a previous page's `next_cursor` (the last row's id).
+    #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
+    pub cursor: Option<String>,
+}

@@ -93,3 +93,16 @@ pub struct ProjectMember {
     #[serde(with = "crate::model::time")]
     pub updated_at: DateTime<Utc>,
 }
+
+/// One project of a user in an organization (`Db::list_user_projects`): the project, with the
+/// user's role in it (the project's fields are flattened into the JSON object).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[non_exhaustive]
+pub struct UserProject {
+    /// The project.
+    #[serde(flatten)]
+    pub project: Project,
+    /// The user's project role.
+    pub project_role: crate::model::role::Role,
+}

@@ -3,6 +3,7 @@
 //! table.
 
 pub(crate) mod audit;
+pub(crate) mod directory;
 pub(crate) mod invitations;
 pub(crate) mod members;
 pub(crate) mod orgs;

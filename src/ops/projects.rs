@@ -6,7 +6,9 @@ use super::{members, record, Changes, Ctx};
 use crate::authz::{authorize, require_grant, Action, Actor};
 use crate::error::{Error, Result};
 use crate::model::membership::MemberRef;
-use crate::model::project::{NewProject, Project, ProjectMember, ProjectMembership, ProjectPatch};
+use crate::model::project::{
+    NewProject, Project, ProjectMember, ProjectMembership, ProjectPatch, UserProject,
+};
 use crate::model::role::{Role, RoleArg};
 use crate::store::{Reads, Writes};
 use crate::validate::{Validator, TEXT_MAX};
@@ -65,6 +67,32 @@ pub(crate) fn list(tx: &dyn Reads, actor: &Actor, org: &str) -> Result<Vec<Proje
                 .ok_or_else(|| Error::corrupted("project index names a missing project"))
         })
         .collect()
+}
+
+/// The projects of a member (by user id or membership id) in the organization, with their
+/// project role, in project id order.
+pub(crate) fn of_member(
+    tx: &dyn Reads,
+    actor: &Actor,
+    org: &str,
+    who: &MemberRef,
+) -> Result<Vec<UserProject>> {
+    authorize(tx, actor, org, Action::ReadOrganization)?;
+    let m = members::resolve(tx, org, who)?;
+    let mut out = Vec::new();
+    for id in tx.project_ids_of_member(org, &m.user_id)? {
+        let project = tx
+            .project(&id)?
+            .ok_or_else(|| Error::corrupted("project index names a missing project"))?;
+        let pm = tx
+            .project_membership(&id, &m.user_id)?
+            .ok_or_else(|| Error::corrupted("project index names a missing project member"))?;
+        out.push(UserProject {
+            project,
+            project_role: pm.role,
+        });
+    }
+    Ok(out)
 }
 
 pub(crate) fn update(

@@ -12,9 +12,9 @@ use super::keys::{
 };
 use super::CheckReport;
 use super::{
-    codec, prefix_end, schema, DayRow, InvitationRecord, Key, KeyReader, KvRead, KvWrite,
-    MemberPos, MemberSet, OrgOverview, OrgRecord, OrgStats, ResourceRecord, Stored, Table,
-    UsageAsk, UsageState, Visit,
+    codec, org_terms, prefix_end, schema, DayRow, Directory, InvitationRecord, Key, KeyReader,
+    KvRead, KvWrite, MemberPos, MemberSet, OrgOverview, OrgRecord, OrgStats, ResourceRecord,
+    Stored, Table, UsageAsk, UsageState, Visit,
 };
 use crate::error::{Error, Result};
 use crate::model::audit::AuditEvent;
@@ -103,6 +103,18 @@ pub(crate) trait Reads {
     /// How many deactivated members the organization has (optionally of one role). Active
     /// members are counted by [`org_stats`](Reads::org_stats).
     fn deactivated_count(&self, org: &str, role: Option<Role>) -> Result<u64>;
+
+    /// A system list (`which`): how many rows it has (or, with a search `prefix`, normalized
+    /// and not empty, how many rows a term of which starts with it), and the ids of one page
+    /// in id order, after `after`, skipping `skip`, at most `limit`.
+    fn directory(
+        &self,
+        which: Directory,
+        prefix: Option<&str>,
+        after: Option<&str>,
+        skip: u64,
+        limit: usize,
+    ) -> Result<(u64, Vec<String>)>;
 
     /// How many organizations `user` owns (active owner memberships).
     fn owned_org_count(&self, user: &str) -> Result<u64> {
@@ -573,6 +585,67 @@ impl<T: KvRead + ?Sized> Reads for T {
     fn deactivated_count(&self, org: &str, role: Option<Role>) -> Result<u64> {
         let (table, prefix) = list_index(true, org, role);
         counted::count(self, table, prefix.as_slice())
+    }
+
+    /// Without a search, the rows' own table in key (id) order, its length kept by the
+    /// engine; with one, the hits of the prefix's range of the search table, deduplicated and
+    /// sorted by id.
+    fn directory(
+        &self,
+        which: Directory,
+        prefix: Option<&str>,
+        after: Option<&str>,
+        skip: u64,
+        limit: usize,
+    ) -> Result<(u64, Vec<String>)> {
+        let (rows, terms) = which.tables();
+        let skip = usize::try_from(skip).unwrap_or(usize::MAX);
+        let Some(prefix) = prefix else {
+            let start = match after {
+                // The smallest key after the cursor's own.
+                Some(id) => {
+                    let mut k = keys::one(id);
+                    k.push(0);
+                    k
+                }
+                None => Vec::new(),
+            };
+            let (mut skipped, mut ids) = (0usize, Vec::new());
+            if limit > 0 {
+                self.scan(rows, &start, None, false, &mut |k, _| {
+                    if skipped < skip {
+                        skipped += 1;
+                        return Ok(true);
+                    }
+                    let id = KeyReader::new(k)
+                        .str()
+                        .ok_or_else(|| Error::corrupted(format!("bad key in {}", rows.name())))?;
+                    ids.push(id.to_owned());
+                    Ok(ids.len() < limit)
+                })?;
+            }
+            return Ok((self.len(rows)?, ids));
+        };
+        let low = prefix.as_bytes().to_vec();
+        let high = prefix_end(&low);
+        let mut hits = std::collections::BTreeSet::new();
+        self.scan(terms, &low, high.as_deref(), false, &mut |k, _| {
+            let mut r = KeyReader::new(k);
+            let id = r
+                .str()
+                .and_then(|_term| r.str())
+                .ok_or_else(|| Error::corrupted(format!("bad key in {}", terms.name())))?;
+            hits.insert(id.to_owned());
+            Ok(true)
+        })?;
+        let page = hits
+            .iter()
+            .filter(|id| after.is_none_or(|a| id.as_str() > a))
+            .skip(skip)
+            .take(limit)
+            .cloned()
+            .collect();
+        Ok((hits.len() as u64, page))
     }
 
     /// Every hit of the prefix is read from `member_search` alone (its values carry status,
@@ -1116,6 +1189,25 @@ fn search_entries<W: KvWrite + ?Sized>(
     Ok(())
 }
 
+/// Adds (`add`) or removes the search entries (`term ∅ id ∅`) of one row of a system list.
+fn directory_entries<W: KvWrite + ?Sized>(
+    tx: &mut W,
+    table: Table,
+    terms: &[String],
+    id: &str,
+    add: bool,
+) -> Result<()> {
+    for term in terms {
+        let key = keys::two(term, id);
+        if add {
+            tx.put(table, &key, &[])?;
+        } else {
+            tx.delete(table, &key)?;
+        }
+    }
+    Ok(())
+}
+
 /// Counts an active membership in (`delta` 1) or out of (-1) its organization's counters.
 fn count_member(stats: &mut OrgStats, m: &Membership, delta: i64) {
     if !m.is_active() {
@@ -1138,6 +1230,8 @@ impl<T: KvWrite + ?Sized> Writes for T {
     }
 
     fn insert_user(&mut self, user: &User) -> Result<()> {
+        let terms = search_terms(&user.email, &user.name);
+        directory_entries(self, Table::UserSearch, &terms, &user.id, true)?;
         self.put_record(Table::Users, &keys::one(&user.id), user)?;
         self.put_id(Table::UserEmail, &keys::one(&user.email), &user.id)
     }
@@ -1147,7 +1241,13 @@ impl<T: KvWrite + ?Sized> Writes for T {
             self.delete(Table::UserEmail, &keys::one(&old.email))?;
             self.put_id(Table::UserEmail, &keys::one(&new.email), &new.id)?;
         }
-        if search_terms(&old.email, &old.name) != search_terms(&new.email, &new.name) {
+        let (old_terms, new_terms) = (
+            search_terms(&old.email, &old.name),
+            search_terms(&new.email, &new.name),
+        );
+        if old_terms != new_terms {
+            directory_entries(self, Table::UserSearch, &old_terms, &old.id, false)?;
+            directory_entries(self, Table::UserSearch, &new_terms, &new.id, true)?;
             for org in self.user_org_ids(&new.id)? {
                 if let Some(m) = self.membership(&org, &new.id)? {
                     search_entries(self, &m, old, false)?;
@@ -1159,6 +1259,8 @@ impl<T: KvWrite + ?Sized> Writes for T {
     }
 
     fn remove_user(&mut self, user: &User) -> Result<()> {
+        let terms = search_terms(&user.email, &user.name);
+        directory_entries(self, Table::UserSearch, &terms, &user.id, false)?;
         self.delete(Table::Users, &keys::one(&user.id))?;
         self.delete(Table::UserEmail, &keys::one(&user.email))?;
         Ok(())
@@ -1166,6 +1268,7 @@ impl<T: KvWrite + ?Sized> Writes for T {
 
     fn insert_org(&mut self, rec: &OrgRecord) -> Result<()> {
         let org = &rec.org;
+        directory_entries(self, Table::OrgSearch, &org_terms(org), &org.id, true)?;
         self.put_record(Table::Orgs, &keys::one(&org.id), rec)?;
         self.put_id(Table::OrgSlug, &keys::one(&org.slug), &org.id)?;
         if let Some(ext) = &org.external_id {
@@ -1176,6 +1279,11 @@ impl<T: KvWrite + ?Sized> Writes for T {
 
     fn replace_org(&mut self, old: &OrgRecord, new: &OrgRecord) -> Result<()> {
         let (o, n) = (&old.org, &new.org);
+        let (old_terms, new_terms) = (org_terms(o), org_terms(n));
+        if old_terms != new_terms {
+            directory_entries(self, Table::OrgSearch, &old_terms, &o.id, false)?;
+            directory_entries(self, Table::OrgSearch, &new_terms, &n.id, true)?;
+        }
         if o.slug != n.slug {
             self.delete(Table::OrgSlug, &keys::one(&o.slug))?;
             self.put_id(Table::OrgSlug, &keys::one(&n.slug), &n.id)?;
@@ -1193,6 +1301,7 @@ impl<T: KvWrite + ?Sized> Writes for T {
 
     fn remove_org(&mut self, rec: &OrgRecord) -> Result<()> {
         let org = &rec.org;
+        directory_entries(self, Table::OrgSearch, &org_terms(org), &org.id, false)?;
         self.delete(Table::Orgs, &keys::one(&org.id))?;
         self.delete(Table::OrgSlug, &keys::one(&org.slug))?;
         if let Some(ext) = &org.external_id {

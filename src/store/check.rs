@@ -14,7 +14,9 @@ use super::keys::{
     member_join_key, member_role_key, resource_org_key, RESOURCE_LIVE, RESOURCE_REMOVED,
 };
 use super::records::Stored;
-use super::{schema, InvitationRecord, KvRead, OrgRecord, OrgStats, Reads, ResourceRecord, Table};
+use super::{
+    org_terms, schema, InvitationRecord, KvRead, OrgRecord, OrgStats, Reads, ResourceRecord, Table,
+};
 use crate::error::Result;
 use crate::model::audit::AuditEvent;
 use crate::model::invitation::InvitationStatus;
@@ -166,6 +168,28 @@ pub(crate) fn check<R: KvRead + ?Sized>(tx: &R, now: DateTime<Utc>) -> Result<Ch
                     .external_id
                     .as_ref()
                     .map(|e| (keys::one(e), codec::encode_id(&o.org.id)))
+            })
+            .collect(),
+    )?;
+    // The search terms of the system lists.
+    c.index(
+        Table::OrgSearch,
+        orgs.iter()
+            .flat_map(|(_, o)| {
+                org_terms(&o.org)
+                    .into_iter()
+                    .map(|t| (keys::two(&t, &o.org.id), vec![]))
+            })
+            .collect(),
+    )?;
+    c.index(
+        Table::UserSearch,
+        users
+            .iter()
+            .flat_map(|(_, u)| {
+                search_terms(&u.email, &u.name)
+                    .into_iter()
+                    .map(|t| (keys::two(&t, &u.id), vec![]))
             })
             .collect(),
     )?;

@@ -29,8 +29,8 @@ pub(crate) use keys::{
     day_from_number, day_number, prefix_end, status_entry, Key, KeyReader, MemberPos,
 };
 pub(crate) use records::{
-    fuzz_decode_all, DayRow, InvitationRecord, MemberSet, OrgOverview, OrgRecord, OrgStats,
-    ResourceRecord, Stored, UsageAsk, UsageState,
+    fuzz_decode_all, org_terms, DayRow, Directory, InvitationRecord, MemberSet, OrgOverview,
+    OrgRecord, OrgStats, ResourceRecord, Stored, UsageAsk, UsageState,
 };
 pub(crate) use redb_backend::{CommitDurability, RedbStore};
 pub(crate) use tables::Table;
@@ -52,6 +52,8 @@ pub(crate) trait KvRead {
         reverse: bool,
         visit: Visit<'_>,
     ) -> Result<()>;
+    /// How many entries the table holds (kept by the engine: no scan).
+    fn len(&self, table: Table) -> Result<u64>;
 }
 
 /// Writing side of a backend transaction.

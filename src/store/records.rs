@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::{self, Tag};
 use super::keys::{self, Key};
-use super::{journal, KeyReader};
+use super::{journal, KeyReader, Table};
 use crate::error::{Error, Result};
 use crate::model::audit::AuditEvent;
 use crate::model::invitation::{Invitation, InvitationStatus};
@@ -701,6 +701,30 @@ pub(crate) struct UsageState {
     /// Each asked resource's column; `None` when it is not a live resource of the
     /// organization.
     pub(crate) columns: Vec<(String, Option<u32>)>,
+}
+
+/// A system list: every organization, or every user (`Db::list_organizations`,
+/// `Db::list_users`), in id (creation) order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Directory {
+    Orgs,
+    Users,
+}
+
+impl Directory {
+    /// The table of the rows, and the table of their search terms (`term ∅ id ∅`).
+    pub(crate) fn tables(self) -> (Table, Table) {
+        match self {
+            Directory::Orgs => (Table::Orgs, Table::OrgSearch),
+            Directory::Users => (Table::Users, Table::UserSearch),
+        }
+    }
+}
+
+/// What a search finds an organization by: its slug, its whole name and each later word of
+/// its name (the rules of `model::user::search_terms`).
+pub(crate) fn org_terms(org: &Organization) -> Vec<String> {
+    crate::model::user::search_terms(&org.slug, &org.name)
 }
 
 /// Which members a list reads: the active ones (the default), the deactivated ones, or all

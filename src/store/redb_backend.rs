@@ -415,6 +415,15 @@ impl KvRead for RedbRead {
         self.put_back(table, t);
         result
     }
+
+    fn len(&self, table: Table) -> Result<u64> {
+        let Some(t) = self.take(table)? else {
+            return Ok(0);
+        };
+        let len = guard(|| t.len().map_err(storage_err));
+        self.put_back(table, t);
+        len
+    }
 }
 
 struct RedbWrite<'t> {
@@ -463,6 +472,13 @@ impl KvRead for RedbWrite<'_> {
         let result = scan_table(&t, start, end, reverse, visit);
         self.put_back(table, t);
         result
+    }
+
+    fn len(&self, table: Table) -> Result<u64> {
+        let t = self.take(table)?;
+        let len = guard(|| t.len().map_err(storage_err));
+        self.put_back(table, t);
+        len
     }
 }
 

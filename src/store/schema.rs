@@ -1,12 +1,12 @@
 //! Schema version: written when a file is created, checked on every open.
 
 use super::{
-    codec, counted, keys, status_entry, InvitationRecord, KvReadExt, KvWrite, Reads, Stored, Table,
-    Writes,
+    codec, counted, keys, org_terms, status_entry, InvitationRecord, KvReadExt, KvWrite, OrgRecord,
+    Reads, Stored, Table, Writes,
 };
 use crate::error::{Error, Result};
 use crate::model::membership::Membership;
-use crate::model::user::search_terms;
+use crate::model::user::{search_terms, User};
 
 /// The format this build writes. Bump it with a migration in [`ensure_schema`] and a test that
 /// opens a file of the old format.
@@ -24,7 +24,8 @@ use crate::model::user::search_terms;
 ///   `members_by_join` / `members_by_role` and the counters hold active members only, and the
 ///   new counted indexes `deactivated_by_join` / `deactivated_by_role` hold the deactivated
 ///   ones (empty after the step). `member_search` (org, search term, user → status, role,
-///   join time) is built from the memberships and their users.
+///   join time) is built from the memberships and their users; `org_search` and
+///   `user_search` (term, id) from the organizations and users (the system lists' search).
 pub(crate) const SCHEMA_VERSION: u32 = 4;
 
 pub(crate) const SCHEMA_KEY: &str = "schema_version";
@@ -67,7 +68,10 @@ fn upgrade_from(tx: &mut dyn KvWrite, from: u64) -> Result<()> {
         }
         2 => invitation_indexes(tx),
         // Every membership of a version-3 file is active: the deactivated indexes start empty.
-        3 => member_search(tx),
+        3 => {
+            member_search(tx)?;
+            directory_search(tx)
+        }
         other => Err(Error::storage(format!(
             "no migration from schema version {other}"
         ))),
@@ -97,6 +101,32 @@ fn member_search(tx: &mut dyn KvWrite) -> Result<()> {
             let key = keys::member_search_key(&m.organization_id, &term, &m.user_id);
             tx.put(Table::MemberSearch, &key, &hit)?;
         }
+    }
+    Ok(())
+}
+
+/// Migration 3 → 4, continued: the search terms of every organization and user (the system
+/// lists). A record that cannot be read is left out (`check()` reports it).
+fn directory_search(tx: &mut dyn KvWrite) -> Result<()> {
+    let mut entries = Vec::new();
+    tx.scan_prefix(Table::Orgs, &[], &mut |_, v| {
+        if let Ok(rec) = OrgRecord::decode(v) {
+            for term in org_terms(&rec.org) {
+                entries.push((Table::OrgSearch, keys::two(&term, &rec.org.id)));
+            }
+        }
+        Ok(true)
+    })?;
+    tx.scan_prefix(Table::Users, &[], &mut |_, v| {
+        if let Ok(u) = User::decode(v) {
+            for term in search_terms(&u.email, &u.name) {
+                entries.push((Table::UserSearch, keys::two(&term, &u.id)));
+            }
+        }
+        Ok(true)
+    })?;
+    for (table, key) in entries {
+        tx.put(table, &key, &[])?;
     }
     Ok(())
 }

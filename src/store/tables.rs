@@ -19,6 +19,8 @@ pub(crate) enum Table {
     DeactivatedByJoin,
     DeactivatedByRole,
     MemberSearch,
+    OrgSearch,
+    UserSearch,
     UserOrgs,
     Invitations,
     InvitationTokens,
@@ -41,7 +43,7 @@ pub(crate) enum Table {
 }
 
 impl Table {
-    pub(crate) const ALL: [Table; 34] = [
+    pub(crate) const ALL: [Table; 36] = [
         Table::Meta,
         Table::Users,
         Table::UserEmail,
@@ -57,6 +59,8 @@ impl Table {
         Table::DeactivatedByJoin,
         Table::DeactivatedByRole,
         Table::MemberSearch,
+        Table::OrgSearch,
+        Table::UserSearch,
         Table::UserOrgs,
         Table::Invitations,
         Table::InvitationTokens,
@@ -96,6 +100,8 @@ impl Table {
             Table::DeactivatedByJoin => "deactivated_by_join",
             Table::DeactivatedByRole => "deactivated_by_role",
             Table::MemberSearch => "member_search",
+            Table::OrgSearch => "org_search",
+            Table::UserSearch => "user_search",
             Table::UserOrgs => "user_orgs",
             Table::Invitations => "invitations",
             Table::InvitationTokens => "invitation_tokens",

@@ -531,6 +531,23 @@ fun ownedOrganizationCap(env: Env) {
     }
 }
 
+fun systemListsAndUserProjects(env: Env) {
+    val (alice, org) = env.company()
+    val bob = env.user("Bob")
+    env.db.addMember(actor(alice), org.id, bob.id, "member")
+    val orgs = env.db.listOrganizations(Actor.System, ListQuery(search = "my comp"))
+    eq(orgs.data.map { it.id }, listOf(org.id), "organization search")
+    val users = env.db.listUsers(Actor.System, ListQuery(perPage = 1u))
+    eq(users.pagination.total, 2uL, "users total")
+    val next = env.db.listUsers(Actor.System, ListQuery(perPage = 1u, cursor = users.nextCursor))
+    eq(next.data.map { it.id }, listOf(bob.id), "second page by cursor")
+    expect<OrgDbException.Forbidden> { env.db.listUsers(actor(alice), ListQuery()) }
+    val project = env.db.createProject(actor(alice), org.id, NewProject(name = "Apollo"))
+    env.db.addProjectMember(actor(alice), org.id, project.id, bob.id, "admin")
+    val mine = env.db.listUserProjects(actor(bob), org.id, bob.id)
+    eq(mine.map { it.project.name to it.projectRole }, listOf("Apollo" to Role.ADMIN), "projects of bob")
+}
+
 /** Thrown by a test that cannot run here. */
 class Skip(reason: String) : Exception(reason)
 
@@ -555,6 +572,7 @@ fun main() {
         "members: permissions follow the matrix" to ::permissionsFollowTheMatrix,
         "members: deactivate, reactivate and search" to ::deactivateAndReactivate,
         "orgs: owned-organization cap, sign-up in one call" to ::ownedOrganizationCap,
+        "lists: organizations, users, projects of a user" to ::systemListsAndUserProjects,
     )
     var passed = 0
     var failed = 0

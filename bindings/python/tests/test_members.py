@@ -145,3 +145,23 @@ def test_owned_organization_cap_and_sign_up_in_one_call(clock):
         orgdb.NewOrganization(name=" "),
     )
     raises(orgdb.OrgDbError.NotFound, db.find_user_by_email, "bob@example.com")
+
+
+def test_system_lists_and_the_projects_of_a_user(db, team, make_user):
+    org, owner, admin, member = team
+    system = orgdb.Actor.SYSTEM()
+    orgs = db.list_organizations(system, orgdb.ListQuery(search="ACM"))
+    assert [o.id for o in orgs.data] == [org] and orgs.pagination.total == 1
+    users = db.list_users(system, orgdb.ListQuery(per_page=2))
+    assert users.pagination.total == 3 and len(users.data) == 2 and users.next_cursor
+    rest = db.list_users(system, orgdb.ListQuery(per_page=2, cursor=users.next_cursor))
+    assert [u.name for u in rest.data] == ["Mia Member"]
+    assert [u.email for u in db.list_users(system, orgdb.ListQuery(search="adam")).data] == [
+        "adam.admin@example.com"
+    ]
+    raises(orgdb.OrgDbError.Forbidden, db.list_users, as_user(owner), orgdb.ListQuery())
+
+    project = db.create_project(as_user(owner), org, orgdb.NewProject(name="Apollo"))
+    db.add_project_member(as_user(owner), org, project.id, member.id, "viewer")
+    mine = db.list_user_projects(as_user(member), org, member.id)
+    assert [(p.project.name, p.project_role) for p in mine] == [("Apollo", Role.VIEWER)]

@@ -4,14 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use orgdb::{Actor, Db, Details, Error, MemberRef, Result};
+use orgdb::{Actor, Db, Details, Error, ListQuery, MemberRef, Page, Result};
 use serde_json::Value;
 
-use crate::output::Out;
+use crate::output::{Out, View};
 
 pub(crate) mod audit;
 pub(crate) mod invitations;
@@ -201,41 +201,53 @@ pub(crate) fn deleted(id: &str) -> Value {
     serde_json::json!({ "deleted": true, "id": id })
 }
 
-/// Every export record of one type (`user`, `organization`), streamed: the library has no
-/// listing of all users or organizations, so these read a full export and keep only matches.
-pub(crate) fn records_of(db: &Db, kind: &str) -> Result<Vec<Value>> {
-    struct Pick<'a> {
-        prefix: String,
-        line: Vec<u8>,
-        found: &'a mut Vec<Value>,
+/// Paging and search of the system lists (`orgs list`, `users list`).
+#[derive(Debug, clap::Args)]
+pub(crate) struct ListArgs {
+    /// Only rows whose slug or email, whole name, or a later word of their name starts with
+    /// this (case-insensitive).
+    #[arg(long)]
+    search: Option<String>,
+    /// One page (from 1) instead of every row.
+    #[arg(long)]
+    page: Option<u32>,
+    /// Rows per page, 1–100 (default 20 for one page, 100 when following every page).
+    #[arg(long)]
+    per_page: Option<u32>,
+    /// One page, starting after this cursor (the `next_cursor` of a previous page).
+    #[arg(long)]
+    cursor: Option<String>,
+}
+
+/// Prints one page of a system list when a page or cursor is asked for, else every row,
+/// following the cursors.
+pub(crate) fn print_list<T: serde::Serialize>(
+    out: &Out,
+    columns: &[&str],
+    args: ListArgs,
+    fetch: impl Fn(&ListQuery) -> Result<Page<T>>,
+) -> Result<()> {
+    let one_page = args.page.is_some() || args.cursor.is_some();
+    let mut query = ListQuery {
+        page: args.page,
+        per_page: args.per_page,
+        search: args.search,
+        cursor: args.cursor,
+    };
+    if one_page {
+        out.page(&fetch(&query)?, columns);
+        return Ok(());
     }
-    impl Write for Pick<'_> {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            for part in buf.split_inclusive(|b| *b == b'\n') {
-                match part.strip_suffix(b"\n") {
-                    Some(rest) => {
-                        self.line.extend_from_slice(rest);
-                        if self.line.starts_with(self.prefix.as_bytes()) {
-                            if let Ok(mut v) = serde_json::from_slice::<Value>(&self.line) {
-                                self.found.push(v["data"].take());
-                            }
-                        }
-                        self.line.clear();
-                    }
-                    None => self.line.extend_from_slice(part),
-                }
-            }
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
+    query.per_page = Some(query.per_page.unwrap_or(100));
+    let mut rows = Vec::new();
+    loop {
+        let page = fetch(&query)?;
+        rows.extend(page.data);
+        match page.next_cursor {
+            Some(c) => query.cursor = Some(c),
+            None => break,
         }
     }
-    let mut found = Vec::new();
-    db.export_jsonl(Pick {
-        prefix: format!(r#"{{"type":"{kind}""#),
-        line: Vec::new(),
-        found: &mut found,
-    })?;
-    Ok(found)
+    out.ok(&rows, View::Rows(columns));
+    Ok(())
 }

@@ -5,7 +5,7 @@ use orgdb::{
     Limit, LimitOverridesPatch, NewOrganization, OrganizationPatch, OrganizationSettings, Result,
 };
 
-use super::{deleted, invalid, key_values, records_of, App};
+use super::{deleted, invalid, key_values, App};
 use crate::output::View;
 
 /// Postal address flags (seed 001's fields).
@@ -80,8 +80,11 @@ pub(crate) enum Cmd {
         /// User id or email; default: the --as user.
         user: Option<String>,
     },
-    /// List every organization (reads a full export: slow on large databases).
-    List,
+    /// List every organization, oldest first (the operator's list: not with --as).
+    List {
+        #[command(flatten)]
+        list: super::ListArgs,
+    },
     /// Change an organization's details (PATCH: only what is given changes; an empty value
     /// clears an optional field).
     Update {
@@ -215,12 +218,8 @@ pub(crate) fn run(app: &App, cmd: Cmd) -> Result<()> {
                 View::Rows(FOR_USER),
             );
         }
-        Cmd::List => {
-            let orgs: Vec<_> = records_of(db, "organization")?
-                .into_iter()
-                .map(|mut r| r["organization"].take())
-                .collect();
-            out.ok(&orgs, View::Rows(LIST));
+        Cmd::List { list } => {
+            super::print_list(out, LIST, list, |q| db.list_organizations(&app.actor, q))?;
         }
         Cmd::Update {
             org,

@@ -1,9 +1,9 @@
 //! `orgdb users …`
 
 use clap::Subcommand;
-use orgdb::{NewUser, Result, UserPatch};
+use orgdb::{MemberRef, NewUser, Result, UserPatch};
 
-use super::{deleted, records_of, App};
+use super::{deleted, App};
 use crate::output::View;
 
 const COLUMNS: &[&str] = &["id", "email", "name", "created_at", "last_active"];
@@ -59,8 +59,18 @@ pub(crate) enum Cmd {
         /// User id or email.
         user: String,
     },
-    /// List every user (reads a full export: slow on large databases).
-    List,
+    /// List every user, oldest first (the operator's list: not with --as).
+    List {
+        #[command(flatten)]
+        list: super::ListArgs,
+    },
+    /// The projects of a member of an organization, with their project role.
+    Projects {
+        /// Organization id or slug.
+        org: String,
+        /// User id, membership id or email; default: the --as user.
+        user: Option<String>,
+    },
 }
 
 pub(crate) fn run(app: &App, cmd: Cmd) -> Result<()> {
@@ -103,7 +113,20 @@ pub(crate) fn run(app: &App, cmd: Cmd) -> Result<()> {
             db.delete_user(&id)?;
             out.ok(&deleted(&id), View::Record);
         }
-        Cmd::List => out.ok(&records_of(db, "user")?, View::Rows(COLUMNS)),
+        Cmd::List { list } => {
+            super::print_list(out, COLUMNS, list, |q| db.list_users(&app.actor, q))?;
+        }
+        Cmd::Projects { org, user } => {
+            let org = app.org(&org)?;
+            let who = match user {
+                Some(reference) => app.member(&reference)?,
+                None => MemberRef::User(app.acting_user(None, "USER")?),
+            };
+            out.ok(
+                &db.list_user_projects(&app.actor, &org, &who)?,
+                View::Rows(&["id", "name", "project_role", "created_at"]),
+            );
+        }
     }
     Ok(())
 }

@@ -223,6 +223,18 @@ const V3: &[&str] = &[
         PRIMARY KEY (organization_id, term, user_id)
     )"#,
     r#"CREATE INDEX IF NOT EXISTS member_terms_by_user ON member_terms (organization_id, user_id)"#,
+    // The system lists' search: the terms of every organization (slug, name) and user
+    // (email, name). A row per term, so no row is every writer's.
+    r#"CREATE TABLE IF NOT EXISTS org_terms (
+        term TEXT COLLATE "C" NOT NULL,
+        organization_id TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (term, organization_id)
+    )"#,
+    r#"CREATE TABLE IF NOT EXISTS user_terms (
+        term TEXT COLLATE "C" NOT NULL,
+        user_id TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (term, user_id)
+    )"#,
 ];
 
 /// The migrations in order: `MIGRATIONS[n]` takes a database from version `n` to `n + 1`.
@@ -258,7 +270,8 @@ pub(crate) fn migrate(client: &mut Client) -> Result<()> {
     Ok(())
 }
 
-/// Version 3's data step: the search terms of every membership, computed here (the server's
+/// Version 3's data step: the search terms of every membership, organization and user,
+/// computed here (the server's
 /// `lower()` follows its locale, and orgdb's terms must match what every backend writes).
 /// Idempotent, like the statements: terms already there are kept.
 fn fill_member_terms(client: &mut Client) -> Result<()> {
@@ -288,6 +301,31 @@ fn fill_member_terms(client: &mut Client) -> Result<()> {
                 &[&orgs, &terms, &users],
             )
             .map_err(pg_err)?;
+    }
+    for (select, insert) in [
+        (
+            "SELECT id, slug, name FROM organizations",
+            "INSERT INTO org_terms (term, organization_id)
+             SELECT * FROM unnest($1::TEXT[], $2::TEXT[]) ON CONFLICT DO NOTHING",
+        ),
+        (
+            "SELECT id, email, name FROM users",
+            "INSERT INTO user_terms (term, user_id)
+             SELECT * FROM unnest($1::TEXT[], $2::TEXT[]) ON CONFLICT DO NOTHING",
+        ),
+    ] {
+        let rows = client.query(select, &[]).map_err(pg_err)?;
+        for chunk in rows.chunks(5_000) {
+            let (mut terms, mut ids) = (Vec::new(), Vec::new());
+            for r in chunk {
+                let (id, key, name): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+                for term in search_terms(&key, &name) {
+                    terms.push(term);
+                    ids.push(id.clone());
+                }
+            }
+            client.execute(insert, &[&terms, &ids]).map_err(pg_err)?;
+        }
     }
     Ok(())
 }

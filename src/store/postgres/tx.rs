@@ -17,8 +17,8 @@ use crate::model::role::Role;
 use crate::model::transfer::Record;
 use crate::model::user::User;
 use crate::store::{
-    day_number, CheckReport, DayRow, InvitationRecord, MemberPos, MemberSet, OrgOverview,
-    OrgRecord, OrgStats, Reads, ResourceRecord, UsageAsk, UsageState, Writes,
+    day_number, org_terms, CheckReport, DayRow, Directory, InvitationRecord, MemberPos, MemberSet,
+    OrgOverview, OrgRecord, OrgStats, Reads, ResourceRecord, UsageAsk, UsageState, Writes,
 };
 
 use super::rows::*;
@@ -242,6 +242,33 @@ impl<'c> PgTx<'c> {
         Ok(out)
     }
 
+    /// Moves one row of a system list from search terms `old` to `new` (either may be empty):
+    /// one statement.
+    fn directory_terms(
+        &self,
+        which: Directory,
+        id: &str,
+        old: &[String],
+        new: &[String],
+    ) -> Result<()> {
+        let sql = match which {
+            Directory::Orgs => {
+                "WITH d AS (DELETE FROM org_terms WHERE organization_id = $1
+                    AND term = ANY($2) AND term <> ALL($3))
+                 INSERT INTO org_terms (term, organization_id)
+                 SELECT unnest($3::TEXT[]), $1 ON CONFLICT DO NOTHING"
+            }
+            Directory::Users => {
+                "WITH d AS (DELETE FROM user_terms WHERE user_id = $1
+                    AND term = ANY($2) AND term <> ALL($3))
+                 INSERT INTO user_terms (term, user_id)
+                 SELECT unnest($3::TEXT[]), $1 ON CONFLICT DO NOTHING"
+            }
+        };
+        self.exec(sql, &[&id, &old, &new])?;
+        Ok(())
+    }
+
     /// One organization's counters by role, kept on its row.
     fn adjust_role_count(&self, org: &str, role: Role, delta: i64) -> Result<()> {
         self.forget_stats(org);
@@ -330,6 +357,8 @@ const COUNTS: &[(&str, &str)] = &[
     ("organizations", "SELECT count(*) FROM organizations"),
     ("memberships", "SELECT count(*) FROM memberships"),
     ("member_terms", "SELECT count(*) FROM member_terms"),
+    ("org_terms", "SELECT count(*) FROM org_terms"),
+    ("user_terms", "SELECT count(*) FROM user_terms"),
     ("invitations", "SELECT count(*) FROM invitations"),
     ("projects", "SELECT count(*) FROM projects"),
     ("project_members", "SELECT count(*) FROM project_members"),
@@ -644,6 +673,69 @@ impl Reads for PgTx<'_> {
             out.push((m, u));
         }
         Ok((total, out))
+    }
+
+    /// One statement: the number of rows (or hits) and the page's ids.
+    fn directory(
+        &self,
+        which: Directory,
+        prefix: Option<&str>,
+        after: Option<&str>,
+        skip: u64,
+        limit: usize,
+    ) -> Result<(u64, Vec<String>)> {
+        // Without a search: the table's primary key in order (a cursor is a range of it)
+        // and its count. With one: the ids behind the prefix's range of the terms table.
+        macro_rules! plain {
+            ($table:literal) => {
+                concat!(
+                    "SELECT (SELECT count(*) FROM ",
+                    $table,
+                    "), p.id FROM (SELECT 1) one
+                     LEFT JOIN (SELECT id FROM ",
+                    $table,
+                    " WHERE id > coalesce($3, '') ORDER BY id OFFSET $4 LIMIT $5) p ON true
+                     WHERE $1::TEXT IS NULL AND $2::TEXT IS NULL
+                     ORDER BY p.id"
+                )
+            };
+        }
+        macro_rules! search {
+            ($terms:literal, $id:literal) => {
+                concat!(
+                    "WITH hits AS (SELECT DISTINCT ",
+                    $id,
+                    " AS id FROM ",
+                    $terms,
+                    " WHERE term >= $1 AND term < $2),
+                     page AS (SELECT id FROM hits WHERE id > coalesce($3, '')
+                              ORDER BY id OFFSET $4 LIMIT $5)
+                     SELECT (SELECT count(*) FROM hits), p.id
+                     FROM (SELECT 1) one LEFT JOIN page p ON true ORDER BY p.id"
+                )
+            };
+        }
+        let skip = signed(skip, "page")?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let end = prefix.map(|p| format!("{p}{}", char::MAX));
+        let sql = match (which, prefix.is_some()) {
+            (Directory::Orgs, false) => plain!("organizations"),
+            (Directory::Users, false) => plain!("users"),
+            (Directory::Orgs, true) => search!("org_terms", "organization_id"),
+            (Directory::Users, true) => search!("user_terms", "user_id"),
+        };
+        let rows = self.rows(sql, &[&prefix, &end, &after, &skip, &limit])?;
+        let total = match rows.first() {
+            Some(r) => unsigned(get(r, 0)?)?,
+            None => 0,
+        };
+        let mut ids = Vec::new();
+        for r in &rows {
+            if let Some(id) = get::<Option<String>>(r, 1)? {
+                ids.push(id);
+            }
+        }
+        Ok((total, ids))
     }
 
     fn owned_org_count(&self, user: &str) -> Result<u64> {
@@ -1004,9 +1096,11 @@ impl Writes for PgTx<'_> {
         Ok(())
     }
 
+    /// One statement: the row and its search terms.
     fn insert_user(&mut self, user: &User) -> Result<()> {
         self.exec(
-            "INSERT INTO users (id, email, name, created_at, last_active)
+            "WITH t AS (INSERT INTO user_terms (term, user_id) SELECT unnest($6::TEXT[]), $1)
+             INSERT INTO users (id, email, name, created_at, last_active)
              VALUES ($1, $2, $3, $4, $5)",
             &[
                 &user.id,
@@ -1014,6 +1108,7 @@ impl Writes for PgTx<'_> {
                 &user.name,
                 &user.created_at,
                 &user.last_active,
+                &search_terms(&user.email, &user.name),
             ],
         )?;
         Ok(())
@@ -1021,7 +1116,9 @@ impl Writes for PgTx<'_> {
 
     fn replace_user(&mut self, old: &User, new: &User) -> Result<()> {
         let terms = search_terms(&new.email, &new.name);
-        if search_terms(&old.email, &old.name) != terms {
+        let old_terms = search_terms(&old.email, &old.name);
+        if old_terms != terms {
+            self.directory_terms(Directory::Users, &new.id, &old_terms, &terms)?;
             // The terms of every membership of the user: the old ones out, the new ones in.
             self.exec(
                 "WITH d AS (DELETE FROM member_terms t USING memberships m
@@ -1050,11 +1147,14 @@ impl Writes for PgTx<'_> {
     }
 
     fn remove_user(&mut self, user: &User) -> Result<()> {
+        let terms = search_terms(&user.email, &user.name);
+        self.directory_terms(Directory::Users, &user.id, &terms, &[])?;
         self.exec("DELETE FROM users WHERE id = $1", &[&user.id])?;
         Ok(())
     }
 
     fn insert_org(&mut self, rec: &OrgRecord) -> Result<()> {
+        self.directory_terms(Directory::Orgs, &rec.org.id, &[], &org_terms(&rec.org))?;
         self.write_org(
             "INSERT INTO organizations (id, name, slug, external_id, description, plan, city,
                 state, zipcode, country, pin_protection, settings, metadata, created_at,
@@ -1066,7 +1166,11 @@ impl Writes for PgTx<'_> {
         )
     }
 
-    fn replace_org(&mut self, _old: &OrgRecord, new: &OrgRecord) -> Result<()> {
+    fn replace_org(&mut self, old: &OrgRecord, new: &OrgRecord) -> Result<()> {
+        let (old_terms, new_terms) = (org_terms(&old.org), org_terms(&new.org));
+        if old_terms != new_terms {
+            self.directory_terms(Directory::Orgs, &new.org.id, &old_terms, &new_terms)?;
+        }
         self.write_org(
             "UPDATE organizations SET name = $2, slug = $3, external_id = $4,
                 description = $5, plan = $6, city = $7, state = $8, zipcode = $9,
@@ -1081,6 +1185,7 @@ impl Writes for PgTx<'_> {
 
     fn remove_org(&mut self, rec: &OrgRecord) -> Result<()> {
         self.forget_org(&rec.org.id);
+        self.directory_terms(Directory::Orgs, &rec.org.id, &org_terms(&rec.org), &[])?;
         self.exec("DELETE FROM organizations WHERE id = $1", &[&rec.org.id])?;
         Ok(())
     }

@@ -158,53 +158,54 @@ pub(super) fn check(tx: &dyn Query, now: DateTime<Utc>) -> Result<CheckReport> {
     Ok(report)
 }
 
-/// `member_terms` holds exactly the search terms of every membership's user, as orgdb computes
-/// them (the server cannot: its `lower()` follows its locale).
+/// The search-term tables hold exactly the terms orgdb computes (the server cannot: its
+/// `lower()` follows its locale): `member_terms` those of every membership's user,
+/// `org_terms` and `user_terms` those of every organization and user.
 fn search_terms_problems(tx: &dyn Query, problems: &mut Vec<String>) -> Result<()> {
-    let mut expected = std::collections::BTreeMap::new();
-    for r in tx
-        .query(
-            "SELECT m.organization_id, m.user_id, u.email, u.name
+    // (table, rows: key columns then the two texts the terms come from, stored terms by key)
+    const SETS: [(&str, &str, &str); 3] = [
+        (
+            "member_terms",
+            "SELECT m.organization_id || '/' || m.user_id, u.email, u.name
              FROM memberships m JOIN users u ON u.id = m.user_id",
-            &[],
-        )?
-        .iter()
-    {
-        let (org, user): (String, String) = (get(r, 0)?, get(r, 1)?);
-        let mut terms = search_terms(&get::<String>(r, 2)?, &get::<String>(r, 3)?);
-        terms.sort();
-        expected.insert((org, user), terms);
-    }
-    let mut stored = std::collections::BTreeMap::new();
-    for r in tx
-        .query(
-            "SELECT organization_id, user_id, array_agg(term ORDER BY term)
+            "SELECT organization_id || '/' || user_id, array_agg(term ORDER BY term)
              FROM member_terms GROUP BY organization_id, user_id",
-            &[],
-        )?
-        .iter()
-    {
-        stored.insert(
-            (get::<String>(r, 0)?, get::<String>(r, 1)?),
-            get::<Vec<String>>(r, 2)?,
-        );
-    }
-    for (key, terms) in &expected {
-        if stored.get(key) != Some(terms) && problems.len() < 1_000 {
-            problems.push(format!(
-                "member_terms: {} in {} has {:?}, expected {terms:?}",
-                key.1,
-                key.0,
-                stored.get(key)
-            ));
+        ),
+        (
+            "org_terms",
+            "SELECT id, slug, name FROM organizations",
+            "SELECT organization_id, array_agg(term ORDER BY term)
+             FROM org_terms GROUP BY organization_id",
+        ),
+        (
+            "user_terms",
+            "SELECT id, email, name FROM users",
+            "SELECT user_id, array_agg(term ORDER BY term) FROM user_terms GROUP BY user_id",
+        ),
+    ];
+    for (table, rows, stored) in SETS {
+        let mut expected = std::collections::BTreeMap::new();
+        for r in tx.query(rows, &[])?.iter() {
+            let mut terms = search_terms(&get::<String>(r, 1)?, &get::<String>(r, 2)?);
+            terms.sort();
+            expected.insert(get::<String>(r, 0)?, terms);
         }
-    }
-    for key in stored.keys().filter(|k| !expected.contains_key(*k)) {
-        if problems.len() < 1_000 {
-            problems.push(format!(
-                "member_terms: terms of {} in {}, who is no member there",
-                key.1, key.0
-            ));
+        let mut found = std::collections::BTreeMap::new();
+        for r in tx.query(stored, &[])?.iter() {
+            found.insert(get::<String>(r, 0)?, get::<Vec<String>>(r, 1)?);
+        }
+        for (key, terms) in &expected {
+            if found.get(key) != Some(terms) && problems.len() < 1_000 {
+                problems.push(format!(
+                    "{table}: {key} has {:?}, expected {terms:?}",
+                    found.get(key)
+                ));
+            }
+        }
+        for key in found.keys().filter(|k| !expected.contains_key(*k)) {
+            if problems.len() < 1_000 {
+                problems.push(format!("{table}: terms of {key}, which is not there"));
+            }
         }
     }
     Ok(())
