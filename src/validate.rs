@@ -17,6 +17,8 @@ pub(crate) const METADATA_MAX_KEYS: usize = 64;
 pub(crate) const METADATA_KEY_MAX: usize = 64;
 pub(crate) const METADATA_VALUE_MAX: usize = 1_000;
 pub(crate) const PER_PAGE_MAX: u32 = 100;
+/// Longest prefix search accepted (characters, after normalizing).
+pub(crate) const SEARCH_MAX: usize = 200;
 pub(crate) const PER_PAGE_DEFAULT: u32 = 20;
 
 /// Collects validation failures.
@@ -131,6 +133,19 @@ impl Validator {
                 return;
             }
         }
+    }
+
+    /// A prefix search (member lists, system lists): normalized like the terms it is matched
+    /// against, at most [`SEARCH_MAX`] characters, no control characters; `None` when not
+    /// given or blank.
+    pub(crate) fn search(&mut self, field: &str, text: Option<&str>) -> Option<String> {
+        let search = crate::model::user::normalize_search(text?);
+        if search.chars().count() > SEARCH_MAX {
+            self.fail(field, format!("Must be at most {SEARCH_MAX} characters"));
+        } else if has_control(&search) {
+            self.fail(field, "Must not contain control characters");
+        }
+        (!search.is_empty()).then_some(search)
     }
 
     /// `page` ≥ 1 (default 1) and `per_page` 1–100 (default 20).

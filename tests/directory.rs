@@ -218,6 +218,13 @@ fn system_lists_are_the_hosts_and_validate_their_query() {
             },
             "cursor",
         ),
+        (
+            ListQuery {
+                search: Some("ada\0user_".into()),
+                ..Default::default()
+            },
+            "search",
+        ),
     ] {
         assert_err(
             db.list_organizations(&Actor::System, &query),

@@ -184,6 +184,7 @@ fn a_version_1_database_is_upgraded_on_open() {
         .batch_execute(&format!(
             "DROP TABLE {schema}.usage_leases;
              ALTER TABLE {schema}.memberships DROP COLUMN deactivated_at;
+             ALTER TABLE {schema}.memberships DROP COLUMN deactivated;
              DROP TABLE {schema}.member_terms;
              DROP TABLE {schema}.org_terms;
              DROP TABLE {schema}.user_terms;

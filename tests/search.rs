@@ -109,6 +109,22 @@ fn prefixes_of_email_name_and_later_words_case_insensitively() {
         "validation_error",
         Some("search"),
     );
+    assert_err(
+        db.list_members(&Actor::System, &org, &query("ada@\0user_")),
+        "validation_error",
+        Some("search"),
+    );
+    // Every prefix of a word finds it, in any script and case (no final-sigma rule).
+    let odysseus = named(&db, "o@ithaca.gr", "ΟΔΥΣΣΕΥΣ Λαέρτιος");
+    db.add_member(&o, &org, &odysseus.id, Role::Viewer).unwrap();
+    for prefix in ["ΟΔΥ", "ΟΔΥΣ", "ΟΔΥΣΣ", "οδυσσευσ", "λαέρ", "ΛΑΈΡΤΙΟΣ"]
+    {
+        assert_eq!(
+            found(&db, &org, &query(prefix)),
+            ["o@ithaca.gr"],
+            "{prefix}"
+        );
+    }
     assert_sound(&db);
 }
 

@@ -47,11 +47,18 @@ pub struct UserPatch {
     pub name: Option<String>,
 }
 
-/// A search string as [`search_terms`] are matched against: lower-cased (Unicode), its
-/// whitespace trimmed and collapsed to single spaces.
+/// A search string as [`search_terms`] are matched against: lower-cased character by
+/// character (Unicode, without context rules, so that a prefix of a word lower-cases to a
+/// prefix of the lower-cased word), the final sigma `ς` folded to `σ` (`ΟΔΥΣ` and `οδυς`
+/// both find "Οδυσσευς"), its whitespace trimmed and collapsed to single spaces.
 pub(crate) fn normalize_search(text: &str) -> String {
     text.split_whitespace()
-        .map(str::to_lowercase)
+        .map(|word| {
+            word.chars()
+                .flat_map(char::to_lowercase)
+                .map(|c| if c == 'ς' { 'σ' } else { c })
+                .collect::<String>()
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -86,6 +93,13 @@ mod tests {
             ["x@y.io", "émile zola zola", "zola"]
         );
         assert_eq!(normalize_search("  Ada \t Lov "), "ada lov");
+        // A prefix of a word is a prefix of the word, in every script: no final sigma.
+        let odysseus = search_terms("o@x.io", "ΟΔΥΣΣΕΥΣ");
+        for prefix in ["ΟΔΥ", "ΟΔΥΣ", "ΟΔΥΣΣ", "οδυσ", "ΟΔΥΣΣΕΥΣ", "οδυσσευς"]
+        {
+            let q = normalize_search(prefix);
+            assert!(odysseus.iter().any(|t| t.starts_with(&q)), "{prefix}");
+        }
         assert_eq!(normalize_search("   "), "");
     }
 }

@@ -5,12 +5,9 @@ use crate::authz::Actor;
 use crate::error::{Error, Result};
 use crate::model::org::Organization;
 use crate::model::page::{ListQuery, Page, Pagination};
-use crate::model::user::{normalize_search, User};
+use crate::model::user::User;
 use crate::store::{Directory, Reads};
 use crate::validate::Validator;
-
-/// Longest search accepted (characters, after normalizing), as for member search.
-const SEARCH_MAX: usize = 200;
 
 /// One page of a system list; `load` reads a row by id.
 fn page<T>(
@@ -26,13 +23,7 @@ fn page<T>(
     }
     let mut validator = Validator::new();
     let (page, per_page) = validator.paging(query.page, query.per_page);
-    let search = query.search.as_deref().map(normalize_search);
-    if search
-        .as_ref()
-        .is_some_and(|s| s.chars().count() > SEARCH_MAX)
-    {
-        validator.fail("search", format!("Must be at most {SEARCH_MAX} characters"));
-    }
+    let prefix = validator.search("search", query.search.as_deref());
     let cursor = query.cursor.as_deref().map(str::trim);
     if cursor.is_some_and(|c| c.is_empty() || c.contains('\0')) {
         validator.fail("cursor", "Is not a cursor returned by a previous page");
@@ -43,7 +34,6 @@ fn page<T>(
     } else {
         u64::from(page - 1) * u64::from(per_page)
     };
-    let prefix = search.filter(|s| !s.is_empty());
     // One row more than the page tells whether a next page exists.
     let (total, mut ids) = tx.directory(
         which,

@@ -13,7 +13,6 @@ use crate::model::page::{Page, Pagination};
 use crate::model::permission::Permissions;
 use crate::model::role::{Role, RoleArg};
 use crate::model::time;
-use crate::model::user::normalize_search;
 use crate::store::{MemberPos, MemberSet, Reads, Writes};
 use crate::validate::Validator;
 
@@ -81,9 +80,6 @@ fn decode_cursor(cursor: &str) -> Option<MemberPos> {
     (!user.is_empty() && !user.contains('\0')).then(|| (deactivated, at, user.to_owned()))
 }
 
-/// Longest member search accepted (characters, after normalizing).
-const SEARCH_MAX: usize = 200;
-
 /// The status filter of a member list: `active` (default), `deactivated` or `all`.
 fn member_set(validator: &mut Validator, text: Option<&str>) -> MemberSet {
     match text.map(|t| t.trim().to_ascii_lowercase()).as_deref() {
@@ -122,13 +118,7 @@ pub(crate) fn list(
             pos
         }
     };
-    let search = query.search.as_deref().map(normalize_search);
-    if search
-        .as_ref()
-        .is_some_and(|s| s.chars().count() > SEARCH_MAX)
-    {
-        validator.fail("search", format!("Must be at most {SEARCH_MAX} characters"));
-    }
+    let search = validator.search("search", query.search.as_deref());
     validator.finish()?;
 
     let skip = if cursor.is_some() {
@@ -138,7 +128,7 @@ pub(crate) fn list(
     };
     // One row more than the page tells whether a next page exists.
     let want = per_page as usize + 1;
-    let (total, mut rows) = match search.filter(|s| !s.is_empty()) {
+    let (total, mut rows) = match search {
         Some(prefix) => tx.member_search(org, set, role, &prefix, cursor.as_ref(), skip, want)?,
         None => {
             let active = if set.includes(false) {

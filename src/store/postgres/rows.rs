@@ -273,7 +273,7 @@ pub(super) const ORG_OVERVIEW: &str = concat!(
     org_columns!(),
     ",
     (SELECT role FROM memberships m WHERE m.organization_id = o.id AND m.user_id = $2
-        AND m.deactivated_at IS NULL),
+        AND NOT m.deactivated),
     (SELECT count(*) FROM invitations i
       WHERE i.organization_id = o.id AND i.status = 'pending' AND i.expires_at > $3),
     (SELECT total FROM usage_months u WHERE u.organization_id = o.id AND u.month = $4)
@@ -286,7 +286,7 @@ pub(super) const ORG_WITH_ROLE: &str = concat!(
     org_columns!(),
     ",
     (SELECT role FROM memberships m WHERE m.organization_id = o.id AND m.user_id = $2
-        AND m.deactivated_at IS NULL)
+        AND NOT m.deactivated)
     FROM organizations o WHERE o.id = $1"
 );
 

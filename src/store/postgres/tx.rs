@@ -242,8 +242,10 @@ impl<'c> PgTx<'c> {
         Ok(out)
     }
 
-    /// Moves one row of a system list from search terms `old` to `new` (either may be empty):
-    /// one statement.
+    /// Moves one row of a system list from search terms `old` to `new` (either may be
+    /// empty): a statement for the terms that go and one for those that come, each only when
+    /// there are some (CockroachDB refuses one statement that deletes from and inserts into
+    /// the same table).
     fn directory_terms(
         &self,
         which: Directory,
@@ -251,21 +253,26 @@ impl<'c> PgTx<'c> {
         old: &[String],
         new: &[String],
     ) -> Result<()> {
-        let sql = match which {
-            Directory::Orgs => {
-                "WITH d AS (DELETE FROM org_terms WHERE organization_id = $1
-                    AND term = ANY($2) AND term <> ALL($3))
-                 INSERT INTO org_terms (term, organization_id)
-                 SELECT unnest($3::TEXT[]), $1 ON CONFLICT DO NOTHING"
-            }
-            Directory::Users => {
-                "WITH d AS (DELETE FROM user_terms WHERE user_id = $1
-                    AND term = ANY($2) AND term <> ALL($3))
-                 INSERT INTO user_terms (term, user_id)
-                 SELECT unnest($3::TEXT[]), $1 ON CONFLICT DO NOTHING"
-            }
+        let gone: Vec<&String> = old.iter().filter(|t| !new.contains(t)).collect();
+        let come: Vec<&String> = new.iter().filter(|t| !old.contains(t)).collect();
+        let (delete, insert) = match which {
+            Directory::Orgs => (
+                "DELETE FROM org_terms WHERE organization_id = $1 AND term = ANY($2)",
+                "INSERT INTO org_terms (term, organization_id)
+                 SELECT unnest($2::TEXT[]), $1 ON CONFLICT DO NOTHING",
+            ),
+            Directory::Users => (
+                "DELETE FROM user_terms WHERE user_id = $1 AND term = ANY($2)",
+                "INSERT INTO user_terms (term, user_id)
+                 SELECT unnest($2::TEXT[]), $1 ON CONFLICT DO NOTHING",
+            ),
         };
-        self.exec(sql, &[&id, &old, &new])?;
+        if !gone.is_empty() {
+            self.exec(delete, &[&id, &gone])?;
+        }
+        if !come.is_empty() {
+            self.exec(insert, &[&id, &come])?;
+        }
         Ok(())
     }
 
@@ -536,10 +543,10 @@ impl Reads for PgTx<'_> {
                     "SELECT ",
                     membership_columns!("m."),
                     ", u.id, u.email, u.name, u.created_at, u.last_active
-                     FROM (SELECT deactivated_at IS NOT NULL AS off, joined_at, user_id
+                     FROM (SELECT deactivated AS off, joined_at, user_id
                            FROM memberships
-                           WHERE organization_id = $1 AND (deactivated_at IS NOT NULL) >= $2
-                             AND (deactivated_at IS NOT NULL) <= $3",
+                           WHERE organization_id = $1 AND deactivated >= $2
+                             AND deactivated <= $3",
                     $cut,
                     ") p
                      JOIN memberships m ON m.organization_id = $1 AND m.user_id = p.user_id
@@ -556,14 +563,14 @@ impl Reads for PgTx<'_> {
         let rows = match (after, role) {
             (None, "") => self.rows(
                 page!(
-                    " AND $4 = '' ORDER BY (deactivated_at IS NOT NULL), joined_at, user_id
+                    " AND $4 = '' ORDER BY deactivated, joined_at, user_id
                      OFFSET $5 LIMIT $6"
                 ),
                 &[&org, &low, &high, &role, &skip, &limit],
             )?,
             (None, _) => self.rows(
                 page!(
-                    " AND role = $4 ORDER BY (deactivated_at IS NOT NULL), joined_at, user_id
+                    " AND role = $4 ORDER BY deactivated, joined_at, user_id
                      OFFSET $5 LIMIT $6"
                 ),
                 &[&org, &low, &high, &role, &skip, &limit],
@@ -571,8 +578,8 @@ impl Reads for PgTx<'_> {
             (Some((off, at, user)), "") => self.rows(
                 page!(
                     " AND $4 = ''
-                     AND ((deactivated_at IS NOT NULL), joined_at, user_id) > ($5, $6, $7)
-                     ORDER BY (deactivated_at IS NOT NULL), joined_at, user_id
+                     AND (deactivated, joined_at, user_id) > ($5, $6, $7)
+                     ORDER BY deactivated, joined_at, user_id
                      OFFSET $8 LIMIT $9"
                 ),
                 &[&org, &low, &high, &role, off, at, user, &skip, &limit],
@@ -580,8 +587,8 @@ impl Reads for PgTx<'_> {
             (Some((off, at, user)), _) => self.rows(
                 page!(
                     " AND role = $4
-                     AND ((deactivated_at IS NOT NULL), joined_at, user_id) > ($5, $6, $7)
-                     ORDER BY (deactivated_at IS NOT NULL), joined_at, user_id
+                     AND (deactivated, joined_at, user_id) > ($5, $6, $7)
+                     ORDER BY deactivated, joined_at, user_id
                      OFFSET $8 LIMIT $9"
                 ),
                 &[&org, &low, &high, &role, off, at, user, &skip, &limit],
@@ -627,14 +634,14 @@ impl Reads for PgTx<'_> {
         let rows = self.rows(
             concat!(
                 "WITH hits AS (
-                    SELECT (m.deactivated_at IS NOT NULL) AS off, m.joined_at, m.user_id
-                    FROM memberships m
-                    WHERE m.organization_id = $1
-                      AND m.user_id IN (SELECT t.user_id FROM member_terms t
-                                        WHERE t.organization_id = $1
-                                          AND t.term >= $2 AND t.term < $3)
-                      AND (m.deactivated_at IS NOT NULL) >= $4
-                      AND (m.deactivated_at IS NOT NULL) <= $5
+                    SELECT m.deactivated AS off, m.joined_at, m.user_id
+                    FROM (SELECT DISTINCT user_id FROM member_terms
+                          WHERE organization_id = $1 AND term >= $2 AND term < $3) t,
+                    -- Each hit's membership by its primary key (LIMIT 1 keeps the planner
+                    -- from a hash join that reads every membership of the organization).
+                    LATERAL (SELECT deactivated, joined_at, user_id, role FROM memberships
+                             WHERE organization_id = $1 AND user_id = t.user_id LIMIT 1) m
+                    WHERE m.deactivated >= $4 AND m.deactivated <= $5
                       AND ($6 = '' OR m.role = $6)),
                  page AS (
                     SELECT * FROM hits
@@ -741,7 +748,7 @@ impl Reads for PgTx<'_> {
     fn owned_org_count(&self, user: &str) -> Result<u64> {
         self.count(
             "SELECT count(*) FROM memberships
-             WHERE user_id = $1 AND role = 'owner' AND deactivated_at IS NULL",
+             WHERE user_id = $1 AND role = 'owner' AND NOT deactivated",
             &[&user],
         )
     }
@@ -750,7 +757,7 @@ impl Reads for PgTx<'_> {
         let role = role.map(Role::as_str);
         self.count(
             "SELECT count(*) FROM memberships
-             WHERE organization_id = $1 AND deactivated_at IS NOT NULL
+             WHERE organization_id = $1 AND deactivated
                AND ($2::TEXT IS NULL OR role = $2)",
             &[&org, &role],
         )
@@ -759,7 +766,7 @@ impl Reads for PgTx<'_> {
     fn member_user_ids(&self, org: &str) -> Result<Vec<String>> {
         self.strings(
             "SELECT user_id FROM memberships WHERE organization_id = $1
-             ORDER BY (deactivated_at IS NOT NULL), joined_at, user_id",
+             ORDER BY deactivated, joined_at, user_id",
             &[&org],
         )
     }
@@ -1120,11 +1127,16 @@ impl Writes for PgTx<'_> {
         if old_terms != terms {
             self.directory_terms(Directory::Users, &new.id, &old_terms, &terms)?;
             // The terms of every membership of the user: the old ones out, the new ones in.
+            // Two statements: CockroachDB refuses one that deletes from and inserts into the
+            // same table.
             self.exec(
-                "WITH d AS (DELETE FROM member_terms t USING memberships m
-                    WHERE m.user_id = $1 AND t.organization_id = m.organization_id
-                      AND t.user_id = $1 AND t.term <> ALL($2))
-                 INSERT INTO member_terms (organization_id, term, user_id)
+                "DELETE FROM member_terms t USING memberships m
+                 WHERE m.user_id = $1 AND t.organization_id = m.organization_id
+                   AND t.user_id = $1 AND t.term <> ALL($2)",
+                &[&new.id, &terms],
+            )?;
+            self.exec(
+                "INSERT INTO member_terms (organization_id, term, user_id)
                  SELECT m.organization_id, x.term, $1
                  FROM memberships m CROSS JOIN unnest($2::TEXT[]) AS x(term)
                  WHERE m.user_id = $1
@@ -1201,8 +1213,8 @@ impl Writes for PgTx<'_> {
                  t AS (INSERT INTO member_terms (organization_id, term, user_id)
                     SELECT $1, unnest($9::TEXT[]), $4)
                  INSERT INTO memberships (organization_id, user_id, id, role, joined_at,
-                    updated_at, deactivated_at)
-                 VALUES ($1, $4, $5, $2, $6, $7, $8)"
+                    updated_at, deactivated_at, deactivated)
+                 VALUES ($1, $4, $5, $2, $6, $7, $8, $8::TIMESTAMPTZ IS NOT NULL)"
             ),
             &[
                 &m.organization_id,
@@ -1222,7 +1234,7 @@ impl Writes for PgTx<'_> {
     fn replace_membership(&mut self, old: &Membership, new: &Membership) -> Result<()> {
         self.exec(
             "UPDATE memberships SET id = $3, role = $4, joined_at = $5, updated_at = $6,
-                deactivated_at = $7
+                deactivated_at = $7, deactivated = $7::TIMESTAMPTZ IS NOT NULL
              WHERE organization_id = $1 AND user_id = $2",
             &[
                 &new.organization_id,

@@ -30,7 +30,7 @@ const PROBLEMS: &[&str] = &[
             count(*) FILTER (WHERE role = 'admin') AS admins,
             count(*) FILTER (WHERE role = 'member') AS members,
             count(*) FILTER (WHERE role = 'viewer') AS viewers
-        FROM memberships WHERE deactivated_at IS NULL GROUP BY organization_id) m
+        FROM memberships WHERE NOT deactivated GROUP BY organization_id) m
         ON m.organization_id = o.id
      WHERE (o.count_owner, o.count_admin, o.count_member, o.count_viewer)
         <> (coalesce(m.owners, 0), coalesce(m.admins, 0), coalesce(m.members, 0),
@@ -38,7 +38,10 @@ const PROBLEMS: &[&str] = &[
     "SELECT 'organization ' || id || ' has no active owner' FROM organizations o
      WHERE NOT EXISTS (SELECT 1 FROM memberships m
                        WHERE m.organization_id = o.id AND m.role = 'owner'
-                         AND m.deactivated_at IS NULL)",
+                         AND NOT m.deactivated)",
+    "SELECT 'memberships: ' || id || ' has deactivated ' || deactivated
+            || ' but deactivated_at ' || coalesce(deactivated_at::TEXT, 'null')
+     FROM memberships WHERE deactivated <> (deactivated_at IS NOT NULL)",
     "SELECT 'org counters: ' || o.id || ' holds ' || o.count_mcp || ' mcps and '
             || o.count_api_key || ' api keys, rows say ' || coalesce(r.mcps, 0) || ' and '
             || coalesce(r.keys, 0)
