@@ -20,7 +20,7 @@ cargo test "${WORKSPACE[@]}" --doc
 # also on failure). The same tests, chosen by ORGDB_TEST_BACKEND; the others open files and
 # test the embedded backend itself (crash, corruption, upgrade, persistence).
 BACKEND_SUITE=(
-  --test audit_feeds --test concurrency --test deactivation --test invitations --test ownership --test search --test directory --test json_shapes --test maintenance --test members
+  --test audit_feeds --test concurrency --test deactivation --test invitations --test ownership --test search --test directory --test corrections --test json_shapes --test maintenance --test members
   --test model --test orgs --test permissions --test projects_resources --test usage
   --test validation --test postgres --test cli
 )

@@ -85,8 +85,8 @@ pub use model::project::{
 pub use model::resource::{Resource, ResourceKind};
 pub use model::role::{Role, RoleArg};
 pub use model::usage::{
-    ApiKeyUsage, DayUsage, Period, RequestTotals, ResourceUsage, UsageEvent, UsageQuery,
-    UsageReceipt, UsageReport,
+    ApiKeyUsage, CorrectedUsage, DayUsage, Period, RequestTotals, ResourceUsage, UsageCorrection,
+    UsageEvent, UsageQuery, UsageReceipt, UsageReport,
 };
 pub use model::user::{NewUser, User, UserPatch};
 pub use ops::usage::PruneReport;

@@ -1183,6 +1183,37 @@ fn usage_and_audit() {
         "quota_exceeded",
     );
 
+    // A correction of today's count outside any resource.
+    let today = Utc::now().date_naive().to_string();
+    let fixed = cli.ok(&[
+        "usage",
+        "correct",
+        "acme",
+        "--date",
+        &today,
+        "--delta=-1",
+        "--key",
+        "fix-1",
+        "--reason",
+        "double count",
+    ]);
+    assert_eq!(fixed["month_total"].as_u64().unwrap(), month_used - 1);
+    assert_eq!(fixed["duplicate"], false);
+    cli.fail(
+        &[
+            "usage", "correct", "acme", "--date", &today, "--delta", "-1000000",
+        ],
+        5,
+        "validation_error",
+    );
+    cli.fail(
+        &[
+            "usage", "correct", "acme", "--date", "someday", "--delta", "1",
+        ],
+        5,
+        "validation_error",
+    );
+
     let pruned = cli.ok(&["usage", "prune", "--before", "2000-01-01"]);
     assert_eq!(pruned["day_rows"], 0);
     cli.fail(

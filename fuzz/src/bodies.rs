@@ -557,7 +557,7 @@ impl World {
     /// Decodes and runs one call, then checks the invariants.
     fn step(&mut self, input: &mut Input) {
         let before = self.db.stats().unwrap();
-        let op = input.byte() % 35;
+        let op = input.byte() % 36;
         let outcome: Result<(), orgdb::Error> = self.run(op, input);
         if let Err(e) = &outcome {
             let allowed = allowed_codes(op);
@@ -923,6 +923,26 @@ impl World {
                 call!("permissions", actor, org);
                 db.permissions(&actor, &org)?;
             }
+            34 => {
+                let (actor, org) = (self.actor(input), self.org(input));
+                let days_back = input.pick(&[0i64, 1, 34, 35, 36, -1]);
+                let today = orgdb::Clock::now(&self.clock).date_naive();
+                let near = today - chrono::Days::new(days_back.max(0) as u64)
+                    + chrono::Days::new(days_back.min(0).unsigned_abs());
+                let date = match input.bool() {
+                    true => self.date(input).unwrap_or(near),
+                    false => near,
+                };
+                let correction = orgdb::UsageCorrection {
+                    date,
+                    resource_id: self.opt_string(input),
+                    delta: input.pick(&[1i64, -1, 5, -5, 0, i64::MIN, i64::MAX, 1 << 53]),
+                    idempotency_key: self.opt_string(input),
+                    reason: self.opt_string(input),
+                };
+                call!("correct_usage", actor, org, correction);
+                db.correct_usage(&actor, &org, &correction)?;
+            }
             _ => {
                 let by = input.pick(&[
                     TimeDelta::microseconds(1),
@@ -978,6 +998,7 @@ fn allowed_codes(op: u8) -> &'static [&'static str] {
         31 => &[FB, NF, CF],
         32 => &[FB, NF, QE],
         33 => &[NF, FB],
+        34 => &[FB, NF, VE],
         _ => &[],
     }
 }

@@ -4,7 +4,9 @@ use super::UsageRecorder;
 use crate::authz::Actor;
 use crate::error::Result;
 use crate::ledger::{day_and_month_micros, Mode, OrgHandle};
-use crate::model::usage::{UsageEvent, UsageQuery, UsageReceipt, UsageReport};
+use crate::model::usage::{
+    CorrectedUsage, UsageCorrection, UsageEvent, UsageQuery, UsageReceipt, UsageReport,
+};
 use crate::ops;
 use crate::ops::usage::PruneReport;
 use crate::ops::Ctx;
@@ -49,6 +51,61 @@ impl Db {
     /// As [`Db::record_usage`].
     pub fn record_usage_buffered(&self, org: &str, event: &UsageEvent) -> Result<UsageReceipt> {
         self.admit_one(org, event, Mode::Buffered)
+    }
+
+    /// Corrects one day's usage: raises or lowers the count of a resource (or the count outside
+    /// any resource) on a day inside the late-event window (35 days), never below zero. The
+    /// month total, reports and quota checks follow at once; a raise that crosses 80 % or
+    /// 100 % of `monthly_requests` emits `usage.threshold` like usage does, and is not refused
+    /// by the limit (a correction fixes the books, it is not admission). A repeated
+    /// idempotency key (the same keys as usage events) changes nothing and answers
+    /// `duplicate`. Audited as `usage.corrected` (date, resource, delta, before, after,
+    /// reason). Owners and `Actor::System` only. Durable when it returns: on a file, in the
+    /// same commit as a fold of every usage admitted before it.
+    ///
+    /// ```
+    /// use chrono::Utc;
+    /// use orgdb::{Actor, Db, NewOrganization, NewUser, UsageCorrection, UsageEvent};
+    ///
+    /// let db = Db::in_memory()?;
+    /// let ada = db.create_user(&NewUser { email: "ada@example.com".into(), name: "Ada".into() })?;
+    /// let org = db.create_organization(&ada.id, &NewOrganization {
+    ///     name: "Acme".into(),
+    ///     ..Default::default()
+    /// })?.organization.id;
+    /// db.record_usage(&org, &UsageEvent::new(10))?;
+    /// let fixed = db.correct_usage(&Actor::System, &org, &UsageCorrection {
+    ///     date: Utc::now().date_naive(),
+    ///     resource_id: None,
+    ///     delta: -4,
+    ///     idempotency_key: Some("refund-17".into()),
+    ///     reason: Some("retried requests counted twice".into()),
+    /// })?;
+    /// assert_eq!((fixed.before, fixed.after, fixed.month_total), (10, 6, 6));
+    /// # Ok::<(), orgdb::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `forbidden` (below owner), `not_found` (organization, resource), `validation_error`
+    /// (`date`, `delta` — including a count that would go below zero —, `resource_id`,
+    /// `idempotency_key`, `reason`).
+    pub fn correct_usage(
+        &self,
+        actor: &Actor,
+        org: &str,
+        correction: &UsageCorrection,
+    ) -> Result<CorrectedUsage> {
+        let ctx = self.ctx();
+        let org = org.trim();
+        let key = correction
+            .idempotency_key
+            .as_deref()
+            .map(|k| (k, ctx.now.timestamp_micros()));
+        self.inner
+            .ledger
+            .fold_and_write(&*self.inner.store, &ctx, org, key, &|tx| {
+                ops::usage::correct(tx, &ctx, actor, org, correction)
+            })
     }
 
     /// Whether `count` more requests fit in this month now, without recording anything.

@@ -15,12 +15,12 @@ use super::records::{
 };
 use crate::model::transfer::ImportReport;
 use crate::{
-    AuditEvent, CreatedInvitation, Db, Error, Invitation, InvitationPreview, InvitationQuery,
-    ListQuery, Member, MemberQuery, MemberRef, Membership, NewInvitation, NewOrganization,
-    NewProject, NewUser, Organization, OrganizationDetails, OrganizationSettings,
+    AuditEvent, CorrectedUsage, CreatedInvitation, Db, Error, Invitation, InvitationPreview,
+    InvitationQuery, ListQuery, Member, MemberQuery, MemberRef, Membership, NewInvitation,
+    NewOrganization, NewProject, NewUser, Organization, OrganizationDetails, OrganizationSettings,
     OrganizationWithMembership, PendingInvitation, Permissions, Project, ProjectMember,
-    RemovedMember, Resource, ResourceKind, SlugCheck, UsageEvent, UsageReceipt, UsageReport, User,
-    UserPatch, UserProject, UserWithOrganization,
+    RemovedMember, Resource, ResourceKind, SlugCheck, UsageCorrection, UsageEvent, UsageReceipt,
+    UsageReport, User, UserPatch, UserProject, UserWithOrganization,
 };
 
 type Result<T> = std::result::Result<T, OrgDbError>;
@@ -731,6 +731,20 @@ impl OrgDb {
         Ok(Arc::new(UsageRecorder {
             recorder: self.db.usage_recorder(&org)?,
         }))
+    }
+
+    /// Raises or lowers one day's usage count (never below zero), inside the late-event
+    /// window; audited, idempotent by key.
+    ///
+    /// # Errors
+    /// `forbidden`, `not_found`, `validation_error`.
+    pub fn correct_usage(
+        &self,
+        actor: Actor,
+        org: String,
+        correction: UsageCorrection,
+    ) -> Result<CorrectedUsage> {
+        Ok(self.db.correct_usage(&actor.into(), &org, &correction)?)
     }
 
     /// Whether `count` more requests fit this month, without recording anything.

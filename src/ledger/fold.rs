@@ -86,27 +86,7 @@ impl Ledger {
         if !st.dirty && !reset && (!durable || !st.undurable) {
             return Ok(());
         }
-        let cutoff = crate::model::time::minus(env.now(), KEY_RETENTION).timestamp_micros();
-        let mut deltas: Map<String, OrgDelta> = Map::default();
-        for usage in st.orgs.iter_mut().filter(|u| u.epoch != 0) {
-            if usage.oldest_key < cutoff && !usage.keys.is_empty() {
-                let mut oldest = i64::MAX;
-                usage.keys.retain(|k, at| {
-                    let keep = *at >= cutoff;
-                    if keep {
-                        oldest = oldest.min(*at);
-                    } else {
-                        usage.delta.expired_keys.push(k.clone());
-                    }
-                    keep
-                });
-                usage.oldest_key = oldest;
-            }
-            if !usage.delta.is_empty() {
-                deltas.insert(usage.id.clone(), std::mem::take(&mut usage.delta));
-            }
-        }
-        st.dirty = false;
+        let deltas = take_deltas(&mut st, env);
         let seq = st.seq;
         let generation = st.cursor.map_or(1, |c| c.generation);
         let next = if reset {
@@ -163,6 +143,69 @@ impl Ledger {
         Ok(())
     }
 
+    /// Runs `write` in one durable transaction after a fold of every admitted change, with
+    /// admissions held meanwhile: `write` reads the organization's stored usage as complete
+    /// (nothing of it is left in memory) and may change it (a usage correction). The journal's
+    /// records up to here are covered by the same commit, so a replay never applies them
+    /// twice. Afterwards the organization's cached month totals are dropped (the next
+    /// admission reads the stored ones) and `key` (with its time) joins its known keys. On a
+    /// shared backend there is nothing in memory to fold: `write` runs as a usage
+    /// transaction of the organization.
+    pub(crate) fn fold_and_write<T>(
+        &self,
+        store: &dyn Backend,
+        env: &dyn UsageEnv,
+        org: &str,
+        key: Option<(&str, i64)>,
+        write: &dyn Fn(&mut dyn Writes) -> Result<T>,
+    ) -> Result<T> {
+        if let Some(shared) = &self.shared {
+            // This process's lease is given back first, its usage stored.
+            shared.leases.release(store, env, org)?;
+            return store.write_usage(&[org], |tx| write(tx));
+        }
+        let _one_fold_at_a_time = lock(&self.fold_lock);
+        let mut st = lock(&self.state);
+        let deltas = take_deltas(&mut st, env);
+        let seq = st.seq;
+        let generation = st.cursor.map_or(1, |c| c.generation);
+        let has_journal = self.journal.is_some();
+        let result = store.write_with(Commit::Durable, |tx| {
+            apply_deltas(tx, env, deltas.clone())?;
+            if has_journal {
+                tx.set_meta_u64(META_GENERATION, u64::from(generation))?;
+                tx.set_meta_u64(META_SEQ, seq)?;
+            }
+            write(tx)
+        });
+        match result {
+            Ok(value) => {
+                st.undurable = false;
+                if let Some(journal) = &self.journal {
+                    journal.mark_durable(seq);
+                }
+                if let Some(usage) = st.org_mut(org) {
+                    usage.months.clear();
+                    if let Some((k, at)) = key {
+                        usage.keys.insert(k.to_owned(), at);
+                        usage.oldest_key = usage.oldest_key.min(at);
+                    }
+                }
+                Ok(value)
+            }
+            Err(e) => {
+                // Nothing was written: the changes go back for the next fold.
+                for (org, delta) in deltas {
+                    if let Some(usage) = st.org_mut(&org) {
+                        usage.delta.merge(delta);
+                    }
+                }
+                st.dirty = true;
+                Err(e)
+            }
+        }
+    }
+
     /// Drops in-memory months and keys that `prune_usage` removed from the database.
     /// The last handle closes: on a shared backend, store what the leases admitted and give
     /// every reservation back.
@@ -180,6 +223,33 @@ impl Ledger {
             usage.keys.retain(|_, at| *at >= key_cutoff);
         }
     }
+}
+
+/// Takes every organization's unfolded changes out of the state (and the keys past their
+/// retention, to delete), leaving it clean.
+fn take_deltas(st: &mut State, env: &dyn UsageEnv) -> Map<String, OrgDelta> {
+    let cutoff = crate::model::time::minus(env.now(), KEY_RETENTION).timestamp_micros();
+    let mut deltas: Map<String, OrgDelta> = Map::default();
+    for usage in st.orgs.iter_mut().filter(|u| u.epoch != 0) {
+        if usage.oldest_key < cutoff && !usage.keys.is_empty() {
+            let mut oldest = i64::MAX;
+            usage.keys.retain(|k, at| {
+                let keep = *at >= cutoff;
+                if keep {
+                    oldest = oldest.min(*at);
+                } else {
+                    usage.delta.expired_keys.push(k.clone());
+                }
+                keep
+            });
+            usage.oldest_key = oldest;
+        }
+        if !usage.delta.is_empty() {
+            deltas.insert(usage.id.clone(), std::mem::take(&mut usage.delta));
+        }
+    }
+    st.dirty = false;
+    deltas
 }
 
 /// The changes a replayed journal record makes.

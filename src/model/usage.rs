@@ -188,3 +188,45 @@ pub struct UsageReport {
     /// Every day of the range, zero days included.
     pub by_day: Vec<DayUsage>,
 }
+
+/// Input of `Db::correct_usage`: raise or lower one day's count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+pub struct UsageCorrection {
+    /// The UTC day corrected: inside the late-event window (35 days), not after today.
+    pub date: NaiveDate,
+    /// The resource (`res_…`, live in the organization) whose count changes; without one,
+    /// the day's count outside any resource.
+    #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
+    pub resource_id: Option<String>,
+    /// How much to add (negative: remove); never 0, and never below zero for the day.
+    pub delta: i64,
+    /// Makes a retried correction count once (the same keys as usage events).
+    #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
+    pub idempotency_key: Option<String>,
+    /// Why, for the audit log (at most 1 000 characters).
+    #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
+    pub reason: Option<String>,
+}
+
+/// What `Db::correct_usage` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[non_exhaustive]
+pub struct CorrectedUsage {
+    /// The day corrected.
+    pub date: NaiveDate,
+    /// The resource, if any.
+    pub resource_id: Option<String>,
+    /// The day's count (of the resource, or outside any resource) before.
+    pub before: u64,
+    /// The day's count after.
+    pub after: u64,
+    /// The month's total after (what `monthly_requests` counts).
+    pub month_total: u64,
+    /// The key was used before: nothing changed, and the counts are today's.
+    pub duplicate: bool,
+}

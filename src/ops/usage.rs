@@ -10,8 +10,8 @@ use crate::ledger::{day_and_month, Admit, MonthGrowth, UsageEnv, KEY_RETENTION};
 use crate::model::resource::ResourceKind;
 use crate::model::time;
 use crate::model::usage::{
-    ApiKeyUsage, DayUsage, Period, RequestTotals, ResourceUsage, UsageEvent, UsageQuery,
-    UsageReport,
+    ApiKeyUsage, CorrectedUsage, DayUsage, Period, RequestTotals, ResourceUsage, UsageCorrection,
+    UsageEvent, UsageQuery, UsageReport,
 };
 use crate::store::{day_number, OrgRecord, Reads, Writes};
 use crate::validate::Validator;
@@ -327,4 +327,155 @@ impl UsageEnv for Ctx<'_> {
         }
         Ok(())
     }
+}
+
+/// Validates a usage correction (before any read): the day inside the late-event window and
+/// not after today, a delta other than 0 within ±2^53, the key and the reason. Returns the
+/// day and month numbers.
+pub(crate) fn validate_correction(ctx: &Ctx, c: &UsageCorrection) -> Result<(u32, u32)> {
+    let mut validator = Validator::new();
+    let today = ctx.now.date_naive();
+    let oldest = time::minus(ctx.now, LATE_WINDOW).date_naive();
+    if c.date > today {
+        validator.fail("date", "Must not be after today");
+    } else if c.date < oldest {
+        validator.fail("date", "Must be at most 35 days ago");
+    }
+    if c.delta == 0 || c.delta.unsigned_abs() > COUNT_MAX {
+        validator.fail("delta", "Must be between -2^53 and 2^53, not 0");
+    }
+    if let Some(k) = &c.idempotency_key {
+        validator.token_text("idempotency_key", k, KEY_MAX);
+    }
+    if c.resource_id.as_deref().map(str::trim) == Some("") {
+        validator.fail("resource_id", "Must not be empty");
+    }
+    validator.text("reason", c.reason.as_deref(), REASON_MAX);
+    validator.finish()?;
+    let day = day_number(c.date);
+    Ok((day, c.date.year() as u32 * 100 + c.date.month()))
+}
+
+/// Longest correction reason.
+const REASON_MAX: usize = 1_000;
+
+/// A usage correction, in the caller's transaction, which sees the organization's stored
+/// usage complete (the ledger folded it first): raises or lowers one day's count, of a
+/// resource or outside any, never below zero; the month total follows (and its thresholds);
+/// the key is remembered like an event's; audited as `usage.corrected`. Owners and
+/// `Actor::System` only: it changes what is billed.
+pub(crate) fn correct(
+    tx: &mut dyn Writes,
+    ctx: &Ctx,
+    actor: &Actor,
+    org: &str,
+    c: &UsageCorrection,
+) -> Result<CorrectedUsage> {
+    let cleared = authorize(tx, actor, org, Action::ChangePlan)?;
+    let (day, month) = validate_correction(ctx, c)?;
+    let resource = c.resource_id.as_deref().map(str::trim);
+    let keys: Vec<&str> = c.idempotency_key.as_deref().into_iter().collect();
+    let resources: Vec<&str> = resource.into_iter().collect();
+    let state = tx.usage_state(
+        org,
+        &crate::store::UsageAsk {
+            months: &[month],
+            leases: false,
+            except_holder: None,
+            keys: &keys,
+            resources: &resources,
+        },
+    )?;
+    let column = match resource {
+        Some(_) => Some(
+            state
+                .columns
+                .first()
+                .and_then(|(_, col)| *col)
+                .ok_or_else(|| Error::not_found("Resource"))?,
+        ),
+        None => None,
+    };
+    let mut row = tx.day_row(org, day)?.unwrap_or_default();
+    let count_of = |row: &crate::store::DayRow| match column {
+        Some(col) => row.columns.get(col as usize).copied().unwrap_or(0),
+        // Outside any resource: what no column accounts for.
+        None => row.total.saturating_sub(row.columns.iter().sum::<u64>()),
+    };
+    let before = count_of(&row);
+    let month_before = state.months.first().map_or(0, |m| m.1);
+    let outcome = |after: u64, month_total: u64, duplicate: bool| CorrectedUsage {
+        date: c.date,
+        resource_id: resource.map(str::to_owned),
+        before,
+        after,
+        month_total,
+        duplicate,
+    };
+    if !state.keys.is_empty() {
+        return Ok(outcome(before, month_before, true));
+    }
+    let magnitude = c.delta.unsigned_abs();
+    let (after, month_after) = if c.delta > 0 {
+        (
+            before.saturating_add(magnitude),
+            month_before.saturating_add(magnitude),
+        )
+    } else {
+        if magnitude > before {
+            return Err(Error::invalid(
+                "delta",
+                format!("Would take the day's count below zero (it is {before})"),
+            ));
+        }
+        (before - magnitude, month_before.saturating_sub(magnitude))
+    };
+    row.total = if c.delta > 0 {
+        row.total.saturating_add(magnitude)
+    } else {
+        row.total.saturating_sub(magnitude)
+    };
+    if let Some(col) = column {
+        let i = col as usize;
+        if row.columns.len() <= i {
+            row.columns.resize(i + 1, 0);
+        }
+        row.columns[i] = after;
+    }
+    tx.put_day_row(org, day, &row)?;
+    tx.put_month_usage(org, month, month_after)?;
+    if let Some(k) = &c.idempotency_key {
+        tx.put_idempotency(org, k, ctx.now.timestamp_micros())?;
+    }
+    if month_after > month_before {
+        ctx.month_total_grew(
+            tx,
+            &MonthGrowth {
+                org,
+                month,
+                before: month_before,
+                after: month_after,
+                limit: super::limits(ctx, &cleared.org).monthly_requests,
+            },
+        )?;
+    }
+    let details = json!({
+        "date": c.date.to_string(),
+        "resource_id": resource,
+        "delta": c.delta,
+        "before": before,
+        "after": after,
+        "month_total": month_after,
+        "reason": c.reason,
+    });
+    record(
+        tx,
+        ctx,
+        actor.label(),
+        Some(org),
+        "usage.corrected",
+        resource.unwrap_or(org),
+        details,
+    )?;
+    Ok(outcome(after, month_after, false))
 }

@@ -548,6 +548,20 @@ fun systemListsAndUserProjects(env: Env) {
     eq(mine.map { it.project.name to it.projectRole }, listOf("Apollo" to Role.ADMIN), "projects of bob")
 }
 
+fun correctUsage(env: Env) {
+    val (_, org) = env.company()
+    env.db.recordUsage(org.id, UsageEvent(count = 10uL))
+    val fixed = env.db.correctUsage(
+        Actor.System, org.id,
+        UsageCorrection(date = "2024-01-15", delta = -4L, idempotencyKey = "c1", reason = "double count"),
+    )
+    eq(listOf(fixed.before, fixed.after, fixed.monthTotal), listOf(10uL, 6uL, 6uL), "before, after, month")
+    eq(env.db.correctUsage(Actor.System, org.id, UsageCorrection(date = "2024-01-15", delta = -4L, idempotencyKey = "c1")).duplicate, true, "duplicate")
+    expect<OrgDbException.Validation> {
+        env.db.correctUsage(Actor.System, org.id, UsageCorrection(date = "2024-01-15", delta = -7L))
+    }
+}
+
 /** Thrown by a test that cannot run here. */
 class Skip(reason: String) : Exception(reason)
 
@@ -573,6 +587,7 @@ fun main() {
         "members: deactivate, reactivate and search" to ::deactivateAndReactivate,
         "orgs: owned-organization cap, sign-up in one call" to ::ownedOrganizationCap,
         "lists: organizations, users, projects of a user" to ::systemListsAndUserProjects,
+        "usage: corrections" to ::correctUsage,
     )
     var passed = 0
     var failed = 0

@@ -214,3 +214,26 @@ def test_limit_overrides_are_a_patch(db, org):
     )
     assert details.limits.monthly_requests == 1_000, "cleared: the free plan's value"
     assert details.limits.mcps is None
+
+
+def test_correct_usage(db, clock, org):
+    db.record_usage(org.id, orgdb.UsageEvent(count=10))
+    today = "2024-01-15"  # dates cross the boundary as YYYY-MM-DD
+    fixed = db.correct_usage(
+        orgdb.Actor.SYSTEM(),
+        org.id,
+        orgdb.UsageCorrection(date=today, delta=-4, idempotency_key="c1", reason="double count"),
+    )
+    assert (fixed.before, fixed.after, fixed.month_total, fixed.duplicate) == (10, 6, 6, False)
+    again = db.correct_usage(
+        orgdb.Actor.SYSTEM(), org.id, orgdb.UsageCorrection(date=today, delta=-4, idempotency_key="c1")
+    )
+    assert again.duplicate and again.month_total == 6
+    err = raises(
+        orgdb.OrgDbError.Validation,
+        db.correct_usage,
+        orgdb.Actor.SYSTEM(),
+        org.id,
+        orgdb.UsageCorrection(date=today, delta=-7),
+    )
+    assert "delta" in err.details

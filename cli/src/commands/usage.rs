@@ -56,6 +56,26 @@ pub(crate) enum Cmd {
         #[arg(long, default_value_t = 1)]
         count: u64,
     },
+    /// Correct one day's count (raise or lower; never below zero), inside the last 35 days.
+    Correct {
+        /// Organization id or slug.
+        org: String,
+        /// The day (YYYY-MM-DD).
+        #[arg(long)]
+        date: String,
+        /// How much to add; negative removes (e.g. --delta=-5).
+        #[arg(long, allow_hyphen_values = true)]
+        delta: i64,
+        /// The resource whose count changes (res_…); default: outside any resource.
+        #[arg(long)]
+        resource: Option<String>,
+        /// Idempotency key (a retry counts once).
+        #[arg(long)]
+        key: Option<String>,
+        /// Why, for the audit log.
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Remove usage day rows before a date, finished months and expired idempotency keys.
     Prune {
         /// First day to keep (YYYY-MM-DD).
@@ -118,6 +138,24 @@ pub(crate) fn run(app: &App, cmd: Cmd) -> Result<()> {
         Cmd::CheckQuota { org, count } => {
             let org = app.org(&org)?;
             out.ok(&db.check_quota(&org, count)?, View::Record);
+        }
+        Cmd::Correct {
+            org,
+            date: day,
+            delta,
+            resource,
+            key,
+            reason,
+        } => {
+            let org = app.org(&org)?;
+            let correction = orgdb::UsageCorrection {
+                date: date("date", &day)?,
+                resource_id: resource,
+                delta,
+                idempotency_key: key,
+                reason,
+            };
+            out.ok(&db.correct_usage(actor, &org, &correction)?, View::Record);
         }
         Cmd::Prune { before } => {
             out.ok(&db.prune_usage(date("before", &before)?)?, View::Record);
