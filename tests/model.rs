@@ -32,6 +32,9 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError};
 
 const USERS: usize = 5;
+/// Member searches, one per step in turn: an email prefix, one user's email, every name, one
+/// whole name with its case changed, a later word of a name, nothing.
+const SEARCHES: [&str; 6] = ["u", "U2@", "user", " USER 3", "4", "x"];
 const MAX_ORGS: usize = 3;
 /// Role strings given to the API: valid ones in several spellings, and invalid ones.
 const ROLE_STRS: [&str; 9] = [
@@ -1862,6 +1865,44 @@ impl Run {
         Ok(rows)
     }
 
+    /// Organization `o`'s `list_members` under `status` searching `needle`, every offset page
+    /// of 2, checking the total on each.
+    fn member_search(
+        &self,
+        o: usize,
+        status: &str,
+        needle: &str,
+        total: u64,
+    ) -> Result<Vec<MemberRow>, String> {
+        let mut rows = Vec::new();
+        for page in 1..=(USERS as u32 + 1) {
+            let p = self
+                .db
+                .list_members(
+                    &Actor::System,
+                    &self.m.orgs[o].id,
+                    &MemberQuery {
+                        page: Some(page),
+                        per_page: Some(2),
+                        status: Some(status.to_owned()),
+                        search: Some(needle.to_owned()),
+                        ..Default::default()
+                    },
+                )
+                .map_err(|e| format!("search {needle:?} in org {o}: {e:?}"))?;
+            ensure!(
+                p.pagination.total == total,
+                "org {o} search {needle:?} status {status}: total {} but the model finds {total}",
+                p.pagination.total
+            );
+            rows.extend(p.data.iter().map(row_of));
+            if u64::from(page) >= p.pagination.total_pages {
+                break;
+            }
+        }
+        Ok(rows)
+    }
+
     /// Organization `o`'s `list_members` under `status`, following `next_cursor` in pages of
     /// 2 until it ends.
     fn member_cursor_walk(&self, o: usize, status: &str) -> Result<Vec<MemberRow>, String> {
@@ -1937,6 +1978,35 @@ impl Run {
                 ensure!(
                     got == all,
                     "org {o}: members by cursor differ\n  db:    {got:?}\n  model: {all:?}"
+                );
+            }
+
+            // Member search, under each status filter: the members whose email, whole name
+            // ("User N") or a later word of it ("N") starts with the prefix, case-insensitively,
+            // in list order, by offset pages of 2 (a prefix per step, in turn).
+            let needle = SEARCHES[self.step % SEARCHES.len()];
+            let lowered = needle.trim().to_lowercase();
+            let found = |uid: &str| {
+                self.m
+                    .users
+                    .iter()
+                    .position(|u| u.id == uid)
+                    .is_some_and(|slot| {
+                        [email_of(slot), format!("user {slot}"), slot.to_string()]
+                            .iter()
+                            .any(|term| term.starts_with(&lowered))
+                    })
+            };
+            for (status, rows) in [
+                ("active", &active),
+                ("deactivated", &deactivated),
+                ("all", &all),
+            ] {
+                let want: Vec<MemberRow> = rows.iter().filter(|r| found(&r.0)).cloned().collect();
+                let got = self.member_search(o, status, needle, want.len() as u64)?;
+                ensure!(
+                    got == want,
+                    "org {o} search {needle:?} status {status}: members differ\n  db:    {got:?}\n  model: {want:?}"
                 );
             }
 
