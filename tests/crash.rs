@@ -69,7 +69,7 @@ fn child_process_body() {
     let mut n = 0u64;
     loop {
         n += 1;
-        let op = match rng.below(12) {
+        let op = match rng.below(13) {
             _ if users.len() < 3 => {
                 json!({"op": "user", "email": format!("c{seed}-{n}@example.com")})
             }
@@ -98,6 +98,12 @@ fn child_process_body() {
                     .map(|i| json!([1 + rng.below(9), format!("b{seed}-{n}-{i}")]))
                     .collect();
                 json!({"op": "batch", "org": org, "events": events})
+            }
+            10 => {
+                // A correction of today's count (lowering may be refused: below zero).
+                let delta = [-3i64, -1, 2, 5][rng.below(4) as usize];
+                json!({"op": "correct", "org": rng.pick(&orgs), "delta": delta,
+                       "key": format!("x{seed}-{n}")})
             }
             _ => json!({"op": "usage", "org": rng.pick(&orgs), "count": 1 + rng.below(20),
                         "key": format!("u{seed}-{n}")}),
@@ -195,6 +201,22 @@ fn run(db: &Db, op: &Value) -> orgdb::Result<Value> {
             let r = db.record_usage_batch(&s("org"), &events)?;
             json!({"used": r.last().map(|r| r.used)})
         }
+        "correct" => {
+            // The harness's clock never moves: its day is the day of every event.
+            let today = chrono::NaiveDate::from_ymd_opt(2024, 6, 15).unwrap();
+            let r = db.correct_usage(
+                &sys,
+                &s("org"),
+                &orgdb::UsageCorrection {
+                    date: today,
+                    resource_id: None,
+                    delta: op["delta"].as_i64().unwrap(),
+                    idempotency_key: Some(s("key")),
+                    reason: None,
+                },
+            )?;
+            json!({"month_total": r.month_total})
+        }
         other => panic!("unknown op {other}"),
     })
 }
@@ -265,6 +287,15 @@ impl Model {
                 let keys = self.keys.entry(s("org")).or_default();
                 if keys.insert(s("key")) {
                     *self.usage.entry(s("org")).or_default() += op["count"].as_u64().unwrap();
+                }
+            }
+            "correct" => {
+                // Keys are unique to each correction; one refused (below zero) never ACKs.
+                let keys = self.keys.entry(s("org")).or_default();
+                if keys.insert(s("key")) {
+                    let used = self.usage.entry(s("org")).or_default();
+                    let delta = op["delta"].as_i64().unwrap();
+                    *used = used.saturating_add_signed(delta);
                 }
             }
             "batch" => {
