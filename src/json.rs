@@ -26,6 +26,39 @@ pub fn page<T: Serialize>(page: &Page<T>) -> Value {
     out
 }
 
+/// [`ok`] as compact JSON text, written straight from the value (no [`Value`] in between):
+/// what a host serving HTTP sends. The same JSON as `ok(value).to_string()`, keys in the
+/// value's own order.
+pub fn ok_text<T: Serialize>(value: &T) -> String {
+    #[derive(Serialize)]
+    struct Envelope<'a, T> {
+        success: bool,
+        data: &'a T,
+    }
+    to_text(&Envelope {
+        success: true,
+        data: value,
+    })
+}
+
+/// [`page`] as compact JSON text, as [`ok_text`] is to [`ok`].
+pub fn page_text<T: Serialize>(page: &Page<T>) -> String {
+    #[derive(Serialize)]
+    struct Envelope<'a, T> {
+        success: bool,
+        data: &'a [T],
+        pagination: &'a crate::model::page::Pagination,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next_cursor: Option<&'a str>,
+    }
+    to_text(&Envelope {
+        success: true,
+        data: &page.data,
+        pagination: &page.pagination,
+        next_cursor: page.next_cursor.as_deref(),
+    })
+}
+
 /// `{"success": false, "error": {...}}`; `details` appears only when there are some.
 pub fn error(err: &Error) -> Value {
     let mut body = json!({ "code": err.code(), "message": err.message() });
@@ -42,6 +75,11 @@ pub fn respond<T: Serialize>(result: &Result<T, Error>) -> (u16, Value) {
         Ok(value) => (200, ok(value)),
         Err(err) => (err.http_status(), error(err)),
     }
+}
+
+fn to_text<T: Serialize>(value: &T) -> String {
+    // As `to_value`: model types serialize infallibly.
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }
 
 fn to_value<T: Serialize>(value: &T) -> Value {

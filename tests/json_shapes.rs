@@ -102,6 +102,9 @@ fn organization_details_match_seed_000() {
     for field in SEED_001_ORG_FIELDS {
         assert!(data.get(field).is_some(), "seed 001 field {field}");
     }
+    // The text variant (what the bindings' `*_json` calls return) is the same JSON.
+    let text: Value = serde_json::from_str(&json::ok_text(&details)).unwrap();
+    assert_eq!(text, v);
     // Unlimited serializes as null.
     db.set_plan(&actor(&owner), &org, "enterprise").unwrap();
     let v = json::ok(&db.get_organization(&actor(&owner), &org).unwrap());
@@ -118,6 +121,21 @@ fn member_list_page_and_mutations_match_seed_000() {
     let page = db.list_members(&a, &org, &MemberQuery::default()).unwrap();
     let v = json::page(&page);
     assert_shape(&v, SEED_LIST, &[]);
+    let text: Value = serde_json::from_str(&json::page_text(&page)).unwrap();
+    assert_eq!(text, v);
+    let first = db
+        .list_members(
+            &a,
+            &org,
+            &MemberQuery {
+                per_page: Some(1),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(first.next_cursor.is_some());
+    let text: Value = serde_json::from_str(&json::page_text(&first)).unwrap();
+    assert_eq!(text, json::page(&first), "with next_cursor");
     let seed_list: Value = serde_json::from_str(SEED_LIST).unwrap();
     assert_eq!(keys(&v["pagination"]), keys(&seed_list["pagination"]));
     assert_shape(

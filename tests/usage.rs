@@ -511,9 +511,11 @@ fn sixteen_threads_at_the_limit_never_pass_it() {
                             let mut mine = 0u64;
                             for i in 0..calls {
                                 let n = 1 + (t * 7 + i) % 5;
-                                let r = match i % 4 {
+                                let r = match i % 5 {
                                     0 => db.record_usage_buffered(&org, &UsageEvent::new(n)),
                                     1 => recorder.record(None, n),
+                                    // n events of 1: admitted all together or not at all.
+                                    2 => recorder.record_many(&vec![(None, 1); n as usize]),
                                     _ => db.record_usage(&org, &UsageEvent::new(n)),
                                 };
                                 match r {
@@ -691,6 +693,78 @@ fn a_recorder_counts_against_the_same_quota_and_is_durable_after_flush_and_drop(
         .map(|m| m.requests)
         .sum();
     assert_eq!(calc_total, 609);
+    assert_sound(&db);
+}
+
+#[test]
+fn a_recorder_batch_is_admitted_whole_or_not_at_all() {
+    let (db, _clock) = db();
+    let (org, owner) = org(&db, "Acme", "free"); // 1 000 a month
+    let calc = db
+        .register_resource(&actor(&owner), &org, ResourceKind::Mcp, "calc")
+        .unwrap();
+    let search = db
+        .register_resource(&actor(&owner), &org, ResourceKind::Mcp, "search")
+        .unwrap();
+    let rec = db.usage_recorder(&org).unwrap();
+
+    let r = rec
+        .record_many(&[(Some(&calc.id), 300), (None, 5), (Some(&search.id), 200)])
+        .unwrap();
+    assert_eq!(
+        (r.duplicate, r.used, r.limit, r.remaining),
+        (false, 505, Some(1000), Some(495))
+    );
+    // Past the limit as a sum: refused whole, with the batch's sum as `requested`.
+    let err = assert_err(
+        rec.record_many(&[(Some(&calc.id), 400), (None, 96)]),
+        "quota_exceeded",
+        None,
+    );
+    assert_eq!(err.details()["used"].as_u64(), Some(505));
+    assert_eq!(err.details()["requested"].as_u64(), Some(496));
+    // One unknown resource refuses the batch; nothing of it is counted.
+    assert_err(
+        rec.record_many(&[(Some(&calc.id), 1), (Some("res_nope"), 1)]),
+        "not_found",
+        None,
+    );
+    // Bad input names the event's field and counts nothing.
+    let err = assert_err(
+        rec.record_many(&[(None, 1), (None, 0), (Some(" "), 1)]),
+        "validation_error",
+        Some("events[1].count"),
+    );
+    assert!(err.details().contains_key("events[2].resource_id"));
+    assert_err(rec.record_many(&[]), "validation_error", Some("events"));
+    let too_many = vec![(None, 1); 10_001];
+    assert_err(
+        rec.record_many(&too_many),
+        "validation_error",
+        Some("events"),
+    );
+    assert_eq!(db.check_quota(&org, 1).unwrap().used, 506);
+
+    // Exactly to the limit, with ids given with spaces around them as `record` accepts.
+    let spaced = format!(" {} ", search.id);
+    let r = rec
+        .record_many(&[(Some(spaced.as_str()), 490), (None, 5)])
+        .unwrap();
+    assert_eq!(r.remaining, Some(0));
+    assert_err(rec.record_many(&[(None, 1)]), "quota_exceeded", None);
+
+    db.flush().unwrap();
+    let report = db
+        .usage_report(&Actor::System, &org, &UsageQuery::default())
+        .unwrap();
+    assert_eq!(report.requests.total, 1000);
+    let by: BTreeMap<_, _> = report
+        .by_mcp
+        .iter()
+        .map(|m| (m.mcp_id.clone(), m.requests))
+        .collect();
+    assert_eq!(by[&calc.id], 300);
+    assert_eq!(by[&search.id], 690);
     assert_sound(&db);
 }
 

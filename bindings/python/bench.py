@@ -11,6 +11,9 @@ the medians and the ratio orgdb / sqlite3 (above 1: orgdb is faster).
 
 The SQLite side does what the orgdb call does: the same authorization, checks, rows written
 (counters, audit rows), and the same Python values returned (datetimes, roles, lists).
+The `_json` rows return the seeds' response body as text on both sides (SQLite: the same
+queries, then `json.dumps`); `buffered_batch` counts events a second, BATCH of them a call
+(orgdb: `UsageRecorder.record_many`; SQLite: one transaction with `executemany`).
 """
 
 import argparse
@@ -32,6 +35,7 @@ SCHEMA = open(os.path.join(ROOT, "benches", "sqlite_schema.sql")).read()
 START = datetime(2026, 1, 31, 12, 0, tzinfo=timezone.utc)
 MEMBERS = 31
 MCPS = 10
+BATCH = 1000
 ROLE_RANK = {"viewer": 0, "member": 1, "admin": 2, "owner": 3}
 
 
@@ -41,6 +45,11 @@ def micros(t):
 
 def from_micros(v):
     return datetime.fromtimestamp(v / 1_000_000, tz=timezone.utc)
+
+
+def iso(t):
+    """A timestamp as the seeds write it (RFC 3339, UTC as `Z`)."""
+    return t.isoformat().replace("+00:00", "Z")
 
 
 def new_id(prefix):
@@ -175,6 +184,25 @@ class Lite:
                   for i, n in enumerate(per_day)]
         return {"total": total, "by_mcp": by_mcp, "by_day": by_day}
 
+    def count_month(self, org, plan, ov, count, now):
+        """Checks `count` more against the month's quota and adds it to the month's total
+        (inside the caller's transaction); the usage before and the limit."""
+        c = self.c
+        month = now.year * 100 + now.month
+        used = c.execute(
+            "SELECT total FROM usage_month WHERE org_id = ? AND month = ?", (org, month)
+        ).fetchone()
+        used = used[0] if used else 0
+        limit = ov if ov is not None else self.LIMITS[plan][3]
+        if limit is not None and used + count > limit:
+            raise OverflowError("quota_exceeded")
+        c.execute(
+            "INSERT INTO usage_month(org_id, month, total) VALUES(?, ?, ?) "
+            "ON CONFLICT(org_id, month) DO UPDATE SET total = total + excluded.total",
+            (org, month, count),
+        )
+        return used, limit
+
     def record_usage(self, org, resource, count, now):
         c = self.c
         c.execute("BEGIN IMMEDIATE")
@@ -187,19 +215,7 @@ class Lite:
             ).fetchone()
             if owner is None or owner[0] != org:
                 raise LookupError("not_found")
-            month = now.year * 100 + now.month
-            used = c.execute(
-                "SELECT total FROM usage_month WHERE org_id = ? AND month = ?", (org, month)
-            ).fetchone()
-            used = used[0] if used else 0
-            limit = ov if ov is not None else self.LIMITS[plan][3]
-            if limit is not None and used + count > limit:
-                raise OverflowError("quota_exceeded")
-            c.execute(
-                "INSERT INTO usage_month(org_id, month, total) VALUES(?, ?, ?) "
-                "ON CONFLICT(org_id, month) DO UPDATE SET total = total + excluded.total",
-                (org, month, count),
-            )
+            used, limit = self.count_month(org, plan, ov, count, now)
             c.execute(
                 "INSERT INTO usage_day(org_id, day, resource_id, requests) VALUES(?, ?, ?, ?) "
                 "ON CONFLICT(org_id, day, resource_id) DO UPDATE "
@@ -211,6 +227,59 @@ class Lite:
             c.execute("ROLLBACK")
             raise
         return {"used": used + count, "limit": limit, "duplicate": False}
+
+    # The JSON variants: what a host serving the seeds' HTTP API does by hand, the same
+    # queries and then the response body (`{"success": true, "data": ...}`) as text.
+
+    def get_organization_json(self, actor, org, now):
+        data = self.get_organization(actor, org, now)
+        data["created_at"] = iso(data["created_at"])
+        data["updated_at"] = iso(data["updated_at"])
+        return json.dumps({"success": True, "data": data}, separators=(",", ":"))
+
+    def list_members_json(self, actor, org, page=1, per_page=20):
+        got = self.list_members(actor, org, page, per_page)
+        total = got["total"]
+        data = [
+            {"id": m.id, "membership_id": m.membership_id, "email": m.email, "name": m.name,
+             "role": m.role, "joined_at": iso(m.joined_at), "updated_at": iso(m.updated_at),
+             "last_active": iso(m.last_active) if m.last_active else None,
+             "status": "active", "deactivated_at": None}
+            for m in got["data"]
+        ]
+        pagination = {"page": page, "per_page": per_page, "total": total,
+                      "total_pages": -(-total // per_page)}
+        return json.dumps({"success": True, "data": data, "pagination": pagination},
+                          separators=(",", ":"))
+
+    def usage_report_json(self, actor, org, first, last):
+        report = self.usage_report(actor, org, first, last)
+        for d in report["by_day"]:
+            d["date"] = d["date"].isoformat()
+        return json.dumps({"success": True, "data": report}, separators=(",", ":"))
+
+    def record_batch(self, org, resources, now):
+        """Many events of 1 in one transaction: the quota checked on their sum, the month
+        total raised once, a day row per event (`executemany`)."""
+        c = self.c
+        count = len(resources)
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            plan, ov = c.execute(
+                "SELECT plan, ov_monthly_requests FROM orgs WHERE id = ?", (org,)
+            ).fetchone()
+            used, limit = self.count_month(org, plan, ov, count, now)
+            day = now.date().toordinal()
+            c.executemany(
+                "INSERT INTO usage_day(org_id, day, resource_id, requests) VALUES(?, ?, ?, 1) "
+                "ON CONFLICT(org_id, day, resource_id) DO UPDATE SET requests = requests + 1",
+                [(org, day, r) for r in resources],
+            )
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        return {"used": used + count, "limit": limit}
 
     def accept(self, token, user, now):
         c = self.c
@@ -428,6 +497,9 @@ def workloads(fx, seconds):
         if lite.c.in_transaction:
             lite.c.execute("COMMIT")
 
+    o_batch = [fx.o_mcps[i % MCPS] for i in range(BATCH)]
+    l_batch = [fx.l_mcps[i % MCPS] for i in range(BATCH)]
+
     return {
         "get_organization": (
             lambda _: db.get_organization(fx.o_owner, fx.o_org),
@@ -451,6 +523,28 @@ def workloads(fx, seconds):
             None,
         ),
         "buffered_recorder": (o_buffered, l_buffered, (recorder.flush, l_buffered_end)),
+        # Events a second: a call admits BATCH of them.
+        "buffered_batch": (
+            lambda _: recorder.record_many(o_batch),
+            lambda _: lite.record_batch(fx.l_org, l_batch, START),
+            (recorder.flush, None),
+            BATCH,
+        ),
+        "get_organization_json": (
+            lambda _: db.get_organization_json(fx.o_owner, fx.o_org),
+            lambda _: lite.get_organization_json(fx.l_owner, fx.l_org, START),
+            None,
+        ),
+        "list_members_page1_json": (
+            lambda _: db.list_members_json(fx.o_owner, fx.o_org, orgdb.MemberQuery(per_page=20)),
+            lambda _: lite.list_members_json(fx.l_owner, fx.l_org),
+            None,
+        ),
+        "usage_report_json": (
+            lambda _: db.usage_report_json(fx.o_owner, fx.o_org, report_query),
+            lambda _: lite.usage_report_json(fx.l_owner, fx.l_org, *january),
+            None,
+        ),
         "accept_invitation": (o_accept, l_accept, None),
     }
 
@@ -471,7 +565,8 @@ def main():
         results = {name: [] for name in table if not wanted or name in wanted}
         for rnd in range(args.rounds):
             for name in results:
-                o_op, l_op, ends = table[name]
+                o_op, l_op, ends, *per_call = table[name]
+                per_call = per_call[0] if per_call else 1
                 sides = [("orgdb", o_op, ends[0] if ends else None),
                          ("sqlite3", l_op, ends[1] if ends else None)]
                 if rnd % 2:
@@ -482,7 +577,7 @@ def main():
                     n = rate(args.seconds, op) * args.seconds
                     if end:
                         end()
-                    got[side] = n / (time.perf_counter() - t0)
+                    got[side] = n * per_call / (time.perf_counter() - t0)
                 results[name].append((got["orgdb"], got["sqlite3"]))
                 print(f"round {rnd + 1}  {name:20} orgdb {got['orgdb']:>10.0f}/s  "
                       f"sqlite3 {got['sqlite3']:>10.0f}/s  ratio {got['orgdb'] / got['sqlite3']:.2f}")

@@ -2,11 +2,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use chrono::TimeDelta;
 
-use super::custom::{date_time, system_time};
+use super::custom::UtcTimestamp;
 use super::error::{invalid, OrgDbError};
 use crate::model::org::Limits;
 
@@ -25,9 +25,9 @@ impl ManualClock {
     /// # Errors
     /// `validation_error` (`at`) for an instant out of orgdb's range.
     #[uniffi::constructor]
-    pub fn new(at: SystemTime) -> Result<Arc<ManualClock>, OrgDbError> {
+    pub fn new(at: UtcTimestamp) -> Result<Arc<ManualClock>, OrgDbError> {
         Ok(Arc::new(ManualClock {
-            clock: crate::ManualClock::new(date_time(at, "at")?),
+            clock: crate::ManualClock::new(at),
         }))
     }
 
@@ -35,8 +35,8 @@ impl ManualClock {
     ///
     /// # Errors
     /// `validation_error` (`at`) for an instant out of range.
-    pub fn set(&self, at: SystemTime) -> Result<(), OrgDbError> {
-        self.clock.set(date_time(at, "at")?);
+    pub fn set(&self, at: UtcTimestamp) -> Result<(), OrgDbError> {
+        self.clock.set(at);
         Ok(())
     }
 
@@ -54,9 +54,9 @@ impl ManualClock {
     }
 
     /// The clock's current time.
-    pub fn now(&self) -> SystemTime {
+    pub fn now(&self) -> UtcTimestamp {
         use crate::Clock as _;
-        system_time(self.clock.now())
+        self.clock.now()
     }
 }
 

@@ -2,8 +2,12 @@
 //! the boundary. The model types derive their records and enums with these in place (behind
 //! the `ffi` feature), so this is the one place that decides each value's foreign shape.
 //!
-//! - `DateTime<Utc>` is a `SystemTime`: a timezone-aware UTC `datetime` in Python, a
-//!   `java.time.Instant` in Kotlin, with microsecond precision like everything orgdb stores.
+//! - `DateTime<Utc>` crosses as its microseconds since the Unix epoch (an `i64`), and
+//!   `uniffi.toml` turns them into a timezone-aware UTC `datetime` in Python and a
+//!   `java.time.Instant` in Kotlin, exactly (microsecond precision, like everything orgdb
+//!   stores). Not a `SystemTime`: UniFFI's generated Python reads one field by field and
+//!   builds it through two `timedelta`s, about 4 µs a timestamp, where an integer and one
+//!   conversion take under 1 µs (issue 18's profile of a member page: 40 timestamps).
 //! - `NaiveDate` is its `YYYY-MM-DD` text.
 //! - `BTreeMap<String, String>` (metadata, extra settings) is a `HashMap<String, String>`.
 //! - `serde_json::Value` (audit details) is its compact JSON text.
@@ -16,14 +20,13 @@
 //! `start_date` or `end_date`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::error::{invalid, OrgDbError};
 use crate::model::time::from_micros;
 
-/// A UTC instant (`DateTime<Utc>`), as a `SystemTime` across the boundary.
+/// A UTC instant (`DateTime<Utc>`), as microseconds since the Unix epoch across the boundary.
 pub type UtcTimestamp = DateTime<Utc>;
 /// A calendar day (`NaiveDate`), as `YYYY-MM-DD` text across the boundary.
 pub type IsoDate = NaiveDate;
@@ -32,10 +35,10 @@ pub type StringMap = BTreeMap<String, String>;
 /// A JSON value, as its compact text across the boundary.
 pub type JsonText = serde_json::Value;
 
-uniffi::custom_type!(UtcTimestamp, SystemTime, {
+uniffi::custom_type!(UtcTimestamp, i64, {
     remote,
-    lower: |at| system_time(at),
-    try_lift: |at| Ok(date_time(at, "at")?),
+    lower: |at| at.timestamp_micros(),
+    try_lift: |micros| Ok(micros_time(micros, "at")?),
 });
 
 uniffi::custom_type!(IsoDate, String, {
@@ -59,35 +62,91 @@ uniffi::custom_type!(JsonText, String, {
     },
 });
 
-/// A stored timestamp as a `SystemTime` (microsecond precision, exact).
-pub(crate) fn system_time(at: DateTime<Utc>) -> SystemTime {
-    let micros = at.timestamp_micros();
-    let offset = Duration::from_micros(micros.unsigned_abs());
-    let moved = if micros >= 0 {
-        UNIX_EPOCH.checked_add(offset)
-    } else {
-        UNIX_EPOCH.checked_sub(offset)
-    };
-    // chrono's range fits in SystemTime on every platform orgdb builds for.
-    moved.unwrap_or(UNIX_EPOCH)
+/// The resource ids of a recorder batch (`UsageRecorder.record_many`): one per event, `None`
+/// for an event outside any resource. A list of strings crosses UniFFI's generated Python at
+/// about 4 µs an element, which would cap a batch near 250 000 events a second; this list
+/// crosses as one string the languages build with their own `join` (`uniffi.toml`): the count,
+/// then one line per id, `+id` or `-` for none. Kept as that text; [`ResourceIdList::ids`]
+/// reads it without copying.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceIdList {
+    text: String,
+    len: usize,
 }
 
-/// A `SystemTime` from the host, truncated to microseconds like every stored timestamp; out
-/// of chrono's range it is a `validation_error` naming `field`.
-pub(crate) fn date_time(at: SystemTime, field: &str) -> Result<DateTime<Utc>, OrgDbError> {
-    let micros = match at.duration_since(UNIX_EPOCH) {
-        Ok(after) => i64::try_from(after.as_micros()).ok(),
-        Err(before) => {
-            // Round towards the past so that truncation never moves an instant forward.
-            let d = before.duration();
-            let whole = i64::try_from(d.as_micros()).ok();
-            let partial = d.subsec_nanos() % 1_000 != 0;
-            whole.and_then(|m| m.checked_add(i64::from(partial)).map(|m| -m))
+impl ResourceIdList {
+    /// The ids in order (`None`: no resource).
+    pub(crate) fn ids(&self) -> impl Iterator<Item = Option<&str>> {
+        let body = self.text.split_once('\n').map_or("", |(_, rest)| rest);
+        body.split('\n')
+            .take(self.len)
+            .map(|line| line.strip_prefix('+'))
+    }
+
+    /// How many ids.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    fn parse(text: String) -> Result<ResourceIdList, OrgDbError> {
+        let malformed = || invalid("resource_ids", "Malformed list of resource ids");
+        let (head, body) = text.split_once('\n').ok_or_else(malformed)?;
+        let len: usize = head.parse().map_err(|_| malformed())?;
+        let lines = if len == 0 && body.is_empty() {
+            0
+        } else {
+            body.split('\n').count()
+        };
+        if lines != len {
+            return Err(invalid(
+                "resource_ids",
+                "A resource id must not contain a line break",
+            ));
         }
-    };
-    micros
-        .and_then(from_micros)
-        .ok_or_else(|| invalid(field, "Timestamp out of range"))
+        if len > 0 && body.split('\n').any(|l| l != "-" && !l.starts_with('+')) {
+            return Err(malformed());
+        }
+        Ok(ResourceIdList { text, len })
+    }
+
+    fn text(ids: &ResourceIdList) -> String {
+        ids.text.clone()
+    }
+}
+
+uniffi::custom_type!(ResourceIdList, String, {
+    lower: |ids| ResourceIdList::text(&ids),
+    try_lift: |text| Ok(ResourceIdList::parse(text)?),
+});
+
+/// The counts of a recorder batch, one per event: crosses as their decimal text joined by
+/// commas (for the reason [`ResourceIdList`] gives). Anything but a whole number in
+/// `0..2^64` is a `validation_error` naming `counts[i]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountList(pub(crate) Vec<u64>);
+
+uniffi::custom_type!(CountList, String, {
+    lower: |counts| counts.0.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
+    try_lift: |text| {
+        if text.is_empty() {
+            return Ok(CountList(Vec::new()));
+        }
+        let counts = text
+            .split(',')
+            .enumerate()
+            .map(|(i, c)| {
+                c.parse::<u64>()
+                    .map_err(|_| invalid(&format!("counts[{i}]"), "Must be between 1 and 2^53"))
+            })
+            .collect::<Result<Vec<u64>, OrgDbError>>()?;
+        Ok(CountList(counts))
+    },
+});
+
+/// Microseconds since the Unix epoch from the host as a timestamp; out of chrono's range it is
+/// a `validation_error` naming `field`.
+pub(crate) fn micros_time(micros: i64, field: &str) -> Result<DateTime<Utc>, OrgDbError> {
+    from_micros(micros).ok_or_else(|| invalid(field, "Timestamp out of range"))
 }
 
 /// A date as `YYYY-MM-DD`.
@@ -111,25 +170,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timestamps_round_trip_at_microsecond_precision() {
+    fn timestamps_cross_as_exact_microseconds() {
+        use uniffi::{Lift, Lower};
         for micros in [0, 1, -1, 1_705_314_600_123_456, -86_400_000_001] {
             let at = from_micros(micros).unwrap();
-            assert_eq!(date_time(system_time(at), "at").unwrap(), at);
+            let lowered = <UtcTimestamp as Lower<crate::UniFfiTag>>::lower(at);
+            assert_eq!(lowered, micros);
+            let lifted = <UtcTimestamp as Lift<crate::UniFfiTag>>::try_lift(lowered).unwrap();
+            assert_eq!(lifted, at);
         }
-        let nanos = UNIX_EPOCH + Duration::new(10, 999);
+    }
+
+    #[test]
+    fn batch_lists_parse_their_text_and_refuse_a_malformed_one() {
+        let ids = ResourceIdList::parse("3\n+mcp_a\n-\n+".to_owned()).unwrap();
+        assert_eq!(ids.len(), 3);
         assert_eq!(
-            date_time(nanos, "at").unwrap().timestamp_micros(),
-            10_000_000
+            ids.ids().collect::<Vec<_>>(),
+            [Some("mcp_a"), None, Some("")]
         );
-        let before = UNIX_EPOCH - Duration::new(0, 1_500);
-        assert_eq!(date_time(before, "at").unwrap().timestamp_micros(), -2);
+        assert_eq!(ResourceIdList::parse("0\n".to_owned()).unwrap().len(), 0);
+        for bad in ["", "x\n+a", "2\n+a", "1\n+a\n+b", "1\nmcp_a", "1\n"] {
+            assert!(
+                matches!(
+                    ResourceIdList::parse(bad.to_owned()),
+                    Err(OrgDbError::Validation { .. })
+                ),
+                "{bad:?} accepted"
+            );
+        }
     }
 
     #[test]
     fn out_of_range_times_and_bad_dates_are_validation_errors() {
-        let far = UNIX_EPOCH + Duration::from_secs(u64::MAX / 4);
         assert!(matches!(
-            date_time(far, "at"),
+            micros_time(i64::MAX, "at"),
             Err(OrgDbError::Validation { .. })
         ));
         assert_eq!(date("2024-01-15", "d").unwrap().to_string(), "2024-01-15");
@@ -145,9 +220,8 @@ mod tests {
     #[test]
     fn a_failed_lift_is_the_validation_error_itself() {
         use uniffi::Lift;
-        let far = UNIX_EPOCH + Duration::from_secs(u64::MAX / 4);
         let mut buf = Vec::new();
-        <SystemTime as uniffi::Lower<crate::UniFfiTag>>::write(far, &mut buf);
+        <i64 as uniffi::Lower<crate::UniFfiTag>>::write(i64::MAX, &mut buf);
         let err =
             <UtcTimestamp as Lift<crate::UniFfiTag>>::try_read(&mut buf.as_slice()).unwrap_err();
         assert!(matches!(

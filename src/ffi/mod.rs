@@ -9,7 +9,7 @@
 //! model ([`inputs`], [`records`], each saying why).
 //!
 //! Conventions at the boundary (the binding READMEs repeat them for users):
-//! - Timestamps are `SystemTime` (Python: a timezone-aware UTC `datetime`; Kotlin:
+//! - Timestamps are instants (Python: a timezone-aware UTC `datetime`; Kotlin:
 //!   `java.time.Instant`), with microsecond precision like everything orgdb stores.
 //! - Dates (usage days, report ranges, `prune_usage`) are ISO `YYYY-MM-DD` strings.
 //! - Roles, statuses and kinds come back as enums; roles and statuses go in as

@@ -77,6 +77,14 @@ impl Ledger {
         mode: Mode,
     ) -> Result<Outcome> {
         if let Some(shared) = &self.shared {
+            if mode == Mode::Buffered {
+                if let Some(done) = shared.leases.admit(store, env, org, events) {
+                    return done.map(|receipts| Outcome {
+                        receipts,
+                        wait_for: None,
+                    });
+                }
+            }
             let receipts = shared.admit(store, env, org, events, mode)?;
             return Ok(Outcome {
                 receipts,
@@ -107,14 +115,14 @@ impl Ledger {
     ) -> Result<(UsageReceipt, Option<u64>)> {
         if let Some(shared) = &self.shared {
             if mode == Mode::Buffered && event.key.is_none() {
-                if let Some(done) = shared.leases.admit(store, env, org, event) {
-                    return done.map(|r| (r, None));
+                let one = std::slice::from_ref(event);
+                if let Some(done) = shared.leases.admit(store, env, org, one) {
+                    let receipt = done?.pop().ok_or_else(no_receipt)?;
+                    return Ok((receipt, None));
                 }
             }
             let mut receipts = shared.admit(store, env, org, std::slice::from_ref(event), mode)?;
-            let receipt = receipts
-                .pop()
-                .ok_or_else(|| Error::storage("admission returned no receipt"))?;
+            let receipt = receipts.pop().ok_or_else(no_receipt)?;
             return Ok((receipt, None));
         }
         loop {
@@ -360,6 +368,10 @@ pub(super) fn receipt(duplicate: bool, used: u64, limit: Option<u64>) -> UsageRe
         limit,
         remaining: limit.map(|l| l.saturating_sub(used)),
     }
+}
+
+fn no_receipt() -> Error {
+    Error::storage("admission returned no receipt")
 }
 
 pub(super) fn overflow(limit: Option<u64>, used: u64, add: u64) -> Error {

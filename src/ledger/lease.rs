@@ -80,16 +80,21 @@ impl Leases {
         !lock(&self.orgs).is_empty()
     }
 
-    /// Admits one buffered event without a key in the lease's month: in memory when the lease
-    /// covers it, else after a transaction that flushes and claims more. `None` when the event
-    /// must take the durable path (another month).
+    /// Admits buffered events without keys, all of one month, as one: in memory when the lease
+    /// covers their sum, else after a transaction that flushes and claims more; all or none.
+    /// `None` when they must take the durable path (an earlier month than the lease's).
+    /// One receipt per event, in order.
     pub(crate) fn admit(
         &self,
         store: &dyn Backend,
         env: &dyn UsageEnv,
         org: &str,
-        e: &Admit<'_>,
-    ) -> Option<Result<UsageReceipt>> {
+        events: &[Admit<'_>],
+    ) -> Option<Result<Vec<UsageReceipt>>> {
+        let e = events.first()?;
+        if events.iter().any(|x| x.month != e.month || x.key.is_some()) {
+            return None;
+        }
         let mut orgs = lock(&self.orgs);
         if let Some(l) = orgs.get(org) {
             if l.month != e.month {
@@ -107,7 +112,7 @@ impl Leases {
                 return Some(Err(err));
             }
         }
-        Some(self.admit_locked(store, env, org, e, &mut orgs))
+        Some(self.admit_locked(store, env, org, events, &mut orgs))
     }
 
     fn admit_locked(
@@ -115,19 +120,32 @@ impl Leases {
         store: &dyn Backend,
         env: &dyn UsageEnv,
         org: &str,
-        e: &Admit<'_>,
+        events: &[Admit<'_>],
         orgs: &mut HashMap<String, OrgLease>,
-    ) -> Result<UsageReceipt> {
-        let column = match e.resource {
-            None => None,
-            Some(id) => Some(self.column(store, org, id, orgs)?),
-        };
+    ) -> Result<Vec<UsageReceipt>> {
+        let mut columns = Vec::with_capacity(events.len());
+        let mut count: u64 = 0;
+        for e in events {
+            columns.push(match e.resource {
+                None => None,
+                Some(id) => Some(self.column(store, org, id, orgs)?),
+            });
+            count = count.saturating_add(e.count);
+        }
         let l = orgs.get_mut(org).ok_or_else(not_loaded)?;
+        if l.base.saturating_add(l.used).checked_add(count).is_none() {
+            return Err(super::admit::overflow(
+                l.limit,
+                l.base.saturating_add(l.used),
+                count,
+            ));
+        }
         let fits = |l: &OrgLease| {
-            l.limit.is_none() || (Instant::now() < l.deadline && l.used + e.count <= l.reserved)
+            l.limit.is_none()
+                || (Instant::now() < l.deadline && l.used.saturating_add(count) <= l.reserved)
         };
         if !fits(l) {
-            let want = want(l, e.count);
+            let want = want(l, count);
             self.sync(store, env, org, orgs, want, false)?;
         }
         let l = orgs.get_mut(org).ok_or_else(not_loaded)?;
@@ -137,12 +155,16 @@ impl Leases {
                 "monthly_requests",
                 limit,
                 limit.saturating_sub(l.reserved.saturating_sub(l.used)),
-                e.count,
+                count,
             ));
         }
-        l.used += e.count;
-        l.days.entry(e.day).or_default().add(column, e.count);
-        Ok(receipt(false, l.base + l.used, l.limit))
+        let mut receipts = Vec::with_capacity(events.len());
+        for (e, column) in events.iter().zip(columns) {
+            l.used += e.count;
+            l.days.entry(e.day).or_default().add(column, e.count);
+            receipts.push(receipt(false, l.base + l.used, l.limit));
+        }
+        Ok(receipts)
     }
 
     fn column(
@@ -344,7 +366,7 @@ impl Leases {
 /// How much to reserve for an event of `count` that does not fit: at least what it needs
 /// beyond what is left, and a slice that grows while the organization keeps using them up.
 fn want(l: &OrgLease, count: u64) -> u64 {
-    let short = (l.used + count).saturating_sub(l.reserved);
+    let short = l.used.saturating_add(count).saturating_sub(l.reserved);
     short.max(l.slice)
 }
 

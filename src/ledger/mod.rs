@@ -69,6 +69,21 @@ pub(crate) struct Admit<'a> {
     pub(crate) at_micros: i64,
 }
 
+impl<'a> Admit<'a> {
+    /// An event without an idempotency key at `at_micros` (a recorder's: now).
+    pub(crate) fn keyless(resource: Option<&'a str>, count: u64, at_micros: i64) -> Admit<'a> {
+        let (day, month) = day_and_month_micros(at_micros);
+        Admit {
+            resource,
+            count,
+            day,
+            month,
+            key: None,
+            at_micros,
+        }
+    }
+}
+
 /// How an admitted call is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {

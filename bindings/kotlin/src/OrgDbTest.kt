@@ -278,6 +278,65 @@ fun usageRecorder(env: Env) {
     recorder.close()
 }
 
+fun recorderBatch(env: Env) {
+    val (alice, org) = env.company()
+    env.db.setLimitOverrides(Actor.System, org.id, LimitOverridesPatch(monthlyRequests = LimitUpdate.Set(Limit.Count(1000uL))))
+    val calc = env.db.registerResource(actor(alice), org.id, ResourceKind.MCP, "calc")
+    val recorder = env.db.usageRecorder(org.id)
+    // One count per event by default; null is an event outside any resource.
+    eq(recorder.recordMany(listOf(calc.id, null, calc.id)).used, 3uL, "batch of 3")
+    eq(recorder.recordMany(listOf(calc.id, null), listOf(500uL, 400uL)).remaining, 97uL, "counts")
+    val over = expect<OrgDbException.QuotaExceeded> { recorder.recordMany(listOf(null, null), listOf(90uL, 8uL)) }
+    eq(over.details["requested"], "98", "the batch's sum")
+    expect<OrgDbException.NotFound> { recorder.recordMany(listOf(calc.id, "res_missing")) }
+    val bad = expect<OrgDbException.Validation> { recorder.recordMany(listOf(null, null), listOf(1uL, 0uL)) }
+    eq(bad.details.keys, setOf("counts[1]"), "count field")
+    val empty = expect<OrgDbException.Validation> { recorder.recordMany(listOf(null, " ")) }
+    eq(empty.details.keys, setOf("resource_ids[1]"), "id field")
+    val short = expect<OrgDbException.Validation> { recorder.recordMany(listOf(null, null), listOf(1uL)) }
+    eq(short.details.keys, setOf("counts"), "counts field")
+    val none = expect<OrgDbException.Validation> { recorder.recordMany(listOf()) }
+    eq(none.details.keys, setOf("resource_ids"), "empty batch")
+    val broken = expect<OrgDbException.Validation> { recorder.recordMany(listOf("mcp_a\nmcp_b")) }
+    eq(broken.details.keys, setOf("resource_ids"), "line break")
+    eq(env.db.checkQuota(org.id, 1uL).used, 904uL, "nothing of a refused batch counted")
+    val report = env.db.usageReport(actor(alice), org.id, UsageQuery())
+    eq(report.byMcp.single().requests, 502uL, "per resource")
+    recorder.close()
+}
+
+fun jsonVariants(env: Env) {
+    val (alice, org) = env.company()
+    val owner = actor(alice)
+    val details = env.db.getOrganizationJson(owner, org.id)
+    ensure(details.startsWith("{\"success\":true,\"data\":{\"id\":\"${org.id}\"")) { details }
+    ensure("\"created_at\":\"2024-01-15T10:30:00Z\"" in details) { details }
+    ensure("\"limits\":{\"mcps\":10,\"api_keys\":10,\"team_members\":5,\"monthly_requests\":50000}" in details) { details }
+    val page = env.db.listMembersJson(owner, org.id, MemberQuery())
+    ensure("\"email\":\"alice.smith@example.com\"" in page && "\"role\":\"owner\"" in page) { page }
+    ensure("\"pagination\":{\"page\":1,\"per_page\":20,\"total\":1,\"total_pages\":1}" in page) { page }
+    val report = env.db.usageReportJson(owner, org.id, UsageQuery(period = Period.DAY))
+    ensure("\"period\":\"day\"" in report && "\"total\":0" in report) { report }
+    // The same errors as the typed calls.
+    val stranger = actor(env.user("Stranger"))
+    expect<OrgDbException.Forbidden> { env.db.getOrganizationJson(stranger, org.id) }
+    expect<OrgDbException.NotFound> { env.db.getOrganizationJson(owner, "org_missing") }
+    val bad = expect<OrgDbException.Validation> { env.db.listMembersJson(owner, org.id, MemberQuery(role = "x")) }
+    ensure("role" in bad.details) { "details ${bad.details}" }
+    val range = expect<OrgDbException.Validation> { env.db.usageReportJson(owner, org.id, UsageQuery(startDate = "2024-13-01")) }
+    ensure("start_date" in range.details) { "details ${range.details}" }
+}
+
+fun timestampsAreExact(env: Env) {
+    val instants = listOf("2024-01-15T10:30:00.000001Z", "2150-06-07T08:09:10.123457Z", "1969-12-31T23:59:59.999999Z", "1800-01-01T00:00:00.000001Z")
+    for ((i, text) in instants.withIndex()) {
+        val at = Instant.parse(text)
+        env.clock.set(at)
+        eq(env.db.now(), at, "now $text")
+        eq(env.user("T$i").createdAt, at, "created_at $text")
+    }
+}
+
 fun updateOrganizationPatch(env: Env) {
     val (alice, org) = env.company()
     env.clock.advanceSeconds(5 * 24 * 3600)
@@ -588,6 +647,9 @@ fun main() {
         "orgs: owned-organization cap, sign-up in one call" to ::ownedOrganizationCap,
         "lists: organizations, users, projects of a user" to ::systemListsAndUserProjects,
         "usage: corrections" to ::correctUsage,
+        "speed: a recorder batch, whole or not at all" to ::recorderBatch,
+        "speed: JSON variants of the read calls" to ::jsonVariants,
+        "speed: timestamps cross exactly" to ::timestampsAreExact,
     )
     var passed = 0
     var failed = 0
