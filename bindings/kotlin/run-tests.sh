@@ -9,28 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-KOTLIN_VERSION=2.4.20
-TARGET_DIR=${CARGO_TARGET_DIR:-target}
-OUT="$TARGET_DIR/bindings/kotlin"
-TOOLS="$TARGET_DIR/tools/kotlin"
-JNA_JAR=${JNA_JAR:-/usr/share/java/jna.jar}
-
-if [ ! -f "$JNA_JAR" ]; then
-  echo "error: JNA not found at $JNA_JAR (apt-get install libjna-java, or set JNA_JAR)" >&2
-  exit 1
-fi
-
-if [ -z "${KOTLINC:-}" ]; then
-  KOTLINC="$TOOLS/node_modules/kotlin-compiler/bin/kotlinc"
-  if [ ! -f "$KOTLINC" ]; then
-    echo "-- installing kotlin-compiler@$KOTLIN_VERSION from npm into $TOOLS"
-    mkdir -p "$TOOLS"
-    npm install --silent --no-audit --no-fund --prefix "$TOOLS" "kotlin-compiler@$KOTLIN_VERSION"
-  fi
-  # The tarball's package.json lists only kotlinc-js as a bin: make sure the JVM compiler's
-  # scripts are executable.
-  chmod +x "$TOOLS/node_modules/kotlin-compiler/bin/"*
-fi
+OUT="${CARGO_TARGET_DIR:-target}/bindings/kotlin"
+source bindings/kotlin/tools.sh
 
 # The UniFFI surface is the library's `ffi` feature (off for Rust hosts).
 echo "-- cargo build -p orgdb --lib --features ffi"
@@ -42,9 +22,7 @@ LIB_DIR="$TARGET_DIR/debug"
 # mode: it reads the UniFFI metadata from liborgdb.so and uniffi.toml through cargo metadata.
 echo "-- generating Kotlin bindings"
 rm -rf "$OUT"
-mkdir -p "$OUT/generated"
-cargo run --quiet --bin uniffi-bindgen -- generate \
-  --library "$LIB_DIR/liborgdb.so" --language kotlin --out-dir "$OUT/generated" --no-format
+generate_kotlin "$LIB_DIR/liborgdb.so" "$OUT/generated"
 
 echo "-- compiling ($("$KOTLINC" -version 2>&1 | grep -o 'kotlinc-jvm [0-9.]*' || echo kotlinc))"
 "$KOTLINC" -nowarn -include-runtime -cp "$JNA_JAR" -d "$OUT/orgdb-tests.jar" \
