@@ -596,10 +596,17 @@ fn child_process_body() {
             // A recorder: admitted against this process's lease, in memory.
             let recorder = db.usage_recorder(&org).unwrap();
             let mut counted = 0u64;
+            // With "batch": k, each call is one `record_many` of k such events (all or none).
+            let batch = task["batch"].as_u64().unwrap_or(1) as usize;
             for _ in 0..task["n"].as_u64().unwrap() {
                 let n = task["count"].as_u64().unwrap_or(1);
-                if ok(recorder.record(None, n).map(drop)) {
-                    counted += n;
+                let admitted = if batch > 1 {
+                    recorder.record_many(&vec![(None, n); batch])
+                } else {
+                    recorder.record(None, n)
+                };
+                if ok(admitted.map(drop)) {
+                    counted += n * batch as u64;
                 }
             }
             if task["crash"].as_bool().unwrap_or(false) {
@@ -1114,8 +1121,12 @@ fn leases_keep_buffered_usage_exact_across_processes() {
             ..Default::default()
         },
     );
+    // Every other process admits its events ten at a time (`record_many`): the same 9 000.
     let mut tasks: Vec<Value> = (0..PROCESSES)
-        .map(|_| json!({"task": "buffered", "url": url, "org": org, "n": 3_000, "count": 3}))
+        .map(|i| {
+            let (n, batch) = if i % 2 == 1 { (300, 10) } else { (3_000, 1) };
+            json!({"task": "buffered", "url": url, "org": org, "n": n, "count": 3, "batch": batch})
+        })
         .collect();
     tasks.push(json!({"task": "usage", "url": url, "org": org, "n": 300}));
     // An organization without a limit needs no lease: counted in memory, stored at flush.
