@@ -185,9 +185,12 @@ enum Op {
         event: Ev,
         recorder: bool,
     },
+    /// Through `Db::record_usage_batch`, or (`recorder`, events without a key) through the
+    /// organization's recorder's `record_many`, which answers one receipt for the batch.
     RecordBatch {
         org: usize,
         events: Vec<Ev>,
+        recorder: bool,
     },
     CheckQuota {
         org: usize,
@@ -1638,7 +1641,11 @@ impl Run {
                     );
                 }
             }
-            Op::RecordBatch { org, ref events } => {
+            Op::RecordBatch {
+                org,
+                ref events,
+                recorder,
+            } => {
                 let (o, org_id) = self.org_sel(org);
                 let month = month_of(self.m.now);
                 let mut evs = Vec::new();
@@ -1683,7 +1690,17 @@ impl Run {
                     }
                     Ok(())
                 })();
-                let got = self.db.record_usage_batch(&org_id, &evs);
+                let got = if recorder {
+                    let pairs: Vec<(Option<&str>, u64)> = evs
+                        .iter()
+                        .map(|e| (e.resource_id.as_deref(), e.count))
+                        .collect();
+                    self.recorder(&org_id)
+                        .and_then(|r| r.record_many(&pairs))
+                        .map(|receipt| vec![receipt])
+                } else {
+                    self.db.record_usage_batch(&org_id, &evs)
+                };
                 if let Some(receipts) = self.agree(op, expected, got)? {
                     let o = o.unwrap();
                     *self.m.orgs[o].usage.entry(month).or_default() += add;
@@ -1694,8 +1711,11 @@ impl Run {
                     }
                     let got: Vec<(bool, u64)> =
                         receipts.iter().map(|r| (r.duplicate, r.used)).collect();
-                    let want: Vec<(bool, u64)> =
-                        dups.iter().map(|d| (*d, self.m.used(o))).collect();
+                    let want: Vec<(bool, u64)> = if recorder {
+                        vec![(false, self.m.used(o))]
+                    } else {
+                        dups.iter().map(|d| (*d, self.m.used(o))).collect()
+                    };
                     ensure!(
                         got == want,
                         "{op:?}: receipts (duplicate, used) {got:?}, model {want:?}"
@@ -2363,8 +2383,15 @@ fn op() -> impl Strategy<Value = Op> {
                 }
                 Op::RecordUsage { org, event, recorder }
             }),
-        4 => (org.clone(), prop::collection::vec(ev(0.2), 2..=5))
-            .prop_map(|(org, events)| Op::RecordBatch { org, events }),
+        4 => (org.clone(), prop::collection::vec(ev(0.2), 2..=5), any::<bool>())
+            .prop_map(|(org, mut events, recorder)| {
+                if recorder {
+                    for e in &mut events {
+                        e.key = None;
+                    }
+                }
+                Op::RecordBatch { org, events, recorder }
+            }),
         2 => (org.clone(), 1..1200u64).prop_map(|(org, count)| Op::CheckQuota { org, count }),
         3 => (actor.clone(), org.clone())
             .prop_map(|(actor, org)| Op::CreateProject { actor, org }),
