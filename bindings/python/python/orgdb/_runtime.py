@@ -16,7 +16,8 @@ step; arguments are written to a `bytearray` and copied into one Rust buffer of 
 size; a call's status is a zeroed structure, which is what `default()` built. In the generated
 module: `_UniffiConverterRustBuffer.lift` / `lower` (every record, enum, option, list and map),
 `_UniffiFfiConverterString.lift` / `lower` / `read`, `_UniffiRustBuffer.consume_with_stream` /
-`read_with_stream`, and `_uniffi_rust_call_with_error`. The converters, their wire format and
+`read_with_stream`, and `_uniffi_rust_call` / `_uniffi_rust_call_with_error` (the handle's
+clone, buffer allocation and release go through the first). The converters, their wire format and
 every error path stay UniFFI's. If the generated module does not have the pieces this
 expects (another UniFFI version), nothing is replaced and `orgdb.FAST_RUNTIME` is False.
 """
@@ -32,6 +33,7 @@ _EXPECTED = (
     "_UniffiConverterRustBuffer",
     "_UniffiFfiConverterString",
     "_uniffi_rust_call_with_error",
+    "_uniffi_rust_call",
     "_uniffi_check_call_status",
     "InternalError",
 )
@@ -250,6 +252,13 @@ def install(gen):
             check(error_ffi_converter, status)
         return result
 
+    def rust_call(fn, *args):
+        status = status_type()
+        result = fn(*args, ctypes.byref(status))
+        if status.code:
+            check(None, status)
+        return result
+
     @contextlib.contextmanager
     def consume_with_stream(rbuf):
         try:
@@ -282,6 +291,7 @@ def install(gen):
         consume_with_stream=buffer_type.__dict__["consume_with_stream"],
         read_with_stream=buffer_type.__dict__["read_with_stream"],
         rust_call_with_error=gen._uniffi_rust_call_with_error,
+        rust_call=gen._uniffi_rust_call,
     )
     converter.lift = classmethod(lift_buffer)
     converter.lower = classmethod(lower_buffer)
@@ -291,6 +301,7 @@ def install(gen):
     buffer_type.consume_with_stream = consume_with_stream
     buffer_type.read_with_stream = read_with_stream
     gen._uniffi_rust_call_with_error = rust_call_with_error
+    gen._uniffi_rust_call = rust_call
     _replaced.update(
         buffer_lift=converter.__dict__["lift"],
         buffer_lower=converter.__dict__["lower"],
@@ -300,6 +311,7 @@ def install(gen):
         consume_with_stream=consume_with_stream,
         read_with_stream=read_with_stream,
         rust_call_with_error=rust_call_with_error,
+        rust_call=rust_call,
     )
     return True
 
@@ -318,6 +330,7 @@ def _apply(gen, pieces):
     gen._UniffiRustBuffer.consume_with_stream = pieces["consume_with_stream"]
     gen._UniffiRustBuffer.read_with_stream = pieces["read_with_stream"]
     gen._uniffi_rust_call_with_error = pieces["rust_call_with_error"]
+    gen._uniffi_rust_call = pieces["rust_call"]
 
 
 @contextlib.contextmanager
