@@ -769,6 +769,27 @@ fn a_recorder_batch_is_admitted_whole_or_not_at_all() {
 }
 
 #[test]
+fn a_recorder_batch_past_two_to_the_64_is_refused_whole_when_unlimited() {
+    let (db, _clock) = db();
+    let (org, _) = org(&db, "Big", "enterprise"); // no monthly limit
+    let rec = db.usage_recorder(&org).unwrap();
+    assert_eq!(rec.record(None, 5).unwrap().used, 5);
+    // 2 049 events of 2^53, each valid: their sum passes u64.
+    let huge = vec![(None, 1u64 << 53); 2049];
+    assert_err(rec.record_many(&huge), "validation_error", Some("count"));
+    // Nothing of it was counted, here or (on PostgreSQL) in the lease.
+    assert_eq!(db.check_quota(&org, 1).unwrap().used, 6);
+    db.flush().unwrap();
+    let stored = db
+        .get_organization(&Actor::System, &org)
+        .unwrap()
+        .usage
+        .monthly_requests;
+    assert_eq!(stored, 5);
+    assert_sound(&db);
+}
+
+#[test]
 fn a_recorder_rolls_over_months_and_stops_with_its_organization_or_resource() {
     let (db, clock) = db();
     let (org, owner) = org(&db, "Acme", "free");

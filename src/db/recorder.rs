@@ -87,7 +87,8 @@ impl UsageRecorder {
     ///
     /// # Errors
     /// `validation_error` (`events`: 1 to 10 000 of them; `events[i].count`: 1 to 2^53;
-    /// `events[i].resource_id`: empty), `not_found` (the organization was deleted, or a
+    /// `events[i].resource_id`: empty; `count`: the month's total would pass 2^64, on an
+    /// unlimited plan), `not_found` (the organization was deleted, or a
     /// resource is not live in it), `quota_exceeded`, `storage_error`.
     pub fn record_many(&self, events: &[(Option<&str>, u64)]) -> Result<UsageReceipt> {
         self.db.admit_recorded_many(&self.org, events)

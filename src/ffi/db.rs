@@ -990,7 +990,8 @@ impl UsageRecorder {
     ///
     /// # Errors
     /// `validation_error` (`resource_ids`: 1 to 10 000, no line breaks in an id;
-    /// `resource_ids[i]`: empty; `counts`: not one per id; `counts[i]`: 1 to 2^53),
+    /// `resource_ids[i]`: empty; `counts`: not one per id, or a month's total past 2^64;
+    /// `counts[i]`: 1 to 2^53),
     /// `not_found`, `quota_exceeded` (nothing is recorded), `storage_error`.
     #[uniffi::method(default(counts = None))]
     pub fn record_many(
@@ -1031,8 +1032,9 @@ impl UsageRecorder {
     }
 }
 
-/// The Rust recorder names a batch's fields `events[i].count` and `events[i].resource_id`;
-/// the bindings take two lists, `resource_ids` and `counts`.
+/// The Rust recorder names a batch's fields `events[i].count` and `events[i].resource_id`
+/// (and `count` for a sum past 2^64); the bindings take two lists, `resource_ids` and
+/// `counts`.
 fn batch_fields(err: Error) -> Error {
     match err {
         Error::Validation { message, details } => {
@@ -1040,6 +1042,8 @@ fn batch_fields(err: Error) -> Error {
                 .into_iter()
                 .map(|(field, reason)| {
                     let field = match field.strip_prefix("events") {
+                        // The month's total would pass 2^64 (an unlimited organization).
+                        None if field == "count" => "counts".to_owned(),
                         Some("") => "resource_ids".to_owned(),
                         Some(rest) => match rest.rsplit_once('.') {
                             Some((index, "count")) => format!("counts{index}"),

@@ -124,22 +124,22 @@ impl Leases {
         orgs: &mut HashMap<String, OrgLease>,
     ) -> Result<Vec<UsageReceipt>> {
         let mut columns = Vec::with_capacity(events.len());
-        let mut count: u64 = 0;
+        // The batch's sum, checked: `None` once it passes u64 (then nothing is admitted).
+        let mut count = Some(0u64);
         for e in events {
             columns.push(match e.resource {
                 None => None,
                 Some(id) => Some(self.column(store, org, id, orgs)?),
             });
-            count = count.saturating_add(e.count);
+            count = count.and_then(|c| c.checked_add(e.count));
         }
         let l = orgs.get_mut(org).ok_or_else(not_loaded)?;
-        if l.base.saturating_add(l.used).checked_add(count).is_none() {
-            return Err(super::admit::overflow(
-                l.limit,
-                l.base.saturating_add(l.used),
-                count,
-            ));
-        }
+        let total = l.base.checked_add(l.used);
+        let Some(count) = count.filter(|c| total.and_then(|t| t.checked_add(*c)).is_some()) else {
+            let used = total.unwrap_or(u64::MAX);
+            let asked = count.unwrap_or(u64::MAX);
+            return Err(super::admit::overflow(l.limit, used, asked));
+        };
         let fits = |l: &OrgLease| {
             l.limit.is_none()
                 || (Instant::now() < l.deadline && l.used.saturating_add(count) <= l.reserved)

@@ -328,13 +328,21 @@ fun jsonVariants(env: Env) {
 }
 
 fun timestampsAreExact(env: Env) {
-    val instants = listOf("2024-01-15T10:30:00.000001Z", "2150-06-07T08:09:10.123457Z", "1969-12-31T23:59:59.999999Z", "1800-01-01T00:00:00.000001Z")
+    val instants = listOf(
+        "2024-01-15T10:30:00.000001Z", "2150-06-07T08:09:10.123457Z", "1969-12-31T23:59:59.999999Z",
+        "1800-01-01T00:00:00.000001Z", "2300-01-01T00:00:00Z", "1600-01-01T00:00:00.5Z",
+    )
     for ((i, text) in instants.withIndex()) {
         val at = Instant.parse(text)
         env.clock.set(at)
         eq(env.db.now(), at, "now $text")
         eq(env.user("T$i").createdAt, at, "created_at $text")
     }
+    // A finer instant is rounded towards the past, before 1970 too.
+    env.clock.set(Instant.parse("1969-12-31T23:59:59.9999995Z"))
+    eq(env.db.now(), Instant.parse("1969-12-31T23:59:59.999999Z"), "floored before 1970")
+    env.clock.set(Instant.parse("2024-01-15T10:30:00.0000019Z"))
+    eq(env.db.now(), Instant.parse("2024-01-15T10:30:00.000001Z"), "floored after 1970")
 }
 
 fun updateOrganizationPatch(env: Env) {

@@ -1,6 +1,7 @@
 """The package's faster runtime (orgdb/_runtime.py) in place of UniFFI's: in place, and every
 value and error crossing the boundary exactly as UniFFI's own runtime carries it."""
 
+import types
 from datetime import datetime, timezone
 
 import pytest
@@ -30,6 +31,12 @@ def both(call, *args):
 
 def test_the_fast_runtime_is_in_place():
     assert orgdb.FAST_RUNTIME is True
+    assert _runtime.fits(_generated)
+    # A module without the expected pieces (another UniFFI version) is left alone.
+    assert not _runtime.fits(types.SimpleNamespace())
+    partial = types.SimpleNamespace(**{n: getattr(_generated, n) for n in _runtime._EXPECTED})
+    partial._UniffiFfiConverterString = type("S", (), {"lift": None, "lower": None})
+    assert not _runtime.fits(partial)
     assert _generated._uniffi_rust_call_with_error.__module__ == "orgdb._runtime"
     with _runtime.generated_runtime(_generated):
         assert _generated._uniffi_rust_call_with_error.__module__ != "orgdb._runtime"

@@ -196,11 +196,23 @@ class _Writer:
         self.out += _SIZE_T.pack(v)
 
 
+def fits(gen):
+    """Whether `gen` has every piece `install` replaces, where it expects them."""
+    if not all(hasattr(gen, name) for name in _EXPECTED):
+        return False
+    members = {
+        "_UniffiRustBuffer": ("alloc", "free", "consume_with_stream", "read_with_stream"),
+        "_UniffiConverterRustBuffer": ("lift", "lower"),
+        "_UniffiFfiConverterString": ("lift", "lower", "read"),
+    }
+    return all(m in vars(getattr(gen, c)) for c, ms in members.items() for m in ms)
+
+
 def install(gen):
     """Replaces the runtime pieces of the generated module `gen`; whether it did."""
     if _originals:
         return True
-    if not all(hasattr(gen, name) for name in _EXPECTED):
+    if not fits(gen):
         return False
     buffer_type = gen._UniffiRustBuffer
     status_type = gen._UniffiRustCallStatus
