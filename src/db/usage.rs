@@ -2,13 +2,13 @@
 
 use super::UsageRecorder;
 use crate::authz::Actor;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ledger::{Admit, Mode, OrgHandle};
 use crate::model::usage::{
     CorrectedUsage, UsageCorrection, UsageEvent, UsageQuery, UsageReceipt, UsageReport,
 };
 use crate::ops;
-use crate::ops::usage::{validate_count, PruneReport};
+use crate::ops::usage::PruneReport;
 use crate::ops::Ctx;
 
 use super::Db;
@@ -183,29 +183,11 @@ impl Db {
         org: &str,
         events: &[(Option<&str>, u64)],
     ) -> Result<UsageReceipt> {
-        let mut validator = crate::validate::Validator::new();
-        if events.is_empty() || events.len() > ops::usage::BATCH_MAX {
-            let max = ops::usage::BATCH_MAX;
-            validator.fail("events", format!("Must hold 1 to {max} events"));
-        }
         let now = self.inner.opts.clock.now_micros();
-        let mut admits = Vec::with_capacity(events.len());
-        for (i, &(resource, count)) in events.iter().enumerate() {
-            if validate_count(count).is_err() {
-                validator.fail(&format!("events[{i}].count"), "Must be between 1 and 2^53");
-            }
-            let resource = resource.map(str::trim);
-            if resource == Some("") {
-                validator.fail(&format!("events[{i}].resource_id"), "Must not be empty");
-            }
-            admits.push(Admit::keyless(resource, count, now));
-        }
-        validator.finish()?;
+        let admits = ops::usage::validate_keyless_batch(events, now)?;
         let ctx = self.ctx();
         let mut receipts = self.admit(&ctx, org, &admits, Mode::Buffered)?;
-        receipts
-            .pop()
-            .ok_or_else(|| Error::storage("admission returned no receipt"))
+        receipts.pop().ok_or_else(crate::ledger::no_receipt)
     }
 
     fn admit(

@@ -113,16 +113,10 @@ impl Ledger {
         event: &Admit<'_>,
         mode: Mode,
     ) -> Result<(UsageReceipt, Option<u64>)> {
-        if let Some(shared) = &self.shared {
-            if mode == Mode::Buffered && event.key.is_none() {
-                let one = std::slice::from_ref(event);
-                if let Some(done) = shared.leases.admit(store, env, org, one) {
-                    let receipt = done?.pop().ok_or_else(no_receipt)?;
-                    return Ok((receipt, None));
-                }
-            }
-            let mut receipts = shared.admit(store, env, org, std::slice::from_ref(event), mode)?;
-            let receipt = receipts.pop().ok_or_else(no_receipt)?;
+        if self.shared.is_some() {
+            // The shared path has no single-event shortcut: the batch path, with one event.
+            let mut outcome = self.admit(store, env, org, std::slice::from_ref(event), mode)?;
+            let receipt = outcome.receipts.pop().ok_or_else(no_receipt)?;
             return Ok((receipt, None));
         }
         loop {
@@ -370,7 +364,7 @@ pub(super) fn receipt(duplicate: bool, used: u64, limit: Option<u64>) -> UsageRe
     }
 }
 
-fn no_receipt() -> Error {
+pub(crate) fn no_receipt() -> Error {
     Error::storage("admission returned no receipt")
 }
 

@@ -25,6 +25,7 @@ use crate::store::journal::{Cursor, Journal};
 use crate::store::{day_number, Backend, DayRow, OrgRecord, Writes};
 
 mod admit;
+pub(crate) use admit::no_receipt;
 mod fold;
 mod lease;
 mod shared;

@@ -35,9 +35,7 @@ fn validate_event<'a>(
     prefix: &str,
     e: &'a UsageEvent,
 ) -> Admit<'a> {
-    if e.count == 0 || e.count > COUNT_MAX {
-        validator.fail(&format!("{prefix}count"), "Must be between 1 and 2^53");
-    }
+    check_count(validator, prefix, e.count);
     // Most events carry no time: they are now, and inside the window by definition.
     let at = match e.at {
         None => ctx.now,
@@ -60,10 +58,7 @@ fn validate_event<'a>(
             validator.token_text(&format!("{prefix}idempotency_key"), k, KEY_MAX);
         }
     }
-    let resource = e.resource_id.as_deref().map(str::trim);
-    if resource == Some("") {
-        validator.fail(&format!("{prefix}resource_id"), "Must not be empty");
-    }
+    let resource = check_resource(validator, prefix, e.resource_id.as_deref());
     let (day, month) = day_and_month(at);
     Admit {
         resource,
@@ -82,11 +77,56 @@ pub(crate) fn validate_one<'a>(ctx: &Ctx, e: &'a UsageEvent) -> Result<Admit<'a>
     Ok(admit)
 }
 
-pub(crate) fn validate_batch<'a>(ctx: &Ctx, events: &'a [UsageEvent]) -> Result<Vec<Admit<'a>>> {
-    let mut validator = Validator::new();
-    if events.is_empty() || events.len() > BATCH_MAX {
+fn check_count(validator: &mut Validator, prefix: &str, count: u64) {
+    if count == 0 || count > COUNT_MAX {
+        validator.fail(&format!("{prefix}count"), "Must be between 1 and 2^53");
+    }
+}
+
+/// The resource id trimmed; an empty one fails.
+fn check_resource<'a>(
+    validator: &mut Validator,
+    prefix: &str,
+    id: Option<&'a str>,
+) -> Option<&'a str> {
+    let resource = id.map(str::trim);
+    if resource == Some("") {
+        validator.fail(&format!("{prefix}resource_id"), "Must not be empty");
+    }
+    resource
+}
+
+fn check_batch_size(validator: &mut Validator, len: usize) {
+    if len == 0 || len > BATCH_MAX {
         validator.fail("events", format!("Must hold 1 to {BATCH_MAX} events"));
     }
+}
+
+/// Validates a recorder's batch (`UsageRecorder::record_many`): events without keys, all at
+/// `now_micros`, by the rules `validate_batch` applies to what they carry.
+pub(crate) fn validate_keyless_batch<'a>(
+    events: &[(Option<&'a str>, u64)],
+    now_micros: i64,
+) -> Result<Vec<Admit<'a>>> {
+    let mut validator = Validator::new();
+    check_batch_size(&mut validator, events.len());
+    let admits = events
+        .iter()
+        .enumerate()
+        .map(|(i, &(resource, count))| {
+            let prefix = format!("events[{i}].");
+            check_count(&mut validator, &prefix, count);
+            let resource = check_resource(&mut validator, &prefix, resource);
+            Admit::keyless(resource, count, now_micros)
+        })
+        .collect();
+    validator.finish()?;
+    Ok(admits)
+}
+
+pub(crate) fn validate_batch<'a>(ctx: &Ctx, events: &'a [UsageEvent]) -> Result<Vec<Admit<'a>>> {
+    let mut validator = Validator::new();
+    check_batch_size(&mut validator, events.len());
     let admits = events
         .iter()
         .enumerate()
