@@ -34,7 +34,9 @@ def test_the_fast_runtime_is_in_place():
     assert _runtime.fits(_generated)
     # A module without the expected pieces (another UniFFI version) is left alone.
     assert not _runtime.fits(types.SimpleNamespace())
-    partial = types.SimpleNamespace(**{n: getattr(_generated, n) for n in _runtime._EXPECTED})
+    names = {name or attr for name, attr in _runtime._PLACES + _runtime._USED}
+    partial = types.SimpleNamespace(**{n: getattr(_generated, n) for n in names})
+    assert _runtime.fits(partial)
     partial._UniffiFfiConverterString = type("S", (), {"lift": None, "lower": None})
     assert not _runtime.fits(partial)
     assert _generated._uniffi_rust_call_with_error.__module__ == "orgdb._runtime"

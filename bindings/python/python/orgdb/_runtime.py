@@ -26,16 +26,25 @@ import contextlib
 import ctypes
 import struct
 
-# The pieces of the generated module this replaces, and what each must be.
-_EXPECTED = (
-    "_UniffiRustBuffer",
-    "_UniffiRustCallStatus",
-    "_UniffiConverterRustBuffer",
-    "_UniffiFfiConverterString",
-    "_uniffi_rust_call_with_error",
-    "_uniffi_rust_call",
-    "_uniffi_check_call_status",
-    "InternalError",
+# What `install` replaces: (the class holding it, or None for the module itself, attribute).
+_PLACES = (
+    ("_UniffiConverterRustBuffer", "lift"),
+    ("_UniffiConverterRustBuffer", "lower"),
+    ("_UniffiFfiConverterString", "lift"),
+    ("_UniffiFfiConverterString", "lower"),
+    ("_UniffiFfiConverterString", "read"),
+    ("_UniffiRustBuffer", "consume_with_stream"),
+    ("_UniffiRustBuffer", "read_with_stream"),
+    (None, "_uniffi_rust_call_with_error"),
+    (None, "_uniffi_rust_call"),
+)
+# What the replacements use from the generated module without replacing it.
+_USED = (
+    ("_UniffiRustBuffer", "alloc"),
+    ("_UniffiRustBuffer", "free"),
+    (None, "_UniffiRustCallStatus"),
+    (None, "_uniffi_check_call_status"),
+    (None, "InternalError"),
 )
 
 _I8 = struct.Struct(">b")
@@ -196,16 +205,26 @@ class _Writer:
         self.out += _SIZE_T.pack(v)
 
 
+def _holder(gen, name):
+    return gen if name is None else getattr(gen, name, None)
+
+
 def fits(gen):
-    """Whether `gen` has every piece `install` replaces, where it expects them."""
-    if not all(hasattr(gen, name) for name in _EXPECTED):
-        return False
-    members = {
-        "_UniffiRustBuffer": ("alloc", "free", "consume_with_stream", "read_with_stream"),
-        "_UniffiConverterRustBuffer": ("lift", "lower"),
-        "_UniffiFfiConverterString": ("lift", "lower", "read"),
-    }
-    return all(m in vars(getattr(gen, c)) for c, ms in members.items() for m in ms)
+    """Whether `gen` has every piece `install` replaces or uses, where it expects them."""
+    for name, attr in _PLACES + _USED:
+        holder = _holder(gen, name)
+        if holder is None or attr not in vars(holder):
+            return False
+    return True
+
+
+def _current(gen):
+    return {(name, attr): vars(_holder(gen, name))[attr] for name, attr in _PLACES}
+
+
+def _apply(gen, pieces):
+    for (name, attr), value in pieces.items():
+        setattr(_holder(gen, name), attr, value)
 
 
 def install(gen):
@@ -292,57 +311,26 @@ def install(gen):
                 f"junk data left in buffer at end of read_with_stream {stream.remaining()}"
             )
 
-    converter = gen._UniffiConverterRustBuffer
-    string = gen._UniffiFfiConverterString
-    _originals.update(
-        buffer_lift=converter.__dict__["lift"],
-        buffer_lower=converter.__dict__["lower"],
-        string_lift=string.__dict__["lift"],
-        string_lower=string.__dict__["lower"],
-        string_read=string.__dict__["read"],
-        consume_with_stream=buffer_type.__dict__["consume_with_stream"],
-        read_with_stream=buffer_type.__dict__["read_with_stream"],
-        rust_call_with_error=gen._uniffi_rust_call_with_error,
-        rust_call=gen._uniffi_rust_call,
+    _originals.update(_current(gen))
+    _apply(
+        gen,
+        {
+            ("_UniffiConverterRustBuffer", "lift"): classmethod(lift_buffer),
+            ("_UniffiConverterRustBuffer", "lower"): classmethod(lower_buffer),
+            ("_UniffiFfiConverterString", "lift"): staticmethod(lift_string),
+            ("_UniffiFfiConverterString", "lower"): staticmethod(lower_string),
+            ("_UniffiFfiConverterString", "read"): staticmethod(read_string),
+            ("_UniffiRustBuffer", "consume_with_stream"): consume_with_stream,
+            ("_UniffiRustBuffer", "read_with_stream"): read_with_stream,
+            (None, "_uniffi_rust_call_with_error"): rust_call_with_error,
+            (None, "_uniffi_rust_call"): rust_call,
+        },
     )
-    converter.lift = classmethod(lift_buffer)
-    converter.lower = classmethod(lower_buffer)
-    string.lift = staticmethod(lift_string)
-    string.lower = staticmethod(lower_string)
-    string.read = staticmethod(read_string)
-    buffer_type.consume_with_stream = consume_with_stream
-    buffer_type.read_with_stream = read_with_stream
-    gen._uniffi_rust_call_with_error = rust_call_with_error
-    gen._uniffi_rust_call = rust_call
-    _replaced.update(
-        buffer_lift=converter.__dict__["lift"],
-        buffer_lower=converter.__dict__["lower"],
-        string_lift=string.__dict__["lift"],
-        string_lower=string.__dict__["lower"],
-        string_read=string.__dict__["read"],
-        consume_with_stream=consume_with_stream,
-        read_with_stream=read_with_stream,
-        rust_call_with_error=rust_call_with_error,
-        rust_call=rust_call,
-    )
+    _replaced.update(_current(gen))
     return True
 
 
 _replaced = {}
-
-
-def _apply(gen, pieces):
-    converter = gen._UniffiConverterRustBuffer
-    string = gen._UniffiFfiConverterString
-    converter.lift = pieces["buffer_lift"]
-    converter.lower = pieces["buffer_lower"]
-    string.lift = pieces["string_lift"]
-    string.lower = pieces["string_lower"]
-    string.read = pieces["string_read"]
-    gen._UniffiRustBuffer.consume_with_stream = pieces["consume_with_stream"]
-    gen._UniffiRustBuffer.read_with_stream = pieces["read_with_stream"]
-    gen._uniffi_rust_call_with_error = pieces["rust_call_with_error"]
-    gen._uniffi_rust_call = pieces["rust_call"]
 
 
 @contextlib.contextmanager
