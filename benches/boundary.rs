@@ -4,21 +4,21 @@
 //! table; on its own:
 //!
 //! ```sh
-//! cargo bench --bench boundary -- [--rounds N] [--seconds S]
+//! cargo bench --bench boundary -- [--rounds N] [--seconds S] [--workload NAME[,NAME]] [--list]
 //! ```
 //!
 //! Prints one line per workload and round: `RATE <workload> <calls or events per second>`.
 //! The JSON rows are the Rust call and `orgdb::json::ok_text` / `page_text`, which is what the
 //! bindings' `*_json` calls run.
 
-// Only the timing helpers of the shared harness are used here.
+// Only the command line and timing helpers of the shared harness are used here.
 #[allow(dead_code)]
 mod common;
 
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use common::{from_cargo_bench, timed};
+use common::{from_cargo_bench, timed, Cli, Config};
 use orgdb::{
     json, Actor, Db, ManualClock, MemberQuery, NewOrganization, NewUser, Options, ResourceKind,
     UsageEvent, UsageQuery,
@@ -27,6 +27,27 @@ use orgdb::{
 const MEMBERS: usize = 31;
 const MCPS: usize = 10;
 const BATCH: usize = 1000;
+
+const WORKLOADS: &[(&str, &str)] = &[
+    ("get_organization", "the typed call"),
+    ("get_organization_json", "the call, then json::ok_text"),
+    ("list_members_page1", "a page of 20 of the 31 members"),
+    ("list_members_page1_json", "the page, then json::page_text"),
+    ("usage_report", "the month's report over 10 MCP servers"),
+    ("usage_report_json", "the report, then json::ok_text"),
+    ("recorder_record", "UsageRecorder::record of one event"),
+    (
+        "recorder_record_many",
+        "UsageRecorder::record_many of 1 000 events (events a second)",
+    ),
+];
+
+const CLI: Cli = Cli {
+    name: "boundary bench",
+    usage: "usage: cargo bench --bench boundary -- [--rounds N] [--seconds S] \
+            [--workload NAME[,NAME]] [--list]",
+    workloads: WORKLOADS,
+};
 
 /// The benchmark's data, as `Bench.kt` (and `bindings/python/bench.py`) build it: an
 /// enterprise organization of 31 members with 10 MCP servers and a month of usage.
@@ -96,21 +117,26 @@ fn main() {
     if !from_cargo_bench("boundary") {
         return;
     }
-    let mut rounds = 3u32;
-    let mut seconds = 1.0f64;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| {
-            args.next()
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or_else(|| panic!("{name} takes a number"))
-        };
-        match arg.as_str() {
-            "--rounds" => rounds = value("--rounds") as u32,
-            "--seconds" => seconds = value("--seconds"),
-            _ => {}
+    // `read` is how long each workload runs a round (`--seconds`).
+    let defaults = Config {
+        rounds: 3,
+        durable: Duration::ZERO,
+        read: Duration::from_secs(1),
+        probe: Duration::ZERO,
+        accept_per_round: 0,
+        only: Vec::new(),
+        keep: false,
+        own: (),
+    };
+    let cfg = CLI.parse(defaults, |cfg, flag, value| {
+        if flag != "--seconds" {
+            return false;
         }
-    }
+        let seconds: f64 = CLI.number(flag, value(flag));
+        cfg.read = Duration::try_from_secs_f64(seconds)
+            .unwrap_or_else(|_| CLI.exit("--seconds needs a positive number"));
+        true
+    });
     let dir = tempfile::tempdir().expect("temporary directory");
     let fx = fixture(&dir.path().join("boundary.redb")).expect("fixture");
     let (db, owner, org) = (&fx.db, &fx.owner, fx.org.as_str());
@@ -123,10 +149,9 @@ fn main() {
     let batch: Vec<(Option<&str>, u64)> = (0..BATCH)
         .map(|i| (Some(fx.mcps[i % MCPS].as_str()), 1))
         .collect();
-    let dur = Duration::from_secs_f64(seconds);
 
     type Op<'a> = Box<dyn FnMut(u64) -> Option<bool> + 'a>;
-    let workloads: Vec<(&str, f64, Op)> = vec![
+    let mut workloads: Vec<(&str, f64, Op)> = vec![
         (
             "get_organization",
             1.0,
@@ -180,10 +205,10 @@ fn main() {
             Box::new(|_| Some(recorder.record_many(&batch).is_ok())),
         ),
     ];
-    let mut workloads = workloads;
-    for _ in 0..rounds {
+    workloads.retain(|(name, _, _)| cfg.wants(name));
+    for _ in 0..cfg.rounds {
         for (name, per_call, op) in workloads.iter_mut() {
-            let rate = timed(dur, 16, op) * *per_call;
+            let rate = timed(cfg.read, 16, op) * *per_call;
             println!("RATE {name} {rate:.0}");
         }
     }
