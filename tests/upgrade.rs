@@ -17,7 +17,7 @@
 //! code (other ids), with `expected.jsonl`, its export at the time: both layouts must open to
 //! exactly that export (in today's export format), and page their invitations through the
 //! version-3 indexes. Fixtures of version 3 (`tests/fixtures/v3/`): the same, written by the
-//! version-3 code.
+//! version-3 code, and of version 4 (`tests/fixtures/v4/`), by the version-4 code.
 //!
 //! Write fixtures of today's format (only when the format changes on purpose, into a new
 //! `vN` directory, keeping the old ones and their tests): `ORGDB_WRITE_FIXTURE=1
@@ -37,6 +37,9 @@ use orgdb::{
 
 /// The schema version this build writes.
 const CURRENT: u64 = 4;
+
+/// The export format this build writes (the header's `schema_version`).
+const EXPORT_FORMAT: u64 = 2;
 
 // What the generator wrote into the version-1 fixtures (printed by `write_fixture`).
 const OLIVIA: &str = "user_01HKS9K4M07MX2BT4XFPGJK2HW";
@@ -129,7 +132,7 @@ fn write_fixture() {
         .map(PathBuf::from)
         .expect("ORGDB_FIXTURE_DIR: a new directory, e.g. tests/fixtures/v2");
     assert!(
-        !["v1", "v2", "v3"]
+        !["v1", "v2", "v3", "v4"]
             .iter()
             .any(|v| out.ends_with(format!("fixtures/{v}"))),
         "the fixtures of older versions are kept as they are"
@@ -885,7 +888,7 @@ fn expected_export(version: u64) -> Vec<serde_json::Value> {
         .map(|line| {
             let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
             match v["type"].as_str() {
-                Some("header") => v["data"]["schema_version"] = 2.into(),
+                Some("header") => v["data"]["schema_version"] = EXPORT_FORMAT.into(),
                 Some("membership") => {
                     v["data"]["status"] = "active".into();
                     v["data"]["deactivated_at"] = serde_json::Value::Null;
@@ -1012,6 +1015,11 @@ fn v3_files_migrate_to_the_current_version_with_their_exact_content() {
     migrates_with_exact_content(3);
 }
 
+#[test]
+fn v4_files_migrate_to_the_current_version_with_their_exact_content() {
+    migrates_with_exact_content(4);
+}
+
 /// A version-3 file takes deactivation at once: a deactivated member moves to the new
 /// indexes, frees a seat, and the file checks clean, closed and opened again.
 #[test]
@@ -1067,6 +1075,8 @@ fn the_fixtures_are_small() {
         "v2/crashed",
         "v3/clean",
         "v3/crashed",
+        "v4/clean",
+        "v4/crashed",
     ] {
         let dir = fixture_root().join(layout);
         for entry in std::fs::read_dir(&dir).unwrap() {
