@@ -48,7 +48,8 @@ pub enum Error {
     /// A limit would be passed.
     #[error("{quota} limit exceeded: limit {limit}, used {used}, requested {requested}")]
     QuotaExceeded {
-        /// The limit's name (`team_members`, `mcps`, `api_keys`, `monthly_requests`).
+        /// The limit's name (`team_members`, `mcps`, `api_keys`, `monthly_requests`,
+        /// `projects`).
         quota: String,
         /// The limit in force.
         limit: u64,

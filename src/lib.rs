@@ -64,6 +64,9 @@ pub use authz::Actor;
 pub use db::{Db, UsageRecorder};
 pub use error::{Details, Error, Result};
 pub use model::audit::AuditEvent;
+pub use model::entitlement::{
+    Entitlement, EntitlementKind, EntitlementSource, EntitlementValue, SEED_LIMITS,
+};
 pub use model::invitation::{
     CreatedInvitation, Invitation, InvitationPreview, InvitationQuery, InvitationStatus,
     NewInvitation, PendingInvitation,
@@ -78,7 +81,7 @@ pub use model::org::{
 };
 pub use model::page::{ListQuery, Page, Pagination};
 pub use model::permission::{Action, Permissions};
-pub use model::plan::PlanCatalog;
+pub use model::plan::{Plan, PlanCatalog};
 pub use model::project::{
     NewProject, Project, ProjectMember, ProjectMembership, ProjectPatch, UserProject,
 };

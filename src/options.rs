@@ -92,7 +92,7 @@ pub struct Options {
     pub invitation_lifetime: TimeDelta,
     /// Invite URL with `{token}` where the token goes.
     pub invite_url_template: String,
-    /// Plan name → limits.
+    /// Plan name → what the plan grants (limits, named limits, features).
     pub plans: PlanCatalog,
     /// Slugs no organization may take.
     pub reserved_slugs: Vec<String>,
@@ -155,6 +155,9 @@ impl Options {
                 "default_plan",
                 "Must name a plan of the catalog",
             ));
+        }
+        if let Some(problem) = self.plans.problem() {
+            return Err(Error::invalid("plans", problem));
         }
         if !self.invite_url_template.contains("{token}") {
             return Err(Error::invalid(

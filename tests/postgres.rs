@@ -118,7 +118,7 @@ fn tables_are_plain_and_readable_by_an_operator() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(version, 3);
+    assert_eq!(version, PG_CURRENT);
     // The change feed is numbered per organization, from 1, without gaps.
     let seqs: Vec<i64> = client
         .query(
@@ -205,7 +205,7 @@ fn a_version_1_database_is_upgraded_on_open() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(version, 3);
+    assert_eq!(version, PG_CURRENT);
     // Leases work on the upgraded database, and the data is all there.
     db.usage_recorder(&org).unwrap().record(None, 5).unwrap();
     db.flush().unwrap();
@@ -250,10 +250,10 @@ fn a_version_1_database_is_upgraded_on_open() {
 }
 
 /// The schema version this build writes on PostgreSQL.
-const PG_CURRENT: i64 = 3;
+const PG_CURRENT: i64 = 4;
 
 /// The export format this build writes (the header's `schema_version`).
-const EXPORT_FORMAT: u64 = 2;
+const EXPORT_FORMAT: u64 = 3;
 
 /// `tests/fixtures/pg-vN/`: a database written by schema version N (`orgdb demo`, dumped with
 /// `pg_dump --inserts`) and its export at the time. Restored into a new schema and opened, it
@@ -346,6 +346,12 @@ fn migrates_from_fixture(version: i64) {
         db.deactivate_member(&Actor::System, &org, &orgdb::MemberRef::User(bob.id))
             .unwrap();
     }
+    // The migration to version 4 made the overrides table.
+    let on = orgdb::EntitlementValue::Feature { enabled: true };
+    let sso = db
+        .set_entitlement_override(&Actor::System, &org, "sso", Some(&on))
+        .unwrap();
+    assert_eq!(sso.source, orgdb::EntitlementSource::Override);
     assert_sound(&db);
 }
 

@@ -2,7 +2,7 @@
 //! current code, which migrates them one version at a time (1 → 2: pending invitation entries
 //! carry their expiry, counted member indexes; 2 → 3: invitation status and project indexes,
 //! counted invitation indexes; 3 → 4: member deactivation, the indexes of deactivated
-//! members); a file claiming a newer schema is refused.
+//! members; 4 → 5: the entitlement overrides table); a file claiming a newer schema is refused.
 //!
 //! Fixtures of version 1 (`tests/fixtures/v1/`), written once by `write_fixture` below:
 //! - `clean/orgdb.redb`: the database after a clean close (every usage event folded in).
@@ -36,10 +36,10 @@ use orgdb::{
 };
 
 /// The schema version this build writes.
-const CURRENT: u64 = 4;
+const CURRENT: u64 = 5;
 
 /// The export format this build writes (the header's `schema_version`).
-const EXPORT_FORMAT: u64 = 2;
+const EXPORT_FORMAT: u64 = 3;
 
 // What the generator wrote into the version-1 fixtures (printed by `write_fixture`).
 const OLIVIA: &str = "user_01HKS9K4M07MX2BT4XFPGJK2HW";
@@ -1063,6 +1063,38 @@ fn a_migrated_v3_file_deactivates_and_reactivates() {
             .team_members,
         before.usage.team_members
     );
+    assert!(db.check().unwrap().is_ok());
+}
+
+/// A version-4 file takes entitlement overrides at once (the migration made their table),
+/// and keeps them across a reopen.
+#[test]
+fn a_migrated_v4_file_takes_entitlement_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = open_fixture(4, "crashed", dir.path());
+    let org = db
+        .get_organization_by_slug(&Actor::System, "acme-corp")
+        .unwrap()
+        .organization
+        .id;
+    assert_eq!(
+        db.entitlement(&Actor::System, &org, "beta_ui")
+            .unwrap_err()
+            .code(),
+        "not_found"
+    );
+    let on = orgdb::EntitlementValue::Feature { enabled: true };
+    db.set_entitlement_override(&Actor::System, &org, "beta_ui", Some(&on))
+        .unwrap();
+    drop(db);
+    let db = Db::open_with(
+        dir.path().join("orgdb.redb"),
+        opts(&ManualClock::new(t_end())),
+    )
+    .unwrap();
+    let beta = db.entitlement(&Actor::System, &org, "beta_ui").unwrap();
+    assert!(beta.has_access);
+    assert_eq!(beta.source, orgdb::EntitlementSource::Override);
     assert!(db.check().unwrap().is_ok());
 }
 

@@ -3,6 +3,7 @@
 //! one, one per area (as in `ops/`).
 
 mod audit;
+mod entitlements;
 mod invitations;
 mod maintenance;
 mod members;

@@ -10,10 +10,11 @@ use crate::ops;
 use super::Db;
 
 impl Db {
-    /// Creates a project (admins and owners).
+    /// Creates a project (admins and owners). When the plan or an override sets the
+    /// `projects` limit, an organization at it is refused.
     ///
     /// # Errors
-    /// `forbidden`, `validation_error`.
+    /// `forbidden`, `validation_error`, `quota_exceeded` (`projects`).
     pub fn create_project(&self, actor: &Actor, org: &str, new: &NewProject) -> Result<Project> {
         self.write(|tx, ctx| ops::projects::create(tx, ctx, actor, org, new))
     }

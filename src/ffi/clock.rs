@@ -69,6 +69,17 @@ pub enum Durability {
     Eventual,
 }
 
+/// What a plan grants beyond the four seed limits.
+#[derive(Debug, Clone, Default, uniffi::Record)]
+pub struct PlanEntitlements {
+    /// Features the plan includes (`sso`…).
+    #[uniffi(default)]
+    pub features: Vec<String>,
+    /// Named limits (`projects`…): name → at most this many, null for unlimited.
+    #[uniffi(default)]
+    pub limits: HashMap<String, Option<u64>>,
+}
+
 /// Settings of a database handle; every null field keeps its default.
 #[derive(Debug, Clone, Default, uniffi::Record)]
 pub struct Options {
@@ -85,6 +96,11 @@ pub struct Options {
     /// `default_plan` too when the new catalog has no `free`.
     #[uniffi(default)]
     pub plans: Option<HashMap<String, Limits>>,
+    /// Plan name → its features and named limits (`projects`…), for plans of the catalog
+    /// (`plans`, or the default one); plans not named here have none beyond the default
+    /// catalog's.
+    #[uniffi(default)]
+    pub plan_entitlements: Option<HashMap<String, PlanEntitlements>>,
     /// Plan given to organizations created without one (`free`).
     #[uniffi(default)]
     pub default_plan: Option<String>,
@@ -126,7 +142,20 @@ impl TryFrom<Options> for crate::Options {
             opts.invite_url_template = template;
         }
         if let Some(plans) = o.plans {
-            opts.plans.plans = plans.into_iter().collect();
+            opts.plans.plans = plans
+                .into_iter()
+                .map(|(name, limits)| (name, crate::Plan::from(limits)))
+                .collect();
+        }
+        for (name, extra) in o.plan_entitlements.unwrap_or_default() {
+            let plan = opts.plans.plans.get_mut(&name).ok_or_else(|| {
+                invalid(
+                    "plan_entitlements",
+                    &format!("{name:?} is not a plan of the catalog"),
+                )
+            })?;
+            plan.features = extra.features.into_iter().collect();
+            plan.named_limits = extra.limits.into_iter().collect();
         }
         if let Some(plan) = o.default_plan {
             opts.plans.default_plan = plan;

@@ -15,12 +15,13 @@ use super::records::{
 };
 use crate::model::transfer::ImportReport;
 use crate::{
-    AuditEvent, CorrectedUsage, CreatedInvitation, Db, Error, Invitation, InvitationPreview,
-    InvitationQuery, ListQuery, Member, MemberQuery, MemberRef, Membership, NewInvitation,
-    NewOrganization, NewProject, NewUser, Organization, OrganizationDetails, OrganizationSettings,
-    OrganizationWithMembership, PendingInvitation, Permissions, Project, ProjectMember,
-    RemovedMember, Resource, ResourceKind, SlugCheck, UsageCorrection, UsageEvent, UsageReceipt,
-    UsageReport, User, UserPatch, UserProject, UserWithOrganization,
+    AuditEvent, CorrectedUsage, CreatedInvitation, Db, Entitlement, EntitlementValue, Error,
+    Invitation, InvitationPreview, InvitationQuery, ListQuery, Member, MemberQuery, MemberRef,
+    Membership, NewInvitation, NewOrganization, NewProject, NewUser, Organization,
+    OrganizationDetails, OrganizationSettings, OrganizationWithMembership, PendingInvitation,
+    Permissions, Project, ProjectMember, RemovedMember, Resource, ResourceKind, SlugCheck,
+    UsageCorrection, UsageEvent, UsageReceipt, UsageReport, User, UserPatch, UserProject,
+    UserWithOrganization,
 };
 
 type Result<T> = std::result::Result<T, OrgDbError>;
@@ -266,6 +267,41 @@ impl OrgDb {
         Ok(self
             .db
             .set_limit_overrides(&actor.into(), &org, &patch.into())?)
+    }
+
+    /// What the organization has of one feature or limit, and why (plan, override or
+    /// neither).
+    ///
+    /// # Errors
+    /// `not_found` (organization, or a name nothing knows), `forbidden`,
+    /// `validation_error` (`name`).
+    pub fn entitlement(&self, actor: Actor, org: String, name: String) -> Result<Entitlement> {
+        Ok(self.db.entitlement(&actor.into(), &org, &name)?)
+    }
+
+    /// Every entitlement of the organization: the four seed limits, then the others by name.
+    ///
+    /// # Errors
+    /// `not_found`, `forbidden`.
+    pub fn entitlements(&self, actor: Actor, org: String) -> Result<Vec<Entitlement>> {
+        Ok(self.db.entitlements(&actor.into(), &org)?)
+    }
+
+    /// Sets (a value) or clears (null) the organization's override of one feature or limit
+    /// (`Actor.System` only); returns the entitlement as it now is.
+    ///
+    /// # Errors
+    /// `forbidden`, `not_found`, `validation_error` (`name`, `value`).
+    pub fn set_entitlement_override(
+        &self,
+        actor: Actor,
+        org: String,
+        name: String,
+        value: Option<EntitlementValue>,
+    ) -> Result<Entitlement> {
+        Ok(self
+            .db
+            .set_entitlement_override(&actor.into(), &org, &name, value.as_ref())?)
     }
 
     /// Deletes the organization and everything in it, in one transaction.

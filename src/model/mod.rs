@@ -1,6 +1,7 @@
 //! Plain data types. Their serde names are the seeds' JSON names.
 
 pub mod audit;
+pub mod entitlement;
 pub mod invitation;
 pub mod membership;
 pub mod org;

@@ -8,6 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::audit::AuditEvent;
+use super::entitlement::EntitlementValue;
 use super::invitation::Invitation;
 use super::membership::Membership;
 use super::org::{LimitOverrides, Organization};
@@ -41,6 +42,15 @@ pub enum Record {
         organization: Box<Organization>,
         /// Its overrides.
         limit_overrides: LimitOverrides,
+    },
+    /// An organization's override of a named limit or feature (export format 3).
+    EntitlementOverride {
+        /// The organization.
+        organization_id: String,
+        /// The name (`sso`, `projects`…).
+        name: String,
+        /// What it sets.
+        value: EntitlementValue,
     },
     /// A membership.
     Membership(Membership),

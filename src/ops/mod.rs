@@ -4,6 +4,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod directory;
+pub(crate) mod entitlements;
 pub(crate) mod invitations;
 pub(crate) mod members;
 pub(crate) mod orgs;

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::{members, record, Changes, Ctx};
+use super::{entitlements, members, record, Changes, Ctx};
 use crate::authz::{authorize, require_grant, Action, Actor};
 use crate::error::{Error, Result};
 use crate::model::membership::MemberRef;
@@ -26,11 +26,18 @@ pub(crate) fn create(
     org: &str,
     new: &NewProject,
 ) -> Result<Project> {
-    authorize(tx, actor, org, Action::ManageProjects)?;
+    let cleared = authorize(tx, actor, org, Action::ManageProjects)?;
     let mut validator = Validator::new();
     let name = validator.name("name", &new.name);
     let description = validator.text("description", new.description.as_deref(), TEXT_MAX);
     validator.finish()?;
+    // The `projects` limit, when the plan or an override sets one.
+    if let Some(limit) = entitlements::named_limit(tx, ctx, &cleared.org, entitlements::PROJECTS)? {
+        let used = tx.project_count(org)?;
+        if used >= limit {
+            return Err(Error::quota(entitlements::PROJECTS, limit, used, 1));
+        }
+    }
     let project = Project {
         id: ctx.id("proj"),
         organization_id: org.to_owned(),

@@ -18,6 +18,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::model::audit::AuditEvent;
+use crate::model::entitlement::EntitlementValue;
 use crate::model::invitation::{Invitation, InvitationStatus};
 use crate::model::membership::Membership;
 use crate::model::project::{Project, ProjectMembership};
@@ -191,6 +192,11 @@ pub(crate) trait Reads {
 
     fn project_ids_of_org(&self, org: &str) -> Result<Vec<String>>;
 
+    /// How many projects an organization has (the `projects` limit counts them).
+    fn project_count(&self, org: &str) -> Result<u64> {
+        Ok(self.project_ids_of_org(org)?.len() as u64)
+    }
+
     fn project_membership(&self, project: &str, user: &str) -> Result<Option<ProjectMembership>>;
 
     fn project_member_ids(&self, project: &str) -> Result<Vec<String>>;
@@ -232,6 +238,14 @@ pub(crate) trait Reads {
 
     /// Idempotency keys of an organization with the time each was recorded (micros).
     fn idempotency_keys(&self, org: &str) -> Result<Vec<(String, i64)>>;
+
+    // Entitlements.
+
+    /// An organization's override of one named limit or feature.
+    fn entitlement_override(&self, org: &str, name: &str) -> Result<Option<EntitlementValue>>;
+
+    /// Every override of an organization, by name.
+    fn entitlement_overrides(&self, org: &str) -> Result<Vec<(String, EntitlementValue)>>;
 
     /// Everything admitting usage of an organization reads, at once (one statement on a SQL
     /// backend): month totals with the quota live leases reserve (shared backends; 0 on a
@@ -370,6 +384,15 @@ pub(crate) trait Writes: Reads {
     /// Removes everything scoped to an organization except its memberships, its own row and
     /// its audit history: invitations, projects, resources, usage and idempotency records.
     fn remove_org_scoped(&mut self, org: &str) -> Result<()>;
+
+    /// Sets (`Some`) or removes (`None`) an organization's override of a named limit or
+    /// feature.
+    fn put_entitlement_override(
+        &mut self,
+        org: &str,
+        name: &str,
+        value: Option<&EntitlementValue>,
+    ) -> Result<()>;
 
     // Audit.
 
@@ -968,6 +991,23 @@ impl<T: KvRead + ?Sized> Reads for T {
                 .str()
                 .ok_or_else(|| Error::corrupted("bad idempotency key"))?;
             out.push((key.to_owned(), codec::decode_u64(v)? as i64));
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    fn entitlement_override(&self, org: &str, name: &str) -> Result<Option<EntitlementValue>> {
+        self.get_record(Table::EntitlementOverrides, &keys::two(org, name))
+    }
+
+    fn entitlement_overrides(&self, org: &str) -> Result<Vec<(String, EntitlementValue)>> {
+        let prefix = keys::one(org);
+        let mut out = Vec::new();
+        self.scan_prefix(Table::EntitlementOverrides, &prefix, &mut |k, v| {
+            let name = KeyReader::new(&k[prefix.len()..])
+                .str()
+                .ok_or_else(|| Error::corrupted("bad entitlement override key"))?;
+            out.push((name.to_owned(), EntitlementValue::decode(v)?));
             Ok(true)
         })?;
         Ok(out)
@@ -1672,10 +1712,24 @@ impl<T: KvWrite + ?Sized> Writes for T {
             Table::UsageMonth,
             Table::UsageDay,
             Table::Idempotency,
+            Table::EntitlementOverrides,
         ] {
             self.delete_prefix(table, &prefix)?;
         }
         Ok(())
+    }
+
+    fn put_entitlement_override(
+        &mut self,
+        org: &str,
+        name: &str,
+        value: Option<&EntitlementValue>,
+    ) -> Result<()> {
+        let key = keys::two(org, name);
+        match value {
+            Some(value) => self.put_record(Table::EntitlementOverrides, &key, value),
+            None => self.delete(Table::EntitlementOverrides, &key).map(|_| ()),
+        }
     }
 
     fn append_audit(&mut self, mut event: AuditEvent) -> Result<AuditEvent> {

@@ -19,6 +19,7 @@ use super::{
 };
 use crate::error::Result;
 use crate::model::audit::AuditEvent;
+use crate::model::entitlement::{valid_name, EntitlementValue, SEED_LIMITS};
 use crate::model::invitation::InvitationStatus;
 use crate::model::membership::Membership;
 use crate::model::project::{Project, ProjectMembership};
@@ -518,6 +519,23 @@ pub(crate) fn check<R: KvRead + ?Sized>(tx: &R, now: DateTime<Utc>) -> Result<Ch
                 "idempotency: key of a missing organization {}",
                 show(&key)
             ));
+        }
+    }
+
+    for (key, value) in all(tx, Table::EntitlementOverrides)? {
+        let mut r = keys::KeyReader::new(&key);
+        let (org, name) = (r.str().map(str::to_owned), r.str().map(str::to_owned));
+        if !org.as_ref().is_some_and(|o| org_ids.contains(o)) {
+            c.problem(format!(
+                "entitlement_overrides: override of a missing organization {}",
+                show(&key)
+            ));
+        }
+        if !name.is_some_and(|n| valid_name(&n) && !SEED_LIMITS.contains(&n.as_str())) {
+            c.problem(format!("entitlement_overrides: bad name in {}", show(&key)));
+        }
+        if let Err(e) = EntitlementValue::decode(&value) {
+            c.problem(format!("entitlement_overrides: {} {e}", show(&key)));
         }
     }
 

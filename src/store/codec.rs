@@ -32,6 +32,8 @@ pub(crate) enum Tag {
     UsageDay = 11,
     /// A membership with its deactivation time (schema 4); tag 4 records read as active.
     MembershipV2 = 12,
+    /// An organization's override of a named limit or feature (schema 5).
+    EntitlementOverride = 13,
 }
 
 const CRC: usize = 4;

@@ -22,6 +22,7 @@ use super::keys::{self, Key};
 use super::{journal, KeyReader, Table};
 use crate::error::{Error, Result};
 use crate::model::audit::AuditEvent;
+use crate::model::entitlement::EntitlementValue;
 use crate::model::invitation::{Invitation, InvitationStatus};
 use crate::model::membership::{MemberStatus, Membership};
 use crate::model::org::{Limit, LimitOverrides, Organization, OrganizationSettings};
@@ -68,6 +69,33 @@ fn text_opt(s: &Option<String>) -> Option<Cow<'_, str>> {
 
 fn owned_opt(s: Option<Cow<'_, str>>) -> Option<String> {
     s.map(Cow::into_owned)
+}
+
+// Entitlement overrides (tag 13), under `org ∅ name`.
+
+#[derive(Serialize, Deserialize)]
+enum OverrideV1 {
+    Feature(bool),
+    Limit(Option<u64>),
+}
+
+impl Stored for EntitlementValue {
+    const TAG: Tag = Tag::EntitlementOverride;
+
+    fn encode(&self) -> Result<Vec<u8>> {
+        let record = match *self {
+            EntitlementValue::Feature { enabled } => OverrideV1::Feature(enabled),
+            EntitlementValue::Limit { limit } => OverrideV1::Limit(limit),
+        };
+        codec::encode(Self::TAG, &record)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<EntitlementValue> {
+        Ok(match codec::decode(Self::TAG, bytes)? {
+            OverrideV1::Feature(enabled) => EntitlementValue::Feature { enabled },
+            OverrideV1::Limit(limit) => EntitlementValue::Limit { limit },
+        })
+    }
 }
 
 // Users (tag 1).

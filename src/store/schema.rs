@@ -26,7 +26,10 @@ use crate::model::user::{search_terms, User};
 ///   ones (empty after the step). `member_search` (org, search term, user → status, role,
 ///   join time) is built from the memberships and their users; `org_search` and
 ///   `user_search` (term, id) from the organizations and users (the system lists' search).
-pub(crate) const SCHEMA_VERSION: u32 = 4;
+/// - 5: `entitlement_overrides` (org, name → tag-13 record), an organization's overrides of
+///   named limits and features. The step only creates the (empty) table; an older orgdb
+///   would ignore the table, so the version bump keeps it from opening the file.
+pub(crate) const SCHEMA_VERSION: u32 = 5;
 
 pub(crate) const SCHEMA_KEY: &str = "schema_version";
 pub(crate) const AUDIT_SEQ: &str = "audit_seq";
@@ -72,6 +75,8 @@ fn upgrade_from(tx: &mut dyn KvWrite, from: u64) -> Result<()> {
             member_search(tx)?;
             directory_search(tx)
         }
+        // `create_tables` made the new, empty table.
+        4 => Ok(()),
         other => Err(Error::storage(format!(
             "no migration from schema version {other}"
         ))),

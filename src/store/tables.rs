@@ -40,10 +40,11 @@ pub(crate) enum Table {
     Idempotency,
     Audit,
     AuditByOrg,
+    EntitlementOverrides,
 }
 
 impl Table {
-    pub(crate) const ALL: [Table; 36] = [
+    pub(crate) const ALL: [Table; 37] = [
         Table::Meta,
         Table::Users,
         Table::UserEmail,
@@ -80,6 +81,7 @@ impl Table {
         Table::Idempotency,
         Table::Audit,
         Table::AuditByOrg,
+        Table::EntitlementOverrides,
     ];
 
     /// The on-disk name. Never change one: files already written use it.
@@ -121,6 +123,7 @@ impl Table {
             Table::Idempotency => "idempotency",
             Table::Audit => "audit",
             Table::AuditByOrg => "audit_by_org",
+            Table::EntitlementOverrides => "entitlement_overrides",
         }
     }
 }

@@ -21,6 +21,7 @@ use super::{
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::model::audit::AuditEvent;
+use crate::model::entitlement::{valid_name, EntitlementValue, SEED_LIMITS};
 use crate::model::membership::Membership;
 use crate::model::project::{Project, ProjectMembership};
 use crate::model::transfer::{AuditFeeds, Record};
@@ -60,7 +61,10 @@ fn org_and_number(table: Table, key: &[u8]) -> Result<(String, u32)> {
 /// - 2: memberships carry `status` and `deactivated_at` (member deactivation). A version-1
 ///   export imports as it is (its memberships are active); a version-2 export is refused by
 ///   an orgdb that would import its deactivated members as active ones.
-pub(crate) const EXPORT_VERSION: u32 = 2;
+/// - 3: `entitlement_override` records (an organization's overrides of named limits and
+///   features), after the organizations. Older exports have none; an orgdb that would drop
+///   them refuses a version-3 export.
+pub(crate) const EXPORT_VERSION: u32 = 3;
 
 /// Visits every record of the database, header first.
 pub(crate) fn export<R: KvRead + ?Sized>(
@@ -84,6 +88,21 @@ pub(crate) fn export<R: KvRead + ?Sized>(
             limit_overrides: o.overrides,
         })
     })?;
+    each(
+        tx,
+        Table::EntitlementOverrides,
+        |k, value: EntitlementValue| {
+            let mut r = KeyReader::new(k);
+            let (Some(organization_id), Some(name)) = (r.str(), r.str()) else {
+                return Err(bad_key(Table::EntitlementOverrides));
+            };
+            out(Record::EntitlementOverride {
+                organization_id: organization_id.to_owned(),
+                name: name.to_owned(),
+                value,
+            })
+        },
+    )?;
     each(tx, Table::Memberships, |_, m: Membership| {
         out(Record::Membership(m))
     })?;
@@ -284,6 +303,31 @@ pub(crate) fn import(tx: &mut dyn Writes, state: &mut ImportState, record: Recor
                 ));
             }
             tx.insert_membership(&m, &user)?;
+        }
+        Record::EntitlementOverride {
+            organization_id,
+            name,
+            value,
+        } => {
+            if tx.org(&organization_id)?.is_none() {
+                return Err(refused(
+                    "entitlement_override",
+                    format!("{name} names a missing organization"),
+                ));
+            }
+            if !valid_name(&name) || SEED_LIMITS.contains(&name.as_str()) {
+                return Err(refused(
+                    "entitlement_override",
+                    format!("{name:?} is not a name of a named limit or feature"),
+                ));
+            }
+            if tx.entitlement_override(&organization_id, &name)?.is_some() {
+                return Err(refused(
+                    "entitlement_override",
+                    format!("{name} of {organization_id} is duplicated"),
+                ));
+            }
+            tx.put_entitlement_override(&organization_id, &name, Some(&value))?;
         }
         Record::Project(p) => {
             if tx.org(&p.organization_id)?.is_none() {

@@ -10,6 +10,7 @@ use postgres::Row;
 
 use crate::error::{Error, Result};
 use crate::model::audit::AuditEvent;
+use crate::model::entitlement::EntitlementValue;
 use crate::model::invitation::{Invitation, InvitationStatus};
 use crate::model::membership::{MemberStatus, Membership};
 use crate::model::org::{Limit, LimitOverrides, Organization, OrganizationSettings};
@@ -54,6 +55,23 @@ pub(super) fn limit_of(v: Option<i64>) -> Result<Option<Limit>> {
         Some(-1) => Some(Limit::Unlimited),
         Some(n) => Some(Limit::Count(unsigned(n)?)),
     })
+}
+
+/// An entitlement override from the columns `kind, enabled, limit_value` starting at `at`.
+pub(super) fn override_of(r: &Row, at: usize) -> Result<EntitlementValue> {
+    let kind: String = get(r, at)?;
+    match kind.as_str() {
+        "feature" => Ok(EntitlementValue::Feature {
+            enabled: get::<Option<bool>>(r, at + 1)?
+                .ok_or_else(|| Error::corrupted("a feature override without `enabled`"))?,
+        }),
+        "limit" => Ok(EntitlementValue::Limit {
+            limit: get::<Option<i64>>(r, at + 2)?.map(unsigned).transpose()?,
+        }),
+        other => Err(Error::corrupted(format!(
+            "unknown entitlement override kind {other:?} in PostgreSQL"
+        ))),
+    }
 }
 
 /// An override as stored: NULL (the plan's), -1 (unlimited) or the count.

@@ -15,7 +15,7 @@ use crate::model::user::search_terms;
 use super::pg_err;
 
 /// The schema version this build writes. A database of a newer version is refused.
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 
 /// Version 1: every entity of SPEC section 2, usage counters and the audit change feed.
 const V1: &[&str] = &[
@@ -241,8 +241,22 @@ const V3: &[&str] = &[
     )"#,
 ];
 
+/// Version 4: an organization's overrides of named limits and features (`entitlement`). A
+/// feature override has `enabled`; a limit override has `limit_value`, NULL when unlimited.
+/// The four seed limits keep their columns on `organizations`.
+const V4: &[&str] = &[r#"CREATE TABLE IF NOT EXISTS entitlement_overrides (
+        organization_id TEXT COLLATE "C" NOT NULL,
+        name TEXT COLLATE "C" NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('feature', 'limit')),
+        enabled BOOLEAN,
+        limit_value BIGINT CHECK (limit_value >= 0),
+        PRIMARY KEY (organization_id, name),
+        CHECK ((kind = 'feature') = (enabled IS NOT NULL)),
+        CHECK (kind = 'limit' OR limit_value IS NULL)
+    )"#];
+
 /// The migrations in order: `MIGRATIONS[n]` takes a database from version `n` to `n + 1`.
-const MIGRATIONS: &[&[&str]] = &[V1, V2, V3];
+const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4];
 
 /// Creates or upgrades the schema, one idempotent statement at a time, then records the
 /// version. A database written by a newer orgdb is `incompatible_version`.

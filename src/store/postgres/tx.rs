@@ -9,6 +9,7 @@ use postgres::{Client, Row, Statement, Transaction};
 
 use crate::error::{Error, Result};
 use crate::model::audit::AuditEvent;
+use crate::model::entitlement::EntitlementValue;
 use crate::model::invitation::InvitationStatus;
 use crate::model::membership::Membership;
 use crate::model::project::{Project, ProjectMembership};
@@ -373,6 +374,10 @@ const COUNTS: &[(&str, &str)] = &[
     ("usage_months", "SELECT count(*) FROM usage_months"),
     ("usage_days", "SELECT count(*) FROM usage_days"),
     ("idempotency_keys", "SELECT count(*) FROM idempotency_keys"),
+    (
+        "entitlement_overrides",
+        "SELECT count(*) FROM entitlement_overrides",
+    ),
     ("audit_events", "SELECT count(*) FROM audit_events"),
     (
         "user_audit_events",
@@ -877,6 +882,13 @@ impl Reads for PgTx<'_> {
         )
     }
 
+    fn project_count(&self, org: &str) -> Result<u64> {
+        self.count(
+            "SELECT count(*) FROM projects WHERE organization_id = $1",
+            &[&org],
+        )
+    }
+
     fn project_membership(&self, project: &str, user: &str) -> Result<Option<ProjectMembership>> {
         self.row(
             "SELECT project_id, user_id, role, added_at, updated_at FROM project_members
@@ -1039,6 +1051,27 @@ impl Reads for PgTx<'_> {
         )?;
         rows.iter()
             .map(|r| Ok((get(r, 0)?, get::<DateTime<Utc>>(r, 1)?.timestamp_micros())))
+            .collect()
+    }
+
+    fn entitlement_override(&self, org: &str, name: &str) -> Result<Option<EntitlementValue>> {
+        self.row(
+            "SELECT kind, enabled, limit_value FROM entitlement_overrides
+             WHERE organization_id = $1 AND name = $2",
+            &[&org, &name],
+        )?
+        .map(|r| override_of(&r, 0))
+        .transpose()
+    }
+
+    fn entitlement_overrides(&self, org: &str) -> Result<Vec<(String, EntitlementValue)>> {
+        let rows = self.rows(
+            "SELECT name, kind, enabled, limit_value FROM entitlement_overrides
+             WHERE organization_id = $1 ORDER BY name",
+            &[&org],
+        )?;
+        rows.iter()
+            .map(|r| Ok((get(r, 0)?, override_of(r, 1)?)))
             .collect()
     }
 
@@ -1629,9 +1662,39 @@ impl Writes for PgTx<'_> {
             "DELETE FROM usage_days WHERE organization_id = $1",
             "DELETE FROM idempotency_keys WHERE organization_id = $1",
             "DELETE FROM usage_leases WHERE organization_id = $1",
+            "DELETE FROM entitlement_overrides WHERE organization_id = $1",
         ] {
             self.exec(sql, &[&org])?;
         }
+        Ok(())
+    }
+
+    fn put_entitlement_override(
+        &mut self,
+        org: &str,
+        name: &str,
+        value: Option<&EntitlementValue>,
+    ) -> Result<()> {
+        let Some(value) = value else {
+            self.exec(
+                "DELETE FROM entitlement_overrides WHERE organization_id = $1 AND name = $2",
+                &[&org, &name],
+            )?;
+            return Ok(());
+        };
+        let (enabled, limit) = match *value {
+            EntitlementValue::Feature { enabled } => (Some(enabled), None),
+            EntitlementValue::Limit { limit } => {
+                (None, limit.map(|n| signed(n, "limit")).transpose()?)
+            }
+        };
+        self.exec(
+            "INSERT INTO entitlement_overrides (organization_id, name, kind, enabled, limit_value)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (organization_id, name) DO UPDATE SET kind = excluded.kind,
+                enabled = excluded.enabled, limit_value = excluded.limit_value",
+            &[&org, &name, &value.kind().as_str(), &enabled, &limit],
+        )?;
         Ok(())
     }
 

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::rows::{
-    audit_of, day_of, get, invitation_of, membership_of, org_of, project_membership_of, project_of,
-    resource_of, unsigned, user_of, Query, INVITATION_SELECT, MEMBERSHIP_SELECT, ORG_SELECT,
-    PROJECT_SELECT, RESOURCE_SELECT,
+    audit_of, day_of, get, invitation_of, membership_of, org_of, override_of,
+    project_membership_of, project_of, resource_of, unsigned, user_of, Query, INVITATION_SELECT,
+    MEMBERSHIP_SELECT, ORG_SELECT, PROJECT_SELECT, RESOURCE_SELECT,
 };
 use crate::error::{Error, Result};
 use crate::model::transfer::{AuditFeeds, Record};
@@ -106,6 +106,9 @@ const PROBLEMS: &[&str] = &[
     "SELECT 'idempotency: key of a missing organization ' || organization_id
      FROM idempotency_keys k
      WHERE NOT EXISTS (SELECT 1 FROM organizations o WHERE o.id = k.organization_id)",
+    "SELECT 'entitlement_overrides: ' || name || ' of a missing organization ' || organization_id
+     FROM entitlement_overrides e
+     WHERE NOT EXISTS (SELECT 1 FROM organizations o WHERE o.id = e.organization_id)",
     // Each organization's change feed: its head is its last event; numbers only grow.
     "SELECT 'audit: ' || h.organization_id || ' feed head ' || h.seq || ', last event '
             || coalesce(max(e.seq), 0)
@@ -259,6 +262,16 @@ pub(super) fn export(tx: &dyn Query, visit: &mut dyn FnMut(Record) -> Result<()>
             limit_overrides: o.overrides,
         })?
     });
+    each!(
+        tx,
+        "SELECT organization_id, name, kind, enabled, limit_value FROM entitlement_overrides
+         ORDER BY organization_id, name",
+        |r| out(Record::EntitlementOverride {
+            organization_id: get(r, 0)?,
+            name: get(r, 1)?,
+            value: override_of(r, 2)?,
+        })?
+    );
     each!(
         tx,
         sql!(MEMBERSHIP_SELECT, " ORDER BY organization_id, user_id"),

@@ -1,0 +1,427 @@
+//! Entitlements (SPEC section 13): plan features and named limits, per-organization
+//! overrides, `entitlement` / `entitlements`, and the `projects` limit. On both backends.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use orgdb::{
+    Actor, Db, EntitlementKind, EntitlementSource, EntitlementValue, Limits, ManualClock,
+    NewProject, Options, Plan, PlanCatalog,
+};
+
+/// `starter` (2 projects, `audit_export`), `scale` (unlimited projects, `sso`, `seats_sso`
+/// 10), `bare` (nothing beyond the seed limits).
+fn catalog() -> PlanCatalog {
+    let seats = Limits {
+        team_members: Some(5),
+        ..Limits::default()
+    };
+    PlanCatalog {
+        plans: BTreeMap::from([
+            (
+                "starter".to_owned(),
+                Plan::from(seats)
+                    .feature("audit_export")
+                    .limit("projects", Some(2)),
+            ),
+            (
+                "scale".to_owned(),
+                Plan::from(Limits::default())
+                    .feature("sso")
+                    .limit("projects", None)
+                    .limit("seats_sso", Some(10)),
+            ),
+            ("bare".to_owned(), Plan::from(seats)),
+        ]),
+        default_plan: "starter".to_owned(),
+    }
+}
+
+fn open() -> (Db, ManualClock) {
+    let clock = ManualClock::new(start());
+    let mut opts = Options::with_clock(clock.clone());
+    opts.plans = catalog();
+    (db_with(opts), clock)
+}
+
+fn project(db: &Db, actor: &Actor, org: &str, name: &str) -> orgdb::Result<orgdb::Project> {
+    db.create_project(
+        actor,
+        org,
+        &NewProject {
+            name: name.to_owned(),
+            ..Default::default()
+        },
+    )
+}
+
+fn feature(enabled: bool) -> EntitlementValue {
+    EntitlementValue::Feature { enabled }
+}
+
+fn limit(limit: Option<u64>) -> EntitlementValue {
+    EntitlementValue::Limit { limit }
+}
+
+#[test]
+fn features_come_from_the_plan_and_an_override_wins() {
+    let (db, _) = open();
+    let (org, owner) = org(&db, "Acme", "starter");
+    let a = actor(&owner);
+    let audit = db.entitlement(&a, &org, "audit_export").unwrap();
+    assert_eq!(audit.kind, EntitlementKind::Feature);
+    assert!(audit.has_access);
+    assert_eq!(audit.source, EntitlementSource::Plan);
+    assert_eq!(audit.plan, "starter");
+    assert_eq!((audit.limit, audit.used), (None, None));
+    // `sso` is a feature of another plan: off here, by default.
+    let sso = db.entitlement(&a, &org, "sso").unwrap();
+    assert!(!sso.has_access);
+    assert_eq!(sso.source, EntitlementSource::Default);
+    // The operator switches it on for Acme alone.
+    let on = db
+        .set_entitlement_override(&Actor::System, &org, "sso", Some(&feature(true)))
+        .unwrap();
+    assert!(on.has_access);
+    assert_eq!(on.source, EntitlementSource::Override);
+    assert_eq!(db.entitlement(&a, &org, "sso").unwrap(), on);
+    let (other, other_owner) = common::org(&db, "Other", "starter");
+    assert!(
+        !db.entitlement(&actor(&other_owner), &other, "sso")
+            .unwrap()
+            .has_access
+    );
+    // An override switches a plan's feature off, and clearing it gives the plan's back.
+    db.set_entitlement_override(&Actor::System, &org, "audit_export", Some(&feature(false)))
+        .unwrap();
+    assert!(!db.entitlement(&a, &org, "audit_export").unwrap().has_access);
+    let back = db
+        .set_entitlement_override(&Actor::System, &org, "audit_export", None)
+        .unwrap();
+    assert_eq!(back, audit);
+    assert_sound(&db);
+}
+
+#[test]
+fn the_projects_limit_is_enforced_from_the_plan_and_overrides() {
+    let (db, _) = open();
+    let (org, owner) = org(&db, "Acme", "starter");
+    let a = actor(&owner);
+    project(&db, &a, &org, "One").unwrap();
+    let e = db.entitlement(&a, &org, "projects").unwrap();
+    assert_eq!((e.limit, e.used, e.has_access), (Some(2), Some(1), true));
+    project(&db, &a, &org, "Two").unwrap();
+    let err = assert_err(project(&db, &a, &org, "Three"), "quota_exceeded", None);
+    assert_eq!(err.details()["quota"], "projects", "{err:?}");
+    assert_eq!(err.details()["limit"], 2, "{err:?}");
+    let e = db.entitlement(&a, &org, "projects").unwrap();
+    assert_eq!((e.limit, e.used, e.has_access), (Some(2), Some(2), false));
+    assert_eq!(
+        db.list_projects(&a, &org).unwrap().len(),
+        2,
+        "nothing written"
+    );
+    // An override raises it; a lower one refuses again; unlimited lifts it.
+    db.set_entitlement_override(&Actor::System, &org, "projects", Some(&limit(Some(3))))
+        .unwrap();
+    project(&db, &a, &org, "Three").unwrap();
+    assert_err(project(&db, &a, &org, "Four"), "quota_exceeded", None);
+    db.set_entitlement_override(&Actor::System, &org, "projects", Some(&limit(None)))
+        .unwrap();
+    for i in 4..8 {
+        project(&db, &a, &org, &format!("P{i}")).unwrap();
+    }
+    let e = db.entitlement(&a, &org, "projects").unwrap();
+    assert_eq!((e.limit, e.used, e.has_access), (None, Some(7), true));
+    assert_eq!(e.source, EntitlementSource::Override);
+    // A plan without the limit: unlimited, by default.
+    let (bare, bare_owner) = common::org(&db, "Bare", "bare");
+    for i in 0..4 {
+        project(&db, &actor(&bare_owner), &bare, &format!("B{i}")).unwrap();
+    }
+    let e = db
+        .entitlement(&actor(&bare_owner), &bare, "projects")
+        .unwrap();
+    assert_eq!(e.source, EntitlementSource::Default);
+    assert_eq!((e.limit, e.used), (None, Some(4)));
+    // Deleting projects makes room again under a lower override.
+    db.set_entitlement_override(&Actor::System, &org, "projects", Some(&limit(Some(7))))
+        .unwrap();
+    assert_err(project(&db, &a, &org, "Eight"), "quota_exceeded", None);
+    let first = db.list_projects(&a, &org).unwrap()[0].id.clone();
+    db.delete_project(&a, &org, &first).unwrap();
+    project(&db, &a, &org, "Eight").unwrap();
+    assert_sound(&db);
+}
+
+#[test]
+fn seed_limits_are_entitlements_with_their_usage() {
+    let (db, _) = open();
+    let (org, owner) = org(&db, "Acme", "starter");
+    let a = actor(&owner);
+    let seats = db.entitlement(&a, &org, "team_members").unwrap();
+    assert_eq!(seats.kind, EntitlementKind::Limit);
+    assert_eq!((seats.limit, seats.used), (Some(5), Some(1)));
+    assert_eq!(seats.source, EntitlementSource::Plan);
+    let requests = db.entitlement(&a, &org, "monthly_requests").unwrap();
+    assert_eq!((requests.limit, requests.used), (None, Some(0)));
+    db.record_usage(&org, &orgdb::UsageEvent::new(7)).unwrap();
+    assert_eq!(
+        db.entitlement(&a, &org, "monthly_requests").unwrap().used,
+        Some(7)
+    );
+    // An override of a seed limit is the limit override: both views agree.
+    let e = db
+        .set_entitlement_override(&Actor::System, &org, "team_members", Some(&limit(Some(1))))
+        .unwrap();
+    assert_eq!((e.limit, e.used, e.has_access), (Some(1), Some(1), false));
+    assert_eq!(e.source, EntitlementSource::Override);
+    assert_eq!(
+        db.get_limit_overrides(&a, &org).unwrap().team_members,
+        Some(orgdb::Limit::Count(1))
+    );
+    assert_eq!(
+        db.get_organization(&a, &org).unwrap().limits.team_members,
+        Some(1)
+    );
+    let stranger = user(&db, "Stranger");
+    assert_err(
+        db.add_member(&a, &org, &stranger.id, "member"),
+        "quota_exceeded",
+        None,
+    );
+    db.set_entitlement_override(&Actor::System, &org, "team_members", None)
+        .unwrap();
+    db.add_member(&a, &org, &stranger.id, "member").unwrap();
+    // A monthly quota override reaches the usage ledger at once.
+    db.set_entitlement_override(
+        &Actor::System,
+        &org,
+        "monthly_requests",
+        Some(&limit(Some(8))),
+    )
+    .unwrap();
+    assert_err(
+        db.record_usage(&org, &orgdb::UsageEvent::new(2)),
+        "quota_exceeded",
+        None,
+    );
+    assert_sound(&db);
+}
+
+#[test]
+fn the_list_holds_the_seed_limits_then_every_known_name() {
+    let (db, _) = open();
+    let (org, owner) = org(&db, "Acme", "scale");
+    db.set_entitlement_override(&Actor::System, &org, "beta_ui", Some(&feature(true)))
+        .unwrap();
+    let all = db.entitlements(&actor(&owner), &org).unwrap();
+    let names: Vec<&str> = all.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "mcps",
+            "api_keys",
+            "team_members",
+            "monthly_requests",
+            "audit_export",
+            "beta_ui",
+            "projects",
+            "seats_sso",
+            "sso"
+        ]
+    );
+    let by_name = |n: &str| all.iter().find(|e| e.name == n).unwrap();
+    assert!(by_name("sso").has_access);
+    assert!(!by_name("audit_export").has_access);
+    assert_eq!(by_name("beta_ui").source, EntitlementSource::Override);
+    // A host-counted limit: no `used`, access while above zero.
+    let seats_sso = by_name("seats_sso");
+    assert_eq!((seats_sso.limit, seats_sso.used), (Some(10), None));
+    assert!(seats_sso.has_access);
+    for e in &all {
+        assert_eq!(&db.entitlement(&Actor::System, &org, &e.name).unwrap(), e);
+    }
+}
+
+#[test]
+fn bad_names_values_and_actors_are_refused_and_change_nothing() {
+    let (db, _) = open();
+    let (org, owner) = org(&db, "Acme", "starter");
+    let a = actor(&owner);
+    let member = user(&db, "Member");
+    db.add_member(&a, &org, &member.id, "member").unwrap();
+    let before = db.audit_log(&Actor::System, &org, 0, 1000).unwrap().len();
+    for bad in ["", "SSO", "9lives", "has space", "dash-ed", &"x".repeat(65)] {
+        assert_err(
+            db.entitlement(&a, &org, bad),
+            "validation_error",
+            Some("name"),
+        );
+        assert_err(
+            db.set_entitlement_override(&Actor::System, &org, bad, Some(&feature(true))),
+            "validation_error",
+            Some("name"),
+        );
+    }
+    assert_err(db.entitlement(&a, &org, "unknown_thing"), "not_found", None);
+    // A value of the wrong kind for the catalog's name.
+    for (name, value) in [
+        ("sso", limit(Some(1))),
+        ("projects", feature(true)),
+        ("mcps", feature(false)),
+    ] {
+        assert_err(
+            db.set_entitlement_override(&Actor::System, &org, name, Some(&value)),
+            "validation_error",
+            Some("value"),
+        );
+    }
+    // Only the operator sets overrides; members read; strangers do not.
+    assert_err(
+        db.set_entitlement_override(&a, &org, "sso", Some(&feature(true))),
+        "forbidden",
+        None,
+    );
+    assert!(db.entitlement(&actor(&member), &org, "sso").is_ok());
+    let stranger = user(&db, "Stranger");
+    assert_err(
+        db.entitlement(&actor(&stranger), &org, "sso"),
+        "forbidden",
+        None,
+    );
+    assert_err(
+        db.set_entitlement_override(&Actor::System, "org_missing", "sso", None),
+        "not_found",
+        None,
+    );
+    assert_eq!(
+        db.audit_log(&Actor::System, &org, 0, 1000).unwrap().len(),
+        before,
+        "nothing was written"
+    );
+    assert_eq!(
+        db.entitlement(&a, &org, "sso").unwrap().source,
+        EntitlementSource::Default
+    );
+}
+
+#[test]
+fn overrides_are_audited_exported_and_leave_with_their_organization() {
+    let (db, _) = open();
+    let (org, _owner) = org(&db, "Acme", "starter");
+    db.set_entitlement_override(&Actor::System, &org, "sso", Some(&feature(true)))
+        .unwrap();
+    db.set_entitlement_override(&Actor::System, &org, "projects", Some(&limit(Some(9))))
+        .unwrap();
+    // Setting the same value again writes nothing.
+    db.set_entitlement_override(&Actor::System, &org, "sso", Some(&feature(true)))
+        .unwrap();
+    let events = db.audit_log(&Actor::System, &org, 0, 1000).unwrap();
+    let changes: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "organization.entitlement_changed")
+        .collect();
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert_eq!(
+        changes[0].details,
+        serde_json::json!({
+            "name": "sso",
+            "before": null,
+            "after": {"kind": "feature", "enabled": true}
+        })
+    );
+    assert_eq!(
+        changes[1].details["after"],
+        serde_json::json!({"kind": "limit", "limit": 9})
+    );
+    // Export and import carry them.
+    let mut out = Vec::new();
+    db.export_jsonl(&mut out).unwrap();
+    let text = String::from_utf8(out.clone()).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["type"] == "entitlement_override")
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(
+        lines[0]["data"],
+        serde_json::json!({"organization_id": org, "name": "projects",
+            "value": {"kind": "limit", "limit": 9}})
+    );
+    let (copy, _) = open();
+    copy.import_jsonl(&out[..], None, &mut |_| {}).unwrap();
+    assert_eq!(
+        copy.entitlement(&Actor::System, &org, "projects")
+            .unwrap()
+            .limit,
+        Some(9)
+    );
+    assert!(
+        copy.entitlement(&Actor::System, &org, "sso")
+            .unwrap()
+            .has_access
+    );
+    assert_sound(&copy);
+    // Deleting the organization removes its overrides.
+    db.delete_organization(&Actor::System, &org).unwrap();
+    assert_sound(&db);
+    let (again, again_owner) = common::org(&db, "Again", "starter");
+    assert_eq!(
+        db.entitlement(&actor(&again_owner), &again, "sso")
+            .unwrap()
+            .source,
+        EntitlementSource::Default
+    );
+}
+
+#[test]
+fn a_catalog_that_breaks_the_naming_rules_is_refused_at_open() {
+    let broken = [
+        Plan::default().feature("Bad Name"),
+        Plan::default().limit("mcps", Some(1)),
+        Plan::default().feature(""),
+    ];
+    for plan in broken {
+        let mut opts = Options::default();
+        opts.plans.plans.insert("x".into(), plan);
+        let err = Db::in_memory_with(opts).unwrap_err();
+        assert_eq!(err.code(), "validation_error");
+        assert!(err.details().contains_key("plans"), "{err:?}");
+    }
+    // One name, a feature in one plan and a limit in another.
+    let mut opts = Options::default();
+    opts.plans
+        .plans
+        .insert("x".into(), Plan::default().limit("sso", Some(1)));
+    assert!(Db::in_memory_with(opts).is_err());
+}
+
+/// Threads racing to create projects at the limit never pass it.
+#[test]
+fn racing_project_creations_stop_at_the_limit() {
+    let (db, _) = open();
+    let (org, owner) = org(&db, "Acme", "starter");
+    db.set_entitlement_override(&Actor::System, &org, "projects", Some(&limit(Some(5))))
+        .unwrap();
+    let a = actor(&owner);
+    let made: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let (db, a, org) = (&db, &a, &org);
+                s.spawn(move || {
+                    (0..3)
+                        .filter(|i| project(db, a, org, &format!("T{t}-{i}")).is_ok())
+                        .count()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(made, 5);
+    assert_eq!(db.list_projects(&a, &org).unwrap().len(), 5);
+    assert_sound(&db);
+}
