@@ -524,6 +524,8 @@ fun postgresShared(env: Env) {
             val late = second.createUser(NewUser(email = "late@example.com", name = "Late"))
             val full = expect<OrgDbException.QuotaExceeded> { first.addMember(actor(owner), org.id, late.id, "member") }
             eq(full.details["quota"], "team_members", "quota named")
+            first.setEntitlementOverride(Actor.System, org.id, "sso", EntitlementValue.Feature(enabled = true))
+            eq(second.entitlement(actor(owner), org.id, "sso").source, EntitlementSource.OVERRIDE, "override shared")
             first.recordUsage(org.id, UsageEvent(count = 600uL, idempotencyKey = "k"))
             eq(second.recordUsage(org.id, UsageEvent(count = 600uL, idempotencyKey = "k")).duplicate, true, "key shared")
             expect<OrgDbException.QuotaExceeded> { second.recordUsage(org.id, UsageEvent(count = 401uL)) }
@@ -629,6 +631,53 @@ fun correctUsage(env: Env) {
     }
 }
 
+// ---- entitlements -------------------------------------------------------------------------
+
+/** Plan features and named limits, an override per organization, and the projects limit. */
+fun entitlements(env: Env) {
+    val db = OrgDb.inMemoryWith(
+        Options(
+            clock = env.clock,
+            plans = mapOf("starter" to Limits(teamMembers = 5uL), "scale" to Limits()),
+            planEntitlements = mapOf(
+                "starter" to PlanEntitlements(features = listOf("audit_export"), limits = mapOf("projects" to 2uL)),
+                "scale" to PlanEntitlements(features = listOf("sso"), limits = mapOf("projects" to null)),
+            ),
+            defaultPlan = "starter",
+        ),
+    )
+    db.use {
+        val owner = db.createUser(NewUser(email = "owner@example.com", name = "Owner"))
+        val org = db.createOrganization(owner.id, NewOrganization(name = "Acme")).organization
+        val audit = db.entitlement(actor(owner), org.id, "audit_export")
+        eq(audit.kind, EntitlementKind.FEATURE, "kind")
+        eq(audit.hasAccess, true, "audit_export from the plan")
+        eq(audit.source, EntitlementSource.PLAN, "source")
+        eq(db.entitlement(actor(owner), org.id, "sso").hasAccess, false, "sso is another plan's")
+        val on = db.setEntitlementOverride(Actor.System, org.id, "sso", EntitlementValue.Feature(enabled = true))
+        eq(on.source, EntitlementSource.OVERRIDE, "override wins")
+        eq(db.entitlement(actor(owner), org.id, "sso"), on, "read back")
+        for (name in listOf("One", "Two")) db.createProject(actor(owner), org.id, NewProject(name = name))
+        val full = expect<OrgDbException.QuotaExceeded> { db.createProject(actor(owner), org.id, NewProject(name = "Three")) }
+        eq(full.details["quota"], "projects", "quota named")
+        val projects = db.entitlement(actor(owner), org.id, "projects")
+        eq(Triple(projects.limit, projects.used, projects.hasAccess), Triple(2uL, 2uL, false), "projects at the limit")
+        db.setEntitlementOverride(Actor.System, org.id, "projects", EntitlementValue.Limit(limit = null))
+        db.createProject(actor(owner), org.id, NewProject(name = "Three"))
+        eq(db.entitlements(actor(owner), org.id).map { it.name }, listOf("mcps", "api_keys", "team_members", "monthly_requests", "audit_export", "projects", "sso"), "list")
+        val bad = expect<OrgDbException.Validation> { db.entitlement(actor(owner), org.id, "Not A Name") }
+        eq(bad.details.keys, setOf("name"), "field named")
+        val wrongKind = expect<OrgDbException.Validation> {
+            db.setEntitlementOverride(Actor.System, org.id, "sso", EntitlementValue.Limit(limit = 1uL))
+        }
+        eq(wrongKind.details.keys, setOf("value"), "field named")
+        expect<OrgDbException.Forbidden> {
+            db.setEntitlementOverride(actor(owner), org.id, "sso", null)
+        }
+        ensure(db.check().ok) { "check" }
+    }
+}
+
 /** Thrown by a test that cannot run here. */
 class Skip(reason: String) : Exception(reason)
 
@@ -658,6 +707,7 @@ fun main() {
         "speed: a recorder batch, whole or not at all" to ::recorderBatch,
         "speed: JSON variants of the read calls" to ::jsonVariants,
         "speed: timestamps cross exactly" to ::timestampsAreExact,
+        "entitlements: features, overrides, the projects limit" to ::entitlements,
     )
     var passed = 0
     var failed = 0

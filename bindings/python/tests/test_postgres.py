@@ -34,6 +34,13 @@ def test_two_handles_share_a_postgres_database():
     )
     assert err.details["quota"] == "team_members"
 
+    # An override one handle sets is what the other reads.
+    first.set_entitlement_override(
+        orgdb.Actor.SYSTEM(), org.id, "sso", orgdb.EntitlementValue.FEATURE(enabled=True)
+    )
+    sso = second.entitlement(as_user(owner), org.id, "sso")
+    assert sso.has_access and sso.source == orgdb.EntitlementSource.OVERRIDE
+
     # Usage from both handles counts against one exact monthly total; a key counts once.
     first.record_usage(org.id, orgdb.UsageEvent(count=600, idempotency_key="k"))
     assert second.record_usage(org.id, orgdb.UsageEvent(count=600, idempotency_key="k")).duplicate
