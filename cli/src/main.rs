@@ -76,6 +76,11 @@ struct Cli {
         env = "ORGDB_MAX_OWNED_ORGANIZATIONS"
     )]
     max_owned_organizations: Option<u64>,
+    /// A plan catalog in JSON, replacing the default one (free, pro, team, enterprise):
+    /// `{"default_plan": "free", "plans": {"free": {"limits": {"mcps": 3, …}, "features":
+    /// ["sso"], "named_limits": {"projects": 5}}, …}}`.
+    #[arg(long, global = true, value_name = "FILE", env = "ORGDB_PLANS")]
+    plans: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -170,7 +175,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
         other => other,
     };
     let creates = matches!(command, Command::Users(users::Cmd::Create { .. }));
-    let db = open(&path, creates, cli.max_owned_organizations)?;
+    let opts = orgdb::Options {
+        max_owned_organizations: cli.max_owned_organizations,
+        plans: match &cli.plans {
+            Some(file) => plan_catalog(file)?,
+            None => orgdb::PlanCatalog::default(),
+        },
+        ..orgdb::Options::default()
+    };
+    let db = open(&path, creates, opts)?;
     let app = commands::App::new(db, cli.actor.as_deref(), out)?;
     match command {
         Command::Users(cmd) => users::run(&app, cmd)?,
@@ -192,7 +205,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 /// Opens the database; only commands that start one may create the file.
-fn open(path: &Path, create: bool, max_owned_organizations: Option<u64>) -> Result<Db> {
+/// The plan catalog of `--plans`: `validation_error` on `plans` when unreadable.
+fn plan_catalog(file: &Path) -> Result<orgdb::PlanCatalog> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| commands::invalid("plans", format!("{}: {e}", file.display())))?;
+    serde_json::from_str(&text)
+        .map_err(|e| commands::invalid("plans", format!("{}: {e}", file.display())))
+}
+
+fn open(path: &Path, create: bool, opts: orgdb::Options) -> Result<Db> {
     if !create && !commands::is_url(path) && !path.exists() {
         return Err(Error::Storage {
             message: format!(
@@ -202,13 +223,7 @@ fn open(path: &Path, create: bool, max_owned_organizations: Option<u64>) -> Resu
             ),
         });
     }
-    Db::open_with(
-        path,
-        orgdb::Options {
-            max_owned_organizations,
-            ..orgdb::Options::default()
-        },
-    )
+    Db::open_with(path, opts)
 }
 
 /// `error: <code>: <message>` and one line per detail, on stderr.

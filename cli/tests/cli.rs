@@ -65,6 +65,7 @@ impl Cli {
     fn cmd_for(&self, db: &Path) -> assert_cmd::Command {
         let mut cmd = cargo_bin_cmd!("orgdb");
         cmd.env_remove("ORGDB_PATH")
+            .env_remove("ORGDB_PLANS")
             .current_dir(self.dir.path())
             .arg("--db")
             .arg(db);
@@ -1242,6 +1243,192 @@ fn usage_and_audit() {
     cli.ok(&["users", "create", "--email", "m@example.com", "--name", "M"]);
     cli.ok(&["members", "add", "acme", "m@example.com"]);
     cli.fail(&["--as", "m@example.com", "audit", "acme"], 4, "forbidden");
+}
+
+#[test]
+fn entitlements_with_a_plan_catalog_file() {
+    let cli = Cli::with_db();
+    let catalog = cli.path("plans.json");
+    std::fs::write(
+        &catalog,
+        json!({
+            "default_plan": "starter",
+            "plans": {
+                "starter": {"limits": {"team_members": 5}, "features": ["audit_export"],
+                    "named_limits": {"projects": 1}},
+                "scale": {"features": ["sso"]}
+            }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let plans = catalog.to_str().unwrap();
+    let owner = cli.ok(&["users", "create", "--email", "o@example.com", "--name", "O"]);
+    let org = cli.ok(&[
+        "--plans",
+        plans,
+        "orgs",
+        "create",
+        "--name",
+        "Acme",
+        "--owner",
+        s(&owner["id"]),
+    ]);
+    let org = s(&org["id"]).to_owned();
+    let audit = cli.ok(&[
+        "--plans",
+        plans,
+        "orgs",
+        "entitlement",
+        &org,
+        "audit_export",
+    ]);
+    assert_eq!(audit["has_access"], true);
+    assert_eq!(audit["source"], "plan");
+    assert_eq!(audit["plan"], "starter");
+    // The projects limit of the catalog holds.
+    cli.ok(&[
+        "--plans", plans, "projects", "create", &org, "--name", "One",
+    ]);
+    let err = cli.fail(
+        &[
+            "--plans", plans, "projects", "create", &org, "--name", "Two",
+        ],
+        7,
+        "quota_exceeded",
+    );
+    assert!(err.contains("projects"), "{err}");
+    // The operator overrides it and switches a feature on; a member may not.
+    let raised = cli.ok(&[
+        "--plans",
+        plans,
+        "orgs",
+        "set-entitlement",
+        &org,
+        "projects",
+        "--limit",
+        "2",
+    ]);
+    assert_eq!(
+        (raised["limit"].clone(), raised["used"].clone()),
+        (json!(2), json!(1))
+    );
+    cli.ok(&[
+        "--plans", plans, "projects", "create", &org, "--name", "Two",
+    ]);
+    let sso = cli.ok(&[
+        "--plans",
+        plans,
+        "orgs",
+        "set-entitlement",
+        &org,
+        "sso",
+        "--on",
+    ]);
+    assert_eq!(sso["source"], "override");
+    cli.fail(
+        &[
+            "--plans",
+            plans,
+            "--as",
+            "o@example.com",
+            "orgs",
+            "set-entitlement",
+            &org,
+            "sso",
+            "--off",
+        ],
+        4,
+        "forbidden",
+    );
+    let all = cli.ok(&["--plans", plans, "orgs", "entitlements", &org]);
+    let names: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| s(&e["name"]))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "mcps",
+            "api_keys",
+            "team_members",
+            "monthly_requests",
+            "audit_export",
+            "projects",
+            "sso"
+        ]
+    );
+    let table = cli.run(&[
+        "--plans",
+        plans,
+        "--format",
+        "table",
+        "orgs",
+        "entitlements",
+        &org,
+    ]);
+    assert_eq!(table.code, 0, "{table:?}");
+    assert!(table.stdout.starts_with("NAME "), "{}", table.stdout);
+    assert!(
+        table
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("sso ") && l.ends_with("override")),
+        "{}",
+        table.stdout
+    );
+    // Clearing gives the plan's back; bad input names its field.
+    let cleared = cli.ok(&[
+        "--plans",
+        plans,
+        "orgs",
+        "set-entitlement",
+        &org,
+        "sso",
+        "--clear",
+    ]);
+    assert_eq!(cleared["has_access"], false);
+    let err = cli.fail(
+        &[
+            "--plans",
+            plans,
+            "orgs",
+            "set-entitlement",
+            &org,
+            "sso",
+            "--limit",
+            "3",
+        ],
+        5,
+        "validation_error",
+    );
+    assert!(err.contains("\n  value: "), "{err}");
+    let err = cli.fail(
+        &["--plans", plans, "orgs", "entitlement", &org, "No Name"],
+        5,
+        "validation_error",
+    );
+    assert!(err.contains("\n  name: "), "{err}");
+    // A catalog that cannot be read, or breaks the rules, is refused before anything runs.
+    std::fs::write(&catalog, "{not json").unwrap();
+    let err = cli.fail(
+        &["--plans", plans, "orgs", "entitlements", &org],
+        5,
+        "validation_error",
+    );
+    assert!(err.contains("\n  plans: "), "{err}");
+    std::fs::write(
+        &catalog,
+        json!({"default_plan": "a", "plans": {"a": {"features": ["mcps"]}}}).to_string(),
+    )
+    .unwrap();
+    cli.fail(
+        &["--plans", plans, "orgs", "entitlements", &org],
+        5,
+        "validation_error",
+    );
 }
 
 #[test]

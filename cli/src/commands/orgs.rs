@@ -2,7 +2,8 @@
 
 use clap::{ArgGroup, Args, Subcommand};
 use orgdb::{
-    Limit, LimitOverridesPatch, NewOrganization, OrganizationPatch, OrganizationSettings, Result,
+    EntitlementValue, Limit, LimitOverridesPatch, NewOrganization, OrganizationPatch,
+    OrganizationSettings, Result,
 };
 
 use super::{deleted, invalid, key_values, App};
@@ -145,6 +146,39 @@ pub(crate) enum Cmd {
         #[arg(long, value_name = "N|unlimited|plan")]
         monthly_requests: Option<String>,
     },
+    /// What the organization has of one feature or limit (`sso`, `projects`, `mcps`…), and
+    /// why: its plan, an override, or neither.
+    Entitlement {
+        /// Organization id or slug.
+        org: String,
+        /// The feature's or limit's name.
+        name: String,
+    },
+    /// Every entitlement of the organization: the four seed limits, then the others by name.
+    Entitlements {
+        /// Organization id or slug.
+        org: String,
+    },
+    /// Override one feature or limit for this organization (operator only).
+    #[command(group(ArgGroup::new("value").required(true).args(["on", "off", "limit", "clear"])))]
+    SetEntitlement {
+        /// Organization id or slug.
+        org: String,
+        /// The feature's or limit's name.
+        name: String,
+        /// Switch the feature on.
+        #[arg(long)]
+        on: bool,
+        /// Switch the feature off.
+        #[arg(long)]
+        off: bool,
+        /// Set the limit: a number or `unlimited`.
+        #[arg(long, value_name = "N|unlimited")]
+        limit: Option<String>,
+        /// Remove the override: follow the plan.
+        #[arg(long)]
+        clear: bool,
+    },
     /// Delete an organization with everything in it (owners); its audit log stays.
     Delete {
         /// Organization id or slug.
@@ -158,6 +192,7 @@ pub(crate) enum Cmd {
 }
 
 const LIST: &[&str] = &["id", "name", "slug", "plan", "created_at"];
+const ENTITLEMENTS: &[&str] = &["name", "kind", "has_access", "limit", "used", "source"];
 const FOR_USER: &[&str] = &[
     "id",
     "name",
@@ -295,6 +330,40 @@ pub(crate) fn run(app: &App, cmd: Cmd) -> Result<()> {
             let org = app.org(&org)?;
             out.ok(
                 &db.set_limit_overrides(actor, &org, &overrides)?,
+                View::Record,
+            );
+        }
+        Cmd::Entitlement { org, name } => {
+            let org = app.org(&org)?;
+            out.ok(&db.entitlement(actor, &org, &name)?, View::Record);
+        }
+        Cmd::Entitlements { org } => {
+            let org = app.org(&org)?;
+            out.ok(&db.entitlements(actor, &org)?, View::Rows(ENTITLEMENTS));
+        }
+        Cmd::SetEntitlement {
+            org,
+            name,
+            on,
+            off,
+            limit: count,
+            clear: _,
+        } => {
+            let value = match (on, off, count) {
+                (true, _, _) => Some(EntitlementValue::Feature { enabled: true }),
+                (_, true, _) => Some(EntitlementValue::Feature { enabled: false }),
+                (_, _, Some(text)) => Some(EntitlementValue::Limit {
+                    limit: match limit("limit", Some(text))? {
+                        Some(Some(Limit::Count(n))) => Some(n),
+                        Some(Some(Limit::Unlimited)) => None,
+                        _ => return Err(invalid("limit", "Must be a number or `unlimited`")),
+                    },
+                }),
+                _ => None,
+            };
+            let org = app.org(&org)?;
+            out.ok(
+                &db.set_entitlement_override(actor, &org, &name, value.as_ref())?,
                 View::Record,
             );
         }
