@@ -1,5 +1,6 @@
 //! Model-based property test of memberships (with deactivation and reactivation), roles,
-//! invitations, plans and seats, and of resources (mcps / api_keys limits), usage
+//! invitations, plans and seats, and of resources (mcps / api_keys limits, and the `projects`
+//! limit the run's catalog gives `free`), usage
 //! (monthly_requests per UTC month, idempotency keys, all-or-nothing batches, check_quota) and
 //! projects with their members.
 //!
@@ -275,6 +276,14 @@ fn usage_limits(plan: &str) -> (u64, u64, u64) {
 
 fn month_of(t: DateTime<Utc>) -> (i32, u32) {
     (t.year(), t.month())
+}
+
+/// The `projects` limit of a plan (the run's catalog gives `free` one).
+fn project_limit(plan: &str) -> Option<u64> {
+    match plan {
+        "free" => Some(2),
+        _ => None,
+    }
 }
 
 fn seat_limit(plan: &str) -> u64 {
@@ -653,7 +662,12 @@ fn email_of(slot: usize) -> String {
 
 impl Run {
     fn new() -> Run {
-        let (db, clock) = common::db();
+        // The default catalog, with a `projects` limit on `free` (see `project_limit`).
+        let clock = ManualClock::new(common::start());
+        let mut opts = orgdb::Options::with_clock(clock.clone());
+        let free = opts.plans.plans.get_mut("free").unwrap();
+        free.named_limits.insert("projects".into(), Some(2));
+        let db = common::db_with(opts);
         let mut users = Vec::new();
         for slot in 0..USERS {
             let u = db
@@ -1743,7 +1757,20 @@ impl Run {
             Op::CreateProject { actor, org } => {
                 let (o, org_id) = self.org_sel(org);
                 let actor = self.pick_actor(actor, o);
-                let expected = self.m.authorize(actor, o, ADMIN).map(|_| ());
+                let expected = (|| {
+                    self.m.authorize(actor, o, ADMIN)?;
+                    let o = o.unwrap();
+                    let live = self
+                        .m
+                        .projs
+                        .iter()
+                        .filter(|p| p.org == o && p.alive)
+                        .count();
+                    match project_limit(self.m.orgs[o].plan) {
+                        Some(limit) if live as u64 >= limit => Err("quota_exceeded"),
+                        _ => Ok(()),
+                    }
+                })();
                 let got = self.db.create_project(
                     &self.actor(actor),
                     &org_id,

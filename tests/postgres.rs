@@ -654,6 +654,17 @@ fn child_process_body() {
             }
             json!(made)
         }
+        "projects" => {
+            let mut made = 0u64;
+            for i in 0..task["n"].as_u64().unwrap() {
+                let new = orgdb::NewProject {
+                    name: format!("p{i}"),
+                    ..Default::default()
+                };
+                made += u64::from(ok(db.create_project(&Actor::System, &org, &new).map(drop)));
+            }
+            json!(made)
+        }
         "leave" => {
             // Each org has two owners; this process makes its owner leave every one.
             let user = task["user"].as_str().unwrap();
@@ -931,6 +942,30 @@ fn resource_limits_last_owners_and_accept_against_revoke_hold_across_processes()
         10,
         "each invitation accepted or revoked, not both"
     );
+    assert_sound(&db);
+}
+
+/// The `projects` limit of an override holds between processes: four processes ask for 12
+/// projects against a limit of 7, and exactly 7 exist afterwards.
+#[test]
+fn the_projects_limit_holds_across_processes() {
+    let Some((url, _server, db, org, owner)) = acme("pro") else {
+        return;
+    };
+    let seven = orgdb::EntitlementValue::Limit { limit: Some(7) };
+    db.set_entitlement_override(&Actor::System, &org, "projects", Some(&seven))
+        .unwrap();
+    let tasks: Vec<Value> = (0..4)
+        .map(|_| json!({"task": "projects", "url": url, "org": org, "n": 3}))
+        .collect();
+    let made: u64 = run_children(&tasks)
+        .iter()
+        .map(|r| r.as_u64().unwrap())
+        .sum();
+    assert_eq!(made, 7, "12 asked, the limit of 7 made");
+    assert_eq!(db.list_projects(&actor(&owner), &org).unwrap().len(), 7);
+    let e = db.entitlement(&actor(&owner), &org, "projects").unwrap();
+    assert_eq!((e.used, e.has_access), (Some(7), false));
     assert_sound(&db);
 }
 
