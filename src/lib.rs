@@ -65,7 +65,7 @@ pub use db::{Db, UsageRecorder};
 pub use error::{Details, Error, Result};
 pub use model::audit::AuditEvent;
 pub use model::entitlement::{
-    Entitlement, EntitlementKind, EntitlementSource, EntitlementValue, SEED_LIMITS,
+    Enforcement, Entitlement, EntitlementKind, EntitlementSource, EntitlementValue, SEED_LIMITS,
 };
 pub use model::invitation::{
     CreatedInvitation, Invitation, InvitationPreview, InvitationQuery, InvitationStatus,

@@ -400,6 +400,193 @@ fn a_catalog_that_breaks_the_naming_rules_is_refused_at_open() {
     assert!(Db::in_memory_with(opts).is_err());
 }
 
+/// An override of a name outside the catalog is set and cleared again (clearing answers the
+/// default; clearing what was never set is a no-op), and `projects` is a limit whatever the
+/// catalog says.
+#[test]
+fn overrides_outside_the_catalog_clear_and_projects_is_always_a_limit() {
+    let (db, _) = open();
+    let (org, owner) = org(&db, "Acme", "bare");
+    let a = actor(&owner);
+    let on = db
+        .set_entitlement_override(&Actor::System, &org, "beta_reports", Some(&feature(true)))
+        .unwrap();
+    assert!(on.has_access);
+    let off = db
+        .set_entitlement_override(&Actor::System, &org, "beta_reports", None)
+        .unwrap();
+    assert_eq!(off.source, EntitlementSource::Default);
+    assert_eq!(off.kind, EntitlementKind::Feature);
+    assert!(!off.has_access);
+    assert_err(db.entitlement(&a, &org, "beta_reports"), "not_found", None);
+    let never = db
+        .set_entitlement_override(&Actor::System, &org, "never_set", None)
+        .unwrap();
+    assert_eq!(never.source, EntitlementSource::Default);
+    // `projects` may not be made a feature, in an override (even with a catalog that does
+    // not name it) or in a plan.
+    let plain = db_with(Options::default());
+    let (plain_org, _) = common::org(&plain, "Plain", "free");
+    assert_err(
+        plain.set_entitlement_override(
+            &Actor::System,
+            &plain_org,
+            "projects",
+            Some(&feature(false)),
+        ),
+        "validation_error",
+        Some("value"),
+    );
+    let mut opts = Options::default();
+    opts.plans
+        .plans
+        .insert("odd".into(), Plan::default().feature("projects"));
+    assert_eq!(
+        Db::in_memory_with(opts).unwrap_err().code(),
+        "validation_error"
+    );
+    // A limit above what every backend stores is refused on each, naming `value`.
+    for name in ["projects", "seats_sso", "mcps"] {
+        assert_err(
+            db.set_entitlement_override(&Actor::System, &org, name, Some(&limit(Some(u64::MAX)))),
+            "validation_error",
+            Some("value"),
+        );
+    }
+    assert_sound(&db);
+}
+
+/// A soft `monthly_requests` limit admits past the limit up to its overage cap, marks the
+/// receipts `over` with the overage, and refuses past the cap; the entitlement says so.
+#[test]
+fn soft_usage_limits_admit_overage_up_to_the_cap() {
+    let clock = ManualClock::new(start());
+    let mut opts = Options::with_clock(clock.clone());
+    opts.plans = catalog();
+    let metered = Plan::from(Limits {
+        monthly_requests: Some(100),
+        team_members: Some(2),
+        ..Limits::default()
+    })
+    .soft("monthly_requests", Some(50))
+    .soft("team_members", None)
+    .limit("projects", Some(1))
+    .soft("projects", Some(1));
+    opts.plans.plans.insert("metered".into(), metered);
+    let db = db_with(opts);
+    let (org, owner) = org(&db, "Acme", "metered");
+    let a = actor(&owner);
+    let r = db.record_usage(&org, &orgdb::UsageEvent::new(100)).unwrap();
+    assert_eq!(
+        (r.used, r.over, r.overage, r.remaining),
+        (100, false, 0, Some(0))
+    );
+    let r = db.record_usage(&org, &orgdb::UsageEvent::new(30)).unwrap();
+    assert_eq!(
+        (r.used, r.over, r.overage, r.remaining),
+        (130, true, 30, Some(0))
+    );
+    assert_eq!(r.limit, Some(100));
+    // The cap is hard: 21 more would make 151.
+    let err = assert_err(
+        db.record_usage(&org, &orgdb::UsageEvent::new(21)),
+        "quota_exceeded",
+        None,
+    );
+    assert_eq!(err.details()["limit"], 150, "{err:?}");
+    let r = db.record_usage(&org, &orgdb::UsageEvent::new(20)).unwrap();
+    assert_eq!((r.used, r.overage), (150, 50));
+    // A recorder's buffered path and `check_quota` follow the same bound.
+    let recorder = db.usage_recorder(&org).unwrap();
+    assert_err(recorder.record(None, 1), "quota_exceeded", None);
+    let e = db.entitlement(&a, &org, "monthly_requests").unwrap();
+    assert_eq!(
+        e.enforcement,
+        orgdb::Enforcement::Soft {
+            overage_cap: Some(50)
+        }
+    );
+    assert_eq!(
+        (e.limit, e.used, e.has_access),
+        (Some(100), Some(150), false)
+    );
+    // Soft seats without a cap: members past the limit are admitted.
+    for name in ["B", "C", "D"] {
+        let u = user(&db, name);
+        db.add_member(&a, &org, &u.id, "member").unwrap();
+    }
+    let seats = db.entitlement(&a, &org, "team_members").unwrap();
+    assert_eq!(
+        (seats.limit, seats.used, seats.has_access),
+        (Some(2), Some(4), true)
+    );
+    assert_eq!(
+        db.get_organization(&a, &org).unwrap().limits.team_members,
+        Some(2)
+    );
+    // A soft projects limit of 1 with a cap of 1: two projects, not three.
+    project(&db, &a, &org, "One").unwrap();
+    project(&db, &a, &org, "Two").unwrap();
+    let err = assert_err(project(&db, &a, &org, "Three"), "quota_exceeded", None);
+    assert_eq!(err.details()["limit"], 2);
+    // A new month starts within the limit again.
+    clock.advance(chrono::TimeDelta::days(31));
+    let r = db.record_usage(&org, &orgdb::UsageEvent::new(1)).unwrap();
+    assert_eq!((r.used, r.over), (1, false));
+    assert_sound(&db);
+}
+
+/// Sixteen threads race plain and buffered records at a soft limit's cap: never past it,
+/// and the sum is exact.
+#[test]
+fn racing_records_never_pass_a_soft_cap() {
+    let mut opts = Options::with_clock(ManualClock::new(start()));
+    opts.plans = catalog();
+    opts.plans.plans.insert(
+        "metered".into(),
+        Plan::from(Limits {
+            monthly_requests: Some(500),
+            ..Limits::default()
+        })
+        .soft("monthly_requests", Some(250)),
+    );
+    let db = db_with(opts);
+    let (org, _) = org(&db, "Acme", "metered");
+    let admitted: u64 = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..16)
+            .map(|t| {
+                let (db, org) = (&db, &org);
+                s.spawn(move || {
+                    let recorder = db.usage_recorder(org).unwrap();
+                    let mut n = 0u64;
+                    for _ in 0..40 {
+                        let ok = if t % 2 == 0 {
+                            db.record_usage(org, &orgdb::UsageEvent::new(2)).is_ok()
+                        } else {
+                            recorder.record(None, 2).is_ok()
+                        };
+                        n += if ok { 2 } else { 0 };
+                    }
+                    n
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    db.flush().unwrap();
+    assert_eq!(
+        admitted, 750,
+        "16 × 40 × 2 asked, the cap of 500 + 250 admitted"
+    );
+    let used = db
+        .get_organization(&Actor::System, &org)
+        .unwrap()
+        .usage
+        .monthly_requests;
+    assert_eq!(used, 750);
+    assert_sound(&db);
+}
+
 /// Threads racing to create projects at the limit never pass it.
 #[test]
 fn racing_project_creations_stop_at_the_limit() {

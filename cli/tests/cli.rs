@@ -1254,8 +1254,9 @@ fn entitlements_with_a_plan_catalog_file() {
         json!({
             "default_plan": "starter",
             "plans": {
-                "starter": {"limits": {"team_members": 5}, "features": ["audit_export"],
-                    "named_limits": {"projects": 1}},
+                "starter": {"limits": {"team_members": 5, "monthly_requests": 10},
+                    "features": ["audit_export"], "named_limits": {"projects": 1},
+                    "enforcement": {"monthly_requests": {"mode": "soft", "overage_cap": 5}}},
                 "scale": {"features": ["sso"]}
             }
         })
@@ -1411,6 +1412,29 @@ fn entitlements_with_a_plan_catalog_file() {
         "validation_error",
     );
     assert!(err.contains("\n  name: "), "{err}");
+    // A soft monthly limit: past it up to the cap, the receipt says so; past the cap, refused.
+    let over = cli.ok(&["--plans", plans, "usage", "record", &org, "--count", "12"]);
+    assert_eq!(
+        (over["over"].clone(), over["overage"].clone()),
+        (json!(true), json!(2))
+    );
+    cli.fail(
+        &["--plans", plans, "usage", "record", &org, "--count", "4"],
+        7,
+        "quota_exceeded",
+    );
+    let quota = cli.ok(&[
+        "--plans",
+        plans,
+        "orgs",
+        "entitlement",
+        &org,
+        "monthly_requests",
+    ]);
+    assert_eq!(
+        quota["enforcement"],
+        json!({"mode": "soft", "overage_cap": 5})
+    );
     // A catalog that cannot be read, or breaks the rules, is refused before anything runs.
     std::fs::write(&catalog, "{not json").unwrap();
     let err = cli.fail(

@@ -78,6 +78,10 @@ pub struct PlanEntitlements {
     /// Named limits (`projects`…): name → at most this many, null for unlimited.
     #[uniffi(default)]
     pub limits: HashMap<String, Option<u64>>,
+    /// Soft limits (a seed limit or one of `limits`): name → the overage cap past the limit,
+    /// null for no cap. Limits not named here are hard.
+    #[uniffi(default)]
+    pub soft_limits: HashMap<String, Option<u64>>,
 }
 
 /// Settings of a database handle; every null field keeps its default.
@@ -156,6 +160,11 @@ impl TryFrom<Options> for crate::Options {
             })?;
             plan.features = extra.features.into_iter().collect();
             plan.named_limits = extra.limits.into_iter().collect();
+            plan.enforcement = extra
+                .soft_limits
+                .into_iter()
+                .map(|(name, overage_cap)| (name, crate::Enforcement::Soft { overage_cap }))
+                .collect();
         }
         if let Some(plan) = o.default_plan {
             opts.plans.default_plan = plan;

@@ -182,19 +182,19 @@ impl Ledger {
         let durable = mode == Mode::Durable && self.journal.is_some();
         let usage = &mut st.orgs[index];
         let used = usage.month_total(store, e.month)?;
-        let limit = usage.limit;
+        let quota = usage.quota;
         if e.key.is_some_and(|k| usage.keys.contains_key(k)) {
             return Ok(Some((
-                receipt(true, used, limit),
+                quota.receipt(true, used),
                 durable.then_some(seen_seq),
             )));
         }
-        let total = match used.checked_add(e.count) {
-            Some(total) if limit.is_none_or(|l| total <= l) => total,
-            _ => return self.refuse(durable, seen_seq, overflow(limit, used, e.count)),
+        let total = match quota.admit(used, e.count) {
+            Ok(total) => total,
+            Err(err) => return self.refuse(durable, seen_seq, err),
         };
         if mode == Mode::Check {
-            return Ok(Some((receipt(false, total, limit), None)));
+            return Ok(Some((quota.receipt(false, total), None)));
         }
         let mut wait_for = None;
         if durable {
@@ -205,7 +205,7 @@ impl Ledger {
         }
         st.orgs[index].count(e, column);
         st.dirty = true;
-        Ok(Some((receipt(false, total, limit), wait_for)))
+        Ok(Some((quota.receipt(false, total), wait_for)))
     }
 
     /// Writes the counted events of one call as one journal record; `None` when the journal
@@ -297,7 +297,7 @@ impl Ledger {
                 Some((_, sum)) => match sum.checked_add(e.count) {
                     Some(s) => *sum = s,
                     None => {
-                        let err = overflow(usage.limit, usage.months[&e.month], e.count);
+                        let err = usage.quota.refusal(usage.months[&e.month], e.count);
                         return self.refuse(durable, seen_seq, err);
                     }
                 },
@@ -306,13 +306,8 @@ impl Ledger {
         }
         for &(month, add) in &sums {
             let used = usage.months[&month];
-            match (used.checked_add(add), usage.limit) {
-                (Some(total), Some(limit)) if total > limit => {
-                    let err = Error::quota("monthly_requests", limit, used, add);
-                    return self.refuse(durable, seen_seq, err);
-                }
-                (None, limit) => return self.refuse(durable, seen_seq, overflow(limit, used, add)),
-                _ => {}
+            if let Err(err) = usage.quota.admit(used, add) {
+                return self.refuse(durable, seen_seq, err);
             }
         }
 
@@ -337,7 +332,7 @@ impl Ledger {
         }
 
         let usage = &st.orgs[index];
-        let limit = usage.limit;
+        let quota = usage.quota;
         let receipts = events
             .iter()
             .zip(&duplicate)
@@ -345,9 +340,9 @@ impl Ledger {
                 let used = usage.months[&e.month];
                 if mode == Mode::Check && !dup {
                     let after = sums.iter().find(|(m, _)| *m == e.month).map_or(0, |s| s.1);
-                    receipt(false, used.saturating_add(after), limit)
+                    quota.receipt(false, used.saturating_add(after))
                 } else {
-                    receipt(*dup, used, limit)
+                    quota.receipt(*dup, used)
                 }
             })
             .collect();
@@ -355,22 +350,6 @@ impl Ledger {
     }
 }
 
-pub(super) fn receipt(duplicate: bool, used: u64, limit: Option<u64>) -> UsageReceipt {
-    UsageReceipt {
-        duplicate,
-        used,
-        limit,
-        remaining: limit.map(|l| l.saturating_sub(used)),
-    }
-}
-
 pub(crate) fn no_receipt() -> Error {
     Error::storage("admission returned no receipt")
-}
-
-pub(super) fn overflow(limit: Option<u64>, used: u64, add: u64) -> Error {
-    match limit {
-        Some(limit) => Error::quota("monthly_requests", limit, used, add),
-        None => Error::invalid("count", "Would overflow the month's total"),
-    }
 }

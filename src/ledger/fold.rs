@@ -285,7 +285,7 @@ fn apply_deltas(
         let Some(rec) = tx.org(&org)? else {
             continue;
         };
-        let limit = env.monthly_limit(&rec);
+        let limit = env.quota(&rec).limit;
         let mut months: Vec<(u32, u64)> = delta.months.into_iter().collect();
         months.sort_unstable();
         for (month, add) in months {

@@ -26,8 +26,7 @@ use crate::error::{Error, Result};
 use crate::model::usage::UsageReceipt;
 use crate::store::{Backend, DayRow, UsageAsk, Writes};
 
-use super::admit::receipt;
-use super::{lock, Admit, MonthGrowth, UsageEnv};
+use super::{lock, Admit, MonthGrowth, Quota, UsageEnv};
 
 /// The smallest slice asked for at once; a busy organization asks for more (see `want`).
 const MIN_SLICE: u64 = 1_000;
@@ -36,7 +35,7 @@ const MIN_SLICE: u64 = 1_000;
 #[derive(Debug)]
 struct OrgLease {
     month: u32,
-    limit: Option<u64>,
+    quota: Quota,
     /// Reserved on the server and not yet flushed (what `used` counts against).
     reserved: u64,
     /// Admitted here since the last flush.
@@ -138,10 +137,10 @@ impl Leases {
         let Some(count) = count.filter(|c| total.and_then(|t| t.checked_add(*c)).is_some()) else {
             let used = total.unwrap_or(u64::MAX);
             let asked = count.unwrap_or(u64::MAX);
-            return Err(super::admit::overflow(l.limit, used, asked));
+            return Err(l.quota.refusal(used, asked));
         };
         let fits = |l: &OrgLease| {
-            l.limit.is_none()
+            l.quota.ceiling.is_none()
                 || (Instant::now() < l.deadline && l.used.saturating_add(count) <= l.reserved)
         };
         if !fits(l) {
@@ -150,11 +149,11 @@ impl Leases {
         }
         let l = orgs.get_mut(org).ok_or_else(not_loaded)?;
         if !fits(l) {
-            let limit = l.limit.unwrap_or(u64::MAX);
+            let ceiling = l.quota.ceiling.unwrap_or(u64::MAX);
             return Err(Error::quota(
                 "monthly_requests",
-                limit,
-                limit.saturating_sub(l.reserved.saturating_sub(l.used)),
+                ceiling,
+                ceiling.saturating_sub(l.reserved.saturating_sub(l.used)),
                 count,
             ));
         }
@@ -162,7 +161,7 @@ impl Leases {
         for (e, column) in events.iter().zip(columns) {
             l.used += e.count;
             l.days.entry(e.day).or_default().add(column, e.count);
-            receipts.push(receipt(false, l.base + l.used, l.limit));
+            receipts.push(l.quota.receipt(false, l.base + l.used));
         }
         Ok(receipts)
     }
@@ -200,17 +199,17 @@ impl Leases {
         month: u32,
         orgs: &mut HashMap<String, OrgLease>,
     ) -> Result<()> {
-        let (limit, base) = store.read(|tx| {
+        let (quota, base) = store.read(|tx| {
             let rec = tx
                 .org(org)?
                 .ok_or_else(|| Error::not_found("Organization"))?;
-            Ok((env.monthly_limit(&rec), tx.month_usage(org, month)?))
+            Ok((env.quota(&rec), tx.month_usage(org, month)?))
         })?;
         orgs.insert(
             org.to_owned(),
             OrgLease {
                 month,
-                limit,
+                quota,
                 reserved: 0,
                 used: 0,
                 base,
@@ -243,8 +242,8 @@ impl Leases {
             let Some(rec) = tx.org(org)? else {
                 return Ok(None);
             };
-            let limit = env.monthly_limit(&rec);
-            let reserving = !release && limit.is_some();
+            let quota = env.quota(&rec);
+            let reserving = !release && quota.ceiling.is_some();
             let state = tx.usage_state(
                 org,
                 &UsageAsk {
@@ -258,23 +257,24 @@ impl Leases {
                 .months
                 .first()
                 .map_or((0, 0), |&(_, stored, leased)| (stored, leased));
-            let base = store_usage(tx, env, org, l, limit, stored)?;
+            let base = store_usage(tx, env, org, l, quota.limit, stored)?;
             let keep = l.reserved.saturating_sub(l.used);
             let reserved = if !reserving {
                 0
             } else {
-                let free = limit
+                let free = quota
+                    .ceiling
                     .unwrap_or(u64::MAX)
                     .saturating_sub(base.saturating_add(others).saturating_add(keep));
                 keep + want.min(free)
             };
             tx.put_lease(org, l.month, holder, reserved, self.ttl)?;
-            Ok(Some((limit, base, reserved)))
+            Ok(Some((quota, base, reserved)))
         });
         match done {
-            Ok(Some((limit, base, reserved))) => {
+            Ok(Some((quota, base, reserved))) => {
                 let grew = reserved > l.reserved.saturating_sub(l.used);
-                l.limit = limit;
+                l.quota = quota;
                 l.base = base;
                 l.reserved = reserved;
                 l.used = 0;

@@ -43,10 +43,51 @@ const META_SEQ: &str = "journal_seq";
 pub(crate) trait UsageEnv {
     /// The time of the call.
     fn now(&self) -> DateTime<Utc>;
-    /// The organization's `monthly_requests` limit (`None`: unlimited).
-    fn monthly_limit(&self, org: &OrgRecord) -> Option<u64>;
+    /// The organization's `monthly_requests` quota.
+    fn quota(&self, org: &OrgRecord) -> Quota;
     /// Called by a fold, in its transaction, after it stored a month's new total.
     fn month_total_grew(&self, tx: &mut dyn Writes, growth: &MonthGrowth<'_>) -> Result<()>;
+}
+
+/// An organization's monthly quota: the `monthly_requests` limit, and the bound admission
+/// enforces (the limit when hard; the limit plus the overage cap when soft; `None`: no
+/// bound). The one check of every admission path (this ledger, the shared one, leases).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Quota {
+    pub(crate) limit: Option<u64>,
+    pub(crate) ceiling: Option<u64>,
+}
+
+impl Quota {
+    /// `used + add` when admission allows it, else the refusal.
+    pub(crate) fn admit(self, used: u64, add: u64) -> Result<u64> {
+        match used.checked_add(add) {
+            Some(total) if self.ceiling.is_none_or(|c| total <= c) => Ok(total),
+            _ => Err(self.refusal(used, add)),
+        }
+    }
+
+    /// Why `add` more on `used` is refused: past the enforced bound, or past what a total
+    /// can hold.
+    pub(crate) fn refusal(self, used: u64, add: u64) -> Error {
+        match self.ceiling {
+            Some(ceiling) => Error::quota("monthly_requests", ceiling, used, add),
+            None => Error::invalid("count", "Would overflow the month's total"),
+        }
+    }
+
+    /// The receipt of a month at `used`.
+    pub(crate) fn receipt(self, duplicate: bool, used: u64) -> UsageReceipt {
+        let overage = self.limit.map_or(0, |l| used.saturating_sub(l));
+        UsageReceipt {
+            duplicate,
+            used,
+            limit: self.limit,
+            remaining: self.limit.map(|l| l.saturating_sub(used)),
+            over: overage > 0,
+            overage,
+        }
+    }
 }
 
 /// A month total a fold raised.
@@ -134,7 +175,7 @@ struct OrgUsage {
     /// Which occupant of the place this is: unique in the ledger, 0 when vacant.
     epoch: u64,
     /// `monthly_requests`; reloaded when `limit_known` is false.
-    limit: Option<u64>,
+    quota: Quota,
     limit_known: bool,
     /// Live resources of this organization seen so far: id → report column.
     resources: Map<String, u32>,
@@ -385,21 +426,21 @@ fn ensure_org(st: &mut State, store: &dyn Backend, env: &dyn UsageEnv, org: &str
     }
     let fresh = known.is_none();
     let cutoff = crate::model::time::minus(env.now(), KEY_RETENTION).timestamp_micros();
-    let (limit, keys) = store.read(|tx| {
+    let (quota, keys) = store.read(|tx| {
         let rec = tx
             .org(org)?
             .ok_or_else(|| Error::not_found("Organization"))?;
-        let limit = env.monthly_limit(&rec);
+        let quota = env.quota(&rec);
         let keys = if fresh {
             tx.idempotency_keys(org)?
         } else {
             Vec::new()
         };
-        Ok((limit, keys))
+        Ok((quota, keys))
     })?;
     let i = st.place_of(org);
     let usage = &mut st.orgs[i];
-    usage.limit = limit;
+    usage.quota = quota;
     usage.limit_known = true;
     for (k, at) in keys.into_iter().filter(|(_, at)| *at >= cutoff) {
         usage.oldest_key = usage.oldest_key.min(at);

@@ -21,8 +21,7 @@ use crate::error::{Error, Result};
 use crate::model::usage::UsageReceipt;
 use crate::store::{Backend, DayRow, Reads, UsageAsk, Writes};
 
-use super::admit::{overflow, receipt};
-use super::{lock, Admit, Mode, MonthGrowth, UsageEnv};
+use super::{lock, Admit, Mode, MonthGrowth, Quota, UsageEnv};
 
 /// One event of a queued call, owned (the call's thread waits while another admits it).
 #[derive(Debug, Clone)]
@@ -196,7 +195,7 @@ fn run_batch(
 /// One organization's admission state inside a transaction: what is stored, and what the
 /// calls admitted so far add to it.
 struct OrgPlan {
-    limit: Option<u64>,
+    quota: Quota,
     /// Live resources' columns (`None`: not a live resource of this organization).
     columns: HashMap<String, Option<u32>>,
     /// Keys stored or admitted in this batch.
@@ -218,7 +217,7 @@ impl OrgPlan {
             .org(org)?
             .ok_or_else(|| Error::not_found("Organization"))?;
         let mut plan = OrgPlan {
-            limit: env.monthly_limit(&rec),
+            quota: env.quota(&rec),
             columns: HashMap::new(),
             keys: HashSet::new(),
             months: BTreeMap::new(),
@@ -238,7 +237,7 @@ impl OrgPlan {
             org,
             &UsageAsk {
                 months: &months,
-                leases: plan.limit.is_some(),
+                leases: plan.quota.ceiling.is_some(),
                 except_holder: None,
                 keys: &keys,
                 resources: &resources,
@@ -290,17 +289,11 @@ impl OrgPlan {
             let add = adds.entry(e.month).or_default();
             *add = add
                 .checked_add(e.count)
-                .ok_or_else(|| overflow(self.limit, used, e.count))?;
+                .ok_or_else(|| self.quota.refusal(used, e.count))?;
         }
         for (month, add) in &adds {
             let used = counted(month);
-            match (used.checked_add(*add), self.limit) {
-                (Some(total), Some(limit)) if total > limit => {
-                    return Err(Error::quota("monthly_requests", limit, used, *add));
-                }
-                (None, limit) => return Err(overflow(limit, used, *add)),
-                _ => {}
-            }
+            self.quota.admit(used, *add)?;
         }
         let receipts = events
             .iter()
@@ -308,7 +301,9 @@ impl OrgPlan {
             .map(|(e, dup)| {
                 let used = self.months[&e.month].1;
                 let after = used + adds.get(&e.month).copied().unwrap_or(0);
-                let mut r = receipt(*dup, if check && *dup { used } else { after }, self.limit);
+                let mut r = self
+                    .quota
+                    .receipt(*dup, if check && *dup { used } else { after });
                 // Quota reserved by leases is not free either.
                 let leased = self.leased.get(&e.month).copied().unwrap_or(0);
                 r.remaining = r.remaining.map(|left| left.saturating_sub(leased));
@@ -365,7 +360,7 @@ impl OrgPlan {
                     month,
                     before,
                     after,
-                    limit: self.limit,
+                    limit: self.quota.limit,
                 },
             )?;
         }

@@ -6,6 +6,13 @@ use serde::{Deserialize, Serialize};
 /// `LimitOverrides`; every other name is a named limit or a feature.
 pub const SEED_LIMITS: [&str; 4] = ["mcps", "api_keys", "team_members", "monthly_requests"];
 
+/// The named limit orgdb counts and enforces itself (in `create_project`): always a limit,
+/// never a feature.
+pub const PROJECTS: &str = "projects";
+
+/// The largest count a limit may hold (every backend stores it as a signed 64-bit number).
+pub const LIMIT_MAX: u64 = i64::MAX as u64;
+
 /// The longest entitlement name.
 pub const NAME_MAX: usize = 64;
 
@@ -51,6 +58,37 @@ pub enum EntitlementSource {
     Default,
 }
 
+/// How a limit is enforced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+#[cfg_attr(feature = "ffi", derive(uniffi::Enum))]
+pub enum Enforcement {
+    /// Refuse what would pass the limit (`quota_exceeded`).
+    #[default]
+    Hard,
+    /// Admit past the limit and count the overage (a usage receipt says `over`), up to
+    /// `limit + overage_cap`, which is hard; no cap: no bound.
+    Soft {
+        /// How far past the limit may go; `None`: without bound.
+        #[serde(default)]
+        overage_cap: Option<u64>,
+    },
+}
+
+impl Enforcement {
+    /// The bound admission enforces for `limit`: the limit itself when hard, the limit plus
+    /// the cap when soft (saturating), none when soft without a cap or when unlimited.
+    pub fn ceiling(self, limit: Option<u64>) -> Option<u64> {
+        match self {
+            Enforcement::Hard => limit,
+            Enforcement::Soft {
+                overage_cap: Some(cap),
+            } => limit.map(|l| l.saturating_add(cap)),
+            Enforcement::Soft { overage_cap: None } => None,
+        }
+    }
+}
+
 /// What an override sets: a feature on or off, or a limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -92,7 +130,8 @@ pub struct Entitlement {
     /// Feature or limit.
     pub kind: EntitlementKind,
     /// A feature: whether it is on. A limit: whether one more may be used now (unlimited, or
-    /// `used` below `limit`; when orgdb does not count the use, whether `limit` is above 0).
+    /// `used` below the enforced bound: `limit`, or `limit` plus the overage cap of a soft
+    /// limit; when orgdb does not count the use, whether that bound is above 0).
     pub has_access: bool,
     /// A limit's value; `None` for a feature or an unlimited limit.
     pub limit: Option<u64>,
@@ -102,6 +141,9 @@ pub struct Entitlement {
     pub used: Option<u64>,
     /// Where the answer comes from.
     pub source: EntitlementSource,
+    /// How a limit is enforced (the plan's; `Hard` for features). Under `Soft`, `has_access`
+    /// holds up to the overage cap.
+    pub enforcement: Enforcement,
     /// The organization's plan.
     pub plan: String,
 }

@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::entitlement::{valid_name, EntitlementKind, SEED_LIMITS};
+use super::entitlement::{
+    valid_name, Enforcement, EntitlementKind, LIMIT_MAX, PROJECTS, SEED_LIMITS,
+};
 use super::org::Limits;
 
 /// What one plan grants: the seed's four limits, any number of named limits (`projects`…),
@@ -31,6 +33,10 @@ pub struct Plan {
     /// Features the plan includes. A feature no plan lists is off.
     #[serde(default)]
     pub features: BTreeSet<String>,
+    /// How each limit is enforced, by name (a seed limit or a named limit of this plan); a
+    /// limit not listed is hard.
+    #[serde(default)]
+    pub enforcement: BTreeMap<String, Enforcement>,
 }
 
 impl Plan {
@@ -44,6 +50,19 @@ impl Plan {
     pub fn limit(mut self, name: &str, limit: Option<u64>) -> Plan {
         self.named_limits.insert(name.to_owned(), limit);
         self
+    }
+
+    /// The plan with the limit `name` soft: admitted past the limit up to `overage_cap` more
+    /// (`None`: without bound).
+    pub fn soft(mut self, name: &str, overage_cap: Option<u64>) -> Plan {
+        self.enforcement
+            .insert(name.to_owned(), Enforcement::Soft { overage_cap });
+        self
+    }
+
+    /// How the limit `name` is enforced.
+    pub fn enforcement_of(&self, name: &str) -> Enforcement {
+        self.enforcement.get(name).copied().unwrap_or_default()
     }
 }
 
@@ -91,10 +110,10 @@ impl PlanCatalog {
         self.plans.keys().map(String::as_str).collect()
     }
 
-    /// Whether any plan names `name`, and as what: the four seed limits and every named limit
-    /// are limits, every feature a feature.
+    /// Whether any plan names `name`, and as what: the four seed limits, `projects` and every
+    /// named limit are limits, every feature a feature.
     pub fn kind_of(&self, name: &str) -> Option<EntitlementKind> {
-        if SEED_LIMITS.contains(&name) {
+        if SEED_LIMITS.contains(&name) || name == PROJECTS {
             return Some(EntitlementKind::Limit);
         }
         self.plans.values().find_map(|p| {
@@ -123,8 +142,10 @@ impl PlanCatalog {
     }
 
     /// The catalog's own rules: names of features and named limits are `[a-z][a-z0-9_]*` of at
-    /// most 64 characters, never one of the four seed limits, and a name is a feature in
-    /// every plan that lists it or a limit in every one. The first broken rule, as text.
+    /// most 64 characters, never one of the four seed limits; `projects` is a limit; a name is
+    /// a feature in every plan that lists it or a limit in every one; a named limit is at
+    /// most [`LIMIT_MAX`]; `enforcement` names limits of its plan. The first broken rule, as
+    /// text.
     pub(crate) fn problem(&self) -> Option<String> {
         let mut kinds: BTreeMap<&str, (EntitlementKind, &str)> = BTreeMap::new();
         for (plan, p) in &self.plans {
@@ -142,6 +163,16 @@ impl PlanCatalog {
                         "plan {plan:?}: {name:?} is one of the four seed limits, set in `limits`"
                     ));
                 }
+                if name == PROJECTS && kind == EntitlementKind::Feature {
+                    return Some(format!(
+                        "plan {plan:?}: {PROJECTS:?} is a limit, not a feature"
+                    ));
+                }
+                if p.named_limits.get(name).copied().flatten() > Some(LIMIT_MAX) {
+                    return Some(format!(
+                        "plan {plan:?}: the limit {name:?} is above {LIMIT_MAX}"
+                    ));
+                }
                 match kinds.get(name.as_str()) {
                     Some((seen, other)) if *seen != kind => {
                         return Some(format!(
@@ -156,7 +187,25 @@ impl PlanCatalog {
                 }
             }
         }
+        for (plan, p) in &self.plans {
+            for name in p.enforcement.keys() {
+                if !SEED_LIMITS.contains(&name.as_str()) && !p.named_limits.contains_key(name) {
+                    return Some(format!(
+                        "plan {plan:?}: `enforcement` names {name:?}, which is not one of its \
+                         limits"
+                    ));
+                }
+            }
+        }
         None
+    }
+
+    /// How the plan `plan` enforces the limit `name` (hard when the catalog lacks either).
+    pub fn enforcement(&self, plan: &str, name: &str) -> Enforcement {
+        self.plans
+            .get(plan)
+            .map(|p| p.enforcement_of(name))
+            .unwrap_or_default()
     }
 }
 

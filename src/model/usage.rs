@@ -67,6 +67,14 @@ pub struct UsageReceipt {
     pub limit: Option<u64>,
     /// `limit - used` (null when unlimited).
     pub remaining: Option<u64>,
+    /// The month's usage is past the limit: only a soft limit admits that.
+    #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
+    pub over: bool,
+    /// How far past the limit the month's usage is (0 within it).
+    #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default))]
+    pub overage: u64,
 }
 
 /// Report granularity.

@@ -10,16 +10,14 @@ use serde_json::json;
 use super::{orgs, record, Ctx};
 use crate::authz::{authorize, Action, Actor};
 use crate::error::{Error, Result};
+pub(crate) use crate::model::entitlement::PROJECTS;
 use crate::model::entitlement::{
-    valid_name, Entitlement, EntitlementKind, EntitlementSource, EntitlementValue, NAME_MAX,
-    SEED_LIMITS,
+    valid_name, Enforcement, Entitlement, EntitlementKind, EntitlementSource, EntitlementValue,
+    LIMIT_MAX, NAME_MAX, SEED_LIMITS,
 };
 use crate::model::org::{Limit, LimitOverridesPatch, Limits, Usage};
 use crate::store::{OrgRecord, Reads, Writes};
 use crate::validate::Validator;
-
-/// The named limit orgdb enforces itself, in `create_project`.
-pub(crate) const PROJECTS: &str = "projects";
 
 /// A name as given, or `validation_error` naming `name`.
 fn checked_name(name: &str) -> Result<&str> {
@@ -119,13 +117,17 @@ fn resolve(tx: &dyn Reads, ctx: &Ctx, rec: &OrgRecord, name: &str) -> Result<Opt
         };
         (value.kind(), value, source, used)
     };
+    let enforcement = match kind {
+        EntitlementKind::Limit => ctx.opts.plans.enforcement(&rec.org.plan, name),
+        EntitlementKind::Feature => Enforcement::Hard,
+    };
     let (has_access, limit) = match value {
         EntitlementValue::Feature { enabled } => (enabled, None),
         EntitlementValue::Limit { limit } => {
-            let room = match (limit, used) {
+            let room = match (enforcement.ceiling(limit), used) {
                 (None, _) => true,
-                (Some(limit), Some(used)) => used < limit,
-                (Some(limit), None) => limit > 0,
+                (Some(bound), Some(used)) => used < bound,
+                (Some(bound), None) => bound > 0,
             };
             (room, limit)
         }
@@ -137,6 +139,7 @@ fn resolve(tx: &dyn Reads, ctx: &Ctx, rec: &OrgRecord, name: &str) -> Result<Opt
         limit,
         used,
         source,
+        enforcement,
         plan: rec.org.plan.clone(),
     }))
 }
@@ -195,16 +198,22 @@ pub(crate) fn set_override(
     authorize(tx, actor, org, Action::ChangePlan)?;
     let name = checked_name(name)?;
     let known = ctx.opts.plans.kind_of(name);
+    let mut v = Validator::new();
     if let (Some(kind), Some(value)) = (known, value) {
         if value.kind() != kind {
-            let mut v = Validator::new();
             v.fail(
                 "value",
                 format!("{name:?} is a {} in the plan catalog", kind.as_str()),
             );
-            v.finish()?;
         }
     }
+    if let Some(EntitlementValue::Limit { limit: Some(n) }) = value {
+        if *n > LIMIT_MAX {
+            v.fail("value", format!("Must be at most {LIMIT_MAX}"));
+        }
+    }
+    v.finish()?;
+    let before = tx.entitlement_override(org, name)?;
     if SEED_LIMITS.contains(&name) {
         let limit = value.map(|v| match *v {
             EntitlementValue::Limit { limit: Some(n) } => Limit::Count(n),
@@ -218,26 +227,39 @@ pub(crate) fn set_override(
             _ => patch.monthly_requests = Some(limit),
         }
         orgs::set_limit_overrides(tx, ctx, actor, org, &patch)?;
-    } else {
-        let before = tx.entitlement_override(org, name)?;
-        if before.as_ref() != value {
-            tx.put_entitlement_override(org, name, value)?;
-            let details = json!({ "name": name, "before": before, "after": value });
-            record(
-                tx,
-                ctx,
-                actor.label(),
-                Some(org),
-                "organization.entitlement_changed",
-                org,
-                details,
-            )?;
-        }
+    } else if before.as_ref() != value {
+        tx.put_entitlement_override(org, name, value)?;
+        let details = json!({ "name": name, "before": before, "after": value });
+        record(
+            tx,
+            ctx,
+            actor.label(),
+            Some(org),
+            "organization.entitlement_changed",
+            org,
+            details,
+        )?;
     }
     let rec = tx
         .org(org)?
         .ok_or_else(|| Error::not_found("Organization"))?;
-    resolve(tx, ctx, &rec, name)?.ok_or_else(|| Error::not_found("Entitlement"))
+    // A name nothing knows any more (an override cleared, of a name outside the catalog):
+    // what it now is, the default of its kind.
+    let kind = value
+        .or(before.as_ref())
+        .map_or(EntitlementKind::Feature, |v| v.kind());
+    Ok(
+        resolve(tx, ctx, &rec, name)?.unwrap_or_else(|| Entitlement {
+            name: name.to_owned(),
+            kind,
+            has_access: kind == EntitlementKind::Limit,
+            limit: None,
+            used: None,
+            source: EntitlementSource::Default,
+            enforcement: Enforcement::Hard,
+            plan: rec.org.plan.clone(),
+        }),
+    )
 }
 
 /// The organization's named limit `name` (override, then plan), `None` when unlimited.

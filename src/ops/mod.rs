@@ -47,6 +47,25 @@ pub(crate) fn limits(ctx: &Ctx, rec: &OrgRecord) -> Limits {
     rec.overrides.apply(plan)
 }
 
+/// What admission enforces of each effective limit: the limit when the plan enforces it
+/// hard, the limit plus the overage cap when soft
+/// ([`Enforcement::ceiling`](crate::Enforcement::ceiling)).
+pub(crate) fn ceilings(ctx: &Ctx, rec: &OrgRecord) -> Limits {
+    let limits = limits(ctx, rec);
+    let ceiling = |name: &str, limit: Option<u64>| {
+        ctx.opts
+            .plans
+            .enforcement(&rec.org.plan, name)
+            .ceiling(limit)
+    };
+    Limits {
+        mcps: ceiling("mcps", limits.mcps),
+        api_keys: ceiling("api_keys", limits.api_keys),
+        team_members: ceiling("team_members", limits.team_members),
+        monthly_requests: ceiling("monthly_requests", limits.monthly_requests),
+    }
+}
+
 /// The user, or `not_found`.
 pub(crate) fn load_user(tx: &dyn Reads, id: &str) -> Result<User> {
     tx.user(id)?.ok_or_else(|| Error::not_found("User"))

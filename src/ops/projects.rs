@@ -31,8 +31,14 @@ pub(crate) fn create(
     let name = validator.name("name", &new.name);
     let description = validator.text("description", new.description.as_deref(), TEXT_MAX);
     validator.finish()?;
-    // The `projects` limit, when the plan or an override sets one.
-    if let Some(limit) = entitlements::named_limit(tx, ctx, &cleared.org, entitlements::PROJECTS)? {
+    // The `projects` limit (with the overage cap of a soft one), when the plan or an
+    // override sets one.
+    let limit = entitlements::named_limit(tx, ctx, &cleared.org, entitlements::PROJECTS)?;
+    let enforcement = ctx
+        .opts
+        .plans
+        .enforcement(&cleared.org.org.plan, entitlements::PROJECTS);
+    if let Some(limit) = enforcement.ceiling(limit) {
         let used = tx.project_count(org)?;
         if used >= limit {
             return Err(Error::quota(entitlements::PROJECTS, limit, used, 1));

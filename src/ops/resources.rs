@@ -28,7 +28,7 @@ pub(crate) fn register(
     let name = validator.name("name", name);
     validator.finish()?;
     let used = tx.org_stats(org)?.resource_count(kind);
-    let limits = super::limits(ctx, &cleared.org);
+    let limits = super::ceilings(ctx, &cleared.org);
     let limit = match kind {
         ResourceKind::Mcp => limits.mcps,
         ResourceKind::ApiKey => limits.api_keys,

@@ -7,7 +7,7 @@
 
 use serde_json::json;
 
-use super::{limits, record, Ctx};
+use super::{ceilings, record, Ctx};
 use crate::authz::{Actor, Cleared};
 use crate::error::{Error, Result};
 use crate::model::invitation::InvitationStatus;
@@ -35,15 +35,15 @@ pub(crate) fn require_ownership_room(tx: &dyn Reads, ctx: &Ctx, user: &str) -> R
     Ok(())
 }
 
-/// Refuses when one more seat would pass the `team_members` limit. `used` counts the seats
-/// taken; it runs only when there is a limit (an unlimited plan never scans the pending
-/// invitations).
+/// Refuses when one more seat would pass the `team_members` limit (with the overage cap of
+/// a soft one). `used` counts the seats taken; it runs only when there is a limit (an
+/// unlimited plan never scans the pending invitations).
 pub(crate) fn require_seat(
     ctx: &Ctx,
     cleared: &Cleared,
     used: impl FnOnce() -> Result<u64>,
 ) -> Result<()> {
-    if let Some(limit) = limits(ctx, &cleared.org).team_members {
+    if let Some(limit) = ceilings(ctx, &cleared.org).team_members {
         let used = used()?;
         if used.saturating_add(1) > limit {
             return Err(Error::quota("team_members", limit, used, 1));

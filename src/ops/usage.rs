@@ -6,7 +6,7 @@ use serde_json::json;
 use super::{record, Ctx};
 use crate::authz::{authorize, Action, Actor};
 use crate::error::{Error, Result};
-use crate::ledger::{day_and_month, Admit, MonthGrowth, UsageEnv, KEY_RETENTION};
+use crate::ledger::{day_and_month, Admit, MonthGrowth, Quota, UsageEnv, KEY_RETENTION};
 use crate::model::resource::ResourceKind;
 use crate::model::time;
 use crate::model::usage::{
@@ -335,8 +335,11 @@ impl UsageEnv for Ctx<'_> {
         self.now
     }
 
-    fn monthly_limit(&self, org: &OrgRecord) -> Option<u64> {
-        super::limits(self, org).monthly_requests
+    fn quota(&self, org: &OrgRecord) -> Quota {
+        Quota {
+            limit: super::limits(self, org).monthly_requests,
+            ceiling: super::ceilings(self, org).monthly_requests,
+        }
     }
 
     /// One `usage.threshold` audit event per threshold the month's total crossed (once per

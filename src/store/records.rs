@@ -665,6 +665,7 @@ pub(crate) fn fuzz_decode_all(bytes: &[u8]) -> usize {
     n += ok(ResourceRecord::decode(bytes));
     n += ok(AuditEvent::decode(bytes));
     n += ok(DayRow::decode(bytes));
+    n += ok(EntitlementValue::decode(bytes));
     n += ok(codec::decode_u64(bytes));
     n += ok(codec::decode_pending(bytes));
     let mut r = KeyReader::new(bytes);

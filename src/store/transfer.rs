@@ -21,7 +21,7 @@ use super::{
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::model::audit::AuditEvent;
-use crate::model::entitlement::{valid_name, EntitlementValue, SEED_LIMITS};
+use crate::model::entitlement::{valid_name, EntitlementValue, LIMIT_MAX, SEED_LIMITS};
 use crate::model::membership::Membership;
 use crate::model::project::{Project, ProjectMembership};
 use crate::model::transfer::{AuditFeeds, Record};
@@ -320,6 +320,14 @@ pub(crate) fn import(tx: &mut dyn Writes, state: &mut ImportState, record: Recor
                     "entitlement_override",
                     format!("{name:?} is not a name of a named limit or feature"),
                 ));
+            }
+            if let EntitlementValue::Limit { limit: Some(n) } = value {
+                if n > LIMIT_MAX {
+                    return Err(refused(
+                        "entitlement_override",
+                        format!("{name}: the limit {n} is above {LIMIT_MAX}"),
+                    ));
+                }
             }
             if tx.entitlement_override(&organization_id, &name)?.is_some() {
                 return Err(refused(

@@ -678,6 +678,30 @@ fun entitlements(env: Env) {
     }
 }
 
+/** A soft monthly limit admits past the limit up to its overage cap and marks receipts over. */
+fun softLimits(env: Env) {
+    val db = OrgDb.inMemoryWith(
+        Options(
+            clock = env.clock,
+            plans = mapOf("metered" to Limits(monthlyRequests = 100uL)),
+            planEntitlements = mapOf("metered" to PlanEntitlements(softLimits = mapOf("monthly_requests" to 50uL))),
+            defaultPlan = "metered",
+        ),
+    )
+    db.use {
+        val owner = db.createUser(NewUser(email = "owner@example.com", name = "Owner"))
+        val org = db.createOrganization(owner.id, NewOrganization(name = "Acme")).organization
+        val within = db.recordUsage(org.id, UsageEvent(count = 100uL))
+        eq(Triple(within.used, within.over, within.overage), Triple(100uL, false, 0uL), "within the limit")
+        val over = db.recordUsage(org.id, UsageEvent(count = 30uL))
+        eq(Triple(over.used, over.over, over.overage), Triple(130uL, true, 30uL), "past the limit")
+        val capped = expect<OrgDbException.QuotaExceeded> { db.recordUsage(org.id, UsageEvent(count = 21uL)) }
+        eq(capped.details["limit"], "150", "the cap is hard")
+        val quota = db.entitlement(actor(owner), org.id, "monthly_requests")
+        eq(quota.enforcement, Enforcement.Soft(overageCap = 50uL), "enforcement")
+    }
+}
+
 /** Thrown by a test that cannot run here. */
 class Skip(reason: String) : Exception(reason)
 
@@ -708,6 +732,7 @@ fun main() {
         "speed: JSON variants of the read calls" to ::jsonVariants,
         "speed: timestamps cross exactly" to ::timestampsAreExact,
         "entitlements: features, overrides, the projects limit" to ::entitlements,
+        "entitlements: soft limits with an overage cap" to ::softLimits,
     )
     var passed = 0
     var failed = 0

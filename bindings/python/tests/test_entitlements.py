@@ -132,3 +132,26 @@ def test_a_bad_catalog_is_refused(clock):
             ),
         )
         assert list(err.details)[0] in ("plans", "plan_entitlements")
+
+
+def test_soft_limits(clock):
+    db = orgdb.OrgDb.in_memory_with(
+        orgdb.Options(
+            clock=clock,
+            plans={"metered": orgdb.Limits(monthly_requests=100)},
+            plan_entitlements={
+                "metered": orgdb.PlanEntitlements(soft_limits={"monthly_requests": 50})
+            },
+            default_plan="metered",
+        )
+    )
+    org, owner = owned_org(db, "metered")
+    within = db.record_usage(org.id, orgdb.UsageEvent(count=100))
+    assert (within.used, within.over, within.overage) == (100, False, 0)
+    over = db.record_usage(org.id, orgdb.UsageEvent(count=30))
+    assert (over.used, over.over, over.overage, over.remaining) == (130, True, 30, 0)
+    err = raises(orgdb.OrgDbError.QuotaExceeded, db.record_usage, org.id, orgdb.UsageEvent(count=21))
+    assert err.details["limit"] == "150"
+    quota = db.entitlement(owner, org.id, "monthly_requests")
+    assert quota.enforcement == orgdb.Enforcement.SOFT(overage_cap=50)
+    assert (quota.limit, quota.used, quota.has_access) == (100, 130, True)

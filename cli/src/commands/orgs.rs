@@ -353,10 +353,12 @@ pub(crate) fn run(app: &App, cmd: Cmd) -> Result<()> {
                 (true, _, _) => Some(EntitlementValue::Feature { enabled: true }),
                 (_, true, _) => Some(EntitlementValue::Feature { enabled: false }),
                 (_, _, Some(text)) => Some(EntitlementValue::Limit {
-                    limit: match limit("limit", Some(text))? {
-                        Some(Some(Limit::Count(n))) => Some(n),
-                        Some(Some(Limit::Unlimited)) => None,
-                        _ => return Err(invalid("limit", "Must be a number or `unlimited`")),
+                    limit: match text.trim().to_ascii_lowercase().as_str() {
+                        "unlimited" | "none" => None,
+                        n => Some(
+                            n.parse::<u64>()
+                                .map_err(|_| invalid("limit", "Must be a number or `unlimited`"))?,
+                        ),
                     },
                 }),
                 _ => None,

@@ -109,6 +109,12 @@ const PROBLEMS: &[&str] = &[
     "SELECT 'entitlement_overrides: ' || name || ' of a missing organization ' || organization_id
      FROM entitlement_overrides e
      WHERE NOT EXISTS (SELECT 1 FROM organizations o WHERE o.id = e.organization_id)",
+    // The names `model::entitlement::valid_name` allows, never one of the four seed limits
+    // (those live on `organizations`).
+    "SELECT 'entitlement_overrides: bad name ' || quote_literal(name) || ' of ' || organization_id
+     FROM entitlement_overrides
+     WHERE name !~ '^[a-z][a-z0-9_]{0,63}$'
+        OR name IN ('mcps', 'api_keys', 'team_members', 'monthly_requests')",
     // Each organization's change feed: its head is its last event; numbers only grow.
     "SELECT 'audit: ' || h.organization_id || ' feed head ' || h.seq || ', last event '
             || coalesce(max(e.seq), 0)
