@@ -354,3 +354,47 @@ fn other_types_serialize_with_snake_case_names() {
     );
     assert_eq!(e["details"]["plan"], "team", "details are JSON, not text");
 }
+
+/// Entitlements and usage receipts: snake_case names, tagged enums, and the receipt's
+/// additions (`over`, `overage`) beside its fields.
+#[test]
+fn entitlements_and_receipts_serialize_as_documented() {
+    let (db, _) = db();
+    let (org, owner) = org(&db, "My Company", "team");
+    let sso = serde_json::to_value(db.entitlement(&actor(&owner), &org, "sso").unwrap()).unwrap();
+    assert_eq!(
+        sso,
+        serde_json::json!({
+            "name": "sso", "kind": "feature", "has_access": true, "limit": null, "used": null,
+            "source": "plan", "enforcement": {"mode": "hard"}, "plan": "team"
+        })
+    );
+    let seats = serde_json::to_value(
+        db.entitlement(&actor(&owner), &org, "team_members")
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(seats["limit"], 25);
+    assert_eq!(seats["used"], 1);
+    let value: orgdb::EntitlementValue =
+        serde_json::from_value(serde_json::json!({"kind": "limit", "limit": null})).unwrap();
+    assert_eq!(value, orgdb::EntitlementValue::Limit { limit: None });
+    let value: orgdb::EntitlementValue =
+        serde_json::from_value(serde_json::json!({"kind": "feature", "enabled": false})).unwrap();
+    assert_eq!(value, orgdb::EntitlementValue::Feature { enabled: false });
+    let soft: orgdb::Enforcement =
+        serde_json::from_value(serde_json::json!({"mode": "soft", "overage_cap": 10})).unwrap();
+    assert_eq!(
+        soft,
+        orgdb::Enforcement::Soft {
+            overage_cap: Some(10)
+        }
+    );
+    let receipt =
+        serde_json::to_value(db.record_usage(&org, &orgdb::UsageEvent::new(3)).unwrap()).unwrap();
+    assert_eq!(
+        receipt,
+        serde_json::json!({"duplicate": false, "used": 3, "limit": 1_000_000,
+            "remaining": 999_997, "over": false, "overage": 0})
+    );
+}
