@@ -62,6 +62,14 @@ const MISSING_MEM: &str = "mem_01AAAAAAAAAAAAAAAAAAAAAAAA";
 const MISSING_INV: &str = "inv_01AAAAAAAAAAAAAAAAAAAAAAAA";
 const MISSING_PROJ: &str = "proj_01AAAAAAAAAAAAAAAAAAAAAAAA";
 const MISSING_RES: &str = "res_01AAAAAAAAAAAAAAAAAAAAAAAA";
+/// `projects` overrides the model sets: cleared (the plan's), 0, 1, 3, unlimited.
+const PROJECT_OVERRIDES: [Option<Option<u64>>; 5] = [
+    None,
+    Some(Some(0)),
+    Some(Some(1)),
+    Some(Some(3)),
+    Some(None),
+];
 /// Project roles given to `add_project_member` (all grantable by an admin).
 const PROJECT_ROLES: [&str; 3] = ["viewer", "member", "admin"];
 /// Idempotency keys are drawn from a pool this small, so repeats happen.
@@ -156,6 +164,13 @@ enum Op {
     },
     Advance {
         step: usize,
+    },
+    /// `Db::set_entitlement_override` of `projects` by `actor` (only the system may):
+    /// `limit` picks one of `PROJECT_OVERRIDES`.
+    SetProjectLimit {
+        actor: usize,
+        org: usize,
+        limit: usize,
     },
     SetPlan {
         actor: usize,
@@ -365,6 +380,8 @@ struct MOrg {
     /// than 48 hours moves to a fresh generation (a new key string), since SPEC only says
     /// keys are remembered *at least* 48 hours.
     keys: BTreeMap<usize, (u32, Option<DateTime<Utc>>)>,
+    /// The `projects` override: `None` follows the plan, `Some(None)` is unlimited.
+    projects_override: Option<Option<u64>>,
 }
 
 #[derive(Debug, Clone)]
@@ -949,6 +966,7 @@ impl Run {
                         old_mem_ids: BTreeMap::new(),
                         usage: BTreeMap::new(),
                         keys: BTreeMap::new(),
+                        projects_override: None,
                     });
                 }
             }
@@ -1488,6 +1506,41 @@ impl Run {
                 self.clock.advance(by);
                 self.m.now += by;
             }
+            Op::SetProjectLimit { actor, org, limit } => {
+                let (o, org_id) = self.org_sel(org);
+                let actor = self.pick_actor(actor, o);
+                let wanted = PROJECT_OVERRIDES[limit];
+                let expected = (|| {
+                    if self.m.actor_id(actor).is_some() {
+                        return Err("forbidden");
+                    }
+                    self.m.live_org(o)?;
+                    Ok(())
+                })();
+                let value = wanted.map(|limit| orgdb::EntitlementValue::Limit { limit });
+                let got = self.db.set_entitlement_override(
+                    &self.actor(actor),
+                    &org_id,
+                    "projects",
+                    value.as_ref(),
+                );
+                if let Some(e) = self.agree(op, expected, got)? {
+                    let o = o.unwrap();
+                    self.m.orgs[o].projects_override = wanted;
+                    let org = &self.m.orgs[o];
+                    let want = org.projects_override.unwrap_or(project_limit(org.plan));
+                    let live = self
+                        .m
+                        .projs
+                        .iter()
+                        .filter(|p| p.org == o && p.alive)
+                        .count();
+                    ensure!(
+                        e.limit == want && e.used == Some(live as u64),
+                        "{op:?}: entitlement {e:?}, model limit {want:?}, {live} projects"
+                    );
+                }
+            }
             Op::SetPlan { actor, org, plan } => {
                 let (o, org_id) = self.org_sel(org);
                 let actor = self.pick_actor(actor, o);
@@ -1766,7 +1819,8 @@ impl Run {
                         .iter()
                         .filter(|p| p.org == o && p.alive)
                         .count();
-                    match project_limit(self.m.orgs[o].plan) {
+                    let org = &self.m.orgs[o];
+                    match org.projects_override.unwrap_or(project_limit(org.plan)) {
                         Some(limit) if live as u64 >= limit => Err("quota_exceeded"),
                         _ => Ok(()),
                     }
@@ -2398,6 +2452,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (actor.clone(), org.clone(), prop_oneof![4 => 0..2usize, 1 => Just(2usize)])
             .prop_map(|(actor, org, plan)| Op::SetPlan { actor, org, plan }),
         1 => (actor.clone(), org.clone()).prop_map(|(actor, org)| Op::DeleteOrg { actor, org }),
+        2 => (prop_oneof![3 => Just(USERS), 1 => actor.clone()], org.clone(), 0..PROJECT_OVERRIDES.len())
+            .prop_map(|(actor, org, limit)| Op::SetProjectLimit { actor, org, limit }),
         1 => user.prop_map(|user| Op::DeleteUser { user }),
         4 => (actor.clone(), org.clone(), any::<bool>())
             .prop_map(|(actor, org, api_key)| Op::RegisterResource { actor, org, api_key }),
