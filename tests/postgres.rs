@@ -367,6 +367,12 @@ fn a_version_3_database_from_its_fixture_migrates_with_its_content() {
     migrates_from_fixture(3);
 }
 
+/// `pg-v4`: `orgdb demo`, then overrides of `sso` and `projects` on my-company.
+#[test]
+fn a_version_4_database_from_its_fixture_migrates_with_its_content() {
+    migrates_from_fixture(4);
+}
+
 #[test]
 fn a_file_database_moves_to_postgres_by_export_and_import() {
     let Some((url, _server)) = server() else {

@@ -17,7 +17,8 @@
 //! code (other ids), with `expected.jsonl`, its export at the time: both layouts must open to
 //! exactly that export (in today's export format), and page their invitations through the
 //! version-3 indexes. Fixtures of version 3 (`tests/fixtures/v3/`): the same, written by the
-//! version-3 code, and of version 4 (`tests/fixtures/v4/`), by the version-4 code.
+//! version-3 code, and of versions 4 and 5 (`tests/fixtures/v4/`, `v5/`, the latter with two
+//! entitlement overrides), by the code of those versions.
 //!
 //! Write fixtures of today's format (only when the format changes on purpose, into a new
 //! `vN` directory, keeping the old ones and their tests): `ORGDB_WRITE_FIXTURE=1
@@ -132,7 +133,7 @@ fn write_fixture() {
         .map(PathBuf::from)
         .expect("ORGDB_FIXTURE_DIR: a new directory, e.g. tests/fixtures/v2");
     assert!(
-        !["v1", "v2", "v3", "v4"]
+        !["v1", "v2", "v3", "v4", "v5"]
             .iter()
             .any(|v| out.ends_with(format!("fixtures/{v}"))),
         "the fixtures of older versions are kept as they are"
@@ -259,6 +260,17 @@ fn write_fixture() {
         .into(),
     )
     .unwrap();
+    // Entitlement overrides (schema 5 on): a feature and a named limit.
+    for (name, value) in [
+        ("sso", orgdb::EntitlementValue::Feature { enabled: true }),
+        (
+            "projects",
+            orgdb::EntitlementValue::Limit { limit: Some(9) },
+        ),
+    ] {
+        db.set_entitlement_override(&Actor::System, &acme, name, Some(&value))
+            .unwrap();
+    }
 
     let invite = |email: &str, role: &str, secs: Option<u64>| {
         db.create_invitation(
@@ -1020,6 +1032,12 @@ fn v4_files_migrate_to_the_current_version_with_their_exact_content() {
     migrates_with_exact_content(4);
 }
 
+/// Version 5 files hold entitlement overrides; they come through with the rest.
+#[test]
+fn v5_files_migrate_to_the_current_version_with_their_exact_content() {
+    migrates_with_exact_content(5);
+}
+
 /// A version-3 file takes deactivation at once: a deactivated member moves to the new
 /// indexes, frees a seat, and the file checks clean, closed and opened again.
 #[test]
@@ -1109,6 +1127,8 @@ fn the_fixtures_are_small() {
         "v3/crashed",
         "v4/clean",
         "v4/crashed",
+        "v5/clean",
+        "v5/crashed",
     ] {
         let dir = fixture_root().join(layout);
         for entry in std::fs::read_dir(&dir).unwrap() {
