@@ -446,6 +446,24 @@ fn overrides_outside_the_catalog_clear_and_projects_is_always_a_limit() {
         "validation_error"
     );
     // A limit above what every backend stores is refused on each, naming `value`.
+    let huge = orgdb::LimitOverrides {
+        api_keys: Some(orgdb::Limit::Count(u64::MAX)),
+        ..Default::default()
+    };
+    assert_err(
+        db.set_limit_overrides(&Actor::System, &org, &huge.into()),
+        "validation_error",
+        Some("api_keys"),
+    );
+    let mut opts = Options::default();
+    opts.plans.plans.insert(
+        "huge".into(),
+        Plan::from(Limits {
+            mcps: Some(u64::MAX),
+            ..Limits::default()
+        }),
+    );
+    assert!(Db::in_memory_with(opts).is_err());
     for name in ["projects", "seats_sso", "mcps"] {
         assert_err(
             db.set_entitlement_override(&Actor::System, &org, name, Some(&limit(Some(u64::MAX)))),

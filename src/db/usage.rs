@@ -15,7 +15,8 @@ use super::Db;
 
 impl Db {
     /// Records usage, durable when it returns. Refused whole (nothing recorded) with
-    /// `quota_exceeded` when the month's total would pass `monthly_requests`; a repeated
+    /// `quota_exceeded` when the month's total would pass `monthly_requests` (when the plan
+    /// makes that limit soft: its overage cap, and receipts past the limit say `over`); a repeated
     /// idempotency key is acknowledged with `duplicate: true` and counts nothing.
     ///
     /// Concurrent callers share journal syncs (group commit), so throughput grows with the

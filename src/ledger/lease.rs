@@ -3,7 +3,8 @@
 //! amount reserved and when the reservation expires, by the server's clock), admits buffered
 //! events against it in memory at once, and at each flush adds what it used to the stored
 //! totals and renews or returns the rest. Every admission anywhere counts the stored total plus
-//! every live reservation, so the sum of all leases and totals never passes the limit.
+//! every live reservation, so the sum of all leases and totals never passes the bound admission
+//! enforces (the limit, or a soft limit's ceiling: `Quota`).
 //!
 //! Rules:
 //! - A reservation is granted only from quota that is neither used nor reserved by a live
@@ -139,9 +140,11 @@ impl Leases {
             let asked = count.unwrap_or(u64::MAX);
             return Err(l.quota.refusal(used, asked));
         };
+        // Without a bound nothing is reserved, but the lease still syncs every half-TTL, so
+        // a plan change (to a bound) and other processes' usage reach this process.
         let fits = |l: &OrgLease| {
-            l.quota.ceiling.is_none()
-                || (Instant::now() < l.deadline && l.used.saturating_add(count) <= l.reserved)
+            Instant::now() < l.deadline
+                && (l.quota.ceiling.is_none() || l.used.saturating_add(count) <= l.reserved)
         };
         if !fits(l) {
             let want = want(l, count);
@@ -258,15 +261,17 @@ impl Leases {
                 .first()
                 .map_or((0, 0), |&(_, stored, leased)| (stored, leased));
             let base = store_usage(tx, env, org, l, quota.limit, stored)?;
-            let keep = l.reserved.saturating_sub(l.used);
+            // What is still reserved and unused stays reserved, but never past the bound (a
+            // lower limit since the last sync takes it back); then as much of `want` as is free.
+            let room = quota
+                .ceiling
+                .unwrap_or(u64::MAX)
+                .saturating_sub(base.saturating_add(others));
+            let keep = l.reserved.saturating_sub(l.used).min(room);
             let reserved = if !reserving {
                 0
             } else {
-                let free = quota
-                    .ceiling
-                    .unwrap_or(u64::MAX)
-                    .saturating_sub(base.saturating_add(others).saturating_add(keep));
-                keep + want.min(free)
+                keep + want.min(room - keep)
             };
             tx.put_lease(org, l.month, holder, reserved, self.ttl)?;
             Ok(Some((quota, base, reserved)))

@@ -77,13 +77,14 @@ pub enum Enforcement {
 
 impl Enforcement {
     /// The bound admission enforces for `limit`: the limit itself when hard, the limit plus
-    /// the cap when soft (saturating), none when soft without a cap or when unlimited.
+    /// the cap when soft (at most [`LIMIT_MAX`], what every backend can store), none when soft
+    /// without a cap or when unlimited.
     pub fn ceiling(self, limit: Option<u64>) -> Option<u64> {
         match self {
             Enforcement::Hard => limit,
             Enforcement::Soft {
                 overage_cap: Some(cap),
-            } => limit.map(|l| l.saturating_add(cap)),
+            } => limit.map(|l| l.saturating_add(cap).min(LIMIT_MAX.max(l))),
             Enforcement::Soft { overage_cap: None } => None,
         }
     }

@@ -188,6 +188,19 @@ impl PlanCatalog {
             }
         }
         for (plan, p) in &self.plans {
+            let l = p.limits;
+            for (name, limit) in [
+                ("mcps", l.mcps),
+                ("api_keys", l.api_keys),
+                ("team_members", l.team_members),
+                ("monthly_requests", l.monthly_requests),
+            ] {
+                if limit > Some(LIMIT_MAX) {
+                    return Some(format!(
+                        "plan {plan:?}: the limit {name:?} is above {LIMIT_MAX}"
+                    ));
+                }
+            }
             for name in p.enforcement.keys() {
                 if !SEED_LIMITS.contains(&name.as_str()) && !p.named_limits.contains_key(name) {
                     return Some(format!(

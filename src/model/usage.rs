@@ -65,7 +65,8 @@ pub struct UsageReceipt {
     pub used: u64,
     /// The `monthly_requests` limit (null when unlimited).
     pub limit: Option<u64>,
-    /// `limit - used` (null when unlimited).
+    /// `limit - used` (null when unlimited); 0 at or past the limit, even while a soft
+    /// limit still admits up to its overage cap.
     pub remaining: Option<u64>,
     /// The month's usage is past the limit: only a soft limit admits that.
     #[serde(default)]

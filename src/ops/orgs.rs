@@ -5,9 +5,10 @@ use serde_json::json;
 use super::{limits, record, seats, Changes, Ctx};
 use crate::authz::{authorize, clear, Action, Actor};
 use crate::error::{Error, Result};
+use crate::model::entitlement::LIMIT_MAX;
 use crate::model::membership::Membership;
 use crate::model::org::{
-    LimitOverrides, LimitOverridesPatch, NewOrganization, Organization, OrganizationDetails,
+    Limit, LimitOverrides, LimitOverridesPatch, NewOrganization, Organization, OrganizationDetails,
     OrganizationPatch, OrganizationSettings, OrganizationWithMembership, SlugCheck, Usage,
 };
 use crate::model::role::Role;
@@ -390,6 +391,21 @@ pub(crate) fn set_limit_overrides(
         return Err(Error::forbidden());
     }
     let old = authorize(tx, actor, org, Action::ChangePlan)?.org;
+    // Every backend stores a count as a signed 64-bit number.
+    let mut validator = Validator::new();
+    for (field, change) in [
+        ("mcps", patch.mcps),
+        ("api_keys", patch.api_keys),
+        ("team_members", patch.team_members),
+        ("monthly_requests", patch.monthly_requests),
+    ] {
+        if let Some(Some(Limit::Count(n))) = change {
+            if n > LIMIT_MAX {
+                validator.fail(field, format!("Must be at most {LIMIT_MAX}"));
+            }
+        }
+    }
+    validator.finish()?;
     let mut new = old.clone();
     new.overrides = patch.apply(old.overrides);
     save(
