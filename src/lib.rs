@@ -80,6 +80,7 @@ pub use model::org::{
     SlugCheck, Usage, UserWithOrganization,
 };
 pub use model::page::{ListQuery, Page, Pagination};
+pub use model::period::{BillingPeriod, QuotaPeriod};
 pub use model::permission::{Action, Permissions};
 pub use model::plan::{Plan, PlanCatalog};
 pub use model::project::{

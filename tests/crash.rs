@@ -69,7 +69,7 @@ fn child_process_body() {
     let mut n = 0u64;
     loop {
         n += 1;
-        let op = match rng.below(13) {
+        let op = match rng.below(14) {
             _ if users.len() < 3 => {
                 json!({"op": "user", "email": format!("c{seed}-{n}@example.com")})
             }
@@ -105,6 +105,7 @@ fn child_process_body() {
                 json!({"op": "correct", "org": rng.pick(&orgs), "delta": delta,
                        "key": format!("x{seed}-{n}")})
             }
+            11 => json!({"op": "period", "org": rng.pick(&orgs), "rule": rng.below(5)}),
             _ => json!({"op": "usage", "org": rng.pick(&orgs), "count": 1 + rng.below(20),
                         "key": format!("u{seed}-{n}")}),
         };
@@ -217,6 +218,24 @@ fn run(db: &Db, op: &Value) -> orgdb::Result<Value> {
             )?;
             json!({"month_total": r.month_total})
         }
+        "period" => {
+            // Every rule's current period holds today, the day of every event (the clock
+            // never moves): the organization's usage is the same under each, and a change of
+            // rule (a fold, then every period total computed again) must lose or double
+            // nothing, even when a crash follows.
+            let rules = [
+                orgdb::QuotaPeriod::CalendarMonth,
+                orgdb::QuotaPeriod::Day,
+                orgdb::QuotaPeriod::Week,
+                orgdb::QuotaPeriod::Year,
+                orgdb::QuotaPeriod::Anchored {
+                    anchor: chrono::NaiveDate::from_ymd_opt(2023, 1, 31).unwrap(),
+                },
+            ];
+            let rule = rules[op["rule"].as_u64().unwrap() as usize];
+            let p = db.set_billing_anchor(&sys, &s("org"), rule)?;
+            json!({"period_start": p.period_start})
+        }
         other => panic!("unknown op {other}"),
     })
 }
@@ -298,6 +317,8 @@ impl Model {
                     *used = used.saturating_add_signed(delta);
                 }
             }
+            // The usage the model follows is the same under every rule (see `run`).
+            "period" => {}
             "batch" => {
                 let keys = self.keys.entry(s("org")).or_default();
                 for e in op["events"].as_array().unwrap() {

@@ -395,6 +395,24 @@ fn entitlements_and_receipts_serialize_as_documented() {
     assert_eq!(
         receipt,
         serde_json::json!({"duplicate": false, "used": 3, "limit": 1_000_000,
-            "remaining": 999_997, "over": false, "overage": 0})
+            "remaining": 999_997, "over": false, "overage": 0,
+            "period_start": "2024-01-01", "period_end": "2024-01-31"})
     );
+    // The quota period and the current period.
+    let anchored = orgdb::QuotaPeriod::Anchored {
+        anchor: chrono::NaiveDate::from_ymd_opt(2023, 5, 31).unwrap(),
+    };
+    let period = serde_json::to_value(
+        db.set_billing_anchor(&orgdb::Actor::System, &org, anchored)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        period,
+        serde_json::json!({"rule": {"kind": "anchored", "anchor": "2023-05-31"},
+            "period_start": "2023-12-31", "period_end": "2024-01-30"})
+    );
+    let back: orgdb::QuotaPeriod =
+        serde_json::from_value(serde_json::json!({"kind": "week"})).unwrap();
+    assert_eq!(back, orgdb::QuotaPeriod::Week);
 }

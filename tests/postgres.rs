@@ -105,7 +105,7 @@ fn tables_are_plain_and_readable_by_an_operator() {
     );
     let total: i64 = client
         .query_one(
-            "SELECT total FROM usage_months WHERE organization_id = $1",
+            "SELECT total FROM usage_periods WHERE organization_id = $1",
             &[&org],
         )
         .unwrap()
@@ -250,15 +250,16 @@ fn a_version_1_database_is_upgraded_on_open() {
 }
 
 /// The schema version this build writes on PostgreSQL.
-const PG_CURRENT: i64 = 4;
+const PG_CURRENT: i64 = 5;
 
 /// The export format this build writes (the header's `schema_version`).
-const EXPORT_FORMAT: u64 = 3;
+const EXPORT_FORMAT: u64 = 4;
 
 /// `tests/fixtures/pg-vN/`: a database written by schema version N (`orgdb demo`, dumped with
 /// `pg_dump --inserts`) and its export at the time. Restored into a new schema and opened, it
 /// migrates to the current version with exactly that content (in today's export format:
-/// memberships gained `status` and `deactivated_at` in version 3, all active), checks clean,
+/// memberships gained `status` and `deactivated_at` in version 3, all active; usage totals
+/// are `usage_period` records since version 5), checks clean,
 /// and takes the new features: its members are found by search and deactivate.
 fn migrates_from_fixture(version: i64) {
     let Some((url, _server)) = server() else {
@@ -292,6 +293,8 @@ fn migrates_from_fixture(version: i64) {
                     v["data"]["status"] = "active".into();
                     v["data"]["deactivated_at"] = serde_json::Value::Null;
                 }
+                // Export format 4: a total per quota period (the calendar month, then).
+                Some("usage_month") => v = usage_period_of_month(&v),
                 _ => {}
             }
             v

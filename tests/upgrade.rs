@@ -25,6 +25,8 @@
 //! ORGDB_FIXTURE_DIR=tests/fixtures/vN cargo test --test upgrade write_fixture -- --nocapture`,
 //! then add the printed constants for the new directory.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,10 +39,10 @@ use orgdb::{
 };
 
 /// The schema version this build writes.
-const CURRENT: u64 = 5;
+const CURRENT: u64 = 6;
 
 /// The export format this build writes (the header's `schema_version`).
-const EXPORT_FORMAT: u64 = 3;
+const EXPORT_FORMAT: u64 = 4;
 
 // What the generator wrote into the version-1 fixtures (printed by `write_fixture`).
 const OLIVIA: &str = "user_01HKS9K4M07MX2BT4XFPGJK2HW";
@@ -892,7 +894,9 @@ fn fixture_root() -> PathBuf {
 
 /// The export a fixture of `version` wrote (`vN/expected.jsonl`), in today's export format:
 /// export version 2 gave memberships `status` and `deactivated_at`, and every membership an
-/// older file holds is active. One JSON value per line.
+/// older file holds is active; export version 4 wrote `usage_period` records (first and last
+/// day) instead of `usage_month` (every organization of an older file counts calendar
+/// months). One JSON value per line.
 fn expected_export(version: u64) -> Vec<serde_json::Value> {
     let text =
         std::fs::read_to_string(fixture_root().join(format!("v{version}/expected.jsonl"))).unwrap();
@@ -905,6 +909,7 @@ fn expected_export(version: u64) -> Vec<serde_json::Value> {
                     v["data"]["status"] = "active".into();
                     v["data"]["deactivated_at"] = serde_json::Value::Null;
                 }
+                Some("usage_month") => v = common::usage_period_of_month(&v),
                 _ => {}
             }
             v

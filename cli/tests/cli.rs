@@ -1142,7 +1142,7 @@ fn usage_and_audit() {
     let week = cli.ok(&["usage", "report", "acme", "--period", "WEEK"]);
     assert_eq!(week["by_day"].as_array().unwrap().len(), 7);
     let err = cli.fail(
-        &["usage", "report", "acme", "--period", "year"],
+        &["usage", "report", "acme", "--period", "decade"],
         5,
         "validation_error",
     );
@@ -1243,6 +1243,75 @@ fn usage_and_audit() {
     cli.ok(&["users", "create", "--email", "m@example.com", "--name", "M"]);
     cli.ok(&["members", "add", "acme", "m@example.com"]);
     cli.fail(&["--as", "m@example.com", "audit", "acme"], 4, "forbidden");
+}
+
+#[test]
+fn quota_periods_from_the_command_line() {
+    let cli = Cli::with_db();
+    let owner = cli.ok(&["users", "create", "--email", "o@example.com", "--name", "O"]);
+    let org = cli.ok(&[
+        "orgs",
+        "create",
+        "--name",
+        "Acme",
+        "--owner",
+        s(&owner["id"]),
+    ]);
+    let org = s(&org["id"]).to_owned();
+    let today = chrono::Utc::now().date_naive().to_string();
+    let calendar = cli.ok(&["orgs", "billing-period", &org]);
+    assert_eq!(calendar["rule"], json!({"kind": "calendar_month"}));
+    let daily = cli.ok(&["orgs", "set-billing-anchor", &org, "--every", "day"]);
+    assert_eq!(daily["rule"], json!({"kind": "day"}));
+    assert_eq!(
+        (s(&daily["period_start"]), s(&daily["period_end"])),
+        (&*today, &*today)
+    );
+    let receipt = cli.ok(&["usage", "record", &org, "--count", "3"]);
+    assert_eq!(
+        (receipt["used"].clone(), receipt["period_start"].clone()),
+        (json!(3), json!(today))
+    );
+    let report = cli.ok(&["usage", "report", &org]);
+    assert_eq!(report["period"], "billing");
+    assert_eq!(report["by_day"].as_array().unwrap().len(), 1);
+    let anchored = cli.ok(&["orgs", "set-billing-anchor", &org, "--anchor", "2024-01-31"]);
+    assert_eq!(
+        anchored["rule"],
+        json!({"kind": "anchored", "anchor": "2024-01-31"})
+    );
+    assert_eq!(
+        cli.ok(&["orgs", "get", &org])["usage"]["monthly_requests"],
+        3
+    );
+    let err = cli.fail(
+        &["orgs", "set-billing-anchor", &org, "--anchor", "31/01/2024"],
+        5,
+        "validation_error",
+    );
+    assert!(err.contains("anchor"), "{err}");
+    cli.fail(
+        &["orgs", "set-billing-anchor", &org, "--every", "fortnight"],
+        5,
+        "validation_error",
+    );
+    cli.fail(
+        &[
+            "--as",
+            "o@example.com",
+            "orgs",
+            "set-billing-anchor",
+            &org,
+            "--every",
+            "year",
+        ],
+        4,
+        "forbidden",
+    );
+    assert_eq!(
+        cli.ok(&["orgs", "billing-period", &org])["rule"],
+        anchored["rule"]
+    );
 }
 
 #[test]

@@ -1,8 +1,10 @@
-//! `Db`: Entitlements: what an organization has of a feature or a limit, and overrides.
+//! `Db`: Entitlements: what an organization has of a feature or a limit, overrides, and how
+//! the usage quota resets.
 
 use crate::authz::Actor;
 use crate::error::Result;
 use crate::model::entitlement::{Entitlement, EntitlementValue, SEED_LIMITS};
+use crate::model::period::{BillingPeriod, QuotaPeriod};
 use crate::ops;
 
 use super::Db;
@@ -71,6 +73,69 @@ impl Db {
         if SEED_LIMITS.contains(&out.name.as_str()) {
             self.inner.ledger.refresh_limit(org);
         }
+        Ok(out)
+    }
+}
+
+impl Db {
+    /// How the organization's usage quota resets, and the period that holds today. Any
+    /// member may ask.
+    ///
+    /// # Errors
+    /// `not_found`, `forbidden` for a non-member.
+    pub fn billing_period(&self, actor: &Actor, org: &str) -> Result<BillingPeriod> {
+        self.read(|tx, ctx| ops::periods::get(tx, ctx, actor, org))
+    }
+
+    /// Sets how the organization's usage quota (`monthly_requests`) resets: the calendar
+    /// month (the default), a day, an ISO week, a year, or monthly from a billing anchor
+    /// (`QuotaPeriod::Anchored`: periods start on the anchor's day of the month, clamped to
+    /// the month's last day). `Actor::System` only: it decides what is billed. Every period
+    /// total of the organization is computed again from its day rows under the new rule, in
+    /// the same commit as a fold of every usage admitted before it, so nothing is lost or
+    /// counted twice; receipts, `check_quota`, `get_organization`'s usage and the default
+    /// usage report then speak of the new rule's periods. Audited as
+    /// `organization.quota_period_changed` (`before`, `after`). Returns the rule and the
+    /// period that holds today.
+    ///
+    /// ```
+    /// use chrono::NaiveDate;
+    /// use orgdb::{Actor, Db, ManualClock, NewOrganization, NewUser, Options, QuotaPeriod, UsageEvent};
+    ///
+    /// let clock = ManualClock::new("2024-03-20T12:00:00Z".parse().unwrap());
+    /// let db = Db::in_memory_with(Options::with_clock(clock))?;
+    /// let ada = db.create_user(&NewUser { email: "ada@example.com".into(), name: "Ada".into() })?;
+    /// let org = db.create_organization(&ada.id, &NewOrganization {
+    ///     name: "Acme".into(),
+    ///     ..Default::default()
+    /// })?.organization.id;
+    /// let anchor = NaiveDate::from_ymd_opt(2024, 1, 15).unwrap();
+    /// let period = db.set_billing_anchor(&Actor::System, &org, QuotaPeriod::Anchored { anchor })?;
+    /// assert_eq!(period.period_start, NaiveDate::from_ymd_opt(2024, 3, 15).unwrap());
+    /// assert_eq!(period.period_end, NaiveDate::from_ymd_opt(2024, 4, 14).unwrap());
+    /// let receipt = db.record_usage(&org, &UsageEvent::new(5))?;
+    /// assert_eq!((receipt.used, receipt.period_start), (5, period.period_start));
+    /// # Ok::<(), orgdb::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `forbidden` for a user actor, `not_found`, `validation_error` (`anchor` outside the
+    /// years 1900 to 9999).
+    pub fn set_billing_anchor(
+        &self,
+        actor: &Actor,
+        org: &str,
+        rule: QuotaPeriod,
+    ) -> Result<BillingPeriod> {
+        let ctx = self.ctx();
+        let org = org.trim();
+        let out = self
+            .inner
+            .ledger
+            .fold_and_write(&*self.inner.store, &ctx, org, None, &|tx| {
+                ops::periods::set(tx, &ctx, actor, org, rule)
+            })?;
+        self.inner.ledger.refresh_limit(org);
         Ok(out)
     }
 }

@@ -15,13 +15,13 @@ use super::records::{
 };
 use crate::model::transfer::ImportReport;
 use crate::{
-    AuditEvent, CorrectedUsage, CreatedInvitation, Db, Entitlement, EntitlementValue, Error,
-    Invitation, InvitationPreview, InvitationQuery, ListQuery, Member, MemberQuery, MemberRef,
-    Membership, NewInvitation, NewOrganization, NewProject, NewUser, Organization,
-    OrganizationDetails, OrganizationSettings, OrganizationWithMembership, PendingInvitation,
-    Permissions, Project, ProjectMember, RemovedMember, Resource, ResourceKind, SlugCheck,
-    UsageCorrection, UsageEvent, UsageReceipt, UsageReport, User, UserPatch, UserProject,
-    UserWithOrganization,
+    AuditEvent, BillingPeriod, CorrectedUsage, CreatedInvitation, Db, Entitlement,
+    EntitlementValue, Error, Invitation, InvitationPreview, InvitationQuery, ListQuery, Member,
+    MemberQuery, MemberRef, Membership, NewInvitation, NewOrganization, NewProject, NewUser,
+    Organization, OrganizationDetails, OrganizationSettings, OrganizationWithMembership,
+    PendingInvitation, Permissions, Project, ProjectMember, QuotaPeriod, RemovedMember, Resource,
+    ResourceKind, SlugCheck, UsageCorrection, UsageEvent, UsageReceipt, UsageReport, User,
+    UserPatch, UserProject, UserWithOrganization,
 };
 
 type Result<T> = std::result::Result<T, OrgDbError>;
@@ -302,6 +302,29 @@ impl OrgDb {
         Ok(self
             .db
             .set_entitlement_override(&actor.into(), &org, &name, value.as_ref())?)
+    }
+
+    /// How the organization's usage quota resets, and the period that holds today.
+    ///
+    /// # Errors
+    /// `not_found`, `forbidden`.
+    pub fn billing_period(&self, actor: Actor, org: String) -> Result<BillingPeriod> {
+        Ok(self.db.billing_period(&actor.into(), &org)?)
+    }
+
+    /// Sets how the organization's usage quota resets (`Actor.System` only): the calendar
+    /// month, a day, a week, a year, or monthly from a billing anchor. Every period total is
+    /// computed again from the day rows; nothing is lost or counted twice.
+    ///
+    /// # Errors
+    /// `forbidden`, `not_found`, `validation_error` (`anchor`).
+    pub fn set_billing_anchor(
+        &self,
+        actor: Actor,
+        org: String,
+        rule: QuotaPeriod,
+    ) -> Result<BillingPeriod> {
+        Ok(self.db.set_billing_anchor(&actor.into(), &org, rule)?)
     }
 
     /// Deletes the organization and everything in it, in one transaction.

@@ -1,4 +1,4 @@
-//! Admission: the exact check of a call against the in-memory month totals, its journal
+//! Admission: the exact check of a call against the in-memory period totals, its journal
 //! record, and the answer (a receipt, or the refusal once the state it saw is durable).
 
 use crate::error::{Error, Result};
@@ -181,11 +181,13 @@ impl Ledger {
         let seen_seq = st.seq;
         let durable = mode == Mode::Durable && self.journal.is_some();
         let usage = &mut st.orgs[index];
-        let used = usage.month_total(store, e.month)?;
+        let span = usage.span_of(e.day);
+        let dates = usage.span_dates;
+        let used = usage.period_total(store, span.start)?;
         let quota = usage.quota;
         if e.key.is_some_and(|k| usage.keys.contains_key(k)) {
             return Ok(Some((
-                quota.receipt(true, used),
+                quota.receipt_dated(true, used, dates),
                 durable.then_some(seen_seq),
             )));
         }
@@ -194,7 +196,7 @@ impl Ledger {
             Err(err) => return self.refuse(durable, seen_seq, err),
         };
         if mode == Mode::Check {
-            return Ok(Some((quota.receipt(false, total), None)));
+            return Ok(Some((quota.receipt_dated(false, total, dates), None)));
         }
         let mut wait_for = None;
         if durable {
@@ -203,9 +205,9 @@ impl Ledger {
                 None => return Ok(None),
             }
         }
-        st.orgs[index].count(e, column);
+        st.orgs[index].count(e, span, column);
         st.dirty = true;
-        Ok(Some((quota.receipt(false, total), wait_for)))
+        Ok(Some((quota.receipt_dated(false, total, dates), wait_for)))
     }
 
     /// Writes the counted events of one call as one journal record; `None` when the journal
@@ -286,26 +288,28 @@ impl Ledger {
             }
         }
 
-        // Sums per month of what would be counted; every month's total must be loaded.
+        // Each event's period; sums per period of what would be counted; every period's
+        // total must be loaded.
+        let spans: Vec<_> = events.iter().map(|e| usage.span_of(e.day)).collect();
         let mut sums: Vec<(u32, u64)> = Vec::new();
-        for (i, e) in events.iter().enumerate() {
-            usage.month_total(store, e.month)?;
+        for (i, (e, span)) in events.iter().zip(&spans).enumerate() {
+            usage.period_total(store, span.start)?;
             if duplicate[i] {
                 continue;
             }
-            match sums.iter_mut().find(|(m, _)| *m == e.month) {
+            match sums.iter_mut().find(|(p, _)| *p == span.start) {
                 Some((_, sum)) => match sum.checked_add(e.count) {
                     Some(s) => *sum = s,
                     None => {
-                        let err = usage.quota.refusal(usage.months[&e.month], e.count);
+                        let err = usage.quota.refusal(usage.periods[&span.start], e.count);
                         return self.refuse(durable, seen_seq, err);
                     }
                 },
-                None => sums.push((e.month, e.count)),
+                None => sums.push((span.start, e.count)),
             }
         }
-        for &(month, add) in &sums {
-            let used = usage.months[&month];
+        for &(start, add) in &sums {
+            let used = usage.periods[&start];
             if let Err(err) = usage.quota.admit(used, add) {
                 return self.refuse(durable, seen_seq, err);
             }
@@ -322,27 +326,32 @@ impl Ledger {
                 }
             }
             let usage = &mut st.orgs[index];
-            for ((e, dup), column) in events.iter().zip(&duplicate).zip(&columns) {
+            for (((e, dup), column), span) in
+                events.iter().zip(&duplicate).zip(&columns).zip(&spans)
+            {
                 if *dup {
                     continue;
                 }
-                usage.count(e, *column);
+                usage.count(e, *span, *column);
             }
             st.dirty = true;
         }
 
         let usage = &st.orgs[index];
         let quota = usage.quota;
-        let receipts = events
+        let receipts = spans
             .iter()
             .zip(&duplicate)
-            .map(|(e, dup)| {
-                let used = usage.months[&e.month];
+            .map(|(span, dup)| {
+                let used = usage.periods[&span.start];
                 if mode == Mode::Check && !dup {
-                    let after = sums.iter().find(|(m, _)| *m == e.month).map_or(0, |s| s.1);
-                    quota.receipt(false, used.saturating_add(after))
+                    let after = sums
+                        .iter()
+                        .find(|(p, _)| *p == span.start)
+                        .map_or(0, |s| s.1);
+                    quota.receipt(false, used.saturating_add(after), *span)
                 } else {
-                    quota.receipt(*dup, used)
+                    quota.receipt(*dup, used, *span)
                 }
             })
             .collect();

@@ -8,8 +8,8 @@ use crate::store::journal::{Cursor, Journal, JournalBatch};
 use crate::store::{Backend, Commit, DayRow, Reads, Writes};
 
 use super::{
-    lock, month_of_day, Ledger, Map, MonthGrowth, OrgDelta, State, UsageEnv, KEY_RETENTION,
-    META_GENERATION, META_SEQ,
+    lock, Ledger, Map, OrgDelta, PeriodGrowth, State, UsageEnv, KEY_RETENTION, META_GENERATION,
+    META_SEQ,
 };
 
 impl Ledger {
@@ -147,8 +147,8 @@ impl Ledger {
     /// admissions held meanwhile: `write` reads the organization's stored usage as complete
     /// (nothing of it is left in memory) and may change it (a usage correction). The journal's
     /// records up to here are covered by the same commit, so a replay never applies them
-    /// twice. Afterwards the organization's cached month totals are dropped (the next
-    /// admission reads the stored ones) and `key` (with its time) joins its known keys. On a
+    /// twice. Afterwards the organization's cached period totals and quota are dropped (the
+    /// next admission reads the stored ones) and `key` (with its time) joins its known keys. On a
     /// shared backend there is nothing in memory to fold: `write` runs as a usage
     /// transaction of the organization.
     pub(crate) fn fold_and_write<T>(
@@ -185,7 +185,8 @@ impl Ledger {
                     journal.mark_durable(seq);
                 }
                 if let Some(usage) = st.org_mut(org) {
-                    usage.months.clear();
+                    usage.periods.clear();
+                    usage.limit_known = false;
                     if let Some((k, at)) = key {
                         usage.keys.insert(k.to_owned(), at);
                         usage.oldest_key = usage.oldest_key.min(at);
@@ -216,10 +217,13 @@ impl Ledger {
         }
     }
 
-    pub(crate) fn forget_before(&self, month: u32, key_cutoff: i64) {
+    pub(crate) fn forget_before(&self, period_end: u32, key_cutoff: i64) {
         let mut st = lock(&self.state);
         for usage in st.orgs.iter_mut() {
-            usage.months.retain(|m, _| *m >= month);
+            let quota = usage.quota;
+            usage
+                .periods
+                .retain(|start, _| quota.span(*start).end >= period_end);
             usage.keys.retain(|_, at| *at >= key_cutoff);
         }
     }
@@ -252,9 +256,15 @@ fn take_deltas(st: &mut State, env: &dyn UsageEnv) -> Map<String, OrgDelta> {
     deltas
 }
 
-/// The changes a replayed journal record makes.
+/// The changes a replayed journal record makes. Its events count in the periods of the
+/// organization's rule as stored: a rule change folds every admitted event first, in its own
+/// transaction, so the records a replay applies were admitted under the stored rule.
 fn delta_of_batch(tx: &dyn Reads, batch: &JournalBatch) -> Result<OrgDelta> {
     let mut delta = OrgDelta::default();
+    let rule = tx
+        .org(&batch.org)?
+        .map(|rec| rec.period)
+        .unwrap_or_default();
     for e in &batch.events {
         let column = match &e.resource {
             Some(id) => tx
@@ -263,7 +273,10 @@ fn delta_of_batch(tx: &dyn Reads, batch: &JournalBatch) -> Result<OrgDelta> {
                 .map(|r| r.column),
             None => None,
         };
-        *delta.months.entry(month_of_day(e.day)).or_default() += e.count;
+        *delta
+            .periods
+            .entry(crate::store::Span::of(rule, e.day))
+            .or_default() += e.count;
         delta.days.entry(e.day).or_default().add(column, e.count);
         if let Some(k) = &e.key {
             delta.keys.push((k.clone(), e.at_micros));
@@ -273,7 +286,7 @@ fn delta_of_batch(tx: &dyn Reads, batch: &JournalBatch) -> Result<OrgDelta> {
 }
 
 /// Adds the deltas to the stored rows (skipping deleted organizations), telling `env` of each
-/// month total it raises.
+/// period total it raises.
 fn apply_deltas(
     tx: &mut dyn Writes,
     env: &dyn UsageEnv,
@@ -286,17 +299,17 @@ fn apply_deltas(
             continue;
         };
         let limit = env.quota(&rec).limit;
-        let mut months: Vec<(u32, u64)> = delta.months.into_iter().collect();
-        months.sort_unstable();
-        for (month, add) in months {
-            let before = tx.month_usage(&org, month)?;
+        let mut periods: Vec<(crate::store::Span, u64)> = delta.periods.into_iter().collect();
+        periods.sort_unstable();
+        for (span, add) in periods {
+            let before = tx.period_usage(&org, span.start)?;
             let after = before.saturating_add(add);
-            tx.put_month_usage(&org, month, after)?;
-            env.month_total_grew(
+            tx.put_period_usage(&org, span, after)?;
+            env.period_total_grew(
                 tx,
-                &MonthGrowth {
+                &PeriodGrowth {
                     org: &org,
-                    month,
+                    span,
                     before,
                     after,
                     limit,

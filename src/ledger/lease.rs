@@ -1,5 +1,5 @@
 //! Buffered usage on a shared backend: **leases**. A process claims a slice of an
-//! organization's remaining month quota in one transaction (a row of `usage_leases`: the
+//! organization's remaining quota of the current period in one transaction (a row of `usage_leases`: the
 //! amount reserved and when the reservation expires, by the server's clock), admits buffered
 //! events against it in memory at once, and at each flush adds what it used to the stored
 //! totals and renews or returns the rest. Every admission anywhere counts the stored total plus
@@ -16,8 +16,13 @@
 //!   always covered by a lease the server still counts.
 //! - A crashed process's lease expires and its quota returns; what it admitted and had not
 //!   flushed is lost, as buffered usage on a file is lost by a crash before its checkpoint.
-//! - Events with an idempotency key, or of another month than the lease's, take the durable
-//!   path (keys must be checked against every process).
+//! - Events with an idempotency key, or of an earlier period than the lease's, take the
+//!   durable path (keys must be checked against every process).
+//! - A sync that finds the organization's quota period changed stores what the lease admitted
+//!   in the periods of the new rule and returns the lease; the next admission opens one on
+//!   the new period. (Events admitted against the old lease count in the new periods: across
+//!   a rule change a period may pass its bound by what live leases held; durable calls stay
+//!   exact.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -25,9 +30,9 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::model::usage::UsageReceipt;
-use crate::store::{Backend, DayRow, UsageAsk, Writes};
+use crate::store::{Backend, DayRow, Span, UsageAsk, Writes};
 
-use super::{lock, Admit, MonthGrowth, Quota, UsageEnv};
+use super::{lock, Admit, Quota, UsageEnv};
 
 /// The smallest slice asked for at once; a busy organization asks for more (see `want`).
 const MIN_SLICE: u64 = 1_000;
@@ -35,13 +40,14 @@ const MIN_SLICE: u64 = 1_000;
 /// One organization's lease as this process holds it.
 #[derive(Debug)]
 struct OrgLease {
-    month: u32,
+    /// The period leased (cut by `quota.period`).
+    span: Span,
     quota: Quota,
     /// Reserved on the server and not yet flushed (what `used` counts against).
     reserved: u64,
     /// Admitted here since the last flush.
     used: u64,
-    /// The stored month total at the last flush (other processes' flushed usage included).
+    /// The stored period total at the last flush (other processes' flushed usage included).
     base: u64,
     /// After this, no admission until a flush renews the lease.
     deadline: Instant,
@@ -80,9 +86,9 @@ impl Leases {
         !lock(&self.orgs).is_empty()
     }
 
-    /// Admits buffered events without keys, all of one month, as one: in memory when the lease
-    /// covers their sum, else after a transaction that flushes and claims more; all or none.
-    /// `None` when they must take the durable path (an earlier month than the lease's).
+    /// Admits buffered events without keys, all of one period, as one: in memory when the
+    /// lease covers their sum, else after a transaction that flushes and claims more; all or
+    /// none. `None` when they must take the durable path (an earlier period than the lease's).
     /// One receipt per event, in order.
     pub(crate) fn admit(
         &self,
@@ -92,25 +98,30 @@ impl Leases {
         events: &[Admit<'_>],
     ) -> Option<Result<Vec<UsageReceipt>>> {
         let e = events.first()?;
-        if events.iter().any(|x| x.month != e.month || x.key.is_some()) {
+        if events.iter().any(|x| x.key.is_some()) {
             return None;
         }
         let mut orgs = lock(&self.orgs);
         if let Some(l) = orgs.get(org) {
-            if l.month != e.month {
-                if e.month < l.month {
+            let span = l.quota.span(e.day);
+            if span != l.span {
+                if span.start < l.span.start {
                     return None;
                 }
-                // A new month began: carry the old one's usage in, then start afresh.
+                // A new period began: carry the old one's usage in, then start afresh.
                 if let Err(err) = self.sync(store, env, org, &mut orgs, 0, true) {
                     return Some(Err(err));
                 }
             }
         }
         if !orgs.contains_key(org) {
-            if let Err(err) = self.open(store, env, org, e.month, &mut orgs) {
+            if let Err(err) = self.open(store, env, org, e.day, &mut orgs) {
                 return Some(Err(err));
             }
+        }
+        let span = orgs.get(org).map(|l| l.span)?;
+        if events.iter().any(|x| !span.holds(x.day)) {
+            return None;
         }
         Some(self.admit_locked(store, env, org, events, &mut orgs))
     }
@@ -161,10 +172,11 @@ impl Leases {
             ));
         }
         let mut receipts = Vec::with_capacity(events.len());
+        let dates = l.span.dates();
         for (e, column) in events.iter().zip(columns) {
             l.used += e.count;
             l.days.entry(e.day).or_default().add(column, e.count);
-            receipts.push(l.quota.receipt(false, l.base + l.used));
+            receipts.push(l.quota.receipt_dated(false, l.base + l.used, dates));
         }
         Ok(receipts)
     }
@@ -193,25 +205,28 @@ impl Leases {
         known.ok_or_else(|| Error::not_found("Resource"))
     }
 
-    /// Loads an organization's limit and opens a lease on it (nothing reserved yet).
+    /// Loads an organization's limit and opens a lease on the period that holds day number
+    /// `day` (nothing reserved yet).
     fn open(
         &self,
         store: &dyn Backend,
         env: &dyn UsageEnv,
         org: &str,
-        month: u32,
+        day: u32,
         orgs: &mut HashMap<String, OrgLease>,
     ) -> Result<()> {
-        let (quota, base) = store.read(|tx| {
+        let (quota, span, base) = store.read(|tx| {
             let rec = tx
                 .org(org)?
                 .ok_or_else(|| Error::not_found("Organization"))?;
-            Ok((env.quota(&rec), tx.month_usage(org, month)?))
+            let quota = env.quota(&rec);
+            let span = quota.span(day);
+            Ok((quota, span, tx.period_usage(org, span.start)?))
         })?;
         orgs.insert(
             org.to_owned(),
             OrgLease {
-                month,
+                span,
                 quota,
                 reserved: 0,
                 used: 0,
@@ -225,7 +240,7 @@ impl Leases {
         Ok(())
     }
 
-    /// One transaction: store what was admitted since the last sync (month total, day rows,
+    /// One transaction: store what was admitted since the last sync (period total, day rows,
     /// threshold events), then reserve `want` more (as much of it as is free) and renew the
     /// lease, or give it all back when `release`. Forgets the organization locally when it
     /// was deleted or the lease is released.
@@ -246,21 +261,23 @@ impl Leases {
                 return Ok(None);
             };
             let quota = env.quota(&rec);
+            // The organization's quota period changed: the lease's period means nothing now.
+            let release = release || quota.period != l.quota.period;
             let reserving = !release && quota.ceiling.is_some();
             let state = tx.usage_state(
                 org,
                 &UsageAsk {
-                    months: &[l.month],
+                    periods: &[l.span.start],
                     leases: reserving,
                     except_holder: Some(holder),
                     ..UsageAsk::default()
                 },
             )?;
             let (stored, others) = state
-                .months
+                .periods
                 .first()
                 .map_or((0, 0), |&(_, stored, leased)| (stored, leased));
-            let base = store_usage(tx, env, org, l, quota.limit, stored)?;
+            let base = store_lease_usage(tx, env, org, l, quota, stored)?;
             // What is still reserved and unused stays reserved, but never past the bound (a
             // lower limit since the last sync takes it back); then as much of `want` as is free.
             let room = quota
@@ -273,11 +290,11 @@ impl Leases {
             } else {
                 keep + want.min(room - keep)
             };
-            tx.put_lease(org, l.month, holder, reserved, self.ttl)?;
-            Ok(Some((quota, base, reserved)))
+            tx.put_lease(org, l.span.start, holder, reserved, self.ttl)?;
+            Ok(Some((quota, base, reserved, release)))
         });
         match done {
-            Ok(Some((quota, base, reserved))) => {
+            Ok(Some((quota, base, reserved, release))) => {
                 let grew = reserved > l.reserved.saturating_sub(l.used);
                 l.quota = quota;
                 l.base = base;
@@ -337,11 +354,12 @@ impl Leases {
         self.sync(store, env, org, &mut orgs, 0, true)
     }
 
-    /// What this process admitted of an organization's month and has not stored yet.
-    pub(crate) fn unstored(&self, org: &str, month: u32) -> u64 {
+    /// What this process admitted of an organization's period that holds day number `day`
+    /// and has not stored yet.
+    pub(crate) fn unstored(&self, org: &str, day: u32) -> u64 {
         lock(&self.orgs)
             .get(org)
-            .filter(|l| l.month == month)
+            .filter(|l| l.span.holds(day))
             .map_or(0, |l| l.used)
     }
 
@@ -375,33 +393,41 @@ fn want(l: &OrgLease, count: u64) -> u64 {
     short.max(l.slice)
 }
 
-/// Adds what a lease admitted to the stored rows (the month's total was `before`); returns
-/// the new stored month total.
-fn store_usage(
+/// Adds what a lease admitted to the stored rows, in the periods of `quota`'s rule (the
+/// lease's own period, whose stored total was `stored`, unless the rule changed since the
+/// lease opened); returns the lease period's new stored total.
+fn store_lease_usage(
     tx: &mut dyn Writes,
     env: &dyn UsageEnv,
     org: &str,
     l: &OrgLease,
-    limit: Option<u64>,
-    before: u64,
+    quota: Quota,
+    stored: u64,
 ) -> Result<u64> {
     if l.used == 0 {
-        return Ok(before);
+        return Ok(stored);
     }
-    let after = before.saturating_add(l.used);
+    let mut adds: BTreeMap<Span, u64> = BTreeMap::new();
+    for (&day, row) in &l.days {
+        *adds.entry(quota.span(day)).or_default() += row.total;
+    }
+    let mut periods = Vec::with_capacity(adds.len());
+    let mut base = stored;
+    for (span, add) in adds {
+        let before = if span == l.span {
+            stored
+        } else {
+            tx.period_usage(org, span.start)?
+        };
+        let after = before.saturating_add(add);
+        if span == l.span {
+            base = after;
+        }
+        periods.push((span, before, after));
+    }
     let days: Vec<(u32, &DayRow)> = l.days.iter().map(|(&day, row)| (day, row)).collect();
-    tx.apply_usage(org, &[(l.month, after)], &days, &[])?;
-    env.month_total_grew(
-        tx,
-        &MonthGrowth {
-            org,
-            month: l.month,
-            before,
-            after,
-            limit,
-        },
-    )?;
-    Ok(after)
+    super::shared::store_usage(tx, env, org, &periods, &days, &[], quota.limit)?;
+    Ok(base)
 }
 
 fn not_loaded() -> Error {

@@ -1,8 +1,8 @@
-//! The usage ledger: exact monthly counters in memory, the journal that makes admitted usage
+//! The usage ledger: exact counters per quota period in memory, the journal that makes admitted usage
 //! durable, and the folds and checkpoints that carry it into the database.
 //!
 //! Invariants:
-//! - Admission (check and count) happens under one lock against in-memory month totals that
+//! - Admission (check and count) happens under one lock against in-memory period totals that
 //!   equal the database's totals plus every unfolded admitted event, so the limit holds under
 //!   any concurrency.
 //! - A durable event is acknowledged only once its journal record is on disk (group commit),
@@ -17,12 +17,13 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 
 use crate::error::{Error, Result};
+use crate::model::period::QuotaPeriod;
 use crate::model::usage::UsageReceipt;
 use crate::store::journal::{Cursor, Journal};
-use crate::store::{day_number, Backend, DayRow, OrgRecord, Writes};
+use crate::store::{day_number, Backend, DayRow, OrgRecord, Span, Writes};
 
 mod admit;
 pub(crate) use admit::no_receipt;
@@ -38,24 +39,25 @@ const META_GENERATION: &str = "journal_generation";
 const META_SEQ: &str = "journal_seq";
 
 /// What the ledger needs from the operations above it, which call it (the ledger calls no
-/// operation): the time of the call, an organization's monthly limit, and what a fold does
-/// when a month's stored total grows (the operations append `usage.threshold` audit events).
+/// operation): the time of the call, an organization's quota, and what a fold does when a
+/// period's stored total grows (the operations append `usage.threshold` audit events).
 pub(crate) trait UsageEnv {
     /// The time of the call.
     fn now(&self) -> DateTime<Utc>;
     /// The organization's `monthly_requests` quota.
     fn quota(&self, org: &OrgRecord) -> Quota;
-    /// Called by a fold, in its transaction, after it stored a month's new total.
-    fn month_total_grew(&self, tx: &mut dyn Writes, growth: &MonthGrowth<'_>) -> Result<()>;
+    /// Called by a fold, in its transaction, after it stored a period's new total.
+    fn period_total_grew(&self, tx: &mut dyn Writes, growth: &PeriodGrowth<'_>) -> Result<()>;
 }
 
-/// An organization's monthly quota: the `monthly_requests` limit, and the bound admission
-/// enforces (the limit when hard; the limit plus the overage cap when soft; `None`: no
-/// bound). The one check of every admission path (this ledger, the shared one, leases).
+/// An organization's usage quota: the `monthly_requests` limit, the bound admission enforces
+/// (the limit when hard; the limit plus the overage cap when soft; `None`: no bound), and how
+/// it resets. The one check of every admission path (this ledger, the shared one, leases).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Quota {
     pub(crate) limit: Option<u64>,
     pub(crate) ceiling: Option<u64>,
+    pub(crate) period: QuotaPeriod,
 }
 
 impl Quota {
@@ -72,12 +74,23 @@ impl Quota {
     pub(crate) fn refusal(self, used: u64, add: u64) -> Error {
         match self.ceiling {
             Some(ceiling) => Error::quota("monthly_requests", ceiling, used, add),
-            None => Error::invalid("count", "Would overflow the month's total"),
+            None => Error::invalid("count", "Would overflow the period's total"),
         }
     }
 
-    /// The receipt of a month at `used`.
-    pub(crate) fn receipt(self, duplicate: bool, used: u64) -> UsageReceipt {
+    /// The receipt of the period `span` at `used`.
+    pub(crate) fn receipt(self, duplicate: bool, used: u64, span: Span) -> UsageReceipt {
+        self.receipt_dated(duplicate, used, span.dates())
+    }
+
+    /// The receipt of the period from `dates.0` to `dates.1` at `used` (the hot path keeps
+    /// its period's dates worked out).
+    pub(crate) fn receipt_dated(
+        self,
+        duplicate: bool,
+        used: u64,
+        (period_start, period_end): (NaiveDate, NaiveDate),
+    ) -> UsageReceipt {
         let overage = self.limit.map_or(0, |l| used.saturating_sub(l));
         UsageReceipt {
             duplicate,
@@ -86,27 +99,33 @@ impl Quota {
             remaining: self.limit.map(|l| l.saturating_sub(used)),
             over: overage > 0,
             overage,
+            period_start,
+            period_end,
         }
+    }
+
+    /// The period of this quota that holds day number `day`.
+    pub(crate) fn span(self, day: u32) -> Span {
+        Span::of(self.period, day)
     }
 }
 
-/// A month total a fold raised.
-pub(crate) struct MonthGrowth<'a> {
+/// A period total a fold raised.
+pub(crate) struct PeriodGrowth<'a> {
     pub(crate) org: &'a str,
-    /// `yyyymm`.
-    pub(crate) month: u32,
+    pub(crate) span: Span,
     pub(crate) before: u64,
     pub(crate) after: u64,
     pub(crate) limit: Option<u64>,
 }
 
-/// One event, validated, with its day and month worked out.
+/// One event, validated, with its day worked out (its period depends on the organization's
+/// rule, which admission reads).
 #[derive(Debug, Clone)]
 pub(crate) struct Admit<'a> {
     pub(crate) resource: Option<&'a str>,
     pub(crate) count: u64,
     pub(crate) day: u32,
-    pub(crate) month: u32,
     pub(crate) key: Option<&'a str>,
     pub(crate) at_micros: i64,
 }
@@ -114,12 +133,10 @@ pub(crate) struct Admit<'a> {
 impl<'a> Admit<'a> {
     /// An event without an idempotency key at `at_micros` (a recorder's: now).
     pub(crate) fn keyless(resource: Option<&'a str>, count: u64, at_micros: i64) -> Admit<'a> {
-        let (day, month) = day_and_month_micros(at_micros);
         Admit {
             resource,
             count,
-            day,
-            month,
+            day: day_of_micros(at_micros),
             key: None,
             at_micros,
         }
@@ -140,7 +157,7 @@ pub(crate) enum Mode {
 /// Unfolded changes of one organization.
 #[derive(Debug, Clone, Default)]
 struct OrgDelta {
-    months: Map<u32, u64>,
+    periods: Map<Span, u64>,
     days: Map<u32, DayRow>,
     keys: Vec<(String, i64)>,
     expired_keys: Vec<String>,
@@ -148,15 +165,15 @@ struct OrgDelta {
 
 impl OrgDelta {
     fn is_empty(&self) -> bool {
-        self.months.is_empty()
+        self.periods.is_empty()
             && self.days.is_empty()
             && self.keys.is_empty()
             && self.expired_keys.is_empty()
     }
 
     fn merge(&mut self, other: OrgDelta) {
-        for (m, n) in other.months {
-            *self.months.entry(m).or_default() += n;
+        for (p, n) in other.periods {
+            *self.periods.entry(p).or_default() += n;
         }
         for (d, row) in other.days {
             self.days.entry(d).or_default().merge(&row);
@@ -174,25 +191,39 @@ struct OrgUsage {
     id: String,
     /// Which occupant of the place this is: unique in the ledger, 0 when vacant.
     epoch: u64,
-    /// `monthly_requests`; reloaded when `limit_known` is false.
+    /// `monthly_requests` and its period; reloaded when `limit_known` is false.
     quota: Quota,
     limit_known: bool,
+    /// The period last asked for (the hot path asks for today's over and over), and its
+    /// first and last day as dates.
+    span: Span,
+    span_dates: (NaiveDate, NaiveDate),
     /// Live resources of this organization seen so far: id → report column.
     resources: Map<String, u32>,
-    /// Absolute totals (database + unfolded), per month touched since load.
-    months: Map<u32, u64>,
+    /// Absolute totals (database + unfolded), per period (by first day) touched since load.
+    periods: Map<u32, u64>,
     keys: Map<String, i64>,
     oldest_key: i64,
     delta: OrgDelta,
 }
 
 impl OrgUsage {
-    /// Counts one admitted event: its month's total (already loaded), and the unfolded delta.
-    fn count(&mut self, e: &Admit<'_>, column: Option<u32>) -> u64 {
-        let total = self.months.entry(e.month).or_default();
+    /// The period of the organization's rule that holds day number `day`.
+    fn span_of(&mut self, day: u32) -> Span {
+        if !self.span.holds(day) {
+            self.span = self.quota.span(day);
+            self.span_dates = self.span.dates();
+        }
+        self.span
+    }
+
+    /// Counts one admitted event of period `span`: the period's total (already loaded), and
+    /// the unfolded delta.
+    fn count(&mut self, e: &Admit<'_>, span: Span, column: Option<u32>) -> u64 {
+        let total = self.periods.entry(span.start).or_default();
         *total = total.saturating_add(e.count);
         let total = *total;
-        *self.delta.months.entry(e.month).or_default() += e.count;
+        *self.delta.periods.entry(span).or_default() += e.count;
         self.delta
             .days
             .entry(e.day)
@@ -206,13 +237,14 @@ impl OrgUsage {
         total
     }
 
-    /// The month's total, read from the database the first time.
-    fn month_total(&mut self, store: &dyn Backend, month: u32) -> Result<u64> {
-        match self.months.get(&month) {
+    /// The total of the period starting on day number `start`, read from the database the
+    /// first time.
+    fn period_total(&mut self, store: &dyn Backend, start: u32) -> Result<u64> {
+        match self.periods.get(&start) {
             Some(total) => Ok(*total),
             None => {
-                let total = store.read(|tx| tx.month_usage(&self.id, month))?;
-                self.months.insert(month, total);
+                let total = store.read(|tx| tx.period_usage(&self.id, start))?;
+                self.periods.insert(start, total);
                 Ok(total)
             }
         }
@@ -299,11 +331,6 @@ impl State {
     }
 }
 
-/// `yyyymm` of a day number.
-pub(crate) fn month_of_day(day: u32) -> u32 {
-    crate::store::day_from_number(day).map_or(0, crate::model::time::month_of)
-}
-
 impl Ledger {
     /// A ledger without a journal (in-memory databases).
     pub(crate) fn in_memory() -> Ledger {
@@ -323,34 +350,35 @@ impl Ledger {
         }
     }
 
-    /// The month's total: as the ledger knows it when it has the organization loaded, else
-    /// `stored`; on a shared backend the stored total plus this process's unstored usage.
-    pub(crate) fn month_total(
+    /// The total of the quota period that holds day number `day`, as the ledger knows it when
+    /// it has the organization loaded, else `stored` (the stored total of that period); on a
+    /// shared backend the stored total plus this process's unstored usage.
+    pub(crate) fn period_total(
         &self,
         org: &str,
-        month: u32,
+        day: u32,
         stored: &dyn Fn() -> Result<u64>,
     ) -> Result<u64> {
         if let Some(shared) = &self.shared {
             // The stored total plus what this process's lease admitted and has not stored.
-            return Ok(stored()?.saturating_add(shared.leases.unstored(org, month)));
+            return Ok(stored()?.saturating_add(shared.leases.unstored(org, day)));
         }
-        let known = lock(&self.state)
-            .org(org)
-            .and_then(|o| o.months.get(&month).copied());
-        match known {
+        match self.known_total(org, day) {
             Some(total) => Ok(total),
             None => stored(),
         }
     }
 
-    /// Whether [`month_total`](Self::month_total) would read the stored total of the month.
-    pub(crate) fn reads_stored_month(&self, org: &str, month: u32) -> bool {
-        self.shared.is_some()
-            || lock(&self.state)
-                .org(org)
-                .and_then(|o| o.months.get(&month))
-                .is_none()
+    /// The period total the ledger holds in memory for day number `day`.
+    fn known_total(&self, org: &str, day: u32) -> Option<u64> {
+        let st = lock(&self.state);
+        let usage = st.org(org).filter(|o| o.limit_known)?;
+        usage.periods.get(&usage.quota.span(day).start).copied()
+    }
+
+    /// Whether [`period_total`](Self::period_total) would read the stored total.
+    pub(crate) fn reads_stored_period(&self, org: &str, day: u32) -> bool {
+        self.shared.is_some() || self.known_total(org, day).is_none()
     }
 
     /// The plan or overrides changed: read the limit again on next use.
@@ -440,7 +468,12 @@ fn ensure_org(st: &mut State, store: &dyn Backend, env: &dyn UsageEnv, org: &str
     })?;
     let i = st.place_of(org);
     let usage = &mut st.orgs[i];
+    if usage.quota.period != quota.period {
+        // Totals of another rule's periods mean nothing under this one.
+        usage.periods.clear();
+    }
     usage.quota = quota;
+    usage.span = Span::default();
     usage.limit_known = true;
     for (k, at) in keys.into_iter().filter(|(_, at)| *at >= cutoff) {
         usage.oldest_key = usage.oldest_key.min(at);
@@ -464,23 +497,23 @@ fn resolve_resource(st: &mut State, store: &dyn Backend, index: usize, id: &str)
     Ok(rec.column)
 }
 
-/// Day and month of a timestamp.
-pub(crate) fn day_and_month(at: DateTime<Utc>) -> (u32, u32) {
-    day_and_month_micros(at.timestamp_micros())
+/// The day number of a timestamp.
+pub(crate) fn day_of(at: DateTime<Utc>) -> u32 {
+    day_of_micros(at.timestamp_micros())
 }
 
-/// Day and month of a time in microseconds since the epoch (clamped to the calendar's ends).
-/// The calendar arithmetic runs once per UTC day and thread: the hot path asks for today's
-/// over and over.
-pub(crate) fn day_and_month_micros(micros: i64) -> (u32, u32) {
+/// The day number of a time in microseconds since the epoch (clamped to the calendar's
+/// ends). The calendar arithmetic runs once per UTC day and thread: the hot path asks for
+/// today's over and over.
+pub(crate) fn day_of_micros(micros: i64) -> u32 {
     thread_local! {
-        static LAST: std::cell::Cell<(i64, u32, u32)> = const { std::cell::Cell::new((i64::MIN, 0, 0)) };
+        static LAST: std::cell::Cell<(i64, u32)> = const { std::cell::Cell::new((i64::MIN, 0)) };
     }
     let unix_day = micros.div_euclid(86_400_000_000);
     LAST.with(|last| {
-        let (cached_day, day, month) = last.get();
+        let (cached_day, day) = last.get();
         if cached_day == unix_day {
-            return (day, month);
+            return day;
         }
         let date = crate::model::time::from_micros(micros)
             .unwrap_or(if micros < 0 {
@@ -489,8 +522,8 @@ pub(crate) fn day_and_month_micros(micros: i64) -> (u32, u32) {
                 DateTime::<Utc>::MAX_UTC
             })
             .date_naive();
-        let computed = (day_number(date), crate::model::time::month_of(date));
-        last.set((unix_day, computed.0, computed.1));
-        computed
+        let day = day_number(date);
+        last.set((unix_day, day));
+        day
     })
 }

@@ -1,7 +1,7 @@
 //! Admission on a shared backend (PostgreSQL): several processes count against the same
 //! quotas, so no process may trust totals it holds in memory. Calls are admitted in write
-//! transactions that read the stored month totals and idempotency keys, check, and write the
-//! month totals, the day rows, the keys and any `usage.threshold` event together, as usage
+//! transactions that read the stored period totals and idempotency keys, check, and write the
+//! period totals, the day rows, the keys and any `usage.threshold` event together, as usage
 //! transactions of their organizations (`Backend::write_usage_dyn`): the backend runs those of
 //! one organization one after the other, in any process. A refused call writes nothing.
 //!
@@ -10,7 +10,7 @@
 //! running becomes its leader, takes every call queued there and admits them in one
 //! transaction, in queue order, each exactly as if it ran alone after the
 //! ones before it (a call that does not fit is refused on its own; the others still count).
-//! An organization's calls in one batch cost one read of its limit, keys and month total and
+//! An organization's calls in one batch cost one read of its limit, keys and period total and
 //! one write of each, whatever their number, so throughput grows with callers. Callers wait
 //! for their own answer: it is given only once the transaction committed.
 
@@ -19,9 +19,9 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use crate::error::{Error, Result};
 use crate::model::usage::UsageReceipt;
-use crate::store::{Backend, DayRow, Reads, UsageAsk, Writes};
+use crate::store::{Backend, DayRow, Reads, Span, UsageAsk, Writes};
 
-use super::{lock, Admit, Mode, MonthGrowth, Quota, UsageEnv};
+use super::{lock, Admit, Mode, PeriodGrowth, Quota, UsageEnv};
 
 /// One event of a queued call, owned (the call's thread waits while another admits it).
 #[derive(Debug, Clone)]
@@ -29,7 +29,6 @@ struct Event {
     resource: Option<String>,
     count: u64,
     day: u32,
-    month: u32,
     key: Option<String>,
     at_micros: i64,
 }
@@ -40,7 +39,6 @@ impl Event {
             resource: e.resource.map(str::to_owned),
             count: e.count,
             day: e.day,
-            month: e.month,
             key: e.key.map(str::to_owned),
             at_micros: e.at_micros,
         }
@@ -200,10 +198,10 @@ struct OrgPlan {
     columns: HashMap<String, Option<u32>>,
     /// Keys stored or admitted in this batch.
     keys: HashSet<String>,
-    /// Month totals: (stored, after the calls admitted so far).
-    months: BTreeMap<u32, (u64, u64)>,
-    /// Quota of each month reserved by live leases (`lease.rs`): it counts against the limit.
-    leased: BTreeMap<u32, u64>,
+    /// Period totals: (stored, after the calls admitted so far).
+    periods: BTreeMap<Span, (u64, u64)>,
+    /// Quota of each period reserved by live leases (`lease.rs`): it counts against the limit.
+    leased: BTreeMap<Span, u64>,
     /// Day rows' increments and new keys, written once at the end.
     days: BTreeMap<u32, DayRow>,
     new_keys: Vec<(String, i64)>,
@@ -211,7 +209,7 @@ struct OrgPlan {
 
 impl OrgPlan {
     /// Reads what the calls need: the organization's limit, their resources, which of their
-    /// keys are stored, their months' totals.
+    /// keys are stored, their periods' totals (cut by the rule read here, in the transaction).
     fn load(tx: &dyn Reads, env: &dyn UsageEnv, org: &str, calls: &[&[Event]]) -> Result<OrgPlan> {
         let rec = tx
             .org(org)?
@@ -220,15 +218,16 @@ impl OrgPlan {
             quota: env.quota(&rec),
             columns: HashMap::new(),
             keys: HashSet::new(),
-            months: BTreeMap::new(),
+            periods: BTreeMap::new(),
             leased: BTreeMap::new(),
             days: BTreeMap::new(),
             new_keys: Vec::new(),
         };
         let events = || calls.iter().flat_map(|c| c.iter());
-        let mut months: Vec<u32> = events().map(|e| e.month).collect();
-        months.sort_unstable();
-        months.dedup();
+        let mut spans: Vec<Span> = events().map(|e| plan.quota.span(e.day)).collect();
+        spans.sort_unstable();
+        spans.dedup();
+        let starts: Vec<u32> = spans.iter().map(|s| s.start).collect();
         let keys: Vec<&str> = events().filter_map(|e| e.key.as_deref()).collect();
         let mut resources: Vec<&str> = events().filter_map(|e| e.resource.as_deref()).collect();
         resources.sort_unstable();
@@ -236,16 +235,16 @@ impl OrgPlan {
         let state = tx.usage_state(
             org,
             &UsageAsk {
-                months: &months,
+                periods: &starts,
                 leases: plan.quota.ceiling.is_some(),
                 except_holder: None,
                 keys: &keys,
                 resources: &resources,
             },
         )?;
-        for (month, stored, leased) in state.months {
-            plan.months.insert(month, (stored, stored));
-            plan.leased.insert(month, leased);
+        for (span, (_, stored, leased)) in spans.into_iter().zip(state.periods) {
+            plan.periods.insert(span, (stored, stored));
+            plan.leased.insert(span, leased);
         }
         plan.columns = state.columns.into_iter().collect();
         // A stored key is remembered until `prune_usage` removes it (past its retention).
@@ -275,37 +274,38 @@ impl OrgPlan {
             }
         }
         // What counts against the limit: the total plus what live leases reserve.
-        let counted = |month: &u32| {
-            self.months[month]
+        let counted = |span: &Span| {
+            self.periods[span]
                 .1
-                .saturating_add(self.leased.get(month).copied().unwrap_or(0))
+                .saturating_add(self.leased.get(span).copied().unwrap_or(0))
         };
-        let mut adds: BTreeMap<u32, u64> = BTreeMap::new();
-        for (e, dup) in events.iter().zip(&duplicate) {
+        let spans: Vec<Span> = events.iter().map(|e| self.quota.span(e.day)).collect();
+        let mut adds: BTreeMap<Span, u64> = BTreeMap::new();
+        for ((e, span), dup) in events.iter().zip(&spans).zip(&duplicate) {
             if *dup {
                 continue;
             }
-            let used = counted(&e.month);
-            let add = adds.entry(e.month).or_default();
+            let used = counted(span);
+            let add = adds.entry(*span).or_default();
             *add = add
                 .checked_add(e.count)
                 .ok_or_else(|| self.quota.refusal(used, e.count))?;
         }
-        for (month, add) in &adds {
-            let used = counted(month);
+        for (span, add) in &adds {
+            let used = counted(span);
             self.quota.admit(used, *add)?;
         }
-        let receipts = events
+        let receipts = spans
             .iter()
             .zip(&duplicate)
-            .map(|(e, dup)| {
-                let used = self.months[&e.month].1;
-                let after = used + adds.get(&e.month).copied().unwrap_or(0);
-                let mut r = self
-                    .quota
-                    .receipt(*dup, if check && *dup { used } else { after });
+            .map(|(span, dup)| {
+                let used = self.periods[span].1;
+                let after = used + adds.get(span).copied().unwrap_or(0);
+                let mut r =
+                    self.quota
+                        .receipt(*dup, if check && *dup { used } else { after }, *span);
                 // Quota reserved by leases is not free either.
-                let leased = self.leased.get(&e.month).copied().unwrap_or(0);
+                let leased = self.leased.get(span).copied().unwrap_or(0);
                 r.remaining = r.remaining.map(|left| left.saturating_sub(leased));
                 r
             })
@@ -313,8 +313,8 @@ impl OrgPlan {
         if check {
             return Ok(receipts);
         }
-        for (month, add) in adds {
-            if let Some((_, after)) = self.months.get_mut(&month) {
+        for (span, add) in adds {
+            if let Some((_, after)) = self.periods.get_mut(&span) {
                 *after += add;
             }
         }
@@ -335,35 +335,57 @@ impl OrgPlan {
         Ok(receipts)
     }
 
-    /// Writes what the admitted calls add: month totals (with their threshold events), day
+    /// Writes what the admitted calls add: period totals (with their threshold events), day
     /// rows, keys.
     fn write(&self, tx: &mut dyn Writes, env: &dyn UsageEnv, org: &str) -> Result<()> {
-        let months: Vec<(u32, u64)> = self
-            .months
+        let periods: Vec<(Span, u64, u64)> = self
+            .periods
             .iter()
             .filter(|(_, (before, after))| after != before)
-            .map(|(&month, &(_, after))| (month, after))
+            .map(|(&span, &(before, after))| (span, before, after))
             .collect();
-        if months.is_empty() && self.new_keys.is_empty() {
+        if periods.is_empty() && self.new_keys.is_empty() {
             return Ok(());
         }
         let days: Vec<(u32, &DayRow)> = self.days.iter().map(|(&day, row)| (day, row)).collect();
-        tx.apply_usage(org, &months, &days, &self.new_keys)?;
-        for (&month, &(before, after)) in &self.months {
-            if after == before {
-                continue;
-            }
-            env.month_total_grew(
-                tx,
-                &MonthGrowth {
-                    org,
-                    month,
-                    before,
-                    after,
-                    limit: self.quota.limit,
-                },
-            )?;
-        }
-        Ok(())
+        store_usage(
+            tx,
+            env,
+            org,
+            &periods,
+            &days,
+            &self.new_keys,
+            self.quota.limit,
+        )
     }
+}
+
+/// Stores what was admitted of one organization on a shared backend, in its usage
+/// transaction: each period's total raised from `before` to `after` (with its threshold
+/// events), the day rows' increments, new keys. The one writer of `shared.rs` and
+/// `lease.rs`.
+pub(super) fn store_usage(
+    tx: &mut dyn Writes,
+    env: &dyn UsageEnv,
+    org: &str,
+    periods: &[(Span, u64, u64)],
+    days: &[(u32, &DayRow)],
+    keys: &[(String, i64)],
+    limit: Option<u64>,
+) -> Result<()> {
+    let totals: Vec<(Span, u64)> = periods.iter().map(|&(s, _, after)| (s, after)).collect();
+    tx.apply_usage(org, &totals, days, keys)?;
+    for &(span, before, after) in periods {
+        env.period_total_grew(
+            tx,
+            &PeriodGrowth {
+                org,
+                span,
+                before,
+                after,
+                limit,
+            },
+        )?;
+    }
+    Ok(())
 }

@@ -6,6 +6,7 @@ pub mod invitation;
 pub mod membership;
 pub mod org;
 pub mod page;
+pub mod period;
 pub mod permission;
 pub mod plan;
 pub mod project;

@@ -94,11 +94,3 @@ pub mod option {
         }
     }
 }
-
-/// `yyyymm` of a date: the month key of usage counters.
-/// Years before 0 (reachable only through a clock set there) share month keys with year 0;
-/// chrono's largest year (262 143) still fits.
-pub(crate) fn month_of(date: chrono::NaiveDate) -> u32 {
-    use chrono::Datelike;
-    date.year().max(0) as u32 * 100 + date.month()
-}

@@ -12,6 +12,7 @@ use super::entitlement::EntitlementValue;
 use super::invitation::Invitation;
 use super::membership::Membership;
 use super::org::{LimitOverrides, Organization};
+use super::period::QuotaPeriod;
 use super::project::{Project, ProjectMembership};
 use super::resource::Resource;
 use super::user::User;
@@ -36,12 +37,15 @@ pub enum Record {
     },
     /// A user.
     User(User),
-    /// An organization with its limit overrides.
+    /// An organization with its limit overrides and quota period.
     Organization {
         /// The organization.
         organization: Box<Organization>,
         /// Its overrides.
         limit_overrides: LimitOverrides,
+        /// How its usage quota resets (export format 4; absent: the calendar month).
+        #[serde(default, skip_serializing_if = "is_calendar_month")]
+        quota_period: QuotaPeriod,
     },
     /// An organization's override of a named limit or feature (export format 3).
     EntitlementOverride {
@@ -67,13 +71,25 @@ pub enum Record {
         /// Lifetime granted on each (re)send, in seconds.
         lifetime_secs: i64,
     },
-    /// A month's usage total.
+    /// A calendar month's usage total (export formats 1 to 3; format 4 writes
+    /// [`Record::UsagePeriod`]).
     UsageMonth {
         /// The organization.
         organization_id: String,
         /// `YYYY-MM`.
         month: String,
         /// Requests counted in that month.
+        total: u64,
+    },
+    /// A quota period's usage total (export format 4).
+    UsagePeriod {
+        /// The organization.
+        organization_id: String,
+        /// The period's first day.
+        period_start: NaiveDate,
+        /// The period's last day.
+        period_end: NaiveDate,
+        /// Requests counted in the period.
         total: u64,
     },
     /// A day's usage.
@@ -131,6 +147,10 @@ pub struct ImportReport {
     pub records: u64,
     /// Transactions committed.
     pub transactions: u64,
+}
+
+fn is_calendar_month(p: &QuotaPeriod) -> bool {
+    *p == QuotaPeriod::CalendarMonth
 }
 
 #[cfg(test)]

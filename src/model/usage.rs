@@ -61,7 +61,8 @@ impl UsageEvent {
 pub struct UsageReceipt {
     /// The event's idempotency key had already been recorded: nothing was counted.
     pub duplicate: bool,
-    /// Usage of the event's month after it.
+    /// Usage of the event's quota period after it (the calendar month unless the
+    /// organization's quota period says otherwise).
     pub used: u64,
     /// The `monthly_requests` limit (null when unlimited).
     pub limit: Option<u64>,
@@ -72,10 +73,16 @@ pub struct UsageReceipt {
     #[serde(default)]
     #[cfg_attr(feature = "ffi", uniffi(default))]
     pub over: bool,
-    /// How far past the limit the month's usage is (0 within it).
+    /// How far past the limit the period's usage is (0 within it).
     #[serde(default)]
     #[cfg_attr(feature = "ffi", uniffi(default))]
     pub overage: u64,
+    /// The first day (UTC) of the quota period the receipt speaks of.
+    #[serde(default)]
+    pub period_start: NaiveDate,
+    /// The last day (UTC) of that period.
+    #[serde(default)]
+    pub period_end: NaiveDate,
 }
 
 /// Report granularity.
@@ -87,31 +94,46 @@ pub enum Period {
     Day,
     /// One ISO week, Monday first.
     Week,
-    /// One UTC calendar month (default).
+    /// One UTC calendar month.
     #[default]
     Month,
+    /// One UTC calendar year.
+    Year,
+    /// The organization's quota period (`Db::billing_period`): the default of a report
+    /// without dates when that is not the calendar month.
+    Billing,
 }
 
 impl Period {
-    /// `day`, `week` or `month`.
+    /// `day`, `week`, `month`, `year` or `billing`.
     pub fn as_str(self) -> &'static str {
         match self {
             Period::Day => "day",
             Period::Week => "week",
             Period::Month => "month",
+            Period::Year => "year",
+            Period::Billing => "billing",
         }
     }
 
     /// Parses a period name case-insensitively.
     pub fn parse(text: &str) -> Option<Period> {
-        [Period::Day, Period::Week, Period::Month]
-            .into_iter()
-            .find(|p| p.as_str().eq_ignore_ascii_case(text.trim()))
+        [
+            Period::Day,
+            Period::Week,
+            Period::Month,
+            Period::Year,
+            Period::Billing,
+        ]
+        .into_iter()
+        .find(|p| p.as_str().eq_ignore_ascii_case(text.trim()))
     }
 }
 
 /// Query of `usage_report`. Without dates, the period containing today (or containing
 /// `start_date` when only it is given); with both dates, exactly that range (at most 366 days).
+/// Without a period, the organization's quota period (the calendar month unless
+/// `set_billing_anchor` said otherwise).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageQuery {
     /// Granularity of the default range.

@@ -79,7 +79,7 @@ fn resolve(tx: &dyn Reads, ctx: &Ctx, rec: &OrgRecord, name: &str) -> Result<Opt
             (None, Some(plan)) => (seed_limit(&plan.limits, name), EntitlementSource::Plan),
             (None, None) => (None, EntitlementSource::Default),
         };
-        let used = seed_used(&orgs::usage(tx, ctx, org)?, name);
+        let used = seed_used(&orgs::usage(tx, ctx, rec)?, name);
         (
             EntitlementKind::Limit,
             EntitlementValue::Limit { limit },

@@ -8,6 +8,7 @@ pub(crate) mod entitlements;
 pub(crate) mod invitations;
 pub(crate) mod members;
 pub(crate) mod orgs;
+pub(crate) mod periods;
 pub(crate) mod projects;
 pub(crate) mod resources;
 pub(crate) mod seats;

@@ -12,7 +12,6 @@ use crate::model::org::{
     OrganizationPatch, OrganizationSettings, OrganizationWithMembership, SlugCheck, Usage,
 };
 use crate::model::role::Role;
-use crate::model::time;
 use crate::store::{OrgRecord, Reads, Writes};
 use crate::validate::{self, Validator, EXTERNAL_ID_MAX, NAME_MAX, TEXT_MAX};
 
@@ -130,6 +129,7 @@ pub(crate) fn create(
     tx.insert_org(&OrgRecord {
         org: org.clone(),
         overrides: LimitOverrides::default(),
+        period: Default::default(),
     })?;
     let membership = Membership::joined(ctx.id("mem"), &org.id, &user.id, Role::Owner, ctx.now);
     tx.insert_membership(&membership, &user)?;
@@ -161,27 +161,31 @@ fn validate_plan(ctx: &Ctx, validator: &mut Validator, plan: &str) -> String {
     }
 }
 
-pub(crate) fn usage(tx: &dyn Reads, ctx: &Ctx, org: &str) -> Result<Usage> {
+pub(crate) fn usage(tx: &dyn Reads, ctx: &Ctx, rec: &OrgRecord) -> Result<Usage> {
+    let org = rec.org.id.as_str();
     let stats = tx.org_stats(org)?;
+    let today = crate::store::day_number(ctx.now.date_naive());
+    let start = crate::store::Span::of(rec.period, today).start;
     Ok(Usage {
         mcps: stats.mcps,
         api_keys: stats.api_keys,
         team_members: seats::seats_counted(tx, ctx, org, &stats)?,
-        monthly_requests: month_total(ctx, org, &|month| tx.month_usage(org, month))?,
+        monthly_requests: period_total(ctx, org, &|| tx.period_usage(org, start))?,
     })
 }
 
-/// This month's total: the ledger's where it counts in memory, else `stored`'s.
-fn month_total(ctx: &Ctx, org: &str, stored: &dyn Fn(u32) -> Result<u64>) -> Result<u64> {
-    let month = time::month_of(ctx.now.date_naive());
+/// The current quota period's total: the ledger's where it counts in memory, else
+/// `stored`'s (the stored total of that period).
+fn period_total(ctx: &Ctx, org: &str, stored: &dyn Fn() -> Result<u64>) -> Result<u64> {
+    let today = crate::store::day_number(ctx.now.date_naive());
     match ctx.ledger {
-        Some(ledger) => ledger.month_total(org, month, &|| stored(month)),
-        None => stored(month),
+        Some(ledger) => ledger.period_total(org, today, stored),
+        None => stored(),
     }
 }
 
 pub(crate) fn details(tx: &dyn Reads, ctx: &Ctx, rec: OrgRecord) -> Result<OrganizationDetails> {
-    let usage = usage(tx, ctx, &rec.org.id)?;
+    let usage = usage(tx, ctx, &rec)?;
     Ok(OrganizationDetails {
         limits: limits(ctx, &rec),
         organization: rec.org,
@@ -200,17 +204,17 @@ pub(crate) fn get(
         Actor::User(user) => Some(user.as_str()),
         Actor::System => None,
     };
-    let month = time::month_of(ctx.now.date_naive());
-    let stored_needed = ctx.ledger.is_none_or(|l| l.reads_stored_month(org, month));
+    let today = crate::store::day_number(ctx.now.date_naive());
+    let stored_needed = ctx.ledger.is_none_or(|l| l.reads_stored_period(org, today));
     let view = tx
-        .org_overview(org, user, ctx.now, stored_needed.then_some(month))?
+        .org_overview(org, user, ctx.now, stored_needed.then_some(today))?
         .ok_or_else(|| Error::not_found("Organization"))?;
     let cleared = clear(view.rec, actor, view.role, Action::ReadOrganization)?;
     let usage = Usage {
         mcps: view.stats.mcps,
         api_keys: view.stats.api_keys,
         team_members: view.stats.members + view.pending,
-        monthly_requests: month_total(ctx, org, &|_| Ok(view.month_total))?,
+        monthly_requests: period_total(ctx, org, &|| Ok(view.period_total))?,
     };
     Ok(OrganizationDetails {
         limits: limits(ctx, &cleared.org),

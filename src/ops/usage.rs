@@ -6,7 +6,8 @@ use serde_json::json;
 use super::{record, Ctx};
 use crate::authz::{authorize, Action, Actor};
 use crate::error::{Error, Result};
-use crate::ledger::{day_and_month, Admit, MonthGrowth, Quota, UsageEnv, KEY_RETENTION};
+use crate::ledger::{day_of, Admit, PeriodGrowth, Quota, UsageEnv, KEY_RETENTION};
+use crate::model::period::QuotaPeriod;
 use crate::model::resource::ResourceKind;
 use crate::model::time;
 use crate::model::usage::{
@@ -59,12 +60,10 @@ fn validate_event<'a>(
         }
     }
     let resource = check_resource(validator, prefix, e.resource_id.as_deref());
-    let (day, month) = day_and_month(at);
     Admit {
         resource,
         count: e.count,
-        day,
-        month,
+        day: day_of(at),
         key: e.idempotency_key.as_deref(),
         at_micros: ctx.now.timestamp_micros(),
     }
@@ -143,9 +142,13 @@ pub(crate) fn validate_count(count: u64) -> Result<()> {
     Ok(())
 }
 
-/// The first and last day of a report and its period label.
-fn range(ctx: &Ctx, q: &UsageQuery) -> Result<(Period, NaiveDate, NaiveDate)> {
-    let period = q.period.unwrap_or_default();
+/// The first and last day of a report and its period label; `rule` is the organization's
+/// quota period, the default.
+fn range(ctx: &Ctx, q: &UsageQuery, rule: QuotaPeriod) -> Result<(Period, NaiveDate, NaiveDate)> {
+    let period = q.period.unwrap_or(match rule {
+        QuotaPeriod::CalendarMonth => Period::Month,
+        _ => Period::Billing,
+    });
     // Checked calendar arithmetic: a date at the edge of the calendar has no whole week or
     // month around it.
     let around = |d: NaiveDate| -> Option<(NaiveDate, NaiveDate)> {
@@ -156,11 +159,9 @@ fn range(ctx: &Ctx, q: &UsageQuery) -> Result<(Period, NaiveDate, NaiveDate)> {
                 let monday = d.checked_sub_days(Days::new(back))?;
                 Some((monday, monday.checked_add_days(Days::new(6))?))
             }
-            Period::Month => {
-                let first = d.with_day(1)?;
-                let next = first.checked_add_months(chrono::Months::new(1))?;
-                Some((first, next.pred_opt()?))
-            }
+            Period::Month => QuotaPeriod::CalendarMonth.span(d),
+            Period::Year => QuotaPeriod::Year.span(d),
+            Period::Billing => rule.span(d),
         }
     };
     let out_of_range = |field: &str| Error::invalid(field, "Is out of the supported range");
@@ -195,7 +196,7 @@ pub(crate) fn report(
     q: &UsageQuery,
 ) -> Result<UsageReport> {
     let cleared = authorize(tx, actor, org, Action::ReadOrganization)?;
-    let (period, first, last) = range(ctx, q)?;
+    let (period, first, last) = range(ctx, q, cleared.org.period)?;
     let rows = tx.day_rows(org, day_number(first), day_number(last))?;
 
     let mut total = 0u64;
@@ -296,25 +297,25 @@ fn by_resource(
 pub struct PruneReport {
     /// Day rows (one per organization and day) removed.
     pub day_rows: u64,
-    /// Month totals removed.
+    /// Quota period totals removed (named when periods were months).
     pub month_rows: u64,
     /// Idempotency keys older than the retention removed.
     pub idempotency_keys: u64,
 }
 
-/// Removes day rows before `before`, month totals of months that ended before it and can no
-/// longer receive late events, and idempotency keys past their retention.
+/// Removes day rows before `before`, period totals of periods that ended before it and can no
+/// longer receive late events, and idempotency keys past their retention. Returns the report,
+/// the day number periods must end on or after to stay, and the key cutoff.
 pub(crate) fn prune(
     tx: &mut dyn Writes,
     ctx: &Ctx,
     before: NaiveDate,
 ) -> Result<(PruneReport, u32, i64)> {
     let oldest_open = time::minus(ctx.now, LATE_WINDOW).date_naive();
-    let month_cutoff =
-        crate::model::time::month_of(before.min(oldest_open).with_day(1).unwrap_or(before));
+    let period_cutoff = day_number(before.min(oldest_open));
     let key_cutoff = time::minus(ctx.now, KEY_RETENTION).timestamp_micros();
     let (day_rows, month_rows, idempotency_keys) =
-        tx.prune_usage_rows(day_number(before), month_cutoff, key_cutoff)?;
+        tx.prune_usage_rows(day_number(before), period_cutoff, key_cutoff)?;
     let report = PruneReport {
         day_rows,
         month_rows,
@@ -322,7 +323,7 @@ pub(crate) fn prune(
     };
     let details = json!({ "before": before.to_string(), "removed": report });
     record(tx, ctx, "system", None, "usage.pruned", "usage", details)?;
-    Ok((report, month_cutoff, key_cutoff))
+    Ok((report, period_cutoff, key_cutoff))
 }
 
 /// The percentages of `monthly_requests` whose crossing appends a `usage.threshold` event.
@@ -339,24 +340,21 @@ impl UsageEnv for Ctx<'_> {
         Quota {
             limit: super::limits(self, org).monthly_requests,
             ceiling: super::ceilings(self, org).monthly_requests,
+            period: org.period,
         }
     }
 
-    /// One `usage.threshold` audit event per threshold the month's total crossed (once per
-    /// month: only the fold that crosses it sees `before < mark <= after`). A limit of 0 has
+    /// One `usage.threshold` audit event per threshold the period's total crossed (once per
+    /// period: only the fold that crosses it sees `before < mark <= after`). A limit of 0 has
     /// no thresholds.
-    fn month_total_grew(&self, tx: &mut dyn Writes, growth: &MonthGrowth<'_>) -> Result<()> {
+    fn period_total_grew(&self, tx: &mut dyn Writes, growth: &PeriodGrowth<'_>) -> Result<()> {
         let Some(limit) = growth.limit.filter(|l| *l > 0) else {
             return Ok(());
         };
         for percent in THRESHOLDS {
             let mark = (u128::from(limit) * u128::from(percent)).div_ceil(100) as u64;
             if growth.before < mark && growth.after >= mark {
-                let month = growth.month;
-                let details = json!({
-                    "month": format!("{}-{:02}", month / 100, month % 100),
-                    "threshold_percent": percent, "used": growth.after, "limit": limit,
-                });
+                let details = threshold_details(growth, percent, limit);
                 record(
                     tx,
                     self,
@@ -372,10 +370,24 @@ impl UsageEnv for Ctx<'_> {
     }
 }
 
+/// A `usage.threshold` event's details: the period (and, for a calendar month, `month` as
+/// `YYYY-MM`, as before quota periods), the threshold, the total and the limit.
+fn threshold_details(growth: &PeriodGrowth<'_>, percent: u64, limit: u64) -> serde_json::Value {
+    let (start, end) = growth.span.dates();
+    let mut details = json!({
+        "period_start": start.to_string(), "period_end": end.to_string(),
+        "threshold_percent": percent, "used": growth.after, "limit": limit,
+    });
+    if crate::model::period::QuotaPeriod::CalendarMonth.span(start) == Some((start, end)) {
+        details["month"] = json!(start.format("%Y-%m").to_string());
+    }
+    details
+}
+
 /// Validates a usage correction (before any read): the day inside the late-event window and
 /// not after today, a delta other than 0 within ±2^53, the key and the reason. Returns the
-/// day and month numbers.
-pub(crate) fn validate_correction(ctx: &Ctx, c: &UsageCorrection) -> Result<(u32, u32)> {
+/// day number.
+pub(crate) fn validate_correction(ctx: &Ctx, c: &UsageCorrection) -> Result<u32> {
     let mut validator = Validator::new();
     let today = ctx.now.date_naive();
     let oldest = time::minus(ctx.now, LATE_WINDOW).date_naive();
@@ -395,8 +407,7 @@ pub(crate) fn validate_correction(ctx: &Ctx, c: &UsageCorrection) -> Result<(u32
     }
     validator.text("reason", c.reason.as_deref(), REASON_MAX);
     validator.finish()?;
-    let day = day_number(c.date);
-    Ok((day, c.date.year() as u32 * 100 + c.date.month()))
+    Ok(day_number(c.date))
 }
 
 /// Longest correction reason.
@@ -404,7 +415,7 @@ const REASON_MAX: usize = 1_000;
 
 /// A usage correction, in the caller's transaction, which sees the organization's stored
 /// usage complete (the ledger folded it first): raises or lowers one day's count, of a
-/// resource or outside any, never below zero; the month total follows (and its thresholds);
+/// resource or outside any, never below zero; the period total follows (and its thresholds);
 /// the key is remembered like an event's; audited as `usage.corrected`. Owners and
 /// `Actor::System` only: it changes what is billed.
 pub(crate) fn correct(
@@ -415,14 +426,15 @@ pub(crate) fn correct(
     c: &UsageCorrection,
 ) -> Result<CorrectedUsage> {
     let cleared = authorize(tx, actor, org, Action::ChangePlan)?;
-    let (day, month) = validate_correction(ctx, c)?;
+    let day = validate_correction(ctx, c)?;
+    let span = crate::store::Span::of(cleared.org.period, day);
     let resource = c.resource_id.as_deref().map(str::trim);
     let keys: Vec<&str> = c.idempotency_key.as_deref().into_iter().collect();
     let resources: Vec<&str> = resource.into_iter().collect();
     let state = tx.usage_state(
         org,
         &crate::store::UsageAsk {
-            months: &[month],
+            periods: &[span.start],
             leases: false,
             except_holder: None,
             keys: &keys,
@@ -446,7 +458,7 @@ pub(crate) fn correct(
         None => row.total.saturating_sub(row.columns.iter().sum::<u64>()),
     };
     let before = count_of(&row);
-    let month_before = state.months.first().map_or(0, |m| m.1);
+    let period_before = state.periods.first().map_or(0, |m| m.1);
     let outcome = |after: u64, month_total: u64, duplicate: bool| CorrectedUsage {
         date: c.date,
         resource_id: resource.map(str::to_owned),
@@ -456,13 +468,13 @@ pub(crate) fn correct(
         duplicate,
     };
     if !state.keys.is_empty() {
-        return Ok(outcome(before, month_before, true));
+        return Ok(outcome(before, period_before, true));
     }
     let magnitude = c.delta.unsigned_abs();
-    let (after, month_after) = if c.delta > 0 {
+    let (after, period_after) = if c.delta > 0 {
         (
             before.saturating_add(magnitude),
-            month_before.saturating_add(magnitude),
+            period_before.saturating_add(magnitude),
         )
     } else {
         if magnitude > before {
@@ -471,7 +483,7 @@ pub(crate) fn correct(
                 format!("Would take the day's count below zero (it is {before})"),
             ));
         }
-        (before - magnitude, month_before.saturating_sub(magnitude))
+        (before - magnitude, period_before.saturating_sub(magnitude))
     };
     row.total = if c.delta > 0 {
         row.total.saturating_add(magnitude)
@@ -486,18 +498,18 @@ pub(crate) fn correct(
         row.columns[i] = after;
     }
     tx.put_day_row(org, day, &row)?;
-    tx.put_month_usage(org, month, month_after)?;
+    tx.put_period_usage(org, span, period_after)?;
     if let Some(k) = &c.idempotency_key {
         tx.put_idempotency(org, k, ctx.now.timestamp_micros())?;
     }
-    if month_after > month_before {
-        ctx.month_total_grew(
+    if period_after > period_before {
+        ctx.period_total_grew(
             tx,
-            &MonthGrowth {
+            &PeriodGrowth {
                 org,
-                month,
-                before: month_before,
-                after: month_after,
+                span,
+                before: period_before,
+                after: period_after,
                 limit: super::limits(ctx, &cleared.org).monthly_requests,
             },
         )?;
@@ -508,7 +520,7 @@ pub(crate) fn correct(
         "delta": c.delta,
         "before": before,
         "after": after,
-        "month_total": month_after,
+        "month_total": period_after,
         "reason": c.reason,
     });
     record(
@@ -520,5 +532,5 @@ pub(crate) fn correct(
         resource.unwrap_or(org),
         details,
     )?;
-    Ok(outcome(after, month_after, false))
+    Ok(outcome(after, period_after, false))
 }

@@ -7,13 +7,13 @@ use chrono::{DateTime, Utc};
 use super::counted::{self, counted_ids, entry_id, Paging};
 use super::keys::{
     self, day_key, entry_expiry, join_prefix, member_join_key, member_role_key, meta_key,
-    month_key, resource_org_key, role_prefix, status_entry, status_prefix, RESOURCE_LIVE,
+    period_key, resource_org_key, role_prefix, status_entry, status_prefix, RESOURCE_LIVE,
     RESOURCE_REMOVED,
 };
 use super::CheckReport;
 use super::{
     codec, org_terms, prefix_end, schema, DayRow, Directory, InvitationRecord, Key, KeyReader,
-    KvRead, KvWrite, MemberPos, MemberSet, OrgOverview, OrgRecord, OrgStats, ResourceRecord,
+    KvRead, KvWrite, MemberPos, MemberSet, OrgOverview, OrgRecord, OrgStats, ResourceRecord, Span,
     Stored, Table, UsageAsk, UsageState, Visit,
 };
 use crate::error::{Error, Result};
@@ -21,6 +21,7 @@ use crate::model::audit::AuditEvent;
 use crate::model::entitlement::EntitlementValue;
 use crate::model::invitation::{Invitation, InvitationStatus};
 use crate::model::membership::Membership;
+use crate::model::period::QuotaPeriod;
 use crate::model::project::{Project, ProjectMembership};
 use crate::model::resource::{Resource, ResourceKind};
 use crate::model::role::Role;
@@ -72,14 +73,15 @@ pub(crate) trait Reads {
     }
 
     /// The organization with its counters, `user`'s role there, its pending unexpired
-    /// invitations at `now` and the stored total of `month` (when asked): one statement on a
-    /// SQL backend. `None` when the organization does not exist.
+    /// invitations at `now` and the stored total of the quota period that holds day number
+    /// `day` (when asked): one statement on a SQL backend. `None` when the organization does
+    /// not exist.
     fn org_overview(
         &self,
         org: &str,
         user: Option<&str>,
         now: DateTime<Utc>,
-        month: Option<u32>,
+        day: Option<u32>,
     ) -> Result<Option<OrgOverview>>;
 
     // Memberships.
@@ -229,7 +231,8 @@ pub(crate) trait Reads {
 
     // Usage counters.
 
-    fn month_usage(&self, org: &str, month: u32) -> Result<u64>;
+    /// The stored total of the quota period that starts on day number `start` (0: none).
+    fn period_usage(&self, org: &str, start: u32) -> Result<u64>;
 
     fn day_row(&self, org: &str, day: u32) -> Result<Option<DayRow>>;
 
@@ -248,7 +251,7 @@ pub(crate) trait Reads {
     fn entitlement_overrides(&self, org: &str) -> Result<Vec<(String, EntitlementValue)>>;
 
     /// Everything admitting usage of an organization reads, at once (one statement on a SQL
-    /// backend): month totals with the quota live leases reserve (shared backends; 0 on a
+    /// backend): period totals with the quota live leases reserve (shared backends; 0 on a
     /// file, which one process holds), which keys are stored, resource columns.
     fn usage_state(&self, org: &str, ask: &UsageAsk<'_>) -> Result<UsageState>;
 
@@ -342,7 +345,11 @@ pub(crate) trait Writes: Reads {
 
     // Usage.
 
-    fn put_month_usage(&mut self, org: &str, month: u32, total: u64) -> Result<()>;
+    /// Sets the stored total of one quota period.
+    fn put_period_usage(&mut self, org: &str, span: Span, total: u64) -> Result<()>;
+
+    /// Replaces every stored period total of an organization (its quota period changed).
+    fn replace_period_totals(&mut self, org: &str, totals: &[(Span, u64)]) -> Result<()>;
 
     fn put_day_row(&mut self, org: &str, day: u32, row: &DayRow) -> Result<()>;
 
@@ -351,33 +358,35 @@ pub(crate) trait Writes: Reads {
     fn delete_idempotency(&mut self, org: &str, key: &str) -> Result<bool>;
 
     /// Stores what admitted usage changes of one organization, at once (one statement on a
-    /// SQL backend): new month totals, increments of day rows, new keys with the time each was
+    /// SQL backend): new period totals, increments of day rows, new keys with the time each was
     /// recorded (micros).
     fn apply_usage(
         &mut self,
         org: &str,
-        months: &[(u32, u64)],
+        periods: &[(Span, u64)],
         days: &[(u32, &DayRow)],
         keys: &[(String, i64)],
     ) -> Result<()>;
 
-    /// Sets `holder`'s lease of an organization's month to `amount`, alive for `ttl` from now
-    /// by the server's clock (0: removes it). Shared backends only.
+    /// Sets `holder`'s lease of an organization's quota period (by its first day) to
+    /// `amount`, alive for `ttl` from now by the server's clock (0: removes it). Shared
+    /// backends only.
     fn put_lease(
         &mut self,
         org: &str,
-        month: u32,
+        period: u32,
         holder: &str,
         amount: u64,
         ttl: std::time::Duration,
     ) -> Result<()>;
 
-    /// Deletes day rows before `day`, month totals before `month` and idempotency records
-    /// older than `key_cutoff` (micros), across organizations.
+    /// Deletes day rows before `day`, period totals of periods that ended before
+    /// `period_end` and idempotency records older than `key_cutoff` (micros), across
+    /// organizations.
     fn prune_usage_rows(
         &mut self,
         day: u32,
-        month: u32,
+        period_end: u32,
         key_cutoff: i64,
     ) -> Result<(u64, u64, u64)>;
 
@@ -551,10 +560,14 @@ impl<T: KvRead + ?Sized> Reads for T {
         org: &str,
         user: Option<&str>,
         now: DateTime<Utc>,
-        month: Option<u32>,
+        day: Option<u32>,
     ) -> Result<Option<OrgOverview>> {
         let Some(rec) = self.org(org)? else {
             return Ok(None);
+        };
+        let period_total = match day {
+            Some(day) => self.period_usage(org, Span::of(rec.period, day).start)?,
+            None => 0,
         };
         let role = match user {
             Some(user) => self.membership(org, user)?.and_then(|m| m.acting_role()),
@@ -565,10 +578,7 @@ impl<T: KvRead + ?Sized> Reads for T {
             stats: self.org_stats(org)?,
             role,
             pending: self.pending_unexpired_count(org, now)?,
-            month_total: match month {
-                Some(month) => self.month_usage(org, month)?,
-                None => 0,
-            },
+            period_total,
         }))
     }
 
@@ -933,9 +943,9 @@ impl<T: KvRead + ?Sized> Reads for T {
             .collect()
     }
 
-    fn month_usage(&self, org: &str, month: u32) -> Result<u64> {
+    fn period_usage(&self, org: &str, start: u32) -> Result<u64> {
         Ok(self
-            .get_u64(Table::UsageMonth, &month_key(org, month))?
+            .get_u64(Table::UsagePeriod, &period_key(org, start))?
             .unwrap_or(0))
     }
 
@@ -962,8 +972,10 @@ impl<T: KvRead + ?Sized> Reads for T {
     /// One process holds a file: nothing is leased.
     fn usage_state(&self, org: &str, ask: &UsageAsk<'_>) -> Result<UsageState> {
         let mut state = UsageState::default();
-        for &month in ask.months {
-            state.months.push((month, self.month_usage(org, month)?, 0));
+        for &start in ask.periods {
+            state
+                .periods
+                .push((start, self.period_usage(org, start)?, 0));
         }
         for key in ask.keys {
             if self
@@ -1589,8 +1601,16 @@ impl<T: KvWrite + ?Sized> Writes for T {
         self.put_org_stats(&res.organization_id, &stats)
     }
 
-    fn put_month_usage(&mut self, org: &str, month: u32, total: u64) -> Result<()> {
-        self.put_u64(Table::UsageMonth, &month_key(org, month), total)
+    fn put_period_usage(&mut self, org: &str, span: Span, total: u64) -> Result<()> {
+        self.put_u64(Table::UsagePeriod, &period_key(org, span.start), total)
+    }
+
+    fn replace_period_totals(&mut self, org: &str, totals: &[(Span, u64)]) -> Result<()> {
+        self.delete_prefix(Table::UsagePeriod, &keys::one(org))?;
+        for &(span, total) in totals {
+            self.put_period_usage(org, span, total)?;
+        }
+        Ok(())
     }
 
     fn put_day_row(&mut self, org: &str, day: u32, row: &DayRow) -> Result<()> {
@@ -1604,7 +1624,7 @@ impl<T: KvWrite + ?Sized> Writes for T {
     fn put_lease(
         &mut self,
         _org: &str,
-        _month: u32,
+        _period: u32,
         _holder: &str,
         _amount: u64,
         _ttl: std::time::Duration,
@@ -1617,12 +1637,12 @@ impl<T: KvWrite + ?Sized> Writes for T {
     fn apply_usage(
         &mut self,
         org: &str,
-        months: &[(u32, u64)],
+        periods: &[(Span, u64)],
         days: &[(u32, &DayRow)],
         keys: &[(String, i64)],
     ) -> Result<()> {
-        for &(month, total) in months {
-            self.put_month_usage(org, month, total)?;
+        for &(span, total) in periods {
+            self.put_period_usage(org, span, total)?;
         }
         for &(day, delta) in days {
             let mut row = self.day_row(org, day)?.unwrap_or_default();
@@ -1642,7 +1662,7 @@ impl<T: KvWrite + ?Sized> Writes for T {
     fn prune_usage_rows(
         &mut self,
         day: u32,
-        month: u32,
+        period_end: u32,
         key_cutoff: i64,
     ) -> Result<(u64, u64, u64)> {
         // Keys are org ∅ + 4-byte number: the number is the last 4 bytes.
@@ -1657,17 +1677,30 @@ impl<T: KvWrite + ?Sized> Writes for T {
             }
             Ok(true)
         })?;
-        let mut doomed_months = Vec::new();
-        self.scan(Table::UsageMonth, &[], None, false, &mut |k, _| {
-            let n = k
-                .len()
-                .checked_sub(4)
-                .map(|i| u32::from_be_bytes(k[i..].try_into().unwrap_or_default()));
-            if n.is_some_and(|n| n < month) {
-                doomed_months.push(k.to_vec());
+        // A period total goes once its period (cut by the organization's rule) has ended.
+        let mut periods: Vec<(String, u32, Vec<u8>)> = Vec::new();
+        self.scan(Table::UsagePeriod, &[], None, false, &mut |k, _| {
+            let mut r = KeyReader::new(k);
+            if let (Some(org), Some(start)) = (r.str(), r.u32()) {
+                periods.push((org.to_owned(), start, k.to_vec()));
             }
             Ok(true)
         })?;
+        let mut rules: std::collections::HashMap<String, Option<QuotaPeriod>> =
+            std::collections::HashMap::new();
+        let mut doomed_periods = Vec::new();
+        for (org, start, key) in periods {
+            if !rules.contains_key(&org) {
+                let rule = self.org(&org)?.map(|rec| rec.period);
+                rules.insert(org.clone(), rule);
+            }
+            // A row of a missing organization is `check()`'s to report, not prune's.
+            if let Some(Some(rule)) = rules.get(&org) {
+                if Span::of(*rule, start).end < period_end {
+                    doomed_periods.push(key);
+                }
+            }
+        }
         let mut doomed_keys = Vec::new();
         self.scan(Table::Idempotency, &[], None, false, &mut |k, v| {
             if (codec::decode_u64(v)? as i64) < key_cutoff {
@@ -1678,15 +1711,15 @@ impl<T: KvWrite + ?Sized> Writes for T {
         for k in &doomed_days {
             self.delete(Table::UsageDay, k)?;
         }
-        for k in &doomed_months {
-            self.delete(Table::UsageMonth, k)?;
+        for k in &doomed_periods {
+            self.delete(Table::UsagePeriod, k)?;
         }
         for k in &doomed_keys {
             self.delete(Table::Idempotency, k)?;
         }
         Ok((
             doomed_days.len() as u64,
-            doomed_months.len() as u64,
+            doomed_periods.len() as u64,
             doomed_keys.len() as u64,
         ))
     }
@@ -1709,7 +1742,7 @@ impl<T: KvWrite + ?Sized> Writes for T {
         for table in [
             Table::ResourcesByOrg,
             Table::ProjectMembersByUser,
-            Table::UsageMonth,
+            Table::UsagePeriod,
             Table::UsageDay,
             Table::Idempotency,
             Table::EntitlementOverrides,

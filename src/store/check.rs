@@ -155,6 +155,10 @@ pub(crate) fn check<R: KvRead + ?Sized>(tx: &R, now: DateTime<Utc>) -> Result<Ch
     let orgs: Vec<(Vec<u8>, OrgRecord)> = c.records(Table::Orgs)?;
     c.report.organizations = orgs.len() as u64;
     let org_ids: BTreeSet<String> = orgs.iter().map(|(_, o)| o.org.id.clone()).collect();
+    let rules: BTreeMap<String, crate::model::period::QuotaPeriod> = orgs
+        .iter()
+        .map(|(_, o)| (o.org.id.clone(), o.period))
+        .collect();
     c.index(
         Table::OrgSlug,
         orgs.iter()
@@ -457,12 +461,13 @@ pub(crate) fn check<R: KvRead + ?Sized>(tx: &R, now: DateTime<Utc>) -> Result<Ch
     c.index(Table::ProjectMembersByUser, pm_by_user)?;
 
     // Usage: rows of live organizations; a day's resource counts fit in its total and in the
-    // organization's columns; a month's total covers its days (equal unless days were pruned).
+    // organization's columns; a quota period's total (cut by the organization's rule) covers
+    // its days (equal unless days were pruned).
     let columns_of: BTreeMap<String, u32> = expected_stats
         .iter()
         .map(|(org, s)| (org.clone(), s.resource_columns))
         .collect();
-    let mut month_days: BTreeMap<(String, u32), u64> = BTreeMap::new();
+    let mut period_days: BTreeMap<(String, u32), u64> = BTreeMap::new();
     for (key, value) in all(tx, Table::UsageDay)? {
         let Some((org, day)) = split_org_number(&key) else {
             c.problem(format!("usage_day: bad key {}", show(&key)));
@@ -488,29 +493,20 @@ pub(crate) fn check<R: KvRead + ?Sized>(tx: &R, now: DateTime<Utc>) -> Result<Ch
                 "usage_day: {org} day {day}: resources sum past the total"
             ));
         }
-        let month = super::day_from_number(day).map_or(0, crate::model::time::month_of);
-        let sum = month_days.entry((org, month)).or_default();
+        let rule = rules.get(&org).copied().unwrap_or_default();
+        let start = super::Span::of(rule, day).start;
+        let sum = period_days.entry((org, start)).or_default();
         *sum = sum.saturating_add(row.total);
     }
-    let mut months: BTreeMap<(String, u32), u64> = BTreeMap::new();
-    for (key, value) in all(tx, Table::UsageMonth)? {
+    let mut periods: Vec<(String, u32, u64)> = Vec::new();
+    for (key, value) in all(tx, Table::UsagePeriod)? {
         match (split_org_number(&key), codec::decode_u64(&value)) {
-            (Some((org, month)), Ok(total)) => {
-                if !org_ids.contains(&org) {
-                    c.problem(format!("usage_month: row of missing organization {org}"));
-                }
-                months.insert((org, month), total);
-            }
-            _ => c.problem(format!("usage_month: bad row {}", show(&key))),
+            (Some((org, start)), Ok(total)) => periods.push((org, start, total)),
+            _ => c.problem(format!("usage_period: bad row {}", show(&key))),
         }
     }
-    for ((org, month), days) in &month_days {
-        let total = months.get(&(org.clone(), *month)).copied().unwrap_or(0);
-        if total < *days {
-            c.problem(format!(
-                "usage_month: {org} {month} holds {total}, its days sum to {days}"
-            ));
-        }
+    for problem in period_problems(&rules, &period_days, &periods) {
+        c.problem(problem);
     }
     for (key, _) in all(tx, Table::Idempotency)? {
         let org = keys::KeyReader::new(&key).str().map(str::to_owned);
@@ -572,4 +568,36 @@ fn split_org_number(key: &[u8]) -> Option<(String, u32)> {
     let org = keys::KeyReader::new(key).str()?.to_owned();
     let rest = key.get(org.len() + 1..)?;
     Some((org, u32::from_be_bytes(rest.try_into().ok()?)))
+}
+
+/// What is wrong with stored period totals (`periods`: organization, first day, total), given
+/// each organization's rule and the sums of its days per period (by first day): a row of a
+/// missing organization, a row that does not start a period of its organization's rule, a
+/// total below its days' sum. Both backends' `check()` use it.
+pub(crate) fn period_problems(
+    rules: &BTreeMap<String, crate::model::period::QuotaPeriod>,
+    period_days: &BTreeMap<(String, u32), u64>,
+    periods: &[(String, u32, u64)],
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut totals: BTreeMap<(&str, u32), u64> = BTreeMap::new();
+    for (org, start, total) in periods {
+        match rules.get(org) {
+            None => problems.push(format!("usage_period: row of missing organization {org}")),
+            Some(rule) if super::Span::of(*rule, *start).start != *start => problems.push(format!(
+                "usage_period: {org} day {start} does not start a period of its rule"
+            )),
+            Some(_) => {}
+        }
+        totals.insert((org.as_str(), *start), *total);
+    }
+    for ((org, start), days) in period_days {
+        let total = totals.get(&(org.as_str(), *start)).copied().unwrap_or(0);
+        if total < *days {
+            problems.push(format!(
+                "usage_period: {org} period from day {start} holds {total}, its days sum to {days}"
+            ));
+        }
+    }
+    problems
 }

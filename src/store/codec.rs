@@ -34,6 +34,9 @@ pub(crate) enum Tag {
     MembershipV2 = 12,
     /// An organization's override of a named limit or feature (schema 5).
     EntitlementOverride = 13,
+    /// An organization with its quota period (schema 6); tag 2 records read as calendar
+    /// months.
+    OrgV2 = 14,
 }
 
 const CRC: usize = 4;

@@ -104,6 +104,15 @@ impl<'a> KeyReader<'a> {
         Some(b)
     }
 
+    pub(crate) fn u32(&mut self) -> Option<u32> {
+        if self.rest.len() < 4 {
+            return None;
+        }
+        let (b, rest) = self.rest.split_at(4);
+        self.rest = rest;
+        Some(u32::from_be_bytes(b.try_into().ok()?))
+    }
+
     pub(crate) fn u64(&mut self) -> Option<u64> {
         if self.rest.len() < 8 {
             return None;
@@ -124,8 +133,51 @@ pub(crate) fn day_from_number(n: u32) -> Option<chrono::NaiveDate> {
     chrono::NaiveDate::from_num_days_from_ce_opt(i32::try_from(n).ok()?)
 }
 
-pub(crate) fn month_key(org: &str, month: u32) -> Vec<u8> {
-    Key::new().str(org).u32(month).into_vec()
+/// A quota period as day numbers: its first and last day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Span {
+    pub(crate) start: u32,
+    pub(crate) end: u32,
+}
+
+/// The empty span, which holds no day.
+impl Default for Span {
+    fn default() -> Span {
+        Span { start: 1, end: 0 }
+    }
+}
+
+impl Span {
+    /// The period of `rule` that holds day number `day` (the day alone at the calendar's ends,
+    /// where no whole period fits).
+    pub(crate) fn of(rule: crate::model::period::QuotaPeriod, day: u32) -> Span {
+        day_from_number(day).and_then(|d| rule.span(d)).map_or(
+            Span {
+                start: day,
+                end: day,
+            },
+            |(s, e)| Span {
+                start: day_number(s),
+                end: day_number(e),
+            },
+        )
+    }
+
+    /// Whether the span holds day number `day`.
+    pub(crate) fn holds(self, day: u32) -> bool {
+        self.start <= day && day <= self.end
+    }
+
+    /// The first and last day as dates.
+    pub(crate) fn dates(self) -> (chrono::NaiveDate, chrono::NaiveDate) {
+        let date = |n| day_from_number(n).unwrap_or_default();
+        (date(self.start), date(self.end))
+    }
+}
+
+/// The key of a period total: organization, the period's first day.
+pub(crate) fn period_key(org: &str, start: u32) -> Vec<u8> {
+    Key::new().str(org).u32(start).into_vec()
 }
 
 pub(crate) fn day_key(org: &str, day: u32) -> Vec<u8> {

@@ -26,6 +26,7 @@ use crate::model::entitlement::EntitlementValue;
 use crate::model::invitation::{Invitation, InvitationStatus};
 use crate::model::membership::{MemberStatus, Membership};
 use crate::model::org::{Limit, LimitOverrides, Organization, OrganizationSettings};
+use crate::model::period::QuotaPeriod;
 use crate::model::project::{Project, ProjectMembership};
 use crate::model::resource::{Resource, ResourceKind};
 use crate::model::role::Role;
@@ -187,8 +188,43 @@ struct OrgV1<'a> {
     monthly_requests: Option<LimitV1>,
 }
 
+/// An organization with its quota period (tag 14, schema 6). A tag-2 record ([`OrgV1`]) reads
+/// as one on calendar months; every write is tag 14.
+#[derive(Serialize, Deserialize)]
+struct OrgV2<'a> {
+    org: OrgV1<'a>,
+    /// 0 calendar month, 1 day, 2 week, 3 year, 4 anchored.
+    period: u8,
+    /// The billing anchor (days from the common era), when anchored.
+    anchor: Option<i32>,
+}
+
+fn period_out(p: QuotaPeriod) -> (u8, Option<i32>) {
+    match p {
+        QuotaPeriod::CalendarMonth => (0, None),
+        QuotaPeriod::Day => (1, None),
+        QuotaPeriod::Week => (2, None),
+        QuotaPeriod::Year => (3, None),
+        QuotaPeriod::Anchored { anchor } => (4, Some(chrono::Datelike::num_days_from_ce(&anchor))),
+    }
+}
+
+fn period_in(kind: u8, anchor: Option<i32>) -> Result<QuotaPeriod> {
+    let bad = || Error::corrupted("a stored quota period is out of range");
+    Ok(match (kind, anchor) {
+        (0, None) => QuotaPeriod::CalendarMonth,
+        (1, None) => QuotaPeriod::Day,
+        (2, None) => QuotaPeriod::Week,
+        (3, None) => QuotaPeriod::Year,
+        (4, Some(days)) => QuotaPeriod::Anchored {
+            anchor: chrono::NaiveDate::from_num_days_from_ce_opt(days).ok_or_else(bad)?,
+        },
+        _ => return Err(bad()),
+    })
+}
+
 impl Stored for OrgRecord {
-    const TAG: Tag = Tag::Org;
+    const TAG: Tag = Tag::OrgV2;
 
     fn own_key(&self) -> Option<Vec<u8>> {
         Some(keys::one(&self.org.id))
@@ -219,11 +255,29 @@ impl Stored for OrgRecord {
             team_members: limit_out(l.team_members),
             monthly_requests: limit_out(l.monthly_requests),
         };
+        let (period, anchor) = period_out(self.period);
+        let record = OrgV2 {
+            org: record,
+            period,
+            anchor,
+        };
         codec::encode(Self::TAG, &record)
     }
 
     fn decode(bytes: &[u8]) -> Result<OrgRecord> {
-        let r: OrgV1 = codec::decode(Self::TAG, bytes)?;
+        if bytes.first() == Some(&(Tag::Org as u8)) {
+            let r: OrgV1 = codec::decode(Tag::Org, bytes)?;
+            return org_of(r, QuotaPeriod::CalendarMonth);
+        }
+        let r: OrgV2 = codec::decode(Self::TAG, bytes)?;
+        let period = period_in(r.period, r.anchor)?;
+        org_of(r.org, period)
+    }
+}
+
+/// The record of a stored organization.
+fn org_of(r: OrgV1<'_>, period: QuotaPeriod) -> Result<OrgRecord> {
+    {
         Ok(OrgRecord {
             org: Organization {
                 id: r.id.into_owned(),
@@ -252,6 +306,7 @@ impl Stored for OrgRecord {
                 team_members: limit_in(r.team_members),
                 monthly_requests: limit_in(r.monthly_requests),
             },
+            period,
         })
     }
 }
@@ -680,11 +735,13 @@ pub(crate) fn fuzz_decode_all(bytes: &[u8]) -> usize {
 }
 
 /// An organization as the store holds it: the public fields plus what only orgdb reads
-/// (stored as `records::OrgV1`).
+/// (stored as `records::OrgV2`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct OrgRecord {
     pub(crate) org: Organization,
     pub(crate) overrides: LimitOverrides,
+    /// How the usage quota resets (schema 6; older records read as calendar months).
+    pub(crate) period: QuotaPeriod,
 }
 
 /// What `get_organization` reads of one organization, in one read
@@ -697,17 +754,17 @@ pub(crate) struct OrgOverview {
     pub(crate) role: Option<Role>,
     /// Pending invitations whose expiry is still ahead.
     pub(crate) pending: u64,
-    /// The stored total of the month asked for (0 when none was asked).
-    pub(crate) month_total: u64,
+    /// The stored total of the quota period asked for (0 when none was asked).
+    pub(crate) period_total: u64,
 }
 
 /// What admitting usage of one organization asks of the store
 /// ([`Reads::usage_state`](super::Reads::usage_state)).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct UsageAsk<'a> {
-    /// Months (`yyyymm`) whose stored totals are wanted.
-    pub(crate) months: &'a [u32],
-    /// Whether to sum the live leases' reservations of those months (read by shared
+    /// Quota periods (by their first day number) whose stored totals are wanted.
+    pub(crate) periods: &'a [u32],
+    /// Whether to sum the live leases' reservations of those periods (read by shared
     /// backends only: a file has no leases).
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) leases: bool,
@@ -723,8 +780,8 @@ pub(crate) struct UsageAsk<'a> {
 /// The answer to a [`UsageAsk`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct UsageState {
-    /// Each asked month: (month, stored total, quota reserved by live leases).
-    pub(crate) months: Vec<(u32, u64, u64)>,
+    /// Each asked period: (first day, stored total, quota reserved by live leases).
+    pub(crate) periods: Vec<(u32, u64, u64)>,
     /// The asked keys that are stored.
     pub(crate) keys: Vec<String>,
     /// Each asked resource's column; `None` when it is not a live resource of the

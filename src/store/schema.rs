@@ -29,7 +29,11 @@ use crate::model::user::{search_terms, User};
 /// - 5: `entitlement_overrides` (org, name → tag-13 record), an organization's overrides of
 ///   named limits and features. The step only creates the (empty) table; an older orgdb
 ///   would ignore the table, so the version bump keeps it from opening the file.
-pub(crate) const SCHEMA_VERSION: u32 = 5;
+/// - 6: quota periods. Organizations are written as tag 14 (with their quota period; a tag-2
+///   record reads as the calendar month, so nothing is rewritten); `usage_month` holds a total
+///   per quota period keyed by its first day number instead of per `yyyymm`: the step
+///   re-keys every row to its calendar month's first day.
+pub(crate) const SCHEMA_VERSION: u32 = 6;
 
 pub(crate) const SCHEMA_KEY: &str = "schema_version";
 pub(crate) const AUDIT_SEQ: &str = "audit_seq";
@@ -77,10 +81,40 @@ fn upgrade_from(tx: &mut dyn KvWrite, from: u64) -> Result<()> {
         }
         // `create_tables` made the new, empty table.
         4 => Ok(()),
+        5 => period_keys(tx),
         other => Err(Error::storage(format!(
             "no migration from schema version {other}"
         ))),
     }
+}
+
+/// Migration 5 → 6: every `usage_month` row from `org ∅ yyyymm` to `org ∅ first day number`
+/// of that month (what the calendar-month rule of every existing organization cuts). A row
+/// whose key does not read as a month is left as it is (`check()` reports it).
+fn period_keys(tx: &mut dyn KvWrite) -> Result<()> {
+    let mut rows = Vec::new();
+    tx.scan_prefix(Table::UsagePeriod, &[], &mut |k, v| {
+        rows.push((k.to_vec(), v.to_vec()));
+        Ok(true)
+    })?;
+    // Every old key goes before any new one is written: a new key never meets an old one.
+    let mut moved = Vec::new();
+    for (key, value) in rows {
+        let mut r = keys::KeyReader::new(&key);
+        let (Some(org), Some(month)) = (r.str(), r.u32()) else {
+            continue;
+        };
+        let Some(first) = chrono::NaiveDate::from_ymd_opt((month / 100) as i32, month % 100, 1)
+        else {
+            continue;
+        };
+        moved.push((keys::period_key(org, keys::day_number(first)), value));
+        tx.delete(Table::UsagePeriod, &key)?;
+    }
+    for (key, value) in moved {
+        tx.put(Table::UsagePeriod, &key, &value)?;
+    }
+    Ok(())
 }
 
 /// Migration 3 → 4: the `member_search` entries of every membership, from its user. A

@@ -11,18 +11,21 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use chrono::NaiveDate;
+
 use super::codec;
 use super::keys::KeyReader;
 use super::records::Stored;
 use super::{
     day_from_number, day_number, schema, DayRow, InvitationRecord, KvRead, OrgRecord, Reads,
-    ResourceRecord, Table, Writes,
+    ResourceRecord, Span, Table, Writes,
 };
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::model::audit::AuditEvent;
 use crate::model::entitlement::{valid_name, EntitlementValue, LIMIT_MAX, SEED_LIMITS};
 use crate::model::membership::Membership;
+use crate::model::period::QuotaPeriod;
 use crate::model::project::{Project, ProjectMembership};
 use crate::model::transfer::{AuditFeeds, Record};
 use crate::model::user::User;
@@ -64,7 +67,10 @@ fn org_and_number(table: Table, key: &[u8]) -> Result<(String, u32)> {
 /// - 3: `entitlement_override` records (an organization's overrides of named limits and
 ///   features), after the organizations. Older exports have none; an orgdb that would drop
 ///   them refuses a version-3 export.
-pub(crate) const EXPORT_VERSION: u32 = 3;
+/// - 4: quota periods. An organization carries `quota_period` (when not the calendar month)
+///   and usage totals are `usage_period` records (first and last day) instead of
+///   `usage_month`; older exports' `usage_month` records import as calendar months.
+pub(crate) const EXPORT_VERSION: u32 = 4;
 
 /// Visits every record of the database, header first.
 pub(crate) fn export<R: KvRead + ?Sized>(
@@ -86,6 +92,7 @@ pub(crate) fn export<R: KvRead + ?Sized>(
         out(Record::Organization {
             organization: Box::new(o.org),
             limit_overrides: o.overrides,
+            quota_period: o.period,
         })
     })?;
     each(
@@ -124,16 +131,27 @@ pub(crate) fn export<R: KvRead + ?Sized>(
             lifetime_secs: i.lifetime_secs,
         })
     })?;
-    let mut months = Vec::new();
-    tx.scan(Table::UsageMonth, &[], None, false, &mut |k, v| {
-        let (org, month) = org_and_number(Table::UsageMonth, k)?;
-        months.push((org, month, codec::decode_u64(v)?));
+    let mut periods = Vec::new();
+    tx.scan(Table::UsagePeriod, &[], None, false, &mut |k, v| {
+        let (org, start) = org_and_number(Table::UsagePeriod, k)?;
+        periods.push((org, start, codec::decode_u64(v)?));
         Ok(true)
     })?;
-    for (organization_id, month, total) in months {
-        out(Record::UsageMonth {
+    let mut rules: HashMap<String, QuotaPeriod> = HashMap::new();
+    for (organization_id, start, total) in periods {
+        if !rules.contains_key(&organization_id) {
+            let rule = tx
+                .org(&organization_id)?
+                .map(|r| r.period)
+                .unwrap_or_default();
+            rules.insert(organization_id.clone(), rule);
+        }
+        let span = Span::of(rules[&organization_id], start);
+        let (period_start, period_end) = span.dates();
+        out(Record::UsagePeriod {
             organization_id,
-            month: format!("{:04}-{:02}", month / 100, month % 100),
+            period_start,
+            period_end,
             total,
         })?;
     }
@@ -269,6 +287,7 @@ pub(crate) fn import(tx: &mut dyn Writes, state: &mut ImportState, record: Recor
         Record::Organization {
             organization,
             limit_overrides,
+            quota_period,
         } => {
             if tx.org(&organization.id)?.is_some()
                 || tx.org_id_by_slug(&organization.slug)?.is_some()
@@ -281,6 +300,7 @@ pub(crate) fn import(tx: &mut dyn Writes, state: &mut ImportState, record: Recor
             tx.insert_org(&OrgRecord {
                 org: *organization,
                 overrides: limit_overrides,
+                period: quota_period,
             })?;
         }
         Record::Membership(m) => {
@@ -397,12 +417,39 @@ pub(crate) fn import(tx: &mut dyn Writes, state: &mut ImportState, record: Recor
             month,
             total,
         } => {
-            let parsed = month
+            let first = month
                 .split_once('-')
-                .and_then(|(y, m)| Some((y.parse::<u32>().ok()?, m.parse::<u32>().ok()?)))
-                .filter(|(_, m)| (1..=12).contains(m))
+                .and_then(|(y, m)| {
+                    NaiveDate::from_ymd_opt(y.parse::<i32>().ok()?, m.parse::<u32>().ok()?, 1)
+                })
+                .filter(|_| month.len() == 7)
                 .ok_or_else(|| refused("month", format!("{month:?} is not YYYY-MM")))?;
-            tx.put_month_usage(&organization_id, parsed.0 * 100 + parsed.1, total)?;
+            let span = Span::of(QuotaPeriod::CalendarMonth, day_number(first));
+            tx.put_period_usage(&organization_id, span, total)?;
+        }
+        Record::UsagePeriod {
+            organization_id,
+            period_start,
+            period_end,
+            total,
+        } => {
+            let rule = tx.org(&organization_id)?.map(|r| r.period).ok_or_else(|| {
+                refused(
+                    "usage_period",
+                    format!("names a missing organization {organization_id}"),
+                )
+            })?;
+            let span = Span::of(rule, day_number(period_start));
+            if span.dates() != (period_start, period_end) {
+                return Err(refused(
+                    "usage_period",
+                    format!(
+                        "{period_start}..{period_end} of {organization_id} is not a period of \
+                         its quota period"
+                    ),
+                ));
+            }
+            tx.put_period_usage(&organization_id, span, total)?;
         }
         Record::UsageDay {
             organization_id,

@@ -112,3 +112,20 @@ pub fn assert_sound(db: &Db) {
     let report = db.check().unwrap();
     assert!(report.is_ok(), "check failed: {:#?}", report.problems);
 }
+
+/// A `usage_month` record as export format 4 writes it: `usage_period`, the calendar month.
+pub fn usage_period_of_month(v: &serde_json::Value) -> serde_json::Value {
+    let month = v["data"]["month"].as_str().unwrap();
+    let first = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").unwrap();
+    let last = first
+        .checked_add_months(chrono::Months::new(1))
+        .unwrap()
+        .pred_opt()
+        .unwrap();
+    serde_json::json!({"type": "usage_period", "data": {
+        "organization_id": v["data"]["organization_id"],
+        "period_start": first.to_string(),
+        "period_end": last.to_string(),
+        "total": v["data"]["total"],
+    }})
+}

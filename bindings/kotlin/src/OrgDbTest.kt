@@ -218,7 +218,7 @@ fun usageReport(env: Env) {
     val day15 = Instant.parse("2024-01-15T09:00:00Z")
     val day16 = Instant.parse("2024-01-16T09:00:00Z")
     val receipt = env.db.recordUsage(org.id, UsageEvent(count = 450uL, resourceId = weather.id, at = day15))
-    eq(receipt, UsageReceipt(duplicate = false, used = 450uL, limit = 50_000uL, remaining = 49_550uL), "receipt")
+    eq(receipt, UsageReceipt(duplicate = false, used = 450uL, limit = 50_000uL, remaining = 49_550uL, periodStart = "2024-01-01", periodEnd = "2024-01-31"), "receipt")
     env.db.recordUsageBatch(
         org.id,
         listOf(
@@ -702,6 +702,36 @@ fun softLimits(env: Env) {
     }
 }
 
+/** A quota reset on a billing anchor (clamped to short months), and a change of rule. */
+fun quotaPeriods(env: Env) {
+    env.clock.set(Instant.parse("2024-02-10T12:00:00Z"))
+    val db = OrgDb.inMemoryWith(
+        Options(clock = env.clock, plans = mapOf("metered" to Limits(monthlyRequests = 10uL)), defaultPlan = "metered"),
+    )
+    db.use {
+        val owner = db.createUser(NewUser(email = "owner@example.com", name = "Owner"))
+        val org = db.createOrganization(owner.id, NewOrganization(name = "Acme")).organization
+        eq(db.billingPeriod(actor(owner), org.id).rule, QuotaPeriod.CalendarMonth, "default rule")
+        val period = db.setBillingAnchor(Actor.System, org.id, QuotaPeriod.Anchored(anchor = "2023-01-31"))
+        eq(Pair(period.periodStart, period.periodEnd), Pair("2024-01-31", "2024-02-28"), "clamped period")
+        val full = db.recordUsage(org.id, UsageEvent(count = 10uL))
+        eq(Pair(full.used, full.periodStart), Pair(10uL, "2024-01-31"), "receipt speaks of the period")
+        expect<OrgDbException.QuotaExceeded> { db.recordUsage(org.id, UsageEvent(count = 1uL)) }
+        env.clock.set(Instant.parse("2024-02-29T00:00:00Z"))
+        val fresh = db.recordUsage(org.id, UsageEvent(count = 2uL))
+        eq(Triple(fresh.used, fresh.periodStart, fresh.periodEnd), Triple(2uL, "2024-02-29", "2024-03-30"), "rolled over")
+        val daily = db.setBillingAnchor(Actor.System, org.id, QuotaPeriod.Day)
+        eq(daily.periodStart, "2024-02-29", "a day")
+        eq(db.getOrganization(actor(owner), org.id).usage.monthlyRequests, 2uL, "nothing lost")
+        expect<OrgDbException.Forbidden> { db.setBillingAnchor(actor(owner), org.id, QuotaPeriod.Week) }
+        val bad = expect<OrgDbException.Validation> {
+            db.setBillingAnchor(Actor.System, org.id, QuotaPeriod.Anchored(anchor = "1800-01-01"))
+        }
+        eq(bad.details.keys, setOf("anchor"), "field named")
+        ensure(db.check().ok) { "check" }
+    }
+}
+
 /** Thrown by a test that cannot run here. */
 class Skip(reason: String) : Exception(reason)
 
@@ -733,6 +763,7 @@ fun main() {
         "speed: timestamps cross exactly" to ::timestampsAreExact,
         "entitlements: features, overrides, the projects limit" to ::entitlements,
         "entitlements: soft limits with an overage cap" to ::softLimits,
+        "entitlements: quota periods and the billing anchor" to ::quotaPeriods,
     )
     var passed = 0
     var failed = 0

@@ -10,6 +10,9 @@ import orgdb
 from conftest import START
 from helpers import as_user, raises
 
+# The calendar month of the tests' clock (receipts name their quota period).
+JANUARY = ("2024-01-01", "2024-01-31")
+
 
 @pytest.fixture
 def metered(db, make_user):
@@ -33,7 +36,14 @@ def test_record_many_is_admitted_whole_or_not_at_all(db, metered):
     recorder = db.usage_recorder(org.id)
     # One count per event by default; None is an event outside any resource.
     receipt = recorder.record_many([calc.id, None, search.id, calc.id])
-    assert receipt == orgdb.UsageReceipt(duplicate=False, used=4, limit=1000, remaining=996)
+    assert receipt == orgdb.UsageReceipt(
+        duplicate=False,
+        used=4,
+        limit=1000,
+        remaining=996,
+        period_start=JANUARY[0],
+        period_end=JANUARY[1],
+    )
     assert recorder.record_many([calc.id, search.id], counts=[300, 200]).used == 504
     # Past the limit as a sum: refused whole, the sum as `requested`.
     err = raises(orgdb.OrgDbError.QuotaExceeded, recorder.record_many, [None, None], [400, 97])

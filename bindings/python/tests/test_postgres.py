@@ -50,4 +50,4 @@ def test_two_handles_share_a_postgres_database():
     report = second.check()
     assert report.ok, report.problems
     tables = {s.table for s in first.stats()}
-    assert "memberships" in tables and "usage_months" in tables
+    assert "memberships" in tables and "usage_periods" in tables

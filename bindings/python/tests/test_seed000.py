@@ -9,6 +9,9 @@ import orgdb
 from conftest import START
 from helpers import as_user, raises
 
+# The calendar month of the tests' clock (receipts name their quota period).
+JANUARY = ("2024-01-01", "2024-01-31")
+
 Role = orgdb.Role
 
 
@@ -226,7 +229,14 @@ def test_usage_report_matches_the_seed(db, clock, company):
     receipt = db.record_usage(
         org.id, orgdb.UsageEvent(count=450, resource_id=weather.id, at=day15)
     )
-    assert receipt == orgdb.UsageReceipt(duplicate=False, used=450, limit=50_000, remaining=49_550)
+    assert receipt == orgdb.UsageReceipt(
+        duplicate=False,
+        used=450,
+        limit=50_000,
+        remaining=49_550,
+        period_start=JANUARY[0],
+        period_end=JANUARY[1],
+    )
     db.record_usage_batch(
         org.id,
         [

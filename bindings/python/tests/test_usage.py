@@ -9,6 +9,9 @@ import orgdb
 from conftest import START
 from helpers import as_user, raises
 
+# The calendar month of the tests' clock (receipts name their quota period).
+JANUARY = ("2024-01-01", "2024-01-31")
+
 
 @pytest.fixture
 def org(db, make_user):
@@ -41,7 +44,12 @@ def test_quota_exceeded_records_nothing(db, org):
 
     # Nothing was recorded; exactly the rest still fits.
     assert db.check_quota(org.id, 40) == orgdb.UsageReceipt(
-        duplicate=False, used=100, limit=100, remaining=0
+        duplicate=False,
+        used=100,
+        limit=100,
+        remaining=0,
+        period_start=JANUARY[0],
+        period_end=JANUARY[1],
     )
     raises(orgdb.OrgDbError.QuotaExceeded, db.check_quota, org.id, 41)
     assert db.record_usage(org.id, orgdb.UsageEvent(count=40)).remaining == 0
@@ -86,7 +94,12 @@ def test_a_recorder_counts_against_the_same_quota(db, org):
     recorder = db.usage_recorder(org.id)
     assert recorder.organization_id() == org.id
     assert recorder.record(None, 60) == orgdb.UsageReceipt(
-        duplicate=False, used=60, limit=100, remaining=40
+        duplicate=False,
+        used=60,
+        limit=100,
+        remaining=40,
+        period_start=JANUARY[0],
+        period_end=JANUARY[1],
     )
     assert db.record_usage(org.id, orgdb.UsageEvent(count=30)).used == 90
     err = raises(orgdb.OrgDbError.QuotaExceeded, recorder.record, None, 11)

@@ -1,9 +1,10 @@
 //! `orgdb orgs …`
 
+use chrono::NaiveDate;
 use clap::{ArgGroup, Args, Subcommand};
 use orgdb::{
     EntitlementValue, Limit, LimitOverridesPatch, NewOrganization, OrganizationPatch,
-    OrganizationSettings, Result,
+    OrganizationSettings, QuotaPeriod, Result,
 };
 
 use super::{deleted, invalid, key_values, App};
@@ -142,7 +143,8 @@ pub(crate) enum Cmd {
         /// Members plus pending invitations.
         #[arg(long, value_name = "N|unlimited|plan")]
         team_members: Option<String>,
-        /// Requests per calendar month.
+        /// Requests per quota period (the calendar month unless `set-billing-anchor` says
+        /// otherwise).
         #[arg(long, value_name = "N|unlimited|plan")]
         monthly_requests: Option<String>,
     },
@@ -178,6 +180,25 @@ pub(crate) enum Cmd {
         /// Remove the override: follow the plan.
         #[arg(long)]
         clear: bool,
+    },
+    /// How the organization's usage quota resets, and the period that holds today.
+    BillingPeriod {
+        /// Organization id or slug.
+        org: String,
+    },
+    /// Set how the organization's usage quota resets (operator only): monthly from a billing
+    /// anchor (`--anchor 2024-01-31`: periods start on its day of the month, clamped to short
+    /// months), or every calendar `month` (the default), `day`, ISO `week` or `year`.
+    #[command(group(ArgGroup::new("rule").required(true).args(["anchor", "every"])))]
+    SetBillingAnchor {
+        /// Organization id or slug.
+        org: String,
+        /// The billing start date (YYYY-MM-DD).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        anchor: Option<String>,
+        /// A calendar period instead.
+        #[arg(long, value_name = "month|day|week|year")]
+        every: Option<String>,
     },
     /// Delete an organization with everything in it (owners); its audit log stays.
     Delete {
@@ -368,6 +389,28 @@ pub(crate) fn run(app: &App, cmd: Cmd) -> Result<()> {
                 &db.set_entitlement_override(actor, &org, &name, value.as_ref())?,
                 View::Record,
             );
+        }
+        Cmd::BillingPeriod { org } => {
+            let org = app.org(&org)?;
+            out.ok(&db.billing_period(actor, &org)?, View::Record);
+        }
+        Cmd::SetBillingAnchor { org, anchor, every } => {
+            let rule = match (anchor, every) {
+                (Some(text), _) => QuotaPeriod::Anchored {
+                    anchor: NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+                        .map_err(|_| invalid("anchor", "Must be a date, YYYY-MM-DD"))?,
+                },
+                (_, Some(text)) => match text.trim().to_ascii_lowercase().as_str() {
+                    "month" => QuotaPeriod::CalendarMonth,
+                    "day" => QuotaPeriod::Day,
+                    "week" => QuotaPeriod::Week,
+                    "year" => QuotaPeriod::Year,
+                    _ => return Err(invalid("every", "Must be month, day, week or year")),
+                },
+                (None, None) => return Err(invalid("anchor", "Give --anchor or --every")),
+            };
+            let org = app.org(&org)?;
+            out.ok(&db.set_billing_anchor(actor, &org, rule)?, View::Record);
         }
         Cmd::Delete { org } => {
             let org = app.org(&org)?;

@@ -38,7 +38,8 @@ pub(crate) enum Cmd {
     Report {
         /// Organization id or slug.
         org: String,
-        /// day, week (ISO) or month (default).
+        /// day, week (ISO), month, year, or billing (the organization's quota period, the
+        /// default).
         #[arg(long)]
         period: Option<String>,
         /// First day (YYYY-MM-DD); alone: the period containing it.

@@ -14,6 +14,7 @@ use crate::model::entitlement::EntitlementValue;
 use crate::model::invitation::{Invitation, InvitationStatus};
 use crate::model::membership::{MemberStatus, Membership};
 use crate::model::org::{Limit, LimitOverrides, Organization, OrganizationSettings};
+use crate::model::period::QuotaPeriod;
 use crate::model::project::{Project, ProjectMembership};
 use crate::model::resource::{Resource, ResourceKind};
 use crate::model::role::Role;
@@ -133,7 +134,35 @@ pub(super) fn org_of(r: &Row) -> Result<OrgRecord> {
             team_members: limit_of(get(r, 17)?)?,
             monthly_requests: limit_of(get(r, 18)?)?,
         },
+        period: period_of(get(r, 21)?, get(r, 22)?)?,
     })
+}
+
+/// A quota period from its columns (`quota_period`, `billing_anchor`).
+pub(super) fn period_of(kind: String, anchor: Option<NaiveDate>) -> Result<QuotaPeriod> {
+    Ok(match (kind.as_str(), anchor) {
+        ("calendar_month", None) => QuotaPeriod::CalendarMonth,
+        ("day", None) => QuotaPeriod::Day,
+        ("week", None) => QuotaPeriod::Week,
+        ("year", None) => QuotaPeriod::Year,
+        ("anchored", Some(anchor)) => QuotaPeriod::Anchored { anchor },
+        _ => {
+            return Err(Error::corrupted(format!(
+                "organizations: quota period {kind:?} with anchor {anchor:?}"
+            )))
+        }
+    })
+}
+
+/// The columns of a quota period (`quota_period`, `billing_anchor`).
+pub(super) fn period_columns(p: QuotaPeriod) -> (&'static str, Option<NaiveDate>) {
+    match p {
+        QuotaPeriod::CalendarMonth => ("calendar_month", None),
+        QuotaPeriod::Day => ("day", None),
+        QuotaPeriod::Week => ("week", None),
+        QuotaPeriod::Year => ("year", None),
+        QuotaPeriod::Anchored { anchor } => ("anchored", Some(anchor)),
+    }
 }
 
 /// An organization's counters from the columns of a row starting at `at`.
@@ -273,19 +302,20 @@ macro_rules! org_columns {
         "id, name, slug, external_id, description, plan, city, state, zipcode, country,
         pin_protection, settings, metadata, created_at, updated_at, limit_mcps, limit_api_keys,
         limit_team_members, limit_monthly_requests, address_line1, address_line2,
-        count_viewer, count_member, count_admin, count_owner, count_mcp, count_api_key,
+        quota_period, billing_anchor, count_viewer, count_member, count_admin, count_owner, count_mcp, count_api_key,
         resource_columns"
     };
 }
 
 /// Where [`stats_of`]'s columns start in a row of [`ORG_SELECT`].
-pub(super) const ORG_STATS_AT: usize = 21;
+pub(super) const ORG_STATS_AT: usize = 23;
 
 pub(super) const ORG_SELECT: &str = concat!("SELECT ", org_columns!(), " FROM organizations");
 
 /// [`Reads::org_overview`](crate::store::Reads::org_overview) in one statement: the
 /// organization (`$1`) with its counters, the role of user `$2` there, its pending
-/// invitations unexpired at `$3`, and the total of month `$4` (NULL: not asked).
+/// invitations unexpired at `$3`, and the total of the quota period that holds day `$4`
+/// (NULL: not asked).
 pub(super) const ORG_OVERVIEW: &str = concat!(
     "SELECT ",
     org_columns!(),
@@ -294,7 +324,9 @@ pub(super) const ORG_OVERVIEW: &str = concat!(
         AND NOT m.deactivated),
     (SELECT count(*) FROM invitations i
       WHERE i.organization_id = o.id AND i.status = 'pending' AND i.expires_at > $3),
-    (SELECT total FROM usage_months u WHERE u.organization_id = o.id AND u.month = $4)
+    (SELECT total FROM usage_periods u WHERE u.organization_id = o.id
+        AND u.period_start <= $4 AND u.period_end >= $4
+        ORDER BY u.period_start DESC LIMIT 1)
     FROM organizations o WHERE o.id = $1"
 );
 

@@ -15,7 +15,16 @@ use crate::model::user::search_terms;
 use super::pg_err;
 
 /// The schema version this build writes. A database of a newer version is refused.
-pub(crate) const SCHEMA_VERSION: i64 = 4;
+pub(crate) const SCHEMA_VERSION: i64 = 5;
+
+/// Versions 1 to 4: a usage total per calendar month (`month` is yyyymm); version 5 moves the
+/// rows to `usage_periods`.
+const USAGE_MONTHS: &str = r#"CREATE TABLE IF NOT EXISTS usage_months (
+        organization_id TEXT COLLATE "C" NOT NULL,
+        month INTEGER NOT NULL,
+        total BIGINT NOT NULL,
+        PRIMARY KEY (organization_id, month)
+    )"#;
 
 /// Version 1: every entity of SPEC section 2, usage counters and the audit change feed.
 const V1: &[&str] = &[
@@ -137,13 +146,7 @@ const V1: &[&str] = &[
         PRIMARY KEY (organization_id, id)
     )"#,
     r#"CREATE INDEX IF NOT EXISTS resources_by_kind ON resources (organization_id, kind, id)"#,
-    // `month` is yyyymm.
-    r#"CREATE TABLE IF NOT EXISTS usage_months (
-        organization_id TEXT COLLATE "C" NOT NULL,
-        month INTEGER NOT NULL,
-        total BIGINT NOT NULL,
-        PRIMARY KEY (organization_id, month)
-    )"#,
+    USAGE_MONTHS,
     // `by_column[resources.usage_column + 1]` is that resource's count on the day; events
     // without a resource are `total` minus the sum.
     r#"CREATE TABLE IF NOT EXISTS usage_days (
@@ -255,8 +258,42 @@ const V4: &[&str] = &[r#"CREATE TABLE IF NOT EXISTS entitlement_overrides (
         CHECK (kind = 'limit' OR limit_value IS NULL)
     )"#];
 
+/// Version 5: quota periods. An organization's quota resets by `quota_period`
+/// (`calendar_month`, `day`, `week`, `year`, or `anchored` monthly from `billing_anchor`'s
+/// day); `usage_periods` holds a total per period (its first and last day), replacing
+/// `usage_months` (yyyymm), whose rows become the calendar months they were. Leases are
+/// transient: their table is made again, keyed by the period's first day.
+const V5: &[&str] = &[
+    "ALTER TABLE organizations ADD COLUMN IF NOT EXISTS quota_period TEXT NOT NULL
+        DEFAULT 'calendar_month'",
+    "ALTER TABLE organizations ADD COLUMN IF NOT EXISTS billing_anchor DATE",
+    "ALTER TABLE organizations DROP CONSTRAINT IF EXISTS organizations_quota_period",
+    "ALTER TABLE organizations ADD CONSTRAINT organizations_quota_period CHECK (
+        quota_period IN ('calendar_month', 'day', 'week', 'year', 'anchored')
+        AND (quota_period = 'anchored') = (billing_anchor IS NOT NULL))",
+    r#"CREATE TABLE IF NOT EXISTS usage_periods (
+        organization_id TEXT COLLATE "C" NOT NULL,
+        period_start DATE NOT NULL,
+        period_end DATE NOT NULL,
+        total BIGINT NOT NULL CHECK (total >= 0),
+        PRIMARY KEY (organization_id, period_start),
+        CHECK (period_end >= period_start)
+    )"#,
+    // Made again if a re-run finds it dropped already (the data step copies nothing then).
+    USAGE_MONTHS,
+    "DROP TABLE IF EXISTS usage_leases",
+    r#"CREATE TABLE IF NOT EXISTS usage_leases (
+        organization_id TEXT COLLATE "C" NOT NULL,
+        period_start DATE NOT NULL,
+        holder TEXT COLLATE "C" NOT NULL,
+        amount BIGINT NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (organization_id, period_start, holder)
+    )"#,
+];
+
 /// The migrations in order: `MIGRATIONS[n]` takes a database from version `n` to `n + 1`.
-const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4];
+const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5];
 
 /// Creates or upgrades the schema, one idempotent statement at a time, then records the
 /// version. A database written by a newer orgdb is `incompatible_version`.
@@ -277,6 +314,9 @@ pub(crate) fn migrate(client: &mut Client) -> Result<()> {
         if to == 3 {
             fill_member_terms(client)?;
         }
+        if to == 5 {
+            fill_usage_periods(client)?;
+        }
         client
             .execute(
                 "INSERT INTO orgdb_meta (name, value) VALUES ('schema_version', $1)
@@ -285,6 +325,46 @@ pub(crate) fn migrate(client: &mut Client) -> Result<()> {
             )
             .map_err(pg_err)?;
     }
+    Ok(())
+}
+
+/// Version 5's data step: every `usage_months` row (yyyymm) becomes the `usage_periods` row of
+/// its calendar month (first and last day computed here: no date function of the server is
+/// needed), then the old table goes. Idempotent: rows already copied are kept, and a re-run
+/// after the drop finds the empty table the statements made again.
+fn fill_usage_periods(client: &mut Client) -> Result<()> {
+    let rows = client
+        .query(
+            "SELECT organization_id, month, total FROM usage_months",
+            &[],
+        )
+        .map_err(pg_err)?;
+    let (mut orgs, mut starts, mut ends, mut totals) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for r in &rows {
+        let (org, month, total): (String, i32, i64) = (r.get(0), r.get(1), r.get(2));
+        let first = chrono::NaiveDate::from_ymd_opt(month / 100, (month % 100) as u32, 1)
+            .ok_or_else(|| Error::corrupted(format!("usage_months: month {month} of {org}")))?;
+        let last = first
+            .checked_add_months(chrono::Months::new(1))
+            .and_then(|d| d.pred_opt())
+            .ok_or_else(|| Error::corrupted(format!("usage_months: month {month} of {org}")))?;
+        orgs.push(org);
+        starts.push(first);
+        ends.push(last);
+        totals.push(total);
+    }
+    client
+        .execute(
+            "INSERT INTO usage_periods (organization_id, period_start, period_end, total)
+             SELECT * FROM unnest($1::TEXT[], $2::DATE[], $3::DATE[], $4::BIGINT[])
+             ON CONFLICT (organization_id, period_start) DO NOTHING",
+            &[&orgs, &starts, &ends, &totals],
+        )
+        .map_err(pg_err)?;
+    client
+        .batch_execute("DROP TABLE IF EXISTS usage_months")
+        .map_err(pg_err)?;
     Ok(())
 }
 

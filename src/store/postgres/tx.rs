@@ -19,7 +19,7 @@ use crate::model::transfer::Record;
 use crate::model::user::User;
 use crate::store::{
     day_number, org_terms, CheckReport, DayRow, Directory, InvitationRecord, MemberPos, MemberSet,
-    OrgOverview, OrgRecord, OrgStats, Reads, ResourceRecord, UsageAsk, UsageState, Writes,
+    OrgOverview, OrgRecord, OrgStats, Reads, ResourceRecord, Span, UsageAsk, UsageState, Writes,
 };
 
 use super::rows::*;
@@ -300,6 +300,7 @@ impl<'c> PgTx<'c> {
         let (o, l) = (&rec.org, &rec.overrides);
         self.forget_org(&o.id);
         let (settings, metadata) = (map_json(&o.settings.extra), map_json(&o.metadata));
+        let (period, anchor) = period_columns(rec.period);
         let limits = [
             limit_value(l.mcps, "mcps")?,
             limit_value(l.api_keys, "api_keys")?,
@@ -330,6 +331,8 @@ impl<'c> PgTx<'c> {
                 &limits[3],
                 &o.address_line1,
                 &o.address_line2,
+                &period,
+                &anchor,
             ],
         )?;
         Ok(())
@@ -371,7 +374,7 @@ const COUNTS: &[(&str, &str)] = &[
     ("projects", "SELECT count(*) FROM projects"),
     ("project_members", "SELECT count(*) FROM project_members"),
     ("resources", "SELECT count(*) FROM resources"),
-    ("usage_months", "SELECT count(*) FROM usage_months"),
+    ("usage_periods", "SELECT count(*) FROM usage_periods"),
     ("usage_days", "SELECT count(*) FROM usage_days"),
     ("idempotency_keys", "SELECT count(*) FROM idempotency_keys"),
     (
@@ -490,10 +493,10 @@ impl Reads for PgTx<'_> {
         org: &str,
         user: Option<&str>,
         now: DateTime<Utc>,
-        month: Option<u32>,
+        day: Option<u32>,
     ) -> Result<Option<OrgOverview>> {
-        let month = month.map(|m| m as i32);
-        let Some(r) = self.row(ORG_OVERVIEW, &[&org, &user, &now, &month])? else {
+        let day = day.map(date_of).transpose()?;
+        let Some(r) = self.row(ORG_OVERVIEW, &[&org, &user, &now, &day])? else {
             return Ok(None);
         };
         let at = ORG_STATS_AT + 7;
@@ -504,7 +507,7 @@ impl Reads for PgTx<'_> {
                 .map(|role| role_of(&role))
                 .transpose()?,
             pending: unsigned(get(&r, at + 1)?)?,
-            month_total: get::<Option<i64>>(&r, at + 2)?
+            period_total: get::<Option<i64>>(&r, at + 2)?
                 .map(unsigned)
                 .transpose()?
                 .unwrap_or(0),
@@ -960,10 +963,10 @@ impl Reads for PgTx<'_> {
         .collect()
     }
 
-    fn month_usage(&self, org: &str, month: u32) -> Result<u64> {
+    fn period_usage(&self, org: &str, start: u32) -> Result<u64> {
         self.count(
-            "SELECT total FROM usage_months WHERE organization_id = $1 AND month = $2",
-            &[&org, &(month as i32)],
+            "SELECT total FROM usage_periods WHERE organization_id = $1 AND period_start = $2",
+            &[&org, &date_of(start)?],
         )
     }
 
@@ -988,29 +991,35 @@ impl Reads for PgTx<'_> {
     }
 
     fn usage_state(&self, org: &str, ask: &UsageAsk<'_>) -> Result<UsageState> {
-        let months: Vec<i32> = ask.months.iter().map(|&m| m as i32).collect();
+        let periods = ask
+            .periods
+            .iter()
+            .map(|&p| date_of(p))
+            .collect::<Result<Vec<NaiveDate>>>()?;
         // Keys and resources are probed one by one on their whole primary key (LATERAL …
         // LIMIT 1): `key = ANY($5)` let a plan scan all of an organization's keys, which grow
         // with every keyed event.
         let rows = self.rows(
-            "SELECT 0, m.month, NULL::TEXT, coalesce(u.total, 0)::BIGINT,
+            "SELECT 0, NULL::INT, NULL::TEXT, coalesce(u.total, 0)::BIGINT,
                 CASE WHEN $3::BOOL THEN coalesce((SELECT sum(l.amount) FROM usage_leases l
-                    WHERE l.organization_id = $1 AND l.month = m.month AND l.expires_at > now()
-                      AND ($4::TEXT IS NULL OR l.holder <> $4)), 0) ELSE 0 END::BIGINT
-             FROM unnest($2::INT[]) AS m(month)
-             LEFT JOIN usage_months u ON u.organization_id = $1 AND u.month = m.month
+                    WHERE l.organization_id = $1 AND l.period_start = p.start
+                      AND l.expires_at > now()
+                      AND ($4::TEXT IS NULL OR l.holder <> $4)), 0) ELSE 0 END::BIGINT,
+                p.start
+             FROM unnest($2::DATE[]) AS p(start)
+             LEFT JOIN usage_periods u ON u.organization_id = $1 AND u.period_start = p.start
              UNION ALL
-             SELECT 1, NULL, i.key, 0, 0 FROM unnest($5::TEXT[]) AS k(key),
+             SELECT 1, NULL, i.key, 0, 0, NULL FROM unnest($5::TEXT[]) AS k(key),
                 LATERAL (SELECT key FROM idempotency_keys
                          WHERE organization_id = $1 AND key = k.key LIMIT 1) i
              UNION ALL
-             SELECT 2, r.usage_column, r.id, 0, 0 FROM unnest($6::TEXT[]) AS k(id),
+             SELECT 2, r.usage_column, r.id, 0, 0, NULL FROM unnest($6::TEXT[]) AS k(id),
                 LATERAL (SELECT usage_column, id FROM resources
                          WHERE organization_id = $1 AND id = k.id AND removed_at IS NULL
                          LIMIT 1) r",
             &[
                 &org,
-                &months,
+                &periods,
                 &ask.leases,
                 &ask.except_holder,
                 &ask.keys,
@@ -1021,9 +1030,8 @@ impl Reads for PgTx<'_> {
         let mut columns: HashMap<String, u32> = HashMap::new();
         for r in &rows {
             match get::<i32>(r, 0)? {
-                0 => state.months.push((
-                    u32::try_from(get::<i32>(r, 1)?)
-                        .map_err(|_| Error::corrupted("negative month"))?,
+                0 => state.periods.push((
+                    day_number(get::<NaiveDate>(r, 5)?),
                     unsigned(get(r, 3)?)?,
                     unsigned(get(r, 4)?)?,
                 )),
@@ -1204,9 +1212,10 @@ impl Writes for PgTx<'_> {
             "INSERT INTO organizations (id, name, slug, external_id, description, plan, city,
                 state, zipcode, country, pin_protection, settings, metadata, created_at,
                 updated_at, limit_mcps, limit_api_keys, limit_team_members,
-                limit_monthly_requests, address_line1, address_line2)
+                limit_monthly_requests, address_line1, address_line2, quota_period,
+                billing_anchor)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                $17, $18, $19, $20, $21)",
+                $17, $18, $19, $20, $21, $22, $23)",
             rec,
         )
     }
@@ -1222,7 +1231,8 @@ impl Writes for PgTx<'_> {
                 country = $10, pin_protection = $11, settings = $12, metadata = $13,
                 created_at = $14, updated_at = $15, limit_mcps = $16, limit_api_keys = $17,
                 limit_team_members = $18, limit_monthly_requests = $19,
-                address_line1 = $20, address_line2 = $21
+                address_line1 = $20, address_line2 = $21, quota_period = $22,
+                billing_anchor = $23
              WHERE id = $1",
             new,
         )
@@ -1484,12 +1494,30 @@ impl Writes for PgTx<'_> {
         self.adjust_resource_count(&res.organization_id, res.kind, -1)
     }
 
-    fn put_month_usage(&mut self, org: &str, month: u32, total: u64) -> Result<()> {
+    fn put_period_usage(&mut self, org: &str, span: Span, total: u64) -> Result<()> {
         self.exec(
-            "INSERT INTO usage_months (organization_id, month, total) VALUES ($1, $2, $3)
-             ON CONFLICT (organization_id, month) DO UPDATE SET total = excluded.total",
-            &[&org, &(month as i32), &signed(total, "total")?],
+            "INSERT INTO usage_periods (organization_id, period_start, period_end, total)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (organization_id, period_start) DO UPDATE
+             SET period_end = excluded.period_end, total = excluded.total",
+            &[
+                &org,
+                &date_of(span.start)?,
+                &date_of(span.end)?,
+                &signed(total, "total")?,
+            ],
         )?;
+        Ok(())
+    }
+
+    fn replace_period_totals(&mut self, org: &str, totals: &[(Span, u64)]) -> Result<()> {
+        self.exec(
+            "DELETE FROM usage_periods WHERE organization_id = $1",
+            &[&org],
+        )?;
+        for &(span, total) in totals {
+            self.put_period_usage(org, span, total)?;
+        }
         Ok(())
     }
 
@@ -1524,7 +1552,7 @@ impl Writes for PgTx<'_> {
     fn put_lease(
         &mut self,
         org: &str,
-        month: u32,
+        period: u32,
         holder: &str,
         amount: u64,
         ttl: std::time::Duration,
@@ -1537,20 +1565,20 @@ impl Writes for PgTx<'_> {
         if amount == 0 {
             self.exec(
                 "DELETE FROM usage_leases
-                 WHERE organization_id = $1 AND month = $2 AND holder = $3",
-                &[&org, &(month as i32), &holder],
+                 WHERE organization_id = $1 AND period_start = $2 AND holder = $3",
+                &[&org, &date_of(period)?, &holder],
             )?;
             return Ok(());
         }
         let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         self.exec(
-            "INSERT INTO usage_leases (organization_id, month, holder, amount, expires_at)
+            "INSERT INTO usage_leases (organization_id, period_start, holder, amount, expires_at)
              VALUES ($1, $2, $3, $4, now() + $5::BIGINT * INTERVAL '1 millisecond')
-             ON CONFLICT (organization_id, month, holder) DO UPDATE
+             ON CONFLICT (organization_id, period_start, holder) DO UPDATE
              SET amount = excluded.amount, expires_at = excluded.expires_at",
             &[
                 &org,
-                &(month as i32),
+                &date_of(period)?,
                 &holder,
                 &signed(amount, "amount")?,
                 &millis,
@@ -1562,12 +1590,19 @@ impl Writes for PgTx<'_> {
     fn apply_usage(
         &mut self,
         org: &str,
-        months: &[(u32, u64)],
+        periods: &[(Span, u64)],
         days: &[(u32, &DayRow)],
         keys: &[(String, i64)],
     ) -> Result<()> {
-        let month_ids: Vec<i32> = months.iter().map(|&(m, _)| m as i32).collect();
-        let totals = months
+        let starts = periods
+            .iter()
+            .map(|&(s, _)| date_of(s.start))
+            .collect::<Result<Vec<NaiveDate>>>()?;
+        let ends = periods
+            .iter()
+            .map(|&(s, _)| date_of(s.end))
+            .collect::<Result<Vec<NaiveDate>>>()?;
+        let totals = periods
             .iter()
             .map(|&(_, t)| signed(t, "total"))
             .collect::<Result<Vec<i64>>>()?;
@@ -1592,9 +1627,11 @@ impl Writes for PgTx<'_> {
         // array's tail kept).
         self.exec(
             "WITH m AS (
-                INSERT INTO usage_months (organization_id, month, total)
-                SELECT $1, x.month, x.total FROM unnest($2::INT[], $3::BIGINT[]) AS x(month, total)
-                ON CONFLICT (organization_id, month) DO UPDATE SET total = excluded.total
+                INSERT INTO usage_periods (organization_id, period_start, period_end, total)
+                SELECT $1, x.s, x.e, x.total
+                FROM unnest($2::DATE[], $9::DATE[], $3::BIGINT[]) AS x(s, e, total)
+                ON CONFLICT (organization_id, period_start) DO UPDATE
+                SET period_end = excluded.period_end, total = excluded.total
              ), d AS (
                 INSERT INTO usage_days (organization_id, day, total, by_column)
                 SELECT $1, x.day, x.total, x.by_column::BIGINT[]
@@ -1613,13 +1650,14 @@ impl Writes for PgTx<'_> {
              SELECT 1",
             &[
                 &org,
-                &month_ids,
+                &starts,
                 &totals,
                 &day_dates,
                 &day_totals,
                 &day_columns,
                 &names,
                 &times,
+                &ends,
             ],
         )?;
         Ok(())
@@ -1635,15 +1673,15 @@ impl Writes for PgTx<'_> {
     fn prune_usage_rows(
         &mut self,
         day: u32,
-        month: u32,
+        period_end: u32,
         key_cutoff: i64,
     ) -> Result<(u64, u64, u64)> {
         let cutoff = DateTime::<Utc>::from_timestamp_micros(key_cutoff)
             .ok_or_else(|| Error::invalid("before", "Out of range"))?;
         let days = self.exec("DELETE FROM usage_days WHERE day < $1", &[&date_of(day)?])?;
         let months = self.exec(
-            "DELETE FROM usage_months WHERE month < $1",
-            &[&(month as i32)],
+            "DELETE FROM usage_periods WHERE period_end < $1",
+            &[&date_of(period_end)?],
         )?;
         let keys = self.exec(
             "DELETE FROM idempotency_keys WHERE recorded_at < $1",
@@ -1658,7 +1696,7 @@ impl Writes for PgTx<'_> {
             "DELETE FROM project_members WHERE organization_id = $1",
             "DELETE FROM projects WHERE organization_id = $1",
             "DELETE FROM resources WHERE organization_id = $1",
-            "DELETE FROM usage_months WHERE organization_id = $1",
+            "DELETE FROM usage_periods WHERE organization_id = $1",
             "DELETE FROM usage_days WHERE organization_id = $1",
             "DELETE FROM idempotency_keys WHERE organization_id = $1",
             "DELETE FROM usage_leases WHERE organization_id = $1",

@@ -2,12 +2,12 @@
 //! recomputed in SQL) and `export` (every record, in key order, as the embedded backend
 //! writes them).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::rows::{
-    audit_of, day_of, get, invitation_of, membership_of, org_of, override_of,
+    audit_of, day_of, get, invitation_of, membership_of, org_of, override_of, period_of,
     project_membership_of, project_of, resource_of, unsigned, user_of, Query, INVITATION_SELECT,
     MEMBERSHIP_SELECT, ORG_SELECT, PROJECT_SELECT, RESOURCE_SELECT,
 };
@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::model::transfer::{AuditFeeds, Record};
 use crate::model::user::search_terms;
 use crate::store::transfer::{day_record, EXPORT_VERSION};
-use crate::store::CheckReport;
+use crate::store::{day_number, CheckReport, Span};
 
 /// Queries whose every row is one problem, as text.
 const PROBLEMS: &[&str] = &[
@@ -87,22 +87,10 @@ const PROBLEMS: &[&str] = &[
         OR cardinality(d.by_column) > o.resource_columns
         OR (SELECT coalesce(sum(c), 0) FROM unnest(d.by_column) c) > d.total
         OR EXISTS (SELECT 1 FROM unnest(d.by_column) c WHERE c < 0)",
-    "SELECT 'usage_months: ' || m.organization_id || ' ' || m.month || ' holds ' || m.total
-            || ', its days sum to ' || d.total
-     FROM usage_months m JOIN (
-        SELECT organization_id,
-               (extract(year FROM day) * 100 + extract(month FROM day))::INTEGER AS month,
-               sum(total) AS total
-        FROM usage_days GROUP BY 1, 2) d
-       ON d.organization_id = m.organization_id AND d.month = m.month
-     WHERE m.total < d.total",
-    "SELECT 'usage_months: ' || d.organization_id || ' has day rows but no month total'
-     FROM usage_days d
-     WHERE NOT EXISTS (SELECT 1 FROM usage_months m
-        WHERE m.organization_id = d.organization_id
-          AND m.month = (extract(year FROM d.day) * 100 + extract(month FROM d.day))::INTEGER)",
-    "SELECT 'usage_months: row of missing organization ' || organization_id FROM usage_months m
-     WHERE NOT EXISTS (SELECT 1 FROM organizations o WHERE o.id = m.organization_id)",
+    "SELECT 'usage_periods: ' || organization_id || ' ' || period_start || '..' || period_end
+            || ' is not a period of its quota period'
+     FROM usage_periods p
+     WHERE period_end < period_start",
     "SELECT 'idempotency: key of a missing organization ' || organization_id
      FROM idempotency_keys k
      WHERE NOT EXISTS (SELECT 1 FROM organizations o WHERE o.id = k.organization_id)",
@@ -155,6 +143,7 @@ pub(super) fn check(tx: &dyn Query, now: DateTime<Utc>) -> Result<CheckReport> {
         }
     }
     search_terms_problems(tx, &mut report.problems)?;
+    period_problems(tx, &mut report.problems)?;
     let totals = tx.query(TOTALS, &[])?;
     let row = totals
         .first()
@@ -168,6 +157,54 @@ pub(super) fn check(tx: &dyn Query, now: DateTime<Utc>) -> Result<CheckReport> {
     report.resources = n(5)?;
     report.audit_events = n(6)?;
     Ok(report)
+}
+
+/// Period totals against the day rows, by each organization's rule (computed here, as on the
+/// embedded backend: `store::check::period_problems`), and each row's last day against its
+/// rule.
+fn period_problems(tx: &dyn Query, problems: &mut Vec<String>) -> Result<()> {
+    let mut rules = BTreeMap::new();
+    for r in tx.query(
+        "SELECT id, quota_period, billing_anchor FROM organizations",
+        &[],
+    )? {
+        let id: String = get(&r, 0)?;
+        rules.insert(id, period_of(get(&r, 1)?, get(&r, 2)?)?);
+    }
+    let mut period_days: BTreeMap<(String, u32), u64> = BTreeMap::new();
+    for r in tx.query("SELECT organization_id, day, total FROM usage_days", &[])? {
+        let org: String = get(&r, 0)?;
+        let day = day_number(get::<NaiveDate>(&r, 1)?);
+        let rule = rules.get(&org).copied().unwrap_or_default();
+        let sum = period_days
+            .entry((org, Span::of(rule, day).start))
+            .or_default();
+        *sum = sum.saturating_add(unsigned(get(&r, 2)?)?);
+    }
+    let mut periods = Vec::new();
+    for r in tx.query(
+        "SELECT organization_id, period_start, period_end, total FROM usage_periods",
+        &[],
+    )? {
+        let org: String = get(&r, 0)?;
+        let start = day_number(get::<NaiveDate>(&r, 1)?);
+        let end = day_number(get::<NaiveDate>(&r, 2)?);
+        if let Some(rule) = rules.get(&org) {
+            if Span::of(*rule, start).end != end {
+                problems.push(format!(
+                    "usage_periods: {org} period from day {start} ends on day {end}, not as its \
+                     rule does"
+                ));
+            }
+        }
+        periods.push((org, start, unsigned(get(&r, 3)?)?));
+    }
+    problems.extend(crate::store::check::period_problems(
+        &rules,
+        &period_days,
+        &periods,
+    ));
+    Ok(())
 }
 
 /// The search-term tables hold exactly the terms orgdb computes (the server cannot: its
@@ -266,6 +303,7 @@ pub(super) fn export(tx: &dyn Query, visit: &mut dyn FnMut(Record) -> Result<()>
         out(Record::Organization {
             organization: Box::new(o.org),
             limit_overrides: o.overrides,
+            quota_period: o.period,
         })?
     });
     each!(
@@ -310,13 +348,14 @@ pub(super) fn export(tx: &dyn Query, visit: &mut dyn FnMut(Record) -> Result<()>
     });
     each!(
         tx,
-        "SELECT organization_id, month, total FROM usage_months ORDER BY organization_id, month",
+        "SELECT organization_id, period_start, period_end, total FROM usage_periods
+         ORDER BY organization_id, period_start",
         |r| {
-            let month: i32 = get(r, 1)?;
-            out(Record::UsageMonth {
+            out(Record::UsagePeriod {
                 organization_id: get(r, 0)?,
-                month: format!("{:04}-{:02}", month / 100, month % 100),
-                total: unsigned(get(r, 2)?)?,
+                period_start: get(r, 1)?,
+                period_end: get(r, 2)?,
+                total: unsigned(get(r, 3)?)?,
             })?
         }
     );

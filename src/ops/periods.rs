@@ -1,0 +1,88 @@
+//! Quota periods: how an organization's usage quota resets, and changing it.
+
+use serde_json::json;
+
+use super::{record, Ctx};
+use crate::authz::{authorize, Action, Actor};
+use crate::error::{Error, Result};
+use crate::model::period::{BillingPeriod, QuotaPeriod};
+use crate::store::{day_number, OrgRecord, Reads, Span, Writes};
+use crate::validate::Validator;
+
+/// The earliest and latest billing anchor taken: dates a billing system can mean.
+const ANCHOR_YEARS: std::ops::RangeInclusive<i32> = 1900..=9999;
+
+/// The organization's rule and the period that holds today.
+pub(crate) fn current(ctx: &Ctx, rec: &OrgRecord) -> BillingPeriod {
+    let span = Span::of(rec.period, day_number(ctx.now.date_naive()));
+    let (period_start, period_end) = span.dates();
+    BillingPeriod {
+        rule: rec.period,
+        period_start,
+        period_end,
+    }
+}
+
+/// `billing_period`: any member may read it.
+pub(crate) fn get(tx: &dyn Reads, ctx: &Ctx, actor: &Actor, org: &str) -> Result<BillingPeriod> {
+    let cleared = authorize(tx, actor, org, Action::ReadOrganization)?;
+    Ok(current(ctx, &cleared.org))
+}
+
+/// `set_billing_anchor`: the operator's (`Actor::System`) alone, since it decides what is
+/// billed. In the caller's transaction, which sees the organization's stored usage complete
+/// (the ledger folded it first): every period total of the organization is computed again
+/// from its day rows under the new rule (no count lives only in a period total, so nothing
+/// is lost or counted twice), then the rule is stored. Audited as
+/// `organization.quota_period_changed` with `before` and `after`; setting the rule it
+/// already has changes nothing.
+pub(crate) fn set(
+    tx: &mut dyn Writes,
+    ctx: &Ctx,
+    actor: &Actor,
+    org: &str,
+    rule: QuotaPeriod,
+) -> Result<BillingPeriod> {
+    if *actor != Actor::System {
+        return Err(Error::forbidden());
+    }
+    let cleared = authorize(tx, actor, org, Action::ChangePlan)?;
+    if let QuotaPeriod::Anchored { anchor } = rule {
+        let mut v = Validator::new();
+        if !ANCHOR_YEARS.contains(&chrono::Datelike::year(&anchor)) {
+            v.fail("anchor", "Must be a date from 1900 to 9999");
+        }
+        v.finish()?;
+    }
+    let old = cleared.org;
+    if old.period == rule {
+        return Ok(current(ctx, &old));
+    }
+    let first = day_number(chrono::NaiveDate::MIN);
+    let last = day_number(chrono::NaiveDate::MAX);
+    let mut totals: Vec<(Span, u64)> = Vec::new();
+    for (day, row) in tx.day_rows(org, first, last)? {
+        let span = Span::of(rule, day);
+        match totals.last_mut() {
+            Some((s, total)) if *s == span => *total = total.saturating_add(row.total),
+            _ => totals.push((span, row.total)),
+        }
+    }
+    tx.replace_period_totals(org, &totals)?;
+    let new = OrgRecord {
+        period: rule,
+        ..old.clone()
+    };
+    tx.replace_org(&old, &new)?;
+    let details = json!({ "before": old.period, "after": rule });
+    record(
+        tx,
+        ctx,
+        actor.label(),
+        Some(org),
+        "organization.quota_period_changed",
+        org,
+        details,
+    )?;
+    Ok(current(ctx, &new))
+}
