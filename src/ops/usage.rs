@@ -1,6 +1,6 @@
 //! Usage: event validation, the report, pruning. Counting itself is the ledger's.
 
-use chrono::{DateTime, Datelike, Days, NaiveDate, NaiveTime, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
 use serde_json::json;
 
 use super::{record, Ctx};
@@ -153,12 +153,8 @@ fn range(ctx: &Ctx, q: &UsageQuery, rule: QuotaPeriod) -> Result<(Period, NaiveD
     // month around it.
     let around = |d: NaiveDate| -> Option<(NaiveDate, NaiveDate)> {
         match period {
-            Period::Day => Some((d, d)),
-            Period::Week => {
-                let back = u64::from(d.weekday().num_days_from_monday());
-                let monday = d.checked_sub_days(Days::new(back))?;
-                Some((monday, monday.checked_add_days(Days::new(6))?))
-            }
+            Period::Day => QuotaPeriod::Day.span(d),
+            Period::Week => QuotaPeriod::Week.span(d),
             Period::Month => QuotaPeriod::CalendarMonth.span(d),
             Period::Year => QuotaPeriod::Year.span(d),
             Period::Billing => rule.span(d),
