@@ -251,6 +251,36 @@ impl OrgUsage {
     }
 }
 
+/// Stores what was admitted of one organization on a shared backend, in its usage
+/// transaction: each period's total raised from `before` to `after` (with its threshold
+/// events), the day rows' increments, new keys. The one writer of `shared.rs` and
+/// `lease.rs`, here so neither imports the other's.
+fn store_shared_usage(
+    tx: &mut dyn Writes,
+    env: &dyn UsageEnv,
+    org: &str,
+    periods: &[(Span, u64, u64)],
+    days: &[(u32, &DayRow)],
+    keys: &[(String, i64)],
+    limit: Option<u64>,
+) -> Result<()> {
+    let totals: Vec<(Span, u64)> = periods.iter().map(|&(s, _, after)| (s, after)).collect();
+    tx.apply_usage(org, &totals, days, keys)?;
+    for &(span, before, after) in periods {
+        env.period_total_grew(
+            tx,
+            &PeriodGrowth {
+                org,
+                span,
+                before,
+                after,
+                limit,
+            },
+        )?;
+    }
+    Ok(())
+}
+
 /// Where a recorder's organization sits in the ledger: place and occupant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct OrgHandle {
@@ -369,10 +399,12 @@ impl Ledger {
         }
     }
 
-    /// The period total the ledger holds in memory for day number `day`.
+    /// The period total the ledger holds in memory for day number `day`. A plan change
+    /// (`limit_known` false) leaves the totals right: only a change of rule drops them, and
+    /// it clears `periods` in the same step.
     fn known_total(&self, org: &str, day: u32) -> Option<u64> {
         let st = lock(&self.state);
-        let usage = st.org(org).filter(|o| o.limit_known)?;
+        let usage = st.org(org)?;
         usage.periods.get(&usage.quota.span(day).start).copied()
     }
 

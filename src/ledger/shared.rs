@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::model::usage::UsageReceipt;
 use crate::store::{Backend, DayRow, Reads, Span, UsageAsk, Writes};
 
-use super::{lock, Admit, Mode, PeriodGrowth, Quota, UsageEnv};
+use super::{lock, Admit, Mode, Quota, UsageEnv};
 
 /// One event of a queued call, owned (the call's thread waits while another admits it).
 #[derive(Debug, Clone)]
@@ -242,7 +242,17 @@ impl OrgPlan {
                 resources: &resources,
             },
         )?;
-        for (span, (_, stored, leased)) in spans.into_iter().zip(state.periods) {
+        // Each row names its period: a SQL backend returns them in no promised order.
+        let found: HashMap<u32, (u64, u64)> = state
+            .periods
+            .into_iter()
+            .map(|(start, stored, leased)| (start, (stored, leased)))
+            .collect();
+        for span in spans {
+            let (stored, leased) = found
+                .get(&span.start)
+                .copied()
+                .ok_or_else(|| Error::storage("usage_state left out a period asked for"))?;
             plan.periods.insert(span, (stored, stored));
             plan.leased.insert(span, leased);
         }
@@ -348,7 +358,7 @@ impl OrgPlan {
             return Ok(());
         }
         let days: Vec<(u32, &DayRow)> = self.days.iter().map(|(&day, row)| (day, row)).collect();
-        store_usage(
+        super::store_shared_usage(
             tx,
             env,
             org,
@@ -358,34 +368,4 @@ impl OrgPlan {
             self.quota.limit,
         )
     }
-}
-
-/// Stores what was admitted of one organization on a shared backend, in its usage
-/// transaction: each period's total raised from `before` to `after` (with its threshold
-/// events), the day rows' increments, new keys. The one writer of `shared.rs` and
-/// `lease.rs`.
-pub(super) fn store_usage(
-    tx: &mut dyn Writes,
-    env: &dyn UsageEnv,
-    org: &str,
-    periods: &[(Span, u64, u64)],
-    days: &[(u32, &DayRow)],
-    keys: &[(String, i64)],
-    limit: Option<u64>,
-) -> Result<()> {
-    let totals: Vec<(Span, u64)> = periods.iter().map(|&(s, _, after)| (s, after)).collect();
-    tx.apply_usage(org, &totals, days, keys)?;
-    for &(span, before, after) in periods {
-        env.period_total_grew(
-            tx,
-            &PeriodGrowth {
-                org,
-                span,
-                before,
-                after,
-                limit,
-            },
-        )?;
-    }
-    Ok(())
 }
