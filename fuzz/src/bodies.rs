@@ -987,7 +987,8 @@ fn allowed_codes(op: u8) -> &'static [&'static str] {
         20 => &[NF, FB, VE, QE],
         21 => &[FB, VE, NF],
         22 => &[NF, FB, VE],
-        23 => &[FB, NF],
+        // A count above i64::MAX is refused, naming the field.
+        23 => &[FB, NF, VE],
         24 => &[NF, FB],
         25 => &[FB, VE, NF, CF],
         26 => &[NF, FB, "invitation_expired", CF, QE],

@@ -148,7 +148,8 @@ impl Db {
     /// [`LimitOverrides`] converts into the patch that sets its given fields.
     ///
     /// # Errors
-    /// `forbidden` for a user actor, `not_found`.
+    /// `forbidden` for a user actor, `not_found`, `validation_error` naming the field whose
+    /// count is above `i64::MAX` (what every backend can store).
     pub fn set_limit_overrides(
         &self,
         actor: &Actor,

@@ -257,7 +257,7 @@ impl OrgDb {
     /// stay, `LimitUpdate.Plan` clears one back to the plan's limit.
     ///
     /// # Errors
-    /// `forbidden`, `not_found`.
+    /// `forbidden`, `not_found`, `validation_error` (a count above 2^63 - 1).
     pub fn set_limit_overrides(
         &self,
         actor: Actor,
