@@ -1286,6 +1286,129 @@ fn a_crashed_process_lease_expires_and_its_quota_returns() {
     assert_sound(&db);
 }
 
+/// A change of quota period moves every live lease to today's period of the new rule, where
+/// what it admitted will be stored: another handle's durable call counts it at once (the rule
+/// change must not free the quota a lease holds), and the holder's next sync stores its usage
+/// in the new period and returns the lease.
+#[test]
+fn a_rule_change_keeps_other_processes_leases_counted() {
+    let Some((url, _server, db, org, _)) = acme("pro") else {
+        return;
+    };
+    limits(
+        &db,
+        &org,
+        LimitOverrides {
+            monthly_requests: Some(Limit::Count(3_000)),
+            ..Default::default()
+        },
+    );
+    // Mid-month, so that a day's period and the month's start on different days.
+    let now = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2030, 6, 15, 12, 0, 0).unwrap();
+    let handle = || {
+        let mut opts = Options::with_clock(orgdb::ManualClock::new(now));
+        // No background flush: the lease stays as the first record left it.
+        opts.usage_flush_interval = std::time::Duration::from_secs(3_600);
+        opts.usage_lease_ttl = std::time::Duration::from_secs(7_200);
+        Db::open_with(&url, opts).unwrap()
+    };
+    let (holder, other) = (handle(), handle());
+    holder
+        .usage_recorder(&org)
+        .unwrap()
+        .record(None, 1)
+        .unwrap();
+    other
+        .set_billing_anchor(&Actor::System, &org, orgdb::QuotaPeriod::Day)
+        .unwrap();
+    // The holder's slice (1 000) still holds: 2 500 more do not fit in 3 000.
+    assert_err(
+        other.record_usage(&org, &UsageEvent::new(2_500)),
+        "quota_exceeded",
+        None,
+    );
+    assert_eq!(
+        other
+            .record_usage(&org, &UsageEvent::new(2_000))
+            .unwrap()
+            .used,
+        2_000
+    );
+    holder.flush().unwrap();
+    let leases: i64 = sql(&url)
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {}.usage_leases WHERE organization_id = $1",
+                schema_of(&url)
+            ),
+            &[&org],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(leases, 0, "the holder returned its moved lease");
+    let r = other.record_usage(&org, &UsageEvent::new(999)).unwrap();
+    assert_eq!(r.used, 3_000, "the holder's event is in today's period");
+    assert_err(
+        other.record_usage(&org, &UsageEvent::new(1)),
+        "quota_exceeded",
+        None,
+    );
+    drop(holder);
+    assert_sound(&other);
+}
+
+/// Version 5's migration run again (a second process that found version 4, or an open after
+/// a stop half-way) keeps the live leases of the new table; a lease table of version 4 is
+/// made again keyed by period, its live rows kept as their calendar months.
+#[test]
+fn rerunning_the_version_5_migration_keeps_live_leases() {
+    let Some((url, _server, db, org, _)) = acme("pro") else {
+        return;
+    };
+    drop(db);
+    let schema = schema_of(&url);
+    let mut client = sql(&url);
+    let leases = |client: &mut postgres::Client| -> Vec<(String, chrono::NaiveDate, i64)> {
+        client
+            .query(
+                &format!(
+                    "SELECT holder, period_start, amount FROM {schema}.usage_leases
+                     ORDER BY holder"
+                ),
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    };
+    client
+        .batch_execute(&format!(
+            "INSERT INTO {schema}.usage_leases VALUES
+                ('{org}', '2030-06-01', 'live', 500, now() + INTERVAL '1 hour');
+             UPDATE {schema}.orgdb_meta SET value = 4 WHERE name = 'schema_version'"
+        ))
+        .unwrap();
+    drop(Db::open(&url).unwrap());
+    let june = chrono::NaiveDate::from_ymd_opt(2030, 6, 1).unwrap();
+    assert_eq!(leases(&mut client), vec![("live".to_owned(), june, 500)]);
+    client
+        .batch_execute(&format!(
+            "DROP TABLE {schema}.usage_leases;
+             CREATE TABLE {schema}.usage_leases (organization_id TEXT NOT NULL,
+                month INTEGER NOT NULL, holder TEXT NOT NULL, amount BIGINT NOT NULL,
+                expires_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (organization_id, month, holder));
+             INSERT INTO {schema}.usage_leases VALUES
+                ('{org}', 203006, 'old', 700, now() + INTERVAL '1 hour'),
+                ('{org}', 203005, 'gone', 900, now() - INTERVAL '1 hour');
+             UPDATE {schema}.orgdb_meta SET value = 4 WHERE name = 'schema_version'"
+        ))
+        .unwrap();
+    let db = Db::open(&url).unwrap();
+    assert_eq!(leases(&mut client), vec![("old".to_owned(), june, 700)]);
+    assert_sound(&db);
+}
+
 /// TLS, with libpq's modes: `require` encrypts; `verify-full` also checks the certificate
 /// against the authority of `sslrootcert` (here the throwaway one of scripts/pg-server.sh) and
 /// refuses a server whose authority it does not know; the default `prefer` takes TLS when the

@@ -18,11 +18,12 @@
 //!   flushed is lost, as buffered usage on a file is lost by a crash before its checkpoint.
 //! - Events with an idempotency key, or of an earlier period than the lease's, take the
 //!   durable path (keys must be checked against every process).
-//! - A sync that finds the organization's quota period changed stores what the lease admitted
-//!   in the periods of the new rule and returns the lease; the next admission opens one on
-//!   the new period. (Events admitted against the old lease count in the new periods: across
-//!   a rule change a period may pass its bound by what live leases held; durable calls stay
-//!   exact.)
+//! - A change of the organization's quota period moves every live lease to today's period of
+//!   the new rule (`Writes::move_leases`, in the transaction that changes the rule), where
+//!   what the leases admitted will be stored: every other process counts them there at once.
+//!   A holder's next sync finds the rule changed, stores what its lease admitted in the
+//!   periods of the new rule and returns the lease (whatever period it names); the next
+//!   admission opens one on the new period.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;

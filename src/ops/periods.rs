@@ -69,6 +69,9 @@ pub(crate) fn set(
         }
     }
     tx.replace_period_totals(org, &totals)?;
+    // Other processes' leases count against today's period of the new rule, where what they
+    // admitted will be stored (a lease's own sync then sees the new rule and returns it).
+    tx.move_leases(org, Span::of(rule, day_number(ctx.now.date_naive())).start)?;
     let new = OrgRecord {
         period: rule,
         ..old.clone()

@@ -380,6 +380,11 @@ pub(crate) trait Writes: Reads {
         ttl: std::time::Duration,
     ) -> Result<()>;
 
+    /// Moves every lease of an organization to the quota period that starts on day `period`
+    /// (its rule changed: what the leases admitted is stored there, so that is where the
+    /// other processes must count it). Nothing to do where there are no leases.
+    fn move_leases(&mut self, org: &str, period: u32) -> Result<()>;
+
     /// Deletes day rows before `day`, period totals of periods that ended before
     /// `period_end` and idempotency records older than `key_cutoff` (micros), across
     /// organizations.
@@ -1632,6 +1637,10 @@ impl<T: KvWrite + ?Sized> Writes for T {
         Err(Error::storage(
             "usage leases belong to shared backends; a file is used by one process",
         ))
+    }
+
+    fn move_leases(&mut self, _org: &str, _period: u32) -> Result<()> {
+        Ok(())
     }
 
     fn apply_usage(

@@ -261,8 +261,8 @@ const V4: &[&str] = &[r#"CREATE TABLE IF NOT EXISTS entitlement_overrides (
 /// Version 5: quota periods. An organization's quota resets by `quota_period`
 /// (`calendar_month`, `day`, `week`, `year`, or `anchored` monthly from `billing_anchor`'s
 /// day); `usage_periods` holds a total per period (its first and last day), replacing
-/// `usage_months` (yyyymm), whose rows become the calendar months they were. Leases are
-/// transient: their table is made again, keyed by the period's first day.
+/// `usage_months` (yyyymm), whose rows become the calendar months they were. Leases are keyed
+/// by the period's first day: the data step (`rekey_usage_leases`) makes their table again.
 const V5: &[&str] = &[
     "ALTER TABLE organizations ADD COLUMN IF NOT EXISTS quota_period TEXT NOT NULL
         DEFAULT 'calendar_month'",
@@ -281,16 +281,17 @@ const V5: &[&str] = &[
     )"#,
     // Made again if a re-run finds it dropped already (the data step copies nothing then).
     USAGE_MONTHS,
-    "DROP TABLE IF EXISTS usage_leases",
-    r#"CREATE TABLE IF NOT EXISTS usage_leases (
+];
+
+/// Version 5's lease table, keyed by the period's first day.
+const USAGE_LEASES: &str = r#"CREATE TABLE IF NOT EXISTS usage_leases (
         organization_id TEXT COLLATE "C" NOT NULL,
         period_start DATE NOT NULL,
         holder TEXT COLLATE "C" NOT NULL,
         amount BIGINT NOT NULL,
         expires_at TIMESTAMPTZ NOT NULL,
         PRIMARY KEY (organization_id, period_start, holder)
-    )"#,
-];
+    )"#;
 
 /// The migrations in order: `MIGRATIONS[n]` takes a database from version `n` to `n + 1`.
 const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5];
@@ -316,6 +317,7 @@ pub(crate) fn migrate(client: &mut Client) -> Result<()> {
         }
         if to == 5 {
             fill_usage_periods(client)?;
+            rekey_usage_leases(client)?;
         }
         client
             .execute(
@@ -365,6 +367,60 @@ fn fill_usage_periods(client: &mut Client) -> Result<()> {
     client
         .batch_execute("DROP TABLE IF EXISTS usage_months")
         .map_err(pg_err)?;
+    Ok(())
+}
+
+/// Version 5's lease step: a lease table of versions 2 to 4 (keyed by `month`, yyyymm) is
+/// made again keyed by `period_start`, its live rows kept as the calendar months they were.
+/// Only a table of the old shape is dropped: a second process migrating at the same time, or
+/// a re-run after a stop half-way, finds the new table and leaves it and the live leases of
+/// the processes already serving alone. (Two first opens racing could still drop the new
+/// table in the moment between one's look and its drop, before anything is served; a lease
+/// is a reservation, and its holder's next sync writes it again.)
+fn rekey_usage_leases(client: &mut Client) -> Result<()> {
+    let old_shape: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.columns
+             WHERE table_schema = current_schema() AND table_name = 'usage_leases'
+               AND column_name = 'month')",
+            &[],
+        )
+        .map_err(pg_err)?
+        .get(0);
+    let mut kept = Vec::new();
+    if old_shape {
+        kept = client
+            .query(
+                "SELECT organization_id, month, holder, amount, expires_at FROM usage_leases
+                 WHERE expires_at > now()",
+                &[],
+            )
+            .map_err(pg_err)?;
+        client
+            .batch_execute("DROP TABLE IF EXISTS usage_leases")
+            .map_err(pg_err)?;
+    }
+    client.batch_execute(USAGE_LEASES).map_err(pg_err)?;
+    for r in &kept {
+        let (org, month, holder, amount, expires): (
+            String,
+            i32,
+            String,
+            i64,
+            chrono::DateTime<chrono::Utc>,
+        ) = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        let Some(start) = chrono::NaiveDate::from_ymd_opt(month / 100, (month % 100) as u32, 1)
+        else {
+            continue;
+        };
+        client
+            .execute(
+                "INSERT INTO usage_leases (organization_id, period_start, holder, amount, expires_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[&org, &start, &holder, &amount, &expires],
+            )
+            .map_err(pg_err)?;
+    }
     Ok(())
 }
 

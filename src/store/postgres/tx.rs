@@ -1563,13 +1563,20 @@ impl Writes for PgTx<'_> {
             &[&org],
         )?;
         if amount == 0 {
+            // Whatever period it names: a rule change may have moved it (`move_leases`).
             self.exec(
-                "DELETE FROM usage_leases
-                 WHERE organization_id = $1 AND period_start = $2 AND holder = $3",
-                &[&org, &date_of(period)?, &holder],
+                "DELETE FROM usage_leases WHERE organization_id = $1 AND holder = $2",
+                &[&org, &holder],
             )?;
             return Ok(());
         }
+        // A holder has one lease of an organization: the one of another period (moved by a
+        // rule change, or of the period before a rollover) is replaced.
+        self.exec(
+            "DELETE FROM usage_leases
+             WHERE organization_id = $1 AND holder = $3 AND period_start <> $2",
+            &[&org, &date_of(period)?, &holder],
+        )?;
         let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         self.exec(
             "INSERT INTO usage_leases (organization_id, period_start, holder, amount, expires_at)
@@ -1583,6 +1590,21 @@ impl Writes for PgTx<'_> {
                 &signed(amount, "amount")?,
                 &millis,
             ],
+        )?;
+        Ok(())
+    }
+
+    fn move_leases(&mut self, org: &str, period: u32) -> Result<()> {
+        self.exec(
+            "WITH moved AS (
+                DELETE FROM usage_leases WHERE organization_id = $1 AND period_start <> $2
+                RETURNING holder, amount, expires_at)
+             INSERT INTO usage_leases (organization_id, period_start, holder, amount, expires_at)
+             SELECT $1, $2, holder, sum(amount), max(expires_at) FROM moved GROUP BY holder
+             ON CONFLICT (organization_id, period_start, holder) DO UPDATE
+             SET amount = usage_leases.amount + excluded.amount,
+                 expires_at = greatest(usage_leases.expires_at, excluded.expires_at)",
+            &[&org, &date_of(period)?],
         )?;
         Ok(())
     }
