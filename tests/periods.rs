@@ -341,3 +341,72 @@ fn export_and_import_carry_quota_periods() {
     );
     assert!(other.find_user_by_email("acme.owner@example.com").is_err());
 }
+
+/// Days pruned are gone: a rule whose open period (one late events still reach) would need
+/// them is refused with `conflict`, naming the mark, and changes nothing; a rule whose periods
+/// all start after the mark is taken. The mark only moves forward and travels in the export.
+#[test]
+fn a_rule_that_would_need_pruned_days_is_refused() {
+    let (db, clock) = open_at(at(2024, 3, 10));
+    let (org, _) = org(&db, "Acme", "big");
+    db.record_usage(&org, &UsageEvent::new(100)).unwrap();
+    clock.set(at(2024, 5, 10));
+    db.record_usage(&org, &UsageEvent::new(20)).unwrap();
+    clock.set(at(2024, 6, 20));
+    db.record_usage(&org, &UsageEvent::new(3)).unwrap();
+    db.prune_usage(date(2024, 5, 1)).unwrap();
+    // An earlier prune does not move the mark back.
+    db.prune_usage(date(2024, 1, 1)).unwrap();
+
+    let year = || db.set_billing_anchor(&Actor::System, &org, QuotaPeriod::Year);
+    let err = year().unwrap_err();
+    assert_eq!(err.code(), "conflict", "{err:?}");
+    let details = serde_json::to_value(err.details()).unwrap();
+    assert_eq!(details["pruned_before"], "2024-05-01", "{details}");
+    assert_eq!(details["period_start"], "2024-01-01", "{details}");
+    let period = db.billing_period(&Actor::System, &org).unwrap();
+    assert_eq!(period.rule, QuotaPeriod::CalendarMonth);
+    assert_eq!(used(&db, &org), 3);
+
+    // Weeks from May 13 (the oldest open day is May 16): all after the mark.
+    db.set_billing_anchor(&Actor::System, &org, QuotaPeriod::Week)
+        .unwrap();
+    assert_eq!(used(&db, &org), 3);
+    db.set_billing_anchor(&Actor::System, &org, QuotaPeriod::CalendarMonth)
+        .unwrap();
+    assert_eq!(used(&db, &org), 3);
+    let may = db
+        .usage_report(
+            &Actor::System,
+            &org,
+            &UsageQuery {
+                start_date: Some(date(2024, 5, 1)),
+                end_date: Some(date(2024, 5, 31)),
+                ..UsageQuery::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(may.requests.total, 20);
+    assert_sound(&db);
+
+    let mut out = Vec::new();
+    db.export_jsonl(&mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .contains(r#""usage_pruned_before":"2024-05-01""#),
+        "{text}"
+    );
+    let (copy, _) = open_at(at(2024, 6, 20));
+    copy.import_jsonl(text.as_bytes(), None, &mut |_| {})
+        .unwrap();
+    assert_eq!(
+        copy.set_billing_anchor(&Actor::System, &org, QuotaPeriod::Year)
+            .unwrap_err()
+            .code(),
+        "conflict"
+    );
+    assert_eq!(used(&copy, &org), 3);
+}

@@ -120,7 +120,8 @@ impl Db {
     ///
     /// # Errors
     /// `forbidden` for a user actor, `not_found`, `validation_error` (`anchor` outside the
-    /// years 1900 to 9999).
+    /// years 1900 to 9999), `conflict` (`pruned_before`, `period_start`) when the new rule's
+    /// oldest open period starts before days `prune_usage` removed.
     pub fn set_billing_anchor(
         &self,
         actor: &Actor,

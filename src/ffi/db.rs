@@ -317,7 +317,8 @@ impl OrgDb {
     /// computed again from the day rows; nothing is lost or counted twice.
     ///
     /// # Errors
-    /// `forbidden`, `not_found`, `validation_error` (`anchor`).
+    /// `forbidden`, `not_found`, `validation_error` (`anchor`), `conflict` (`pruned_before`,
+    /// `period_start`: the new rule would need days `prune_usage` removed).
     pub fn set_billing_anchor(
         &self,
         actor: Actor,

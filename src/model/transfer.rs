@@ -34,6 +34,11 @@ pub enum Record {
         /// [`AuditFeeds::Global`].
         #[serde(default, skip_serializing_if = "AuditFeeds::is_global")]
         audit_feeds: AuditFeeds,
+        /// The first day whose usage rows the source never pruned (`prune_usage`'s highest
+        /// `before`): period totals are not computed again from days before it. Absent when
+        /// nothing was pruned.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage_pruned_before: Option<chrono::NaiveDate>,
     },
     /// A user.
     User(User),
@@ -166,6 +171,7 @@ mod tests {
             schema_version: 1,
             audit_seq: 7,
             audit_feeds: AuditFeeds::Global,
+            usage_pruned_before: None,
         };
         assert_eq!(old, global);
         assert_eq!(
@@ -176,6 +182,7 @@ mod tests {
             schema_version: 1,
             audit_seq: 7,
             audit_feeds: AuditFeeds::PerOrganization,
+            usage_pruned_before: None,
         };
         let text = serde_json::to_string(&per_org).unwrap();
         assert_eq!(

@@ -2,11 +2,13 @@
 
 use serde_json::json;
 
+use super::usage::LATE_WINDOW;
 use super::{record, Ctx};
 use crate::authz::{authorize, Action, Actor};
 use crate::error::{Error, Result};
 use crate::model::period::{BillingPeriod, QuotaPeriod};
-use crate::store::{day_number, OrgRecord, Reads, Span, Writes};
+use crate::model::time;
+use crate::store::{day_number, OrgRecord, Reads, Span, Writes, USAGE_PRUNED_BEFORE};
 use crate::validate::Validator;
 
 /// The earliest and latest billing anchor taken: dates a billing system can mean.
@@ -58,11 +60,41 @@ pub(crate) fn set(
     if old.period == rule {
         return Ok(current(ctx, &old));
     }
-    let first = day_number(chrono::NaiveDate::MIN);
+    // Day rows before the prune mark may be gone: a period of the new rule that starts before
+    // it cannot be computed again. One that can still change (late events reach back
+    // `LATE_WINDOW`) refuses the rule; closed ones keep no total.
+    let pruned = match tx.meta_u64(USAGE_PRUNED_BEFORE)? {
+        Some(mark) => u32::try_from(mark).unwrap_or(u32::MAX),
+        None => 0,
+    };
+    let oldest_open = day_number(time::minus(ctx.now, LATE_WINDOW).date_naive());
+    let open = Span::of(rule, oldest_open);
+    if open.start < pruned {
+        let (period_start, _) = open.dates();
+        let (pruned_before, _) = Span {
+            start: pruned,
+            end: pruned,
+        }
+        .dates();
+        return Err(Error::Conflict {
+            message: format!(
+                "Usage before {pruned_before} was pruned: the new rule's period from \
+                 {period_start} cannot be counted"
+            ),
+            details: crate::error::Details::from([
+                ("pruned_before".to_owned(), pruned_before.to_string().into()),
+                ("period_start".to_owned(), period_start.to_string().into()),
+            ]),
+        });
+    }
+    let first = pruned.max(day_number(chrono::NaiveDate::MIN));
     let last = day_number(chrono::NaiveDate::MAX);
     let mut totals: Vec<(Span, u64)> = Vec::new();
     for (day, row) in tx.day_rows(org, first, last)? {
         let span = Span::of(rule, day);
+        if span.start < pruned {
+            continue;
+        }
         match totals.last_mut() {
             Some((s, total)) if *s == span => *total = total.saturating_add(row.total),
             _ => totals.push((span, row.total)),

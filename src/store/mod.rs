@@ -38,6 +38,11 @@ pub(crate) use tables::Table;
 use crate::error::Result;
 
 /// A scan visitor: gets each (key, value) in order and returns whether to go on.
+/// The meta value naming the first day whose usage rows were never pruned (day number): the
+/// highest `before` any `prune_usage` was given. Day rows before it may be gone, so period
+/// totals cannot be computed from them again.
+pub(crate) const USAGE_PRUNED_BEFORE: &str = "usage_pruned_before";
+
 pub(crate) type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> Result<bool>;
 
 /// Reading side of a backend transaction.

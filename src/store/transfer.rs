@@ -86,6 +86,7 @@ pub(crate) fn export<R: KvRead + ?Sized>(
         schema_version: EXPORT_VERSION,
         audit_seq: tx.meta_u64(schema::AUDIT_SEQ)?.unwrap_or(0),
         audit_feeds: AuditFeeds::Global,
+        usage_pruned_before: pruned_before(tx.meta_u64(super::USAGE_PRUNED_BEFORE)?),
     })?;
     each(tx, Table::Users, |_, u: User| out(Record::User(u)))?;
     each(tx, Table::Orgs, |_, o: OrgRecord| {
@@ -252,6 +253,11 @@ pub(crate) fn is_empty<R: KvRead + ?Sized>(tx: &R) -> Result<bool> {
     Ok(true)
 }
 
+/// The header's `usage_pruned_before`, from the meta value (`None`: never pruned).
+pub(crate) fn pruned_before(mark: Option<u64>) -> Option<NaiveDate> {
+    mark.and_then(|n| day_from_number(u32::try_from(n).ok()?))
+}
+
 /// Writes one record. References must point at records imported before.
 pub(crate) fn import(tx: &mut dyn Writes, state: &mut ImportState, record: Record) -> Result<()> {
     if !state.header && !matches!(record, Record::Header { .. }) {
@@ -262,6 +268,7 @@ pub(crate) fn import(tx: &mut dyn Writes, state: &mut ImportState, record: Recor
             schema_version,
             audit_seq,
             audit_feeds,
+            usage_pruned_before,
         } => {
             if state.header {
                 return Err(refused("header", "Only one header is allowed"));
@@ -277,6 +284,11 @@ pub(crate) fn import(tx: &mut dyn Writes, state: &mut ImportState, record: Recor
             state.renumber = audit_feeds == AuditFeeds::PerOrganization && tx.single_audit_feed();
             // Renumbered events count from 1: the source's numbers mean nothing here.
             state.audit_seq = if state.renumber { 0 } else { audit_seq };
+            if let Some(before) = usage_pruned_before {
+                let marked = tx.meta_u64(super::USAGE_PRUNED_BEFORE)?.unwrap_or(0);
+                let day = u64::from(day_number(before));
+                tx.set_meta_u64(super::USAGE_PRUNED_BEFORE, marked.max(day))?;
+            }
         }
         Record::User(u) => {
             if tx.user(&u.id)?.is_some() || tx.user_id_by_email(&u.email)?.is_some() {

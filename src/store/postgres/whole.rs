@@ -288,10 +288,19 @@ pub(super) fn export(tx: &dyn Query, visit: &mut dyn FnMut(Record) -> Result<()>
         .map(|r| get::<i64>(r, 0))
         .transpose()?
         .unwrap_or(0);
+    let pruned = tx
+        .query(
+            "SELECT value FROM orgdb_meta WHERE name = $1",
+            &[&crate::store::USAGE_PRUNED_BEFORE],
+        )?
+        .first()
+        .map(|r| get::<i64>(r, 0).and_then(unsigned))
+        .transpose()?;
     out(Record::Header {
         schema_version: EXPORT_VERSION,
         audit_seq: unsigned(highest)?,
         audit_feeds: AuditFeeds::PerOrganization,
+        usage_pruned_before: crate::store::transfer::pruned_before(pruned),
     })?;
     each!(
         tx,
