@@ -376,6 +376,12 @@ fn a_version_4_database_from_its_fixture_migrates_with_its_content() {
     migrates_from_fixture(4);
 }
 
+/// `pg-v5`: `orgdb demo`, then a billing anchor on the 31st and more usage for my-company.
+#[test]
+fn a_version_5_database_from_its_fixture_migrates_with_its_content() {
+    migrates_from_fixture(5);
+}
+
 #[test]
 fn a_file_database_moves_to_postgres_by_export_and_import() {
     let Some((url, _server)) = server() else {

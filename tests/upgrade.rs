@@ -17,8 +17,8 @@
 //! code (other ids), with `expected.jsonl`, its export at the time: both layouts must open to
 //! exactly that export (in today's export format), and page their invitations through the
 //! version-3 indexes. Fixtures of version 3 (`tests/fixtures/v3/`): the same, written by the
-//! version-3 code, and of versions 4 and 5 (`tests/fixtures/v4/`, `v5/`, the latter with two
-//! entitlement overrides), by the code of those versions.
+//! version-3 code, and of versions 4, 5 and 6 (`tests/fixtures/v4/`, `v5/` with two
+//! entitlement overrides, `v6/` also with a billing anchor), by the code of those versions.
 //!
 //! Write fixtures of today's format (only when the format changes on purpose, into a new
 //! `vN` directory, keeping the old ones and their tests): `ORGDB_WRITE_FIXTURE=1
@@ -135,7 +135,7 @@ fn write_fixture() {
         .map(PathBuf::from)
         .expect("ORGDB_FIXTURE_DIR: a new directory, e.g. tests/fixtures/v2");
     assert!(
-        !["v1", "v2", "v3", "v4", "v5"]
+        !["v1", "v2", "v3", "v4", "v5", "v6"]
             .iter()
             .any(|v| out.ends_with(format!("fixtures/{v}"))),
         "the fixtures of older versions are kept as they are"
@@ -273,6 +273,15 @@ fn write_fixture() {
         db.set_entitlement_override(&Actor::System, &acme, name, Some(&value))
             .unwrap();
     }
+    // A billing anchor (schema 6 on): periods from the 31st, clamped to short months.
+    db.set_billing_anchor(
+        &Actor::System,
+        &acme,
+        orgdb::QuotaPeriod::Anchored {
+            anchor: NaiveDate::from_ymd_opt(2023, 12, 31).unwrap(),
+        },
+    )
+    .unwrap();
 
     let invite = |email: &str, role: &str, secs: Option<u64>| {
         db.create_invitation(
@@ -1043,6 +1052,12 @@ fn v5_files_migrate_to_the_current_version_with_their_exact_content() {
     migrates_with_exact_content(5);
 }
 
+/// Version 6 files hold an anchored quota period; totals and rule come through with the rest.
+#[test]
+fn v6_files_migrate_to_the_current_version_with_their_exact_content() {
+    migrates_with_exact_content(6);
+}
+
 /// A version-3 file takes deactivation at once: a deactivated member moves to the new
 /// indexes, frees a seat, and the file checks clean, closed and opened again.
 #[test]
@@ -1134,6 +1149,8 @@ fn the_fixtures_are_small() {
         "v4/crashed",
         "v5/clean",
         "v5/crashed",
+        "v6/clean",
+        "v6/crashed",
     ] {
         let dir = fixture_root().join(layout);
         for entry in std::fs::read_dir(&dir).unwrap() {
