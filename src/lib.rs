@@ -63,6 +63,7 @@ uniffi::setup_scaffolding!("orgdb");
 pub use authz::Actor;
 pub use db::{Db, UsageRecorder};
 pub use error::{Details, Error, Result};
+pub use model::alert::{UsageAlert, UsageAlerts};
 pub use model::audit::AuditEvent;
 pub use model::entitlement::{
     Enforcement, Entitlement, EntitlementKind, EntitlementSource, EntitlementValue, SEED_LIMITS,

@@ -167,7 +167,7 @@ fn an_export_without_audit_feeds_keeps_its_numbers() {
     let original = lines(&db);
     // A header as exports always wrote it: no `audit_feeds`, so one feed, numbers kept.
     let old = text(&original);
-    assert!(old.starts_with(r#"{"type":"header","data":{"schema_version":4,"audit_seq":"#));
+    assert!(old.starts_with(r#"{"type":"header","data":{"schema_version":5,"audit_seq":"#));
     let copy = Db::in_memory().unwrap();
     copy.import_jsonl(old.as_bytes(), Some(4), &mut |_| {})
         .unwrap();

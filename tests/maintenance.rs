@@ -209,7 +209,7 @@ fn import_refuses_bad_input_and_changes_nothing() {
         common::db_with(orgdb::Options::default()).stats().unwrap()
     );
     // A newer schema is refused.
-    let newer = text.replacen(r#""schema_version":4"#, r#""schema_version":99"#, 1);
+    let newer = text.replacen(r#""schema_version":5"#, r#""schema_version":99"#, 1);
     assert_err(
         common::db_with(orgdb::Options::default()).import_jsonl(
             BufReader::new(newer.as_bytes()),

@@ -250,10 +250,10 @@ fn a_version_1_database_is_upgraded_on_open() {
 }
 
 /// The schema version this build writes on PostgreSQL.
-const PG_CURRENT: i64 = 5;
+const PG_CURRENT: i64 = 6;
 
 /// The export format this build writes (the header's `schema_version`).
-const EXPORT_FORMAT: u64 = 4;
+const EXPORT_FORMAT: u64 = 5;
 
 /// `tests/fixtures/pg-vN/`: a database written by schema version N (`orgdb demo`, dumped with
 /// `pg_dump --inserts`) and its export at the time. Restored into a new schema and opened, it

@@ -39,10 +39,10 @@ use orgdb::{
 };
 
 /// The schema version this build writes.
-const CURRENT: u64 = 6;
+const CURRENT: u64 = 7;
 
 /// The export format this build writes (the header's `schema_version`).
-const EXPORT_FORMAT: u64 = 4;
+const EXPORT_FORMAT: u64 = 5;
 
 // What the generator wrote into the version-1 fixtures (printed by `write_fixture`).
 const OLIVIA: &str = "user_01HKS9K4M07MX2BT4XFPGJK2HW";

@@ -1315,6 +1315,71 @@ fn quota_periods_from_the_command_line() {
 }
 
 #[test]
+fn usage_alerts_from_the_command_line() {
+    let cli = Cli::with_db();
+    let owner = cli.ok(&["users", "create", "--email", "o@example.com", "--name", "O"]);
+    let org = cli.ok(&[
+        "orgs",
+        "create",
+        "--name",
+        "Acme",
+        "--owner",
+        s(&owner["id"]),
+    ]);
+    let org = s(&org["id"]).to_owned();
+    let defaults = cli.ok(&["orgs", "usage-alerts", &org]);
+    assert_eq!(defaults["default_thresholds"], true);
+    let percents = |v: &Value| -> Vec<u64> {
+        v["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["threshold_percent"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(percents(&defaults), [80, 100]);
+    let set = cli.ok(&[
+        "--as",
+        "o@example.com",
+        "orgs",
+        "set-usage-alerts",
+        &org,
+        "--thresholds",
+        "90,50",
+    ]);
+    assert_eq!(percents(&set), [50, 90]);
+    let limit = set["limit"].as_u64().unwrap();
+    let half = (limit / 2).to_string();
+    cli.ok(&["usage", "record", &org, "--count", &half]);
+    let now = cli.ok(&["orgs", "usage-alerts", &org]);
+    assert_eq!(now["alerts"][0]["fired_this_period"], true, "{now}");
+    assert_eq!(now["alerts"][1]["reached"], false, "{now}");
+    let audit = cli.ok(&["audit", &org]);
+    assert!(audit.to_string().contains("usage.threshold"), "{audit}");
+    assert_eq!(
+        percents(&cli.ok(&["orgs", "set-usage-alerts", &org, "--none"])),
+        Vec::<u64>::new()
+    );
+    let back = cli.ok(&["orgs", "set-usage-alerts", &org, "--defaults"]);
+    assert_eq!(back["default_thresholds"], true);
+    let err = cli.fail(
+        &["orgs", "set-usage-alerts", &org, "--thresholds", "50,0"],
+        5,
+        "validation_error",
+    );
+    assert!(err.contains("thresholds[1]"), "{err}");
+    cli.fail(
+        &["orgs", "set-usage-alerts", &org, "--thresholds", "half"],
+        5,
+        "validation_error",
+    );
+    assert_eq!(
+        cli.ok(&["orgs", "usage-alerts", &org])["default_thresholds"],
+        true
+    );
+}
+
+#[test]
 fn entitlements_with_a_plan_catalog_file() {
     let cli = Cli::with_db();
     let catalog = cli.path("plans.json");

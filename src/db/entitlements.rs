@@ -3,6 +3,7 @@
 
 use crate::authz::Actor;
 use crate::error::Result;
+use crate::model::alert::UsageAlerts;
 use crate::model::entitlement::{Entitlement, EntitlementValue, SEED_LIMITS};
 use crate::model::period::{BillingPeriod, QuotaPeriod};
 use crate::ops;
@@ -138,5 +139,70 @@ impl Db {
             })?;
         self.inner.ledger.refresh_limit(org);
         Ok(out)
+    }
+}
+
+impl Db {
+    /// The organization's usage alerts: its thresholds (80 % and 100 % of `monthly_requests`
+    /// unless set), the current period's total against each, and the period each was last
+    /// announced in. A crossing appends a `usage.threshold` event to the audit change feed,
+    /// once per threshold and period. Any member may ask.
+    ///
+    /// ```
+    /// use orgdb::{Actor, Db, NewOrganization, NewUser, UsageEvent};
+    /// let db = Db::in_memory()?;
+    /// let ada = db.create_user(&NewUser { email: "ada@example.com".into(), name: "Ada".into() })?;
+    /// let org = db.create_organization(&ada.id, &NewOrganization {
+    ///     name: "Acme".into(),
+    ///     plan: Some("free".into()), // 1 000 requests a month
+    ///     ..Default::default()
+    /// })?.organization.id;
+    /// db.set_usage_alerts(&Actor::user(&ada.id), &org, Some(&[50, 90]))?;
+    /// db.record_usage(&org, &UsageEvent::new(600))?;
+    /// let alerts = db.usage_alerts(&Actor::user(&ada.id), &org)?;
+    /// assert!(alerts.alerts[0].fired_this_period);  // 50 %: announced
+    /// assert!(!alerts.alerts[1].reached);           // 90 %: not yet
+    /// # Ok::<(), orgdb::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `not_found`, `forbidden` for a non-member.
+    pub fn usage_alerts(&self, actor: &Actor, org: &str) -> Result<UsageAlerts> {
+        // Fold first, as the change feed does: a crossing admitted a moment ago is announced.
+        let ctx = self.ctx();
+        self.inner.fold_usage(&ctx)?;
+        self.inner
+            .store
+            .read(|tx| ops::alerts::get(tx, &ctx, actor, org.trim()))
+    }
+
+    /// Sets the organization's usage alert thresholds, in percent of `monthly_requests` (at
+    /// most 10, each 1 to 1 000: above 100 % they announce overage under a soft limit);
+    /// `None` restores the defaults (80 % and 100 %), an empty list silences them. A
+    /// threshold kept keeps its state, so nothing is announced twice in a period. Owners and
+    /// `Actor::System`; audited as `organization.usage_alerts_changed`.
+    ///
+    /// # Errors
+    /// `forbidden` (below owner), `not_found`, `validation_error` (`thresholds`,
+    /// `thresholds[i]`).
+    pub fn set_usage_alerts(
+        &self,
+        actor: &Actor,
+        org: &str,
+        thresholds: Option<&[u32]>,
+    ) -> Result<UsageAlerts> {
+        // Usage admitted before the change is folded (and announced by the old thresholds) in
+        // the same commit, so the answer and the states it reports are complete.
+        let ctx = self.ctx();
+        let org = org.trim();
+        self.inner
+            .ledger
+            .fold_and_write(&*self.inner.store, &ctx, org, None, &|tx| {
+                ops::alerts::set(tx, &ctx, actor, org, thresholds)
+            })?;
+        self.inner.ledger.refresh_limit(org);
+        self.inner
+            .store
+            .read(|tx| ops::alerts::get(tx, &ctx, actor, org))
     }
 }

@@ -11,7 +11,7 @@ use crate::model::usage::{UsageEvent, UsageReceipt};
 
 /// Records buffered usage for one organization, from [`Db::usage_recorder`].
 ///
-/// Each call is admitted in memory against the organization's exact monthly quota, the same
+/// Each call is admitted in memory against the organization's exact quota of the period, the same
 /// check [`Db::record_usage`] makes, and returns at once. Admitted events become durable at
 /// the next checkpoint (within `Options::usage_flush_interval`), on [`Db::flush`] or
 /// [`UsageRecorder::flush`], or when the last handle of the database is dropped; a crash
@@ -65,7 +65,7 @@ impl UsageRecorder {
     /// Admits many events at once, all now, all or none: the batch counts against the monthly
     /// quota as its sum, so either every event is admitted or (`quota_exceeded`, with the
     /// batch's sum as `requested`) none is. Each event is a resource id (or `None`) and a
-    /// count. The receipt is the last event's: the month's usage after the whole batch.
+    /// count. The receipt is the last event's: the period's usage after the whole batch.
     /// Durable like [`UsageRecorder::record`]. The fastest way to count from a binding, where
     /// each call costs far more than the admission itself.
     ///
@@ -87,7 +87,7 @@ impl UsageRecorder {
     ///
     /// # Errors
     /// `validation_error` (`events`: 1 to 10 000 of them; `events[i].count`: 1 to 2^53;
-    /// `events[i].resource_id`: empty; `count`: the month's total would pass 2^64, on an
+    /// `events[i].resource_id`: empty; `count`: the period's total would pass 2^64, on an
     /// unlimited plan), `not_found` (the organization was deleted, or a
     /// resource is not live in it), `quota_exceeded`, `storage_error`.
     pub fn record_many(&self, events: &[(Option<&str>, u64)]) -> Result<UsageReceipt> {

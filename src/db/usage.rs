@@ -15,7 +15,7 @@ use super::Db;
 
 impl Db {
     /// Records usage, durable when it returns. Refused whole (nothing recorded) with
-    /// `quota_exceeded` when the month's total would pass `monthly_requests` (when the plan
+    /// `quota_exceeded` when the quota period's total would pass `monthly_requests` (when the plan
     /// makes that limit soft: its overage cap, and receipts past the limit say `over`); a repeated
     /// idempotency key is acknowledged with `duplicate: true` and counts nothing.
     ///

@@ -20,8 +20,8 @@ use crate::{
     MemberQuery, MemberRef, Membership, NewInvitation, NewOrganization, NewProject, NewUser,
     Organization, OrganizationDetails, OrganizationSettings, OrganizationWithMembership,
     PendingInvitation, Permissions, Project, ProjectMember, QuotaPeriod, RemovedMember, Resource,
-    ResourceKind, SlugCheck, UsageCorrection, UsageEvent, UsageReceipt, UsageReport, User,
-    UserPatch, UserProject, UserWithOrganization,
+    ResourceKind, SlugCheck, UsageAlerts, UsageCorrection, UsageEvent, UsageReceipt, UsageReport,
+    User, UserPatch, UserProject, UserWithOrganization,
 };
 
 type Result<T> = std::result::Result<T, OrgDbError>;
@@ -326,6 +326,31 @@ impl OrgDb {
         rule: QuotaPeriod,
     ) -> Result<BillingPeriod> {
         Ok(self.db.set_billing_anchor(&actor.into(), &org, rule)?)
+    }
+
+    /// The organization's usage alerts: its thresholds, the current period's total against
+    /// each, and the period each was last announced in.
+    ///
+    /// # Errors
+    /// `not_found`, `forbidden`.
+    pub fn usage_alerts(&self, actor: Actor, org: String) -> Result<UsageAlerts> {
+        Ok(self.db.usage_alerts(&actor.into(), &org)?)
+    }
+
+    /// Sets the organization's usage alert thresholds in percent (null: the defaults, 80 and
+    /// 100; an empty list: none). Owners and `Actor.System`.
+    ///
+    /// # Errors
+    /// `forbidden`, `not_found`, `validation_error` (`thresholds`, `thresholds[i]`).
+    pub fn set_usage_alerts(
+        &self,
+        actor: Actor,
+        org: String,
+        thresholds: Option<Vec<u32>>,
+    ) -> Result<UsageAlerts> {
+        Ok(self
+            .db
+            .set_usage_alerts(&actor.into(), &org, thresholds.as_deref())?)
     }
 
     /// Deletes the organization and everything in it, in one transaction.
@@ -1018,7 +1043,7 @@ pub trait ImportProgress: Send + Sync {
 }
 
 /// Records buffered usage for one organization, from `OrgDb.usage_recorder`: each call is
-/// admitted in memory against the exact monthly quota and becomes durable within the flush
+/// admitted in memory against the exact quota of the period and becomes durable within the flush
 /// interval, on `flush`, or when the last handle on the database (recorders included) is
 /// released: a recorder keeps its database open. Share it freely between threads.
 #[derive(Debug, uniffi::Object)]
@@ -1044,13 +1069,13 @@ impl UsageRecorder {
 
     /// Admits many events at once, all now, all or none: `resource_ids` holds one entry per
     /// event (null: outside any resource) and `counts` one count per event (null: 1 each).
-    /// The batch counts against the monthly quota as its sum; the receipt is the month's
+    /// The batch counts against the monthly quota as its sum; the receipt is the period's
     /// usage after it. The fastest way to count from Python or Kotlin: one call costs far
     /// more than admitting an event.
     ///
     /// # Errors
     /// `validation_error` (`resource_ids`: 1 to 10 000, no line breaks in an id;
-    /// `resource_ids[i]`: empty; `counts`: not one per id, or a month's total past 2^64;
+    /// `resource_ids[i]`: empty; `counts`: not one per id, or a period's total past 2^64;
     /// `counts[i]`: 1 to 2^53),
     /// `not_found`, `quota_exceeded` (nothing is recorded), `storage_error`.
     #[uniffi::method(default(counts = None))]
@@ -1102,7 +1127,7 @@ fn batch_fields(err: Error) -> Error {
                 .into_iter()
                 .map(|(field, reason)| {
                     let field = match field.strip_prefix("events") {
-                        // The month's total would pass 2^64 (an unlimited organization).
+                        // The period's total would pass 2^64 (an unlimited organization).
                         None if field == "count" => "counts".to_owned(),
                         Some("") => "resource_ids".to_owned(),
                         Some(rest) => match rest.rsplit_once('.') {

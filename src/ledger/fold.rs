@@ -298,7 +298,7 @@ fn apply_deltas(
         let Some(rec) = tx.org(&org)? else {
             continue;
         };
-        let limit = env.quota(&rec).limit;
+        let quota = env.quota(&rec);
         let mut periods: Vec<(crate::store::Span, u64)> = delta.periods.into_iter().collect();
         periods.sort_unstable();
         for (span, add) in periods {
@@ -312,7 +312,7 @@ fn apply_deltas(
                     span,
                     before,
                     after,
-                    limit,
+                    quota,
                 },
             )?;
         }

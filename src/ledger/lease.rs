@@ -427,7 +427,7 @@ fn store_lease_usage(
         periods.push((span, before, after));
     }
     let days: Vec<(u32, &DayRow)> = l.days.iter().map(|(&day, row)| (day, row)).collect();
-    super::store_shared_usage(tx, env, org, &periods, &days, &[], quota.limit)?;
+    super::store_shared_usage(tx, env, org, &periods, &days, &[], quota)?;
     Ok(base)
 }
 

@@ -20,6 +20,7 @@ use std::sync::{Mutex, MutexGuard};
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 
 use crate::error::{Error, Result};
+use crate::model::alert::{DEFAULT_THRESHOLDS, THRESHOLDS_MAX};
 use crate::model::period::QuotaPeriod;
 use crate::model::usage::UsageReceipt;
 use crate::store::journal::{Cursor, Journal};
@@ -58,6 +59,43 @@ pub(crate) struct Quota {
     pub(crate) limit: Option<u64>,
     pub(crate) ceiling: Option<u64>,
     pub(crate) period: QuotaPeriod,
+    /// The usage alert thresholds a fold announces the crossing of.
+    pub(crate) alerts: Thresholds,
+}
+
+/// An organization's usage alert thresholds in percent, ascending: a copy of at most
+/// [`THRESHOLDS_MAX`] (what `set_usage_alerts` allows), so a `Quota` stays `Copy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Thresholds {
+    len: u8,
+    at: [u32; THRESHOLDS_MAX],
+}
+
+impl Thresholds {
+    /// The organization's thresholds (`None`: the defaults, 80 % and 100 %).
+    pub(crate) fn of(list: Option<&[u32]>) -> Thresholds {
+        let list = list.unwrap_or(&DEFAULT_THRESHOLDS);
+        let mut t = Thresholds {
+            len: 0,
+            at: [0; THRESHOLDS_MAX],
+        };
+        for (slot, &p) in t.at.iter_mut().zip(list) {
+            *slot = p;
+            t.len += 1;
+        }
+        t
+    }
+
+    /// The thresholds, ascending.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.at[..usize::from(self.len)].iter().copied()
+    }
+}
+
+impl Default for Thresholds {
+    fn default() -> Thresholds {
+        Thresholds::of(None)
+    }
 }
 
 impl Quota {
@@ -116,7 +154,8 @@ pub(crate) struct PeriodGrowth<'a> {
     pub(crate) span: Span,
     pub(crate) before: u64,
     pub(crate) after: u64,
-    pub(crate) limit: Option<u64>,
+    /// The organization's quota (its limit and alert thresholds).
+    pub(crate) quota: Quota,
 }
 
 /// One event, validated, with its day worked out (its period depends on the organization's
@@ -262,7 +301,7 @@ fn store_shared_usage(
     periods: &[(Span, u64, u64)],
     days: &[(u32, &DayRow)],
     keys: &[(String, i64)],
-    limit: Option<u64>,
+    quota: Quota,
 ) -> Result<()> {
     let totals: Vec<(Span, u64)> = periods.iter().map(|&(s, _, after)| (s, after)).collect();
     tx.apply_usage(org, &totals, days, keys)?;
@@ -274,7 +313,7 @@ fn store_shared_usage(
                 span,
                 before,
                 after,
-                limit,
+                quota,
             },
         )?;
     }

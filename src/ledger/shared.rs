@@ -358,14 +358,6 @@ impl OrgPlan {
             return Ok(());
         }
         let days: Vec<(u32, &DayRow)> = self.days.iter().map(|(&day, row)| (day, row)).collect();
-        super::store_shared_usage(
-            tx,
-            env,
-            org,
-            &periods,
-            &days,
-            &self.new_keys,
-            self.quota.limit,
-        )
+        super::store_shared_usage(tx, env, org, &periods, &days, &self.new_keys, self.quota)
     }
 }

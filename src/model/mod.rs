@@ -1,5 +1,6 @@
 //! Plain data types. Their serde names are the seeds' JSON names.
 
+pub mod alert;
 pub mod audit;
 pub mod entitlement;
 pub mod invitation;

@@ -51,6 +51,9 @@ pub enum Record {
         /// How its usage quota resets (export format 4; absent: the calendar month).
         #[serde(default, skip_serializing_if = "is_calendar_month")]
         quota_period: QuotaPeriod,
+        /// Its usage alert thresholds in percent (export format 5; absent: the defaults).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage_alerts: Option<Vec<u32>>,
     },
     /// An organization's override of a named limit or feature (export format 3).
     EntitlementOverride {
@@ -96,6 +99,16 @@ pub enum Record {
         period_end: NaiveDate,
         /// Requests counted in the period.
         total: u64,
+    },
+    /// The last quota period in which a usage alert threshold's crossing was announced
+    /// (export format 5), so an import announces nothing twice.
+    UsageAlertFired {
+        /// The organization.
+        organization_id: String,
+        /// The threshold, in percent.
+        threshold_percent: u32,
+        /// The first day of that period.
+        period_start: NaiveDate,
     },
     /// A day's usage.
     UsageDay {

@@ -15,7 +15,7 @@ pub struct UsageEvent {
     #[cfg_attr(feature = "ffi", uniffi(default))]
     pub resource_id: Option<String>,
     /// When it happened (default now): at most 5 minutes ahead of the clock and 35 days
-    /// behind. A late event counts in its own day and month, against that month's limit.
+    /// behind. A late event counts in its own day and quota period, against that period's limit.
     #[serde(default, with = "crate::model::time::option")]
     #[cfg_attr(feature = "ffi", uniffi(default))]
     pub at: Option<DateTime<Utc>>,
@@ -54,7 +54,7 @@ impl UsageEvent {
     }
 }
 
-/// The answer to a recorded (or checked) event: the month's figures after it.
+/// The answer to a recorded (or checked) event: the quota period's figures after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 #[non_exhaustive]
@@ -69,7 +69,7 @@ pub struct UsageReceipt {
     /// `limit - used` (null when unlimited); 0 at or past the limit, even while a soft
     /// limit still admits up to its overage cap.
     pub remaining: Option<u64>,
-    /// The month's usage is past the limit: only a soft limit admits that.
+    /// The period's usage is past the limit: only a soft limit admits that.
     #[serde(default)]
     #[cfg_attr(feature = "ffi", uniffi(default))]
     pub over: bool,
@@ -256,7 +256,7 @@ pub struct CorrectedUsage {
     pub before: u64,
     /// The day's count after.
     pub after: u64,
-    /// The month's total after (what `monthly_requests` counts).
+    /// The quota period's total after (what `monthly_requests` counts).
     pub month_total: u64,
     /// The key was used before: nothing changed, and the counts are today's.
     pub duplicate: bool,

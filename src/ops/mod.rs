@@ -2,6 +2,7 @@
 //! (`&mut dyn Writes` or `&dyn Reads`) and a [`Ctx`]; none names a storage type or opens a
 //! table.
 
+pub(crate) mod alerts;
 pub(crate) mod audit;
 pub(crate) mod directory;
 pub(crate) mod entitlements;

@@ -130,6 +130,7 @@ pub(crate) fn create(
         org: org.clone(),
         overrides: LimitOverrides::default(),
         period: Default::default(),
+        alerts: None,
     })?;
     let membership = Membership::joined(ctx.id("mem"), &org.id, &user.id, Role::Owner, ctx.now);
     tx.insert_membership(&membership, &user)?;

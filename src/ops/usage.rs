@@ -7,6 +7,7 @@ use super::{record, Ctx};
 use crate::authz::{authorize, Action, Actor};
 use crate::error::{Error, Result};
 use crate::ledger::{day_of, Admit, PeriodGrowth, Quota, UsageEnv, KEY_RETENTION};
+use crate::model::alert;
 use crate::model::period::QuotaPeriod;
 use crate::model::resource::ResourceKind;
 use crate::model::time;
@@ -327,9 +328,6 @@ pub(crate) fn prune(
     Ok((report, period_cutoff, key_cutoff))
 }
 
-/// The percentages of `monthly_requests` whose crossing appends a `usage.threshold` event.
-const THRESHOLDS: [u64; 2] = [80, 100];
-
 /// The ledger's view of the operations: the call's time, the plan rule for limits, and the
 /// threshold events a fold appends.
 impl UsageEnv for Ctx<'_> {
@@ -342,20 +340,28 @@ impl UsageEnv for Ctx<'_> {
             limit: super::limits(self, org).monthly_requests,
             ceiling: super::ceilings(self, org).monthly_requests,
             period: org.period,
+            alerts: crate::ledger::Thresholds::of(org.alerts.as_deref()),
         }
     }
 
-    /// One `usage.threshold` audit event per threshold the period's total crossed (once per
-    /// period: only the fold that crosses it sees `before < mark <= after`). A limit of 0 has
-    /// no thresholds.
+    /// One `usage.threshold` audit event per alert threshold of the organization the
+    /// period's total crossed (`before < mark <= after`), once per period: the period a
+    /// threshold was last announced in is kept (`usage_alert_state`), so a total lowered by a
+    /// correction and raised again announces nothing twice. A limit of 0 has no thresholds.
     fn period_total_grew(&self, tx: &mut dyn Writes, growth: &PeriodGrowth<'_>) -> Result<()> {
-        let Some(limit) = growth.limit.filter(|l| *l > 0) else {
+        let Some(limit) = growth.quota.limit else {
             return Ok(());
         };
-        for percent in THRESHOLDS {
-            let mark = (u128::from(limit) * u128::from(percent)).div_ceil(100) as u64;
+        for percent in growth.quota.alerts.iter() {
+            let Some(mark) = alert::mark(limit, percent) else {
+                continue;
+            };
             if growth.before < mark && growth.after >= mark {
-                let details = threshold_details(growth, percent, limit);
+                if tx.alert_fired(growth.org, percent)? == Some(growth.span.start) {
+                    continue;
+                }
+                tx.put_alert_fired(growth.org, percent, Some(growth.span.start))?;
+                let details = threshold_details(growth, u64::from(percent), limit);
                 record(
                     tx,
                     self,
@@ -511,7 +517,7 @@ pub(crate) fn correct(
                 span,
                 before: period_before,
                 after: period_after,
-                limit: super::limits(ctx, &cleared.org).monthly_requests,
+                quota: ctx.quota(&cleared.org),
             },
         )?;
     }

@@ -250,6 +250,14 @@ pub(crate) trait Reads {
     /// Every override of an organization, by name.
     fn entitlement_overrides(&self, org: &str) -> Result<Vec<(String, EntitlementValue)>>;
 
+    /// The first day number of the last period in which the crossing of alert threshold
+    /// `percent` was announced for the organization.
+    fn alert_fired(&self, org: &str, percent: u32) -> Result<Option<u32>>;
+
+    /// Every announced threshold of an organization: (percent, first day of that period), by
+    /// percent.
+    fn alert_states(&self, org: &str) -> Result<Vec<(u32, u32)>>;
+
     /// Everything admitting usage of an organization reads, at once (one statement on a SQL
     /// backend): period totals with the quota live leases reserve (shared backends; 0 on a
     /// file, which one process holds), which keys are stored, resource columns.
@@ -398,6 +406,10 @@ pub(crate) trait Writes: Reads {
     /// Removes everything scoped to an organization except its memberships, its own row and
     /// its audit history: invitations, projects, resources, usage and idempotency records.
     fn remove_org_scoped(&mut self, org: &str) -> Result<()>;
+
+    /// Records that threshold `percent`'s crossing was announced in the period starting on
+    /// day number `period` (`None`: forgets it).
+    fn put_alert_fired(&mut self, org: &str, percent: u32, period: Option<u32>) -> Result<()>;
 
     /// Sets (`Some`) or removes (`None`) an organization's override of a named limit or
     /// feature.
@@ -1025,6 +1037,28 @@ impl<T: KvRead + ?Sized> Reads for T {
                 .str()
                 .ok_or_else(|| Error::corrupted("bad entitlement override key"))?;
             out.push((name.to_owned(), EntitlementValue::decode(v)?));
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    fn alert_fired(&self, org: &str, percent: u32) -> Result<Option<u32>> {
+        let key = Key::new().str(org).u32(percent).into_vec();
+        self.get_u64(Table::AlertState, &key)?
+            .map(|v| u32::try_from(v).map_err(|_| Error::corrupted("bad usage alert state")))
+            .transpose()
+    }
+
+    fn alert_states(&self, org: &str) -> Result<Vec<(u32, u32)>> {
+        let prefix = keys::one(org);
+        let mut out = Vec::new();
+        self.scan_prefix(Table::AlertState, &prefix, &mut |k, v| {
+            let percent = KeyReader::new(&k[prefix.len()..])
+                .u32()
+                .ok_or_else(|| Error::corrupted("bad usage alert state key"))?;
+            let period = u32::try_from(codec::decode_u64(v)?)
+                .map_err(|_| Error::corrupted("bad usage alert state"))?;
+            out.push((percent, period));
             Ok(true)
         })?;
         Ok(out)
@@ -1755,6 +1789,7 @@ impl<T: KvWrite + ?Sized> Writes for T {
             Table::UsageDay,
             Table::Idempotency,
             Table::EntitlementOverrides,
+            Table::AlertState,
         ] {
             self.delete_prefix(table, &prefix)?;
         }
@@ -1771,6 +1806,14 @@ impl<T: KvWrite + ?Sized> Writes for T {
         match value {
             Some(value) => self.put_record(Table::EntitlementOverrides, &key, value),
             None => self.delete(Table::EntitlementOverrides, &key).map(|_| ()),
+        }
+    }
+
+    fn put_alert_fired(&mut self, org: &str, percent: u32, period: Option<u32>) -> Result<()> {
+        let key = Key::new().str(org).u32(percent).into_vec();
+        match period {
+            Some(period) => self.put_u64(Table::AlertState, &key, u64::from(period)),
+            None => self.delete(Table::AlertState, &key).map(|_| ()),
         }
     }
 

@@ -508,6 +508,16 @@ pub(crate) fn check<R: KvRead + ?Sized>(tx: &R, now: DateTime<Utc>) -> Result<Ch
     for problem in period_problems(&rules, &period_days, &periods) {
         c.problem(problem);
     }
+    for (key, value) in all(tx, Table::AlertState)? {
+        let mut r = keys::KeyReader::new(&key);
+        match (r.str(), r.u32(), codec::decode_u64(&value)) {
+            (Some(org), Some(_), Ok(_)) if org_ids.contains(org) => {}
+            (Some(org), Some(_), Ok(_)) => c.problem(format!(
+                "usage_alert_state: row of missing organization {org}"
+            )),
+            _ => c.problem(format!("usage_alert_state: bad row {}", show(&key))),
+        }
+    }
     for (key, _) in all(tx, Table::Idempotency)? {
         let org = keys::KeyReader::new(&key).str().map(str::to_owned);
         if !org.is_some_and(|o| org_ids.contains(&o)) {

@@ -37,6 +37,9 @@ pub(crate) enum Tag {
     /// An organization with its quota period (schema 6); tag 2 records read as calendar
     /// months.
     OrgV2 = 14,
+    /// An organization with its quota period and usage alert thresholds (schema 7); tag 14
+    /// records read as the default thresholds.
+    OrgV3 = 15,
 }
 
 const CRC: usize = 4;

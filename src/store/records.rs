@@ -189,7 +189,7 @@ struct OrgV1<'a> {
 }
 
 /// An organization with its quota period (tag 14, schema 6). A tag-2 record ([`OrgV1`]) reads
-/// as one on calendar months; every write is tag 14.
+/// as one on calendar months; a tag-14 one, with the default alert thresholds.
 #[derive(Serialize, Deserialize)]
 struct OrgV2<'a> {
     org: OrgV1<'a>,
@@ -197,6 +197,15 @@ struct OrgV2<'a> {
     period: u8,
     /// The billing anchor (days from the common era), when anchored.
     anchor: Option<i32>,
+}
+
+/// An organization with its quota period and usage alert thresholds (tag 15, schema 7): every
+/// write is tag 15.
+#[derive(Serialize, Deserialize)]
+struct OrgV3<'a> {
+    org: OrgV2<'a>,
+    /// Usage alert thresholds in percent, ascending; `None`: the defaults.
+    alerts: Option<Vec<u32>>,
 }
 
 fn period_out(p: QuotaPeriod) -> (u8, Option<i32>) {
@@ -224,7 +233,7 @@ fn period_in(kind: u8, anchor: Option<i32>) -> Result<QuotaPeriod> {
 }
 
 impl Stored for OrgRecord {
-    const TAG: Tag = Tag::OrgV2;
+    const TAG: Tag = Tag::OrgV3;
 
     fn own_key(&self) -> Option<Vec<u8>> {
         Some(keys::one(&self.org.id))
@@ -256,27 +265,37 @@ impl Stored for OrgRecord {
             monthly_requests: limit_out(l.monthly_requests),
         };
         let (period, anchor) = period_out(self.period);
-        let record = OrgV2 {
-            org: record,
-            period,
-            anchor,
+        let record = OrgV3 {
+            org: OrgV2 {
+                org: record,
+                period,
+                anchor,
+            },
+            alerts: self.alerts.clone(),
         };
         codec::encode(Self::TAG, &record)
     }
 
     fn decode(bytes: &[u8]) -> Result<OrgRecord> {
-        if bytes.first() == Some(&(Tag::Org as u8)) {
-            let r: OrgV1 = codec::decode(Tag::Org, bytes)?;
-            return org_of(r, QuotaPeriod::CalendarMonth);
-        }
-        let r: OrgV2 = codec::decode(Self::TAG, bytes)?;
+        let (r, alerts) = match bytes.first() {
+            Some(&t) if t == Tag::Org as u8 => {
+                let r: OrgV1 = codec::decode(Tag::Org, bytes)?;
+                return org_of(r, QuotaPeriod::CalendarMonth, None);
+            }
+            Some(&t) if t == Tag::OrgV2 as u8 => (codec::decode(Tag::OrgV2, bytes)?, None),
+            _ => {
+                let r: OrgV3 = codec::decode(Self::TAG, bytes)?;
+                (r.org, r.alerts)
+            }
+        };
+        let r: OrgV2 = r;
         let period = period_in(r.period, r.anchor)?;
-        org_of(r.org, period)
+        org_of(r.org, period, alerts)
     }
 }
 
 /// The record of a stored organization.
-fn org_of(r: OrgV1<'_>, period: QuotaPeriod) -> Result<OrgRecord> {
+fn org_of(r: OrgV1<'_>, period: QuotaPeriod, alerts: Option<Vec<u32>>) -> Result<OrgRecord> {
     {
         Ok(OrgRecord {
             org: Organization {
@@ -307,6 +326,7 @@ fn org_of(r: OrgV1<'_>, period: QuotaPeriod) -> Result<OrgRecord> {
                 monthly_requests: limit_in(r.monthly_requests),
             },
             period,
+            alerts,
         })
     }
 }
@@ -742,6 +762,8 @@ pub(crate) struct OrgRecord {
     pub(crate) overrides: LimitOverrides,
     /// How the usage quota resets (schema 6; older records read as calendar months).
     pub(crate) period: QuotaPeriod,
+    /// Usage alert thresholds in percent, ascending (schema 6); `None`: the defaults.
+    pub(crate) alerts: Option<Vec<u32>>,
 }
 
 /// What `get_organization` reads of one organization, in one read

@@ -33,7 +33,11 @@ use crate::model::user::{search_terms, User};
 ///   record reads as the calendar month, so nothing is rewritten); `usage_month` holds a total
 ///   per quota period keyed by its first day number instead of per `yyyymm`: the step
 ///   re-keys every row to its calendar month's first day.
-pub(crate) const SCHEMA_VERSION: u32 = 6;
+/// - 7: usage alerts. Organizations are written as tag 15 (with their alert thresholds; a
+///   tag-14 record reads as the defaults, so nothing is rewritten); `usage_alert_state` (org,
+///   threshold percent → the first day of the period it was last announced in). The step only
+///   creates the (empty) table.
+pub(crate) const SCHEMA_VERSION: u32 = 7;
 
 pub(crate) const SCHEMA_KEY: &str = "schema_version";
 pub(crate) const AUDIT_SEQ: &str = "audit_seq";
@@ -79,8 +83,9 @@ fn upgrade_from(tx: &mut dyn KvWrite, from: u64) -> Result<()> {
             member_search(tx)?;
             directory_search(tx)
         }
-        // `create_tables` made the new, empty table.
-        4 => Ok(()),
+        // `create_tables` made the new, empty table (5: `entitlement_overrides`; 7:
+        // `usage_alert_state`).
+        4 | 6 => Ok(()),
         5 => period_keys(tx),
         other => Err(Error::storage(format!(
             "no migration from schema version {other}"

@@ -41,10 +41,11 @@ pub(crate) enum Table {
     Audit,
     AuditByOrg,
     EntitlementOverrides,
+    AlertState,
 }
 
 impl Table {
-    pub(crate) const ALL: [Table; 37] = [
+    pub(crate) const ALL: [Table; 38] = [
         Table::Meta,
         Table::Users,
         Table::UserEmail,
@@ -82,6 +83,7 @@ impl Table {
         Table::Audit,
         Table::AuditByOrg,
         Table::EntitlementOverrides,
+        Table::AlertState,
     ];
 
     /// The on-disk name. Never change one: files already written use it.
@@ -125,6 +127,7 @@ impl Table {
             Table::Audit => "audit",
             Table::AuditByOrg => "audit_by_org",
             Table::EntitlementOverrides => "entitlement_overrides",
+            Table::AlertState => "usage_alert_state",
         }
     }
 }

@@ -22,6 +22,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::ids;
+use crate::model::alert::{valid_thresholds, THRESHOLDS_MAX, THRESHOLD_PERCENT_MAX};
 use crate::model::audit::AuditEvent;
 use crate::model::entitlement::{valid_name, EntitlementValue, LIMIT_MAX, SEED_LIMITS};
 use crate::model::membership::Membership;
@@ -70,7 +71,10 @@ fn org_and_number(table: Table, key: &[u8]) -> Result<(String, u32)> {
 /// - 4: quota periods. An organization carries `quota_period` (when not the calendar month)
 ///   and usage totals are `usage_period` records (first and last day) instead of
 ///   `usage_month`; older exports' `usage_month` records import as calendar months.
-pub(crate) const EXPORT_VERSION: u32 = 4;
+/// - 5: usage alerts. An organization carries `usage_alerts` (its thresholds, when not the
+///   defaults), and `usage_alert_fired` records name the period each threshold was last
+///   announced in; the header may carry `usage_pruned_before`. Older exports have none.
+pub(crate) const EXPORT_VERSION: u32 = 5;
 
 /// Visits every record of the database, header first.
 pub(crate) fn export<R: KvRead + ?Sized>(
@@ -94,6 +98,7 @@ pub(crate) fn export<R: KvRead + ?Sized>(
             organization: Box::new(o.org),
             limit_overrides: o.overrides,
             quota_period: o.period,
+            usage_alerts: o.alerts,
         })
     })?;
     each(
@@ -154,6 +159,28 @@ pub(crate) fn export<R: KvRead + ?Sized>(
             period_start,
             period_end,
             total,
+        })?;
+    }
+    let mut fired = Vec::new();
+    tx.scan(Table::AlertState, &[], None, false, &mut |k, v| {
+        let mut r = KeyReader::new(k);
+        let org = r
+            .str()
+            .ok_or_else(|| bad_key(Table::AlertState))?
+            .to_owned();
+        let percent = r.u32().ok_or_else(|| bad_key(Table::AlertState))?;
+        fired.push((org, percent, codec::decode_u64(v)?));
+        Ok(true)
+    })?;
+    for (organization_id, threshold_percent, period) in fired {
+        let period_start = u32::try_from(period)
+            .ok()
+            .and_then(day_from_number)
+            .ok_or_else(|| bad_key(Table::AlertState))?;
+        out(Record::UsageAlertFired {
+            organization_id,
+            threshold_percent,
+            period_start,
         })?;
     }
     let mut days = Vec::new();
@@ -300,7 +327,21 @@ pub(crate) fn import(tx: &mut dyn Writes, state: &mut ImportState, record: Recor
             organization,
             limit_overrides,
             quota_period,
+            usage_alerts,
         } => {
+            if usage_alerts
+                .as_deref()
+                .is_some_and(|t| !valid_thresholds(t))
+            {
+                return Err(refused(
+                    "organization",
+                    format!(
+                        "{}: usage_alerts must be at most {THRESHOLDS_MAX} ascending \
+                         percentages from 1 to {THRESHOLD_PERCENT_MAX}",
+                        organization.id
+                    ),
+                ));
+            }
             if tx.org(&organization.id)?.is_some()
                 || tx.org_id_by_slug(&organization.slug)?.is_some()
             {
@@ -313,6 +354,7 @@ pub(crate) fn import(tx: &mut dyn Writes, state: &mut ImportState, record: Recor
                 org: *organization,
                 overrides: limit_overrides,
                 period: quota_period,
+                alerts: usage_alerts,
             })?;
         }
         Record::Membership(m) => {
@@ -462,6 +504,29 @@ pub(crate) fn import(tx: &mut dyn Writes, state: &mut ImportState, record: Recor
                 ));
             }
             tx.put_period_usage(&organization_id, span, total)?;
+        }
+        Record::UsageAlertFired {
+            organization_id,
+            threshold_percent,
+            period_start,
+        } => {
+            if tx.org(&organization_id)?.is_none() {
+                return Err(refused(
+                    "usage_alert_fired",
+                    format!("names a missing organization {organization_id}"),
+                ));
+            }
+            if !(1..=THRESHOLD_PERCENT_MAX).contains(&threshold_percent) {
+                return Err(refused(
+                    "usage_alert_fired",
+                    format!("threshold {threshold_percent} is not 1 to {THRESHOLD_PERCENT_MAX}"),
+                ));
+            }
+            tx.put_alert_fired(
+                &organization_id,
+                threshold_percent,
+                Some(day_number(period_start)),
+            )?;
         }
         Record::UsageDay {
             organization_id,

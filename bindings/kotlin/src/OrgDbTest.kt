@@ -732,6 +732,34 @@ fun quotaPeriods(env: Env) {
     }
 }
 
+fun usageAlerts(env: Env) {
+    env.clock.set(Instant.parse("2024-03-10T12:00:00Z"))
+    val db = OrgDb.inMemoryWith(
+        Options(clock = env.clock, plans = mapOf("metered" to Limits(monthlyRequests = 100uL)), defaultPlan = "metered"),
+    )
+    db.use {
+        val owner = db.createUser(NewUser(email = "owner@example.com", name = "Owner"))
+        val org = db.createOrganization(owner.id, NewOrganization(name = "Acme")).organization
+        val defaults = db.usageAlerts(actor(owner), org.id)
+        ensure(defaults.defaultThresholds) { "defaults" }
+        eq(defaults.alerts.map { it.thresholdPercent }, listOf(80u, 100u), "80 and 100")
+        val set = db.setUsageAlerts(actor(owner), org.id, listOf(90u, 50u))
+        eq(set.alerts.map { Pair(it.thresholdPercent, it.mark) }, listOf(Pair(50u, 50uL), Pair(90u, 90uL)), "ascending, with marks")
+        db.recordUsage(org.id, UsageEvent(count = 60uL))
+        val now = db.usageAlerts(actor(owner), org.id)
+        ensure(now.alerts[0].firedThisPeriod) { "50 % announced" }
+        eq(now.alerts[0].firedPeriodStart, "2024-03-01", "in March")
+        ensure(!now.alerts[1].reached) { "90 % not reached" }
+        val announced = db.auditLog(Actor.System, org.id, 0uL, 100u).filter { it.action == "usage.threshold" }
+        eq(announced.size, 1, "one event")
+        val bad = expect<OrgDbException.Validation> { db.setUsageAlerts(actor(owner), org.id, listOf(50u, 0u)) }
+        eq(bad.details.keys, setOf("thresholds[1]"), "field named")
+        eq(db.setUsageAlerts(actor(owner), org.id, listOf()).alerts.size, 0, "silenced")
+        ensure(db.setUsageAlerts(Actor.System, org.id, null).defaultThresholds) { "back to the defaults" }
+        ensure(db.check().ok) { "check" }
+    }
+}
+
 /** Thrown by a test that cannot run here. */
 class Skip(reason: String) : Exception(reason)
 
@@ -764,6 +792,7 @@ fun main() {
         "entitlements: features, overrides, the projects limit" to ::entitlements,
         "entitlements: soft limits with an overage cap" to ::softLimits,
         "entitlements: quota periods and the billing anchor" to ::quotaPeriods,
+        "entitlements: usage alerts" to ::usageAlerts,
     )
     var passed = 0
     var failed = 0

@@ -17,3 +17,15 @@ def raises(variant, call, *args, **kwargs):
     err = caught.value
     assert isinstance(err, orgdb.OrgDbError)
     return err
+
+
+def metered(clock, monthly_requests=10):
+    """An in-memory database on `clock` whose default plan, "metered", allows
+    `monthly_requests` a quota period."""
+    return orgdb.OrgDb.in_memory_with(
+        orgdb.Options(
+            clock=clock,
+            plans={"metered": orgdb.Limits(monthly_requests=monthly_requests)},
+            default_plan="metered",
+        )
+    )

@@ -4,17 +4,7 @@ and reports."""
 from datetime import datetime, timezone
 
 import orgdb
-from helpers import as_user, raises
-
-
-def metered(clock):
-    return orgdb.OrgDb.in_memory_with(
-        orgdb.Options(
-            clock=clock,
-            plans={"metered": orgdb.Limits(monthly_requests=10)},
-            default_plan="metered",
-        )
-    )
+from helpers import as_user, metered, raises
 
 
 def owned_org(db):

@@ -200,6 +200,29 @@ pub(crate) enum Cmd {
         #[arg(long, value_name = "month|day|week|year")]
         every: Option<String>,
     },
+    /// The organization's usage alerts: each threshold (percent of `monthly_requests`), its
+    /// mark, whether the current period reached it and when it was last announced.
+    UsageAlerts {
+        /// Organization id or slug.
+        org: String,
+    },
+    /// Set the usage alert thresholds (owners): `--thresholds 50,90,100`, `--defaults` (80
+    /// and 100) or `--none`. Each crossing appends a `usage.threshold` audit event, once per
+    /// quota period.
+    #[command(group(ArgGroup::new("alerts").required(true).args(["thresholds", "defaults", "none"])))]
+    SetUsageAlerts {
+        /// Organization id or slug.
+        org: String,
+        /// Percentages, comma-separated (1 to 1000; above 100 announces overage).
+        #[arg(long, value_name = "P,P,...")]
+        thresholds: Option<String>,
+        /// Back to the defaults, 80 % and 100 %.
+        #[arg(long)]
+        defaults: bool,
+        /// No alerts.
+        #[arg(long)]
+        none: bool,
+    },
     /// Delete an organization with everything in it (owners); its audit log stays.
     Delete {
         /// Organization id or slug.
@@ -411,6 +434,42 @@ pub(crate) fn run(app: &App, cmd: Cmd) -> Result<()> {
             };
             let org = app.org(&org)?;
             out.ok(&db.set_billing_anchor(actor, &org, rule)?, View::Record);
+        }
+        Cmd::UsageAlerts { org } => {
+            let org = app.org(&org)?;
+            out.ok(&db.usage_alerts(actor, &org)?, View::Record);
+        }
+        Cmd::SetUsageAlerts {
+            org,
+            thresholds,
+            defaults,
+            none,
+        } => {
+            let list: Option<Vec<u32>> = match (thresholds, defaults, none) {
+                (Some(text), _, _) => Some(
+                    text.split(',')
+                        .filter(|t| !t.trim().is_empty())
+                        .map(|t| {
+                            t.trim().trim_end_matches('%').parse::<u32>().map_err(|_| {
+                                invalid("thresholds", "Must be percentages, e.g. 50,90,100")
+                            })
+                        })
+                        .collect::<Result<_, _>>()?,
+                ),
+                (None, true, _) => None,
+                (None, false, true) => Some(Vec::new()),
+                (None, false, false) => {
+                    return Err(invalid(
+                        "thresholds",
+                        "Give --thresholds, --defaults or --none",
+                    ))
+                }
+            };
+            let org = app.org(&org)?;
+            out.ok(
+                &db.set_usage_alerts(actor, &org, list.as_deref())?,
+                View::Record,
+            );
         }
         Cmd::Delete { org } => {
             let org = app.org(&org)?;

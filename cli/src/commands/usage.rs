@@ -13,7 +13,7 @@ use crate::output::View;
 #[derive(Debug, Subcommand)]
 pub(crate) enum Cmd {
     /// Record usage (durable when the command returns). Refused whole with quota_exceeded
-    /// when the month's total would pass the limit.
+    /// when the quota period's total would pass the limit.
     Record {
         /// Organization id or slug.
         org: String,

@@ -135,7 +135,21 @@ pub(super) fn org_of(r: &Row) -> Result<OrgRecord> {
             monthly_requests: limit_of(get(r, 18)?)?,
         },
         period: period_of(get(r, 21)?, get(r, 22)?)?,
+        alerts: alerts_of(get(r, 23)?)?,
     })
+}
+
+/// Alert thresholds from `alert_thresholds` (NULL: the defaults).
+pub(super) fn alerts_of(v: Option<Vec<i32>>) -> Result<Option<Vec<u32>>> {
+    v.map(|v| {
+        v.into_iter()
+            .map(|t| {
+                u32::try_from(t)
+                    .map_err(|_| Error::corrupted(format!("organizations: alert threshold {t}")))
+            })
+            .collect()
+    })
+    .transpose()
 }
 
 /// A quota period from its columns (`quota_period`, `billing_anchor`).
@@ -302,13 +316,13 @@ macro_rules! org_columns {
         "id, name, slug, external_id, description, plan, city, state, zipcode, country,
         pin_protection, settings, metadata, created_at, updated_at, limit_mcps, limit_api_keys,
         limit_team_members, limit_monthly_requests, address_line1, address_line2,
-        quota_period, billing_anchor, count_viewer, count_member, count_admin, count_owner, count_mcp, count_api_key,
+        quota_period, billing_anchor, alert_thresholds, count_viewer, count_member, count_admin, count_owner, count_mcp, count_api_key,
         resource_columns"
     };
 }
 
 /// Where [`stats_of`]'s columns start in a row of [`ORG_SELECT`].
-pub(super) const ORG_STATS_AT: usize = 23;
+pub(super) const ORG_STATS_AT: usize = 24;
 
 pub(super) const ORG_SELECT: &str = concat!("SELECT ", org_columns!(), " FROM organizations");
 

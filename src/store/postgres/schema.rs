@@ -15,7 +15,7 @@ use crate::model::user::search_terms;
 use super::pg_err;
 
 /// The schema version this build writes. A database of a newer version is refused.
-pub(crate) const SCHEMA_VERSION: i64 = 5;
+pub(crate) const SCHEMA_VERSION: i64 = 6;
 
 /// Versions 1 to 4: a usage total per calendar month (`month` is yyyymm); version 5 moves the
 /// rows to `usage_periods`.
@@ -293,8 +293,21 @@ const USAGE_LEASES: &str = r#"CREATE TABLE IF NOT EXISTS usage_leases (
         PRIMARY KEY (organization_id, period_start, holder)
     )"#;
 
+/// Version 6: usage alerts. An organization's thresholds in percent of `monthly_requests`,
+/// ascending (NULL: the defaults, 80 and 100); the period (its first day) in which each
+/// threshold's crossing was last announced, so that it is announced once per period.
+const V6: &[&str] = &[
+    "ALTER TABLE organizations ADD COLUMN IF NOT EXISTS alert_thresholds INTEGER[]",
+    r#"CREATE TABLE IF NOT EXISTS usage_alert_state (
+        organization_id TEXT COLLATE "C" NOT NULL,
+        threshold_percent INTEGER NOT NULL,
+        period_start DATE NOT NULL,
+        PRIMARY KEY (organization_id, threshold_percent)
+    )"#,
+];
+
 /// The migrations in order: `MIGRATIONS[n]` takes a database from version `n` to `n + 1`.
-const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5];
+const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6];
 
 /// Creates or upgrades the schema, one idempotent statement at a time, then records the
 /// version. A database written by a newer orgdb is `incompatible_version`.

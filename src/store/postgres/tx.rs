@@ -301,6 +301,10 @@ impl<'c> PgTx<'c> {
         self.forget_org(&o.id);
         let (settings, metadata) = (map_json(&o.settings.extra), map_json(&o.metadata));
         let (period, anchor) = period_columns(rec.period);
+        let alerts: Option<Vec<i32>> = rec
+            .alerts
+            .as_ref()
+            .map(|v| v.iter().map(|&t| t.min(i32::MAX as u32) as i32).collect());
         let limits = [
             limit_value(l.mcps, "mcps")?,
             limit_value(l.api_keys, "api_keys")?,
@@ -333,6 +337,7 @@ impl<'c> PgTx<'c> {
                 &o.address_line2,
                 &period,
                 &anchor,
+                &alerts,
             ],
         )?;
         Ok(())
@@ -380,6 +385,10 @@ const COUNTS: &[(&str, &str)] = &[
     (
         "entitlement_overrides",
         "SELECT count(*) FROM entitlement_overrides",
+    ),
+    (
+        "usage_alert_state",
+        "SELECT count(*) FROM usage_alert_state",
     ),
     ("audit_events", "SELECT count(*) FROM audit_events"),
     (
@@ -1083,6 +1092,32 @@ impl Reads for PgTx<'_> {
             .collect()
     }
 
+    fn alert_fired(&self, org: &str, percent: u32) -> Result<Option<u32>> {
+        let percent = i32::try_from(percent).unwrap_or(i32::MAX);
+        self.row(
+            "SELECT period_start FROM usage_alert_state
+             WHERE organization_id = $1 AND threshold_percent = $2",
+            &[&org, &percent],
+        )?
+        .map(|r| Ok(day_number(get::<NaiveDate>(&r, 0)?)))
+        .transpose()
+    }
+
+    fn alert_states(&self, org: &str) -> Result<Vec<(u32, u32)>> {
+        self.rows(
+            "SELECT threshold_percent, period_start FROM usage_alert_state
+             WHERE organization_id = $1 ORDER BY threshold_percent",
+            &[&org],
+        )?
+        .iter()
+        .map(|r| {
+            let percent = u32::try_from(get::<i32>(r, 0)?)
+                .map_err(|_| Error::corrupted("negative alert threshold"))?;
+            Ok((percent, day_number(get::<NaiveDate>(r, 1)?)))
+        })
+        .collect()
+    }
+
     fn audit_events(
         &self,
         org: Option<&str>,
@@ -1213,9 +1248,9 @@ impl Writes for PgTx<'_> {
                 state, zipcode, country, pin_protection, settings, metadata, created_at,
                 updated_at, limit_mcps, limit_api_keys, limit_team_members,
                 limit_monthly_requests, address_line1, address_line2, quota_period,
-                billing_anchor)
+                billing_anchor, alert_thresholds)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                $17, $18, $19, $20, $21, $22, $23)",
+                $17, $18, $19, $20, $21, $22, $23, $24)",
             rec,
         )
     }
@@ -1232,7 +1267,7 @@ impl Writes for PgTx<'_> {
                 created_at = $14, updated_at = $15, limit_mcps = $16, limit_api_keys = $17,
                 limit_team_members = $18, limit_monthly_requests = $19,
                 address_line1 = $20, address_line2 = $21, quota_period = $22,
-                billing_anchor = $23
+                billing_anchor = $23, alert_thresholds = $24
              WHERE id = $1",
             new,
         )
@@ -1723,6 +1758,7 @@ impl Writes for PgTx<'_> {
             "DELETE FROM idempotency_keys WHERE organization_id = $1",
             "DELETE FROM usage_leases WHERE organization_id = $1",
             "DELETE FROM entitlement_overrides WHERE organization_id = $1",
+            "DELETE FROM usage_alert_state WHERE organization_id = $1",
         ] {
             self.exec(sql, &[&org])?;
         }
@@ -1755,6 +1791,25 @@ impl Writes for PgTx<'_> {
                 enabled = excluded.enabled, limit_value = excluded.limit_value",
             &[&org, &name, &value.kind().as_str(), &enabled, &limit],
         )?;
+        Ok(())
+    }
+
+    fn put_alert_fired(&mut self, org: &str, percent: u32, period: Option<u32>) -> Result<()> {
+        let percent = i32::try_from(percent).unwrap_or(i32::MAX);
+        match period {
+            Some(period) => self.exec(
+                "INSERT INTO usage_alert_state (organization_id, threshold_percent, period_start)
+                 VALUES ($1, $2, $3)
+                 ON CONFLICT (organization_id, threshold_percent) DO UPDATE
+                 SET period_start = excluded.period_start",
+                &[&org, &percent, &date_of(period)?],
+            )?,
+            None => self.exec(
+                "DELETE FROM usage_alert_state
+                 WHERE organization_id = $1 AND threshold_percent = $2",
+                &[&org, &percent],
+            )?,
+        };
         Ok(())
     }
 

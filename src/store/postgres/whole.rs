@@ -91,6 +91,9 @@ const PROBLEMS: &[&str] = &[
             || ' is not a period of its quota period'
      FROM usage_periods p
      WHERE period_end < period_start",
+    "SELECT 'usage_alert_state: row of missing organization ' || organization_id
+     FROM usage_alert_state a
+     WHERE NOT EXISTS (SELECT 1 FROM organizations o WHERE o.id = a.organization_id)",
     "SELECT 'idempotency: key of a missing organization ' || organization_id
      FROM idempotency_keys k
      WHERE NOT EXISTS (SELECT 1 FROM organizations o WHERE o.id = k.organization_id)",
@@ -313,6 +316,7 @@ pub(super) fn export(tx: &dyn Query, visit: &mut dyn FnMut(Record) -> Result<()>
             organization: Box::new(o.org),
             limit_overrides: o.overrides,
             quota_period: o.period,
+            usage_alerts: o.alerts,
         })?
     });
     each!(
@@ -365,6 +369,19 @@ pub(super) fn export(tx: &dyn Query, visit: &mut dyn FnMut(Record) -> Result<()>
                 period_start: get(r, 1)?,
                 period_end: get(r, 2)?,
                 total: unsigned(get(r, 3)?)?,
+            })?
+        }
+    );
+    each!(
+        tx,
+        "SELECT organization_id, threshold_percent, period_start FROM usage_alert_state
+         ORDER BY organization_id, threshold_percent",
+        |r| {
+            out(Record::UsageAlertFired {
+                organization_id: get(r, 0)?,
+                threshold_percent: u32::try_from(get::<i32>(r, 1)?)
+                    .map_err(|_| Error::corrupted("negative alert threshold"))?,
+                period_start: get(r, 2)?,
             })?
         }
     );
