@@ -250,3 +250,59 @@ fn export_and_import_carry_alerts() {
     );
     assert_eq!(other.stats().unwrap(), open().0.stats().unwrap());
 }
+
+/// Announcements are kept per period: with a daily quota, a correction of an earlier day that
+/// takes it under a mark and back over it announces nothing again, though a later day has
+/// announced the same threshold since.
+#[test]
+fn corrections_of_an_earlier_period_announce_nothing_twice() {
+    let (db, clock) = open();
+    let (org, _) = org(&db, "Acme", "metered");
+    db.set_billing_anchor(&Actor::System, &org, orgdb::QuotaPeriod::Day)
+        .unwrap();
+    record(&db, &org, 85);
+    clock.set(at(2024, 1, 11));
+    record(&db, &org, 85);
+    let both = [(80, "2024-01-10".to_owned()), (80, "2024-01-11".to_owned())];
+    assert_eq!(announced(&db, &org), both);
+    correct(&db, &org, date(2024, 1, 10), -10);
+    correct(&db, &org, date(2024, 1, 10), 10);
+    assert_eq!(announced(&db, &org), both);
+    assert_sound(&db);
+}
+
+/// Announcing is by level, not by crossing: a threshold added below the total, and a limit
+/// changed under it, are announced by the next growth of the period (once per limit).
+#[test]
+fn thresholds_already_reached_are_announced_by_the_next_growth() {
+    let (db, _) = open();
+    let (org, _) = org(&db, "Acme", "metered");
+    db.set_usage_alerts(&Actor::System, &org, Some(&[90]))
+        .unwrap();
+    record(&db, &org, 60);
+    assert_eq!(announced(&db, &org), []);
+    // 50 % is reached already: the next event announces it.
+    db.set_usage_alerts(&Actor::System, &org, Some(&[50, 90]))
+        .unwrap();
+    record(&db, &org, 1);
+    let jan = "2024-01-01".to_owned();
+    assert_eq!(announced(&db, &org), [(50, jan.clone())]);
+    // A limit of 120: 50 % is 60, reached under a new limit, so announced once more; 90 %
+    // (108) is not reached.
+    db.set_limit_overrides(
+        &Actor::System,
+        &org,
+        &orgdb::LimitOverrides {
+            monthly_requests: Some(orgdb::Limit::Count(120)),
+            ..Default::default()
+        }
+        .into(),
+    )
+    .unwrap();
+    record(&db, &org, 1);
+    record(&db, &org, 1);
+    assert_eq!(announced(&db, &org), [(50, jan.clone()), (50, jan.clone())]);
+    let alerts = db.usage_alerts(&Actor::System, &org).unwrap();
+    assert!(alerts.alerts[0].fired_this_period && !alerts.alerts[1].reached);
+    assert_sound(&db);
+}

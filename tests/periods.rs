@@ -350,6 +350,9 @@ fn a_rule_that_would_need_pruned_days_is_refused() {
     let (db, clock) = open_at(at(2024, 3, 10));
     let (org, _) = org(&db, "Acme", "big");
     db.record_usage(&org, &UsageEvent::new(100)).unwrap();
+    // May 2: in the week from Apr 29, which starts before the mark.
+    clock.set(at(2024, 5, 2));
+    db.record_usage(&org, &UsageEvent::new(5)).unwrap();
     clock.set(at(2024, 5, 10));
     db.record_usage(&org, &UsageEvent::new(20)).unwrap();
     clock.set(at(2024, 6, 20));
@@ -368,10 +371,12 @@ fn a_rule_that_would_need_pruned_days_is_refused() {
     assert_eq!(period.rule, QuotaPeriod::CalendarMonth);
     assert_eq!(used(&db, &org), 3);
 
-    // Weeks from May 13 (the oldest open day is May 16): all after the mark.
+    // Weeks from May 13 (the oldest open day is May 16): all after the mark. The closed
+    // week from Apr 29 keeps what remains of its days (May 2's 5).
     db.set_billing_anchor(&Actor::System, &org, QuotaPeriod::Week)
         .unwrap();
     assert_eq!(used(&db, &org), 3);
+    assert_sound(&db);
     db.set_billing_anchor(&Actor::System, &org, QuotaPeriod::CalendarMonth)
         .unwrap();
     assert_eq!(used(&db, &org), 3);
@@ -386,7 +391,7 @@ fn a_rule_that_would_need_pruned_days_is_refused() {
             },
         )
         .unwrap();
-    assert_eq!(may.requests.total, 20);
+    assert_eq!(may.requests.total, 25);
     assert_sound(&db);
 
     let mut out = Vec::new();
@@ -409,4 +414,10 @@ fn a_rule_that_would_need_pruned_days_is_refused() {
         "conflict"
     );
     assert_eq!(used(&copy, &org), 3);
+
+    // An organization created after the mark lost nothing to it: any rule is taken.
+    let (late, _) = common::org(&db, "Late", "big");
+    db.set_billing_anchor(&Actor::System, &late, QuotaPeriod::Year)
+        .unwrap();
+    assert_sound(&db);
 }

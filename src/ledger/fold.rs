@@ -310,7 +310,6 @@ fn apply_deltas(
                 &PeriodGrowth {
                     org: &org,
                     span,
-                    before,
                     after,
                     quota,
                 },

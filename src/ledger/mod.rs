@@ -148,11 +148,10 @@ impl Quota {
     }
 }
 
-/// A period total a fold raised.
+/// A period total a fold raised, and to what.
 pub(crate) struct PeriodGrowth<'a> {
     pub(crate) org: &'a str,
     pub(crate) span: Span,
-    pub(crate) before: u64,
     pub(crate) after: u64,
     /// The organization's quota (its limit and alert thresholds).
     pub(crate) quota: Quota,
@@ -305,13 +304,12 @@ fn store_shared_usage(
 ) -> Result<()> {
     let totals: Vec<(Span, u64)> = periods.iter().map(|&(s, _, after)| (s, after)).collect();
     tx.apply_usage(org, &totals, days, keys)?;
-    for &(span, before, after) in periods {
+    for &(span, _, after) in periods {
         env.period_total_grew(
             tx,
             &PeriodGrowth {
                 org,
                 span,
-                before,
                 after,
                 quota,
             },

@@ -14,7 +14,9 @@ pub const THRESHOLD_PERCENT_MAX: u32 = 1_000;
 /// The count at which usage crosses `percent` of `limit` (rounded up), or `None` for a limit
 /// of 0, which has no thresholds.
 pub fn mark(limit: u64, percent: u32) -> Option<u64> {
-    (limit > 0).then(|| (u128::from(limit) * u128::from(percent)).div_ceil(100) as u64)
+    (limit > 0).then(|| {
+        u64::try_from((u128::from(limit) * u128::from(percent)).div_ceil(100)).unwrap_or(u64::MAX)
+    })
 }
 
 /// Whether `thresholds` are as an organization stores them: at most [`THRESHOLDS_MAX`], each
@@ -38,9 +40,10 @@ pub struct UsageAlert {
     pub mark: Option<u64>,
     /// The current period's total has reached it.
     pub reached: bool,
-    /// The first day of the last period whose crossing of it was announced (`None`: never).
+    /// The first day of the last period in which reaching it was announced (`None`: never).
     pub fired_period_start: Option<NaiveDate>,
-    /// It was announced in the current period (it fires once per period).
+    /// It was announced in the current period under the current limit (it is announced once
+    /// per period and limit).
     pub fired_this_period: bool,
 }
 
@@ -63,4 +66,20 @@ pub struct UsageAlerts {
     pub period_start: NaiveDate,
     /// Its last day.
     pub period_end: NaiveDate,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_round_up_and_saturate() {
+        assert_eq!(mark(100, 80), Some(80));
+        assert_eq!(mark(3, 50), Some(2));
+        assert_eq!(mark(0, 80), None);
+        // 1 000 % of a limit near i64::MAX does not fit a u64: the mark is out of reach.
+        assert_eq!(mark(i64::MAX as u64, 1_000), Some(u64::MAX));
+        assert!(valid_thresholds(&[1, 80, 1_000]));
+        assert!(!valid_thresholds(&[80, 80]) && !valid_thresholds(&[0]));
+    }
 }

@@ -100,15 +100,19 @@ pub enum Record {
         /// Requests counted in the period.
         total: u64,
     },
-    /// The last quota period in which a usage alert threshold's crossing was announced
-    /// (export format 5), so an import announces nothing twice.
+    /// A usage alert announced: a threshold reached in a quota period under a limit (export
+    /// format 5), so an import announces nothing twice.
     UsageAlertFired {
         /// The organization.
         organization_id: String,
+        /// The period's first day.
+        period_start: NaiveDate,
+        /// Its last day.
+        period_end: NaiveDate,
         /// The threshold, in percent.
         threshold_percent: u32,
-        /// The first day of that period.
-        period_start: NaiveDate,
+        /// The `monthly_requests` limit it was reached under.
+        limit: u64,
     },
     /// A day's usage.
     UsageDay {

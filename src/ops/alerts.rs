@@ -1,7 +1,7 @@
 //! Usage alerts: an organization's thresholds, and where its current period stands against
 //! them. The crossing itself is announced by the fold (`UsageEnv::period_total_grew`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
@@ -25,19 +25,28 @@ fn state(tx: &dyn Reads, ctx: &Ctx, rec: &OrgRecord) -> Result<UsageAlerts> {
     let used = super::orgs::usage(tx, ctx, rec)?.monthly_requests;
     let limit = super::limits(ctx, rec).monthly_requests;
     let span = Span::of(rec.period, day_number(ctx.now.date_naive()));
-    let fired: BTreeMap<u32, u32> = tx.alert_states(&rec.org.id)?.into_iter().collect();
+    // Each threshold's latest announced period, and whether this period's (under this limit)
+    // was announced.
+    let mut last: BTreeMap<u32, u32> = BTreeMap::new();
+    let mut now: BTreeSet<u32> = BTreeSet::new();
+    for fired in tx.alert_states(&rec.org.id)? {
+        let start = last.entry(fired.percent).or_default();
+        *start = (*start).max(fired.span.start);
+        if fired.span == span && Some(fired.limit) == limit {
+            now.insert(fired.percent);
+        }
+    }
     let thresholds = rec.alerts.as_deref().unwrap_or(&DEFAULT_THRESHOLDS);
     let alerts = thresholds
         .iter()
         .map(|&percent| {
             let mark = limit.and_then(|l| alert::mark(l, percent));
-            let last = fired.get(&percent).copied();
             UsageAlert {
                 threshold_percent: percent,
                 mark,
                 reached: mark.is_some_and(|m| used >= m),
-                fired_period_start: last.and_then(day_from_number),
-                fired_this_period: last == Some(span.start),
+                fired_period_start: last.get(&percent).copied().and_then(day_from_number),
+                fired_this_period: now.contains(&percent),
             }
         })
         .collect();
@@ -98,10 +107,14 @@ pub(crate) fn set(
         return Ok(());
     }
     let kept = wanted.as_deref().unwrap_or(&DEFAULT_THRESHOLDS);
-    for (percent, _) in tx.alert_states(org)? {
-        if !kept.contains(&percent) {
-            tx.put_alert_fired(org, percent, None)?;
-        }
+    let gone: BTreeSet<u32> = tx
+        .alert_states(org)?
+        .into_iter()
+        .map(|f| f.percent)
+        .filter(|p| !kept.contains(p))
+        .collect();
+    for percent in gone {
+        tx.forget_alerts(org, percent)?;
     }
     let new = OrgRecord {
         alerts: wanted,

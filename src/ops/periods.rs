@@ -60,16 +60,25 @@ pub(crate) fn set(
     if old.period == rule {
         return Ok(current(ctx, &old));
     }
-    // Day rows before the prune mark may be gone: a period of the new rule that starts before
-    // it cannot be computed again. One that can still change (late events reach back
-    // `LATE_WINDOW`) refuses the rule; closed ones keep no total.
+    // Every day row, read before the prune mark: a prune that commits between the two reads
+    // (another process, on a shared backend) is then seen by the mark, so the rows are never
+    // taken as complete after it removed some.
+    let first = day_number(chrono::NaiveDate::MIN);
+    let last = day_number(chrono::NaiveDate::MAX);
+    let rows = tx.day_rows(org, first, last)?;
+    // Day rows before the mark may be gone: a period of the new rule that starts before it
+    // cannot be computed again. One that can still change (late events reach back
+    // `LATE_WINDOW`) refuses the rule; a closed one keeps the total of the days that remain
+    // (its quota no longer matters). An organization created on or after the mark lost
+    // nothing to it.
+    let created = day_number(old.org.created_at.date_naive());
     let pruned = match tx.meta_u64(USAGE_PRUNED_BEFORE)? {
         Some(mark) => u32::try_from(mark).unwrap_or(u32::MAX),
         None => 0,
     };
     let oldest_open = day_number(time::minus(ctx.now, LATE_WINDOW).date_naive());
     let open = Span::of(rule, oldest_open);
-    if open.start < pruned {
+    if open.start < pruned && created < pruned {
         let (period_start, _) = open.dates();
         let (pruned_before, _) = Span {
             start: pruned,
@@ -87,14 +96,9 @@ pub(crate) fn set(
             ]),
         });
     }
-    let first = pruned.max(day_number(chrono::NaiveDate::MIN));
-    let last = day_number(chrono::NaiveDate::MAX);
     let mut totals: Vec<(Span, u64)> = Vec::new();
-    for (day, row) in tx.day_rows(org, first, last)? {
+    for (day, row) in rows {
         let span = Span::of(rule, day);
-        if span.start < pruned {
-            continue;
-        }
         match totals.last_mut() {
             Some((s, total)) if *s == span => *total = total.saturating_add(row.total),
             _ => totals.push((span, row.total)),

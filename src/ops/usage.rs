@@ -15,7 +15,7 @@ use crate::model::usage::{
     ApiKeyUsage, CorrectedUsage, DayUsage, Period, RequestTotals, ResourceUsage, UsageCorrection,
     UsageEvent, UsageQuery, UsageReport,
 };
-use crate::store::{day_number, OrgRecord, Reads, Writes, USAGE_PRUNED_BEFORE};
+use crate::store::{day_number, AlertFired, OrgRecord, Reads, Writes, USAGE_PRUNED_BEFORE};
 use crate::validate::Validator;
 
 /// Largest count of one event: 2^53, the largest integer JSON carries exactly.
@@ -344,34 +344,52 @@ impl UsageEnv for Ctx<'_> {
         }
     }
 
-    /// One `usage.threshold` audit event per alert threshold of the organization the
-    /// period's total crossed (`before < mark <= after`), once per period: the period a
-    /// threshold was last announced in is kept (`usage_alert_state`), so a total lowered by a
-    /// correction and raised again announces nothing twice. A limit of 0 has no thresholds.
+    /// One `usage.threshold` audit event per alert threshold of the organization that the
+    /// period's new total has reached (`after >= mark`) and that was not announced yet in this
+    /// period under this limit (`usage_alert_state`). Level, not edge: a threshold added below
+    /// the total, a limit lowered under it, or a change of rule that recomputed the total is
+    /// announced by the next growth; a total lowered by a correction and raised again
+    /// announces nothing twice. The state is read only when a mark is reached. A limit of 0
+    /// has no thresholds.
     fn period_total_grew(&self, tx: &mut dyn Writes, growth: &PeriodGrowth<'_>) -> Result<()> {
         let Some(limit) = growth.quota.limit else {
             return Ok(());
         };
-        for percent in growth.quota.alerts.iter() {
-            let Some(mark) = alert::mark(limit, percent) else {
+        let reached: Vec<u32> = growth
+            .quota
+            .alerts
+            .iter()
+            .filter(|&p| alert::mark(limit, p).is_some_and(|m| growth.after >= m))
+            .collect();
+        if reached.is_empty() {
+            return Ok(());
+        }
+        let fired = tx.alerts_fired(growth.org, growth.span)?;
+        for percent in reached {
+            if fired
+                .iter()
+                .any(|f| f.percent == percent && f.limit == limit)
+            {
                 continue;
-            };
-            if growth.before < mark && growth.after >= mark {
-                if tx.alert_fired(growth.org, percent)? == Some(growth.span.start) {
-                    continue;
-                }
-                tx.put_alert_fired(growth.org, percent, Some(growth.span.start))?;
-                let details = threshold_details(growth, u64::from(percent), limit);
-                record(
-                    tx,
-                    self,
-                    "system",
-                    Some(growth.org),
-                    "usage.threshold",
-                    growth.org,
-                    details,
-                )?;
             }
+            tx.put_alert_fired(
+                growth.org,
+                &AlertFired {
+                    span: growth.span,
+                    percent,
+                    limit,
+                },
+            )?;
+            let details = threshold_details(growth, u64::from(percent), limit);
+            record(
+                tx,
+                self,
+                "system",
+                Some(growth.org),
+                "usage.threshold",
+                growth.org,
+                details,
+            )?;
         }
         Ok(())
     }
@@ -515,7 +533,6 @@ pub(crate) fn correct(
             &PeriodGrowth {
                 org,
                 span,
-                before: period_before,
                 after: period_after,
                 quota: ctx.quota(&cleared.org),
             },

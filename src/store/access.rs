@@ -12,9 +12,9 @@ use super::keys::{
 };
 use super::CheckReport;
 use super::{
-    codec, org_terms, prefix_end, schema, DayRow, Directory, InvitationRecord, Key, KeyReader,
-    KvRead, KvWrite, MemberPos, MemberSet, OrgOverview, OrgRecord, OrgStats, ResourceRecord, Span,
-    Stored, Table, UsageAsk, UsageState, Visit,
+    codec, org_terms, prefix_end, schema, AlertFired, DayRow, Directory, InvitationRecord, Key,
+    KeyReader, KvRead, KvWrite, MemberPos, MemberSet, OrgOverview, OrgRecord, OrgStats,
+    ResourceRecord, Span, Stored, Table, UsageAsk, UsageState, Visit,
 };
 use crate::error::{Error, Result};
 use crate::model::audit::AuditEvent;
@@ -250,13 +250,11 @@ pub(crate) trait Reads {
     /// Every override of an organization, by name.
     fn entitlement_overrides(&self, org: &str) -> Result<Vec<(String, EntitlementValue)>>;
 
-    /// The first day number of the last period in which the crossing of alert threshold
-    /// `percent` was announced for the organization.
-    fn alert_fired(&self, org: &str, percent: u32) -> Result<Option<u32>>;
+    /// The usage alerts announced for the organization in the period `span`.
+    fn alerts_fired(&self, org: &str, span: Span) -> Result<Vec<AlertFired>>;
 
-    /// Every announced threshold of an organization: (percent, first day of that period), by
-    /// percent.
-    fn alert_states(&self, org: &str) -> Result<Vec<(u32, u32)>>;
+    /// Every usage alert announced for the organization, by period, then threshold.
+    fn alert_states(&self, org: &str) -> Result<Vec<AlertFired>>;
 
     /// Everything admitting usage of an organization reads, at once (one statement on a SQL
     /// backend): period totals with the quota live leases reserve (shared backends; 0 on a
@@ -393,9 +391,9 @@ pub(crate) trait Writes: Reads {
     /// other processes must count it). Nothing to do where there are no leases.
     fn move_leases(&mut self, org: &str, period: u32) -> Result<()>;
 
-    /// Deletes day rows before `day`, period totals of periods that ended before
-    /// `period_end` and idempotency records older than `key_cutoff` (micros), across
-    /// organizations.
+    /// Deletes day rows before `day`, period totals and announced alerts of periods that
+    /// ended before `period_end` and idempotency records older than `key_cutoff` (micros),
+    /// across organizations.
     fn prune_usage_rows(
         &mut self,
         day: u32,
@@ -407,9 +405,11 @@ pub(crate) trait Writes: Reads {
     /// its audit history: invitations, projects, resources, usage and idempotency records.
     fn remove_org_scoped(&mut self, org: &str) -> Result<()>;
 
-    /// Records that threshold `percent`'s crossing was announced in the period starting on
-    /// day number `period` (`None`: forgets it).
-    fn put_alert_fired(&mut self, org: &str, percent: u32, period: Option<u32>) -> Result<()>;
+    /// Records an announced usage alert (replacing one of the same period and threshold).
+    fn put_alert_fired(&mut self, org: &str, fired: &AlertFired) -> Result<()>;
+
+    /// Forgets every announcement of threshold `percent` (it was removed).
+    fn forget_alerts(&mut self, org: &str, percent: u32) -> Result<()>;
 
     /// Sets (`Some`) or removes (`None`) an organization's override of a named limit or
     /// feature.
@@ -1042,26 +1042,13 @@ impl<T: KvRead + ?Sized> Reads for T {
         Ok(out)
     }
 
-    fn alert_fired(&self, org: &str, percent: u32) -> Result<Option<u32>> {
-        let key = Key::new().str(org).u32(percent).into_vec();
-        self.get_u64(Table::AlertState, &key)?
-            .map(|v| u32::try_from(v).map_err(|_| Error::corrupted("bad usage alert state")))
-            .transpose()
+    fn alerts_fired(&self, org: &str, span: Span) -> Result<Vec<AlertFired>> {
+        let prefix = Key::new().str(org).u32(span.start).u32(span.end).into_vec();
+        alert_rows(self, &prefix)
     }
 
-    fn alert_states(&self, org: &str) -> Result<Vec<(u32, u32)>> {
-        let prefix = keys::one(org);
-        let mut out = Vec::new();
-        self.scan_prefix(Table::AlertState, &prefix, &mut |k, v| {
-            let percent = KeyReader::new(&k[prefix.len()..])
-                .u32()
-                .ok_or_else(|| Error::corrupted("bad usage alert state key"))?;
-            let period = u32::try_from(codec::decode_u64(v)?)
-                .map_err(|_| Error::corrupted("bad usage alert state"))?;
-            out.push((percent, period));
-            Ok(true)
-        })?;
-        Ok(out)
+    fn alert_states(&self, org: &str) -> Result<Vec<AlertFired>> {
+        alert_rows(self, &keys::one(org))
     }
 
     fn audit_events(
@@ -1757,6 +1744,20 @@ impl<T: KvWrite + ?Sized> Writes for T {
         for k in &doomed_periods {
             self.delete(Table::UsagePeriod, k)?;
         }
+        // Announced alerts of periods that ended before `period_end`, as their totals.
+        let mut doomed_alerts = Vec::new();
+        self.scan(Table::AlertState, &[], None, false, &mut |k, _| {
+            let mut r = KeyReader::new(k);
+            if let (Some(_), Some(_), Some(end)) = (r.str(), r.u32(), r.u32()) {
+                if end < period_end {
+                    doomed_alerts.push(k.to_vec());
+                }
+            }
+            Ok(true)
+        })?;
+        for k in &doomed_alerts {
+            self.delete(Table::AlertState, k)?;
+        }
         for k in &doomed_keys {
             self.delete(Table::Idempotency, k)?;
         }
@@ -1809,12 +1810,21 @@ impl<T: KvWrite + ?Sized> Writes for T {
         }
     }
 
-    fn put_alert_fired(&mut self, org: &str, percent: u32, period: Option<u32>) -> Result<()> {
-        let key = Key::new().str(org).u32(percent).into_vec();
-        match period {
-            Some(period) => self.put_u64(Table::AlertState, &key, u64::from(period)),
-            None => self.delete(Table::AlertState, &key).map(|_| ()),
+    fn put_alert_fired(&mut self, org: &str, fired: &AlertFired) -> Result<()> {
+        let key = keys::alert_key(org, fired.span, fired.percent);
+        self.put_u64(Table::AlertState, &key, fired.limit)
+    }
+
+    fn forget_alerts(&mut self, org: &str, percent: u32) -> Result<()> {
+        for fired in self.alert_states(org)? {
+            if fired.percent == percent {
+                self.delete(
+                    Table::AlertState,
+                    &keys::alert_key(org, fired.span, percent),
+                )?;
+            }
         }
+        Ok(())
     }
 
     fn append_audit(&mut self, mut event: AuditEvent) -> Result<AuditEvent> {
@@ -1856,4 +1866,27 @@ impl<T: KvWrite + ?Sized> Writes for T {
     fn single_audit_feed(&self) -> bool {
         true
     }
+}
+
+/// The announced alerts under `prefix` of `usage_alert_state` (an organization, or one of its
+/// periods): key `org ∅ start end percent`, value the limit.
+fn alert_rows<R: KvRead + ?Sized>(tx: &R, prefix: &[u8]) -> Result<Vec<AlertFired>> {
+    let mut out = Vec::new();
+    tx.scan_prefix(Table::AlertState, prefix, &mut |k, v| {
+        let mut r = KeyReader::new(k);
+        let bad = || Error::corrupted("bad usage alert state key");
+        r.str().ok_or_else(bad)?;
+        let (start, end, percent) = (
+            r.u32().ok_or_else(bad)?,
+            r.u32().ok_or_else(bad)?,
+            r.u32().ok_or_else(bad)?,
+        );
+        out.push(AlertFired {
+            span: Span { start, end },
+            percent,
+            limit: codec::decode_u64(v)?,
+        });
+        Ok(true)
+    })?;
+    Ok(out)
 }

@@ -508,13 +508,46 @@ pub(crate) fn check<R: KvRead + ?Sized>(tx: &R, now: DateTime<Utc>) -> Result<Ch
     for problem in period_problems(&rules, &period_days, &periods) {
         c.problem(problem);
     }
+    let thresholds: BTreeMap<&str, &[u32]> = orgs
+        .iter()
+        .map(|(_, o)| {
+            let list = o
+                .alerts
+                .as_deref()
+                .unwrap_or(&crate::model::alert::DEFAULT_THRESHOLDS);
+            (o.org.id.as_str(), list)
+        })
+        .collect();
+    for (id, list) in &thresholds {
+        if !crate::model::alert::valid_thresholds(list) {
+            c.problem(format!(
+                "organizations: {id} has alert thresholds that are not 1 to 1000 ascending"
+            ));
+        }
+    }
     for (key, value) in all(tx, Table::AlertState)? {
         let mut r = keys::KeyReader::new(&key);
-        match (r.str(), r.u32(), codec::decode_u64(&value)) {
-            (Some(org), Some(_), Ok(_)) if org_ids.contains(org) => {}
-            (Some(org), Some(_), Ok(_)) => c.problem(format!(
-                "usage_alert_state: row of missing organization {org}"
-            )),
+        let row = (
+            r.str(),
+            r.u32(),
+            r.u32(),
+            r.u32(),
+            codec::decode_u64(&value),
+        );
+        match row {
+            (Some(org), Some(start), Some(end), Some(percent), Ok(limit))
+                if start <= end && limit > 0 =>
+            {
+                match thresholds.get(org) {
+                    None => c.problem(format!(
+                        "usage_alert_state: row of missing organization {org}"
+                    )),
+                    Some(list) if !list.contains(&percent) => c.problem(format!(
+                        "usage_alert_state: {org} threshold {percent} is not one of its thresholds"
+                    )),
+                    Some(_) => {}
+                }
+            }
             _ => c.problem(format!("usage_alert_state: bad row {}", show(&key))),
         }
     }

@@ -175,6 +175,25 @@ impl Span {
     }
 }
 
+/// An announced usage alert: threshold `percent` was reached in the period `span` under the
+/// limit `limit` (a change of limit, or of rule, makes a new announcement due).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct AlertFired {
+    pub(crate) span: Span,
+    pub(crate) percent: u32,
+    pub(crate) limit: u64,
+}
+
+/// The key of an announced alert: organization, the period's first and last day, threshold.
+pub(crate) fn alert_key(org: &str, span: Span, percent: u32) -> Vec<u8> {
+    Key::new()
+        .str(org)
+        .u32(span.start)
+        .u32(span.end)
+        .u32(percent)
+        .into_vec()
+}
+
 /// The key of a period total: organization, the period's first day.
 pub(crate) fn period_key(org: &str, start: u32) -> Vec<u8> {
     Key::new().str(org).u32(start).into_vec()

@@ -26,7 +26,8 @@ pub(crate) use access::{KvReadExt, Reads, Writes};
 pub(crate) use backend::{Backend, Commit};
 pub use check::CheckReport;
 pub(crate) use keys::{
-    day_from_number, day_number, prefix_end, status_entry, Key, KeyReader, MemberPos, Span,
+    day_from_number, day_number, prefix_end, status_entry, AlertFired, Key, KeyReader, MemberPos,
+    Span,
 };
 pub(crate) use records::{
     fuzz_decode_all, org_terms, DayRow, Directory, InvitationRecord, MemberSet, OrgOverview,

@@ -762,7 +762,7 @@ pub(crate) struct OrgRecord {
     pub(crate) overrides: LimitOverrides,
     /// How the usage quota resets (schema 6; older records read as calendar months).
     pub(crate) period: QuotaPeriod,
-    /// Usage alert thresholds in percent, ascending (schema 6); `None`: the defaults.
+    /// Usage alert thresholds in percent, ascending (schema 7); `None`: the defaults.
     pub(crate) alerts: Option<Vec<u32>>,
 }
 

@@ -35,7 +35,7 @@ use crate::model::user::{search_terms, User};
 ///   re-keys every row to its calendar month's first day.
 /// - 7: usage alerts. Organizations are written as tag 15 (with their alert thresholds; a
 ///   tag-14 record reads as the defaults, so nothing is rewritten); `usage_alert_state` (org,
-///   threshold percent → the first day of the period it was last announced in). The step only
+///   period's first and last day, threshold → the limit it was announced under). The step only
 ///   creates the (empty) table.
 pub(crate) const SCHEMA_VERSION: u32 = 7;
 

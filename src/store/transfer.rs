@@ -17,8 +17,8 @@ use super::codec;
 use super::keys::KeyReader;
 use super::records::Stored;
 use super::{
-    day_from_number, day_number, schema, DayRow, InvitationRecord, KvRead, OrgRecord, Reads,
-    ResourceRecord, Span, Table, Writes,
+    day_from_number, day_number, schema, AlertFired, DayRow, InvitationRecord, KvRead, OrgRecord,
+    Reads, ResourceRecord, Span, Table, Writes,
 };
 use crate::error::{Error, Result};
 use crate::ids;
@@ -72,8 +72,8 @@ fn org_and_number(table: Table, key: &[u8]) -> Result<(String, u32)> {
 ///   and usage totals are `usage_period` records (first and last day) instead of
 ///   `usage_month`; older exports' `usage_month` records import as calendar months.
 /// - 5: usage alerts. An organization carries `usage_alerts` (its thresholds, when not the
-///   defaults), and `usage_alert_fired` records name the period each threshold was last
-///   announced in; the header may carry `usage_pruned_before`. Older exports have none.
+///   defaults), and `usage_alert_fired` records name each announcement (period, threshold,
+///   limit); the header may carry `usage_pruned_before`. Older exports have none.
 pub(crate) const EXPORT_VERSION: u32 = 5;
 
 /// Visits every record of the database, header first.
@@ -164,23 +164,27 @@ pub(crate) fn export<R: KvRead + ?Sized>(
     let mut fired = Vec::new();
     tx.scan(Table::AlertState, &[], None, false, &mut |k, v| {
         let mut r = KeyReader::new(k);
-        let org = r
-            .str()
-            .ok_or_else(|| bad_key(Table::AlertState))?
-            .to_owned();
-        let percent = r.u32().ok_or_else(|| bad_key(Table::AlertState))?;
-        fired.push((org, percent, codec::decode_u64(v)?));
+        let bad = || bad_key(Table::AlertState);
+        let org = r.str().ok_or_else(bad)?.to_owned();
+        let (start, end, percent) = (
+            r.u32().ok_or_else(bad)?,
+            r.u32().ok_or_else(bad)?,
+            r.u32().ok_or_else(bad)?,
+        );
+        fired.push((org, Span { start, end }, percent, codec::decode_u64(v)?));
         Ok(true)
     })?;
-    for (organization_id, threshold_percent, period) in fired {
-        let period_start = u32::try_from(period)
-            .ok()
-            .and_then(day_from_number)
-            .ok_or_else(|| bad_key(Table::AlertState))?;
+    for (organization_id, span, threshold_percent, limit) in fired {
+        let (period_start, period_end) = (
+            day_from_number(span.start).ok_or_else(|| bad_key(Table::AlertState))?,
+            day_from_number(span.end).ok_or_else(|| bad_key(Table::AlertState))?,
+        );
         out(Record::UsageAlertFired {
             organization_id,
-            threshold_percent,
             period_start,
+            period_end,
+            threshold_percent,
+            limit,
         })?;
     }
     let mut days = Vec::new();
@@ -507,8 +511,10 @@ pub(crate) fn import(tx: &mut dyn Writes, state: &mut ImportState, record: Recor
         }
         Record::UsageAlertFired {
             organization_id,
-            threshold_percent,
             period_start,
+            period_end,
+            threshold_percent,
+            limit,
         } => {
             if tx.org(&organization_id)?.is_none() {
                 return Err(refused(
@@ -522,10 +528,25 @@ pub(crate) fn import(tx: &mut dyn Writes, state: &mut ImportState, record: Recor
                     format!("threshold {threshold_percent} is not 1 to {THRESHOLD_PERCENT_MAX}"),
                 ));
             }
+            if period_end < period_start || limit == 0 || limit > LIMIT_MAX {
+                return Err(refused(
+                    "usage_alert_fired",
+                    format!(
+                        "{period_start}..{period_end} of {organization_id} with limit {limit} \
+                         is not an announcement"
+                    ),
+                ));
+            }
             tx.put_alert_fired(
                 &organization_id,
-                threshold_percent,
-                Some(day_number(period_start)),
+                &AlertFired {
+                    span: Span {
+                        start: day_number(period_start),
+                        end: day_number(period_end),
+                    },
+                    percent: threshold_percent,
+                    limit,
+                },
             )?;
         }
         Record::UsageDay {

@@ -294,15 +294,17 @@ const USAGE_LEASES: &str = r#"CREATE TABLE IF NOT EXISTS usage_leases (
     )"#;
 
 /// Version 6: usage alerts. An organization's thresholds in percent of `monthly_requests`,
-/// ascending (NULL: the defaults, 80 and 100); the period (its first day) in which each
-/// threshold's crossing was last announced, so that it is announced once per period.
+/// ascending (NULL: the defaults, 80 and 100); each announcement: the period, the threshold
+/// and the limit it was reached under, so that it is announced once per period and limit.
 const V6: &[&str] = &[
     "ALTER TABLE organizations ADD COLUMN IF NOT EXISTS alert_thresholds INTEGER[]",
     r#"CREATE TABLE IF NOT EXISTS usage_alert_state (
         organization_id TEXT COLLATE "C" NOT NULL,
-        threshold_percent INTEGER NOT NULL,
         period_start DATE NOT NULL,
-        PRIMARY KEY (organization_id, threshold_percent)
+        period_end DATE NOT NULL,
+        threshold_percent BIGINT NOT NULL CHECK (threshold_percent BETWEEN 1 AND 1000),
+        limit_value BIGINT NOT NULL CHECK (limit_value > 0),
+        PRIMARY KEY (organization_id, period_start, period_end, threshold_percent)
     )"#,
 ];
 

@@ -18,8 +18,9 @@ use crate::model::role::Role;
 use crate::model::transfer::Record;
 use crate::model::user::User;
 use crate::store::{
-    day_number, org_terms, CheckReport, DayRow, Directory, InvitationRecord, MemberPos, MemberSet,
-    OrgOverview, OrgRecord, OrgStats, Reads, ResourceRecord, Span, UsageAsk, UsageState, Writes,
+    day_number, org_terms, AlertFired, CheckReport, DayRow, Directory, InvitationRecord, MemberPos,
+    MemberSet, OrgOverview, OrgRecord, OrgStats, Reads, ResourceRecord, Span, UsageAsk, UsageState,
+    Writes,
 };
 
 use super::rows::*;
@@ -1092,29 +1093,28 @@ impl Reads for PgTx<'_> {
             .collect()
     }
 
-    fn alert_fired(&self, org: &str, percent: u32) -> Result<Option<u32>> {
-        let percent = i32::try_from(percent).unwrap_or(i32::MAX);
-        self.row(
-            "SELECT period_start FROM usage_alert_state
-             WHERE organization_id = $1 AND threshold_percent = $2",
-            &[&org, &percent],
+    fn alerts_fired(&self, org: &str, span: Span) -> Result<Vec<AlertFired>> {
+        self.rows(
+            "SELECT period_start, period_end, threshold_percent, limit_value
+             FROM usage_alert_state
+             WHERE organization_id = $1 AND period_start = $2 AND period_end = $3
+             ORDER BY threshold_percent",
+            &[&org, &date_of(span.start)?, &date_of(span.end)?],
         )?
-        .map(|r| Ok(day_number(get::<NaiveDate>(&r, 0)?)))
-        .transpose()
+        .iter()
+        .map(alert_fired_of)
+        .collect()
     }
 
-    fn alert_states(&self, org: &str) -> Result<Vec<(u32, u32)>> {
+    fn alert_states(&self, org: &str) -> Result<Vec<AlertFired>> {
         self.rows(
-            "SELECT threshold_percent, period_start FROM usage_alert_state
-             WHERE organization_id = $1 ORDER BY threshold_percent",
+            "SELECT period_start, period_end, threshold_percent, limit_value
+             FROM usage_alert_state WHERE organization_id = $1
+             ORDER BY period_start, period_end, threshold_percent",
             &[&org],
         )?
         .iter()
-        .map(|r| {
-            let percent = u32::try_from(get::<i32>(r, 0)?)
-                .map_err(|_| Error::corrupted("negative alert threshold"))?;
-            Ok((percent, day_number(get::<NaiveDate>(r, 1)?)))
-        })
+        .map(alert_fired_of)
         .collect()
     }
 
@@ -1740,6 +1740,10 @@ impl Writes for PgTx<'_> {
             "DELETE FROM usage_periods WHERE period_end < $1",
             &[&date_of(period_end)?],
         )?;
+        self.exec(
+            "DELETE FROM usage_alert_state WHERE period_end < $1",
+            &[&date_of(period_end)?],
+        )?;
         let keys = self.exec(
             "DELETE FROM idempotency_keys WHERE recorded_at < $1",
             &[&cutoff],
@@ -1794,22 +1798,30 @@ impl Writes for PgTx<'_> {
         Ok(())
     }
 
-    fn put_alert_fired(&mut self, org: &str, percent: u32, period: Option<u32>) -> Result<()> {
-        let percent = i32::try_from(percent).unwrap_or(i32::MAX);
-        match period {
-            Some(period) => self.exec(
-                "INSERT INTO usage_alert_state (organization_id, threshold_percent, period_start)
-                 VALUES ($1, $2, $3)
-                 ON CONFLICT (organization_id, threshold_percent) DO UPDATE
-                 SET period_start = excluded.period_start",
-                &[&org, &percent, &date_of(period)?],
-            )?,
-            None => self.exec(
-                "DELETE FROM usage_alert_state
-                 WHERE organization_id = $1 AND threshold_percent = $2",
-                &[&org, &percent],
-            )?,
-        };
+    fn put_alert_fired(&mut self, org: &str, fired: &AlertFired) -> Result<()> {
+        self.exec(
+            "INSERT INTO usage_alert_state
+                (organization_id, period_start, period_end, threshold_percent, limit_value)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (organization_id, period_start, period_end, threshold_percent)
+             DO UPDATE SET limit_value = excluded.limit_value",
+            &[
+                &org,
+                &date_of(fired.span.start)?,
+                &date_of(fired.span.end)?,
+                &signed(u64::from(fired.percent), "threshold_percent")?,
+                &signed(fired.limit, "limit")?,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn forget_alerts(&mut self, org: &str, percent: u32) -> Result<()> {
+        self.exec(
+            "DELETE FROM usage_alert_state
+             WHERE organization_id = $1 AND threshold_percent = $2",
+            &[&org, &signed(u64::from(percent), "threshold_percent")?],
+        )?;
         Ok(())
     }
 
@@ -1935,4 +1947,18 @@ impl Query for PgTx<'_> {
     fn query(&self, sql: &'static str, params: Params<'_>) -> Result<Vec<Row>> {
         self.rows(sql, params)
     }
+}
+
+/// An announced usage alert from `usage_alert_state` (period_start, period_end,
+/// threshold_percent, limit_value).
+fn alert_fired_of(r: &postgres::Row) -> Result<AlertFired> {
+    Ok(AlertFired {
+        span: Span {
+            start: day_number(get::<NaiveDate>(r, 0)?),
+            end: day_number(get::<NaiveDate>(r, 1)?),
+        },
+        percent: u32::try_from(get::<i64>(r, 2)?)
+            .map_err(|_| Error::corrupted("usage_alert_state: threshold out of range"))?,
+        limit: unsigned(get::<i64>(r, 3)?)?,
+    })
 }

@@ -94,6 +94,16 @@ const PROBLEMS: &[&str] = &[
     "SELECT 'usage_alert_state: row of missing organization ' || organization_id
      FROM usage_alert_state a
      WHERE NOT EXISTS (SELECT 1 FROM organizations o WHERE o.id = a.organization_id)",
+    "SELECT 'usage_alert_state: ' || a.organization_id || ' threshold ' || a.threshold_percent
+            || ' is not one of its thresholds'
+     FROM usage_alert_state a JOIN organizations o ON o.id = a.organization_id
+     WHERE a.threshold_percent <> ALL (coalesce(o.alert_thresholds, ARRAY[80, 100]))",
+    "SELECT 'organizations: ' || id || ' has alert thresholds that are not 1 to 1000 ascending'
+     FROM organizations o
+     WHERE cardinality(o.alert_thresholds) > 10
+        OR EXISTS (SELECT 1 FROM unnest(o.alert_thresholds) WITH ORDINALITY t(p, i)
+                   WHERE p NOT BETWEEN 1 AND 1000
+                      OR p <= coalesce(o.alert_thresholds[i - 1], 0))",
     "SELECT 'idempotency: key of a missing organization ' || organization_id
      FROM idempotency_keys k
      WHERE NOT EXISTS (SELECT 1 FROM organizations o WHERE o.id = k.organization_id)",
@@ -374,14 +384,17 @@ pub(super) fn export(tx: &dyn Query, visit: &mut dyn FnMut(Record) -> Result<()>
     );
     each!(
         tx,
-        "SELECT organization_id, threshold_percent, period_start FROM usage_alert_state
-         ORDER BY organization_id, threshold_percent",
+        "SELECT organization_id, period_start, period_end, threshold_percent, limit_value
+         FROM usage_alert_state
+         ORDER BY organization_id, period_start, period_end, threshold_percent",
         |r| {
             out(Record::UsageAlertFired {
                 organization_id: get(r, 0)?,
-                threshold_percent: u32::try_from(get::<i32>(r, 1)?)
-                    .map_err(|_| Error::corrupted("negative alert threshold"))?,
-                period_start: get(r, 2)?,
+                period_start: get(r, 1)?,
+                period_end: get(r, 2)?,
+                threshold_percent: u32::try_from(get::<i64>(r, 3)?)
+                    .map_err(|_| Error::corrupted("usage_alert_state: threshold out of range"))?,
+                limit: unsigned(get(r, 4)?)?,
             })?
         }
     );
