@@ -151,7 +151,19 @@ fn run(db: &Db, op: &Value) -> orgdb::Result<Value> {
                 plan: Some("team".into()),
                 ..Default::default()
             };
-            json!({"org": db.create_organization(&s("owner"), &new)?.organization.id})
+            let org = db.create_organization(&s("owner"), &new)?.organization.id;
+            // Low usage alerts, so that kills land around their announcements too.
+            db.set_limit_overrides(
+                &Actor::System,
+                &org,
+                &orgdb::LimitOverrides {
+                    monthly_requests: Some(orgdb::Limit::Count(20_000)),
+                    ..Default::default()
+                }
+                .into(),
+            )?;
+            db.set_usage_alerts(&Actor::System, &org, Some(&[1, 2, 5, 10, 20]))?;
+            json!({ "org": org })
         }
         "add" => {
             db.add_member(&sys, &s("org"), &s("user"), &s("role"))?;
@@ -384,6 +396,7 @@ fn acknowledged_operations_survive_sigkill() {
     let mut model = Model::default();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let (mut acked_total, mut in_flight_applied, mut in_flight_absent) = (0u64, 0u64, 0u64);
+    let mut thresholds_seen = 0u64;
 
     for cycle in 0..cycles {
         let seed = rng.next() % 1_000_000_007;
@@ -467,6 +480,41 @@ fn acknowledged_operations_survive_sigkill() {
             "cycle {cycle} (seed {seed}): {:#?}",
             report.problems
         );
+        // A usage alert is announced once per period, threshold and limit, whatever was
+        // replayed from the journal after the kills (read every tenth cycle: the feeds grow).
+        let audited = if cycle % 10 == 9 || cycle + 1 == cycles {
+            model.members.keys().collect()
+        } else {
+            Vec::new()
+        };
+        for org in audited {
+            let mut announced = std::collections::BTreeSet::new();
+            let mut events = Vec::new();
+            loop {
+                let after = events.last().map_or(0, |e: &orgdb::AuditEvent| e.seq);
+                let page = db.audit_log(&Actor::System, org, after, 1_000).unwrap();
+                if page.is_empty() {
+                    break;
+                }
+                events.extend(page);
+            }
+            for e in events {
+                if e.action == "usage.threshold" {
+                    let d = &e.details;
+                    let id = (
+                        d["period_start"].to_string(),
+                        d["period_end"].to_string(),
+                        d["threshold_percent"].to_string(),
+                        d["limit"].to_string(),
+                    );
+                    assert!(
+                        announced.insert(id),
+                        "cycle {cycle} (seed {seed}): announced twice: {d}"
+                    );
+                    thresholds_seen += 1;
+                }
+            }
+        }
         let seen = observe(&db, &model);
         if agrees(&seen, &model) {
             in_flight_absent += u64::from(pending.is_some());
@@ -525,7 +573,8 @@ fn acknowledged_operations_survive_sigkill() {
     }
     println!(
         "crash harness: {cycles} kill cycles, {acked_total} acknowledged operations verified, \
-         in-flight operations applied {in_flight_applied} / absent {in_flight_absent}"
+         in-flight operations applied {in_flight_applied} / absent {in_flight_absent}, \
+         {thresholds_seen} threshold announcements read (every tenth cycle), none twice"
     );
     assert!(acked_total > cycles, "the children did real work");
 }
