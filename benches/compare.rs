@@ -62,6 +62,10 @@ const WORKLOADS: &[(&str, &str)] = &[
         "durable record_usage, 16 threads (one Db clone / one SQLite connection per thread)",
     ),
     (
+        "reserve_commit",
+        "durable reserve_usage(5) + commit_reservation(4), 1 thread, vs SQLite doing both in one IMMEDIATE transaction (and in two, as a note)",
+    ),
+    (
         "buffered_usage",
         "UsageRecorder::record + final flush vs SQLite upserts, 1 000 events a transaction",
     ),
@@ -789,11 +793,7 @@ fn lite_usage(
         }
     }
     let month = month_of(now);
-    let used: i64 = c
-        .prepare_cached("SELECT total FROM usage_month WHERE org_id = ?1 AND month = ?2")
-        .and_then(|mut s| s.query_row(params![org, month], |r| r.get(0)).optional())
-        .expect("month total")
-        .unwrap_or(0);
+    let used: i64 = lite_month_total(c, org, month);
     let limit = effective_limits(plans, &plan, [None, None, None, ov]).monthly_requests;
     if limit.is_some_and(|l| (used + count) as u64 > l) {
         return Err("quota_exceeded");
@@ -818,6 +818,61 @@ fn lite_usage(
     })
     .expect("day upsert");
     Ok(receipt(false, (used + count) as u64, limit))
+}
+
+/// SQLite: an organization's stored total of month `month` (yyyymm).
+fn lite_month_total(c: &Connection, org: &str, month: i32) -> i64 {
+    c.prepare_cached("SELECT total FROM usage_month WHERE org_id = ?1 AND month = ?2")
+        .and_then(|mut s| s.query_row(params![org, month], |r| r.get(0)).optional())
+        .expect("month total")
+        .unwrap_or(0)
+}
+
+/// SQLite's reserve + commit of 5 held, 4 used: the hold checked against the month total
+/// plus the organization's live holds and inserted, then deleted and the 4 counted
+/// (`lite_usage`) — in one IMMEDIATE transaction, or in two when `split` (one per call).
+fn lite_reserve_commit(
+    c: &Connection,
+    plans: &PlanCatalog,
+    org: &str,
+    resource: &str,
+    n: u64,
+    split: bool,
+) {
+    let now = Utc::now();
+    begin(c, true);
+    let (plan, ov): (String, Option<i64>) = c
+        .prepare_cached("SELECT plan, ov_monthly_requests FROM orgs WHERE id = ?1")
+        .and_then(|mut s| s.query_row([org], |r| Ok((r.get(0)?, r.get(1)?))))
+        .expect("org");
+    let used: i64 = lite_month_total(c, org, month_of(now));
+    let held: i64 = c
+        .prepare_cached(
+            "SELECT coalesce(sum(count), 0) FROM usage_reservations
+             WHERE org_id = ?1 AND expires_at > ?2",
+        )
+        .and_then(|mut s| s.query_row(params![org, now.timestamp_micros()], |r| r.get(0)))
+        .expect("holds");
+    let limit = effective_limits(plans, &plan, [None, None, None, ov]).monthly_requests;
+    assert!(
+        limit.is_none_or(|l| (used + held + 5) as u64 <= l),
+        "sqlite reservation refused"
+    );
+    let id = format!("rsv_{n}");
+    c.prepare_cached(
+        "INSERT INTO usage_reservations(org_id, id, count, expires_at) VALUES(?1, ?2, 5, ?3)",
+    )
+    .and_then(|mut s| s.execute(params![org, id, now.timestamp_micros() + 300_000_000]))
+    .expect("hold");
+    if split {
+        commit(c);
+        begin(c, true);
+    }
+    c.prepare_cached("DELETE FROM usage_reservations WHERE org_id = ?1 AND id = ?2")
+        .and_then(|mut s| s.execute(params![org, id]))
+        .expect("settle");
+    lite_usage(c, plans, org, Some(resource), 4, now).expect("usage");
+    commit(c);
 }
 
 /// Durable `record_usage` on SQLite: one IMMEDIATE transaction per event.
@@ -1041,14 +1096,7 @@ fn lite_get_org(
         )
         .and_then(|mut s| s.query_row(params![org, micros(now)], |r| r.get(0)))
         .expect("pending count");
-    let month_total: i64 = c
-        .prepare_cached("SELECT total FROM usage_month WHERE org_id = ?1 AND month = ?2")
-        .and_then(|mut s| {
-            s.query_row(params![org, month_of(now)], |r| r.get(0))
-                .optional()
-        })
-        .expect("month total")
-        .unwrap_or(0);
+    let month_total: i64 = lite_month_total(c, org, month_of(now));
     commit(c);
     let limits = effective_limits(plans, &o.plan, ov);
     lo::OrganizationDetails {
@@ -1937,7 +1985,12 @@ fn main() {
     let plans = PlanCatalog::default();
     let disk = Disk::new(dir);
 
-    let want_durable = cfg.wants_any(&["record_usage_1t", "record_usage_16t", "buffered_usage"]);
+    let want_durable = cfg.wants_any(&[
+        "record_usage_1t",
+        "record_usage_16t",
+        "buffered_usage",
+        "reserve_commit",
+    ]);
     let want_accept = cfg.wants("accept_invitation");
     let want_reads = cfg.wants_any(&[
         "list_members_page1",
@@ -1966,6 +2019,8 @@ fn main() {
     let mut usage16 = Row::new("record_usage_16t", "events/s", Target::Ratio(5.0));
     let mut usage16s = Row::new("record_usage_16t_shared", "events/s", Target::Ratio(5.0));
     let mut buffered = Row::new("buffered_usage", "events/s", Target::Both(5e6, 20.0));
+    let mut reserve = Row::new("reserve_commit", "pairs/s", Target::None);
+    let mut reserve_split: Vec<f64> = Vec::new();
     let mut accept = Row::new("accept_invitation", "accepts/s", Target::None);
     let mut page1 = Row::new("list_members_page1", "pages/s", Target::None);
     let mut deep = Row::new("list_members_deep", "pages/s", Target::None);
@@ -2040,6 +2095,56 @@ fn main() {
                 );
                 let after = disk.rate(1, cfg.probe);
                 usage1.push(
+                    round,
+                    Sample {
+                        orgdb: o,
+                        sqlite: l,
+                        fsync: Some(((before + after) / 2.0, mode_of(before, after))),
+                        extra: None,
+                    },
+                );
+            }
+
+            if cfg.wants("reserve_commit") {
+                let o_events = usage_events(&d.o_usage);
+                let before = disk.rate(1, cfg.probe);
+                let hold = |i: u64| {
+                    let (org, e) = &o_events[i as usize % o_events.len()];
+                    let new = orgdb::NewReservation {
+                        count: 5,
+                        resource_id: e.resource_id.clone(),
+                        expires_in: None,
+                    };
+                    (org, new)
+                };
+                let (o, l) = pair(
+                    &mut || {
+                        timed(cfg.durable, 1, |i| {
+                            let (org, new) = hold(i);
+                            let r = d.odb.reserve_usage(org, &new).expect("reserve_usage");
+                            d.odb
+                                .commit_reservation(org, &r.id, 4)
+                                .expect("commit_reservation");
+                            true
+                        })
+                    },
+                    &mut || {
+                        timed(cfg.durable, 1, |i| {
+                            let (o, r) = rotation(i);
+                            let (org, res) = &d.l_usage[o];
+                            lite_reserve_commit(&d.lite, &plans, org, &res[r], i, false);
+                            true
+                        })
+                    },
+                );
+                reserve_split.push(timed(cfg.durable, 1, |i| {
+                    let (o, r) = rotation(i);
+                    let (org, res) = &d.l_usage[o];
+                    lite_reserve_commit(&d.lite, &plans, org, &res[r], i + (1 << 40), true);
+                    true
+                }));
+                let after = disk.rate(1, cfg.probe);
+                reserve.push(
                     round,
                     Sample {
                         orgdb: o,
@@ -2532,6 +2637,15 @@ fn main() {
             fmt_rate(by_call)
         );
     }
+    if !reserve.samples.is_empty() {
+        reserve.note = format!(
+            "orgdb: two durable calls a pair (reserve_usage, then commit_reservation; each one \
+             commit of the database after a fold); SQLite: hold checked against the month \
+             total plus live holds and inserted, then deleted and the actual counted, in one \
+             IMMEDIATE transaction; in two (one per call, as orgdb): {}/s",
+            fmt_rate(median(reserve_split))
+        );
+    }
     if !usage16.samples.is_empty() {
         usage16.note =
             format!("SQLite: 16 connections, busy_timeout 10 s, BEGIN IMMEDIATE; {fairness16}");
@@ -2633,6 +2747,7 @@ fn main() {
         fsync1,
         fsync16,
         usage1,
+        reserve,
         usage16,
         usage16s,
         buffered,

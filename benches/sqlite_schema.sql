@@ -35,6 +35,9 @@ CREATE INDEX IF NOT EXISTS resources_by_org ON resources(org_id, kind);
 CREATE TABLE IF NOT EXISTS usage_month(
   org_id TEXT NOT NULL, month INTEGER NOT NULL, total INTEGER NOT NULL,
   PRIMARY KEY(org_id, month)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS usage_reservations(
+  org_id TEXT NOT NULL, id TEXT NOT NULL, count INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+  PRIMARY KEY(org_id, id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS usage_day(
   org_id TEXT NOT NULL, day INTEGER NOT NULL, resource_id TEXT NOT NULL, requests INTEGER NOT NULL,
   PRIMARY KEY(org_id, day, resource_id)) WITHOUT ROWID;

@@ -87,6 +87,7 @@ pub use model::plan::{Plan, PlanCatalog};
 pub use model::project::{
     NewProject, Project, ProjectMember, ProjectMembership, ProjectPatch, UserProject,
 };
+pub use model::reservation::{NewReservation, Reservation};
 pub use model::resource::{Resource, ResourceKind};
 pub use model::role::{Role, RoleArg};
 pub use model::usage::{

@@ -107,6 +107,9 @@ pub struct Options {
     /// renewal (30 s; at least twice `usage_flush_interval`, which renews it). A crashed
     /// process's unused quota returns after this.
     pub usage_lease_ttl: Duration,
+    /// How long a usage reservation holds quota unless settled, when `reserve_usage` does
+    /// not say (5 minutes; 1 second to 1 day).
+    pub reservation_ttl: Duration,
     /// How many organizations one user may own (active owner memberships, not memberships of
     /// any role); `None`: no cap (the default). Creating an organization, or becoming an
     /// owner by an add, a role change, a transfer, an accepted invitation or a reactivation,
@@ -128,6 +131,7 @@ impl Default for Options {
             usage_flush_interval: Duration::from_secs(1),
             journal_size: 32 << 20,
             usage_lease_ttl: Duration::from_secs(30),
+            reservation_ttl: Duration::from_secs(300),
             max_owned_organizations: None,
         }
     }
@@ -158,6 +162,12 @@ impl Options {
         }
         if let Some(problem) = self.plans.problem() {
             return Err(Error::invalid("plans", problem));
+        }
+        if !crate::model::reservation::RESERVATION_TTL_RANGE.contains(&self.reservation_ttl) {
+            return Err(Error::invalid(
+                "reservation_ttl",
+                "Must be between 1 second and 1 day",
+            ));
         }
         if !self.invite_url_template.contains("{token}") {
             return Err(Error::invalid(

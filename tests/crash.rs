@@ -66,6 +66,7 @@ fn child_process_body() {
     let mut orgs: Vec<String> = Vec::new();
     let mut invites: Vec<(String, String, String)> = Vec::new(); // (org, email, token)
     let mut keys: Vec<(String, String)> = Vec::new();
+    let mut holds: Vec<(String, String, u64)> = Vec::new(); // (org, reservation, count)
     let mut n = 0u64;
     loop {
         n += 1;
@@ -106,6 +107,18 @@ fn child_process_body() {
                        "key": format!("x{seed}-{n}")})
             }
             11 => json!({"op": "period", "org": rng.pick(&orgs), "rule": rng.below(5)}),
+            // Reservations: settle one of this child's holds, or make one.
+            12 => match rng.pick(&holds).cloned() {
+                Some((org, id, count)) if rng.below(3) > 0 => {
+                    if rng.below(2) == 0 {
+                        json!({"op": "release", "org": org, "id": id})
+                    } else {
+                        json!({"op": "commit", "org": org, "id": id,
+                               "actual": rng.below(count + 5)})
+                    }
+                }
+                _ => json!({"op": "reserve", "org": rng.pick(&orgs), "count": 1 + rng.below(50)}),
+            },
             _ => json!({"op": "usage", "org": rng.pick(&orgs), "count": 1 + rng.below(20),
                         "key": format!("u{seed}-{n}")}),
         };
@@ -124,6 +137,12 @@ fn child_process_body() {
                         op["org"].as_str().unwrap().to_owned(),
                         op["key"].as_str().unwrap().to_owned(),
                     )),
+                    "reserve" => holds.push((
+                        op["org"].as_str().unwrap().to_owned(),
+                        result["id"].as_str().unwrap().to_owned(),
+                        op["count"].as_u64().unwrap(),
+                    )),
+                    "commit" | "release" => holds.retain(|h| h.1 != op["id"].as_str().unwrap()),
                     _ => {}
                 }
                 println!("ACK {result}");
@@ -248,6 +267,18 @@ fn run(db: &Db, op: &Value) -> orgdb::Result<Value> {
             let p = db.set_billing_anchor(&sys, &s("org"), rule)?;
             json!({"period_start": p.period_start})
         }
+        "reserve" => {
+            let r = db.reserve_usage(
+                &s("org"),
+                &orgdb::NewReservation::new(op["count"].as_u64().unwrap()),
+            )?;
+            json!({"id": r.id})
+        }
+        "commit" => {
+            let r = db.commit_reservation(&s("org"), &s("id"), op["actual"].as_u64().unwrap())?;
+            json!({"used": r.used, "duplicate": r.duplicate})
+        }
+        "release" => json!({"released": db.release_reservation(&s("org"), &s("id"))?}),
         other => panic!("unknown op {other}"),
     })
 }
@@ -261,6 +292,9 @@ struct Model {
     /// Invitations by (org, email) → accepted?
     invitations: BTreeMap<(String, String), bool>,
     users: BTreeSet<String>,
+    /// Live usage reservations: id → organization (the harness's clock never moves, so none
+    /// expires).
+    holds: BTreeMap<String, String>,
 }
 
 impl Model {
@@ -319,6 +353,21 @@ impl Model {
                 if keys.insert(s("key")) {
                     *self.usage.entry(s("org")).or_default() += op["count"].as_u64().unwrap();
                 }
+            }
+            "reserve" => {
+                if let Some(r) = result {
+                    self.holds
+                        .insert(r["id"].as_str().unwrap().to_owned(), s("org"));
+                }
+            }
+            "commit" => {
+                // Each hold is committed once: a commit that held counts its actual.
+                if self.holds.remove(&s("id")).is_some() {
+                    *self.usage.entry(s("org")).or_default() += op["actual"].as_u64().unwrap();
+                }
+            }
+            "release" => {
+                self.holds.remove(&s("id"));
             }
             "correct" => {
                 // Keys are unique to each correction; one refused (below zero) never ACKs.
@@ -397,6 +446,7 @@ fn acknowledged_operations_survive_sigkill() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let (mut acked_total, mut in_flight_applied, mut in_flight_absent) = (0u64, 0u64, 0u64);
     let mut thresholds_seen = 0u64;
+    let mut holds_verified = 0u64;
 
     for cycle in 0..cycles {
         let seed = rng.next() % 1_000_000_007;
@@ -543,6 +593,52 @@ fn acknowledged_operations_survive_sigkill() {
             in_flight_applied += 1;
             model = with;
         }
+        // Reservations: every acknowledged live hold is still held. The one in flight is
+        // learned from what is stored (a reserve's new hold, a settled hold gone).
+        let in_flight = pending
+            .as_ref()
+            .and_then(|op| op["op"].as_str())
+            .filter(|op| ["reserve", "commit", "release"].contains(op));
+        if in_flight.is_some() || cycle % 10 == 9 || cycle + 1 == cycles {
+            let mut out = Vec::new();
+            db.export_jsonl(&mut out).unwrap();
+            let stored: BTreeMap<String, String> = String::from_utf8(out)
+                .unwrap()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|v| v["type"] == "reservation")
+                .map(|v| {
+                    let d = &v["data"];
+                    let field = |k: &str| d[k].as_str().unwrap().to_owned();
+                    (field("id"), field("organization_id"))
+                })
+                .collect();
+            let op = pending.as_ref();
+            let id = op.and_then(|op| op["id"].as_str()).map(str::to_owned);
+            match in_flight {
+                Some("reserve") => {
+                    let new: Vec<_> = stored
+                        .iter()
+                        .filter(|(id, _)| !model.holds.contains_key(*id))
+                        .collect();
+                    assert!(new.len() <= 1, "cycle {cycle}: unknown holds {new:?}");
+                    for (id, org) in new {
+                        model.holds.insert(id.clone(), org.clone());
+                    }
+                }
+                Some(_) => {
+                    if let Some(id) = id.filter(|id| !stored.contains_key(id)) {
+                        model.holds.remove(&id);
+                    }
+                }
+                None => {}
+            }
+            assert_eq!(
+                stored, model.holds,
+                "cycle {cycle} (seed {seed}): live reservations"
+            );
+            holds_verified += stored.len() as u64;
+        }
         // Acknowledged keys are remembered: a retry counts nothing.
         for (org, keys) in model.keys.iter().take(3) {
             if let Some(key) = keys.iter().next() {
@@ -574,7 +670,8 @@ fn acknowledged_operations_survive_sigkill() {
     println!(
         "crash harness: {cycles} kill cycles, {acked_total} acknowledged operations verified, \
          in-flight operations applied {in_flight_applied} / absent {in_flight_absent}, \
-         {thresholds_seen} threshold announcements read (every tenth cycle), none twice"
+         {thresholds_seen} threshold announcements read (every tenth cycle), none twice, \
+         {holds_verified} live reservations found held"
     );
     assert!(acked_total > cycles, "the children did real work");
 }

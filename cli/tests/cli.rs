@@ -1380,6 +1380,65 @@ fn usage_alerts_from_the_command_line() {
 }
 
 #[test]
+fn reservations_from_the_command_line() {
+    let cli = Cli::with_db();
+    let owner = cli.ok(&["users", "create", "--email", "o@example.com", "--name", "O"]);
+    let org = cli.ok(&[
+        "orgs",
+        "create",
+        "--name",
+        "Acme",
+        "--owner",
+        s(&owner["id"]),
+        "--plan",
+        "free",
+    ]);
+    let org = s(&org["id"]).to_owned();
+    let hold = cli.ok(&[
+        "usage",
+        "reserve",
+        &org,
+        "--count",
+        "900",
+        "--expires-in",
+        "60",
+    ]);
+    let id = s(&hold["id"]).to_owned();
+    assert!(id.starts_with("rsv_"), "{hold}");
+    assert_eq!(hold["count"], 900);
+    // The hold counts at once: 101 more do not fit in 1 000.
+    cli.fail(
+        &["usage", "check-quota", &org, "--count", "101"],
+        7,
+        "quota_exceeded",
+    );
+    let receipt = cli.ok(&["usage", "commit", &org, &id, "--actual", "700"]);
+    assert_eq!(
+        (receipt["used"].clone(), receipt["duplicate"].clone()),
+        (json!(700), json!(false))
+    );
+    let again = cli.ok(&["usage", "commit", &org, &id, "--actual", "700"]);
+    assert_eq!(again["duplicate"], true);
+    let second = cli.ok(&["usage", "reserve", &org, "--count", "300"]);
+    let released = cli.ok(&["usage", "release", &org, s(&second["id"])]);
+    assert_eq!(released["released"], true);
+    cli.fail(
+        &["usage", "reserve", &org, "--count", "0"],
+        5,
+        "validation_error",
+    );
+    cli.fail(
+        &["usage", "commit", &org, "rsv_nope", "--actual", "1"],
+        3,
+        "not_found",
+    );
+    assert_eq!(
+        cli.ok(&["orgs", "get", &org])["usage"]["monthly_requests"],
+        700
+    );
+}
+
+#[test]
 fn entitlements_with_a_plan_catalog_file() {
     let cli = Cli::with_db();
     let catalog = cli.path("plans.json");

@@ -277,6 +277,8 @@ struct World {
     orgs: Vec<String>,
     /// Ids, tokens, slugs and emails seen so far: what a string choice may name.
     names: Vec<String>,
+    /// Reservations made so far (a commit or release may name the last).
+    reservations: Vec<String>,
     call: String,
 }
 
@@ -367,6 +369,7 @@ impl World {
             users,
             orgs,
             names,
+            reservations: Vec::new(),
             call: String::new(),
         }
     }
@@ -557,7 +560,7 @@ impl World {
     /// Decodes and runs one call, then checks the invariants.
     fn step(&mut self, input: &mut Input) {
         let before = self.db.stats().unwrap();
-        let op = input.byte() % 40;
+        let op = input.byte() % 41;
         let outcome: Result<(), orgdb::Error> = self.run(op, input);
         if let Err(e) = &outcome {
             let allowed = allowed_codes(op);
@@ -1011,6 +1014,47 @@ impl World {
                     db.entitlement(&actor, &org, &name)?;
                 }
             }
+            39 => {
+                let org = self.org(input);
+                match input.byte() % 3 {
+                    0 => {
+                        let new = orgdb::NewReservation {
+                            count: self.count(input),
+                            resource_id: self.opt_string(input),
+                            expires_in: input
+                                .pick(&[
+                                    None,
+                                    Some(0),
+                                    Some(1),
+                                    Some(300),
+                                    Some(86_400),
+                                    Some(86_401),
+                                ])
+                                .map(std::time::Duration::from_secs),
+                        };
+                        call!("reserve_usage", org, new);
+                        let r = db.reserve_usage(&org, &new)?;
+                        self.reservations.push(r.id);
+                    }
+                    1 => {
+                        let id = match self.reservations.last() {
+                            Some(id) if input.bool() => id.clone(),
+                            _ => self.string(input),
+                        };
+                        let actual = self.count(input);
+                        call!("commit_reservation", org, id, actual);
+                        db.commit_reservation(&org, &id, actual)?;
+                    }
+                    _ => {
+                        let id = match self.reservations.last() {
+                            Some(id) if input.bool() => id.clone(),
+                            _ => self.string(input),
+                        };
+                        call!("release_reservation", org, id);
+                        db.release_reservation(&org, &id)?;
+                    }
+                }
+            }
             _ => {
                 let by = input.pick(&[
                     TimeDelta::microseconds(1),
@@ -1074,6 +1118,8 @@ fn allowed_codes(op: u8) -> &'static [&'static str] {
         37 => &[NF, FB],
         // `entitlement`: a name nobody knows is not_found; a malformed one validation_error.
         38 => &[FB, NF, VE],
+        // reserve (quota, count, expires_in, resource), commit (quota, actual), release.
+        39 => &[NF, VE, QE],
         _ => &[],
     }
 }

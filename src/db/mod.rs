@@ -10,6 +10,7 @@ mod members;
 mod orgs;
 mod projects;
 mod recorder;
+mod reservations;
 mod resources;
 mod usage;
 mod users;

@@ -123,6 +123,10 @@ pub struct Options {
     /// How many organizations one user may own (no cap when null).
     #[uniffi(default)]
     pub max_owned_organizations: Option<u64>,
+    /// How long a usage reservation holds quota unless settled, in seconds (300; 1 to
+    /// 86 400).
+    #[uniffi(default)]
+    pub reservation_ttl_secs: Option<u64>,
 }
 
 impl TryFrom<Options> for crate::Options {
@@ -183,6 +187,9 @@ impl TryFrom<Options> for crate::Options {
         }
         if let Some(size) = o.journal_size {
             opts.journal_size = size;
+        }
+        if let Some(secs) = o.reservation_ttl_secs {
+            opts.reservation_ttl = Duration::from_secs(secs);
         }
         Ok(opts)
     }

@@ -17,11 +17,11 @@ use crate::model::transfer::ImportReport;
 use crate::{
     AuditEvent, BillingPeriod, CorrectedUsage, CreatedInvitation, Db, Entitlement,
     EntitlementValue, Error, Invitation, InvitationPreview, InvitationQuery, ListQuery, Member,
-    MemberQuery, MemberRef, Membership, NewInvitation, NewOrganization, NewProject, NewUser,
-    Organization, OrganizationDetails, OrganizationSettings, OrganizationWithMembership,
-    PendingInvitation, Permissions, Project, ProjectMember, QuotaPeriod, RemovedMember, Resource,
-    ResourceKind, SlugCheck, UsageAlerts, UsageCorrection, UsageEvent, UsageReceipt, UsageReport,
-    User, UserPatch, UserProject, UserWithOrganization,
+    MemberQuery, MemberRef, Membership, NewInvitation, NewOrganization, NewProject, NewReservation,
+    NewUser, Organization, OrganizationDetails, OrganizationSettings, OrganizationWithMembership,
+    PendingInvitation, Permissions, Project, ProjectMember, QuotaPeriod, RemovedMember,
+    Reservation, Resource, ResourceKind, SlugCheck, UsageAlerts, UsageCorrection, UsageEvent,
+    UsageReceipt, UsageReport, User, UserPatch, UserProject, UserWithOrganization,
 };
 
 type Result<T> = std::result::Result<T, OrgDbError>;
@@ -842,6 +842,40 @@ impl OrgDb {
         Ok(Arc::new(UsageRecorder {
             recorder: self.db.usage_recorder(&org)?,
         }))
+    }
+
+    /// Holds `count` requests of the organization's quota until committed, released or
+    /// expired (`expires_in`, default `Options.reservation_ttl_secs`, 5 minutes): the hold
+    /// counts against the quota at once. Durable when it returns.
+    ///
+    /// # Errors
+    /// `quota_exceeded`, `not_found` (organization, resource), `validation_error` (`count`,
+    /// `expires_in`, `resource_id`).
+    pub fn reserve_usage(&self, org: String, reservation: NewReservation) -> Result<Reservation> {
+        Ok(self.db.reserve_usage(&org, &reservation)?)
+    }
+
+    /// Records `actual` requests of a reservation as today's usage and frees its hold; past
+    /// the hold only as far as the quota allows. A repeat answers `duplicate`.
+    ///
+    /// # Errors
+    /// `not_found` (organization, reservation), `quota_exceeded`, `validation_error`
+    /// (`actual`).
+    pub fn commit_reservation(
+        &self,
+        org: String,
+        reservation_id: String,
+        actual: u64,
+    ) -> Result<UsageReceipt> {
+        Ok(self.db.commit_reservation(&org, &reservation_id, actual)?)
+    }
+
+    /// Gives a reservation's hold back; whether a live hold was freed.
+    ///
+    /// # Errors
+    /// `not_found` (organization), `storage_error`.
+    pub fn release_reservation(&self, org: String, reservation_id: String) -> Result<bool> {
+        Ok(self.db.release_reservation(&org, &reservation_id)?)
     }
 
     /// Raises or lowers one day's usage count (never below zero), inside the late-event

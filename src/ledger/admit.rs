@@ -60,7 +60,8 @@ impl Ledger {
             None => None,
             Some(id) => Some(*usage.resources.get(id)?),
         };
-        match self.admit_resolved(&mut st, store, handle.index, column, e, Mode::Buffered) {
+        let now = e.at_micros;
+        match self.admit_resolved(&mut st, store, handle.index, column, e, Mode::Buffered, now) {
             Ok(Some((receipt, _))) => Some(Ok(receipt)),
             Ok(None) => None,
             Err(err) => Some(Err(err)),
@@ -165,10 +166,13 @@ impl Ledger {
                 Err(err) => return self.refuse(durable, seen_seq, err),
             },
         };
-        self.admit_resolved(st, store, index, column, e, mode)
+        let now = env.now().timestamp_micros();
+        self.admit_resolved(st, store, index, column, e, mode, now)
     }
 
-    /// Admits one event of the organization at `index`, its resource already resolved.
+    /// Admits one event of the organization at `index`, its resource already resolved; live
+    /// reservations at `now_micros` count against the quota.
+    #[allow(clippy::too_many_arguments)]
     fn admit_resolved(
         &self,
         st: &mut State,
@@ -177,6 +181,7 @@ impl Ledger {
         column: Option<u32>,
         e: &Admit<'_>,
         mode: Mode,
+        now_micros: i64,
     ) -> Result<Option<(UsageReceipt, Option<u64>)>> {
         let seen_seq = st.seq;
         let durable = mode == Mode::Durable && self.journal.is_some();
@@ -191,8 +196,9 @@ impl Ledger {
                 durable.then_some(seen_seq),
             )));
         }
-        let total = match quota.admit(used, e.count) {
-            Ok(total) => total,
+        let held = usage.held(now_micros);
+        let total = match quota.admit(used.saturating_add(held), e.count) {
+            Ok(_) => used.saturating_add(e.count),
             Err(err) => return self.refuse(durable, seen_seq, err),
         };
         if mode == Mode::Check {
@@ -308,8 +314,9 @@ impl Ledger {
                 None => sums.push((span.start, e.count)),
             }
         }
+        let held = usage.held(env.now().timestamp_micros());
         for &(start, add) in &sums {
-            let used = usage.periods[&start];
+            let used = usage.periods[&start].saturating_add(held);
             if let Err(err) = usage.quota.admit(used, add) {
                 return self.refuse(durable, seen_seq, err);
             }

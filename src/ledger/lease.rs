@@ -271,6 +271,7 @@ impl Leases {
                     periods: &[l.span.start],
                     leases: reserving,
                     except_holder: Some(holder),
+                    now_micros: env.now().timestamp_micros(),
                     ..UsageAsk::default()
                 },
             )?;

@@ -243,6 +243,10 @@ struct OrgUsage {
     keys: Map<String, i64>,
     oldest_key: i64,
     delta: OrgDelta,
+    /// Live usage reservations (count, expiry in micros), read with the quota (every change
+    /// of them runs in `fold_and_write`, which makes the next admission read them again).
+    /// They count against every period: what a commit records lands on the commit's day.
+    holds: Vec<(u64, i64)>,
 }
 
 impl OrgUsage {
@@ -273,6 +277,17 @@ impl OrgUsage {
             self.delta.keys.push((k.to_owned(), e.at_micros));
         }
         total
+    }
+
+    /// What live reservations hold at `now_micros` (the expired ones are dropped).
+    fn held(&mut self, now_micros: i64) -> u64 {
+        if self.holds.is_empty() {
+            return 0;
+        }
+        self.holds.retain(|&(_, expires)| expires > now_micros);
+        self.holds
+            .iter()
+            .fold(0u64, |sum, &(count, _)| sum.saturating_add(count))
     }
 
     /// The total of the period starting on day number `start`, read from the database the
@@ -523,7 +538,8 @@ fn ensure_org(st: &mut State, store: &dyn Backend, env: &dyn UsageEnv, org: &str
     }
     let fresh = known.is_none();
     let cutoff = crate::model::time::minus(env.now(), KEY_RETENTION).timestamp_micros();
-    let (quota, keys) = store.read(|tx| {
+    let now = env.now().timestamp_micros();
+    let (quota, keys, holds) = store.read(|tx| {
         let rec = tx
             .org(org)?
             .ok_or_else(|| Error::not_found("Organization"))?;
@@ -533,7 +549,13 @@ fn ensure_org(st: &mut State, store: &dyn Backend, env: &dyn UsageEnv, org: &str
         } else {
             Vec::new()
         };
-        Ok((quota, keys))
+        let holds: Vec<(u64, i64)> = tx
+            .reservations(org)?
+            .into_iter()
+            .map(|r| (r.count, r.expires_at.timestamp_micros()))
+            .filter(|&(_, expires)| expires > now)
+            .collect();
+        Ok((quota, keys, holds))
     })?;
     let i = st.place_of(org);
     let usage = &mut st.orgs[i];
@@ -542,6 +564,7 @@ fn ensure_org(st: &mut State, store: &dyn Backend, env: &dyn UsageEnv, org: &str
         usage.periods.clear();
     }
     usage.quota = quota;
+    usage.holds = holds;
     usage.span = Span::default();
     usage.limit_known = true;
     for (k, at) in keys.into_iter().filter(|(_, at)| *at >= cutoff) {

@@ -238,6 +238,7 @@ impl OrgPlan {
                 periods: &starts,
                 leases: plan.quota.ceiling.is_some(),
                 except_holder: None,
+                now_micros: env.now().timestamp_micros(),
                 keys: &keys,
                 resources: &resources,
             },

@@ -202,7 +202,7 @@ pub struct PendingInvitation {
 }
 
 /// `Option<Duration>` as whole seconds.
-mod seconds {
+pub(crate) mod seconds {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serialize, Serializer};

@@ -11,6 +11,7 @@ pub mod period;
 pub mod permission;
 pub mod plan;
 pub mod project;
+pub mod reservation;
 pub mod resource;
 pub mod role;
 pub mod time;

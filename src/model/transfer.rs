@@ -114,6 +114,8 @@ pub enum Record {
         /// The `monthly_requests` limit it was reached under.
         limit: u64,
     },
+    /// A live (or expired, not yet removed) usage reservation (export format 5).
+    Reservation(crate::model::reservation::Reservation),
     /// A day's usage.
     UsageDay {
         /// The organization.

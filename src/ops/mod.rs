@@ -11,6 +11,7 @@ pub(crate) mod members;
 pub(crate) mod orgs;
 pub(crate) mod periods;
 pub(crate) mod projects;
+pub(crate) mod reservations;
 pub(crate) mod resources;
 pub(crate) mod seats;
 pub(crate) mod usage;

@@ -462,6 +462,7 @@ pub(crate) fn correct(
             periods: &[span.start],
             leases: false,
             except_holder: None,
+            now_micros: ctx.now.timestamp_micros(),
             keys: &keys,
             resources: &resources,
         },

@@ -23,6 +23,7 @@ use crate::model::invitation::{Invitation, InvitationStatus};
 use crate::model::membership::Membership;
 use crate::model::period::QuotaPeriod;
 use crate::model::project::{Project, ProjectMembership};
+use crate::model::reservation::Reservation;
 use crate::model::resource::{Resource, ResourceKind};
 use crate::model::role::Role;
 use crate::model::transfer::Record;
@@ -250,6 +251,12 @@ pub(crate) trait Reads {
     /// Every override of an organization, by name.
     fn entitlement_overrides(&self, org: &str) -> Result<Vec<(String, EntitlementValue)>>;
 
+    /// An organization's reservation, live or expired (settled ones are gone).
+    fn reservation(&self, org: &str, id: &str) -> Result<Option<Reservation>>;
+
+    /// Every stored reservation of an organization (live or expired), by id.
+    fn reservations(&self, org: &str) -> Result<Vec<Reservation>>;
+
     /// The usage alerts announced for the organization in the period `span`.
     fn alerts_fired(&self, org: &str, span: Span) -> Result<Vec<AlertFired>>;
 
@@ -404,6 +411,12 @@ pub(crate) trait Writes: Reads {
     /// Removes everything scoped to an organization except its memberships, its own row and
     /// its audit history: invitations, projects, resources, usage and idempotency records.
     fn remove_org_scoped(&mut self, org: &str) -> Result<()>;
+
+    /// Stores a reservation (under its organization and id).
+    fn put_reservation(&mut self, r: &Reservation) -> Result<()>;
+
+    /// Removes a reservation; whether it was there.
+    fn delete_reservation(&mut self, org: &str, id: &str) -> Result<bool>;
 
     /// Records an announced usage alert (replacing one of the same period and threshold).
     fn put_alert_fired(&mut self, org: &str, fired: &AlertFired) -> Result<()>;
@@ -986,13 +999,22 @@ impl<T: KvRead + ?Sized> Reads for T {
         Ok(out)
     }
 
-    /// One process holds a file: nothing is leased.
+    /// One process holds a file: nothing is leased; live reservations are summed with
+    /// `leases`.
     fn usage_state(&self, org: &str, ask: &UsageAsk<'_>) -> Result<UsageState> {
         let mut state = UsageState::default();
+        let held = if ask.leases {
+            self.reservations(org)?
+                .iter()
+                .filter(|r| r.expires_at.timestamp_micros() > ask.now_micros)
+                .fold(0u64, |sum, r| sum.saturating_add(r.count))
+        } else {
+            0
+        };
         for &start in ask.periods {
             state
                 .periods
-                .push((start, self.period_usage(org, start)?, 0));
+                .push((start, self.period_usage(org, start)?, held));
         }
         for key in ask.keys {
             if self
@@ -1037,6 +1059,19 @@ impl<T: KvRead + ?Sized> Reads for T {
                 .str()
                 .ok_or_else(|| Error::corrupted("bad entitlement override key"))?;
             out.push((name.to_owned(), EntitlementValue::decode(v)?));
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    fn reservation(&self, org: &str, id: &str) -> Result<Option<Reservation>> {
+        self.get_record(Table::Reservations, &keys::two(org, id))
+    }
+
+    fn reservations(&self, org: &str) -> Result<Vec<Reservation>> {
+        let mut out = Vec::new();
+        self.scan_prefix(Table::Reservations, &keys::one(org), &mut |_, v| {
+            out.push(Reservation::decode(v)?);
             Ok(true)
         })?;
         Ok(out)
@@ -1791,6 +1826,7 @@ impl<T: KvWrite + ?Sized> Writes for T {
             Table::Idempotency,
             Table::EntitlementOverrides,
             Table::AlertState,
+            Table::Reservations,
         ] {
             self.delete_prefix(table, &prefix)?;
         }
@@ -1808,6 +1844,18 @@ impl<T: KvWrite + ?Sized> Writes for T {
             Some(value) => self.put_record(Table::EntitlementOverrides, &key, value),
             None => self.delete(Table::EntitlementOverrides, &key).map(|_| ()),
         }
+    }
+
+    fn put_reservation(&mut self, r: &Reservation) -> Result<()> {
+        self.put_record(
+            Table::Reservations,
+            &keys::two(&r.organization_id, &r.id),
+            r,
+        )
+    }
+
+    fn delete_reservation(&mut self, org: &str, id: &str) -> Result<bool> {
+        self.delete(Table::Reservations, &keys::two(org, id))
     }
 
     fn put_alert_fired(&mut self, org: &str, fired: &AlertFired) -> Result<()> {

@@ -23,6 +23,7 @@ use crate::model::entitlement::{valid_name, EntitlementValue, SEED_LIMITS};
 use crate::model::invitation::InvitationStatus;
 use crate::model::membership::Membership;
 use crate::model::project::{Project, ProjectMembership};
+use crate::model::reservation::Reservation;
 use crate::model::resource::ResourceKind;
 use crate::model::role::Role;
 use crate::model::user::{search_terms, User};
@@ -523,6 +524,18 @@ pub(crate) fn check<R: KvRead + ?Sized>(tx: &R, now: DateTime<Utc>) -> Result<Ch
             c.problem(format!(
                 "organizations: {id} has alert thresholds that are not 1 to 1000 ascending"
             ));
+        }
+    }
+    for (key, r) in c.records::<Reservation>(Table::Reservations)? {
+        if keys::two(&r.organization_id, &r.id) != key {
+            c.problem(format!("usage_reservations: {} is under another key", r.id));
+        } else if !org_ids.contains(&r.organization_id) {
+            c.problem(format!(
+                "usage_reservations: {} of a missing organization {}",
+                r.id, r.organization_id
+            ));
+        } else if r.count == 0 {
+            c.problem(format!("usage_reservations: {} holds nothing", r.id));
         }
     }
     for (key, value) in all(tx, Table::AlertState)? {

@@ -40,6 +40,8 @@ pub(crate) enum Tag {
     /// An organization with its quota period and usage alert thresholds (schema 7); tag 14
     /// records read as the default thresholds.
     OrgV3 = 15,
+    /// A usage reservation (schema 7).
+    Reservation = 16,
 }
 
 const CRC: usize = 4;

@@ -28,6 +28,7 @@ use crate::model::membership::{MemberStatus, Membership};
 use crate::model::org::{Limit, LimitOverrides, Organization, OrganizationSettings};
 use crate::model::period::QuotaPeriod;
 use crate::model::project::{Project, ProjectMembership};
+use crate::model::reservation::Reservation;
 use crate::model::resource::{Resource, ResourceKind};
 use crate::model::role::Role;
 use crate::model::time::from_micros;
@@ -95,6 +96,60 @@ impl Stored for EntitlementValue {
         Ok(match codec::decode(Self::TAG, bytes)? {
             OverrideV1::Feature(enabled) => EntitlementValue::Feature { enabled },
             OverrideV1::Limit(limit) => EntitlementValue::Limit { limit },
+        })
+    }
+}
+
+// Usage reservations (tag 16), under `org ∅ id`.
+
+#[derive(Serialize, Deserialize)]
+struct ReservationV1<'a> {
+    id: Cow<'a, str>,
+    organization_id: Cow<'a, str>,
+    count: u64,
+    resource_id: Option<Cow<'a, str>>,
+    created_at: i64,
+    expires_at: i64,
+    /// The period it was made in, as day numbers.
+    period: (u32, u32),
+}
+
+impl Stored for Reservation {
+    const TAG: Tag = Tag::Reservation;
+
+    fn own_key(&self) -> Option<Vec<u8>> {
+        Some(keys::two(&self.organization_id, &self.id))
+    }
+
+    fn encode(&self) -> Result<Vec<u8>> {
+        let record = ReservationV1 {
+            id: text(&self.id),
+            organization_id: text(&self.organization_id),
+            count: self.count,
+            resource_id: text_opt(&self.resource_id),
+            created_at: self.created_at.timestamp_micros(),
+            expires_at: self.expires_at.timestamp_micros(),
+            period: (
+                keys::day_number(self.period_start),
+                keys::day_number(self.period_end),
+            ),
+        };
+        codec::encode(Self::TAG, &record)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Reservation> {
+        let r: ReservationV1 = codec::decode(Self::TAG, bytes)?;
+        let day =
+            |n| keys::day_from_number(n).ok_or_else(|| Error::corrupted("a reservation's period"));
+        Ok(Reservation {
+            id: r.id.into_owned(),
+            organization_id: r.organization_id.into_owned(),
+            count: r.count,
+            resource_id: owned_opt(r.resource_id),
+            created_at: time(r.created_at)?,
+            expires_at: time(r.expires_at)?,
+            period_start: day(r.period.0)?,
+            period_end: day(r.period.1)?,
         })
     }
 }
@@ -741,6 +796,7 @@ pub(crate) fn fuzz_decode_all(bytes: &[u8]) -> usize {
     n += ok(AuditEvent::decode(bytes));
     n += ok(DayRow::decode(bytes));
     n += ok(EntitlementValue::decode(bytes));
+    n += ok(Reservation::decode(bytes));
     n += ok(codec::decode_u64(bytes));
     n += ok(codec::decode_pending(bytes));
     let mut r = KeyReader::new(bytes);
@@ -786,13 +842,14 @@ pub(crate) struct OrgOverview {
 pub(crate) struct UsageAsk<'a> {
     /// Quota periods (by their first day number) whose stored totals are wanted.
     pub(crate) periods: &'a [u32],
-    /// Whether to sum the live leases' reservations of those periods (read by shared
-    /// backends only: a file has no leases).
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    /// Whether to sum what live leases (shared backends) and live usage reservations hold.
     pub(crate) leases: bool,
     /// A lease holder left out of that sum.
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) except_holder: Option<&'a str>,
+    /// The time of the call (micros): with `leases`, the organization's usage reservations
+    /// that expire after it are summed too (they count against every period).
+    pub(crate) now_micros: i64,
     /// Idempotency keys to look up.
     pub(crate) keys: &'a [&'a str],
     /// Resource ids whose usage columns are wanted.
@@ -802,7 +859,8 @@ pub(crate) struct UsageAsk<'a> {
 /// The answer to a [`UsageAsk`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct UsageState {
-    /// Each asked period: (first day, stored total, quota reserved by live leases).
+    /// Each asked period: (first day, stored total, quota reserved by live leases and live
+    /// usage reservations).
     pub(crate) periods: Vec<(u32, u64, u64)>,
     /// The asked keys that are stored.
     pub(crate) keys: Vec<String>,

@@ -35,8 +35,9 @@ use crate::model::user::{search_terms, User};
 ///   re-keys every row to its calendar month's first day.
 /// - 7: usage alerts. Organizations are written as tag 15 (with their alert thresholds; a
 ///   tag-14 record reads as the defaults, so nothing is rewritten); `usage_alert_state` (org,
-///   period's first and last day, threshold → the limit it was announced under). The step only
-///   creates the (empty) table.
+///   period's first and last day, threshold → the limit it was announced under), and
+///   `usage_reservations` (org, id → tag-16 record). The step only creates the (empty)
+///   tables.
 pub(crate) const SCHEMA_VERSION: u32 = 7;
 
 pub(crate) const SCHEMA_KEY: &str = "schema_version";

@@ -42,10 +42,11 @@ pub(crate) enum Table {
     AuditByOrg,
     EntitlementOverrides,
     AlertState,
+    Reservations,
 }
 
 impl Table {
-    pub(crate) const ALL: [Table; 38] = [
+    pub(crate) const ALL: [Table; 39] = [
         Table::Meta,
         Table::Users,
         Table::UserEmail,
@@ -84,6 +85,7 @@ impl Table {
         Table::AuditByOrg,
         Table::EntitlementOverrides,
         Table::AlertState,
+        Table::Reservations,
     ];
 
     /// The on-disk name. Never change one: files already written use it.
@@ -128,6 +130,7 @@ impl Table {
             Table::AuditByOrg => "audit_by_org",
             Table::EntitlementOverrides => "entitlement_overrides",
             Table::AlertState => "usage_alert_state",
+            Table::Reservations => "usage_reservations",
         }
     }
 }

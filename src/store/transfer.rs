@@ -28,6 +28,7 @@ use crate::model::entitlement::{valid_name, EntitlementValue, LIMIT_MAX, SEED_LI
 use crate::model::membership::Membership;
 use crate::model::period::QuotaPeriod;
 use crate::model::project::{Project, ProjectMembership};
+use crate::model::reservation::Reservation;
 use crate::model::transfer::{AuditFeeds, Record};
 use crate::model::user::User;
 
@@ -73,7 +74,8 @@ fn org_and_number(table: Table, key: &[u8]) -> Result<(String, u32)> {
 ///   `usage_month`; older exports' `usage_month` records import as calendar months.
 /// - 5: usage alerts. An organization carries `usage_alerts` (its thresholds, when not the
 ///   defaults), and `usage_alert_fired` records name each announcement (period, threshold,
-///   limit); the header may carry `usage_pruned_before`. Older exports have none.
+///   limit), `reservation` records the live usage reservations; the header may carry
+///   `usage_pruned_before`. Older exports have none.
 pub(crate) const EXPORT_VERSION: u32 = 5;
 
 /// Visits every record of the database, header first.
@@ -161,6 +163,9 @@ pub(crate) fn export<R: KvRead + ?Sized>(
             total,
         })?;
     }
+    each(tx, Table::Reservations, |_, r: Reservation| {
+        out(Record::Reservation(r))
+    })?;
     let mut fired = Vec::new();
     tx.scan(Table::AlertState, &[], None, false, &mut |k, v| {
         let mut r = KeyReader::new(k);
@@ -548,6 +553,26 @@ pub(crate) fn import(tx: &mut dyn Writes, state: &mut ImportState, record: Recor
                     limit,
                 },
             )?;
+        }
+        Record::Reservation(r) => {
+            if tx.org(&r.organization_id)?.is_none() {
+                return Err(refused(
+                    "reservation",
+                    format!("names a missing organization {}", r.organization_id),
+                ));
+            }
+            if r.count == 0
+                || r.count > crate::ops::usage::COUNT_MAX
+                || r.period_end < r.period_start
+                || !r.id.starts_with("rsv_")
+                || tx.reservation(&r.organization_id, &r.id)?.is_some()
+            {
+                return Err(refused(
+                    "reservation",
+                    format!("{} is malformed or duplicated", r.id),
+                ));
+            }
+            tx.put_reservation(&r)?;
         }
         Record::UsageDay {
             organization_id,

@@ -760,6 +760,31 @@ fun usageAlerts(env: Env) {
     }
 }
 
+fun usageReservations(env: Env) {
+    val db = OrgDb.inMemoryWith(
+        Options(clock = env.clock, plans = mapOf("metered" to Limits(monthlyRequests = 100uL)), defaultPlan = "metered"),
+    )
+    db.use {
+        val owner = db.createUser(NewUser(email = "owner@example.com", name = "Owner"))
+        val org = db.createOrganization(owner.id, NewOrganization(name = "Acme")).organization
+        val hold = db.reserveUsage(org.id, NewReservation(count = 60uL))
+        ensure(hold.id.startsWith("rsv_")) { "rsv_ id" }
+        eq(java.time.Duration.between(hold.createdAt, hold.expiresAt), java.time.Duration.ofMinutes(5), "default lifetime")
+        expect<OrgDbException.QuotaExceeded> { db.checkQuota(org.id, 41uL) }
+        db.recordUsage(org.id, UsageEvent(count = 40uL))
+        val receipt = db.commitReservation(org.id, hold.id, 45uL)
+        eq(Pair(receipt.used, receipt.duplicate), Pair(85uL, false), "committed")
+        ensure(db.commitReservation(org.id, hold.id, 45uL).duplicate) { "a repeat is a duplicate" }
+        val short = db.reserveUsage(org.id, NewReservation(count = 15uL, expiresIn = java.time.Duration.ofSeconds(30)))
+        ensure(db.releaseReservation(org.id, short.id)) { "released" }
+        ensure(!db.releaseReservation(org.id, short.id)) { "released once" }
+        expect<OrgDbException.NotFound> { db.commitReservation(org.id, short.id, 1uL) }
+        val bad = expect<OrgDbException.Validation> { db.reserveUsage(org.id, NewReservation(count = 0uL)) }
+        eq(bad.details.keys, setOf("count"), "field named")
+        ensure(db.check().ok) { "check" }
+    }
+}
+
 /** Thrown by a test that cannot run here. */
 class Skip(reason: String) : Exception(reason)
 
@@ -793,6 +818,7 @@ fun main() {
         "entitlements: soft limits with an overage cap" to ::softLimits,
         "entitlements: quota periods and the billing anchor" to ::quotaPeriods,
         "entitlements: usage alerts" to ::usageAlerts,
+        "entitlements: usage reservations" to ::usageReservations,
     )
     var passed = 0
     var failed = 0

@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use orgdb::{Period, Result, UsageEvent, UsageQuery};
+use orgdb::{NewReservation, Period, Result, UsageEvent, UsageQuery};
 
 use super::{date, input, instant, invalid, App};
 use crate::output::View;
@@ -48,6 +48,38 @@ pub(crate) enum Cmd {
         /// Last day (YYYY-MM-DD), at most 366 days after the first.
         #[arg(long, alias = "end-date")]
         end: Option<String>,
+    },
+    /// Hold COUNT requests of the quota before an expensive call (they count at once); settle
+    /// with `commit` or `release`, or the hold expires.
+    Reserve {
+        /// Organization id or slug.
+        org: String,
+        /// Number of requests to hold.
+        #[arg(long)]
+        count: u64,
+        /// The MCP server or API key the settled usage counts for (`res_…`).
+        #[arg(long)]
+        resource: Option<String>,
+        /// Seconds the hold lives unless settled (1 to 86 400; default 300).
+        #[arg(long, value_name = "SECS")]
+        expires_in: Option<u64>,
+    },
+    /// Record what a reserved call really cost and free the rest of its hold.
+    Commit {
+        /// Organization id or slug.
+        org: String,
+        /// The reservation (`rsv_…`).
+        reservation: String,
+        /// Requests the call used (beyond the hold only if the quota allows).
+        #[arg(long)]
+        actual: u64,
+    },
+    /// Give a reservation's hold back, recording nothing.
+    Release {
+        /// Organization id or slug.
+        org: String,
+        /// The reservation (`rsv_…`).
+        reservation: String,
     },
     /// Whether COUNT more requests fit this month, without recording anything.
     CheckQuota {
@@ -135,6 +167,39 @@ pub(crate) fn run(app: &App, cmd: Cmd) -> Result<()> {
                 end_date: end.as_deref().map(|d| date("end_date", d)).transpose()?,
             };
             out.ok(&db.usage_report(actor, &org, &query)?, View::Record);
+        }
+        Cmd::Reserve {
+            org,
+            count,
+            resource,
+            expires_in,
+        } => {
+            let org = app.org(&org)?;
+            let new = NewReservation {
+                count,
+                resource_id: resource,
+                expires_in: expires_in.map(std::time::Duration::from_secs),
+            };
+            out.ok(&db.reserve_usage(&org, &new)?, View::Record);
+        }
+        Cmd::Commit {
+            org,
+            reservation,
+            actual,
+        } => {
+            let org = app.org(&org)?;
+            out.ok(
+                &db.commit_reservation(&org, &reservation, actual)?,
+                View::Record,
+            );
+        }
+        Cmd::Release { org, reservation } => {
+            let org = app.org(&org)?;
+            let released = db.release_reservation(&org, &reservation)?;
+            out.ok(
+                &serde_json::json!({ "id": reservation, "released": released }),
+                View::Record,
+            );
         }
         Cmd::CheckQuota { org, count } => {
             let org = app.org(&org)?;

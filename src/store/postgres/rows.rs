@@ -16,11 +16,13 @@ use crate::model::membership::{MemberStatus, Membership};
 use crate::model::org::{Limit, LimitOverrides, Organization, OrganizationSettings};
 use crate::model::period::QuotaPeriod;
 use crate::model::project::{Project, ProjectMembership};
+use crate::model::reservation::Reservation;
 use crate::model::resource::{Resource, ResourceKind};
 use crate::model::role::Role;
 use crate::model::user::User;
 use crate::store::{
-    day_from_number, DayRow, InvitationRecord, OrgRecord, OrgStats, ResourceRecord,
+    day_from_number, day_number, AlertFired, DayRow, InvitationRecord, OrgRecord, OrgStats,
+    ResourceRecord, Span,
 };
 
 pub(super) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -389,3 +391,32 @@ pub(super) const PROJECT_SELECT: &str =
 
 pub(super) const RESOURCE_SELECT: &str =
     "SELECT id, organization_id, kind, name, created_at, removed_at, usage_column FROM resources";
+
+/// An announced usage alert from `usage_alert_state` (period_start, period_end,
+/// threshold_percent, limit_value).
+pub(super) fn alert_fired_of(r: &postgres::Row) -> Result<AlertFired> {
+    Ok(AlertFired {
+        span: Span {
+            start: day_number(get::<NaiveDate>(r, 0)?),
+            end: day_number(get::<NaiveDate>(r, 1)?),
+        },
+        percent: u32::try_from(get::<i64>(r, 2)?)
+            .map_err(|_| Error::corrupted("usage_alert_state: threshold out of range"))?,
+        limit: unsigned(get::<i64>(r, 3)?)?,
+    })
+}
+
+/// A reservation from `usage_reservations` (id, organization_id, count, resource_id,
+/// created_at, expires_at, period_start, period_end).
+pub(super) fn reservation_of(r: &postgres::Row) -> Result<Reservation> {
+    Ok(Reservation {
+        id: get(r, 0)?,
+        organization_id: get(r, 1)?,
+        count: unsigned(get(r, 2)?)?,
+        resource_id: get(r, 3)?,
+        created_at: get(r, 4)?,
+        expires_at: get(r, 5)?,
+        period_start: get(r, 6)?,
+        period_end: get(r, 7)?,
+    })
+}

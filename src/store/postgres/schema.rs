@@ -293,7 +293,7 @@ const USAGE_LEASES: &str = r#"CREATE TABLE IF NOT EXISTS usage_leases (
         PRIMARY KEY (organization_id, period_start, holder)
     )"#;
 
-/// Version 6: usage alerts. An organization's thresholds in percent of `monthly_requests`,
+/// Version 6: usage alerts and reservations. An organization's thresholds in percent of `monthly_requests`,
 /// ascending (NULL: the defaults, 80 and 100); each announcement: the period, the threshold
 /// and the limit it was reached under, so that it is announced once per period and limit.
 const V6: &[&str] = &[
@@ -305,6 +305,19 @@ const V6: &[&str] = &[
         threshold_percent BIGINT NOT NULL CHECK (threshold_percent BETWEEN 1 AND 1000),
         limit_value BIGINT NOT NULL CHECK (limit_value > 0),
         PRIMARY KEY (organization_id, period_start, period_end, threshold_percent)
+    )"#,
+    // Usage reservations: quota held until committed, released or `expires_at` (the
+    // database handle's clock); they count against every period of the organization.
+    r#"CREATE TABLE IF NOT EXISTS usage_reservations (
+        organization_id TEXT COLLATE "C" NOT NULL,
+        id TEXT COLLATE "C" NOT NULL,
+        count BIGINT NOT NULL CHECK (count > 0),
+        resource_id TEXT COLLATE "C",
+        created_at TIMESTAMPTZ NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL,
+        period_start DATE NOT NULL,
+        period_end DATE NOT NULL,
+        PRIMARY KEY (organization_id, id)
     )"#,
 ];
 

@@ -13,6 +13,7 @@ use crate::model::entitlement::EntitlementValue;
 use crate::model::invitation::InvitationStatus;
 use crate::model::membership::Membership;
 use crate::model::project::{Project, ProjectMembership};
+use crate::model::reservation::Reservation;
 use crate::model::resource::{Resource, ResourceKind};
 use crate::model::role::Role;
 use crate::model::transfer::Record;
@@ -1014,7 +1015,10 @@ impl Reads for PgTx<'_> {
                 CASE WHEN $3::BOOL THEN coalesce((SELECT sum(l.amount) FROM usage_leases l
                     WHERE l.organization_id = $1 AND l.period_start = p.start
                       AND l.expires_at > now()
-                      AND ($4::TEXT IS NULL OR l.holder <> $4)), 0) ELSE 0 END::BIGINT,
+                      AND ($4::TEXT IS NULL OR l.holder <> $4)), 0)
+                    + coalesce((SELECT sum(r.count) FROM usage_reservations r
+                    WHERE r.organization_id = $1 AND r.expires_at > $7), 0)
+                    ELSE 0 END::BIGINT,
                 p.start
              FROM unnest($2::DATE[]) AS p(start)
              LEFT JOIN usage_periods u ON u.organization_id = $1 AND u.period_start = p.start
@@ -1034,6 +1038,8 @@ impl Reads for PgTx<'_> {
                 &ask.except_holder,
                 &ask.keys,
                 &ask.resources,
+                &DateTime::<Utc>::from_timestamp_micros(ask.now_micros)
+                    .ok_or_else(|| Error::invalid("now", "Out of range"))?,
             ],
         )?;
         let mut state = UsageState::default();
@@ -1091,6 +1097,29 @@ impl Reads for PgTx<'_> {
         rows.iter()
             .map(|r| Ok((get(r, 0)?, override_of(r, 1)?)))
             .collect()
+    }
+
+    fn reservation(&self, org: &str, id: &str) -> Result<Option<Reservation>> {
+        self.row(
+            "SELECT id, organization_id, count, resource_id, created_at, expires_at,
+                period_start, period_end
+             FROM usage_reservations WHERE organization_id = $1 AND id = $2",
+            &[&org, &id],
+        )?
+        .map(|r| reservation_of(&r))
+        .transpose()
+    }
+
+    fn reservations(&self, org: &str) -> Result<Vec<Reservation>> {
+        self.rows(
+            "SELECT id, organization_id, count, resource_id, created_at, expires_at,
+                period_start, period_end
+             FROM usage_reservations WHERE organization_id = $1 ORDER BY id",
+            &[&org],
+        )?
+        .iter()
+        .map(reservation_of)
+        .collect()
     }
 
     fn alerts_fired(&self, org: &str, span: Span) -> Result<Vec<AlertFired>> {
@@ -1763,6 +1792,7 @@ impl Writes for PgTx<'_> {
             "DELETE FROM usage_leases WHERE organization_id = $1",
             "DELETE FROM entitlement_overrides WHERE organization_id = $1",
             "DELETE FROM usage_alert_state WHERE organization_id = $1",
+            "DELETE FROM usage_reservations WHERE organization_id = $1",
         ] {
             self.exec(sql, &[&org])?;
         }
@@ -1796,6 +1826,36 @@ impl Writes for PgTx<'_> {
             &[&org, &name, &value.kind().as_str(), &enabled, &limit],
         )?;
         Ok(())
+    }
+
+    fn put_reservation(&mut self, r: &Reservation) -> Result<()> {
+        self.exec(
+            "INSERT INTO usage_reservations (organization_id, id, count, resource_id,
+                created_at, expires_at, period_start, period_end)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (organization_id, id) DO UPDATE SET count = excluded.count,
+                resource_id = excluded.resource_id, created_at = excluded.created_at,
+                expires_at = excluded.expires_at, period_start = excluded.period_start,
+                period_end = excluded.period_end",
+            &[
+                &r.organization_id,
+                &r.id,
+                &signed(r.count, "count")?,
+                &r.resource_id,
+                &r.created_at,
+                &r.expires_at,
+                &r.period_start,
+                &r.period_end,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn delete_reservation(&mut self, org: &str, id: &str) -> Result<bool> {
+        Ok(self.exec(
+            "DELETE FROM usage_reservations WHERE organization_id = $1 AND id = $2",
+            &[&org, &id],
+        )? > 0)
     }
 
     fn put_alert_fired(&mut self, org: &str, fired: &AlertFired) -> Result<()> {
@@ -1947,18 +2007,4 @@ impl Query for PgTx<'_> {
     fn query(&self, sql: &'static str, params: Params<'_>) -> Result<Vec<Row>> {
         self.rows(sql, params)
     }
-}
-
-/// An announced usage alert from `usage_alert_state` (period_start, period_end,
-/// threshold_percent, limit_value).
-fn alert_fired_of(r: &postgres::Row) -> Result<AlertFired> {
-    Ok(AlertFired {
-        span: Span {
-            start: day_number(get::<NaiveDate>(r, 0)?),
-            end: day_number(get::<NaiveDate>(r, 1)?),
-        },
-        percent: u32::try_from(get::<i64>(r, 2)?)
-            .map_err(|_| Error::corrupted("usage_alert_state: threshold out of range"))?,
-        limit: unsigned(get::<i64>(r, 3)?)?,
-    })
 }

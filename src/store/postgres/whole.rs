@@ -91,6 +91,9 @@ const PROBLEMS: &[&str] = &[
             || ' is not a period of its quota period'
      FROM usage_periods p
      WHERE period_end < period_start",
+    "SELECT 'usage_reservations: ' || id || ' of a missing organization ' || organization_id
+     FROM usage_reservations r
+     WHERE NOT EXISTS (SELECT 1 FROM organizations o WHERE o.id = r.organization_id)",
     "SELECT 'usage_alert_state: row of missing organization ' || organization_id
      FROM usage_alert_state a
      WHERE NOT EXISTS (SELECT 1 FROM organizations o WHERE o.id = a.organization_id)",
@@ -381,6 +384,12 @@ pub(super) fn export(tx: &dyn Query, visit: &mut dyn FnMut(Record) -> Result<()>
                 total: unsigned(get(r, 3)?)?,
             })?
         }
+    );
+    each!(
+        tx,
+        "SELECT id, organization_id, count, resource_id, created_at, expires_at, period_start,
+            period_end FROM usage_reservations ORDER BY organization_id, id",
+        |r| out(Record::Reservation(super::rows::reservation_of(r)?))?
     );
     each!(
         tx,
