@@ -145,6 +145,9 @@ fn an_unsettled_hold_expires() {
     assert_err(db.check_quota(&org, 21), "quota_exceeded", None);
     clock.advance(TimeDelta::seconds(1));
     db.record_usage(&org, &UsageEvent::new(90)).unwrap();
+    // Another reservation meanwhile does not make the expired one unknown.
+    let other = db.reserve_usage(&org, &NewReservation::new(1)).unwrap();
+    db.release_reservation(&org, &other.id).unwrap();
     // Expired: the commit's 20 are checked in full (10 fit, 20 do not).
     assert_err(
         db.commit_reservation(&org, &hold.id, 20),
@@ -153,6 +156,32 @@ fn an_unsettled_hold_expires() {
     );
     assert_eq!(db.commit_reservation(&org, &hold.id, 10).unwrap().used, 100);
     assert!(!db.release_reservation(&org, &hold.id).unwrap());
+    assert_sound(&db);
+}
+
+/// A hold protects the period it was checked against: committed after that period ended
+/// (here a daily quota, across midnight), all of its count must fit in the new period, which
+/// may have filled meanwhile (an event dated a minute ahead counts in tomorrow).
+#[test]
+fn a_hold_protects_only_its_own_period() {
+    let (db, clock) = open();
+    let (org, _) = org(&db, "Acme", "metered");
+    db.set_billing_anchor(&Actor::System, &org, orgdb::QuotaPeriod::Day)
+        .unwrap();
+    let at = |h, m| chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2024, 1, 15, h, m, 0).unwrap();
+    clock.set(at(23, 57));
+    let tomorrow = at(23, 59) + TimeDelta::minutes(2);
+    db.record_usage(&org, &UsageEvent::new(100).at(tomorrow))
+        .unwrap();
+    // Today is empty: the hold fits today's period.
+    let hold = db.reserve_usage(&org, &NewReservation::new(80)).unwrap();
+    clock.set(tomorrow); // the hold (5 minutes from 23:57) still lives
+    assert_err(
+        db.commit_reservation(&org, &hold.id, 80),
+        "quota_exceeded",
+        None,
+    );
+    assert_eq!(db.commit_reservation(&org, &hold.id, 0).unwrap().used, 100);
     assert_sound(&db);
 }
 

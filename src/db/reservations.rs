@@ -51,8 +51,9 @@ impl Db {
 
     /// Records `actual` requests of a reservation as usage of today (with its resource) and
     /// frees the hold, in one transaction. Up to the hold, `actual` is recorded whatever the
-    /// limit says now; beyond it only as far as the quota allows. A hold that expired
-    /// protected nothing: all of `actual` must fit. A repeated commit answers the receipt of
+    /// limit says now; beyond it only as far as the quota allows. A hold that expired, or
+    /// that was made in another quota period than today's, protects nothing: all of `actual`
+    /// must fit. A repeated commit answers the receipt of
     /// the period with `duplicate: true` and records nothing (the reservation id is the
     /// usage's idempotency key, remembered 48 hours).
     ///

@@ -279,14 +279,12 @@ impl OrgUsage {
         total
     }
 
-    /// What live reservations hold at `now_micros` (the expired ones are dropped).
-    fn held(&mut self, now_micros: i64) -> u64 {
-        if self.holds.is_empty() {
-            return 0;
-        }
-        self.holds.retain(|&(_, expires)| expires > now_micros);
+    /// What live reservations hold at `now_micros` (expired ones are skipped, not dropped:
+    /// a clock set back makes them live again, as the stored rows are).
+    fn held(&self, now_micros: i64) -> u64 {
         self.holds
             .iter()
+            .filter(|&&(_, expires)| expires > now_micros)
             .fold(0u64, |sum, &(count, _)| sum.saturating_add(count))
     }
 

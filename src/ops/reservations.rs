@@ -8,7 +8,7 @@
 //! (what a commit records lands on the commit's day, whatever period the hold was made in).
 
 use crate::error::{Error, Result};
-use crate::ledger::{PeriodGrowth, UsageEnv};
+use crate::ledger::{PeriodGrowth, UsageEnv, KEY_RETENTION};
 use crate::model::reservation::{NewReservation, Reservation, RESERVATION_TTL_RANGE};
 use crate::model::usage::UsageReceipt;
 use crate::store::{day_number, DayRow, OrgRecord, Span, UsageAsk, Writes};
@@ -88,8 +88,11 @@ pub(crate) fn reserve(
     if let Some(id) = resource {
         column_of(tx, org, id)?;
     }
+    // Expired holds count for nothing; they are kept for the keys' retention, so a late
+    // commit of one still records its usage (against the quota) rather than `not_found`.
+    let stale = crate::model::time::minus(ctx.now, KEY_RETENTION);
     for old in tx.reservations(org)? {
-        if old.expires_at <= ctx.now {
+        if old.expires_at <= stale {
             tx.delete_reservation(org, &old.id)?;
         }
     }
@@ -98,8 +101,10 @@ pub(crate) fn reserve(
     let (stored, held, _) = standing(tx, ctx, org, span, "")?;
     quota.admit(stored.saturating_add(held), new.count)?;
     let (period_start, period_end) = span.dates();
-    let expires_at = ctx.now
-        + chrono::TimeDelta::from_std(ttl).map_err(|_| Error::invalid("expires_in", "Too long"))?;
+    let expires_at = crate::model::time::plus(
+        ctx.now,
+        chrono::TimeDelta::from_std(ttl).map_err(|_| Error::invalid("expires_in", "Too long"))?,
+    );
     let reservation = Reservation {
         id: ctx.id("rsv"),
         organization_id: org.to_owned(),
@@ -117,8 +122,8 @@ pub(crate) fn reserve(
 /// `commit_reservation`: records `actual` as usage of today (with the reservation's resource,
 /// while it lives) and frees the hold, in one transaction. Up to the hold it is admitted
 /// whatever the limit now says; beyond it, only as far as the quota allows (`quota_exceeded`
-/// changes nothing). A hold that expired protects nothing: all of `actual` is admitted
-/// against the quota. The reservation's id is the usage's idempotency key, so a repeated
+/// changes nothing). A hold that expired, or that was made in another period than today's,
+/// protects nothing: all of `actual` is admitted against the quota. The reservation's id is the usage's idempotency key, so a repeated
 /// commit answers `duplicate` (for the keys' 48 hours); an unknown or released id is
 /// `not_found`.
 pub(crate) fn commit(
@@ -145,7 +150,14 @@ pub(crate) fn commit(
     tx.delete_reservation(org, id)?;
     // The others' holds, this one gone.
     let (stored, others, _) = standing(tx, ctx, org, span, "")?;
-    let covered = if r.expires_at > ctx.now { r.count } else { 0 };
+    // The hold protects the period it was checked against, while it lives: committed in
+    // another period (the clock passed its end, or the rule changed), all of `actual` must
+    // fit there.
+    let covered = if r.expires_at > ctx.now && r.period_start == span.dates().0 {
+        r.count
+    } else {
+        0
+    };
     if actual > covered {
         quota.admit(
             stored.saturating_add(others).saturating_add(covered),

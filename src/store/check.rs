@@ -534,8 +534,11 @@ pub(crate) fn check<R: KvRead + ?Sized>(tx: &R, now: DateTime<Utc>) -> Result<Ch
                 "usage_reservations: {} of a missing organization {}",
                 r.id, r.organization_id
             ));
-        } else if r.count == 0 {
-            c.problem(format!("usage_reservations: {} holds nothing", r.id));
+        } else if r.count == 0 || r.count > 1 << 53 || r.period_end < r.period_start {
+            c.problem(format!(
+                "usage_reservations: {} holds {} over {}..{}",
+                r.id, r.count, r.period_start, r.period_end
+            ));
         }
     }
     for (key, value) in all(tx, Table::AlertState)? {

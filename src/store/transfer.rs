@@ -561,10 +561,20 @@ pub(crate) fn import(tx: &mut dyn Writes, state: &mut ImportState, record: Recor
                     format!("names a missing organization {}", r.organization_id),
                 ));
             }
+            let lifetime = r.expires_at.signed_duration_since(r.created_at);
+            let resource_ok = match r.resource_id.as_deref() {
+                Some(id) => tx
+                    .resource_record(id)?
+                    .is_some_and(|res| res.resource.organization_id == r.organization_id),
+                None => true,
+            };
             if r.count == 0
                 || r.count > crate::ops::usage::COUNT_MAX
                 || r.period_end < r.period_start
                 || !r.id.starts_with("rsv_")
+                || lifetime <= chrono::TimeDelta::zero()
+                || lifetime > chrono::TimeDelta::days(1)
+                || !resource_ok
                 || tx.reservation(&r.organization_id, &r.id)?.is_some()
             {
                 return Err(refused(

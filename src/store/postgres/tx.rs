@@ -392,6 +392,10 @@ const COUNTS: &[(&str, &str)] = &[
         "usage_alert_state",
         "SELECT count(*) FROM usage_alert_state",
     ),
+    (
+        "usage_reservations",
+        "SELECT count(*) FROM usage_reservations",
+    ),
     ("audit_events", "SELECT count(*) FROM audit_events"),
     (
         "user_audit_events",
