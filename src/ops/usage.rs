@@ -15,7 +15,7 @@ use crate::model::usage::{
     ApiKeyUsage, CorrectedUsage, DayUsage, Period, RequestTotals, ResourceUsage, UsageCorrection,
     UsageEvent, UsageQuery, UsageReport,
 };
-use crate::store::{day_number, AlertFired, OrgRecord, Reads, Writes, USAGE_PRUNED_BEFORE};
+use crate::store::{day_number, AlertFired, OrgRecord, Reads, Writes};
 use crate::validate::Validator;
 
 /// Largest count of one event: 2^53, the largest integer JSON carries exactly.
@@ -313,11 +313,7 @@ pub(crate) fn prune(
     let key_cutoff = time::minus(ctx.now, KEY_RETENTION).timestamp_micros();
     let (day_rows, month_rows, idempotency_keys) =
         tx.prune_usage_rows(day_number(before), period_cutoff, key_cutoff)?;
-    let marked = tx.meta_u64(USAGE_PRUNED_BEFORE)?.unwrap_or(0);
-    tx.set_meta_u64(
-        USAGE_PRUNED_BEFORE,
-        marked.max(u64::from(day_number(before))),
-    )?;
+    tx.raise_pruned_mark(before)?;
     let report = PruneReport {
         day_rows,
         month_rows,

@@ -294,6 +294,13 @@ pub(crate) trait Reads {
 pub(crate) trait Writes: Reads {
     fn set_meta_u64(&mut self, name: &str, value: u64) -> Result<()>;
 
+    /// Raises the prune mark (`USAGE_PRUNED_BEFORE`) to `before` (a date), never lowers it.
+    fn raise_pruned_mark(&mut self, before: chrono::NaiveDate) -> Result<()> {
+        let marked = self.meta_u64(super::USAGE_PRUNED_BEFORE)?.unwrap_or(0);
+        let day = u64::from(super::day_number(before));
+        self.set_meta_u64(super::USAGE_PRUNED_BEFORE, marked.max(day))
+    }
+
     // Users.
 
     fn insert_user(&mut self, user: &User) -> Result<()>;

@@ -321,9 +321,7 @@ pub(crate) fn import(tx: &mut dyn Writes, state: &mut ImportState, record: Recor
             // Renumbered events count from 1: the source's numbers mean nothing here.
             state.audit_seq = if state.renumber { 0 } else { audit_seq };
             if let Some(before) = usage_pruned_before {
-                let marked = tx.meta_u64(super::USAGE_PRUNED_BEFORE)?.unwrap_or(0);
-                let day = u64::from(day_number(before));
-                tx.set_meta_u64(super::USAGE_PRUNED_BEFORE, marked.max(day))?;
+                tx.raise_pruned_mark(before)?;
             }
         }
         Record::User(u) => {
