@@ -75,6 +75,18 @@ fn limits(db: &Db, org: &str, over: LimitOverrides) {
         .unwrap();
 }
 
+/// Sets the organization's `monthly_requests` limit.
+fn monthly_limit(db: &Db, org: &str, quota: u64) {
+    limits(
+        db,
+        org,
+        LimitOverrides {
+            monthly_requests: Some(Limit::Count(quota)),
+            ..Default::default()
+        },
+    );
+}
+
 #[test]
 fn tables_are_plain_and_readable_by_an_operator() {
     let Some((url, _server, db, org, owner)) = acme("pro") else {
@@ -856,14 +868,7 @@ fn monthly_quota_and_idempotency_keys_hold_across_processes() {
     };
     let (keyed, _) = common::org(&db, "Keyed", "pro");
     let quota = 150;
-    limits(
-        &db,
-        &org,
-        LimitOverrides {
-            monthly_requests: Some(Limit::Count(quota)),
-            ..Default::default()
-        },
-    );
+    monthly_limit(&db, &org, quota);
     let mut tasks: Vec<Value> = (0..PROCESSES)
         .map(|_| json!({"task": "usage", "url": url, "org": org, "n": 60}))
         .collect();
@@ -1210,14 +1215,7 @@ fn leases_keep_buffered_usage_exact_across_processes() {
         return;
     };
     let quota = 20_000;
-    limits(
-        &db,
-        &org,
-        LimitOverrides {
-            monthly_requests: Some(Limit::Count(quota)),
-            ..Default::default()
-        },
-    );
+    monthly_limit(&db, &org, quota);
     // Every other process admits its events ten at a time (`record_many`): the same 9 000.
     let mut tasks: Vec<Value> = (0..PROCESSES)
         .map(|i| {
@@ -1272,6 +1270,61 @@ fn leases_keep_buffered_usage_exact_across_processes() {
     assert_sound(&db);
 }
 
+/// A read of the period total counts buffered usage once while flushes store it: each
+/// `get_organization` answers at least what was acknowledged before it began and at most what
+/// was acknowledged when it ended, while one thread records through a recorder (a lease) and
+/// another flushes as fast as it can, moving usage from memory to the stored total.
+#[test]
+fn reads_count_buffered_usage_once_while_flushes_store_it() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let Some((_url, _server, db, org, _)) = acme("pro") else {
+        return;
+    };
+    let acked = AtomicU64::new(0);
+    let done = AtomicBool::new(false);
+    let recorder = db.usage_recorder(&org).unwrap();
+    let reads = std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..3_000 {
+                recorder.record(None, 1).unwrap();
+                acked.fetch_add(1, Ordering::SeqCst);
+            }
+            done.store(true, Ordering::SeqCst);
+        });
+        s.spawn(|| {
+            while !done.load(Ordering::SeqCst) {
+                db.flush().unwrap();
+            }
+        });
+        let mut reads = 0;
+        while !done.load(Ordering::SeqCst) {
+            let lo = acked.load(Ordering::SeqCst);
+            let total = db
+                .get_organization(&Actor::System, &org)
+                .unwrap()
+                .usage
+                .monthly_requests;
+            // One event may be admitted and not yet acknowledged (its call not returned).
+            let hi = acked.load(Ordering::SeqCst) + 1;
+            assert!(
+                (lo..=hi).contains(&total),
+                "read {total}, acknowledged {lo} before the read and {} after",
+                hi - 1
+            );
+            reads += 1;
+        }
+        reads
+    });
+    assert!(reads > 0, "the reads ran alongside the records");
+    let total = db
+        .get_organization(&Actor::System, &org)
+        .unwrap()
+        .usage
+        .monthly_requests;
+    assert_eq!(total, 3_000);
+    assert_sound(&db);
+}
+
 /// Reservations are exact across processes: processes holding and committing race others
 /// recording durably and through leases, at one limit. Nothing passes it, every
 /// acknowledged commit and event is stored, and no hold is left behind.
@@ -1281,14 +1334,7 @@ fn reservations_hold_across_processes() {
         return;
     };
     let quota = 2_000;
-    limits(
-        &db,
-        &org,
-        LimitOverrides {
-            monthly_requests: Some(Limit::Count(quota)),
-            ..Default::default()
-        },
-    );
+    monthly_limit(&db, &org, quota);
     let mut tasks: Vec<Value> = (0..PROCESSES)
         .map(|_| json!({"task": "reserve", "url": url, "org": org, "n": 150}))
         .collect();

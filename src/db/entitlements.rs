@@ -169,8 +169,9 @@ impl Db {
     /// `not_found`, `forbidden` for a non-member.
     pub fn usage_alerts(&self, actor: &Actor, org: &str) -> Result<UsageAlerts> {
         // Fold first, as the change feed does: a crossing admitted a moment ago is announced.
+        self.inner.fold_usage(&self.ctx())?;
+        // A context taken after the fold: what it stored is no reason to read again.
         let ctx = self.ctx();
-        self.inner.fold_usage(&ctx)?;
         self.inner
             .store
             .read(|tx| ops::alerts::get(tx, &ctx, actor, org.trim()))
@@ -201,6 +202,7 @@ impl Db {
                 ops::alerts::set(tx, &ctx, actor, org, thresholds)
             })?;
         self.inner.ledger.refresh_limit(org);
+        let ctx = self.ctx();
         self.inner
             .store
             .read(|tx| ops::alerts::get(tx, &ctx, actor, org))

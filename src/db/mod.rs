@@ -78,6 +78,7 @@ impl Core {
             opts: &self.opts,
             ids: &self.ids,
             ledger: Some(&self.ledger),
+            leases: self.ledger.lease_view(),
         }
     }
 
@@ -257,6 +258,7 @@ impl Db {
                     opts: &opts,
                     ids: &ids,
                     ledger: None,
+                    leases: crate::ledger::LeaseView::default(),
                 };
                 Ledger::open(&*store, &ctx, journal)?
             }

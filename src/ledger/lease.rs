@@ -26,13 +26,15 @@
 //!   admission opens one on the new period.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::model::usage::UsageReceipt;
 use crate::store::{Backend, DayRow, Span, UsageAsk, Writes};
 
+use super::board::Board;
 use super::{lock, Admit, Quota, UsageEnv};
 
 /// The smallest slice asked for at once; a busy organization asks for more (see `want`).
@@ -48,6 +50,8 @@ struct OrgLease {
     reserved: u64,
     /// Admitted here since the last flush.
     used: u64,
+    /// `used` as readers see it (`Board`).
+    posted: Arc<AtomicU64>,
     /// The stored period total at the last flush (other processes' flushed usage included).
     base: u64,
     /// After this, no admission until a flush renews the lease.
@@ -67,6 +71,8 @@ pub(crate) struct Leases {
     /// How long a lease lives on the server without renewal (`Options::usage_lease_ttl`).
     ttl: Duration,
     orgs: Mutex<HashMap<String, OrgLease>>,
+    /// What readers add to stored totals, posted by admissions and syncs.
+    pub(crate) board: Board,
 }
 
 impl Leases {
@@ -79,6 +85,7 @@ impl Leases {
                 crate::ids::IdGen::default().next("lease", chrono::Utc::now())
             ),
             orgs: Mutex::new(HashMap::new()),
+            board: Board::default(),
         }
     }
 
@@ -179,6 +186,7 @@ impl Leases {
             l.days.entry(e.day).or_default().add(column, e.count);
             receipts.push(l.quota.receipt_dated(false, l.base + l.used, dates));
         }
+        l.posted.store(l.used, Ordering::Release);
         Ok(receipts)
     }
 
@@ -224,6 +232,8 @@ impl Leases {
             let span = quota.span(day);
             Ok((quota, span, tx.period_usage(org, span.start)?))
         })?;
+        let posted = Arc::new(AtomicU64::new(0));
+        self.board.opened(org, span, posted.clone());
         orgs.insert(
             org.to_owned(),
             OrgLease {
@@ -231,6 +241,7 @@ impl Leases {
                 quota,
                 reserved: 0,
                 used: 0,
+                posted,
                 base,
                 deadline: Instant::now(),
                 days: BTreeMap::new(),
@@ -255,6 +266,17 @@ impl Leases {
         release: bool,
     ) -> Result<()> {
         let l = orgs.get_mut(org).ok_or_else(not_loaded)?;
+        let storing = l.used > 0;
+        if storing {
+            self.board.before_storing(org);
+        }
+        // Should the transaction unwind, the mark is still cleared (as for an unknown outcome).
+        let unwinding = storing.then(|| StampOnUnwind {
+            board: &self.board,
+            org,
+            used: l.used,
+            span: l.span,
+        });
         let started = Instant::now();
         let holder = self.holder.as_str();
         let done = store.write_usage(&[org], |tx| {
@@ -295,6 +317,7 @@ impl Leases {
             tx.put_lease(org, l.span.start, holder, reserved, self.ttl)?;
             Ok(Some((quota, base, reserved, release)))
         });
+        std::mem::forget(unwinding);
         match done {
             Ok(Some((quota, base, reserved, release))) => {
                 let grew = reserved > l.reserved.saturating_sub(l.used);
@@ -307,6 +330,12 @@ impl Leases {
                 if grew && want > 0 {
                     l.slice = l.slice.saturating_mul(2).min(1 << 40);
                 }
+                let span = (!release).then_some(l.span);
+                if storing {
+                    self.board.stored(org, 0, span);
+                } else if release {
+                    self.board.closed(org);
+                }
                 if release {
                     orgs.remove(org);
                 }
@@ -314,9 +343,16 @@ impl Leases {
             }
             Ok(None) => {
                 orgs.remove(org);
+                self.board.closed(org);
                 Err(Error::not_found("Organization"))
             }
-            Err(err) => Err(err),
+            Err(err) => {
+                if storing {
+                    // The commit may have happened: readers read again.
+                    self.board.stored(org, l.used, Some(l.span));
+                }
+                Err(err)
+            }
         }
     }
 
@@ -356,15 +392,6 @@ impl Leases {
         self.sync(store, env, org, &mut orgs, 0, true)
     }
 
-    /// What this process admitted of an organization's period that holds day number `day`
-    /// and has not stored yet.
-    pub(crate) fn unstored(&self, org: &str, day: u32) -> u64 {
-        lock(&self.orgs)
-            .get(org)
-            .filter(|l| l.span.holds(day))
-            .map_or(0, |l| l.used)
-    }
-
     /// The plan or overrides changed: the next admission syncs (and reads the limit).
     pub(crate) fn refresh(&self, org: &str) {
         if let Some(l) = lock(&self.orgs).get_mut(org) {
@@ -383,6 +410,7 @@ impl Leases {
             }
             None => {
                 orgs.remove(org);
+                self.board.closed(org);
             }
         }
     }
@@ -430,6 +458,21 @@ fn store_lease_usage(
     let days: Vec<(u32, &DayRow)> = l.days.iter().map(|(&day, row)| (day, row)).collect();
     super::store_shared_usage(tx, env, org, &periods, &days, &[], quota)?;
     Ok(base)
+}
+
+/// Stamps a storing organization on the board if its sync unwinds (forgotten otherwise: the
+/// sync's outcome stamps it then).
+struct StampOnUnwind<'a> {
+    board: &'a Board,
+    org: &'a str,
+    used: u64,
+    span: Span,
+}
+
+impl Drop for StampOnUnwind<'_> {
+    fn drop(&mut self) {
+        self.board.stored(self.org, self.used, Some(self.span));
+    }
 }
 
 fn not_loaded() -> Error {

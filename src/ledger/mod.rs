@@ -28,6 +28,8 @@ use crate::store::{day_number, Backend, DayRow, OrgRecord, Span, Writes};
 
 mod admit;
 pub(crate) use admit::no_receipt;
+mod board;
+pub(crate) use board::LeaseView;
 mod fold;
 mod lease;
 mod shared;
@@ -411,6 +413,15 @@ impl State {
     }
 }
 
+/// A period total as [`Ledger::period_total`] found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PeriodTotal {
+    /// The total.
+    Exact(u64),
+    /// A lease sync stored the organization's usage since the call began: read again.
+    Moved,
+}
+
 impl Ledger {
     /// A ledger without a journal (in-memory databases).
     pub(crate) fn in_memory() -> Ledger {
@@ -430,22 +441,34 @@ impl Ledger {
         }
     }
 
+    /// What a call sees of this process's leases, taken before its first transaction and
+    /// handed to [`period_total`](Self::period_total) (`board.rs`).
+    pub(crate) fn lease_view(&self) -> LeaseView<'_> {
+        LeaseView::of(self.shared.as_ref().map(|s| &s.leases.board))
+    }
+
     /// The total of the quota period that holds day number `day`, as the ledger knows it when
     /// it has the organization loaded, else `stored` (the stored total of that period); on a
-    /// shared backend the stored total plus this process's unstored usage.
-    pub(crate) fn period_total(
-        &self,
+    /// shared backend the stored total plus this process's unstored usage, unless a lease
+    /// sync stored the organization's usage since `view` was taken (before the snapshot
+    /// `stored` reads): then `Moved`, and the caller runs again on a fresh snapshot.
+    pub(crate) fn period_total<'a>(
+        &'a self,
         org: &str,
         day: u32,
+        view: &LeaseView<'a>,
         stored: &dyn Fn() -> Result<u64>,
-    ) -> Result<u64> {
+    ) -> Result<PeriodTotal> {
         if let Some(shared) = &self.shared {
-            // The stored total plus what this process's lease admitted and has not stored.
-            return Ok(stored()?.saturating_add(shared.leases.unstored(org, day)));
+            let stored = stored()?;
+            return Ok(match shared.leases.board.unstored(org, day, view) {
+                Some(unstored) => PeriodTotal::Exact(stored.saturating_add(unstored)),
+                None => PeriodTotal::Moved,
+            });
         }
         match self.known_total(org, day) {
-            Some(total) => Ok(total),
-            None => stored(),
+            Some(total) => Ok(PeriodTotal::Exact(total)),
+            None => stored().map(PeriodTotal::Exact),
         }
     }
 

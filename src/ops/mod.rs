@@ -36,6 +36,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) ids: &'a IdGen,
     /// The usage ledger, whose month totals are ahead of the stored ones until folded.
     pub(crate) ledger: Option<&'a crate::ledger::Ledger>,
+    /// What the call saw of this process's leases before its first transaction
+    /// ([`Ledger::lease_view`](crate::ledger::Ledger::lease_view)).
+    pub(crate) leases: crate::ledger::LeaseView<'a>,
 }
 
 impl Ctx<'_> {

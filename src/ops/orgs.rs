@@ -5,6 +5,7 @@ use serde_json::json;
 use super::{limits, record, seats, Changes, Ctx};
 use crate::authz::{authorize, clear, Action, Actor};
 use crate::error::{Error, Result};
+use crate::ledger::PeriodTotal;
 use crate::model::entitlement::LIMIT_MAX;
 use crate::model::membership::Membership;
 use crate::model::org::{
@@ -171,17 +172,29 @@ pub(crate) fn usage(tx: &dyn Reads, ctx: &Ctx, rec: &OrgRecord) -> Result<Usage>
         mcps: stats.mcps,
         api_keys: stats.api_keys,
         team_members: seats::seats_counted(tx, ctx, org, &stats)?,
-        monthly_requests: period_total(ctx, org, &|| tx.period_usage(org, start))?,
+        monthly_requests: period_total(tx, ctx, org, &|| tx.period_usage(org, start))?,
     })
 }
 
 /// The current quota period's total: the ledger's where it counts in memory, else
-/// `stored`'s (the stored total of that period).
-fn period_total(ctx: &Ctx, org: &str, stored: &dyn Fn() -> Result<u64>) -> Result<u64> {
+/// `stored`'s (the stored total of that period, read in `tx`). When this process's leases
+/// stored the organization's usage since the call began, `tx` runs again
+/// ([`Reads::run_again`]).
+fn period_total(
+    tx: &dyn Reads,
+    ctx: &Ctx,
+    org: &str,
+    stored: &dyn Fn() -> Result<u64>,
+) -> Result<u64> {
     let today = crate::store::day_number(ctx.now.date_naive());
-    match ctx.ledger {
-        Some(ledger) => ledger.period_total(org, today, stored),
-        None => stored(),
+    let Some(ledger) = ctx.ledger else {
+        return stored();
+    };
+    match ledger.period_total(org, today, &ctx.leases, stored)? {
+        PeriodTotal::Exact(total) => Ok(total),
+        PeriodTotal::Moved => {
+            Err(tx.run_again("buffered usage was stored while the period total was read"))
+        }
     }
 }
 
@@ -215,7 +228,7 @@ pub(crate) fn get(
         mcps: view.stats.mcps,
         api_keys: view.stats.api_keys,
         team_members: view.stats.members + view.pending,
-        monthly_requests: period_total(ctx, org, &|| Ok(view.period_total))?,
+        monthly_requests: period_total(tx, ctx, org, &|| Ok(view.period_total))?,
     };
     Ok(OrganizationDetails {
         limits: limits(ctx, &cleared.org),

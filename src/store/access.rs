@@ -31,6 +31,12 @@ use crate::model::user::{search_terms, User};
 
 /// The typed reading interface: what every operation reads, on any backend.
 pub(crate) trait Reads {
+    /// The error that makes the backend run this transaction again from the start (on a
+    /// fresh snapshot): something read outside it (this process's unstored lease usage)
+    /// moved while it ran. Only a shared backend has such state; the embedded one answers
+    /// a plain `storage_error`.
+    fn run_again(&self, why: &str) -> Error;
+
     fn meta_u64(&self, name: &str) -> Result<Option<u64>>;
 
     // Users.
@@ -562,6 +568,10 @@ pub(crate) trait KvWriteExt: KvWrite {
 impl<T: KvWrite + ?Sized> KvWriteExt for T {}
 
 impl<T: KvRead + ?Sized> Reads for T {
+    fn run_again(&self, why: &str) -> Error {
+        Error::storage(why)
+    }
+
     fn meta_u64(&self, name: &str) -> Result<Option<u64>> {
         self.get_u64(Table::Meta, &meta_key(name))
     }

@@ -404,6 +404,11 @@ const COUNTS: &[(&str, &str)] = &[
 ];
 
 impl Reads for PgTx<'_> {
+    fn run_again(&self, why: &str) -> Error {
+        self.retry.set(true);
+        Error::storage(why)
+    }
+
     fn meta_u64(&self, name: &str) -> Result<Option<u64>> {
         self.row("SELECT value FROM orgdb_meta WHERE name = $1", &[&name])?
             .map(|r| unsigned(get(&r, 0)?))
