@@ -21,7 +21,7 @@ use chrono::{TimeZone, Utc};
 use common::{from_cargo_bench, timed, Cli, Config};
 use orgdb::{
     json, Actor, Db, ManualClock, MemberQuery, NewOrganization, NewUser, Options, ResourceKind,
-    UsageEvent, UsageQuery,
+    UsageEvent, UsageQuery, UsageRecorder,
 };
 
 const MEMBERS: usize = 31;
@@ -36,6 +36,10 @@ const WORKLOADS: &[(&str, &str)] = &[
     ("usage_report", "the month's report over 10 MCP servers"),
     ("usage_report_json", "the report, then json::ok_text"),
     ("recorder_record", "UsageRecorder::record of one event"),
+    (
+        "recorder_add",
+        "UsageRecorder::add(1) of a recorder per resource (for_resource)",
+    ),
     (
         "recorder_record_many",
         "UsageRecorder::record_many of 1 000 events (events a second)",
@@ -146,6 +150,11 @@ fn main() {
     };
     let month = UsageQuery::default();
     let recorder = db.usage_recorder(org).expect("recorder");
+    let on_mcp: Vec<UsageRecorder> = fx
+        .mcps
+        .iter()
+        .map(|m| recorder.for_resource(m).expect("recorder"))
+        .collect();
     let batch: Vec<(Option<&str>, u64)> = (0..BATCH)
         .map(|i| (Some(fx.mcps[i % MCPS].as_str()), 1))
         .collect();
@@ -198,6 +207,11 @@ fn main() {
                 let mcp = fx.mcps[i as usize % MCPS].as_str();
                 Some(recorder.record(Some(mcp), 1).is_ok())
             }),
+        ),
+        (
+            "recorder_add",
+            1.0,
+            Box::new(|i| Some(on_mcp[i as usize % MCPS].add(1).is_ok())),
         ),
         (
             "recorder_record_many",

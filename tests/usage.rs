@@ -820,6 +820,62 @@ fn a_recorder_rolls_over_months_and_stops_with_its_organization_or_resource() {
     assert_sound(&db);
 }
 
+/// `for_resource` and `add`: the same admission as `record`, answering the period's usage,
+/// with `record`'s errors (and nothing recorded by a refused call).
+#[test]
+fn a_resource_recorder_adds_as_record_does_and_answers_the_total() {
+    let (db, _) = db();
+    let (org, owner) = org(&db, "Acme", "free"); // 1 000 a month
+    let calc = db
+        .register_resource(&actor(&owner), &org, ResourceKind::Mcp, "calc")
+        .unwrap();
+    let rec = db.usage_recorder(&org).unwrap();
+    assert_err(
+        rec.for_resource("  "),
+        "validation_error",
+        Some("resource_id"),
+    );
+    let on_calc = rec.for_resource(&format!(" {} ", calc.id)).unwrap();
+    assert_eq!(on_calc.resource_id(), Some(calc.id.as_str()));
+    assert_eq!(rec.resource_id(), None);
+    assert_eq!(on_calc.add(600).unwrap(), 600);
+    assert_eq!(rec.add(300).unwrap(), 900);
+    assert_err(on_calc.add(0), "validation_error", Some("count"));
+    let err = assert_err(on_calc.add(101), "quota_exceeded", None);
+    assert_eq!(err.details()["used"].as_u64(), Some(900));
+    // A resource of another organization, or none at all, is not found, as by `record`.
+    let (other, other_owner) = common::org(&db, "Other", "free");
+    let theirs = db
+        .register_resource(&actor(&other_owner), &other, ResourceKind::Mcp, "theirs")
+        .unwrap();
+    assert_err(
+        rec.for_resource(&theirs.id).unwrap().add(1),
+        "not_found",
+        None,
+    );
+    assert_err(
+        rec.for_resource("mcp_missing").unwrap().add(1),
+        "not_found",
+        None,
+    );
+    assert_eq!(on_calc.add(100).unwrap(), 1000);
+    db.remove_resource(&actor(&owner), &org, &calc.id).unwrap();
+    assert_err(on_calc.add(1), "not_found", None);
+    db.flush().unwrap();
+    let report = db
+        .usage_report(&actor(&owner), &org, &UsageQuery::default())
+        .unwrap();
+    assert_eq!(report.requests.total, 1000);
+    let on_calc_total: u64 = report
+        .by_mcp
+        .iter()
+        .filter(|r| r.mcp_id == calc.id)
+        .map(|r| r.requests)
+        .sum();
+    assert_eq!(on_calc_total, 700);
+    assert_sound(&db);
+}
+
 #[test]
 fn the_journal_restarts_when_full_without_losing_anything() {
     let dir = tempfile::tempdir().unwrap();

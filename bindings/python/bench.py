@@ -479,6 +479,12 @@ def workloads(fx, seconds):
     def o_buffered(i):
         recorder.record(fx.o_mcps[i % MCPS], 1)
 
+    # The lean call: a recorder per resource, a number in and a number out.
+    on_mcp = [recorder.for_resource(m) for m in fx.o_mcps]
+
+    def o_add(i):
+        on_mcp[i % MCPS].add(1)
+
     # SQLite's buffered path: commits without a sync (WAL with synchronous=NORMAL, durable
     # at the next checkpoint), as orgdb's buffered usage is durable at its next checkpoint.
     def relaxed():
@@ -538,6 +544,8 @@ def workloads(fx, seconds):
             None,
         ),
         "buffered_recorder": (o_buffered, l_buffered, (recorder.flush, strict)),
+        # The same events through `for_resource(...).add(1)`.
+        "buffered_add": (o_add, l_buffered, (recorder.flush, strict)),
         # Events a second: a call admits BATCH of them.
         "buffered_batch": (
             lambda _: recorder.record_many(o_batch),

@@ -25,24 +25,77 @@ pub struct UsageRecorder {
     db: Db,
     org: String,
     handle: OrgHandle,
+    /// The resource [`add`](UsageRecorder::add) counts on ([`for_resource`](UsageRecorder::for_resource)).
+    resource: Option<String>,
 }
 
 impl fmt::Debug for UsageRecorder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UsageRecorder")
             .field("organization_id", &self.org)
+            .field("resource_id", &self.resource)
             .finish_non_exhaustive()
     }
 }
 
 impl UsageRecorder {
     pub(crate) fn new(db: Db, org: String, handle: OrgHandle) -> UsageRecorder {
-        UsageRecorder { db, org, handle }
+        UsageRecorder {
+            db,
+            org,
+            handle,
+            resource: None,
+        }
     }
 
     /// The organization this recorder counts for.
     pub fn organization_id(&self) -> &str {
         &self.org
+    }
+
+    /// The resource [`add`](UsageRecorder::add) counts on (`None`: on no resource).
+    pub fn resource_id(&self) -> Option<&str> {
+        self.resource.as_deref()
+    }
+
+    /// A recorder of the same organization whose [`add`](UsageRecorder::add) counts on
+    /// `resource_id` (an MCP server or API key of it). The resource is checked by each `add`,
+    /// as [`record`](UsageRecorder::record) checks it: one removed later answers `not_found`.
+    ///
+    /// # Errors
+    /// `validation_error` (`resource_id`: empty).
+    pub fn for_resource(&self, resource_id: &str) -> Result<UsageRecorder> {
+        Ok(UsageRecorder {
+            resource: Some(resource_arg(resource_id)?.to_owned()),
+            ..self.clone()
+        })
+    }
+
+    /// Admits `count` requests now on this recorder's resource (or on none), as
+    /// [`record`](UsageRecorder::record) does, and answers the period's usage after it (the
+    /// receipt's `used`). The leanest call from a binding: a number in, a number out.
+    ///
+    /// ```
+    /// use orgdb::{Actor, Db, NewOrganization, NewUser, ResourceKind};
+    ///
+    /// let db = Db::in_memory()?;
+    /// let ada = db.create_user(&NewUser { email: "ada@example.com".into(), name: "Ada".into() })?;
+    /// let org = db.create_organization(&ada.id, &NewOrganization {
+    ///     name: "Acme".into(),
+    ///     ..Default::default()
+    /// })?.organization;
+    /// let search = db.register_resource(&Actor::user(&ada.id), &org.id, ResourceKind::Mcp, "search")?;
+    /// let usage = db.usage_recorder(&org.id)?;
+    /// let on_search = usage.for_resource(&search.id)?;
+    /// assert_eq!(on_search.add(3)?, 3);
+    /// assert_eq!(usage.add(2)?, 5); // on no resource
+    /// # Ok::<(), orgdb::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`record`](UsageRecorder::record).
+    pub fn add(&self, count: u64) -> Result<u64> {
+        Ok(self.record(self.resource.as_deref(), count)?.used)
     }
 
     /// Admits `count` requests now, on `resource_id` (an MCP server or API key of the
@@ -54,10 +107,7 @@ impl UsageRecorder {
     /// limit, used and requested; nothing is recorded), `storage_error`.
     pub fn record(&self, resource_id: Option<&str>, count: u64) -> Result<UsageReceipt> {
         validate_count(count)?;
-        let resource = resource_id.map(str::trim);
-        if resource == Some("") {
-            return Err(Error::invalid("resource_id", "Must not be empty"));
-        }
+        let resource = resource_id.map(resource_arg).transpose()?;
         self.db
             .admit_recorded(&self.org, self.handle, resource, count)
     }
@@ -110,4 +160,13 @@ impl UsageRecorder {
     pub fn flush(&self) -> Result<()> {
         self.db.flush()
     }
+}
+
+/// A resource id argument, trimmed; empty is `validation_error` (`resource_id`).
+fn resource_arg(id: &str) -> Result<&str> {
+    let id = id.trim();
+    if id.is_empty() {
+        return Err(Error::invalid("resource_id", "Must not be empty"));
+    }
+    Ok(id)
 }

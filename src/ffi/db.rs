@@ -1092,6 +1092,32 @@ impl UsageRecorder {
         self.recorder.organization_id().to_owned()
     }
 
+    /// The resource `add` counts on (null: on no resource).
+    pub fn resource_id(&self) -> Option<String> {
+        self.recorder.resource_id().map(str::to_owned)
+    }
+
+    /// A recorder of the same organization whose `add` counts on `resource_id`, checked by
+    /// each `add` as `record` checks it.
+    ///
+    /// # Errors
+    /// `validation_error` (`resource_id`: empty).
+    pub fn for_resource(&self, resource_id: String) -> Result<Arc<UsageRecorder>> {
+        Ok(Arc::new(UsageRecorder {
+            recorder: self.recorder.for_resource(&resource_id)?,
+        }))
+    }
+
+    /// Admits `count` requests now on this recorder's resource (or on none), as `record`
+    /// does, and returns the period's usage after it (a receipt's `used`): a number in, a
+    /// number out, the leanest call across the boundary.
+    ///
+    /// # Errors
+    /// As `record`.
+    pub fn add(&self, count: u64) -> Result<u64> {
+        Ok(self.recorder.add(count)?)
+    }
+
     /// Admits `count` requests now, on `resource_id` or on none.
     ///
     /// # Errors

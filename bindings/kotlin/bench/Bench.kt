@@ -75,6 +75,7 @@ fun main(args: Array<String>) {
     val month = UsageQuery()
     val recorder = db.usageRecorder(fx.org)
     val batch: List<String?> = (0 until BATCH).map { fx.mcps[it % MCPS] }
+    val onMcp = fx.mcps.map { recorder.forResource(it) }
 
     val all: List<Triple<String, Double, (Long) -> Unit>> = listOf(
         Triple("get_organization", 1.0) { _ -> db.getOrganization(fx.owner, fx.org) },
@@ -84,6 +85,7 @@ fun main(args: Array<String>) {
         Triple("usage_report", 1.0) { _ -> db.usageReport(fx.owner, fx.org, month) },
         Triple("usage_report_json", 1.0) { _ -> db.usageReportJson(fx.owner, fx.org, month) },
         Triple("recorder_record", 1.0) { n -> recorder.record(fx.mcps[(n % MCPS).toInt()], 1uL) },
+        Triple("recorder_add", 1.0) { n -> onMcp[(n % MCPS).toInt()].add(1uL) },
         Triple("recorder_record_many", BATCH.toDouble()) { _ -> recorder.recordMany(batch) },
     )
     val workloads = all.filter { only.isEmpty() || it.first in only }

@@ -305,6 +305,69 @@ fun recorderBatch(env: Env) {
     recorder.close()
 }
 
+fun recorderAdd(env: Env) {
+    val (alice, org) = env.company()
+    env.db.setLimitOverrides(Actor.System, org.id, LimitOverridesPatch(monthlyRequests = LimitUpdate.Set(Limit.Count(1000uL))))
+    val calc = env.db.registerResource(actor(alice), org.id, ResourceKind.MCP, "calc")
+    val recorder = env.db.usageRecorder(org.id)
+    val onCalc = recorder.forResource(calc.id)
+    eq(onCalc.resourceId(), calc.id, "bound resource")
+    eq(recorder.resourceId(), null, "no resource")
+    eq(onCalc.add(600uL), 600uL, "total after")
+    eq(recorder.add(300uL), 900uL, "total on no resource")
+    val over = expect<OrgDbException.QuotaExceeded> { onCalc.add(101uL) }
+    eq(over.details["used"], "900", "used")
+    val zero = expect<OrgDbException.Validation> { onCalc.add(0uL) }
+    eq(zero.details.keys, setOf("count"), "count field")
+    val blank = expect<OrgDbException.Validation> { recorder.forResource(" ") }
+    eq(blank.details.keys, setOf("resource_id"), "resource field")
+    expect<OrgDbException.NotFound> { recorder.forResource("res_missing").add(1uL) }
+    eq(env.db.checkQuota(org.id, 1uL).used, 901uL, "nothing refused counted")
+    eq(env.db.usageReport(actor(alice), org.id, UsageQuery()).byMcp.single().requests, 600uL, "per resource")
+    onCalc.close()
+    recorder.close()
+}
+
+/// Call statuses are reused per thread: errors and results of threads that interleave never
+/// mix, and a call after an error starts clean.
+fun callStatusesPerThread(env: Env) {
+    val (alice, org) = env.company()
+    env.db.setLimitOverrides(Actor.System, org.id, LimitOverridesPatch(monthlyRequests = LimitUpdate.Set(Limit.Count(1_000_000uL))))
+    val recorder = env.db.usageRecorder(org.id)
+    val failures = java.util.concurrent.ConcurrentLinkedQueue<String>()
+    val threads = (0 until 8).map { t ->
+        Thread {
+            try {
+                for (i in 0 until 200) {
+                    when ((i + t) % 3) {
+                        0 -> {
+                            val e = expect<OrgDbException.NotFound> { env.db.usageRecorder("org_missing_$t") }
+                            if (e.code != "not_found") failures.add("thread $t: code ${e.code}")
+                        }
+                        1 -> {
+                            val e = expect<OrgDbException.Validation> { recorder.add(0uL) }
+                            if (e.details.keys != setOf("count")) failures.add("thread $t: ${e.details}")
+                        }
+                        else -> {
+                            if (recorder.add(1uL) == 0uL) failures.add("thread $t: add answered 0")
+                            if (env.db.getOrganization(actor(alice), org.id).organization.id != org.id) failures.add("thread $t: org")
+                        }
+                    }
+                }
+            } catch (e: Throwable) {
+                failures.add("thread $t: $e")
+            }
+        }
+    }
+    threads.forEach { it.start() }
+    threads.forEach { it.join() }
+    eq(failures.toList(), listOf<String>(), "failures")
+    // Each thread adds 1 on a third of its 200 calls (which third depends on its offset).
+    val added = (0 until 8).sumOf { t -> (0 until 200).count { i -> (i + t) % 3 == 2 } }.toULong()
+    eq(env.db.checkQuota(org.id, 1uL).used, added + 1uL, "every add counted once (and the 1 asked)")
+    recorder.close()
+}
+
 fun jsonVariants(env: Env) {
     val (alice, org) = env.company()
     val owner = actor(alice)
@@ -812,6 +875,8 @@ fun main() {
         "lists: organizations, users, projects of a user" to ::systemListsAndUserProjects,
         "usage: corrections" to ::correctUsage,
         "speed: a recorder batch, whole or not at all" to ::recorderBatch,
+        "speed: a resource recorder's add, a number in and out" to ::recorderAdd,
+        "speed: call statuses reused per thread, never mixed" to ::callStatusesPerThread,
         "speed: JSON variants of the read calls" to ::jsonVariants,
         "speed: timestamps cross exactly" to ::timestampsAreExact,
         "entitlements: features, overrides, the projects limit" to ::entitlements,

@@ -29,3 +29,20 @@ def metered(clock, monthly_requests=10):
             default_plan="metered",
         )
     )
+
+
+def rich_organization(db, owner, description):
+    """An organization of `owner` whose fields use every kind of value: non-ASCII text, an
+    empty and a missing optional field, settings with extras, metadata at its limits."""
+    return db.create_organization(
+        owner.id,
+        orgdb.NewOrganization(
+            name="Ünïcødé 🚀 Org",
+            description=description,
+            plan="pro",
+            address_line1="",
+            city="Zürich",
+            settings=orgdb.OrganizationSettings(pin_protection=True, extra={"theme": "dark"}),
+            metadata={"e": "", "k" * 64: "v" * 1000, "emoji": "🦀"},
+        ),
+    ).organization

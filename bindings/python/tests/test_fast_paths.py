@@ -1,5 +1,6 @@
-"""The speed entry points: the recorder's batch (`record_many`), the JSON variants of the
-read calls, and timestamps crossing as integers (exact at every microsecond and year)."""
+"""The speed entry points: the recorder's batch (`record_many`) and lean `add`, the JSON
+variants of the read calls, and timestamps crossing as integers (exact at every microsecond
+and year)."""
 
 import json
 from datetime import datetime, timedelta, timezone
@@ -106,6 +107,29 @@ def test_record_many_is_durable_after_flush_and_reopen(tmp_path):
     del recorder, db
     again = orgdb.OrgDb.open(path)
     assert again.get_organization(orgdb.Actor.SYSTEM(), org.id).usage.monthly_requests == 1000
+
+
+def test_add_counts_as_record_does_and_returns_the_total(db, metered):
+    owner, org, calc, search = metered
+    recorder = db.usage_recorder(org.id)
+    on_calc = recorder.for_resource(calc.id)
+    assert (on_calc.resource_id(), recorder.resource_id()) == (calc.id, None)
+    assert on_calc.organization_id() == org.id
+    assert on_calc.add(600) == 600
+    assert recorder.add(300) == 900
+    # `record`'s errors, and a refused call records nothing.
+    err = raises(orgdb.OrgDbError.QuotaExceeded, on_calc.add, 101)
+    assert (err.details["used"], err.details["requested"]) == ("900", "101")
+    assert "count" in raises(orgdb.OrgDbError.Validation, on_calc.add, 0).details
+    assert "resource_id" in raises(orgdb.OrgDbError.Validation, recorder.for_resource, " ").details
+    raises(orgdb.OrgDbError.NotFound, recorder.for_resource("res_missing").add, 1)
+    with pytest.raises(ValueError):
+        on_calc.add(-1)
+    with pytest.raises(TypeError):
+        on_calc.add("1")
+    assert db.check_quota(org.id, 1).used == 901
+    report = db.usage_report(as_user(owner), org.id, orgdb.UsageQuery())
+    assert {m.mcp_id: m.requests for m in report.by_mcp} == {calc.id: 600}
 
 
 def instant(text):

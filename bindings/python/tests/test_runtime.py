@@ -8,7 +8,7 @@ import pytest
 
 import orgdb
 from orgdb import _generated, _runtime
-from helpers import as_user, raises
+from helpers import as_user, raises, rich_organization
 
 # Values that stress the wire format: empty, multi-byte, longer than the generated builder's
 # first 16 bytes, longer than 64 KiB (the Rust buffer grows), and unsigned extremes.
@@ -49,18 +49,7 @@ def test_the_fast_runtime_is_in_place():
 def rich(db, clock, make_user):
     """An organization whose fields use every kind of value."""
     owner = make_user("Ωmega Owner")
-    org = db.create_organization(
-        owner.id,
-        orgdb.NewOrganization(
-            name="Ünïcødé 🚀 Org",
-            description=DESCRIPTION,
-            plan="pro",
-            address_line1="",
-            city="Zürich",
-            settings=orgdb.OrganizationSettings(pin_protection=True, extra={"theme": "dark"}),
-            metadata={"e": "", "k" * 64: "v" * 1000, "emoji": "🦀"},
-        ),
-    ).organization
+    org = rich_organization(db, owner, DESCRIPTION)
     clock.advance_seconds(1)
     db.add_member(as_user(owner), org.id, make_user("Bob").id, "admin")
     return owner, org

@@ -5,28 +5,61 @@ small runtime under them that moves values across the boundary. That runtime spe
 a call's time (issue 18's profile):
 
 - it reads a result with one `struct.unpack` of a fresh slice of a ctypes pointer per
-  integer, inside a `contextlib` generator;
+  integer, inside a `contextlib` generator, and a record with a converter call per field and
+  a stream call per value in it (a `Member` is about ten converter calls);
 - it writes an argument into a Rust buffer of 16 bytes that it grows with a Rust call, so a
   30-character id costs two Rust calls before the call itself;
 - it builds each call's status from a nested `default()`.
 
-`install` replaces those few pieces, and only those: results are copied out of the Rust
-buffer once (`ctypes.string_at`) and read with precompiled `struct.Struct`s, a string in one
-step; arguments are written to a `bytearray` and copied into one Rust buffer of their exact
-size; a call's status is a zeroed structure, which is what `default()` built. In the generated
-module: `_UniffiConverterRustBuffer.lift` / `lower` (every record, enum, option, list and map),
-`_UniffiFfiConverterString.lift` / `lower` / `read`, `_UniffiRustBuffer.consume_with_stream` /
-`read_with_stream`, and `_uniffi_rust_call` / `_uniffi_rust_call_with_error` (the handle's
-clone, buffer allocation and release go through the first). The converters, their wire format and
-every error path stay UniFFI's. If the generated module does not have the pieces this
-expects (another UniFFI version), nothing is replaced and `orgdb.FAST_RUNTIME` is False.
+`install` replaces those pieces, and only those:
+
+- Results are copied out of the Rust buffer once (a slice of its `c_char` pointer) and read
+  with precompiled `struct.Struct`s, a string in one step. In the generated module:
+  `_UniffiConverterRustBuffer.lift`, `_UniffiFfiConverterString.lift` / `read`,
+  `_UniffiRustBuffer.consume_with_stream` / `read_with_stream`.
+- Fused readers (`_fuse`): for each generated converter whose `read` has one of UniFFI's
+  shapes (integer, bool, string, option, list, map, record, enum, custom type) all the way
+  down, one function, written from the converters' source and compiled at its first call,
+  reads the whole value with local variables: adjacent fixed-size fields in one unpack, nested
+  values inline, records and variants built as the generated `read` builds them (a generated
+  record class whose `__init__` only stores its arguments: `object.__new__` and the same
+  stores), custom types converted with their generated expression (the timestamps of
+  `uniffi.toml`; a second field holding the same integer gets the first one's value when it
+  is of an immutable builtin type, `created_at` and `updated_at` of a new row). It replaces
+  that converter's `read` and, for those that inherit it, its `lift`. Bytes it does not
+  accept (cut short, a bad tag or flag) are read again by the generated `read`, which raises
+  what it always has. A converter holding anything else (an object handle, a duration) is left
+  as generated; `fused` names the ones replaced.
+- Arguments are written to a `bytearray` and copied into a Rust buffer of their exact size
+  with one Rust call (`rustbuffer_from_bytes`, where the generated runtime allocates and then
+  copies with a second foreign call); result buffers are released by calling the Rust
+  function directly: `_UniffiConverterRustBuffer.lower`, `_UniffiFfiConverterString.lower`.
+- A call's status is a zeroed structure, which is what `default()` built:
+  `_uniffi_rust_call` / `_uniffi_rust_call_with_error` (the handle's clone goes through the
+  first).
+
+The converters' values, their wire format and every error path stay UniFFI's;
+`generated_runtime` puts the generated pieces back for a block (the tests compare the two). If
+the generated module does not have the pieces this expects (another UniFFI version), nothing
+is replaced and `orgdb.FAST_RUNTIME` is False; parts it does not recognize (a converter's
+source, the buffer functions) keep the generated code.
 """
 
+import ast
 import contextlib
 import ctypes
+import datetime
+import decimal
+import enum
+import inspect
+import itertools
+import linecache
+import re
 import struct
+import threading
 
-# What `install` replaces: (the class holding it, or None for the module itself, attribute).
+# What `install` replaces: (the class holding it, or None for the module itself, attribute);
+# and the `read` (and `lift`) of each converter `_fuse` fuses.
 _PLACES = (
     ("_UniffiConverterRustBuffer", "lift"),
     ("_UniffiConverterRustBuffer", "lower"),
@@ -68,11 +101,17 @@ def _reader(internal_error):
 
         __slots__ = ("data", "len", "offset")
 
-        def __init__(self, rbuf):
-            n = rbuf.len
-            self.data = ctypes.string_at(rbuf.data, n) if n else b""
+        def __init__(self, data, n):
+            self.data = data  # exactly `n` bytes
             self.len = n
             self.offset = 0
+
+        @classmethod
+        def of(cls, rbuf):
+            n = rbuf.len
+            # A slice of a `POINTER(c_char)` is its bytes, copied (4 times faster than
+            # `ctypes.string_at`, a foreign call).
+            return cls(rbuf.data[:n] if n else b"", n)
 
         def remaining(self):
             return self.len - self.offset
@@ -205,6 +244,650 @@ class _Writer:
         self.out += _SIZE_T.pack(v)
 
 
+# ---- Fused readers -------------------------------------------------------------------------
+#
+# A generated record converter reads a value with one converter call per field, each a few
+# stream calls; a list of records repeats that per element. `_shape` reads each generated
+# converter's `read` in the module's source (compacted text, matched against UniFFI's
+# templates) and `_Emitter` writes, for each converter whose shapes it knows all the way
+# down, one function that reads the whole value (see the module docstring).
+
+_FIXED = {
+    "read_i8": "b", "read_u8": "B", "read_i16": "h", "read_u16": "H", "read_i32": "i",
+    "read_u32": "I", "read_i64": "q", "read_u64": "Q", "read_float": "f", "read_double": "d",
+}
+
+# The generated bodies this knows, compacted as `_source` compacts them, with the converters
+# they call as CONV0, CONV1.
+_TEMPLATES = {
+    "string": """
+        size = buf.read_i32()
+        if size < 0:
+            raise InternalError("Unexpected negative string length")
+        utf8_bytes = buf.read(size)
+        return utf8_bytes.decode("utf-8")
+    """,
+    "optional": """
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return CONV0.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+    """,
+    "sequence": """
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+        return [
+            CONV0.read(buf) for i in range(count)
+        ]
+    """,
+    "map": """
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative map size")
+        d = {}
+        for i in range(count):
+            key = CONV0.read(buf)
+            val = CONV1.read(buf)
+            d[key] = val
+        return d
+    """,
+    "bool": "return cls.lift(buf.read_u8())",
+}
+_BOOL_LIFT = "return value != 0"  # the generated bool's `lift(value)`
+
+_CONVERTER = re.compile(r"_Uniffi\w*Converter\w+")
+_FIXED_READ = re.compile(r"returnbuf\.(read_\w+)\(\)")
+_CONVERTER_READ = re.compile(r"(?:(\w+)=)?(\w+)\.read\(buf\),?")
+_BUILD = re.compile(r"return([A-Za-z_][\w.]*)\(")
+
+
+_BUILTIN = "_fz_builtin"  # the builtin value in a custom type's expression
+# The names a fused reader's own code uses besides `_fz...`.
+_READER_LOCALS = frozenset(["data", "start", "at", "n", "_", "buf", "cls"])
+_IMMUTABLE = frozenset(
+    [bool, int, float, complex, str, bytes, type(None), datetime.datetime, datetime.date,
+     datetime.time, datetime.timedelta, datetime.timezone, decimal.Decimal]
+)
+_constants = itertools.count()
+
+
+class _Unfusable(Exception):
+    """A converter (or one it reads) that `_fuse` leaves to the generated code."""
+
+
+class _Malformed(Exception):
+    """Bytes a fused reader does not accept; the generated reader then reads them again."""
+
+
+def _compact(lines):
+    """Source lines without blank lines, comments and whitespace, one string a line."""
+    out = []
+    for line in lines:
+        line = "".join(line.split())
+        if line and not line.startswith("#"):
+            out.append(line)
+    return out
+
+
+def _source(func, params, lines):
+    """The body of `func` (a function, or a static or class method) as lines of the generated
+    module's source `lines`: (compacted, as written); None unless its parameters are
+    `params`."""
+    func = getattr(func, "__func__", func)
+    code = getattr(func, "__code__", None)
+    if code is None or code.co_varnames[: code.co_argcount + code.co_kwonlyargcount] != params:
+        return None
+    at = code.co_firstlineno - 1  # its first decorator, or its `def`
+    while at < len(lines) and not lines[at].lstrip().startswith("def "):
+        at += 1
+    if at >= len(lines) or not lines[at].rstrip().endswith(":"):
+        return None
+    indent = len(lines[at]) - len(lines[at].lstrip())
+    body = []
+    for line in lines[at + 1:]:
+        if line.strip() and len(line) - len(line.lstrip()) <= indent:
+            break
+        body.append(line)
+    written = [line.strip() for line in body if line.strip() and not line.strip().startswith("#")]
+    return _compact(body), written
+
+
+def _masked(compact, converters):
+    """`compact` with the converters it names replaced by CONV0, CONV1 (in order), and them."""
+    found = []
+
+    def mask(match):
+        if match.group(0) not in converters:
+            raise _Unfusable(match.group(0))
+        found.append(match.group(0))
+        return f"CONV{len(found) - 1}"
+
+    return "\n".join(_CONVERTER.sub(mask, line) for line in compact), found
+
+
+def _templates():
+    return {kind: "\n".join(_compact(text.splitlines())) for kind, text in _TEMPLATES.items()}
+
+
+def _build(compact, converters):
+    """`return Type(field=Converter.read(buf), ...)` or `return Type.Variant(Converter.read(buf),
+    ...)` (compacted lines): ("build", the callee, [(keyword or None, converter)], False)."""
+    head = _BUILD.fullmatch(compact[0]) if compact else None
+    if head is None or compact[-1] != ")":
+        return None
+    fields = []
+    for line in compact[1:-1]:
+        match = _CONVERTER_READ.fullmatch(line)
+        if match is None or match.group(2) not in converters:
+            return None
+        if match.group(1) is None and fields and fields[-1][0] is not None:
+            return None  # a positional argument after a keyword
+        fields.append((match.group(1), match.group(2)))
+    return ("build", head.group(1), fields, False)
+
+
+def _stores_only(cls, fields, lines):
+    """Whether `cls(**fields)` is `object.__new__(cls)` and then one plain attribute store per
+    argument, in the order of `cls.__init__`'s parameters: the generated record classes. Their
+    fused reader does those steps itself (a call with keywords costs as much as the stores)."""
+    names = [k for k, _ in fields]
+    if not (
+        isinstance(cls, type)
+        and type(cls) is type
+        and None not in names
+        and len(set(names)) == len(names)
+        and cls.__new__ is object.__new__
+        and cls.__setattr__ is object.__setattr__
+        and all("__slots__" not in vars(k) for k in cls.__mro__)
+        and not any(name in vars(k) for k in cls.__mro__ for name in names)
+    ):
+        return False
+    init = vars(cls).get("__init__")
+    code = getattr(init, "__code__", None)
+    if (
+        code is None
+        or code.co_argcount != 1
+        or code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS)
+    ):
+        return False
+    params = code.co_varnames[: 1 + code.co_kwonlyargcount]
+    if sorted(params[1:]) != sorted(names) or init.__kwdefaults__:
+        return False
+    source = _source(init, params, lines)
+    return source is not None and source[0] == [f"{params[0]}.{p}={p}" for p in params[1:]]
+
+
+def _enum(compact, converters, namespace):
+    """`variant = buf.read_i32()`, then `if variant == k: return <variant>` for each variant,
+    then a raise: ("enum", {k: ("const", member) or ("build", ...)})."""
+    if len(compact) < 4 or compact[0] != "variant=buf.read_i32()":
+        return None
+    if not compact[-1].startswith("raise"):
+        return None
+    variants = {}
+    lines = compact[1:-1]
+    at = 0
+    while at < len(lines):
+        case = re.fullmatch(r"ifvariant==(\d+):", lines[at])
+        if case is None:
+            return None
+        end = at + 1
+        while end < len(lines) and not lines[end].startswith("ifvariant=="):
+            end += 1
+        body = lines[at + 1:end]
+        built = _build(body, converters)
+        if built is None:
+            # A variant without fields of an `enum.Enum`: the member, which cannot change.
+            path = re.fullmatch(r"return([A-Za-z_]\w*)\.(\w+)", body[0]) if len(body) == 1 else None
+            cls = path and namespace.get(path.group(1))
+            if not (isinstance(cls, enum.EnumMeta) and path.group(2) in cls.__members__):
+                return None
+            built = ("const", cls.__members__[path.group(2)])
+        variants[int(case.group(1))] = built
+        at = end
+    return ("enum", variants)
+
+
+def _shape(cls, converters, namespace, lines, templates):
+    """What the generated `cls.read` reads, as a tuple; None when not one of the known shapes."""
+    read = vars(cls)["read"]
+    params = ("cls", "buf") if isinstance(read, classmethod) else ("buf",)
+    source = _source(read, params, lines)
+    if source is None:
+        return None
+    compact, written = source
+    try:
+        masked, found = _masked(compact, converters)
+    except _Unfusable:
+        return None
+    for kind, template in templates.items():
+        if masked == template:
+            if kind == "bool":
+                lift = _source(vars(cls).get("lift"), ("value",), lines)
+                if lift is None or lift[0] != _compact([_BOOL_LIFT]):
+                    return None
+            return (kind, *found)
+    if len(compact) == 1:
+        fixed = _FIXED_READ.fullmatch(compact[0])
+        if fixed:
+            return ("fixed", _FIXED[fixed.group(1)]) if fixed.group(1) in _FIXED else None
+        alias = re.fullmatch(r"return(\w+)\.read\(buf\)", compact[0])
+        if alias:
+            return ("alias", alias.group(1)) if alias.group(1) in converters else None
+    custom = re.fullmatch(r"builtin_value=(\w+)\.read\(buf\)", compact[0])
+    if custom and len(written) == 2 and written[1].startswith("return "):
+        # A custom type: the builtin value, then uniffi.toml's expression of it.
+        text = written[1][len("return "):]
+        try:
+            expression = ast.parse(text, mode="eval")
+        except SyntaxError:
+            return None
+        names = {n.id for n in ast.walk(expression) if isinstance(n, ast.Name)}
+        if custom.group(1) not in converters or names & _READER_LOCALS or "_fz" in text:
+            return None  # it would see the fused reader's variables
+
+        class Rename(ast.NodeTransformer):
+            def visit_Name(self, node):
+                if node.id == "builtin_value":
+                    node.id = _BUILTIN
+                return node
+
+        return ("custom", custom.group(1), ast.unparse(Rename().visit(expression)))
+    built = _build(compact, converters)
+    if built is not None:
+        callee, fields = built[1], built[2]
+        return ("build", callee, fields, _stores_only(namespace.get(callee), fields, lines))
+    return _enum(compact, converters, namespace)
+
+
+class _Emitter:
+    """Writes one fused reader: Python source over `data` (the bytes), `at` (the offset) and
+    `n` (the length). Fixed-size reads wait in `pending` so that adjacent ones share one
+    unpack; any other statement writes them out first."""
+
+    def __init__(self, shapes, scope):
+        self.shapes = shapes
+        self.scope = scope  # the readers' globals, where their constants go
+        self.lines = []
+        self.pending = []  # (format character, variable)
+        self.after = []  # statements converting pending values, once read
+        self.depth = 1
+        self.count = 0
+        self.within = []
+        # Custom-type values read so far, by converter, in the blocks around the next line:
+        # [(builtin variable, value variable)], innermost block last.
+        self.seen = [{}]
+
+    def var(self):
+        self.count += 1
+        return f"_fz{self.count}"
+
+    def constant(self, value):
+        name = f"_fz_c{next(_constants)}"
+        self.scope[name] = value
+        return name
+
+    def flush(self):
+        if not self.pending:
+            return
+        fmt = ">" + "".join(f for f, _ in self.pending)
+        size = struct.calcsize(fmt)
+        pad = "    " * self.depth
+        if fmt == ">B":  # an option's flag, a bool: the byte itself (past the end: IndexError)
+            self.lines.append(f"{pad}{self.pending[0][1]} = data[at]")
+        else:
+            unpack = "_fz_unpack_" + fmt[1:]
+            if unpack not in self.scope:
+                self.scope[unpack] = struct.Struct(fmt).unpack_from
+            targets = "".join(v + ", " for _, v in self.pending)
+            self.lines.append(f"{pad}{targets}= {unpack}(data, at)")
+        self.lines.append(f"{pad}at += {size}")
+        self.lines.extend(pad + s for s in self.after)
+        self.pending, self.after = [], []
+
+    def line(self, text):
+        self.flush()
+        self.lines.append("    " * self.depth + text)
+
+    def convert(self, text):
+        """A statement over values read so far: after the pending unpack if there is one."""
+        if self.pending:
+            self.after.append(text)
+        else:
+            self.line(text)
+
+    def fixed(self, fmt):
+        v = self.var()
+        self.pending.append((fmt, v))
+        return v
+
+    def block(self, header, write):
+        self.line(header)
+        self.depth += 1
+        self.seen.append({})
+        write()
+        self.flush()
+        self.seen.pop()
+        self.depth -= 1
+
+    def read(self, name):
+        """Writes the reading of one `name` value; the variable (or constant) holding it."""
+        shape = self.shapes.get(name)
+        if shape is None or name in self.within:
+            raise _Unfusable(name)
+        self.within.append(name)
+        try:
+            return getattr(self, "read_" + shape[0])(*shape[1:])
+        finally:
+            self.within.pop()
+
+    def read_fixed(self, fmt):
+        return self.fixed(fmt)
+
+    def read_alias(self, inner):
+        return self.read(inner)
+
+    def read_bool(self):
+        raw, v = self.fixed("B"), self.var()
+        self.convert(f"{v} = {raw} != 0")
+        return v
+
+    def read_string(self):
+        size, end, v = self.fixed("i"), self.var(), self.var()
+        self.line(f"{end} = at + {size}")
+        self.line(f"if {size} < 0 or {end} > n: raise _fz_Malformed")
+        self.line(f'{v} = data[at:{end}].decode("utf-8")')
+        self.line(f"at = {end}")
+        return v
+
+    def read_custom(self, inner, expression):
+        builtin, v = self.read(inner), self.var()
+        expression = expression.replace(_BUILTIN, builtin)
+        shape = self.shapes[inner]
+        while shape[0] == "alias":
+            shape = self.shapes[shape[1]]
+        name = self.within[-1]
+        earlier = [seen[name][-1] for seen in self.seen if name in seen]
+        if shape[0] == "fixed" and shape[1] in "bBhHiIqQ" and earlier:
+            # The same integer as a value of the same type read before it (a record's
+            # `created_at` and `updated_at`): that value, when it is of an immutable builtin
+            # type, cannot be told apart from the expression's new one.
+            last_builtin, last = earlier[-1]
+            expression = (
+                f"{last} if {builtin} == {last_builtin} and type({last}) in _fz_immutable "
+                f"else ({expression})"
+            )
+        self.seen[-1].setdefault(name, []).append((builtin, v))
+        self.convert(f"{v} = {expression}")
+        return v
+
+    def read_optional(self, inner):
+        flag, v = self.fixed("B"), self.var()
+        self.block(f"if {flag} == 0:", lambda: self.line(f"{v} = None"))
+
+        def some():
+            value = self.read(inner)
+            self.line(f"{v} = {value}")
+
+        self.block(f"elif {flag} == 1:", some)
+        self.block("else:", lambda: self.line("raise _fz_Malformed"))
+        return v
+
+    def read_sequence(self, inner):
+        count, v = self.fixed("i"), self.var()
+        self.line(f"if {count} < 0: raise _fz_Malformed")
+        self.line(f"{v} = []")
+        self.block(
+            f"for _ in range({count}):", lambda: self.line(f"{v}.append({self.read(inner)})")
+        )
+        return v
+
+    def read_map(self, key, value):
+        count, v = self.fixed("i"), self.var()
+        self.line(f"if {count} < 0: raise _fz_Malformed")
+        self.line(f"{v} = {{}}")
+
+        def entry():
+            k = self.read(key)
+            self.line(f"{v}[{k}] = {self.read(value)}")
+
+        self.block(f"for _ in range({count}):", entry)
+        return v
+
+    def read_build(self, callee, fields, stores_only):
+        values = [self.read(converter) for _, converter in fields]
+        v = self.var()
+        if stores_only:
+            # `callee.__init__`'s stores, in its order, without the call (see `_stores_only`).
+            init = self.scope[callee].__init__.__code__
+            by_name = {k: a for (k, _), a in zip(fields, values)}
+            self.line(f"{v} = _fz_new({callee})")
+            for name in init.co_varnames[1 : 1 + init.co_kwonlyargcount]:
+                self.line(f"{v}.{name} = {by_name[name]}")
+            return v
+        args = ", ".join(a if k is None else f"{k}={a}" for (k, _), a in zip(fields, values))
+        self.line(f"{v} = {callee}({args})")
+        return v
+
+    def read_enum(self, variants):
+        tag, v = self.fixed("i"), self.var()
+        if all(kind == "const" for kind, *_ in variants.values()):
+            table = self.constant({k: member for k, (_, member) in variants.items()})
+            self.convert(f"{v} = {table}[{tag}]")  # KeyError: not a variant
+            return v
+        keyword = "if"
+        for k, (kind, *rest) in variants.items():
+            if kind == "const":
+                body = lambda c=self.constant(rest[0]): self.line(f"{v} = {c}")
+            else:
+                body = lambda rest=rest: self.line(f"{v} = {self.read_build(*rest)}")
+            self.block(f"{keyword} {tag} == {k}:", body)
+            keyword = "elif"
+        self.block("else:", lambda: self.line("raise _fz_Malformed"))
+        return v
+
+
+def _fuse(gen, Reader, lines, free):
+    """{converter name: (`read(stream)`, `lift(rbuf)` or None)}: fused readers for the generated
+    converters whose whole tree `_shape` knows. Each is written and compiled at its first call
+    (most of them are never called); until then it costs an entry here."""
+    namespace = vars(gen)
+    converters = {
+        name: value
+        for name, value in namespace.items()
+        if name.startswith(("_UniffiFfiConverter", "_UniffiConverter"))
+        and isinstance(value, type)
+        and "read" in vars(value)
+    }
+    if not lines:
+        return {}
+    templates = _templates()
+    shapes = {}
+    for name, cls in converters.items():
+        shape = _shape(cls, converters, namespace, lines, templates)
+        if shape is not None:
+            shapes[name] = shape
+
+    def fusable(name, within=()):
+        shape = shapes.get(name)
+        if shape is None or name in within:
+            return False  # unknown, or a recursive type
+        inner = [c for c in shape[1:] if isinstance(c, str) and c in converters]
+        if shape[0] == "build":
+            inner = [c for _, c in shape[2]]
+        elif shape[0] == "enum":
+            inner = [c for kind, *rest in shape[1].values() if kind == "build" for _, c in rest[1]]
+        return all(fusable(c, within + (name,)) for c in inner)
+
+    rust_buffer = namespace.get("_UniffiConverterRustBuffer")
+    scope = dict(namespace)  # the readers' globals: the generated names, and their own
+    scope.update(_fz_Malformed=_Malformed, _fz_replay=_replay(Reader), _fz_immutable=_IMMUTABLE,
+                 _fz_new=object.__new__)
+    lock = threading.Lock()
+    readers = {}
+    for name, shape in shapes.items():
+        if shape[0] in ("fixed", "string") or not fusable(name):
+            continue  # one read already, or left as generated
+        cls = converters[name]
+        scope[f"_fz_generated_{name}"] = cls.read
+        lift = issubclass(cls, rust_buffer) if rust_buffer is not None else False
+        readers[name] = _fused(name, shapes, scope, lock, cls.read, Reader, lift and free)
+    return readers
+
+
+def _replay(Reader):
+    def replay(generated_read, data, start, n):
+        # Bytes the fused reader did not accept: the generated reader reads them again, from
+        # the same offset, and raises (or returns) what it always has.
+        stream = Reader(data, n)
+        stream.offset = start
+        value = generated_read(stream)
+        return value, stream.offset
+
+    return replay
+
+
+def _compile(name, shapes, scope):
+    """Writes and compiles the fused reader of `name`: `core(data, start, n)` -> (value, end)."""
+    emitter = _Emitter(shapes, scope)
+    result = emitter.read(name)
+    emitter.line(f"return {result}, at")
+    source = (
+        f"def _fz_read(data, start, n):\n"
+        "    at = start\n"
+        "    try:\n"
+        + "\n".join("    " + line for line in emitter.lines)
+        + "\n    except Exception:\n"
+        f"        return _fz_replay(_fz_generated_{name}, data, start, n)\n"
+    )
+    code = compile(source, f"<orgdb fused reader of {name}>", "exec")
+    exec(code, scope)
+    return scope.pop("_fz_read")
+
+
+def _fused(name, shapes, scope, lock, generated_read, Reader, free):
+    """`name`'s fused `read(stream)` and `lift(rbuf)` (None without `free`, the function that
+    frees a Rust buffer), compiled at their first call."""
+    core = None
+
+    def build():
+        nonlocal core
+        with lock:
+            if core is None:
+                try:
+                    core = _compile(name, shapes, scope)
+                except Exception:
+                    # Source Python cannot compile (blocks nested past its limit): the
+                    # generated reader, always.
+                    replay = scope["_fz_replay"]
+                    core = lambda data, start, n: replay(generated_read, data, start, n)
+        return core
+
+    def read(stream):
+        if type(stream) is not Reader:
+            return generated_read(stream)
+        value, stream.offset = (core or build())(stream.data, stream.offset, stream.len)
+        return value
+
+    def lift(rbuf):
+        try:
+            n = rbuf.len
+            value, at = (core or build())(rbuf.data[:n] if n else b"", 0, n)
+            if at != n:
+                raise RuntimeError(
+                    f"junk data left in buffer at end of consume_with_stream {n - at}"
+                )
+            return value
+        finally:
+            free(rbuf)
+
+    return read, (lift if free else None)
+
+
+# ---- Rust buffers without the generated helpers' steps -------------------------------------
+
+# ForeignBytes' length is an i32.
+_FOREIGN_BYTES_MAX = 2**31 - 1
+
+
+def _source_lines(gen):
+    try:
+        return linecache.getlines(inspect.getsourcefile(gen))
+    except TypeError:
+        return []
+
+
+def _buffer_calls(gen, lines):
+    """(`from_bytes(data)`, `free(rbuf)`): a Rust buffer holding a copy of `data`, in one Rust
+    call (`rustbuffer_from_bytes`, where the generated runtime allocates and then copies with
+    a second foreign call), and the release of one, each calling the Rust function the
+    generated `_UniffiRustBuffer.alloc` / `free` name directly, with the same status check.
+    A module whose pieces are not as expected gets the generated helpers' ways instead."""
+    buffer_type = gen._UniffiRustBuffer
+    status_type = gen._UniffiRustCallStatus
+    check = gen._uniffi_check_call_status
+    byref = ctypes.byref
+
+    def generated_free(rbuf):
+        rbuf.free()
+
+    names = {}
+    for method, param in (("alloc", "size"), ("free", "self")):
+        source = _source(vars(buffer_type)[method], (param,), lines)
+        match = source and re.fullmatch(
+            rf"return_uniffi_rust_call\(_UniffiLib\.(\w+),{param}\)", "".join(source[0])
+        )
+        if not match:
+            return None, generated_free
+        names[method] = match.group(1)
+    lib = getattr(gen, "_UniffiLib", None)
+    lib_free = getattr(lib, names["free"], None)
+    if lib_free is None or lib_free.argtypes != (buffer_type, ctypes.POINTER(status_type)):
+        return None, generated_free
+
+    def free(rbuf):
+        status = status_type()
+        lib_free(rbuf, byref(status))
+        if status.code:
+            check(None, status)
+
+    # `rustbuffer_from_bytes(ForeignBytes)`, declared again with the pointer as a c_char_p:
+    # the same layout, and ctypes passes a bytes object's own buffer for it, without a copy.
+    name = names["alloc"][: -len("alloc")] + "from_bytes"
+    foreign = getattr(gen, "_UniffiForeignBytes", None)
+    declared = getattr(lib, name, None)
+    if not (
+        names["alloc"].endswith("alloc")
+        and declared is not None
+        and foreign is not None
+        and [(f, t) for f, t in foreign._fields_]
+        == [("len", ctypes.c_int32), ("data", ctypes.POINTER(ctypes.c_char))]
+        and declared.argtypes == (foreign, ctypes.POINTER(status_type))
+        and declared.restype is buffer_type
+    ):
+        return None, free
+
+    class ForeignBytes(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_int32), ("data", ctypes.c_char_p)]
+
+    lib_from_bytes = lib._FuncPtr((name, lib))
+    lib_from_bytes.argtypes = (ForeignBytes, ctypes.POINTER(status_type))
+    lib_from_bytes.restype = buffer_type
+
+    def from_bytes(data):
+        status = status_type()
+        rbuf = lib_from_bytes(ForeignBytes(len(data), data), byref(status))
+        if status.code:
+            check(None, status)
+        return rbuf
+
+    return from_bytes, free
+
+
 def _holder(gen, name):
     return gen if name is None else getattr(gen, name, None)
 
@@ -218,13 +901,20 @@ def fits(gen):
     return True
 
 
-def _current(gen):
-    return {(name, attr): vars(_holder(gen, name))[attr] for name, attr in _PLACES}
+_ABSENT = object()  # an attribute the class did not have (it inherited it)
+
+
+def _current(gen, places):
+    return {(name, attr): vars(_holder(gen, name)).get(attr, _ABSENT) for name, attr in places}
 
 
 def _apply(gen, pieces):
     for (name, attr), value in pieces.items():
-        setattr(_holder(gen, name), attr, value)
+        holder = _holder(gen, name)
+        if value is not _ABSENT:
+            setattr(holder, attr, value)
+        elif attr in vars(holder):
+            delattr(holder, attr)
 
 
 def install(gen):
@@ -238,9 +928,13 @@ def install(gen):
     alloc = buffer_type.alloc
     check = gen._uniffi_check_call_status
     Reader = _reader(gen.InternalError)
+    lines = _source_lines(gen)
+    from_bytes, free = _buffer_calls(gen, lines)
 
     def to_rust(data):
         n = len(data)
+        if from_bytes is not None and n <= _FOREIGN_BYTES_MAX:
+            return from_bytes(bytes(data))
         rbuf = alloc(n)
         if n:
             ctypes.memmove(rbuf.data, bytes(data), n)
@@ -249,7 +943,7 @@ def install(gen):
 
     def lift_buffer(cls, rbuf):
         try:
-            stream = Reader(rbuf)
+            stream = Reader.of(rbuf)
             value = cls.read(stream)
             if stream.offset != stream.len:
                 raise RuntimeError(
@@ -257,7 +951,7 @@ def install(gen):
                 )
             return value
         finally:
-            rbuf.free()
+            free(rbuf)
 
     def lower_buffer(cls, value):
         writer = _Writer()
@@ -266,9 +960,10 @@ def install(gen):
 
     def lift_string(rbuf):
         try:
-            return ctypes.string_at(rbuf.data, rbuf.len).decode("utf-8") if rbuf.len else ""
+            n = rbuf.len
+            return rbuf.data[:n].decode("utf-8") if n else ""
         finally:
-            rbuf.free()
+            free(rbuf)
 
     def lower_string(value):
         return to_rust(value.encode("utf-8"))
@@ -293,27 +988,31 @@ def install(gen):
     @contextlib.contextmanager
     def consume_with_stream(rbuf):
         try:
-            stream = Reader(rbuf)
+            stream = Reader.of(rbuf)
             yield stream
             if stream.offset != stream.len:
                 raise RuntimeError(
                     f"junk data left in buffer at end of consume_with_stream {stream.remaining()}"
                 )
         finally:
-            rbuf.free()
+            free(rbuf)
 
     @contextlib.contextmanager
     def read_with_stream(rbuf):
-        stream = Reader(rbuf)
+        stream = Reader.of(rbuf)
         yield stream
         if stream.offset != stream.len:
             raise RuntimeError(
                 f"junk data left in buffer at end of read_with_stream {stream.remaining()}"
             )
 
-    _originals.update(_current(gen))
-    _apply(
-        gen,
+    pieces = {}
+    for name, (read, lift) in _fuse(gen, Reader, lines, free).items():
+        pieces[(name, "read")] = staticmethod(read)
+        if lift is not None:
+            pieces[(name, "lift")] = staticmethod(lift)
+    fused.update(name for name, _ in pieces)
+    pieces.update(
         {
             ("_UniffiConverterRustBuffer", "lift"): classmethod(lift_buffer),
             ("_UniffiConverterRustBuffer", "lower"): classmethod(lower_buffer),
@@ -324,13 +1023,17 @@ def install(gen):
             ("_UniffiRustBuffer", "read_with_stream"): read_with_stream,
             (None, "_uniffi_rust_call_with_error"): rust_call_with_error,
             (None, "_uniffi_rust_call"): rust_call,
-        },
+        }
     )
-    _replaced.update(_current(gen))
+    _originals.update(_current(gen, pieces))
+    _apply(gen, pieces)
+    _replaced.update(_current(gen, pieces))
     return True
 
 
 _replaced = {}
+# The converters whose `read` (and `lift`) `install` replaced with a fused reader.
+fused = set()
 
 
 @contextlib.contextmanager
