@@ -571,6 +571,116 @@ fn sixteen_threads_at_the_limit_never_pass_it() {
 }
 
 #[test]
+fn sixteen_threads_over_several_organizations_count_each_exactly() {
+    // On PostgreSQL one transaction admits the calls of several organizations at once (group
+    // commit): each must still be counted against its own limit, keys and resources, and an
+    // organization deleted meanwhile must refuse its own calls only.
+    let db = common::db_with(Options::default());
+    let orgs: Vec<(String, u64, Vec<String>)> = (0..6u64)
+        .map(|i| {
+            let (org, owner) = common::org(&db, &format!("Org {i}"), "free");
+            let quota = 60 + 13 * i;
+            limit(&db, &org, quota);
+            let resources = ["A", "B"]
+                .iter()
+                .map(|name| {
+                    db.register_resource(&actor(&owner), &org, ResourceKind::Mcp, name)
+                        .unwrap()
+                        .id
+                })
+                .collect();
+            (org, quota, resources)
+        })
+        .collect();
+    let gone = 5;
+    let calls = if common::on_postgres() { 40 } else { 120 };
+    // What each thread saw acknowledged: (org, resource, key, count, duplicate).
+    type Seen = Vec<(usize, usize, Option<String>, u64, bool)>;
+    let seen: Vec<Seen> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..16usize)
+            .map(|t| {
+                let (db, orgs) = (db.clone(), &orgs);
+                s.spawn(move || {
+                    let mut mine = Seen::new();
+                    for i in 0..calls {
+                        if t == 0 && i == calls / 2 {
+                            db.delete_organization(&Actor::System, &orgs[gone].0)
+                                .unwrap();
+                        }
+                        let o = (t / 2 + i * 5) % orgs.len();
+                        let r = (t + i) % 2;
+                        let n = 1 + (t + 3 * i) as u64 % 4;
+                        // Threads t and t ^ 1 use the same keys: one of each pair counts.
+                        let key = (i % 3 == 0).then(|| format!("k{}-{i}", t / 2));
+                        let mut event = UsageEvent::new(n).resource(&orgs[o].2[r]);
+                        if let Some(k) = &key {
+                            event = event.key(k);
+                        }
+                        match db.record_usage(&orgs[o].0, &event) {
+                            Ok(receipt) => {
+                                assert!(receipt.used <= orgs[o].1);
+                                mine.push((o, r, key, n, receipt.duplicate));
+                            }
+                            Err(e) if o == gone && e.code() == "not_found" => {}
+                            Err(e) => assert_eq!(e.code(), "quota_exceeded", "{e}"),
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let seen: Seen = seen.into_iter().flatten().collect();
+    let mut counted: BTreeMap<(usize, Option<String>), u64> = BTreeMap::new();
+    for (o, _, key, _, duplicate) in &seen {
+        if key.is_some() {
+            *counted.entry((*o, key.clone())).or_default() += u64::from(!duplicate);
+        }
+    }
+    assert!(
+        counted.values().all(|&n| n == 1),
+        "a key counts once: {counted:?}"
+    );
+    for (o, (org, quota, resources)) in orgs.iter().enumerate().take(gone) {
+        let admitted = |r: Option<usize>| -> u64 {
+            seen.iter()
+                .filter(|(so, sr, _, _, dup)| *so == o && !dup && r.is_none_or(|r| r == *sr))
+                .map(|(_, _, _, n, _)| n)
+                .sum()
+        };
+        let total = db
+            .get_organization(&Actor::System, org)
+            .unwrap()
+            .usage
+            .monthly_requests;
+        assert_eq!(
+            total,
+            admitted(None),
+            "organization {o}: acknowledged = stored"
+        );
+        assert!(total <= *quota && total + 4 > *quota, "{total} of {quota}");
+        let report = db
+            .usage_report(&Actor::System, org, &UsageQuery::default())
+            .unwrap();
+        for (r, id) in resources.iter().enumerate() {
+            let got = report
+                .by_mcp
+                .iter()
+                .find(|m| &m.mcp_id == id)
+                .map_or(0, |m| m.requests);
+            assert_eq!(got, admitted(Some(r)), "organization {o}, resource {r}");
+        }
+    }
+    assert_err(
+        db.record_usage(&orgs[gone].0, &UsageEvent::new(1)),
+        "not_found",
+        None,
+    );
+    assert_sound(&db);
+}
+
+#[test]
 fn buffered_usage_is_durable_after_flush_and_after_drop() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("b.redb");

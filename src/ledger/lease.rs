@@ -456,7 +456,17 @@ fn store_lease_usage(
         periods.push((span, before, after));
     }
     let days: Vec<(u32, &DayRow)> = l.days.iter().map(|(&day, row)| (day, row)).collect();
-    super::store_shared_usage(tx, env, org, &periods, &days, &[], quota)?;
+    super::store_shared_usage(
+        tx,
+        env,
+        &[super::SharedUsage {
+            org,
+            periods: &periods,
+            days: &days,
+            keys: &[],
+            quota,
+        }],
+    )?;
     Ok(base)
 }
 

@@ -24,7 +24,7 @@ use crate::model::alert::{DEFAULT_THRESHOLDS, THRESHOLDS_MAX};
 use crate::model::period::QuotaPeriod;
 use crate::model::usage::UsageReceipt;
 use crate::store::journal::{Cursor, Journal};
-use crate::store::{day_number, Backend, DayRow, OrgRecord, Span, Writes};
+use crate::store::{day_number, Backend, DayRow, OrgRecord, Span, UsageWrite, Writes};
 
 mod admit;
 pub(crate) use admit::no_receipt;
@@ -304,31 +304,52 @@ impl OrgUsage {
     }
 }
 
-/// Stores what was admitted of one organization on a shared backend, in its usage
+/// What was admitted of one organization on a shared backend, to store in its usage
 /// transaction: each period's total raised from `before` to `after` (with its threshold
-/// events), the day rows' increments, new keys. The one writer of `shared.rs` and
-/// `lease.rs`, here so neither imports the other's.
+/// events), the day rows' increments, new keys.
+pub(crate) struct SharedUsage<'a> {
+    org: &'a str,
+    periods: &'a [(Span, u64, u64)],
+    days: &'a [(u32, &'a DayRow)],
+    keys: &'a [(String, i64)],
+    quota: Quota,
+}
+
+/// Stores what was admitted of several organizations on a shared backend, in their usage
+/// transaction (one statement for the rows, whatever their number). The one writer of
+/// `shared.rs` and `lease.rs`, here so neither imports the other's.
 fn store_shared_usage(
     tx: &mut dyn Writes,
     env: &dyn UsageEnv,
-    org: &str,
-    periods: &[(Span, u64, u64)],
-    days: &[(u32, &DayRow)],
-    keys: &[(String, i64)],
-    quota: Quota,
+    usages: &[SharedUsage<'_>],
 ) -> Result<()> {
-    let totals: Vec<(Span, u64)> = periods.iter().map(|&(s, _, after)| (s, after)).collect();
-    tx.apply_usage(org, &totals, days, keys)?;
-    for &(span, _, after) in periods {
-        env.period_total_grew(
-            tx,
-            &PeriodGrowth {
-                org,
-                span,
-                after,
-                quota,
-            },
-        )?;
+    let totals: Vec<Vec<(Span, u64)>> = usages
+        .iter()
+        .map(|u| u.periods.iter().map(|&(s, _, after)| (s, after)).collect())
+        .collect();
+    let writes: Vec<UsageWrite<'_>> = usages
+        .iter()
+        .zip(&totals)
+        .map(|(u, periods)| UsageWrite {
+            org: u.org,
+            periods,
+            days: u.days,
+            keys: u.keys,
+        })
+        .collect();
+    tx.apply_usages(&writes)?;
+    for u in usages {
+        for &(span, _, after) in u.periods {
+            env.period_total_grew(
+                tx,
+                &PeriodGrowth {
+                    org: u.org,
+                    span,
+                    after,
+                    quota: u.quota,
+                },
+            )?;
+        }
     }
     Ok(())
 }

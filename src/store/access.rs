@@ -14,7 +14,7 @@ use super::CheckReport;
 use super::{
     codec, org_terms, prefix_end, schema, AlertFired, DayRow, Directory, InvitationRecord, Key,
     KeyReader, KvRead, KvWrite, MemberPos, MemberSet, OrgOverview, OrgRecord, OrgStats,
-    ResourceRecord, Span, Stored, Table, UsageAsk, UsageState, Visit,
+    ResourceRecord, Span, Stored, Table, UsageAsk, UsageState, UsageWrite, Visit,
 };
 use crate::error::{Error, Result};
 use crate::model::audit::AuditEvent;
@@ -274,6 +274,14 @@ pub(crate) trait Reads {
     /// file, which one process holds), which keys are stored, resource columns.
     fn usage_state(&self, org: &str, ask: &UsageAsk<'_>) -> Result<UsageState>;
 
+    /// [`usage_state`](Self::usage_state) of several organizations at once (one statement on
+    /// a SQL backend, whatever their number), one answer per ask, in order.
+    fn usage_states(&self, asks: &[(&str, UsageAsk<'_>)]) -> Result<Vec<UsageState>> {
+        asks.iter()
+            .map(|(org, ask)| self.usage_state(org, ask))
+            .collect()
+    }
+
     // Audit.
 
     /// Events after `after_seq`, in order, at most `limit`; one organization's or all.
@@ -393,6 +401,15 @@ pub(crate) trait Writes: Reads {
         days: &[(u32, &DayRow)],
         keys: &[(String, i64)],
     ) -> Result<()>;
+
+    /// [`apply_usage`](Self::apply_usage) of several organizations at once (one statement on
+    /// a SQL backend, whatever their number). An organization appears at most once.
+    fn apply_usages(&mut self, writes: &[UsageWrite<'_>]) -> Result<()> {
+        for w in writes {
+            self.apply_usage(w.org, w.periods, w.days, w.keys)?;
+        }
+        Ok(())
+    }
 
     /// Sets `holder`'s lease of an organization's quota period (by its first day) to
     /// `amount`, alive for `ttl` from now by the server's clock (0: removes it). Shared

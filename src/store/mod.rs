@@ -31,7 +31,7 @@ pub(crate) use keys::{
 };
 pub(crate) use records::{
     fuzz_decode_all, org_terms, DayRow, Directory, InvitationRecord, MemberSet, OrgOverview,
-    OrgRecord, OrgStats, ResourceRecord, Stored, UsageAsk, UsageState,
+    OrgRecord, OrgStats, ResourceRecord, Stored, UsageAsk, UsageState, UsageWrite,
 };
 pub(crate) use redb_backend::{CommitDurability, RedbStore};
 pub(crate) use tables::Table;

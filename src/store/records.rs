@@ -869,6 +869,17 @@ pub(crate) struct UsageState {
     pub(crate) columns: Vec<(String, Option<u32>)>,
 }
 
+/// What admitted usage changes of one organization
+/// ([`Writes::apply_usages`](super::Writes::apply_usages)): new period totals, increments of
+/// day rows, new keys with the time each was recorded (micros).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UsageWrite<'a> {
+    pub(crate) org: &'a str,
+    pub(crate) periods: &'a [(keys::Span, u64)],
+    pub(crate) days: &'a [(u32, &'a DayRow)],
+    pub(crate) keys: &'a [(String, i64)],
+}
+
 /// A system list: every organization, or every user (`Db::list_organizations`,
 /// `Db::list_users`), in id (creation) order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
