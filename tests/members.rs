@@ -91,6 +91,56 @@ fn paging_filters_and_cursors_agree() {
 }
 
 #[test]
+fn a_member_list_answers_who_may_see_it_before_what_was_asked() {
+    // The organization, the actor's role and the page are read together (one statement on
+    // PostgreSQL): the page never reaches an actor who may not see it, and the errors come
+    // in the order of every read: not_found, forbidden, then the input's.
+    let (db, _) = db();
+    let (org, owner) = org(&db, "Listed", "enterprise");
+    let member = user(&db, "Member");
+    db.add_member(&actor(&owner), &org, &member.id, "viewer")
+        .unwrap();
+    let stranger = actor(&user(&db, "Stranger"));
+    let bad = MemberQuery {
+        cursor: Some("not-a-cursor".into()),
+        ..MemberQuery::default()
+    };
+    for q in [&MemberQuery::default(), &query(2, 1, Some("viewer")), &bad] {
+        assert_err(db.list_members(&stranger, &org, q), "forbidden", None);
+        assert_err(
+            db.list_members(&stranger, "org_missing", q),
+            "not_found",
+            None,
+        );
+    }
+    assert_err(
+        db.list_members(&actor(&member), &org, &bad),
+        "validation_error",
+        Some("cursor"),
+    );
+    // A viewer and the system see the same page; past the end, none, with the total.
+    let seen = db
+        .list_members(&actor(&member), &org, &query(1, 1, None))
+        .unwrap();
+    let system = db
+        .list_members(&Actor::System, &org, &query(1, 1, None))
+        .unwrap();
+    assert_eq!(seen.data, system.data);
+    assert_eq!(seen.data[0].id, owner.id);
+    assert!(seen.next_cursor.is_some());
+    let past = db
+        .list_members(&Actor::System, &org, &query(3, 1, None))
+        .unwrap();
+    assert!(past.data.is_empty());
+    assert_eq!(past.pagination.total, 2);
+    let viewers = db
+        .list_members(&actor(&member), &org, &query(1, 5, Some("viewer")))
+        .unwrap();
+    assert_eq!(viewers.data.len(), 1);
+    assert_eq!(viewers.data[0].id, member.id);
+}
+
+#[test]
 fn get_member_by_user_or_membership_id_and_scoping() {
     let (db, _) = db();
     let (org, owner) = org(&db, "Acme", "pro");

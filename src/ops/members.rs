@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::{record, seats, Ctx};
-use crate::authz::{authorize, may_manage, require_grant, Action, Actor};
+use crate::authz::{authorize, clear, may_manage, require_grant, Action, Actor};
 use crate::error::{Error, Result};
 use crate::model::membership::{
     Member, MemberQuery, MemberRef, MemberStatus, Membership, RemovedMember,
@@ -13,7 +13,7 @@ use crate::model::page::{Page, Pagination};
 use crate::model::permission::Permissions;
 use crate::model::role::{Role, RoleArg};
 use crate::model::time;
-use crate::store::{MemberPos, MemberSet, Reads, Writes};
+use crate::store::{MemberPage, MemberPos, MemberSet, Reads, Writes};
 use crate::validate::Validator;
 
 fn member_not_found() -> Error {
@@ -99,7 +99,6 @@ pub(crate) fn list(
     org: &str,
     query: &MemberQuery,
 ) -> Result<Page<Member>> {
-    authorize(tx, actor, org, Action::ReadOrganization)?;
     let mut validator = Validator::new();
     let (page, per_page) = validator.paging(query.page, query.per_page);
     let role = match query.role.as_deref().map(str::trim) {
@@ -119,7 +118,11 @@ pub(crate) fn list(
         }
     };
     let search = validator.search("search", query.search.as_deref());
-    validator.finish()?;
+    if let Err(invalid) = validator.finish() {
+        // Authorization answers first: bad input from a non-member is `forbidden`.
+        authorize(tx, actor, org, Action::ReadOrganization)?;
+        return Err(invalid);
+    }
 
     let skip = if cursor.is_some() {
         0
@@ -129,8 +132,28 @@ pub(crate) fn list(
     // One row more than the page tells whether a next page exists.
     let want = per_page as usize + 1;
     let (total, mut rows) = match search {
-        Some(prefix) => tx.member_search(org, set, role, &prefix, cursor.as_ref(), skip, want)?,
+        Some(prefix) => {
+            authorize(tx, actor, org, Action::ReadOrganization)?;
+            tx.member_search(org, set, role, &prefix, cursor.as_ref(), skip, want)?
+        }
         None => {
+            // The organization, the actor's role and the page in one read; the page is
+            // dropped unless the actor may see it.
+            let user = match actor {
+                Actor::User(user) => Some(user.as_str()),
+                Actor::System => None,
+            };
+            let ask = MemberPage {
+                set,
+                role,
+                after: cursor.as_ref(),
+                skip,
+                limit: want,
+            };
+            let (rec, acting, rows) = tx
+                .org_with_members(org, user, &ask)?
+                .ok_or_else(|| Error::not_found("Organization"))?;
+            clear(rec, actor, acting, Action::ReadOrganization)?;
             let active = if set.includes(false) {
                 let stats = tx.org_stats(org)?;
                 role.map_or(stats.members, |r| stats.with_role(r))
@@ -142,7 +165,6 @@ pub(crate) fn list(
             } else {
                 active
             };
-            let rows = tx.member_rows(org, set, role, cursor.as_ref(), skip, want)?;
             (total, rows)
         }
     };

@@ -13,8 +13,9 @@ use super::keys::{
 use super::CheckReport;
 use super::{
     codec, org_terms, prefix_end, schema, AlertFired, DayRow, Directory, InvitationRecord, Key,
-    KeyReader, KvRead, KvWrite, MemberPos, MemberSet, OrgOverview, OrgRecord, OrgStats,
-    ResourceRecord, Span, Stored, Table, UsageAsk, UsageState, UsageWrite, Visit,
+    KeyReader, KvRead, KvWrite, MemberPage, MemberPos, MemberSet, OrgMembers, OrgOverview,
+    OrgRecord, OrgStats, ResourceRecord, Span, Stored, Table, UsageAsk, UsageState, UsageWrite,
+    Visit,
 };
 use crate::error::{Error, Result};
 use crate::model::audit::AuditEvent;
@@ -109,6 +110,18 @@ pub(crate) trait Reads {
         skip: u64,
         limit: usize,
     ) -> Result<Vec<(Membership, User)>>;
+
+    /// What a member list without a search reads, at once (one statement on a SQL backend):
+    /// the organization, `user`'s acting role there (`None`: the system, or not a member)
+    /// and [`member_rows`](Reads::member_rows) of `page`. `None` when the organization does
+    /// not exist. The page is read before the caller authorizes: it must not reach an actor
+    /// who may not see it.
+    fn org_with_members(
+        &self,
+        org: &str,
+        user: Option<&str>,
+        page: &MemberPage<'_>,
+    ) -> Result<Option<OrgMembers>>;
 
     /// How many deactivated members the organization has (optionally of one role). Active
     /// members are counted by [`org_stats`](Reads::org_stats).
@@ -584,6 +597,25 @@ pub(crate) trait KvWriteExt: KvWrite {
 
 impl<T: KvWrite + ?Sized> KvWriteExt for T {}
 
+/// [`Reads::org_with_members`] composed of the fine reads: the embedded backend's body, and a
+/// SQL backend's where its one statement does not apply.
+pub(crate) fn org_with_members_apart(
+    tx: &(impl Reads + ?Sized),
+    org: &str,
+    user: Option<&str>,
+    page: &MemberPage<'_>,
+) -> Result<Option<OrgMembers>> {
+    let found = match user {
+        Some(user) => tx.org_with_role(org, user)?,
+        None => tx.org(org)?.map(|rec| (rec, None)),
+    };
+    let Some((rec, role)) = found else {
+        return Ok(None);
+    };
+    let rows = tx.member_rows(org, page.set, page.role, page.after, page.skip, page.limit)?;
+    Ok(Some((rec, role, rows)))
+}
+
 impl<T: KvRead + ?Sized> Reads for T {
     fn run_again(&self, why: &str) -> Error {
         Error::storage(why)
@@ -655,6 +687,15 @@ impl<T: KvRead + ?Sized> Reads for T {
             return Ok(None);
         };
         self.get_record(Table::Memberships, &key)
+    }
+
+    fn org_with_members(
+        &self,
+        org: &str,
+        user: Option<&str>,
+        page: &MemberPage<'_>,
+    ) -> Result<Option<OrgMembers>> {
+        org_with_members_apart(self, org, user, page)
     }
 
     fn member_rows(

@@ -30,8 +30,9 @@ pub(crate) use keys::{
     Span,
 };
 pub(crate) use records::{
-    fuzz_decode_all, org_terms, DayRow, Directory, InvitationRecord, MemberSet, OrgOverview,
-    OrgRecord, OrgStats, ResourceRecord, Stored, UsageAsk, UsageState, UsageWrite,
+    fuzz_decode_all, org_terms, DayRow, Directory, InvitationRecord, MemberPage, MemberSet,
+    OrgMembers, OrgOverview, OrgRecord, OrgStats, ResourceRecord, Stored, UsageAsk, UsageState,
+    UsageWrite,
 };
 pub(crate) use redb_backend::{CommitDurability, RedbStore};
 pub(crate) use tables::Table;

@@ -869,6 +869,22 @@ pub(crate) struct UsageState {
     pub(crate) columns: Vec<(String, Option<u32>)>,
 }
 
+/// One page of a member list, as [`Reads::member_rows`](super::Reads::member_rows) takes it:
+/// the list `set` (optionally of one role), strictly after `after`, skipping `skip` rows, at
+/// most `limit` rows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MemberPage<'a> {
+    pub(crate) set: MemberSet,
+    pub(crate) role: Option<Role>,
+    pub(crate) after: Option<&'a keys::MemberPos>,
+    pub(crate) skip: u64,
+    pub(crate) limit: usize,
+}
+
+/// An organization, a user's acting role there and one page of its members with their
+/// users ([`Reads::org_with_members`](super::Reads::org_with_members)).
+pub(crate) type OrgMembers = (OrgRecord, Option<Role>, Vec<(Membership, User)>);
+
 /// What admitted usage changes of one organization
 /// ([`Writes::apply_usages`](super::Writes::apply_usages)): new period totals, increments of
 /// day rows, new keys with the time each was recorded (micros).

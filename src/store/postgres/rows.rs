@@ -378,6 +378,7 @@ macro_rules! membership_columns {
     };
 }
 pub(super) use membership_columns;
+pub(super) use org_columns;
 
 pub(super) const MEMBERSHIP_SELECT: &str =
     concat!("SELECT ", membership_columns!(""), " FROM memberships");

@@ -19,9 +19,9 @@ use crate::model::role::Role;
 use crate::model::transfer::Record;
 use crate::model::user::User;
 use crate::store::{
-    day_number, org_terms, AlertFired, CheckReport, DayRow, Directory, InvitationRecord, MemberPos,
-    MemberSet, OrgOverview, OrgRecord, OrgStats, Reads, ResourceRecord, Span, UsageAsk, UsageState,
-    UsageWrite, Writes,
+    day_number, org_terms, AlertFired, CheckReport, DayRow, Directory, InvitationRecord,
+    MemberPage, MemberPos, MemberSet, OrgMembers, OrgOverview, OrgRecord, OrgStats, Reads,
+    ResourceRecord, Span, UsageAsk, UsageState, UsageWrite, Writes,
 };
 
 use super::rows::*;
@@ -403,6 +403,63 @@ const COUNTS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The columns and joins of a member page: the page is cut from an index alone
+/// (`memberships_by_join` / `memberships_by_role`, which order the active members before the
+/// deactivated ones: positions only, the skipped rows are never read from the table), then
+/// joined to its memberships and users. `$1` the organization, `$2` / `$3` the lowest and
+/// highest value of `deactivated`; `$cut` the rest of the index's condition, its order and
+/// its window. [`member_row_at`] reads a row.
+macro_rules! member_page_from {
+    ($cut:literal) => {
+        concat!(
+            membership_columns!("m."),
+            ", u.id, u.email, u.name, u.created_at, u.last_active,
+                p.off AS page_off, p.joined_at AS page_at, p.user_id AS page_user
+             FROM (SELECT deactivated AS off, joined_at, user_id
+                   FROM memberships
+                   WHERE organization_id = $1 AND deactivated >= $2
+                     AND deactivated <= $3",
+            $cut,
+            ") p
+             JOIN memberships m ON m.organization_id = $1 AND m.user_id = p.user_id
+             JOIN users u ON u.id = p.user_id"
+        )
+    };
+}
+
+/// A member page ([`Reads::member_rows`]) in one statement.
+macro_rules! member_page {
+    ($cut:literal) => {
+        concat!(
+            "SELECT ",
+            member_page_from!($cut),
+            " ORDER BY p.off, p.joined_at, p.user_id"
+        )
+    };
+}
+
+/// The organization (`$1`) with the acting role of user `$user` and, joined to it, a member
+/// page ([`Reads::org_with_members`]): the page's columns start at `ORG_STATS_AT + 8`.
+macro_rules! with_org {
+    ($user:literal, $cut:literal) => {
+        concat!(
+            "SELECT o.*, pg.*
+             FROM (SELECT ",
+            org_columns!(),
+            ",
+                (SELECT role FROM memberships a WHERE a.organization_id = $1
+                    AND a.user_id = ",
+            $user,
+            " AND NOT a.deactivated)
+                FROM organizations WHERE id = $1) o
+             LEFT JOIN LATERAL (SELECT ",
+            member_page_from!($cut),
+            ") pg ON true
+             ORDER BY pg.page_off, pg.page_at, pg.page_user"
+        )
+    };
+}
+
 impl Reads for PgTx<'_> {
     fn run_again(&self, why: &str) -> Error {
         self.retry.set(true);
@@ -565,24 +622,6 @@ impl Reads for PgTx<'_> {
         skip: u64,
         limit: usize,
     ) -> Result<Vec<(Membership, User)>> {
-        macro_rules! page {
-            ($cut:literal) => {
-                concat!(
-                    "SELECT ",
-                    membership_columns!("m."),
-                    ", u.id, u.email, u.name, u.created_at, u.last_active
-                     FROM (SELECT deactivated AS off, joined_at, user_id
-                           FROM memberships
-                           WHERE organization_id = $1 AND deactivated >= $2
-                             AND deactivated <= $3",
-                    $cut,
-                    ") p
-                     JOIN memberships m ON m.organization_id = $1 AND m.user_id = p.user_id
-                     JOIN users u ON u.id = p.user_id
-                     ORDER BY p.off, p.joined_at, p.user_id"
-                )
-            };
-        }
         let skip = signed(skip, "page")?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         // The part(s) of the list: (lowest, highest) value of "deactivated".
@@ -590,21 +629,21 @@ impl Reads for PgTx<'_> {
         let role = role.map(Role::as_str).unwrap_or_default();
         let rows = match (after, role) {
             (None, "") => self.rows(
-                page!(
+                member_page!(
                     " AND $4 = '' ORDER BY deactivated, joined_at, user_id
                      OFFSET $5 LIMIT $6"
                 ),
                 &[&org, &low, &high, &role, &skip, &limit],
             )?,
             (None, _) => self.rows(
-                page!(
+                member_page!(
                     " AND role = $4 ORDER BY deactivated, joined_at, user_id
                      OFFSET $5 LIMIT $6"
                 ),
                 &[&org, &low, &high, &role, &skip, &limit],
             )?,
             (Some((off, at, user)), "") => self.rows(
-                page!(
+                member_page!(
                     " AND $4 = ''
                      AND (deactivated, joined_at, user_id) > ($5, $6, $7)
                      ORDER BY deactivated, joined_at, user_id
@@ -613,7 +652,7 @@ impl Reads for PgTx<'_> {
                 &[&org, &low, &high, &role, off, at, user, &skip, &limit],
             )?,
             (Some((off, at, user)), _) => self.rows(
-                page!(
+                member_page!(
                     " AND role = $4
                      AND (deactivated, joined_at, user_id) > ($5, $6, $7)
                      ORDER BY deactivated, joined_at, user_id
@@ -622,19 +661,86 @@ impl Reads for PgTx<'_> {
                 &[&org, &low, &high, &role, off, at, user, &skip, &limit],
             )?,
         };
-        rows.iter()
-            .map(|r| {
-                let m = membership_of(r)?;
-                let u = User {
-                    id: get(r, 7)?,
-                    email: get(r, 8)?,
-                    name: get(r, 9)?,
-                    created_at: get(r, 10)?,
-                    last_active: get(r, 11)?,
-                };
-                Ok((m, u))
-            })
-            .collect()
+        rows.iter().map(|r| member_row_at(r, 0)).collect()
+    }
+
+    /// One statement: the organization's row (`$1`) with the role of user `$N` (the last
+    /// parameter) and, joined to it, the page `member_rows` reads (none: one row of NULLs).
+    fn org_with_members(
+        &self,
+        org: &str,
+        user: Option<&str>,
+        page: &MemberPage<'_>,
+    ) -> Result<Option<OrgMembers>> {
+        if self.locked.borrow().contains_key(org) {
+            // A locked organization is read from the lock's copy (`org_with_role`).
+            return crate::store::access::org_with_members_apart(self, org, user, page);
+        }
+        let skip = signed(page.skip, "page")?;
+        let limit = i64::try_from(page.limit).unwrap_or(i64::MAX);
+        let (low, high) = (!page.set.includes(false), page.set.includes(true));
+        let role = page.role.map(Role::as_str).unwrap_or_default();
+        let rows = match (page.after, role) {
+            (None, "") => self.rows(
+                with_org!(
+                    "$7",
+                    " AND $4 = '' ORDER BY deactivated, joined_at, user_id
+                     OFFSET $5 LIMIT $6"
+                ),
+                &[&org, &low, &high, &role, &skip, &limit, &user],
+            )?,
+            (None, _) => self.rows(
+                with_org!(
+                    "$7",
+                    " AND role = $4 ORDER BY deactivated, joined_at, user_id
+                     OFFSET $5 LIMIT $6"
+                ),
+                &[&org, &low, &high, &role, &skip, &limit, &user],
+            )?,
+            (Some((off, at, after)), "") => self.rows(
+                with_org!(
+                    "$10",
+                    " AND $4 = ''
+                     AND (deactivated, joined_at, user_id) > ($5, $6, $7)
+                     ORDER BY deactivated, joined_at, user_id
+                     OFFSET $8 LIMIT $9"
+                ),
+                &[
+                    &org, &low, &high, &role, off, at, after, &skip, &limit, &user,
+                ],
+            )?,
+            (Some((off, at, after)), _) => self.rows(
+                with_org!(
+                    "$10",
+                    " AND role = $4
+                     AND (deactivated, joined_at, user_id) > ($5, $6, $7)
+                     ORDER BY deactivated, joined_at, user_id
+                     OFFSET $8 LIMIT $9"
+                ),
+                &[
+                    &org, &low, &high, &role, off, at, after, &skip, &limit, &user,
+                ],
+            )?,
+        };
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        self.stats
+            .borrow_mut()
+            .insert(org.to_owned(), stats_of(first, ORG_STATS_AT)?);
+        let acting = get::<Option<String>>(first, ORG_STATS_AT + 7)?
+            .map(|role| role_of(&role))
+            .transpose()?;
+        let page_at = ORG_STATS_AT + 8;
+        let mut members = Vec::with_capacity(rows.len());
+        for r in &rows {
+            // The LEFT JOIN's one row of NULLs when the page is empty.
+            if get::<Option<String>>(r, page_at)?.is_none() {
+                continue;
+            }
+            members.push(member_row_at(r, page_at)?);
+        }
+        Ok(Some((org_of(first)?, acting, members)))
     }
 
     /// One statement: the hits (memberships whose user has a term in the prefix's range of
@@ -2077,6 +2183,19 @@ fn states_of(rows: &[Row], asks: &[(&str, UsageAsk<'_>)]) -> Result<Vec<UsageSta
             .collect();
     }
     Ok(states)
+}
+
+/// A membership and its user from the columns of a member page, starting at column `at`.
+fn member_row_at(r: &Row, at: usize) -> Result<(Membership, User)> {
+    let m = membership_at(r, at)?;
+    let u = User {
+        id: get(r, at + 7)?,
+        email: get(r, at + 8)?,
+        name: get(r, at + 9)?,
+        created_at: get(r, at + 10)?,
+        last_active: get(r, at + 11)?,
+    };
+    Ok((m, u))
 }
 
 fn key_columns(keys: &[(String, i64)]) -> Result<(Vec<&str>, Vec<DateTime<Utc>>)> {
