@@ -23,12 +23,15 @@ LIB_DIR="$TARGET_DIR/debug"
 echo "-- generating Kotlin bindings"
 rm -rf "$OUT"
 generate_kotlin "$LIB_DIR/liborgdb.so" "$OUT/generated"
-# The generator reuses call statuses per thread (uniffi-bindgen/src/main.rs); a UniFFI whose
-# output it does not recognize would quietly lose that, so the tests say so.
-if ! grep -q "uniffiCallStatusPool" "$OUT/generated/dev/orgdb/orgdb.kt"; then
-  echo "error: the generated Kotlin does not reuse call statuses (see uniffi-bindgen/src/main.rs)" >&2
-  exit 1
-fi
+# The generator reuses call statuses and Rust buffers' memory per thread
+# (uniffi-bindgen/src/main.rs); a UniFFI whose output it does not recognize would quietly lose
+# that, so the tests say so.
+for marker in uniffiCallStatusPool uniffiRustBufferSlots; do
+  if ! grep -q "$marker" "$OUT/generated/dev/orgdb/orgdb.kt"; then
+    echo "error: the generated Kotlin lacks $marker (see uniffi-bindgen/src/main.rs)" >&2
+    exit 1
+  fi
+done
 
 echo "-- compiling ($("$KOTLINC" -version 2>&1 | grep -o 'kotlinc-jvm [0-9.]*' || echo kotlinc))"
 "$KOTLINC" -nowarn -include-runtime -cp "$JNA_JAR" -d "$OUT/orgdb-tests.jar" \

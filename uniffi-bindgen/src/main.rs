@@ -1,19 +1,35 @@
 //! `uniffi-bindgen`: generates the Python and Kotlin bindings from the built cdylib.
 //!
-//! For Kotlin, the generated module is then given one change (`reuse_call_status`): every
-//! native call of UniFFI's Kotlin allocates a `UniffiRustCallStatus`, a JNA `Structure` that
-//! allocates native memory of its own (and another for its error buffer), which JNA registers
-//! in a global map and a cleaner: most of a call's time (BENCHMARKS.md, "From Kotlin"). The
-//! change takes the status from a per-thread pool instead, zeroed before each call, as a new
-//! one is. A call made while another is in flight on the same thread (a callback) takes
-//! another status from the pool, so nested calls never share one. If the generated text is not
-//! the one expected (another UniFFI version), the module is left as generated and a warning
-//! says so.
+//! For Kotlin, the generated module is then given two changes ([`REWRITES`]), each because a
+//! profile of the Kotlin benchmark put most of a call's time in JNA's `Structure` machinery
+//! (BENCHMARKS.md, "From Kotlin"):
+//!
+//! - **Call statuses reused per thread.** Every native call of UniFFI's Kotlin allocates a
+//!   `UniffiRustCallStatus`, a JNA `Structure` that allocates native memory of its own, which
+//!   JNA registers in a global map and a cleaner. The change takes the status from a per-thread
+//!   pool instead, zeroed before each call, as a new one is. A call made while another is in
+//!   flight on the same thread (a callback) takes another status from the pool, so nested
+//!   calls never share one.
+//! - **Rust buffers without an allocation or reflection each.** Every argument and result
+//!   crosses as a `RustBuffer.ByValue`, a new `Structure` per value whose native memory JNA
+//!   allocates and registers the same way, and whose three fields it moves by reflection. The
+//!   change gives `RustBuffer` its memory from a per-thread ring of 256 slots of one block
+//!   (`autoAllocate`) and moves its fields with three reads or writes (`read` / `write`). A
+//!   buffer's memory holds its fields only from JNA's write before a native call to the call,
+//!   or from the call's return to JNA's read right after it; a by-value structure always keeps
+//!   dedicated memory (JNA copies into it, and a nested one, the call status' error buffer,
+//!   uses its parent's). A slot is taken again only after 255 more buffers were made on that
+//!   thread, and one call makes one per argument and one for its result, so no two buffers
+//!   of a call share a slot. Rust owns what `data` points to, never the structure's memory.
+//!
+//! If the generated text is not the one expected (another UniFFI version), the module is left
+//! as generated for that change and a warning says so (bindings/kotlin/run-tests.sh fails
+//! then: the markers below are missing).
 
 use std::path::{Path, PathBuf};
 
 /// The generated helper every Kotlin call goes through (UniFFI 0.32).
-const GENERATED: &str = "private inline fun <U, E: kotlin.Exception> uniffiRustCallWithError(errorHandler: UniffiRustCallStatusErrorHandler<E>, callback: (UniffiRustCallStatus) -> U): U {
+const CALL_HELPER: &str = "private inline fun <U, E: kotlin.Exception> uniffiRustCallWithError(errorHandler: UniffiRustCallStatusErrorHandler<E>, callback: (UniffiRustCallStatus) -> U): U {
     var status = UniffiRustCallStatus()
     val return_value = callback(status)
     uniffiCheckCallStatus(errorHandler, status)
@@ -21,7 +37,7 @@ const GENERATED: &str = "private inline fun <U, E: kotlin.Exception> uniffiRustC
 }";
 
 /// The same helper with a status taken from the thread's pool and given back after.
-const POOLED: &str = "// orgdb: call statuses are reused per thread (uniffi-bindgen/src/main.rs says why).
+const CALL_HELPER_POOLED: &str = "// orgdb: call statuses are reused per thread (uniffi-bindgen/src/main.rs says why).
 private val uniffiCallStatusPool = ThreadLocal.withInitial { java.util.ArrayDeque<UniffiRustCallStatus>() }
 
 private inline fun <U, E: kotlin.Exception> uniffiRustCallWithError(errorHandler: UniffiRustCallStatusErrorHandler<E>, callback: (UniffiRustCallStatus) -> U): U {
@@ -39,6 +55,76 @@ private inline fun <U, E: kotlin.Exception> uniffiRustCallWithError(errorHandler
         pool.addFirst(status)
     }
 }";
+
+/// The start of the generated `RustBuffer` class (UniFFI 0.32).
+const RUST_BUFFER: &str = "@Structure.FieldOrder(\"capacity\", \"len\", \"data\")
+open class RustBuffer : Structure() {
+";
+
+/// The same, with its memory from the thread's ring of slots and its fields moved directly.
+const RUST_BUFFER_SLOTTED: &str = "// orgdb: Rust buffers' structure memory comes from a per-thread ring of slots
+// (uniffi-bindgen/src/main.rs says why it is never shared by two live buffers).
+internal class UniffiRustBufferSlots {
+    private val block = com.sun.jna.Memory(SLOTS * SLOT)
+    private var next = 0L
+
+    fun take(size: Int): com.sun.jna.Memory {
+        if (size > SLOT) return com.sun.jna.Memory(size.toLong())
+        val at = next
+        next = (next + 1) % SLOTS
+        return block.share(at * SLOT, SLOT) as com.sun.jna.Memory
+    }
+
+    companion object {
+        const val SLOTS = 256L
+        const val SLOT = 32L
+    }
+}
+
+internal val uniffiRustBufferSlots: ThreadLocal<UniffiRustBufferSlots> =
+    ThreadLocal.withInitial { UniffiRustBufferSlots() }
+
+@Structure.FieldOrder(\"capacity\", \"len\", \"data\")
+open class RustBuffer : Structure() {
+    override fun autoAllocate(size: Int): com.sun.jna.Memory = uniffiRustBufferSlots.get().take(size)
+
+    override fun read() {
+        val p = pointer
+        capacity = p.getLong(0)
+        len = p.getLong(8)
+        data = p.getPointer(16)
+    }
+
+    override fun write() {
+        val p = pointer
+        p.setLong(0, capacity)
+        p.setLong(8, len)
+        p.setPointer(16, data)
+    }
+
+";
+
+/// One change of the generated Kotlin: the text UniFFI generates, what replaces it, and
+/// what the warning says is lost when the text is not found.
+struct Rewrite {
+    generated: &'static str,
+    replacement: &'static str,
+    lost: &'static str,
+}
+
+/// The changes, in the order they are made.
+const REWRITES: &[Rewrite] = &[
+    Rewrite {
+        generated: CALL_HELPER,
+        replacement: CALL_HELPER_POOLED,
+        lost: "call statuses are not reused",
+    },
+    Rewrite {
+        generated: RUST_BUFFER,
+        replacement: RUST_BUFFER_SLOTTED,
+        lost: "Rust buffers allocate their structure memory each",
+    },
+];
 
 fn main() {
     uniffi::uniffi_bindgen_main();
@@ -61,7 +147,7 @@ fn main() {
         return;
     };
     for file in kotlin_files(Path::new(&out_dir)) {
-        if let Err(e) = reuse_call_status(&file) {
+        if let Err(e) = rewrite(&file) {
             eprintln!("warning: {}: {e}", file.display());
         }
     }
@@ -84,17 +170,32 @@ fn kotlin_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Replaces the generated call helper of one Kotlin file by the pooled one.
-fn reuse_call_status(file: &Path) -> std::io::Result<()> {
-    let text = std::fs::read_to_string(file)?;
-    if text.contains(POOLED) || !text.contains("uniffiRustCallWithError") {
+/// Makes every change of [`REWRITES`] to one Kotlin file of the generated module; a change
+/// whose generated text is not found once is left out, with a warning.
+fn rewrite(file: &Path) -> std::io::Result<()> {
+    let mut text = std::fs::read_to_string(file)?;
+    if !text.contains("uniffiRustCallWithError") {
         return Ok(());
     }
-    if text.matches(GENERATED).count() != 1 {
-        return Err(std::io::Error::other(
-            "the generated call helper is not the expected one: call statuses are not \
-             reused (the module works as generated, with a slower call)",
-        ));
+    let mut changed = false;
+    for r in REWRITES {
+        if text.contains(r.replacement) {
+            continue;
+        }
+        if text.matches(r.generated).count() == 1 {
+            text = text.replacen(r.generated, r.replacement, 1);
+            changed = true;
+        } else {
+            eprintln!(
+                "warning: {}: the generated text is not the expected one: {} (the module \
+                 works as generated, with a slower call)",
+                file.display(),
+                r.lost
+            );
+        }
     }
-    std::fs::write(file, text.replacen(GENERATED, POOLED, 1))
+    if changed {
+        std::fs::write(file, text)?;
+    }
+    Ok(())
 }

@@ -368,6 +368,47 @@ fun callStatusesPerThread(env: Env) {
     recorder.close()
 }
 
+fun rustBuffersPerThread(env: Env) {
+    // Every argument and result crosses in a RustBuffer whose structure memory comes from a
+    // per-thread ring (uniffi-bindgen/src/main.rs): threads making calls of up to four buffer
+    // arguments, hundreds of times each (the ring turns over every 256 buffers), must each get
+    // back exactly what they sent.
+    val failures = java.util.concurrent.ConcurrentLinkedQueue<String>()
+    val threads = (0 until 6).map { t ->
+        Thread {
+            try {
+                val owner = env.user("Owner $t")
+                val org = env.db.createOrganization(
+                    owner.id,
+                    NewOrganization(name = "Thread $t", description = "d".repeat(100 * (t + 1)), plan = "enterprise", city = "City $t"),
+                ).organization
+                for (i in 0 until 120) {
+                    val name = "Thread $t call $i" + "é".repeat(i % 7)
+                    val patch = OrganizationPatch(name = name, city = FieldUpdate.Set("City $t/$i"))
+                    val updated = env.db.updateOrganization(actor(owner), org.id, patch)
+                    if (updated.name != name || updated.city != "City $t/$i") failures.add("thread $t call $i: ${updated.name} / ${updated.city}")
+                    if (i % 10 == 0) {
+                        val member = env.user("Member $t $i")
+                        val m = env.db.addMember(actor(owner), org.id, member.id, "viewer")
+                        if (m.id != member.id) failures.add("thread $t call $i: member ${m.id}")
+                    }
+                    val read = env.db.getOrganization(actor(owner), org.id).organization
+                    if (read.id != org.id || read.name != name || read.description != "d".repeat(100 * (t + 1))) {
+                        failures.add("thread $t call $i: read ${read.id} ${read.name}")
+                    }
+                }
+                val members = env.db.listMembers(actor(owner), org.id, MemberQuery(perPage = 100u))
+                if (members.pagination.total != 13uL) failures.add("thread $t: ${members.pagination.total} members")
+            } catch (e: Throwable) {
+                failures.add("thread $t: $e")
+            }
+        }
+    }
+    threads.forEach { it.start() }
+    threads.forEach { it.join() }
+    eq(failures.toList(), listOf<String>(), "failures")
+}
+
 fun jsonVariants(env: Env) {
     val (alice, org) = env.company()
     val owner = actor(alice)
@@ -877,6 +918,7 @@ fun main() {
         "speed: a recorder batch, whole or not at all" to ::recorderBatch,
         "speed: a resource recorder's add, a number in and out" to ::recorderAdd,
         "speed: call statuses reused per thread, never mixed" to ::callStatusesPerThread,
+        "speed: Rust buffers' memory reused per thread, never mixed" to ::rustBuffersPerThread,
         "speed: JSON variants of the read calls" to ::jsonVariants,
         "speed: timestamps cross exactly" to ::timestampsAreExact,
         "entitlements: features, overrides, the projects limit" to ::entitlements,
