@@ -6,15 +6,16 @@
 //! one organization one after the other, in any process. A refused call writes nothing.
 //!
 //! **Group commit.** Concurrent callers in one process share transactions: a caller queues its
-//! call in its organization's lane (one of `LANES`); whoever finds no transaction of the lane
-//! running becomes its leader, takes every call queued there and admits them in one
-//! transaction, in queue order, each exactly as if it ran alone after the
-//! ones before it (a call that does not fit is refused on its own; the others still count).
-//! A batch costs one lock of its organizations' rows, one read of their limits' state (period
-//! totals, leases, keys, resources) and one write of their rows, whatever the number of calls
-//! and organizations in it (`Reads::usage_states`, `Writes::apply_usages`), so throughput
-//! grows with callers. Callers wait for their own answer: it is given only once the
-//! transaction committed.
+//! call; while fewer than `LEADERS` batches run, a caller takes every queued call of the
+//! organizations no running batch holds and admits them in one transaction, in queue order,
+//! each exactly as if it ran alone after the ones before it (a call that does not fit is
+//! refused on its own; the others still count). An organization's calls are never in two
+//! running batches, so a busy organization's calls gather while its batch commits, and no two
+//! batches of a process wait on each other's row locks. A batch costs one lock of its
+//! organizations' rows, one read of their limits' state (period totals, leases, keys,
+//! resources) and one write of their rows, whatever the number of calls and organizations in
+//! it (`Reads::usage_states`, `Writes::apply_usages`), so throughput grows with callers.
+//! Callers wait for their own answer: it is given only once the transaction committed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex};
@@ -54,47 +55,38 @@ struct Call {
     answer: Mutex<Option<Result<Vec<UsageReceipt>>>>,
 }
 
+/// The group committer's queue.
 #[derive(Default)]
 struct Queue {
     waiting: Vec<Arc<Call>>,
-    leading: bool,
+    /// Batches running.
+    leading: usize,
+    /// The organizations of the running batches (no two batches share one).
+    busy: HashSet<String>,
 }
 
-/// How many group commits of one handle may run at once: an organization's calls always
-/// take the same lane (one transaction at a time gathers them all), while another lane's
-/// batch runs beside it on the server. Since a batch costs the same few statements whatever
-/// its organizations, few lanes gather more per commit: 16 callers over 64 organizations ran
-/// 1.36x hand-written SQL with 2 lanes, 1.27x with 1, 1.18x with 4, 0.96x with 8
-/// (BENCHMARKS.md, PostgreSQL).
-const LANES: usize = 2;
-
-/// One lane of the group committer: its queue and its leader.
-#[derive(Default)]
-struct Lane {
-    queue: Mutex<Queue>,
-    answered: Condvar,
-}
+/// How many batches of one handle may run at once, on organizations apart: the next batch
+/// gathers while one commits. 16 callers over 64 organizations ran 1.66-1.72x hand-written SQL
+/// with 2, 1.51x with 3, and 1.33-1.36x with one batch at a time in each of two lanes by
+/// organization (the layout before); the one-organization rows did not move (BENCHMARKS.md,
+/// PostgreSQL).
+const LEADERS: usize = 2;
 
 /// The group committer and the leases of one database handle.
 pub(crate) struct Shared {
-    lanes: Vec<Lane>,
+    queue: Mutex<Queue>,
+    /// Notified when a batch is answered.
+    answered: Condvar,
     pub(crate) leases: super::lease::Leases,
 }
 
 impl Shared {
     pub(crate) fn new(lease_ttl: std::time::Duration) -> Shared {
         Shared {
-            lanes: (0..LANES).map(|_| Lane::default()).collect(),
+            queue: Mutex::new(Queue::default()),
+            answered: Condvar::new(),
             leases: super::lease::Leases::new(lease_ttl),
         }
-    }
-
-    fn lane(&self, org: &str) -> &Lane {
-        // FNV-1a: stable and cheap; any spread will do.
-        let hash = org.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-        &self.lanes[(hash % LANES as u64) as usize]
     }
 
     /// Checks and (unless `Mode::Check`) counts one call's events for `org`, durably: on a
@@ -123,28 +115,69 @@ impl Shared {
             events,
             answer: Mutex::new(None),
         });
-        let lane = self.lane(org);
-        let mut queue = lock(&lane.queue);
+        let mut queue = lock(&self.queue);
         queue.waiting.push(call.clone());
         loop {
             if let Some(answer) = lock(&call.answer).take() {
                 return answer;
             }
-            if !queue.leading {
-                queue.leading = true;
-                let batch = std::mem::take(&mut queue.waiting);
-                drop(queue);
-                let answers = run_batch(store, env, &batch);
-                for (c, answer) in batch.iter().zip(answers) {
-                    *lock(&c.answer) = Some(answer);
+            if queue.leading < LEADERS {
+                // Every waiting call whose organization no running batch holds, in queue
+                // order: an organization's calls never run in two batches at once.
+                let (batch, rest): (Vec<Arc<Call>>, Vec<Arc<Call>>) =
+                    std::mem::take(&mut queue.waiting)
+                        .into_iter()
+                        .partition(|c| !queue.busy.contains(&c.org));
+                queue.waiting = rest;
+                if !batch.is_empty() {
+                    queue.leading += 1;
+                    for c in &batch {
+                        queue.busy.insert(c.org.clone());
+                    }
+                    drop(queue);
+                    let running = Running {
+                        shared: self,
+                        batch: &batch,
+                    };
+                    let answers = run_batch(store, env, &batch);
+                    for (c, answer) in batch.iter().zip(answers) {
+                        *lock(&c.answer) = Some(answer);
+                    }
+                    drop(running);
+                    queue = lock(&self.queue);
+                    continue;
                 }
-                queue = lock(&lane.queue);
-                queue.leading = false;
-                lane.answered.notify_all();
-                continue;
             }
-            queue = lane.answered.wait(queue).unwrap_or_else(|p| p.into_inner());
+            queue = self.answered.wait(queue).unwrap_or_else(|p| p.into_inner());
         }
+    }
+}
+
+/// A running batch. However it ends (a panic included), its organizations are freed and the
+/// waiting callers woken; after a panic its unanswered calls get a `storage_error` rather
+/// than waiting for ever.
+struct Running<'a> {
+    shared: &'a Shared,
+    batch: &'a [Arc<Call>],
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for c in self.batch {
+                let mut answer = lock(&c.answer);
+                if answer.is_none() {
+                    *answer = Some(Err(Error::storage("a usage batch failed unexpectedly")));
+                }
+            }
+        }
+        let mut queue = lock(&self.shared.queue);
+        queue.leading -= 1;
+        for c in self.batch {
+            queue.busy.remove(&c.org);
+        }
+        drop(queue);
+        self.shared.answered.notify_all();
     }
 }
 
