@@ -332,10 +332,12 @@ pub(crate) fn accept(
     token: &str,
     user_id: &str,
 ) -> Result<Membership> {
-    let rec = by_token(tx, token)?;
-    let (user, existing) = tx
-        .user_with_membership(user_id.trim(), &rec.invitation.organization_id)?
-        .ok_or_else(|| Error::not_found("User"))?;
+    let hash = ids::token_hash(token.trim());
+    let (rec, found) = tx
+        .invitation_with_user(&hash, user_id.trim())?
+        .filter(|(rec, _)| ids::hashes_equal(&rec.token_hash, &hash))
+        .ok_or_else(invitation_not_found)?;
+    let (user, existing) = found.ok_or_else(|| Error::not_found("User"))?;
     let inv = view(ctx, &rec);
     let org = inv.organization_id.clone();
     match inv.status {

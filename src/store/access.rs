@@ -15,7 +15,7 @@ use super::{
     codec, org_terms, prefix_end, schema, AlertFired, DayRow, Directory, InvitationRecord, Key,
     KeyReader, KvRead, KvWrite, MemberPage, MemberPos, MemberSet, OrgMembers, OrgOverview,
     OrgRecord, OrgStats, ResourceRecord, Span, Stored, Table, UsageAsk, UsageState, UsageWrite,
-    Visit,
+    UserMembership, Visit,
 };
 use crate::error::{Error, Result};
 use crate::model::audit::AuditEvent;
@@ -45,18 +45,6 @@ pub(crate) trait Reads {
     fn user(&self, id: &str) -> Result<Option<User>>;
 
     fn user_id_by_email(&self, email: &str) -> Result<Option<String>>;
-
-    /// The user and their membership of `org`, if any (one statement on a SQL backend).
-    fn user_with_membership(
-        &self,
-        user: &str,
-        org: &str,
-    ) -> Result<Option<(User, Option<Membership>)>> {
-        match self.user(user)? {
-            Some(u) => Ok(Some((u, self.membership(org, user)?))),
-            None => Ok(None),
-        }
-    }
 
     // Organizations.
 
@@ -176,6 +164,24 @@ pub(crate) trait Reads {
 
     /// The invitation whose token has this hash (one statement on a SQL backend).
     fn invitation_by_token_hash(&self, hash: &[u8; 32]) -> Result<Option<InvitationRecord>>;
+
+    /// What accepting reads, at once (one statement on a SQL backend): the invitation whose
+    /// token has this hash and, if `user` exists, the user with their membership of the
+    /// invitation's organization, if any.
+    fn invitation_with_user(
+        &self,
+        hash: &[u8; 32],
+        user: &str,
+    ) -> Result<Option<(InvitationRecord, Option<UserMembership>)>> {
+        let Some(rec) = self.invitation_by_token_hash(hash)? else {
+            return Ok(None);
+        };
+        let found = match self.user(user)? {
+            Some(u) => Some((u, self.membership(&rec.invitation.organization_id, user)?)),
+            None => None,
+        };
+        Ok(Some((rec, found)))
+    }
 
     /// The invitation stored as pending for (org, email), expired or not.
     fn pending_invitation_id(&self, org: &str, email: &str) -> Result<Option<String>>;

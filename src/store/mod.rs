@@ -32,7 +32,7 @@ pub(crate) use keys::{
 pub(crate) use records::{
     fuzz_decode_all, org_terms, DayRow, Directory, InvitationRecord, MemberPage, MemberSet,
     OrgMembers, OrgOverview, OrgRecord, OrgStats, ResourceRecord, Stored, UsageAsk, UsageState,
-    UsageWrite,
+    UsageWrite, UserMembership,
 };
 pub(crate) use redb_backend::{CommitDurability, RedbStore};
 pub(crate) use tables::Table;

@@ -881,6 +881,10 @@ pub(crate) struct MemberPage<'a> {
     pub(crate) limit: usize,
 }
 
+/// A user and their membership of an organization, if any
+/// ([`Reads::invitation_with_user`](super::Reads::invitation_with_user)).
+pub(crate) type UserMembership = (User, Option<Membership>);
+
 /// An organization, a user's acting role there and one page of its members with their
 /// users ([`Reads::org_with_members`](super::Reads::org_with_members)).
 pub(crate) type OrgMembers = (OrgRecord, Option<Role>, Vec<(Membership, User)>);

@@ -98,12 +98,17 @@ pub(super) fn map_json(map: &BTreeMap<String, String>) -> serde_json::Value {
 pub(super) const USER_COLUMNS: &str = "id, email, name, created_at, last_active";
 
 pub(super) fn user_of(r: &Row) -> Result<User> {
+    user_at_column(r, 0)
+}
+
+/// A user from the columns id, email, name, created_at, last_active, starting at `at`.
+pub(super) fn user_at_column(r: &Row, at: usize) -> Result<User> {
     Ok(User {
-        id: get(r, 0)?,
-        email: get(r, 1)?,
-        name: get(r, 2)?,
-        created_at: get(r, 3)?,
-        last_active: get(r, 4)?,
+        id: get(r, at)?,
+        email: get(r, at + 1)?,
+        name: get(r, at + 2)?,
+        created_at: get(r, at + 3)?,
+        last_active: get(r, at + 4)?,
     })
 }
 
@@ -383,9 +388,46 @@ pub(super) use org_columns;
 pub(super) const MEMBERSHIP_SELECT: &str =
     concat!("SELECT ", membership_columns!(""), " FROM memberships");
 
-pub(super) const INVITATION_SELECT: &str = "SELECT id, organization_id, email, role, project_id,
-    project_role, status, invited_by, created_at, expires_at, accepted_at, token_hash,
-    lifetime_secs FROM invitations";
+/// The columns [`invitation_of`] reads, in its order.
+macro_rules! invitation_columns {
+    ($i:literal) => {
+        concat!(
+            $i,
+            "id, ",
+            $i,
+            "organization_id, ",
+            $i,
+            "email, ",
+            $i,
+            "role, ",
+            $i,
+            "project_id, ",
+            $i,
+            "project_role, ",
+            $i,
+            "status, ",
+            $i,
+            "invited_by, ",
+            $i,
+            "created_at, ",
+            $i,
+            "expires_at, ",
+            $i,
+            "accepted_at, ",
+            $i,
+            "token_hash, ",
+            $i,
+            "lifetime_secs"
+        )
+    };
+}
+pub(super) use invitation_columns;
+
+/// How many columns [`invitation_columns`] names.
+pub(super) const INVITATION_COLUMNS: usize = 13;
+
+pub(super) const INVITATION_SELECT: &str =
+    concat!("SELECT ", invitation_columns!(""), " FROM invitations");
 
 pub(super) const PROJECT_SELECT: &str =
     "SELECT id, organization_id, name, description, created_at, updated_at FROM projects";

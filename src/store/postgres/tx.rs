@@ -21,7 +21,7 @@ use crate::model::user::User;
 use crate::store::{
     day_number, org_terms, AlertFired, CheckReport, DayRow, Directory, InvitationRecord,
     MemberPage, MemberPos, MemberSet, OrgMembers, OrgOverview, OrgRecord, OrgStats, Reads,
-    ResourceRecord, Span, UsageAsk, UsageState, UsageWrite, Writes,
+    ResourceRecord, Span, UsageAsk, UsageState, UsageWrite, UserMembership, Writes,
 };
 
 use super::rows::*;
@@ -523,31 +523,6 @@ impl Reads for PgTx<'_> {
         }
     }
 
-    fn user_with_membership(
-        &self,
-        user: &str,
-        org: &str,
-    ) -> Result<Option<(User, Option<Membership>)>> {
-        let Some(r) = self.row(
-            concat!(
-                "SELECT u.id, u.email, u.name, u.created_at, u.last_active, ",
-                membership_columns!("m."),
-                " FROM users u
-                 LEFT JOIN memberships m ON m.organization_id = $2 AND m.user_id = u.id
-                 WHERE u.id = $1"
-            ),
-            &[&user, &org],
-        )?
-        else {
-            return Ok(None);
-        };
-        let membership = match get::<Option<String>>(&r, 5)? {
-            Some(_) => Some(membership_at(&r, 5)?),
-            None => None,
-        };
-        Ok(Some((user_of(&r)?, membership)))
-    }
-
     fn org_with_role(&self, org: &str, user: &str) -> Result<Option<(OrgRecord, Option<Role>)>> {
         if let Some(rec) = self.locked.borrow().get(org) {
             let role = self.membership(org, user)?.and_then(|m| m.acting_role());
@@ -926,6 +901,43 @@ impl Reads for PgTx<'_> {
         )?
         .map(|r| invitation_of(&r))
         .transpose()
+    }
+
+    fn invitation_with_user(
+        &self,
+        hash: &[u8; 32],
+        user: &str,
+    ) -> Result<Option<(InvitationRecord, Option<UserMembership>)>> {
+        let Some(r) = self.row(
+            concat!(
+                "SELECT ",
+                invitation_columns!("i."),
+                ", u.id, u.email, u.name, u.created_at, u.last_active, ",
+                membership_columns!("m."),
+                " FROM invitations i
+                 LEFT JOIN users u ON u.id = $2
+                 LEFT JOIN memberships m ON m.organization_id = i.organization_id
+                    AND m.user_id = u.id
+                 WHERE i.token_hash = $1"
+            ),
+            &[&hash.as_slice(), &user],
+        )?
+        else {
+            return Ok(None);
+        };
+        // The user's columns follow the invitation's, the membership's the user's.
+        let (at_user, at_membership) = (INVITATION_COLUMNS, INVITATION_COLUMNS + 5);
+        let found = match get::<Option<String>>(&r, at_user)? {
+            None => None,
+            Some(_) => {
+                let membership = match get::<Option<String>>(&r, at_membership)? {
+                    Some(_) => Some(membership_at(&r, at_membership)?),
+                    None => None,
+                };
+                Some((user_at_column(&r, at_user)?, membership))
+            }
+        };
+        Ok(Some((invitation_of(&r)?, found)))
     }
 
     fn pending_invitation_id(&self, org: &str, email: &str) -> Result<Option<String>> {
