@@ -460,6 +460,63 @@ macro_rules! with_org {
     };
 }
 
+/// The four statements of a member page, by [`PgTx::page_rows`]: without a cursor or after
+/// one, of every role or of one (`$4`), each made by `$wrap` (`member_page`, or `with_org`
+/// with the number of its user parameter, the last one).
+macro_rules! member_pages {
+    ($wrap:ident $(, $user:literal, $user_after:literal)?) => {
+        [
+            $wrap!($($user,)? " AND $4 = '' ORDER BY deactivated, joined_at, user_id
+                 OFFSET $5 LIMIT $6"),
+            $wrap!($($user,)? " AND role = $4 ORDER BY deactivated, joined_at, user_id
+                 OFFSET $5 LIMIT $6"),
+            $wrap!($($user_after,)? " AND $4 = ''
+                 AND (deactivated, joined_at, user_id) > ($5, $6, $7)
+                 ORDER BY deactivated, joined_at, user_id
+                 OFFSET $8 LIMIT $9"),
+            $wrap!($($user_after,)? " AND role = $4
+                 AND (deactivated, joined_at, user_id) > ($5, $6, $7)
+                 ORDER BY deactivated, joined_at, user_id
+                 OFFSET $8 LIMIT $9"),
+        ]
+    };
+}
+
+/// [`Reads::member_rows`]' statements.
+const MEMBER_PAGES: [&str; 4] = member_pages!(member_page);
+
+/// [`Reads::org_with_members`]' statements.
+const ORG_WITH_MEMBER_PAGES: [&str; 4] = member_pages!(with_org, "$7", "$10");
+
+impl PgTx<'_> {
+    /// The rows of one of [`member_pages`]' statements for `page` (`sqls`: which four),
+    /// with `user` as the last parameter when given.
+    fn page_rows(
+        &self,
+        sqls: &[&'static str; 4],
+        org: &str,
+        page: &MemberPage<'_>,
+        user: Option<&Option<&str>>,
+    ) -> Result<Vec<Row>> {
+        let skip = signed(page.skip, "page")?;
+        let limit = i64::try_from(page.limit).unwrap_or(i64::MAX);
+        // The part(s) of the list: (lowest, highest) value of "deactivated".
+        let (low, high) = (!page.set.includes(false), page.set.includes(true));
+        let role = page.role.map(Role::as_str).unwrap_or_default();
+        type Param<'p> = &'p (dyn postgres::types::ToSql + Sync);
+        let mut params: Vec<Param<'_>> = vec![&org, &low, &high, &role];
+        if let Some((off, at, after)) = page.after {
+            params.extend::<[Param<'_>; 3]>([off, at, after]);
+        }
+        params.extend::<[Param<'_>; 2]>([&skip, &limit]);
+        if let Some(user) = user {
+            params.push(user);
+        }
+        let variant = 2 * usize::from(page.after.is_some()) + usize::from(!role.is_empty());
+        self.rows(sqls[variant], &params)
+    }
+}
+
 impl Reads for PgTx<'_> {
     fn run_again(&self, why: &str) -> Error {
         self.retry.set(true);
@@ -597,45 +654,14 @@ impl Reads for PgTx<'_> {
         skip: u64,
         limit: usize,
     ) -> Result<Vec<(Membership, User)>> {
-        let skip = signed(skip, "page")?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        // The part(s) of the list: (lowest, highest) value of "deactivated".
-        let (low, high) = (!set.includes(false), set.includes(true));
-        let role = role.map(Role::as_str).unwrap_or_default();
-        let rows = match (after, role) {
-            (None, "") => self.rows(
-                member_page!(
-                    " AND $4 = '' ORDER BY deactivated, joined_at, user_id
-                     OFFSET $5 LIMIT $6"
-                ),
-                &[&org, &low, &high, &role, &skip, &limit],
-            )?,
-            (None, _) => self.rows(
-                member_page!(
-                    " AND role = $4 ORDER BY deactivated, joined_at, user_id
-                     OFFSET $5 LIMIT $6"
-                ),
-                &[&org, &low, &high, &role, &skip, &limit],
-            )?,
-            (Some((off, at, user)), "") => self.rows(
-                member_page!(
-                    " AND $4 = ''
-                     AND (deactivated, joined_at, user_id) > ($5, $6, $7)
-                     ORDER BY deactivated, joined_at, user_id
-                     OFFSET $8 LIMIT $9"
-                ),
-                &[&org, &low, &high, &role, off, at, user, &skip, &limit],
-            )?,
-            (Some((off, at, user)), _) => self.rows(
-                member_page!(
-                    " AND role = $4
-                     AND (deactivated, joined_at, user_id) > ($5, $6, $7)
-                     ORDER BY deactivated, joined_at, user_id
-                     OFFSET $8 LIMIT $9"
-                ),
-                &[&org, &low, &high, &role, off, at, user, &skip, &limit],
-            )?,
+        let page = MemberPage {
+            set,
+            role,
+            after,
+            skip,
+            limit,
         };
+        let rows = self.page_rows(&MEMBER_PAGES, org, &page, None)?;
         rows.iter().map(|r| member_row_at(r, 0)).collect()
     }
 
@@ -651,52 +677,7 @@ impl Reads for PgTx<'_> {
             // A locked organization is read from the lock's copy (`org_with_role`).
             return crate::store::access::org_with_members_apart(self, org, user, page);
         }
-        let skip = signed(page.skip, "page")?;
-        let limit = i64::try_from(page.limit).unwrap_or(i64::MAX);
-        let (low, high) = (!page.set.includes(false), page.set.includes(true));
-        let role = page.role.map(Role::as_str).unwrap_or_default();
-        let rows = match (page.after, role) {
-            (None, "") => self.rows(
-                with_org!(
-                    "$7",
-                    " AND $4 = '' ORDER BY deactivated, joined_at, user_id
-                     OFFSET $5 LIMIT $6"
-                ),
-                &[&org, &low, &high, &role, &skip, &limit, &user],
-            )?,
-            (None, _) => self.rows(
-                with_org!(
-                    "$7",
-                    " AND role = $4 ORDER BY deactivated, joined_at, user_id
-                     OFFSET $5 LIMIT $6"
-                ),
-                &[&org, &low, &high, &role, &skip, &limit, &user],
-            )?,
-            (Some((off, at, after)), "") => self.rows(
-                with_org!(
-                    "$10",
-                    " AND $4 = ''
-                     AND (deactivated, joined_at, user_id) > ($5, $6, $7)
-                     ORDER BY deactivated, joined_at, user_id
-                     OFFSET $8 LIMIT $9"
-                ),
-                &[
-                    &org, &low, &high, &role, off, at, after, &skip, &limit, &user,
-                ],
-            )?,
-            (Some((off, at, after)), _) => self.rows(
-                with_org!(
-                    "$10",
-                    " AND role = $4
-                     AND (deactivated, joined_at, user_id) > ($5, $6, $7)
-                     ORDER BY deactivated, joined_at, user_id
-                     OFFSET $8 LIMIT $9"
-                ),
-                &[
-                    &org, &low, &high, &role, off, at, after, &skip, &limit, &user,
-                ],
-            )?,
-        };
+        let rows = self.page_rows(&ORG_WITH_MEMBER_PAGES, org, page, Some(&user))?;
         let Some(first) = rows.first() else {
             return Ok(None);
         };
