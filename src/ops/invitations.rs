@@ -285,14 +285,20 @@ pub(crate) fn get(
 
 /// Finds an invitation by its secret token (an unknown token, or an id, is `not_found`).
 fn by_token(tx: &dyn Reads, token: &str) -> Result<InvitationRecord> {
+    found_by_token(token, |hash| tx.invitation_by_token_hash(hash), |rec| rec)
+}
+
+/// What `lookup` finds by the token's hash, when the invitation in it (`invitation`) has that
+/// hash, compared in constant time; else the invitation's `not_found`.
+fn found_by_token<T>(
+    token: &str,
+    lookup: impl FnOnce(&[u8; 32]) -> Result<Option<T>>,
+    invitation: impl Fn(&T) -> &InvitationRecord,
+) -> Result<T> {
     let hash = ids::token_hash(token.trim());
-    let rec = tx
-        .invitation_by_token_hash(&hash)?
-        .ok_or_else(invitation_not_found)?;
-    if !ids::hashes_equal(&rec.token_hash, &hash) {
-        return Err(invitation_not_found());
-    }
-    Ok(rec)
+    lookup(&hash)?
+        .filter(|found| ids::hashes_equal(&invitation(found).token_hash, &hash))
+        .ok_or_else(invitation_not_found)
 }
 
 pub(crate) fn preview(tx: &dyn Reads, ctx: &Ctx, token: &str) -> Result<InvitationPreview> {
@@ -332,11 +338,11 @@ pub(crate) fn accept(
     token: &str,
     user_id: &str,
 ) -> Result<Membership> {
-    let hash = ids::token_hash(token.trim());
-    let (rec, found) = tx
-        .invitation_with_user(&hash, user_id.trim())?
-        .filter(|(rec, _)| ids::hashes_equal(&rec.token_hash, &hash))
-        .ok_or_else(invitation_not_found)?;
+    let (rec, found) = found_by_token(
+        token,
+        |hash| tx.invitation_with_user(hash, user_id.trim()),
+        |(rec, _)| rec,
+    )?;
     let (user, existing) = found.ok_or_else(|| Error::not_found("User"))?;
     let inv = view(ctx, &rec);
     let org = inv.organization_id.clone();
