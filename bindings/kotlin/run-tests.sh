@@ -26,7 +26,7 @@ generate_kotlin "$LIB_DIR/liborgdb.so" "$OUT/generated"
 # The generator reuses call statuses and Rust buffers' memory per thread
 # (uniffi-bindgen/src/main.rs); a UniFFI whose output it does not recognize would quietly lose
 # that, so the tests say so.
-for marker in uniffiCallStatusPool uniffiRustBufferSlots; do
+for marker in uniffiCallStatusPool uniffiRustBufferSlots uniffiJnaScratch; do
   if ! grep -q "$marker" "$OUT/generated/dev/orgdb/orgdb.kt"; then
     echo "error: the generated Kotlin lacks $marker (see uniffi-bindgen/src/main.rs)" >&2
     exit 1

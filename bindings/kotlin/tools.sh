@@ -24,10 +24,18 @@ fi
 
 # Generates the Kotlin bindings of the library $1 into directory $2 (UniFFI library mode,
 # with the workspace's `uniffi-bindgen` package, which reads uniffi.toml through cargo
-# metadata).
+# metadata). Fails if the generator warns: a warning means one of its changes to the
+# generated module (uniffi-bindgen/src/main.rs) was not made, and calls would be slower.
 generate_kotlin() {
   rm -rf "$2"
   mkdir -p "$2"
+  local log="$2/../generate-warnings.txt"
+  local failed=0
   cargo run --quiet --bin uniffi-bindgen -- generate \
-    --library "$1" --language kotlin --out-dir "$2" --no-format
+    --library "$1" --language kotlin --out-dir "$2" --no-format 2>"$log" || failed=1
+  cat "$log" >&2
+  if [ "$failed" = 1 ] || grep -q '^warning' "$log"; then
+    echo "error: the Kotlin generator failed or warned (above); see uniffi-bindgen/src/main.rs" >&2
+    return 1
+  fi
 }

@@ -24,6 +24,7 @@ mod custom;
 mod db;
 mod error;
 mod inputs;
+mod jna;
 mod records;
 
 /// Trims and lower-cases an email, as orgdb does everywhere.

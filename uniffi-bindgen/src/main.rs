@@ -1,8 +1,8 @@
 //! `uniffi-bindgen`: generates the Python and Kotlin bindings from the built cdylib.
 //!
-//! For Kotlin, the generated module is then given two changes ([`REWRITES`]), each because a
-//! profile of the Kotlin benchmark put most of a call's time in JNA's `Structure` machinery
-//! (BENCHMARKS.md, "From Kotlin"):
+//! For Kotlin, the generated module is then given four changes (the text rewrites of
+//! [`REWRITES`], then [`pointer_calls`]), each because a profile of the Kotlin benchmark put
+//! most of a call's time in JNA's `Structure` machinery (BENCHMARKS.md, "From Kotlin"):
 //!
 //! - **Call statuses reused per thread.** Every native call of UniFFI's Kotlin allocates a
 //!   `UniffiRustCallStatus`, a JNA `Structure` that allocates native memory of its own, which
@@ -21,10 +21,17 @@
 //!   uses its parent's). A slot is taken again only after 255 more buffers were made on that
 //!   thread, and one call makes one per argument and one for its result, so no two buffers
 //!   of a call share a slot. Rust owns what `data` points to, never the structure's memory.
+//!   The field list JNA reads by reflection for every new structure is kept once, and the
+//!   generated lowering sets a buffer's length directly instead of through `writeField`.
+//! - **Native calls that pass only integers** ([`pointer_calls`]): each scaffolding function
+//!   is called through one of orgdb's pointer-only entry points (`src/ffi/jna.rs`), so JNA
+//!   never converts a structure at the call.
 //!
 //! If the generated text is not the one expected (another UniFFI version), the module is left
-//! as generated for that change and a warning says so (bindings/kotlin/run-tests.sh fails
-//! then: the markers below are missing).
+//! as generated for that change and a warning says so (bindings/kotlin/tools.sh fails on any
+//! warning, and run-tests.sh on a missing marker).
+
+mod pointer_calls;
 
 use std::path::{Path, PathBuf};
 
@@ -84,6 +91,9 @@ internal class UniffiRustBufferSlots {
 internal val uniffiRustBufferSlots: ThreadLocal<UniffiRustBufferSlots> =
     ThreadLocal.withInitial { UniffiRustBufferSlots() }
 
+private val uniffiRustBufferFields: List<java.lang.reflect.Field> =
+    listOf(\"capacity\", \"len\", \"data\").map { RustBuffer::class.java.getField(it) }
+
 @Structure.FieldOrder(\"capacity\", \"len\", \"data\")
 open class RustBuffer : Structure() {
     override fun autoAllocate(size: Int): com.sun.jna.Memory = uniffiRustBufferSlots.get().take(size)
@@ -102,7 +112,18 @@ open class RustBuffer : Structure() {
         p.setPointer(16, data)
     }
 
+    // JNA lists a structure's fields by reflection twice for every new one; these never change.
+    override fun getFieldList(): MutableList<java.lang.reflect.Field> =
+        java.util.ArrayList(uniffiRustBufferFields)
+
 ";
+
+/// The generated lowering sets a buffer's length through JNA's reflective `writeField`.
+const WRITE_LEN: &str = "rbuf.writeField(\"len\", bbuf.position().toLong())";
+
+/// The same, as a plain assignment: the structure's memory is written before any call that
+/// passes it (by JNA's `write`, or by the scratch block of the pointer-only calls).
+const WRITE_LEN_DIRECT: &str = "rbuf.len = bbuf.position().toLong() // orgdb: no reflection";
 
 /// One change of the generated Kotlin: the text UniFFI generates, what replaces it, and
 /// what the warning says is lost when the text is not found.
@@ -123,6 +144,11 @@ const REWRITES: &[Rewrite] = &[
         generated: RUST_BUFFER,
         replacement: RUST_BUFFER_SLOTTED,
         lost: "Rust buffers allocate their structure memory each",
+    },
+    Rewrite {
+        generated: WRITE_LEN,
+        replacement: WRITE_LEN_DIRECT,
+        lost: "lowered buffers set their length by reflection",
     },
 ];
 
@@ -193,6 +219,19 @@ fn rewrite(file: &Path) -> std::io::Result<()> {
                 r.lost
             );
         }
+    }
+    let mut warnings = Vec::new();
+    if let Some(new) = pointer_calls::rewrite(&text, &mut warnings) {
+        text = new;
+        changed = true;
+    } else if !text.contains(pointer_calls::MARKER) {
+        warnings.push(
+            "the generated text is not the expected one: native calls pass JNA structures"
+                .to_owned(),
+        );
+    }
+    for w in &warnings {
+        eprintln!("warning: {}: {w}", file.display());
     }
     if changed {
         std::fs::write(file, text)?;

@@ -595,6 +595,21 @@ fun exportImportWithProgress(env: Env) {
         eq(fresh.getOrganization(Actor.System, org.id).organization, org, "organization imported")
     }
 
+    // Calls made from the callback, on the import's thread, one of them failing each time:
+    // the import's own status and result stay its own (native calls pass their buffers and
+    // status through per-thread memory, uniffi-bindgen/src/pointer_calls.rs).
+    val nested = object : ImportProgress {
+        override fun onProgress(records: ULong) {
+            expect<OrgDbException.NotFound> { env.db.getOrganization(Actor.System, "org_missing_$records") }
+            eq(env.db.getOrganization(Actor.System, org.id).organization.id, org.id, "nested read")
+        }
+    }
+    OrgDb.inMemoryWith(Options(clock = env.clock)).use { fresh ->
+        val report = fresh.importJsonl(dump, 2uL, nested)
+        eq(report.records, lines, "records imported beside nested calls")
+        eq(fresh.getOrganization(Actor.System, org.id).organization, org, "organization imported")
+    }
+
     // Throwing from it stops the import; with no batches nothing is written.
     val stopping = object : ImportProgress {
         override fun onProgress(records: ULong) {

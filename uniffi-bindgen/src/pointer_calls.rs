@@ -1,0 +1,303 @@
+//! The third change of the generated Kotlin: native calls that pass only integers.
+//!
+//! UniFFI declares each scaffolding function as a JNA `external fun` taking `RustBuffer.ByValue`
+//! structures and a `UniffiRustCallStatus` by reference. For each structure JNA calls back into
+//! the JVM before and after the call (and builds a `Structure` per returned buffer), which a
+//! profile of `get_organization` put above the engine's own time. This change keeps each
+//! declaration's name and signature, so every generated call site stays as it is, but turns it
+//! into a Kotlin function that calls one of orgdb's pointer-only entry points
+//! (`src/ffi/jna.rs`) with the scaffolding function's address: buffers go as the address of
+//! their three fields in a per-thread scratch block, the result comes back in the same block,
+//! and the status as the address of the pooled status structure's own memory, whose code
+//! (and error buffer, on error) are read back after the call. A function with no buffer gets
+//! an overload that takes the status' address. A shape with no entry point keeps UniFFI's
+//! declaration, with a warning.
+
+use std::collections::BTreeSet;
+
+/// The entry points orgdb exports, from the list the library is built from.
+macro_rules! jna_shapes {
+    ($( $name:ident ( $($arg:ident : $kind:ident),* ) -> $ret:ident ; )*) => {
+        /// The names of orgdb's pointer-only entry points.
+        const SHAPES: &[&str] = &[$(stringify!($name)),*];
+    };
+}
+include!("../../src/ffi/jna_shapes.rs");
+
+/// Where the helpers go: before the object that declares the native functions.
+const LIB_OBJECT: &str = "internal object UniffiLib {\n";
+
+/// Where the entry points' declarations go, inside that object.
+const LIB_ANCHOR: &str = "    internal fun ensureInitialized() = Unit\n";
+
+/// How many buffer arguments the scratch block holds (`UniffiJnaScratch.ARGS`).
+const SCRATCH_ARGS: usize = 8;
+
+/// Marks a module that has had this change.
+pub const MARKER: &str = "uniffiJnaScratch";
+
+/// The helpers the rewritten functions use.
+const HELPERS: &str =
+    "// orgdb: native calls that pass only integers (uniffi-bindgen/src/pointer_calls.rs says why).
+// A thread's scratch block holds the fields of a call's buffer arguments, read by the entry
+// point before the scaffolding function runs, and of its result, written when it returns and
+// read right after: a nested call (a callback) never overlaps either use.
+internal class UniffiJnaScratch {
+    private val block = com.sun.jna.Memory((ARGS + 1) * 24L)
+    private val base = Pointer.nativeValue(block)
+    private val bytes = block.getByteBuffer(0, (ARGS + 1) * 24L).order(ByteOrder.nativeOrder())
+    val out: Long = base + ARGS * 24L
+
+    init {
+        check(Native.POINTER_SIZE == 8) { \"orgdb's Kotlin binding needs a 64-bit JVM\" }
+    }
+
+    fun arg(i: Int, buf: RustBuffer): Long {
+        val at = i * 24
+        bytes.putLong(at, buf.capacity)
+        bytes.putLong(at + 8, buf.len)
+        bytes.putLong(at + 16, Pointer.nativeValue(buf.data))
+        return base + at
+    }
+
+    fun result(): RustBuffer.ByValue {
+        val at = ARGS * 24
+        val buf = RustBuffer.ByValue()
+        buf.capacity = bytes.getLong(at)
+        buf.len = bytes.getLong(at + 8)
+        val data = bytes.getLong(at + 16)
+        buf.data = if (data == 0L) null else Pointer(data)
+        return buf
+    }
+
+    companion object {
+        const val ARGS = 8
+    }
+}
+
+internal val uniffiJnaScratch: ThreadLocal<UniffiJnaScratch> =
+    ThreadLocal.withInitial { UniffiJnaScratch() }
+
+// The status crosses as the address of its structure's memory: its code is written before the
+// call, and read back after it with the error buffer when the call failed.
+internal fun uniffiStatusToNative(status: UniffiRustCallStatus): Long {
+    val p = status.pointer
+    p.setByte(0, status.code)
+    return Pointer.nativeValue(p)
+}
+
+internal fun uniffiStatusFromNative(status: UniffiRustCallStatus) {
+    val p = status.pointer
+    val code = p.getByte(0)
+    status.code = code
+    if (code != UNIFFI_CALL_SUCCESS) {
+        status.error_buf.capacity = p.getLong(8)
+        status.error_buf.len = p.getLong(16)
+        status.error_buf.data = p.getPointer(24)
+    }
+}
+
+";
+
+/// One `external fun` of the generated module.
+struct Declaration<'a> {
+    /// The whole declaration, as generated.
+    text: &'a str,
+    name: &'a str,
+    /// The parameter list as generated, status included, up to the closing parenthesis.
+    params_text: &'a str,
+    /// Parameter names and Kotlin types, the status excluded.
+    params: Vec<(&'a str, &'a str)>,
+    ret: &'a str,
+}
+
+/// Every `external fun` taking a call status, in order.
+fn declarations(text: &str) -> Vec<Declaration<'_>> {
+    const START: &str = "    external fun ";
+    const CLOSE: &str = "\n    ): ";
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(at) = text[from..].find(START).map(|i| from + i) {
+        let rest = &text[at + START.len()..];
+        let (Some(open), Some(close)) = (rest.find('('), rest.find(CLOSE)) else {
+            break;
+        };
+        let end_of_ret = rest[close + CLOSE.len()..]
+            .find('\n')
+            .map_or(rest.len(), |i| close + CLOSE.len() + i);
+        let params_text = &rest[open + 1..close];
+        let mut params: Vec<(&str, &str)> = params_text
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| p.split_once(':'))
+            .map(|(n, t)| (n.trim(), t.trim()))
+            .collect();
+        from = at + START.len() + end_of_ret;
+        if params.pop() != Some(("uniffi_out_err", "UniffiRustCallStatus")) {
+            continue;
+        }
+        out.push(Declaration {
+            text: &text[at..from],
+            name: &rest[..open],
+            params_text,
+            params,
+            ret: rest[close + CLOSE.len()..end_of_ret].trim(),
+        });
+    }
+    out
+}
+
+/// The letter of a parameter type in a shape's name.
+fn param_code(kotlin: &str) -> Option<char> {
+    match kotlin {
+        "Long" => Some('L'),
+        "Int" => Some('I'),
+        "RustBuffer.ByValue" => Some('R'),
+        _ => None,
+    }
+}
+
+/// The letter of a return type, and the Kotlin type the entry point returns.
+fn return_code(kotlin: &str) -> Option<(char, &'static str)> {
+    match kotlin {
+        "RustBuffer.ByValue" => Some(('R', "Unit")),
+        "Long" => Some(('L', "Long")),
+        "Int" => Some(('I', "Int")),
+        "Byte" => Some(('B', "Byte")),
+        "Unit" => Some(('U', "Unit")),
+        _ => None,
+    }
+}
+
+/// Makes the change; returns the new text, or `None` with a reason when it cannot be made.
+/// Declarations whose shape has no entry point stay as generated; each is named in
+/// `warnings`.
+pub fn rewrite(text: &str, warnings: &mut Vec<String>) -> Option<String> {
+    if text.contains(MARKER) || !text.contains(LIB_OBJECT) || !text.contains(LIB_ANCHOR) {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len() * 11 / 10);
+    let mut addresses = Vec::new();
+    let mut entry_points = BTreeSet::new();
+    let mut copied = 0;
+    for d in declarations(text) {
+        let codes: Option<String> = d.params.iter().map(|(_, t)| param_code(t)).collect();
+        let (Some(codes), Some((ret_code, ret_kotlin))) = (codes, return_code(d.ret)) else {
+            continue;
+        };
+        let at = d.text.as_ptr() as usize - text.as_ptr() as usize;
+        out.push_str(&text[copied..at]);
+        copied = at + d.text.len();
+        let args: Vec<&str> = d.params.iter().map(|(n, _)| *n).collect();
+        if !codes.contains('R') && ret_code != 'R' {
+            out.push_str(&status_overload(&d, &args));
+            continue;
+        }
+        let shape = format!("orgdb_jna_{codes}_{ret_code}");
+        if !SHAPES.contains(&shape.as_str()) || codes.matches('R').count() > SCRATCH_ARGS {
+            warnings.push(format!(
+                "{} keeps UniFFI's slower call: no entry point {shape} (add it to \
+                 src/ffi/jna_shapes.rs)",
+                d.name
+            ));
+            out.push_str(d.text);
+            continue;
+        }
+        out.push_str(&through_entry_point(&d, &shape, &codes, ret_code));
+        addresses.push(d.name);
+        entry_points.insert((shape, codes, ret_kotlin));
+    }
+    out.push_str(&text[copied..]);
+
+    let mut decls = String::new();
+    for (shape, codes, ret) in &entry_points {
+        let params: Vec<String> = codes
+            .chars()
+            .enumerate()
+            .map(|(i, c)| format!("p{i}: {}", if c == 'I' { "Int" } else { "Long" }))
+            .collect();
+        decls.push_str(&format!(
+            "    external fun {shape}(entry: Long, {}, out: Long, status: Long): {ret}\n",
+            params.join(", ")
+        ));
+    }
+    let mut fns = String::from(
+        "// orgdb: the scaffolding functions' addresses, for the pointer-only entry points.\n\
+         internal object UniffiFns {\n\
+         \x20   private val lib = com.sun.jna.NativeLibrary.getInstance(findLibraryName(componentName = \"orgdb\"))\n\
+         \x20   private fun at(name: String): Long = Pointer.nativeValue(lib.getFunction(name))\n",
+    );
+    for name in &addresses {
+        fns.push_str(&format!("    val {name}: Long = at(\"{name}\")\n"));
+    }
+    fns.push_str("}\n\n");
+    let object = out.find(LIB_OBJECT)?;
+    let anchor = object + out[object..].find(LIB_ANCHOR)? + LIB_ANCHOR.len();
+    Some(format!(
+        "{}{HELPERS}{fns}{}{decls}{}",
+        &out[..object],
+        &out[object..anchor],
+        &out[anchor..]
+    ))
+}
+
+/// A function without buffers: the declaration becomes a Kotlin function with the same
+/// signature, over an `external` overload that takes the status' address.
+fn status_overload(d: &Declaration<'_>, args: &[&str]) -> String {
+    let params: Vec<String> = d.params.iter().map(|(n, t)| format!("{n}: {t}")).collect();
+    let mut native_params = params.clone();
+    native_params.push("uniffi_out_err: Long".to_owned());
+    let mut call_args: Vec<&str> = args.to_vec();
+    call_args.push("uniffiStatusToNative(uniffi_out_err)");
+    format!(
+        "    fun {name}({params_text}\n    ): {ret} {{\n\
+         \x20       val uniffiResult = {name}({call})\n\
+         \x20       uniffiStatusFromNative(uniffi_out_err)\n\
+         \x20       return uniffiResult\n\
+         \x20   }}\n\
+         \x20   external fun {name}({native}): {ret}",
+        name = d.name,
+        params_text = d.params_text,
+        ret = d.ret,
+        call = call_args.join(", "),
+        native = native_params.join(", "),
+    )
+}
+
+/// A function with buffers: the declaration becomes a Kotlin function with the same
+/// signature, calling the entry point of its shape with its address.
+fn through_entry_point(d: &Declaration<'_>, shape: &str, codes: &str, ret_code: char) -> String {
+    let mut buffers = 0;
+    let mut call = vec![format!("UniffiFns.{}", d.name)];
+    for ((name, _), code) in d.params.iter().zip(codes.chars()) {
+        if code == 'R' {
+            call.push(format!("uniffiScratch.arg({buffers}, {name})"));
+            buffers += 1;
+        } else {
+            call.push((*name).to_owned());
+        }
+    }
+    call.push("uniffiScratch.out".to_owned());
+    call.push("uniffiStatusToNative(uniffi_out_err)".to_owned());
+    let call = format!("{shape}({})", call.join(", "));
+    let (run, give) = match ret_code {
+        'R' => (call, "        return uniffiScratch.result()\n".to_owned()),
+        'U' => (call, String::new()),
+        _ => (
+            format!("val uniffiResult = {call}"),
+            "        return uniffiResult\n".to_owned(),
+        ),
+    };
+    format!(
+        "    fun {name}({params_text}\n    ): {ret} {{\n\
+         \x20       val uniffiScratch = uniffiJnaScratch.get()\n\
+         \x20       {run}\n\
+         \x20       uniffiStatusFromNative(uniffi_out_err)\n\
+         {give}\
+         \x20   }}",
+        name = d.name,
+        params_text = d.params_text,
+        ret = d.ret,
+    )
+}
