@@ -113,6 +113,28 @@ impl Return for R {
     }
 }
 
+/// Copies `len` bytes at `data` into a new Rust-owned buffer, written to `out`: the Kotlin
+/// side lowers an argument into its own scratch memory and hands it over with this one call,
+/// where UniFFI's lowering allocates the buffer first (a call returning a structure) and then
+/// writes into it through a JNA view of Rust's memory (a new direct buffer, made by a call
+/// back into the JVM).
+///
+/// # Safety
+/// `data` is valid for reading `len` bytes (or `len` is 0); `out` has room for one buffer.
+#[no_mangle]
+pub unsafe extern "C" fn orgdb_jna_buffer_from(data: *const u8, len: u64, out: *mut Buf) {
+    let bytes = match usize::try_from(len) {
+        // SAFETY: `data` holds `len` bytes (the contract).
+        Ok(len) if len > 0 && !data.is_null() => unsafe { std::slice::from_raw_parts(data, len) },
+        _ => &[],
+    };
+    let buffer = uniffi::RustBuffer::from_vec(bytes.to_vec());
+    // SAFETY: `RustBuffer` is `#[repr(C)]` with `Buf`'s three fields; `out` has room for one
+    // (the contract). The buffer's bytes are freed by whoever it is passed to, as for any
+    // buffer UniFFI makes.
+    unsafe { out.write_unaligned(std::mem::transmute::<uniffi::RustBuffer, Buf>(buffer)) }
+}
+
 /// Makes one exported function per shape of `jna_shapes.rs`.
 macro_rules! jna_shapes {
     ($( $name:ident ( $($arg:ident : $kind:ident),* ) -> $ret:ident ; )*) => {$(
@@ -176,6 +198,27 @@ mod tests {
 
     jna_shapes! {
         test_lrri_r(a: L, b: R, c: R, d: I) -> R;
+    }
+
+    #[test]
+    fn a_buffer_from_foreign_bytes_owns_a_copy() {
+        let mut out = Buf {
+            capacity: 0,
+            len: 0,
+            data: std::ptr::null_mut(),
+        };
+        let bytes = b"hello".to_vec();
+        // SAFETY: `bytes` is live; `out` has room for one buffer.
+        unsafe { orgdb_jna_buffer_from(bytes.as_ptr(), 5, &mut out) };
+        drop(bytes);
+        // SAFETY: the buffer was made from a vector by `RustBuffer::from_vec`.
+        let got = unsafe { Vec::from_raw_parts(out.data, out.len as usize, out.capacity as usize) };
+        assert_eq!(got, b"hello");
+        // SAFETY: no bytes are read when the length is 0, whatever the pointer.
+        unsafe { orgdb_jna_buffer_from(std::ptr::null(), 0, &mut out) };
+        assert_eq!(out.len, 0);
+        // SAFETY: as above: an empty vector's parts.
+        drop(unsafe { Vec::from_raw_parts(out.data, 0, out.capacity as usize) });
     }
 
     #[test]

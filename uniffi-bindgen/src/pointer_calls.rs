@@ -42,10 +42,16 @@ const HELPERS: &str =
 // A thread's scratch block holds the fields of a call's buffer arguments, read by the entry
 // point before the scaffolding function runs, and of its result, written when it returns and
 // read right after: a nested call (a callback) never overlaps either use.
+//
+// It also holds the bytes of an argument being lowered, which one call copies into a new Rust
+// buffer (UniFFI allocates the buffer first, then writes through a new direct view of it), and
+// results are copied out into a Java array by one call (where UniFFI makes a direct view).
 internal class UniffiJnaScratch {
-    private val block = com.sun.jna.Memory((ARGS + 1) * 24L)
+    private val block = com.sun.jna.Memory(LOWER_AT + LOWER)
     private val base = Pointer.nativeValue(block)
-    private val bytes = block.getByteBuffer(0, (ARGS + 1) * 24L).order(ByteOrder.nativeOrder())
+    private val bytes = block.getByteBuffer(0, LOWER_AT).order(ByteOrder.nativeOrder())
+    private val lowerView = block.getByteBuffer(LOWER_AT, LOWER).order(ByteOrder.BIG_ENDIAN)
+    private var lowering = false
     val out: Long = base + ARGS * 24L
 
     init {
@@ -60,9 +66,16 @@ internal class UniffiJnaScratch {
         return base + at
     }
 
+    // A result's fields come back in one of a ring of carriers: a carrier is consumed (its
+    // fields copied into the scratch block as an argument, or lifted and freed) before this
+    // thread makes 63 more, so none is reused while live, and no structure is built per call.
+    private val carriers = arrayOfNulls<RustBuffer.ByValue>(CARRIERS)
+    private var nextCarrier = 0
+
     fun result(): RustBuffer.ByValue {
         val at = ARGS * 24
-        val buf = RustBuffer.ByValue()
+        val buf = carriers[nextCarrier] ?: RustBuffer.ByValue().also { carriers[nextCarrier] = it }
+        nextCarrier = (nextCarrier + 1) % CARRIERS
         buf.capacity = bytes.getLong(at)
         buf.len = bytes.getLong(at + 8)
         val data = bytes.getLong(at + 16)
@@ -70,8 +83,48 @@ internal class UniffiJnaScratch {
         return buf
     }
 
+    // The view to lower a value of `size` bytes into, or null when it does not fit or is in
+    // use (the caller then lowers as UniFFI does). `lowered` or `abandon` ends the use.
+    fun lowering(size: ULong): ByteBuffer? {
+        if (lowering || size > LOWER.toULong()) return null
+        lowering = true
+        lowerView.clear()
+        lowerView.limit(size.toInt())
+        return lowerView
+    }
+
+    fun lowered(): RustBuffer.ByValue {
+        try {
+            UniffiLib.orgdb_jna_buffer_from(base + LOWER_AT, lowerView.position().toLong(), out)
+            return result()
+        } finally {
+            lowering = false
+        }
+    }
+
+    fun abandon() {
+        lowering = false
+    }
+
+    // `bytes` as a new Rust buffer, or null when the lowering view cannot take them.
+    fun copied(bytes: ByteBuffer): RustBuffer.ByValue? {
+        val view = lowering(bytes.remaining().toULong()) ?: return null
+        view.put(bytes)
+        return lowered()
+    }
+
     companion object {
         const val ARGS = 8
+        const val CARRIERS = 64
+        const val LOWER_AT = (ARGS + 1) * 24L
+        const val LOWER = 16384L
+
+        // A result's bytes, copied into a Java array.
+        fun lifting(buf: RustBuffer): ByteBuffer {
+            val array = ByteArray(buf.len.toInt())
+            if (array.isNotEmpty()) buf.data!!.read(0, array, 0, array.size)
+            return ByteBuffer.wrap(array)
+        }
     }
 }
 
@@ -98,6 +151,55 @@ internal fun uniffiStatusFromNative(status: UniffiRustCallStatus) {
 }
 
 ";
+
+/// Text changes of the generated converters that lower into and lift from the scratch block:
+/// the generated text, and what replaces it. All are made, or the whole change is not.
+const CONVERTERS: &[(&str, &str)] = &[
+    (
+        "    fun lowerIntoRustBuffer(value: KotlinType): RustBuffer.ByValue {
+        val rbuf = RustBuffer.alloc(allocationSize(value))
+",
+        "    fun lowerIntoRustBuffer(value: KotlinType): RustBuffer.ByValue {
+        val uniffiScratch = uniffiJnaScratch.get()
+        val view = uniffiScratch.lowering(allocationSize(value))
+        if (view != null) {
+            try {
+                write(value, view)
+            } catch (e: Throwable) {
+                uniffiScratch.abandon()
+                throw e
+            }
+            return uniffiScratch.lowered()
+        }
+        val rbuf = RustBuffer.alloc(allocationSize(value))
+",
+    ),
+    (
+        "    fun liftFromRustBuffer(rbuf: RustBuffer.ByValue): KotlinType {
+        val byteBuf = rbuf.asByteBuffer()!!
+",
+        "    fun liftFromRustBuffer(rbuf: RustBuffer.ByValue): KotlinType {
+        val byteBuf = UniffiJnaScratch.lifting(rbuf)
+",
+    ),
+    (
+        "            val byteArr = ByteArray(value.len.toInt())
+            value.asByteBuffer()!!.get(byteArr)
+",
+        "            val byteArr = ByteArray(value.len.toInt())
+            if (byteArr.isNotEmpty()) value.data!!.read(0, byteArr, 0, byteArr.size)
+",
+    ),
+    (
+        "        val byteBuf = toUtf8(value)
+        // Ideally we'd pass these bytes to `ffi_bytebuffer_from_bytes`, but doing so would require us
+        // to copy them into a JNA `Memory`. So we might as well directly copy them into a `RustBuffer`.
+",
+        "        val byteBuf = toUtf8(value)
+        uniffiJnaScratch.get().copied(byteBuf)?.let { return it }
+",
+    ),
+];
 
 /// One `external fun` of the generated module.
 struct Declaration<'a> {
@@ -177,6 +279,17 @@ pub fn rewrite(text: &str, warnings: &mut Vec<String>) -> Option<String> {
     if text.contains(MARKER) || !text.contains(LIB_OBJECT) || !text.contains(LIB_ANCHOR) {
         return None;
     }
+    if CONVERTERS
+        .iter()
+        .any(|(generated, _)| text.matches(generated).count() != 1)
+    {
+        return None;
+    }
+    let mut converted = text.to_owned();
+    for (generated, replacement) in CONVERTERS {
+        converted = converted.replacen(generated, replacement, 1);
+    }
+    let text = converted.as_str();
     let mut out = String::with_capacity(text.len() * 11 / 10);
     let mut addresses = Vec::new();
     let mut entry_points = BTreeSet::new();
@@ -210,7 +323,9 @@ pub fn rewrite(text: &str, warnings: &mut Vec<String>) -> Option<String> {
     }
     out.push_str(&text[copied..]);
 
-    let mut decls = String::new();
+    let mut decls = String::from(
+        "    external fun orgdb_jna_buffer_from(data: Long, len: Long, out: Long): Unit\n",
+    );
     for (shape, codes, ret) in &entry_points {
         let params: Vec<String> = codes
             .chars()

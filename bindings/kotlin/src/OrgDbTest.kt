@@ -409,6 +409,28 @@ fun rustBuffersPerThread(env: Env) {
     eq(failures.toList(), listOf<String>(), "failures")
 }
 
+fun largeValuesCrossWhole(env: Env) {
+    // An argument is lowered into a per-thread scratch block of 16 KiB when it fits, and as
+    // UniFFI does when it does not (uniffi-bindgen/src/pointer_calls.rs): values on both sides
+    // of that size, and results of any size, must cross unchanged.
+    val (alice, org) = env.company()
+    for (keys in listOf(1, 5, 6, 64)) {
+        // 1 000 characters of up to three UTF-8 bytes each: 6 keys pass 16 KiB.
+        val metadata = (0 until keys).associate { k -> "key$k" to "€é$k".repeat(333).take(1_000) }
+        val patch = OrganizationPatch(metadata = metadata, city = FieldUpdate.Set("€".repeat(2_000).take(200)))
+        val updated = env.db.updateOrganization(actor(alice), org.id, patch)
+        eq(updated.metadata, metadata, "metadata of $keys keys, updated")
+        eq(env.db.getOrganization(actor(alice), org.id).organization.metadata, metadata, "metadata of $keys keys, read")
+    }
+    // A string argument over the block, refused: the error names the field, nothing changes.
+    val long = "ü".repeat(20_000)
+    val e = expect<OrgDbException.Validation> {
+        env.db.updateOrganization(actor(alice), org.id, OrganizationPatch(name = long))
+    }
+    eq(e.details.keys, setOf("name"), "the field named")
+    ensure(env.db.getOrganization(actor(alice), org.id).organization.name != long) { "name changed" }
+}
+
 fun jsonVariants(env: Env) {
     val (alice, org) = env.company()
     val owner = actor(alice)
@@ -934,6 +956,7 @@ fun main() {
         "speed: a resource recorder's add, a number in and out" to ::recorderAdd,
         "speed: call statuses reused per thread, never mixed" to ::callStatusesPerThread,
         "speed: Rust buffers' memory reused per thread, never mixed" to ::rustBuffersPerThread,
+        "speed: values larger than the scratch block cross whole" to ::largeValuesCrossWhole,
         "speed: JSON variants of the read calls" to ::jsonVariants,
         "speed: timestamps cross exactly" to ::timestampsAreExact,
         "entitlements: features, overrides, the projects limit" to ::entitlements,
