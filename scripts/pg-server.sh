@@ -7,6 +7,8 @@
 #       the server and remove the directory, also when COMMAND fails or the script is
 #       interrupted. Exits with COMMAND's status. Without --durable the server runs with
 #       fsync off (tests); with it, as a production server would (benchmarks).
+#       ORGDB_PG_SETTINGS adds server settings (`-c name=value ...`), e.g.
+#       `-c shared_preload_libraries=pg_stat_statements` to see each statement's server time.
 #   scripts/pg-server.sh restart
 #       Restarts the server of the enclosing `run` (tests of reconnection use it), keeping its
 #       port and data.
@@ -99,6 +101,7 @@ cmd_run() {
   if [ "$durable" -eq 0 ]; then
     settings="$settings -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
   fi
+  settings="$settings ${ORGDB_PG_SETTINGS:-}"
   echo "$settings" >"$dir/settings"
   as_owner "$bin/pg_ctl" -D "$dir/data" -o "$settings" -l "$dir/server.log" -w start >/dev/null ||
     { cat "$dir/server.log" >&2; exit 1; }
