@@ -39,3 +39,24 @@ echo "-- compiling ($("$KOTLINC" -version 2>&1 | grep -o 'kotlinc-jvm [0-9.]*' |
 
 echo "-- running"
 java -Djna.library.path="$LIB_DIR" -cp "$OUT/orgdb-tests.jar:$JNA_JAR" OrgDbTestKt
+
+# Again with the library bundled in the jar, as a host ships it: JNA unpacks it from the class
+# path (to a new file for each load), so every part of the binding must use one load of it.
+case "$(uname -s)-$(uname -m)" in
+  Linux-x86_64) prefix=linux-x86-64 ;;
+  Linux-aarch64) prefix=linux-aarch64 ;;
+  *) prefix= ;;
+esac
+if [ -n "$prefix" ]; then
+  echo "-- running with the library inside the jar ($prefix/liborgdb.so)"
+  python3 - "$OUT/orgdb-tests.jar" "$OUT/orgdb-tests-bundled.jar" "$LIB_DIR/liborgdb.so" "$prefix" <<'PY'
+import shutil, sys, zipfile
+src, dst, lib, prefix = sys.argv[1:]
+shutil.copyfile(src, dst)
+with zipfile.ZipFile(dst, "a") as jar:
+    jar.write(lib, f"{prefix}/liborgdb.so")
+PY
+  java -cp "$OUT/orgdb-tests-bundled.jar:$JNA_JAR" OrgDbTestKt
+else
+  echo "-- not run with the library inside the jar: no JNA resource prefix known for $(uname -sm)"
+fi

@@ -112,6 +112,10 @@ open class RustBuffer : Structure() {
         p.setPointer(16, data)
     }
 
+    // A carrier of the pointer-only calls (pointer_calls.rs) that was handed out and not yet
+    // passed on: not a structure field (JNA maps public fields only, and `getFieldList` below).
+    internal var uniffiCarried: Boolean = false
+
     // JNA lists a structure's fields by reflection twice for every new one; these never change.
     override fun getFieldList(): MutableList<java.lang.reflect.Field> =
         java.util.ArrayList(uniffiRustBufferFields)

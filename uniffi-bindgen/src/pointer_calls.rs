@@ -54,27 +54,33 @@ internal class UniffiJnaScratch {
     private var lowering = false
     val out: Long = base + ARGS * 24L
 
-    init {
-        check(Native.POINTER_SIZE == 8) { \"orgdb's Kotlin binding needs a 64-bit JVM\" }
-    }
-
     fun arg(i: Int, buf: RustBuffer): Long {
         val at = i * 24
         bytes.putLong(at, buf.capacity)
         bytes.putLong(at + 8, buf.len)
         bytes.putLong(at + 16, Pointer.nativeValue(buf.data))
+        buf.uniffiCarried = false
         return base + at
     }
 
-    // A result's fields come back in one of a ring of carriers: a carrier is consumed (its
-    // fields copied into the scratch block as an argument, or lifted and freed) before this
-    // thread makes 63 more, so none is reused while live, and no structure is built per call.
+    // A result's fields come back in one of a ring of carriers, so that no structure is built
+    // per call. A carrier is marked from when it is handed out until its fields are passed on
+    // to a native call (`arg`: as an argument, or to be freed after it was lifted); a marked
+    // one is never handed out again, whatever runs meanwhile (a lowered argument waits while
+    // the next one is lowered, and that may run a host's code that calls in again). A carrier
+    // never passed on (a call abandoned half-way) stays marked: its place gets a new one.
     private val carriers = arrayOfNulls<RustBuffer.ByValue>(CARRIERS)
     private var nextCarrier = 0
 
     fun result(): RustBuffer.ByValue {
         val at = ARGS * 24
-        val buf = carriers[nextCarrier] ?: RustBuffer.ByValue().also { carriers[nextCarrier] = it }
+        val ring = carriers[nextCarrier]
+        val buf = if (ring == null || ring.uniffiCarried) {
+            RustBuffer.ByValue().also { carriers[nextCarrier] = it }
+        } else {
+            ring
+        }
+        buf.uniffiCarried = true
         nextCarrier = (nextCarrier + 1) % CARRIERS
         buf.capacity = bytes.getLong(at)
         buf.len = bytes.getLong(at + 8)
@@ -134,9 +140,16 @@ internal val uniffiJnaScratch: ThreadLocal<UniffiJnaScratch> =
 // The status crosses as the address of its structure's memory: its code is written before the
 // call, and read back after it with the error buffer when the call failed.
 internal fun uniffiStatusToNative(status: UniffiRustCallStatus): Long {
+    // Zeroed as a new status is (code and error buffer): Rust leaves the buffer as it finds
+    // it in some failures, and it must not be the last error's, which was freed.
     val p = status.pointer
-    p.setByte(0, status.code)
+    p.setMemory(0, 32, 0)
     return Pointer.nativeValue(p)
+}
+
+// The scratch block and the status' memory are laid out for 64-bit pointers.
+private val uniffiJnaPointerSize = check(Native.POINTER_SIZE == 8) {
+    \"orgdb's Kotlin binding needs a 64-bit JVM\"
 }
 
 internal fun uniffiStatusFromNative(status: UniffiRustCallStatus) {
@@ -213,28 +226,38 @@ struct Declaration<'a> {
     ret: &'a str,
 }
 
-/// Every `external fun` taking a call status, in order.
-fn declarations(text: &str) -> Vec<Declaration<'_>> {
+/// Every `external fun` taking a call status, in order; `None` if a declaration is not in
+/// the form UniFFI generates (then no declaration is changed).
+fn declarations(text: &str) -> Option<Vec<Declaration<'_>>> {
     const START: &str = "    external fun ";
     const CLOSE: &str = "\n    ): ";
     let mut out = Vec::new();
     let mut from = 0;
     while let Some(at) = text[from..].find(START).map(|i| from + i) {
         let rest = &text[at + START.len()..];
-        let (Some(open), Some(close)) = (rest.find('('), rest.find(CLOSE)) else {
-            break;
-        };
+        let open = rest.find('(')?;
+        let close = rest.find(CLOSE)?;
+        let params_text = rest.get(open + 1..close)?;
+        // One declaration's parameters are on one line: anything else is another form.
+        if params_text.contains('\n')
+            || !rest[..open]
+                .chars()
+                .all(|c| c == '_' || c.is_ascii_alphanumeric())
+        {
+            return None;
+        }
         let end_of_ret = rest[close + CLOSE.len()..]
             .find('\n')
             .map_or(rest.len(), |i| close + CLOSE.len() + i);
-        let params_text = &rest[open + 1..close];
-        let mut params: Vec<(&str, &str)> = params_text
+        let mut params = Vec::new();
+        for p in params_text
             .split(',')
             .map(str::trim)
             .filter(|p| !p.is_empty())
-            .filter_map(|p| p.split_once(':'))
-            .map(|(n, t)| (n.trim(), t.trim()))
-            .collect();
+        {
+            let (n, t) = p.split_once(':')?;
+            params.push((n.trim(), t.trim()));
+        }
         from = at + START.len() + end_of_ret;
         if params.pop() != Some(("uniffi_out_err", "UniffiRustCallStatus")) {
             continue;
@@ -247,7 +270,7 @@ fn declarations(text: &str) -> Vec<Declaration<'_>> {
             ret: rest[close + CLOSE.len()..end_of_ret].trim(),
         });
     }
-    out
+    Some(out)
 }
 
 /// The letter of a parameter type in a shape's name.
@@ -294,29 +317,48 @@ pub fn rewrite(text: &str, warnings: &mut Vec<String>) -> Option<String> {
     let mut addresses = Vec::new();
     let mut entry_points = BTreeSet::new();
     let mut copied = 0;
-    for d in declarations(text) {
-        let codes: Option<String> = d.params.iter().map(|(_, t)| param_code(t)).collect();
-        let (Some(codes), Some((ret_code, ret_kotlin))) = (codes, return_code(d.ret)) else {
-            continue;
-        };
+    for d in declarations(text)? {
+        const BUFFER: &str = "RustBuffer.ByValue";
+        let has_buffer = d.ret == BUFFER || d.params.iter().any(|(_, t)| *t == BUFFER);
         let at = d.text.as_ptr() as usize - text.as_ptr() as usize;
         out.push_str(&text[copied..at]);
         copied = at + d.text.len();
-        let args: Vec<&str> = d.params.iter().map(|(n, _)| *n).collect();
-        if !codes.contains('R') && ret_code != 'R' {
-            out.push_str(&status_overload(&d, &args));
+        if !has_buffer {
+            // JNA passes these types as they are: only the status changes.
+            out.push_str(&status_overload(&d));
             continue;
         }
-        let shape = format!("orgdb_jna_{codes}_{ret_code}");
-        if !SHAPES.contains(&shape.as_str()) || codes.matches('R').count() > SCRATCH_ARGS {
-            warnings.push(format!(
-                "{} keeps UniFFI's slower call: no entry point {shape} (add it to \
-                 src/ffi/jna_shapes.rs)",
-                d.name
-            ));
+        let codes: Option<String> = d.params.iter().map(|(_, t)| param_code(t)).collect();
+        let shape = match (codes, return_code(d.ret)) {
+            (Some(codes), Some((ret_code, ret_kotlin)))
+                if codes.matches('R').count() <= SCRATCH_ARGS =>
+            {
+                let shape = format!("orgdb_jna_{codes}_{ret_code}");
+                SHAPES
+                    .contains(&shape.as_str())
+                    .then_some((shape, codes, ret_code, ret_kotlin))
+            }
+            _ => None,
+        };
+        let Some((shape, codes, ret_code, ret_kotlin)) = shape else {
+            // UniFFI's own constructor of a buffer from foreign bytes takes a `ForeignBytes`
+            // structure; the scratch block's lowering replaces it, so it may stay.
+            if !d.name.ends_with("_rustbuffer_from_bytes") {
+                warnings.push(format!(
+                    "{} keeps UniFFI's slower call: no entry point of its shape (parameters {}, \
+                     returning {}; add one to src/ffi/jna_shapes.rs)",
+                    d.name,
+                    d.params
+                        .iter()
+                        .map(|(_, t)| *t)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    d.ret
+                ));
+            }
             out.push_str(d.text);
             continue;
-        }
+        };
         out.push_str(&through_entry_point(&d, &shape, &codes, ret_code));
         addresses.push(d.name);
         entry_points.insert((shape, codes, ret_kotlin));
@@ -327,26 +369,45 @@ pub fn rewrite(text: &str, warnings: &mut Vec<String>) -> Option<String> {
         "    external fun orgdb_jna_buffer_from(data: Long, len: Long, out: Long): Unit\n",
     );
     for (shape, codes, ret) in &entry_points {
-        let params: Vec<String> = codes
-            .chars()
-            .enumerate()
-            .map(|(i, c)| format!("p{i}: {}", if c == 'I' { "Int" } else { "Long" }))
-            .collect();
+        let mut params = vec!["entry: Long".to_owned()];
+        params.extend(
+            codes
+                .chars()
+                .enumerate()
+                .map(|(i, c)| format!("p{i}: {}", if c == 'I' { "Int" } else { "Long" })),
+        );
+        params.push("out: Long".to_owned());
+        params.push("status: Long".to_owned());
         decls.push_str(&format!(
-            "    external fun {shape}(entry: Long, {}, out: Long, status: Long): {ret}\n",
+            "    external fun {shape}({}): {ret}\n",
             params.join(", ")
         ));
     }
     let mut fns = String::from(
         "// orgdb: the scaffolding functions' addresses, for the pointer-only entry points.\n\
          internal object UniffiFns {\n\
-         \x20   private val lib = com.sun.jna.NativeLibrary.getInstance(findLibraryName(componentName = \"orgdb\"))\n\
+         \x20   // The instance `UniffiLib` registers its functions on (`Native.register(cls, name)`'s).\n\
+         \x20   val lib: com.sun.jna.NativeLibrary = com.sun.jna.NativeLibrary.getInstance(\n\
+         \x20       @LIBRARY@,\n\
+         \x20       mapOf(com.sun.jna.Library.OPTION_CLASSLOADER to UniffiLib::class.java.classLoader),\n\
+         \x20   )\n\
          \x20   private fun at(name: String): Long = Pointer.nativeValue(lib.getFunction(name))\n",
     );
     for name in &addresses {
         fns.push_str(&format!("    val {name}: Long = at(\"{name}\")\n"));
     }
     fns.push_str("}\n\n");
+    // One loaded library for the addresses and the registered functions: JNA keeps a library
+    // per name and options, and one bundled in a jar is unpacked to a new file for each.
+    let register = "        Native.register(UniffiLib::class.java, ";
+    let at = out.find(LIB_OBJECT)? + out[out.find(LIB_OBJECT)?..].find(register)?;
+    let end = at + out[at..].find(")\n")?;
+    let library = out[at + register.len()..end].to_owned();
+    if out.matches(register).count() != 1 {
+        return None;
+    }
+    let out = format!("{}{register}UniffiFns.lib{}", &out[..at], &out[end..]);
+    let fns = fns.replace("@LIBRARY@", &library);
     let object = out.find(LIB_OBJECT)?;
     let anchor = object + out[object..].find(LIB_ANCHOR)? + LIB_ANCHOR.len();
     Some(format!(
@@ -359,11 +420,11 @@ pub fn rewrite(text: &str, warnings: &mut Vec<String>) -> Option<String> {
 
 /// A function without buffers: the declaration becomes a Kotlin function with the same
 /// signature, over an `external` overload that takes the status' address.
-fn status_overload(d: &Declaration<'_>, args: &[&str]) -> String {
+fn status_overload(d: &Declaration<'_>) -> String {
     let params: Vec<String> = d.params.iter().map(|(n, t)| format!("{n}: {t}")).collect();
     let mut native_params = params.clone();
     native_params.push("uniffi_out_err: Long".to_owned());
-    let mut call_args: Vec<&str> = args.to_vec();
+    let mut call_args: Vec<&str> = d.params.iter().map(|(n, _)| *n).collect();
     call_args.push("uniffiStatusToNative(uniffi_out_err)");
     format!(
         "    fun {name}({params_text}\n    ): {ret} {{\n\

@@ -431,6 +431,28 @@ fun largeValuesCrossWhole(env: Env) {
     ensure(env.db.getOrganization(actor(alice), org.id).organization.name != long) { "name changed" }
 }
 
+fun callsWhileLowering(env: Env) {
+    // A list given as an argument may run the host's code while it is lowered (a view whose
+    // elements are computed on access), and that code may call orgdb many times on the same
+    // thread: the arguments lowered before it must cross unchanged (the Rust buffers that
+    // carry them are reused per thread, never while one is still to be passed on).
+    val (alice, org) = env.company()
+    var nested = 0
+    val computed = object : AbstractList<NewInvitation>() {
+        override val size get() = 3
+        override fun get(index: Int): NewInvitation {
+            var email = ""
+            repeat(100) { email = normalizeEmail(" Guest$index@Example.com "); nested++ }
+            env.db.getOrganization(actor(alice), org.id)
+            return NewInvitation(email = email, role = "viewer")
+        }
+    }
+    val sent = env.db.createInvitations(actor(alice), org.id, computed)
+    eq(sent.map { it.invitation.email }, (0 until 3).map { "guest$it@example.com" }, "invitations")
+    ensure(nested >= 300) { "nested calls: $nested" }
+    eq(env.db.listInvitations(actor(alice), org.id, InvitationQuery()).data.size, 3, "stored")
+}
+
 fun jsonVariants(env: Env) {
     val (alice, org) = env.company()
     val owner = actor(alice)
@@ -957,6 +979,7 @@ fun main() {
         "speed: call statuses reused per thread, never mixed" to ::callStatusesPerThread,
         "speed: Rust buffers' memory reused per thread, never mixed" to ::rustBuffersPerThread,
         "speed: values larger than the scratch block cross whole" to ::largeValuesCrossWhole,
+        "speed: calls made while an argument is lowered" to ::callsWhileLowering,
         "speed: JSON variants of the read calls" to ::jsonVariants,
         "speed: timestamps cross exactly" to ::timestampsAreExact,
         "entitlements: features, overrides, the projects limit" to ::entitlements,
