@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds liborgdb, generates the Kotlin bindings from it (UniFFI library mode), compiles them
-# with the Kotlin test program, and runs it against the native library.
+# with the Kotlin test program, and runs it against the native library: once with the library
+# found on `jna.library.path`, once with it bundled inside the jar (as hosts ship it).
 #
 # Needs: cargo, java (17+), npm (for the compiler, unless KOTLINC points at a Kotlin >= 2
 # kotlinc), and JNA at /usr/share/java/jna.jar (Debian: apt-get install libjna-java; or set
