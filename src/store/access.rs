@@ -86,18 +86,10 @@ pub(crate) trait Reads {
 
     fn membership_by_id(&self, membership_id: &str) -> Result<Option<Membership>>;
 
-    /// The memberships of one organization's list `set` (optionally of one role) with their
-    /// users, in list order, starting strictly after `after`, skipping `skip` rows, at most
-    /// `limit` rows: one page of a member list.
-    fn member_rows(
-        &self,
-        org: &str,
-        set: MemberSet,
-        role: Option<Role>,
-        after: Option<&MemberPos>,
-        skip: u64,
-        limit: usize,
-    ) -> Result<Vec<(Membership, User)>>;
+    /// The memberships of one organization's list `page.set` (optionally of one role) with
+    /// their users, in list order, starting strictly after `page.after`, skipping `page.skip`
+    /// rows, at most `page.limit` rows: one page of a member list.
+    fn member_rows(&self, org: &str, page: &MemberPage<'_>) -> Result<Vec<(Membership, User)>>;
 
     /// What a member list without a search reads, at once (one statement on a SQL backend):
     /// the organization, `user`'s acting role there (`None`: the system, or not a member)
@@ -109,7 +101,9 @@ pub(crate) trait Reads {
         org: &str,
         user: Option<&str>,
         page: &MemberPage<'_>,
-    ) -> Result<Option<OrgMembers>>;
+    ) -> Result<Option<OrgMembers>> {
+        org_with_members_apart(self, org, user, page)
+    }
 
     /// How many deactivated members the organization has (optionally of one role). Active
     /// members are counted by [`org_stats`](Reads::org_stats).
@@ -603,8 +597,8 @@ pub(crate) trait KvWriteExt: KvWrite {
 
 impl<T: KvWrite + ?Sized> KvWriteExt for T {}
 
-/// [`Reads::org_with_members`] composed of the fine reads: the embedded backend's body, and a
-/// SQL backend's where its one statement does not apply.
+/// [`Reads::org_with_members`] composed of the fine reads: the trait's body (the embedded
+/// backend's), and a SQL backend's where its one statement does not apply.
 pub(crate) fn org_with_members_apart(
     tx: &(impl Reads + ?Sized),
     org: &str,
@@ -618,7 +612,7 @@ pub(crate) fn org_with_members_apart(
     let Some((rec, role)) = found else {
         return Ok(None);
     };
-    let rows = tx.member_rows(org, page.set, page.role, page.after, page.skip, page.limit)?;
+    let rows = tx.member_rows(org, page)?;
     Ok(Some((rec, role, rows)))
 }
 
@@ -695,26 +689,12 @@ impl<T: KvRead + ?Sized> Reads for T {
         self.get_record(Table::Memberships, &key)
     }
 
-    fn org_with_members(
-        &self,
-        org: &str,
-        user: Option<&str>,
-        page: &MemberPage<'_>,
-    ) -> Result<Option<OrgMembers>> {
-        org_with_members_apart(self, org, user, page)
-    }
-
-    fn member_rows(
-        &self,
-        org: &str,
-        set: MemberSet,
-        role: Option<Role>,
-        after: Option<&MemberPos>,
-        skip: u64,
-        limit: usize,
-    ) -> Result<Vec<(Membership, User)>> {
+    fn member_rows(&self, org: &str, page: &MemberPage<'_>) -> Result<Vec<(Membership, User)>> {
         let mut out = Vec::new();
-        for (_, _, user) in member_positions(self, org, set, role, after, skip, limit)? {
+        let positions = member_positions(
+            self, org, page.set, page.role, page.after, page.skip, page.limit,
+        )?;
+        for (_, _, user) in positions {
             let m = self
                 .membership(org, &user)?
                 .ok_or_else(|| Error::corrupted("member index names a missing membership"))?;

@@ -645,23 +645,8 @@ impl Reads for PgTx<'_> {
     /// index alone (`memberships_by_join` / `memberships_by_role`, which order the active
     /// members before the deactivated ones: positions only, the skipped rows are never read
     /// from the table), then joined to its memberships and users.
-    fn member_rows(
-        &self,
-        org: &str,
-        set: MemberSet,
-        role: Option<Role>,
-        after: Option<&MemberPos>,
-        skip: u64,
-        limit: usize,
-    ) -> Result<Vec<(Membership, User)>> {
-        let page = MemberPage {
-            set,
-            role,
-            after,
-            skip,
-            limit,
-        };
-        let rows = self.page_rows(&MEMBER_PAGES, org, &page, None)?;
+    fn member_rows(&self, org: &str, page: &MemberPage<'_>) -> Result<Vec<(Membership, User)>> {
+        let rows = self.page_rows(&MEMBER_PAGES, org, page, None)?;
         rows.iter().map(|r| member_row_at(r, 0)).collect()
     }
 
