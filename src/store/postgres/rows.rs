@@ -95,7 +95,26 @@ pub(super) fn map_json(map: &BTreeMap<String, String>) -> serde_json::Value {
     serde_json::to_value(map).unwrap_or_default()
 }
 
-pub(super) const USER_COLUMNS: &str = "id, email, name, created_at, last_active";
+/// The columns [`user_at_column`] reads, in its order, each after the prefix `$u`.
+macro_rules! user_columns {
+    ($u:literal) => {
+        concat!(
+            $u,
+            "id, ",
+            $u,
+            "email, ",
+            $u,
+            "name, ",
+            $u,
+            "created_at, ",
+            $u,
+            "last_active"
+        )
+    };
+}
+pub(super) use user_columns;
+
+pub(super) const USER_COLUMNS: &str = user_columns!("");
 
 pub(super) fn user_of(r: &Row) -> Result<User> {
     user_at_column(r, 0)

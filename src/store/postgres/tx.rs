@@ -413,7 +413,9 @@ macro_rules! member_page_from {
     ($cut:literal) => {
         concat!(
             membership_columns!("m."),
-            ", u.id, u.email, u.name, u.created_at, u.last_active,
+            ", ",
+            user_columns!("u."),
+            ",
                 p.off AS page_off, p.joined_at AS page_at, p.user_id AS page_user
              FROM (SELECT deactivated AS off, joined_at, user_id
                    FROM memberships
@@ -724,7 +726,9 @@ impl Reads for PgTx<'_> {
                     ORDER BY off, joined_at, user_id OFFSET $10 LIMIT $11)
                  SELECT (SELECT count(*) FROM hits), ",
                 membership_columns!("m."),
-                ", u.id, u.email, u.name, u.created_at, u.last_active
+                ", ",
+                user_columns!("u."),
+                "
                  FROM (SELECT 1) one
                  LEFT JOIN (page p
                     JOIN memberships m ON m.organization_id = $1 AND m.user_id = p.user_id
@@ -878,7 +882,9 @@ impl Reads for PgTx<'_> {
             concat!(
                 "SELECT ",
                 invitation_columns!("i."),
-                ", u.id, u.email, u.name, u.created_at, u.last_active, ",
+                ", ",
+                user_columns!("u."),
+                ", ",
                 membership_columns!("m."),
                 " FROM invitations i
                  LEFT JOIN users u ON u.id = $2
