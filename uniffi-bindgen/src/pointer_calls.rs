@@ -383,12 +383,22 @@ pub fn rewrite(text: &str, warnings: &mut Vec<String>) -> Option<String> {
             params.join(", ")
         ));
     }
-    let mut fns = String::from(
+    // One loaded library for the addresses and the registered functions: JNA keeps a library
+    // per name and options, and one bundled in a jar is unpacked to a new file for each.
+    let register = "        Native.register(UniffiLib::class.java, ";
+    if out.matches(register).count() != 1 {
+        return None;
+    }
+    let object = out.find(LIB_OBJECT)?;
+    let at = object + out[object..].find(register)?;
+    let end = at + out[at..].find(")\n")?;
+    let library = &out[at + register.len()..end];
+    let mut fns = format!(
         "// orgdb: the scaffolding functions' addresses, for the pointer-only entry points.\n\
-         internal object UniffiFns {\n\
+         internal object UniffiFns {{\n\
          \x20   // The instance `UniffiLib` registers its functions on (`Native.register(cls, name)`'s).\n\
          \x20   val lib: com.sun.jna.NativeLibrary = com.sun.jna.NativeLibrary.getInstance(\n\
-         \x20       @LIBRARY@,\n\
+         \x20       {library},\n\
          \x20       mapOf(com.sun.jna.Library.OPTION_CLASSLOADER to UniffiLib::class.java.classLoader),\n\
          \x20   )\n\
          \x20   private fun at(name: String): Long = Pointer.nativeValue(lib.getFunction(name))\n",
@@ -397,18 +407,7 @@ pub fn rewrite(text: &str, warnings: &mut Vec<String>) -> Option<String> {
         fns.push_str(&format!("    val {name}: Long = at(\"{name}\")\n"));
     }
     fns.push_str("}\n\n");
-    // One loaded library for the addresses and the registered functions: JNA keeps a library
-    // per name and options, and one bundled in a jar is unpacked to a new file for each.
-    let register = "        Native.register(UniffiLib::class.java, ";
-    let at = out.find(LIB_OBJECT)? + out[out.find(LIB_OBJECT)?..].find(register)?;
-    let end = at + out[at..].find(")\n")?;
-    let library = out[at + register.len()..end].to_owned();
-    if out.matches(register).count() != 1 {
-        return None;
-    }
     let out = format!("{}{register}UniffiFns.lib{}", &out[..at], &out[end..]);
-    let fns = fns.replace("@LIBRARY@", &library);
-    let object = out.find(LIB_OBJECT)?;
     let anchor = object + out[object..].find(LIB_ANCHOR)? + LIB_ANCHOR.len();
     Some(format!(
         "{}{HELPERS}{fns}{}{decls}{}",
