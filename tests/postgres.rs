@@ -1206,6 +1206,96 @@ fn connections_killed_mid_transaction_leave_no_partial_change() {
     assert_sound(&db);
 }
 
+/// A durable usage call is two round trips: BEGIN, the lock and the read together, then the
+/// write and COMMIT together. Its connection killed while either waits (here, on a row that
+/// another transaction holds): the server answers the waiting statement with its error and
+/// never runs what follows (COMMIT included), so the call runs again on a new connection and
+/// counts once: totals, day rows and keys agree.
+#[test]
+fn usage_calls_killed_between_their_round_trips_apply_nothing_or_run_again() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let app = format!("orgdb_usage_kill_{}", std::process::id());
+    let url = fresh_schema(&url);
+    let schema = schema_of(&url);
+    let url = format!("{url}&application_name={app}");
+    let db = Db::open(&url).unwrap();
+    let (org, _) = org(&db, "Acme", "enterprise");
+    let used = || {
+        db.get_organization(&Actor::System, &org)
+            .unwrap()
+            .usage
+            .monthly_requests
+    };
+    db.record_usage(&org, &UsageEvent::new(1).key("k0"))
+        .unwrap();
+    assert_eq!(used(), 1);
+    let mut blocker = sql(&url);
+    blocker
+        .batch_execute(&format!("SET search_path = {schema}"))
+        .unwrap();
+    // Records `event` while the blocker holds the row `hold` locks: kills the orgdb
+    // connection once it waits on it, then lets go.
+    let mut killed_while_waiting = |hold: &str, event: UsageEvent| {
+        blocker.batch_execute("BEGIN").unwrap();
+        blocker.query(hold, &[&org]).unwrap();
+        std::thread::scope(|scope| {
+            let call = scope.spawn(|| db.record_usage(&org, &event));
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            loop {
+                let killed = blocker
+                    .query(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                         WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                        &[&app],
+                    )
+                    .unwrap()
+                    .len();
+                if killed > 0 {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the call never waited"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            blocker.batch_execute("COMMIT").unwrap();
+            call.join().unwrap()
+        })
+    };
+    // The second round trip: the write waits on the period's row.
+    let receipt = killed_while_waiting(
+        "SELECT total FROM usage_periods WHERE organization_id = $1 FOR UPDATE",
+        UsageEvent::new(5).key("k1"),
+    )
+    .expect("the write was refused before COMMIT ran: the call ran again");
+    assert!(!receipt.duplicate);
+    assert_eq!(used(), 6, "counted once");
+    let again = db
+        .record_usage(&org, &UsageEvent::new(5).key("k1"))
+        .unwrap();
+    assert!(again.duplicate, "its key was stored once, with the count");
+    assert_eq!(used(), 6);
+    // The first round trip: the lock waits on the organization's row.
+    let receipt = killed_while_waiting(
+        "SELECT 1 FROM organizations WHERE id = $1 FOR UPDATE",
+        UsageEvent::new(2).key("k2"),
+    )
+    .expect("killed before COMMIT, the call ran again on a new connection");
+    assert!(!receipt.duplicate);
+    assert_eq!(used(), 8, "counted once");
+    let report = db
+        .usage_report(&Actor::System, &org, &Default::default())
+        .unwrap();
+    assert_eq!(
+        report.requests.total, 8,
+        "the day rows agree with the total"
+    );
+    assert_sound(&db);
+}
+
 /// Buffered usage through leases from four processes at once (and a durable caller beside
 /// them): the limit is never passed, and once the processes closed every acknowledged event is
 /// stored and every lease returned.

@@ -162,7 +162,7 @@ impl Ledger {
         if let Some(shared) = &self.shared {
             // This process's lease is given back first, its usage stored.
             shared.leases.release(store, env, org)?;
-            return store.write_usage(&[org], |tx| write(tx));
+            return store.write_usage(&[org], &[], |tx| write(tx));
         }
         let _one_fold_at_a_time = lock(&self.fold_lock);
         let mut st = lock(&self.state);

@@ -279,7 +279,7 @@ impl Leases {
         });
         let started = Instant::now();
         let holder = self.holder.as_str();
-        let done = store.write_usage(&[org], |tx| {
+        let done = store.write_usage(&[org], &[], |tx| {
             let Some(rec) = tx.org(org)? else {
                 return Ok(None);
             };

@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::error::{Error, Result};
+use crate::model::period::QuotaPeriod;
 use crate::model::usage::UsageReceipt;
 use crate::store::{Backend, DayRow, Reads, Span, UsageAsk, UsageState, Writes};
 
@@ -72,12 +73,22 @@ struct Queue {
 /// PostgreSQL).
 const LEADERS: usize = 2;
 
+/// How many organizations' quota periods other than the calendar month [`Shared`] remembers;
+/// past that it forgets them all and starts again (a period guessed wrong only costs its
+/// batch one round trip).
+const PERIODS_KEPT: usize = 4096;
+
 /// The group committer and the leases of one database handle.
 pub(crate) struct Shared {
     queue: Mutex<Queue>,
     /// Notified when a batch is answered.
     answered: Condvar,
     pub(crate) leases: super::lease::Leases,
+    /// The quota period of each organization whose last batch read one other than the
+    /// calendar month (the default): what the next batch will ask of the store is computed
+    /// from it before the transaction (`Backend::write_usage_dyn`'s prefetch). A guess only:
+    /// the batch asks again from what it reads under the lock.
+    periods: Mutex<HashMap<String, QuotaPeriod>>,
 }
 
 impl Shared {
@@ -86,6 +97,7 @@ impl Shared {
             queue: Mutex::new(Queue::default()),
             answered: Condvar::new(),
             leases: super::lease::Leases::new(lease_ttl),
+            periods: Mutex::new(HashMap::new()),
         }
     }
 
@@ -139,7 +151,7 @@ impl Shared {
                         shared: self,
                         batch: &batch,
                     };
-                    let answers = run_batch(store, env, &batch);
+                    let answers = self.run_batch(store, env, &batch);
                     for (c, answer) in batch.iter().zip(answers) {
                         *lock(&c.answer) = Some(answer);
                     }
@@ -181,64 +193,117 @@ impl Drop for Running<'_> {
     }
 }
 
-/// Admits a batch in one write transaction; one answer per call. If the transaction fails
-/// (after the backend's retries), every call of the batch gets its error: none was counted.
-fn run_batch(
-    store: &dyn Backend,
-    env: &dyn UsageEnv,
-    batch: &[Arc<Call>],
-) -> Vec<Result<Vec<UsageReceipt>>> {
-    // Calls grouped by organization, in queue order within each.
-    let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
-    for (i, c) in batch.iter().enumerate() {
-        match groups.iter_mut().find(|(org, _)| *org == c.org) {
-            Some((_, calls)) => calls.push(i),
-            None => groups.push((&c.org, vec![i])),
+impl Shared {
+    /// Admits a batch in one write transaction; one answer per call. If the transaction
+    /// fails (after the backend's retries), every call of the batch gets its error: none was
+    /// counted.
+    fn run_batch(
+        &self,
+        store: &dyn Backend,
+        env: &dyn UsageEnv,
+        batch: &[Arc<Call>],
+    ) -> Vec<Result<Vec<UsageReceipt>>> {
+        // Calls grouped by organization, in queue order within each.
+        let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+        for (i, c) in batch.iter().enumerate() {
+            match groups.iter_mut().find(|(org, _)| *org == c.org) {
+                Some((_, calls)) => calls.push(i),
+                None => groups.push((&c.org, vec![i])),
+            }
         }
-    }
-    let orgs: Vec<&str> = groups.iter().map(|(org, _)| *org).collect();
-    let done = store.write_usage(&orgs, |tx| {
-        let mut answers: Vec<Option<Result<Vec<UsageReceipt>>>> = vec![None; batch.len()];
-        // What each organization's calls need, read for all of them at once.
-        let mut live: Vec<(&str, &[usize], Prepared<'_>)> = Vec::new();
-        for (org, calls) in &groups {
-            let events: Vec<&[Event]> = calls.iter().map(|&i| &batch[i].events[..]).collect();
-            match Prepared::of(&*tx, env, org, &events) {
-                Ok(prepared) => live.push((org, calls, prepared)),
-                // The organization is gone: its calls are refused, the others go on.
-                Err(e @ Error::NotFound { .. }) => {
-                    for &i in calls {
-                        answers[i] = Some(Err(e.clone()));
+        let orgs: Vec<&str> = groups.iter().map(|(org, _)| *org).collect();
+        let events_of = |calls: &[usize]| -> Vec<&[Event]> {
+            calls.iter().map(|&i| &batch[i].events[..]).collect()
+        };
+        // One time for the whole batch: the prefetched read must ask what the transaction
+        // asks. (A retried transaction judges reservations' expiry by it too: counting one a
+        // little longer only refuses sooner.)
+        let now = env.now().timestamp_micros();
+        // What the transaction will likely ask: its periods by the rule its last batch read
+        // (the calendar month if none other), with what leases and reservations hold (the
+        // prefetched read answers an ask without them too).
+        let guessed: Vec<Prepared<'_>> = {
+            let periods = lock(&self.periods);
+            groups
+                .iter()
+                .map(|(org, calls)| {
+                    let quota = Quota {
+                        period: periods.get(*org).copied().unwrap_or_default(),
+                        ..Quota::default()
+                    };
+                    Prepared::with(quota, &events_of(calls))
+                })
+                .collect()
+        };
+        let prefetch: Vec<(&str, UsageAsk<'_>)> = orgs
+            .iter()
+            .copied()
+            .zip(guessed.iter().map(|p| UsageAsk {
+                leases: true,
+                ..p.ask(now)
+            }))
+            .collect();
+        let done = store.write_usage(&orgs, &prefetch, |tx| {
+            let mut answers: Vec<Option<Result<Vec<UsageReceipt>>>> = vec![None; batch.len()];
+            // What each organization's calls need, read for all of them at once.
+            let mut live: Vec<(&str, &[usize], Prepared<'_>)> = Vec::new();
+            for (org, calls) in &groups {
+                match Prepared::of(&*tx, env, org, &events_of(calls)) {
+                    Ok(prepared) => live.push((org, calls, prepared)),
+                    // The organization is gone: its calls are refused, the others go on.
+                    Err(e @ Error::NotFound { .. }) => {
+                        for &i in calls {
+                            answers[i] = Some(Err(e.clone()));
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let states = {
+                let asks: Vec<(&str, UsageAsk<'_>)> = live
+                    .iter()
+                    .map(|(org, _, prepared)| (*org, prepared.ask(now)))
+                    .collect();
+                tx.usage_states(&asks)?
+            };
+            let mut plans: Vec<(&str, OrgPlan)> = Vec::with_capacity(live.len());
+            for ((org, calls, prepared), state) in live.into_iter().zip(states) {
+                let mut plan = OrgPlan::of(prepared, state)?;
+                for &i in calls {
+                    answers[i] = Some(plan.decide(&batch[i].events, false));
+                }
+                plans.push((org, plan));
+            }
+            OrgPlan::write(tx, env, &plans)?;
+            let periods: Vec<(&str, QuotaPeriod)> = plans
+                .iter()
+                .map(|(org, plan)| (*org, plan.quota.period))
+                .collect();
+            Ok((answers, periods))
+        });
+        match done {
+            Ok((answers, read)) => {
+                let mut periods = lock(&self.periods);
+                for (org, period) in read {
+                    if period == QuotaPeriod::default() {
+                        periods.remove(org);
+                    } else {
+                        if periods.len() >= PERIODS_KEPT {
+                            periods.clear();
+                        }
+                        periods.insert(org.to_owned(), period);
                     }
                 }
-                Err(e) => return Err(e),
+                drop(periods);
+                answers
+                    .into_iter()
+                    .map(|a| {
+                        a.unwrap_or_else(|| Err(Error::storage("a usage call went unanswered")))
+                    })
+                    .collect()
             }
+            Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
         }
-        let states = {
-            let now = env.now().timestamp_micros();
-            let asks: Vec<(&str, UsageAsk<'_>)> = live
-                .iter()
-                .map(|(org, _, prepared)| (*org, prepared.ask(now)))
-                .collect();
-            tx.usage_states(&asks)?
-        };
-        let mut plans: Vec<(&str, OrgPlan)> = Vec::with_capacity(live.len());
-        for ((org, calls, prepared), state) in live.into_iter().zip(states) {
-            let mut plan = OrgPlan::of(prepared, state)?;
-            for &i in calls {
-                answers[i] = Some(plan.decide(&batch[i].events, false));
-            }
-            plans.push((org, plan));
-        }
-        OrgPlan::write(tx, env, &plans)?;
-        Ok(answers)
-    });
-    match done {
-        Ok(answers) => answers
-            .into_iter()
-            .map(|a| a.unwrap_or_else(|| Err(Error::storage("a usage call went unanswered"))))
-            .collect(),
-        Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
     }
 }
 
@@ -279,7 +344,11 @@ impl<'e> Prepared<'e> {
         let rec = tx
             .org(org)?
             .ok_or_else(|| Error::not_found("Organization"))?;
-        let quota = env.quota(&rec);
+        Ok(Prepared::with(env.quota(&rec), calls))
+    }
+
+    /// The part of the calls under `quota`.
+    fn with(quota: Quota, calls: &[&'e [Event]]) -> Self {
         let events = || calls.iter().flat_map(|c| c.iter());
         let mut spans: Vec<Span> = events().map(|e| quota.span(e.day)).collect();
         spans.sort_unstable();
@@ -289,13 +358,13 @@ impl<'e> Prepared<'e> {
         let mut resources: Vec<&str> = events().filter_map(|e| e.resource.as_deref()).collect();
         resources.sort_unstable();
         resources.dedup();
-        Ok(Prepared {
+        Prepared {
             quota,
             spans,
             starts,
             keys,
             resources,
-        })
+        }
     }
 
     /// What to read of the store (`now_micros`: the call's time).

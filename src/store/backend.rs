@@ -10,7 +10,7 @@
 use std::panic::Location;
 use std::path::Path;
 
-use super::{Reads, Writes};
+use super::{Reads, UsageAsk, Writes};
 use crate::error::Result;
 
 /// How durable a write transaction's commit is.
@@ -49,13 +49,19 @@ pub(crate) trait Backend: Send + Sync {
     /// on an engine with optimistic checks its concurrent writers would keep failing each
     /// other; such an engine locks the organizations' rows first and runs them one after the
     /// other instead. By default, a plain write.
+    ///
+    /// `prefetch`: what `f` will likely ask of [`Reads::usage_states`] (its first call), if the
+    /// caller can tell before `f` runs. A server backend may send that read with the lock, in
+    /// one round trip, and answer `f`'s call from it if `f` asks exactly that; anything else
+    /// is read when asked.
     fn write_usage_dyn(
         &self,
         commit: Commit,
         orgs: &[&str],
+        prefetch: &[(&str, UsageAsk<'_>)],
         f: &mut dyn FnMut(&mut dyn Writes) -> Result<()>,
     ) -> Result<()> {
-        let _ = orgs;
+        let _ = (orgs, prefetch);
         self.write_dyn(commit, f)
     }
 
@@ -126,10 +132,11 @@ impl dyn Backend + '_ {
     pub(crate) fn write_usage<T>(
         &self,
         orgs: &[&str],
+        prefetch: &[(&str, UsageAsk<'_>)],
         f: impl Fn(&mut dyn Writes) -> Result<T>,
     ) -> Result<T> {
         let mut out = None;
-        self.write_usage_dyn(Commit::AsOpened, orgs, &mut |tx| {
+        self.write_usage_dyn(Commit::AsOpened, orgs, prefetch, &mut |tx| {
             out = Some(f(tx)?);
             Ok(())
         })?;

@@ -838,7 +838,7 @@ pub(crate) struct OrgOverview {
 
 /// What admitting usage of one organization asks of the store
 /// ([`Reads::usage_state`](super::Reads::usage_state)).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct UsageAsk<'a> {
     /// Quota periods (by their first day number) whose stored totals are wanted.
     pub(crate) periods: &'a [u32],

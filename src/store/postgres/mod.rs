@@ -1,6 +1,7 @@
 //! The PostgreSQL backend: the same typed interface as the embedded one, on plain tables
-//! (`schema.rs`), through a pool of synchronous connections, every write transaction
-//! SERIALIZABLE and retried when the server reports a serialization failure.
+//! (`schema.rs`), through a pool of connections driven synchronously that pipeline what need
+//! not wait (`client.rs`: BEGIN with the first statement, writes with COMMIT), every write
+//! transaction SERIALIZABLE and retried when the server reports a serialization failure.
 //!
 //! Rules of every transaction here:
 //! - Writes run at SERIALIZABLE, so every rule an operation checks by reading (seats, limits,
@@ -10,11 +11,11 @@
 //!   Deadlocks (40P01) and unique-key races (23505) are retried the same way; after
 //!   [`MAX_ATTEMPTS`] the call fails with `conflict`.
 //! - Reads run at REPEATABLE READ, READ ONLY: one snapshot, no locks.
-//! - A connection that breaks before its transaction's first statement succeeded is replaced
-//!   and the transaction runs again (a server restart leaves the pool's idle connections
-//!   dead). A connection that breaks later fails the call with `storage_error`: before COMMIT
-//!   nothing was applied; during COMMIT the outcome is unknown to the client, and a retry could
-//!   apply it twice, so it is never retried.
+//! - A connection that breaks before COMMIT was sent (or whose server answered a statement
+//!   before COMMIT with the session's end) is replaced and the transaction runs again: nothing
+//!   was applied (a server restart leaves the pool's idle connections dead). One that breaks
+//!   once COMMIT was sent, without the server's answer, fails the call with `storage_error`:
+//!   the outcome is unknown to the client, and a retry could apply it twice.
 
 /// Builds a `&'static str` query from a shared column list at compile time.
 macro_rules! sql {
@@ -51,6 +52,7 @@ macro_rules! const_format_concat {
     }};
 }
 
+mod client;
 mod rows;
 mod schema;
 mod tx;
@@ -62,13 +64,15 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use postgres::{Client, IsolationLevel, Statement};
+use tokio_postgres::Statement;
+
+use client::Client;
 
 use super::backend::{Backend, Commit};
-use super::{Reads, Writes};
+use super::{Reads, UsageAsk, Writes};
 use crate::error::{Error, Result};
 
-use tx::PgTx;
+use tx::{Failed, Open, PgTx};
 
 /// How many times a transaction runs before a serialization failure becomes `conflict`.
 pub(crate) const MAX_ATTEMPTS: u32 = 12;
@@ -85,16 +89,16 @@ pub(crate) struct Conn {
 }
 
 struct Manager {
-    config: postgres::Config,
+    config: tokio_postgres::Config,
     tls: tokio_postgres_rustls::MakeRustlsConnect,
 }
 
 impl r2d2::ManageConnection for Manager {
     type Connection = Conn;
-    type Error = postgres::Error;
+    type Error = Error;
 
-    fn connect(&self) -> std::result::Result<Conn, postgres::Error> {
-        let mut client = self.config.connect(self.tls.clone())?;
+    fn connect(&self) -> Result<Conn> {
+        let mut client = Client::connect(&self.config, self.tls.clone())?;
         // orgdb's statements are prepared once per connection and run with new values every
         // time; left to choose, the server plans many of them afresh on every run (their
         // `= ANY($1)` and `unnest` make the generic plan look dearer than it is), which costs
@@ -115,8 +119,8 @@ impl r2d2::ManageConnection for Manager {
         })
     }
 
-    fn is_valid(&self, conn: &mut Conn) -> std::result::Result<(), postgres::Error> {
-        conn.client.simple_query("").map(|_| ())
+    fn is_valid(&self, conn: &mut Conn) -> Result<()> {
+        conn.client.batch_execute("").map_err(pg_err)
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
@@ -323,7 +327,7 @@ impl PgStore {
     /// check the chain, as libpq does).
     pub(crate) fn open(url: &str, durable: bool) -> Result<PgStore> {
         let (url, extras) = split_extras(url)?;
-        let mut config: postgres::Config = url
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| Error::invalid("url", format!("not a PostgreSQL URL: {e}")))?;
         if let Some(schema) = &extras.schema {
@@ -342,9 +346,7 @@ impl PgStore {
         let manager = Manager { config, tls };
         // Connect once up front, so a wrong address or password is reported by `open` with
         // the server's own words, not as a pool timeout.
-        let mut first = r2d2::ManageConnection::connect(&manager).map_err(|e| {
-            Error::storage(format!("cannot connect to PostgreSQL: {}", describe(&e)))
-        })?;
+        let mut first = r2d2::ManageConnection::connect(&manager)?;
         if let Some(schema) = &extras.schema {
             first
                 .client
@@ -405,46 +407,31 @@ impl PgStore {
                 }),
             };
         }
-        let builder = client.build_transaction();
-        let (builder, write) = match kind {
-            Kind::Read(_) | Kind::Single => (
-                builder
-                    .isolation_level(IsolationLevel::RepeatableRead)
-                    .read_only(true),
-                None,
-            ),
-            Kind::Write(commit) => (
-                builder.isolation_level(IsolationLevel::Serializable),
-                Some(commit),
-            ),
-            Kind::Usage(commit, _) => (
-                builder.isolation_level(IsolationLevel::ReadCommitted),
-                Some(commit),
-            ),
+        let (isolation, commit) = match kind {
+            Kind::Read(_) | Kind::Single => ("REPEATABLE READ, READ ONLY", None),
+            Kind::Write(commit) => ("SERIALIZABLE", Some(commit)),
+            Kind::Usage(commit, _, _) => ("READ COMMITTED", Some(commit)),
         };
-        let mut tx = builder.start().map_err(|e| Failure {
-            // Nothing was sent but BEGIN: any failure here is safe to retry.
-            retry: true,
-            restart: false,
-            error: Error::storage(format!("PostgreSQL: {}", describe(&e))),
-        })?;
-        if let Some(commit) = write {
-            let durable = match commit {
-                Commit::AsOpened => self.durable,
-                Commit::Durable => true,
-                Commit::Deferred => false,
-            };
-            if !durable {
-                tx.batch_execute("SET LOCAL synchronous_commit = off")
-                    .map_err(|e| Failure::from_pg(&e))?;
-            }
-        }
+        let durable = match commit {
+            None | Some(Commit::Durable) => true,
+            Some(Commit::AsOpened) => self.durable,
+            Some(Commit::Deferred) => false,
+        };
+        // Sent with the first statement (`Open`): a failure of either is a failed statement.
+        let begin = if durable {
+            format!("BEGIN ISOLATION LEVEL {isolation}")
+        } else {
+            format!("BEGIN ISOLATION LEVEL {isolation}; SET LOCAL synchronous_commit = off")
+        };
+        let tx = Open::new(client, begin);
         let mut ptx = PgTx::new(tx, statements);
         let result = match kind {
             // Every usage transaction of these organizations locks their rows first, then
             // reads what the one before it committed: read committed sees the newest rows at
             // each statement.
-            Kind::Usage(_, orgs) => ptx.lock_orgs(orgs).and_then(|()| run(&mut ptx)),
+            Kind::Usage(_, orgs, prefetch) => {
+                ptx.lock_orgs(orgs, prefetch).and_then(|()| run(&mut ptx))
+            }
             _ => run(&mut ptx),
         };
         let (tx, retry, _) = ptx.finish();
@@ -454,21 +441,35 @@ impl PgStore {
             )));
         };
         match result {
-            Ok(()) => tx.commit().map_err(|e| {
-                if is_retryable(&e) {
-                    Failure::from_pg(&e)
-                } else if is_connection_loss(&e) {
+            Ok(()) => tx.commit().map_err(|failed| match failed {
+                // The server refused before COMMIT ran (a write failed, or it ended the
+                // session while a write ran), or it refused COMMIT itself as it does a
+                // serialization failure: nothing was applied.
+                Failed::Statement {
+                    error,
+                    answered_before_last,
+                } if answered_before_last || is_retryable(&error) => Failure {
+                    retry: is_retryable(&error) || is_connection_loss(&error),
+                    restart: false,
+                    error: pg_error(&error),
+                },
+                Failed::Statement { error, .. } if is_connection_loss(&error) => {
                     Failure::fatal(Error::storage(format!(
                         "PostgreSQL connection lost during COMMIT (the change may or may not \
                          have been applied): {}",
-                        describe(&e)
+                        describe(&error)
                     )))
-                } else {
-                    Failure::fatal(Error::storage(format!("PostgreSQL: {}", describe(&e))))
                 }
+                Failed::Statement { error, .. } => {
+                    Failure::fatal(Error::storage(format!("PostgreSQL: {}", describe(&error))))
+                }
+                Failed::Unanswered => Failure::fatal(Error::storage(
+                    "PostgreSQL left COMMIT unanswered (the change may or may not have been \
+                     applied)",
+                )),
             }),
             Err(error) => {
-                let _ = tx.rollback();
+                tx.rollback();
                 Err(Failure {
                     error,
                     retry,
@@ -522,7 +523,8 @@ enum Kind<'a> {
     Write(Commit),
     /// The usage state of these organizations, whose rows it locks first (read committed:
     /// the lock orders it after every other usage transaction of theirs).
-    Usage(Commit, &'a [&'a str]),
+    /// With the usage read to send with the lock (`PgTx::lock_orgs`), if any.
+    Usage(Commit, &'a [&'a str], &'a [(&'a str, UsageAsk<'a>)]),
 }
 
 /// Waits before the next attempt: 1 ms doubling to 128 ms, each wait a random point between
@@ -549,20 +551,12 @@ impl Failure {
             restart: false,
         }
     }
-
-    fn from_pg(e: &postgres::Error) -> Failure {
-        Failure {
-            retry: is_retryable(e),
-            restart: false,
-            error: pg_error(e),
-        }
-    }
 }
 
 /// Serialization failures, deadlocks and unique-key races: another transaction won; running
 /// again sees its result.
-pub(crate) fn is_retryable(e: &postgres::Error) -> bool {
-    use postgres::error::SqlState;
+pub(crate) fn is_retryable(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
     matches!(
         e.code(),
         Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE
@@ -574,9 +568,9 @@ pub(crate) fn is_retryable(e: &postgres::Error) -> bool {
 /// The connection broke (the server went away, restarted, or ended this session): a
 /// client-side error from a closed connection or its socket, or the server's own word that it
 /// is ending the session.
-pub(crate) fn is_connection_loss(e: &postgres::Error) -> bool {
-    use postgres::error::SqlState;
+pub(crate) fn is_connection_loss(e: &tokio_postgres::Error) -> bool {
     use std::error::Error as _;
+    use tokio_postgres::error::SqlState;
     match e.code() {
         // The server ends the session: class 08 (connection exception), or it is shutting
         // down or was told to end this backend (57P01 admin_shutdown, as
@@ -596,7 +590,7 @@ pub(crate) fn is_connection_loss(e: &postgres::Error) -> bool {
 }
 
 /// The server's message with its detail, or the client's.
-fn describe(e: &postgres::Error) -> String {
+fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => match db.detail() {
             Some(detail) => format!("{} ({}): {detail}", db.message(), db.code().code()),
@@ -613,7 +607,7 @@ fn describe(e: &postgres::Error) -> String {
 }
 
 /// The orgdb error for a failed statement.
-pub(crate) fn pg_error(e: &postgres::Error) -> Error {
+pub(crate) fn pg_error(e: &tokio_postgres::Error) -> Error {
     if is_retryable(e) {
         Error::conflict("The change conflicted with concurrent changes; try again")
     } else {
@@ -622,7 +616,7 @@ pub(crate) fn pg_error(e: &postgres::Error) -> Error {
 }
 
 /// [`pg_error`] by value, for `map_err`.
-pub(crate) fn pg_err(e: postgres::Error) -> Error {
+pub(crate) fn pg_err(e: tokio_postgres::Error) -> Error {
     pg_error(&e)
 }
 
@@ -662,9 +656,10 @@ impl Backend for PgStore {
         &self,
         commit: Commit,
         orgs: &[&str],
+        prefetch: &[(&str, UsageAsk<'_>)],
         f: &mut dyn FnMut(&mut dyn Writes) -> Result<()>,
     ) -> Result<()> {
-        self.run(Kind::Usage(commit, orgs), &mut |tx| f(tx))
+        self.run(Kind::Usage(commit, orgs, prefetch), &mut |tx| f(tx))
     }
 
     fn is_memory(&self) -> bool {

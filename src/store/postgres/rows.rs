@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use postgres::types::ToSql;
-use postgres::Row;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
 
 use crate::error::{Error, Result};
 use crate::model::audit::AuditEvent;
@@ -34,7 +34,7 @@ pub(super) trait Query {
 
 // Conversions between rows and records.
 
-pub(super) fn get<'a, T: postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Result<T> {
+pub(super) fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Result<T> {
     row.try_get(i)
         .map_err(|e| Error::corrupted(format!("PostgreSQL column {i}: {e}")))
 }
@@ -132,36 +132,41 @@ pub(super) fn user_at_column(r: &Row, at: usize) -> Result<User> {
 }
 
 pub(super) fn org_of(r: &Row) -> Result<OrgRecord> {
+    org_at(r, 0)
+}
+
+/// An organization from [`org_columns!`] starting at column `at`.
+pub(super) fn org_at(r: &Row, at: usize) -> Result<OrgRecord> {
     Ok(OrgRecord {
         org: Organization {
-            id: get(r, 0)?,
-            name: get(r, 1)?,
-            slug: get(r, 2)?,
-            external_id: get(r, 3)?,
-            description: get(r, 4)?,
-            plan: get(r, 5)?,
-            address_line1: get(r, 19)?,
-            address_line2: get(r, 20)?,
-            city: get(r, 6)?,
-            state: get(r, 7)?,
-            zipcode: get(r, 8)?,
-            country: get(r, 9)?,
+            id: get(r, at)?,
+            name: get(r, at + 1)?,
+            slug: get(r, at + 2)?,
+            external_id: get(r, at + 3)?,
+            description: get(r, at + 4)?,
+            plan: get(r, at + 5)?,
+            address_line1: get(r, at + 19)?,
+            address_line2: get(r, at + 20)?,
+            city: get(r, at + 6)?,
+            state: get(r, at + 7)?,
+            zipcode: get(r, at + 8)?,
+            country: get(r, at + 9)?,
             settings: OrganizationSettings {
-                pin_protection: get(r, 10)?,
-                extra: json_map(get(r, 11)?)?,
+                pin_protection: get(r, at + 10)?,
+                extra: json_map(get(r, at + 11)?)?,
             },
-            metadata: json_map(get(r, 12)?)?,
-            created_at: get(r, 13)?,
-            updated_at: get(r, 14)?,
+            metadata: json_map(get(r, at + 12)?)?,
+            created_at: get(r, at + 13)?,
+            updated_at: get(r, at + 14)?,
         },
         overrides: LimitOverrides {
-            mcps: limit_of(get(r, 15)?)?,
-            api_keys: limit_of(get(r, 16)?)?,
-            team_members: limit_of(get(r, 17)?)?,
-            monthly_requests: limit_of(get(r, 18)?)?,
+            mcps: limit_of(get(r, at + 15)?)?,
+            api_keys: limit_of(get(r, at + 16)?)?,
+            team_members: limit_of(get(r, at + 17)?)?,
+            monthly_requests: limit_of(get(r, at + 18)?)?,
         },
-        period: period_of(get(r, 21)?, get(r, 22)?)?,
-        alerts: alerts_of(get(r, 23)?)?,
+        period: period_of(get(r, at + 21)?, get(r, at + 22)?)?,
+        alerts: alerts_of(get(r, at + 23)?)?,
     })
 }
 
@@ -336,14 +341,77 @@ pub(super) fn audit_of(r: &Row, org: Option<String>) -> Result<AuditEvent> {
     })
 }
 
-/// The organization's columns in [`org_of`]'s order, then its counters in [`stats_of`]'s.
+/// The organization's columns in [`org_at`]'s order, then its counters in [`stats_of`]'s
+/// (from [`ORG_STATS_AT`]), each name after the prefix `$o` ("o." or "").
 macro_rules! org_columns {
     () => {
-        "id, name, slug, external_id, description, plan, city, state, zipcode, country,
-        pin_protection, settings, metadata, created_at, updated_at, limit_mcps, limit_api_keys,
-        limit_team_members, limit_monthly_requests, address_line1, address_line2,
-        quota_period, billing_anchor, alert_thresholds, count_viewer, count_member, count_admin, count_owner, count_mcp, count_api_key,
-        resource_columns"
+        org_columns!("")
+    };
+    ($o:literal) => {
+        concat!(
+            $o,
+            "id, ",
+            $o,
+            "name, ",
+            $o,
+            "slug, ",
+            $o,
+            "external_id, ",
+            $o,
+            "description, ",
+            $o,
+            "plan, ",
+            $o,
+            "city, ",
+            $o,
+            "state, ",
+            $o,
+            "zipcode, ",
+            $o,
+            "country, ",
+            $o,
+            "pin_protection, ",
+            $o,
+            "settings, ",
+            $o,
+            "metadata, ",
+            $o,
+            "created_at, ",
+            $o,
+            "updated_at, ",
+            $o,
+            "limit_mcps, ",
+            $o,
+            "limit_api_keys, ",
+            $o,
+            "limit_team_members, ",
+            $o,
+            "limit_monthly_requests, ",
+            $o,
+            "address_line1, ",
+            $o,
+            "address_line2, ",
+            $o,
+            "quota_period, ",
+            $o,
+            "billing_anchor, ",
+            $o,
+            "alert_thresholds, ",
+            $o,
+            "count_viewer, ",
+            $o,
+            "count_member, ",
+            $o,
+            "count_admin, ",
+            $o,
+            "count_owner, ",
+            $o,
+            "count_mcp, ",
+            $o,
+            "count_api_key, ",
+            $o,
+            "resource_columns"
+        )
     };
 }
 
@@ -456,7 +524,7 @@ pub(super) const RESOURCE_SELECT: &str =
 
 /// An announced usage alert from `usage_alert_state` (period_start, period_end,
 /// threshold_percent, limit_value).
-pub(super) fn alert_fired_of(r: &postgres::Row) -> Result<AlertFired> {
+pub(super) fn alert_fired_of(r: &Row) -> Result<AlertFired> {
     Ok(AlertFired {
         span: Span {
             start: day_number(get::<NaiveDate>(r, 0)?),
@@ -470,7 +538,7 @@ pub(super) fn alert_fired_of(r: &postgres::Row) -> Result<AlertFired> {
 
 /// A reservation from `usage_reservations` (id, organization_id, count, resource_id,
 /// created_at, expires_at, period_start, period_end).
-pub(super) fn reservation_of(r: &postgres::Row) -> Result<Reservation> {
+pub(super) fn reservation_of(r: &Row) -> Result<Reservation> {
     Ok(Reservation {
         id: get(r, 0)?,
         organization_id: get(r, 1)?,

@@ -7,7 +7,7 @@
 //! last. Primary keys lead with the organization id (range-sharded engines keep a tenant's rows
 //! together); ids are time-ordered ULIDs, so they never lead a key.
 
-use postgres::Client;
+use super::client::Client;
 
 use crate::error::{Error, Result};
 use crate::model::user::search_terms;

@@ -1,11 +1,14 @@
 //! One PostgreSQL transaction behind the typed interface: every `Reads` / `Writes` method is
-//! one or two SQL statements, prepared once per connection.
+//! one or two SQL statements, prepared once per connection. BEGIN leaves with the first
+//! statement, and writes with the next statement that is waited for, or with COMMIT (`Open`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
+use bytes::BytesMut;
 use chrono::{DateTime, NaiveDate, Utc};
-use postgres::{Client, Row, Statement, Transaction};
+use tokio_postgres::types::{IsNull, ToSql, Type};
+use tokio_postgres::{Row, Statement};
 
 use crate::error::{Error, Result};
 use crate::model::audit::AuditEvent;
@@ -24,6 +27,7 @@ use crate::store::{
     ResourceRecord, Span, UsageAsk, UsageState, UsageWrite, UserMembership, Writes,
 };
 
+use super::client::{Answer, Client, Step};
 use super::rows::*;
 use super::{is_connection_loss, is_retryable, pg_error};
 use crate::model::user::search_terms;
@@ -41,42 +45,188 @@ macro_rules! role_count_update {
 
 /// Where a [`PgTx`]'s statements run.
 enum Session<'c> {
-    /// In a transaction (BEGIN was sent).
-    Tx(Transaction<'c>),
+    /// In a transaction.
+    Tx(Open<'c>),
     /// A read of one statement, on the bare connection: a statement is its own snapshot, so
     /// one needs no BEGIN and COMMIT (two round trips saved). A second statement is refused
     /// (`wants_tx`): the read runs again in a transaction.
     Single { client: &'c mut Client, ran: bool },
 }
 
-impl Session<'_> {
-    fn prepare(&mut self, sql: &str) -> std::result::Result<Statement, postgres::Error> {
-        match self {
-            Session::Tx(tx) => tx.prepare(sql),
-            Session::Single { client, .. } => client.prepare(sql),
+/// A parameter held by the statement's side (boxed), for a statement built apart from where
+/// it runs.
+pub(super) type Owned<'a> = Box<dyn ToSql + Sync + Send + 'a>;
+
+/// The parameters of `owned`, as a statement takes them.
+pub(super) fn params_of<'p>(owned: &'p [Owned<'_>]) -> Vec<&'p (dyn ToSql + Sync)> {
+    owned.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect()
+}
+
+/// A transaction on a connection. BEGIN is not sent alone: it leaves with the transaction's
+/// first statement, in one pipeline (one round trip saved). Writes whose answer nothing waits
+/// for (`PgTx::exec`) leave with the next statement that is waited for, or with COMMIT. Dropped
+/// unfinished (a panic in the closure), it rolls back, so the connection goes back to the
+/// pool outside any transaction.
+pub(crate) struct Open<'c> {
+    client: &'c mut Client,
+    /// BEGIN with its options, until it is sent.
+    begin: Option<String>,
+    /// Whether BEGIN was sent.
+    begun: bool,
+    /// Writes not sent yet, in order.
+    later: Vec<(Statement, Vec<Encoded>)>,
+}
+
+impl<'c> Open<'c> {
+    /// A transaction that `begin` (BEGIN and its settings, in the simple protocol) starts.
+    pub(crate) fn new(client: &'c mut Client, begin: String) -> Open<'c> {
+        Open {
+            client,
+            begin: Some(begin),
+            begun: false,
+            later: Vec::new(),
         }
     }
 
-    fn query(
-        &mut self,
-        st: &Statement,
-        params: Params<'_>,
-    ) -> std::result::Result<Vec<Row>, postgres::Error> {
-        match self {
-            Session::Tx(tx) => tx.query(st, params),
-            Session::Single { client, .. } => client.query(st, params),
+    /// Sends BEGIN if not sent yet, the writes kept for later, and `steps`, together: the
+    /// answers to `steps`, or the first failure of the whole pipeline.
+    fn run(&mut self, steps: &[Step<'_>]) -> std::result::Result<Vec<Answer>, Failed> {
+        let later = std::mem::take(&mut self.later);
+        let later_params: Vec<Vec<&(dyn ToSql + Sync)>> = later
+            .iter()
+            .map(|(_, params)| params.iter().map(|p| p as &(dyn ToSql + Sync)).collect())
+            .collect();
+        let begin = self.begin.take();
+        let mut all: Vec<Step<'_>> = Vec::with_capacity(1 + later.len() + steps.len());
+        if let Some(begin) = &begin {
+            all.push(Step::Simple(begin));
+            // Sent: whatever its answer, ROLLBACK ends it (a warning if it did not begin).
+            self.begun = true;
+        }
+        let ahead = all.len() + later.len();
+        for ((st, _), params) in later.iter().zip(&later_params) {
+            all.push(Step::Execute(st, params));
+        }
+        all.extend_from_slice(steps);
+        let last = all.len().saturating_sub(1);
+        let mut answers = Vec::with_capacity(steps.len());
+        for (i, answer) in self.client.pipeline(&all).into_iter().enumerate() {
+            match answer {
+                Some(Ok(answer)) if i >= ahead => answers.push(answer),
+                Some(Ok(_)) => {}
+                Some(Err(error)) => {
+                    return Err(Failed::Statement {
+                        answered_before_last: i < last && error.as_db_error().is_some(),
+                        error,
+                    })
+                }
+                // After a failure only (returned above): never sent.
+                None => return Err(Failed::Unanswered),
+            }
+        }
+        Ok(answers)
+    }
+
+    /// Commits: the writes kept for later and COMMIT leave together. A failed write makes the
+    /// server roll back at COMMIT, so the first failure is the outcome.
+    pub(crate) fn commit(mut self) -> std::result::Result<(), Failed> {
+        if let Some(begin) = self.begin.take() {
+            if self.later.is_empty() {
+                // Nothing ran: nothing to commit.
+                return Ok(());
+            }
+            // Writes only: BEGIN on its own first, so that a failed BEGIN cannot leave the
+            // writes to run one by one outside a transaction.
+            self.begun = true;
+            self.client
+                .batch_execute(&begin)
+                .map_err(|error| Failed::Statement {
+                    answered_before_last: true,
+                    error,
+                })?;
+        }
+        self.run(&[Step::Simple("COMMIT")])?;
+        // Ended. (Failed, it is rolled back when dropped: a ROLLBACK after an answered
+        // COMMIT is only a warning, and one after a COMMIT never sent ends the transaction.)
+        self.begun = false;
+        Ok(())
+    }
+
+    /// Rolls back (the writes kept for later are never sent).
+    pub(crate) fn rollback(mut self) {
+        self.end();
+    }
+
+    fn end(&mut self) {
+        self.later.clear();
+        self.begin = None;
+        if std::mem::take(&mut self.begun) {
+            let _ = self.client.batch_execute("ROLLBACK");
+        }
+    }
+}
+
+/// How many writes a transaction keeps for later at most; the next is sent with them.
+const LATER_MAX: usize = 64;
+
+/// A parameter already encoded for its statement (a write sent later keeps no borrow).
+#[derive(Debug)]
+pub(super) struct Encoded(Option<Vec<u8>>);
+
+impl Encoded {
+    /// `p` encoded as parameter `i` (from 0) of type `ty`.
+    fn of(p: &(dyn ToSql + Sync), ty: &Type, i: usize) -> Result<Encoded> {
+        let mut buf = BytesMut::new();
+        match p.to_sql_checked(ty, &mut buf) {
+            Ok(IsNull::Yes) => Ok(Encoded(None)),
+            Ok(IsNull::No) => Ok(Encoded(Some(buf.to_vec()))),
+            Err(e) => Err(Error::storage(format!(
+                "PostgreSQL parameter ${}: {e}",
+                i + 1
+            ))),
+        }
+    }
+}
+
+impl ToSql for Encoded {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match &self.0 {
+            None => Ok(IsNull::Yes),
+            Some(bytes) => {
+                out.extend_from_slice(bytes);
+                Ok(IsNull::No)
+            }
         }
     }
 
-    fn execute(
-        &mut self,
-        st: &Statement,
-        params: Params<'_>,
-    ) -> std::result::Result<u64, postgres::Error> {
-        match self {
-            Session::Tx(tx) => tx.execute(st, params),
-            Session::Single { client, .. } => client.execute(st, params),
-        }
+    /// Checked when it was encoded, for this statement's type.
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// A failed pipeline.
+pub(crate) enum Failed {
+    /// A statement failed: its error, and whether the server answered a statement before
+    /// the pipeline's last with an error (so the last, COMMIT say, ran in an aborted
+    /// transaction if at all, and applied nothing).
+    Statement {
+        error: tokio_postgres::Error,
+        answered_before_last: bool,
+    },
+    /// A statement was left unanswered without an error before it (not expected).
+    Unanswered,
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.end();
     }
 }
 
@@ -88,17 +238,28 @@ pub(crate) struct PgTx<'c> {
     retry: Cell<bool>,
     /// Set when a single-statement read asked for a second statement.
     wants_tx: Cell<bool>,
-    /// Organizations this transaction locked (`lock_orgs`), as read then; dropped by any
-    /// write of an organization's row.
-    locked: RefCell<HashMap<String, OrgRecord>>,
+    /// Organization rows as this transaction read them (`keep_org`): locked by a usage
+    /// transaction (`lock_orgs`), which read committed then cannot see change but by its own
+    /// writes, or read along with another row in a transaction on one snapshot. Dropped by
+    /// any write of the row.
+    known: RefCell<HashMap<String, OrgRecord>>,
     /// Organizations' counters as this transaction last read them with their rows; dropped
     /// by any change of them (`forget_stats`).
     stats: RefCell<HashMap<String, OrgStats>>,
+    /// The usage read sent with the lock (`lock_orgs`): what it asked, and the rows; taken by
+    /// the first `usage_states` that asks exactly that.
+    prefetched: RefCell<Option<Prefetched<'c>>>,
+}
+
+/// A usage read sent ahead: what it asked, and the rows.
+struct Prefetched<'c> {
+    asks: &'c [(&'c str, UsageAsk<'c>)],
+    rows: Vec<Row>,
 }
 
 impl<'c> PgTx<'c> {
     pub(crate) fn new(
-        tx: Transaction<'c>,
+        tx: Open<'c>,
         statements: &'c mut HashMap<&'static str, Statement>,
     ) -> PgTx<'c> {
         PgTx::on(Session::Tx(tx), statements)
@@ -118,28 +279,46 @@ impl<'c> PgTx<'c> {
             statements: RefCell::new(statements),
             retry: Cell::new(false),
             wants_tx: Cell::new(false),
-            locked: RefCell::new(HashMap::new()),
+            known: RefCell::new(HashMap::new()),
             stats: RefCell::new(HashMap::new()),
+            prefetched: RefCell::new(None),
         }
     }
 
     /// Locks the organizations' rows (sorted, so that two transactions never wait on each
     /// other) and keeps them: the transaction's reads of them cost nothing more.
-    pub(crate) fn lock_orgs(&self, orgs: &[&str]) -> Result<()> {
+    ///
+    /// With `prefetch`, the usage read it names leaves with the lock (and BEGIN), in one round
+    /// trip. At read committed each statement reads what was committed when it starts, and
+    /// the read starts only once the lock is granted, so it sees every usage transaction of
+    /// these organizations committed before: the same as reading after the lock returned.
+    pub(crate) fn lock_orgs(
+        &self,
+        orgs: &[&str],
+        prefetch: &'c [(&'c str, UsageAsk<'c>)],
+    ) -> Result<()> {
         let mut ids: Vec<&str> = orgs.to_vec();
         ids.sort_unstable();
         ids.dedup();
-        let rows = self.rows(
-            sql!(ORG_SELECT, " WHERE id = ANY($1) ORDER BY id FOR UPDATE"),
-            &[&ids],
-        )?;
-        let mut locked = self.locked.borrow_mut();
+        const LOCK: &str = sql!(ORG_SELECT, " WHERE id = ANY($1) ORDER BY id FOR UPDATE");
+        let rows = if prefetch.is_empty() {
+            self.rows(LOCK, &[&ids])?
+        } else {
+            let (read, owned) = usage_read(prefetch)?;
+            let mut answers = self
+                .rows_together(&[(LOCK, &[&ids]), (read, &params_of(&owned))])?
+                .into_iter();
+            let (Some(rows), Some(read_rows)) = (answers.next(), answers.next()) else {
+                return Err(Error::storage("PostgreSQL left a statement unanswered"));
+            };
+            *self.prefetched.borrow_mut() = Some(Prefetched {
+                asks: prefetch,
+                rows: read_rows,
+            });
+            rows
+        };
         for r in &rows {
-            let rec = org_of(r)?;
-            self.stats
-                .borrow_mut()
-                .insert(rec.org.id.clone(), stats_of(r, ORG_STATS_AT)?);
-            locked.insert(rec.org.id.clone(), rec);
+            self.keep_org(org_of(r)?, stats_of(r, ORG_STATS_AT)?);
         }
         Ok(())
     }
@@ -147,7 +326,7 @@ impl<'c> PgTx<'c> {
     /// The transaction (`None` for a single-statement read), whether a failure seen in it is
     /// worth another attempt, and whether it needs a transaction (a single-statement read
     /// that asked for a second statement).
-    pub(crate) fn finish(self) -> (Option<Transaction<'c>>, bool, bool) {
+    pub(crate) fn finish(self) -> (Option<Open<'c>>, bool, bool) {
         let tx = match self.session.into_inner() {
             Session::Tx(tx) => Some(tx),
             Session::Single { .. } => None,
@@ -170,7 +349,14 @@ impl<'c> PgTx<'c> {
         Ok(session)
     }
 
-    fn fail(&self, e: postgres::Error) -> Error {
+    fn failed(&self, f: Failed) -> Error {
+        match f {
+            Failed::Statement { error, .. } => self.fail(error),
+            Failed::Unanswered => Error::storage("PostgreSQL left a statement unanswered"),
+        }
+    }
+
+    fn fail(&self, e: tokio_postgres::Error) -> Error {
         // A serialization failure, or a connection that broke before COMMIT (the server rolls
         // the transaction back): either way nothing was applied, and another attempt may pass.
         if is_retryable(&e) || is_connection_loss(&e) {
@@ -183,18 +369,73 @@ impl<'c> PgTx<'c> {
         if let Some(s) = self.statements.borrow().get(sql) {
             return Ok(s.clone());
         }
-        let prepared = self
-            .session
-            .borrow_mut()
-            .prepare(sql)
-            .map_err(|e| self.fail(e))?;
+        let prepared = match &mut *self.session.borrow_mut() {
+            Session::Tx(open) => open.client.prepare(sql),
+            Session::Single { client, .. } => client.prepare(sql),
+        }
+        .map_err(|e| self.fail(e))?;
         self.statements.borrow_mut().insert(sql, prepared.clone());
         Ok(prepared)
     }
 
     fn rows(&self, sql: &'static str, params: Params<'_>) -> Result<Vec<Row>> {
         let st = self.statement(sql)?;
-        self.session()?.query(&st, params).map_err(|e| self.fail(e))
+        match self.run(Step::Query(&st, params))? {
+            Answer::Rows(rows) => Ok(rows),
+            _ => Err(Error::storage("PostgreSQL answered a query without rows")),
+        }
+    }
+
+    /// Runs one statement now (in a transaction, with BEGIN and the writes kept for later
+    /// ahead of it, in one round trip).
+    fn run(&self, step: Step<'_>) -> Result<Answer> {
+        let mut session = self.session()?;
+        let answer = match &mut *session {
+            Session::Tx(open) => open.run(&[step]).map(|mut answers| answers.pop()),
+            Session::Single { client, .. } => match step {
+                Step::Query(st, params) => client.query(st, params).map(|r| Some(Answer::Rows(r))),
+                Step::Execute(st, params) => {
+                    client.execute(st, params).map(|n| Some(Answer::Count(n)))
+                }
+                Step::Simple(sql) => client.batch_execute(sql).map(|()| Some(Answer::Done)),
+            }
+            .map_err(|error| Failed::Statement {
+                error,
+                answered_before_last: false,
+            }),
+        };
+        answer
+            .map_err(|f| self.failed(f))?
+            .ok_or_else(|| Error::storage("PostgreSQL left a statement unanswered"))
+    }
+
+    /// Runs the statements now, together (in a transaction, after BEGIN and the writes kept
+    /// for later): one round trip. Their rows, in order.
+    pub(super) fn rows_together(
+        &self,
+        statements: &[(&'static str, Params<'_>)],
+    ) -> Result<Vec<Vec<Row>>> {
+        let prepared = statements
+            .iter()
+            .map(|(sql, _)| self.statement(sql))
+            .collect::<Result<Vec<Statement>>>()?;
+        let steps: Vec<Step<'_>> = prepared
+            .iter()
+            .zip(statements)
+            .map(|(st, (_, params))| Step::Query(st, params))
+            .collect();
+        let mut session = self.session()?;
+        let Session::Tx(open) = &mut *session else {
+            return Err(Error::storage("statements together need a transaction"));
+        };
+        open.run(&steps)
+            .map_err(|f| self.failed(f))?
+            .into_iter()
+            .map(|answer| match answer {
+                Answer::Rows(rows) => Ok(rows),
+                _ => Err(Error::storage("PostgreSQL answered a query without rows")),
+            })
+            .collect()
     }
 
     fn row(&self, sql: &'static str, params: Params<'_>) -> Result<Option<Row>> {
@@ -208,11 +449,49 @@ impl<'c> PgTx<'c> {
         Ok(rows.pop())
     }
 
-    fn exec(&self, sql: &'static str, params: Params<'_>) -> Result<u64> {
+    /// Runs a write now and returns its count of rows.
+    fn exec_counted(&self, sql: &'static str, params: Params<'_>) -> Result<u64> {
         let st = self.statement(sql)?;
-        self.session()?
-            .execute(&st, params)
-            .map_err(|e| self.fail(e))
+        match self.run(Step::Execute(&st, params))? {
+            Answer::Count(n) => Ok(n),
+            _ => Err(Error::storage(
+                "PostgreSQL answered a write without a count",
+            )),
+        }
+    }
+
+    /// A write whose answer nothing waits for: in a transaction it is sent with the next
+    /// statement that is waited for, or with COMMIT (its parameters encoded now, so an
+    /// encoding error is reported here). Its failure fails the transaction there, and nothing
+    /// of it is applied: the server runs the transaction's statements in order, and one that
+    /// fails aborts it.
+    fn exec(&self, sql: &'static str, params: Params<'_>) -> Result<()> {
+        let st = self.statement(sql)?;
+        let mut session = self.session.borrow_mut();
+        let Session::Tx(open) = &mut *session else {
+            drop(session);
+            return self.exec_counted(sql, params).map(drop);
+        };
+        if params.len() != st.params().len() {
+            return Err(Error::storage(format!(
+                "PostgreSQL statement takes {} parameters, {} given",
+                st.params().len(),
+                params.len()
+            )));
+        }
+        let encoded = params
+            .iter()
+            .zip(st.params())
+            .enumerate()
+            .map(|(i, (p, ty))| Encoded::of(*p, ty, i))
+            .collect::<Result<Vec<Encoded>>>()?;
+        open.later.push((st, encoded));
+        if open.later.len() >= LATER_MAX {
+            // Sent (with nothing to wait for but their answers): a long import keeps its
+            // pipeline bounded.
+            open.run(&[]).map_err(|f| self.failed(f))?;
+        }
+        Ok(())
     }
 
     fn strings(&self, sql: &'static str, params: Params<'_>) -> Result<Vec<String>> {
@@ -345,9 +624,16 @@ impl<'c> PgTx<'c> {
         Ok(())
     }
 
+    /// Keeps an organization's row and counters as this transaction read them, for its next
+    /// reads of them.
+    fn keep_org(&self, rec: OrgRecord, stats: OrgStats) {
+        self.stats.borrow_mut().insert(rec.org.id.clone(), stats);
+        self.known.borrow_mut().insert(rec.org.id.clone(), rec);
+    }
+
     /// Drops what the transaction keeps of an organization's row (its row is written).
     fn forget_org(&self, org: &str) {
-        self.locked.borrow_mut().remove(org);
+        self.known.borrow_mut().remove(org);
         self.forget_stats(org);
     }
 
@@ -505,7 +791,7 @@ impl PgTx<'_> {
         // The part(s) of the list: (lowest, highest) value of "deactivated".
         let (low, high) = (!page.set.includes(false), page.set.includes(true));
         let role = page.role.map(Role::as_str).unwrap_or_default();
-        type Param<'p> = &'p (dyn postgres::types::ToSql + Sync);
+        type Param<'p> = &'p (dyn ToSql + Sync);
         let mut params: Vec<Param<'_>> = vec![&org, &low, &high, &role];
         if let Some((off, at, after)) = page.after {
             params.extend::<[Param<'_>; 3]>([off, at, after]);
@@ -545,7 +831,7 @@ impl Reads for PgTx<'_> {
     }
 
     fn org(&self, id: &str) -> Result<Option<OrgRecord>> {
-        if let Some(rec) = self.locked.borrow().get(id) {
+        if let Some(rec) = self.known.borrow().get(id) {
             return Ok(Some(rec.clone()));
         }
         let Some(r) = self.row(sql!(ORG_SELECT, " WHERE id = $1"), &[&id])? else {
@@ -583,7 +869,7 @@ impl Reads for PgTx<'_> {
     }
 
     fn org_with_role(&self, org: &str, user: &str) -> Result<Option<(OrgRecord, Option<Role>)>> {
-        if let Some(rec) = self.locked.borrow().get(org) {
+        if let Some(rec) = self.known.borrow().get(org) {
             let role = self.membership(org, user)?.and_then(|m| m.acting_role());
             return Ok(Some((rec.clone(), role)));
         }
@@ -660,8 +946,8 @@ impl Reads for PgTx<'_> {
         user: Option<&str>,
         page: &MemberPage<'_>,
     ) -> Result<Option<OrgMembers>> {
-        if self.locked.borrow().contains_key(org) {
-            // A locked organization is read from the lock's copy (`org_with_role`).
+        if self.known.borrow().contains_key(org) {
+            // A known organization is read from its copy (`org_with_role`).
             return crate::store::access::org_with_members_apart(self, org, user, page);
         }
         let rows = self.page_rows(&ORG_WITH_MEMBER_PAGES, org, page, Some(&user))?;
@@ -886,10 +1172,13 @@ impl Reads for PgTx<'_> {
                 user_columns!("u."),
                 ", ",
                 membership_columns!("m."),
+                ", ",
+                org_columns!("o."),
                 " FROM invitations i
                  LEFT JOIN users u ON u.id = $2
                  LEFT JOIN memberships m ON m.organization_id = i.organization_id
                     AND m.user_id = u.id
+                 LEFT JOIN organizations o ON o.id = i.organization_id
                  WHERE i.token_hash = $1"
             ),
             &[&hash.as_slice(), &user],
@@ -897,8 +1186,15 @@ impl Reads for PgTx<'_> {
         else {
             return Ok(None);
         };
-        // The user's columns follow the invitation's, the membership's the user's.
+        // The user's columns follow the invitation's, the membership's the user's, the
+        // organization's the membership's.
         let (at_user, at_membership) = (INVITATION_COLUMNS, INVITATION_COLUMNS + 5);
+        let at_org = at_membership + 7;
+        if get::<Option<String>>(&r, at_org)?.is_some() {
+            // Kept for the transaction's next reads of it (accept authorizes and counts seats
+            // on it): one statement fewer.
+            self.keep_org(org_at(&r, at_org)?, stats_of(&r, at_org + ORG_STATS_AT)?);
+        }
         let found = match get::<Option<String>>(&r, at_user)? {
             None => None,
             Some(_) => {
@@ -1101,123 +1397,20 @@ impl Reads for PgTx<'_> {
     }
 
     fn usage_state(&self, org: &str, ask: &UsageAsk<'_>) -> Result<UsageState> {
-        let periods = ask
-            .periods
-            .iter()
-            .map(|&p| date_of(p))
-            .collect::<Result<Vec<NaiveDate>>>()?;
-        // The one organization as a parameter: its plans probe the indexes with a constant,
-        // which runs about twice as fast as `usage_states`' joins on unnested columns (a hot
-        // organization's batches are all of this kind). Keys and resources are probed one by
-        // one on their whole primary key (LATERAL … LIMIT 1): `key = ANY($5)` let a plan scan
-        // all of an organization's keys, which grow with every keyed event.
-        let rows = self.rows(
-            "SELECT 0, 0, NULL::INT, NULL::TEXT, coalesce(u.total, 0)::BIGINT,
-                CASE WHEN $3::BOOL THEN coalesce((SELECT sum(l.amount) FROM usage_leases l
-                    WHERE l.organization_id = $1 AND l.period_start = p.start
-                      AND l.expires_at > now()
-                      AND ($4::TEXT IS NULL OR l.holder <> $4)), 0)
-                    + coalesce((SELECT sum(r.count) FROM usage_reservations r
-                    WHERE r.organization_id = $1 AND r.expires_at > $7), 0)
-                    ELSE 0 END::BIGINT,
-                p.start
-             FROM unnest($2::DATE[]) AS p(start)
-             LEFT JOIN usage_periods u ON u.organization_id = $1 AND u.period_start = p.start
-             UNION ALL
-             SELECT 1, 0, NULL, i.key, 0, 0, NULL FROM unnest($5::TEXT[]) AS k(key),
-                LATERAL (SELECT key FROM idempotency_keys
-                         WHERE organization_id = $1 AND key = k.key LIMIT 1) i
-             UNION ALL
-             SELECT 2, 0, r.usage_column, r.id, 0, 0, NULL FROM unnest($6::TEXT[]) AS k(id),
-                LATERAL (SELECT usage_column, id FROM resources
-                         WHERE organization_id = $1 AND id = k.id AND removed_at IS NULL
-                         LIMIT 1) r",
-            &[
-                &org,
-                &periods,
-                &ask.leases,
-                &ask.except_holder,
-                &ask.keys,
-                &ask.resources,
-                &DateTime::<Utc>::from_timestamp_micros(ask.now_micros)
-                    .ok_or_else(|| Error::invalid("now", "Out of range"))?,
-            ],
-        )?;
-        let mut states = states_of(&rows, &[(org, *ask)])?;
-        states
+        self.usage_states(&[(org, *ask)])?
             .pop()
             .ok_or_else(|| Error::storage("usage_state left out the organization"))
     }
 
     fn usage_states(&self, asks: &[(&str, UsageAsk<'_>)]) -> Result<Vec<UsageState>> {
-        if let [(org, ask)] = asks {
-            return Ok(vec![self.usage_state(org, ask)?]);
-        }
-        // One row per asked period, key and resource, each naming its ask by index: the
-        // asks' arrays go flattened, side by side.
-        let mut p = (
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-        );
-        let (mut key_ask, mut key_org, mut key_name) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut res_ask, mut res_org, mut res_id) = (Vec::new(), Vec::new(), Vec::new());
-        for (i, (org, ask)) in asks.iter().enumerate() {
-            let i = i32::try_from(i).map_err(|_| Error::storage("too many usage asks"))?;
-            let now = DateTime::<Utc>::from_timestamp_micros(ask.now_micros)
-                .ok_or_else(|| Error::invalid("now", "Out of range"))?;
-            for &start in ask.periods {
-                p.0.push(i);
-                p.1.push(*org);
-                p.2.push(date_of(start)?);
-                p.3.push(ask.leases);
-                p.4.push(ask.except_holder);
-                p.5.push(now);
+        let sent = self.prefetched.borrow_mut().take();
+        let rows = match sent {
+            Some(sent) if answers_all(sent.asks, asks) => sent.rows,
+            _ => {
+                let (sql, owned) = usage_read(asks)?;
+                self.rows(sql, &params_of(&owned))?
             }
-            for &key in ask.keys {
-                key_ask.push(i);
-                key_org.push(*org);
-                key_name.push(key);
-            }
-            for &id in ask.resources {
-                res_ask.push(i);
-                res_org.push(*org);
-                res_id.push(id);
-            }
-        }
-        // As `usage_state`'s statement, each row naming its organization.
-        let rows = self.rows(
-            "SELECT 0, p.i, NULL::INT, NULL::TEXT, coalesce(u.total, 0)::BIGINT,
-                CASE WHEN p.leases THEN coalesce((SELECT sum(l.amount) FROM usage_leases l
-                    WHERE l.organization_id = p.org AND l.period_start = p.start
-                      AND l.expires_at > now()
-                      AND (p.holder IS NULL OR l.holder <> p.holder)), 0)
-                    + coalesce((SELECT sum(r.count) FROM usage_reservations r
-                    WHERE r.organization_id = p.org AND r.expires_at > p.at), 0)
-                    ELSE 0 END::BIGINT,
-                p.start
-             FROM unnest($1::INT[], $2::TEXT[], $3::DATE[], $4::BOOL[], $5::TEXT[],
-                    $6::TIMESTAMPTZ[]) AS p(i, org, start, leases, holder, at)
-             LEFT JOIN usage_periods u ON u.organization_id = p.org AND u.period_start = p.start
-             UNION ALL
-             SELECT 1, k.i, NULL, i.key, 0, 0, NULL
-             FROM unnest($7::INT[], $8::TEXT[], $9::TEXT[]) AS k(i, org, key),
-                LATERAL (SELECT key FROM idempotency_keys
-                         WHERE organization_id = k.org AND key = k.key LIMIT 1) i
-             UNION ALL
-             SELECT 2, k.i, r.usage_column, r.id, 0, 0, NULL
-             FROM unnest($10::INT[], $11::TEXT[], $12::TEXT[]) AS k(i, org, id),
-                LATERAL (SELECT usage_column, id FROM resources
-                         WHERE organization_id = k.org AND id = k.id AND removed_at IS NULL
-                         LIMIT 1) r",
-            &[
-                &p.0, &p.1, &p.2, &p.3, &p.4, &p.5, &key_ask, &key_org, &key_name, &res_ask,
-                &res_org, &res_id,
-            ],
-        )?;
+        };
         states_of(&rows, asks)
     }
 
@@ -1519,7 +1712,7 @@ impl Writes for PgTx<'_> {
     }
 
     fn remove_membership(&mut self, m: &Membership) -> Result<()> {
-        let removed = self.exec(
+        let removed = self.exec_counted(
             "WITH t AS (DELETE FROM member_terms WHERE organization_id = $1 AND user_id = $2)
              DELETE FROM memberships WHERE organization_id = $1 AND user_id = $2",
             &[&m.organization_id, &m.user_id],
@@ -1648,7 +1841,7 @@ impl Writes for PgTx<'_> {
     }
 
     fn remove_project_membership(&mut self, org: &str, project: &str, user: &str) -> Result<bool> {
-        Ok(self.exec(
+        Ok(self.exec_counted(
             "DELETE FROM project_members
              WHERE organization_id = $1 AND project_id = $2 AND user_id = $3",
             &[&org, &project, &user],
@@ -1873,6 +2066,7 @@ impl Writes for PgTx<'_> {
         }
         // The day rows add what was admitted to what is stored, column by column (the longer
         // array's tail kept).
+        // Nothing of this transaction waits for the write's answer: it leaves with COMMIT.
         self.exec(
             "WITH m AS (
                 INSERT INTO usage_periods (organization_id, period_start, period_end, total)
@@ -1917,7 +2111,7 @@ impl Writes for PgTx<'_> {
     }
 
     fn delete_idempotency(&mut self, org: &str, key: &str) -> Result<bool> {
-        Ok(self.exec(
+        Ok(self.exec_counted(
             "DELETE FROM idempotency_keys WHERE organization_id = $1 AND key = $2",
             &[&org, &key],
         )? > 0)
@@ -1931,8 +2125,8 @@ impl Writes for PgTx<'_> {
     ) -> Result<(u64, u64, u64)> {
         let cutoff = DateTime::<Utc>::from_timestamp_micros(key_cutoff)
             .ok_or_else(|| Error::invalid("before", "Out of range"))?;
-        let days = self.exec("DELETE FROM usage_days WHERE day < $1", &[&date_of(day)?])?;
-        let months = self.exec(
+        let days = self.exec_counted("DELETE FROM usage_days WHERE day < $1", &[&date_of(day)?])?;
+        let months = self.exec_counted(
             "DELETE FROM usage_periods WHERE period_end < $1",
             &[&date_of(period_end)?],
         )?;
@@ -1940,7 +2134,7 @@ impl Writes for PgTx<'_> {
             "DELETE FROM usage_alert_state WHERE period_end < $1",
             &[&date_of(period_end)?],
         )?;
-        let keys = self.exec(
+        let keys = self.exec_counted(
             "DELETE FROM idempotency_keys WHERE recorded_at < $1",
             &[&cutoff],
         )?;
@@ -2019,7 +2213,7 @@ impl Writes for PgTx<'_> {
     }
 
     fn delete_reservation(&mut self, org: &str, id: &str) -> Result<bool> {
-        Ok(self.exec(
+        Ok(self.exec_counted(
             "DELETE FROM usage_reservations WHERE organization_id = $1 AND id = $2",
             &[&org, &id],
         )? > 0)
@@ -2134,6 +2328,141 @@ impl Writes for PgTx<'_> {
 }
 
 /// Keys with their recording times (micros) as two columns for `unnest`.
+/// Whether the read of `sent` answers `asked`: the same asks, except that one with leases
+/// answers one without ([`states_of`] leaves out what leases hold for an ask without them).
+fn answers_all(sent: &[(&str, UsageAsk<'_>)], asked: &[(&str, UsageAsk<'_>)]) -> bool {
+    sent.len() == asked.len()
+        && sent.iter().zip(asked).all(|((s_org, s), (a_org, a))| {
+            s_org == a_org
+                && *s
+                    == UsageAsk {
+                        leases: a.leases || s.leases,
+                        ..*a
+                    }
+        })
+}
+
+/// The usage-state read of `asks` ([`Reads::usage_states`]): its statement and parameters.
+/// Its rows: (kind, ask index, usage column, key or resource id, total, leased, period start),
+/// read by [`states_of`].
+fn usage_read<'a>(asks: &[(&'a str, UsageAsk<'a>)]) -> Result<(&'static str, Vec<Owned<'a>>)> {
+    let now_of = |ask: &UsageAsk<'_>| {
+        DateTime::<Utc>::from_timestamp_micros(ask.now_micros)
+            .ok_or_else(|| Error::invalid("now", "Out of range"))
+    };
+    if let [(org, ask)] = asks {
+        let periods = ask
+            .periods
+            .iter()
+            .map(|&p| date_of(p))
+            .collect::<Result<Vec<NaiveDate>>>()?;
+        // The one organization as a parameter: its plans probe the indexes with a constant,
+        // which runs about twice as fast as the several organizations' joins on unnested
+        // columns (a hot organization's batches are all of this kind). Keys and resources are
+        // probed one by one on their whole primary key (LATERAL … LIMIT 1): `key = ANY($5)`
+        // let a plan scan all of an organization's keys, which grow with every keyed event.
+        return Ok((
+            "SELECT 0, 0, NULL::INT, NULL::TEXT, coalesce(u.total, 0)::BIGINT,
+                CASE WHEN $3::BOOL THEN coalesce((SELECT sum(l.amount) FROM usage_leases l
+                    WHERE l.organization_id = $1 AND l.period_start = p.start
+                      AND l.expires_at > now()
+                      AND ($4::TEXT IS NULL OR l.holder <> $4)), 0)
+                    + coalesce((SELECT sum(r.count) FROM usage_reservations r
+                    WHERE r.organization_id = $1 AND r.expires_at > $7), 0)
+                    ELSE 0 END::BIGINT,
+                p.start
+             FROM unnest($2::DATE[]) AS p(start)
+             LEFT JOIN usage_periods u ON u.organization_id = $1 AND u.period_start = p.start
+             UNION ALL
+             SELECT 1, 0, NULL, i.key, 0, 0, NULL FROM unnest($5::TEXT[]) AS k(key),
+                LATERAL (SELECT key FROM idempotency_keys
+                         WHERE organization_id = $1 AND key = k.key LIMIT 1) i
+             UNION ALL
+             SELECT 2, 0, r.usage_column, r.id, 0, 0, NULL FROM unnest($6::TEXT[]) AS k(id),
+                LATERAL (SELECT usage_column, id FROM resources
+                         WHERE organization_id = $1 AND id = k.id AND removed_at IS NULL
+                         LIMIT 1) r",
+            vec![
+                Box::new(*org),
+                Box::new(periods),
+                Box::new(ask.leases),
+                Box::new(ask.except_holder),
+                Box::new(ask.keys),
+                Box::new(ask.resources),
+                Box::new(now_of(ask)?),
+            ],
+        ));
+    }
+    // One row per asked period, key and resource, each naming its ask by index: the asks'
+    // arrays go flattened, side by side.
+    let (mut p_ask, mut p_org, mut p_start) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut p_leases, mut p_holder, mut p_at) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut key_ask, mut key_org, mut key_name) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut res_ask, mut res_org, mut res_id) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, (org, ask)) in asks.iter().enumerate() {
+        let i = i32::try_from(i).map_err(|_| Error::storage("too many usage asks"))?;
+        let now = now_of(ask)?;
+        for &start in ask.periods {
+            p_ask.push(i);
+            p_org.push(*org);
+            p_start.push(date_of(start)?);
+            p_leases.push(ask.leases);
+            p_holder.push(ask.except_holder);
+            p_at.push(now);
+        }
+        for &key in ask.keys {
+            key_ask.push(i);
+            key_org.push(*org);
+            key_name.push(key);
+        }
+        for &id in ask.resources {
+            res_ask.push(i);
+            res_org.push(*org);
+            res_id.push(id);
+        }
+    }
+    // As the one organization's statement, each row naming its organization.
+    Ok((
+        "SELECT 0, p.i, NULL::INT, NULL::TEXT, coalesce(u.total, 0)::BIGINT,
+            CASE WHEN p.leases THEN coalesce((SELECT sum(l.amount) FROM usage_leases l
+                WHERE l.organization_id = p.org AND l.period_start = p.start
+                  AND l.expires_at > now()
+                  AND (p.holder IS NULL OR l.holder <> p.holder)), 0)
+                + coalesce((SELECT sum(r.count) FROM usage_reservations r
+                WHERE r.organization_id = p.org AND r.expires_at > p.at), 0)
+                ELSE 0 END::BIGINT,
+            p.start
+         FROM unnest($1::INT[], $2::TEXT[], $3::DATE[], $4::BOOL[], $5::TEXT[],
+                $6::TIMESTAMPTZ[]) AS p(i, org, start, leases, holder, at)
+         LEFT JOIN usage_periods u ON u.organization_id = p.org AND u.period_start = p.start
+         UNION ALL
+         SELECT 1, k.i, NULL, i.key, 0, 0, NULL
+         FROM unnest($7::INT[], $8::TEXT[], $9::TEXT[]) AS k(i, org, key),
+            LATERAL (SELECT key FROM idempotency_keys
+                     WHERE organization_id = k.org AND key = k.key LIMIT 1) i
+         UNION ALL
+         SELECT 2, k.i, r.usage_column, r.id, 0, 0, NULL
+         FROM unnest($10::INT[], $11::TEXT[], $12::TEXT[]) AS k(i, org, id),
+            LATERAL (SELECT usage_column, id FROM resources
+                     WHERE organization_id = k.org AND id = k.id AND removed_at IS NULL
+                     LIMIT 1) r",
+        vec![
+            Box::new(p_ask),
+            Box::new(p_org),
+            Box::new(p_start),
+            Box::new(p_leases),
+            Box::new(p_holder),
+            Box::new(p_at),
+            Box::new(key_ask),
+            Box::new(key_org),
+            Box::new(key_name),
+            Box::new(res_ask),
+            Box::new(res_org),
+            Box::new(res_id),
+        ],
+    ))
+}
+
 /// The states of [`Reads::usage_states`] from its statement's rows: (kind, ask index, usage
 /// column, key or resource id, stored total, leased, period start).
 fn states_of(rows: &[Row], asks: &[(&str, UsageAsk<'_>)]) -> Result<Vec<UsageState>> {
@@ -2160,6 +2489,12 @@ fn states_of(rows: &[Row], asks: &[(&str, UsageAsk<'_>)]) -> Result<Vec<UsageSta
         }
     }
     for ((state, (_, ask)), columns) in states.iter_mut().zip(asks).zip(&columns) {
+        if !ask.leases {
+            // Read for an ask with leases ([`answers_all`]): this one wants none.
+            for (_, _, leased) in &mut state.periods {
+                *leased = 0;
+            }
+        }
         state.columns = ask
             .resources
             .iter()
