@@ -215,10 +215,10 @@ impl Shared {
         let events_of = |calls: &[usize]| -> Vec<&[Event]> {
             calls.iter().map(|&i| &batch[i].events[..]).collect()
         };
-        // One time for the whole batch: the prefetched read must ask what the transaction
-        // asks. (A retried transaction judges reservations' expiry by it too: counting one a
-        // little longer only refuses sooner.)
+        // The time of the first attempt, taken before it: the prefetched read must ask what
+        // the transaction asks. An attempt after a retry takes its own (and reads again).
         let now = env.now().timestamp_micros();
+        let first = std::cell::Cell::new(true);
         // What the transaction will likely ask: its periods by the rule its last batch read
         // (the calendar month if none other), with what leases and reservations hold (the
         // prefetched read answers an ask without them too).
@@ -260,6 +260,11 @@ impl Shared {
                 }
             }
             let states = {
+                let now = if first.replace(false) {
+                    now
+                } else {
+                    env.now().timestamp_micros()
+                };
                 let asks: Vec<(&str, UsageAsk<'_>)> = live
                     .iter()
                     .map(|(org, _, prepared)| (*org, prepared.ask(now)))

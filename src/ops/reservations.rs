@@ -165,7 +165,13 @@ pub(crate) fn commit(
         )?;
     }
     let column = match r.resource_id.as_deref() {
-        Some(res) => column_of(tx, org, res).ok(),
+        // A resource removed since the reservation counts outside any resource; any other
+        // failure (the connection) fails the commit.
+        Some(res) => match column_of(tx, org, res) {
+            Ok(column) => Some(column),
+            Err(Error::NotFound { .. }) => None,
+            Err(e) => return Err(e),
+        },
         None => None,
     };
     let after = stored.saturating_add(actual);

@@ -144,8 +144,17 @@ impl Client {
     ///
     /// A step that fails before it is sent (a parameter that does not encode, or a connection
     /// already closed) stops the pipeline there: the steps after it are never sent (`None`),
-    /// so a COMMIT after a write that could not be sent never leaves.
-    pub(crate) fn pipeline(&mut self, steps: &[Step<'_>]) -> Vec<Option<Result<Answer, Error>>> {
+    /// so a COMMIT after a write that could not be sent never leaves. Also returns how many
+    /// steps were sent (the ones before that step).
+    ///
+    /// What the server sent while the connection was idle is read first: a session it ended
+    /// meanwhile (a restart, `pg_terminate_backend`) is then seen as closed before anything is
+    /// queued, so none of the steps is sent, rather than queued and lost unanswered.
+    pub(crate) fn pipeline(
+        &mut self,
+        steps: &[Step<'_>],
+    ) -> (Vec<Option<Result<Answer, Error>>>, usize) {
+        self.driving.read_idle();
         let client = &self.client;
         let mut calls: Vec<Call<'_, Answer>> = steps
             .iter()
@@ -170,6 +179,7 @@ impl Client {
         // Nothing is read before the connection is driven, so a call that is ready at its
         // first poll failed before it was sent: the calls after it are dropped unpolled.
         let mut polled = 0;
+        let mut sent = steps.len();
         self.driving.drive(|cx| {
             while polled < calls.len() {
                 let i = polled;
@@ -179,6 +189,7 @@ impl Client {
                     answers[i] = Some(out);
                     if failed {
                         calls.truncate(i + 1);
+                        sent = i;
                     }
                 }
             }
@@ -195,7 +206,7 @@ impl Client {
                 Poll::Pending
             }
         });
-        answers
+        (answers, sent)
     }
 
     /// Whether the connection ended (the server went away, or closed this session).
@@ -205,6 +216,20 @@ impl Client {
 }
 
 impl Driving {
+    /// Lets the connection handle what arrived while nothing waited (without waiting): a
+    /// session's end closes it here.
+    fn read_idle(&mut self) {
+        let Driving { runtime, driver } = self;
+        runtime.block_on(poll_fn(|cx| {
+            if let Some(d) = driver.as_mut() {
+                if d.as_mut().poll(cx).is_ready() {
+                    *driver = None;
+                }
+            }
+            Poll::Ready(())
+        }));
+    }
+
     /// Runs one call to its end.
     fn run<T>(&mut self, mut call: Call<'_, T>) -> Result<T, Error> {
         self.drive(|cx| call.as_mut().poll(cx))

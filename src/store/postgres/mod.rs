@@ -424,7 +424,7 @@ impl PgStore {
             format!("BEGIN ISOLATION LEVEL {isolation}; SET LOCAL synchronous_commit = off")
         };
         let tx = Open::new(client, begin);
-        let mut ptx = PgTx::new(tx, statements);
+        let mut ptx = PgTx::new(tx, statements, !matches!(kind, Kind::Usage(..)));
         let result = match kind {
             // Every usage transaction of these organizations locks their rows first, then
             // reads what the one before it committed: read committed sees the newest rows at
@@ -442,18 +442,22 @@ impl PgStore {
         };
         match result {
             Ok(()) => tx.commit().map_err(|failed| match failed {
-                // The server refused before COMMIT ran (a write failed, or it ended the
-                // session while a write ran), or it refused COMMIT itself as it does a
-                // serialization failure: nothing was applied.
+                // COMMIT never ran to its end (never sent, or the server refused a statement
+                // before it: a write failed, or the session ended while a write ran), or the
+                // server refused COMMIT itself as it does a serialization failure: nothing
+                // was applied.
                 Failed::Statement {
                     error,
-                    answered_before_last,
-                } if answered_before_last || is_retryable(&error) => Failure {
+                    last_not_run,
+                } if last_not_run || is_retryable(&error) => Failure {
                     retry: is_retryable(&error) || is_connection_loss(&error),
                     restart: false,
                     error: pg_error(&error),
                 },
-                Failed::Statement { error, .. } if is_connection_loss(&error) => {
+                // COMMIT was sent and no answer of the server's says what became of it.
+                Failed::Statement { error, .. }
+                    if is_connection_loss(&error) || error.as_db_error().is_none() =>
+                {
                     Failure::fatal(Error::storage(format!(
                         "PostgreSQL connection lost during COMMIT (the change may or may not \
                          have been applied): {}",
@@ -463,6 +467,15 @@ impl PgStore {
                 Failed::Statement { error, .. } => {
                     Failure::fatal(Error::storage(format!("PostgreSQL: {}", describe(&error))))
                 }
+                // A statement failed and the closure went on: nothing was committed, and a
+                // failure worth another attempt (a lost connection) gets one.
+                Failed::Aborted => Failure {
+                    retry,
+                    restart: false,
+                    error: Error::storage(
+                        "PostgreSQL: a statement of the transaction failed; nothing was applied",
+                    ),
+                },
                 Failed::Unanswered => Failure::fatal(Error::storage(
                     "PostgreSQL left COMMIT unanswered (the change may or may not have been \
                      applied)",

@@ -75,6 +75,8 @@ pub(crate) struct Open<'c> {
     begun: bool,
     /// Writes not sent yet, in order.
     later: Vec<(Statement, Vec<Encoded>)>,
+    /// Set when a statement failed: the server aborted the transaction.
+    failed: bool,
 }
 
 impl<'c> Open<'c> {
@@ -85,12 +87,36 @@ impl<'c> Open<'c> {
             begin: Some(begin),
             begun: false,
             later: Vec::new(),
+            failed: false,
         }
     }
 
     /// Sends BEGIN if not sent yet, the writes kept for later, and `steps`, together: the
-    /// answers to `steps`, or the first failure of the whole pipeline.
+    /// answers to `steps`, or the first failure of the whole pipeline. Once one failed, the
+    /// transaction is aborted and never commits (`failed`).
     fn run(&mut self, steps: &[Step<'_>]) -> std::result::Result<Vec<Answer>, Failed> {
+        if self.failed {
+            return Err(Failed::Aborted);
+        }
+        let result = self.send(steps);
+        self.failed = result.is_err();
+        result
+    }
+
+    fn send(&mut self, steps: &[Step<'_>]) -> std::result::Result<Vec<Answer>, Failed> {
+        if !self.later.is_empty() {
+            if let Some(begin) = self.begin.take() {
+                // Writes first: BEGIN on its own, so that a BEGIN that failed cannot leave the
+                // writes after it to run one by one outside a transaction.
+                self.begun = true;
+                self.client
+                    .batch_execute(&begin)
+                    .map_err(|error| Failed::Statement {
+                        last_not_run: true,
+                        error,
+                    })?;
+            }
+        }
         let later = std::mem::take(&mut self.later);
         let later_params: Vec<Vec<&(dyn ToSql + Sync)>> = later
             .iter()
@@ -109,16 +135,21 @@ impl<'c> Open<'c> {
         }
         all.extend_from_slice(steps);
         let last = all.len().saturating_sub(1);
+        let (answered, sent) = self.client.pipeline(&all);
         let mut answers = Vec::with_capacity(steps.len());
-        for (i, answer) in self.client.pipeline(&all).into_iter().enumerate() {
+        for (i, answer) in answered.into_iter().enumerate() {
             match answer {
                 Some(Ok(answer)) if i >= ahead => answers.push(answer),
                 Some(Ok(_)) => {}
                 Some(Err(error)) => {
+                    // The last step cannot have run to its end if it was never sent, or if
+                    // the server answered a step before it with an error (the transaction
+                    // was aborted, or the session ended).
+                    let last_not_run = sent <= last || (i < last && error.as_db_error().is_some());
                     return Err(Failed::Statement {
-                        answered_before_last: i < last && error.as_db_error().is_some(),
+                        last_not_run,
                         error,
-                    })
+                    });
                 }
                 // After a failure only (returned above): never sent.
                 None => return Err(Failed::Unanswered),
@@ -128,22 +159,13 @@ impl<'c> Open<'c> {
     }
 
     /// Commits: the writes kept for later and COMMIT leave together. A failed write makes the
-    /// server roll back at COMMIT, so the first failure is the outcome.
+    /// server roll back at COMMIT, so the first failure is the outcome. A transaction in
+    /// which a statement failed (its error seen by the closure or not) never commits.
     pub(crate) fn commit(mut self) -> std::result::Result<(), Failed> {
-        if let Some(begin) = self.begin.take() {
-            if self.later.is_empty() {
-                // Nothing ran: nothing to commit.
-                return Ok(());
-            }
-            // Writes only: BEGIN on its own first, so that a failed BEGIN cannot leave the
-            // writes to run one by one outside a transaction.
-            self.begun = true;
-            self.client
-                .batch_execute(&begin)
-                .map_err(|error| Failed::Statement {
-                    answered_before_last: true,
-                    error,
-                })?;
+        if self.begin.is_some() && self.later.is_empty() {
+            // Nothing ran: nothing to commit.
+            self.begin = None;
+            return Ok(());
         }
         self.run(&[Step::Simple("COMMIT")])?;
         // Ended. (Failed, it is rolled back when dropped: a ROLLBACK after an answered
@@ -213,13 +235,16 @@ impl ToSql for Encoded {
 
 /// A failed pipeline.
 pub(crate) enum Failed {
-    /// A statement failed: its error, and whether the server answered a statement before
-    /// the pipeline's last with an error (so the last, COMMIT say, ran in an aborted
-    /// transaction if at all, and applied nothing).
+    /// A statement failed: its error, and whether the pipeline's last step (COMMIT, at
+    /// commit) certainly did not run to its end: it was never sent, or the server answered a
+    /// step before it with an error (the transaction aborted, or the session ended).
     Statement {
         error: tokio_postgres::Error,
-        answered_before_last: bool,
+        last_not_run: bool,
     },
+    /// A statement failed earlier in the transaction (whether or not the closure saw its
+    /// error): the server aborted it, and nothing more was sent.
+    Aborted,
     /// A statement was left unanswered without an error before it (not expected).
     Unanswered,
 }
@@ -246,8 +271,12 @@ pub(crate) struct PgTx<'c> {
     /// Organizations' counters as this transaction last read them with their rows; dropped
     /// by any change of them (`forget_stats`).
     stats: RefCell<HashMap<String, OrgStats>>,
+    /// Whether every statement reads one snapshot (serializable, repeatable read, or a
+    /// single statement): not a usage transaction's read committed, where only a locked row
+    /// cannot change under it.
+    one_snapshot: bool,
     /// The usage read sent with the lock (`lock_orgs`): what it asked, and the rows; taken by
-    /// the first `usage_states` that asks exactly that.
+    /// the first `usage_states` that asks exactly that, dropped by any write.
     prefetched: RefCell<Option<Prefetched<'c>>>,
 }
 
@@ -258,11 +287,13 @@ struct Prefetched<'c> {
 }
 
 impl<'c> PgTx<'c> {
+    /// A transaction; `one_snapshot` unless it runs at read committed.
     pub(crate) fn new(
         tx: Open<'c>,
         statements: &'c mut HashMap<&'static str, Statement>,
+        one_snapshot: bool,
     ) -> PgTx<'c> {
-        PgTx::on(Session::Tx(tx), statements)
+        PgTx::on(Session::Tx(tx), statements, one_snapshot)
     }
 
     /// A read that may run one statement, outside any transaction.
@@ -270,11 +301,16 @@ impl<'c> PgTx<'c> {
         client: &'c mut Client,
         statements: &'c mut HashMap<&'static str, Statement>,
     ) -> PgTx<'c> {
-        PgTx::on(Session::Single { client, ran: false }, statements)
+        PgTx::on(Session::Single { client, ran: false }, statements, true)
     }
 
-    fn on(session: Session<'c>, statements: &'c mut HashMap<&'static str, Statement>) -> PgTx<'c> {
+    fn on(
+        session: Session<'c>,
+        statements: &'c mut HashMap<&'static str, Statement>,
+        one_snapshot: bool,
+    ) -> PgTx<'c> {
         PgTx {
+            one_snapshot,
             session: RefCell::new(session),
             statements: RefCell::new(statements),
             retry: Cell::new(false),
@@ -353,6 +389,7 @@ impl<'c> PgTx<'c> {
         match f {
             Failed::Statement { error, .. } => self.fail(error),
             Failed::Unanswered => Error::storage("PostgreSQL left a statement unanswered"),
+            Failed::Aborted => Error::storage("PostgreSQL: a statement before this one failed"),
         }
     }
 
@@ -401,7 +438,7 @@ impl<'c> PgTx<'c> {
             }
             .map_err(|error| Failed::Statement {
                 error,
-                answered_before_last: false,
+                last_not_run: false,
             }),
         };
         answer
@@ -451,6 +488,7 @@ impl<'c> PgTx<'c> {
 
     /// Runs a write now and returns its count of rows.
     fn exec_counted(&self, sql: &'static str, params: Params<'_>) -> Result<u64> {
+        self.prefetched.borrow_mut().take();
         let st = self.statement(sql)?;
         match self.run(Step::Execute(&st, params))? {
             Answer::Count(n) => Ok(n),
@@ -466,6 +504,8 @@ impl<'c> PgTx<'c> {
     /// of it is applied: the server runs the transaction's statements in order, and one that
     /// fails aborts it.
     fn exec(&self, sql: &'static str, params: Params<'_>) -> Result<()> {
+        // A usage read sent ahead answers only reads made before any write.
+        self.prefetched.borrow_mut().take();
         let st = self.statement(sql)?;
         let mut session = self.session.borrow_mut();
         let Session::Tx(open) = &mut *session else {
@@ -1190,7 +1230,7 @@ impl Reads for PgTx<'_> {
         // organization's the membership's.
         let (at_user, at_membership) = (INVITATION_COLUMNS, INVITATION_COLUMNS + 5);
         let at_org = at_membership + 7;
-        if get::<Option<String>>(&r, at_org)?.is_some() {
+        if self.one_snapshot && get::<Option<String>>(&r, at_org)?.is_some() {
             // Kept for the transaction's next reads of it (accept authorizes and counts seats
             // on it): one statement fewer.
             self.keep_org(org_at(&r, at_org)?, stats_of(&r, at_org + ORG_STATS_AT)?);
