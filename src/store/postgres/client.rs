@@ -140,6 +140,12 @@ impl Client {
         self.driving.run(Box::pin(client.batch_execute(sql)))
     }
 
+    /// Runs one step to its end.
+    pub(crate) fn step(&mut self, step: Step<'_>) -> Result<Answer, Error> {
+        let client = &self.client;
+        self.driving.run(call(client, step))
+    }
+
     /// Sends every step at once and waits for all their answers: one per step, in order.
     ///
     /// A step that fails before it is sent (a parameter that does not encode, or a connection
@@ -156,24 +162,8 @@ impl Client {
     ) -> (Vec<Option<Result<Answer, Error>>>, usize) {
         self.driving.read_idle();
         let client = &self.client;
-        let mut calls: Vec<Call<'_, Answer>> = steps
-            .iter()
-            .map(|&step| -> Call<'_, Answer> {
-                match step {
-                    Step::Simple(sql) => {
-                        Box::pin(
-                            async move { client.batch_execute(sql).await.map(|()| Answer::Done) },
-                        )
-                    }
-                    Step::Query(st, params) => {
-                        Box::pin(async move { client.query(st, params).await.map(Answer::Rows) })
-                    }
-                    Step::Execute(st, params) => {
-                        Box::pin(async move { client.execute(st, params).await.map(Answer::Count) })
-                    }
-                }
-            })
-            .collect();
+        let mut calls: Vec<Call<'_, Answer>> =
+            steps.iter().map(|&step| call(client, step)).collect();
         let mut answers: Vec<Option<Result<Answer, Error>>> = steps.iter().map(|_| None).collect();
         // Each call queues its messages at its first poll, so they leave in the steps' order.
         // Nothing is read before the connection is driven, so a call that is ready at its
@@ -212,6 +202,21 @@ impl Client {
     /// Whether the connection ended (the server went away, or closed this session).
     pub(crate) fn is_closed(&self) -> bool {
         self.driving.driver.is_none() || self.client.is_closed()
+    }
+}
+
+/// The inner client's call that runs `step`.
+fn call<'c>(client: &'c tokio_postgres::Client, step: Step<'c>) -> Call<'c, Answer> {
+    match step {
+        Step::Simple(sql) => {
+            Box::pin(async move { client.batch_execute(sql).await.map(|()| Answer::Done) })
+        }
+        Step::Query(st, params) => {
+            Box::pin(async move { client.query(st, params).await.map(Answer::Rows) })
+        }
+        Step::Execute(st, params) => {
+            Box::pin(async move { client.execute(st, params).await.map(Answer::Count) })
+        }
     }
 }
 

@@ -429,17 +429,15 @@ impl<'c> PgTx<'c> {
         let mut session = self.session()?;
         let answer = match &mut *session {
             Session::Tx(open) => open.run(&[step]).map(|mut answers| answers.pop()),
-            Session::Single { client, .. } => match step {
-                Step::Query(st, params) => client.query(st, params).map(|r| Some(Answer::Rows(r))),
-                Step::Execute(st, params) => {
-                    client.execute(st, params).map(|n| Some(Answer::Count(n)))
-                }
-                Step::Simple(sql) => client.batch_execute(sql).map(|()| Some(Answer::Done)),
+            Session::Single { client, .. } => {
+                client
+                    .step(step)
+                    .map(Some)
+                    .map_err(|error| Failed::Statement {
+                        error,
+                        last_not_run: false,
+                    })
             }
-            .map_err(|error| Failed::Statement {
-                error,
-                last_not_run: false,
-            }),
         };
         answer
             .map_err(|f| self.failed(f))?
