@@ -23,9 +23,9 @@ use std::ffi::c_void;
 /// same calling convention.
 #[repr(C)]
 pub struct Buf {
-    capacity: u64,
-    len: u64,
-    data: *mut u8,
+    pub(super) capacity: u64,
+    pub(super) len: u64,
+    pub(super) data: *mut u8,
 }
 
 /// How one parameter of a shape crosses: `Passed` is what the Kotlin side gives, `Native` what
@@ -61,7 +61,8 @@ pub struct L;
 pub struct I;
 /// A byte (Kotlin `Byte`).
 pub struct B;
-/// A `RustBuffer`: a pointer to its three fields as a parameter, written to `out` as a return.
+/// A `RustBuffer`: for Kotlin a pointer to its three fields as a parameter, written to `out`
+/// as a return (Python's way is `py.rs`'s).
 pub struct R;
 /// No return value.
 pub struct U;
@@ -146,7 +147,8 @@ macro_rules! jna_shapes {
         /// `entry` is the address of a UniFFI scaffolding function of exactly this shape;
         /// every buffer address points to three written fields that the callee may own;
         /// `out` has room for one buffer; `status` is a valid `RustCallStatus`.
-        #[no_mangle]
+        #[allow(non_snake_case)]
+        #[export_name = concat!("orgdb_jna_", stringify!($name))]
         pub unsafe extern "C" fn $name(
             entry: usize,
             $($arg: <$kind as Param>::Passed,)*
@@ -197,7 +199,7 @@ mod tests {
     }
 
     jna_shapes! {
-        test_lrri_r(a: L, b: R, c: R, d: I) -> R;
+        LRRI_R(a: L, b: R, c: R, d: I) -> R;
     }
 
     #[test]
@@ -243,7 +245,7 @@ mod tests {
         let mut status = 0i8;
         // SAFETY: `concat` has the shape L R R I -> R; the buffers and `out` are live.
         unsafe {
-            test_lrri_r(
+            LRRI_R(
                 concat as *const () as usize,
                 b'!' as u64,
                 &bx,

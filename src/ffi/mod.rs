@@ -25,6 +25,7 @@ mod db;
 mod error;
 mod inputs;
 mod jna;
+mod py;
 mod records;
 
 /// Trims and lower-cases an email, as orgdb does everywhere.

@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 macro_rules! jna_shapes {
     ($( $name:ident ( $($arg:ident : $kind:ident),* ) -> $ret:ident ; )*) => {
         /// The names of orgdb's pointer-only entry points.
-        const SHAPES: &[&str] = &[$(stringify!($name)),*];
+        const SHAPES: &[&str] = &[$(concat!("orgdb_jna_", stringify!($name))),*];
     };
 }
 include!("../../src/ffi/jna_shapes.rs");

@@ -3,6 +3,13 @@
 import pytest
 
 import orgdb
+from orgdb import _generated, _runtime
+
+
+def generated(call, *args):
+    """`call(*args)` through UniFFI's own runtime, for comparison."""
+    with _runtime.generated_runtime(_generated):
+        return call(*args)
 
 
 def as_user(user):

@@ -9,7 +9,7 @@ import pytest
 
 import orgdb
 from orgdb import _generated, _runtime
-from helpers import as_user, rich_organization
+from helpers import as_user, generated, rich_organization
 
 # Values for a timestamp that take both of uniffi.toml's paths, at their edges.
 INSTANTS = [0, 1, -1, 2**52 - 1, 2**52, 2**52 + 1, -(2**52), 253402300799999999, -62135596800000000]
@@ -22,10 +22,6 @@ HOT = [
     "_UniffiFfiConverterTypeOrgDbError",
 ]
 
-
-def generated(call, *args):
-    with _runtime.generated_runtime(_generated):
-        return call(*args)
 
 
 def same(fast, slow):
@@ -326,7 +322,7 @@ def test_a_reader_python_cannot_compile_is_the_generated_one(tmp_path, monkeypat
 
     monkeypatch.setattr(_runtime, "_compile", refuse)
     reader_type = type(_runtime._reader(Exception)(b"", 0))
-    read, _ = _runtime._fuse(mini, reader_type, _runtime._source_lines(mini), None)[
+    read, _, _ = _runtime._fuse(mini, reader_type, _runtime._source_lines(mini), None)[
         "_UniffiFfiConverterTypePair"
     ]
     data = b"\0\0\0\x01a\0\0\0\x02bc"

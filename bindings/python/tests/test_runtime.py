@@ -8,18 +8,13 @@ import pytest
 
 import orgdb
 from orgdb import _generated, _runtime
-from helpers import as_user, raises, rich_organization
+from helpers import as_user, generated, raises, rich_organization
 
 # Values that stress the wire format: empty, multi-byte, longer than the generated builder's
 # first 16 bytes, longer than 64 KiB (the Rust buffer grows), and unsigned extremes.
 LONG = "ü" * 40_000
 DESCRIPTION = "ü" * 1_999  # the longest description: 3 998 bytes
 
-
-def generated(call, *args):
-    """`call(*args)` through UniFFI's own runtime, for comparison."""
-    with _runtime.generated_runtime(_generated):
-        return call(*args)
 
 
 def both(call, *args):

@@ -692,7 +692,8 @@ class _Emitter:
 
 
 def _fuse(gen, Reader, lines, free):
-    """{converter name: (`read(stream)`, `lift(rbuf)` or None)}: fused readers for the generated
+    """{converter name: (`read(stream)`, `lift(rbuf)` or None, `value_of(data)`)}: fused
+    readers for the generated
     converters whose whole tree `_shape` knows. Each is written and compiled at its first call
     (most of them are never called); until then it costs an entry here."""
     namespace = vars(gen)
@@ -770,8 +771,9 @@ def _compile(name, shapes, scope):
 
 
 def _fused(name, shapes, scope, lock, generated_read, Reader, free):
-    """`name`'s fused `read(stream)` and `lift(rbuf)` (None without `free`, the function that
-    frees a Rust buffer), compiled at their first call."""
+    """`name`'s fused `read(stream)`, `lift(rbuf)` (None without `free`, the function that
+    frees a Rust buffer) and `value_of(data)` (the value that is all of `data`), compiled at
+    their first call."""
     core = None
 
     def build():
@@ -793,19 +795,21 @@ def _fused(name, shapes, scope, lock, generated_read, Reader, free):
         value, stream.offset = (core or build())(stream.data, stream.offset, stream.len)
         return value
 
+    def value_of(data):
+        n = len(data)
+        value, at = (core or build())(data, 0, n)
+        if at != n:
+            raise RuntimeError(f"junk data left in buffer at end of consume_with_stream {n - at}")
+        return value
+
     def lift(rbuf):
         try:
             n = rbuf.len
-            value, at = (core or build())(rbuf.data[:n] if n else b"", 0, n)
-            if at != n:
-                raise RuntimeError(
-                    f"junk data left in buffer at end of consume_with_stream {n - at}"
-                )
-            return value
+            return value_of(rbuf.data[:n] if n else b"")
         finally:
             free(rbuf)
 
-    return read, (lift if free else None)
+    return read, (lift if free else None), value_of
 
 
 # ---- Rust buffers without the generated helpers' steps -------------------------------------
@@ -886,6 +890,354 @@ def _buffer_calls(gen, lines):
         return rbuf
 
     return from_bytes, free
+
+
+# ---- Direct method calls --------------------------------------------------------------------
+#
+# A generated method clones its object's handle, lowers each buffer argument into a new Rust
+# buffer, calls the scaffolding function and frees the returned buffer: a foreign call each,
+# about a microsecond apiece. The library's `orgdb_py_<shape>` entry points (src/ffi/py.rs) do
+# all of that in one call: they take the clone and scaffolding functions' addresses, the
+# handle, each buffer argument as Python bytes (an 8-byte little-endian length, then the
+# bytes: passed without a copy), and copy a returned buffer into this thread's scratch memory.
+# `_direct_methods` rewrites each generated method whose body is UniFFI's template so that it
+# calls one: the statements before the lowering (argument checks, defaults) stay as generated;
+# the lowering and the call become one call of the method's own caller.
+
+_SCRATCH = 64 * 1024  # bytes of a thread's scratch memory; a bigger result comes back whole
+_FAILED = -2  # what an entry point returning a buffer or nothing returns after an error
+_LEN = struct.Struct("<Q")
+_ARGS = "_uniffi_lowered_args"
+
+
+def _call_state(buffer_type, status_type):
+    class Context(ctypes.Structure):
+        # src/ffi/py.rs `Context`: the scratch memory, a result too big for it, the status.
+        _fields_ = [("scratch", ctypes.c_void_p), ("cap", ctypes.c_uint64),
+                    ("out", buffer_type), ("status", status_type)]
+
+    class CallState(threading.local):
+        """A thread's call context, its scratch memory and their views."""
+
+        def __init__(self):
+            self.scratch = ctypes.create_string_buffer(_SCRATCH)
+            self.view = memoryview(self.scratch)
+            self.context = Context(ctypes.addressof(self.scratch), _SCRATCH)
+            self.at = ctypes.addressof(self.context)
+            self.status = self.context.status  # a view of the context's own memory
+            self.out = self.context.out
+
+        def failed(self):
+            """The status an error was written to, as a copy; the context's is zeroed."""
+            status = status_type.from_buffer_copy(self.status)
+            ctypes.memset(ctypes.addressof(self.status), 0, ctypes.sizeof(status_type))
+            return status
+
+    return CallState()
+
+
+def _shape_code(ctype, buffer_type):
+    """The shape letter of a scaffolding function's parameter or return type, or None."""
+    if ctype is buffer_type:
+        return "R"
+    if ctype is None:
+        return "U"
+    if isinstance(ctype, type) and issubclass(ctype, ctypes._SimpleCData) and ctype._type_ in \
+            "bBhHiIlLqQ":
+        return {8: "L", 4: "I", 1: "B"}.get(ctypes.sizeof(ctype))
+    return None
+
+
+def _method_tree(func, lines):
+    """The `def` of a generated method, parsed from the module's source lines, or None."""
+    code = getattr(func, "__code__", None)
+    if code is None or not lines:
+        return None
+    first = code.co_firstlineno - 1
+    last = max((line for _, _, line in code.co_lines() if line), default=0)
+    raw = lines[first:last]
+    if not raw or not raw[0].lstrip().startswith("def "):
+        return None
+    indent = len(raw[0]) - len(raw[0].lstrip())
+    # Docstrings end at column 0: only lines with the whole indent lose it (a line inside a
+    # string keeps its text either way).
+    text = "".join(line[indent:] if line[:indent].isspace() else line for line in raw)
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return None
+    node = tree.body[0] if len(tree.body) == 1 else None
+    return node if isinstance(node, ast.FunctionDef) and node.name == func.__name__ else None
+
+
+def _is_name(node, name):
+    return isinstance(node, ast.Name) and node.id == name
+
+
+def _template_tail(node):
+    """(the statements before the lowering, the lowered arguments, the lift and error
+    expressions, the scaffolding function's name) of a method made from UniFFI's template;
+    None for any other body."""
+    body = node.body
+    if len(body) < 5:
+        return None
+    lowered, lift, error, result, ret = body[-5:]
+    if not (
+        isinstance(lowered, ast.Assign)
+        and len(lowered.targets) == 1
+        and _is_name(lowered.targets[0], _ARGS)
+        and isinstance(lowered.value, ast.Tuple)
+        and lowered.value.elts
+    ):
+        return None
+    first, *args = lowered.value.elts
+    if ast.unparse(first) != "self._uniffi_clone_handle()":
+        return None
+    for arg in args:
+        if not (
+            isinstance(arg, ast.Call)
+            and isinstance(arg.func, ast.Attribute)
+            and arg.func.attr == "lower"
+            and isinstance(arg.func.value, ast.Name)
+            and len(arg.args) == 1
+            and not arg.keywords
+        ):
+            return None
+    names = []
+    for stmt, name in ((lift, "_uniffi_lift_return"), (error, "_uniffi_error_converter")):
+        if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+                and _is_name(stmt.targets[0], name)):
+            return None
+        names.append(stmt.value)
+    call = result.value if isinstance(result, ast.Assign) else None
+    if not (
+        call is not None
+        and len(result.targets) == 1
+        and _is_name(result.targets[0], "_uniffi_ffi_result")
+        and isinstance(call, ast.Call)
+        and _is_name(call.func, "_uniffi_rust_call_with_error")
+        and len(call.args) == 3
+        and _is_name(call.args[0], "_uniffi_error_converter")
+        and isinstance(call.args[1], ast.Attribute)
+        and _is_name(call.args[1].value, "_UniffiLib")
+        and isinstance(call.args[2], ast.Starred)
+        and _is_name(call.args[2].value, _ARGS)
+    ):
+        return None
+    if ast.unparse(ret) != "return _uniffi_lift_return(_uniffi_ffi_result)":
+        return None
+    pre = body[:-5]
+    if pre and isinstance(pre[0], ast.Expr) and isinstance(pre[0].value, ast.Constant):
+        pre = pre[1:]  # the docstring: the replacement takes the generated one's
+    return pre, args, names[0], names[1], call.args[1].attr
+
+
+def _direct_methods(gen, lines, Reader, values=None):
+    """{(class name, method name): replacement} for the generated object methods that can call
+    an `orgdb_py_<shape>` entry point; empty when the library has none. `values` holds the
+    fused readers' `value_of(data)` by converter name."""
+    values = values or {}
+    namespace = vars(gen)
+    lib = namespace.get("_UniffiLib")
+    buffer_type = gen._UniffiRustBuffer
+    status_type = gen._UniffiRustCallStatus
+    rust_buffer = namespace.get("_UniffiConverterRustBuffer")
+    string = namespace.get("_UniffiFfiConverterString")
+    optional_string = namespace.get("_UniffiFfiConverterOptionalString")
+    check = gen._uniffi_check_call_status
+    if lib is None or rust_buffer is None or string is None:
+        return {}
+    try:
+        lib._FuncPtr(("orgdb_py_LR_R", lib))
+    except AttributeError:
+        return {}  # a library without the entry points
+    state = _call_state(buffer_type, status_type)
+    scope = dict(namespace)
+    pieces = {}
+
+    def writer(conv):
+        """`conv`'s value as an entry point's buffer argument, or None if it is not one."""
+        generic = written(conv)
+        if generic is not None and conv is optional_string:
+            # The commonest argument after a string, written without the generated writers;
+            # used only if it writes what they write.
+            absent = _LEN.pack(1) + b"\0"
+
+            def to_bytes(value):
+                if value is None:
+                    return absent
+                data = value.encode("utf-8")
+                n = len(data)
+                return _LEN.pack(n + 5) + b"\1" + _I32.pack(n) + data
+
+            samples = (None, "", "res_01", "ü" * 40)
+            try:
+                if all(to_bytes(v) == generic(v) for v in samples):
+                    return to_bytes
+            except Exception:
+                pass
+        return generic
+
+    def written(conv):
+        if conv is string:
+            def to_bytes(value):
+                data = value.encode("utf-8")
+                return _LEN.pack(len(data)) + data
+        elif isinstance(conv, type) and issubclass(conv, rust_buffer):
+            write = conv.write
+
+            def to_bytes(value):
+                w = _Writer()
+                w.out = bytearray(8)
+                write(value, w)
+                out = w.out
+                _LEN.pack_into(out, 0, len(out) - 8)
+                return bytes(out)
+        else:
+            return None
+        return to_bytes
+
+    def reader(conv):
+        """Reads `conv`'s value from a returned buffer's bytes, or None."""
+        if conv is string:
+            return lambda data: data.decode("utf-8")
+        if not (isinstance(conv, type) and issubclass(conv, rust_buffer)):
+            return None
+        if conv.__name__ in values:
+            return values[conv.__name__]
+
+        def lift_bytes(data):
+            stream = Reader(data, len(data))
+            value = conv.read(stream)
+            if stream.offset != stream.len:
+                raise RuntimeError(
+                    f"junk data left in buffer at end of consume_with_stream {stream.remaining()}"
+                )
+            return value
+
+        return lift_bytes
+
+    def caller(name, clone, entry, shape, ctypes_args, restype, lift_bytes):
+        shim = lib._FuncPtr((f"orgdb_py_{shape}", lib))
+        shim.argtypes = (ctypes.c_size_t, ctypes.c_size_t, *ctypes_args, ctypes.c_void_p)
+        ret = shape[-1]
+        shim.restype = ctypes.c_int64 if ret in "RU" else restype
+        from_buffer = buffer_type.from_buffer_copy
+
+        if ret == "R":
+            def call(error, lift, *args):
+                t = state
+                n = shim(clone, entry, *args, t.at)
+                if n >= 0:
+                    return lift_bytes(t.view[:n].tobytes())
+                if n == _FAILED:
+                    check(error, t.failed())
+                out = from_buffer(t.out)  # too big for the scratch memory: lift frees it
+                ctypes.memset(ctypes.addressof(t.out), 0, ctypes.sizeof(buffer_type))
+                return lift(out)
+        elif ret == "U":
+            def call(error, lift, *args):
+                t = state
+                if shim(clone, entry, *args, t.at) == _FAILED:
+                    check(error, t.failed())
+                return lift(None)
+        else:
+            def call(error, lift, *args):
+                t = state
+                value = shim(clone, entry, *args, t.at)
+                if t.status.code:
+                    check(error, t.failed())
+                return lift(value)
+
+        call.__name__ = name
+        return call
+
+    def address(fn):
+        return ctypes.cast(fn, ctypes.c_void_p).value
+
+    for cls_name, cls in list(namespace.items()):
+        if not (isinstance(cls, type) and "_uniffi_clone_handle" in vars(cls)):
+            continue
+        clone_tree = _method_tree(vars(cls)["_uniffi_clone_handle"], lines)
+        clone_src = ast.unparse(clone_tree.body[-1]) if clone_tree else ""
+        match = re.fullmatch(r"return _uniffi_rust_call\(_UniffiLib\.(\w+), self\._handle\)",
+                             clone_src)
+        clone_fn = match and getattr(lib, match.group(1), None)
+        if clone_fn is None:
+            continue
+        clone = address(clone_fn)
+        for method_name, func in list(vars(cls).items()):
+            if method_name.startswith("__") or not inspect.isfunction(func):
+                continue
+            node = _method_tree(func, lines)
+            tail = node and _template_tail(node)
+            entry_fn = tail and getattr(lib, tail[4], None)
+            if entry_fn is None or entry_fn.argtypes is None:
+                continue
+            pre, args, lift, error, _ = tail
+            argtypes = list(entry_fn.argtypes)
+            if len(argtypes) != len(args) + 2 or argtypes[-1] != ctypes.POINTER(status_type):
+                continue
+            codes = [_shape_code(t, buffer_type) for t in argtypes[:-1]]
+            ret = _shape_code(entry_fn.restype, buffer_type)
+            if None in codes or ret is None or codes[0] != "L":
+                continue
+            shape = "".join(codes) + "_" + ret
+            try:
+                lib._FuncPtr((f"orgdb_py_{shape}", lib))
+            except AttributeError:
+                continue  # no entry point of this shape: the generated call stays
+            lift_bytes = None
+            if ret == "R":
+                conv = (namespace.get(lift.value.id)
+                        if isinstance(lift, ast.Attribute) and lift.attr == "lift"
+                        and isinstance(lift.value, ast.Name) else None)
+                lift_bytes = reader(conv)
+                if lift_bytes is None:
+                    continue
+            new_args, ctypes_args, ok = [], [argtypes[0]], True
+            for arg, code, ctype in zip(args, codes[1:], argtypes[1:-1]):
+                if code == "R":
+                    to_bytes = writer(namespace.get(arg.func.value.id))
+                    if to_bytes is None:
+                        ok = False
+                        break
+                    helper = f"_dc_bytes_{arg.func.value.id}"
+                    scope[helper] = to_bytes
+                    new_args.append(ast.Call(ast.Name(helper, ast.Load()), arg.args, []))
+                    ctypes_args.append(ctypes.c_char_p)
+                else:
+                    new_args.append(arg)
+                    ctypes_args.append(ctype)
+            if not ok:
+                continue
+            call_name = f"_dc_call_{cls_name}_{method_name}"
+            scope[call_name] = caller(call_name, clone, address(entry_fn), shape, ctypes_args,
+                                      entry_fn.restype, lift_bytes)
+            tail_src = (
+                f"_uniffi_lift_return = {ast.unparse(lift)}\n"
+                f"_uniffi_error_converter = {ast.unparse(error)}\n"
+                f"return {call_name}(_uniffi_error_converter, _uniffi_lift_return, self._handle"
+                + "".join(", " + ast.unparse(a) for a in new_args) + ")\n"
+            )
+            node.body = pre + ast.parse(tail_src).body
+            node.decorator_list = []
+            node.returns = None
+            for a in node.args.args + node.args.kwonlyargs:
+                a.annotation = None
+            module = ast.fix_missing_locations(ast.Module([node], []))
+            try:
+                code = compile(module, f"<orgdb direct call of {cls_name}.{method_name}>", "exec")
+                exec(code, scope)
+            except Exception:
+                continue
+            direct = scope.pop(node.name)
+            direct.__doc__ = func.__doc__
+            direct.__qualname__ = func.__qualname__
+            direct.__module__ = func.__module__
+            direct.__annotations__ = dict(func.__annotations__)
+            pieces[(cls_name, method_name)] = direct
+    return pieces
 
 
 def _holder(gen, name):
@@ -1007,11 +1359,16 @@ def install(gen):
             )
 
     pieces = {}
-    for name, (read, lift) in _fuse(gen, Reader, lines, free).items():
+    values = {}
+    for name, (read, lift, value_of) in _fuse(gen, Reader, lines, free).items():
         pieces[(name, "read")] = staticmethod(read)
         if lift is not None:
             pieces[(name, "lift")] = staticmethod(lift)
+        values[name] = value_of
     fused.update(name for name, _ in pieces)
+    direct = _direct_methods(gen, lines, Reader, values)
+    direct_calls.update(f"{cls}.{method}" for cls, method in direct)
+    pieces.update(direct)
     pieces.update(
         {
             ("_UniffiConverterRustBuffer", "lift"): classmethod(lift_buffer),
@@ -1034,6 +1391,8 @@ def install(gen):
 _replaced = {}
 # The converters whose `read` (and `lift`) `install` replaced with a fused reader.
 fused = set()
+# The methods (`Class.method`) that `install` made direct calls.
+direct_calls = set()
 
 
 @contextlib.contextmanager
