@@ -149,9 +149,31 @@ pub(crate) fn micros_time(micros: i64, field: &str) -> Result<DateTime<Utc>, Org
     from_micros(micros).ok_or_else(|| invalid(field, "Timestamp out of range"))
 }
 
-/// A date as `YYYY-MM-DD`.
+/// A date as `YYYY-MM-DD` (chrono's `%Y-%m-%d`: a year outside 0-9999 gets a sign and its
+/// digits). Every receipt carries two, so years 0-9999 are written digit by digit: chrono's
+/// format parses its pattern on each call, half of a buffered `record`'s Rust time.
 pub(crate) fn date_text(date: NaiveDate) -> String {
-    date.format("%Y-%m-%d").to_string()
+    use chrono::Datelike;
+    let year = date.year();
+    if !(0..=9999).contains(&year) {
+        return date.format("%Y-%m-%d").to_string();
+    }
+    let digit = |n: u32| char::from(b'0' + (n % 10) as u8);
+    let (y, m, d) = (year as u32, date.month(), date.day());
+    [
+        digit(y / 1000),
+        digit(y / 100),
+        digit(y / 10),
+        digit(y),
+        '-',
+        digit(m / 10),
+        digit(m),
+        '-',
+        digit(d / 10),
+        digit(d),
+    ]
+    .iter()
+    .collect()
 }
 
 /// A `YYYY-MM-DD` date from the host; anything else is a `validation_error` naming `field`.
@@ -168,6 +190,33 @@ pub(crate) fn date_opt(text: Option<String>, field: &str) -> Result<Option<Naive
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_are_written_as_chrono_writes_them() {
+        let mut dates: Vec<NaiveDate> = [(2026, 1, 1), (2026, 12, 31), (1, 2, 3), (0, 1, 1)]
+            .into_iter()
+            .map(|(y, m, d)| NaiveDate::from_ymd_opt(y, m, d).unwrap())
+            .collect();
+        dates.extend([
+            NaiveDate::from_ymd_opt(9999, 12, 31).unwrap(),
+            NaiveDate::from_ymd_opt(10_000, 1, 1).unwrap(),
+            NaiveDate::from_ymd_opt(-1, 6, 15).unwrap(),
+            NaiveDate::MIN,
+            NaiveDate::MAX,
+        ]);
+        let mut day = NaiveDate::from_ymd_opt(2023, 12, 25).unwrap();
+        for _ in 0..800 {
+            dates.push(day);
+            day = day.succ_opt().unwrap();
+        }
+        for date in dates {
+            assert_eq!(
+                date_text(date),
+                date.format("%Y-%m-%d").to_string(),
+                "{date:?}"
+            );
+        }
+    }
 
     #[test]
     fn timestamps_cross_as_exact_microseconds() {

@@ -167,3 +167,29 @@ def test_a_library_without_the_entry_points_keeps_every_generated_call(monkeypat
     # Without the module's source, nothing either.
     monkeypatch.setattr(_runtime, "_method_tree", lambda func, lines: None)
     assert _runtime._direct_methods(_generated, lines, reader) == {}
+
+
+def test_calls_made_from_a_callback_inside_a_call_leave_that_call_whole(tmp_path, db, clock, make_user):
+    owner = make_user("Owner")
+    org = rich_organization(db, owner, DESCRIPTION)
+    dump = str(tmp_path / "dump.jsonl")
+    lines = db.export_jsonl(dump)
+    seen = []
+
+    class Nested(orgdb.ImportProgress):
+        def on_progress(self, records):
+            # On this thread, while the import's own call is in Rust: a call that returns a
+            # buffer through the thread's scratch memory, and one that fails through its status.
+            seen.append(db.get_organization(as_user(owner), org.id).organization.name)
+            try:
+                db.get_user("nobody")
+            except orgdb.OrgDbError:
+                seen.append("error")
+
+    fresh = orgdb.OrgDb.in_memory_with(orgdb.Options(clock=clock))
+    report = fresh.import_jsonl(dump, None, Nested())
+    assert report.records == lines
+    assert seen == [org.name, "error"] * lines
+    assert fresh.get_organization(orgdb.Actor.SYSTEM(), org.id) == db.get_organization(
+        orgdb.Actor.SYSTEM(), org.id
+    )

@@ -38,6 +38,13 @@ a call's time (issue 18's profile):
   `_uniffi_rust_call` / `_uniffi_rust_call_with_error` (the handle's clone goes through the
   first).
 
+- Direct calls (`_direct_methods`): each generated object method whose body is UniFFI's
+  template is compiled again with its checks and defaults as generated and the lowering, the
+  call and the lift replaced by one call of the library's `orgdb_py_<shape>` entry point for
+  the scaffolding function's signature (src/ffi/py.rs: it clones the handle, builds the
+  argument buffers from `bytes`, calls, and copies the result into this thread's scratch
+  memory, read by the fused reader). `direct_calls` names the methods replaced.
+
 The converters' values, their wire format and every error path stay UniFFI's;
 `generated_runtime` puts the generated pieces back for a block (the tests compare the two). If
 the generated module does not have the pieces this expects (another UniFFI version), nothing
@@ -415,7 +422,8 @@ def _stores_only(cls, fields, lines):
     ):
         return False
     params = code.co_varnames[: 1 + code.co_kwonlyargcount]
-    if sorted(params[1:]) != sorted(names) or init.__kwdefaults__:
+    # Every parameter is given (a default, `over: bool = False`, never applies).
+    if sorted(params[1:]) != sorted(names):
         return False
     source = _source(init, params, lines)
     return source is not None and source[0] == [f"{params[0]}.{p}={p}" for p in params[1:]]
@@ -1117,40 +1125,47 @@ def _direct_methods(gen, lines, Reader, values=None):
 
         return lift_bytes
 
-    def caller(name, clone, entry, shape, ctypes_args, restype, lift_bytes):
+    def failed(error, t):
+        check(error, t.failed())  # raises the error the status holds
+
+    def whole(t, n, error, lift):
+        """A returned buffer that did not fit the scratch memory (or an error)."""
+        if n == _FAILED:
+            failed(error, t)
+        out = buffer_type.from_buffer_copy(t.out)
+        ctypes.memset(ctypes.addressof(t.out), 0, ctypes.sizeof(buffer_type))
+        return lift(out)  # the generated lift frees it
+
+    scope.update(_dc_state=state, _dc_failed=failed, _dc_whole=whole, _dc_FAILED=_FAILED)
+
+    def call_source(prefix, shape, args, lift, error):
+        """The statements that call the entry point `prefix`_shim and return the value, lifted
+        by the expression `lift`, or raise the error `error` (an expression) lifts."""
+        call = (f"{prefix}_shim({prefix}_clone, {prefix}_entry, self._handle"
+                + "".join(", " + a for a in args) + ", _dc_t.at)")
+        ret = shape[-1]
+        if ret == "R":
+            return (
+                f"_dc_t = _dc_state\n_dc_n = {call}\n"
+                f"if _dc_n >= 0:\n    return {prefix}_value(_dc_t.view[:_dc_n].tobytes())\n"
+                f"return _dc_whole(_dc_t, _dc_n, {error}, {lift})\n"
+            )
+        if ret == "U":
+            return (
+                f"_dc_t = _dc_state\nif {call} == _dc_FAILED:\n"
+                f"    _dc_failed({error}, _dc_t)\nreturn None\n"
+            )
+        return (
+            f"_dc_t = _dc_state\n_dc_v = {call}\nif _dc_t.status.code:\n"
+            f"    _dc_failed({error}, _dc_t)\n"
+            f"return ({lift})(_dc_v)\n"
+        )
+
+    def shim_of(shape, ctypes_args, restype):
         shim = lib._FuncPtr((f"orgdb_py_{shape}", lib))
         shim.argtypes = (ctypes.c_size_t, ctypes.c_size_t, *ctypes_args, ctypes.c_void_p)
-        ret = shape[-1]
-        shim.restype = ctypes.c_int64 if ret in "RU" else restype
-        from_buffer = buffer_type.from_buffer_copy
-
-        if ret == "R":
-            def call(error, lift, *args):
-                t = state
-                n = shim(clone, entry, *args, t.at)
-                if n >= 0:
-                    return lift_bytes(t.view[:n].tobytes())
-                if n == _FAILED:
-                    check(error, t.failed())
-                out = from_buffer(t.out)  # too big for the scratch memory: lift frees it
-                ctypes.memset(ctypes.addressof(t.out), 0, ctypes.sizeof(buffer_type))
-                return lift(out)
-        elif ret == "U":
-            def call(error, lift, *args):
-                t = state
-                if shim(clone, entry, *args, t.at) == _FAILED:
-                    check(error, t.failed())
-                return lift(None)
-        else:
-            def call(error, lift, *args):
-                t = state
-                value = shim(clone, entry, *args, t.at)
-                if t.status.code:
-                    check(error, t.failed())
-                return lift(value)
-
-        call.__name__ = name
-        return call
+        shim.restype = ctypes.c_int64 if shape[-1] in "RU" else restype
+        return shim
 
     def address(fn):
         return ctypes.cast(fn, ctypes.c_void_p).value
@@ -1211,15 +1226,15 @@ def _direct_methods(gen, lines, Reader, values=None):
                     ctypes_args.append(ctype)
             if not ok:
                 continue
-            call_name = f"_dc_call_{cls_name}_{method_name}"
-            scope[call_name] = caller(call_name, clone, address(entry_fn), shape, ctypes_args,
-                                      entry_fn.restype, lift_bytes)
-            tail_src = (
-                f"_uniffi_lift_return = {ast.unparse(lift)}\n"
-                f"_uniffi_error_converter = {ast.unparse(error)}\n"
-                f"return {call_name}(_uniffi_error_converter, _uniffi_lift_return, self._handle"
-                + "".join(", " + ast.unparse(a) for a in new_args) + ")\n"
-            )
+            prefix = f"_dc_{cls_name}_{method_name}"
+            scope.update({
+                f"{prefix}_shim": shim_of(shape, ctypes_args, entry_fn.restype),
+                f"{prefix}_clone": clone,
+                f"{prefix}_entry": address(entry_fn),
+                f"{prefix}_value": lift_bytes,
+            })
+            tail_src = call_source(prefix, shape, [ast.unparse(a) for a in new_args],
+                                   ast.unparse(lift), ast.unparse(error))
             node.body = pre + ast.parse(tail_src).body
             node.decorator_list = []
             node.returns = None
