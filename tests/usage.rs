@@ -570,6 +570,57 @@ fn sixteen_threads_at_the_limit_never_pass_it() {
     }
 }
 
+/// Callers that stop one after another, over several organizations, in a few waves: on
+/// PostgreSQL batches overlap and the last callers often find one running and gather the next
+/// alone. Every call is answered (a caller left waiting with no batch to take its call would
+/// hang: the watchdog fails the test instead), and each organization counts exactly its calls.
+#[test]
+fn callers_that_stop_one_by_one_are_all_answered() {
+    let db = common::db_with(Options::default());
+    let orgs: Vec<String> = (0..8)
+        .map(|i| common::org(&db, &format!("Org {i}"), "free").0)
+        .collect();
+    for org in &orgs {
+        limit(&db, org, 1_000_000);
+    }
+    let threads = 16usize;
+    let calls_of = |t: usize| {
+        if common::on_postgres() {
+            2 + 2 * t
+        } else {
+            20 + 10 * t
+        }
+    };
+    let mut totals = vec![0u64; orgs.len()];
+    for wave in 0..4 {
+        let (done, finished) = std::sync::mpsc::channel();
+        for t in 0..threads {
+            let (db, orgs, done) = (db.clone(), orgs.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut counted = vec![0u64; orgs.len()];
+                for i in 0..calls_of(t) {
+                    let o = (t * 3 + i + wave) % orgs.len();
+                    db.record_usage(&orgs[o], &UsageEvent::new(1)).unwrap();
+                    counted[o] += 1;
+                }
+                done.send(counted).unwrap();
+            });
+        }
+        for _ in 0..threads {
+            let counted = finished
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .expect("a caller was never answered");
+            for (total, n) in totals.iter_mut().zip(counted) {
+                *total += n;
+            }
+        }
+    }
+    for (org, total) in orgs.iter().zip(totals) {
+        // A check counts the event it asks about on top of what is stored.
+        assert_eq!(db.check_quota(org, 1).unwrap().used, total + 1, "{org}");
+    }
+}
+
 #[test]
 fn sixteen_threads_over_several_organizations_count_each_exactly() {
     // On PostgreSQL one transaction admits the calls of several organizations at once (group
