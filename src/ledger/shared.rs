@@ -20,9 +20,10 @@
 //! **Gathering.** A batch started as soon as a leader's place is free takes only the calls
 //! queued at that instant: when one batch ends, the first of its callers to come back would
 //! start the next batch nearly alone while the others are on their way. So a caller about to
-//! start a batch while another batch runs, with fewer calls ready than the last batch answered,
-//! waits up to `GATHER` for them (no batch starts meanwhile; each call queued wakes it). A lone
-//! caller never waits: no other batch runs when it comes back.
+//! start a batch while another batch runs waits up to `GATHER` until every caller seen lately
+//! that is not in a running batch has queued (the most calls queued and running together when
+//! a batch started, over the last `PEAK_BATCHES` batches); no batch starts meanwhile, and each
+//! call queued wakes it. A lone caller never waits: no other batch runs when it comes back.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -74,8 +75,13 @@ struct Queue {
     busy: HashSet<String>,
     /// A caller is gathering the next batch (no other starts one meanwhile).
     gathering: bool,
-    /// How many calls the last batch to finish answered: they are the ones coming back.
-    released: usize,
+    /// How many calls the running batches hold.
+    running: usize,
+    /// The most calls seen in the queue and the running batches together when a batch
+    /// started, over the last `PEAK_BATCHES` batches: about how many callers there are.
+    peak: usize,
+    /// Batches started since `peak` was last set afresh.
+    since_peak: u32,
 }
 
 /// How many batches of one handle may run at once, on organizations apart: the next batch
@@ -86,10 +92,14 @@ struct Queue {
 const LEADERS: usize = 2;
 
 /// How long a caller about to start a batch may wait for more calls to gather, while another
-/// batch runs: the calls the last batch answered come back within microseconds when their
-/// callers loop. 16 callers over 64 organizations ran 1.85-1.99x hand-written SQL with 150-250
-/// µs against 1.50-1.61x without, the same hour (BENCHMARKS.md, PostgreSQL).
+/// batch runs: callers that loop come back within microseconds of their answer. 16 callers over
+/// 64 organizations ran 1.94-1.99x hand-written SQL against 1.50-1.61x without gathering
+/// (BENCHMARKS.md, PostgreSQL).
 const GATHER: Duration = Duration::from_micros(200);
+
+/// How many batches a caller count (`Queue::peak`) lasts before it is measured afresh: callers
+/// that left stop being waited for after that many batches.
+const PEAK_BATCHES: u32 = 256;
 
 /// The longest a waiting caller sleeps before it looks at the queue again.
 const RECHECK: Duration = Duration::from_millis(10);
@@ -164,12 +174,13 @@ impl Shared {
             if queue.leading < LEADERS && !queue.gathering {
                 let ready = queue.ready();
                 // Gathering (module docs): only while another batch runs, only for a batch
-                // that could start now but is smaller than the last one answered, and only
-                // by a caller whose own call still waits (it then leads what it gathered).
+                // that could start now but would leave out callers seen lately that are not
+                // in a running batch, and only by a caller whose own call still waits (it
+                // then leads what it gathered).
                 if !gathered
                     && queue.leading > 0
                     && ready > 0
-                    && ready < queue.released
+                    && ready < queue.target()
                     && queue.waiting.iter().any(|c| Arc::ptr_eq(c, &call))
                 {
                     gathered = true;
@@ -184,6 +195,7 @@ impl Shared {
                         .partition(|c| !queue.busy.contains(&c.org));
                 queue.waiting = rest;
                 if !batch.is_empty() {
+                    queue.started(batch.len());
                     queue.leading += 1;
                     for c in &batch {
                         queue.busy.insert(c.org.clone());
@@ -213,6 +225,25 @@ impl Shared {
 }
 
 impl Queue {
+    /// How many calls a batch started now should gather: every caller seen lately that is
+    /// not in a running batch.
+    fn target(&self) -> usize {
+        self.peak.saturating_sub(self.running)
+    }
+
+    /// Counts a batch of `n` calls starting (taken out of `waiting` already).
+    fn started(&mut self, n: usize) {
+        let seen = self.running + n + self.waiting.len();
+        self.since_peak += 1;
+        if self.since_peak >= PEAK_BATCHES {
+            self.since_peak = 0;
+            self.peak = seen;
+        } else {
+            self.peak = self.peak.max(seen);
+        }
+        self.running += n;
+    }
+
     /// How many waiting calls a batch started now would take.
     fn ready(&self) -> usize {
         self.waiting
@@ -223,14 +254,15 @@ impl Queue {
 }
 
 impl Shared {
-    /// Waits, for at most [`GATHER`], until as many calls are ready as the last batch
-    /// answered; no batch starts meanwhile (callers queued in between wait for this one).
+    /// Waits, for at most [`GATHER`], until as many calls are ready as there are callers seen
+    /// lately outside the running batches (`Queue::target`); no batch starts meanwhile
+    /// (callers queued in between wait for this one).
     fn gather<'q>(&self, mut queue: MutexGuard<'q, Queue>) -> MutexGuard<'q, Queue> {
         queue.gathering = true;
         let deadline = Instant::now() + GATHER;
         loop {
             let now = Instant::now();
-            if now >= deadline || queue.ready() >= queue.released {
+            if now >= deadline || queue.ready() >= queue.target() {
                 break;
             }
             queue = self
@@ -264,7 +296,7 @@ impl Drop for Running<'_> {
         }
         let mut queue = lock(&self.shared.queue);
         queue.leading -= 1;
-        queue.released = self.batch.len();
+        queue.running = queue.running.saturating_sub(self.batch.len());
         for c in self.batch {
             queue.busy.remove(&c.org);
         }
