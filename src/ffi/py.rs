@@ -218,6 +218,11 @@ macro_rules! py_shapes {
             // the context are as the contract says, and `Buf` has `RustBuffer`'s layout.
             unsafe {
                 let context = &mut *context;
+                if context.status.code != 0 {
+                    // A status not read yet (the contract says 0): take nothing, so that
+                    // nothing leaks, and leave it to its reader.
+                    return <$ret as Return>::FAILED;
+                }
                 let status = std::ptr::addr_of_mut!(context.status).cast::<c_void>();
                 let first = <$first_kind as Param>::take($first);
                 let first = <$first_kind as Param>::cloned(first, clone, status);
@@ -378,6 +383,17 @@ mod tests {
         let n = call(0, b"x", None, 0, &mut cx);
         assert_eq!((n, cx.status.code), (FAILED, 1));
         assert_eq!(owned(cx.status.error), want(7, b"x", 0));
+        assert_eq!(scratch, [0u8; 64]);
+    }
+
+    #[test]
+    fn a_status_not_read_yet_makes_a_call_take_nothing() {
+        let mut scratch = [0u8; 64];
+        let mut cx = context(&mut scratch);
+        cx.status.code = 1;
+        // `failing_clone` would set code 2; `concat` would write a result.
+        let n = call(failing_clone as *const () as usize, b"ab", None, 1, &mut cx);
+        assert_eq!((n, cx.status.code), (FAILED, 1));
         assert_eq!(scratch, [0u8; 64]);
     }
 

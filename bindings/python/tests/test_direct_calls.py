@@ -193,3 +193,52 @@ def test_calls_made_from_a_callback_inside_a_call_leave_that_call_whole(tmp_path
     assert fresh.get_organization(orgdb.Actor.SYSTEM(), org.id) == db.get_organization(
         orgdb.Actor.SYSTEM(), org.id
     )
+
+
+def test_calls_made_between_a_call_and_its_reading_get_their_own_slot(tmp_path, clock):
+    # Python code can run after the entry point returned and before the method read its
+    # result or status (a signal handler, a `__del__`, a trace hook). A trace hook makes that
+    # happen on every line of the direct methods: each time it calls orgdb twice, once
+    # succeeding and once failing.
+    path = str(tmp_path / "o.redb")
+    db = orgdb.OrgDb.open_with(path, orgdb.Options(clock=clock))
+    user = db.create_user(orgdb.NewUser(email="u@example.com", name="U"))
+    other = db.create_user(orgdb.NewUser(email="o@example.com", name="O"))
+    nested = []
+
+    def hook(frame, event, arg):
+        if not frame.f_code.co_filename.startswith("<orgdb direct call"):
+            return None
+        if event == "line":
+            nested.append(db.get_user(other.id).name)
+            try:
+                db.get_user("nobody")
+            except orgdb.OrgDbError as e:
+                nested.append(e.code)
+        return hook
+
+    import sys
+
+    sys.settrace(hook)
+    try:
+        got = db.get_user(user.id)
+        try:
+            db.get_user("nobody")
+        except orgdb.OrgDbError as e:
+            failed = e
+        else:
+            failed = None
+        flushed = db.flush()
+        now = db.now()
+    finally:
+        sys.settrace(None)
+    assert nested and set(nested) == {"O", "not_found"}
+    assert got == generated(db.get_user, user.id)
+    assert isinstance(failed, orgdb.OrgDbError.NotFound)
+    assert flushed is None and now == clock.now()
+    # No handle was taken and left behind: the file opens again once the handle is gone (the
+    # error's traceback holds the method's frame, and so the handle: it goes first).
+    del db, failed
+    gc.collect()
+    again = orgdb.OrgDb.open_with(path, orgdb.Options(clock=clock))
+    assert again.get_user(user.id).name == "U"

@@ -919,13 +919,22 @@ _ARGS = "_uniffi_lowered_args"
 
 
 def _call_state(buffer_type, status_type):
+    """(the per-thread state, a function making a call slot). A call takes a slot from its
+    thread's `free` list (or a new one) and gives it back once it has read what the entry
+    point left there: Python code that runs in between (a signal handler, a `__del__` run by
+    the collector, a trace hook) and calls orgdb again gets a slot of its own, so nothing
+    overwrites a result or status not yet read. A slot whose call was interrupted before it
+    gave it back is not used again."""
+
     class Context(ctypes.Structure):
         # src/ffi/py.rs `Context`: the scratch memory, a result too big for it, the status.
         _fields_ = [("scratch", ctypes.c_void_p), ("cap", ctypes.c_uint64),
                     ("out", buffer_type), ("status", status_type)]
 
-    class CallState(threading.local):
-        """A thread's call context, its scratch memory and their views."""
+    class Slot:
+        """A call context, its scratch memory and their views."""
+
+        __slots__ = ("scratch", "view", "context", "at", "status", "out")
 
         def __init__(self):
             self.scratch = ctypes.create_string_buffer(_SCRATCH)
@@ -936,12 +945,16 @@ def _call_state(buffer_type, status_type):
             self.out = self.context.out
 
         def failed(self):
-            """The status an error was written to, as a copy; the context's is zeroed."""
+            """The status an error was written to, as a copy; the slot's is zeroed."""
             status = status_type.from_buffer_copy(self.status)
             ctypes.memset(ctypes.addressof(self.status), 0, ctypes.sizeof(status_type))
             return status
 
-    return CallState()
+    class CallState(threading.local):
+        def __init__(self):
+            self.free = [Slot()]
+
+    return CallState(), Slot
 
 
 def _shape_code(ctype, buffer_type):
@@ -1059,7 +1072,7 @@ def _direct_methods(gen, lines, Reader, values=None):
         lib._FuncPtr(("orgdb_py_LR_R", lib))
     except AttributeError:
         return {}  # a library without the entry points
-    state = _call_state(buffer_type, status_type)
+    state, slot = _call_state(buffer_type, status_type)
     scope = dict(namespace)
     pieces = {}
 
@@ -1125,39 +1138,49 @@ def _direct_methods(gen, lines, Reader, values=None):
 
         return lift_bytes
 
-    def failed(error, t):
-        check(error, t.failed())  # raises the error the status holds
+    def failed(free, t, error):
+        status = t.failed()
+        free.append(t)
+        check(error, status)  # raises the error the status holds
 
-    def whole(t, n, error, lift):
+    def whole(free, t, n, error, lift):
         """A returned buffer that did not fit the scratch memory (or an error)."""
         if n == _FAILED:
-            failed(error, t)
+            failed(free, t, error)
         out = buffer_type.from_buffer_copy(t.out)
         ctypes.memset(ctypes.addressof(t.out), 0, ctypes.sizeof(buffer_type))
+        free.append(t)
         return lift(out)  # the generated lift frees it
 
-    scope.update(_dc_state=state, _dc_failed=failed, _dc_whole=whole, _dc_FAILED=_FAILED)
+    scope.update(_dc_state=state, _dc_slot=slot, _dc_failed=failed, _dc_whole=whole,
+                 _dc_FAILED=_FAILED)
 
     def call_source(prefix, shape, args, lift, error):
         """The statements that call the entry point `prefix`_shim and return the value, lifted
         by the expression `lift`, or raise the error `error` (an expression) lifts."""
         call = (f"{prefix}_shim({prefix}_clone, {prefix}_entry, self._handle"
                 + "".join(", " + a for a in args) + ", _dc_t.at)")
+        take = "_dc_f = _dc_state.free\n_dc_t = _dc_f.pop() if _dc_f else _dc_slot()\n"
         ret = shape[-1]
         if ret == "R":
             return (
-                f"_dc_t = _dc_state\n_dc_n = {call}\n"
-                f"if _dc_n >= 0:\n    return {prefix}_value(_dc_t.view[:_dc_n].tobytes())\n"
-                f"return _dc_whole(_dc_t, _dc_n, {error}, {lift})\n"
+                f"{take}_dc_n = {call}\n"
+                "if _dc_n >= 0:\n"
+                "    _dc_b = _dc_t.view[:_dc_n].tobytes()\n"
+                "    _dc_f.append(_dc_t)\n"
+                f"    return {prefix}_value(_dc_b)\n"
+                f"return _dc_whole(_dc_f, _dc_t, _dc_n, {error}, {lift})\n"
             )
         if ret == "U":
             return (
-                f"_dc_t = _dc_state\nif {call} == _dc_FAILED:\n"
-                f"    _dc_failed({error}, _dc_t)\nreturn None\n"
+                f"{take}if {call} == _dc_FAILED:\n"
+                f"    _dc_failed(_dc_f, _dc_t, {error})\n"
+                "_dc_f.append(_dc_t)\nreturn None\n"
             )
         return (
-            f"_dc_t = _dc_state\n_dc_v = {call}\nif _dc_t.status.code:\n"
-            f"    _dc_failed({error}, _dc_t)\n"
+            f"{take}_dc_v = {call}\nif _dc_t.status.code:\n"
+            f"    _dc_failed(_dc_f, _dc_t, {error})\n"
+            "_dc_f.append(_dc_t)\n"
             f"return ({lift})(_dc_v)\n"
         )
 
