@@ -174,13 +174,13 @@ impl Shared {
             if queue.leading < LEADERS && !queue.gathering {
                 let ready = queue.ready();
                 // Gathering (module docs): only while another batch runs, only for a batch
-                // that could start now but would leave out callers seen lately that are not
-                // in a running batch, and only by a caller whose own call still waits (it
-                // then leads what it gathered).
+                // that could start now while callers seen lately are neither queued nor in a
+                // running batch, and only by a caller whose own call still waits (it then
+                // leads what it gathered).
                 if !gathered
                     && queue.leading > 0
                     && ready > 0
-                    && ready < queue.target()
+                    && queue.waiting.len() < queue.target()
                     && queue.waiting.iter().any(|c| Arc::ptr_eq(c, &call))
                 {
                     gathered = true;
@@ -225,8 +225,8 @@ impl Shared {
 }
 
 impl Queue {
-    /// How many calls a batch started now should gather: every caller seen lately that is
-    /// not in a running batch.
+    /// How many calls should be queued before a batch starts: every caller seen lately that
+    /// is not in a running batch.
     fn target(&self) -> usize {
         self.peak.saturating_sub(self.running)
     }
@@ -254,15 +254,16 @@ impl Queue {
 }
 
 impl Shared {
-    /// Waits, for at most [`GATHER`], until as many calls are ready as there are callers seen
+    /// Waits, for at most [`GATHER`], until as many calls are queued as there are callers seen
     /// lately outside the running batches (`Queue::target`); no batch starts meanwhile
-    /// (callers queued in between wait for this one).
+    /// (callers queued in between wait for this one). A call queued, or a batch ending (its
+    /// organizations free again), wakes it.
     fn gather<'q>(&self, mut queue: MutexGuard<'q, Queue>) -> MutexGuard<'q, Queue> {
         queue.gathering = true;
         let deadline = Instant::now() + GATHER;
         loop {
             let now = Instant::now();
-            if now >= deadline || queue.ready() >= queue.target() {
+            if now >= deadline || queue.waiting.len() >= queue.target() {
                 break;
             }
             queue = self
@@ -300,8 +301,13 @@ impl Drop for Running<'_> {
         for c in self.batch {
             queue.busy.remove(&c.org);
         }
+        let gathering = queue.gathering;
         drop(queue);
         self.shared.answered.notify_all();
+        if gathering {
+            // Its organizations are free now: the gatherer's batch may take more.
+            self.shared.queued.notify_one();
+        }
     }
 }
 
