@@ -32,9 +32,9 @@ pub struct Status {
     error: Buf,
 }
 
-/// A Python thread's call context, allocated by the caller and passed by address: where a
-/// returned buffer is copied (`scratch`, `cap` bytes) or written whole (`out`), and the call
-/// status the scaffolding function writes (its code 0 before the call).
+/// A call context, allocated by the caller (a slot of the Python thread's free list) and passed
+/// by address: where a returned buffer is copied (`scratch`, `cap` bytes) or written whole
+/// (`out`), and the call status the scaffolding function writes (its code 0 before the call).
 #[repr(C)]
 pub struct Context {
     scratch: *mut u8,

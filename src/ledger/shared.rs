@@ -23,7 +23,8 @@
 //! start a batch while another batch runs waits up to `GATHER` until every caller seen lately
 //! that is not in a running batch has queued (the most calls queued and running together when
 //! a batch started, over the last `PEAK_BATCHES` batches); no batch starts meanwhile, and each
-//! call queued wakes it. A lone caller never waits: no other batch runs when it comes back.
+//! call queued or batch ended wakes it. A lone caller never waits: no other batch runs when it
+//! comes back.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -93,7 +94,7 @@ const LEADERS: usize = 2;
 
 /// How long a caller about to start a batch may wait for more calls to gather, while another
 /// batch runs: callers that loop come back within microseconds of their answer. 16 callers over
-/// 64 organizations ran 1.94-1.99x hand-written SQL against 1.50-1.61x without gathering
+/// 64 organizations ran 1.97-2.07x hand-written SQL against 1.50-1.61x without gathering
 /// (BENCHMARKS.md, PostgreSQL).
 const GATHER: Duration = Duration::from_micros(200);
 
@@ -172,15 +173,14 @@ impl Shared {
                 return answer;
             }
             if queue.leading < LEADERS && !queue.gathering {
-                let ready = queue.ready();
-                // Gathering (module docs): only while another batch runs, only for a batch
-                // that could start now while callers seen lately are neither queued nor in a
-                // running batch, and only by a caller whose own call still waits (it then
+                // Gathering (module docs): only while another batch runs, only while callers
+                // seen lately are neither queued nor in a running batch, only for a batch that
+                // could start now, and only by a caller whose own call still waits (it then
                 // leads what it gathered).
                 if !gathered
                     && queue.leading > 0
-                    && ready > 0
                     && queue.waiting.len() < queue.target()
+                    && queue.any_ready()
                     && queue.waiting.iter().any(|c| Arc::ptr_eq(c, &call))
                 {
                     gathered = true;
@@ -244,12 +244,9 @@ impl Queue {
         self.running += n;
     }
 
-    /// How many waiting calls a batch started now would take.
-    fn ready(&self) -> usize {
-        self.waiting
-            .iter()
-            .filter(|c| !self.busy.contains(&c.org))
-            .count()
+    /// Whether a batch started now would take a call.
+    fn any_ready(&self) -> bool {
+        self.waiting.iter().any(|c| !self.busy.contains(&c.org))
     }
 }
 

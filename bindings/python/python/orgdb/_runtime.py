@@ -701,9 +701,9 @@ class _Emitter:
 
 def _fuse(gen, Reader, lines, free):
     """{converter name: (`read(stream)`, `lift(rbuf)` or None, `value_of(data)`)}: fused
-    readers for the generated
-    converters whose whole tree `_shape` knows. Each is written and compiled at its first call
-    (most of them are never called); until then it costs an entry here."""
+    readers for the generated converters whose whole tree `_shape` knows. Each is written and
+    compiled at its first call (most of them are never called); until then it costs an entry
+    here."""
     namespace = vars(gen)
     converters = {
         name: value
@@ -907,10 +907,11 @@ def _buffer_calls(gen, lines):
 # about a microsecond apiece. The library's `orgdb_py_<shape>` entry points (src/ffi/py.rs) do
 # all of that in one call: they take the clone and scaffolding functions' addresses, the
 # handle, each buffer argument as Python bytes (an 8-byte little-endian length, then the
-# bytes: passed without a copy), and copy a returned buffer into this thread's scratch memory.
-# `_direct_methods` rewrites each generated method whose body is UniFFI's template so that it
-# calls one: the statements before the lowering (argument checks, defaults) stay as generated;
-# the lowering and the call become one call of the method's own caller.
+# bytes: passed without a copy), and copy a returned buffer into the scratch memory of the call
+# slot the caller passes. `_direct_methods` rewrites each generated method whose body is
+# UniFFI's template so that it calls one: the statements before the lowering (argument checks,
+# defaults) stay as generated; the lowering, the call and the lift become the entry point's
+# call written into the method.
 
 _SCRATCH = 64 * 1024  # bytes of a thread's scratch memory; a bigger result comes back whole
 _FAILED = -2  # what an entry point returning a buffer or nothing returns after an error
@@ -995,6 +996,13 @@ def _is_name(node, name):
     return isinstance(node, ast.Name) and node.id == name
 
 
+def _assigned(stmt, name):
+    """The value of `stmt` if it is `name = value`, else None."""
+    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and _is_name(stmt.targets[0], name):
+        return stmt.value
+    return None
+
+
 def _template_tail(node):
     """(the statements before the lowering, the lowered arguments, the lift and error
     expressions, the scaffolding function's name) of a method made from UniFFI's template;
@@ -1002,16 +1010,16 @@ def _template_tail(node):
     body = node.body
     if len(body) < 5:
         return None
-    lowered, lift, error, result, ret = body[-5:]
-    if not (
-        isinstance(lowered, ast.Assign)
-        and len(lowered.targets) == 1
-        and _is_name(lowered.targets[0], _ARGS)
-        and isinstance(lowered.value, ast.Tuple)
-        and lowered.value.elts
-    ):
+    lowered, lift, error, call = (
+        _assigned(stmt, name)
+        for stmt, name in zip(body[-5:-1], (
+            _ARGS, "_uniffi_lift_return", "_uniffi_error_converter", "_uniffi_ffi_result"
+        ))
+    )
+    ret = body[-1]
+    if not (isinstance(lowered, ast.Tuple) and lowered.elts and None not in (lift, error)):
         return None
-    first, *args = lowered.value.elts
+    first, *args = lowered.elts
     if ast.unparse(first) != "self._uniffi_clone_handle()":
         return None
     for arg in args:
@@ -1024,18 +1032,8 @@ def _template_tail(node):
             and not arg.keywords
         ):
             return None
-    names = []
-    for stmt, name in ((lift, "_uniffi_lift_return"), (error, "_uniffi_error_converter")):
-        if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
-                and _is_name(stmt.targets[0], name)):
-            return None
-        names.append(stmt.value)
-    call = result.value if isinstance(result, ast.Assign) else None
     if not (
-        call is not None
-        and len(result.targets) == 1
-        and _is_name(result.targets[0], "_uniffi_ffi_result")
-        and isinstance(call, ast.Call)
+        isinstance(call, ast.Call)
         and _is_name(call.func, "_uniffi_rust_call_with_error")
         and len(call.args) == 3
         and _is_name(call.args[0], "_uniffi_error_converter")
@@ -1050,7 +1048,7 @@ def _template_tail(node):
     pre = body[:-5]
     if pre and isinstance(pre[0], ast.Expr) and isinstance(pre[0].value, ast.Constant):
         pre = pre[1:]  # the docstring: the replacement takes the generated one's
-    return pre, args, names[0], names[1], call.args[1].attr
+    return pre, args, lift, error, call.args[1].attr
 
 
 def _direct_methods(gen, lines, Reader, values=None):
@@ -1127,16 +1125,8 @@ def _direct_methods(gen, lines, Reader, values=None):
         if conv.__name__ in values:
             return values[conv.__name__]
 
-        def lift_bytes(data):
-            stream = Reader(data, len(data))
-            value = conv.read(stream)
-            if stream.offset != stream.len:
-                raise RuntimeError(
-                    f"junk data left in buffer at end of consume_with_stream {stream.remaining()}"
-                )
-            return value
-
-        return lift_bytes
+        read = conv.read
+        return lambda data: _read_whole(Reader, read, data)
 
     def failed(free, t, error):
         status = t.failed()
@@ -1184,8 +1174,7 @@ def _direct_methods(gen, lines, Reader, values=None):
             f"return ({lift})(_dc_v)\n"
         )
 
-    def shim_of(shape, ctypes_args, restype):
-        shim = lib._FuncPtr((f"orgdb_py_{shape}", lib))
+    def declare(shim, shape, ctypes_args, restype):
         shim.argtypes = (ctypes.c_size_t, ctypes.c_size_t, *ctypes_args, ctypes.c_void_p)
         shim.restype = ctypes.c_int64 if shape[-1] in "RU" else restype
         return shim
@@ -1222,7 +1211,7 @@ def _direct_methods(gen, lines, Reader, values=None):
                 continue
             shape = "".join(codes) + "_" + ret
             try:
-                lib._FuncPtr((f"orgdb_py_{shape}", lib))
+                shim = lib._FuncPtr((f"orgdb_py_{shape}", lib))
             except AttributeError:
                 continue  # no entry point of this shape: the generated call stays
             lift_bytes = None
@@ -1251,7 +1240,7 @@ def _direct_methods(gen, lines, Reader, values=None):
                 continue
             prefix = f"_dc_{cls_name}_{method_name}"
             scope.update({
-                f"{prefix}_shim": shim_of(shape, ctypes_args, entry_fn.restype),
+                f"{prefix}_shim": declare(shim, shape, ctypes_args, entry_fn.restype),
                 f"{prefix}_clone": clone,
                 f"{prefix}_entry": address(entry_fn),
                 f"{prefix}_value": lift_bytes,
@@ -1276,6 +1265,17 @@ def _direct_methods(gen, lines, Reader, values=None):
             direct.__annotations__ = dict(func.__annotations__)
             pieces[(cls_name, method_name)] = direct
     return pieces
+
+
+def _read_whole(Reader, read, data):
+    """The value `read` reads from all of `data` (bytes), as the generated lift reads it."""
+    stream = Reader(data, len(data))
+    value = read(stream)
+    if stream.offset != stream.len:
+        raise RuntimeError(
+            f"junk data left in buffer at end of consume_with_stream {stream.remaining()}"
+        )
+    return value
 
 
 def _holder(gen, name):
@@ -1333,13 +1333,8 @@ def install(gen):
 
     def lift_buffer(cls, rbuf):
         try:
-            stream = Reader.of(rbuf)
-            value = cls.read(stream)
-            if stream.offset != stream.len:
-                raise RuntimeError(
-                    f"junk data left in buffer at end of consume_with_stream {stream.remaining()}"
-                )
-            return value
+            n = rbuf.len
+            return _read_whole(Reader, cls.read, rbuf.data[:n] if n else b"")
         finally:
             free(rbuf)
 
