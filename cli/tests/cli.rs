@@ -1842,6 +1842,30 @@ fn populate(path: &Path) {
     db.flush().unwrap();
 }
 
+/// Asserts that an export run succeeded and printed `expected`; a failure names the first line
+/// that differs (exports run to thousands of lines).
+#[track_caller]
+fn same_export(r: &Run, expected: &str, what: &str) {
+    assert_eq!(r.code, 0, "exporting {what} failed: {}", r.stderr);
+    if r.stdout != expected {
+        let (ours, theirs) = (r.stdout.lines(), expected.lines());
+        let first = ours
+            .zip(theirs)
+            .enumerate()
+            .find(|(_, (a, b))| a != b)
+            .map_or_else(
+                || "one export is a prefix of the other".to_owned(),
+                |(n, (a, b))| format!("line {}:\n  got      {a}\n  expected {b}", n + 1),
+            );
+        panic!(
+            "the export of {what} differs ({} lines against {}); {first}\nstderr: {}",
+            r.stdout.lines().count(),
+            expected.lines().count(),
+            r.stderr
+        );
+    }
+}
+
 #[test]
 fn export_import_round_trip_and_maintenance() {
     let cli = Cli::new();
@@ -1887,9 +1911,7 @@ fn export_import_round_trip_and_maintenance() {
         } else {
             assert_eq!(transactions, 1);
         }
-        let again = run(cli.cmd_for(&copy).arg("export"));
-        assert_eq!(again.code, 0);
-        assert!(again.stdout == text, "round trip through {name} differs");
+        same_export(&run(cli.cmd_for(&copy).arg("export")), &text, name);
     }
     // From stdin too.
     let piped = cli.path("piped.redb");
@@ -1954,8 +1976,11 @@ fn export_import_round_trip_and_maintenance() {
     let b = cli.ok(&["backup", backup.to_str().unwrap()]);
     assert!(b["bytes"].as_u64().unwrap() > 0);
     cli.fail(&["backup", backup.to_str().unwrap()], 5, "validation_error");
-    let from_backup = run(cli.cmd_for(&backup).arg("export"));
-    assert!(from_backup.stdout == text, "the backup holds the same data");
+    same_export(
+        &run(cli.cmd_for(&backup).arg("export")),
+        &text,
+        "the backup",
+    );
     let check = cli.ok(&["check"]);
     assert_eq!(check["problems"], Value::Array(vec![]));
     assert_eq!(check["organizations"], 8);
