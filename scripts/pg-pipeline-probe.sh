@@ -5,7 +5,9 @@
 # pgbench on the data of the PostgreSQL benchmark, once one statement at a time (five round
 # trips with BEGIN and COMMIT) and once in two pipelines (BEGIN, lock and read; write and
 # COMMIT), and pipelined with the day row's per-column merge that orgdb's write does
-# (`pipelined_merge`: the write above adds to the total only). One client, prepared
+# (`pipelined_merge`: the write above adds to the total only), and all in one pipeline
+# (`one_pipeline`: what one round trip less would buy at most, with the read's server time
+# kept; orgdb cannot send its write before its read returns). One client, prepared
 # statements, a durable server.
 #
 #   scripts/pg-server.sh run --durable -- scripts/pg-pipeline-probe.sh [SECONDS]
@@ -45,8 +47,10 @@ printf '\\set k random(1, 2000000000)\n\\startpipeline\nBEGIN ISOLATION LEVEL RE
   "$lock" "$read" "$write" >"$dir/pipelined.sql"
 printf '\\set k random(1, 2000000000)\n\\startpipeline\nBEGIN ISOLATION LEVEL READ COMMITTED;\n%s\n%s\n\\endpipeline\n\\startpipeline\n%s\nCOMMIT;\n\\endpipeline\n' \
   "$lock" "$read" "$write_merge" >"$dir/pipelined_merge.sql"
+printf '\\set k random(1, 2000000000)\n\\startpipeline\nBEGIN ISOLATION LEVEL READ COMMITTED;\n%s\n%s\n%s\nCOMMIT;\n\\endpipeline\n' \
+  "$lock" "$read" "$write_merge" >"$dir/one_pipeline.sql"
 for round in 1 2 3; do
-  for script in one_at_a_time pipelined pipelined_merge; do
+  for script in one_at_a_time pipelined pipelined_merge one_pipeline; do
     tps=$("$pgbench" -n -M prepared -c 1 -T "$seconds" -f "$dir/$script.sql" "$url" 2>&1 |
       awk '/^tps/ {print $3}')
     echo "round $round  $script  $tps transactions/s"

@@ -899,6 +899,84 @@ fn monthly_quota_and_idempotency_keys_hold_across_processes() {
     assert_sound(&db);
 }
 
+/// A lone caller's usage transaction runs on what its handle saw its last one commit (one
+/// round trip, ARCHITECTURE.md "Guessed usage transactions"). Whatever another handle (another
+/// app server) changes in between is found there: the call is answered as the stored state
+/// says, never as the guess did.
+#[test]
+fn a_usage_guess_made_stale_by_another_handle_is_caught() {
+    let Some((url, _server, a, org, owner)) = acme("pro") else {
+        return;
+    };
+    let b = Db::open(&url).unwrap();
+    let admin = Actor::user(&owner.id);
+    monthly_limit(&a, &org, 30);
+    // No alert thresholds: a call that reaches one reads the alert state, which no guess
+    // answers, so it would not run on a guess at all.
+    a.set_usage_alerts(&admin, &org, Some(&[])).unwrap();
+    let mcp = a
+        .register_resource(&admin, &org, ResourceKind::Mcp, "Weather")
+        .unwrap();
+    let one = || UsageEvent::new(1).resource(&mcp.id);
+    let mut used = 0;
+    // A's calls until one ran on a guess that held (after a guess missed, A's next call
+    // reads under the lock first), so that the next one runs on a guess.
+    let settle = |used: &mut u64, event: &dyn Fn() -> UsageEvent| {
+        for _ in 0..3 {
+            *used += 1;
+            assert_eq!(a.record_usage(&org, &event()).unwrap().used, *used);
+        }
+    };
+    settle(&mut used, &one);
+    // B counts: A's guess of the total is 5 short.
+    assert_eq!(
+        b.record_usage(&org, &UsageEvent::new(5)).unwrap().used,
+        used + 5
+    );
+    used += 6;
+    assert_eq!(a.record_usage(&org, &one()).unwrap().used, used);
+    settle(&mut used, &one);
+    // B raises the limit: A's guess of the organization's row is stale.
+    monthly_limit(&b, &org, 60);
+    used += 1;
+    let r = a.record_usage(&org, &one()).unwrap();
+    assert_eq!((r.used, r.limit), (used, Some(60)));
+    settle(&mut used, &one);
+    // A key stored since A's guess (by A's own last call: the guess says no key is stored)
+    // is a duplicate, counted once.
+    used += 1;
+    assert!(!a.record_usage(&org, &one().key("k-1")).unwrap().duplicate);
+    let r = a.record_usage(&org, &one().key("k-1")).unwrap();
+    assert!(r.duplicate, "{r:?}");
+    assert_eq!(r.used, used);
+    settle(&mut used, &one);
+    // A reservation B holds counts against A's calls until B lets it go.
+    let held = b
+        .reserve_usage(&org, &orgdb::NewReservation::new(60 - used))
+        .unwrap();
+    assert_err(a.record_usage(&org, &one()), "quota_exceeded", None);
+    assert!(b.release_reservation(&org, &held.id).unwrap());
+    settle(&mut used, &one);
+    // A resource B removed is gone for A.
+    b.remove_resource(&admin, &org, &mcp.id).unwrap();
+    assert_err(a.record_usage(&org, &one()), "not_found", None);
+    let plain = || UsageEvent::new(1);
+    settle(&mut used, &plain);
+    // B takes the quota up to the limit: A's guess says there is room.
+    b.record_usage(&org, &UsageEvent::new(60 - used)).unwrap();
+    assert_err(a.record_usage(&org, &plain()), "quota_exceeded", None);
+    // Every acknowledged call is stored, once.
+    let usage = b.get_organization(&Actor::System, &org).unwrap().usage;
+    assert_eq!(usage.monthly_requests, 60);
+    assert_sound(&a);
+    // An organization B deleted is gone for A.
+    monthly_limit(&b, &org, 100);
+    let mut more = 60;
+    settle(&mut more, &plain);
+    b.delete_organization(&admin, &org).unwrap();
+    assert_err(a.record_usage(&org, &plain()), "not_found", None);
+}
+
 #[test]
 fn resource_limits_last_owners_and_accept_against_revoke_hold_across_processes() {
     let Some((url, _server, db, org, owner)) = acme("pro") else {

@@ -10,7 +10,7 @@
 use std::panic::Location;
 use std::path::Path;
 
-use super::{Reads, UsageAsk, Writes};
+use super::{Reads, UsageAsk, UsageGuess, Writes};
 use crate::error::Result;
 
 /// How durable a write transaction's commit is.
@@ -54,14 +54,22 @@ pub(crate) trait Backend: Send + Sync {
     /// caller can tell before `f` runs. A server backend may send that read with the lock, in
     /// one round trip, and answer `f`'s call from it if `f` asks exactly that; anything else
     /// is read when asked.
+    ///
+    /// `guess`: for one organization and one prefetched ask, what `f`'s reads of its record
+    /// and of that ask will likely answer. A server backend may answer them from the guess
+    /// and send the lock, a check of the guess and `f`'s writes with COMMIT in one round trip;
+    /// the check fails the transaction unless the rows read then are the ones guessed, and
+    /// `f` then runs again without the guess. A run of `f` on a guess reads nothing else: any
+    /// other read fails it, and it runs again without the guess.
     fn write_usage_dyn(
         &self,
         commit: Commit,
         orgs: &[&str],
         prefetch: &[(&str, UsageAsk<'_>)],
+        guess: Option<&UsageGuess>,
         f: &mut dyn FnMut(&mut dyn Writes) -> Result<()>,
     ) -> Result<()> {
-        let _ = (orgs, prefetch);
+        let _ = (orgs, prefetch, guess);
         self.write_dyn(commit, f)
     }
 
@@ -135,8 +143,20 @@ impl dyn Backend + '_ {
         prefetch: &[(&str, UsageAsk<'_>)],
         f: impl Fn(&mut dyn Writes) -> Result<T>,
     ) -> Result<T> {
+        self.write_usage_guessed(orgs, prefetch, None, f)
+    }
+
+    /// As [`write_usage`](Self::write_usage), with a guess of what `f` reads (see
+    /// [`Backend::write_usage_dyn`]).
+    pub(crate) fn write_usage_guessed<T>(
+        &self,
+        orgs: &[&str],
+        prefetch: &[(&str, UsageAsk<'_>)],
+        guess: Option<&UsageGuess>,
+        f: impl Fn(&mut dyn Writes) -> Result<T>,
+    ) -> Result<T> {
         let mut out = None;
-        self.write_usage_dyn(Commit::AsOpened, orgs, prefetch, &mut |tx| {
+        self.write_usage_dyn(Commit::AsOpened, orgs, prefetch, guess, &mut |tx| {
             out = Some(f(tx)?);
             Ok(())
         })?;

@@ -31,8 +31,8 @@ pub(crate) use keys::{
 };
 pub(crate) use records::{
     fuzz_decode_all, org_terms, DayRow, Directory, InvitationRecord, MemberPage, MemberSet,
-    OrgMembers, OrgOverview, OrgRecord, OrgStats, ResourceRecord, Stored, UsageAsk, UsageState,
-    UsageWrite, UserMembership,
+    OrgMembers, OrgOverview, OrgRecord, OrgStats, ResourceRecord, Stored, UsageAsk, UsageGuess,
+    UsageState, UsageWrite, UserMembership,
 };
 pub(crate) use redb_backend::{CommitDurability, RedbStore};
 pub(crate) use tables::Table;

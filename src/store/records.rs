@@ -869,6 +869,18 @@ pub(crate) struct UsageState {
     pub(crate) columns: Vec<(String, Option<u32>)>,
 }
 
+/// What a usage transaction of one organization will likely read
+/// ([`Backend::write_usage_dyn`](super::Backend::write_usage_dyn)): the organization's record
+/// and the answer to its prefetched usage ask, as the caller saw them when its last usage
+/// transaction of the organization committed.
+#[derive(Debug, Clone)]
+pub(crate) struct UsageGuess {
+    /// The organization's record.
+    pub(crate) org: OrgRecord,
+    /// The answer to the prefetched ask, as the store would give it with leases asked.
+    pub(crate) state: UsageState,
+}
+
 /// One page of a member list, as [`Reads::member_rows`](super::Reads::member_rows) takes it:
 /// the list `set` (optionally of one role), strictly after `after`, skipping `skip` rows, at
 /// most `limit` rows.

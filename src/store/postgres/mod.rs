@@ -69,10 +69,10 @@ use tokio_postgres::Statement;
 use client::Client;
 
 use super::backend::{Backend, Commit};
-use super::{Reads, UsageAsk, Writes};
+use super::{Reads, UsageAsk, UsageGuess, Writes};
 use crate::error::{Error, Result};
 
-use tx::{Failed, Open, PgTx};
+use tx::{Failed, Finished, Open, PgTx};
 
 /// How many times a transaction runs before a serialization failure becomes `conflict`.
 pub(crate) const MAX_ATTEMPTS: u32 = 12;
@@ -391,7 +391,9 @@ impl PgStore {
         if let Kind::Single = kind {
             let mut ptx = PgTx::single(client, statements);
             let result = run(&mut ptx);
-            let (_, retry, wants_tx) = ptx.finish();
+            let Finished {
+                retry, wants_tx, ..
+            } = ptx.finish();
             return match result {
                 // Whatever the read made of its refused second statement, it runs again.
                 _ if wants_tx => Err(Failure {
@@ -410,7 +412,7 @@ impl PgStore {
         let (isolation, commit) = match kind {
             Kind::Read(_) | Kind::Single => ("REPEATABLE READ, READ ONLY", None),
             Kind::Write(commit) => ("SERIALIZABLE", Some(commit)),
-            Kind::Usage(commit, _, _) => ("READ COMMITTED", Some(commit)),
+            Kind::Usage(commit, ..) => ("READ COMMITTED", Some(commit)),
         };
         let durable = match commit {
             None | Some(Commit::Durable) => true,
@@ -429,19 +431,52 @@ impl PgStore {
             // Every usage transaction of these organizations locks their rows first, then
             // reads what the one before it committed: read committed sees the newest rows at
             // each statement.
-            Kind::Usage(_, orgs, prefetch) => {
-                ptx.lock_orgs(orgs, prefetch).and_then(|()| run(&mut ptx))
-            }
+            // With a guess, the lock and the guess's check go with the writes and COMMIT.
+            Kind::Usage(_, orgs, prefetch, guess) => match (orgs, prefetch, guess) {
+                ([org], [(asked, _)], Some(guess)) if org == asked => {
+                    match ptx.lock_guessed(prefetch, guess) {
+                        Ok(true) => run(&mut ptx).and_then(|()| ptx.before_commit()),
+                        Ok(false) => ptx.lock_orgs(orgs, prefetch).and_then(|()| run(&mut ptx)),
+                        Err(e) => Err(e),
+                    }
+                }
+                _ => ptx.lock_orgs(orgs, prefetch).and_then(|()| run(&mut ptx)),
+            },
             _ => run(&mut ptx),
         };
-        let (tx, retry, _) = ptx.finish();
+        let Finished {
+            tx,
+            retry,
+            guessed,
+            missed,
+            ..
+        } = ptx.finish();
         let Some(tx) = tx else {
             return Err(Failure::fatal(Error::storage(
                 "a transaction was not begun",
             )));
         };
         match result {
+            // A run on a guess read beyond it (whatever it made of the refusal): nothing was
+            // sent, and it runs again without the guess.
+            result if missed => {
+                tx.rollback();
+                Err(Failure {
+                    error: result.err().unwrap_or_else(|| {
+                        Error::storage("a usage transaction read beyond its guess")
+                    }),
+                    retry: false,
+                    restart: true,
+                })
+            }
             Ok(()) => tx.commit().map_err(|failed| match failed {
+                // The guess's check found other rows: nothing was applied; it runs again
+                // without the guess.
+                Failed::Statement { error, .. } if guessed && is_guess_missed(&error) => Failure {
+                    retry: false,
+                    restart: true,
+                    error: pg_error(&error),
+                },
                 // COMMIT never ran to its end (never sent, or the server refused a statement
                 // before it: a write failed, or the session ended while a write ran), or the
                 // server refused COMMIT itself as it does a serialization failure: nothing
@@ -514,6 +549,13 @@ impl PgStore {
                     }
                     kind = asked;
                 }
+                Err(Failure { restart: true, .. })
+                    if matches!(kind, Kind::Usage(_, _, _, Some(_))) =>
+                {
+                    if let Kind::Usage(commit, orgs, prefetch, _) = kind {
+                        kind = Kind::Usage(commit, orgs, prefetch, None);
+                    }
+                }
                 Err(Failure { error, retry, .. }) if retry && attempt + 1 < MAX_ATTEMPTS => {
                     let _ = error;
                     backoff(attempt);
@@ -536,8 +578,14 @@ enum Kind<'a> {
     Write(Commit),
     /// The usage state of these organizations, whose rows it locks first (read committed:
     /// the lock orders it after every other usage transaction of theirs).
-    /// With the usage read to send with the lock (`PgTx::lock_orgs`), if any.
-    Usage(Commit, &'a [&'a str], &'a [(&'a str, UsageAsk<'a>)]),
+    /// With the usage read to send with the lock (`PgTx::lock_orgs`), if any, and what it
+    /// will likely answer (`PgTx::lock_guessed`), if known.
+    Usage(
+        Commit,
+        &'a [&'a str],
+        &'a [(&'a str, UsageAsk<'a>)],
+        Option<&'a UsageGuess>,
+    ),
 }
 
 /// Waits before the next attempt: 1 ms doubling to 128 ms, each wait a random point between
@@ -576,6 +624,12 @@ pub(crate) fn is_retryable(e: &tokio_postgres::Error) -> bool {
             || *c == SqlState::T_R_DEADLOCK_DETECTED
             || *c == SqlState::UNIQUE_VIOLATION
     )
+}
+
+/// The error of [`PgTx::lock_guessed`]'s check: the rows it read were not the ones guessed
+/// (division by zero, which no other statement of a usage transaction can raise).
+fn is_guess_missed(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&tokio_postgres::error::SqlState::DIVISION_BY_ZERO)
 }
 
 /// The connection broke (the server went away, restarted, or ended this session): a
@@ -670,9 +724,14 @@ impl Backend for PgStore {
         commit: Commit,
         orgs: &[&str],
         prefetch: &[(&str, UsageAsk<'_>)],
+        guess: Option<&UsageGuess>,
         f: &mut dyn FnMut(&mut dyn Writes) -> Result<()>,
     ) -> Result<()> {
-        self.run(Kind::Usage(commit, orgs, prefetch), &mut |tx| f(tx))
+        let guess = match (orgs, prefetch) {
+            ([_], [_]) => guess,
+            _ => None,
+        };
+        self.run(Kind::Usage(commit, orgs, prefetch, guess), &mut |tx| f(tx))
     }
 
     fn is_memory(&self) -> bool {

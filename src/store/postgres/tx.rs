@@ -24,7 +24,7 @@ use crate::model::user::User;
 use crate::store::{
     day_number, org_terms, AlertFired, CheckReport, DayRow, Directory, InvitationRecord,
     MemberPage, MemberPos, MemberSet, OrgMembers, OrgOverview, OrgRecord, OrgStats, Reads,
-    ResourceRecord, Span, UsageAsk, UsageState, UsageWrite, UserMembership, Writes,
+    ResourceRecord, Span, UsageAsk, UsageGuess, UsageState, UsageWrite, UserMembership, Writes,
 };
 
 use super::client::{Answer, Client, Step};
@@ -77,6 +77,9 @@ pub(crate) struct Open<'c> {
     later: Vec<(Statement, Vec<Encoded>)>,
     /// Set when a statement failed: the server aborted the transaction.
     failed: bool,
+    /// BEGIN leaves with the writes kept for later (`lock_guessed`: they start with the lock
+    /// and the guess's check), not on its own.
+    begin_with_writes: bool,
 }
 
 impl<'c> Open<'c> {
@@ -88,6 +91,7 @@ impl<'c> Open<'c> {
             begun: false,
             later: Vec::new(),
             failed: false,
+            begin_with_writes: false,
         }
     }
 
@@ -104,7 +108,7 @@ impl<'c> Open<'c> {
     }
 
     fn send(&mut self, steps: &[Step<'_>]) -> std::result::Result<Vec<Answer>, Failed> {
-        if !self.later.is_empty() {
+        if !self.later.is_empty() && !self.begin_with_writes {
             if let Some(begin) = self.begin.take() {
                 // Writes first: BEGIN on its own, so that a BEGIN that failed cannot leave the
                 // writes after it to run one by one outside a transaction.
@@ -275,15 +279,55 @@ pub(crate) struct PgTx<'c> {
     /// single statement): not a usage transaction's read committed, where only a locked row
     /// cannot change under it.
     one_snapshot: bool,
-    /// The usage read sent with the lock (`lock_orgs`): what it asked, and the rows; taken by
-    /// the first `usage_states` that asks exactly that, dropped by any write.
+    /// The usage read sent with the lock (`lock_orgs`), or guessed (`lock_guessed`): what it
+    /// asked, and its answer; taken by the first `usage_states` that asks exactly that,
+    /// dropped by any write.
     prefetched: RefCell<Option<Prefetched<'c>>>,
+    /// Set by `lock_guessed`: reads other than the guessed ones are refused (`missed`).
+    guessing: Cell<bool>,
+    /// Set when a run on a guess asked for a read beyond it.
+    missed: Cell<bool>,
+    /// The guess's check, until it leaves with the usage write (or alone, before COMMIT).
+    check: RefCell<Option<GuessCheck>>,
 }
 
-/// A usage read sent ahead: what it asked, and the rows.
+/// What [`PgTx::lock_guessed`] guessed of the usage state, as [`USAGE_WRITE_CHECKED`]'s
+/// `$12`-`$19` compare it.
+struct GuessCheck {
+    org: String,
+    starts: Vec<NaiveDate>,
+    totals: Vec<i64>,
+    held: Vec<i64>,
+    now: DateTime<Utc>,
+    keys: Vec<String>,
+    ids: Vec<String>,
+    columns: Vec<i32>,
+    plan: String,
+    limit: Option<i64>,
+    period: &'static str,
+    anchor: Option<NaiveDate>,
+    alerts: Option<Vec<i32>>,
+}
+
+/// A usage read sent ahead, or guessed: what it asked, and its answer.
 struct Prefetched<'c> {
     asks: &'c [(&'c str, UsageAsk<'c>)],
-    rows: Vec<Row>,
+    states: Vec<UsageState>,
+}
+
+/// What became of a [`PgTx`] (`PgTx::finish`).
+pub(crate) struct Finished<'c> {
+    /// The transaction (`None` for a single-statement read).
+    pub(crate) tx: Option<Open<'c>>,
+    /// Whether a failure seen in it is worth another attempt.
+    pub(crate) retry: bool,
+    /// Whether it needs a transaction (a single-statement read that asked for a second
+    /// statement).
+    pub(crate) wants_tx: bool,
+    /// Whether it ran on a guess (`lock_guessed`).
+    pub(crate) guessed: bool,
+    /// Whether the run on a guess read beyond it: it must not commit.
+    pub(crate) missed: bool,
 }
 
 impl<'c> PgTx<'c> {
@@ -318,6 +362,9 @@ impl<'c> PgTx<'c> {
             known: RefCell::new(HashMap::new()),
             stats: RefCell::new(HashMap::new()),
             prefetched: RefCell::new(None),
+            guessing: Cell::new(false),
+            missed: Cell::new(false),
+            check: RefCell::new(None),
         }
     }
 
@@ -349,7 +396,7 @@ impl<'c> PgTx<'c> {
             };
             *self.prefetched.borrow_mut() = Some(Prefetched {
                 asks: prefetch,
-                rows: read_rows,
+                states: states_of(&read_rows, prefetch)?,
             });
             rows
         };
@@ -359,19 +406,171 @@ impl<'c> PgTx<'c> {
         Ok(())
     }
 
-    /// The transaction (`None` for a single-statement read), whether a failure seen in it is
-    /// worth another attempt, and whether it needs a transaction (a single-statement read
-    /// that asked for a second statement).
-    pub(crate) fn finish(self) -> (Option<Open<'c>>, bool, bool) {
+    /// As [`lock_orgs`](Self::lock_orgs) for one organization and its one prefetched ask,
+    /// whose answer and the organization's record are guessed (ARCHITECTURE.md, "Guessed
+    /// usage transactions"): the transaction's reads of them are answered from `guess`, and
+    /// nothing is read now. The lock leaves with the writes and COMMIT in one round trip,
+    /// BEGIN with them, and the usage write carries a check ([`USAGE_WRITE_CHECKED`]) that
+    /// fails the transaction (division by zero) unless what the quota derives from in the
+    /// record and the rows the ask reads are the guessed ones; with nothing to write, the
+    /// check goes alone before COMMIT ([`before_commit`](Self::before_commit)). It runs once
+    /// the lock is granted, so it reads what the read sent with the lock would. Any other read
+    /// is refused (`missed`), nothing sent: the transaction then runs again without the
+    /// guess. `false` (nothing done) when the guess is not of the kind checked: leases asked,
+    /// no key stored, every resource live, the ask's periods and resources.
+    ///
+    /// BEGIN leaves with the writes here: a BEGIN refused on a healthy idle session (which
+    /// does not happen: a session in an aborted transaction refuses the statements after it
+    /// too) would let the lock go untaken; the usage write is one statement, so even then it
+    /// could not be applied in part.
+    pub(crate) fn lock_guessed(
+        &self,
+        prefetch: &'c [(&'c str, UsageAsk<'c>)],
+        guess: &UsageGuess,
+    ) -> Result<bool> {
+        let [(org, ask)] = prefetch else {
+            return Ok(false);
+        };
+        let state = &guess.state;
+        // Guessed: leases asked, no key stored, every resource live, the asked periods.
+        let guessable = ask.leases
+            && ask.except_holder.is_none()
+            && state.keys.is_empty()
+            && state.columns.iter().all(|(_, c)| c.is_some())
+            && state.columns.len() == ask.resources.len()
+            && state
+                .columns
+                .iter()
+                .zip(ask.resources)
+                .all(|((id, _), r)| id == r)
+            && state.periods.len() == ask.periods.len()
+            && state
+                .periods
+                .iter()
+                .zip(ask.periods)
+                .all(|(p, s)| p.0 == *s);
+        if !guessable {
+            return Ok(false);
+        }
+        let big = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let rec = &guess.org;
+        let (period, anchor) = period_columns(rec.period);
+        let check = GuessCheck {
+            org: (*org).to_owned(),
+            starts: ask
+                .periods
+                .iter()
+                .map(|&p| date_of(p))
+                .collect::<Result<Vec<NaiveDate>>>()?,
+            totals: state.periods.iter().map(|p| big(p.1)).collect(),
+            held: state.periods.iter().map(|p| big(p.2)).collect(),
+            now: DateTime::<Utc>::from_timestamp_micros(ask.now_micros)
+                .ok_or_else(|| Error::invalid("now", "Out of range"))?,
+            keys: ask.keys.iter().map(|&k| k.to_owned()).collect(),
+            ids: state.columns.iter().map(|(id, _)| id.clone()).collect(),
+            columns: state
+                .columns
+                .iter()
+                .map(|(_, c)| c.map_or(-1, |c| i32::try_from(c).unwrap_or(-1)))
+                .collect(),
+            plan: rec.org.plan.clone(),
+            limit: limit_value(rec.overrides.monthly_requests, "monthly_requests")?,
+            period,
+            anchor,
+            alerts: rec
+                .alerts
+                .as_ref()
+                .map(|v| v.iter().map(|&t| t.min(i32::MAX as u32) as i32).collect()),
+        };
+        self.exec(LOCK_ONE, &[org])?;
+        if let Session::Tx(open) = &mut *self.session.borrow_mut() {
+            open.begin_with_writes = true;
+        }
+        self.known
+            .borrow_mut()
+            .insert((*org).to_owned(), rec.clone());
+        *self.prefetched.borrow_mut() = Some(Prefetched {
+            asks: prefetch,
+            states: vec![state.clone()],
+        });
+        *self.check.borrow_mut() = Some(check);
+        self.guessing.set(true);
+        Ok(true)
+    }
+
+    /// The usage write `params` (of [`USAGE_WRITE`]) with the guess's `check`, in one
+    /// statement.
+    fn exec_checked(&self, params: &[&(dyn ToSql + Sync); 11], check: &GuessCheck) -> Result<()> {
+        let mut all: Vec<&(dyn ToSql + Sync)> = params.to_vec();
+        all.extend_from_slice(&[
+            &check.org,
+            &check.starts,
+            &check.totals,
+            &check.held,
+            &check.now,
+            &check.keys,
+            &check.ids,
+            &check.columns,
+            &check.plan,
+            &check.limit,
+            &check.period,
+            &check.anchor,
+            &check.alerts,
+        ]);
+        self.exec(USAGE_WRITE_CHECKED, &all)
+    }
+
+    /// Sends what must precede COMMIT: the guess's check, if no usage write took it (the
+    /// calls were all refused, or duplicates).
+    pub(crate) fn before_commit(&self) -> Result<()> {
+        let Some(check) = self.check.borrow_mut().take() else {
+            return Ok(());
+        };
+        let none: Vec<&str> = Vec::new();
+        let (no_dates, no_numbers): (Vec<NaiveDate>, Vec<i64>) = (Vec::new(), Vec::new());
+        let no_times: Vec<DateTime<Utc>> = Vec::new();
+        self.exec_checked(
+            &[
+                &none,
+                &no_dates,
+                &no_dates,
+                &no_numbers,
+                &none,
+                &no_dates,
+                &no_numbers,
+                &none,
+                &none,
+                &none,
+                &no_times,
+            ],
+            &check,
+        )
+    }
+
+    /// What became of the transaction.
+    pub(crate) fn finish(self) -> Finished<'c> {
         let tx = match self.session.into_inner() {
             Session::Tx(tx) => Some(tx),
             Session::Single { .. } => None,
         };
-        (tx, self.retry.get(), self.wants_tx.get())
+        Finished {
+            tx,
+            retry: self.retry.get(),
+            wants_tx: self.wants_tx.get(),
+            guessed: self.guessing.get(),
+            missed: self.missed.get(),
+        }
     }
 
-    /// The session, for one statement: a single-statement read refuses its second.
+    /// The session, for one statement that runs now: a single-statement read refuses its
+    /// second, and a run on a guess any.
     fn session(&self) -> Result<std::cell::RefMut<'_, Session<'c>>> {
+        if self.guessing.get() {
+            self.missed.set(true);
+            return Err(Error::storage(
+                "a usage transaction on a guess read beyond it",
+            ));
+        }
         let mut session = self.session.borrow_mut();
         if let Session::Single { ran, .. } = &mut *session {
             if *ran {
@@ -1442,14 +1641,24 @@ impl Reads for PgTx<'_> {
 
     fn usage_states(&self, asks: &[(&str, UsageAsk<'_>)]) -> Result<Vec<UsageState>> {
         let sent = self.prefetched.borrow_mut().take();
-        let rows = match sent {
-            Some(sent) if answers_all(sent.asks, asks) => sent.rows,
+        match sent {
+            Some(sent) if answers_all(sent.asks, asks) => {
+                let mut states = sent.states;
+                for (state, (_, ask)) in states.iter_mut().zip(asks) {
+                    if !ask.leases {
+                        // Read for an ask with leases ([`answers_all`]): this one wants none.
+                        for (_, _, leased) in &mut state.periods {
+                            *leased = 0;
+                        }
+                    }
+                }
+                Ok(states)
+            }
             _ => {
                 let (sql, owned) = usage_read(asks)?;
-                self.rows(sql, &params_of(&owned))?
+                states_of(&self.rows(sql, &params_of(&owned))?, asks)
             }
-        };
-        states_of(&rows, asks)
+        }
     }
 
     fn idempotency_keys(&self, org: &str) -> Result<Vec<(String, i64)>> {
@@ -2102,50 +2311,24 @@ impl Writes for PgTx<'_> {
         if p_org.is_empty() && d_org.is_empty() && k_org.is_empty() {
             return Ok(());
         }
-        // The day rows add what was admitted to what is stored, column by column (the longer
-        // array's tail kept).
+        let params: [&(dyn ToSql + Sync); 11] = [
+            &p_org,
+            &starts,
+            &ends,
+            &totals,
+            &d_org,
+            &day_dates,
+            &day_totals,
+            &day_columns,
+            &k_org,
+            &names,
+            &times,
+        ];
         // Nothing of this transaction waits for the write's answer: it leaves with COMMIT.
-        self.exec(
-            "WITH m AS (
-                INSERT INTO usage_periods (organization_id, period_start, period_end, total)
-                SELECT x.org, x.s, x.e, x.total
-                FROM unnest($1::TEXT[], $2::DATE[], $3::DATE[], $4::BIGINT[])
-                    AS x(org, s, e, total)
-                ON CONFLICT (organization_id, period_start) DO UPDATE
-                SET period_end = excluded.period_end, total = excluded.total
-             ), d AS (
-                INSERT INTO usage_days (organization_id, day, total, by_column)
-                SELECT x.org, x.day, x.total, x.by_column::BIGINT[]
-                FROM unnest($5::TEXT[], $6::DATE[], $7::BIGINT[], $8::TEXT[])
-                    AS x(org, day, total, by_column)
-                ON CONFLICT (organization_id, day) DO UPDATE
-                SET total = usage_days.total + excluded.total,
-                    by_column = coalesce((
-                        SELECT array_agg(coalesce(a, 0) + coalesce(b, 0) ORDER BY n)
-                        FROM unnest(usage_days.by_column, excluded.by_column)
-                            WITH ORDINALITY AS t(a, b, n)), '{}')
-             ), k AS (
-                INSERT INTO idempotency_keys (organization_id, key, recorded_at)
-                SELECT x.org, x.k, x.t
-                FROM unnest($9::TEXT[], $10::TEXT[], $11::TIMESTAMPTZ[]) AS x(org, k, t)
-                ON CONFLICT (organization_id, key) DO UPDATE SET recorded_at = excluded.recorded_at
-             )
-             SELECT 1",
-            &[
-                &p_org,
-                &starts,
-                &ends,
-                &totals,
-                &d_org,
-                &day_dates,
-                &day_totals,
-                &day_columns,
-                &k_org,
-                &names,
-                &times,
-            ],
-        )?;
-        Ok(())
+        match self.check.borrow_mut().take() {
+            None => self.exec(USAGE_WRITE, &params),
+            Some(check) => self.exec_checked(&params, &check),
+        }
     }
 
     fn delete_idempotency(&mut self, org: &str, key: &str) -> Result<bool> {
@@ -2380,6 +2563,104 @@ fn answers_all(sent: &[(&str, UsageAsk<'_>)], asked: &[(&str, UsageAsk<'_>)]) ->
         })
 }
 
+/// The usage-state read of one organization (`usage_read`): `$1` the organization, `$2` the
+/// periods' first days, `$3` whether leases and reservations count, `$4` a lease holder left
+/// out, `$5` keys, `$6` resource ids, `$7` the time reservations must outlive.
+const USAGE_READ_ONE: &str = "SELECT 0, 0, NULL::INT, NULL::TEXT, coalesce(u.total, 0)::BIGINT,
+    CASE WHEN $3::BOOL THEN coalesce((SELECT sum(l.amount) FROM usage_leases l
+        WHERE l.organization_id = $1 AND l.period_start = p.start
+          AND l.expires_at > now()
+          AND ($4::TEXT IS NULL OR l.holder <> $4)), 0)
+        + coalesce((SELECT sum(r.count) FROM usage_reservations r
+        WHERE r.organization_id = $1 AND r.expires_at > $7), 0)
+        ELSE 0 END::BIGINT,
+    p.start
+ FROM unnest($2::DATE[]) AS p(start)
+ LEFT JOIN usage_periods u ON u.organization_id = $1 AND u.period_start = p.start
+ UNION ALL
+ SELECT 1, 0, NULL, i.key, 0, 0, NULL FROM unnest($5::TEXT[]) AS k(key),
+    LATERAL (SELECT key FROM idempotency_keys
+             WHERE organization_id = $1 AND key = k.key LIMIT 1) i
+ UNION ALL
+ SELECT 2, 0, r.usage_column, r.id, 0, 0, NULL FROM unnest($6::TEXT[]) AS k(id),
+    LATERAL (SELECT usage_column, id FROM resources
+             WHERE organization_id = $1 AND id = k.id AND removed_at IS NULL
+             LIMIT 1) r";
+
+/// The usage write of [`Writes::apply_usages`]: period totals (`$1`-`$4`), day rows added
+/// column by column (`$5`-`$8`, the longer array's tail kept), keys (`$9`-`$11`); a
+/// statement follows.
+macro_rules! usage_write {
+    () => {
+        "WITH m AS (
+            INSERT INTO usage_periods (organization_id, period_start, period_end, total)
+            SELECT x.org, x.s, x.e, x.total
+            FROM unnest($1::TEXT[], $2::DATE[], $3::DATE[], $4::BIGINT[])
+                AS x(org, s, e, total)
+            ON CONFLICT (organization_id, period_start) DO UPDATE
+            SET period_end = excluded.period_end, total = excluded.total
+         ), d AS (
+            INSERT INTO usage_days (organization_id, day, total, by_column)
+            SELECT x.org, x.day, x.total, x.by_column::BIGINT[]
+            FROM unnest($5::TEXT[], $6::DATE[], $7::BIGINT[], $8::TEXT[])
+                AS x(org, day, total, by_column)
+            ON CONFLICT (organization_id, day) DO UPDATE
+            SET total = usage_days.total + excluded.total,
+                by_column = coalesce((
+                    SELECT array_agg(coalesce(a, 0) + coalesce(b, 0) ORDER BY n)
+                    FROM unnest(usage_days.by_column, excluded.by_column)
+                        WITH ORDINALITY AS t(a, b, n)), '{}')
+         ), k AS (
+            INSERT INTO idempotency_keys (organization_id, key, recorded_at)
+            SELECT x.org, x.k, x.t
+            FROM unnest($9::TEXT[], $10::TEXT[], $11::TIMESTAMPTZ[]) AS x(org, k, t)
+            ON CONFLICT (organization_id, key) DO UPDATE SET recorded_at = excluded.recorded_at
+         )"
+    };
+}
+
+/// The usage write alone.
+const USAGE_WRITE: &str = concat!(usage_write!(), " SELECT 1");
+
+/// The usage write with [`PgTx::lock_guessed`]'s check: it divides by zero unless, for
+/// organization `$12`, each period starting on a day of `$13` stored the total at the same
+/// place in `$14` (0 when no row) while live leases and reservations (`$16`: the time
+/// reservations must outlive) held what `$15` says, none of the keys `$17` was stored, each
+/// resource of `$18` was live with the usage column at the same place in `$19` (what
+/// [`USAGE_READ_ONE`] reads, compared where it is read), and the organization's row holds
+/// what its quota derives from: plan `$20`, monthly request limit `$21`, quota period `$22`
+/// and `$23`, alert thresholds `$24`. Every part of one statement reads
+/// the same snapshot, so the check sees the rows as they were before the write (with nothing
+/// to write, the arrays `$1`-`$11` are empty).
+const USAGE_WRITE_CHECKED: &str = concat!(
+    usage_write!(),
+    " SELECT 1 / CASE WHEN
+    NOT EXISTS (SELECT 1 FROM unnest($13::DATE[], $14::BIGINT[], $15::BIGINT[])
+            AS p(start, total, held)
+        WHERE coalesce((SELECT u.total FROM usage_periods u
+                        WHERE u.organization_id = $12 AND u.period_start = p.start), 0)
+              <> p.total
+           OR coalesce((SELECT sum(l.amount) FROM usage_leases l
+                        WHERE l.organization_id = $12 AND l.period_start = p.start
+                          AND l.expires_at > now()), 0)
+              + coalesce((SELECT sum(r.count) FROM usage_reservations r
+                          WHERE r.organization_id = $12 AND r.expires_at > $16), 0) <> p.held)
+    AND NOT EXISTS (SELECT 1 FROM unnest($17::TEXT[]) AS c(key),
+        LATERAL (SELECT 1 FROM idempotency_keys
+                 WHERE organization_id = $12 AND key = c.key LIMIT 1) i)
+    AND NOT EXISTS (SELECT 1 FROM unnest($18::TEXT[], $19::INT[]) AS r(id, col)
+        WHERE NOT EXISTS (SELECT 1 FROM resources x WHERE x.organization_id = $12
+            AND x.id = r.id AND x.removed_at IS NULL AND x.usage_column = r.col))
+    AND EXISTS (SELECT 1 FROM organizations o WHERE o.id = $12 AND o.plan = $20
+        AND o.limit_monthly_requests IS NOT DISTINCT FROM $21 AND o.quota_period = $22
+        AND o.billing_anchor IS NOT DISTINCT FROM $23
+        AND o.alert_thresholds IS NOT DISTINCT FROM $24)
+    THEN 1 ELSE 0 END"
+);
+
+/// Locks one organization's row ([`PgTx::lock_guessed`]).
+const LOCK_ONE: &str = "SELECT 1 FROM organizations WHERE id = $1 FOR UPDATE";
+
 /// The usage-state read of `asks` ([`Reads::usage_states`]): its statement and parameters.
 /// Its rows: (kind, ask index, usage column, key or resource id, total, leased, period start),
 /// read by [`states_of`].
@@ -2400,26 +2681,7 @@ fn usage_read<'a>(asks: &[(&'a str, UsageAsk<'a>)]) -> Result<(&'static str, Vec
         // probed one by one on their whole primary key (LATERAL … LIMIT 1): `key = ANY($5)`
         // let a plan scan all of an organization's keys, which grow with every keyed event.
         return Ok((
-            "SELECT 0, 0, NULL::INT, NULL::TEXT, coalesce(u.total, 0)::BIGINT,
-                CASE WHEN $3::BOOL THEN coalesce((SELECT sum(l.amount) FROM usage_leases l
-                    WHERE l.organization_id = $1 AND l.period_start = p.start
-                      AND l.expires_at > now()
-                      AND ($4::TEXT IS NULL OR l.holder <> $4)), 0)
-                    + coalesce((SELECT sum(r.count) FROM usage_reservations r
-                    WHERE r.organization_id = $1 AND r.expires_at > $7), 0)
-                    ELSE 0 END::BIGINT,
-                p.start
-             FROM unnest($2::DATE[]) AS p(start)
-             LEFT JOIN usage_periods u ON u.organization_id = $1 AND u.period_start = p.start
-             UNION ALL
-             SELECT 1, 0, NULL, i.key, 0, 0, NULL FROM unnest($5::TEXT[]) AS k(key),
-                LATERAL (SELECT key FROM idempotency_keys
-                         WHERE organization_id = $1 AND key = k.key LIMIT 1) i
-             UNION ALL
-             SELECT 2, 0, r.usage_column, r.id, 0, 0, NULL FROM unnest($6::TEXT[]) AS k(id),
-                LATERAL (SELECT usage_column, id FROM resources
-                         WHERE organization_id = $1 AND id = k.id AND removed_at IS NULL
-                         LIMIT 1) r",
+            USAGE_READ_ONE,
             vec![
                 Box::new(*org),
                 Box::new(periods),
