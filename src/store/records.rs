@@ -874,6 +874,7 @@ pub(crate) struct UsageState {
 /// and the answer to its prefetched usage ask, as the caller saw them when its last usage
 /// transaction of the organization committed.
 #[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) struct UsageGuess {
     /// The organization's record.
     pub(crate) org: OrgRecord,
