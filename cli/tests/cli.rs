@@ -1972,6 +1972,7 @@ fn export_import_round_trip_and_maintenance() {
     assert!(stats["file_bytes"].as_u64().unwrap() > 0);
     let compacted = cli.ok(&["compact"]);
     assert!(compacted["compacted"].is_boolean());
+    same_export(&cli.run(&["export"]), &text, "the compacted database");
     let backup = cli.path("backup.redb");
     let b = cli.ok(&["backup", backup.to_str().unwrap()]);
     assert!(b["bytes"].as_u64().unwrap() > 0);
