@@ -975,6 +975,56 @@ fn a_usage_guess_made_stale_by_another_handle_is_caught() {
     settle(&mut more, &plain);
     b.delete_organization(&admin, &org).unwrap();
     assert_err(a.record_usage(&org, &plain()), "not_found", None);
+
+    // What the quota derives from the organization's row, changed by B: A's guess of the row
+    // is stale each time, and each time A's answer follows the row.
+    let (beta, beta_owner) = common::org(&a, "Beta", "free");
+    let owner = Actor::user(&beta_owner.id);
+    a.set_usage_alerts(&owner, &beta, Some(&[])).unwrap();
+    let settle = |used: &mut u64| {
+        for _ in 0..3 {
+            *used += 1;
+            assert_eq!(a.record_usage(&beta, &plain()).unwrap().used, *used);
+        }
+    };
+    let mut used = 0;
+    settle(&mut used);
+    // The plan.
+    b.set_plan(&owner, &beta, "team").unwrap();
+    used += 1;
+    let r = a.record_usage(&beta, &plain()).unwrap();
+    assert_eq!((r.used, r.limit), (used, Some(1_000_000)));
+    settle(&mut used);
+    // The quota period: A's receipt names the new rule's period (which does not start on the
+    // first of a month, as the calendar month A guessed does).
+    let mut anchor = chrono::Utc::now().date_naive() - chrono::TimeDelta::days(10);
+    if chrono::Datelike::day(&anchor) == 1 {
+        anchor -= chrono::TimeDelta::days(1);
+    }
+    let period = b
+        .set_billing_anchor(
+            &Actor::System,
+            &beta,
+            orgdb::QuotaPeriod::Anchored { anchor },
+        )
+        .unwrap();
+    let r = a.record_usage(&beta, &plain()).unwrap();
+    assert_eq!(
+        (r.period_start, r.period_end),
+        (period.period_start, period.period_end)
+    );
+    used = r.used;
+    settle(&mut used);
+    // Alert thresholds: with 1 % of the team plan's 1 000 000 reached, A's next call
+    // announces it (a call that reaches a threshold reads the alert state, so this one last).
+    used += 10_000;
+    a.record_usage(&beta, &UsageEvent::new(10_000)).unwrap();
+    settle(&mut used);
+    b.set_usage_alerts(&owner, &beta, Some(&[1])).unwrap();
+    a.record_usage(&beta, &plain()).unwrap();
+    let alerts = a.usage_alerts(&owner, &beta).unwrap();
+    assert!(alerts.alerts[0].fired_this_period, "{alerts:?}");
+    assert_sound(&b);
 }
 
 #[test]

@@ -125,6 +125,13 @@ const SEEN_KEPT: usize = 4096;
 /// last batch's.
 const COLUMNS_KEPT: usize = 1024;
 
+/// How many periods' totals [`Seen`] keeps of one organization before it keeps only the last
+/// batch's (a daily quota adds one a day).
+const PERIODS_KEPT: usize = 64;
+
+/// The most a miss count grows to (the pause it gives is [`GUESS_PAUSE_MAX`]).
+const MISSES_MAX: u32 = 8;
+
 /// The most batches of an organization that go without a guess after its guesses missed
 /// (another process counts there too). Each miss adds one to a count and each guess that
 /// holds takes one off; after a miss that leaves the count at n, the next 2^n - 1 batches (at
@@ -169,6 +176,9 @@ struct Alone {
     org: OrgRecord,
     /// Each period's stored total after the batch, and what leases and reservations held.
     periods: HashMap<u32, (u64, u64)>,
+    /// Whether the holds were read (the quota has a bound to count them against); when not,
+    /// they are 0 here and no guess says what they are.
+    holds: bool,
     /// The resources' columns seen (`None`: not a live resource).
     columns: HashMap<String, Option<u32>>,
 }
@@ -196,6 +206,7 @@ impl Seen {
             .map(|&id| Some((id.to_owned(), *alone.columns.get(id)?)))
             .collect::<Option<Vec<_>>>()?;
         Some(UsageGuess {
+            holds: alone.holds,
             org: alone.org.clone(),
             state: UsageState {
                 periods,
@@ -413,7 +424,9 @@ impl Shared {
         };
         // The time of the first attempt, taken before it: the prefetched read must ask what
         // the transaction asks (also in the run that follows a guess that missed, which
-        // sends it again). An attempt after a retry takes its own (and reads again).
+        // sends it again: with a guess the first two runs take it, so a retry after a guess
+        // the store did not use takes it once more, still sent with the lock). A later attempt
+        // takes its own time (and reads again).
         let now = env.now().timestamp_micros();
         // What the transaction will likely ask: its periods by the rule its last batch read
         // (the calendar month if none other), with what leases and reservations hold (the
@@ -500,6 +513,12 @@ impl Shared {
             Ok((answers, saw)) => {
                 let missed = guess.is_some() && runs.get() > 1;
                 let mut seen = lock(&self.seen);
+                // An organization found gone: nothing of it is left to guess.
+                for org in &orgs {
+                    if !saw.iter().any(|(o, ..)| o == org) {
+                        seen.remove(*org);
+                    }
+                }
                 for (org, period, alone) in saw {
                     if seen.len() >= SEEN_KEPT && !seen.contains_key(org) {
                         seen.clear();
@@ -513,8 +532,10 @@ impl Shared {
                         // Periods and resources the batch did not name stay as seen before
                         // (the store checks them when a guess uses them).
                         (Some(mut now), Some(before)) => {
-                            for (start, v) in before.periods {
-                                now.periods.entry(start).or_insert(v);
+                            if before.periods.len() < PERIODS_KEPT {
+                                for (start, v) in before.periods {
+                                    now.periods.entry(start).or_insert(v);
+                                }
                             }
                             if before.columns.len() < COLUMNS_KEPT {
                                 for (id, c) in before.columns {
@@ -526,8 +547,8 @@ impl Shared {
                         (now, _) => now,
                     };
                     if missed {
-                        entry.misses = entry.misses.saturating_add(1);
-                        entry.pause = (1u32 << entry.misses.min(8))
+                        entry.misses = (entry.misses + 1).min(MISSES_MAX);
+                        entry.pause = (1u32 << entry.misses)
                             .saturating_sub(1)
                             .min(GUESS_PAUSE_MAX);
                     } else if guess.is_some() {
@@ -772,6 +793,8 @@ impl OrgPlan {
                     (span.start, (after, leased))
                 })
                 .collect(),
+            // The holds were read only for a quota with a bound (`Prepared::ask`).
+            holds: self.quota.ceiling.is_some(),
             columns: self.columns,
         })
     }

@@ -880,6 +880,10 @@ pub(crate) struct UsageGuess {
     pub(crate) org: OrgRecord,
     /// The answer to the prefetched ask, as the store would give it with leases asked.
     pub(crate) state: UsageState,
+    /// Whether the state's holds (what leases and reservations hold) are guessed. When not,
+    /// the transaction's quota leaves them out (it asks without leases: no bound to count
+    /// them against), so whatever they are, they cannot change what it decides.
+    pub(crate) holds: bool,
 }
 
 /// One page of a member list, as [`Reads::member_rows`](super::Reads::member_rows) takes it:

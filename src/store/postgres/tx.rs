@@ -297,7 +297,8 @@ struct GuessCheck {
     org: String,
     starts: Vec<NaiveDate>,
     totals: Vec<i64>,
-    held: Vec<i64>,
+    /// What leases and reservations hold in each period (NULL: not guessed).
+    held: Vec<Option<i64>>,
     now: DateTime<Utc>,
     keys: Vec<String>,
     ids: Vec<String>,
@@ -463,7 +464,11 @@ impl<'c> PgTx<'c> {
                 .map(|&p| date_of(p))
                 .collect::<Result<Vec<NaiveDate>>>()?,
             totals: state.periods.iter().map(|p| big(p.1)).collect(),
-            held: state.periods.iter().map(|p| big(p.2)).collect(),
+            held: state
+                .periods
+                .iter()
+                .map(|p| guess.holds.then(|| big(p.2)))
+                .collect(),
             now: DateTime::<Utc>::from_timestamp_micros(ask.now_micros)
                 .ok_or_else(|| Error::invalid("now", "Out of range"))?,
             keys: ask.keys.iter().map(|&k| k.to_owned()).collect(),
@@ -2625,7 +2630,7 @@ const USAGE_WRITE: &str = concat!(usage_write!(), " SELECT 1");
 /// The usage write with [`PgTx::lock_guessed`]'s check: it divides by zero unless, for
 /// organization `$12`, each period starting on a day of `$13` stored the total at the same
 /// place in `$14` (0 when no row) while live leases and reservations (`$16`: the time
-/// reservations must outlive) held what `$15` says, none of the keys `$17` was stored, each
+/// reservations must outlive) held what `$15` says (when not NULL), none of the keys `$17` was stored, each
 /// resource of `$18` was live with the usage column at the same place in `$19` (what
 /// [`USAGE_READ_ONE`] reads, compared where it is read), and the organization's row holds
 /// what its quota derives from: plan `$20`, monthly request limit `$21`, quota period `$22`
@@ -2640,11 +2645,13 @@ const USAGE_WRITE_CHECKED: &str = concat!(
         WHERE coalesce((SELECT u.total FROM usage_periods u
                         WHERE u.organization_id = $12 AND u.period_start = p.start), 0)
               <> p.total
-           OR coalesce((SELECT sum(l.amount) FROM usage_leases l
+           OR (p.held IS NOT NULL
+               AND coalesce((SELECT sum(l.amount) FROM usage_leases l
                         WHERE l.organization_id = $12 AND l.period_start = p.start
                           AND l.expires_at > now()), 0)
-              + coalesce((SELECT sum(r.count) FROM usage_reservations r
-                          WHERE r.organization_id = $12 AND r.expires_at > $16), 0) <> p.held)
+                   + coalesce((SELECT sum(r.count) FROM usage_reservations r
+                          WHERE r.organization_id = $12 AND r.expires_at > $16), 0)
+                   <> p.held))
     AND NOT EXISTS (SELECT 1 FROM unnest($17::TEXT[]) AS c(key),
         LATERAL (SELECT 1 FROM idempotency_keys
                  WHERE organization_id = $12 AND key = c.key LIMIT 1) i)
