@@ -28,12 +28,12 @@
 //!
 //! **Guesses.** A batch of one organization runs on what this handle's last batch of that
 //! organization alone saw when it committed (`Alone`: the record, the period totals after
-//! it, the resources' columns): the store answers the transaction's reads from that guess and sends the lock,
-//! the write with a check of the guess and COMMIT in one round trip instead of two. A guess
-//! the check finds wrong (another process counted since) fails the transaction with nothing
-//! applied, and the batch runs again on what it reads; after misses the
-//! organization's next batches go without one for a while (`GUESS_PAUSE_MAX`). ARCHITECTURE.md,
-//! "Guessed usage transactions".
+//! it, the resources' columns): the store answers the transaction's reads from that guess
+//! and sends the lock, the write with a check of the guess and COMMIT in one round trip
+//! instead of two. A guess the check finds wrong (another process counted since) fails the
+//! transaction with nothing applied, and the batch runs again on what it reads; after misses
+//! the organization's next batches go without one for a while (`GUESS_PAUSE_MAX`).
+//! ARCHITECTURE.md, "Guessed usage transactions".
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};

@@ -727,10 +727,6 @@ impl Backend for PgStore {
         guess: Option<&UsageGuess>,
         f: &mut dyn FnMut(&mut dyn Writes) -> Result<()>,
     ) -> Result<()> {
-        let guess = match (orgs, prefetch) {
-            ([_], [_]) => guess,
-            _ => None,
-        };
         self.run(Kind::Usage(commit, orgs, prefetch, guess), &mut |tx| f(tx))
     }
 

@@ -170,6 +170,11 @@ pub(super) fn org_at(r: &Row, at: usize) -> Result<OrgRecord> {
     })
 }
 
+/// The `alert_thresholds` column of an organization's thresholds (`None`: the defaults, NULL).
+pub(super) fn alerts_column(alerts: Option<&[u32]>) -> Option<Vec<i32>> {
+    alerts.map(|v| v.iter().map(|&t| t.min(i32::MAX as u32) as i32).collect())
+}
+
 /// Alert thresholds from `alert_thresholds` (NULL: the defaults).
 pub(super) fn alerts_of(v: Option<Vec<i32>>) -> Result<Option<Vec<u32>>> {
     v.map(|v| {

@@ -482,10 +482,7 @@ impl<'c> PgTx<'c> {
             limit: limit_value(rec.overrides.monthly_requests, "monthly_requests")?,
             period,
             anchor,
-            alerts: rec
-                .alerts
-                .as_ref()
-                .map(|v| v.iter().map(|&t| t.min(i32::MAX as u32) as i32).collect()),
+            alerts: alerts_column(rec.alerts.as_deref()),
         };
         self.exec(LOCK_ONE, &[org])?;
         if let Session::Tx(open) = &mut *self.session.borrow_mut() {
@@ -824,10 +821,7 @@ impl<'c> PgTx<'c> {
         self.forget_org(&o.id);
         let (settings, metadata) = (map_json(&o.settings.extra), map_json(&o.metadata));
         let (period, anchor) = period_columns(rec.period);
-        let alerts: Option<Vec<i32>> = rec
-            .alerts
-            .as_ref()
-            .map(|v| v.iter().map(|&t| t.min(i32::MAX as u32) as i32).collect());
+        let alerts = alerts_column(rec.alerts.as_deref());
         let limits = [
             limit_value(l.mcps, "mcps")?,
             limit_value(l.api_keys, "api_keys")?,
@@ -2630,13 +2624,13 @@ const USAGE_WRITE: &str = concat!(usage_write!(), " SELECT 1");
 /// The usage write with [`PgTx::lock_guessed`]'s check: it divides by zero unless, for
 /// organization `$12`, each period starting on a day of `$13` stored the total at the same
 /// place in `$14` (0 when no row) while live leases and reservations (`$16`: the time
-/// reservations must outlive) held what `$15` says (when not NULL), none of the keys `$17` was stored, each
-/// resource of `$18` was live with the usage column at the same place in `$19` (what
-/// [`USAGE_READ_ONE`] reads, compared where it is read), and the organization's row holds
-/// what its quota derives from: plan `$20`, monthly request limit `$21`, quota period `$22`
-/// and `$23`, alert thresholds `$24`. Every part of one statement reads
-/// the same snapshot, so the check sees the rows as they were before the write (with nothing
-/// to write, the arrays `$1`-`$11` are empty).
+/// reservations must outlive) held what `$15` says (when not NULL), none of the keys `$17`
+/// was stored, each resource of `$18` was live with the usage column at the same place in
+/// `$19` (what [`USAGE_READ_ONE`] reads, compared where it is read), and the organization's
+/// row holds what its quota derives from: plan `$20`, monthly request limit `$21`, quota
+/// period `$22` and `$23`, alert thresholds `$24`. Every part of one statement reads the
+/// same snapshot, so the check sees the rows as they were before the write (with nothing to
+/// write, the arrays `$1`-`$11` are empty).
 const USAGE_WRITE_CHECKED: &str = concat!(
     usage_write!(),
     " SELECT 1 / CASE WHEN
