@@ -73,11 +73,11 @@ pub enum Error {
         /// What failed.
         message: String,
     },
-    /// The file (or a usage journal record, or an export) was written by a newer version of
+    /// The file (or a journal record, or an export) was written by a newer version of
     /// orgdb.
     #[error("{format} version {found} is newer than the supported version {supported}")]
     IncompatibleVersion {
-        /// What carries the version: `database schema`, `usage journal record`, `export`.
+        /// What carries the version: `database schema`, `journal record`, `export`.
         format: &'static str,
         /// Version found in the file.
         found: u32,

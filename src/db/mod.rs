@@ -227,7 +227,8 @@ impl Db {
         let journal_path = Path::new(&journal_path);
         refuse_truncated(path, journal_path)?;
         let store = RedbStore::open(path, durability)?;
-        let journal = Journal::open(journal_path, opts.journal_size)?;
+        let journal = Arc::new(Journal::open(journal_path, opts.journal_size)?);
+        let store = store.with_journal(journal.clone())?;
         Db::start(Box::new(store), opts, Some(journal))
     }
 
@@ -248,7 +249,7 @@ impl Db {
         Db::start(Box::new(RedbStore::in_memory()?), opts, None)
     }
 
-    fn start(store: Box<dyn Backend>, opts: Options, journal: Option<Journal>) -> Result<Db> {
+    fn start(store: Box<dyn Backend>, opts: Options, journal: Option<Arc<Journal>>) -> Result<Db> {
         let ids = IdGen::default();
         let ledger = match journal {
             None if store.is_shared() => Ledger::for_shared_backend(opts.usage_lease_ttl),

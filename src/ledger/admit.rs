@@ -153,7 +153,7 @@ impl Ledger {
         e: &Admit<'_>,
         mode: Mode,
     ) -> Result<Option<(UsageReceipt, Option<u64>)>> {
-        let seen_seq = st.seq;
+        let seen_seq = self.last_seq();
         let durable = mode == Mode::Durable && self.journal.is_some();
         let index = match ensure_org(st, store, env, org) {
             Ok(index) => index,
@@ -183,7 +183,7 @@ impl Ledger {
         mode: Mode,
         now_micros: i64,
     ) -> Result<Option<(UsageReceipt, Option<u64>)>> {
-        let seen_seq = st.seq;
+        let seen_seq = self.last_seq();
         let durable = mode == Mode::Durable && self.journal.is_some();
         let usage = &mut st.orgs[index];
         let span = usage.span_of(e.day);
@@ -225,9 +225,8 @@ impl Ledger {
         events: impl Iterator<Item = &'e Admit<'a>>,
     ) -> Result<Option<u64>> {
         let journal = self.journal.as_ref().expect("durable implies a journal");
-        let seq = st.seq + 1;
-        let batch = JournalBatch {
-            seq,
+        let mut batch = JournalBatch {
+            seq: 0,
             org: st.orgs[index].id.clone(),
             events: events
                 .map(|e| JournalEvent {
@@ -239,18 +238,16 @@ impl Ledger {
                 })
                 .collect(),
         };
-        let Some(cursor) = st.cursor.as_mut() else {
-            return Err(Error::storage("usage journal has no cursor"));
+        let mut tail = journal.tail();
+        let Some(tail) = tail.as_mut() else {
+            return Err(Error::storage("the journal was not started"));
         };
-        let record = journal::encode(cursor.generation, &batch);
+        batch.seq = tail.seq + 1;
+        let record = journal::encode(tail.generation, &batch);
         if record.len() as u64 > journal.size() / 2 {
             return Err(Error::invalid("events", "Too many events in one call"));
         }
-        if journal.append(cursor, &record, seq)?.is_err() {
-            return Ok(None);
-        }
-        st.seq = seq;
-        Ok(Some(seq))
+        Ok(journal.append(tail, &record)?.ok())
     }
 
     fn admit_locked(
@@ -262,7 +259,7 @@ impl Ledger {
         events: &[Admit<'_>],
         mode: Mode,
     ) -> Result<Option<Outcome>> {
-        let seen_seq = st.seq;
+        let seen_seq = self.last_seq();
         let durable = mode == Mode::Durable && self.journal.is_some();
         let index = match ensure_org(st, store, env, org) {
             Ok(index) => index,

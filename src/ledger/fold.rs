@@ -1,42 +1,54 @@
 //! Folds, checkpoints and replay: carrying admitted usage into the database, with the
 //! journal position each fold covers, and rebuilding it from the journal at open.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::error::Result;
-use crate::store::journal::{Cursor, Journal, JournalBatch};
+use crate::store::journal::{Journal, JournalBatch, Record};
 use crate::store::{Backend, Commit, DayRow, Reads, Writes};
 
 use super::{
     lock, Ledger, Map, OrgDelta, PeriodGrowth, State, UsageEnv, KEY_RETENTION, META_GENERATION,
-    META_SEQ,
+    META_SEQ, META_WRITE_SEQ,
 };
 
 impl Ledger {
-    /// Opens the journal, replays what the last fold did not cover, and starts a new
-    /// generation.
+    /// Opens the journal, replays the usage the last fold did not cover, and starts a new
+    /// generation. The store has replayed the journaled writes already (they may have moved
+    /// `journal_seq`: a fold is a write).
     pub(crate) fn open(
         store: &dyn Backend,
         env: &dyn UsageEnv,
-        journal: Journal,
+        journal: Arc<Journal>,
     ) -> Result<Ledger> {
-        let (generation, folded) = store.read(|tx| {
+        let (generation, folded, written) = store.read(|tx| {
             Ok((
                 tx.meta_u64(META_GENERATION)?.map(|g| g as u32),
                 tx.meta_u64(META_SEQ)?.unwrap_or(0),
+                tx.meta_u64(META_WRITE_SEQ)?.unwrap_or(0),
             ))
         })?;
         // A database that never opened its ledger owns nothing in a journal file that happens
         // to lie beside it (left by a deleted database of the same name): skip it.
-        let replay: Vec<JournalBatch> = match generation {
-            Some(generation) => {
-                let (batches, _) = journal.read_generation(generation)?;
-                batches.into_iter().filter(|b| b.seq > folded).collect()
-            }
+        let records = match generation {
+            Some(generation) => journal.read_generation(generation)?.0,
             None => Vec::new(),
         };
         let generation = generation.unwrap_or(1);
-        let last = replay.last().map_or(folded, |b| b.seq);
+        // Sequence numbers go on after every one given so far: the stored marks and the
+        // records read (a later replay skips records at or below the marks).
+        let last = records
+            .last()
+            .map_or(0, Record::seq)
+            .max(folded)
+            .max(written);
+        let replay: Vec<JournalBatch> = records
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Usage(batch) if batch.seq > folded => Some(batch),
+                _ => None,
+            })
+            .collect();
         let next = generation.wrapping_add(1).max(1);
         store.write_with(Commit::Durable, |tx| {
             let mut deltas: Map<String, OrgDelta> = Map::default();
@@ -48,16 +60,10 @@ impl Ledger {
             tx.set_meta_u64(META_GENERATION, u64::from(next))?;
             tx.set_meta_u64(META_SEQ, last)
         })?;
+        journal.start(next, last);
         journal.mark_durable(last);
         Ok(Ledger {
-            state: Mutex::new(State {
-                seq: last,
-                cursor: Some(Cursor {
-                    generation: next,
-                    offset: 0,
-                }),
-                ..State::default()
-            }),
+            state: Mutex::new(State::default()),
             fold_lock: Mutex::new(()),
             journal: Some(journal),
             shared: None,
@@ -87,8 +93,8 @@ impl Ledger {
             return Ok(());
         }
         let deltas = take_deltas(&mut st, env);
-        let seq = st.seq;
-        let generation = st.cursor.map_or(1, |c| c.generation);
+        let seq = self.last_seq();
+        let generation = self.generation();
         let next = if reset {
             generation.wrapping_add(1).max(1)
         } else {
@@ -102,7 +108,9 @@ impl Ledger {
         };
         let has_journal = self.journal.is_some();
         let result = store.write_with(
-            if durable || reset {
+            if reset {
+                Commit::Restart(next)
+            } else if durable {
                 Commit::Durable
             } else {
                 Commit::Deferred
@@ -130,12 +138,6 @@ impl Ledger {
         }
         st.undurable = !(durable || reset);
         if let Some(journal) = &self.journal {
-            if reset {
-                st.cursor = Some(Cursor {
-                    generation: next,
-                    offset: 0,
-                });
-            }
             if durable || reset {
                 journal.mark_durable(seq);
             }
@@ -167,8 +169,8 @@ impl Ledger {
         let _one_fold_at_a_time = lock(&self.fold_lock);
         let mut st = lock(&self.state);
         let deltas = take_deltas(&mut st, env);
-        let seq = st.seq;
-        let generation = st.cursor.map_or(1, |c| c.generation);
+        let seq = self.last_seq();
+        let generation = self.generation();
         let has_journal = self.journal.is_some();
         let result = store.write_with(Commit::Durable, |tx| {
             apply_deltas(tx, env, deltas.clone())?;

@@ -15,7 +15,7 @@
 //!   covering everything written before, taken while admissions wait.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 
@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::model::alert::{DEFAULT_THRESHOLDS, THRESHOLDS_MAX};
 use crate::model::period::QuotaPeriod;
 use crate::model::usage::UsageReceipt;
-use crate::store::journal::{Cursor, Journal};
+use crate::store::journal::{Journal, META_GENERATION, META_SEQ, META_WRITE_SEQ};
 use crate::store::{day_number, Backend, DayRow, OrgRecord, Span, UsageWrite, Writes};
 
 mod admit;
@@ -38,8 +38,6 @@ type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Idempotency keys are remembered at least this long.
 pub(crate) const KEY_RETENTION: TimeDelta = TimeDelta::hours(48);
-const META_GENERATION: &str = "journal_generation";
-const META_SEQ: &str = "journal_seq";
 
 /// What the ledger needs from the operations above it, which call it (the ledger calls no
 /// operation): the time of the call, an organization's quota, and what a fold does when a
@@ -369,8 +367,6 @@ struct State {
     /// Vacant positions in `orgs` (organizations deleted).
     free: Vec<usize>,
     last_epoch: u64,
-    seq: u64,
-    cursor: Option<Cursor>,
     /// Admitted changes not yet folded.
     dirty: bool,
     /// Folded with a non-durable commit since the last checkpoint.
@@ -387,7 +383,8 @@ pub(crate) struct Outcome {
 pub(crate) struct Ledger {
     state: Mutex<State>,
     fold_lock: Mutex<()>,
-    journal: Option<Journal>,
+    /// Shared with the store, which journals its write transactions through it.
+    journal: Option<Arc<Journal>>,
     /// Set when other processes count against the same quotas (a shared backend): calls are
     /// admitted in transactions against stored totals, with group commit (`shared.rs`);
     /// nothing else is held in memory.
@@ -546,15 +543,26 @@ impl Ledger {
             return shared.leases.held();
         }
         let st = lock(&self.state);
-        st.dirty || st.undurable
+        st.dirty || st.undurable || self.journal.as_ref().is_some_and(|j| j.undurable())
     }
 
     /// Fraction of the journal in use (0 without a journal).
     pub(crate) fn journal_fill(&self) -> f64 {
-        match (&self.journal, lock(&self.state).cursor) {
-            (Some(j), Some(c)) => c.offset as f64 / j.size() as f64,
-            _ => 0.0,
-        }
+        self.journal.as_ref().map_or(0.0, |j| j.fill())
+    }
+
+    /// The journal's last sequence number (usage records and journaled writes alike): what
+    /// a call that answers from the state it saw waits for.
+    fn last_seq(&self) -> u64 {
+        self.journal.as_ref().map_or(0, |j| j.last_seq())
+    }
+
+    /// The generation the journal writes (1 without a journal).
+    fn generation(&self) -> u32 {
+        self.journal
+            .as_ref()
+            .and_then(|j| j.tail().map(|t| t.generation))
+            .unwrap_or(1)
     }
 
     /// Waits until an outcome's journal record is durable.

@@ -22,6 +22,10 @@ pub(crate) enum Commit {
     Durable,
     /// Visible at once; durable by a later durable commit (usage folds between checkpoints).
     Deferred,
+    /// Durable, and a file's journal then restarts at offset 0 under this generation, with no
+    /// record written between the commit and the restart (the transaction names the
+    /// generation in `meta`). A backend without a journal takes it as `Durable`.
+    Restart(u32),
 }
 
 /// A storage engine. Every table access of the library goes through one of these.

@@ -1,4 +1,6 @@
-//! The usage journal: the durable record of admitted usage between checkpoints.
+//! The journal: the durable record, between checkpoints, of admitted usage and of the write
+//! transactions of a file opened with `Durability::Immediate` (ARCHITECTURE.md, "Journaled
+//! writes").
 //!
 //! A pre-zeroed file of fixed size, overwritten in place (no size change, so an fdatasync
 //! flushes data only). Each record is `[crc32][len][generation][format][seq][payload]`, 8-byte
@@ -21,16 +23,27 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
+use super::tables::Table;
 use crate::error::{Error, Result};
 
 const HEADER: usize = 24;
 const ZERO_CHUNK: usize = 1 << 20;
 const READ_CHUNK: usize = 1 << 20;
-/// The record layout this build writes. Bump it when the payload changes, and keep decoding
-/// the older ones.
-pub(crate) const RECORD_FORMAT: u32 = 1;
+/// The newest record layout this build reads and writes. Bump it when a payload changes or a
+/// kind is added, and keep decoding the older ones.
+pub(crate) const RECORD_FORMAT: u32 = 2;
+/// A usage call's events (0: the same, written before the format field existed).
+const USAGE_FORMAT: u32 = 1;
+/// The changes of one write transaction.
+const WRITES_FORMAT: u32 = 2;
+
+/// `meta` names: the generation the journal writes, the last sequence the usage folds cover,
+/// and the last journaled write the file holds (records at or below are never replayed).
+pub(crate) const META_GENERATION: &str = "journal_generation";
+pub(crate) const META_SEQ: &str = "journal_seq";
+pub(crate) const META_WRITE_SEQ: &str = "write_seq";
 
 /// Smallest journal; a larger one checkpoints less often.
 pub(crate) const MIN_SIZE: u64 = 64 * 1024;
@@ -54,11 +67,44 @@ pub(crate) struct JournalEvent {
     pub(crate) at_micros: i64,
 }
 
-/// Where the next record goes (owned by the ledger, under its lock).
+/// One change a write transaction made, as the raw key-value store took it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Change {
+    Put(Vec<u8>),
+    Delete,
+    /// The table was opened for writing (redb creates it): nothing else.
+    Touch,
+}
+
+/// The changes of one committed write transaction, in the order it made them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WriteSet {
+    pub(crate) seq: u64,
+    pub(crate) changes: Vec<(Table, Vec<u8>, Change)>,
+}
+
+/// A record of the journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Record {
+    Usage(JournalBatch),
+    Writes(WriteSet),
+}
+
+impl Record {
+    pub(crate) fn seq(&self) -> u64 {
+        match self {
+            Record::Usage(batch) => batch.seq,
+            Record::Writes(set) => set.seq,
+        }
+    }
+}
+
+/// Where the next record goes, and the last sequence number given (under [`Journal::tail`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Cursor {
+pub(crate) struct Tail {
     pub(crate) generation: u32,
     pub(crate) offset: u64,
+    pub(crate) seq: u64,
 }
 
 /// Longest a sync leader waits for the callers the previous sync released.
@@ -80,6 +126,12 @@ struct SyncState {
 pub(crate) struct Journal {
     file: File,
     size: u64,
+    /// `None` until the ledger's replay at open has started a generation: nothing is written
+    /// before.
+    tail: Mutex<Option<Tail>>,
+    /// The last sequence a durable commit of the database covered (its writes are on disk
+    /// without the journal).
+    durable_through: AtomicU64,
     written: AtomicU64,
     sync: Mutex<SyncState>,
     synced_cv: Condvar,
@@ -112,15 +164,60 @@ pub(crate) fn encode(generation: u32, batch: &JournalBatch) -> Vec<u8> {
             None => out.push(0),
         }
     }
+    seal(out, generation, USAGE_FORMAT, batch.seq)
+}
+
+/// Pads a record to 8 bytes and fills in its header.
+fn seal(mut out: Vec<u8>, generation: u32, format: u32, seq: u64) -> Vec<u8> {
     out.resize(out.len().div_ceil(8) * 8, 0);
     let len = out.len() as u32;
     out[4..8].copy_from_slice(&len.to_le_bytes());
     out[8..12].copy_from_slice(&generation.to_le_bytes());
-    out[12..16].copy_from_slice(&RECORD_FORMAT.to_le_bytes());
-    out[16..24].copy_from_slice(&batch.seq.to_le_bytes());
+    out[12..16].copy_from_slice(&format.to_le_bytes());
+    out[16..24].copy_from_slice(&seq.to_le_bytes());
     let crc = crc32fast::hash(&out[4..]);
     out[0..4].copy_from_slice(&crc.to_le_bytes());
     out
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+/// A write transaction's record: `[count]` then per change `[table name][key][kind][value]`.
+/// `None` when a key or value is too long for its length field (the caller commits durably
+/// instead).
+pub(crate) fn encode_writes(generation: u32, set: &WriteSet) -> Option<Vec<u8>> {
+    let bytes: usize = set
+        .changes
+        .iter()
+        .map(|(_, k, c)| {
+            24 + k.len()
+                + match c {
+                    Change::Put(v) => v.len(),
+                    _ => 0,
+                }
+        })
+        .sum();
+    let mut out = Vec::with_capacity(HEADER + 8 + bytes);
+    out.extend_from_slice(&[0u8; HEADER]);
+    out.extend_from_slice(&u32::try_from(set.changes.len()).ok()?.to_le_bytes());
+    for (table, key, change) in &set.changes {
+        put_str(&mut out, table.name());
+        u32::try_from(key.len()).ok()?;
+        put_bytes(&mut out, key);
+        match change {
+            Change::Put(value) => {
+                out.push(1);
+                u32::try_from(value.len()).ok()?;
+                put_bytes(&mut out, value);
+            }
+            Change::Delete => out.push(0),
+            Change::Touch => out.push(2),
+        }
+    }
+    Some(seal(out, generation, WRITES_FORMAT, set.seq))
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -140,6 +237,10 @@ impl<'a> Reader<'a> {
     fn u32(&mut self) -> Option<u32> {
         Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
     }
+    fn bytes(&mut self) -> Option<Vec<u8>> {
+        let n = self.u32()? as usize;
+        Some(self.take(n)?.to_vec())
+    }
     fn u64(&mut self) -> Option<u64> {
         Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
@@ -150,13 +251,13 @@ impl<'a> Reader<'a> {
 }
 
 /// Decodes the record at the start of `bytes` if it is whole, of `generation`, and its
-/// checksum holds. Returns the batch and the record's length; `None` for a torn, foreign or
+/// checksum holds. Returns the record and its length; `None` for a torn, foreign or
 /// missing record (the end of the log).
 ///
 /// # Errors
 /// `incompatible_version` for a whole, checksummed record of a format newer than
 /// [`RECORD_FORMAT`].
-pub(crate) fn decode(generation: u32, bytes: &[u8]) -> Result<Option<(JournalBatch, usize)>> {
+pub(crate) fn decode(generation: u32, bytes: &[u8]) -> Result<Option<(Record, usize)>> {
     let Some(header) = bytes.get(..HEADER) else {
         return Ok(None);
     };
@@ -175,12 +276,37 @@ pub(crate) fn decode(generation: u32, bytes: &[u8]) -> Result<Option<(JournalBat
     }
     if format > RECORD_FORMAT {
         return Err(Error::IncompatibleVersion {
-            format: "usage journal record",
+            format: "journal record",
             found: format,
             supported: RECORD_FORMAT,
         });
     }
-    Ok(decode_body(seq, &bytes[HEADER..len]).map(|batch| (batch, len)))
+    let body = &bytes[HEADER..len];
+    let record = if format == WRITES_FORMAT {
+        decode_writes(seq, body).map(Record::Writes)
+    } else {
+        decode_body(seq, body).map(Record::Usage)
+    };
+    Ok(record.map(|r| (r, len)))
+}
+
+/// The payload of a format-2 record.
+fn decode_writes(seq: u64, body: &[u8]) -> Option<WriteSet> {
+    let mut r = Reader(body);
+    let n = r.u32()? as usize;
+    let mut changes = Vec::with_capacity(n.min(1 << 16));
+    for _ in 0..n {
+        let table = Table::by_name(&r.str()?)?;
+        let key = r.bytes()?;
+        let change = match r.take(1)?[0] {
+            0 => Change::Delete,
+            1 => Change::Put(r.bytes()?),
+            2 => Change::Touch,
+            _ => return None,
+        };
+        changes.push((table, key, change));
+    }
+    Some(WriteSet { seq, changes })
 }
 
 /// The payload of a format-1 record (format 0: the same, written before the field existed).
@@ -211,7 +337,7 @@ fn decode_body(seq: u64, body: &[u8]) -> Option<JournalBatch> {
 }
 
 fn io_err(what: &str, e: std::io::Error) -> Error {
-    Error::storage(format!("usage journal: {what}: {e}"))
+    Error::storage(format!("journal: {what}: {e}"))
 }
 
 /// Whether the journal at `path` holds anything but the zeros it is created with: then a
@@ -274,6 +400,8 @@ impl Journal {
         Ok(Journal {
             file,
             size,
+            tail: Mutex::new(None),
+            durable_through: AtomicU64::new(0),
             written: AtomicU64::new(0),
             sync: Mutex::new(SyncState::default()),
             synced_cv: Condvar::new(),
@@ -287,7 +415,7 @@ impl Journal {
 
     /// Every record of `generation`, in order, from offset 0; stops at the first record that is
     /// missing, torn, of another generation, or out of sequence.
-    pub(crate) fn read_generation(&self, generation: u32) -> Result<(Vec<JournalBatch>, u64)> {
+    pub(crate) fn read_generation(&self, generation: u32) -> Result<(Vec<Record>, u64)> {
         // Read only as far as records go (an open must not read a 32 MiB journal whose first
         // record is stale), in chunks, with positional reads: the file's cursor must not matter.
         let mut bytes: Vec<u8> = Vec::new();
@@ -303,7 +431,7 @@ impl Journal {
             }
             Ok(())
         };
-        let mut out: Vec<JournalBatch> = Vec::new();
+        let mut out: Vec<Record> = Vec::new();
         let mut at = 0usize;
         loop {
             load_to(&mut bytes, at + HEADER)?;
@@ -321,44 +449,77 @@ impl Journal {
             }
             let len = len as usize;
             load_to(&mut bytes, at.saturating_add(len.max(HEADER)))?;
-            let Some((batch, len)) = decode(generation, &bytes[at..])? else {
+            let Some((record, len)) = decode(generation, &bytes[at..])? else {
                 break;
             };
             if let Some(last) = out.last() {
-                if batch.seq != last.seq + 1 {
+                if record.seq() != last.seq() + 1 {
                     break;
                 }
             }
-            out.push(batch);
+            out.push(record);
             at += len;
         }
         Ok((out, at as u64))
     }
 
-    /// Writes a record at the cursor. The caller holds the ledger lock, so records are
-    /// written in sequence order.
-    pub(crate) fn append(
-        &self,
-        cursor: &mut Cursor,
-        record: &[u8],
-        seq: u64,
-    ) -> Result<Result<(), Full>> {
+    /// The tail: where the next record goes. Held while a record is encoded and written, so
+    /// records are written in sequence order; a write transaction holds it across its commit
+    /// too (ARCHITECTURE.md, "Journaled writes"). Nothing else is locked while it is held.
+    pub(crate) fn tail(&self) -> MutexGuard<'_, Option<Tail>> {
+        self.tail.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts writing generation `generation` at offset 0, after sequence `seq` (the open's
+    /// replay committed the generation).
+    pub(crate) fn start(&self, generation: u32, seq: u64) {
+        *self.tail() = Some(Tail {
+            generation,
+            offset: 0,
+            seq,
+        });
+    }
+
+    /// The last sequence number given (0 before the journal started).
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.tail().map_or(0, |t| t.seq)
+    }
+
+    /// A durable commit of the database holds every journaled write up to `seq`.
+    pub(crate) fn committed_durably(&self, seq: u64) {
+        self.durable_through.fetch_max(seq, Ordering::AcqRel);
+    }
+
+    /// Whether records were written since the last durable commit of the database.
+    pub(crate) fn undurable(&self) -> bool {
+        self.last_seq() > self.durable_through.load(Ordering::Acquire)
+    }
+
+    /// Fraction of the journal in use.
+    pub(crate) fn fill(&self) -> f64 {
+        self.tail()
+            .map_or(0.0, |t| t.offset as f64 / self.size as f64)
+    }
+
+    /// Writes `record`, encoded with sequence `tail.seq + 1`, at the tail.
+    pub(crate) fn append(&self, tail: &mut Tail, record: &[u8]) -> Result<Result<u64, Full>> {
         self.refuse_if_failed()?;
         let len = record.len() as u64;
-        if cursor.offset + len > self.size {
+        if tail.offset + len > self.size {
             return Ok(Err(Full));
         }
-        if let Err(e) = self.file.write_all_at(record, cursor.offset) {
+        if let Err(e) = self.file.write_all_at(record, tail.offset) {
             let err = io_err("write", e);
             self.fail(&err);
             return Err(err);
         }
-        cursor.offset += len;
-        self.written.store(seq, Ordering::Release);
-        Ok(Ok(()))
+        tail.offset += len;
+        tail.seq += 1;
+        self.written.store(tail.seq, Ordering::Release);
+        Ok(Ok(tail.seq))
     }
 
-    fn refuse_if_failed(&self) -> Result<()> {
+    pub(crate) fn refuse_if_failed(&self) -> Result<()> {
         let state = self.sync.lock().unwrap_or_else(|p| p.into_inner());
         match &state.failed {
             Some(msg) => Err(Error::storage(msg.clone())),
@@ -378,7 +539,7 @@ impl Journal {
     ///
     /// `may_gather`: whether this caller, should it lead a sync, may first wait for the
     /// callers the last sync released. A caller holding the ledger lock must pass `false`:
-    /// the records it would wait for are written under that lock.
+    /// the usage records it would wait for are written under that lock.
     pub(crate) fn wait_durable(&self, seq: u64, may_gather: bool) -> Result<()> {
         let mut state = self.sync.lock().unwrap_or_else(|p| p.into_inner());
         if state.synced >= seq && state.failed.is_none() {
@@ -484,12 +645,62 @@ mod tests {
         }
     }
 
+    fn tail(generation: u32, seq: u64) -> Tail {
+        Tail {
+            generation,
+            offset: 0,
+            seq,
+        }
+    }
+
+    fn writes(seq: u64) -> WriteSet {
+        WriteSet {
+            seq,
+            changes: vec![
+                (Table::Orgs, b"org_1".to_vec(), Change::Put(vec![1, 2, 3])),
+                (
+                    Table::AuditByOrg,
+                    b"org_1\0\0".to_vec(),
+                    Change::Put(Vec::new()),
+                ),
+                (Table::UserOrgs, b"u\0o\0".to_vec(), Change::Delete),
+                (Table::Reservations, Vec::new(), Change::Touch),
+            ],
+        }
+    }
+
+    #[test]
+    fn write_records_round_trip_in_sequence_with_usage_records() {
+        let rec = encode_writes(5, &writes(8)).unwrap();
+        assert_eq!(rec.len() % 8, 0);
+        let (back, len) = decode(5, &rec).unwrap().unwrap();
+        assert_eq!((back, len), (Record::Writes(writes(8)), rec.len()));
+        let mut bad = rec.clone();
+        bad[30] ^= 1;
+        assert!(decode(5, &bad).unwrap().is_none(), "damage ends the log");
+
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j"), MIN_SIZE).unwrap();
+        journal.start(5, 6);
+        let mut guard = journal.tail();
+        let t = guard.as_mut().unwrap();
+        assert_eq!(
+            journal.append(t, &encode(5, &batch(7))).unwrap().unwrap(),
+            7
+        );
+        assert_eq!(journal.append(t, &rec).unwrap().unwrap(), 8);
+        drop(guard);
+        assert_eq!(journal.last_seq(), 8);
+        let (read, _) = journal.read_generation(5).unwrap();
+        assert_eq!(read, [Record::Usage(batch(7)), Record::Writes(writes(8))]);
+    }
+
     #[test]
     fn records_round_trip_and_reject_damage() {
         let rec = encode(3, &batch(7));
         assert_eq!(rec.len() % 8, 0);
         let (back, len) = decode(3, &rec).unwrap().unwrap();
-        assert_eq!((back, len), (batch(7), rec.len()));
+        assert_eq!((back, len), (Record::Usage(batch(7)), rec.len()));
         assert!(decode(4, &rec).unwrap().is_none(), "another generation");
         for i in [0, 5, 20, rec.len() - 1] {
             let mut bad = rec.clone();
@@ -515,11 +726,11 @@ mod tests {
     fn a_record_of_a_newer_format_is_refused_not_taken_for_torn() {
         // Written before the format field existed: 0 there, the same layout.
         let old = with_format(encode(3, &batch(7)), 0);
-        assert_eq!(decode(3, &old).unwrap().unwrap().0, batch(7));
+        assert_eq!(decode(3, &old).unwrap().unwrap().0, Record::Usage(batch(7)));
         let newer = with_format(encode(3, &batch(7)), RECORD_FORMAT + 1);
         let err = decode(3, &newer).unwrap_err();
         assert_eq!(err.code(), "incompatible_version");
-        assert_eq!(err.details()["format"], "usage journal record");
+        assert_eq!(err.details()["format"], "journal record");
         assert_eq!(err.details()["found"], RECORD_FORMAT + 1);
         // Damage is still the end of the log, whatever the format field says.
         let mut torn = newer.clone();
@@ -531,14 +742,11 @@ mod tests {
     fn replay_stops_with_an_error_at_a_newer_record() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(&dir.path().join("j"), MIN_SIZE).unwrap();
-        let mut cursor = Cursor {
-            generation: 3,
-            offset: 0,
-        };
+        let mut tail = tail(3, 0);
         let first = encode(3, &batch(1));
-        journal.append(&mut cursor, &first, 1).unwrap().unwrap();
+        journal.append(&mut tail, &first).unwrap().unwrap();
         let second = with_format(encode(3, &batch(2)), RECORD_FORMAT + 1);
-        journal.append(&mut cursor, &second, 2).unwrap().unwrap();
+        journal.append(&mut tail, &second).unwrap().unwrap();
         let err = journal.read_generation(3).unwrap_err();
         assert_eq!(err.code(), "incompatible_version");
     }
@@ -547,25 +755,16 @@ mod tests {
     fn concurrent_callers_all_return_durable() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(&dir.path().join("j"), 0).unwrap();
-        // The ledger lock: records are written in sequence order.
-        let writer = std::sync::Mutex::new((
-            Cursor {
-                generation: 1,
-                offset: 0,
-            },
-            0u64,
-        ));
+        journal.start(1, 0);
         std::thread::scope(|s| {
             for _ in 0..8 {
                 s.spawn(|| {
                     for _ in 0..40 {
                         let seq = {
-                            let mut w = writer.lock().unwrap();
-                            w.1 += 1;
-                            let seq = w.1;
-                            let rec = encode(1, &batch(seq));
-                            journal.append(&mut w.0, &rec, seq).unwrap().unwrap();
-                            seq
+                            let mut guard = journal.tail();
+                            let tail = guard.as_mut().unwrap();
+                            let rec = encode(1, &batch(tail.seq + 1));
+                            journal.append(tail, &rec).unwrap().unwrap()
                         };
                         journal.wait_durable(seq, true).unwrap();
                         let state = journal.sync.lock().unwrap();
@@ -582,7 +781,10 @@ mod tests {
         drop(state);
         let (read, _) = journal.read_generation(1).unwrap();
         assert_eq!(read.len(), 320);
-        assert!(read.iter().enumerate().all(|(i, b)| b.seq == i as u64 + 1));
+        assert!(read
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.seq() == i as u64 + 1));
     }
 
     #[test]
@@ -590,27 +792,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(&dir.path().join("j"), 0).unwrap();
         assert_eq!(journal.size(), MIN_SIZE);
-        let mut cursor = Cursor {
-            generation: 2,
-            offset: 0,
-        };
+        let mut two = tail(2, 9);
         for seq in 10..13 {
             journal
-                .append(&mut cursor, &encode(2, &batch(seq)), seq)
+                .append(&mut two, &encode(2, &batch(seq)))
                 .unwrap()
                 .unwrap();
         }
         journal.wait_durable(12, true).unwrap();
         let (read, end) = journal.read_generation(2).unwrap();
-        assert_eq!(read.iter().map(|b| b.seq).collect::<Vec<_>>(), [10, 11, 12]);
-        assert_eq!(end, cursor.offset);
+        assert_eq!(
+            read.iter().map(Record::seq).collect::<Vec<_>>(),
+            [10, 11, 12]
+        );
+        assert_eq!(end, two.offset);
         // A new generation over the old records: only the new one is read.
-        let mut cursor = Cursor {
-            generation: 3,
-            offset: 0,
-        };
+        let mut three = tail(3, 12);
         journal
-            .append(&mut cursor, &encode(3, &batch(13)), 13)
+            .append(&mut three, &encode(3, &batch(13)))
             .unwrap()
             .unwrap();
         assert_eq!(journal.read_generation(3).unwrap().0.len(), 1);

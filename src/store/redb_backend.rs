@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::{RwLock, RwLockReadGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use redb::{
     Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata, StorageError,
@@ -12,6 +12,7 @@ use redb::{
 };
 
 use super::backend::{Backend, Commit};
+use super::journal::{self, Change, Journal, Record, WriteSet, META_GENERATION, META_WRITE_SEQ};
 use super::tables::Table;
 use super::{KvRead, KvWrite, Reads, Visit, Writes};
 use crate::error::{Error, Result};
@@ -110,6 +111,22 @@ pub(crate) struct RedbStore {
     db: RwLock<Database>,
     durability: CommitDurability,
     memory: bool,
+    /// A file's journal (shared with the usage ledger). With `Immediate` durability every
+    /// write transaction is journaled (ARCHITECTURE.md, "Journaled writes").
+    journal: Option<Arc<Journal>>,
+}
+
+/// How one write transaction commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A durable redb commit.
+    Durable,
+    /// A durable redb commit, then the journal restarts under this generation.
+    Restart(u32),
+    /// A non-durable commit and a journal record; `wait`: return once the record is on disk.
+    Journaled { wait: bool },
+    /// A non-durable commit, nothing journaled (`Durability::Eventual`, memory).
+    Eventual,
 }
 
 impl Drop for RedbStore {
@@ -129,20 +146,70 @@ impl Drop for RedbStore {
 }
 
 impl RedbStore {
+    /// Opens the file. Nothing is read or written before [`RedbStore::with_journal`].
     pub(crate) fn open(path: &Path, durability: CommitDurability) -> Result<RedbStore> {
-        guard(|| RedbStore::open_unguarded(path, durability))
-    }
-
-    fn open_unguarded(path: &Path, durability: CommitDurability) -> Result<RedbStore> {
-        let db = Database::builder()
-            .create(path)
-            .map_err(|e| open_err(path, e))?;
-        RedbStore {
+        let db = guard(|| {
+            Database::builder()
+                .create(path)
+                .map_err(|e| open_err(path, e))
+        })?;
+        Ok(RedbStore {
             db: RwLock::new(db),
             durability,
             memory: false,
-        }
-        .ensure_schema()
+            journal: None,
+        })
+    }
+
+    /// Takes the file's journal, applies the journaled writes the file does not hold yet, then
+    /// checks or upgrades its schema (the records were written under the schema the file had).
+    pub(crate) fn with_journal(mut self, journal: Arc<Journal>) -> Result<RedbStore> {
+        self.journal = Some(journal);
+        self.replay_writes()?;
+        self.ensure_schema()
+    }
+
+    /// Applies, in order and in one durable commit, the journaled writes of the stored
+    /// generation that come after the last one the file holds (`meta.write_seq`).
+    fn replay_writes(&self) -> Result<()> {
+        let Some(journal) = &self.journal else {
+            return Ok(());
+        };
+        let (generation, written) = self.with_read(|tx| {
+            Ok((
+                tx.meta_u64(META_GENERATION)?,
+                tx.meta_u64(META_WRITE_SEQ)?.unwrap_or(0),
+            ))
+        })?;
+        let Some(generation) = generation else {
+            return Ok(());
+        };
+        let sets: Vec<WriteSet> = journal
+            .read_generation(generation as u32)?
+            .0
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Writes(set) if set.seq > written => Some(set),
+                _ => None,
+            })
+            .collect();
+        let Some(last) = sets.last().map(|s| s.seq) else {
+            return Ok(());
+        };
+        self.with_write(Mode::Durable, |tx| {
+            for set in &sets {
+                for (table, key, change) in &set.changes {
+                    match change {
+                        Change::Put(value) => tx.put(*table, key, value)?,
+                        Change::Delete => {
+                            tx.delete(*table, key)?;
+                        }
+                        Change::Touch => tx.touch(*table)?,
+                    }
+                }
+            }
+            tx.set_meta_u64(META_WRITE_SEQ, last)
+        })
     }
 
     pub(crate) fn in_memory() -> Result<RedbStore> {
@@ -153,6 +220,7 @@ impl RedbStore {
             db: RwLock::new(db),
             durability: CommitDurability::Eventual,
             memory: true,
+            journal: None,
         }
         .ensure_schema()
     }
@@ -174,44 +242,134 @@ impl RedbStore {
         result
     }
 
-    /// Runs `f` in one write transaction; commits only when it returns `Ok`, durable when
-    /// `durable` (in-memory stores ignore it).
+    /// Runs `f` in one write transaction; commits only when it returns `Ok`, as `mode` says
+    /// (in-memory stores never sync).
     fn with_write<T>(
         &self,
-        durable: bool,
+        mode: Mode,
         f: impl FnOnce(&mut RedbWrite<'_>) -> Result<T>,
     ) -> Result<T> {
         let db = self.db();
-        let durability = if durable && !self.memory {
-            redb::Durability::Immediate
-        } else {
-            redb::Durability::None
-        };
-        let txn = guard(|| {
+        let journal = self.journal.as_deref();
+        if let (Mode::Journaled { .. }, Some(journal)) = (mode, journal) {
+            // After a journal I/O error the file may hold commits the journal lacks: no more.
+            journal.refuse_if_failed()?;
+        }
+        let durable = matches!(mode, Mode::Durable | Mode::Restart(_)) && !self.memory;
+        let mut txn = guard(|| {
             let mut txn = db.begin_write().map_err(storage_err)?;
-            txn.set_durability(durability).map_err(storage_err)?;
+            if !durable {
+                txn.set_durability(redb::Durability::None)
+                    .map_err(storage_err)?;
+            }
             Ok(txn)
         })?;
         // The tables a call opens stay open until it returns (they borrow the transaction),
         // then close before the commit.
-        let mut write = RedbWrite::new(&txn);
+        let mut write = RedbWrite::new(&txn, matches!(mode, Mode::Journaled { .. }));
         let result = f(&mut write);
-        let closed = release(write);
-        match (result, closed) {
-            (Ok(value), Ok(())) => {
-                guard(|| txn.commit().map_err(storage_err))?;
-                Ok(value)
-            }
-            (Err(e), _) | (Ok(_), Err(e)) => {
+        let value = match result {
+            Ok(value) => value,
+            Err(e) => {
+                let _ = release(write);
                 guard(|| txn.abort().map_err(storage_err))?;
-                Err(e)
+                if let (Mode::Journaled { wait: true }, Some(journal)) = (mode, journal) {
+                    // A refusal may rest on journaled writes not yet on disk.
+                    journal.wait_durable(journal.last_seq(), true)?;
+                }
+                return Err(e);
             }
+        };
+        let changes = write.log.take().unwrap_or_default();
+        let journal = match journal {
+            Some(journal) if mode != Mode::Eventual => journal,
+            _ => {
+                release(write)?;
+                guard(|| txn.commit().map_err(storage_err))?;
+                return Ok(value);
+            }
+        };
+        // Held from before the commit until its record is written (a journaled write) or the
+        // journal restarted: records go in commit order, and no record lands in the old
+        // generation after the commit that named the new one. A durable commit names the last
+        // record it holds (every record below was committed before it began).
+        let mut tail = journal.tail();
+        let held = tail.map(|t| t.seq);
+        let record = match (mode, tail.as_ref()) {
+            (Mode::Journaled { .. }, Some(t)) if !changes.is_empty() => {
+                let set = WriteSet {
+                    seq: t.seq + 1,
+                    changes,
+                };
+                journal::encode_writes(t.generation, &set).filter(|r| {
+                    let len = r.len() as u64;
+                    len <= journal.size() / 8 && t.offset + len <= journal.size()
+                })
+            }
+            (Mode::Journaled { wait }, _) if changes.is_empty() => {
+                // Nothing written: nothing to record, but an answer may rest on records
+                // not yet on disk.
+                drop(tail);
+                release(write)?;
+                guard(|| txn.commit().map_err(storage_err))?;
+                if wait {
+                    journal.wait_durable(journal.last_seq(), true)?;
+                }
+                return Ok(value);
+            }
+            _ => None,
+        };
+        if let Some(seq) = held {
+            write.set_meta_u64(META_WRITE_SEQ, seq + u64::from(record.is_some()))?;
         }
+        release(write)?;
+        let Some(record) = record else {
+            // Durable, a restart, or a journaled write whose record is too large for the
+            // journal's free space (or the journal not started yet): a durable commit.
+            // Only a restart keeps the tail across the commit: redb's writer keeps the
+            // others' records after this one's `held`.
+            let restart = match mode {
+                Mode::Restart(generation) => Some((generation, tail)),
+                _ => {
+                    drop(tail);
+                    None
+                }
+            };
+            if !durable && !self.memory {
+                guard(|| {
+                    txn.set_durability(redb::Durability::Immediate)
+                        .map_err(storage_err)
+                })?;
+            }
+            guard(|| txn.commit().map_err(storage_err))?;
+            if let Some(seq) = held {
+                journal.committed_durably(seq);
+            }
+            if let Some((generation, mut tail)) = restart {
+                if let Some(t) = tail.as_mut() {
+                    t.generation = generation;
+                    t.offset = 0;
+                }
+            }
+            return Ok(value);
+        };
+        guard(|| txn.commit().map_err(storage_err))?;
+        let Some(t) = tail.as_mut() else {
+            return Err(Error::storage("the journal was not started"));
+        };
+        let seq = journal
+            .append(t, &record)?
+            .map_err(|_| Error::storage("the journal is full"))?;
+        drop(tail);
+        if mode == (Mode::Journaled { wait: true }) {
+            journal.wait_durable(seq, true)?;
+        }
+        Ok(value)
     }
 
     /// Creates the tables of a new database, or checks and upgrades an existing one's schema.
     fn ensure_schema(self) -> Result<RedbStore> {
-        self.with_write(true, |tx| super::schema::ensure_schema(tx))?;
+        self.with_write(Mode::Durable, |tx| super::schema::ensure_schema(tx))?;
         Ok(self)
     }
 
@@ -279,12 +437,18 @@ impl Backend for RedbStore {
         commit: Commit,
         f: &mut dyn FnMut(&mut dyn Writes) -> Result<()>,
     ) -> Result<()> {
-        let durable = match commit {
-            Commit::AsOpened => self.durability == CommitDurability::Immediate,
-            Commit::Durable => true,
-            Commit::Deferred => false,
+        // With `Immediate` durability on a file every commit that is not durable is
+        // journaled, so a replay rebuilds exactly a prefix of the commits.
+        let journaled = self.durability == CommitDurability::Immediate && self.journal.is_some();
+        let mode = match commit {
+            Commit::AsOpened if journaled => Mode::Journaled { wait: true },
+            Commit::AsOpened if self.durability == CommitDurability::Immediate => Mode::Durable,
+            Commit::Deferred if journaled => Mode::Journaled { wait: false },
+            Commit::AsOpened | Commit::Deferred => Mode::Eventual,
+            Commit::Durable => Mode::Durable,
+            Commit::Restart(generation) => Mode::Restart(generation),
         };
-        self.with_write(durable, |tx| f(tx))
+        self.with_write(mode, |tx| f(tx))
     }
 
     fn is_memory(&self) -> bool {
@@ -429,13 +593,22 @@ impl KvRead for RedbRead {
 struct RedbWrite<'t> {
     txn: &'t redb::WriteTransaction,
     tables: RefCell<Vec<Option<WriteTable<'t>>>>,
+    /// The changes made, in order, for the transaction's journal record (when journaled).
+    log: Option<Vec<(Table, Vec<u8>, Change)>>,
 }
 
 impl<'t> RedbWrite<'t> {
-    fn new(txn: &'t redb::WriteTransaction) -> RedbWrite<'t> {
+    fn new(txn: &'t redb::WriteTransaction, journaled: bool) -> RedbWrite<'t> {
         RedbWrite {
             txn,
             tables: RefCell::new(Vec::new()),
+            log: journaled.then(Vec::new),
+        }
+    }
+
+    fn record(&mut self, table: Table, key: &[u8], change: Change) {
+        if let Some(log) = &mut self.log {
+            log.push((table, key.to_vec(), change));
         }
     }
 
@@ -487,6 +660,9 @@ impl KvWrite for RedbWrite<'_> {
         let mut t = self.take(table)?;
         let result = guard(|| t.insert(key, value).map(|_| ()).map_err(storage_err));
         self.put_back(table, t);
+        if result.is_ok() && self.log.is_some() {
+            self.record(table, key, Change::Put(value.to_vec()));
+        }
         result
     }
 
@@ -494,12 +670,16 @@ impl KvWrite for RedbWrite<'_> {
         let mut t = self.take(table)?;
         let result = guard(|| t.remove(key).map(|old| old.is_some()).map_err(storage_err));
         self.put_back(table, t);
+        if let Ok(true) = result {
+            self.record(table, key, Change::Delete);
+        }
         result
     }
 
     fn touch(&mut self, table: Table) -> Result<()> {
         let t = self.take(table)?;
         self.put_back(table, t);
+        self.record(table, &[], Change::Touch);
         Ok(())
     }
 }

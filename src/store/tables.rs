@@ -88,6 +88,11 @@ impl Table {
         Table::Reservations,
     ];
 
+    /// The table of a stored name (a journal record's).
+    pub(crate) fn by_name(name: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.name() == name)
+    }
+
     /// The on-disk name. Never change one: files already written use it.
     pub(crate) const fn name(self) -> &'static str {
         match self {
