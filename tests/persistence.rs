@@ -197,3 +197,80 @@ fn bad_options_are_refused_at_open() {
         Some("invite_url_template"),
     );
 }
+
+/// Operations read the usage ledger inside their write transactions (an organization's
+/// details carry its period total), while a journal restart or a fold before a write holds
+/// admissions up and then waits for the database's writer: the hold must not be the ledger's
+/// lock (it was, and these two deadlocked). A small journal with frequent checkpoints makes
+/// restarts happen every few calls; a deadlock fails the test instead of hanging it.
+#[test]
+fn writes_that_read_usage_race_journal_restarts_without_deadlock() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use orgdb::{Limit, LimitOverridesPatch, Options, UsageEvent};
+
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        journal_size: 64 * 1024,
+        usage_flush_interval: Duration::from_millis(2),
+        ..Options::default()
+    };
+    let db = Db::open_with(dir.path().join("org.redb"), opts).unwrap();
+    let owner = db
+        .create_user(&NewUser {
+            email: "o@example.com".into(),
+            name: "O".into(),
+        })
+        .unwrap();
+    let org = db
+        .create_organization(
+            &owner.id,
+            &NewOrganization {
+                name: "Acme".into(),
+                plan: Some("enterprise".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .organization
+        .id;
+    let (done, finished) = mpsc::channel();
+    for worker in 0..3 {
+        let (db, org, done) = (db.clone(), org.clone(), done.clone());
+        std::thread::spawn(move || {
+            for i in 0..400u64 {
+                match worker {
+                    0 => {
+                        let patch = LimitOverridesPatch {
+                            mcps: Some(Some(Limit::Count(100 + i % 7))),
+                            ..Default::default()
+                        };
+                        db.set_limit_overrides(&Actor::System, &org, &patch)
+                            .unwrap();
+                    }
+                    1 => {
+                        db.record_usage(&org, &UsageEvent::new(1).key(format!("k{i}")))
+                            .unwrap();
+                    }
+                    _ => {
+                        let correction = orgdb::UsageCorrection {
+                            date: db.now().date_naive(),
+                            resource_id: None,
+                            delta: 1,
+                            idempotency_key: None,
+                            reason: None,
+                        };
+                        db.correct_usage(&Actor::System, &org, &correction).unwrap();
+                    }
+                }
+            }
+            done.send(worker).unwrap();
+        });
+    }
+    for _ in 0..3 {
+        finished
+            .recv_timeout(Duration::from_secs(120))
+            .expect("a worker is stuck: the ledger and the database's writer deadlocked");
+    }
+}

@@ -48,7 +48,7 @@ impl Ledger {
         if self.shared.is_some() {
             return None;
         }
-        let mut st = lock(&self.state);
+        let mut st = self.admitting();
         let usage = st.orgs.get(handle.index)?;
         if usage.epoch != handle.epoch {
             return Some(Err(Error::not_found("Organization")));
@@ -93,7 +93,7 @@ impl Ledger {
             });
         }
         loop {
-            let mut st = lock(&self.state);
+            let mut st = self.admitting();
             match self.admit_locked(&mut st, store, env, org, events, mode)? {
                 Some(outcome) => return Ok(outcome),
                 None => {
@@ -121,7 +121,7 @@ impl Ledger {
             return Ok((receipt, None));
         }
         loop {
-            let mut st = lock(&self.state);
+            let mut st = self.admitting();
             match self.admit_one_locked(&mut st, store, env, org, event, mode)? {
                 Some(done) => return Ok(done),
                 None => {

@@ -1,7 +1,7 @@
 //! Folds, checkpoints and replay: carrying admitted usage into the database, with the
 //! journal position each fold covers, and rebuilding it from the journal at open.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use crate::error::Result;
 use crate::store::journal::{Journal, JournalBatch, Record};
@@ -64,6 +64,7 @@ impl Ledger {
         journal.mark_durable(last);
         Ok(Ledger {
             state: Mutex::new(State::default()),
+            resumed: Condvar::new(),
             fold_lock: Mutex::new(()),
             journal: Some(journal),
             shared: None,
@@ -100,12 +101,10 @@ impl Ledger {
         } else {
             generation
         };
-        let guard = if reset {
-            Some(st)
-        } else {
-            drop(st);
-            None
-        };
+        // A restart holds admissions up until the new generation is written: a record written
+        // meanwhile would land in the old one, after the commit that names the new one.
+        st.held = reset;
+        drop(st);
         let has_journal = self.journal.is_some();
         let result = store.write_with(
             if reset {
@@ -124,7 +123,11 @@ impl Ledger {
                 Ok(())
             },
         );
-        let mut st = guard.unwrap_or_else(|| lock(&self.state));
+        let mut st = lock(&self.state);
+        if reset {
+            // Whatever the outcome (the restart happened with the commit, or neither did).
+            self.resume(&mut st);
+        }
         if let Err(e) = result {
             // Nothing was written: put the changes back so the next fold carries them (an
             // organization deleted meanwhile has no rows left to carry them into).
@@ -145,11 +148,11 @@ impl Ledger {
         Ok(())
     }
 
-    /// Runs `write` in one durable transaction after a fold of every admitted change, with
-    /// admissions held meanwhile: `write` reads the organization's stored usage as complete
-    /// (nothing of it is left in memory) and may change it (a usage correction). The journal's
-    /// records up to here are covered by the same commit, so a replay never applies them
-    /// twice. Afterwards the organization's cached period totals and quota are dropped (the
+    /// Runs `write` in one transaction, on disk when it returns (`Commit::Synced`), after a
+    /// fold of every admitted change, with admissions held meanwhile: `write` reads the
+    /// organization's stored usage as complete (nothing of it is left in memory) and may
+    /// change it (a usage correction). The journal's records up to here are covered by the
+    /// same commit, so a replay never applies them twice. Afterwards the organization's cached period totals and quota are dropped (the
     /// next admission reads the stored ones) and `key` (with its time) joins its known keys. On a
     /// shared backend there is nothing in memory to fold: `write` runs as a usage
     /// transaction of the organization.
@@ -172,7 +175,11 @@ impl Ledger {
         let seq = self.last_seq();
         let generation = self.generation();
         let has_journal = self.journal.is_some();
-        let result = store.write_with(Commit::Durable, |tx| {
+        st.held = true;
+        drop(st);
+        // On disk when it returns (journaled on a file that journals its writes), so the
+        // records up to `seq`, which it covers, are too.
+        let result = store.write_with(Commit::Synced, |tx| {
             apply_deltas(tx, env, deltas.clone())?;
             if has_journal {
                 tx.set_meta_u64(META_GENERATION, u64::from(generation))?;
@@ -180,7 +187,8 @@ impl Ledger {
             }
             write(tx)
         });
-        match result {
+        let mut st = lock(&self.state);
+        let outcome = match result {
             Ok(value) => {
                 st.undurable = false;
                 if let Some(journal) = &self.journal {
@@ -206,10 +214,11 @@ impl Ledger {
                 st.dirty = true;
                 Err(e)
             }
-        }
+        };
+        self.resume(&mut st);
+        outcome
     }
 
-    /// Drops in-memory months and keys that `prune_usage` removed from the database.
     /// The last handle closes: on a shared backend, store what the leases admitted and give
     /// every reservation back.
     pub(crate) fn release_leases(&self, store: &dyn Backend, env: &dyn UsageEnv) -> Result<()> {
@@ -219,6 +228,7 @@ impl Ledger {
         }
     }
 
+    /// Drops in-memory months and keys that `prune_usage` removed from the database.
     pub(crate) fn forget_before(&self, period_end: u32, key_cutoff: i64) {
         let mut st = lock(&self.state);
         for usage in st.orgs.iter_mut() {

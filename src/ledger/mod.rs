@@ -15,7 +15,7 @@
 //!   covering everything written before, taken while admissions wait.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 
@@ -371,6 +371,11 @@ struct State {
     dirty: bool,
     /// Folded with a non-durable commit since the last checkpoint.
     undurable: bool,
+    /// A fold that holds admissions up is writing (a journal restart, `fold_and_write`):
+    /// admissions wait on `Ledger::resumed`. A flag rather than the lock held across the
+    /// write: operations read the ledger inside their write transactions (database writer,
+    /// then ledger lock), so a fold may not wait for the writer under the ledger lock.
+    held: bool,
 }
 
 /// What admission decided.
@@ -382,6 +387,8 @@ pub(crate) struct Outcome {
 
 pub(crate) struct Ledger {
     state: Mutex<State>,
+    /// Signalled when a fold stops holding admissions up (`State::held`).
+    resumed: Condvar,
     fold_lock: Mutex<()>,
     /// Shared with the store, which journals its write transactions through it.
     journal: Option<Arc<Journal>>,
@@ -445,10 +452,26 @@ impl Ledger {
     pub(crate) fn in_memory() -> Ledger {
         Ledger {
             state: Mutex::new(State::default()),
+            resumed: Condvar::new(),
             fold_lock: Mutex::new(()),
             journal: None,
             shared: None,
         }
+    }
+
+    /// The state, for an admission: waits while a fold holds admissions up.
+    fn admitting(&self) -> MutexGuard<'_, State> {
+        let mut st = lock(&self.state);
+        while st.held {
+            st = self.resumed.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        st
+    }
+
+    /// Ends a hold of admissions (`State::held`).
+    fn resume(&self, st: &mut State) {
+        st.held = false;
+        self.resumed.notify_all();
     }
 
     /// A ledger for a backend that other processes write too (`shared.rs`, `lease.rs`).

@@ -20,6 +20,10 @@ pub(crate) enum Commit {
     AsOpened,
     /// Durable when the commit returns (checkpoints).
     Durable,
+    /// On disk when the commit returns, by the cheapest means the backend has: a file with
+    /// immediate durability journals the transaction (ARCHITECTURE.md, "Journaled writes"),
+    /// others commit durably. Whatever the database's durability option.
+    Synced,
     /// Visible at once; durable by a later durable commit (usage folds between checkpoints).
     Deferred,
     /// Durable, and a file's journal then restarts at offset 0 under this generation, with no

@@ -123,8 +123,10 @@ enum Mode {
     Durable,
     /// A durable redb commit, then the journal restarts under this generation.
     Restart(u32),
-    /// A non-durable commit and a journal record; `wait`: return once the record is on disk.
-    Journaled { wait: bool },
+    /// A non-durable commit and a journal record; `wait`: return once the record is on disk;
+    /// `gather`: a sync this caller leads may first wait for others' records (not for a
+    /// caller that holds admissions up, `Commit::Synced`: see `Journal::wait_durable`).
+    Journaled { wait: bool, gather: bool },
     /// A non-durable commit, nothing journaled (`Durability::Eventual`, memory).
     Eventual,
 }
@@ -273,9 +275,9 @@ impl RedbStore {
             Err(e) => {
                 let _ = release(write);
                 guard(|| txn.abort().map_err(storage_err))?;
-                if let (Mode::Journaled { wait: true }, Some(journal)) = (mode, journal) {
+                if let (Mode::Journaled { wait: true, gather }, Some(journal)) = (mode, journal) {
                     // A refusal may rest on journaled writes not yet on disk.
-                    journal.wait_durable(journal.last_seq(), true)?;
+                    journal.wait_durable(journal.last_seq(), gather)?;
                 }
                 return Err(e);
             }
@@ -306,14 +308,14 @@ impl RedbStore {
                     len <= journal.size() / 8 && t.offset + len <= journal.size()
                 })
             }
-            (Mode::Journaled { wait }, _) if changes.is_empty() => {
+            (Mode::Journaled { wait, gather }, _) if changes.is_empty() => {
                 // Nothing written: nothing to record, but an answer may rest on records
                 // not yet on disk.
                 drop(tail);
                 release(write)?;
                 guard(|| txn.commit().map_err(storage_err))?;
                 if wait {
-                    journal.wait_durable(journal.last_seq(), true)?;
+                    journal.wait_durable(journal.last_seq(), gather)?;
                 }
                 return Ok(value);
             }
@@ -361,8 +363,8 @@ impl RedbStore {
             .append(t, &record)?
             .map_err(|_| Error::storage("the journal is full"))?;
         drop(tail);
-        if mode == (Mode::Journaled { wait: true }) {
-            journal.wait_durable(seq, true)?;
+        if let Mode::Journaled { wait: true, gather } = mode {
+            journal.wait_durable(seq, gather)?;
         }
         Ok(value)
     }
@@ -441,11 +443,21 @@ impl Backend for RedbStore {
         // journaled, so a replay rebuilds exactly a prefix of the commits.
         let journaled = self.durability == CommitDurability::Immediate && self.journal.is_some();
         let mode = match commit {
-            Commit::AsOpened if journaled => Mode::Journaled { wait: true },
+            Commit::AsOpened if journaled => Mode::Journaled {
+                wait: true,
+                gather: true,
+            },
             Commit::AsOpened if self.durability == CommitDurability::Immediate => Mode::Durable,
-            Commit::Deferred if journaled => Mode::Journaled { wait: false },
+            Commit::Deferred if journaled => Mode::Journaled {
+                wait: false,
+                gather: false,
+            },
+            Commit::Synced if journaled => Mode::Journaled {
+                wait: true,
+                gather: false,
+            },
             Commit::AsOpened | Commit::Deferred => Mode::Eventual,
-            Commit::Durable => Mode::Durable,
+            Commit::Durable | Commit::Synced => Mode::Durable,
             Commit::Restart(generation) => Mode::Restart(generation),
         };
         self.with_write(mode, |tx| f(tx))

@@ -415,7 +415,7 @@ impl PgStore {
             Kind::Usage(commit, ..) => ("READ COMMITTED", Some(commit)),
         };
         let durable = match commit {
-            None | Some(Commit::Durable | Commit::Restart(_)) => true,
+            None | Some(Commit::Durable | Commit::Synced | Commit::Restart(_)) => true,
             Some(Commit::AsOpened) => self.durable,
             Some(Commit::Deferred) => false,
         };
