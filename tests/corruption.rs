@@ -657,26 +657,8 @@ fn records(journal: &[u8]) -> Vec<(usize, usize)> {
 /// journaled too). Returns (owner, organization).
 fn owner_and_org(path: &Path) -> (String, String) {
     let db = Db::open_with(path, opts()).unwrap();
-    let owner = db
-        .create_user(&NewUser {
-            email: "o@example.com".into(),
-            name: "O".into(),
-        })
-        .unwrap()
-        .id;
-    let org = db
-        .create_organization(
-            &owner,
-            &NewOrganization {
-                name: "Acme".into(),
-                plan: Some("enterprise".into()),
-                ..Default::default()
-            },
-        )
-        .unwrap()
-        .organization
-        .id;
-    (owner, org)
+    let (org, owner) = common::org(&db, "Acme", "enterprise");
+    (owner.id, org)
 }
 
 #[test]

@@ -217,24 +217,7 @@ fn writes_that_read_usage_race_journal_restarts_without_deadlock() {
         ..Options::default()
     };
     let db = Db::open_with(dir.path().join("org.redb"), opts).unwrap();
-    let owner = db
-        .create_user(&NewUser {
-            email: "o@example.com".into(),
-            name: "O".into(),
-        })
-        .unwrap();
-    let org = db
-        .create_organization(
-            &owner.id,
-            &NewOrganization {
-                name: "Acme".into(),
-                plan: Some("enterprise".into()),
-                ..Default::default()
-            },
-        )
-        .unwrap()
-        .organization
-        .id;
+    let (org, _) = org(&db, "Acme", "enterprise");
     let (done, finished) = mpsc::channel();
     for worker in 0..3 {
         let (db, org, done) = (db.clone(), org.clone(), done.clone());
