@@ -581,7 +581,9 @@ def main():
     wanted = [w for w in args.workload.split(",") if w]
     with tempfile.TemporaryDirectory(prefix="orgdb-pybench-") as directory:
         started = time.perf_counter()
-        fx = Fixture(directory, invitations=args.rounds * 3000)
+        # Enough invitations that neither side runs out in its last round (a side that ran out
+        # would stop early: fewer calls, a shorter time).
+        fx = Fixture(directory, invitations=int(args.rounds * max(1.0, args.seconds) * 8000))
         print(f"setup in {time.perf_counter() - started:.1f} s; orgdb {orgdb.__name__}, "
               f"SQLite {sqlite3.sqlite_version}, {args.rounds} round(s) of {args.seconds} s")
         table = workloads(fx, args.seconds)
