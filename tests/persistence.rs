@@ -257,3 +257,33 @@ fn writes_that_read_usage_race_journal_restarts_without_deadlock() {
             .expect("a worker is stuck: the ledger and the database's writer deadlocked");
     }
 }
+
+/// Journaled writes are in the file itself after a checkpoint (`flush`, or the background one
+/// every `usage_flush_interval`), not only in the journal: a copy of the file alone, taken
+/// while the handle is open, holds them.
+#[test]
+fn a_checkpoint_puts_journaled_writes_in_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("org.redb");
+    let opts = orgdb::Options {
+        usage_flush_interval: std::time::Duration::from_secs(3600),
+        ..orgdb::Options::default()
+    };
+    let db = Db::open_with(&path, opts).unwrap();
+    let (org, _) = org(&db, "Acme", "enterprise");
+    let member = user(&db, "Late Member");
+    db.add_member(&Actor::System, &org, &member.id, "member")
+        .unwrap();
+    db.flush().unwrap();
+    let copy = dir.path().join("copy.redb");
+    std::fs::copy(&path, &copy).unwrap();
+    drop(db);
+    // No journal beside the copy: what it holds is the file's.
+    let copy = Db::open(&copy).unwrap();
+    assert_eq!(copy.get_user(&member.id).unwrap().name, "Late Member");
+    let page = copy
+        .list_members(&Actor::System, &org, &MemberQuery::default())
+        .unwrap();
+    assert_eq!(page.data.len(), 2, "the owner and the member added last");
+    assert_sound(&copy);
+}

@@ -90,7 +90,10 @@ impl Ledger {
         let _one_fold_at_a_time = lock(&self.fold_lock);
         let mut st = lock(&self.state);
         let reset = reset && self.journal.is_some();
-        if !st.dirty && !reset && (!durable || !st.undurable) {
+        // A checkpoint also makes journaled writes durable in the file (they are replayed
+        // from the journal until then).
+        let undurable = st.undurable || self.journal.as_ref().is_some_and(|j| j.undurable());
+        if !st.dirty && !reset && (!durable || !undurable) {
             return Ok(());
         }
         let deltas = take_deltas(&mut st, env);
