@@ -1808,3 +1808,25 @@ fn tls_modes_encrypt_and_verify_as_libpq_does() {
         Some("url"),
     );
 }
+
+/// orgdb's calls block their thread (on PostgreSQL, on a runtime of each connection's own).
+/// A host with async code still drops its last handle wherever its last clone goes, which
+/// may be a thread of its own tokio runtime: closing the connections there must not panic
+/// (tokio refuses to block, or to drop a runtime, on such a thread). A handle that holds
+/// buffered-usage leases still returns them with a blocking transaction at its drop: not
+/// covered (ARCHITECTURE.md, "Async hosts").
+#[test]
+fn the_last_handle_may_drop_on_a_thread_of_an_async_runtime() {
+    let Some((_url, _server, db, org, owner)) = acme("pro") else {
+        return;
+    };
+    let member = user(&db, "Async Member");
+    db.add_member(&actor(&owner), &org, &member.id, "member")
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        drop(db);
+    });
+}

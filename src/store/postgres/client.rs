@@ -9,6 +9,7 @@
 //! after it rolls back), and the first error is the one that counts.
 
 use std::future::{poll_fn, Future};
+use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -35,7 +36,8 @@ pub(crate) struct Client {
 /// The connection's task (reads and writes the socket while a call waits) and the runtime it
 /// runs on.
 struct Driving {
-    runtime: tokio::runtime::Runtime,
+    /// Taken only by `drop`, which ends it as the thread allows.
+    runtime: ManuallyDrop<tokio::runtime::Runtime>,
     /// `None` once the connection ended.
     driver: Option<Driver>,
 }
@@ -86,7 +88,7 @@ impl Client {
         Ok(Client {
             client,
             driving: Driving {
-                runtime,
+                runtime: ManuallyDrop::new(runtime),
                 driver: Some(Box::pin(connection)),
             },
         })
@@ -261,11 +263,21 @@ impl Driving {
 }
 
 impl Drop for Driving {
-    /// Writes what the dropped client queued (the session's end), for at most a second.
+    /// Writes what the dropped client queued (the session's end), for at most a second, then
+    /// ends the runtime. On a thread of an async runtime (a host's last handle dropped inside
+    /// a task) tokio refuses to block and to wait for a runtime's end, with a panic: there the
+    /// socket just closes (the server sees the client go) and the runtime ends without waiting.
     fn drop(&mut self) {
-        if let Some(driver) = self.driver.take() {
-            let _ = self
-                .runtime
+        let driver = self.driver.take();
+        // SAFETY: taken once, here, and the field is not used after.
+        let runtime = unsafe { ManuallyDrop::take(&mut self.runtime) };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            drop(driver);
+            runtime.shutdown_background();
+            return;
+        }
+        if let Some(driver) = driver {
+            let _ = runtime
                 .block_on(async { tokio::time::timeout(Duration::from_secs(1), driver).await });
         }
     }
