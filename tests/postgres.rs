@@ -1811,22 +1811,35 @@ fn tls_modes_encrypt_and_verify_as_libpq_does() {
 
 /// orgdb's calls block their thread (on PostgreSQL, on a runtime of each connection's own).
 /// A host with async code still drops its last handle wherever its last clone goes, which
-/// may be a thread of its own tokio runtime: closing the connections there must not panic
-/// (tokio refuses to block, or to drop a runtime, on such a thread). A handle that holds
-/// buffered-usage leases still returns them with a blocking transaction at its drop: not
-/// covered (ARCHITECTURE.md, "Async hosts").
+/// may be a thread of its own tokio runtime: closing there must not panic (tokio refuses to
+/// block, or to drop a runtime, on such a thread), and the close still stores what the
+/// handle's lease admitted and gives the rest back.
 #[test]
 fn the_last_handle_may_drop_on_a_thread_of_an_async_runtime() {
-    let Some((_url, _server, db, org, owner)) = acme("pro") else {
+    let Some((url, _server, db, org, owner)) = acme("pro") else {
         return;
     };
+    monthly_limit(&db, &org, 1_000);
     let member = user(&db, "Async Member");
     db.add_member(&actor(&owner), &org, &member.id, "member")
         .unwrap();
+    for _ in 0..5 {
+        db.record_usage_buffered(&org, &UsageEvent::new(3)).unwrap();
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
     runtime.block_on(async move {
         drop(db);
     });
+    let again = Db::open(&url).unwrap();
+    let details = again.get_organization(&actor(&owner), &org).unwrap();
+    assert_eq!(
+        details.usage.monthly_requests, 15,
+        "the lease's usage was stored"
+    );
+    // Its unused quota came back: another handle may use all of the rest.
+    let rest = 1_000 - 15;
+    let receipt = again.record_usage(&org, &UsageEvent::new(rest)).unwrap();
+    assert_eq!(receipt.used, 1_000);
 }

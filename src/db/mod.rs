@@ -108,10 +108,29 @@ impl Drop for Inner {
             flusher.signal.wake.notify_all();
             let _ = flusher.thread.join();
         }
-        if self.ledger.needs_checkpoint() {
-            let _ = self.checkpoint();
+        let core: &Core = &self.core;
+        let close = || {
+            if core.ledger.needs_checkpoint() {
+                let _ = core.checkpoint();
+            }
+            let _ = core.ledger.release_leases(&*core.store, &core.ctx());
+        };
+        if !core.store.is_shared() {
+            close();
+            return;
         }
-        let _ = self.ledger.release_leases(&*self.store, &self.ctx());
+        // On a server these last calls block on the connections' own runtimes, which tokio
+        // refuses (with a panic) on a thread of a host's async runtime, where the last handle
+        // of an async host may well drop: a thread of their own runs them. Should none start,
+        // the leases expire on the server instead.
+        std::thread::scope(|scope| {
+            if let Ok(closing) = std::thread::Builder::new()
+                .name("orgdb-close".to_owned())
+                .spawn_scoped(scope, close)
+            {
+                let _ = closing.join();
+            }
+        });
     }
 }
 
