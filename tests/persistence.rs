@@ -287,3 +287,33 @@ fn a_checkpoint_puts_journaled_writes_in_the_file() {
     assert_eq!(page.data.len(), 2, "the owner and the member added last");
     assert_sound(&copy);
 }
+
+/// A database deleted while its journal stays beside it: a new database at the same path
+/// owns nothing in that journal. Its generations and sequence numbers start where the old
+/// one's did, so the old records must be gone before the new database writes any, or a later
+/// open would replay the old writes into it.
+#[test]
+fn a_new_database_never_replays_the_journal_of_a_deleted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("org.redb");
+    {
+        let db = Db::open(&path).unwrap();
+        org(&db, "Old Co", "pro");
+    }
+    std::fs::remove_file(&path).unwrap();
+    // Opened twice with nothing written, then once with a write: every open starts a
+    // generation, and the old journal's were the same numbers.
+    drop(Db::open(&path).unwrap());
+    drop(Db::open(&path).unwrap());
+    {
+        let db = Db::open(&path).unwrap();
+        user(&db, "New User");
+    }
+    let db = Db::open(&path).unwrap();
+    assert!(
+        db.find_user_by_email("old.co.owner@example.com").is_err(),
+        "the deleted database's owner came back"
+    );
+    assert!(db.find_user_by_email("new.user@example.com").is_ok());
+    assert_sound(&db);
+}

@@ -134,11 +134,13 @@ impl Ledger {
 
     /// Fails with `err`; a durable call first waits until the state it saw is durable, so a
     /// crash can never make the refusal wrong.
-    fn refuse<T>(&self, durable: bool, seen_seq: u64, err: Error) -> Result<T> {
+    fn refuse<T>(&self, durable: bool, err: Error) -> Result<T> {
         if durable {
             if let Some(j) = &self.journal {
                 // Called under the ledger lock: no gathering (see `wait_durable`).
-                j.wait_durable(seen_seq, false)?;
+                // Everything written so far, not only what was written when the call began:
+                // what it read of the database may be a journaled write made meanwhile.
+                j.wait_durable(j.last_seq(), false)?;
             }
         }
         Err(err)
@@ -153,17 +155,16 @@ impl Ledger {
         e: &Admit<'_>,
         mode: Mode,
     ) -> Result<Option<(UsageReceipt, Option<u64>)>> {
-        let seen_seq = self.last_seq();
         let durable = mode == Mode::Durable && self.journal.is_some();
         let index = match ensure_org(st, store, env, org) {
             Ok(index) => index,
-            Err(err) => return self.refuse(durable, seen_seq, err),
+            Err(err) => return self.refuse(durable, err),
         };
         let column = match e.resource {
             None => None,
             Some(id) => match resolve_resource(st, store, index, id) {
                 Ok(column) => Some(column),
-                Err(err) => return self.refuse(durable, seen_seq, err),
+                Err(err) => return self.refuse(durable, err),
             },
         };
         let now = env.now().timestamp_micros();
@@ -183,7 +184,6 @@ impl Ledger {
         mode: Mode,
         now_micros: i64,
     ) -> Result<Option<(UsageReceipt, Option<u64>)>> {
-        let seen_seq = self.last_seq();
         let durable = mode == Mode::Durable && self.journal.is_some();
         let usage = &mut st.orgs[index];
         let span = usage.span_of(e.day);
@@ -193,13 +193,13 @@ impl Ledger {
         if e.key.is_some_and(|k| usage.keys.contains_key(k)) {
             return Ok(Some((
                 quota.receipt_dated(true, used, dates),
-                durable.then_some(seen_seq),
+                durable.then(|| self.last_seq()),
             )));
         }
         let held = usage.held(now_micros);
         let total = match quota.admit(used.saturating_add(held), e.count) {
             Ok(_) => used.saturating_add(e.count),
-            Err(err) => return self.refuse(durable, seen_seq, err),
+            Err(err) => return self.refuse(durable, err),
         };
         if mode == Mode::Check {
             return Ok(Some((quota.receipt_dated(false, total, dates), None)));
@@ -259,11 +259,10 @@ impl Ledger {
         events: &[Admit<'_>],
         mode: Mode,
     ) -> Result<Option<Outcome>> {
-        let seen_seq = self.last_seq();
         let durable = mode == Mode::Durable && self.journal.is_some();
         let index = match ensure_org(st, store, env, org) {
             Ok(index) => index,
-            Err(err) => return self.refuse(durable, seen_seq, err),
+            Err(err) => return self.refuse(durable, err),
         };
         let mut columns: Vec<Option<u32>> = Vec::with_capacity(events.len());
         for e in events {
@@ -271,7 +270,7 @@ impl Ledger {
                 None => None,
                 Some(id) => match resolve_resource(st, store, index, id) {
                     Ok(column) => Some(column),
-                    Err(err) => return self.refuse(durable, seen_seq, err),
+                    Err(err) => return self.refuse(durable, err),
                 },
             };
             columns.push(column);
@@ -305,7 +304,7 @@ impl Ledger {
                     Some(s) => *sum = s,
                     None => {
                         let err = usage.quota.refusal(usage.periods[&span.start], e.count);
-                        return self.refuse(durable, seen_seq, err);
+                        return self.refuse(durable, err);
                     }
                 },
                 None => sums.push((span.start, e.count)),
@@ -315,12 +314,12 @@ impl Ledger {
         for &(start, add) in &sums {
             let used = usage.periods[&start].saturating_add(held);
             if let Err(err) = usage.quota.admit(used, add) {
-                return self.refuse(durable, seen_seq, err);
+                return self.refuse(durable, err);
             }
         }
 
         let counted = duplicate.iter().any(|d| !d);
-        let mut wait_for = durable.then_some(seen_seq);
+        let mut wait_for = durable.then(|| self.last_seq());
         if mode != Mode::Check && counted {
             if durable {
                 let counted = events.iter().zip(&duplicate).filter(|(_, dup)| !**dup);

@@ -32,7 +32,11 @@ impl Ledger {
         // to lie beside it (left by a deleted database of the same name): skip it.
         let records = match generation {
             Some(generation) => journal.read_generation(generation)?.0,
-            None => Vec::new(),
+            None => {
+                // Cleared before any record of this database lands in it.
+                journal.clear()?;
+                Vec::new()
+            }
         };
         let generation = generation.unwrap_or(1);
         // Sequence numbers go on after every one given so far: the stored marks and the
@@ -61,6 +65,7 @@ impl Ledger {
             tx.set_meta_u64(META_SEQ, last)
         })?;
         journal.start(next, last);
+        journal.committed_durably(last);
         journal.mark_durable(last);
         Ok(Ledger {
             state: Mutex::new(State::default()),
@@ -108,6 +113,9 @@ impl Ledger {
         // meanwhile would land in the old one, after the commit that names the new one.
         st.held = reset;
         drop(st);
+        // Ends the hold when this returns, after `st` below is released, or if the write
+        // panics (a hold left on would block every later admission).
+        let _hold = reset.then_some(Hold(self));
         let has_journal = self.journal.is_some();
         let result = store.write_with(
             if reset {
@@ -127,10 +135,6 @@ impl Ledger {
             },
         );
         let mut st = lock(&self.state);
-        if reset {
-            // Whatever the outcome (the restart happened with the commit, or neither did).
-            self.resume(&mut st);
-        }
         if let Err(e) = result {
             // Nothing was written: put the changes back so the next fold carries them (an
             // organization deleted meanwhile has no rows left to carry them into).
@@ -180,6 +184,7 @@ impl Ledger {
         let has_journal = self.journal.is_some();
         st.held = true;
         drop(st);
+        let _hold = Hold(self);
         // On disk when it returns (journaled on a file that journals its writes), so the
         // records up to `seq`, which it covers, are too.
         let result = store.write_with(Commit::Synced, |tx| {
@@ -218,7 +223,7 @@ impl Ledger {
                 Err(e)
             }
         };
-        self.resume(&mut st);
+        drop(st);
         outcome
     }
 
@@ -241,6 +246,16 @@ impl Ledger {
                 .retain(|start, _| quota.span(*start).end >= period_end);
             usage.keys.retain(|_, at| *at >= key_cutoff);
         }
+    }
+}
+
+/// A hold of admissions (`State::held`), ended when dropped: on return or on unwinding.
+struct Hold<'a>(&'a Ledger);
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        let mut st = lock(&self.0.state);
+        self.0.resume(&mut st);
     }
 }
 

@@ -22,7 +22,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use super::tables::Table;
@@ -126,6 +126,8 @@ struct SyncState {
 pub(crate) struct Journal {
     file: File,
     size: u64,
+    /// Known to hold only zeros (created or cleared by this handle, nothing written since).
+    fresh: AtomicBool,
     /// `None` until the ledger's replay at open has started a generation: nothing is written
     /// before.
     tail: Mutex<Option<Tail>>,
@@ -283,30 +285,52 @@ pub(crate) fn decode(generation: u32, bytes: &[u8]) -> Result<Option<(Record, us
     }
     let body = &bytes[HEADER..len];
     let record = if format == WRITES_FORMAT {
-        decode_writes(seq, body).map(Record::Writes)
+        decode_writes(seq, body)?.map(Record::Writes)
     } else {
         decode_body(seq, body).map(Record::Usage)
     };
     Ok(record.map(|r| (r, len)))
 }
 
-/// The payload of a format-2 record.
-fn decode_writes(seq: u64, body: &[u8]) -> Option<WriteSet> {
+/// The payload of a format-2 record; `None` when it does not parse (taken as torn).
+///
+/// # Errors
+/// `corrupted` for a whole record that names a table this build does not know: ending the
+/// log there would drop the acknowledged records after it.
+fn decode_writes(seq: u64, body: &[u8]) -> Result<Option<WriteSet>> {
     let mut r = Reader(body);
-    let n = r.u32()? as usize;
-    let mut changes = Vec::with_capacity(n.min(1 << 16));
+    let Some(n) = r.u32() else {
+        return Ok(None);
+    };
+    let mut changes = Vec::with_capacity((n as usize).min(1 << 16));
     for _ in 0..n {
-        let table = Table::by_name(&r.str()?)?;
-        let key = r.bytes()?;
-        let change = match r.take(1)?[0] {
-            0 => Change::Delete,
-            1 => Change::Put(r.bytes()?),
-            2 => Change::Touch,
-            _ => return None,
+        let Some(name) = r.str() else {
+            return Ok(None);
+        };
+        let Some(table) = Table::by_name(&name) else {
+            return Err(Error::corrupted(format!(
+                "journal record {seq} names a table this build does not know ({name}): \
+                 written by a newer orgdb?"
+            )));
+        };
+        let Some((key, change)) = decode_change(&mut r) else {
+            return Ok(None);
         };
         changes.push((table, key, change));
     }
-    Some(WriteSet { seq, changes })
+    Ok(Some(WriteSet { seq, changes }))
+}
+
+/// One change's key and what was done, after its table name.
+fn decode_change(r: &mut Reader<'_>) -> Option<(Vec<u8>, Change)> {
+    let key = r.bytes()?;
+    let change = match r.take(1)?[0] {
+        0 => Change::Delete,
+        1 => Change::Put(r.bytes()?),
+        2 => Change::Touch,
+        _ => return None,
+    };
+    Some((key, change))
 }
 
 /// The payload of a format-1 record (format 0: the same, written before the field existed).
@@ -334,6 +358,19 @@ fn decode_body(seq: u64, body: &[u8]) -> Option<JournalBatch> {
         });
     }
     Some(JournalBatch { seq, org, events })
+}
+
+/// Writes zeros over the first `len` bytes.
+fn zero_fill(file: &File, len: u64) -> Result<()> {
+    let zeros = vec![0u8; ZERO_CHUNK];
+    let mut at = 0;
+    while at < len {
+        let n = ZERO_CHUNK.min((len - at) as usize);
+        file.write_all_at(&zeros[..n], at)
+            .map_err(|e| io_err("zero-fill", e))?;
+        at += n as u64;
+    }
+    Ok(())
 }
 
 fn io_err(what: &str, e: std::io::Error) -> Error {
@@ -375,20 +412,14 @@ impl Journal {
             .open(path)
             .map_err(|e| io_err("open", e))?;
         let existing = file.metadata().map_err(|e| io_err("stat", e))?.len();
-        let size = if existing >= MIN_SIZE {
+        let fresh = existing < MIN_SIZE;
+        let size = if !fresh {
             existing
         } else {
             // Real zeros, not a sparse file: writing into holes would allocate blocks and make
             // every fdatasync flush metadata as well.
             let want = size.max(MIN_SIZE).div_ceil(8) * 8;
-            let zeros = vec![0u8; ZERO_CHUNK];
-            let mut at = 0;
-            while at < want {
-                let n = ZERO_CHUNK.min((want - at) as usize);
-                file.write_all_at(&zeros[..n], at)
-                    .map_err(|e| io_err("zero-fill", e))?;
-                at += n as u64;
-            }
+            zero_fill(&file, want)?;
             file.sync_all().map_err(|e| io_err("sync", e))?;
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 if let Ok(d) = File::open(dir) {
@@ -400,6 +431,7 @@ impl Journal {
         Ok(Journal {
             file,
             size,
+            fresh: AtomicBool::new(fresh),
             tail: Mutex::new(None),
             durable_through: AtomicU64::new(0),
             written: AtomicU64::new(0),
@@ -470,6 +502,19 @@ impl Journal {
         self.tail.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Zeroes the whole journal, durably, unless it is known to hold nothing: a database that
+    /// never opened its ledger owns nothing in a journal that lies beside it (left by a
+    /// deleted database of the same name), and its generations and sequences could match.
+    pub(crate) fn clear(&self) -> Result<()> {
+        if self.fresh.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        zero_fill(&self.file, self.size)?;
+        self.file.sync_data().map_err(|e| io_err("sync", e))?;
+        self.fresh.store(true, Ordering::Release);
+        Ok(())
+    }
+
     /// Starts writing generation `generation` at offset 0, after sequence `seq` (the open's
     /// replay committed the generation).
     pub(crate) fn start(&self, generation: u32, seq: u64) {
@@ -513,6 +558,7 @@ impl Journal {
             self.fail(&err);
             return Err(err);
         }
+        self.fresh.store(false, Ordering::Release);
         tail.offset += len;
         tail.seq += 1;
         self.written.store(tail.seq, Ordering::Release);
@@ -678,6 +724,14 @@ mod tests {
         let mut bad = rec.clone();
         bad[30] ^= 1;
         assert!(decode(5, &bad).unwrap().is_none(), "damage ends the log");
+        // A whole record naming a table this build does not know (a newer build's) is
+        // refused, not taken for the end of the log.
+        let mut newer = rec.clone();
+        let at = newer.windows(4).position(|w| w == b"orgs").unwrap();
+        newer[at..at + 4].copy_from_slice(b"zzzz");
+        let crc = crc32fast::hash(&newer[4..]);
+        newer[0..4].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode(5, &newer).unwrap_err().code(), "corrupted");
 
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(&dir.path().join("j"), MIN_SIZE).unwrap();

@@ -253,8 +253,12 @@ impl RedbStore {
     ) -> Result<T> {
         let db = self.db();
         let journal = self.journal.as_deref();
-        if let (Mode::Journaled { .. }, Some(journal)) = (mode, journal) {
-            // After a journal I/O error the file may hold commits the journal lacks: no more.
+        let journals_writes = self.durability == CommitDurability::Immediate;
+        if let (true, Some(journal)) = (journals_writes, journal) {
+            // After a journal I/O error the database may hold commits the journal lacks (a
+            // record that failed after its commit): nothing more commits, durably or not, so
+            // the file never holds them and a reopen replays the journal's prefix. A fold that
+            // failed so puts its changes back in memory, where they stay.
             journal.refuse_if_failed()?;
         }
         let durable = matches!(mode, Mode::Durable | Mode::Restart(_)) && !self.memory;
@@ -296,6 +300,15 @@ impl RedbStore {
         // generation after the commit that named the new one. A durable commit names the last
         // record it holds (every record below was committed before it began).
         let mut tail = journal.tail();
+        if journals_writes {
+            // Again under the tail lock: a sync may have failed since.
+            if let Err(e) = journal.refuse_if_failed() {
+                drop(tail);
+                let _ = release(write);
+                guard(|| txn.abort().map_err(storage_err))?;
+                return Err(e);
+            }
+        }
         let held = tail.map(|t| t.seq);
         let record = match (mode, tail.as_ref()) {
             (Mode::Journaled { .. }, Some(t)) if !changes.is_empty() => {
