@@ -141,11 +141,12 @@ impl Db {
         self.inner.store.backup_to(path.as_ref())
     }
 
-    /// Rewrites the file without free space; waits for running calls. Returns whether it
-    /// compacted anything.
+    /// Rewrites the file without free space; waits for a moment when no call is running (up
+    /// to 30 seconds), and calls made meanwhile wait for it. Returns whether it compacted
+    /// anything.
     ///
     /// # Errors
-    /// `storage_error`.
+    /// `storage_error`, also when no such moment came in 30 seconds.
     pub fn compact(&self) -> Result<bool> {
         self.flush()?;
         self.inner.store.compact()

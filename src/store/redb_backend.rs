@@ -97,6 +97,9 @@ fn release<T>(value: T) -> Result<()> {
     })
 }
 
+/// How long `compact` looks for a moment without running transactions.
+const COMPACT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How a write transaction reaches the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CommitDurability {
@@ -388,8 +391,29 @@ impl RedbStore {
         Ok(self)
     }
 
+    /// Waits for the running transactions without queuing as a writer: std's `RwLock` makes
+    /// new readers wait behind a waiting writer, and an admission reads the store under the
+    /// ledger lock while a write transaction (a reader of this lock) may wait for that ledger
+    /// lock, so a queued `compact` would close the circle. Gives up (`storage_error`) after
+    /// [`COMPACT_PATIENCE`] without a moment free of transactions.
     fn compact_unguarded(&self) -> Result<bool> {
-        let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
+        let since = std::time::Instant::now();
+        let mut db = loop {
+            match self.db.try_write() {
+                Ok(db) => break db,
+                Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    if since.elapsed() >= COMPACT_PATIENCE {
+                        return Err(Error::storage(format!(
+                            "compact found no moment without a running call in {} s: run it \
+                             when the database is quieter",
+                            COMPACT_PATIENCE.as_secs()
+                        )));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
+        };
         db.compact().map_err(storage_err)
     }
 
