@@ -159,10 +159,10 @@ impl Ledger {
     /// fold of every admitted change, with admissions held meanwhile: `write` reads the
     /// organization's stored usage as complete (nothing of it is left in memory) and may
     /// change it (a usage correction). The journal's records up to here are covered by the
-    /// same commit, so a replay never applies them twice. Afterwards the organization's cached period totals and quota are dropped (the
-    /// next admission reads the stored ones) and `key` (with its time) joins its known keys. On a
-    /// shared backend there is nothing in memory to fold: `write` runs as a usage
-    /// transaction of the organization.
+    /// same commit, so a replay never applies them twice. Afterwards the organization's
+    /// cached period totals and quota are dropped (the next admission reads the stored ones)
+    /// and `key` (with its time) joins its known keys. On a shared backend there is nothing in
+    /// memory to fold: `write` runs as a usage transaction of the organization.
     pub(crate) fn fold_and_write<T>(
         &self,
         store: &dyn Backend,

@@ -182,9 +182,11 @@ fn seal(mut out: Vec<u8>, generation: u32, format: u32, seq: u64) -> Vec<u8> {
     out
 }
 
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+/// `b` after its length; `None` when the length does not fit its field.
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) -> Option<()> {
+    out.extend_from_slice(&u32::try_from(b.len()).ok()?.to_le_bytes());
     out.extend_from_slice(b);
+    Some(())
 }
 
 /// A write transaction's record: `[count]` then per change `[table name][key][kind][value]`.
@@ -207,13 +209,11 @@ pub(crate) fn encode_writes(generation: u32, set: &WriteSet) -> Option<Vec<u8>> 
     out.extend_from_slice(&u32::try_from(set.changes.len()).ok()?.to_le_bytes());
     for (table, key, change) in &set.changes {
         put_str(&mut out, table.name());
-        u32::try_from(key.len()).ok()?;
-        put_bytes(&mut out, key);
+        put_bytes(&mut out, key)?;
         match change {
             Change::Put(value) => {
                 out.push(1);
-                u32::try_from(value.len()).ok()?;
-                put_bytes(&mut out, value);
+                put_bytes(&mut out, value)?;
             }
             Change::Delete => out.push(0),
             Change::Touch => out.push(2),

@@ -247,6 +247,13 @@ impl RedbStore {
         result
     }
 
+    /// The journal that write transactions go through: a file's, with `Immediate` durability.
+    fn write_journal(&self) -> Option<&Journal> {
+        self.journal
+            .as_deref()
+            .filter(|_| self.durability == CommitDurability::Immediate)
+    }
+
     /// Runs `f` in one write transaction; commits only when it returns `Ok`, as `mode` says
     /// (in-memory stores never sync).
     fn with_write<T>(
@@ -256,8 +263,7 @@ impl RedbStore {
     ) -> Result<T> {
         let db = self.db();
         let journal = self.journal.as_deref();
-        let journals_writes = self.durability == CommitDurability::Immediate;
-        if let (true, Some(journal)) = (journals_writes, journal) {
+        if let Some(journal) = self.write_journal() {
             // After a journal I/O error the database may hold commits the journal lacks (a
             // record that failed after its commit): nothing more commits, durably or not, so
             // the file never holds them and a reopen replays the journal's prefix. A fold that
@@ -303,7 +309,7 @@ impl RedbStore {
         // generation after the commit that named the new one. A durable commit names the last
         // record it holds (every record below was committed before it began).
         let mut tail = journal.tail();
-        if journals_writes {
+        if self.write_journal().is_some() {
             // Again under the tail lock: a sync may have failed since.
             if let Err(e) = journal.refuse_if_failed() {
                 drop(tail);
@@ -478,7 +484,7 @@ impl Backend for RedbStore {
     ) -> Result<()> {
         // With `Immediate` durability on a file every commit that is not durable is
         // journaled, so a replay rebuilds exactly a prefix of the commits.
-        let journaled = self.durability == CommitDurability::Immediate && self.journal.is_some();
+        let journaled = self.write_journal().is_some();
         let mode = match commit {
             Commit::AsOpened if journaled => Mode::Journaled {
                 wait: true,
