@@ -14,6 +14,7 @@ mod codec;
 mod counted;
 pub(crate) mod journal;
 mod keys;
+mod overlay;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 mod records;

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use redb::{
     Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata, StorageError,
@@ -13,6 +13,7 @@ use redb::{
 
 use super::backend::{Backend, Commit};
 use super::journal::{self, Change, Journal, Record, WriteSet, META_GENERATION, META_WRITE_SEQ};
+use super::overlay::{Generation, Layered, Local};
 use super::tables::Table;
 use super::{KvRead, KvWrite, Reads, Visit, Writes};
 use crate::error::{Error, Result};
@@ -117,6 +118,35 @@ pub(crate) struct RedbStore {
     /// A file's journal (shared with the usage ledger). With `Immediate` durability every
     /// write transaction is journaled (ARCHITECTURE.md, "Journaled writes").
     journal: Option<Arc<Journal>>,
+    /// Where journaled writes wait for a checkpoint (ARCHITECTURE.md, "The write overlay"):
+    /// present when writes are journaled.
+    overlay: Option<Overlay>,
+}
+
+/// The write overlay's current generation and the writer lock.
+struct Overlay {
+    /// Held by every write transaction, from before it reads until it published (or, for a
+    /// durable commit, until the generation it wrote into the file is replaced).
+    writer: Mutex<()>,
+    current: Mutex<Arc<Generation>>,
+}
+
+impl Overlay {
+    fn writer(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn current(&self) -> Arc<Generation> {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// After a durable commit that wrote the generation into the file.
+    fn reset(&self) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Arc::default();
+    }
 }
 
 /// How one write transaction commits.
@@ -163,6 +193,7 @@ impl RedbStore {
             durability,
             memory: false,
             journal: None,
+            overlay: None,
         })
     }
 
@@ -171,6 +202,12 @@ impl RedbStore {
     pub(crate) fn with_journal(mut self, journal: Arc<Journal>) -> Result<RedbStore> {
         self.journal = Some(journal);
         self.replay_writes()?;
+        if self.durability == CommitDurability::Immediate {
+            self.overlay = Some(Overlay {
+                writer: Mutex::new(()),
+                current: Mutex::new(Arc::default()),
+            });
+        }
         self.ensure_schema()
     }
 
@@ -226,6 +263,7 @@ impl RedbStore {
             durability: CommitDurability::Eventual,
             memory: true,
             journal: None,
+            overlay: None,
         }
         .ensure_schema()
     }
@@ -234,15 +272,25 @@ impl RedbStore {
         self.db.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `f` in one read transaction.
-    fn with_read<T>(&self, f: impl FnOnce(&RedbRead) -> Result<T>) -> Result<T> {
+    /// Runs `f` in one read transaction: the file's snapshot, with the overlay's writes
+    /// published by then.
+    fn with_read<T>(&self, f: impl FnOnce(&dyn Reads) -> Result<T>) -> Result<T> {
+        // The generation before the file's snapshot: one replaced meanwhile was written into
+        // the file before it was, and stops changing then (ARCHITECTURE.md, "The write
+        // overlay").
+        let generation = self.overlay.as_ref().map(Overlay::current);
         let db = self.db();
         let txn = guard(|| db.begin_read().map_err(storage_err))?;
         let read = RedbRead {
             txn,
             tables: RefCell::new(Vec::new()),
         };
-        let result = f(&read);
+        let result = match generation.as_deref() {
+            // Read after the snapshot was taken: whatever the snapshot holds of the
+            // generation, the generation as of now says the same or more.
+            Some(g) if !g.is_empty() => f(&Layered::reader(&read, g, g.published())),
+            _ => f(&read),
+        };
         release(read)?;
         result
     }
@@ -259,17 +307,22 @@ impl RedbStore {
     fn with_write<T>(
         &self,
         mode: Mode,
-        f: impl FnOnce(&mut RedbWrite<'_>) -> Result<T>,
+        f: impl FnOnce(&mut StoreWrite<'_, '_>) -> Result<T>,
     ) -> Result<T> {
-        let db = self.db();
-        let journal = self.journal.as_deref();
         if let Some(journal) = self.write_journal() {
             // After a journal I/O error the database may hold commits the journal lacks (a
             // record that failed after its commit): nothing more commits, durably or not, so
             // the file never holds them and a reopen replays the journal's prefix. A fold that
             // failed so puts its changes back in memory, where they stay.
             journal.refuse_if_failed()?;
+            if let (Mode::Journaled { wait, gather }, Some(overlay)) = (mode, &self.overlay) {
+                return self.overlay_write(overlay, journal, wait, gather, f);
+            }
         }
+        let writer = self.overlay.as_ref().map(Overlay::writer);
+        let generation = self.overlay.as_ref().map(Overlay::current);
+        let db = self.db();
+        let journal = self.journal.as_deref();
         let durable = matches!(mode, Mode::Durable | Mode::Restart(_)) && !self.memory;
         let mut txn = guard(|| {
             let mut txn = db.begin_write().map_err(storage_err)?;
@@ -281,21 +334,22 @@ impl RedbStore {
         })?;
         // The tables a call opens stay open until it returns (they borrow the transaction),
         // then close before the commit.
-        let mut write = RedbWrite::new(&txn, matches!(mode, Mode::Journaled { .. }));
-        let result = f(&mut write);
+        let mut write = RedbWrite::new(&txn);
+        // The overlay's writes first: `f` reads them, and the commit writes them into the
+        // file.
+        let result = match &generation {
+            Some(g) if !g.is_empty() => g.write_into(&mut write),
+            _ => Ok(()),
+        }
+        .and_then(|()| f(&mut StoreWrite::Redb(&mut write)));
         let value = match result {
             Ok(value) => value,
             Err(e) => {
                 let _ = release(write);
                 guard(|| txn.abort().map_err(storage_err))?;
-                if let (Mode::Journaled { wait: true, gather }, Some(journal)) = (mode, journal) {
-                    // A refusal may rest on journaled writes not yet on disk.
-                    journal.wait_durable(journal.last_seq(), gather)?;
-                }
                 return Err(e);
             }
         };
-        let changes = write.log.take().unwrap_or_default();
         let journal = match journal {
             Some(journal) if mode != Mode::Eventual => journal,
             _ => {
@@ -304,11 +358,11 @@ impl RedbStore {
                 return Ok(value);
             }
         };
-        // Held from before the commit until its record is written (a journaled write) or the
-        // journal restarted: records go in commit order, and no record lands in the old
+        // Held from before the commit until the journal restarted: no record lands in the old
         // generation after the commit that named the new one. A durable commit names the last
-        // record it holds (every record below was committed before it began).
-        let mut tail = journal.tail();
+        // record it holds (every record below was committed before it began: journaled writes
+        // are published under the writer lock this commit holds).
+        let tail = journal.tail();
         if self.write_journal().is_some() {
             // Again under the tail lock: a sync may have failed since.
             if let Err(e) = journal.refuse_if_failed() {
@@ -319,76 +373,157 @@ impl RedbStore {
             }
         }
         let held = tail.map(|t| t.seq);
-        let record = match (mode, tail.as_ref()) {
-            (Mode::Journaled { .. }, Some(t)) if !changes.is_empty() => {
-                let set = WriteSet {
-                    seq: t.seq + 1,
-                    changes,
-                };
-                journal::encode_writes(t.generation, &set).filter(|r| {
-                    let len = r.len() as u64;
-                    len <= journal.size() / 8 && t.offset + len <= journal.size()
-                })
-            }
-            (Mode::Journaled { wait, gather }, _) if changes.is_empty() => {
-                // Nothing written: nothing to record, but an answer may rest on records
-                // not yet on disk.
+        if let Some(seq) = held {
+            write.set_meta_u64(META_WRITE_SEQ, seq)?;
+        }
+        release(write)?;
+        // Only a restart keeps the tail across the commit: the writer lock keeps the others'
+        // records after this one's `held`.
+        let restart = match mode {
+            Mode::Restart(generation) => Some((generation, tail)),
+            _ => {
                 drop(tail);
-                release(write)?;
-                guard(|| txn.commit().map_err(storage_err))?;
+                None
+            }
+        };
+        if !durable && !self.memory {
+            guard(|| {
+                txn.set_durability(redb::Durability::Immediate)
+                    .map_err(storage_err)
+            })?;
+        }
+        guard(|| txn.commit().map_err(storage_err))?;
+        if let Some(seq) = held {
+            journal.committed_durably(seq);
+        }
+        if let Some(overlay) = &self.overlay {
+            overlay.reset();
+        }
+        if let Some((generation, mut tail)) = restart {
+            if let Some(t) = tail.as_mut() {
+                t.generation = generation;
+                t.offset = 0;
+            }
+        }
+        drop(writer);
+        Ok(value)
+    }
+
+    /// A journaled write: `f` runs over the file and the overlay, and its changes are
+    /// published in the overlay once their record is written (ARCHITECTURE.md, "The write
+    /// overlay"). A record too large for the journal is committed durably instead, with the
+    /// overlay.
+    fn overlay_write<T>(
+        &self,
+        overlay: &Overlay,
+        journal: &Journal,
+        wait: bool,
+        gather: bool,
+        f: impl FnOnce(&mut StoreWrite<'_, '_>) -> Result<T>,
+    ) -> Result<T> {
+        let writer = overlay.writer();
+        let generation = overlay.current();
+        let (result, local, changes) = {
+            let db = self.db();
+            let txn = guard(|| db.begin_read().map_err(storage_err))?;
+            let read = RedbRead {
+                txn,
+                tables: RefCell::new(Vec::new()),
+            };
+            let mut write = Layered::writer(&read, &generation);
+            let result = f(&mut StoreWrite::Layered(&mut write));
+            let (local, changes) = write.into_changes();
+            release(read)?;
+            (result, local, changes)
+        };
+        let value = match result {
+            Ok(value) if !changes.is_empty() => value,
+            other => {
+                // Failed, or wrote nothing: an answer may rest on records not yet on disk.
+                drop(writer);
                 if wait {
                     journal.wait_durable(journal.last_seq(), gather)?;
                 }
-                return Ok(value);
+                return other;
             }
-            _ => None,
         };
-        if let Some(seq) = held {
-            write.set_meta_u64(META_WRITE_SEQ, seq + u64::from(record.is_some()))?;
-        }
-        release(write)?;
-        let Some(record) = record else {
-            // Durable, a restart, or a journaled write whose record is too large for the
-            // journal's free space (or the journal not started yet): a durable commit.
-            // Only a restart keeps the tail across the commit: redb's writer keeps the
-            // others' records after this one's `held`.
-            let restart = match mode {
-                Mode::Restart(generation) => Some((generation, tail)),
-                _ => {
-                    drop(tail);
-                    None
-                }
+        let mut tail = journal.tail();
+        // Again under the tail lock: a sync may have failed since.
+        journal.refuse_if_failed()?;
+        let record = tail.as_ref().and_then(|t| {
+            let set = WriteSet {
+                seq: t.seq + 1,
+                changes,
             };
-            if !durable && !self.memory {
-                guard(|| {
-                    txn.set_durability(redb::Durability::Immediate)
-                        .map_err(storage_err)
-                })?;
-            }
-            guard(|| txn.commit().map_err(storage_err))?;
-            if let Some(seq) = held {
-                journal.committed_durably(seq);
-            }
-            if let Some((generation, mut tail)) = restart {
-                if let Some(t) = tail.as_mut() {
-                    t.generation = generation;
-                    t.offset = 0;
-                }
-            }
+            journal::encode_writes(t.generation, &set).filter(|r| {
+                let len = r.len() as u64;
+                len <= journal.size() / 8 && t.offset + len <= journal.size()
+            })
+        });
+        let (Some(record), Some(t)) = (record, tail.as_mut()) else {
+            // Too large for the journal's free space (or the journal not started yet): one
+            // durable commit of the overlay and these changes.
+            let held = tail.map(|t| t.seq);
+            drop(tail);
+            self.commit_with_overlay(overlay, &generation, local, held, journal)?;
+            drop(writer);
             return Ok(value);
-        };
-        guard(|| txn.commit().map_err(storage_err))?;
-        let Some(t) = tail.as_mut() else {
-            return Err(Error::storage("the journal was not started"));
         };
         let seq = journal
             .append(t, &record)?
             .map_err(|_| Error::storage("the journal is full"))?;
+        generation.publish(local);
         drop(tail);
-        if let Mode::Journaled { wait: true, gather } = mode {
+        drop(writer);
+        if wait {
             journal.wait_durable(seq, gather)?;
         }
         Ok(value)
+    }
+
+    /// A durable commit of `generation` and `local` (the caller holds the writer lock), then an
+    /// empty generation.
+    fn commit_with_overlay(
+        &self,
+        overlay: &Overlay,
+        generation: &Generation,
+        local: Local,
+        held: Option<u64>,
+        journal: &Journal,
+    ) -> Result<()> {
+        let db = self.db();
+        let txn = guard(|| db.begin_write().map_err(storage_err))?;
+        let mut write = RedbWrite::new(&txn);
+        let applied = generation.write_into(&mut write).and_then(|()| {
+            local.write_into(&mut write)?;
+            match held {
+                Some(seq) => write.set_meta_u64(META_WRITE_SEQ, seq),
+                None => Ok(()),
+            }
+        });
+        if let Err(e) = applied {
+            let _ = release(write);
+            guard(|| txn.abort().map_err(storage_err))?;
+            return Err(e);
+        }
+        release(write)?;
+        guard(|| txn.commit().map_err(storage_err))?;
+        if let Some(seq) = held {
+            journal.committed_durably(seq);
+        }
+        overlay.reset();
+        Ok(())
+    }
+
+    /// Writes the overlay's writes into the file (a durable commit), for the calls that read
+    /// the file's tables directly.
+    fn write_overlay(&self) -> Result<()> {
+        match &self.overlay {
+            Some(overlay) if !overlay.current().is_empty() => {
+                self.with_write(Mode::Durable, |_| Ok(()))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Creates the tables of a new database, or checks and upgrades an existing one's schema.
@@ -517,6 +652,7 @@ impl Backend for RedbStore {
 
     /// Copies every table, as of one snapshot, into a new database file at `path`.
     fn backup_to(&self, path: &Path) -> Result<()> {
+        self.write_overlay()?;
         guard(|| self.backup_unguarded(path))
     }
 
@@ -526,6 +662,7 @@ impl Backend for RedbStore {
     }
 
     fn table_lens(&self) -> Result<Vec<(&'static str, u64)>> {
+        self.write_overlay()?;
         guard(|| self.table_lens_unguarded())
     }
 }
@@ -585,7 +722,7 @@ fn cache_cell<T>(cache: &mut Vec<Option<T>>, table: Table) -> &mut Option<T> {
     &mut cache[i]
 }
 
-struct RedbRead {
+pub(crate) struct RedbRead {
     txn: redb::ReadTransaction,
     tables: RefCell<Vec<Option<ReadTable>>>,
 }
@@ -645,25 +782,76 @@ impl KvRead for RedbRead {
     }
 }
 
-struct RedbWrite<'t> {
+pub(crate) struct RedbWrite<'t> {
     txn: &'t redb::WriteTransaction,
     tables: RefCell<Vec<Option<WriteTable<'t>>>>,
-    /// The changes made, in order, for the transaction's journal record (when journaled).
-    log: Option<Vec<(Table, Vec<u8>, Change)>>,
 }
 
-impl<'t> RedbWrite<'t> {
-    fn new(txn: &'t redb::WriteTransaction, journaled: bool) -> RedbWrite<'t> {
-        RedbWrite {
-            txn,
-            tables: RefCell::new(Vec::new()),
-            log: journaled.then(Vec::new),
+/// A write transaction as its closure sees it: on the file (durable commits, and every
+/// commit without a journal), or through the write overlay (journaled writes).
+pub(crate) enum StoreWrite<'w, 't> {
+    Redb(&'w mut RedbWrite<'t>),
+    Layered(&'w mut Layered<'t, RedbRead>),
+}
+
+impl KvRead for StoreWrite<'_, '_> {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self {
+            StoreWrite::Redb(w) => w.get(table, key),
+            StoreWrite::Layered(w) => w.get(table, key),
         }
     }
 
-    fn record(&mut self, table: Table, key: &[u8], change: Change) {
-        if let Some(log) = &mut self.log {
-            log.push((table, key.to_vec(), change));
+    fn scan(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        reverse: bool,
+        visit: Visit<'_>,
+    ) -> Result<()> {
+        match self {
+            StoreWrite::Redb(w) => w.scan(table, start, end, reverse, visit),
+            StoreWrite::Layered(w) => w.scan(table, start, end, reverse, visit),
+        }
+    }
+
+    fn len(&self, table: Table) -> Result<u64> {
+        match self {
+            StoreWrite::Redb(w) => w.len(table),
+            StoreWrite::Layered(w) => w.len(table),
+        }
+    }
+}
+
+impl KvWrite for StoreWrite<'_, '_> {
+    fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<()> {
+        match self {
+            StoreWrite::Redb(w) => w.put(table, key, value),
+            StoreWrite::Layered(w) => w.put(table, key, value),
+        }
+    }
+
+    fn delete(&mut self, table: Table, key: &[u8]) -> Result<bool> {
+        match self {
+            StoreWrite::Redb(w) => w.delete(table, key),
+            StoreWrite::Layered(w) => w.delete(table, key),
+        }
+    }
+
+    fn touch(&mut self, table: Table) -> Result<()> {
+        match self {
+            StoreWrite::Redb(w) => w.touch(table),
+            StoreWrite::Layered(w) => w.touch(table),
+        }
+    }
+}
+
+impl<'t> RedbWrite<'t> {
+    fn new(txn: &'t redb::WriteTransaction) -> RedbWrite<'t> {
+        RedbWrite {
+            txn,
+            tables: RefCell::new(Vec::new()),
         }
     }
 
@@ -715,9 +903,6 @@ impl KvWrite for RedbWrite<'_> {
         let mut t = self.take(table)?;
         let result = guard(|| t.insert(key, value).map(|_| ()).map_err(storage_err));
         self.put_back(table, t);
-        if result.is_ok() && self.log.is_some() {
-            self.record(table, key, Change::Put(value.to_vec()));
-        }
         result
     }
 
@@ -725,16 +910,12 @@ impl KvWrite for RedbWrite<'_> {
         let mut t = self.take(table)?;
         let result = guard(|| t.remove(key).map(|old| old.is_some()).map_err(storage_err));
         self.put_back(table, t);
-        if let Ok(true) = result {
-            self.record(table, key, Change::Delete);
-        }
         result
     }
 
     fn touch(&mut self, table: Table) -> Result<()> {
         let t = self.take(table)?;
         self.put_back(table, t);
-        self.record(table, &[], Change::Touch);
         Ok(())
     }
 }
