@@ -16,7 +16,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{RwLock, RwLockReadGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use super::journal::Change;
 use super::tables::Table;
@@ -163,66 +163,110 @@ impl Generation {
             .map(|(_, v)| v.clone())
     }
 
-    /// Up to `limit` changed keys of `[start, end)` as of commit `at`, with `local`'s
-    /// changes over them, in the scan's order, after `after` (the last key of the chunk
-    /// before).
-    fn chunk(
+    /// Adds the first [`CHUNK`] keys within `bounds` with a version as of commit `at`, in
+    /// the scan's order, to `out`.
+    fn first_into(
         &self,
         span: &Span<'_>,
-        after: Option<&[u8]>,
+        bounds: (Bound<&[u8]>, Bound<&[u8]>),
         at: u64,
-        local: Option<&Local>,
-    ) -> Chunk {
-        let bounds = span.bounds(after);
-        let mut out: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
-        // The first `CHUNK` keys of each source: the first `CHUNK` of their union are among
-        // them.
-        let mut take = |key: &Vec<u8>, value: Option<&Option<Vec<u8>>>| {
-            if let Some(value) = value {
-                out.insert(key.clone(), value.clone());
-            }
+        out: &mut BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    ) {
+        if at == 0 {
+            return;
+        }
+        fn visible(versions: &Versions, at: u64) -> Option<&Option<Vec<u8>>> {
+            versions
+                .iter()
+                .rev()
+                .find(|(n, _)| *n <= at)
+                .map(|(_, v)| v)
+        }
+        let tables = self.read();
+        let range = tables[span.table as usize]
+            .range::<[u8], _>(bounds)
+            .filter_map(|(k, vs)| visible(vs, at).map(|v| (k, v)));
+        let mut take = |(k, v): (&Vec<u8>, &Option<Vec<u8>>)| {
+            out.insert(k.clone(), v.clone());
         };
-        if at > 0 {
-            let tables = self.read();
-            fn visible(versions: &Versions, at: u64) -> Option<&Option<Vec<u8>>> {
-                versions
-                    .iter()
-                    .rev()
-                    .find(|(n, _)| *n <= at)
-                    .map(|(_, v)| v)
-            }
-            let range = tables[span.table as usize].range::<[u8], _>(bounds);
-            if span.reverse {
-                range
-                    .rev()
-                    .filter_map(|(k, vs)| visible(vs, at).map(|v| (k, v)))
-                    .take(CHUNK)
-                    .for_each(|(k, v)| take(k, Some(v)));
-            } else {
-                range
-                    .filter_map(|(k, vs)| visible(vs, at).map(|v| (k, v)))
-                    .take(CHUNK)
-                    .for_each(|(k, v)| take(k, Some(v)));
-            }
-        }
-        if let Some(changes) = local.and_then(|l| l.table(span.table)) {
-            let range = changes.range::<[u8], _>(bounds);
-            if span.reverse {
-                range.rev().take(CHUNK).for_each(|(k, v)| take(k, Some(v)));
-            } else {
-                range.take(CHUNK).for_each(|(k, v)| take(k, Some(v)));
-            }
-        }
-        let mut rows: Vec<_> = out.into_iter().collect();
         if span.reverse {
-            rows.reverse();
+            range.rev().take(CHUNK).for_each(&mut take);
+        } else {
+            range.take(CHUNK).for_each(&mut take);
         }
-        let last = rows.len() >= CHUNK;
-        rows.truncate(CHUNK);
-        Chunk {
-            rows: rows.into(),
-            more: last,
+    }
+}
+
+/// The generations a transaction reads: the current one (`top`), and the one before while a
+/// checkpoint writes it into the file (`below`, no longer changing).
+#[derive(Clone, Default)]
+pub(crate) struct Stack {
+    pub(crate) top: Arc<Generation>,
+    pub(crate) below: Option<Arc<Generation>>,
+}
+
+impl Stack {
+    /// Whether nothing waits for a checkpoint.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.top.is_empty() && self.below.is_none()
+    }
+
+    /// Writes both generations' changes into `tx` (the one below first).
+    pub(crate) fn write_into(&self, tx: &mut dyn KvWrite) -> Result<()> {
+        for generation in self.below.iter().chain(std::iter::once(&self.top)) {
+            if !generation.is_empty() {
+                generation.write_into(tx)?;
+            }
         }
+        Ok(())
+    }
+
+    /// The generations, oldest first, each with the commit it is read at (`top` at `at`).
+    fn layers(&self, at: u64) -> impl Iterator<Item = (&Generation, u64)> {
+        self.below
+            .as_deref()
+            .map(|b| (b, b.published()))
+            .into_iter()
+            .chain(std::iter::once((&*self.top, at)))
+    }
+}
+
+/// Up to [`CHUNK`] changed keys of `span` after `after` (the last key of the chunk before),
+/// the generations' as of their commits with `local`'s changes over them, in the scan's order.
+fn chunk(
+    span: &Span<'_>,
+    after: Option<&[u8]>,
+    stack: &Stack,
+    at: u64,
+    local: Option<&Local>,
+) -> Chunk {
+    let bounds = span.bounds(after);
+    // The first `CHUNK` keys of each source, newer over older: the first `CHUNK` of their
+    // union are among them.
+    let mut out: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+    for (generation, at) in stack.layers(at) {
+        generation.first_into(span, bounds, at, &mut out);
+    }
+    if let Some(changes) = local.and_then(|l| l.table(span.table)) {
+        let range = changes.range::<[u8], _>(bounds);
+        let mut take = |(k, v): (&Vec<u8>, &Option<Vec<u8>>)| {
+            out.insert(k.clone(), v.clone());
+        };
+        if span.reverse {
+            range.rev().take(CHUNK).for_each(&mut take);
+        } else {
+            range.take(CHUNK).for_each(&mut take);
+        }
+    }
+    let mut rows: Vec<_> = out.into_iter().collect();
+    if span.reverse {
+        rows.reverse();
+    }
+    let more = rows.len() >= CHUNK;
+    rows.truncate(CHUNK);
+    Chunk {
+        rows: rows.into(),
+        more,
     }
 }
 
@@ -264,7 +308,8 @@ struct Chunk {
 /// writer's own changes.
 pub(crate) struct Layered<'a, B: KvRead> {
     base: &'a B,
-    generation: &'a Generation,
+    stack: &'a Stack,
+    /// The commit of `stack.top` read at.
     at: u64,
     /// A writer's changes; `None` for a reader.
     local: Option<RefCell<Local>>,
@@ -273,11 +318,12 @@ pub(crate) struct Layered<'a, B: KvRead> {
 }
 
 impl<'a, B: KvRead> Layered<'a, B> {
-    /// A reader at the generation's last published commit.
-    pub(crate) fn reader(base: &'a B, generation: &'a Generation, at: u64) -> Self {
+    /// A reader of the current generation at commit `at` (read after the file's snapshot was
+    /// taken: ARCHITECTURE.md, "The write overlay").
+    pub(crate) fn reader(base: &'a B, stack: &'a Stack, at: u64) -> Self {
         Layered {
             base,
-            generation,
+            stack,
             at,
             local: None,
             log: Vec::new(),
@@ -285,11 +331,11 @@ impl<'a, B: KvRead> Layered<'a, B> {
     }
 
     /// A writer over everything published (the caller holds the writer lock).
-    pub(crate) fn writer(base: &'a B, generation: &'a Generation) -> Self {
+    pub(crate) fn writer(base: &'a B, stack: &'a Stack) -> Self {
         Layered {
             base,
-            generation,
-            at: generation.published(),
+            stack,
+            at: stack.top.published(),
             local: Some(RefCell::new(Local::default())),
             log: Vec::new(),
         }
@@ -321,9 +367,13 @@ impl<B: KvRead> KvRead for Layered<'_, B> {
         if let Some(v) = self.local_get(table, key) {
             return Ok(v);
         }
-        if self.at > 0 {
-            if let Some(v) = self.generation.get(table, key, self.at) {
-                return Ok(v);
+        let mut layers: Vec<_> = self.stack.layers(self.at).collect();
+        layers.reverse();
+        for (generation, at) in layers {
+            if at > 0 {
+                if let Some(v) = generation.get(table, key, at) {
+                    return Ok(v);
+                }
             }
         }
         self.base.get(table, key)
@@ -345,8 +395,7 @@ impl<B: KvRead> KvRead for Layered<'_, B> {
         };
         let fetch = |after: Option<&[u8]>| {
             let local = self.local.as_ref().map(|l| l.borrow());
-            self.generation
-                .chunk(&span, after, self.at, local.as_deref())
+            chunk(&span, after, self.stack, self.at, local.as_deref())
         };
         let mut over = fetch(None);
         if over.rows.is_empty() {
@@ -421,9 +470,13 @@ impl<B: KvRead> KvRead for Layered<'_, B> {
         let local = self.local.as_ref().map(|l| l.borrow());
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let chunk = self
-                .generation
-                .chunk(&span, after.as_deref(), self.at, local.as_deref());
+            let chunk = chunk(
+                &span,
+                after.as_deref(),
+                self.stack,
+                self.at,
+                local.as_deref(),
+            );
             for (key, value) in &chunk.rows {
                 let in_base = self.base.get(table, key)?.is_some();
                 len += i64::from(value.is_some()) - i64::from(in_base);
@@ -473,7 +526,6 @@ mod tests {
 
     use super::*;
     use proptest::prelude::*;
-    use std::sync::Arc;
 
     /// A store in memory: one ordered map per table (what the file holds).
     #[derive(Clone, Default, Debug, PartialEq)]
@@ -544,8 +596,13 @@ mod tests {
     enum Step {
         /// A writer's changes, then publish (`true`) or abandon them.
         Write(Vec<Op>, bool),
-        /// The generation into the file, and a new one.
+        /// Both generations into the file, and a new one (writers wait).
         Checkpoint,
+        /// A checkpoint that lets writers go on begins: the generation moves below a new
+        /// one.
+        FlushBegin,
+        /// It ends: the generation below is in the file, and drops out.
+        FlushEnd,
         /// A reader begins (kept for the end, with what it must read).
         Read,
     }
@@ -562,6 +619,8 @@ mod tests {
             8 => (prop::collection::vec(op(), 0..10), any::<bool>())
                 .prop_map(|(ops, publish)| Step::Write(ops, publish)),
             1 => Just(Step::Checkpoint),
+            1 => Just(Step::FlushBegin),
+            1 => Just(Step::FlushEnd),
             3 => Just(Step::Read),
         ]
     }
@@ -606,15 +665,15 @@ mod tests {
         #[test]
         fn views_read_what_a_plain_map_holds(steps in prop::collection::vec(step(), 1..60)) {
             let mut file = Map::default();
-            let mut generation = Arc::new(Generation::default());
+            let mut stack = Stack::default();
             let mut model = Map::default();
-            // Readers: the file as of their start, their generation and commit, and the
+            // Readers: the file as of their start, their generations and commit, and the
             // model then.
             let mut readers = Vec::new();
             for step in steps {
                 match step {
                     Step::Write(ops, publish) => {
-                        let mut writer = Layered::writer(&file, &generation);
+                        let mut writer = Layered::writer(&file, &stack);
                         let mut expect = model.clone();
                         for op in ops {
                             match op {
@@ -633,31 +692,40 @@ mod tests {
                         same(&writer, &expect)?;
                         let (local, _log) = writer.into_changes();
                         if publish {
-                            generation.publish(local);
+                            stack.top.publish(local);
                             model = expect;
                         }
                     }
                     Step::Checkpoint => {
-                        generation.write_into(&mut file).unwrap();
+                        stack.write_into(&mut file).unwrap();
                         prop_assert_eq!(&file, &model);
-                        // A reader that took the generation before the checkpoint and the
-                        // file after it (the generation's writes are then in both).
-                        same(
-                            &Layered::reader(&file, &generation, generation.published()),
-                            &model,
-                        )?;
-                        generation = Arc::new(Generation::default());
+                        // A reader that took the generations before the checkpoint and the
+                        // file after it (their writes are then in both).
+                        same(&Layered::reader(&file, &stack, stack.top.published()), &model)?;
+                        stack = Stack::default();
                     }
+                    Step::FlushBegin if stack.below.is_none() => {
+                        let old = std::mem::take(&mut stack.top);
+                        stack.below = Some(old);
+                    }
+                    Step::FlushEnd => {
+                        if let Some(below) = &stack.below {
+                            below.write_into(&mut file).unwrap();
+                            same(&Layered::reader(&file, &stack, stack.top.published()), &model)?;
+                            stack.below = None;
+                        }
+                    }
+                    Step::FlushBegin => {}
                     Step::Read => {
-                        let at = generation.published();
-                        readers.push((file.clone(), generation.clone(), at, model.clone()));
+                        let at = stack.top.published();
+                        readers.push((file.clone(), stack.clone(), at, model.clone()));
                     }
                 }
-                let now = Layered::reader(&file, &generation, generation.published());
+                let now = Layered::reader(&file, &stack, stack.top.published());
                 same(&now, &model)?;
             }
-            for (file, generation, at, model) in &readers {
-                same(&Layered::reader(file, generation, *at), model)?;
+            for (file, stack, at, model) in &readers {
+                same(&Layered::reader(file, stack, *at), model)?;
             }
         }
     }
@@ -665,8 +733,8 @@ mod tests {
     #[test]
     fn a_reader_cannot_write() {
         let file = Map::default();
-        let generation = Generation::default();
-        let mut reader = Layered::reader(&file, &generation, 0);
+        let stack = Stack::default();
+        let mut reader = Layered::reader(&file, &stack, 0);
         assert!(reader.put(Table::Users, b"k", b"v").is_err());
         assert!(reader.touch(Table::Users).is_err());
     }

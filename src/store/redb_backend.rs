@@ -13,7 +13,7 @@ use redb::{
 
 use super::backend::{Backend, Commit};
 use super::journal::{self, Change, Journal, Record, WriteSet, META_GENERATION, META_WRITE_SEQ};
-use super::overlay::{Generation, Layered, Local};
+use super::overlay::{Layered, Local, Stack};
 use super::tables::Table;
 use super::{KvRead, KvWrite, Reads, Visit, Writes};
 use crate::error::{Error, Result};
@@ -123,12 +123,16 @@ pub(crate) struct RedbStore {
     overlay: Option<Overlay>,
 }
 
-/// The write overlay's current generation and the writer lock.
+/// The write overlay's generations and the writer lock.
+#[derive(Default)]
 struct Overlay {
     /// Held by every write transaction, from before it reads until it published (or, for a
-    /// durable commit, until the generation it wrote into the file is replaced).
+    /// durable commit, until the generations it wrote into the file are replaced).
     writer: Mutex<()>,
-    current: Mutex<Arc<Generation>>,
+    current: Mutex<Stack>,
+    /// Held by a checkpoint that writes the generation below into the file while writers go
+    /// on ([`RedbStore::flush_overlay`]): one at a time.
+    flushing: Mutex<()>,
 }
 
 impl Overlay {
@@ -136,16 +140,17 @@ impl Overlay {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn current(&self) -> Arc<Generation> {
-        self.current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    fn stack(&self) -> MutexGuard<'_, Stack> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// After a durable commit that wrote the generation into the file.
+    fn current(&self) -> Stack {
+        self.stack().clone()
+    }
+
+    /// After a durable commit that wrote every generation into the file.
     fn reset(&self) {
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Arc::default();
+        *self.stack() = Stack::default();
     }
 }
 
@@ -203,10 +208,7 @@ impl RedbStore {
         self.journal = Some(journal);
         self.replay_writes()?;
         if self.durability == CommitDurability::Immediate {
-            self.overlay = Some(Overlay {
-                writer: Mutex::new(()),
-                current: Mutex::new(Arc::default()),
-            });
+            self.overlay = Some(Overlay::default());
         }
         self.ensure_schema()
     }
@@ -285,10 +287,12 @@ impl RedbStore {
             txn,
             tables: RefCell::new(Vec::new()),
         };
-        let result = match generation.as_deref() {
+        let result = match &generation {
             // Read after the snapshot was taken: whatever the snapshot holds of the
             // generation, the generation as of now says the same or more.
-            Some(g) if !g.is_empty() => f(&Layered::reader(&read, g, g.published())),
+            Some(stack) if !stack.is_empty() => {
+                f(&Layered::reader(&read, stack, stack.top.published()))
+            }
             _ => f(&read),
         };
         release(read)?;
@@ -338,8 +342,8 @@ impl RedbStore {
         // The overlay's writes first: `f` reads them, and the commit writes them into the
         // file.
         let result = match &generation {
-            Some(g) if !g.is_empty() => g.write_into(&mut write),
-            _ => Ok(()),
+            Some(stack) => stack.write_into(&mut write),
+            None => Ok(()),
         }
         .and_then(|()| f(&mut StoreWrite::Redb(&mut write)));
         let value = match result {
@@ -472,7 +476,7 @@ impl RedbStore {
         let seq = journal
             .append(t, &record)?
             .map_err(|_| Error::storage("the journal is full"))?;
-        generation.publish(local);
+        generation.top.publish(local);
         drop(tail);
         drop(writer);
         if wait {
@@ -486,7 +490,7 @@ impl RedbStore {
     fn commit_with_overlay(
         &self,
         overlay: &Overlay,
-        generation: &Generation,
+        generation: &Stack,
         local: Local,
         held: Option<u64>,
         journal: &Journal,
@@ -512,6 +516,59 @@ impl RedbStore {
             journal.committed_durably(seq);
         }
         overlay.reset();
+        Ok(())
+    }
+
+    /// A checkpoint that lets writers go on: the current generation moves below a new one
+    /// (both read by every transaction), is written into the file in one durable commit
+    /// without the writer lock, then drops out (ARCHITECTURE.md, "The write overlay").
+    fn flush_overlay(&self, overlay: &Overlay, journal: &Journal) -> Result<()> {
+        let _one = overlay.flushing.lock().unwrap_or_else(|p| p.into_inner());
+        let db = self.db();
+        let (old, held, txn) = {
+            let writer = overlay.writer();
+            // Every record written so far is published (under the writer lock), so the
+            // generation holds every journaled write the file lacks up to `held`.
+            let held = journal.tail().map(|t| t.seq);
+            let mut stack = overlay.stack();
+            if stack.below.is_some() {
+                // A checkpoint before this one failed to write it: both, the writers waiting.
+                drop(stack);
+                drop(writer);
+                drop(db);
+                return self.with_write(Mode::Durable, |_| Ok(()));
+            }
+            if stack.top.is_empty() {
+                return Ok(());
+            }
+            // Begun under the writer lock: a durable commit that follows (it takes the
+            // writer lock first) begins after this one committed, so nothing newer is ever
+            // written over by the older generation.
+            let txn = guard(|| db.begin_write().map_err(storage_err))?;
+            let old = std::mem::take(&mut stack.top);
+            stack.below = Some(old.clone());
+            (old, held, txn)
+        };
+        let mut write = RedbWrite::new(&txn);
+        let applied = old.write_into(&mut write).and_then(|()| match held {
+            Some(seq) => write.set_meta_u64(META_WRITE_SEQ, seq),
+            None => Ok(()),
+        });
+        if let Err(e) = applied {
+            let _ = release(write);
+            guard(|| txn.abort().map_err(storage_err))?;
+            return Err(e);
+        }
+        release(write)?;
+        guard(|| txn.commit().map_err(storage_err))?;
+        if let Some(seq) = held {
+            journal.committed_durably(seq);
+        }
+        // Unless a durable commit since wrote every generation and replaced them.
+        let mut stack = overlay.stack();
+        if stack.below.as_ref().is_some_and(|b| Arc::ptr_eq(b, &old)) {
+            stack.below = None;
+        }
         Ok(())
     }
 
@@ -638,6 +695,15 @@ impl Backend for RedbStore {
             Commit::Durable | Commit::Synced => Mode::Durable,
             Commit::Restart(generation) => Mode::Restart(generation),
         };
+        if let (Commit::Durable | Commit::Restart(_), Some(overlay), Some(journal)) =
+            (commit, &self.overlay, self.write_journal())
+        {
+            // A checkpoint: most of the overlay into the file first, while writers go on;
+            // then, with the writers waiting, what they wrote meanwhile and the checkpoint's
+            // own changes, in one durable commit (a failure of either writes nothing of
+            // `f`, so a fold can put its changes back).
+            self.flush_overlay(overlay, journal)?;
+        }
         self.with_write(mode, |tx| f(tx))
     }
 
