@@ -29,8 +29,14 @@ type Versions = Vec<(u64, Option<Vec<u8>>)>;
 /// One table's changed keys.
 type TableVersions = BTreeMap<Vec<u8>, Versions>;
 
+/// The meta value naming the newest generation the file holds (written by every commit that
+/// writes generations into it): a transaction skips the generations its snapshot holds.
+pub(crate) const META_OVERLAY_THROUGH: &str = "overlay_through";
+
 /// The journaled writes since the last checkpoint.
 pub(crate) struct Generation {
+    /// Numbers the store's generations in order (`META_OVERLAY_THROUGH`).
+    id: u64,
     tables: RwLock<Vec<TableVersions>>,
     /// The last commit whose versions are all in `tables` (0: none).
     published: AtomicU64,
@@ -38,9 +44,11 @@ pub(crate) struct Generation {
     touched: RwLock<Vec<bool>>,
 }
 
-impl Default for Generation {
-    fn default() -> Generation {
+impl Generation {
+    /// An empty generation numbered `id`.
+    pub(crate) fn new(id: u64) -> Generation {
         Generation {
+            id,
             tables: RwLock::new(vec![BTreeMap::new(); Table::ALL.len()]),
             published: AtomicU64::new(0),
             touched: RwLock::new(vec![false; Table::ALL.len()]),
@@ -88,6 +96,11 @@ impl Local {
 }
 
 impl Generation {
+    /// Its number.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     fn read(&self) -> RwLockReadGuard<'_, Vec<TableVersions>> {
         self.tables.read().unwrap_or_else(|p| p.into_inner())
     }
@@ -199,13 +212,21 @@ impl Generation {
 
 /// The generations a transaction reads: the current one (`top`), and the one before while a
 /// checkpoint writes it into the file (`below`, no longer changing).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(crate) struct Stack {
     pub(crate) top: Arc<Generation>,
     pub(crate) below: Option<Arc<Generation>>,
 }
 
 impl Stack {
+    /// One empty generation numbered `id`.
+    pub(crate) fn new(id: u64) -> Stack {
+        Stack {
+            top: Arc::new(Generation::new(id)),
+            below: None,
+        }
+    }
+
     /// Whether nothing waits for a checkpoint.
     pub(crate) fn is_empty(&self) -> bool {
         self.top.is_empty() && self.below.is_none()
@@ -221,30 +242,33 @@ impl Stack {
         Ok(())
     }
 
-    /// The generations, oldest first, each with the commit it is read at (`top` at `at`).
-    fn layers(&self, at: u64) -> impl Iterator<Item = (&Generation, u64)> {
+    /// The generations a snapshot holding those up to `through` lacks, oldest first, each
+    /// with the commit it is read at (`top` at `at`).
+    fn layers(&self, at: u64, through: u64) -> impl Iterator<Item = (&Generation, u64)> {
         self.below
             .as_deref()
             .map(|b| (b, b.published()))
             .into_iter()
             .chain(std::iter::once((&*self.top, at)))
+            .filter(move |(g, _)| g.id > through)
     }
 }
 
 /// Up to [`CHUNK`] changed keys of `span` after `after` (the last key of the chunk before),
 /// the generations' as of their commits with `local`'s changes over them, in the scan's order.
-fn chunk(
-    span: &Span<'_>,
-    after: Option<&[u8]>,
-    stack: &Stack,
-    at: u64,
-    local: Option<&Local>,
-) -> Chunk {
+fn chunk(span: &Span<'_>, after: Option<&[u8]>, view: &View<'_>, local: Option<&Local>) -> Chunk {
+    if span.end.is_some_and(|end| end < span.start) {
+        // An empty range (the maps' `range` would panic on it; redb's is empty).
+        return Chunk {
+            rows: Default::default(),
+            more: false,
+        };
+    }
     let bounds = span.bounds(after);
     // The first `CHUNK` keys of each source, newer over older: the first `CHUNK` of their
     // union are among them.
     let mut out: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
-    for (generation, at) in stack.layers(at) {
+    for (generation, at) in view.stack.layers(view.at, view.through) {
         generation.first_into(span, bounds, at, &mut out);
     }
     if let Some(changes) = local.and_then(|l| l.table(span.table)) {
@@ -304,13 +328,22 @@ struct Chunk {
     more: bool,
 }
 
+/// Which generations a transaction reads, and as of which commit.
+#[derive(Clone, Copy)]
+pub(crate) struct View<'a> {
+    pub(crate) stack: &'a Stack,
+    /// The commit of `stack.top` read at (read after the file's snapshot was taken).
+    pub(crate) at: u64,
+    /// The newest generation the file's snapshot holds (`META_OVERLAY_THROUGH`): those up to
+    /// it are skipped (ARCHITECTURE.md, "The write overlay").
+    pub(crate) through: u64,
+}
+
 /// A reader or a writer's view: the file (`base`), the generation as of commit `at`, and a
 /// writer's own changes.
 pub(crate) struct Layered<'a, B: KvRead> {
     base: &'a B,
-    stack: &'a Stack,
-    /// The commit of `stack.top` read at.
-    at: u64,
+    view: View<'a>,
     /// A writer's changes; `None` for a reader.
     local: Option<RefCell<Local>>,
     /// A writer's changes in order, for its journal record.
@@ -318,24 +351,25 @@ pub(crate) struct Layered<'a, B: KvRead> {
 }
 
 impl<'a, B: KvRead> Layered<'a, B> {
-    /// A reader of the current generation at commit `at` (read after the file's snapshot was
-    /// taken: ARCHITECTURE.md, "The write overlay").
-    pub(crate) fn reader(base: &'a B, stack: &'a Stack, at: u64) -> Self {
+    /// A reader.
+    pub(crate) fn reader(base: &'a B, view: View<'a>) -> Self {
         Layered {
             base,
-            stack,
-            at,
+            view,
             local: None,
             log: Vec::new(),
         }
     }
 
     /// A writer over everything published (the caller holds the writer lock).
-    pub(crate) fn writer(base: &'a B, stack: &'a Stack) -> Self {
+    pub(crate) fn writer(base: &'a B, stack: &'a Stack, through: u64) -> Self {
         Layered {
             base,
-            stack,
-            at: stack.top.published(),
+            view: View {
+                stack,
+                at: stack.top.published(),
+                through,
+            },
             local: Some(RefCell::new(Local::default())),
             log: Vec::new(),
         }
@@ -367,13 +401,15 @@ impl<B: KvRead> KvRead for Layered<'_, B> {
         if let Some(v) = self.local_get(table, key) {
             return Ok(v);
         }
-        let mut layers: Vec<_> = self.stack.layers(self.at).collect();
-        layers.reverse();
-        for (generation, at) in layers {
-            if at > 0 {
-                if let Some(v) = generation.get(table, key, at) {
-                    return Ok(v);
-                }
+        let (stack, at, through) = (self.view.stack, self.view.at, self.view.through);
+        if stack.top.id > through && at > 0 {
+            if let Some(v) = stack.top.get(table, key, at) {
+                return Ok(v);
+            }
+        }
+        if let Some(below) = stack.below.as_deref().filter(|b| b.id > through) {
+            if let Some(v) = below.get(table, key, below.published()) {
+                return Ok(v);
             }
         }
         self.base.get(table, key)
@@ -395,7 +431,7 @@ impl<B: KvRead> KvRead for Layered<'_, B> {
         };
         let fetch = |after: Option<&[u8]>| {
             let local = self.local.as_ref().map(|l| l.borrow());
-            chunk(&span, after, self.stack, self.at, local.as_deref())
+            chunk(&span, after, &self.view, local.as_deref())
         };
         let mut over = fetch(None);
         if over.rows.is_empty() {
@@ -470,13 +506,7 @@ impl<B: KvRead> KvRead for Layered<'_, B> {
         let local = self.local.as_ref().map(|l| l.borrow());
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let chunk = chunk(
-                &span,
-                after.as_deref(),
-                self.stack,
-                self.at,
-                local.as_deref(),
-            );
+            let chunk = chunk(&span, after.as_deref(), &self.view, local.as_deref());
             for (key, value) in &chunk.rows {
                 let in_base = self.base.get(table, key)?.is_some();
                 len += i64::from(value.is_some()) - i64::from(in_base);
@@ -526,6 +556,7 @@ mod tests {
 
     use super::*;
     use proptest::prelude::*;
+    use std::sync::Arc;
 
     /// A store in memory: one ordered map per table (what the file holds).
     #[derive(Clone, Default, Debug, PartialEq)]
@@ -596,8 +627,9 @@ mod tests {
     enum Step {
         /// A writer's changes, then publish (`true`) or abandon them.
         Write(Vec<Op>, bool),
-        /// Both generations into the file, and a new one (writers wait).
-        Checkpoint,
+        /// A durable commit: every generation into the file, then these changes of its own,
+        /// and a new generation (writers wait).
+        Durable(Vec<Op>),
         /// A checkpoint that lets writers go on begins: the generation moves below a new
         /// one.
         FlushBegin,
@@ -618,7 +650,7 @@ mod tests {
         prop_oneof![
             8 => (prop::collection::vec(op(), 0..10), any::<bool>())
                 .prop_map(|(ops, publish)| Step::Write(ops, publish)),
-            1 => Just(Step::Checkpoint),
+            1 => prop::collection::vec(op(), 0..4).prop_map(Step::Durable),
             1 => Just(Step::FlushBegin),
             1 => Just(Step::FlushEnd),
             3 => Just(Step::Read),
@@ -664,16 +696,33 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(200))]
         #[test]
         fn views_read_what_a_plain_map_holds(steps in prop::collection::vec(step(), 1..60)) {
+            // The store: the file (with the newest generation it holds), the generations,
+            // and the next generation's number.
             let mut file = Map::default();
-            let mut stack = Stack::default();
+            let mut through = 0u64;
+            let mut stack = Stack::new(1);
+            let mut next_id = 2u64;
+            let mut fresh = || {
+                next_id += 1;
+                Arc::new(Generation::new(next_id - 1))
+            };
             let mut model = Map::default();
-            // Readers: the file as of their start, their generations and commit, and the
-            // model then.
+            fn view(stack: &Stack, through: u64) -> View<'_> {
+                View {
+                    stack,
+                    at: stack.top.published(),
+                    through,
+                }
+            }
+            // Readers: the file as of their start, their view, and the model then.
             let mut readers = Vec::new();
             for step in steps {
+                // A transaction that took the generations just before this step and the
+                // file's snapshot just after it.
+                let before = stack.clone();
                 match step {
                     Step::Write(ops, publish) => {
-                        let mut writer = Layered::writer(&file, &stack);
+                        let mut writer = Layered::writer(&file, &stack, through);
                         let mut expect = model.clone();
                         for op in ops {
                             match op {
@@ -696,45 +745,100 @@ mod tests {
                             model = expect;
                         }
                     }
-                    Step::Checkpoint => {
-                        stack.write_into(&mut file).unwrap();
+                    Step::Durable(ops) => {
+                        if !stack.is_empty() {
+                            stack.write_into(&mut file).unwrap();
+                            through = stack.top.id();
+                        }
                         prop_assert_eq!(&file, &model);
-                        // A reader that took the generations before the checkpoint and the
-                        // file after it (their writes are then in both).
-                        same(&Layered::reader(&file, &stack, stack.top.published()), &model)?;
-                        stack = Stack::default();
+                        for op in ops {
+                            match op {
+                                Op::Put(t, k, v) => file.put(TABLES[t], &key(k), &[v]).unwrap(),
+                                Op::Delete(t, k) => {
+                                    file.delete(TABLES[t], &key(k)).unwrap();
+                                }
+                            }
+                        }
+                        model = file.clone();
+                        stack = Stack {
+                            top: fresh(),
+                            below: None,
+                        };
                     }
                     Step::FlushBegin if stack.below.is_none() => {
-                        let old = std::mem::take(&mut stack.top);
+                        let old = std::mem::replace(&mut stack.top, fresh());
                         stack.below = Some(old);
                     }
                     Step::FlushEnd => {
-                        if let Some(below) = &stack.below {
+                        if let Some(below) = stack.below.take() {
                             below.write_into(&mut file).unwrap();
-                            same(&Layered::reader(&file, &stack, stack.top.published()), &model)?;
-                            stack.below = None;
+                            through = below.id();
                         }
                     }
                     Step::FlushBegin => {}
                     Step::Read => {
-                        let at = stack.top.published();
-                        readers.push((file.clone(), stack.clone(), at, model.clone()));
+                        readers.push((file.clone(), stack.clone(), stack.top.published(), through, model.clone()));
                     }
                 }
-                let now = Layered::reader(&file, &stack, stack.top.published());
-                same(&now, &model)?;
+                same(&Layered::reader(&file, view(&before, through)), &model)?;
+                same(&Layered::reader(&file, view(&stack, through)), &model)?;
             }
-            for (file, stack, at, model) in &readers {
-                same(&Layered::reader(file, stack, *at), model)?;
+            for (file, stack, at, through, model) in &readers {
+                let view = View { stack, at: *at, through: *through };
+                same(&Layered::reader(file, view), model)?;
             }
         }
+    }
+
+    /// As redb does: a range whose end lies before its start is empty (`BTreeMap::range`
+    /// would panic on it).
+    #[test]
+    fn a_scan_ending_before_it_starts_is_empty() {
+        let mut file = Map::default();
+        file.put(Table::Users, &key(4), b"f").unwrap();
+        let stack = Stack::new(1);
+        let mut local = Local::default();
+        local
+            .table_mut(Table::Users)
+            .insert(key(5), Some(b"o".to_vec()));
+        stack.top.publish(local);
+        let view = View {
+            stack: &stack,
+            at: stack.top.published(),
+            through: 0,
+        };
+        let reader = Layered::reader(&file, view);
+        for reverse in [false, true] {
+            let mut seen = 0;
+            reader
+                .scan(
+                    Table::Users,
+                    &key(9),
+                    Some(&key(2)),
+                    reverse,
+                    &mut |_, _| {
+                        seen += 1;
+                        Ok(true)
+                    },
+                )
+                .unwrap();
+            assert_eq!(seen, 0);
+        }
+        assert_eq!(reader.len(Table::Users).unwrap(), 2);
     }
 
     #[test]
     fn a_reader_cannot_write() {
         let file = Map::default();
-        let stack = Stack::default();
-        let mut reader = Layered::reader(&file, &stack, 0);
+        let stack = Stack::new(1);
+        let mut reader = Layered::reader(
+            &file,
+            View {
+                stack: &stack,
+                at: 0,
+                through: 0,
+            },
+        );
         assert!(reader.put(Table::Users, b"k", b"v").is_err());
         assert!(reader.touch(Table::Users).is_err());
     }

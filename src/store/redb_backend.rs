@@ -13,7 +13,7 @@ use redb::{
 
 use super::backend::{Backend, Commit};
 use super::journal::{self, Change, Journal, Record, WriteSet, META_GENERATION, META_WRITE_SEQ};
-use super::overlay::{Layered, Local, Stack};
+use super::overlay::{Generation, Layered, Local, Stack, View, META_OVERLAY_THROUGH};
 use super::tables::Table;
 use super::{KvRead, KvWrite, Reads, Visit, Writes};
 use crate::error::{Error, Result};
@@ -22,6 +22,11 @@ type Def = TableDefinition<'static, &'static [u8], &'static [u8]>;
 
 fn def(table: Table) -> Def {
     TableDefinition::new(table.name())
+}
+
+/// The newest overlay generation a snapshot holds (0: none).
+fn overlay_through(read: &RedbRead) -> Result<u64> {
+    Ok(read.meta_u64(META_OVERLAY_THROUGH)?.unwrap_or(0))
 }
 
 /// Maps every redb error to orgdb's storage-level codes.
@@ -124,8 +129,9 @@ pub(crate) struct RedbStore {
 }
 
 /// The write overlay's generations and the writer lock.
-#[derive(Default)]
 struct Overlay {
+    /// The next generation's number.
+    next_id: std::sync::atomic::AtomicU64,
     /// Held by every write transaction, from before it reads until it published (or, for a
     /// durable commit, until the generations it wrote into the file are replaced).
     writer: Mutex<()>,
@@ -136,6 +142,24 @@ struct Overlay {
 }
 
 impl Overlay {
+    /// An overlay for a file whose newest written generation is `through`.
+    fn new(through: u64) -> Overlay {
+        Overlay {
+            next_id: std::sync::atomic::AtomicU64::new(through + 2),
+            writer: Mutex::new(()),
+            current: Mutex::new(Stack::new(through + 1)),
+            flushing: Mutex::new(()),
+        }
+    }
+
+    /// A new empty generation, numbered after every one before.
+    fn fresh(&self) -> Arc<Generation> {
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Arc::new(Generation::new(id))
+    }
+
     fn writer(&self) -> MutexGuard<'_, ()> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -150,7 +174,8 @@ impl Overlay {
 
     /// After a durable commit that wrote every generation into the file.
     fn reset(&self) {
-        *self.stack() = Stack::default();
+        let top = self.fresh();
+        *self.stack() = Stack { top, below: None };
     }
 }
 
@@ -208,7 +233,8 @@ impl RedbStore {
         self.journal = Some(journal);
         self.replay_writes()?;
         if self.durability == CommitDurability::Immediate {
-            self.overlay = Some(Overlay::default());
+            let through = self.with_read(|tx| tx.meta_u64(META_OVERLAY_THROUGH))?;
+            self.overlay = Some(Overlay::new(through.unwrap_or(0)));
         }
         self.ensure_schema()
     }
@@ -277,8 +303,8 @@ impl RedbStore {
     /// Runs `f` in one read transaction: the file's snapshot, with the overlay's writes
     /// published by then.
     fn with_read<T>(&self, f: impl FnOnce(&dyn Reads) -> Result<T>) -> Result<T> {
-        // The generation before the file's snapshot: one replaced meanwhile was written into
-        // the file before it was, and stops changing then (ARCHITECTURE.md, "The write
+        // The generations before the file's snapshot: any the snapshot holds already it names
+        // (`META_OVERLAY_THROUGH`), and they are skipped (ARCHITECTURE.md, "The write
         // overlay").
         let generation = self.overlay.as_ref().map(Overlay::current);
         let db = self.db();
@@ -288,11 +314,19 @@ impl RedbStore {
             tables: RefCell::new(Vec::new()),
         };
         let result = match &generation {
-            // Read after the snapshot was taken: whatever the snapshot holds of the
-            // generation, the generation as of now says the same or more.
-            Some(stack) if !stack.is_empty() => {
-                f(&Layered::reader(&read, stack, stack.top.published()))
-            }
+            Some(stack) if !stack.is_empty() => match overlay_through(&read) {
+                // `at` read after the snapshot was taken: whatever the snapshot holds of the
+                // top generation, the generation as of now says the same or more.
+                Ok(through) => f(&Layered::reader(
+                    &read,
+                    View {
+                        stack,
+                        at: stack.top.published(),
+                        through,
+                    },
+                )),
+                Err(e) => Err(e),
+            },
             _ => f(&read),
         };
         release(read)?;
@@ -342,8 +376,10 @@ impl RedbStore {
         // The overlay's writes first: `f` reads them, and the commit writes them into the
         // file.
         let result = match &generation {
-            Some(stack) => stack.write_into(&mut write),
-            None => Ok(()),
+            Some(stack) if !stack.is_empty() => stack
+                .write_into(&mut write)
+                .and_then(|()| write.set_meta_u64(META_OVERLAY_THROUGH, stack.top.id())),
+            _ => Ok(()),
         }
         .and_then(|()| f(&mut StoreWrite::Redb(&mut write)));
         let value = match result {
@@ -434,7 +470,14 @@ impl RedbStore {
                 txn,
                 tables: RefCell::new(Vec::new()),
             };
-            let mut write = Layered::writer(&read, &generation);
+            let through = match overlay_through(&read) {
+                Ok(through) => through,
+                Err(e) => {
+                    let _ = release(read);
+                    return Err(e);
+                }
+            };
+            let mut write = Layered::writer(&read, &generation, through);
             let result = f(&mut StoreWrite::Layered(&mut write));
             let (local, changes) = write.into_changes();
             release(read)?;
@@ -499,6 +542,7 @@ impl RedbStore {
         let txn = guard(|| db.begin_write().map_err(storage_err))?;
         let mut write = RedbWrite::new(&txn);
         let applied = generation.write_into(&mut write).and_then(|()| {
+            write.set_meta_u64(META_OVERLAY_THROUGH, generation.top.id())?;
             local.write_into(&mut write)?;
             match held {
                 Some(seq) => write.set_meta_u64(META_WRITE_SEQ, seq),
@@ -524,36 +568,51 @@ impl RedbStore {
     /// without the writer lock, then drops out (ARCHITECTURE.md, "The write overlay").
     fn flush_overlay(&self, overlay: &Overlay, journal: &Journal) -> Result<()> {
         let _one = overlay.flushing.lock().unwrap_or_else(|p| p.into_inner());
-        let db = self.db();
-        let (old, held, txn) = {
+        let (db, old, held, txn) = {
             let writer = overlay.writer();
+            // After a journal I/O error nothing more commits (ARCHITECTURE.md, "Journaled
+            // writes", item 9): a generation may hold a write whose caller was told it failed.
+            journal.refuse_if_failed()?;
             // Every record written so far is published (under the writer lock), so the
             // generation holds every journaled write the file lacks up to `held`.
             let held = journal.tail().map(|t| t.seq);
-            let mut stack = overlay.stack();
-            if stack.below.is_some() {
-                // A checkpoint before this one failed to write it: both, the writers waiting.
-                drop(stack);
-                drop(writer);
-                drop(db);
-                return self.with_write(Mode::Durable, |_| Ok(()));
-            }
-            if stack.top.is_empty() {
-                return Ok(());
+            {
+                let stack = overlay.stack();
+                if stack.below.is_some() {
+                    // A checkpoint before this one failed to write it: both, the writers
+                    // waiting.
+                    drop(stack);
+                    drop(writer);
+                    return self.with_write(Mode::Durable, |_| Ok(()));
+                }
+                if stack.top.is_empty() {
+                    return Ok(());
+                }
             }
             // Begun under the writer lock: a durable commit that follows (it takes the
             // writer lock first) begins after this one committed, so nothing newer is ever
-            // written over by the older generation.
+            // written over by the older generation. (The stack does not change meanwhile:
+            // only holders of the writer lock replace it.)
+            let db = self.db();
             let txn = guard(|| db.begin_write().map_err(storage_err))?;
-            let old = std::mem::take(&mut stack.top);
-            stack.below = Some(old.clone());
-            (old, held, txn)
+            let old = {
+                let mut stack = overlay.stack();
+                let old = std::mem::replace(&mut stack.top, overlay.fresh());
+                stack.below = Some(old.clone());
+                old
+            };
+            (db, old, held, txn)
         };
         let mut write = RedbWrite::new(&txn);
-        let applied = old.write_into(&mut write).and_then(|()| match held {
-            Some(seq) => write.set_meta_u64(META_WRITE_SEQ, seq),
-            None => Ok(()),
-        });
+        let applied = old
+            .write_into(&mut write)
+            .and_then(|()| write.set_meta_u64(META_OVERLAY_THROUGH, old.id()))
+            .and_then(|()| match held {
+                Some(seq) => write.set_meta_u64(META_WRITE_SEQ, seq),
+                None => Ok(()),
+            });
+        // Again before the commit: a sync may have failed meanwhile.
+        let applied = applied.and_then(|()| journal.refuse_if_failed());
         if let Err(e) = applied {
             let _ = release(write);
             guard(|| txn.abort().map_err(storage_err))?;
@@ -561,6 +620,7 @@ impl RedbStore {
         }
         release(write)?;
         guard(|| txn.commit().map_err(storage_err))?;
+        drop(db);
         if let Some(seq) = held {
             journal.committed_durably(seq);
         }
