@@ -186,9 +186,10 @@ enum Mode {
     Durable,
     /// A durable redb commit, then the journal restarts under this generation.
     Restart(u32),
-    /// A non-durable commit and a journal record; `wait`: return once the record is on disk;
-    /// `gather`: a sync this caller leads may first wait for others' records (not for a
-    /// caller that holds admissions up, `Commit::Synced`: see `Journal::wait_durable`).
+    /// A journal record and the changes published in the write overlay; `wait`: return once
+    /// the record is on disk; `gather`: a sync this caller leads may first wait for others'
+    /// records (not for a caller that holds admissions up, `Commit::Synced`: see
+    /// `Journal::wait_durable`).
     Journaled { wait: bool, gather: bool },
     /// A non-durable commit, nothing journaled (`Durability::Eventual`, memory).
     Eventual,
@@ -727,8 +728,8 @@ impl Backend for RedbStore {
         self.with_read(|tx| f(tx))
     }
 
-    /// redb has one writer at a time, so a transaction never loses a conflict and `f` runs
-    /// once.
+    /// One writer at a time (the writer lock, or redb's), so a transaction never loses a
+    /// conflict and `f` runs once.
     fn write_dyn(
         &self,
         commit: Commit,
