@@ -692,6 +692,19 @@ mod tests {
         Ok(())
     }
 
+    /// Everything a view holds of the test's tables.
+    fn digest(view: &dyn KvRead) -> Vec<(usize, Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        for (i, table) in TABLES.into_iter().enumerate() {
+            view.scan(table, &[], None, false, &mut |k, v| {
+                out.push((i, k.to_vec(), v.to_vec()));
+                Ok(true)
+            })
+            .unwrap();
+        }
+        out
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
         #[test]
@@ -716,10 +729,17 @@ mod tests {
             }
             // Readers: the file as of their start, their view, and the model then.
             let mut readers = Vec::new();
+            // Every state a transaction could read, in commit order, and transactions that
+            // took the generations at some step and take their snapshot later: (generations,
+            // index of the state then).
+            let mut history = vec![model.clone()];
+            let mut pending: Vec<(Stack, usize)> = Vec::new();
             for step in steps {
                 // A transaction that took the generations just before this step and the
                 // file's snapshot just after it.
                 let before = stack.clone();
+                pending.push((stack.clone(), history.len() - 1));
+                let through_before = through;
                 match step {
                     Step::Write(ops, publish) => {
                         let mut writer = Layered::writer(&file, &stack, through);
@@ -782,6 +802,26 @@ mod tests {
                 }
                 same(&Layered::reader(&file, view(&before, through)), &model)?;
                 same(&Layered::reader(&file, view(&stack, through)), &model)?;
+                // The file's mark never goes back, and no generation a transaction can take
+                // now is one the file holds.
+                prop_assert!(through >= through_before);
+                prop_assert!(stack.top.id() > through);
+                prop_assert!(stack.below.as_ref().is_none_or(|b| b.id() > through));
+                if history.last() != Some(&model) {
+                    history.push(model.clone());
+                }
+                // Transactions that took their generations steps ago and their snapshot
+                // now (`at` read now too) read one of the states in between.
+                for (taken, from) in &pending {
+                    let read = digest(&Layered::reader(&file, view(taken, through)));
+                    prop_assert!(
+                        history[*from..].iter().any(|m| digest(m) == read),
+                        "a view taken at state {} read none of the states since", from
+                    );
+                }
+                if pending.len() > 6 {
+                    pending.remove(0);
+                }
             }
             for (file, stack, at, through, model) in &readers {
                 let view = View { stack, at: *at, through: *through };

@@ -545,10 +545,11 @@ impl RedbStore {
         let applied = generation.write_into(&mut write).and_then(|()| {
             write.set_meta_u64(META_OVERLAY_THROUGH, generation.top.id())?;
             local.write_into(&mut write)?;
-            match held {
-                Some(seq) => write.set_meta_u64(META_WRITE_SEQ, seq),
-                None => Ok(()),
+            if let Some(seq) = held {
+                write.set_meta_u64(META_WRITE_SEQ, seq)?;
             }
+            // Just before the commit: a sync may have failed while the overlay was written.
+            journal.refuse_if_failed()
         });
         if let Err(e) = applied {
             let _ = release(write);
