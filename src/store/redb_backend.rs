@@ -626,6 +626,10 @@ impl RedbStore {
         if let Some(seq) = held {
             journal.committed_durably(seq);
         }
+        #[cfg(test)]
+        if let Some(hook) = tests::AFTER_FLUSH_COMMIT.with(|h| h.borrow_mut().take()) {
+            hook(self);
+        }
         // Unless a durable commit since wrote every generation and replaced them.
         let mut stack = overlay.stack();
         if stack.below.as_ref().is_some_and(|b| Arc::ptr_eq(b, &old)) {
@@ -1045,5 +1049,87 @@ impl KvWrite for RedbWrite<'_> {
         let t = self.take(table)?;
         self.put_back(table, t);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::backend::Commit;
+
+    type Hook = Box<dyn FnOnce(&RedbStore)>;
+
+    thread_local! {
+        /// Runs once in `flush_overlay`, between its commit and the generation's drop-out.
+        pub(super) static AFTER_FLUSH_COMMIT: RefCell<Option<Hook>> = const { RefCell::new(None) };
+    }
+
+    fn open(dir: &Path) -> RedbStore {
+        let journal = Arc::new(Journal::open(&dir.join("t.redb.journal"), 1 << 20).unwrap());
+        let store = RedbStore::open(&dir.join("t.redb"), CommitDurability::Immediate)
+            .unwrap()
+            .with_journal(journal.clone())
+            .unwrap();
+        if store.write_journal().is_some() && journal.last_seq() == 0 {
+            backend(&store)
+                .write_with(Commit::Durable, |tx| tx.set_meta_u64(META_GENERATION, 1))
+                .unwrap();
+            journal.start(1, 0);
+        }
+        store
+    }
+
+    fn backend(store: &RedbStore) -> &dyn Backend {
+        store
+    }
+
+    fn meta(store: &RedbStore, name: &str) -> Option<u64> {
+        backend(store).read(|tx| tx.meta_u64(name)).unwrap()
+    }
+
+    fn set(store: &RedbStore, commit: Commit, name: &str, value: u64) {
+        backend(store)
+            .write_with(commit, |tx| tx.set_meta_u64(name, value))
+            .unwrap();
+    }
+
+    /// A durable commit that runs after a checkpoint's first step committed the generation
+    /// below and before it dropped out: it writes the generation again and the one above it
+    /// (newer values of the same key), and the first step then leaves the stack it replaced
+    /// alone. Every value is the newest, in memory and after a reopen.
+    #[test]
+    fn a_durable_commit_between_a_flush_and_its_end_keeps_the_newest_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        set(&store, Commit::AsOpened, "k", 1);
+        assert!(!store.overlay.as_ref().unwrap().current().is_empty());
+        AFTER_FLUSH_COMMIT.with(|h| {
+            *h.borrow_mut() = Some(Box::new(|store: &RedbStore| {
+                // Published above the generation being flushed.
+                set(store, Commit::AsOpened, "k", 2);
+                assert_eq!(meta(store, "k"), Some(2));
+                store
+                    .with_write(Mode::Durable, |tx| tx.set_meta_u64("k2", 7))
+                    .unwrap();
+                assert!(store.overlay.as_ref().unwrap().current().is_empty());
+                assert_eq!(meta(store, "k"), Some(2));
+            }));
+        });
+        // A checkpoint: the flush (with the hook), then its own durable commit.
+        set(&store, Commit::Durable, "k3", 3);
+        assert!(
+            AFTER_FLUSH_COMMIT.with(|h| h.borrow().is_none()),
+            "the hook ran"
+        );
+        let stack = store.overlay.as_ref().unwrap().current();
+        assert!(stack.below.is_none());
+        let check = |store: &RedbStore| {
+            assert_eq!(meta(store, "k"), Some(2));
+            assert_eq!(meta(store, "k2"), Some(7));
+            assert_eq!(meta(store, "k3"), Some(3));
+        };
+        check(&store);
+        drop(store);
+        check(&open(dir.path()));
     }
 }
