@@ -44,15 +44,37 @@ pub(crate) struct Generation {
     touched: RwLock<Vec<bool>>,
 }
 
-impl Generation {
-    /// An empty generation numbered `id`.
-    pub(crate) fn new(id: u64) -> Generation {
-        Generation {
-            id,
-            tables: RwLock::new(vec![BTreeMap::new(); Table::ALL.len()]),
-            published: AtomicU64::new(0),
-            touched: RwLock::new(vec![false; Table::ALL.len()]),
-        }
+/// The value of a key's newest version as of commit `at` (`None`: no version then).
+fn visible(versions: &Versions, at: u64) -> Option<&Option<Vec<u8>>> {
+    versions
+        .iter()
+        .rev()
+        .find(|(n, _)| *n <= at)
+        .map(|(_, v)| v)
+}
+
+/// Writes `value` at `key` into `tx` (`None`: deletes it).
+fn write_value(tx: &mut dyn KvWrite, table: Table, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+    match value {
+        Some(value) => tx.put(table, key, value),
+        None => tx.delete(table, key).map(|_| ()),
+    }
+}
+
+/// Adds the first [`CHUNK`] entries of `range` in the scan's order to `out`, over what it
+/// holds.
+fn take_first<'m>(
+    range: impl DoubleEndedIterator<Item = (&'m Vec<u8>, &'m Option<Vec<u8>>)>,
+    reverse: bool,
+    out: &mut BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+) {
+    let mut take = |(k, v): (&Vec<u8>, &Option<Vec<u8>>)| {
+        out.insert(k.clone(), v.clone());
+    };
+    if reverse {
+        range.rev().take(CHUNK).for_each(&mut take);
+    } else {
+        range.take(CHUNK).for_each(&mut take);
     }
 }
 
@@ -81,14 +103,8 @@ impl Local {
             tx.touch(table)?;
         }
         for (i, changes) in self.tables.into_iter().enumerate() {
-            let table = Table::ALL[i];
             for (key, value) in changes {
-                match value {
-                    Some(value) => tx.put(table, &key, &value)?,
-                    None => {
-                        tx.delete(table, &key)?;
-                    }
-                }
+                write_value(tx, Table::ALL[i], &key, value.as_deref())?;
             }
         }
         Ok(())
@@ -96,6 +112,16 @@ impl Local {
 }
 
 impl Generation {
+    /// An empty generation numbered `id`.
+    pub(crate) fn new(id: u64) -> Generation {
+        Generation {
+            id,
+            tables: RwLock::new(vec![BTreeMap::new(); Table::ALL.len()]),
+            published: AtomicU64::new(0),
+            touched: RwLock::new(vec![false; Table::ALL.len()]),
+        }
+    }
+
     /// Its number.
     pub(crate) fn id(&self) -> u64 {
         self.id
@@ -152,12 +178,8 @@ impl Generation {
         let tables = self.read();
         for table in Table::ALL {
             for (key, versions) in &tables[table as usize] {
-                match versions.last() {
-                    Some((_, Some(value))) => tx.put(table, key, value)?,
-                    Some((_, None)) => {
-                        tx.delete(table, key)?;
-                    }
-                    None => {}
+                if let Some((_, value)) = versions.last() {
+                    write_value(tx, table, key, value.as_deref())?;
                 }
             }
         }
@@ -168,12 +190,7 @@ impl Generation {
     /// it then (read the file), `Some(None)` when deleted.
     fn get(&self, table: Table, key: &[u8], at: u64) -> Option<Option<Vec<u8>>> {
         let tables = self.read();
-        let versions = tables[table as usize].get(key)?;
-        versions
-            .iter()
-            .rev()
-            .find(|(n, _)| *n <= at)
-            .map(|(_, v)| v.clone())
+        visible(tables[table as usize].get(key)?, at).cloned()
     }
 
     /// Adds the first [`CHUNK`] keys within `bounds` with a version as of commit `at`, in
@@ -188,25 +205,11 @@ impl Generation {
         if at == 0 {
             return;
         }
-        fn visible(versions: &Versions, at: u64) -> Option<&Option<Vec<u8>>> {
-            versions
-                .iter()
-                .rev()
-                .find(|(n, _)| *n <= at)
-                .map(|(_, v)| v)
-        }
         let tables = self.read();
         let range = tables[span.table as usize]
             .range::<[u8], _>(bounds)
             .filter_map(|(k, vs)| visible(vs, at).map(|v| (k, v)));
-        let mut take = |(k, v): (&Vec<u8>, &Option<Vec<u8>>)| {
-            out.insert(k.clone(), v.clone());
-        };
-        if span.reverse {
-            range.rev().take(CHUNK).for_each(&mut take);
-        } else {
-            range.take(CHUNK).for_each(&mut take);
-        }
+        take_first(range, span.reverse, out);
     }
 }
 
@@ -272,15 +275,7 @@ fn chunk(span: &Span<'_>, after: Option<&[u8]>, view: &View<'_>, local: Option<&
         generation.first_into(span, bounds, at, &mut out);
     }
     if let Some(changes) = local.and_then(|l| l.table(span.table)) {
-        let range = changes.range::<[u8], _>(bounds);
-        let mut take = |(k, v): (&Vec<u8>, &Option<Vec<u8>>)| {
-            out.insert(k.clone(), v.clone());
-        };
-        if span.reverse {
-            range.rev().take(CHUNK).for_each(&mut take);
-        } else {
-            range.take(CHUNK).for_each(&mut take);
-        }
+        take_first(changes.range::<[u8], _>(bounds), span.reverse, &mut out);
     }
     let mut rows: Vec<_> = out.into_iter().collect();
     if span.reverse {

@@ -309,25 +309,20 @@ impl RedbStore {
         // overlay").
         let generation = self.overlay.as_ref().map(Overlay::current);
         let db = self.db();
-        let txn = guard(|| db.begin_read().map_err(storage_err))?;
-        let read = RedbRead {
-            txn,
-            tables: RefCell::new(Vec::new()),
-        };
+        let read = RedbRead::begin(&db)?;
         let result = match &generation {
-            Some(stack) if !stack.is_empty() => match overlay_through(&read) {
+            Some(stack) if !stack.is_empty() => overlay_through(&read).and_then(|through| {
                 // `at` read after the snapshot was taken: whatever the snapshot holds of the
                 // top generation, the generation as of now says the same or more.
-                Ok(through) => f(&Layered::reader(
+                f(&Layered::reader(
                     &read,
                     View {
                         stack,
                         at: stack.top.published(),
                         through,
                     },
-                )),
-                Err(e) => Err(e),
-            },
+                ))
+            }),
             _ => f(&read),
         };
         release(read)?;
@@ -466,11 +461,7 @@ impl RedbStore {
         let generation = overlay.current();
         let (result, local, changes) = {
             let db = self.db();
-            let txn = guard(|| db.begin_read().map_err(storage_err))?;
-            let read = RedbRead {
-                txn,
-                tables: RefCell::new(Vec::new()),
-            };
+            let read = RedbRead::begin(&db)?;
             let through = match overlay_through(&read) {
                 Ok(through) => through,
                 Err(e) => {
@@ -860,6 +851,15 @@ pub(crate) struct RedbRead {
 }
 
 impl RedbRead {
+    /// A read transaction of `db`.
+    fn begin(db: &Database) -> Result<RedbRead> {
+        let txn = guard(|| db.begin_read().map_err(storage_err))?;
+        Ok(RedbRead {
+            txn,
+            tables: RefCell::new(Vec::new()),
+        })
+    }
+
     /// The table, from the cache or opened now; `None` when it does not exist yet.
     fn take(&self, table: Table) -> Result<Option<ReadTable>> {
         if let Some(t) = cache_cell(&mut self.tables.borrow_mut(), table).take() {
