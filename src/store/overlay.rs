@@ -20,7 +20,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use super::journal::Change;
 use super::tables::Table;
-use super::{KvRead, KvWrite, Visit};
+use super::{KvRead, KvWrite, Visit, Writes};
 use crate::error::{Error, Result};
 
 /// A key's versions, oldest first: (commit number, value or `None` for deleted).
@@ -122,11 +122,6 @@ impl Generation {
         }
     }
 
-    /// Its number.
-    pub(crate) fn id(&self) -> u64 {
-        self.id
-    }
-
     fn read(&self) -> RwLockReadGuard<'_, Vec<TableVersions>> {
         self.tables.read().unwrap_or_else(|p| p.into_inner())
     }
@@ -163,7 +158,8 @@ impl Generation {
     }
 
     /// Writes every changed key's latest value, and makes sure every touched table exists,
-    /// in `tx` (a checkpoint's, under the writer lock: nothing is published meanwhile).
+    /// in `tx` (a checkpoint's, under the writer lock: nothing is published meanwhile), and
+    /// names the generation in the file's mark (`META_OVERLAY_THROUGH`).
     pub(crate) fn write_into(&self, tx: &mut dyn KvWrite) -> Result<()> {
         let touched = self
             .touched
@@ -183,7 +179,7 @@ impl Generation {
                 }
             }
         }
-        Ok(())
+        tx.set_meta_u64(META_OVERLAY_THROUGH, self.id)
     }
 
     /// The value of `key` as of commit `at`: `None` when the generation has no version of
@@ -235,12 +231,11 @@ impl Stack {
         self.top.is_empty() && self.below.is_none()
     }
 
-    /// Writes both generations' changes into `tx` (the one below first).
+    /// Writes both generations' changes into `tx` (the one below first), the mark naming
+    /// the top one.
     pub(crate) fn write_into(&self, tx: &mut dyn KvWrite) -> Result<()> {
         for generation in self.below.iter().chain(std::iter::once(&self.top)) {
-            if !generation.is_empty() {
-                generation.write_into(tx)?;
-            }
+            generation.write_into(tx)?;
         }
         Ok(())
     }
@@ -550,6 +545,7 @@ mod tests {
     //! reads, through checkpoints, aborted writers and generations replaced under readers.
 
     use super::*;
+    use crate::store::Reads;
     use proptest::prelude::*;
     use std::sync::Arc;
 
@@ -704,8 +700,8 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(200))]
         #[test]
         fn views_read_what_a_plain_map_holds(steps in prop::collection::vec(step(), 1..60)) {
-            // The store: the file (with the newest generation it holds), the generations,
-            // and the next generation's number.
+            // The store: the file (its mark names the newest generation it holds), the
+            // generations, and the next generation's number.
             let mut file = Map::default();
             let mut through = 0u64;
             let mut stack = Stack::new(1);
@@ -763,18 +759,18 @@ mod tests {
                     Step::Durable(ops) => {
                         if !stack.is_empty() {
                             stack.write_into(&mut file).unwrap();
-                            through = stack.top.id();
                         }
-                        prop_assert_eq!(&file, &model);
+                        prop_assert_eq!(digest(&file), digest(&model));
                         for op in ops {
-                            match op {
-                                Op::Put(t, k, v) => file.put(TABLES[t], &key(k), &[v]).unwrap(),
-                                Op::Delete(t, k) => {
-                                    file.delete(TABLES[t], &key(k)).unwrap();
+                            for map in [&mut file, &mut model] {
+                                match op {
+                                    Op::Put(t, k, v) => map.put(TABLES[t], &key(k), &[v]).unwrap(),
+                                    Op::Delete(t, k) => {
+                                        map.delete(TABLES[t], &key(k)).unwrap();
+                                    }
                                 }
                             }
                         }
-                        model = file.clone();
                         stack = Stack {
                             top: fresh(),
                             below: None,
@@ -787,7 +783,6 @@ mod tests {
                     Step::FlushEnd => {
                         if let Some(below) = stack.below.take() {
                             below.write_into(&mut file).unwrap();
-                            through = below.id();
                         }
                     }
                     Step::FlushBegin => {}
@@ -795,13 +790,15 @@ mod tests {
                         readers.push((file.clone(), stack.clone(), stack.top.published(), through, model.clone()));
                     }
                 }
+                // The generations the file holds, as the file names them.
+                through = file.meta_u64(META_OVERLAY_THROUGH).unwrap().unwrap_or(0);
                 same(&Layered::reader(&file, view(&before, through)), &model)?;
                 same(&Layered::reader(&file, view(&stack, through)), &model)?;
                 // The file's mark never goes back, and no generation a transaction can take
                 // now is one the file holds.
                 prop_assert!(through >= through_before);
-                prop_assert!(stack.top.id() > through);
-                prop_assert!(stack.below.as_ref().is_none_or(|b| b.id() > through));
+                prop_assert!(stack.top.id > through);
+                prop_assert!(stack.below.as_ref().is_none_or(|b| b.id > through));
                 if history.last() != Some(&model) {
                     history.push(model.clone());
                 }

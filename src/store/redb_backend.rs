@@ -372,9 +372,7 @@ impl RedbStore {
         // The overlay's writes first: `f` reads them, and the commit writes them into the
         // file.
         let result = match &generation {
-            Some(stack) if !stack.is_empty() => stack
-                .write_into(&mut write)
-                .and_then(|()| write.set_meta_u64(META_OVERLAY_THROUGH, stack.top.id())),
+            Some(stack) if !stack.is_empty() => stack.write_into(&mut write),
             _ => Ok(()),
         }
         .and_then(|()| f(&mut StoreWrite::Redb(&mut write)));
@@ -534,7 +532,6 @@ impl RedbStore {
         let txn = guard(|| db.begin_write().map_err(storage_err))?;
         let mut write = RedbWrite::new(&txn);
         let applied = generation.write_into(&mut write).and_then(|()| {
-            write.set_meta_u64(META_OVERLAY_THROUGH, generation.top.id())?;
             local.write_into(&mut write)?;
             if let Some(seq) = held {
                 write.set_meta_u64(META_WRITE_SEQ, seq)?;
@@ -597,13 +594,10 @@ impl RedbStore {
             (db, old, held, txn)
         };
         let mut write = RedbWrite::new(&txn);
-        let applied = old
-            .write_into(&mut write)
-            .and_then(|()| write.set_meta_u64(META_OVERLAY_THROUGH, old.id()))
-            .and_then(|()| match held {
-                Some(seq) => write.set_meta_u64(META_WRITE_SEQ, seq),
-                None => Ok(()),
-            });
+        let applied = old.write_into(&mut write).and_then(|()| match held {
+            Some(seq) => write.set_meta_u64(META_WRITE_SEQ, seq),
+            None => Ok(()),
+        });
         // Again before the commit: a sync may have failed meanwhile.
         let applied = applied.and_then(|()| journal.refuse_if_failed());
         if let Err(e) = applied {
