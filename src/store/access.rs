@@ -495,24 +495,33 @@ pub(crate) trait Writes: Reads {
 
 /// Generic helpers over a raw key-value transaction (the typed interface's building blocks).
 pub(crate) trait KvReadExt: KvRead {
+    /// The value of `key` decoded by `decode` where it lies (see [`KvRead::get_with`]).
+    fn get_decoded<T>(
+        &self,
+        table: Table,
+        key: &[u8],
+        decode: impl FnOnce(&[u8]) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let (mut decode, mut value) = (Some(decode), None);
+        self.get_with(table, key, &mut |bytes| {
+            if let Some(decode) = decode.take() {
+                value = Some(decode(bytes)?);
+            }
+            Ok(())
+        })?;
+        Ok(value)
+    }
+
     fn get_record<T: Stored>(&self, table: Table, key: &[u8]) -> Result<Option<T>> {
-        match self.get(table, key)? {
-            Some(bytes) => T::decode(&bytes).map(Some),
-            None => Ok(None),
-        }
+        self.get_decoded(table, key, T::decode)
     }
 
     fn get_string(&self, table: Table, key: &[u8]) -> Result<Option<String>> {
-        match self.get(table, key)? {
-            Some(bytes) => codec::decode_id(&bytes).map(Some),
-            None => Ok(None),
-        }
+        self.get_decoded(table, key, codec::decode_id)
     }
 
     fn get_u64(&self, table: Table, key: &[u8]) -> Result<Option<u64>> {
-        self.get(table, key)?
-            .map(|b| codec::decode_u64(&b))
-            .transpose()
+        self.get_decoded(table, key, codec::decode_u64)
     }
 
     /// Visits every key under `prefix`, in order.

@@ -8,8 +8,7 @@
 //! `corrupted`, never as different data. Decoding has a size limit: stored bytes are untrusted
 //! (a damaged file must give `corrupted`, never an out-of-memory abort).
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -72,7 +71,9 @@ pub(crate) fn encode<T: Serialize>(tag: Tag, value: &T) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-pub(crate) fn decode<T: DeserializeOwned>(tag: Tag, bytes: &[u8]) -> Result<T> {
+/// Text fields declared `#[serde(borrow)]` borrow from `bytes` (validated as UTF-8, not
+/// copied): a record's decode copies only the strings its value keeps.
+pub(crate) fn decode<'a, T: Deserialize<'a>>(tag: Tag, bytes: &'a [u8]) -> Result<T> {
     let Some((&found, rest)) = bytes.split_first() else {
         return Err(Error::corrupted(format!("empty {tag:?} value")));
     };
@@ -91,7 +92,7 @@ pub(crate) fn decode<T: DeserializeOwned>(tag: Tag, bytes: &[u8]) -> Result<T> {
         )));
     }
     let config = bincode::config::standard().with_limit::<DECODE_LIMIT>();
-    let (value, read) = bincode::serde::decode_from_slice(body, config)
+    let (value, read) = bincode::serde::borrow_decode_from_slice(body, config)
         .map_err(|e| Error::corrupted(format!("decoding {tag:?}: {e}")))?;
     if read != body.len() {
         return Err(Error::corrupted(format!(

@@ -48,9 +48,32 @@ pub(crate) const USAGE_PRUNED_BEFORE: &str = "usage_pruned_before";
 
 pub(crate) type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> Result<bool>;
 
+/// What [`KvRead::get_with`] runs on a value.
+pub(crate) type ReadValue<'a> = &'a mut dyn FnMut(&[u8]) -> Result<()>;
+
+/// Runs `read` on `value` when there is one (`None`: deleted or absent); whether there was.
+pub(crate) fn read_found(value: Option<&[u8]>, read: ReadValue<'_>) -> Result<bool> {
+    match value {
+        Some(v) => read(v).map(|()| true),
+        None => Ok(false),
+    }
+}
+
 /// Reading side of a backend transaction.
 pub(crate) trait KvRead {
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Runs `read` on the value of `key` where it lies (no copy), when there is one; says
+    /// whether there was. A decode reads a record this way: the value's bytes are copied
+    /// only into the strings the record keeps.
+    fn get_with(&self, table: Table, key: &[u8], read: ReadValue<'_>) -> Result<bool>;
+    /// The value of `key`, copied.
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let mut value = None;
+        self.get_with(table, key, &mut |v| {
+            value = Some(v.to_vec());
+            Ok(())
+        })?;
+        Ok(value)
+    }
     /// Visits keys in `[start, end)` (`end` None = to the end), ascending or descending.
     fn scan(
         &self,

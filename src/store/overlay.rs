@@ -20,7 +20,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use super::journal::Change;
 use super::tables::Table;
-use super::{KvRead, KvWrite, Visit, Writes};
+use super::{read_found, KvRead, KvWrite, ReadValue, Visit, Writes};
 use crate::error::{Error, Result};
 
 /// A key's versions, oldest first: (commit number, value or `None` for deleted).
@@ -182,11 +182,18 @@ impl Generation {
         tx.set_meta_u64(META_OVERLAY_THROUGH, self.id)
     }
 
-    /// The value of `key` as of commit `at`: `None` when the generation has no version of
-    /// it then (read the file), `Some(None)` when deleted.
-    fn get(&self, table: Table, key: &[u8], at: u64) -> Option<Option<Vec<u8>>> {
+    /// Runs `read` on the value of `key` as of commit `at` (see [`KvRead::get_with`]):
+    /// `None` when the generation has no version of it then (read the file).
+    fn get_with(
+        &self,
+        table: Table,
+        key: &[u8],
+        at: u64,
+        read: ReadValue<'_>,
+    ) -> Option<Result<bool>> {
         let tables = self.read();
-        visible(tables[table as usize].get(key)?, at).cloned()
+        let value = visible(tables[table as usize].get(key)?, at)?;
+        Some(read_found(value.as_deref(), read))
     }
 
     /// Adds the first [`CHUNK`] keys within `bounds` with a version as of commit `at`, in
@@ -379,30 +386,27 @@ impl<'a, B: KvRead> Layered<'a, B> {
             .map(RefCell::get_mut)
             .ok_or_else(|| Error::storage("a read transaction cannot write"))
     }
-
-    fn local_get(&self, table: Table, key: &[u8]) -> Option<Option<Vec<u8>>> {
-        let local = self.local.as_ref()?.borrow();
-        local.table(table)?.get(key).cloned()
-    }
 }
 
 impl<B: KvRead> KvRead for Layered<'_, B> {
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some(v) = self.local_get(table, key) {
-            return Ok(v);
+    fn get_with(&self, table: Table, key: &[u8], read: ReadValue<'_>) -> Result<bool> {
+        if let Some(local) = &self.local {
+            if let Some(value) = local.borrow().table(table).and_then(|t| t.get(key)) {
+                return read_found(value.as_deref(), read);
+            }
         }
         let (stack, at, through) = (self.view.stack, self.view.at, self.view.through);
         if stack.top.id > through && at > 0 {
-            if let Some(v) = stack.top.get(table, key, at) {
-                return Ok(v);
+            if let Some(found) = stack.top.get_with(table, key, at, read) {
+                return found;
             }
         }
         if let Some(below) = stack.below.as_deref().filter(|b| b.id > through) {
-            if let Some(v) = below.get(table, key, below.published()) {
-                return Ok(v);
+            if let Some(found) = below.get_with(table, key, below.published(), read) {
+                return found;
             }
         }
-        self.base.get(table, key)
+        self.base.get_with(table, key, read)
     }
 
     fn scan(
@@ -554,8 +558,13 @@ mod tests {
     struct Map(BTreeMap<(usize, Vec<u8>), Vec<u8>>);
 
     impl KvRead for Map {
-        fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
-            Ok(self.0.get(&(table as usize, key.to_vec())).cloned())
+        fn get_with(&self, table: Table, key: &[u8], read: ReadValue<'_>) -> Result<bool> {
+            read_found(
+                self.0
+                    .get(&(table as usize, key.to_vec()))
+                    .map(Vec::as_slice),
+                read,
+            )
         }
 
         fn scan(

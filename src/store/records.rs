@@ -104,7 +104,9 @@ impl Stored for EntitlementValue {
 
 #[derive(Serialize, Deserialize)]
 struct ReservationV1<'a> {
+    #[serde(borrow)]
     id: Cow<'a, str>,
+    #[serde(borrow)]
     organization_id: Cow<'a, str>,
     count: u64,
     resource_id: Option<Cow<'a, str>>,
@@ -158,8 +160,11 @@ impl Stored for Reservation {
 
 #[derive(Serialize, Deserialize)]
 struct UserV1<'a> {
+    #[serde(borrow)]
     id: Cow<'a, str>,
+    #[serde(borrow)]
     email: Cow<'a, str>,
+    #[serde(borrow)]
     name: Cow<'a, str>,
     created_at: i64,
     last_active: Option<i64>,
@@ -220,11 +225,15 @@ fn limit_in(limit: Option<LimitV1>) -> Option<Limit> {
 
 #[derive(Serialize, Deserialize)]
 struct OrgV1<'a> {
+    #[serde(borrow)]
     id: Cow<'a, str>,
+    #[serde(borrow)]
     name: Cow<'a, str>,
+    #[serde(borrow)]
     slug: Cow<'a, str>,
     external_id: Option<Cow<'a, str>>,
     description: Option<Cow<'a, str>>,
+    #[serde(borrow)]
     plan: Cow<'a, str>,
     address_line1: Option<Cow<'a, str>>,
     address_line2: Option<Cow<'a, str>>,
@@ -247,6 +256,7 @@ struct OrgV1<'a> {
 /// as one on calendar months; a tag-14 one, with the default alert thresholds.
 #[derive(Serialize, Deserialize)]
 struct OrgV2<'a> {
+    #[serde(borrow)]
     org: OrgV1<'a>,
     /// 0 calendar month, 1 day, 2 week, 3 year, 4 anchored.
     period: u8,
@@ -258,6 +268,7 @@ struct OrgV2<'a> {
 /// write is tag 15.
 #[derive(Serialize, Deserialize)]
 struct OrgV3<'a> {
+    #[serde(borrow)]
     org: OrgV2<'a>,
     /// Usage alert thresholds in percent, ascending; `None`: the defaults.
     alerts: Option<Vec<u32>>,
@@ -391,8 +402,11 @@ fn org_of(r: OrgV1<'_>, period: QuotaPeriod, alerts: Option<Vec<u32>>) -> Result
 
 #[derive(Serialize, Deserialize)]
 struct MembershipV1<'a> {
+    #[serde(borrow)]
     id: Cow<'a, str>,
+    #[serde(borrow)]
     organization_id: Cow<'a, str>,
+    #[serde(borrow)]
     user_id: Cow<'a, str>,
     role: u8,
     joined_at: i64,
@@ -401,8 +415,11 @@ struct MembershipV1<'a> {
 
 #[derive(Serialize, Deserialize)]
 struct MembershipV2<'a> {
+    #[serde(borrow)]
     id: Cow<'a, str>,
+    #[serde(borrow)]
     organization_id: Cow<'a, str>,
+    #[serde(borrow)]
     user_id: Cow<'a, str>,
     role: u8,
     joined_at: i64,
@@ -478,13 +495,17 @@ enum StatusV1 {
 
 #[derive(Serialize, Deserialize)]
 struct InvitationV1<'a> {
+    #[serde(borrow)]
     id: Cow<'a, str>,
+    #[serde(borrow)]
     organization_id: Cow<'a, str>,
+    #[serde(borrow)]
     email: Cow<'a, str>,
     role: u8,
     project_id: Option<Cow<'a, str>>,
     project_role: Option<u8>,
     status: StatusV1,
+    #[serde(borrow)]
     invited_by: Cow<'a, str>,
     created_at: i64,
     expires_at: i64,
@@ -558,8 +579,11 @@ impl Stored for InvitationRecord {
 
 #[derive(Serialize, Deserialize)]
 struct ProjectV1<'a> {
+    #[serde(borrow)]
     id: Cow<'a, str>,
+    #[serde(borrow)]
     organization_id: Cow<'a, str>,
+    #[serde(borrow)]
     name: Cow<'a, str>,
     description: Option<Cow<'a, str>>,
     created_at: i64,
@@ -600,7 +624,9 @@ impl Stored for Project {
 
 #[derive(Serialize, Deserialize)]
 struct ProjectMemberV1<'a> {
+    #[serde(borrow)]
     project_id: Cow<'a, str>,
+    #[serde(borrow)]
     user_id: Cow<'a, str>,
     role: u8,
     added_at: i64,
@@ -648,9 +674,12 @@ enum KindV1 {
 
 #[derive(Serialize, Deserialize)]
 struct ResourceV1<'a> {
+    #[serde(borrow)]
     id: Cow<'a, str>,
+    #[serde(borrow)]
     organization_id: Cow<'a, str>,
     kind: KindV1,
+    #[serde(borrow)]
     name: Cow<'a, str>,
     created_at: i64,
     removed_at: Option<i64>,
@@ -704,13 +733,18 @@ impl Stored for ResourceRecord {
 
 #[derive(Serialize, Deserialize)]
 struct AuditV1<'a> {
+    #[serde(borrow)]
     id: Cow<'a, str>,
     seq: u64,
     at: i64,
+    #[serde(borrow)]
     actor: Cow<'a, str>,
     organization_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
     action: Cow<'a, str>,
+    #[serde(borrow)]
     target: Cow<'a, str>,
+    #[serde(borrow)]
     details: Cow<'a, str>,
 }
 

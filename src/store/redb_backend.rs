@@ -15,7 +15,7 @@ use super::backend::{Backend, Commit};
 use super::journal::{self, Change, Journal, Record, WriteSet, META_GENERATION, META_WRITE_SEQ};
 use super::overlay::{Generation, Layered, Local, Stack, View, META_OVERLAY_THROUGH};
 use super::tables::Table;
-use super::{KvRead, KvWrite, Reads, Visit, Writes};
+use super::{KvRead, KvWrite, ReadValue, Reads, Visit, Writes};
 use crate::error::{Error, Result};
 
 type Def = TableDefinition<'static, &'static [u8], &'static [u8]>;
@@ -824,13 +824,30 @@ fn scan_table(
     }
 }
 
+/// Runs `read` on the value of `key` in `table` where it lies; whether there was one. Only
+/// the steps into redb are guarded: `read` (orgdb's code) is not.
+fn read_entry(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    key: &[u8],
+    read: ReadValue<'_>,
+) -> Result<bool> {
+    let Some(entry) = guard(|| table.get(key).map_err(storage_err))? else {
+        return Ok(false);
+    };
+    // Reading an entry's bytes reads its page: guarded too.
+    let bytes = guard(|| Ok(entry.value()))?;
+    read(bytes).map(|()| true)
+}
+
 type ReadTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
 type WriteTable<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
 
 /// Opening a redb table costs a lookup in the table tree, and closing a written one costs
-/// more: a transaction keeps each table it opens until it ends. A scan takes its table out of
-/// the cache while it runs, so a visitor that reaches the same table again cannot hit a
-/// borrowed cell (in a write transaction it gets a `storage_error`: visitors only collect).
+/// more: a transaction keeps each table it opens until it ends. A read transaction reads its
+/// tables where they lie in the cache, borrowed ([`RedbRead::with_table`]); a write
+/// transaction takes a table out of the cache while it uses it, so a visitor that reaches the
+/// same table again cannot hit a borrowed cell (it gets a `storage_error`: visitors only
+/// collect).
 fn cache_cell<T>(cache: &mut Vec<Option<T>>, table: Table) -> &mut Option<T> {
     let i = table as usize;
     if cache.len() <= i {
@@ -854,32 +871,39 @@ impl RedbRead {
         })
     }
 
-    /// The table, from the cache or opened now; `None` when it does not exist yet.
-    fn take(&self, table: Table) -> Result<Option<ReadTable>> {
-        if let Some(t) = cache_cell(&mut self.tables.borrow_mut(), table).take() {
-            return Ok(Some(t));
+    /// Runs `f` on the table, cached or opened now (and then cached); `None` when it does not
+    /// exist yet. The cache stays borrowed (shared) while `f` runs: a table that `f` reaches
+    /// again is read where it lies, and one not cached yet is opened for that use alone.
+    fn with_table<R>(
+        &self,
+        table: Table,
+        f: impl FnOnce(&ReadTable) -> Result<R>,
+    ) -> Result<Option<R>> {
+        if let Ok(cache) = self.tables.try_borrow() {
+            if let Some(Some(t)) = cache.get(table as usize) {
+                return f(t).map(Some);
+            }
         }
-        guard(|| match self.txn.open_table(def(table)) {
+        let opened = guard(|| match self.txn.open_table(def(table)) {
             Ok(t) => Ok(Some(t)),
             Err(TableError::TableDoesNotExist(_)) => Ok(None),
             Err(e) => Err(storage_err(e)),
-        })
-    }
-
-    fn put_back(&self, table: Table, t: ReadTable) {
-        *cache_cell(&mut self.tables.borrow_mut(), table) = Some(t);
+        })?;
+        let Some(t) = opened else {
+            return Ok(None);
+        };
+        let result = f(&t);
+        if let Ok(mut cache) = self.tables.try_borrow_mut() {
+            *cache_cell(&mut cache, table) = Some(t);
+        }
+        result.map(Some)
     }
 }
 
 impl KvRead for RedbRead {
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let Some(t) = self.take(table)? else {
-            return Ok(None);
-        };
-        let value = guard(|| Ok(t.get(key).map_err(storage_err)?.map(|v| v.value().to_vec())));
-        // Back in the cache even after a failure: the transaction's release closes it.
-        self.put_back(table, t);
-        value
+    fn get_with(&self, table: Table, key: &[u8], read: ReadValue<'_>) -> Result<bool> {
+        let found = self.with_table(table, |t| read_entry(t, key, read))?;
+        Ok(found == Some(true))
     }
 
     fn scan(
@@ -890,21 +914,13 @@ impl KvRead for RedbRead {
         reverse: bool,
         visit: Visit<'_>,
     ) -> Result<()> {
-        let Some(t) = self.take(table)? else {
-            return Ok(());
-        };
-        let result = scan_table(&t, start, end, reverse, visit);
-        self.put_back(table, t);
-        result
+        self.with_table(table, |t| scan_table(t, start, end, reverse, visit))
+            .map(|_| ())
     }
 
     fn len(&self, table: Table) -> Result<u64> {
-        let Some(t) = self.take(table)? else {
-            return Ok(0);
-        };
-        let len = guard(|| t.len().map_err(storage_err));
-        self.put_back(table, t);
-        len
+        let len = self.with_table(table, |t| guard(|| t.len().map_err(storage_err)))?;
+        Ok(len.unwrap_or(0))
     }
 }
 
@@ -921,10 +937,10 @@ pub(crate) enum StoreWrite<'w, 't> {
 }
 
 impl KvRead for StoreWrite<'_, '_> {
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    fn get_with(&self, table: Table, key: &[u8], read: ReadValue<'_>) -> Result<bool> {
         match self {
-            StoreWrite::Redb(w) => w.get(table, key),
-            StoreWrite::Layered(w) => w.get(table, key),
+            StoreWrite::Redb(w) => w.get_with(table, key, read),
+            StoreWrite::Layered(w) => w.get_with(table, key, read),
         }
     }
 
@@ -994,12 +1010,12 @@ impl<'t> RedbWrite<'t> {
 }
 
 impl KvRead for RedbWrite<'_> {
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    fn get_with(&self, table: Table, key: &[u8], read: ReadValue<'_>) -> Result<bool> {
         let t = self.take(table)?;
-        let value = guard(|| Ok(t.get(key).map_err(storage_err)?.map(|v| v.value().to_vec())));
+        let found = read_entry(&t, key, read);
         // Back in the cache even after a failure: the transaction's release closes it.
         self.put_back(table, t);
-        value
+        found
     }
 
     fn scan(
@@ -1085,6 +1101,50 @@ mod tests {
         backend(store)
             .write_with(commit, |tx| tx.set_meta_u64(name, value))
             .unwrap();
+    }
+
+    /// A read transaction reads its cached tables where they lie, borrowed: a scan's visitor
+    /// that reads the same table again (a get, a nested scan, its length) or a table not
+    /// opened yet reads what the transaction holds, and nothing panics.
+    #[test]
+    fn a_scan_visitor_reads_the_transaction_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let db = store.db();
+        let txn = db.begin_write().unwrap();
+        let mut write = RedbWrite::new(&txn);
+        for i in 0..3u8 {
+            write.put(Table::Users, &[i], &[i, i]).unwrap();
+            write.put(Table::Orgs, &[i], &[9, i]).unwrap();
+        }
+        release(write).unwrap();
+        txn.commit().unwrap();
+        let tx = RedbRead::begin(&db).unwrap();
+        let mut seen = Vec::new();
+        tx.scan(Table::Users, &[], None, false, &mut |k, v| {
+            assert_eq!(tx.get(Table::Users, k)?.as_deref(), Some(v));
+            let mut inner = 0;
+            tx.scan(Table::Users, &[], None, true, &mut |_, _| {
+                inner += 1;
+                Ok(true)
+            })?;
+            seen.push((
+                k.to_vec(),
+                tx.get(Table::Orgs, k)?,
+                inner,
+                tx.len(Table::Users)?,
+            ));
+            Ok(true)
+        })
+        .unwrap();
+        let expected: Vec<_> = (0..3u8)
+            .map(|i| (vec![i], Some(vec![9, i]), 3, 3))
+            .collect();
+        assert_eq!(seen, expected);
+        // Opened inside the scan, for one read each: opened and cached now.
+        assert_eq!(tx.len(Table::Orgs).unwrap(), 3);
+        assert_eq!(tx.get(Table::Orgs, &[2]).unwrap(), Some(vec![9, 2]));
+        assert_eq!(tx.get(Table::Orgs, &[7]).unwrap(), None);
     }
 
     /// A durable commit that runs after a checkpoint's first step committed the generation
