@@ -234,6 +234,39 @@ def test_bytes_the_readers_do_not_accept_raise_what_the_generated_readers_raise(
     assert lift_both(PAGE, b"\xff\xff\xff\xff" + data[4:])[0] == "error"
 
 
+def test_page_text_that_is_not_utf8_raises_what_the_generated_readers_raise():
+    # A page's strings are sliced from its bytes decoded as Latin-1 when ASCII: bytes that
+    # Latin-1 reads but UTF-8 refuses (a lone é, a cut emoji) must still be refused.
+    data = encode(PAGE, page(member(name="Ada"), member(name="Bob")))
+    for bad in [b"\xe9ob", b"\xf0\x9f\x9a"]:
+        assert lift_both(PAGE, data.replace(b"Bob", bad))[0] == "error"
+    # Every kind of text in a page reads the same both ways.
+    texts = ["", "a", "é", "Zoë", "日本", "🚀", "a" * 300 + "ü", "\x7f\x00"]
+    members = [member(name=t, email=t[::-1], membership_id=t + "x") for t in texts]
+    _, value = lift_both(PAGE, encode(PAGE, page(*members)))
+    assert [m.name for m in value.data] == texts
+
+
+def read_after(converter, prefix, data):
+    """`converter.read` of `data` placed after the string `prefix` in one Rust buffer (a value
+    that does not start its buffer)."""
+    string = _generated._UniffiFfiConverterString
+    whole = encode(string, prefix) + data
+    rbuf = _generated._UniffiRustBuffer.alloc(len(whole))
+    ctypes.memmove(rbuf.data, whole, len(whole))
+    rbuf.len = len(whole)
+    with _generated._UniffiRustBuffer.consume_with_stream(rbuf) as stream:
+        assert string.read(stream) == prefix
+        return converter.read(stream)
+
+
+def test_a_page_inside_other_bytes_reads_the_same():
+    members = [member(), member(name="Zoë", email="z@example.com"), member(name="x" * 40)]
+    data = encode(PAGE, page(*members))
+    for prefix in ["", "p", "ü" * 50]:
+        same(read_after(PAGE, prefix, data), generated(read_after, PAGE, prefix, data))
+
+
 def test_generated_readers_that_call_fused_ones_read_the_same():
     # NewInvitation is not fused (it holds a duration); its fields are read by fused readers.
     converter = _generated._UniffiFfiConverterTypeNewInvitation

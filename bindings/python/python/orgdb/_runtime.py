@@ -24,8 +24,11 @@ a call's time (issue 18's profile):
   values inline, records and variants built as the generated `read` builds them (a generated
   record class whose `__init__` only stores its arguments: `object.__new__` and the same
   stores), custom types converted with their generated expression (the timestamps of
-  `uniffi.toml`; a second field holding the same integer gets the first one's value when it
-  is of an immutable builtin type, `created_at` and `updated_at` of a new row). It replaces
+  `uniffi.toml`, with its paths from a module to a type, a builtin function or an immutable
+  value read once; a second field holding the same integer gets the first one's value when it
+  is of an immutable builtin type, `created_at` and `updated_at` of a new row). A value with
+  strings in a list (a page of members) slices them from its bytes decoded once as Latin-1
+  when they are ASCII, and decodes the others as UTF-8. It replaces
   that converter's `read` and, for those that inherit it, its `lift`. Bytes it does not
   accept (cut short, a bad tag or flag) are read again by the generated `read`, which raises
   what it always has. A converter holding anything else (an object handle, a duration) is left
@@ -64,6 +67,7 @@ import linecache
 import re
 import struct
 import threading
+import types
 
 # What `install` replaces: (the class holding it, or None for the module itself, attribute);
 # and the `read` (and `lift`) of each converter `_fuse` fuses.
@@ -517,9 +521,13 @@ class _Emitter:
     `n` (the length). Fixed-size reads wait in `pending` so that adjacent ones share one
     unpack; any other statement writes them out first."""
 
-    def __init__(self, shapes, scope):
+    def __init__(self, shapes, scope, text=False):
         self.shapes = shapes
         self.scope = scope  # the readers' globals, where their constants go
+        # Strings are sliced from `text`, the bytes decoded as Latin-1 (see `read_string`).
+        self.text = text
+        self.loop_strings = False  # a string is read inside a loop
+        self.hoisted = {}  # dotted path in a custom type's expression: its constant
         self.lines = []
         self.pending = []  # (format character, variable)
         self.after = []  # statements converting pending values, once read
@@ -608,13 +616,52 @@ class _Emitter:
         size, end, v = self.fixed("i"), self.var(), self.var()
         self.line(f"{end} = at + {size}")
         self.line(f"if {size} < 0 or {end} > n: raise _fz_Malformed")
-        self.line(f'{v} = data[at:{end}].decode("utf-8")')
+        self.loop_strings = self.loop_strings or self.depth > 1
+        if self.text:
+            # Latin-1 maps each byte to the code point of its value, so a slice of `text`
+            # whose characters are all ASCII is what UTF-8 decodes from the same bytes
+            # (`isascii` reads a flag of the string); any other is decoded, and checked, as
+            # UTF-8. A slice and a flag cost less than a slice and a decode.
+            self.line(f"{v} = text[at:{end}]")
+            self.line(f'if not {v}.isascii(): {v} = data[at:{end}].decode("utf-8")')
+        else:
+            self.line(f'{v} = data[at:{end}].decode("utf-8")')
         self.line(f"at = {end}")
         return v
 
+    def hoist(self, expression):
+        """`expression` with each dotted path from a module to a type, a builtin function or
+        an immutable value (`datetime.datetime.fromtimestamp`, `datetime.timezone.utc`) read
+        once, as a constant: a global and two attribute lookups less per use."""
+        emitter = self
+
+        class Hoist(ast.NodeTransformer):
+            def visit_Attribute(self, node):
+                path, root = [], node
+                while isinstance(root, ast.Attribute):
+                    path.append(root.attr)
+                    root = root.value
+                value = emitter.scope.get(root.id) if isinstance(root, ast.Name) else None
+                if isinstance(value, types.ModuleType):
+                    dotted = ".".join([root.id, *reversed(path)])
+                    try:
+                        for attr in reversed(path):
+                            value = getattr(value, attr)
+                    except AttributeError:
+                        return node
+                    if isinstance(value, (type, types.BuiltinFunctionType)) or (
+                        type(value) in _IMMUTABLE and value is not None
+                    ):
+                        if dotted not in emitter.hoisted:
+                            emitter.hoisted[dotted] = emitter.constant(value)
+                        return ast.Name(emitter.hoisted[dotted], ast.Load())
+                return self.generic_visit(node)
+
+        return ast.unparse(Hoist().visit(ast.parse(expression, mode="eval")))
+
     def read_custom(self, inner, expression):
         builtin, v = self.read(inner), self.var()
-        expression = expression.replace(_BUILTIN, builtin)
+        expression = self.hoist(expression).replace(_BUILTIN, builtin)
         shape = self.shapes[inner]
         while shape[0] == "alias":
             shape = self.shapes[shape[1]]
@@ -765,11 +812,29 @@ def _compile(name, shapes, scope):
     emitter = _Emitter(shapes, scope)
     result = emitter.read(name)
     emitter.line(f"return {result}, at")
+    plain = _define(name, emitter.lines, scope)
+    if not emitter.loop_strings:
+        return plain
+    # Strings read in a loop: sliced from the bytes decoded once (`read_string`), when the
+    # value starts the bytes (a result); a value inside bytes a generated reader reads (a
+    # field of a record left as generated) is read by `plain`, which decodes only its own.
+    emitter = _Emitter(shapes, scope, text=True)
+    result = emitter.read(name)
+    emitter.line(f"return {result}, at")
+    scope[f"_fz_plain_{name}"] = plain
+    head = [
+        f"    if start: return _fz_plain_{name}(data, start, n)",
+        "    text = data.decode('latin-1')",
+    ]
+    return _define(name, head + emitter.lines, scope)
+
+
+def _define(name, lines, scope):
     source = (
         f"def _fz_read(data, start, n):\n"
         "    at = start\n"
         "    try:\n"
-        + "\n".join("    " + line for line in emitter.lines)
+        + "\n".join("    " + line for line in lines)
         + "\n    except Exception:\n"
         f"        return _fz_replay(_fz_generated_{name}, data, start, n)\n"
     )
