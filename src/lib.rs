@@ -60,6 +60,12 @@ mod validate;
 #[cfg(feature = "ffi")]
 uniffi::setup_scaffolding!("orgdb");
 
+// The Python and Kotlin libraries' allocator (the `mimalloc` feature, which only their builds
+// enable): their calls build and free many small records.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub use authz::Actor;
 pub use db::{Db, UsageRecorder};
 pub use error::{Details, Error, Result};

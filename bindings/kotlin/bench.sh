@@ -25,8 +25,8 @@ done
 OUT="${CARGO_TARGET_DIR:-target}/bindings/kotlin-bench"
 source bindings/kotlin/tools.sh
 
-echo "-- cargo build --release -p orgdb --lib --features ffi"
-cargo build --quiet --release -p orgdb --lib --features ffi
+echo "-- cargo build --release -p orgdb --lib --features ffi,mimalloc"
+cargo build --quiet --release -p orgdb --lib --features ffi,mimalloc
 LIB_DIR="$TARGET_DIR/release"
 echo "-- generating and compiling the Kotlin bindings with Bench.kt"
 generate_kotlin "$LIB_DIR/liborgdb.so" "$OUT/generated"

@@ -14,8 +14,8 @@ OUT="${CARGO_TARGET_DIR:-target}/bindings/kotlin"
 source bindings/kotlin/tools.sh
 
 # The UniFFI surface is the library's `ffi` feature (off for Rust hosts).
-echo "-- cargo build -p orgdb --lib --features ffi"
-cargo build --quiet -p orgdb --lib --features ffi
+echo "-- cargo build -p orgdb --lib --features ffi,mimalloc"
+cargo build --quiet -p orgdb --lib --features ffi,mimalloc
 LIB_DIR="$TARGET_DIR/debug"
 
 # The generator is the workspace's `uniffi-bindgen` package (uniffi with its `cli` feature),
