@@ -310,6 +310,22 @@ struct GuessCheck {
     alerts: Option<Vec<i32>>,
 }
 
+impl GuessCheck {
+    /// The parameters of the resources' and the organization row's checks, the last ones of
+    /// both checked writes.
+    fn resources_and_row(&self) -> [&(dyn ToSql + Sync); 7] {
+        [
+            &self.ids,
+            &self.columns,
+            &self.plan,
+            &self.limit,
+            &self.period,
+            &self.anchor,
+            &self.alerts,
+        ]
+    }
+}
+
 /// A usage read sent ahead, or guessed: what it asked, and its answer.
 struct Prefetched<'c> {
     asks: &'c [(&'c str, UsageAsk<'c>)],
@@ -500,6 +516,54 @@ impl<'c> PgTx<'c> {
         Ok(true)
     }
 
+    /// [`USAGE_WRITE_ONE_CHECKED`] when `writes` and the guess's check are of its kind (one
+    /// organization, one period, one day row, at most one key; the check of one period and
+    /// at most one key); whether it was sent.
+    fn write_one_checked(&self, writes: &[UsageWrite<'_>]) -> Result<bool> {
+        // Taken, as the general write takes it: it leaves with this statement.
+        let Some(check) = self.check.borrow_mut().take() else {
+            return Ok(false);
+        };
+        let one = match writes {
+            [w] if w.org == check.org
+                && check.starts.len() == 1
+                && check.held.len() == 1
+                && check.keys.len() <= 1 =>
+            {
+                match (w.periods, w.days, w.keys) {
+                    ([(span, total)], [(day, row)], [] | [_]) => Some((w, span, total, day, row)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let Some((w, span, total, day, row)) = one else {
+            *self.check.borrow_mut() = Some(check);
+            return Ok(false);
+        };
+        let (names, times) = key_columns(w.keys)?;
+        let params: [&(dyn ToSql + Sync); 14] = [
+            &check.org,
+            &date_of(span.start)?,
+            &date_of(span.end)?,
+            &signed(*total, "total")?,
+            &date_of(*day)?,
+            &signed(row.total, "total")?,
+            &columns_literal(row),
+            &names.first(),
+            &times.first(),
+            &check.starts[0],
+            &check.totals[0],
+            &check.held[0],
+            &check.now,
+            &check.keys.first(),
+        ];
+        let mut all = params.to_vec();
+        all.extend_from_slice(&check.resources_and_row());
+        self.exec(USAGE_WRITE_ONE_CHECKED, &all)?;
+        Ok(true)
+    }
+
     /// The usage write `params` (of [`USAGE_WRITE`]) with the guess's `check`, in one
     /// statement.
     fn exec_checked(&self, params: &[&(dyn ToSql + Sync); 11], check: &GuessCheck) -> Result<()> {
@@ -511,14 +575,8 @@ impl<'c> PgTx<'c> {
             &check.held,
             &check.now,
             &check.keys,
-            &check.ids,
-            &check.columns,
-            &check.plan,
-            &check.limit,
-            &check.period,
-            &check.anchor,
-            &check.alerts,
         ]);
+        all.extend_from_slice(&check.resources_and_row());
         self.exec(USAGE_WRITE_CHECKED, &all)
     }
 
@@ -2282,10 +2340,14 @@ impl Writes for PgTx<'_> {
     }
 
     fn apply_usages(&mut self, writes: &[UsageWrite<'_>]) -> Result<()> {
+        if self.write_one_checked(writes)? {
+            return Ok(());
+        }
         let (mut p_org, mut starts, mut ends, mut totals) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut d_org, mut day_dates, mut day_totals) = (Vec::new(), Vec::new(), Vec::new());
-        // Rows of different lengths do not make one array: each goes as an array literal.
+        // Rows of different lengths do not make one array: each goes as an array literal
+        // (`columns_literal`).
         let mut day_columns: Vec<String> = Vec::new();
         let (mut k_org, mut names, mut times) = (Vec::new(), Vec::new(), Vec::new());
         for w in writes {
@@ -2299,8 +2361,7 @@ impl Writes for PgTx<'_> {
                 d_org.push(w.org);
                 day_dates.push(date_of(day)?);
                 day_totals.push(signed(row.total, "total")?);
-                let numbers: Vec<String> = row.columns.iter().map(u64::to_string).collect();
-                day_columns.push(format!("{{{}}}", numbers.join(",")));
+                day_columns.push(columns_literal(row));
             }
             let (n, t) = key_columns(w.keys)?;
             k_org.extend(std::iter::repeat_n(w.org, n.len()));
@@ -2547,7 +2608,13 @@ impl Writes for PgTx<'_> {
     }
 }
 
-/// Keys with their recording times (micros) as two columns for `unnest`.
+/// A day row's columns as an array literal (`{1,0,3}`): rows of different lengths do not
+/// make one two-dimensional array.
+fn columns_literal(row: &DayRow) -> String {
+    let numbers: Vec<String> = row.columns.iter().map(u64::to_string).collect();
+    format!("{{{}}}", numbers.join(","))
+}
+
 /// Whether the read of `sent` answers `asked`: the same asks, except that one with leases
 /// answers one without ([`states_of`] leaves out what leases hold for an ask without them).
 fn answers_all(sent: &[(&str, UsageAsk<'_>)], asked: &[(&str, UsageAsk<'_>)]) -> bool {
@@ -2586,12 +2653,89 @@ const USAGE_READ_ONE: &str = "SELECT 0, 0, NULL::INT, NULL::TEXT, coalesce(u.tot
              WHERE organization_id = $1 AND id = k.id AND removed_at IS NULL
              LIMIT 1) r";
 
+/// A day row's insert meeting the stored row: the totals added, and the columns added one by
+/// one (the longer array's tail kept).
+macro_rules! day_merge {
+    () => {
+        "ON CONFLICT (organization_id, day) DO UPDATE
+            SET total = usage_days.total + excluded.total,
+                by_column = coalesce((
+                    SELECT array_agg(coalesce(a, 0) + coalesce(b, 0) ORDER BY n)
+                    FROM unnest(usage_days.by_column, excluded.by_column)
+                        WITH ORDINALITY AS t(a, b, n)), '{}')"
+    };
+}
+
+/// The part of a guess's check ([`USAGE_WRITE_CHECKED`]) that compares the organization's
+/// row with what its quota was derived from; the parameters named: organization, plan,
+/// monthly request limit, quota period, billing anchor, alert thresholds.
+macro_rules! org_row_check {
+    ($org:literal, $plan:literal, $limit:literal, $period:literal, $anchor:literal, $alerts:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM organizations o WHERE o.id = ",
+            $org,
+            " AND o.plan = ",
+            $plan,
+            " AND o.limit_monthly_requests IS NOT DISTINCT FROM ",
+            $limit,
+            " AND o.quota_period = ",
+            $period,
+            " AND o.billing_anchor IS NOT DISTINCT FROM ",
+            $anchor,
+            " AND o.alert_thresholds IS NOT DISTINCT FROM ",
+            $alerts,
+            ")"
+        )
+    };
+}
+
+/// What live leases of a period and live reservations of an organization hold; the
+/// parameters named: organization, period start, the time reservations must outlive.
+macro_rules! held_sum {
+    ($org:literal, $start:literal, $now:literal) => {
+        concat!(
+            "(coalesce((SELECT sum(l.amount) FROM usage_leases l
+                WHERE l.organization_id = ",
+            $org,
+            " AND l.period_start = ",
+            $start,
+            "
+                  AND l.expires_at > now()), 0)
+            + coalesce((SELECT sum(r.count) FROM usage_reservations r
+                WHERE r.organization_id = ",
+            $org,
+            " AND r.expires_at > ",
+            $now,
+            "), 0))"
+        )
+    };
+}
+
+/// The part of a guess's check that finds each resource of `$ids` live with its usage
+/// column at the same place in `$columns`.
+macro_rules! resources_check {
+    ($org:literal, $ids:literal, $columns:literal) => {
+        concat!(
+            "NOT EXISTS (SELECT 1 FROM unnest(",
+            $ids,
+            "::TEXT[], ",
+            $columns,
+            "::INT[]) AS r(id, col)
+        WHERE NOT EXISTS (SELECT 1 FROM resources x WHERE x.organization_id = ",
+            $org,
+            "
+            AND x.id = r.id AND x.removed_at IS NULL AND x.usage_column = r.col))"
+        )
+    };
+}
+
 /// The usage write of [`Writes::apply_usages`]: period totals (`$1`-`$4`), day rows added
 /// column by column (`$5`-`$8`, the longer array's tail kept), keys (`$9`-`$11`); a
 /// statement follows.
 macro_rules! usage_write {
     () => {
-        "WITH m AS (
+        concat!(
+            "WITH m AS (
             INSERT INTO usage_periods (organization_id, period_start, period_end, total)
             SELECT x.org, x.s, x.e, x.total
             FROM unnest($1::TEXT[], $2::DATE[], $3::DATE[], $4::BIGINT[])
@@ -2603,18 +2747,16 @@ macro_rules! usage_write {
             SELECT x.org, x.day, x.total, x.by_column::BIGINT[]
             FROM unnest($5::TEXT[], $6::DATE[], $7::BIGINT[], $8::TEXT[])
                 AS x(org, day, total, by_column)
-            ON CONFLICT (organization_id, day) DO UPDATE
-            SET total = usage_days.total + excluded.total,
-                by_column = coalesce((
-                    SELECT array_agg(coalesce(a, 0) + coalesce(b, 0) ORDER BY n)
-                    FROM unnest(usage_days.by_column, excluded.by_column)
-                        WITH ORDINALITY AS t(a, b, n)), '{}')
+            ",
+            day_merge!(),
+            "
          ), k AS (
             INSERT INTO idempotency_keys (organization_id, key, recorded_at)
             SELECT x.org, x.k, x.t
             FROM unnest($9::TEXT[], $10::TEXT[], $11::TIMESTAMPTZ[]) AS x(org, k, t)
             ON CONFLICT (organization_id, key) DO UPDATE SET recorded_at = excluded.recorded_at
          )"
+        )
     };
 }
 
@@ -2639,23 +2781,60 @@ const USAGE_WRITE_CHECKED: &str = concat!(
         WHERE coalesce((SELECT u.total FROM usage_periods u
                         WHERE u.organization_id = $12 AND u.period_start = p.start), 0)
               <> p.total
-           OR (p.held IS NOT NULL
-               AND coalesce((SELECT sum(l.amount) FROM usage_leases l
-                        WHERE l.organization_id = $12 AND l.period_start = p.start
-                          AND l.expires_at > now()), 0)
-                   + coalesce((SELECT sum(r.count) FROM usage_reservations r
-                          WHERE r.organization_id = $12 AND r.expires_at > $16), 0)
-                   <> p.held))
+           OR (p.held IS NOT NULL AND ",
+    held_sum!("$12", "p.start", "$16"),
+    " <> p.held))
     AND NOT EXISTS (SELECT 1 FROM unnest($17::TEXT[]) AS c(key),
         LATERAL (SELECT 1 FROM idempotency_keys
                  WHERE organization_id = $12 AND key = c.key LIMIT 1) i)
-    AND NOT EXISTS (SELECT 1 FROM unnest($18::TEXT[], $19::INT[]) AS r(id, col)
-        WHERE NOT EXISTS (SELECT 1 FROM resources x WHERE x.organization_id = $12
-            AND x.id = r.id AND x.removed_at IS NULL AND x.usage_column = r.col))
-    AND EXISTS (SELECT 1 FROM organizations o WHERE o.id = $12 AND o.plan = $20
-        AND o.limit_monthly_requests IS NOT DISTINCT FROM $21 AND o.quota_period = $22
-        AND o.billing_anchor IS NOT DISTINCT FROM $23
-        AND o.alert_thresholds IS NOT DISTINCT FROM $24)
+    AND ",
+    resources_check!("$12", "$18", "$19"),
+    "
+    AND ",
+    org_row_check!("$12", "$20", "$21", "$22", "$23", "$24"),
+    "
+    THEN 1 ELSE 0 END"
+);
+
+/// [`USAGE_WRITE_CHECKED`] for the commonest guessed batch, a lone call: one organization
+/// (`$1`), one period (`$2` start, `$3` end, `$4` total), one day row (`$5` day, `$6` total,
+/// `$7` columns) and at most one key (`$8`, recorded at `$9`; NULL: none), and a check of one
+/// period: its stored total (`$10` start, `$11` total) and, when `$12` is not NULL, what
+/// leases and reservations hold (`$13`: the time reservations must outlive); then that the
+/// key `$14` (NULL: none) is not stored, the resources (`$15`, `$16`) and the organization's
+/// row (`$17`-`$21`). Scalars instead of unnested arrays: the server ran the write without a
+/// key in about 35 µs less (BENCHMARKS.md, "A lone call's usage write").
+const USAGE_WRITE_ONE_CHECKED: &str = concat!(
+    "WITH m AS (
+        INSERT INTO usage_periods (organization_id, period_start, period_end, total)
+        VALUES ($1, $2, $3, $4)
+        ON CONFLICT (organization_id, period_start) DO UPDATE
+        SET period_end = excluded.period_end, total = excluded.total
+     ), d AS (
+        INSERT INTO usage_days (organization_id, day, total, by_column)
+        VALUES ($1, $5, $6, $7::TEXT::BIGINT[])
+        ",
+    day_merge!(),
+    "
+     ), k AS (
+        INSERT INTO idempotency_keys (organization_id, key, recorded_at)
+        SELECT $1, $8, $9 WHERE $8::TEXT IS NOT NULL
+        ON CONFLICT (organization_id, key) DO UPDATE SET recorded_at = excluded.recorded_at
+     )
+     SELECT 1 / CASE WHEN
+    coalesce((SELECT u.total FROM usage_periods u
+              WHERE u.organization_id = $1 AND u.period_start = $10), 0) = $11
+    AND ($12::BIGINT IS NULL OR ",
+    held_sum!("$1", "$10", "$13"),
+    " = $12)
+    AND ($14::TEXT IS NULL OR NOT EXISTS (SELECT 1 FROM idempotency_keys
+        WHERE organization_id = $1 AND key = $14))
+    AND ",
+    resources_check!("$1", "$15", "$16"),
+    "
+    AND ",
+    org_row_check!("$1", "$17", "$18", "$19", "$20", "$21"),
+    "
     THEN 1 ELSE 0 END"
 );
 
@@ -2818,6 +2997,7 @@ fn member_row_at(r: &Row, at: usize) -> Result<(Membership, User)> {
     Ok((m, u))
 }
 
+/// Keys with their recording times (micros) as two columns for `unnest`.
 fn key_columns(keys: &[(String, i64)]) -> Result<(Vec<&str>, Vec<DateTime<Utc>>)> {
     let names = keys.iter().map(|(k, _)| k.as_str()).collect();
     let times = keys
