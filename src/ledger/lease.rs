@@ -201,12 +201,7 @@ impl Leases {
         let known = match l.columns.get(id) {
             Some(column) => *column,
             None => {
-                let column = store
-                    .read(|tx| tx.resource_record(id))?
-                    .filter(|r| {
-                        r.resource.removed_at.is_none() && r.resource.organization_id == org
-                    })
-                    .map(|r| r.column);
+                let column = store.read(|tx| tx.live_resource_column(org, id))?;
                 l.columns.insert(id.to_owned(), column);
                 column
             }

@@ -654,12 +654,11 @@ fn resolve_resource(st: &mut State, store: &dyn Backend, index: usize, id: &str)
     if let Some(&column) = usage.resources.get(id) {
         return Ok(column);
     }
-    let rec = store
-        .read(|tx| tx.resource_record(id))?
-        .filter(|r| r.resource.removed_at.is_none() && r.resource.organization_id == usage.id)
+    let column = store
+        .read(|tx| tx.live_resource_column(&usage.id, id))?
         .ok_or_else(|| Error::not_found("Resource"))?;
-    usage.resources.insert(id.to_owned(), rec.column);
-    Ok(rec.column)
+    usage.resources.insert(id.to_owned(), column);
+    Ok(column)
 }
 
 /// The day number of a timestamp.

@@ -67,3 +67,11 @@ pub struct Resource {
     #[serde(with = "crate::model::time::option")]
     pub removed_at: Option<DateTime<Utc>>,
 }
+
+impl Resource {
+    /// Whether the resource belongs to `org` and is not removed: the only resources a usage
+    /// event, a reservation or a resource call may name.
+    pub(crate) fn is_live_in(&self, org: &str) -> bool {
+        self.organization_id == org && self.removed_at.is_none()
+    }
+}

@@ -52,9 +52,7 @@ fn standing(
 
 /// A live resource's usage column, or `not_found`.
 fn column_of(tx: &dyn Writes, org: &str, id: &str) -> Result<u32> {
-    tx.resource_record(id)?
-        .filter(|r| r.resource.removed_at.is_none() && r.resource.organization_id == org)
-        .map(|r| r.column)
+    tx.live_resource_column(org, id)?
         .ok_or_else(|| Error::not_found("Resource"))
 }
 

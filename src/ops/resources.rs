@@ -11,7 +11,7 @@ use crate::validate::Validator;
 
 fn load_live(tx: &dyn Reads, org: &str, id: &str) -> Result<Resource> {
     tx.resource(id.trim())?
-        .filter(|r| r.organization_id == org && r.removed_at.is_none())
+        .filter(|r| r.is_live_in(org))
         .ok_or_else(|| Error::not_found("Resource"))
 }
 

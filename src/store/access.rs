@@ -232,6 +232,15 @@ pub(crate) trait Reads {
 
     fn resource_record(&self, id: &str) -> Result<Option<ResourceRecord>>;
 
+    /// The usage column of resource `id` when it is live (not removed) in `org`: what a usage
+    /// event naming it counts in.
+    fn live_resource_column(&self, org: &str, id: &str) -> Result<Option<u32>> {
+        Ok(self
+            .resource_record(id)?
+            .filter(|r| r.resource.is_live_in(org))
+            .map(|r| r.column))
+    }
+
     /// Resource ids of an organization, of one kind or all, oldest first; removed ones only
     /// when `include_removed`.
     fn resource_ids_of_org(
@@ -1095,10 +1104,7 @@ impl<T: KvRead + ?Sized> Reads for T {
             }
         }
         for &id in ask.resources {
-            let column = self
-                .resource_record(id)?
-                .filter(|r| r.resource.removed_at.is_none() && r.resource.organization_id == org)
-                .map(|r| r.column);
+            let column = self.live_resource_column(org, id)?;
             state.columns.push((id.to_owned(), column));
         }
         Ok(state)

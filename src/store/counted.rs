@@ -161,7 +161,7 @@ pub(crate) fn insert<W: KvWrite + ?Sized>(
     value: &[u8],
 ) -> Result<()> {
     let tag = tag(table)?;
-    let known = tx.get(table, key)?.is_some();
+    let known = tx.contains(table, key)?;
     tx.put(table, key, value)?;
     if known {
         return Ok(());

@@ -65,6 +65,10 @@ pub(crate) trait KvRead {
     /// whether there was. A decode reads a record this way: the value's bytes are copied
     /// only into the strings the record keeps.
     fn get_with(&self, table: Table, key: &[u8], read: ReadValue<'_>) -> Result<bool>;
+    /// Whether `key` has a value (nothing copied).
+    fn contains(&self, table: Table, key: &[u8]) -> Result<bool> {
+        self.get_with(table, key, &mut |_| Ok(()))
+    }
     /// The value of `key`, copied.
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let mut value = None;

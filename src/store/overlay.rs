@@ -502,7 +502,7 @@ impl<B: KvRead> KvRead for Layered<'_, B> {
         loop {
             let chunk = chunk(&span, after.as_deref(), &self.view, local.as_deref());
             for (key, value) in &chunk.rows {
-                let in_base = self.base.get(table, key)?.is_some();
+                let in_base = self.base.contains(table, key)?;
                 len += i64::from(value.is_some()) - i64::from(in_base);
             }
             if !chunk.more {
@@ -525,7 +525,7 @@ impl<B: KvRead> KvWrite for Layered<'_, B> {
     }
 
     fn delete(&mut self, table: Table, key: &[u8]) -> Result<bool> {
-        if self.get(table, key)?.is_none() {
+        if !self.contains(table, key)? {
             return Ok(false);
         }
         self.local_mut()?
