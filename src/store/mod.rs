@@ -48,7 +48,9 @@ pub(crate) const USAGE_PRUNED_BEFORE: &str = "usage_pruned_before";
 
 pub(crate) type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> Result<bool>;
 
-/// What [`KvRead::get_with`] runs on a value.
+/// What [`KvRead::get_with`] runs on a value: a decode. It must not use the transaction: it
+/// may run under the lock of an overlay generation (a writer waiting to publish would block a
+/// second read) or while a write transaction holds the table out of its cache.
 pub(crate) type ReadValue<'a> = &'a mut dyn FnMut(&[u8]) -> Result<()>;
 
 /// Runs `read` on `value` when there is one (`None`: deleted or absent); whether there was.

@@ -524,8 +524,9 @@ class _Emitter:
     def __init__(self, shapes, scope, text=False):
         self.shapes = shapes
         self.scope = scope  # the readers' globals, where their constants go
-        # Strings are sliced from `text`, the bytes decoded as Latin-1 (see `read_string`).
+        # Strings are sliced from `_fz_text`, the bytes decoded as Latin-1 (`read_string`).
         self.text = text
+        self.loops = 0  # `for` blocks around the next line
         self.loop_strings = False  # a string is read inside a loop
         self.hoisted = {}  # dotted path in a custom type's expression: its constant
         self.lines = []
@@ -581,6 +582,14 @@ class _Emitter:
         self.pending.append((fmt, v))
         return v
 
+    def loop(self, header, write):
+        """A `for` block: strings read in it make the reader slice them from `_fz_text`."""
+        self.loops += 1
+        try:
+            self.block(header, write)
+        finally:
+            self.loops -= 1
+
     def block(self, header, write):
         self.line(header)
         self.depth += 1
@@ -616,13 +625,13 @@ class _Emitter:
         size, end, v = self.fixed("i"), self.var(), self.var()
         self.line(f"{end} = at + {size}")
         self.line(f"if {size} < 0 or {end} > n: raise _fz_Malformed")
-        self.loop_strings = self.loop_strings or self.depth > 1
+        self.loop_strings = self.loop_strings or self.loops > 0
         if self.text:
-            # Latin-1 maps each byte to the code point of its value, so a slice of `text`
+            # Latin-1 maps each byte to the code point of its value, so a slice of `_fz_text`
             # whose characters are all ASCII is what UTF-8 decodes from the same bytes
             # (`isascii` reads a flag of the string); any other is decoded, and checked, as
             # UTF-8. A slice and a flag cost less than a slice and a decode.
-            self.line(f"{v} = text[at:{end}]")
+            self.line(f"{v} = _fz_text[at:{end}]")
             self.line(f'if not {v}.isascii(): {v} = data[at:{end}].decode("utf-8")')
         else:
             self.line(f'{v} = data[at:{end}].decode("utf-8")')
@@ -632,7 +641,10 @@ class _Emitter:
     def hoist(self, expression):
         """`expression` with each dotted path from a module to a type, a builtin function or
         an immutable value (`datetime.datetime.fromtimestamp`, `datetime.timezone.utc`) read
-        once, as a constant: a global and two attribute lookups less per use."""
+        once, as a constant: a global and two attribute lookups less per use. Read when the
+        reader is compiled (at its first call): a module attribute rebound later (a test's
+        fake clock patching `datetime.datetime`) is not seen, where the generated code would
+        build the patched type; the values are equal."""
         emitter = self
 
         class Hoist(ast.NodeTransformer):
@@ -696,7 +708,7 @@ class _Emitter:
         count, v = self.fixed("i"), self.var()
         self.line(f"if {count} < 0: raise _fz_Malformed")
         self.line(f"{v} = []")
-        self.block(
+        self.loop(
             f"for _ in range({count}):", lambda: self.line(f"{v}.append({self.read(inner)})")
         )
         return v
@@ -710,7 +722,7 @@ class _Emitter:
             k = self.read(key)
             self.line(f"{v}[{k}] = {self.read(value)}")
 
-        self.block(f"for _ in range({count}):", entry)
+        self.loop(f"for _ in range({count}):", entry)
         return v
 
     def read_build(self, callee, fields, stores_only):
@@ -824,7 +836,7 @@ def _compile(name, shapes, scope):
     scope[f"_fz_plain_{name}"] = plain
     head = [
         f"    if start: return _fz_plain_{name}(data, start, n)",
-        "    text = data.decode('latin-1')",
+        "    _fz_text = data.decode('latin-1')",
     ]
     return _define(name, head + emitter.lines, scope)
 
