@@ -2653,6 +2653,22 @@ const USAGE_READ_ONE: &str = "SELECT 0, 0, NULL::INT, NULL::TEXT, coalesce(u.tot
              WHERE organization_id = $1 AND id = k.id AND removed_at IS NULL
              LIMIT 1) r";
 
+/// A period total's insert meeting the stored row: the new total (computed from the one read)
+/// replaces it.
+macro_rules! period_merge {
+    () => {
+        "ON CONFLICT (organization_id, period_start) DO UPDATE
+            SET period_end = excluded.period_end, total = excluded.total"
+    };
+}
+
+/// An idempotency key's insert meeting a stored one: the stored key takes the new time.
+macro_rules! key_merge {
+    () => {
+        "ON CONFLICT (organization_id, key) DO UPDATE SET recorded_at = excluded.recorded_at"
+    };
+}
+
 /// A day row's insert meeting the stored row: the totals added, and the columns added one by
 /// one (the longer array's tail kept).
 macro_rules! day_merge {
@@ -2740,8 +2756,9 @@ macro_rules! usage_write {
             SELECT x.org, x.s, x.e, x.total
             FROM unnest($1::TEXT[], $2::DATE[], $3::DATE[], $4::BIGINT[])
                 AS x(org, s, e, total)
-            ON CONFLICT (organization_id, period_start) DO UPDATE
-            SET period_end = excluded.period_end, total = excluded.total
+            ",
+            period_merge!(),
+            "
          ), d AS (
             INSERT INTO usage_days (organization_id, day, total, by_column)
             SELECT x.org, x.day, x.total, x.by_column::BIGINT[]
@@ -2754,7 +2771,9 @@ macro_rules! usage_write {
             INSERT INTO idempotency_keys (organization_id, key, recorded_at)
             SELECT x.org, x.k, x.t
             FROM unnest($9::TEXT[], $10::TEXT[], $11::TIMESTAMPTZ[]) AS x(org, k, t)
-            ON CONFLICT (organization_id, key) DO UPDATE SET recorded_at = excluded.recorded_at
+            ",
+            key_merge!(),
+            "
          )"
         )
     };
@@ -2808,8 +2827,9 @@ const USAGE_WRITE_ONE_CHECKED: &str = concat!(
     "WITH m AS (
         INSERT INTO usage_periods (organization_id, period_start, period_end, total)
         VALUES ($1, $2, $3, $4)
-        ON CONFLICT (organization_id, period_start) DO UPDATE
-        SET period_end = excluded.period_end, total = excluded.total
+        ",
+    period_merge!(),
+    "
      ), d AS (
         INSERT INTO usage_days (organization_id, day, total, by_column)
         VALUES ($1, $5, $6, $7::TEXT::BIGINT[])
@@ -2819,7 +2839,9 @@ const USAGE_WRITE_ONE_CHECKED: &str = concat!(
      ), k AS (
         INSERT INTO idempotency_keys (organization_id, key, recorded_at)
         SELECT $1, $8, $9 WHERE $8::TEXT IS NOT NULL
-        ON CONFLICT (organization_id, key) DO UPDATE SET recorded_at = excluded.recorded_at
+        ",
+    key_merge!(),
+    "
      )
      SELECT 1 / CASE WHEN
     coalesce((SELECT u.total FROM usage_periods u

@@ -821,27 +821,29 @@ def _replay(Reader):
 
 def _compile(name, shapes, scope):
     """Writes and compiles the fused reader of `name`: `core(data, start, n)` -> (value, end)."""
-    emitter = _Emitter(shapes, scope)
-    result = emitter.read(name)
-    emitter.line(f"return {result}, at")
+
+    def emit(text):
+        emitter = _Emitter(shapes, scope, text)
+        emitter.line(f"return {emitter.read(name)}, at")
+        return emitter
+
+    emitter = emit(False)
     plain = _define(name, emitter.lines, scope)
     if not emitter.loop_strings:
         return plain
     # Strings read in a loop: sliced from the bytes decoded once (`read_string`), when the
     # value starts the bytes (a result); a value inside bytes a generated reader reads (a
     # field of a record left as generated) is read by `plain`, which decodes only its own.
-    emitter = _Emitter(shapes, scope, text=True)
-    result = emitter.read(name)
-    emitter.line(f"return {result}, at")
     scope[f"_fz_plain_{name}"] = plain
     head = [
         f"    if start: return _fz_plain_{name}(data, start, n)",
         "    _fz_text = data.decode('latin-1')",
     ]
-    return _define(name, head + emitter.lines, scope)
+    return _define(name, head + emit(True).lines, scope)
 
 
 def _define(name, lines, scope):
+    """Compiles the reader of `name` whose body is `lines` (indented for its `try`)."""
     source = (
         f"def _fz_read(data, start, n):\n"
         "    at = start\n"
