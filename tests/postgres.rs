@@ -1027,6 +1027,159 @@ fn a_usage_guess_made_stale_by_another_handle_is_caught() {
     assert_sound(&b);
 }
 
+/// What each caller of [`guesses_of_batches_of_several_organizations_are_checked`] expects of
+/// its calls in a round.
+#[derive(Clone, Debug)]
+enum Expect {
+    /// Counted on what is stored: the round's first call finds the total and the limit
+    /// another handle may have changed.
+    Counts,
+    /// Refused with this code.
+    Refused(&'static str),
+    /// A duplicate of the key another handle stored.
+    Duplicate(String),
+}
+
+/// Concurrent callers of several organizations share batches, and a batch runs on what this
+/// handle's last batch of each organization saw (ARCHITECTURE.md, "Guessed usage
+/// transactions"). Between rounds another handle changes one organization or several: each
+/// change is found by the batch that next holds the organization, whatever others it holds.
+#[test]
+fn guesses_of_batches_of_several_organizations_are_checked() {
+    let Some((url, _server, a, first, first_owner)) = acme("pro") else {
+        return;
+    };
+    let b = Db::open(&url).unwrap();
+    const ORGS: usize = 6;
+    const CALLS: u64 = 6;
+    let mut orgs = vec![(first, first_owner)];
+    for i in 1..ORGS {
+        orgs.push(common::org(&a, &format!("Org {i}"), "pro"));
+    }
+    let mut resources = Vec::new();
+    for (org, owner) in &orgs {
+        monthly_limit(&a, org, 1_000);
+        // No alert thresholds: a call that reaches one reads the alert state, which no guess
+        // answers.
+        let admin = Actor::user(&owner.id);
+        a.set_usage_alerts(&admin, org, Some(&[])).unwrap();
+        let mcp = a
+            .register_resource(&admin, org, ResourceKind::Mcp, "Weather")
+            .unwrap();
+        resources.push(Some(mcp.id));
+    }
+    // Per organization: what its caller expects this round, and the resource its calls name.
+    let mut expect = vec![Expect::Counts; ORGS];
+    let mut acknowledged = [0u64; ORGS];
+    let mut added = [0u64; ORGS];
+    let mut held = None;
+    // Each change is followed by rounds without one: after a guess missed, the organizations
+    // of its batch go without guesses for a while, and rounds that count let them guess again.
+    let changes = [1, 2, 3, 4, 5].into_iter().flat_map(|c| [0, 0, c]);
+    for change in changes.chain([0, 0]) {
+        expect.fill(Expect::Counts);
+        match change {
+            // Totals moved by another handle, on every other organization.
+            1 => {
+                for i in (0..ORGS).step_by(2) {
+                    b.record_usage(&orgs[i].0, &UsageEvent::new(5)).unwrap();
+                    added[i] += 5;
+                }
+            }
+            // A limit raised, and one lowered below what is stored (raised again after the
+            // round).
+            2 => {
+                monthly_limit(&b, &orgs[1].0, 2_000);
+                monthly_limit(&b, &orgs[4].0, 1);
+                expect[4] = Expect::Refused("quota_exceeded");
+            }
+            // What is left of a quota, reserved by another handle (let go after the round).
+            3 => {
+                let org = &orgs[3].0;
+                let stored = b.get_organization(&Actor::System, org).unwrap();
+                let left = 1_000 - stored.usage.monthly_requests;
+                let r = b
+                    .reserve_usage(org, &orgdb::NewReservation::new(left))
+                    .unwrap();
+                held = Some(r.id);
+                expect[3] = Expect::Refused("quota_exceeded");
+            }
+            // A resource removed (its organization's calls go on without it after the round).
+            4 => {
+                let (org, owner) = &orgs[5];
+                let resource = resources[5].as_deref().unwrap();
+                b.remove_resource(&Actor::user(&owner.id), org, resource)
+                    .unwrap();
+                expect[5] = Expect::Refused("not_found");
+            }
+            // A key stored by another handle.
+            5 => {
+                b.record_usage(&orgs[0].0, &UsageEvent::new(1).key("dup"))
+                    .unwrap();
+                added[0] += 1;
+                expect[0] = Expect::Duplicate("dup".to_owned());
+            }
+            _ => {}
+        }
+        // The callers of a round start together, so that their calls share batches.
+        let start = std::sync::Barrier::new(ORGS);
+        std::thread::scope(|scope| {
+            for (i, ((org, _), acknowledged)) in orgs.iter().zip(&mut acknowledged).enumerate() {
+                let (a, b, start) = (a.clone(), &b, &start);
+                let (expect, resource) = (&expect[i], &resources[i]);
+                scope.spawn(move || {
+                    let stored = b.get_organization(&Actor::System, org).unwrap();
+                    let (mut used, limit) = (
+                        stored.usage.monthly_requests,
+                        stored.limits.monthly_requests,
+                    );
+                    start.wait();
+                    for _ in 0..CALLS {
+                        let mut event = UsageEvent::new(1);
+                        if let Some(r) = resource {
+                            event = event.resource(r);
+                        }
+                        match expect {
+                            Expect::Counts => {
+                                let r = a.record_usage(org, &event).unwrap();
+                                used += 1;
+                                *acknowledged += 1;
+                                assert_eq!((r.used, r.limit), (used, limit), "org {i}");
+                            }
+                            Expect::Refused(code) => {
+                                assert_err(a.record_usage(org, &event), code, None);
+                            }
+                            Expect::Duplicate(key) => {
+                                let r = a.record_usage(org, &event.key(key)).unwrap();
+                                assert!(r.duplicate, "org {i}: {r:?}");
+                                assert_eq!(r.used, used, "org {i}");
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        match change {
+            2 => monthly_limit(&b, &orgs[4].0, 1_000),
+            3 => assert!(b
+                .release_reservation(&orgs[3].0, &held.take().unwrap())
+                .unwrap()),
+            4 => resources[5] = None,
+            _ => {}
+        }
+    }
+    // Every acknowledged call is stored, once.
+    for (i, (org, _)) in orgs.iter().enumerate() {
+        let stored = b.get_organization(&Actor::System, org).unwrap().usage;
+        assert_eq!(
+            stored.monthly_requests,
+            acknowledged[i] + added[i],
+            "org {i}"
+        );
+    }
+    assert_sound(&a);
+}
+
 #[test]
 fn resource_limits_last_owners_and_accept_against_revoke_hold_across_processes() {
     let Some((url, _server, db, org, owner)) = acme("pro") else {

@@ -26,13 +26,14 @@
 //! call queued or batch ended wakes it. A lone caller never waits: no other batch runs when it
 //! comes back.
 //!
-//! **Guesses.** A batch of one organization runs on what this handle's last batch of that
-//! organization alone saw when it committed (`Alone`: the record, the period totals after
-//! it, the resources' columns): the store answers the transaction's reads from that guess
-//! and sends the lock, the write with a check of the guess and COMMIT in one round trip
-//! instead of two. A guess the check finds wrong (another process counted since) fails the
-//! transaction with nothing applied, and the batch runs again on what it reads; after misses
-//! the organization's next batches go without one for a while (`GUESS_PAUSE_MAX`).
+//! **Guesses.** A batch runs on what this handle's last batch of each of its organizations
+//! saw when it committed (`Last`: the record, the period totals after it, the resources'
+//! columns): the store answers the transaction's reads from those guesses and sends the
+//! lock, the write with a check of the guesses and COMMIT in one round trip instead of two.
+//! A guess the check finds wrong (another process counted since) fails the transaction with
+//! nothing applied, and the batch runs again on what it reads; after misses the batch's
+//! organizations go without guesses for a while (`GUESS_PAUSE_MAX`). A batch guesses only
+//! when it can guess for every organization in it.
 //! ARCHITECTURE.md, "Guessed usage transactions".
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -154,8 +155,7 @@ pub(crate) struct Shared {
     pub(crate) leases: super::lease::Leases,
     /// What the last batch of each organization saw when it committed: its next batch's
     /// prefetch is computed from the quota period there (the calendar month if none), and
-    /// a batch of that organization alone runs on what the last such batch saw, as a guess
-    /// (`Backend::write_usage_dyn`). Guesses only: the store checks them, and the batch asks
+    /// runs on what it saw, as a guess (`Backend::write_usage_dyn`). Guesses only: the store checks them, and the batch asks
     /// again from what it reads under the lock when they are wrong.
     seen: Mutex<HashMap<String, Seen>>,
 }
@@ -165,17 +165,16 @@ pub(crate) struct Shared {
 struct Seen {
     /// Its quota period.
     period: QuotaPeriod,
-    /// What a batch of the organization alone left, if the last batch was one (a batch of
-    /// several organizations keeps the cost of its bookkeeping down by forgetting it).
-    alone: Option<Alone>,
+    /// What the last batch left stored of the organization.
+    last: Option<Last>,
     /// How many of the last guesses missed, less those that held (a guess that holds takes
     /// one off), and batches left to run without one.
     misses: u32,
     pause: u32,
 }
 
-/// What a batch of one organization alone left stored, as it saw it.
-struct Alone {
+/// What a batch left stored of one organization, as it saw it.
+struct Last {
     org: OrgRecord,
     /// Each period's stored total after the batch, and what leases and reservations held.
     periods: HashMap<u32, (u64, u64)>,
@@ -194,23 +193,23 @@ impl Seen {
         if self.pause > 0 {
             return None;
         }
-        let alone = self.alone.as_ref()?;
+        let last = self.last.as_ref()?;
         let periods = prepared
             .starts
             .iter()
             .map(|start| {
-                let &(total, leased) = alone.periods.get(start)?;
+                let &(total, leased) = last.periods.get(start)?;
                 Some((*start, total, leased))
             })
             .collect::<Option<Vec<_>>>()?;
         let columns = prepared
             .resources
             .iter()
-            .map(|&id| Some((id.to_owned(), *alone.columns.get(id)?)))
+            .map(|&id| Some((id.to_owned(), *last.columns.get(id)?)))
             .collect::<Option<Vec<_>>>()?;
         Some(UsageGuess {
-            holds: alone.holds,
-            org: alone.org.clone(),
+            holds: last.holds,
+            org: last.org.clone(),
             state: UsageState {
                 periods,
                 keys: Vec::new(),
@@ -446,7 +445,7 @@ impl Shared {
         // What the transaction will likely ask: its periods by the rule its last batch read
         // (the calendar month if none other), with what leases and reservations hold (the
         // prefetched read answers an ask without them too).
-        let (guessed, guess): (Vec<Prepared<'_>>, Option<UsageGuess>) = {
+        let (guessed, guesses): (Vec<Prepared<'_>>, Vec<UsageGuess>) = {
             let mut seen = lock(&self.seen);
             let guessed: Vec<Prepared<'_>> = groups
                 .iter()
@@ -458,16 +457,21 @@ impl Shared {
                     Prepared::with(quota, &events_of(calls))
                 })
                 .collect();
-            // A batch of one organization runs on what its last batch saw, if anything.
-            let guess = match (&orgs[..], &guessed[..]) {
-                ([org], [prepared]) => seen.get_mut(*org).and_then(|s| {
+            // The batch runs on what each organization's last batch saw, if it saw each (a
+            // batch of an organization paused counts toward its pause).
+            let mut guesses = Vec::with_capacity(orgs.len());
+            for (org, prepared) in orgs.iter().zip(&guessed) {
+                let guess = seen.get_mut(*org).and_then(|s| {
                     let guess = s.guess(prepared);
                     s.pause = s.pause.saturating_sub(1);
                     guess
-                }),
-                _ => None,
-            };
-            (guessed, guess)
+                });
+                guesses.extend(guess);
+            }
+            if guesses.len() < orgs.len() {
+                guesses.clear();
+            }
+            (guessed, guesses)
         };
         let prefetch: Vec<(&str, UsageAsk<'_>)> = orgs
             .iter()
@@ -478,15 +482,14 @@ impl Shared {
             }))
             .collect();
         let runs = std::cell::Cell::new(0u32);
-        let runs_on_prefetch = if guess.is_some() { 2 } else { 1 };
-        let alone = orgs.len() == 1;
-        let done = store.write_usage_guessed(&orgs, &prefetch, guess.as_ref(), |tx| {
+        let runs_on_prefetch = if guesses.is_empty() { 1 } else { 2 };
+        let done = store.write_usage_guessed(&orgs, &prefetch, &guesses, |tx| {
             runs.set(runs.get() + 1);
             let mut answers: Vec<Option<Result<Vec<UsageReceipt>>>> = vec![None; batch.len()];
             // What each organization's calls need, read for all of them at once.
             let mut live: Vec<(&str, &[usize], Prepared<'_>)> = Vec::new();
             for (org, calls) in &groups {
-                match Prepared::of(&*tx, env, org, &events_of(calls), alone) {
+                match Prepared::of(&*tx, env, org, &events_of(calls), true) {
                     Ok(prepared) => live.push((org, calls, prepared)),
                     // The organization is gone: its calls are refused, the others go on.
                     Err(e @ Error::NotFound { .. }) => {
@@ -518,15 +521,17 @@ impl Shared {
                 plans.push((org, plan));
             }
             OrgPlan::write(tx, env, &plans)?;
-            let saw: Vec<(&str, QuotaPeriod, Option<Alone>)> = plans
+            let saw: Vec<(&str, QuotaPeriod, Option<Last>)> = plans
                 .into_iter()
-                .map(|(org, plan)| (org, plan.quota.period, plan.alone()))
+                .map(|(org, plan)| (org, plan.quota.period, plan.last()))
                 .collect();
             Ok((answers, saw))
         });
         match done {
             Ok((answers, saw)) => {
-                let missed = guess.is_some() && runs.get() > 1;
+                // The check does not say which guess missed: each organization of the
+                // batch counts the miss.
+                let missed = !guesses.is_empty() && runs.get() > 1;
                 let mut seen = lock(&self.seen);
                 // An organization found gone: nothing of it is left to guess.
                 for org in &orgs {
@@ -534,7 +539,7 @@ impl Shared {
                         seen.remove(*org);
                     }
                 }
-                for (org, period, alone) in saw {
+                for (org, period, last) in saw {
                     if seen.len() >= SEEN_KEPT && !seen.contains_key(org) {
                         seen.clear();
                     }
@@ -543,7 +548,7 @@ impl Shared {
                         None => seen.entry(org.to_owned()).or_default(),
                     };
                     entry.period = period;
-                    entry.alone = match (alone, entry.alone.take()) {
+                    entry.last = match (last, entry.last.take()) {
                         // Periods and resources the batch did not name stay as seen before
                         // (the store checks them when a guess uses them).
                         (Some(mut now), Some(before)) => {
@@ -566,7 +571,7 @@ impl Shared {
                         entry.pause = (1u32 << entry.misses)
                             .saturating_sub(1)
                             .min(GUESS_PAUSE_MAX);
-                    } else if guess.is_some() {
+                    } else if !guesses.is_empty() {
                         entry.misses = entry.misses.saturating_sub(1);
                     }
                 }
@@ -796,9 +801,9 @@ impl OrgPlan {
     }
 
     /// What the batch leaves stored of the organization once it commits, when its record was
-    /// kept (a batch of the organization alone).
-    fn alone(self) -> Option<Alone> {
-        Some(Alone {
+    /// kept (`Prepared::of`).
+    fn last(self) -> Option<Last> {
+        Some(Last {
             org: self.rec?,
             periods: self
                 .periods

@@ -63,21 +63,22 @@ pub(crate) trait Backend: Send + Sync {
     /// one round trip, and answer `f`'s call from it if `f` asks exactly that; anything else
     /// is read when asked.
     ///
-    /// `guess`: for one organization and one prefetched ask, what `f`'s reads of its record
-    /// and of that ask will likely answer. A server backend may answer them from the guess
-    /// and send the lock, a check of the guess and `f`'s writes with COMMIT in one round trip;
-    /// the check fails the transaction unless the rows read then are the ones guessed, and
-    /// `f` then runs again without the guess. A run of `f` on a guess reads nothing else: any
-    /// other read fails it, and it runs again without the guess.
+    /// `guesses`: none, or one per prefetched ask (each of an organization of `orgs`, in the
+    /// same order): what `f`'s reads of the organizations' records and of the asks will
+    /// likely answer. A server backend may answer them from the guesses and send the lock, a
+    /// check of the guesses and `f`'s writes with COMMIT in one round trip; the check fails
+    /// the transaction unless the rows read then are the ones guessed, and `f` then runs
+    /// again without the guesses. A run of `f` on guesses reads nothing else: any other read
+    /// fails it, and it runs again without them.
     fn write_usage_dyn(
         &self,
         commit: Commit,
         orgs: &[&str],
         prefetch: &[(&str, UsageAsk<'_>)],
-        guess: Option<&UsageGuess>,
+        guesses: &[UsageGuess],
         f: &mut dyn FnMut(&mut dyn Writes) -> Result<()>,
     ) -> Result<()> {
-        let _ = (orgs, prefetch, guess);
+        let _ = (orgs, prefetch, guesses);
         self.write_dyn(commit, f)
     }
 
@@ -151,20 +152,20 @@ impl dyn Backend + '_ {
         prefetch: &[(&str, UsageAsk<'_>)],
         f: impl Fn(&mut dyn Writes) -> Result<T>,
     ) -> Result<T> {
-        self.write_usage_guessed(orgs, prefetch, None, f)
+        self.write_usage_guessed(orgs, prefetch, &[], f)
     }
 
-    /// As [`write_usage`](Self::write_usage), with a guess of what `f` reads (see
+    /// As [`write_usage`](Self::write_usage), with guesses of what `f` reads (see
     /// [`Backend::write_usage_dyn`]).
     pub(crate) fn write_usage_guessed<T>(
         &self,
         orgs: &[&str],
         prefetch: &[(&str, UsageAsk<'_>)],
-        guess: Option<&UsageGuess>,
+        guesses: &[UsageGuess],
         f: impl Fn(&mut dyn Writes) -> Result<T>,
     ) -> Result<T> {
         let mut out = None;
-        self.write_usage_dyn(Commit::AsOpened, orgs, prefetch, guess, &mut |tx| {
+        self.write_usage_dyn(Commit::AsOpened, orgs, prefetch, guesses, &mut |tx| {
             out = Some(f(tx)?);
             Ok(())
         })?;

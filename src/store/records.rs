@@ -903,7 +903,7 @@ pub(crate) struct UsageState {
     pub(crate) columns: Vec<(String, Option<u32>)>,
 }
 
-/// What a usage transaction of one organization will likely read
+/// What a usage transaction will likely read of one of its organizations
 /// ([`Backend::write_usage_dyn`](super::Backend::write_usage_dyn)): the organization's record
 /// and the answer to its prefetched usage ask, as the caller saw them when its last usage
 /// transaction of the organization committed.

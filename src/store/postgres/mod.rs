@@ -432,16 +432,13 @@ impl PgStore {
             // reads what the one before it committed: read committed sees the newest rows at
             // each statement.
             // With a guess, the lock and the guess's check go with the writes and COMMIT.
-            Kind::Usage(_, orgs, prefetch, guess) => match (orgs, prefetch, guess) {
-                ([org], [(asked, _)], Some(guess)) if org == asked => {
-                    match ptx.lock_guessed(prefetch, guess) {
-                        Ok(true) => run(&mut ptx).and_then(|()| ptx.before_commit()),
-                        Ok(false) => ptx.lock_orgs(orgs, prefetch).and_then(|()| run(&mut ptx)),
-                        Err(e) => Err(e),
-                    }
+            Kind::Usage(_, orgs, prefetch, guesses) => {
+                match ptx.lock_guessed(orgs, prefetch, guesses) {
+                    Ok(true) => run(&mut ptx).and_then(|()| ptx.before_commit()),
+                    Ok(false) => ptx.lock_orgs(orgs, prefetch).and_then(|()| run(&mut ptx)),
+                    Err(e) => Err(e),
                 }
-                _ => ptx.lock_orgs(orgs, prefetch).and_then(|()| run(&mut ptx)),
-            },
+            }
             _ => run(&mut ptx),
         };
         let Finished {
@@ -550,10 +547,10 @@ impl PgStore {
                     kind = asked;
                 }
                 Err(Failure { restart: true, .. })
-                    if matches!(kind, Kind::Usage(_, _, _, Some(_))) =>
+                    if matches!(kind, Kind::Usage(_, _, _, [_, ..])) =>
                 {
                     if let Kind::Usage(commit, orgs, prefetch, _) = kind {
-                        kind = Kind::Usage(commit, orgs, prefetch, None);
+                        kind = Kind::Usage(commit, orgs, prefetch, &[]);
                     }
                 }
                 Err(Failure { error, retry, .. }) if retry && attempt + 1 < MAX_ATTEMPTS => {
@@ -579,12 +576,12 @@ enum Kind<'a> {
     /// The usage state of these organizations, whose rows it locks first (read committed:
     /// the lock orders it after every other usage transaction of theirs).
     /// With the usage read to send with the lock (`PgTx::lock_orgs`), if any, and what it
-    /// will likely answer (`PgTx::lock_guessed`), if known.
+    /// will likely answer (`PgTx::lock_guessed`: one guess per ask), if known.
     Usage(
         Commit,
         &'a [&'a str],
         &'a [(&'a str, UsageAsk<'a>)],
-        Option<&'a UsageGuess>,
+        &'a [UsageGuess],
     ),
 }
 
@@ -724,10 +721,12 @@ impl Backend for PgStore {
         commit: Commit,
         orgs: &[&str],
         prefetch: &[(&str, UsageAsk<'_>)],
-        guess: Option<&UsageGuess>,
+        guesses: &[UsageGuess],
         f: &mut dyn FnMut(&mut dyn Writes) -> Result<()>,
     ) -> Result<()> {
-        self.run(Kind::Usage(commit, orgs, prefetch, guess), &mut |tx| f(tx))
+        self.run(Kind::Usage(commit, orgs, prefetch, guesses), &mut |tx| {
+            f(tx)
+        })
     }
 
     fn is_memory(&self) -> bool {

@@ -291,37 +291,127 @@ pub(crate) struct PgTx<'c> {
     check: RefCell<Option<GuessCheck>>,
 }
 
-/// What [`PgTx::lock_guessed`] guessed of the usage state, as [`USAGE_WRITE_CHECKED`]'s
-/// `$12`-`$19` compare it.
+/// What [`PgTx::lock_guessed`] guessed of its organizations' usage state, as
+/// [`USAGE_WRITE_CHECKED`]'s `$12`-`$27` compare it: one row per period, key, resource and
+/// organization, each naming its organization.
 struct GuessCheck {
-    org: String,
+    /// Each period's organization, first day, stored total (0: no row) and what leases and
+    /// reservations held (NULL: not guessed) for reservations outliving `p_at`.
+    p_orgs: Vec<String>,
     starts: Vec<NaiveDate>,
     totals: Vec<i64>,
-    /// What leases and reservations hold in each period (NULL: not guessed).
     held: Vec<Option<i64>>,
-    now: DateTime<Utc>,
+    p_at: Vec<DateTime<Utc>>,
+    /// Keys guessed not stored, and their organizations.
+    k_orgs: Vec<String>,
     keys: Vec<String>,
+    /// Resources guessed live, with their usage columns, and their organizations.
+    r_orgs: Vec<String>,
     ids: Vec<String>,
     columns: Vec<i32>,
-    plan: String,
-    limit: Option<i64>,
-    period: &'static str,
-    anchor: Option<NaiveDate>,
-    alerts: Option<Vec<i32>>,
+    /// Each organization's row as its quota derives from it: plan, monthly request limit,
+    /// quota period and billing anchor, alert thresholds (an array literal; NULL: none).
+    orgs: Vec<String>,
+    plans: Vec<String>,
+    limits: Vec<Option<i64>>,
+    periods: Vec<&'static str>,
+    anchors: Vec<Option<NaiveDate>>,
+    alerts: Vec<Option<String>>,
 }
 
 impl GuessCheck {
-    /// The parameters of the resources' and the organization row's checks, the last ones of
-    /// both checked writes.
+    /// An empty check, to which [`add`](Self::add) adds organizations.
+    fn new() -> GuessCheck {
+        GuessCheck {
+            p_orgs: Vec::new(),
+            starts: Vec::new(),
+            totals: Vec::new(),
+            held: Vec::new(),
+            p_at: Vec::new(),
+            k_orgs: Vec::new(),
+            keys: Vec::new(),
+            r_orgs: Vec::new(),
+            ids: Vec::new(),
+            columns: Vec::new(),
+            orgs: Vec::new(),
+            plans: Vec::new(),
+            limits: Vec::new(),
+            periods: Vec::new(),
+            anchors: Vec::new(),
+            alerts: Vec::new(),
+        }
+    }
+
+    /// Adds `org`'s `guess` of what `ask` reads, if it is of the kind checked: leases asked,
+    /// no key stored, every resource live, the ask's periods and resources. `false` (nothing
+    /// added) when not.
+    fn add(&mut self, org: &str, ask: &UsageAsk<'_>, guess: &UsageGuess) -> Result<bool> {
+        let state = &guess.state;
+        let guessable = ask.leases
+            && ask.except_holder.is_none()
+            && state.keys.is_empty()
+            && state.columns.iter().all(|(_, c)| c.is_some())
+            && state.columns.len() == ask.resources.len()
+            && state
+                .columns
+                .iter()
+                .zip(ask.resources)
+                .all(|((id, _), r)| id == r)
+            && state.periods.len() == ask.periods.len()
+            && state
+                .periods
+                .iter()
+                .zip(ask.periods)
+                .all(|(p, s)| p.0 == *s);
+        if !guessable {
+            return Ok(false);
+        }
+        let big = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let now = DateTime::<Utc>::from_timestamp_micros(ask.now_micros)
+            .ok_or_else(|| Error::invalid("now", "Out of range"))?;
+        for &(start, total, held) in &state.periods {
+            self.p_orgs.push(org.to_owned());
+            self.starts.push(date_of(start)?);
+            self.totals.push(big(total));
+            self.held.push(guess.holds.then(|| big(held)));
+            self.p_at.push(now);
+        }
+        for &key in ask.keys {
+            self.k_orgs.push(org.to_owned());
+            self.keys.push(key.to_owned());
+        }
+        for (id, column) in &state.columns {
+            self.r_orgs.push(org.to_owned());
+            self.ids.push(id.clone());
+            self.columns
+                .push(column.map_or(-1, |c| i32::try_from(c).unwrap_or(-1)));
+        }
+        let rec = &guess.org;
+        let (period, anchor) = period_columns(rec.period);
+        self.orgs.push(org.to_owned());
+        self.plans.push(rec.org.plan.clone());
+        self.limits.push(limit_value(
+            rec.overrides.monthly_requests,
+            "monthly_requests",
+        )?);
+        self.periods.push(period);
+        self.anchors.push(anchor);
+        self.alerts
+            .push(alerts_column(rec.alerts.as_deref()).map(|v| int_array_literal(&v)));
+        Ok(true)
+    }
+
+    /// The parameters of the resources' and the organization row's checks of a check of one
+    /// organization: the last ones of [`USAGE_WRITE_ONE_CHECKED`].
     fn resources_and_row(&self) -> [&(dyn ToSql + Sync); 7] {
         [
             &self.ids,
             &self.columns,
-            &self.plan,
-            &self.limit,
-            &self.period,
-            &self.anchor,
-            &self.alerts,
+            &self.plans[0],
+            &self.limits[0],
+            &self.periods[0],
+            &self.anchors[0],
+            &self.alerts[0],
         ]
     }
 }
@@ -423,18 +513,18 @@ impl<'c> PgTx<'c> {
         Ok(())
     }
 
-    /// As [`lock_orgs`](Self::lock_orgs) for one organization and its one prefetched ask,
-    /// whose answer and the organization's record are guessed (ARCHITECTURE.md, "Guessed
-    /// usage transactions"): the transaction's reads of them are answered from `guess`, and
-    /// nothing is read now. The lock leaves with the writes and COMMIT in one round trip,
-    /// BEGIN with them, and the usage write carries a check ([`USAGE_WRITE_CHECKED`]) that
-    /// fails the transaction (division by zero) unless what the quota derives from in the
-    /// record and the rows the ask reads are the guessed ones; with nothing to write, the
-    /// check goes alone before COMMIT ([`before_commit`](Self::before_commit)). It runs once
-    /// the lock is granted, so it reads what the read sent with the lock would. Any other read
-    /// is refused (`missed`), nothing sent: the transaction then runs again without the
-    /// guess. `false` (nothing done) when the guess is not of the kind checked: leases asked,
-    /// no key stored, every resource live, the ask's periods and resources.
+    /// As [`lock_orgs`](Self::lock_orgs) for organizations and their prefetched asks, one
+    /// each, whose answers and the organizations' records are guessed (ARCHITECTURE.md,
+    /// "Guessed usage transactions"): the transaction's reads of them are answered from
+    /// `guesses` (one per ask, in order), and nothing is read now. The lock leaves with the
+    /// writes and COMMIT in one round trip, BEGIN with them, and the usage write carries a
+    /// check ([`USAGE_WRITE_CHECKED`]) that fails the transaction (division by zero) unless
+    /// what each quota derives from in the records and the rows the asks read are the
+    /// guessed ones; with nothing to write, the check goes alone before COMMIT
+    /// ([`before_commit`](Self::before_commit)). It runs once the lock is granted, so it reads
+    /// what the read sent with the lock would. Any other read is refused (`missed`), nothing
+    /// sent: the transaction then runs again without the guesses. `false` (nothing done)
+    /// without guesses, or when one is not of the kind checked ([`GuessCheck::add`]).
     ///
     /// BEGIN leaves with the writes here: a BEGIN refused on a healthy idle session (which
     /// does not happen: a session in an aborted transaction refuses the statements after it
@@ -442,74 +532,46 @@ impl<'c> PgTx<'c> {
     /// could not be applied in part.
     pub(crate) fn lock_guessed(
         &self,
+        orgs: &[&str],
         prefetch: &'c [(&'c str, UsageAsk<'c>)],
-        guess: &UsageGuess,
+        guesses: &[UsageGuess],
     ) -> Result<bool> {
-        let [(org, ask)] = prefetch else {
-            return Ok(false);
-        };
-        let state = &guess.state;
-        // Guessed: leases asked, no key stored, every resource live, the asked periods.
-        let guessable = ask.leases
-            && ask.except_holder.is_none()
-            && state.keys.is_empty()
-            && state.columns.iter().all(|(_, c)| c.is_some())
-            && state.columns.len() == ask.resources.len()
-            && state
-                .columns
+        // One guess per ask, and one ask per organization locked, in the same order.
+        if guesses.is_empty()
+            || guesses.len() != prefetch.len()
+            || orgs.len() != prefetch.len()
+            || !orgs
                 .iter()
-                .zip(ask.resources)
-                .all(|((id, _), r)| id == r)
-            && state.periods.len() == ask.periods.len()
-            && state
-                .periods
-                .iter()
-                .zip(ask.periods)
-                .all(|(p, s)| p.0 == *s);
-        if !guessable {
+                .zip(prefetch)
+                .all(|(org, (asked, _))| org == asked)
+        {
             return Ok(false);
         }
-        let big = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        let rec = &guess.org;
-        let (period, anchor) = period_columns(rec.period);
-        let check = GuessCheck {
-            org: (*org).to_owned(),
-            starts: ask
-                .periods
-                .iter()
-                .map(|&p| date_of(p))
-                .collect::<Result<Vec<NaiveDate>>>()?,
-            totals: state.periods.iter().map(|p| big(p.1)).collect(),
-            held: state
-                .periods
-                .iter()
-                .map(|p| guess.holds.then(|| big(p.2)))
-                .collect(),
-            now: DateTime::<Utc>::from_timestamp_micros(ask.now_micros)
-                .ok_or_else(|| Error::invalid("now", "Out of range"))?,
-            keys: ask.keys.iter().map(|&k| k.to_owned()).collect(),
-            ids: state.columns.iter().map(|(id, _)| id.clone()).collect(),
-            columns: state
-                .columns
-                .iter()
-                .map(|(_, c)| c.map_or(-1, |c| i32::try_from(c).unwrap_or(-1)))
-                .collect(),
-            plan: rec.org.plan.clone(),
-            limit: limit_value(rec.overrides.monthly_requests, "monthly_requests")?,
-            period,
-            anchor,
-            alerts: alerts_column(rec.alerts.as_deref()),
-        };
-        self.exec(LOCK_ONE, &[org])?;
+        let mut check = GuessCheck::new();
+        for ((org, ask), guess) in prefetch.iter().zip(guesses) {
+            if !check.add(org, ask, guess)? {
+                return Ok(false);
+            }
+        }
+        if let [org] = orgs {
+            self.exec(LOCK_ONE, &[org])?;
+        } else {
+            let mut ids: Vec<&str> = orgs.to_vec();
+            ids.sort_unstable();
+            ids.dedup();
+            self.exec(LOCK_MANY, &[&ids])?;
+        }
         if let Session::Tx(open) = &mut *self.session.borrow_mut() {
             open.begin_with_writes = true;
         }
-        self.known
-            .borrow_mut()
-            .insert((*org).to_owned(), rec.clone());
+        let mut known = self.known.borrow_mut();
+        for (org, guess) in orgs.iter().zip(guesses) {
+            known.insert((*org).to_owned(), guess.org.clone());
+        }
+        drop(known);
         *self.prefetched.borrow_mut() = Some(Prefetched {
             asks: prefetch,
-            states: vec![state.clone()],
+            states: guesses.iter().map(|g| g.state.clone()).collect(),
         });
         *self.check.borrow_mut() = Some(check);
         self.guessing.set(true);
@@ -517,19 +579,15 @@ impl<'c> PgTx<'c> {
     }
 
     /// [`USAGE_WRITE_ONE_CHECKED`] when `writes` and the guess's check are of its kind (one
-    /// organization, one period, one day row, at most one key; the check of one period and
-    /// at most one key); whether it was sent.
+    /// organization, one period, one day row, at most one key; the check of one organization,
+    /// one period and at most one key); whether it was sent.
     fn write_one_checked(&self, writes: &[UsageWrite<'_>]) -> Result<bool> {
         // Taken, as the general write takes it: it leaves with this statement.
         let Some(check) = self.check.borrow_mut().take() else {
             return Ok(false);
         };
-        let one = match writes {
-            [w] if w.org == check.org
-                && check.starts.len() == 1
-                && check.held.len() == 1
-                && check.keys.len() <= 1 =>
-            {
+        let one = match (writes, &check.orgs[..]) {
+            ([w], [org]) if w.org == org && check.starts.len() == 1 && check.keys.len() <= 1 => {
                 match (w.periods, w.days, w.keys) {
                     ([(span, total)], [(day, row)], [] | [_]) => Some((w, span, total, day, row)),
                     _ => None,
@@ -543,7 +601,7 @@ impl<'c> PgTx<'c> {
         };
         let (names, times) = key_columns(w.keys)?;
         let params: [&(dyn ToSql + Sync); 14] = [
-            &check.org,
+            &check.orgs[0],
             &date_of(span.start)?,
             &date_of(span.end)?,
             &signed(*total, "total")?,
@@ -555,7 +613,7 @@ impl<'c> PgTx<'c> {
             &check.starts[0],
             &check.totals[0],
             &check.held[0],
-            &check.now,
+            &check.p_at[0],
             &check.keys.first(),
         ];
         let mut all = params.to_vec();
@@ -569,14 +627,23 @@ impl<'c> PgTx<'c> {
     fn exec_checked(&self, params: &[&(dyn ToSql + Sync); 11], check: &GuessCheck) -> Result<()> {
         let mut all: Vec<&(dyn ToSql + Sync)> = params.to_vec();
         all.extend_from_slice(&[
-            &check.org,
+            &check.p_orgs,
             &check.starts,
             &check.totals,
             &check.held,
-            &check.now,
+            &check.p_at,
+            &check.k_orgs,
             &check.keys,
+            &check.r_orgs,
+            &check.ids,
+            &check.columns,
+            &check.orgs,
+            &check.plans,
+            &check.limits,
+            &check.periods,
+            &check.anchors,
+            &check.alerts,
         ]);
-        all.extend_from_slice(&check.resources_and_row());
         self.exec(USAGE_WRITE_CHECKED, &all)
     }
 
@@ -2611,7 +2678,12 @@ impl Writes for PgTx<'_> {
 /// A day row's columns as an array literal (`{1,0,3}`): rows of different lengths do not
 /// make one two-dimensional array.
 fn columns_literal(row: &DayRow) -> String {
-    let numbers: Vec<String> = row.columns.iter().map(u64::to_string).collect();
+    int_array_literal(&row.columns)
+}
+
+/// An array literal of numbers (`{1,2,3}`), for a column of arrays of different lengths.
+fn int_array_literal<T: ToString>(numbers: &[T]) -> String {
+    let numbers: Vec<String> = numbers.iter().map(T::to_string).collect();
     format!("{{{}}}", numbers.join(","))
 }
 
@@ -2727,16 +2799,15 @@ macro_rules! held_sum {
     };
 }
 
-/// The part of a guess's check that finds each resource of `$ids` live with its usage
-/// column at the same place in `$columns`.
+/// The part of a guess's check that finds each resource of `$from` (rows `r(id, col)`, and
+/// `org` when each names its organization) live in organization `$org` with usage column
+/// `r.col`.
 macro_rules! resources_check {
-    ($org:literal, $ids:literal, $columns:literal) => {
+    ($from:literal, $org:literal) => {
         concat!(
-            "NOT EXISTS (SELECT 1 FROM unnest(",
-            $ids,
-            "::TEXT[], ",
-            $columns,
-            "::INT[]) AS r(id, col)
+            "NOT EXISTS (SELECT 1 FROM ",
+            $from,
+            "
         WHERE NOT EXISTS (SELECT 1 FROM resources x WHERE x.organization_id = ",
             $org,
             "
@@ -2782,36 +2853,48 @@ macro_rules! usage_write {
 /// The usage write alone.
 const USAGE_WRITE: &str = concat!(usage_write!(), " SELECT 1");
 
-/// The usage write with [`PgTx::lock_guessed`]'s check: it divides by zero unless, for
-/// organization `$12`, each period starting on a day of `$13` stored the total at the same
-/// place in `$14` (0 when no row) while live leases and reservations (`$16`: the time
-/// reservations must outlive) held what `$15` says (when not NULL), none of the keys `$17`
-/// was stored, each resource of `$18` was live with the usage column at the same place in
-/// `$19` (what [`USAGE_READ_ONE`] reads, compared where it is read), and the organization's
-/// row holds what its quota derives from: plan `$20`, monthly request limit `$21`, quota
-/// period `$22` and `$23`, alert thresholds `$24`. Every part of one statement reads the
-/// same snapshot, so the check sees the rows as they were before the write (with nothing to
-/// write, the arrays `$1`-`$11` are empty).
+/// The usage write with [`PgTx::lock_guessed`]'s check ([`GuessCheck`]): it divides by zero
+/// unless each period of `$12`-`$16` (organization, first day, total, held, time) stored
+/// that total (0 when no row) while live leases and reservations outliving that time held
+/// what it says (when not NULL), none of the keys `$17`-`$18` (organization, key) was stored,
+/// each resource of `$19`-`$21` (organization, id, column) was live with that usage column
+/// (what [`usage_read`] reads, compared where it is read), and each organization's row of
+/// `$22`-`$27` holds what its quota derives from: plan, monthly request limit, quota period
+/// and billing anchor, alert thresholds (an array literal). Every part of one statement reads
+/// the same snapshot, so the check sees the rows as they were before the write (with nothing
+/// to write, the arrays `$1`-`$11` are empty).
 const USAGE_WRITE_CHECKED: &str = concat!(
     usage_write!(),
     " SELECT 1 / CASE WHEN
-    NOT EXISTS (SELECT 1 FROM unnest($13::DATE[], $14::BIGINT[], $15::BIGINT[])
-            AS p(start, total, held)
+    NOT EXISTS (SELECT 1 FROM unnest($12::TEXT[], $13::DATE[], $14::BIGINT[], $15::BIGINT[],
+            $16::TIMESTAMPTZ[]) AS p(org, start, total, held, at)
         WHERE coalesce((SELECT u.total FROM usage_periods u
-                        WHERE u.organization_id = $12 AND u.period_start = p.start), 0)
+                        WHERE u.organization_id = p.org AND u.period_start = p.start), 0)
               <> p.total
            OR (p.held IS NOT NULL AND ",
-    held_sum!("$12", "p.start", "$16"),
+    held_sum!("p.org", "p.start", "p.at"),
     " <> p.held))
-    AND NOT EXISTS (SELECT 1 FROM unnest($17::TEXT[]) AS c(key),
+    AND NOT EXISTS (SELECT 1 FROM unnest($17::TEXT[], $18::TEXT[]) AS c(org, key),
         LATERAL (SELECT 1 FROM idempotency_keys
-                 WHERE organization_id = $12 AND key = c.key LIMIT 1) i)
+                 WHERE organization_id = c.org AND key = c.key LIMIT 1) i)
     AND ",
-    resources_check!("$12", "$18", "$19"),
+    resources_check!(
+        "unnest($19::TEXT[], $20::TEXT[], $21::INT[]) AS r(org, id, col)",
+        "r.org"
+    ),
     "
-    AND ",
-    org_row_check!("$12", "$20", "$21", "$22", "$23", "$24"),
-    "
+    AND NOT EXISTS (SELECT 1 FROM unnest($22::TEXT[], $23::TEXT[], $24::BIGINT[], $25::TEXT[],
+            $26::DATE[], $27::TEXT[]) AS g(org, plan, lim, period, anchor, alerts)
+        WHERE NOT ",
+    org_row_check!(
+        "g.org",
+        "g.plan",
+        "g.lim",
+        "g.period",
+        "g.anchor",
+        "g.alerts::INT[]"
+    ),
+    ")
     THEN 1 ELSE 0 END"
 );
 
@@ -2852,16 +2935,20 @@ const USAGE_WRITE_ONE_CHECKED: &str = concat!(
     AND ($14::TEXT IS NULL OR NOT EXISTS (SELECT 1 FROM idempotency_keys
         WHERE organization_id = $1 AND key = $14))
     AND ",
-    resources_check!("$1", "$15", "$16"),
+    resources_check!("unnest($15::TEXT[], $16::INT[]) AS r(id, col)", "$1"),
     "
     AND ",
-    org_row_check!("$1", "$17", "$18", "$19", "$20", "$21"),
+    org_row_check!("$1", "$17", "$18", "$19", "$20", "$21::TEXT::INT[]"),
     "
     THEN 1 ELSE 0 END"
 );
 
 /// Locks one organization's row ([`PgTx::lock_guessed`]).
 const LOCK_ONE: &str = "SELECT 1 FROM organizations WHERE id = $1 FOR UPDATE";
+
+/// Locks organizations' rows, in the order of their ids ([`PgTx::lock_guessed`]), as
+/// [`PgTx::lock_orgs`] does.
+const LOCK_MANY: &str = "SELECT 1 FROM organizations WHERE id = ANY($1) ORDER BY id FOR UPDATE";
 
 /// The usage-state read of `asks` ([`Reads::usage_states`]): its statement and parameters.
 /// Its rows: (kind, ask index, usage column, key or resource id, total, leased, period start),
