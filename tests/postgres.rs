@@ -1075,7 +1075,7 @@ fn guesses_of_batches_of_several_organizations_are_checked() {
     let mut held = None;
     // Each change is followed by rounds without one: after a guess missed, the organizations
     // of its batch go without guesses for a while, and rounds that count let them guess again.
-    let changes = [1, 2, 3, 4, 5].into_iter().flat_map(|c| [0, 0, c]);
+    let changes = [1, 2, 3, 4, 5, 6].into_iter().flat_map(|c| [0, 0, c]);
     for change in changes.chain([0, 0]) {
         expect.fill(Expect::Counts);
         match change {
@@ -1118,6 +1118,12 @@ fn guesses_of_batches_of_several_organizations_are_checked() {
                     .unwrap();
                 added[0] += 1;
                 expect[0] = Expect::Duplicate("dup".to_owned());
+            }
+            // An alert threshold set, which the total is past: the next call announces it.
+            6 => {
+                let (org, owner) = &orgs[2];
+                b.set_usage_alerts(&Actor::user(&owner.id), org, Some(&[1]))
+                    .unwrap();
             }
             _ => {}
         }
@@ -1165,6 +1171,11 @@ fn guesses_of_batches_of_several_organizations_are_checked() {
                 .release_reservation(&orgs[3].0, &held.take().unwrap())
                 .unwrap()),
             4 => resources[5] = None,
+            6 => {
+                let (org, owner) = &orgs[2];
+                let alerts = a.usage_alerts(&Actor::user(&owner.id), org).unwrap();
+                assert!(alerts.alerts[0].fired_this_period, "{alerts:?}");
+            }
             _ => {}
         }
     }

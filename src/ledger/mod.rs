@@ -99,6 +99,17 @@ impl Default for Thresholds {
 }
 
 impl Quota {
+    /// The alert thresholds (percent) a period total of `total` has reached: none without a
+    /// limit, or with a limit of 0.
+    pub(crate) fn alerts_reached(&self, total: u64) -> impl Iterator<Item = u32> + '_ {
+        let limit = self.limit;
+        self.alerts.iter().filter(move |&p| {
+            limit
+                .and_then(|l| crate::model::alert::mark(l, p))
+                .is_some_and(|m| total >= m)
+        })
+    }
+
     /// `used + add` when admission allows it, else the refusal.
     pub(crate) fn admit(self, used: u64, add: u64) -> Result<u64> {
         match used.checked_add(add) {

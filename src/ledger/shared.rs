@@ -37,6 +37,7 @@
 //! ARCHITECTURE.md, "Guessed usage transactions".
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -81,6 +82,10 @@ struct Call {
     /// woken: waking every waiting caller after each batch cost 16 callers over 64
     /// organizations about 9 % of their throughput (BENCHMARKS.md, PostgreSQL).
     wake: Condvar,
+    /// Its caller leads a batch (of other calls: its own still waits while its organization
+    /// is busy), so a wake-up to lead would be lost on it. Read and written under the
+    /// queue's lock.
+    leading: AtomicBool,
 }
 
 /// The group committer's queue.
@@ -153,9 +158,9 @@ pub(crate) struct Shared {
     /// Notified when a call is queued while a caller gathers.
     queued: Condvar,
     pub(crate) leases: super::lease::Leases,
-    /// What the last batch of each organization saw when it committed: its next batch's
+    /// What the last batch of each organization saw when it committed: the next batch's
     /// prefetch is computed from the quota period there (the calendar month if none), and
-    /// runs on what it saw, as a guess (`Backend::write_usage_dyn`). Guesses only: the store checks them, and the batch asks
+    /// the next batch runs on what it saw, as a guess (`Backend::write_usage_dyn`). Guesses only: the store checks them, and the batch asks
     /// again from what it reads under the lock when they are wrong.
     seen: Mutex<HashMap<String, Seen>>,
 }
@@ -202,10 +207,11 @@ impl Seen {
                 Some((*start, total, leased))
             })
             .collect::<Option<Vec<_>>>()?;
+        // A resource seen not live is not guessed: the store checks live resources only.
         let columns = prepared
             .resources
             .iter()
-            .map(|&id| Some((id.to_owned(), *last.columns.get(id)?)))
+            .map(|&id| Some((id.to_owned(), Some((*last.columns.get(id)?)?))))
             .collect::<Option<Vec<_>>>()?;
         Some(UsageGuess {
             holds: last.holds,
@@ -255,6 +261,7 @@ impl Shared {
             events,
             answer: Mutex::new(None),
             wake: Condvar::new(),
+            leading: AtomicBool::new(false),
         });
         let mut queue = lock(&self.queue);
         queue.waiting.push(call.clone());
@@ -294,10 +301,12 @@ impl Shared {
                     for c in &batch {
                         queue.busy.insert(c.org.clone());
                     }
+                    call.leading.store(true, Ordering::Relaxed);
                     drop(queue);
                     let running = Running {
                         shared: self,
                         batch: &batch,
+                        own: &call,
                     };
                     let answers = self.run_batch(store, env, &batch);
                     for (c, answer) in batch.iter().zip(answers) {
@@ -305,6 +314,7 @@ impl Shared {
                     }
                     drop(running);
                     queue = lock(&self.queue);
+                    call.leading.store(false, Ordering::Relaxed);
                     continue;
                 }
             }
@@ -368,12 +378,15 @@ impl Shared {
     }
 }
 
-/// A running batch. However it ends (a panic included), its organizations are freed and the
-/// waiting callers woken; after a panic its unanswered calls get a `storage_error` rather
-/// than waiting for ever.
+/// A running batch. However it ends (a panic included), its organizations are freed, its
+/// callers woken and the next leader too; after a panic its unanswered calls get a
+/// `storage_error` rather than waiting for ever, and the leader's own call, if it still
+/// waits, leaves the queue (its caller is unwinding: nobody would take its answer).
 struct Running<'a> {
     shared: &'a Shared,
     batch: &'a [Arc<Call>],
+    /// The leader's own call.
+    own: &'a Arc<Call>,
 }
 
 impl Drop for Running<'_> {
@@ -387,19 +400,28 @@ impl Drop for Running<'_> {
             }
         }
         let mut queue = lock(&self.shared.queue);
+        if std::thread::panicking() {
+            queue.waiting.retain(|c| !Arc::ptr_eq(c, self.own));
+        }
         queue.leading -= 1;
         queue.running = queue.running.saturating_sub(self.batch.len());
         for c in self.batch {
             queue.busy.remove(&c.org);
         }
         let gathering = queue.gathering;
-        // A leader's place is free: the first waiting caller may lead the next batch (a
-        // gatherer leads it instead). Callers are woken after the lock is let go: each waits
-        // under it, so one that looked before this change waits already, and one that looks
-        // after sees it.
-        let next = (!gathering)
-            .then(|| queue.waiting.first().cloned())
-            .flatten();
+        // A leader's place is free: the first waiting caller that leads no batch may lead the
+        // next one (a gatherer leads it instead). Callers are woken after the lock is let go:
+        // each waits under it, so one that looked before this change waits already, and one
+        // that looks after sees it.
+        let next = if gathering {
+            None
+        } else {
+            queue
+                .waiting
+                .iter()
+                .find(|c| !c.leading.load(Ordering::Relaxed))
+                .cloned()
+        };
         drop(queue);
         for c in self.batch {
             c.wake.notify_one();
@@ -512,11 +534,24 @@ impl Shared {
                     .collect();
                 tx.usage_states(&asks)?
             };
+            // A run after one on guesses (which missed, or failed): which organizations made
+            // it miss, by what this run reads and decides.
+            let after_guesses = runs.get() > 1 && !guesses.is_empty();
+            let mut missed_by: Vec<&str> = Vec::new();
             let mut plans: Vec<(&str, OrgPlan)> = Vec::with_capacity(live.len());
             for ((org, calls, prepared), state) in live.into_iter().zip(states) {
+                let held = !after_guesses
+                    || orgs
+                        .iter()
+                        .position(|o| *o == org)
+                        .and_then(|i| guesses.get(i))
+                        .is_some_and(|g| guess_held(g, prepared.rec.as_ref(), &state));
                 let mut plan = OrgPlan::of(prepared, state)?;
                 for &i in calls {
                     answers[i] = Some(plan.decide(&batch[i].events, false));
+                }
+                if !held || (after_guesses && plan.reads_alerts()) {
+                    missed_by.push(org);
                 }
                 plans.push((org, plan));
             }
@@ -525,13 +560,10 @@ impl Shared {
                 .into_iter()
                 .map(|(org, plan)| (org, plan.quota.period, plan.last()))
                 .collect();
-            Ok((answers, saw))
+            Ok((answers, saw, missed_by))
         });
         match done {
-            Ok((answers, saw)) => {
-                // The check does not say which guess missed: each organization of the
-                // batch counts the miss.
-                let missed = !guesses.is_empty() && runs.get() > 1;
+            Ok((answers, saw, missed_by)) => {
                 let mut seen = lock(&self.seen);
                 // An organization found gone: nothing of it is left to guess.
                 for org in &orgs {
@@ -566,7 +598,7 @@ impl Shared {
                         }
                         (now, _) => now,
                     };
-                    if missed {
+                    if missed_by.contains(&org) {
                         entry.misses = (entry.misses + 1).min(MISSES_MAX);
                         entry.pause = (1u32 << entry.misses)
                             .saturating_sub(1)
@@ -586,6 +618,30 @@ impl Shared {
             Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
         }
     }
+}
+
+/// Whether `guess` was right about an organization, as a run without it read the
+/// organization's record (`rec`) and usage state. Holds are compared when guessed; the
+/// periods and resources in any order.
+fn guess_held(guess: &UsageGuess, rec: Option<&OrgRecord>, state: &UsageState) -> bool {
+    let periods = |s: &UsageState| {
+        let mut p: Vec<(u32, u64, u64)> = s
+            .periods
+            .iter()
+            .map(|&(start, total, held)| (start, total, if guess.holds { held } else { 0 }))
+            .collect();
+        p.sort_unstable();
+        p
+    };
+    let columns = |s: &UsageState| {
+        let mut c: Vec<(String, Option<u32>)> = s.columns.clone();
+        c.sort_unstable();
+        c
+    };
+    rec == Some(&guess.org)
+        && state.keys.is_empty()
+        && periods(state) == periods(&guess.state)
+        && columns(state) == columns(&guess.state)
 }
 
 /// One organization's admission state inside a transaction: what is stored, and what the
@@ -800,6 +856,14 @@ impl OrgPlan {
         Ok(receipts)
     }
 
+    /// Whether writing the batch reads the organization's alert state, which no guess holds: a
+    /// period total it moves reaches an alert threshold (`UsageEnv::period_total_grew`).
+    fn reads_alerts(&self) -> bool {
+        self.periods.values().any(|&(before, after)| {
+            after != before && self.quota.alerts_reached(after).next().is_some()
+        })
+    }
+
     /// What the batch leaves stored of the organization once it commits, when its record was
     /// kept (`Prepared::of`).
     fn last(self) -> Option<Last> {
@@ -854,5 +918,85 @@ impl OrgPlan {
             })
             .collect();
         super::store_shared_usage(tx, env, &usages)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::org::{LimitOverrides, Organization};
+
+    fn record(plan: &str) -> OrgRecord {
+        let at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+        OrgRecord {
+            org: Organization {
+                id: "org_1".into(),
+                name: "Acme".into(),
+                slug: "acme".into(),
+                external_id: None,
+                description: None,
+                plan: plan.into(),
+                address_line1: None,
+                address_line2: None,
+                city: None,
+                state: None,
+                zipcode: None,
+                country: None,
+                settings: Default::default(),
+                metadata: Default::default(),
+                created_at: at,
+                updated_at: at,
+            },
+            overrides: LimitOverrides::default(),
+            period: QuotaPeriod::default(),
+            alerts: Some(Vec::new()),
+        }
+    }
+
+    fn state(periods: &[(u32, u64, u64)], columns: &[(&str, u32)]) -> UsageState {
+        UsageState {
+            periods: periods.to_vec(),
+            keys: Vec::new(),
+            columns: columns
+                .iter()
+                .map(|&(id, c)| (id.to_owned(), Some(c)))
+                .collect(),
+        }
+    }
+
+    /// A run after a guess that missed charges the miss only to the organizations whose guess
+    /// it finds wrong: the record, a total, a hold (when guessed), a stored key or a column.
+    #[test]
+    fn a_guess_held_only_when_the_run_without_it_reads_the_same() {
+        let guessed = state(&[(10, 5, 2), (40, 0, 0)], &[("a", 0), ("b", 1)]);
+        let guess = |holds| UsageGuess {
+            org: record("pro"),
+            state: guessed.clone(),
+            holds,
+        };
+        let rec = record("pro");
+        // The same, periods and resources in another order.
+        let same = state(&[(40, 0, 0), (10, 5, 2)], &[("b", 1), ("a", 0)]);
+        assert!(guess_held(&guess(true), Some(&rec), &same));
+        // A total moved.
+        let moved = state(&[(10, 6, 2), (40, 0, 0)], &[("a", 0), ("b", 1)]);
+        assert!(!guess_held(&guess(true), Some(&rec), &moved));
+        // A hold moved: wrong only when holds were guessed.
+        let held = state(&[(10, 5, 3), (40, 0, 0)], &[("a", 0), ("b", 1)]);
+        assert!(!guess_held(&guess(true), Some(&rec), &held));
+        assert!(guess_held(&guess(false), Some(&rec), &held));
+        // A key stored.
+        let mut keyed = same.clone();
+        keyed.keys.push("k".into());
+        assert!(!guess_held(&guess(true), Some(&rec), &keyed));
+        // A resource's column, or the resource gone.
+        let column = state(&[(10, 5, 2), (40, 0, 0)], &[("a", 0), ("b", 2)]);
+        assert!(!guess_held(&guess(true), Some(&rec), &column));
+        let mut gone = same.clone();
+        gone.columns[0].1 = None;
+        assert!(!guess_held(&guess(true), Some(&rec), &gone));
+        // The record changed, or not read.
+        assert!(!guess_held(&guess(true), Some(&record("team")), &same));
+        assert!(!guess_held(&guess(true), None, &same));
     }
 }

@@ -7,7 +7,6 @@ use super::{record, Ctx};
 use crate::authz::{authorize, Action, Actor};
 use crate::error::{Error, Result};
 use crate::ledger::{day_of, Admit, PeriodGrowth, Quota, UsageEnv, KEY_RETENTION};
-use crate::model::alert;
 use crate::model::period::QuotaPeriod;
 use crate::model::resource::ResourceKind;
 use crate::model::time;
@@ -351,12 +350,7 @@ impl UsageEnv for Ctx<'_> {
         let Some(limit) = growth.quota.limit else {
             return Ok(());
         };
-        let reached: Vec<u32> = growth
-            .quota
-            .alerts
-            .iter()
-            .filter(|&p| alert::mark(limit, p).is_some_and(|m| growth.after >= m))
-            .collect();
+        let reached: Vec<u32> = growth.quota.alerts_reached(growth.after).collect();
         if reached.is_empty() {
             return Ok(());
         }
