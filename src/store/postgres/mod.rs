@@ -85,7 +85,7 @@ pub(crate) fn is_url(text: &str) -> bool {
 /// One pooled connection and the statements prepared on it.
 pub(crate) struct Conn {
     client: Client,
-    statements: HashMap<&'static str, Statement>,
+    statements: HashMap<tx::SqlKey, Statement>,
 }
 
 struct Manager {

@@ -262,7 +262,7 @@ impl Drop for Open<'_> {
 /// A transaction in progress, with the connection's prepared statements.
 pub(crate) struct PgTx<'c> {
     session: RefCell<Session<'c>>,
-    statements: RefCell<&'c mut HashMap<&'static str, Statement>>,
+    statements: RefCell<&'c mut HashMap<SqlKey, Statement>>,
     /// Set when a statement failed in a way that running the transaction again may cure.
     retry: Cell<bool>,
     /// Set when a single-statement read asked for a second statement.
@@ -289,6 +289,28 @@ pub(crate) struct PgTx<'c> {
     missed: Cell<bool>,
     /// The guess's check, until it leaves with the usage write (or alone, before COMMIT).
     check: RefCell<Option<GuessCheck>>,
+}
+
+/// A statement's SQL as the key of a connection's prepared statements: its address and
+/// length, not its text. Hashing and comparing the text (up to a few kilobytes) on every
+/// statement ran would cost more than the rest of the lookup; the same address and length
+/// are the same text, and the same text at two addresses is only prepared twice.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SqlKey(&'static str);
+
+impl PartialEq for SqlKey {
+    fn eq(&self, other: &SqlKey) -> bool {
+        std::ptr::eq(self.0, other.0)
+    }
+}
+
+impl Eq for SqlKey {}
+
+impl std::hash::Hash for SqlKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_usize(self.0.as_ptr() as usize);
+        state.write_usize(self.0.len());
+    }
 }
 
 /// What [`PgTx::lock_guessed`] guessed of its organizations' usage state, as
@@ -441,7 +463,7 @@ impl<'c> PgTx<'c> {
     /// A transaction; `one_snapshot` unless it runs at read committed.
     pub(crate) fn new(
         tx: Open<'c>,
-        statements: &'c mut HashMap<&'static str, Statement>,
+        statements: &'c mut HashMap<SqlKey, Statement>,
         one_snapshot: bool,
     ) -> PgTx<'c> {
         PgTx::on(Session::Tx(tx), statements, one_snapshot)
@@ -450,14 +472,14 @@ impl<'c> PgTx<'c> {
     /// A read that may run one statement, outside any transaction.
     pub(crate) fn single(
         client: &'c mut Client,
-        statements: &'c mut HashMap<&'static str, Statement>,
+        statements: &'c mut HashMap<SqlKey, Statement>,
     ) -> PgTx<'c> {
         PgTx::on(Session::Single { client, ran: false }, statements, true)
     }
 
     fn on(
         session: Session<'c>,
-        statements: &'c mut HashMap<&'static str, Statement>,
+        statements: &'c mut HashMap<SqlKey, Statement>,
         one_snapshot: bool,
     ) -> PgTx<'c> {
         PgTx {
@@ -729,7 +751,7 @@ impl<'c> PgTx<'c> {
     }
 
     fn statement(&self, sql: &'static str) -> Result<Statement> {
-        if let Some(s) = self.statements.borrow().get(sql) {
+        if let Some(s) = self.statements.borrow().get(&SqlKey(sql)) {
             return Ok(s.clone());
         }
         let prepared = match &mut *self.session.borrow_mut() {
@@ -737,7 +759,9 @@ impl<'c> PgTx<'c> {
             Session::Single { client, .. } => client.prepare(sql),
         }
         .map_err(|e| self.fail(e))?;
-        self.statements.borrow_mut().insert(sql, prepared.clone());
+        self.statements
+            .borrow_mut()
+            .insert(SqlKey(sql), prepared.clone());
         Ok(prepared)
     }
 
