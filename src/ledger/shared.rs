@@ -160,8 +160,9 @@ pub(crate) struct Shared {
     pub(crate) leases: super::lease::Leases,
     /// What the last batch of each organization saw when it committed: the next batch's
     /// prefetch is computed from the quota period there (the calendar month if none), and
-    /// the next batch runs on what it saw, as a guess (`Backend::write_usage_dyn`). Guesses only: the store checks them, and the batch asks
-    /// again from what it reads under the lock when they are wrong.
+    /// the next batch runs on what it saw, as a guess (`Backend::write_usage_dyn`). Guesses
+    /// only: the store checks them, and the batch asks again from what it reads under the
+    /// lock when they are wrong.
     seen: Mutex<HashMap<String, Seen>>,
 }
 
@@ -540,8 +541,8 @@ impl Shared {
             let mut missed_by: Vec<&str> = Vec::new();
             let mut plans: Vec<(&str, OrgPlan)> = Vec::with_capacity(live.len());
             for ((org, calls, prepared), state) in live.into_iter().zip(states) {
-                let held = !after_guesses
-                    || orgs
+                let guessed_wrong = after_guesses
+                    && !orgs
                         .iter()
                         .position(|o| *o == org)
                         .and_then(|i| guesses.get(i))
@@ -550,7 +551,7 @@ impl Shared {
                 for &i in calls {
                     answers[i] = Some(plan.decide(&batch[i].events, false));
                 }
-                if !held || (after_guesses && plan.reads_alerts()) {
+                if guessed_wrong || (after_guesses && plan.reads_alerts()) {
                     missed_by.push(org);
                 }
                 plans.push((org, plan));

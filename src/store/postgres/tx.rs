@@ -315,7 +315,9 @@ impl std::hash::Hash for SqlKey {
 
 /// What [`PgTx::lock_guessed`] guessed of its organizations' usage state, as
 /// [`USAGE_WRITE_CHECKED`]'s `$12`-`$27` compare it: one row per period, key, resource and
-/// organization, each naming its organization.
+/// organization, each naming its organization; empty by default, filled by
+/// [`add`](Self::add).
+#[derive(Default)]
 struct GuessCheck {
     /// Each period's organization, first day, stored total (0: no row) and what leases and
     /// reservations held (NULL: not guessed) for reservations outliving `p_at`.
@@ -342,28 +344,6 @@ struct GuessCheck {
 }
 
 impl GuessCheck {
-    /// An empty check, to which [`add`](Self::add) adds organizations.
-    fn new() -> GuessCheck {
-        GuessCheck {
-            p_orgs: Vec::new(),
-            starts: Vec::new(),
-            totals: Vec::new(),
-            held: Vec::new(),
-            p_at: Vec::new(),
-            k_orgs: Vec::new(),
-            keys: Vec::new(),
-            r_orgs: Vec::new(),
-            ids: Vec::new(),
-            columns: Vec::new(),
-            orgs: Vec::new(),
-            plans: Vec::new(),
-            limits: Vec::new(),
-            periods: Vec::new(),
-            anchors: Vec::new(),
-            alerts: Vec::new(),
-        }
-    }
-
     /// Adds `org`'s `guess` of what `ask` reads, if it is of the kind checked: leases asked,
     /// no key stored, every resource live, the ask's periods and resources. `false` (nothing
     /// added) when not.
@@ -509,9 +489,7 @@ impl<'c> PgTx<'c> {
         orgs: &[&str],
         prefetch: &'c [(&'c str, UsageAsk<'c>)],
     ) -> Result<()> {
-        let mut ids: Vec<&str> = orgs.to_vec();
-        ids.sort_unstable();
-        ids.dedup();
+        let ids = lock_order(orgs);
         const LOCK: &str = sql!(ORG_SELECT, " WHERE id = ANY($1) ORDER BY id FOR UPDATE");
         let rows = if prefetch.is_empty() {
             self.rows(LOCK, &[&ids])?
@@ -569,7 +547,7 @@ impl<'c> PgTx<'c> {
         {
             return Ok(false);
         }
-        let mut check = GuessCheck::new();
+        let mut check = GuessCheck::default();
         for ((org, ask), guess) in prefetch.iter().zip(guesses) {
             if !check.add(org, ask, guess)? {
                 return Ok(false);
@@ -578,10 +556,7 @@ impl<'c> PgTx<'c> {
         if let [org] = orgs {
             self.exec(LOCK_ONE, &[org])?;
         } else {
-            let mut ids: Vec<&str> = orgs.to_vec();
-            ids.sort_unstable();
-            ids.dedup();
-            self.exec(LOCK_MANY, &[&ids])?;
+            self.exec(LOCK_MANY, &[&lock_order(orgs)])?;
         }
         if let Session::Tx(open) = &mut *self.session.borrow_mut() {
             open.begin_with_writes = true;
@@ -2966,6 +2941,15 @@ const USAGE_WRITE_ONE_CHECKED: &str = concat!(
     "
     THEN 1 ELSE 0 END"
 );
+
+/// Organizations' ids in the order their rows are locked, each once: sorted, so that two
+/// transactions never wait on each other ([`LOCK_MANY`], [`PgTx::lock_orgs`]).
+fn lock_order<'a>(orgs: &[&'a str]) -> Vec<&'a str> {
+    let mut ids = orgs.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
 
 /// Locks one organization's row ([`PgTx::lock_guessed`]).
 const LOCK_ONE: &str = "SELECT 1 FROM organizations WHERE id = $1 FOR UPDATE";
